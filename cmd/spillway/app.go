@@ -1,0 +1,121 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spillway/spillway/persist"
+)
+
+// globalOptions are the options every command shares.
+type globalOptions struct {
+	Root        string
+	Snapshotter string
+	LockTimeout time.Duration
+}
+
+func defaultRoot() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/spillway"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "spillway")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "spillway")
+}
+
+func newApp(t *term) *cli.App {
+	app := &cli.App{
+		Name:      "spillway",
+		Usage:     "disposable sandboxes that forget everything but what you explicitly let through",
+		Reader:    t.in,
+		Writer:    t.out,
+		ErrWriter: t.err,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "root", Usage: "state directory", EnvVars: []string{"SPILLWAY_ROOT"}, Value: defaultRoot()},
+			&cli.StringFlag{Name: "snapshotter", Usage: "overlayfs or native (default: overlayfs where an overlay mount works); recorded at first use", EnvVars: []string{"SPILLWAY_SNAPSHOTTER"}},
+			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another spillway command on the same root", Value: 30 * time.Second},
+		},
+		HideHelpCommand:      true,
+		EnableBashCompletion: false,
+		ExitErrHandler:       func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError("%v", err)
+		},
+		Commands: []*cli.Command{
+			imageCommand(t),
+			createCommand(t),
+			openCommand(t),
+			pathCommand(t),
+			diffCommand(t),
+			closeCommand(t),
+			lsCommand(t),
+			rmCommand(t),
+			exceptionCommand(t),
+			persistedCommand(t),
+			logCommand(t),
+			auditCommand(t),
+			checkCommand(t),
+		},
+	}
+	setUsageErrors(app.Commands)
+	return app
+}
+
+// setUsageErrors makes flag errors of every subcommand exit 2.
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError("%v", err) }
+		setUsageErrors(c.Subcommands)
+	}
+}
+
+func globals(c *cli.Context) globalOptions {
+	return globalOptions{
+		Root:        c.String("root"),
+		Snapshotter: c.String("snapshotter"),
+		LockTimeout: c.Duration("lock-timeout"),
+	}
+}
+
+// openEnv locks and opens the state directory for one command.
+func openEnv(c *cli.Context, t *term) (*persist.Env, error) {
+	g := globals(c)
+	what := strings.Join(c.Lineage()[0].Args().Slice(), " ")
+	what = strings.TrimSpace(c.Command.FullName() + " " + what)
+	return persist.OpenEnv(c.Context, persist.Options{
+		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: what,
+		Wait: func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
+	})
+}
+
+// withEnv runs fn with an opened Env and closes it after.
+func withEnv(c *cli.Context, t *term, fn func(e *persist.Env) error) (err error) {
+	e, err := openEnv(c, t)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := e.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	return fn(e)
+}
+
+// needArgs checks the number of positional arguments.
+func needArgs(c *cli.Context, n int, usage string) error {
+	if c.NArg() != n {
+		return usageError("usage: spillway %s %s", c.Command.FullName(), usage)
+	}
+	return nil
+}
+
+func jsonFlag(t *term) *cli.BoolFlag {
+	return &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts", Destination: &t.json}
+}

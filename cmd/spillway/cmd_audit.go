@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/store"
+)
+
+type eventJSON struct {
+	Seq     uint64            `json:"seq"`
+	Time    time.Time         `json:"time"`
+	Type    string            `json:"type"`
+	Sandbox string            `json:"sandbox,omitempty"`
+	User    string            `json:"user"`
+	Data    map[string]string `json:"data"`
+	Hash    string            `json:"hash"`
+}
+
+func logCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "log",
+		Usage:     "show the audit log, oldest first",
+		ArgsUsage: "[SANDBOX]",
+		Flags:     []cli.Flag{jsonFlag(t)},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usageError("usage: spillway log [SANDBOX]")
+			}
+			return withEnv(c, t, func(e *persist.Env) error {
+				all := []eventJSON{}
+				err := e.Store.ForEachEvent(c.Args().First(), func(ev *store.Event) error {
+					if t.json {
+						all = append(all, eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, ev.Data, fmt.Sprintf("%x", ev.Hash)})
+						return nil
+					}
+					_, err := fmt.Fprintf(t.out, "%d  %s  %s  %s%s\n", ev.Seq, ev.Time.Format(time.RFC3339), name(ev.User), ev.Type, formatData(ev))
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if t.json {
+					return t.printJSON(all)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func formatData(ev *store.Event) string {
+	var b strings.Builder
+	b.WriteString(" ")
+	if ev.Sandbox != "" {
+		fmt.Fprintf(&b, " sandbox=%s", name(ev.Sandbox))
+	}
+	keys := make([]string, 0, len(ev.Data))
+	for k := range ev.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%s", name(k), name(ev.Data[k]))
+	}
+	return b.String()
+}
+
+func auditCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:  "audit",
+		Usage: "verify the audit log",
+		Subcommands: []*cli.Command{{
+			Name:  "verify",
+			Usage: "recompute the hash chain: exit 0 when intact, 3 naming the first bad entry",
+			Action: func(c *cli.Context) error {
+				return withEnv(c, t, func(e *persist.Env) error {
+					prob, err := e.Store.VerifyAudit()
+					if err != nil {
+						return err
+					}
+					if prob != nil {
+						return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("audit log broken at entry %d: %s", prob.Seq, prob.Message)}
+					}
+					fmt.Fprintln(t.out, "audit log intact")
+					return nil
+				})
+			},
+		}},
+	}
+}
+
+func checkCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "check that store, blobs, snapshots and mounts agree (exit 3 listing each problem)",
+		Action: func(c *cli.Context) error {
+			return withEnv(c, t, func(e *persist.Env) error {
+				problems, err := e.Check(c.Context)
+				if err != nil {
+					return err
+				}
+				for _, p := range problems {
+					fmt.Fprintf(t.out, "problem: %s\n", name(p))
+				}
+				if len(problems) > 0 {
+					return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("check found %d problems", len(problems))}
+				}
+				fmt.Fprintln(t.out, "no problems found")
+				return nil
+			})
+		},
+	}
+}

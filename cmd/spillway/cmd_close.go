@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/units"
+	"github.com/spillway/spillway/persist"
+)
+
+func closeCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "close",
+		Usage:     "persist what the exceptions let through, discard everything else, roll the sandbox back",
+		ArgsUsage: "NAME",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Usage: "print what close would do and change nothing"},
+			&cli.BoolFlag{Name: "force", Usage: "stop processes still running in the sandbox first"},
+			jsonFlag(t),
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "NAME"); err != nil {
+				return err
+			}
+			return runClose(c, t, c.Args().Get(0), c.Bool("dry-run"), c.Bool("force"))
+		},
+	}
+}
+
+func runClose(c *cli.Context, t *term, sandbox string, dryRun, force bool) error {
+	return withEnv(c, t, func(e *persist.Env) error {
+		p := t.progress()
+		sum, err := e.CloseSandbox(c.Context, sandbox, persist.CloseOptions{
+			DryRun:        dryRun,
+			BeforeUnmount: beforeUnmount(t, force),
+			Progress:      func(n int64) { p.printf("closing %s: %d changes read", sandbox, n) },
+		})
+		p.done()
+		if err != nil {
+			return err
+		}
+		for _, r := range sum.Refused {
+			t.warnf("refused %s: %s (exception %s)", name(r.Path), r.Reason, r.Exception)
+		}
+		if t.json {
+			return t.printJSON(sum)
+		}
+		printCloseSummary(t, sum)
+		return nil
+	})
+}
+
+func printCloseSummary(t *term, sum *persist.CloseSummary) {
+	switch {
+	case sum.AlreadyClosed:
+		fmt.Fprintf(t.out, "sandbox %s is already closed (session %d, generation %d)\n", sum.Sandbox, sum.Session, sum.Generation)
+		return
+	case sum.DryRun:
+		fmt.Fprintf(t.out, "dry run: close of %s (session %d) would do this; nothing changed\n", sum.Sandbox, sum.Session)
+	default:
+		fmt.Fprintf(t.out, "closed %s: session %d, generation %d\n", sum.Sandbox, sum.Session, sum.Generation)
+	}
+	var files, bytes int64
+	for _, x := range sum.Exceptions {
+		files += x.Files
+		bytes += x.Bytes
+	}
+	fmt.Fprintf(t.out, "persisted %d files, %s\n", files, units.FormatSize(bytes))
+	w := t.table()
+	for _, x := range sum.Exceptions {
+		fmt.Fprintf(w, "  %s\t%d files\t%s\n", x.Exception, x.Files, units.FormatSize(x.Bytes))
+	}
+	w.Flush()
+	if n := len(sum.Refused); n > 0 {
+		fmt.Fprintf(t.out, "refused %d changes (listed on stderr)\n", n)
+	}
+	fmt.Fprintf(t.out, "discarded %d changes, %s\n", sum.Discarded.Count, units.FormatSize(sum.Discarded.Bytes))
+	w = t.table()
+	for _, d := range sum.Discarded.Top {
+		fmt.Fprintf(w, "  %s\t%d changes\t%s\n", escape.Name(d.Dir), d.Count, units.FormatSize(d.Bytes))
+	}
+	w.Flush()
+}
+
+func diffCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "diff",
+		Usage:     "list the changes since open, each with what close would do (KIND PATH VERDICT)",
+		ArgsUsage: "NAME",
+		Flags:     []cli.Flag{jsonFlag(t)},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "NAME"); err != nil {
+				return err
+			}
+			return withEnv(c, t, func(e *persist.Env) error {
+				all := []persist.DiffEntry{}
+				err := e.Diff(c.Context, c.Args().Get(0), func(d persist.DiffEntry) error {
+					if t.json {
+						all = append(all, d)
+						return nil
+					}
+					verdict := d.Verdict
+					switch d.Verdict {
+					case persist.VerdictPersist:
+						verdict += " " + d.Exception
+					case persist.VerdictRefuse:
+						verdict += " " + d.Reason
+					}
+					_, err := fmt.Fprintf(t.out, "%s %s %s\n", d.Kind, name(d.Path), verdict)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if t.json {
+					return t.printJSON(all)
+				}
+				return nil
+			})
+		},
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spillway/spillway/internal/units"
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/snapshot"
+)
+
+func imageCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:  "image",
+		Usage: "import, list and remove clean base images",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "import",
+				Usage:     "import an image from a directory, a .tar/.tar.gz file, or - (a tar on stdin)",
+				ArgsUsage: "NAME SOURCE",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 2, "NAME SOURCE"); err != nil {
+						return err
+					}
+					return runImageImport(c, t, c.Args().Get(0), c.Args().Get(1))
+				},
+			},
+			{
+				Name:   "ls",
+				Usage:  "list images",
+				Flags:  []cli.Flag{jsonFlag(t)},
+				Action: func(c *cli.Context) error { return runImageLs(c, t) },
+			},
+			{
+				Name:      "rm",
+				Usage:     "remove an image no sandbox uses",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 1, "NAME"); err != nil {
+						return err
+					}
+					return withEnv(c, t, func(e *persist.Env) error {
+						if err := e.RemoveImage(c.Context, c.Args().Get(0)); err != nil {
+							return err
+						}
+						fmt.Fprintf(t.out, "removed image %s\n", c.Args().Get(0))
+						return nil
+					})
+				},
+			},
+		},
+	}
+}
+
+func runImageImport(c *cli.Context, t *term, imgName, source string) error {
+	var src snapshot.Source
+	if source == "-" {
+		src.Tar = t.in
+	} else {
+		fi, err := os.Stat(source)
+		if err != nil {
+			return fmt.Errorf("image source %s: %w", source, err)
+		}
+		if fi.IsDir() {
+			src.Dir = source
+		} else {
+			f, err := os.Open(source)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			src.Tar = f
+		}
+	}
+	return withEnv(c, t, func(e *persist.Env) error {
+		p := t.progress()
+		img, err := e.ImportImage(c.Context, imgName, src, func(files, bytes int64) {
+			p.printf("importing %s: %d files, %s", imgName, files, units.FormatSize(bytes))
+		})
+		p.done()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(t.out, "imported image %s: %d files, %s\n", img.Name, img.Files, units.FormatSize(img.Bytes))
+		return nil
+	})
+}
+
+type imageJSON struct {
+	Name    string    `json:"name"`
+	Files   int64     `json:"files"`
+	Bytes   int64     `json:"bytes"`
+	Created time.Time `json:"created"`
+}
+
+func runImageLs(c *cli.Context, t *term) error {
+	return withEnv(c, t, func(e *persist.Env) error {
+		imgs, err := e.Images()
+		if err != nil {
+			return err
+		}
+		if t.json {
+			out := []imageJSON{}
+			for _, i := range imgs {
+				out = append(out, imageJSON{i.Name, i.Files, i.Bytes, i.Created})
+			}
+			return t.printJSON(out)
+		}
+		w := t.table()
+		fmt.Fprintln(w, "NAME\tFILES\tSIZE\tCREATED")
+		for _, i := range imgs {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", i.Name, i.Files, units.FormatSize(i.Bytes), i.Created.Format(time.RFC3339))
+		}
+		return w.Flush()
+	})
+}

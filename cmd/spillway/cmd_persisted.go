@@ -1,0 +1,228 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/units"
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/store"
+)
+
+// recordJSON is a record as scripts see it (SPEC.md field names).
+type recordJSON struct {
+	ID        uint64    `json:"id"`
+	Sandbox   string    `json:"sandbox"`
+	Session   uint64    `json:"session"`
+	Path      string    `json:"path"`
+	PathBytes []byte    `json:"path_bytes,omitempty"`
+	Kind      string    `json:"kind"`
+	Type      string    `json:"type"`
+	Size      int64     `json:"size"`
+	Mode      string    `json:"mode"`
+	Digest    string    `json:"digest"`
+	Exception string    `json:"exception"`
+	Status    string    `json:"status"`
+	Reason    string    `json:"reason,omitempty"`
+	Review    string    `json:"review"`
+	Purged    bool      `json:"purged,omitempty"`
+	Mtime     time.Time `json:"mtime"`
+	Link      string    `json:"link,omitempty"`
+}
+
+func toRecordJSON(r *store.Record) recordJSON {
+	text, exact := escape.JSON(r.Path)
+	return recordJSON{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
+		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
+		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Mtime: r.Mtime, Link: r.Link}
+}
+
+func persistedCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:  "persisted",
+		Usage: "inspect the persisted state of a sandbox",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "ls",
+				Usage:     "list what the next open lays over the image",
+				ArgsUsage: "SANDBOX",
+				Flags:     []cli.Flag{jsonFlag(t)},
+				Action:    func(c *cli.Context) error { return runPersistedLs(c, t) },
+			},
+			{
+				Name:      "cat",
+				Usage:     "print a persisted file (the current version, or the one of --session N)",
+				ArgsUsage: "SANDBOX PATH",
+				Flags:     []cli.Flag{&cli.Uint64Flag{Name: "session", Usage: "the version recorded by session N"}},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 2, "SANDBOX PATH [--session N]"); err != nil {
+						return err
+					}
+					return withEnv(c, t, func(e *persist.Env) error {
+						f, err := openVersion(e, c.Args().Get(0), c.Args().Get(1), c.Uint64("session"))
+						if err != nil {
+							return err
+						}
+						defer f.Close()
+						_, err = io.Copy(t.out, f)
+						return err
+					})
+				},
+			},
+			{
+				Name:      "export",
+				Usage:     "copy a persisted file out to the host (never through a symlink at DEST)",
+				ArgsUsage: "SANDBOX PATH DEST",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "overwrite DEST"}},
+				Action:    func(c *cli.Context) error { return runPersistedExport(c, t) },
+			},
+			{
+				Name:      "history",
+				Usage:     "every version of a path across sessions",
+				ArgsUsage: "SANDBOX PATH",
+				Flags:     []cli.Flag{jsonFlag(t)},
+				Action:    func(c *cli.Context) error { return runPersistedHistory(c, t) },
+			},
+		},
+	}
+}
+
+func runPersistedLs(c *cli.Context, t *term) error {
+	if err := needArgs(c, 1, "SANDBOX"); err != nil {
+		return err
+	}
+	return withEnv(c, t, func(e *persist.Env) error {
+		recs, err := e.Persisted(c.Args().Get(0))
+		if err != nil {
+			return err
+		}
+		if t.json {
+			out := []recordJSON{}
+			for _, r := range recs {
+				out = append(out, toRecordJSON(r))
+			}
+			return t.printJSON(out)
+		}
+		w := t.table()
+		fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
+		for _, r := range recs {
+			typ := r.Type
+			if r.Kind == store.KindDelete {
+				typ = "deleted"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%04o\t%s\t%d\t%s\n", name(r.Path), typ, units.FormatSize(r.Size), r.Mode, r.Exception, r.Session, r.Status)
+		}
+		return w.Flush()
+	})
+}
+
+func openVersion(e *persist.Env, sandbox, path string, session uint64) (*os.File, error) {
+	r, err := e.PersistedVersion(sandbox, path, session)
+	if err != nil {
+		return nil, err
+	}
+	if r.Digest == "" {
+		return nil, fmt.Errorf("%s in %s is a %s %s: no content to show", name(path), sandbox, r.Type, r.Kind)
+	}
+	return e.Blobs.Open(r.Digest)
+}
+
+func runPersistedExport(c *cli.Context, t *term) error {
+	if err := needArgs(c, 3, "SANDBOX PATH DEST [--force]"); err != nil {
+		return err
+	}
+	dest := c.Args().Get(2)
+	return withEnv(c, t, func(e *persist.Env) error {
+		src, err := openVersion(e, c.Args().Get(0), c.Args().Get(1), 0)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		if fi, err := os.Lstat(dest); err == nil {
+			if fi.IsDir() {
+				return fmt.Errorf("%s is a directory: give the file name to write", dest)
+			}
+			if !c.Bool("force") {
+				return fmt.Errorf("%s exists (use --force to overwrite it)", dest)
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		// Write a new file beside DEST and rename it over DEST: the rename
+		// replaces a symlink at DEST instead of writing through it.
+		tmp, err := os.CreateTemp(filepath.Dir(dest), ".spillway-export-")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		if _, err := io.Copy(tmp, src); err != nil {
+			tmp.Close()
+			return err
+		}
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
+		tmp.Close()
+		flags := uint(unix.RENAME_NOREPLACE)
+		if c.Bool("force") {
+			flags = 0
+		}
+		if err := unix.Renameat2(unix.AT_FDCWD, tmp.Name(), unix.AT_FDCWD, dest, flags); err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("%s exists (use --force to overwrite it)", dest)
+			}
+			return err
+		}
+		fmt.Fprintf(t.out, "exported %s to %s\n", name(c.Args().Get(1)), dest)
+		return nil
+	})
+}
+
+func runPersistedHistory(c *cli.Context, t *term) error {
+	if err := needArgs(c, 2, "SANDBOX PATH"); err != nil {
+		return err
+	}
+	return withEnv(c, t, func(e *persist.Env) error {
+		recs, err := e.History(c.Args().Get(0), c.Args().Get(1))
+		if err != nil {
+			return err
+		}
+		if t.json {
+			out := []recordJSON{}
+			for _, r := range recs {
+				out = append(out, toRecordJSON(r))
+			}
+			return t.printJSON(out)
+		}
+		if len(recs) == 0 {
+			return fmt.Errorf("%s has no record of %s", c.Args().Get(0), name(c.Args().Get(1)))
+		}
+		w := t.table()
+		fmt.Fprintln(w, "RECORD\tSESSION\tKIND\tSIZE\tDIGEST\tSTATUS\tEXCEPTION")
+		for _, r := range recs {
+			st := r.Status
+			if r.Purged {
+				st += ",purged"
+			}
+			if r.Reason != "" {
+				st += " (" + name(r.Reason) + ")"
+			}
+			dg := r.Digest
+			if len(dg) > 19 {
+				dg = dg[:19]
+			}
+			fmt.Fprintf(w, "r%s\t%d\t%s\t%s\t%s\t%s\t%s\n", strconv.FormatUint(r.ID, 10), r.Session, r.Kind, units.FormatSize(r.Size), dg, st, r.Exception)
+		}
+		return w.Flush()
+	})
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spillway/spillway/internal/units"
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/store"
+)
+
+func createCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "create a closed sandbox bound to an image",
+		ArgsUsage: "NAME --image IMAGE",
+		Flags:     []cli.Flag{&cli.StringFlag{Name: "image", Usage: "the image the sandbox starts from (required)"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "NAME --image IMAGE"); err != nil {
+				return err
+			}
+			if c.String("image") == "" {
+				return usageError("usage: spillway create NAME --image IMAGE (--image is required)")
+			}
+			return withEnv(c, t, func(e *persist.Env) error {
+				n := c.Args().Get(0)
+				if err := e.CreateSandbox(n, c.String("image")); err != nil {
+					return err
+				}
+				fmt.Fprintf(t.out, "created sandbox %s from image %s\n", n, c.String("image"))
+				return nil
+			})
+		},
+	}
+}
+
+type mountJSON struct {
+	Type    string   `json:"type"`
+	Source  string   `json:"source"`
+	Options []string `json:"options"`
+}
+
+type openJSON struct {
+	Name       string      `json:"name"`
+	Path       string      `json:"path"`
+	Session    uint64      `json:"session"`
+	Generation uint64      `json:"generation"`
+	Mounts     []mountJSON `json:"mounts"`
+}
+
+func openCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "open",
+		Usage:     "prepare a fresh root from the image and persisted state, mount it, print its path",
+		ArgsUsage: "NAME",
+		Flags:     []cli.Flag{jsonFlag(t)},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "NAME"); err != nil {
+				return err
+			}
+			return withEnv(c, t, func(e *persist.Env) error {
+				o, err := e.OpenSandbox(c.Context, c.Args().Get(0))
+				if err != nil {
+					return err
+				}
+				for _, s := range o.Skipped {
+					t.warnf("persisted path not applied: %s", name(s))
+				}
+				if !t.json {
+					fmt.Fprintln(t.out, o.Path)
+					return nil
+				}
+				out := openJSON{Name: o.Name, Path: o.Path, Session: o.Session, Generation: o.Generation, Mounts: []mountJSON{}}
+				for _, m := range o.Mounts {
+					out.Mounts = append(out.Mounts, mountJSON{Type: m.Type, Source: m.Source, Options: m.Options})
+				}
+				return t.printJSON(out)
+			})
+		},
+	}
+}
+
+func pathCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "path",
+		Usage:     "print the root path of an open sandbox",
+		ArgsUsage: "NAME",
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "NAME"); err != nil {
+				return err
+			}
+			return withEnv(c, t, func(e *persist.Env) error {
+				sbs, err := e.Sandboxes()
+				if err != nil {
+					return err
+				}
+				for _, sb := range sbs {
+					if sb.Name == c.Args().Get(0) {
+						if sb.State != store.StateOpen {
+							return fmt.Errorf("sandbox %s is %s (open it with: spillway open %s)", sb.Name, sb.State, sb.Name)
+						}
+						fmt.Fprintln(t.out, e.MountPath(sb.Name))
+						return nil
+					}
+				}
+				return fmt.Errorf("no sandbox named %q (see spillway ls)", c.Args().Get(0))
+			})
+		},
+	}
+}
+
+func lsCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:  "ls",
+		Usage: "list sandboxes",
+		Flags: []cli.Flag{jsonFlag(t)},
+		Action: func(c *cli.Context) error {
+			return withEnv(c, t, func(e *persist.Env) error {
+				sbs, err := e.Sandboxes()
+				if err != nil {
+					return err
+				}
+				if t.json {
+					return t.printJSON(sbs)
+				}
+				w := t.table()
+				fmt.Fprintln(w, "NAME\tIMAGE\tSTATE\tSESSION\tGENERATION\tPERSISTED\tPENDING")
+				for _, s := range sbs {
+					gen := fmt.Sprint(s.Generation)
+					if s.State == store.StateOpen && s.OpenGeneration != s.Generation {
+						gen = fmt.Sprintf("%d (open on %d; the newer one applies at next open)", s.Generation, s.OpenGeneration)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d files, %s\t%d\n", s.Name, s.Image, s.State, s.Session, gen,
+						s.PersistedFiles, units.FormatSize(s.PersistedBytes), s.Pending)
+				}
+				return w.Flush()
+			})
+		},
+	}
+}
+
+func rmCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "delete a closed sandbox and its persisted state (its history stays in the audit log)",
+		ArgsUsage: "NAME",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "close it first, discarding everything"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "NAME"); err != nil {
+				return err
+			}
+			return withEnv(c, t, func(e *persist.Env) error {
+				if err := e.RemoveSandbox(c.Context, c.Args().Get(0), c.Bool("force")); err != nil {
+					return err
+				}
+				fmt.Fprintf(t.out, "removed sandbox %s\n", c.Args().Get(0))
+				return nil
+			})
+		},
+	}
+}
+
+var _ = strings.Join

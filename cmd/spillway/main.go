@@ -1,0 +1,75 @@
+// Command spillway manages disposable sandboxes whose only surviving state
+// is what an explicit persistence exception lets through.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spillway/spillway/persist"
+)
+
+// Exit codes (SPEC.md).
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitVerifyKO = 3
+)
+
+func main() {
+	os.Exit(Main(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// Main runs the CLI with args and returns the process exit status.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	t := &term{in: stdin, out: stdout, err: stderr}
+	app := newApp(t)
+	err := app.RunContext(ctx, reorderArgs(app, args))
+	return t.exit(err)
+}
+
+// exitStatus is an error that carries its own exit status (run, verify).
+type exitStatus struct {
+	code int
+	err  error // printed when not nil
+}
+
+func (e *exitStatus) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+// usageError marks bad input on the command line.
+func usageError(format string, args ...any) error {
+	return &persist.UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// exit prints err the documented way and returns the exit status.
+func (t *term) exit(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var st *exitStatus
+	if errors.As(err, &st) {
+		if st.err != nil {
+			t.errorf(st.err)
+		}
+		return st.code
+	}
+	t.errorf(err)
+	var ue *persist.UsageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitError
+}

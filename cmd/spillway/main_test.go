@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/spillway/spillway/internal/testrootfs"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testscript.RunMain(m, map[string]func() int{
+		"spillway": func() int { return Main(os.Args, os.Stdin, os.Stdout, os.Stderr) },
+	}))
+}
+
+// requireRoot fails (never skips) when the tests cannot mount.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("these tests mount overlay filesystems and need root (CI runs them as root)")
+	}
+}
+
+// TestScripts runs the CLI scripts in testdata/*.txtar. Each gets a fresh
+// state directory ($SPILLWAY_ROOT) and a busybox rootfs in $WORK/busybox.
+func TestScripts(t *testing.T) {
+	requireRoot(t)
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("SPILLWAY_ROOT", filepath.Join(env.WorkDir, "state"))
+			env.Setenv("SPILLWAY_NO_PROGRESS", "1")
+			env.Setenv("NO_COLOR", "1")
+			return testrootfs.Build(filepath.Join(env.WorkDir, "busybox"))
+		},
+		Cmds: scriptCmds,
+	})
+}

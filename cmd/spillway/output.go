@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/escape"
+)
+
+// term holds the streams of one run of the CLI.
+type term struct {
+	in       io.Reader
+	out, err io.Writer
+	json     bool // the command asked for --json: errors too are JSON
+}
+
+// errorf prints an error as "spillway: message" (or a JSON object).
+func (t *term) errorf(err error) {
+	msg := err.Error()
+	if t.json {
+		b, _ := json.Marshal(map[string]string{"error": msg})
+		fmt.Fprintln(t.err, string(b))
+		return
+	}
+	fmt.Fprintf(t.err, "spillway: %s\n", msg)
+}
+
+// warnf prints a warning line on stderr.
+func (t *term) warnf(format string, args ...any) {
+	fmt.Fprintf(t.err, "spillway: "+format+"\n", args...)
+}
+
+// printJSON writes v as indented JSON on stdout.
+func (t *term) printJSON(v any) error {
+	enc := json.NewEncoder(t.out)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// table returns a tabwriter for plain aligned columns on stdout.
+func (t *term) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(t.out, 0, 4, 2, ' ', 0)
+}
+
+// isTerminal says whether w is a terminal (for progress and colour).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// progress prints a self-overwriting line on a terminal, nothing elsewhere.
+type progress struct {
+	w  io.Writer
+	on bool
+}
+
+func (t *term) progress() *progress {
+	return &progress{w: t.err, on: isTerminal(t.err) && os.Getenv("SPILLWAY_NO_PROGRESS") == ""}
+}
+
+func (p *progress) printf(format string, args ...any) {
+	if p.on {
+		fmt.Fprintf(p.w, "\r\033[K"+format, args...)
+	}
+}
+
+func (p *progress) done() {
+	if p.on {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+// name escapes a hostile name for human output.
+func name(s string) string { return escape.Name(s) }
+
+// joinNames escapes and joins names.
+func joinNames(ss []string) string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = escape.Name(s)
+	}
+	return strings.Join(out, " ")
+}

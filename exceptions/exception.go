@@ -1,0 +1,46 @@
+package exceptions
+
+import "time"
+
+// Review modes of an exception.
+const (
+	ReviewAfter  = "after"  // the change is applied at once and waits for review
+	ReviewBefore = "before" // the change is held back until approved
+)
+
+// States of an exception, as shown by `exception ls`.
+const (
+	StateActive  = "active"
+	StateRevoked = "revoked"
+	StateExpired = "expired"
+)
+
+// Limits bound what one exception lets through in one session.
+type Limits struct {
+	MaxFileSize int64 `json:"max_file_size"` // bytes per file
+	MaxBytes    int64 `json:"max_bytes"`     // bytes per session
+	MaxFiles    int64 `json:"max_files"`     // files per session
+}
+
+// DefaultLimits are the limits of an exception that sets none.
+var DefaultLimits = Limits{MaxFileSize: 256 << 20, MaxBytes: 1 << 30, MaxFiles: 10000}
+
+// Exception is a persistence rule of one sandbox. It is never edited or
+// deleted: only revoked (Revoked set) or expired (Expires passed).
+type Exception struct {
+	ID            string    // "ex1", "ex2", … unique per store
+	Sandbox       string    // the sandbox the rule belongs to
+	Patterns      []string  // absolute, clean doublestar patterns
+	Reason        string    // required, why the rule exists
+	Created       time.Time // when it was added
+	CreatedBy     string    // OS user that added it
+	Expires       time.Time // zero: never
+	Review        string    // ReviewAfter or ReviewBefore
+	AllowExec     bool      // keep execute bits
+	AllowSymlinks bool      // persist symlinks as links
+	Forced        bool      // added with --force despite lint findings
+	Limits        Limits
+	Revoked       time.Time // zero: not revoked
+	RevokedBy     string
+	RevokeReason  string
+}

@@ -1,0 +1,63 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/persist/hostile"
+	"github.com/spillway/spillway/store"
+)
+
+// DiffEntry is one change of an open sandbox and what close would do.
+type DiffEntry struct {
+	Kind      string `json:"kind"` // "A", "M" or "D"
+	Path      string `json:"path"`
+	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	Verdict   string `json:"verdict"`
+	Exception string `json:"exception,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// KindLetter maps a change kind to the letter diff prints.
+func KindLetter(kind string) string {
+	switch kind {
+	case hostile.KindAdd:
+		return "A"
+	case hostile.KindDelete:
+		return "D"
+	}
+	return "M"
+}
+
+// Diff streams the changes since open with the verdict close would give
+// each (content is not read, so a file that changes during close can still
+// be refused then).
+func (e *Env) Diff(ctx context.Context, name string, fn func(DiffEntry) error) error {
+	sb, err := e.getSandbox(name)
+	if err != nil {
+		return err
+	}
+	if sb.State != store.StateOpen {
+		return fmt.Errorf("sandbox %s is %s: diff shows the changes of an open sandbox", name, sb.State)
+	}
+	var rules []*exceptions.Exception
+	if err := e.Store.View(func(tx *store.Tx) error {
+		rules, err = e.activeRules(tx, name)
+		return err
+	}); err != nil {
+		return err
+	}
+	files, bytes := map[string]int64{}, map[string]int64{}
+	now := e.Now()
+	return e.walkChanges(ctx, sb, func(_ string, c hostile.Change) error {
+		d := decide(rules, c, files, bytes, now)
+		de := DiffEntry{Kind: KindLetter(c.Kind), Path: c.Path, PathBytes: exactBytes(c.Path), Type: c.Type, Size: c.Size, Verdict: d.Verdict, Reason: d.Reason}
+		if d.Exception != nil {
+			de.Exception = d.Exception.ID
+		}
+		return fn(de)
+	})
+}

@@ -1,0 +1,169 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/spillway/spillway/internal/lock"
+	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/store"
+)
+
+// Options say where the state lives and how to reach it.
+type Options struct {
+	Root        string        // state directory
+	Snapshotter string        // "", snapshot.KindOverlay or snapshot.KindNative
+	LockTimeout time.Duration // how long to wait for another command
+	What        string        // this command, for a waiting command's message
+	Wait        func(holder string)
+}
+
+// Env is an opened state directory: the lock, the store, the snapshotter and
+// the blob store. Close releases all of them.
+type Env struct {
+	Root  string
+	Store *store.Store
+	Snap  *snapshot.Manager
+	Blobs *Blobs
+	Now   func() time.Time
+
+	lock *lock.Lock
+}
+
+const metaSnapshotter = "snapshotter"
+
+// OpenEnv locks the state directory and opens what is in it. The snapshotter
+// choice is recorded at first use; a later different choice is an error.
+func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
+	if o.Root == "" {
+		return nil, errors.New("no state directory: set --root or SPILLWAY_ROOT")
+	}
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	timeout := o.LockTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	l, err := lock.Acquire(ctx, filepath.Join(root, "lock"), o.What, timeout, o.Wait)
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Root: root, lock: l, Now: func() time.Time { return time.Now().UTC() }}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	e.Store, err = store.Open(filepath.Join(root, "store"))
+	if err != nil {
+		return nil, err
+	}
+	kind, err := e.chooseSnapshotter(o.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	e.Snap, err = snapshot.Open(ctx, filepath.Join(root, "snapshots", kind), kind, timeout)
+	if err != nil {
+		return nil, err
+	}
+	e.Blobs, err = NewBlobs(filepath.Join(root, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{e.mntDir(), e.tmpDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func (e *Env) chooseSnapshotter(asked string) (string, error) {
+	var recorded string
+	err := e.Store.View(func(tx *store.Tx) error {
+		v, _, err := tx.GetMeta(metaSnapshotter)
+		recorded = v
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	switch asked {
+	case "", snapshot.KindOverlay, snapshot.KindNative:
+	default:
+		return "", usageErrorf("unknown snapshotter %q: use overlayfs or native", asked)
+	}
+	if recorded != "" {
+		if asked != "" && asked != recorded {
+			return "", fmt.Errorf("state directory %s uses the %s snapshotter, not %s", e.Root, recorded, asked)
+		}
+		return recorded, nil
+	}
+	kind := asked
+	if kind == "" {
+		kind = snapshot.Detect(e.Root)
+	} else if kind == snapshot.KindOverlay {
+		if err := snapshot.CheckOverlay(e.Root); err != nil {
+			return "", err
+		}
+	}
+	err = e.Store.Update(func(tx *store.Tx) error { return tx.PutMeta(metaSnapshotter, kind) })
+	return kind, err
+}
+
+// Close releases everything Env holds. It is safe twice.
+func (e *Env) Close() error {
+	var errs []error
+	if e.Snap != nil {
+		errs = append(errs, e.Snap.Close())
+		e.Snap = nil
+	}
+	if e.Store != nil {
+		errs = append(errs, e.Store.Close())
+		e.Store = nil
+	}
+	errs = append(errs, e.lock.Release())
+	return errors.Join(errs...)
+}
+
+func (e *Env) mntDir() string { return filepath.Join(e.Root, "mnt") }
+func (e *Env) tmpDir() string { return filepath.Join(e.Root, "tmp") }
+
+// MountPath is where the root of an open sandbox is mounted.
+func (e *Env) MountPath(sandbox string) string { return filepath.Join(e.mntDir(), sandbox) }
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ValidateName checks an image or sandbox name.
+func ValidateName(kind, name string) error {
+	if !nameRE.MatchString(name) {
+		return usageErrorf("invalid %s name %q: use letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)", kind, name)
+	}
+	return nil
+}
+
+// UsageError marks an error as bad input from the command line (exit 2).
+type UsageError struct{ Err error }
+
+func (u *UsageError) Error() string { return u.Err.Error() }
+func (u *UsageError) Unwrap() error { return u.Err }
+
+func usageErrorf(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// Snapshot keys, derived so that a crashed command can find its leftovers.
+func imageKey(name string) string                { return "img/" + name }
+func layerKey(sandbox string, gen uint64) string { return fmt.Sprintf("sbx/%s/gen/%d", sandbox, gen) }
+func sessionKey(sandbox string, n uint64) string { return fmt.Sprintf("sbx/%s/session/%d", sandbox, n) }
+func sandboxKeyPrefix(sandbox string) string     { return "sbx/" + sandbox + "/" }

@@ -1,0 +1,223 @@
+package persist
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/store"
+)
+
+// AddException validates and stores a new rule. Risky patterns are refused
+// unless x.Forced; the findings are returned either way.
+func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error) {
+	if strings.TrimSpace(x.Reason) == "" {
+		return nil, usageErrorf("--reason is required: say why this exception exists")
+	}
+	if len(x.Patterns) == 0 {
+		return nil, usageErrorf("give at least one PATTERN")
+	}
+	for _, p := range x.Patterns {
+		if err := exceptions.ValidatePattern(p); err != nil {
+			return nil, &UsageError{Err: err}
+		}
+	}
+	if x.Review == "" {
+		x.Review = exceptions.ReviewAfter
+	}
+	if x.Review != exceptions.ReviewAfter && x.Review != exceptions.ReviewBefore {
+		return nil, usageErrorf("--review must be after or before, not %q", x.Review)
+	}
+	now := e.Now()
+	if !x.Expires.IsZero() && !x.Expires.After(now) {
+		return nil, usageErrorf("--expires is in the past")
+	}
+	findings := exceptions.Lint(x)
+	if len(findings) > 0 && !x.Forced {
+		var msgs []string
+		for _, f := range findings {
+			msgs = append(msgs, fmt.Sprintf("%s: %s", f.Code, f.Message))
+		}
+		return findings, fmt.Errorf("risky exception refused:\n  %s\nuse --force to add it anyway (it will be marked as forced)", strings.Join(msgs, "\n  "))
+	}
+	if len(findings) == 0 {
+		x.Forced = false
+	}
+	x.Created = now
+	x.CreatedBy = currentUser()
+	err := e.Store.Update(func(tx *store.Tx) error {
+		if _, err := tx.GetSandbox(x.Sandbox); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("no sandbox named %q (see spillway ls)", x.Sandbox)
+			}
+			return err
+		}
+		id, err := tx.NextExceptionID()
+		if err != nil {
+			return err
+		}
+		x.ID = id
+		if err := tx.PutException(x); err != nil {
+			return err
+		}
+		data := map[string]string{
+			"exception": id, "patterns": strings.Join(x.Patterns, " "), "reason": x.Reason,
+			"review": x.Review, "forced": fmt.Sprint(x.Forced),
+		}
+		if !x.Expires.IsZero() {
+			data["expires"] = x.Expires.Format("2006-01-02T15:04:05Z07:00")
+		}
+		_, err = tx.Append("exception.add", x.Sandbox, data)
+		return err
+	})
+	return findings, err
+}
+
+// Exceptions lists the rules of a sandbox ("" = all sandboxes); all adds
+// revoked and expired ones.
+func (e *Env) Exceptions(sandbox string, all bool) ([]*exceptions.Exception, error) {
+	var out []*exceptions.Exception
+	now := e.Now()
+	err := e.Store.View(func(tx *store.Tx) error {
+		if sandbox != "" {
+			if _, err := tx.GetSandbox(sandbox); errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("no sandbox named %q (see spillway ls)", sandbox)
+			}
+		}
+		xs, err := tx.ListExceptions(sandbox)
+		for _, x := range xs {
+			if all || x.Active(now) {
+				out = append(out, x)
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// ExceptionReport is a rule and what it let through.
+type ExceptionReport struct {
+	Exception *exceptions.Exception
+	Sessions  []uint64 // sessions in which it let something through
+	Files     int64    // records it let through (not refused)
+	Bytes     int64
+	Refused   int64
+	// IdleSessions counts the closed sessions since the rule was added (or
+	// since it last matched) in which it matched nothing.
+	IdleSessions int
+}
+
+// ShowException reports a rule and its effect.
+func (e *Env) ShowException(id string) (*ExceptionReport, error) {
+	rep := &ExceptionReport{}
+	err := e.Store.View(func(tx *store.Tx) error {
+		x, err := tx.GetException(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no exception %q (see spillway exception ls --all)", id)
+		} else if err != nil {
+			return err
+		}
+		rep.Exception = x
+		seen := map[uint64]bool{}
+		var last uint64
+		err = tx.ForEachExceptionRecord(id, func(r *store.Record) error {
+			if r.Status == store.StatusRefused {
+				rep.Refused++
+			} else {
+				rep.Files++
+				rep.Bytes += r.Size
+			}
+			if !seen[r.Session] {
+				seen[r.Session] = true
+				rep.Sessions = append(rep.Sessions, r.Session)
+			}
+			if r.Session > last {
+				last = r.Session
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		sessions, err := tx.ListSessions(x.Sandbox)
+		if err != nil {
+			return err
+		}
+		for _, s := range sessions {
+			if s.State != store.StateClosed || s.N <= last || s.Closed.Before(x.Created) {
+				continue
+			}
+			if !x.Revoked.IsZero() && s.Opened.After(x.Revoked) {
+				continue
+			}
+			rep.IdleSessions++
+		}
+		return nil
+	})
+	return rep, err
+}
+
+// RevokeException stops a rule from matching; purge also takes every path it
+// let through out of the persisted state, in a new generation.
+func (e *Env) RevokeException(id, reason string, purge bool) (purged int, err error) {
+	if strings.TrimSpace(reason) == "" {
+		return 0, usageErrorf("--reason is required: say why the exception is revoked")
+	}
+	now := e.Now()
+	err = e.Store.Update(func(tx *store.Tx) error {
+		x, err := tx.GetException(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no exception %q (see spillway exception ls --all)", id)
+		} else if err != nil {
+			return err
+		}
+		if !x.Revoked.IsZero() && !purge {
+			return fmt.Errorf("exception %s was already revoked on %s", id, x.Revoked.Format("2006-01-02 15:04"))
+		}
+		if x.Revoked.IsZero() {
+			x.Revoked, x.RevokedBy, x.RevokeReason = now, currentUser(), reason
+			if err := tx.PutException(x); err != nil {
+				return err
+			}
+			if _, err := tx.Append("exception.revoke", x.Sandbox, map[string]string{"exception": id, "reason": reason}); err != nil {
+				return err
+			}
+		}
+		if !purge {
+			return nil
+		}
+		var recs []*store.Record
+		err = tx.ForEachExceptionRecord(id, func(r *store.Record) error {
+			if !r.Purged && r.Status != store.StatusRefused {
+				recs = append(recs, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			r.Purged = true
+			if err := tx.PutRecord(r); err != nil {
+				return err
+			}
+		}
+		purged = len(recs)
+		sb, err := tx.GetSandbox(x.Sandbox)
+		if err != nil {
+			return err
+		}
+		if purged > 0 {
+			sb.Generation++
+			if err := tx.PutSandbox(sb); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Append("exception.purge", x.Sandbox, map[string]string{
+			"exception": id, "records": fmt.Sprint(purged), "generation": fmt.Sprint(sb.Generation),
+		})
+		return err
+	})
+	return purged, err
+}

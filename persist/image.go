@@ -1,0 +1,96 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/store"
+)
+
+// ImportImage builds image name from src. Nothing is half-imported: on any
+// error the snapshot is removed and the store is unchanged.
+func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source, progress func(files, bytes int64)) (*store.Image, error) {
+	if err := ValidateName("image", name); err != nil {
+		return nil, err
+	}
+	err := e.Store.View(func(tx *store.Tx) error {
+		_, err := tx.GetImage(name)
+		if err == nil {
+			return fmt.Errorf("image %s already exists (remove it first with: spillway image rm %s)", name, name)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	key := imageKey(name)
+	// A snapshot without a store entry is the leftover of a crashed import.
+	if err := e.Snap.Remove(ctx, key); err != nil {
+		return nil, err
+	}
+	st, err := e.Snap.Import(ctx, key, src, progress)
+	if err != nil {
+		return nil, fmt.Errorf("image import: %w", err)
+	}
+	img := &store.Image{Name: name, Snapshot: key, Files: st.Files, Bytes: st.Bytes, Created: e.Now(), Dir: st.Dir}
+	err = e.Store.Update(func(tx *store.Tx) error {
+		if err := tx.PutImage(img); err != nil {
+			return err
+		}
+		_, err := tx.Append("image.import", "", map[string]string{
+			"image": name, "files": fmt.Sprint(st.Files), "bytes": fmt.Sprint(st.Bytes),
+		})
+		return err
+	})
+	if err != nil {
+		e.Snap.Remove(ctx, key)
+		return nil, err
+	}
+	return img, nil
+}
+
+// RemoveImage deletes an image that no sandbox uses.
+func (e *Env) RemoveImage(ctx context.Context, name string) error {
+	err := e.Store.Update(func(tx *store.Tx) error {
+		if _, err := tx.GetImage(name); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("no image named %q (see spillway image ls)", name)
+			}
+			return err
+		}
+		sbs, err := tx.ListSandboxes()
+		if err != nil {
+			return err
+		}
+		for _, sb := range sbs {
+			if sb.Image == name {
+				return fmt.Errorf("image %s is in use by sandbox %s (remove the sandbox first: spillway rm %s)", name, sb.Name, sb.Name)
+			}
+		}
+		if err := tx.DeleteImage(name); err != nil {
+			return err
+		}
+		_, err = tx.Append("image.rm", "", map[string]string{"image": name})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return e.Snap.Remove(ctx, imageKey(name))
+}
+
+// Images lists the imported images.
+func (e *Env) Images() ([]*store.Image, error) {
+	var out []*store.Image
+	err := e.Store.View(func(tx *store.Tx) error {
+		var err error
+		out, err = tx.ListImages()
+		return err
+	})
+	return out, err
+}

@@ -1,0 +1,333 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/store"
+)
+
+// Opened describes an open sandbox's root.
+type Opened struct {
+	Name       string        `json:"name"`
+	Path       string        `json:"path"`
+	Session    uint64        `json:"session"`
+	Generation uint64        `json:"generation"`
+	Mounts     []mount.Mount `json:"-"`
+	Skipped    []string      `json:"-"` // stored paths that were not applied, with why
+	Already    bool          `json:"-"` // the sandbox was open already
+}
+
+// OpenSandbox prepares a fresh root from the image and the persisted state and
+// mounts it. On an open sandbox it returns the same root and starts nothing.
+func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
+	sb, err := e.getSandbox(name)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State == store.StateClosing {
+		// Finish the interrupted close first.
+		if _, err := e.CloseSandbox(ctx, name, CloseOptions{}); err != nil {
+			return nil, fmt.Errorf("finish interrupted close of %s: %w", name, err)
+		}
+		if sb, err = e.getSandbox(name); err != nil {
+			return nil, err
+		}
+	}
+	if sb.State == store.StateOpen {
+		return e.reopen(ctx, sb)
+	}
+	if err := e.cleanupSandbox(ctx, sb); err != nil {
+		return nil, err
+	}
+	var (
+		img   *store.Image
+		state State
+	)
+	if err := e.Store.View(func(tx *store.Tx) error {
+		var err error
+		if img, err = tx.GetImage(sb.Image); err != nil {
+			return err
+		}
+		state, err = LoadState(tx, sb)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	parent, baseDir := img.Snapshot, img.Dir
+	var skipped []string
+	if len(state) > 0 {
+		key := layerKey(sb.Name, sb.Generation)
+		dir, sk, err := e.ensureLayer(ctx, key, img.Snapshot, state)
+		if err != nil {
+			return nil, err
+		}
+		parent, baseDir, skipped = key, dir, sk
+	}
+	n := sb.Session + 1
+	skey := sessionKey(sb.Name, n)
+	mounts, err := e.Snap.Prepare(ctx, skey, parent)
+	if err != nil {
+		return nil, fmt.Errorf("prepare root of %s: %w", name, err)
+	}
+	target := e.MountPath(name)
+	if err := snapshot.MountAll(mounts, target); err != nil {
+		e.Snap.Remove(ctx, skey)
+		return nil, fmt.Errorf("mount root of %s: %w", name, err)
+	}
+	now := e.Now()
+	sb.State, sb.Session, sb.OpenGeneration = store.StateOpen, n, sb.Generation
+	sb.Path, sb.Snapshot, sb.Layer, sb.BaseDir = target, skey, parent, baseDir
+	if parent == img.Snapshot {
+		sb.Layer = ""
+	}
+	err = e.Store.Update(func(tx *store.Tx) error {
+		if err := tx.PutSession(&store.Session{Sandbox: name, N: n, State: store.StateOpen, Opened: now, Generation: sb.Generation}); err != nil {
+			return err
+		}
+		if err := tx.PutSandbox(sb); err != nil {
+			return err
+		}
+		_, err := tx.Append("sandbox.open", name, map[string]string{
+			"session": fmt.Sprint(n), "generation": fmt.Sprint(sb.Generation), "path": target,
+		})
+		return err
+	})
+	if err != nil {
+		snapshot.Unmount(target)
+		e.Snap.Remove(ctx, skey)
+		return nil, err
+	}
+	return &Opened{Name: name, Path: target, Session: n, Generation: sb.Generation, Mounts: mounts, Skipped: skipped}, nil
+}
+
+// reopen returns the root of an open sandbox, mounting it again if it was
+// unmounted behind spillway's back (e.g. after a reboot).
+func (e *Env) reopen(ctx context.Context, sb *store.Sandbox) (*Opened, error) {
+	mounts, err := e.Snap.Mounts(ctx, sb.Snapshot)
+	if err != nil {
+		return nil, fmt.Errorf("root of %s: %w", sb.Name, err)
+	}
+	mounted, err := snapshot.IsMounted(sb.Path)
+	if err != nil {
+		return nil, err
+	}
+	if !mounted {
+		if err := snapshot.MountAll(mounts, sb.Path); err != nil {
+			return nil, fmt.Errorf("mount root of %s again: %w", sb.Name, err)
+		}
+	}
+	return &Opened{Name: sb.Name, Path: sb.Path, Session: sb.Session, Generation: sb.OpenGeneration, Mounts: mounts, Already: true}, nil
+}
+
+// ensureLayer returns the committed layer holding state over the image,
+// building it if it does not exist yet. It returns the layer's directory for
+// the native snapshotter ("" for overlay) and the stored paths it skipped.
+func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (string, []string, error) {
+	buildKey := key + "/build"
+	dirKey := "layerdir:" + key
+	if ok, err := e.Snap.Exists(ctx, key); err != nil {
+		return "", nil, err
+	} else if ok {
+		var dir string
+		err := e.Store.View(func(tx *store.Tx) error {
+			v, _, err := tx.GetMeta(dirKey)
+			dir = v
+			return err
+		})
+		return dir, nil, err
+	}
+	if err := e.Snap.Remove(ctx, buildKey); err != nil {
+		return "", nil, err
+	}
+	mounts, err := e.Snap.Prepare(ctx, buildKey, image)
+	if err != nil {
+		return "", nil, fmt.Errorf("prepare persisted layer: %w", err)
+	}
+	dir, _ := snapshot.BindSource(mounts)
+	if e.Snap.Kind() != snapshot.KindNative {
+		dir = ""
+	}
+	target, err := os.MkdirTemp(e.tmpDir(), "layer-")
+	if err != nil {
+		return "", nil, err
+	}
+	defer os.Remove(target)
+	if err := snapshot.MountAll(mounts, target); err != nil {
+		e.Snap.Remove(ctx, buildKey)
+		return "", nil, fmt.Errorf("mount persisted layer: %w", err)
+	}
+	skipped, applyErr := e.applyState(target, state)
+	if err := snapshot.Unmount(target); err != nil && applyErr == nil {
+		applyErr = err
+	}
+	if applyErr != nil {
+		e.Snap.Remove(ctx, buildKey)
+		return "", nil, fmt.Errorf("build persisted layer: %w", applyErr)
+	}
+	if dir != "" {
+		if err := e.Store.Update(func(tx *store.Tx) error { return tx.PutMeta(dirKey, dir) }); err != nil {
+			return "", nil, err
+		}
+	}
+	if err := e.Snap.Commit(ctx, key, buildKey); err != nil {
+		return "", nil, fmt.Errorf("commit persisted layer: %w", err)
+	}
+	return dir, skipped, nil
+}
+
+// applyState writes the persisted state into a freshly prepared root that no
+// sandbox process has touched. Paths resolve as if the root were "/"; a path
+// that would leave the root is skipped, never followed out.
+func (e *Env) applyState(target string, state State) ([]string, error) {
+	root, err := os.OpenRoot(target)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	var skipped []string
+	for _, r := range state.Sorted() {
+		if !cleanAbs(r.Path) {
+			skipped = append(skipped, fmt.Sprintf("%q: not a clean absolute path", r.Path))
+			continue
+		}
+		if err := e.applyRecord(root, r); err != nil {
+			skipped = append(skipped, fmt.Sprintf("%q: %v", r.Path, err))
+		}
+	}
+	return skipped, nil
+}
+
+func (e *Env) applyRecord(root *os.Root, r *store.Record) error {
+	rel := strings.TrimPrefix(r.Path, "/")
+	if r.Kind == store.KindDelete {
+		err := root.RemoveAll(rel)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if dir := filepath.Dir(rel); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	switch r.Type {
+	case "dir":
+		if fi, err := root.Lstat(rel); err == nil && !fi.IsDir() {
+			if err := root.RemoveAll(rel); err != nil {
+				return err
+			}
+		}
+		if err := root.Mkdir(rel, os.FileMode(r.Mode&0o777)); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		if err := root.Chmod(rel, os.FileMode(r.Mode&0o777)); err != nil {
+			return err
+		}
+		return root.Lchown(rel, int(r.UID), int(r.GID))
+	case "symlink":
+		if err := root.RemoveAll(rel); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := root.Symlink(r.Link, rel); err != nil {
+			return err
+		}
+		return root.Lchown(rel, int(r.UID), int(r.GID))
+	case "file":
+		return e.writeFile(root, rel, r)
+	}
+	return fmt.Errorf("cannot apply a %s", r.Type)
+}
+
+// writeFile creates the file fresh (never through an existing name), copies
+// the blob in, then sets mode, owner and mtime on the descriptor.
+func (e *Env) writeFile(root *os.Root, rel string, r *store.Record) error {
+	if err := root.RemoveAll(rel); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	src, err := e.Blobs.Open(r.Digest)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, src); err != nil {
+		return err
+	}
+	if err := f.Chmod(os.FileMode(r.Mode & 0o777)); err != nil {
+		return err
+	}
+	if err := f.Chown(int(r.UID), int(r.GID)); err != nil {
+		return err
+	}
+	mt := unix.NsecToTimeval(r.Mtime.UnixNano())
+	if err := unix.Futimes(int(f.Fd()), []unix.Timeval{mt, mt}); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// cleanupSandbox removes what a crashed command left of a closed sandbox:
+// its mount, session roots, and layers of other generations.
+func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
+	if err := snapshot.Unmount(e.MountPath(sb.Name)); err != nil {
+		return err
+	}
+	keys, err := e.Snap.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	if sb.State == store.StateOpen {
+		keep[sb.Snapshot] = true
+		keep[sb.Layer] = true
+	} else {
+		keep[layerKey(sb.Name, sb.Generation)] = true
+	}
+	prefix := sandboxKeyPrefix(sb.Name)
+	// Children before parents: sessions and builds first, then layers.
+	for _, pass := range []func(string) bool{
+		func(k string) bool { return !strings.Contains(strings.TrimPrefix(k, prefix), "gen/") || strings.HasSuffix(k, "/build") },
+		func(k string) bool { return true },
+	} {
+		for _, k := range keys {
+			if !strings.HasPrefix(k, prefix) || keep[k] || !pass(k) {
+				continue
+			}
+			if err := e.Snap.Remove(ctx, k); err != nil {
+				return fmt.Errorf("remove leftover snapshot %s: %w", k, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Env) getSandbox(name string) (*store.Sandbox, error) {
+	var sb *store.Sandbox
+	err := e.Store.View(func(tx *store.Tx) error {
+		var err error
+		sb, err = tx.GetSandbox(name)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no sandbox named %q (see spillway ls)", name)
+	}
+	return sb, err
+}
+
+var _ = time.Now

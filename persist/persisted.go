@@ -1,0 +1,93 @@
+package persist
+
+import (
+	"errors"
+	"fmt"
+	"os/user"
+	"strconv"
+
+	"github.com/spillway/spillway/store"
+)
+
+// Persisted returns the current persisted state of a sandbox, by path.
+func (e *Env) Persisted(sandbox string) ([]*store.Record, error) {
+	var out []*store.Record
+	err := e.Store.View(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox(sandbox)
+		if err != nil {
+			return notFoundSandbox(sandbox, err)
+		}
+		st, err := LoadState(tx, sb)
+		if err != nil {
+			return err
+		}
+		out = st.Sorted()
+		return nil
+	})
+	return out, err
+}
+
+// PersistedVersion returns the record of path in the current state, or the
+// version that session n recorded when n > 0.
+func (e *Env) PersistedVersion(sandbox, path string, n uint64) (*store.Record, error) {
+	var out *store.Record
+	err := e.Store.View(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox(sandbox)
+		if err != nil {
+			return notFoundSandbox(sandbox, err)
+		}
+		if n == 0 {
+			st, err := LoadState(tx, sb)
+			if err != nil {
+				return err
+			}
+			out = st[path]
+		} else {
+			hist, err := tx.PathHistory(sandbox, path)
+			if err != nil {
+				return err
+			}
+			for _, r := range hist {
+				if r.Session == n && r.Status != store.StatusRefused {
+					out = r
+				}
+			}
+		}
+		if out == nil {
+			if n > 0 {
+				return fmt.Errorf("%s has no persisted version of %q from session %d", sandbox, path, n)
+			}
+			return fmt.Errorf("%q is not in the persisted state of %s (see spillway persisted ls %s)", path, sandbox, sandbox)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// History returns every record of path across sessions, oldest first.
+func (e *Env) History(sandbox, path string) ([]*store.Record, error) {
+	var out []*store.Record
+	err := e.Store.View(func(tx *store.Tx) error {
+		if _, err := tx.GetSandbox(sandbox); err != nil {
+			return notFoundSandbox(sandbox, err)
+		}
+		var err error
+		out, err = tx.PathHistory(sandbox, path)
+		return err
+	})
+	return out, err
+}
+
+func notFoundSandbox(name string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no sandbox named %q (see spillway ls)", name)
+	}
+	return err
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(0)
+}

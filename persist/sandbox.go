@@ -1,0 +1,136 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/store"
+)
+
+// CreateSandbox makes a closed sandbox bound to an image.
+func (e *Env) CreateSandbox(name, image string) error {
+	if err := ValidateName("sandbox", name); err != nil {
+		return err
+	}
+	return e.Store.Update(func(tx *store.Tx) error {
+		if _, err := tx.GetImage(image); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("no image named %q (see spillway image ls)", image)
+			}
+			return err
+		}
+		if _, err := tx.GetSandbox(name); err == nil {
+			return fmt.Errorf("sandbox %s already exists", name)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		sb := &store.Sandbox{Name: name, Image: image, Created: e.Now(), State: store.StateClosed}
+		if err := tx.PutSandbox(sb); err != nil {
+			return err
+		}
+		_, err := tx.Append("sandbox.create", name, map[string]string{"image": image})
+		return err
+	})
+}
+
+// SandboxInfo is one line of `spillway ls`.
+type SandboxInfo struct {
+	Name           string `json:"name"`
+	Image          string `json:"image"`
+	State          string `json:"state"`
+	Session        uint64 `json:"session"`
+	Generation     uint64 `json:"generation"`
+	OpenGeneration uint64 `json:"open_generation,omitempty"`
+	PersistedFiles int64  `json:"persisted_files"`
+	PersistedBytes int64  `json:"persisted_bytes"`
+	Pending        int64  `json:"pending"`
+}
+
+// Sandboxes lists every sandbox with its persisted state's size.
+func (e *Env) Sandboxes() ([]SandboxInfo, error) {
+	var out []SandboxInfo
+	err := e.Store.View(func(tx *store.Tx) error {
+		sbs, err := tx.ListSandboxes()
+		if err != nil {
+			return err
+		}
+		for _, sb := range sbs {
+			st, err := LoadState(tx, sb)
+			if err != nil {
+				return err
+			}
+			files, bytes := st.Files()
+			info := SandboxInfo{Name: sb.Name, Image: sb.Image, State: sb.State, Session: sb.Session,
+				Generation: sb.Generation, PersistedFiles: files, PersistedBytes: bytes}
+			if sb.State == store.StateOpen {
+				info.OpenGeneration = sb.OpenGeneration
+			}
+			err = tx.ForEachPending(sb.Name, func(*store.Record) error { info.Pending++; return nil })
+			if err != nil {
+				return err
+			}
+			out = append(out, info)
+		}
+		return nil
+	})
+	if out == nil {
+		out = []SandboxInfo{}
+	}
+	return out, err
+}
+
+// RemoveSandbox deletes a closed sandbox and its persisted state; force
+// first rolls an open one back, discarding everything. Its history stays in
+// the audit log.
+func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool) error {
+	sb, err := e.getSandbox(name)
+	if err != nil {
+		return err
+	}
+	if sb.State != store.StateClosed {
+		if !force {
+			return fmt.Errorf("sandbox %s is %s (close it first, or use rm --force to discard everything)", name, sb.State)
+		}
+		if err := snapshot.Unmount(e.MountPath(name)); err != nil {
+			return err
+		}
+	}
+	now := e.Now()
+	err = e.Store.Update(func(tx *store.Tx) error {
+		for n := uint64(1); n <= sb.Session; n++ {
+			if _, err := tx.DeleteSessionRecords(name, n); err != nil {
+				return err
+			}
+		}
+		xs, err := tx.ListExceptions(name)
+		if err != nil {
+			return err
+		}
+		for _, x := range xs {
+			if x.State(now) == exceptions.StateActive {
+				x.Revoked, x.RevokeReason = now, "sandbox removed"
+				if err := tx.PutException(x); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.DeleteSandbox(name); err != nil {
+			return err
+		}
+		_, err = tx.Append("sandbox.rm", name, map[string]string{"forced": fmt.Sprint(force), "sessions": fmt.Sprint(sb.Session)})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	gone := &store.Sandbox{Name: name, State: store.StateClosed, Generation: ^uint64(0)}
+	if err := e.cleanupSandbox(ctx, gone); err != nil {
+		return err
+	}
+	os.Remove(e.MountPath(name))
+	return nil
+}

@@ -1,0 +1,90 @@
+package persist
+
+import (
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/store"
+)
+
+// InEffect says whether a record is part of the persisted state, given the
+// sandbox it belongs to (records of a close that has not committed are not).
+func InEffect(sb *store.Sandbox, r *store.Record) bool {
+	if sb.State == store.StateClosing && r.Session == sb.Session {
+		return false
+	}
+	if r.Purged {
+		return false
+	}
+	switch r.Status {
+	case store.StatusApproved:
+		return true
+	case store.StatusPending:
+		return r.Review != "before"
+	}
+	return false
+}
+
+// State is the persisted state of a sandbox: path → the record that put it
+// there. Deleted paths of the image are kept as delete records.
+type State map[string]*store.Record
+
+// LoadState derives the persisted state of a sandbox from its records.
+func LoadState(tx *store.Tx, sb *store.Sandbox) (State, error) {
+	st := State{}
+	err := tx.ForEachRecord(sb.Name, func(r *store.Record) error {
+		if !InEffect(sb, r) {
+			return nil
+		}
+		st.apply(r)
+		return nil
+	})
+	return st, err
+}
+
+func (st State) apply(r *store.Record) {
+	if r.Kind == store.KindDelete || r.Type == "dir" {
+		// A delete or a new directory replaces everything below the path.
+		prefix := r.Path + "/"
+		for p := range st {
+			if strings.HasPrefix(p, prefix) {
+				delete(st, p)
+			}
+		}
+	}
+	st[r.Path] = r
+}
+
+// Sorted returns the state's records ordered by path, parents first.
+func (st State) Sorted() []*store.Record {
+	out := make([]*store.Record, 0, len(st))
+	for _, r := range st {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// Files counts the paths the state puts in place (not deletions) and bytes.
+func (st State) Files() (files, bytes int64) {
+	for _, r := range st {
+		if r.Kind != store.KindDelete {
+			files++
+			bytes += r.Size
+		}
+	}
+	return
+}
+
+// cleanAbs says whether p is a clean absolute path inside a sandbox.
+func cleanAbs(p string) bool {
+	return p != "/" && strings.HasPrefix(p, "/") && path.Clean(p) == p && !strings.ContainsRune(p, 0)
+}
+
+// exactBytes returns s's bytes when JSON cannot hold s exactly, else nil.
+func exactBytes(s string) []byte {
+	_, b := escape.JSON(s)
+	return b
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs Spillway's whole test suite: formatting, vet, staticcheck, and every
+# test (real overlay mounts, badger, busybox rootfs, runc). Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+
+if [ "$(id -u)" != 0 ]; then
+	echo "test.sh: run as root (the tests mount overlay filesystems)" >&2
+	exit 1
+fi
+need=()
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v runc >/dev/null || need+=(runc)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "installing ${need[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "== gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then
+	echo "gofmt needed on:"; echo "$bad"; exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+echo "== go test"
+go test -count=1 -timeout 40m ./...

@@ -1,0 +1,223 @@
+// Package snapshot keeps images and sandbox roots on containerd's
+// snapshotters: import, prepare, mount, commit, remove.
+//
+// containerd's snapshotters are used as a library, without a daemon. Each
+// keeps its own bolt database (<dir>/metadata.db), which one process at a
+// time may hold: a command opens a Manager, works, and closes it. An open
+// sandbox holds its mount, not the database.
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/containerd/v2/plugins/snapshots/native"
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay"
+	"github.com/containerd/errdefs"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// The snapshotter kinds, as named by --snapshotter.
+const (
+	KindOverlay = "overlayfs"
+	KindNative  = "native"
+)
+
+// Manager is one open snapshotter. It holds the snapshotter's database lock
+// from Open to Close.
+type Manager struct {
+	dir  string
+	kind string
+	sn   snapshots.Snapshotter
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the snapshotter of the given kind rooted at dir (the caller
+// passes <state>/snapshots/<kind>), creating dir when missing. It takes the
+// snapshotter's database lock at once, waiting at most timeout for another
+// process that holds it (timeout 0 waits forever, as bolt does), so a busy
+// database fails here with a clear error instead of hanging later.
+func Open(ctx context.Context, dir, kind string, timeout time.Duration) (*Manager, error) {
+	if dir == "" {
+		return nil, errors.New("snapshots: empty directory")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("snapshots: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("snapshots: %w", err)
+	}
+	dbfile := filepath.Join(abs, "metadata.db")
+	withTimeout := func(o *bolt.Options) error {
+		o.Timeout = timeout
+		return nil
+	}
+
+	var sn snapshots.Snapshotter
+	switch kind {
+	case KindOverlay:
+		ms, err := storage.NewMetaStore(dbfile, withTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("snapshots: %w", err)
+		}
+		// The metastore opens bolt lazily; open it now.
+		if err := ms.WithTransaction(ctx, false, func(context.Context) error { return nil }); err != nil {
+			ms.Close()
+			return nil, dbError(dbfile, timeout, err)
+		}
+		sn, err = overlay.NewSnapshotter(abs,
+			overlay.WithMountOptions(overlayOptions),
+			overlay.WithMetaStore(ms))
+		if err != nil {
+			ms.Close()
+			return nil, fmt.Errorf("snapshots: overlayfs snapshotter on %s: %w", abs, err)
+		}
+	case KindNative:
+		// The native snapshotter opens bolt without a timeout. Probe the
+		// lock first so that the usual case, another process holding
+		// it, fails after timeout rather than hanging. (A race between
+		// the probe and the real open is covered by the callers'
+		// spillway-wide lock.)
+		db, err := bolt.Open(dbfile, 0o600, &bolt.Options{Timeout: timeout})
+		if err != nil {
+			return nil, dbError(dbfile, timeout, err)
+		}
+		if err := db.Close(); err != nil {
+			return nil, dbError(dbfile, timeout, err)
+		}
+		sn, err = native.NewSnapshotter(abs)
+		if err != nil {
+			return nil, fmt.Errorf("snapshots: native snapshotter on %s: %w", abs, err)
+		}
+		// Open the database now (a new one has no buckets yet: fine).
+		if err := sn.Walk(ctx, func(context.Context, snapshots.Info) error { return nil }); err != nil && !errdefs.IsNotFound(err) {
+			sn.Close()
+			return nil, dbError(dbfile, timeout, err)
+		}
+	default:
+		return nil, fmt.Errorf("snapshots: unknown snapshotter %q (want %s or %s)", kind, KindOverlay, KindNative)
+	}
+	return &Manager{dir: abs, kind: kind, sn: sn}, nil
+}
+
+func dbError(dbfile string, timeout time.Duration, err error) error {
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("snapshots: database %s is in use by another process (waited %s): %w", dbfile, timeout, err)
+	}
+	return fmt.Errorf("snapshots: opening database %s: %w", dbfile, err)
+}
+
+// Kind returns KindOverlay or KindNative.
+func (m *Manager) Kind() string { return m.kind }
+
+// Dir returns the snapshotter's root directory.
+func (m *Manager) Dir() string { return m.dir }
+
+// Close releases the snapshotter and its database. It is safe to call more
+// than once.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.sn.Close() })
+	return m.closeErr
+}
+
+// Prepare creates the active (writable) snapshot key on parent ("" for
+// none) and returns how to mount it.
+func (m *Manager) Prepare(ctx context.Context, key, parent string) ([]mount.Mount, error) {
+	mounts, err := m.sn.Prepare(ctx, key, parent)
+	if err != nil {
+		return nil, fmt.Errorf("prepare snapshot %q: %w", key, err)
+	}
+	return mounts, nil
+}
+
+// View creates a read-only snapshot key on parent and returns how to mount
+// it. Cheap on overlay (a read-only bind of the parent); the native
+// snapshotter copies the whole parent.
+func (m *Manager) View(ctx context.Context, key, parent string) ([]mount.Mount, error) {
+	mounts, err := m.sn.View(ctx, key, parent)
+	if err != nil {
+		return nil, fmt.Errorf("view snapshot %q: %w", key, err)
+	}
+	return mounts, nil
+}
+
+// Mounts returns how to mount the active or view snapshot key.
+func (m *Manager) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+	mounts, err := m.sn.Mounts(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("mounts of snapshot %q: %w", key, err)
+	}
+	return mounts, nil
+}
+
+// Commit turns the active snapshot key into the committed snapshot name.
+// The snapshot must not be mounted any more.
+func (m *Manager) Commit(ctx context.Context, name, key string) error {
+	if err := m.sn.Commit(ctx, name, key); err != nil {
+		return fmt.Errorf("commit snapshot %q as %q: %w", key, name, err)
+	}
+	return nil
+}
+
+// Remove removes the snapshot key and its files. A snapshot that does not
+// exist is not an error; one with children is.
+func (m *Manager) Remove(ctx context.Context, key string) error {
+	if err := m.sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove snapshot %q: %w", key, err)
+	}
+	return nil
+}
+
+// Exists reports whether the snapshot key exists (active, view or
+// committed).
+func (m *Manager) Exists(ctx context.Context, key string) (bool, error) {
+	_, err := m.sn.Stat(ctx, key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errdefs.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("stat snapshot %q: %w", key, err)
+	}
+}
+
+// Info describes a snapshot: see containerd's snapshots.Info (Name, Parent,
+// Kind, Created, Updated, Labels).
+type Info = snapshots.Info
+
+// Stat returns the info of snapshot key; a missing key gives an error
+// matching errdefs.ErrNotFound.
+func (m *Manager) Stat(ctx context.Context, key string) (Info, error) {
+	info, err := m.sn.Stat(ctx, key)
+	if err != nil {
+		return Info{}, fmt.Errorf("stat snapshot %q: %w", key, err)
+	}
+	return info, nil
+}
+
+// Keys returns every snapshot key, sorted.
+func (m *Manager) Keys(ctx context.Context) ([]string, error) {
+	var keys []string
+	if err := m.sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		keys = append(keys, info.Name)
+		return nil
+	}); err != nil && !errdefs.IsNotFound(err) { // a new database has no buckets yet
+		return nil, fmt.Errorf("listing snapshots: %w", err)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}

@@ -1,0 +1,99 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Key layout. Every kind has a short prefix ending in ':' so no prefix is a
+// prefix of another; numbers are big-endian uint64; "\x00" separates the
+// parts of composite keys (names and paths never contain NUL).
+//
+//	schema                                  schema version, decimal ASCII
+//	m:KEY                                   meta value
+//	c:NAME                                  counter (uint64)
+//	i:NAME                                  image
+//	s:NAME                                  sandbox
+//	n:SANDBOX\0 N                           session
+//	e:N                                     exception "exN"
+//	E:SANDBOX\0 N                           exception by sandbox (index)
+//	r:ID                                    record
+//	rs:SANDBOX\0 ID                         record by sandbox (index)
+//	rh:SANDBOX\0 PATH\0 ID                  record by path (history index)
+//	rx:EXCEPTION\0 ID                       record by exception (index)
+//	rn:SANDBOX\0 SESSION ID                 record by session (index)
+//	rq:ID                                   pending record (index, all sandboxes)
+//	rQ:SANDBOX\0 ID                         pending record (index, per sandbox)
+//	a:SEQ                                   audit entry
+//	ah                                      audit head: SEQ ‖ sha256
+const (
+	keySchema = "schema"
+	pMeta     = "m:"
+	pCounter  = "c:"
+	pImage    = "i:"
+	pSandbox  = "s:"
+	pSession  = "n:"
+	pExc      = "e:"
+	pExcSb    = "E:"
+	pRec      = "r:"
+	pRecSb    = "rs:"
+	pRecPath  = "rh:"
+	pRecExc   = "rx:"
+	pRecSess  = "rn:"
+	pPend     = "rq:"
+	pPendSb   = "rQ:"
+	pAudit    = "a:"
+	keyHead   = "ah"
+)
+
+// key concatenates parts; strings are copied as bytes, uint64 big-endian.
+func key(prefix string, parts ...any) []byte {
+	b := []byte(prefix)
+	for _, p := range parts {
+		switch v := p.(type) {
+		case string:
+			b = append(b, v...)
+			b = append(b, 0)
+		case uint64:
+			b = binary.BigEndian.AppendUint64(b, v)
+		default:
+			panic(fmt.Sprintf("store: bad key part %T", p))
+		}
+	}
+	return b
+}
+
+// tailUint64 returns the big-endian number at the end of k.
+func tailUint64(k []byte) (uint64, bool) {
+	if len(k) < 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[len(k)-8:]), true
+}
+
+// checkName refuses names that cannot be a key component.
+func checkName(kind, name string) error {
+	if name == "" {
+		return fmt.Errorf("store: empty %s name", kind)
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("store: %s name %q contains NUL", kind, name)
+	}
+	return nil
+}
+
+// exceptionNumber parses "exN" (N ≥ 1, no leading zeros).
+func exceptionNumber(id string) (uint64, error) {
+	s, ok := strings.CutPrefix(id, "ex")
+	if ok && s != "" && s[0] != '0' {
+		if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("store: bad exception id %q", id)
+}
+
+var errShortKey = errors.New("store: malformed key")

@@ -1,0 +1,186 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
+
+// recordIndexKeys lists the index entries of r.
+func recordIndexKeys(r *Record) [][]byte {
+	ks := [][]byte{
+		key(pRecSb, r.Sandbox, r.ID),
+		key(pRecPath, r.Sandbox, r.Path, r.ID),
+		key(pRecSess, r.Sandbox, r.Session, r.ID),
+	}
+	if r.Exception != "" {
+		ks = append(ks, key(pRecExc, r.Exception, r.ID))
+	}
+	if r.Status == StatusPending {
+		ks = append(ks, key(pPend, r.ID), key(pPendSb, r.Sandbox, r.ID))
+	}
+	return ks
+}
+
+// PutRecord inserts or updates a record and keeps its indexes right.
+func (tx *Tx) PutRecord(r *Record) error {
+	if r.ID == 0 {
+		return fmt.Errorf("store: record without id")
+	}
+	if err := checkName("sandbox", r.Sandbox); err != nil {
+		return err
+	}
+	if strings.IndexByte(r.Path, 0) >= 0 || strings.IndexByte(r.Exception, 0) >= 0 {
+		return fmt.Errorf("store: record %d: path or exception contains NUL", r.ID)
+	}
+	var stale [][]byte
+	old, err := tx.GetRecord(r.ID)
+	switch {
+	case err == nil:
+		stale = recordIndexKeys(old)
+	case !isNotFound(err):
+		return err
+	}
+	if err := tx.put(key(pRec, r.ID), r); err != nil {
+		return err
+	}
+	fresh := recordIndexKeys(r)
+	for _, k := range stale {
+		if !containsKey(fresh, k) {
+			if err := tx.del(k); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range fresh {
+		if !containsKey(stale, k) {
+			if err := tx.set(k, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func containsKey(ks [][]byte, k []byte) bool {
+	for _, x := range ks {
+		if bytes.Equal(x, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// GetRecord returns record id.
+func (tx *Tx) GetRecord(id uint64) (*Record, error) {
+	v, ok, err := tx.get(key(pRec, id))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("record %d: %w", id, ErrNotFound)
+	}
+	r, err := decodeRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// DeleteRecord removes record id and its index entries.
+func (tx *Tx) DeleteRecord(id uint64) error {
+	r, err := tx.GetRecord(id)
+	if err != nil {
+		return err
+	}
+	for _, k := range recordIndexKeys(r) {
+		if err := tx.del(k); err != nil {
+			return err
+		}
+	}
+	return tx.del(key(pRec, id))
+}
+
+// forIndex calls fn with the record of every index key under prefix, in key
+// order (the id is the key's last 8 bytes).
+func (tx *Tx) forIndex(prefix []byte, fn func(*Record) error) error {
+	return tx.scan(prefix, false, func(k, _ []byte) error {
+		id, ok := tailUint64(k[len(prefix):])
+		if !ok {
+			return fmt.Errorf("store: malformed index key %q", k)
+		}
+		r, err := tx.GetRecord(id)
+		if err != nil {
+			return fmt.Errorf("store: index %q: %w", k, err)
+		}
+		return fn(r)
+	})
+}
+
+// ForEachRecord calls fn for the records of one sandbox ("" = all), by
+// ascending id. fn may return ErrStop.
+func (tx *Tx) ForEachRecord(sandbox string, fn func(*Record) error) error {
+	if sandbox != "" {
+		return tx.forIndex(key(pRecSb, sandbox), fn)
+	}
+	return tx.scan([]byte(pRec), true, func(k, v []byte) error {
+		r, err := decodeRecord(v)
+		if err != nil {
+			return fmt.Errorf("record key %x: %w", k, err)
+		}
+		return fn(r)
+	})
+}
+
+// ForEachPending calls fn for the pending records of one sandbox ("" = all),
+// by ascending id. Only the pending index is read. fn may return ErrStop.
+func (tx *Tx) ForEachPending(sandbox string, fn func(*Record) error) error {
+	if sandbox == "" {
+		return tx.forIndex([]byte(pPend), fn)
+	}
+	return tx.forIndex(key(pPendSb, sandbox), fn)
+}
+
+// ForEachExceptionRecord calls fn for the records an exception let through
+// (or refused), by ascending id. fn may return ErrStop.
+func (tx *Tx) ForEachExceptionRecord(exceptionID string, fn func(*Record) error) error {
+	if err := checkName("exception", exceptionID); err != nil {
+		return err
+	}
+	return tx.forIndex(key(pRecExc, exceptionID), fn)
+}
+
+// PathHistory returns every record of one path of a sandbox, by ascending id.
+func (tx *Tx) PathHistory(sandbox, path string) ([]*Record, error) {
+	if err := checkName("sandbox", sandbox); err != nil {
+		return nil, err
+	}
+	var out []*Record
+	err := tx.forIndex(key(pRecPath, sandbox, path), func(r *Record) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// DeleteSessionRecords removes the records (and index entries) of one
+// session of a sandbox and returns how many it removed.
+func (tx *Tx) DeleteSessionRecords(sandbox string, session uint64) (int, error) {
+	if err := checkName("sandbox", sandbox); err != nil {
+		return 0, err
+	}
+	var ids []uint64
+	err := tx.forIndex(key(pRecSess, sandbox, session), func(r *Record) error {
+		ids = append(ids, r.ID)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		if err := tx.DeleteRecord(id); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}

@@ -1,0 +1,108 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// SchemaVersion is the layout version this package reads and writes.
+const SchemaVersion = 1
+
+// Store is Spillway's badger database.
+type Store struct {
+	db  *badger.DB
+	dir string
+	mu  sync.Mutex // serialises Updates, so read-write transactions never conflict
+}
+
+// Open opens (creating if needed) the store in dir with synced writes. It
+// fails with ErrLocked when another process holds the directory, and refuses
+// a store written by a newer schema.
+func Open(dir string) (*Store, error) {
+	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, translateOpen(dir, err)
+	}
+	s := &Store{db: db, dir: dir}
+	if err := s.checkSchema(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkSchema writes the schema version into a new store and checks it in an
+// existing one.
+func (s *Store) checkSchema() error {
+	return s.Update(func(tx *Tx) error {
+		item, err := tx.txn.Get([]byte(keySchema))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			it := tx.txn.NewIterator(badger.IteratorOptions{})
+			it.Rewind()
+			nonEmpty := it.Valid()
+			it.Close()
+			if nonEmpty {
+				return fmt.Errorf("store %s: no schema version: not a spillway store", s.dir)
+			}
+			return tx.set([]byte(keySchema), []byte(strconv.Itoa(SchemaVersion)))
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(string(v))
+		switch {
+		case err != nil || n < 1:
+			return fmt.Errorf("store %s: bad schema version %q", s.dir, v)
+		case n > SchemaVersion:
+			return fmt.Errorf("store %s: schema version %d is newer than this spillway supports (%d); use a newer spillway", s.dir, n, SchemaVersion)
+		}
+		return nil
+	})
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return translate(s.db.Close()) }
+
+// Update runs fn in one read-write transaction, committed only if fn
+// returns nil. Updates are serialised; fn must not call Update itself.
+func (s *Store) Update(fn func(tx *Tx) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := fn(&Tx{txn: txn, s: s}); err != nil {
+		return translate(err)
+	}
+	return translate(txn.Commit())
+}
+
+// View runs fn in one read-only transaction.
+func (s *Store) View(fn func(tx *Tx) error) error {
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	return translate(fn(&Tx{txn: txn, s: s}))
+}
+
+// GC runs badger's value-log GC until there is nothing left to rewrite and
+// returns how many value-log files were rewritten.
+func (s *Store) GC() (reclaimed int, err error) {
+	for {
+		err := s.db.RunValueLogGC(0.5)
+		if errors.Is(err, badger.ErrNoRewrite) {
+			return reclaimed, nil
+		}
+		if err != nil {
+			return reclaimed, fmt.Errorf("store: value-log gc: %w", translate(err))
+		}
+		reclaimed++
+	}
+}

@@ -1,0 +1,335 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/spillway/spillway/exceptions"
+)
+
+func openStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	t.Cleanup(func() { s.Close() })
+	return s, dir
+}
+
+func reopen(t *testing.T, s *Store, dir string) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, dir)
+	t.Cleanup(func() { s2.Close() })
+	return s2
+}
+
+func mustUpdate(t *testing.T, s *Store, fn func(tx *Tx) error) {
+	t.Helper()
+	if err := s.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustView(t *testing.T, s *Store, fn func(tx *Tx) error) {
+	t.Helper()
+	if err := s.View(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hostile names: newline, ESC, invalid UTF-8.
+var hostile = []string{"a\nb", "x\x1b[2Jy", "bad\xff\xfeutf8", "ok"}
+
+var t0 = time.Date(2025, 3, 4, 5, 6, 7, 8, time.UTC)
+
+func TestRoundTripEveryKind(t *testing.T) {
+	s, dir := newStore(t)
+	var images []*Image
+	var sandboxes []*Sandbox
+	var sessions []*Session
+	var excs []*exceptions.Exception
+	var recs []*Record
+	mustUpdate(t, s, func(tx *Tx) error {
+		if err := tx.PutMeta("snapshotter", "overlayfs"); err != nil {
+			return err
+		}
+		for i, name := range hostile {
+			im := &Image{Name: "img" + name, Snapshot: "img/" + name, Files: int64(i), Bytes: 10, Created: t0, Dir: "/d\xff"}
+			sb := &Sandbox{Name: name, Image: im.Name, Created: t0, State: StateOpen, Session: 2, Generation: 3, Path: "/p\n" + name}
+			images, sandboxes = append(images, im), append(sandboxes, sb)
+			if err := tx.PutImage(im); err != nil {
+				return err
+			}
+			if err := tx.PutSandbox(sb); err != nil {
+				return err
+			}
+			for n := uint64(1); n <= 2; n++ {
+				se := &Session{Sandbox: name, N: n, State: StateClosed, Opened: t0, Closed: t0.Add(time.Hour), Summary: []byte(`{"x":1}`)}
+				sessions = append(sessions, se)
+				if err := tx.PutSession(se); err != nil {
+					return err
+				}
+			}
+			id, err := tx.NextExceptionID()
+			if err != nil {
+				return err
+			}
+			ex := &exceptions.Exception{ID: id, Sandbox: name, Patterns: []string{"/home/" + name + "/**"}, Reason: "r\x1b", Created: t0, Review: exceptions.ReviewAfter, Limits: exceptions.DefaultLimits}
+			excs = append(excs, ex)
+			if err := tx.PutException(ex); err != nil {
+				return err
+			}
+			rid, err := tx.NextRecordID()
+			if err != nil {
+				return err
+			}
+			r := &Record{ID: rid, Sandbox: name, Session: 1, Path: "/home/" + name + "/f\n\xff", Kind: KindAdd, Type: "file", Size: 5, Mode: 0o644,
+				Mtime: t0, Digest: "sha256:00", Exception: id, Review: "after", Status: StatusPending, Created: t0}
+			recs = append(recs, r)
+			if err := tx.PutRecord(r); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Append("test", hostile[0], map[string]string{"path": hostile[2]})
+		return err
+	})
+	s = reopen(t, s, dir)
+	mustView(t, s, func(tx *Tx) error {
+		if v, ok, err := tx.GetMeta("snapshotter"); err != nil || !ok || v != "overlayfs" {
+			t.Errorf("meta: %q %v %v", v, ok, err)
+		}
+		if _, ok, _ := tx.GetMeta("nope"); ok {
+			t.Error("missing meta found")
+		}
+		for i, name := range hostile {
+			im, err := tx.GetImage("img" + name)
+			check(t, err, im, images[i])
+			sb, err := tx.GetSandbox(name)
+			check(t, err, sb, sandboxes[i])
+			ss, err := tx.ListSessions(name)
+			check(t, err, ss, sessions[2*i:2*i+2])
+			se, err := tx.GetSession(name, 2)
+			check(t, err, se, sessions[2*i+1])
+			ex, err := tx.GetException(excs[i].ID)
+			check(t, err, ex, excs[i])
+			exs, err := tx.ListExceptions(name)
+			check(t, err, exs, excs[i:i+1])
+			r, err := tx.GetRecord(recs[i].ID)
+			check(t, err, r, recs[i])
+			h, err := tx.PathHistory(name, recs[i].Path)
+			check(t, err, h, recs[i:i+1])
+		}
+		ims, err := tx.ListImages()
+		if err != nil || len(ims) != len(hostile) {
+			t.Fatalf("ListImages: %d %v", len(ims), err)
+		}
+		for i := 1; i < len(ims); i++ {
+			if ims[i-1].Name >= ims[i].Name {
+				t.Errorf("images not sorted: %q %q", ims[i-1].Name, ims[i].Name)
+			}
+		}
+		sbs, err := tx.ListSandboxes()
+		if err != nil || len(sbs) != len(hostile) {
+			t.Fatalf("ListSandboxes: %d %v", len(sbs), err)
+		}
+		all, err := tx.ListExceptions("")
+		check(t, err, all, excs)
+		var n int
+		if err := tx.ForEachRecord("", func(r *Record) error { n++; return nil }); err != nil || n != len(hostile) {
+			t.Errorf("ForEachRecord all: %d %v", n, err)
+		}
+		return nil
+	})
+	var evs []*Event
+	if err := s.ForEachEvent(hostile[0], func(e *Event) error { evs = append(evs, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Data["path"] != hostile[2] || evs[0].Sandbox != hostile[0] || evs[0].Seq != 1 || evs[0].User == "" {
+		t.Errorf("events: %+v", evs)
+	}
+	if err := s.ForEachEvent("other", func(e *Event) error { t.Error("unexpected event"); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// counters persist across reopen
+	mustUpdate(t, s, func(tx *Tx) error {
+		id, err := tx.NextExceptionID()
+		if id != fmt.Sprintf("ex%d", len(hostile)+1) {
+			t.Errorf("next exception id %q", id)
+		}
+		rid, _ := tx.NextRecordID()
+		if rid != uint64(len(hostile)+1) {
+			t.Errorf("next record id %d", rid)
+		}
+		return err
+	})
+}
+
+func check(t *testing.T, err error, got, want any) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestNotFoundAndDelete(t *testing.T) {
+	s, _ := newStore(t)
+	mustUpdate(t, s, func(tx *Tx) error {
+		if _, err := tx.GetSandbox("x\n"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `sandbox "x\n"`) {
+			t.Errorf("GetSandbox: %v", err)
+		}
+		for _, err := range []error{
+			func() error { _, err := tx.GetImage("x"); return err }(),
+			func() error { _, err := tx.GetSession("x", 1); return err }(),
+			func() error { _, err := tx.GetException("ex9"); return err }(),
+			func() error { _, err := tx.GetException("bogus"); return err }(),
+			func() error { _, err := tx.GetRecord(9); return err }(),
+			tx.DeleteImage("x"), tx.DeleteSandbox("x"), tx.DeleteRecord(9),
+		} {
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("want ErrNotFound, got %v", err)
+			}
+		}
+		if err := tx.PutImage(&Image{Name: "a"}); err != nil {
+			return err
+		}
+		if err := tx.PutSandbox(&Sandbox{Name: "a"}); err != nil {
+			return err
+		}
+		if err := tx.DeleteImage("a"); err != nil {
+			return err
+		}
+		if err := tx.DeleteSandbox("a"); err != nil {
+			return err
+		}
+		if _, err := tx.GetImage("a"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("deleted image: %v", err)
+		}
+		if err := tx.PutSandbox(&Sandbox{Name: "a\x00b"}); err == nil {
+			t.Error("NUL name accepted")
+		}
+		return nil
+	})
+}
+
+func TestUpdateRollsBackOnError(t *testing.T) {
+	s, _ := newStore(t)
+	boom := errors.New("boom")
+	err := s.Update(func(tx *Tx) error {
+		if err := tx.PutImage(&Image{Name: "a"}); err != nil {
+			return err
+		}
+		_, err := tx.Append("x", "", nil)
+		if err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	mustView(t, s, func(tx *Tx) error {
+		if _, err := tx.GetImage("a"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("rolled-back image present: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestExceptionOrder(t *testing.T) {
+	s, _ := newStore(t)
+	mustUpdate(t, s, func(tx *Tx) error {
+		for i := 0; i < 12; i++ {
+			id, err := tx.NextExceptionID()
+			if err != nil {
+				return err
+			}
+			if err := tx.PutException(&exceptions.Exception{ID: id, Sandbox: []string{"a", "b"}[i%2]}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	mustView(t, s, func(tx *Tx) error {
+		all, err := tx.ListExceptions("")
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, e := range all {
+			ids = append(ids, e.ID)
+		}
+		if strings.Join(ids, ",") != "ex1,ex2,ex3,ex4,ex5,ex6,ex7,ex8,ex9,ex10,ex11,ex12" {
+			t.Errorf("order: %v", ids)
+		}
+		b, err := tx.ListExceptions("b")
+		if err != nil || len(b) != 6 || b[5].ID != "ex12" || b[0].ID != "ex2" {
+			t.Errorf("ListExceptions(b): %v %v", b, err)
+		}
+		return nil
+	})
+}
+
+func TestSchemaAndLock(t *testing.T) {
+	s, dir := newStore(t)
+	if _, err := Open(dir); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v", err)
+	}
+	if err := s.RawDB().Update(func(txn *badger.Txn) error { return txn.Set([]byte(keySchema), []byte("2")) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err := Open(dir)
+	if err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("newer schema: %v", err)
+	}
+	// The failed open released the directory.
+	s2 := openStoreRaw(t, dir)
+	s2.Close()
+}
+
+// openStoreRaw opens dir with plain badger to check it is not locked.
+func openStoreRaw(t *testing.T, dir string) *badger.DB {
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func TestTooBig(t *testing.T) {
+	s, _ := newStore(t)
+	big := strings.Repeat("x", 512<<10)
+	err := s.Update(func(tx *Tx) error {
+		for i := 0; i < 64; i++ {
+			if err := tx.PutMeta(fmt.Sprint("k", i), big); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrTooBig) {
+		t.Fatalf("want ErrTooBig, got %v", err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,96 @@
+package store
+
+import "time"
+
+// Sandbox states.
+const (
+	StateClosed  = "closed"
+	StateOpen    = "open"
+	StateClosing = "closing" // a close started and has not finished
+)
+
+// Record kinds and statuses.
+const (
+	KindAdd    = "add"
+	KindModify = "modify"
+	KindDelete = "delete"
+
+	StatusPending  = "pending"
+	StatusApproved = "approved"
+	StatusRejected = "rejected"
+	StatusRefused  = "refused"
+)
+
+// Image is a clean, immutable base filesystem (a committed snapshot).
+type Image struct {
+	Name     string
+	Snapshot string // committed snapshot key, "img/NAME"
+	Files    int64
+	Bytes    int64
+	Created  time.Time
+	Dir      string // native snapshotter only: the directory holding the image tree
+}
+
+// Sandbox is a named disposable workspace bound to one image.
+type Sandbox struct {
+	Name           string
+	Image          string
+	Created        time.Time
+	State          string // StateClosed, StateOpen or StateClosing
+	Session        uint64 // current (open/closing) or last session; 0: never opened
+	Generation     uint64 // current generation of persisted state
+	OpenGeneration uint64 // generation laid into the open root
+	Path           string // mount point of the root while open
+	Snapshot       string // active snapshot key of the open root
+	Layer          string // committed snapshot key under the open root ("" when none)
+	BaseDir        string // native snapshotter only: tree the open root was copied from
+}
+
+// Session is one open→close cycle of a sandbox.
+type Session struct {
+	Sandbox          string
+	N                uint64
+	State            string // StateOpen, StateClosing or StateClosed
+	Opened           time.Time
+	Closed           time.Time
+	Generation       uint64 // generation laid at open
+	ClosedGeneration uint64 // generation made by the close
+	Summary          []byte // the close summary as JSON, kept for re-prints
+}
+
+// Record is one change that met an exception at close.
+type Record struct {
+	ID        uint64
+	Sandbox   string
+	Session   uint64
+	Path      string // clean absolute path inside the sandbox, exact bytes
+	Kind      string // KindAdd, KindModify, KindDelete
+	Type      string // "file", "dir", "symlink", "fifo", "socket", "device", …
+	Size      int64
+	Mode      uint32 // permission bits as stored (setuid/setgid/sticky dropped)
+	UID, GID  uint32
+	Mtime     time.Time
+	Digest    string // "sha256:<hex>" for files whose content was kept
+	Link      string // symlink target, for persisted links
+	Exception string // id of the exception that matched
+	Review    string // review mode of the exception at close
+	Status    string // StatusPending, StatusApproved, StatusRejected, StatusRefused
+	Reason    string // refusal code, or the reviewer's reason for a rejection
+	Purged    bool   // removed from the persisted state by `exception revoke --purge`
+	Created   time.Time
+	DecidedBy string
+	DecidedAt time.Time
+	Note      string
+}
+
+// Event is one entry of the hash-chained audit log.
+type Event struct {
+	Seq     uint64
+	Time    time.Time
+	Type    string            // e.g. "image.import", "sandbox.close"
+	Sandbox string            // "" when not about one sandbox
+	User    string            // OS user that ran the command
+	Data    map[string]string // event details; names exact
+	Prev    [32]byte          // hash of the previous entry (zero for the first)
+	Hash    [32]byte          // sha256("spillway-audit-v1\0" ‖ canonical encoding)
+}
