@@ -139,8 +139,8 @@ type discardStats struct {
 type DirCount struct {
 	Dir      string `json:"dir"`
 	DirBytes []byte `json:"dir_bytes,omitempty"`
-	Count int64  `json:"count"`
-	Bytes int64  `json:"bytes"`
+	Count    int64  `json:"count"`
+	Bytes    int64  `json:"bytes"`
 }
 
 func (s *discardStats) add(c hostile.Change) {

@@ -264,4 +264,3 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 	}
 	return sum, nil
 }
-

@@ -302,7 +302,9 @@ func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
 	prefix := sandboxKeyPrefix(sb.Name)
 	// Children before parents: sessions and builds first, then layers.
 	for _, pass := range []func(string) bool{
-		func(k string) bool { return !strings.Contains(strings.TrimPrefix(k, prefix), "gen/") || strings.HasSuffix(k, "/build") },
+		func(k string) bool {
+			return !strings.Contains(strings.TrimPrefix(k, prefix), "gen/") || strings.HasSuffix(k, "/build")
+		},
 		func(k string) bool { return true },
 	} {
 		for _, k := range keys {
