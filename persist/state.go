@@ -35,26 +35,34 @@ type State map[string]*store.Record
 func LoadState(tx *store.Tx, sb *store.Sandbox) (State, error) {
 	st := State{}
 	err := tx.ForEachRecord(sb.Name, func(r *store.Record) error {
-		if !InEffect(sb, r) {
-			return nil
+		if InEffect(sb, r) {
+			st[r.Path] = r // records come in id order: the newest wins
 		}
-		st.apply(r)
 		return nil
 	})
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	st.dropReplaced()
+	return st, nil
 }
 
-func (st State) apply(r *store.Record) {
-	if r.Kind == store.KindDelete || r.Type == "dir" {
-		// A delete or a new directory replaces everything below the path.
-		prefix := r.Path + "/"
-		for p := range st {
-			if strings.HasPrefix(p, prefix) {
-				delete(st, p)
+// dropReplaced removes entries that a newer record on an ancestor replaced:
+// a delete removes the subtree, a file replaces a directory, a new directory
+// starts empty (copied-up directories are never recorded, only new ones).
+func (st State) dropReplaced() {
+	var gone []string
+	for p, r := range st {
+		for a := path.Dir(p); a != "/" && a != "."; a = path.Dir(a) {
+			if anc, ok := st[a]; ok && anc.ID > r.ID {
+				gone = append(gone, p)
+				break
 			}
 		}
 	}
-	st[r.Path] = r
+	for _, p := range gone {
+		delete(st, p)
+	}
 }
 
 // Sorted returns the state's records ordered by path, parents first.
@@ -70,7 +78,7 @@ func (st State) Sorted() []*store.Record {
 // Files counts the paths the state puts in place (not deletions) and bytes.
 func (st State) Files() (files, bytes int64) {
 	for _, r := range st {
-		if r.Kind != store.KindDelete {
+		if r.Kind != store.KindDelete && r.Type != "dir" {
 			files++
 			bytes += r.Size
 		}

@@ -23,7 +23,8 @@ type Store struct {
 // fails with ErrLocked when another process holds the directory, and refuses
 // a store written by a newer schema.
 func Open(dir string) (*Store, error) {
-	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil)
+	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
+		WithValueLogFileSize(64 << 20).WithMemTableSize(16 << 20)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, translateOpen(dir, err)
