@@ -53,6 +53,9 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 			}
 			return err
 		}
+		if err := checkImageLinks(tx, x); err != nil {
+			return err
+		}
 		id, err := tx.NextExceptionID()
 		if err != nil {
 			return err
@@ -220,4 +223,26 @@ func (e *Env) RevokeException(id, reason string, purge bool) (purged int, err er
 		return err
 	})
 	return purged, err
+}
+
+// checkImageLinks refuses (unless forced) a pattern whose fixed prefix goes
+// through a symlink of the sandbox's image: it would never match.
+func checkImageLinks(tx *store.Tx, x *exceptions.Exception) error {
+	sb, err := tx.GetSandbox(x.Sandbox)
+	if err != nil {
+		return err
+	}
+	img, err := tx.GetImage(sb.Image)
+	if err != nil || img.Dir == "" || x.Forced {
+		return nil
+	}
+	for _, p := range x.Patterns {
+		prefix := exceptions.FixedPrefix(p)
+		if link, real, ok := linkOnPath(img.Dir, prefix); ok {
+			suggest := real + strings.TrimPrefix(p, prefix)
+			return &UsageError{Err: fmt.Errorf("in image %s, %s is a symlink, so %q would never match; write the real path (%s) or use --force",
+				img.Name, link, p, suggest)}
+		}
+	}
+	return nil
 }

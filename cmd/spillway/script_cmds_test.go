@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,8 +40,20 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 				ts.Fatalf("raw control byte %#x in %s", c, args[0])
 			}
 		}
-		if !bytes.Contains(data, []byte("\\")) && !neg {
-			_ = strings.TrimSpace
+	},
+	// sbhostile NAME DIR: create files with hostile names in DIR of an open
+	// sandbox's root: a newline, an ANSI escape, invalid UTF-8, a 255-byte
+	// name, "-rf" and "--help".
+	"sbhostile": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 2 {
+			ts.Fatalf("usage: sbhostile SANDBOX DIR")
+		}
+		dir := filepath.Join(ts.Getenv("SPILLWAY_ROOT"), "mnt", args[0], args[1])
+		ts.Check(os.MkdirAll(dir, 0o755))
+		for _, n := range hostileNames {
+			ts.Check(os.WriteFile(filepath.Join(dir, n), []byte("hostile "+n), 0o644))
 		}
 	},
 }
+
+var hostileNames = []string{"new\nline", "esc\x1b[2J\x1b[31mred", "bad\xff\xfeutf8", strings.Repeat("n", 255), "-rf", "--help"}

@@ -15,7 +15,7 @@ const Busybox = "/bin/busybox"
 
 // Build writes a busybox rootfs into dir: /bin/busybox with a symlink per
 // applet, /etc with passwd, group and hosts, /root with a .profile, /home/user
-// with Documents and a .bashrc, /tmp. It fails with a hint when busybox-static
+// with Documents and a .bashrc, /tmp, and /docs -> /home/user/Documents. It fails with a hint when busybox-static
 // is not installed.
 func Build(dir string) error {
 	if _, err := os.Stat(Busybox); err != nil {
@@ -64,6 +64,10 @@ func Build(dir string) error {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return err
 		}
+	}
+	// A directory symlink, as images have (/home -> /var/home and the like).
+	if err := os.Symlink("/home/user/Documents", filepath.Join(dir, "docs")); err != nil && !os.IsExist(err) {
+		return err
 	}
 	return os.Chown(filepath.Join(dir, "home/user"), 1000, 1000)
 }
