@@ -10,67 +10,121 @@ import (
 	"github.com/spillway/spillway/store"
 )
 
-// Check lists every disagreement between the store, the blobs, the
-// snapshots and the mounts. An empty list means all agree.
-func (e *Env) Check(ctx context.Context) ([]string, error) {
-	var problems []string
-	expected := map[string]bool{}
-	open := map[string]bool{}
-	digests := map[string][]uint64{}
-	err := e.Store.View(func(tx *store.Tx) error {
-		imgs, err := tx.ListImages()
-		if err != nil {
-			return err
+// expected is what the store accounts for outside badger: snapshots, mounts
+// and blobs. check reports what disagrees with it; gc removes what is not in
+// it.
+type expected struct {
+	// snapshots maps each key the store accounts for to whether it must
+	// exist (images, open roots and their layers) or may (the layer of a
+	// closed sandbox's current generation, built lazily at the next open).
+	snapshots map[string]bool
+	owner     map[string]string // snapshot key → what needs it, for messages
+	mounts    map[string]bool   // roots of open sandboxes
+	closing   []string          // sandboxes whose close was interrupted
+	blobs     map[string]*blobUse
+}
+
+// blobUse says which records keep a blob and which sandboxes' current state
+// needs it.
+type blobUse struct {
+	records  []uint64
+	inEffect []string // "SANDBOX PATH (rN)" of the records in a current state
+}
+
+// loadExpected reads what the store accounts for.
+func loadExpected(tx *store.Tx) (*expected, error) {
+	x := &expected{snapshots: map[string]bool{}, owner: map[string]string{}, mounts: map[string]bool{}, blobs: map[string]*blobUse{}}
+	need := func(key string, must bool, owner string) {
+		if key == "" {
+			return
 		}
-		for _, img := range imgs {
-			expected[img.Snapshot] = true
+		x.snapshots[key] = x.snapshots[key] || must
+		if _, ok := x.owner[key]; !ok || must {
+			x.owner[key] = owner
 		}
-		sbs, err := tx.ListSandboxes()
-		if err != nil {
-			return err
-		}
-		for _, sb := range sbs {
-			switch sb.State {
-			case store.StateOpen:
-				expected[sb.Snapshot] = true
-				if sb.Layer != "" {
-					expected[sb.Layer] = true
-				}
-				open[sb.Path] = true
-			case store.StateClosing:
-				problems = append(problems, fmt.Sprintf("sandbox %s: close was interrupted (run: spillway close %s)", sb.Name, sb.Name))
-				expected[sb.Snapshot] = true
-				expected[sb.Layer] = true
-			}
-			expected[layerKey(sb.Name, sb.Generation)] = true // may be built lazily
-		}
-		return tx.ForEachRecord("", func(r *store.Record) error {
-			if r.Digest != "" {
-				digests[r.Digest] = append(digests[r.Digest], r.ID)
-			}
-			return nil
-		})
-	})
+	}
+	imgs, err := tx.ListImages()
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]string, 0, len(digests))
-	for d := range digests {
-		keys = append(keys, d)
+	for _, img := range imgs {
+		need(img.Snapshot, true, "image "+img.Name)
 	}
-	sort.Strings(keys)
-	for _, d := range keys {
-		if err := e.Blobs.Verify(d); err != nil {
-			problems = append(problems, fmt.Sprintf("record %s: %v", recordList(digests[d]), err))
+	sbs, err := tx.ListSandboxes()
+	if err != nil {
+		return nil, err
+	}
+	for _, sb := range sbs {
+		switch sb.State {
+		case store.StateOpen:
+			need(sb.Snapshot, true, "the root of open sandbox "+sb.Name)
+			need(sb.Layer, true, "the persisted layer under open sandbox "+sb.Name)
+			x.mounts[resolved(sb.Path)] = true
+		case store.StateClosing:
+			x.closing = append(x.closing, sb.Name)
+			need(sb.Snapshot, false, "the root of closing sandbox "+sb.Name)
+			need(sb.Layer, false, "the persisted layer under closing sandbox "+sb.Name)
+		}
+		need(layerKey(sb.Name, sb.Generation), false, "sandbox "+sb.Name)
+		st, err := LoadState(tx, sb)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range st.Sorted() {
+			if r.Digest != "" {
+				u := x.blob(r.Digest)
+				u.inEffect = append(u.inEffect, fmt.Sprintf("%s %s (r%d)", sb.Name, r.Path, r.ID))
+			}
 		}
 	}
+	err = tx.ForEachRecord("", func(r *store.Record) error {
+		if r.Digest != "" {
+			u := x.blob(r.Digest)
+			u.records = append(u.records, r.ID)
+		}
+		return nil
+	})
+	return x, err
+}
+
+func (x *expected) blob(digest string) *blobUse {
+	u := x.blobs[digest]
+	if u == nil {
+		u = &blobUse{}
+		x.blobs[digest] = u
+	}
+	return u
+}
+
+// Check lists every disagreement between the store, the blobs, the
+// snapshots and the mounts. An empty list means all agree.
+func (e *Env) Check(ctx context.Context) ([]string, error) {
+	var x *expected
+	if err := e.Store.View(func(tx *store.Tx) (err error) {
+		x, err = loadExpected(tx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, name := range x.closing {
+		problems = append(problems, fmt.Sprintf("sandbox %s: close was interrupted (run: spillway close %s)", name, name))
+	}
+	problems = append(problems, e.checkBlobs(x)...)
 	snaps, err := e.Snap.Keys(ctx)
 	if err != nil {
 		return nil, err
 	}
+	have := map[string]bool{}
 	for _, k := range snaps {
-		if !expected[k] {
+		have[k] = true
+		if _, ok := x.snapshots[k]; !ok {
 			problems = append(problems, fmt.Sprintf("stray snapshot %s (spillway gc removes it)", k))
+		}
+	}
+	for _, k := range sortedKeys(x.snapshots) {
+		if x.snapshots[k] && !have[k] {
+			problems = append(problems, fmt.Sprintf("snapshot %s of %s is missing", k, x.owner[k]))
 		}
 	}
 	mounts, err := snapshot.MountsUnder(e.Root)
@@ -78,16 +132,43 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	for _, m := range mounts {
-		if !open[m] {
-			problems = append(problems, fmt.Sprintf("stray mount %s", m))
+		if !x.mounts[m] {
+			problems = append(problems, fmt.Sprintf("stray mount %s (unmount it: umount %s)", m, m))
 		}
 	}
-	for p := range open {
+	for _, p := range sortedKeys(x.mounts) {
 		if ok, err := snapshot.IsMounted(p); err == nil && !ok {
 			problems = append(problems, fmt.Sprintf("open sandbox root %s is not mounted (spillway open mounts it again)", p))
 		}
 	}
 	return problems, nil
+}
+
+// checkBlobs rehashes every blob a record keeps.
+func (e *Env) checkBlobs(x *expected) []string {
+	var problems []string
+	for _, d := range sortedKeys(x.blobs) {
+		err := e.Blobs.Verify(d)
+		if err == nil {
+			continue
+		}
+		u := x.blobs[d]
+		msg := fmt.Sprintf("%v (kept by record %s", err, recordList(u.records))
+		if len(u.inEffect) > 0 {
+			msg += "; in the persisted state of " + strings.Join(u.inEffect, ", ")
+		}
+		problems = append(problems, msg+")")
+	}
+	return problems
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func recordList(ids []uint64) string {

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -98,16 +99,19 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 			if err := e.markClosing(sb); err != nil {
 				return nil, err
 			}
+			failpoint.Hit("close.marked-closing")
 		}
 		if err := snapshot.Unmount(sb.Path); err != nil {
 			return nil, fmt.Errorf("unmount root of %s: %w", name, err)
 		}
+		failpoint.Hit("close.unmounted")
 		if err := e.Store.Update(func(tx *store.Tx) error {
 			_, err := tx.DeleteSessionRecords(name, sb.Session)
 			return err
 		}); err != nil {
 			return nil, err
 		}
+		failpoint.Hit("close.records-cleared")
 	}
 	sum, err := e.collect(ctx, sb, o)
 	if err != nil || o.DryRun {
@@ -116,9 +120,11 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 	if err := e.commitClose(sb, sum); err != nil {
 		return nil, err
 	}
+	failpoint.Hit("close.committed")
 	if err := e.Snap.Remove(ctx, sb.Snapshot); err != nil {
 		return nil, fmt.Errorf("remove root of %s: %w", name, err)
 	}
+	failpoint.Hit("close.root-removed")
 	sb, err = e.getSandbox(name)
 	if err != nil {
 		return nil, err
@@ -126,6 +132,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 	if err := e.cleanupSandbox(ctx, sb); err != nil {
 		return nil, err
 	}
+	failpoint.Hit("close.cleaned")
 	os.Remove(e.MountPath(name))
 	return sum, nil
 }
@@ -189,6 +196,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		if err != nil {
 			return err
 		}
+		failpoint.Hit("close.batch-staged")
 		for _, r := range batch {
 			if r.Status != store.StatusRefused {
 				sum.Persisted = append(sum.Persisted, PersistedFile{Record: r.ID, Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Digest: r.Digest, Exception: r.Exception, Status: r.Status})

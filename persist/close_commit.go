@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 )
@@ -63,6 +64,7 @@ func (e *Env) readContent(root string, d Decision, r *store.Record, dryRun bool)
 	if err != nil {
 		return refuseFor(r, err)
 	}
+	failpoint.Hit("close.blob-stored")
 	if err := f.Verify(); err != nil {
 		return refuseFor(r, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/spillway/spillway/internal/lock"
@@ -84,6 +85,9 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
+	}
+	if err := e.recoverMounts(); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -167,3 +171,51 @@ func imageKey(name string) string                { return "img/" + name }
 func layerKey(sandbox string, gen uint64) string { return fmt.Sprintf("sbx/%s/gen/%d", sandbox, gen) }
 func sessionKey(sandbox string, n uint64) string { return fmt.Sprintf("sbx/%s/session/%d", sandbox, n) }
 func sandboxKeyPrefix(sandbox string) string     { return "sbx/" + sandbox + "/" }
+
+// recoverMounts removes mounts that a crashed command left: layer builds
+// under tmp/, and roots under mnt/ of sandboxes that are not open.
+func (e *Env) recoverMounts() error {
+	mounts, err := snapshot.MountsUnder(e.Root)
+	if err != nil {
+		return err
+	}
+	open := map[string]bool{}
+	err = e.Store.View(func(tx *store.Tx) error {
+		sbs, err := tx.ListSandboxes()
+		for _, sb := range sbs {
+			if sb.State == store.StateOpen {
+				open[e.MountPath(sb.Name)] = true
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if open[m] || !(strings.HasPrefix(m, e.tmpDir()+"/") || strings.HasPrefix(m, e.mntDir()+"/")) {
+			continue
+		}
+		if err := snapshot.Unmount(m); err != nil {
+			return fmt.Errorf("remove stale mount %s: %w", m, err)
+		}
+		if strings.HasPrefix(m, e.tmpDir()+"/") {
+			os.Remove(m)
+		}
+	}
+	return nil
+}
+
+// leftovers says whether any snapshot key starts with prefix.
+func (e *Env) leftovers(ctx context.Context, prefix string) (bool, error) {
+	keys, err := e.Snap.Keys(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, k := range keys {
+		if strings.HasPrefix(k, prefix) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/store"
 )
 
@@ -222,6 +223,9 @@ func (e *Env) RevokeException(id, reason string, purge bool) (purged int, err er
 		})
 		return err
 	})
+	if err == nil && purge {
+		failpoint.Hit("purge.committed")
+	}
 	return purged, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -37,6 +38,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 	if err != nil {
 		return nil, fmt.Errorf("image import: %w", err)
 	}
+	failpoint.Hit("import.snapshot-committed")
 	img := &store.Image{Name: name, Snapshot: key, Files: st.Files, Bytes: st.Bytes, Created: e.Now(), Dir: st.Dir}
 	err = e.Store.Update(func(tx *store.Tx) error {
 		if err := tx.PutImage(img); err != nil {
@@ -51,6 +53,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 		e.Snap.Remove(ctx, key)
 		return nil, err
 	}
+	failpoint.Hit("import.committed")
 	return img, nil
 }
 
@@ -58,6 +61,9 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 func (e *Env) RemoveImage(ctx context.Context, name string) error {
 	err := e.Store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetImage(name); err != nil {
+			if left, lerr := e.Snap.Exists(ctx, imageKey(name)); errors.Is(err, store.ErrNotFound) && lerr == nil && left {
+				return errLeftover // a removal crashed after its commit: finish it
+			}
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("no image named %q (see spillway image ls)", name)
 			}
@@ -78,9 +84,10 @@ func (e *Env) RemoveImage(ctx context.Context, name string) error {
 		_, err = tx.Append("image.rm", "", map[string]string{"image": name})
 		return err
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errLeftover) {
 		return err
 	}
+	failpoint.Hit("image-rm.committed")
 	return e.Snap.Remove(ctx, imageKey(name))
 }
 
@@ -94,3 +101,5 @@ func (e *Env) Images() ([]*store.Image, error) {
 	})
 	return out, err
 }
+
+var errLeftover = errors.New("leftover of an interrupted removal")

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"golang.org/x/sys/unix"
 
+	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -80,11 +81,13 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare root of %s: %w", name, err)
 	}
+	failpoint.Hit("open.root-prepared")
 	target := e.MountPath(name)
 	if err := snapshot.MountAll(mounts, target); err != nil {
 		e.Snap.Remove(ctx, skey)
 		return nil, fmt.Errorf("mount root of %s: %w", name, err)
 	}
+	failpoint.Hit("open.mounted")
 	now := e.Now()
 	sb.State, sb.Session, sb.OpenGeneration = store.StateOpen, n, sb.Generation
 	sb.Path, sb.Snapshot, sb.Layer, sb.BaseDir = target, skey, parent, baseDir
@@ -108,6 +111,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 		e.Snap.Remove(ctx, skey)
 		return nil, err
 	}
+	failpoint.Hit("open.committed")
 	return &Opened{Name: name, Path: target, Session: n, Generation: sb.Generation, Mounts: mounts, Skipped: skipped}, nil
 }
 
@@ -154,6 +158,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 	if err != nil {
 		return "", nil, fmt.Errorf("prepare persisted layer: %w", err)
 	}
+	failpoint.Hit("open.layer-prepared")
 	dir, _ := snapshot.BindSource(mounts)
 	if e.Snap.Kind() != snapshot.KindNative {
 		dir = ""
@@ -175,6 +180,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 		e.Snap.Remove(ctx, buildKey)
 		return "", nil, fmt.Errorf("build persisted layer: %w", applyErr)
 	}
+	failpoint.Hit("open.layer-written")
 	if dir != "" {
 		if err := e.Store.Update(func(tx *store.Tx) error { return tx.PutMeta(dirKey, dir) }); err != nil {
 			return "", nil, err
@@ -183,6 +189,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 	if err := e.Snap.Commit(ctx, key, buildKey); err != nil {
 		return "", nil, fmt.Errorf("commit persisted layer: %w", err)
 	}
+	failpoint.Hit("open.layer-committed")
 	return dir, skipped, nil
 }
 

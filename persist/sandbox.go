@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -69,7 +70,12 @@ func (e *Env) Sandboxes() ([]SandboxInfo, error) {
 			if sb.State == store.StateOpen {
 				info.OpenGeneration = sb.OpenGeneration
 			}
-			err = tx.ForEachPending(sb.Name, func(*store.Record) error { info.Pending++; return nil })
+			err = tx.ForEachPending(sb.Name, func(r *store.Record) error {
+				if Reviewable(sb, r) {
+					info.Pending++
+				}
+				return nil
+			})
 			if err != nil {
 				return err
 			}
@@ -89,6 +95,12 @@ func (e *Env) Sandboxes() ([]SandboxInfo, error) {
 func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool) error {
 	sb, err := e.getSandbox(name)
 	if err != nil {
+		// A removal that crashed after its commit left snapshots behind:
+		// finish it.
+		if left, lerr := e.leftovers(ctx, sandboxKeyPrefix(name)); lerr == nil && left {
+			gone := &store.Sandbox{Name: name, State: store.StateClosed, Generation: ^uint64(0)}
+			return e.cleanupSandbox(ctx, gone)
+		}
 		return err
 	}
 	if sb.State != store.StateClosed {
@@ -98,6 +110,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool) error 
 		if err := snapshot.Unmount(e.MountPath(name)); err != nil {
 			return err
 		}
+		failpoint.Hit("rm.unmounted")
 	}
 	now := e.Now()
 	err = e.Store.Update(func(tx *store.Tx) error {
@@ -127,6 +140,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool) error 
 	if err != nil {
 		return err
 	}
+	failpoint.Hit("rm.committed")
 	gone := &store.Sandbox{Name: name, State: store.StateClosed, Generation: ^uint64(0)}
 	if err := e.cleanupSandbox(ctx, gone); err != nil {
 		return err

@@ -278,7 +278,7 @@ func (v *validator) check(hdr *tar.Header) (bool, error) {
 
 	isLink := false
 	switch hdr.Typeflag {
-	case tar.TypeDir, tar.TypeReg, tar.TypeRegA, tar.TypeFifo: //nolint:staticcheck // TypeRegA still occurs in old archives
+	case tar.TypeDir, tar.TypeReg, tar.TypeFifo: // tar.Reader turns the old TypeRegA into TypeReg
 	case tar.TypeChar, tar.TypeBlock:
 		if !v.asRoot {
 			return refuse("device node (devices can be imported only as root)")
@@ -321,7 +321,7 @@ func (v *validator) check(hdr *tar.Header) (bool, error) {
 	if hdr.Typeflag != tar.TypeDir {
 		v.files++
 	}
-	if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA { //nolint:staticcheck
+	if hdr.Typeflag == tar.TypeReg {
 		v.bytes += hdr.Size
 	}
 	if v.progress != nil && v.entries%256 == 0 {

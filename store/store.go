@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // SchemaVersion is the layout version this package reads and writes.
@@ -26,6 +28,14 @@ func Open(dir string) (*Store, error) {
 	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
 		WithValueLogFileSize(64 << 20).WithMemTableSize(16 << 20)
 	db, err := badger.Open(opts)
+	if err != nil && (errors.Is(err, z.NewFile) || strings.Contains(err.Error(), z.NewFile.Error())) {
+		// A process killed between creating a memtable or value-log file
+		// and its first write leaves it empty, and badger's Open then fails
+		// once with z.NewFile after sizing the file (badger issue #2207,
+		// fixed upstream by skipping empty files). The file holds no data:
+		// opening again succeeds and loses nothing.
+		db, err = badger.Open(opts)
+	}
 	if err != nil {
 		return nil, translateOpen(dir, err)
 	}

@@ -52,6 +52,8 @@ func newApp(t *term) *cli.App {
 			createCommand(t),
 			openCommand(t),
 			pathCommand(t),
+			runCommand(t),
+			shellCommand(t),
 			diffCommand(t),
 			closeCommand(t),
 			lsCommand(t),
@@ -61,6 +63,8 @@ func newApp(t *term) *cli.App {
 			logCommand(t),
 			auditCommand(t),
 			checkCommand(t),
+			reviewCommand(t),
+			gcCommand(t),
 		},
 	}
 	setUsageErrors(app.Commands)

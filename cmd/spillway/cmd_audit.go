@@ -85,7 +85,7 @@ func auditCommand(t *term) *cli.Command {
 						return err
 					}
 					if prob != nil {
-						return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("audit log broken at entry %d: %s", prob.Seq, prob.Message)}
+						return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("audit log broken: %s", prob.Message)}
 					}
 					fmt.Fprintln(t.out, "audit log intact")
 					return nil

@@ -11,9 +11,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testscript.RunMain(m, map[string]func() int{
-		"spillway": func() int { return Main(os.Args, os.Stdin, os.Stdout, os.Stderr) },
-	}))
+	// The crash tests run this binary as spillway itself.
+	if os.Getenv("SPILLWAY_TEST_MAIN") == "1" {
+		os.Exit(Main(append([]string{"spillway"}, os.Args[1:]...), os.Stdin, os.Stdout, os.Stderr))
+	}
+	testscript.Main(m, map[string]func(){
+		"spillway": func() { os.Exit(Main(os.Args, os.Stdin, os.Stdout, os.Stderr)) },
+	})
 }
 
 // requireRoot fails (never skips) when the tests cannot mount.

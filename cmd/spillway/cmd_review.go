@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spillway/spillway/internal/units"
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/store"
+)
+
+func reviewCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:  "review",
+		Usage: "list, show, approve and reject persisted changes",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "ls",
+				Usage:     "list the records that wait for review",
+				ArgsUsage: "[SANDBOX]",
+				Flags:     []cli.Flag{jsonFlag(t)},
+				Action:    func(c *cli.Context) error { return runReviewLs(c, t) },
+			},
+			{
+				Name:      "show",
+				Usage:     "show a record, its exception and a diff against the previous version",
+				ArgsUsage: "ID",
+				Flags:     []cli.Flag{jsonFlag(t)},
+				Action:    func(c *cli.Context) error { return runReviewShow(c, t) },
+			},
+			{
+				Name:      "approve",
+				Usage:     "approve pending records (a --review before change enters the persisted state)",
+				ArgsUsage: "ID... | --all SANDBOX",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "all", Usage: "approve every pending record of SANDBOX"},
+					&cli.StringFlag{Name: "note", Usage: "a note kept with the decision"},
+				},
+				Action: func(c *cli.Context) error { return runReviewApprove(c, t) },
+			},
+			{
+				Name:      "reject",
+				Usage:     "reject pending records: the previous version returns, or the path goes",
+				ArgsUsage: "ID... --reason TEXT",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the change is rejected (required)"}},
+				Action:    func(c *cli.Context) error { return runReviewReject(c, t) },
+			},
+		},
+	}
+}
+
+// parseRecordIDs accepts record ids as "r12" or "12".
+func parseRecordIDs(args []string) ([]uint64, error) {
+	var ids []uint64
+	for _, a := range args {
+		n, err := strconv.ParseUint(strings.TrimPrefix(a, "r"), 10, 64)
+		if err != nil || n == 0 {
+			return nil, usageError("bad record id %q: use the r12 or 12 form (see spillway review ls)", a)
+		}
+		ids = append(ids, n)
+	}
+	return ids, nil
+}
+
+func runReviewLs(c *cli.Context, t *term) error {
+	if c.NArg() > 1 {
+		return usageError("usage: spillway review ls [SANDBOX]")
+	}
+	return withEnv(c, t, func(e *persist.Env) error {
+		recs, err := e.ReviewList(c.Args().First())
+		if err != nil {
+			return err
+		}
+		if t.json {
+			out := []recordJSON{}
+			for _, r := range recs {
+				out = append(out, toRecordJSON(r))
+			}
+			return t.printJSON(out)
+		}
+		if len(recs) == 0 {
+			fmt.Fprintln(t.out, "nothing to review")
+			return nil
+		}
+		w := t.table()
+		fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
+		for _, r := range recs {
+			fmt.Fprintf(w, "r%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Sandbox, r.Session, r.Kind, r.Type,
+				units.FormatSize(r.Size), r.Exception, r.Review, name(r.Path))
+		}
+		return w.Flush()
+	})
+}
+
+func runReviewApprove(c *cli.Context, t *term) error {
+	note := c.String("note")
+	if c.Bool("all") {
+		if c.NArg() != 1 {
+			return usageError("usage: spillway review approve --all SANDBOX [--note TEXT]")
+		}
+		return withEnv(c, t, func(e *persist.Env) error {
+			d, err := e.ApproveAll(c.Args().First(), note)
+			if err == nil && len(d.Records) == 0 {
+				fmt.Fprintf(t.out, "nothing to review in %s\n", c.Args().First())
+				return nil
+			}
+			return printDecided(t, "approved", d, err)
+		})
+	}
+	if c.NArg() == 0 {
+		return usageError("usage: spillway review approve ID... | --all SANDBOX [--note TEXT]")
+	}
+	ids, err := parseRecordIDs(c.Args().Slice())
+	if err != nil {
+		return err
+	}
+	return withEnv(c, t, func(e *persist.Env) error {
+		d, err := e.Approve(ids, note)
+		return printDecided(t, "approved", d, err)
+	})
+}
+
+func runReviewReject(c *cli.Context, t *term) error {
+	if c.NArg() == 0 {
+		return usageError("usage: spillway review reject ID... --reason TEXT")
+	}
+	ids, err := parseRecordIDs(c.Args().Slice())
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(c.String("reason")) == "" {
+		return usageError("--reason is required: say why the change is rejected")
+	}
+	return withEnv(c, t, func(e *persist.Env) error {
+		d, err := e.Reject(ids, c.String("reason"))
+		return printDecided(t, "rejected", d, err)
+	})
+}
+
+// printDecided says what a decision did, also what the batches before a
+// failure did.
+func printDecided(t *term, verb string, d *persist.Decided, err error) error {
+	if d == nil {
+		return err
+	}
+	for _, s := range d.Sandboxes {
+		var ids []string
+		for _, id := range s.Records {
+			ids = append(ids, "r"+strconv.FormatUint(id, 10))
+		}
+		fmt.Fprintf(t.out, "%s %s\n", verb, strings.Join(ids, " "))
+		switch {
+		case !s.Changed:
+			fmt.Fprintf(t.out, "%s: generation %d (unchanged: the persisted state is the same)\n", s.Name, s.Generation)
+		case s.Open:
+			fmt.Fprintf(t.out, "%s: generation %d; the open root stays on generation %d until close, the new one applies at the next open\n", s.Name, s.Generation, s.OpenGeneration)
+		default:
+			fmt.Fprintf(t.out, "%s: generation %d (applies at the next open)\n", s.Name, s.Generation)
+		}
+	}
+	return err
+}
+
+// recordStatus says where a record stands, for people.
+func recordStatus(r *store.Record) string {
+	var s string
+	switch r.Status {
+	case store.StatusPending:
+		if r.Review == "before" {
+			s = "pending (review before: held back until approved)"
+		} else {
+			s = "pending (review after: in the persisted state until rejected)"
+		}
+	case store.StatusApproved:
+		s = fmt.Sprintf("approved by %s on %s", name(r.DecidedBy), r.DecidedAt.Format("2006-01-02 15:04"))
+		if r.Note != "" {
+			s += ": " + name(r.Note)
+		}
+	case store.StatusRejected:
+		s = fmt.Sprintf("rejected by %s on %s: %s", name(r.DecidedBy), r.DecidedAt.Format("2006-01-02 15:04"), name(r.Reason))
+	case store.StatusRefused:
+		s = "refused (" + name(r.Reason) + ")"
+	default:
+		s = name(r.Status)
+	}
+	if r.Purged {
+		s += ", purged with its exception"
+	}
+	return s
+}

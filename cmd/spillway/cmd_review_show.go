@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spillway/spillway/internal/units"
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/store"
+)
+
+// reviewShowJSON is `review show --json`: the record's fields as in
+// `review ls --json`, the decision, the rule, the previous version and the
+// diff.
+type reviewShowJSON struct {
+	recordJSON
+	DecidedBy string         `json:"decided_by,omitempty"`
+	DecidedAt *time.Time     `json:"decided_at,omitempty"`
+	Note      string         `json:"note,omitempty"`
+	InEffect  bool           `json:"in_effect"`
+	Rule      *exceptionJSON `json:"rule"`
+	Previous  *recordJSON    `json:"previous"`
+	Diff      string         `json:"diff"`
+	Binary    bool           `json:"binary"`
+	DiffNote  string         `json:"diff_note,omitempty"`
+}
+
+func runReviewShow(c *cli.Context, t *term) error {
+	if err := needArgs(c, 1, "ID"); err != nil {
+		return err
+	}
+	ids, err := parseRecordIDs(c.Args().Slice())
+	if err != nil {
+		return err
+	}
+	return withEnv(c, t, func(e *persist.Env) error {
+		rep, err := e.ReviewShow(ids[0])
+		if err != nil {
+			return err
+		}
+		if t.json {
+			return t.printJSON(toReviewShowJSON(rep, e.Now()))
+		}
+		printReview(t, rep)
+		return nil
+	})
+}
+
+func toReviewShowJSON(rep *persist.ReviewReport, now time.Time) reviewShowJSON {
+	r := rep.Record
+	j := reviewShowJSON{recordJSON: toRecordJSON(r), DecidedBy: r.DecidedBy, Note: r.Note, InEffect: rep.InEffect,
+		Diff: rep.Diff.Text, Binary: rep.Diff.Binary, DiffNote: rep.Diff.Note}
+	if !r.DecidedAt.IsZero() {
+		at := r.DecidedAt
+		j.DecidedAt = &at
+	}
+	if rep.Exception != nil {
+		x := toExceptionJSON(rep.Exception, now)
+		j.Rule = &x
+	}
+	if rep.Previous != nil {
+		p := toRecordJSON(rep.Previous)
+		j.Previous = &p
+	}
+	return j
+}
+
+// printReview prints a review report for people. Everything that came from
+// the sandbox is escaped, the diff line by line.
+func printReview(t *term, rep *persist.ReviewReport) {
+	r := rep.Record
+	w := t.table()
+	fmt.Fprintf(w, "record\tr%d\n", r.ID)
+	fmt.Fprintf(w, "sandbox\t%s (session %d)\n", r.Sandbox, r.Session)
+	fmt.Fprintf(w, "path\t%s\n", name(r.Path))
+	change := fmt.Sprintf("%s %s", r.Kind, r.Type)
+	if r.Kind != store.KindDelete {
+		change += fmt.Sprintf(", %s, mode %04o", units.FormatSize(r.Size), r.Mode)
+	}
+	if r.Link != "" {
+		change += ", link to " + name(r.Link)
+	}
+	fmt.Fprintf(w, "change\t%s\n", change)
+	if r.Digest != "" {
+		fmt.Fprintf(w, "digest\t%s\n", r.Digest)
+	}
+	fmt.Fprintf(w, "status\t%s\n", recordStatus(r))
+	if x := rep.Exception; x != nil {
+		fmt.Fprintf(w, "exception\t%s (review %s): %s\n", x.ID, x.Review, joinNames(x.Patterns))
+		fmt.Fprintf(w, "reason\t%s\n", name(x.Reason))
+	} else {
+		fmt.Fprintf(w, "exception\t%s (no longer stored)\n", r.Exception)
+	}
+	if p := rep.Previous; p != nil {
+		fmt.Fprintf(w, "previous\tr%d (session %d, %s, %s, %s, %s)\n", p.ID, p.Session, p.Kind, p.Status, units.FormatSize(p.Size), orNone(p.Digest))
+	} else {
+		fmt.Fprintf(w, "previous\tnone recorded\n")
+	}
+	w.Flush()
+	d := rep.Diff
+	if d.Note != "" {
+		fmt.Fprintf(t.out, "\n%s\n", name(d.Note))
+	}
+	if d.Text == "" {
+		if d.Note != "" && (d.OldDigest != "" || d.NewDigest != "") {
+			fmt.Fprintf(t.out, "old: %s, %s\nnew: %s, %s\n", units.FormatSize(d.OldSize), orNone(d.OldDigest), units.FormatSize(d.NewSize), orNone(d.NewDigest))
+		}
+		return
+	}
+	fmt.Fprintln(t.out)
+	for i, line := range strings.Split(strings.TrimSuffix(d.Text, "\n"), "\n") {
+		// The two header lines hold names escaped already.
+		if i >= 2 && line != persist.NoNewline {
+			line = name(line)
+		}
+		fmt.Fprintln(t.out, line)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no content"
+	}
+	return s
+}

@@ -1,0 +1,37 @@
+package failpoint
+
+// Names lists every failpoint with the step it follows. Each boundary of
+// docs/crash-safety.md has one.
+var Names = map[string]string{
+	// close
+	"close.marked-closing":  "the session is marked closing in the store",
+	"close.unmounted":       "the root is unmounted",
+	"close.records-cleared": "staged records of an earlier try of this close are deleted",
+	"close.blob-stored":     "one persisted file's blob is fsynced and renamed into place",
+	"close.batch-staged":    "one batch of records is committed (not in effect yet)",
+	"close.committed":       "the session is closed and generation G+1 current, with its audit entry",
+	"close.root-removed":    "the session's root snapshot is removed",
+	"close.cleaned":         "older layers and leftovers of the sandbox are removed",
+	// open
+	"open.layer-prepared":  "the build snapshot of a persisted layer is prepared",
+	"open.layer-written":   "the persisted state is written into the build snapshot and unmounted",
+	"open.layer-committed": "the persisted layer is committed",
+	"open.root-prepared":   "the session root snapshot is prepared",
+	"open.mounted":         "the session root is mounted",
+	"open.committed":       "the sandbox is open in the store, with its audit entry",
+	// image import and removal
+	"import.snapshot-committed": "the image snapshot is committed",
+	"import.committed":          "the image is in the store, with its audit entry",
+	"image-rm.committed":        "the image is gone from the store",
+	// sandbox removal
+	"rm.unmounted": "the root of a force-removed sandbox is unmounted",
+	"rm.committed": "the sandbox is gone from the store, with its audit entry",
+	// exception revoke --purge
+	"purge.committed": "purged records and the new generation are committed",
+	// review decisions
+	"review.committed": "one review decision and its new generation are committed",
+	// gc
+	"gc.blob-removed":     "one unreferenced blob is removed",
+	"gc.snapshot-removed": "one stray snapshot is removed",
+	"gc.committed":        "the gc audit entry is committed",
+}

@@ -1,0 +1,196 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/store"
+)
+
+// Freed is what gc removed.
+type Freed struct {
+	Blobs         []string // digests no record keeps
+	BlobBytes     int64
+	Snapshots     []string // keys the store does not account for
+	TempFiles     []string // leftovers under blobs/tmp and tmp, relative to the root
+	TempBytes     int64
+	ValueLogFiles int // badger value-log files rewritten
+}
+
+// GC removes the blobs no record keeps, the snapshots the store does not
+// account for and the temp files crashed commands left, then runs badger's
+// value-log GC. It appends a "gc" audit entry saying what it freed.
+func (e *Env) GC(ctx context.Context) (*Freed, error) {
+	var x *expected
+	if err := e.Store.View(func(tx *store.Tx) (err error) {
+		x, err = loadExpected(tx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	f := &Freed{}
+	if err := e.gcSnapshots(ctx, x, f); err != nil {
+		return f, err
+	}
+	if err := e.gcBlobs(x, f); err != nil {
+		return f, err
+	}
+	if err := e.gcTemp(f); err != nil {
+		return f, err
+	}
+	if err := e.Store.Update(func(tx *store.Tx) error {
+		_, err := tx.Append("gc", "", map[string]string{
+			"blobs": fmt.Sprint(len(f.Blobs)), "blob_bytes": fmt.Sprint(f.BlobBytes),
+			"snapshots": fmt.Sprint(len(f.Snapshots)), "temp_files": fmt.Sprint(len(f.TempFiles)),
+			"temp_bytes": fmt.Sprint(f.TempBytes),
+		})
+		return err
+	}); err != nil {
+		return f, err
+	}
+	failpoint.Hit("gc.committed")
+	n, err := e.Store.GC()
+	f.ValueLogFiles = n
+	return f, err
+}
+
+// gcSnapshots removes stray snapshots, children before parents. A stray
+// with a child the store needs stays (check reports it).
+func (e *Env) gcSnapshots(ctx context.Context, x *expected, f *Freed) error {
+	keys, err := e.Snap.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	parent := map[string]string{}
+	for _, k := range keys {
+		info, err := e.Snap.Stat(ctx, k)
+		if err != nil {
+			return err
+		}
+		parent[k] = info.Parent
+	}
+	depth := func(k string) int {
+		n := 0
+		for p := parent[k]; p != "" && n < len(keys); p = parent[p] {
+			n++
+		}
+		return n
+	}
+	var strays []string
+	for _, k := range keys {
+		if _, ok := x.snapshots[k]; !ok {
+			strays = append(strays, k)
+		}
+	}
+	sort.SliceStable(strays, func(i, j int) bool { return depth(strays[i]) > depth(strays[j]) })
+	kept := map[string]bool{} // snapshots that stay, whose parents must stay too
+	for _, k := range keys {
+		if _, ok := x.snapshots[k]; ok {
+			for p := k; p != "" && !kept[p]; p = parent[p] {
+				kept[p] = true
+			}
+		}
+	}
+	for _, k := range strays {
+		if kept[k] {
+			continue
+		}
+		if err := e.Snap.Remove(ctx, k); err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+		f.Snapshots = append(f.Snapshots, k)
+		failpoint.Hit("gc.snapshot-removed")
+	}
+	return nil
+}
+
+// gcBlobs removes the blobs no record keeps.
+func (e *Env) gcBlobs(x *expected, f *Freed) error {
+	all, err := e.Blobs.List()
+	if err != nil {
+		return err
+	}
+	for _, d := range all {
+		if _, ok := x.blobs[d]; ok {
+			continue
+		}
+		p := filepath.Join(e.Blobs.dir, "sha256", strings.TrimPrefix(d, "sha256:"))
+		size := treeSize(p)
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
+		f.Blobs = append(f.Blobs, d)
+		f.BlobBytes += size
+		failpoint.Hit("gc.blob-removed")
+	}
+	return nil
+}
+
+// gcTemp removes what crashed commands left under blobs/tmp and tmp. It
+// never removes a mount point or a directory holding one.
+func (e *Env) gcTemp(f *Freed) error {
+	mounts, err := snapshot.MountsUnder(e.Root)
+	if err != nil {
+		return err
+	}
+	root := resolved(e.Root) // mount points are listed with symlinks resolved
+	for _, dir := range []string{filepath.Join(root, "blobs", "tmp"), filepath.Join(root, "tmp")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, ent := range entries {
+			p := filepath.Join(dir, ent.Name())
+			if holdsMount(p, mounts) {
+				continue
+			}
+			size := treeSize(p)
+			if err := os.RemoveAll(p); err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			f.TempFiles = append(f.TempFiles, rel)
+			f.TempBytes += size
+		}
+	}
+	return nil
+}
+
+func holdsMount(p string, mounts []string) bool {
+	for _, m := range mounts {
+		if m == p || strings.HasPrefix(m, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// treeSize sums the sizes of the regular files under p, never following
+// symlinks.
+func treeSize(p string) int64 {
+	var n int64
+	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// resolved returns p with its symlinks resolved, or p when that fails.
+func resolved(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
+}

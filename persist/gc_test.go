@@ -1,0 +1,61 @@
+package persist
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/store"
+)
+
+// gc removes unreferenced blobs and leftover temp files, but never a blob a
+// record keeps nor a temp directory that holds a mount.
+func TestGCKeepsWhatIsNeeded(t *testing.T) {
+	e := reviewEnv(t)
+	ctx := context.Background()
+	kept := rvRecord(t, e, 1, "/a", store.KindAdd, "after", store.StatusRejected, "kept: history")
+	orphan, _, err := e.Blobs.Put(strings.NewReader("orphan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.Root, "blobs", "tmp", "blob-1"), []byte("12345"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(e.Root, "tmp", "layer-busy")
+	if err := os.MkdirAll(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("none", mnt, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(mnt, 0)
+	inside := filepath.Join(mnt, "f")
+	if err := os.WriteFile(inside, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := e.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.Blobs, []string{orphan}) || f.BlobBytes != 6 || !slices.Equal(f.TempFiles, []string{"blobs/tmp/blob-1"}) || f.TempBytes != 5 || len(f.Snapshots) != 0 {
+		t.Fatalf("freed %+v", f)
+	}
+	if err := e.Blobs.Verify(kept.Digest); err != nil {
+		t.Fatalf("gc removed a blob a record keeps: %v", err)
+	}
+	if _, err := os.Stat(inside); err != nil {
+		t.Fatalf("gc removed a file under a mount: %v", err)
+	}
+	problems, err := e.Check(ctx)
+	if err != nil || len(problems) != 1 || !strings.HasPrefix(problems[0], "stray mount ") {
+		t.Fatalf("check: %q %v", problems, err)
+	}
+	if ev := rvLastEvent(t, e); ev.Type != "gc" || ev.Data["blobs"] != "1" || ev.Data["temp_files"] != "1" {
+		t.Fatalf("audit entry %+v", ev)
+	}
+}

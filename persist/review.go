@@ -1,0 +1,125 @@
+package persist
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/store"
+)
+
+// Reviewable says whether a pending record waits for a reviewer: it belongs
+// to a committed close and was not purged by `exception revoke --purge`.
+func Reviewable(sb *store.Sandbox, r *store.Record) bool {
+	if r.Status != store.StatusPending || r.Purged {
+		return false
+	}
+	return !(sb.State == store.StateClosing && r.Session == sb.Session)
+}
+
+// ReviewList returns the records that wait for review, of one sandbox ("" =
+// all), by ascending id.
+func (e *Env) ReviewList(sandbox string) ([]*store.Record, error) {
+	out := []*store.Record{}
+	err := e.Store.View(func(tx *store.Tx) error {
+		sbs := map[string]*store.Sandbox{}
+		if sandbox != "" {
+			sb, err := tx.GetSandbox(sandbox)
+			if err != nil {
+				return notFoundSandbox(sandbox, err)
+			}
+			sbs[sandbox] = sb
+		}
+		return tx.ForEachPending(sandbox, func(r *store.Record) error {
+			sb := sbs[r.Sandbox]
+			if sb == nil {
+				var err error
+				if sb, err = tx.GetSandbox(r.Sandbox); err != nil {
+					return err
+				}
+				sbs[r.Sandbox] = sb
+			}
+			if Reviewable(sb, r) {
+				out = append(out, r)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// ReviewReport is a record as a reviewer sees it: the change, the rule that
+// let it through, the version it replaces and what differs.
+type ReviewReport struct {
+	Record    *store.Record
+	Sandbox   *store.Sandbox
+	Exception *exceptions.Exception // nil when the rule is gone
+	InEffect  bool                  // the record is part of the persisted state now
+	// Previous is the version this record replaces: the newest older record
+	// of the same path in effect, else the newest older one that kept
+	// content; nil when the path had no record before (the image's version,
+	// or nothing).
+	Previous *store.Record
+	Diff     *Diff
+}
+
+// ReviewShow reports record id for review.
+func (e *Env) ReviewShow(id uint64) (*ReviewReport, error) {
+	rep := &ReviewReport{}
+	err := e.Store.View(func(tx *store.Tx) error {
+		r, err := getRecord(tx, id)
+		if err != nil {
+			return err
+		}
+		rep.Record = r
+		if rep.Sandbox, err = tx.GetSandbox(r.Sandbox); err != nil {
+			return err
+		}
+		rep.InEffect = InEffect(rep.Sandbox, r)
+		if r.Exception != "" {
+			x, err := tx.GetException(r.Exception)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			rep.Exception = x
+		}
+		hist, err := tx.PathHistory(r.Sandbox, r.Path)
+		if err != nil {
+			return err
+		}
+		rep.Previous = previousVersion(rep.Sandbox, hist, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Diff, err = e.diffRecords(rep.Previous, rep.Record)
+	return rep, err
+}
+
+// previousVersion picks the version r replaces from the path's history.
+func previousVersion(sb *store.Sandbox, hist []*store.Record, r *store.Record) *store.Record {
+	var anyPrev *store.Record
+	for i := len(hist) - 1; i >= 0; i-- {
+		h := hist[i]
+		if h.ID >= r.ID || h.Status == store.StatusRefused {
+			continue
+		}
+		if InEffect(sb, h) {
+			return h
+		}
+		if anyPrev == nil {
+			anyPrev = h
+		}
+	}
+	return anyPrev
+}
+
+// getRecord returns record id, with an error a user can act on.
+func getRecord(tx *store.Tx, id uint64) (*store.Record, error) {
+	r, err := tx.GetRecord(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no record r%d (see spillway review ls)", id)
+	}
+	return r, err
+}

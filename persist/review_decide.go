@@ -1,0 +1,218 @@
+package persist
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/store"
+)
+
+// Decided is what a review decision changed.
+type Decided struct {
+	Records   []*store.Record  // the decided records, as stored
+	Sandboxes []DecidedSandbox // per sandbox, in the order first met
+}
+
+// DecidedSandbox is the effect of a decision on one sandbox.
+type DecidedSandbox struct {
+	Name       string
+	Records    []uint64
+	Generation uint64 // the sandbox's generation after the decision
+	Changed    bool   // the persisted state changed: a new generation
+	// Open is set when the sandbox is open: its root keeps OpenGeneration
+	// until it is closed, and the new generation applies at the next open.
+	Open           bool
+	OpenGeneration uint64
+}
+
+// decisionBatch bounds the records decided in one transaction: badger
+// refuses transactions over ~10 MB. Each batch is its own generation with
+// its own audit entry, so a crash leaves whole batches decided or not.
+const decisionBatch = 500
+
+// Approve approves pending records: a `--review before` change enters the
+// persisted state in a new generation; a `--review after` one stays.
+func (e *Env) Approve(ids []uint64, note string) (*Decided, error) {
+	return e.decide(ids, store.StatusApproved, note)
+}
+
+// ApproveAll approves every pending record of a sandbox.
+func (e *Env) ApproveAll(sandbox, note string) (*Decided, error) {
+	if sandbox == "" {
+		return nil, usageErrorf("approve --all needs a SANDBOX")
+	}
+	recs, err := e.ReviewList(sandbox)
+	if err != nil || len(recs) == 0 {
+		return &Decided{}, err
+	}
+	ids := make([]uint64, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	return e.decide(ids, store.StatusApproved, note)
+}
+
+// Reject rejects pending records: each change leaves the persisted state in a
+// new generation (the previous version returns, or the path goes).
+func (e *Env) Reject(ids []uint64, reason string) (*Decided, error) {
+	if strings.TrimSpace(reason) == "" {
+		return nil, usageErrorf("--reason is required: say why the change is rejected")
+	}
+	return e.decide(ids, store.StatusRejected, reason)
+}
+
+// decide checks every record first, so that a bad id changes nothing, then
+// decides them in batches.
+func (e *Env) decide(ids []uint64, status, text string) (*Decided, error) {
+	ids = uniqueIDs(ids)
+	if len(ids) == 0 {
+		return nil, usageErrorf("give at least one record id")
+	}
+	if err := e.Store.View(func(tx *store.Tx) error {
+		for _, id := range ids {
+			if _, _, err := decidable(tx, id, status); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := &Decided{}
+	for len(ids) > 0 {
+		n := min(len(ids), decisionBatch)
+		if err := e.Store.Update(func(tx *store.Tx) error { return e.decideBatch(tx, ids[:n], status, text, out) }); err != nil {
+			return out, err
+		}
+		failpoint.Hit("review.committed")
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
+func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status, text string, out *Decided) error {
+	now, who := e.Now(), currentUser()
+	type sbDecision struct {
+		sb      *store.Sandbox
+		ids     []uint64
+		names   []string
+		changed bool
+	}
+	var order []string
+	bySb := map[string]*sbDecision{}
+	var recs []*store.Record
+	for _, id := range ids {
+		r, sb, err := decidable(tx, id, status)
+		if err != nil {
+			return err
+		}
+		d := bySb[sb.Name]
+		if d == nil {
+			d = &sbDecision{sb: sb}
+			bySb[sb.Name] = d
+			order = append(order, sb.Name)
+		}
+		before := InEffect(d.sb, r)
+		r.Status, r.DecidedBy, r.DecidedAt = status, who, now
+		if status == store.StatusRejected {
+			r.Reason = text
+		} else {
+			r.Note = text
+		}
+		if err := tx.PutRecord(r); err != nil {
+			return err
+		}
+		d.changed = d.changed || before != InEffect(d.sb, r)
+		d.ids, d.names = append(d.ids, r.ID), append(d.names, fmt.Sprintf("r%d", r.ID))
+		recs = append(recs, r)
+	}
+	typ, key := "review.approve", "note"
+	if status == store.StatusRejected {
+		typ, key = "review.reject", "reason"
+	}
+	var results []DecidedSandbox
+	for _, name := range order {
+		d := bySb[name]
+		if d.changed {
+			d.sb.Generation++
+			if err := tx.PutSandbox(d.sb); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Append(typ, name, map[string]string{
+			"records": strings.Join(d.names, " "), key: text, "generation": fmt.Sprint(d.sb.Generation),
+		}); err != nil {
+			return err
+		}
+		results = append(results, DecidedSandbox{Name: name, Records: d.ids, Generation: d.sb.Generation,
+			Changed: d.changed, Open: d.sb.State == store.StateOpen, OpenGeneration: d.sb.OpenGeneration})
+	}
+	out.Records = append(out.Records, recs...)
+	out.merge(results)
+	return nil
+}
+
+// merge adds a batch's results to the decision's.
+func (d *Decided) merge(batch []DecidedSandbox) {
+	for _, b := range batch {
+		found := false
+		for i := range d.Sandboxes {
+			s := &d.Sandboxes[i]
+			if s.Name == b.Name {
+				s.Records = append(s.Records, b.Records...)
+				s.Generation, s.Changed = b.Generation, s.Changed || b.Changed
+				s.Open, s.OpenGeneration = b.Open, b.OpenGeneration
+				found = true
+			}
+		}
+		if !found {
+			d.Sandboxes = append(d.Sandboxes, b)
+		}
+	}
+}
+
+// decidable returns record id and its sandbox when a reviewer may decide it,
+// else an error that names the record and says why not.
+func decidable(tx *store.Tx, id uint64, status string) (*store.Record, *store.Sandbox, error) {
+	r, err := getRecord(tx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	sb, err := tx.GetSandbox(r.Sandbox)
+	if err != nil {
+		return nil, nil, notFoundSandbox(r.Sandbox, err)
+	}
+	verb := "approve"
+	if status == store.StatusRejected {
+		verb = "reject"
+	}
+	when := func() string {
+		return fmt.Sprintf("by %s on %s", r.DecidedBy, r.DecidedAt.Format("2006-01-02 15:04"))
+	}
+	switch {
+	case r.Status == store.StatusRefused:
+		return nil, nil, fmt.Errorf("record r%d was refused at close (%s): it kept no content, there is nothing to %s", id, r.Reason, verb)
+	case r.Status == store.StatusApproved:
+		return nil, nil, fmt.Errorf("record r%d is already approved (%s)", id, when())
+	case r.Status == store.StatusRejected:
+		return nil, nil, fmt.Errorf("record r%d is already rejected (%s)", id, when())
+	case r.Purged:
+		return nil, nil, fmt.Errorf("record r%d was purged with its exception %s: there is nothing to %s", id, r.Exception, verb)
+	case !Reviewable(sb, r):
+		return nil, nil, fmt.Errorf("record r%d belongs to session %d of %s, whose close has not finished (run: spillway close %s)", id, r.Session, sb.Name, sb.Name)
+	}
+	return r, sb, nil
+}
+
+func uniqueIDs(ids []uint64) []uint64 {
+	seen := map[uint64]bool{}
+	var out []uint64
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
