@@ -90,9 +90,10 @@ func (e *Env) Sandboxes() ([]SandboxInfo, error) {
 }
 
 // RemoveSandbox deletes a closed sandbox and its persisted state; force
-// first rolls an open one back, discarding everything. Its history stays in
-// the audit log.
-func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool) error {
+// first rolls an open one back, discarding everything (beforeUnmount, when
+// set, runs first, e.g. to stop processes using the root). Its history
+// stays in the audit log.
+func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, beforeUnmount func(context.Context, *store.Sandbox) error) error {
 	sb, err := e.getSandbox(name)
 	if err != nil {
 		// A removal that crashed after its commit left snapshots behind:
@@ -106,6 +107,11 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool) error 
 	if sb.State != store.StateClosed {
 		if !force {
 			return fmt.Errorf("sandbox %s is %s (close it first, or use rm --force to discard everything)", name, sb.State)
+		}
+		if beforeUnmount != nil && sb.State == store.StateOpen {
+			if err := beforeUnmount(ctx, sb); err != nil {
+				return err
+			}
 		}
 		if err := snapshot.Unmount(e.MountPath(name)); err != nil {
 			return err

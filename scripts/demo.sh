@@ -29,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step() { if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then printf "\n\033[1m$ %s\033[0m\n" "$*"; else printf "\n$ %s\n" "$*"; fi; "$@"; }
 
 go build -o spillway ./cmd/spillway
 go run ./internal/testrootfs/mkrootfs "$work/rootfs"

@@ -152,7 +152,7 @@ func rmCommand(t *term) *cli.Command {
 				return err
 			}
 			return withEnv(c, t, func(e *persist.Env) error {
-				if err := e.RemoveSandbox(c.Context, c.Args().Get(0), c.Bool("force")); err != nil {
+				if err := e.RemoveSandbox(c.Context, c.Args().Get(0), c.Bool("force"), beforeUnmount(t, c.Bool("force"))); err != nil {
 					return err
 				}
 				fmt.Fprintf(t.out, "removed sandbox %s\n", c.Args().Get(0))
