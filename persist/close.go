@@ -74,7 +74,7 @@ type CloseSummary struct {
 	Discarded     Discarded        `json:"discarded"`
 }
 
-const recordBatch = 256
+const recordBatch = 1000
 
 // CloseSandbox persists what the exceptions let through, discards the rest
 // and rolls the sandbox back (see the package doc for the protocol).
@@ -116,6 +116,10 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 	sum, err := e.collect(ctx, sb, o)
 	if err != nil || o.DryRun {
 		return sum, err
+	}
+	// Every blob the records name is durable before they take effect.
+	if err := e.Blobs.Sync(); err != nil {
+		return nil, err
 	}
 	if err := e.commitClose(sb, sum); err != nil {
 		return nil, err

@@ -173,6 +173,9 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 		return "", nil, fmt.Errorf("mount persisted layer: %w", err)
 	}
 	skipped, applyErr := e.applyState(target, state)
+	if applyErr == nil {
+		applyErr = syncFS(target) // the layer is durable before it is committed
+	}
 	if err := snapshot.Unmount(target); err != nil && applyErr == nil {
 		applyErr = err
 	}
@@ -283,10 +286,7 @@ func (e *Env) writeFile(root *os.Root, rel string, r *store.Record) error {
 		return err
 	}
 	mt := unix.NsecToTimeval(r.Mtime.UnixNano())
-	if err := unix.Futimes(int(f.Fd()), []unix.Timeval{mt, mt}); err != nil {
-		return err
-	}
-	return f.Sync()
+	return unix.Futimes(int(f.Fd()), []unix.Timeval{mt, mt})
 }
 
 // cleanupSandbox removes what a crashed command left of a closed sandbox:
