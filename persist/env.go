@@ -32,6 +32,9 @@ type Env struct {
 	Snap  *snapshot.Manager
 	Blobs *Blobs
 	Now   func() time.Time
+	// Progress, when set, is told about long work now and then (e.g.
+	// "applying persisted state: 3000/10000 files").
+	Progress func(format string, args ...any)
 
 	lock *lock.Lock
 }

@@ -206,7 +206,11 @@ func (e *Env) applyState(target string, state State) ([]string, error) {
 	}
 	defer root.Close()
 	var skipped []string
-	for _, r := range state.Sorted() {
+	sorted := state.Sorted()
+	for i, r := range sorted {
+		if e.Progress != nil && i%1000 == 999 {
+			e.Progress("applying persisted state: %d/%d files", i+1, len(sorted))
+		}
 		if !cleanAbs(r.Path) {
 			skipped = append(skipped, fmt.Sprintf("%q: not a clean absolute path", r.Path))
 			continue

@@ -60,10 +60,10 @@ func newApp(t *term) *cli.App {
 			rmCommand(t),
 			exceptionCommand(t),
 			persistedCommand(t),
+			reviewCommand(t),
 			logCommand(t),
 			auditCommand(t),
 			checkCommand(t),
-			reviewCommand(t),
 			gcCommand(t),
 		},
 	}

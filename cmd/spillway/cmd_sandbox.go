@@ -61,7 +61,10 @@ func openCommand(t *term) *cli.Command {
 				return err
 			}
 			return withEnv(c, t, func(e *persist.Env) error {
+				p := t.progress()
+				e.Progress = p.printf
 				o, err := e.OpenSandbox(c.Context, c.Args().Get(0))
+				p.done()
 				if err != nil {
 					return err
 				}
