@@ -96,14 +96,20 @@ func (x *expected) blob(digest string) *blobUse {
 	return u
 }
 
+// loadExpected reads what the store accounts for, in one read transaction.
+func (e *Env) loadExpected() (x *expected, err error) {
+	err = e.Store.View(func(tx *store.Tx) error {
+		x, err = loadExpected(tx)
+		return err
+	})
+	return x, err
+}
+
 // Check lists every disagreement between the store, the blobs, the
 // snapshots and the mounts. An empty list means all agree.
 func (e *Env) Check(ctx context.Context) ([]string, error) {
-	var x *expected
-	if err := e.Store.View(func(tx *store.Tx) (err error) {
-		x, err = loadExpected(tx)
-		return err
-	}); err != nil {
+	x, err := e.loadExpected()
+	if err != nil {
 		return nil, err
 	}
 	var problems []string

@@ -28,11 +28,8 @@ type Freed struct {
 // account for and the temp files crashed commands left, then runs badger's
 // value-log GC. It appends a "gc" audit entry saying what it freed.
 func (e *Env) GC(ctx context.Context) (*Freed, error) {
-	var x *expected
-	if err := e.Store.View(func(tx *store.Tx) (err error) {
-		x, err = loadExpected(tx)
-		return err
-	}); err != nil {
+	x, err := e.loadExpected()
+	if err != nil {
 		return nil, err
 	}
 	f := &Freed{}
