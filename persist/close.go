@@ -105,10 +105,9 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 			return nil, fmt.Errorf("unmount root of %s: %w", name, err)
 		}
 		failpoint.Hit("close.unmounted")
-		if err := e.Store.Update(func(tx *store.Tx) error {
-			_, err := tx.DeleteSessionRecords(name, sb.Session)
-			return err
-		}); err != nil {
+		// Records staged by an earlier try are not in effect; deleting
+		// them in chunks keeps each transaction small.
+		if _, err := e.Store.DeleteSessionRecordsChunked(name, sb.Session, recordBatch); err != nil {
 			return nil, err
 		}
 		failpoint.Hit("close.records-cleared")

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -187,6 +188,17 @@ func TestCorpusQuotaFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A close interrupted after it staged more records than one badger
+	// transaction can delete is finished by the next close.
+	ctx, cancel := context.WithCancel(f.ctx)
+	_, err := f.e.CloseSandbox(ctx, "docs", CloseOptions{Progress: func(n int64) {
+		if n >= 11500 {
+			cancel()
+		}
+	}})
+	if err == nil {
+		t.Fatal("cancelled close succeeded")
+	}
 	sum := f.close()
 	var files, quota int
 	for _, p := range sum.Persisted {
@@ -212,6 +224,14 @@ func TestCorpusQuotaFiles(t *testing.T) {
 	})
 	if n != 10000 {
 		t.Fatalf("next root has %d of the documents, want 10000", n)
+	}
+	f.close()
+	// rm deletes 12,000 records, more than one transaction holds.
+	if err := f.e.RemoveSandbox(f.ctx, "docs", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if f.e.hasRecords("docs") {
+		t.Fatal("records of the removed sandbox are left")
 	}
 }
 

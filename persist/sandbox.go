@@ -17,6 +17,13 @@ func (e *Env) CreateSandbox(name, image string) error {
 	if err := ValidateName("sandbox", name); err != nil {
 		return err
 	}
+	if _, err := e.getSandbox(name); err != nil {
+		// Records a crashed rm of the same name left must not become the
+		// new sandbox's state.
+		if err := e.deleteOrphanRecords(name); err != nil {
+			return err
+		}
+	}
 	return e.Store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetImage(image); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
@@ -98,9 +105,12 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 	if err != nil {
 		// A removal that crashed after its commit left snapshots behind:
 		// finish it.
-		if left, lerr := e.leftovers(ctx, sandboxKeyPrefix(name)); lerr == nil && left {
+		if left, lerr := e.leftovers(ctx, sandboxKeyPrefix(name)); lerr == nil && (left || e.hasRecords(name)) {
 			gone := &store.Sandbox{Name: name, State: store.StateClosed, Generation: ^uint64(0)}
-			return e.cleanupSandbox(ctx, gone)
+			if err := e.cleanupSandbox(ctx, gone); err != nil {
+				return err
+			}
+			return e.deleteOrphanRecords(name)
 		}
 		return err
 	}
@@ -119,12 +129,10 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		failpoint.Hit("rm.unmounted")
 	}
 	now := e.Now()
+	// The sandbox goes from the store first, in one small transaction; its
+	// records, no longer reachable, are deleted after in chunks (a crash
+	// leaves them for the next rm or create of that name).
 	err = e.Store.Update(func(tx *store.Tx) error {
-		for n := uint64(1); n <= sb.Session; n++ {
-			if _, err := tx.DeleteSessionRecords(name, n); err != nil {
-				return err
-			}
-		}
 		xs, err := tx.ListExceptions(name)
 		if err != nil {
 			return err
@@ -152,5 +160,38 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		return err
 	}
 	os.Remove(e.MountPath(name))
+	return e.deleteOrphanRecords(name)
+}
+
+// deleteOrphanRecords deletes the records left by a removed sandbox.
+func (e *Env) deleteOrphanRecords(name string) error {
+	var sessions []uint64
+	err := e.Store.View(func(tx *store.Tx) error {
+		seen := map[uint64]bool{}
+		return tx.ForEachRecord(name, func(r *store.Record) error {
+			if !seen[r.Session] {
+				seen[r.Session] = true
+				sessions = append(sessions, r.Session)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range sessions {
+		if _, err := e.Store.DeleteSessionRecordsChunked(name, n, recordBatch); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// hasRecords says whether any record of a sandbox name is in the store.
+func (e *Env) hasRecords(name string) bool {
+	found := false
+	e.Store.View(func(tx *store.Tx) error {
+		return tx.ForEachRecord(name, func(*store.Record) error { found = true; return store.ErrStop })
+	})
+	return found
 }

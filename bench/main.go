@@ -1,0 +1,130 @@
+// Command bench measures Spillway's open, close and listings against their baselines and prints medians and ratios (go run ./bench [--quick] [--out FILE]).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// config sizes one run.
+type config struct {
+	Name string
+	Reps int // repetitions of the timed scenarios
+
+	DocN        [2]int // image sizes of docsession: small, large
+	Docs        int    // documents in the image
+	DocsChanged int    // documents a session modifies
+	DocBytes    int    // their total new size
+	TmpFiles    int    // temporary files created and deleted
+	Elsewhere   int    // other files modified
+
+	Close100N [2]int // image sizes of the issue-2 scenario
+	Close100  int    // changes of that session
+
+	NativeN    int // image size of the native run
+	NativeReps int
+
+	DiscardFiles int // small files a session creates and close discards
+	PersistFiles int // files a session creates and close persists
+	PersistReps  int
+
+	Records [2]int // records in the store for review ls and persisted ls
+	Page    int    // rows of a first page
+}
+
+var (
+	fullConfig = config{
+		Name: "full", Reps: 5,
+		DocN: [2]int{10000, 200000}, Docs: 400, DocsChanged: 50, DocBytes: 5 << 20, TmpFiles: 10000, Elsewhere: 1000,
+		Close100N: [2]int{1000, 50000}, Close100: 100,
+		NativeN: 10000, NativeReps: 2,
+		DiscardFiles: 1000000,
+		PersistFiles: 10000, PersistReps: 3,
+		Records: [2]int{10000, 1000000}, Page: 50,
+	}
+	quickConfig = config{
+		Name: "quick", Reps: 2,
+		DocN: [2]int{1000, 5000}, Docs: 60, DocsChanged: 20, DocBytes: 2 << 20, TmpFiles: 1000, Elsewhere: 200,
+		Close100N: [2]int{1000, 5000}, Close100: 100,
+		NativeN: 1000, NativeReps: 1,
+		DiscardFiles: 20000,
+		PersistFiles: 500, PersistReps: 1,
+		Records: [2]int{1000, 20000}, Page: 50,
+	}
+	tinyConfig = config{
+		Name: "tiny", Reps: 1,
+		DocN: [2]int{200, 600}, Docs: 20, DocsChanged: 5, DocBytes: 256 << 10, TmpFiles: 100, Elsewhere: 20,
+		Close100N: [2]int{200, 600}, Close100: 30,
+		NativeN: 200, NativeReps: 1,
+		DiscardFiles: 500,
+		PersistFiles: 50, PersistReps: 1,
+		Records: [2]int{100, 500}, Page: 20,
+	}
+)
+
+func main() {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childMain())
+	}
+	quick := flag.Bool("quick", false, "a CI smoke run with small sizes (under 2 minutes)")
+	out := flag.String("out", "", "also write the report to `FILE`")
+	dir := flag.String("dir", "/var/tmp", "where to build the data (`DIR` on ext4, xfs, btrfs or tmpfs)")
+	flag.Parse()
+	cfg := fullConfig
+	if *quick {
+		cfg = quickConfig
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var w io.Writer = os.Stdout
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		w = io.MultiWriter(os.Stdout, f)
+	}
+	if err := run(ctx, cfg, *dir, w, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run builds the data under a fresh directory in parent, runs every
+// scenario, prints the report to w and progress to logw, and removes what it
+// made. Timings never make it fail; errors do.
+func run(ctx context.Context, cfg config, parent string, w, logw io.Writer) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("run as root: the benchmark mounts overlay filesystems")
+	}
+	work, err := os.MkdirTemp(parent, "spillway-bench-")
+	if err != nil {
+		return err
+	}
+	defer cleanupWork(work)
+	b := &bench{cfg: cfg, work: work, log: logw, start: time.Now()}
+	defer func() {
+		for _, d := range b.cleanup {
+			os.RemoveAll(d)
+		}
+	}()
+	b.logf("mode %s, data in %s", cfg.Name, work)
+	steps := []func(context.Context) error{
+		b.docsession, b.close100, b.native, b.discard, b.persistMany, b.records,
+	}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	b.report(w)
+	return nil
+}

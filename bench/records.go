@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/store"
+)
+
+// records measures review ls and persisted ls with many records in the
+// store, written directly through store (as closes would have left them:
+// pending, review after, one sandbox, 1,000 a session).
+func (b *bench) records(ctx context.Context) error {
+	var first, firstCLI, full, pers [2][]time.Duration
+	for i, n := range b.cfg.Records {
+		root := filepath.Join(b.work, fmt.Sprintf("records-%d", n))
+		e, err := openEnv(ctx, root, snapshot.KindOverlay)
+		if err != nil {
+			return err
+		}
+		d, err := timed(func() error { return fillRecords(e.Store, "rec", n) })
+		if err != nil {
+			e.Close()
+			return fmt.Errorf("write %d records: %w", n, err)
+		}
+		b.logf("records: wrote %d in %s", n, fmtDur(d))
+		reps := b.cfg.Reps
+		if n > 100000 {
+			reps = 1 // a full listing of a million records takes about a minute
+		}
+		for range b.cfg.Reps {
+			d, err := timed(func() error { return firstPage(e, b.cfg.Page) })
+			if err != nil {
+				e.Close()
+				return err
+			}
+			first[i] = append(first[i], d)
+		}
+		for range reps {
+			var got int
+			d, err := timed(func() error {
+				recs, err := e.ReviewList("")
+				got = len(recs)
+				return err
+			})
+			if err != nil || got != n {
+				e.Close()
+				return fmt.Errorf("review ls: %d records, %v", got, err)
+			}
+			full[i] = append(full[i], d)
+			firstCLI[i] = append(firstCLI[i], d)
+			d, err = timed(func() error {
+				recs, err := e.Persisted("rec")
+				got = len(recs)
+				return err
+			})
+			if err != nil || got != n {
+				e.Close()
+				return fmt.Errorf("persisted ls: %d records, %v", got, err)
+			}
+			pers[i] = append(pers[i], d)
+		}
+		if err := e.Close(); err != nil {
+			return err
+		}
+		grp := fmt.Sprintf("%d records", n)
+		b.add(grp, fmt.Sprintf("review ls first page (%d rows, pending index streamed)", b.cfg.Page), first[i])
+		b.add(grp, "review ls full listing (ReviewList; also the CLI's first page)", full[i])
+		b.add(grp, "persisted ls full listing (Persisted; also its first page)", pers[i])
+	}
+	name := func(what string) string {
+		return fmt.Sprintf("%s %d / %d records", what, b.cfg.Records[1], b.cfg.Records[0])
+	}
+	b.ratio(name("review ls first page (streamed)"), median(first[1]), median(first[0]), 2)
+	b.ratio(name("review ls first page (CLI, ReviewList)"), median(firstCLI[1]), median(firstCLI[0]), 2)
+	b.ratio(name("review ls full listing"), median(full[1]), median(full[0]), 0)
+	b.ratio(name("persisted ls (first page = full)"), median(pers[1]), median(pers[0]), 0)
+	return nil
+}
+
+// firstPage reads the first page of review ls the way a pager needs it:
+// the pending index in id order, stopped after page rows.
+func firstPage(e *persist.Env, page int) error {
+	var rows int
+	err := e.Store.View(func(tx *store.Tx) error {
+		sbs := map[string]*store.Sandbox{}
+		return tx.ForEachPending("", func(r *store.Record) error {
+			sb := sbs[r.Sandbox]
+			if sb == nil {
+				var err error
+				if sb, err = tx.GetSandbox(r.Sandbox); err != nil {
+					return err
+				}
+				sbs[r.Sandbox] = sb
+			}
+			if persist.Reviewable(sb, r) {
+				rows++
+			}
+			if rows == page {
+				return store.ErrStop
+			}
+			return nil
+		})
+	})
+	if err == nil && rows != page {
+		err = errors.New("first page is short")
+	}
+	return err
+}
+
+// fillRecords writes n pending records of distinct paths into sandbox sb.
+func fillRecords(st *store.Store, sb string, n int) error {
+	const perSession = 1000
+	const batch = 2000
+	now := time.Now().UTC()
+	sessions := uint64((n + perSession - 1) / perSession)
+	if err := st.Update(func(tx *store.Tx) error {
+		return tx.PutSandbox(&store.Sandbox{Name: sb, Image: "img", Created: now, State: store.StateClosed,
+			Session: sessions, Generation: sessions})
+	}); err != nil {
+		return err
+	}
+	for i := 0; i < n; i += batch {
+		err := st.Update(func(tx *store.Tx) error {
+			for j := i; j < min(n, i+batch); j++ {
+				id, err := tx.NextRecordID()
+				if err != nil {
+					return err
+				}
+				r := &store.Record{
+					ID: id, Sandbox: sb, Session: uint64(j/perSession + 1),
+					Path: fmt.Sprintf("/home/user/Documents/p%02d/s%03d/doc%07d.odt", j%37, (j/37)%500, j),
+					Kind: store.KindAdd, Type: "file", Size: int64(4096 + j%100000), Mode: 0o644, UID: 1000, GID: 1000,
+					Mtime: now, Digest: fmt.Sprintf("sha256:%064x", j), Exception: "ex1", Review: "after",
+					Status: store.StatusPending, Created: now,
+				}
+				if err := tx.PutRecord(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
