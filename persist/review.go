@@ -21,7 +21,18 @@ func Reviewable(sb *store.Sandbox, r *store.Record) bool {
 // all), by ascending id.
 func (e *Env) ReviewList(sandbox string) ([]*store.Record, error) {
 	out := []*store.Record{}
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.ReviewEach(sandbox, func(r *store.Record) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// ReviewEach calls fn for each record that waits for review, as ReviewList
+// lists them, without collecting them first: the first page of a million
+// pending records prints at once.
+func (e *Env) ReviewEach(sandbox string, fn func(*store.Record) error) error {
+	return e.Store.View(func(tx *store.Tx) error {
 		sbs := map[string]*store.Sandbox{}
 		if sandbox != "" {
 			sb, err := tx.GetSandbox(sandbox)
@@ -40,12 +51,11 @@ func (e *Env) ReviewList(sandbox string) ([]*store.Record, error) {
 				sbs[r.Sandbox] = sb
 			}
 			if Reviewable(sb, r) {
-				out = append(out, r)
+				return fn(r)
 			}
 			return nil
 		})
 	})
-	return out, err
 }
 
 // ReviewReport is a record as a reviewer sees it: the change, the rule that

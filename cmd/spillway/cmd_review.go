@@ -70,26 +70,35 @@ func runReviewLs(c *cli.Context, t *term) error {
 		return usageError("usage: spillway review ls [SANDBOX]")
 	}
 	return withEnv(c, t, func(e *persist.Env) error {
-		recs, err := e.ReviewList(c.Args().First())
+		// Rows print as they are read, in pages of reviewPage, so the
+		// first page of a long list shows at once.
+		if t.json {
+			arr := t.jsonArray()
+			if err := e.ReviewEach(c.Args().First(), func(r *store.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
+				return err
+			}
+			return arr.close()
+		}
+		w := t.table()
+		n := 0
+		err := e.ReviewEach(c.Args().First(), func(r *store.Record) error {
+			if n == 0 {
+				fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
+			}
+			n++
+			fmt.Fprintf(w, "r%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Sandbox, r.Session, r.Kind, r.Type,
+				units.FormatSize(r.Size), r.Exception, r.Review, name(r.Path))
+			if n%reviewPage == 0 {
+				return w.Flush()
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		if t.json {
-			out := []recordJSON{}
-			for _, r := range recs {
-				out = append(out, toRecordJSON(r))
-			}
-			return t.printJSON(out)
-		}
-		if len(recs) == 0 {
+		if n == 0 {
 			fmt.Fprintln(t.out, "nothing to review")
 			return nil
-		}
-		w := t.table()
-		fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
-		for _, r := range recs {
-			fmt.Fprintf(w, "r%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Sandbox, r.Session, r.Kind, r.Type,
-				units.FormatSize(r.Size), r.Exception, r.Review, name(r.Path))
 		}
 		return w.Flush()
 	})
@@ -191,3 +200,6 @@ func recordStatus(r *store.Record) string {
 	}
 	return s
 }
+
+// reviewPage is how many rows review ls aligns and prints at a time.
+const reviewPage = 50

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -91,4 +92,40 @@ func joinNames(ss []string) string {
 		out[i] = escape.Name(s)
 	}
 	return strings.Join(out, " ")
+}
+
+// jsonArrayWriter streams a JSON array, one element at a time, in the same
+// layout as printJSON.
+type jsonArrayWriter struct {
+	t *term
+	n int
+}
+
+func (t *term) jsonArray() *jsonArrayWriter { return &jsonArrayWriter{t: t} }
+
+func (a *jsonArrayWriter) add(v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("  ", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	sep := "[\n  "
+	if a.n > 0 {
+		sep = ",\n  "
+	}
+	a.n++
+	_, err := fmt.Fprintf(a.t.out, "%s%s", sep, b)
+	return err
+}
+
+func (a *jsonArrayWriter) close() error {
+	if a.n == 0 {
+		_, err := fmt.Fprintln(a.t.out, "[]")
+		return err
+	}
+	_, err := fmt.Fprint(a.t.out, "\n]\n")
+	return err
 }
