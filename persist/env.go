@@ -146,6 +146,9 @@ func (e *Env) Close() error {
 func (e *Env) mntDir() string { return filepath.Join(e.Root, "mnt") }
 func (e *Env) tmpDir() string { return filepath.Join(e.Root, "tmp") }
 
+// TrashDir holds removed roots whose files a background rm deletes.
+func (e *Env) TrashDir() string { return filepath.Join(e.Root, "trash") }
+
 // MountPath is where the root of an open sandbox is mounted.
 func (e *Env) MountPath(sandbox string) string { return filepath.Join(e.mntDir(), sandbox) }
 

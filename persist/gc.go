@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -40,6 +41,9 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 		return f, err
 	}
 	if err := e.gcTemp(f); err != nil {
+		return f, err
+	}
+	if err := e.Snap.Cleanup(ctx); err != nil {
 		return f, err
 	}
 	if err := e.Store.Update(func(tx *store.Tx) error {
@@ -138,8 +142,11 @@ func (e *Env) gcTemp(f *Freed) error {
 		return err
 	}
 	root := resolved(e.Root) // mount points are listed with symlinks resolved
-	for _, dir := range []string{filepath.Join(root, "blobs", "tmp"), filepath.Join(root, "tmp")} {
+	for _, dir := range []string{filepath.Join(root, "blobs", "tmp"), filepath.Join(root, "tmp"), filepath.Join(root, "trash")} {
 		entries, err := os.ReadDir(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return err
 		}

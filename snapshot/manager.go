@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
@@ -80,7 +82,8 @@ func Open(ctx context.Context, dir, kind string, timeout time.Duration) (*Manage
 		}
 		sn, err = overlay.NewSnapshotter(abs,
 			overlay.WithMountOptions(overlayOptions),
-			overlay.WithMetaStore(ms))
+			overlay.WithMetaStore(ms),
+			overlay.AsynchronousRemove) // Remove cleans up itself, or defers it (RemoveDeferred)
 		if err != nil {
 			ms.Close()
 			return nil, fmt.Errorf("snapshots: overlayfs snapshotter on %s: %w", abs, err)
@@ -178,7 +181,57 @@ func (m *Manager) Remove(ctx context.Context, key string) error {
 	if err := m.sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove snapshot %q: %w", key, err)
 	}
+	return m.Cleanup(ctx)
+}
+
+// Cleanup deletes the directories of removed snapshots (the overlay
+// snapshotter removes asynchronously: metadata first, directories here).
+func (m *Manager) Cleanup(ctx context.Context) error {
+	if c, ok := m.sn.(snapshots.Cleaner); ok {
+		// A brand-new database has no buckets yet: nothing to clean.
+		if err := c.Cleanup(ctx); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("clean up removed snapshots: %w", err)
+		}
+	}
 	return nil
+}
+
+// RemoveDeferred removes the active snapshot key but leaves deleting its
+// files to a detached `rm -rf` of trash/<id>: on overlay the snapshot's
+// directory is renamed into trash (same filesystem: a rename) once the
+// snapshot is gone from the metadata, so a close need not wait for every
+// discarded file to be unlinked. A crash leaves the directory in the
+// snapshotter's root or in trash; Cleanup and gc delete both. On native it
+// is Remove.
+func (m *Manager) RemoveDeferred(ctx context.Context, key, trash string) error {
+	mounts, err := m.sn.Mounts(ctx, key)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	upper, _, ok := OverlayDirs(mounts)
+	if err != nil || !ok || m.kind != KindOverlay {
+		return m.Remove(ctx, key)
+	}
+	dir := filepath.Dir(upper)
+	if filepath.Dir(dir) != filepath.Join(m.dir, "snapshots") {
+		return m.Remove(ctx, key)
+	}
+	if err := m.sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove snapshot %q: %w", key, err)
+	}
+	if err := os.MkdirAll(trash, 0o700); err != nil {
+		return err
+	}
+	dst := filepath.Join(trash, filepath.Base(dir))
+	if err := os.Rename(dir, dst); err != nil {
+		return m.Cleanup(ctx)
+	}
+	rm := exec.Command("rm", "-rf", "--one-file-system", "--", dst)
+	rm.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := rm.Start(); err != nil {
+		return os.RemoveAll(dst)
+	}
+	return rm.Process.Release()
 }
 
 // Exists reports whether the snapshot key exists (active, view or
