@@ -8,6 +8,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/spillway/spillway/internal/testrootfs"
+	"github.com/spillway/spillway/snapshot"
 )
 
 func TestMain(m *testing.M) {
@@ -39,6 +40,15 @@ func TestScripts(t *testing.T) {
 			env.Setenv("SPILLWAY_ROOT", filepath.Join(env.WorkDir, "state"))
 			env.Setenv("SPILLWAY_NO_PROGRESS", "1")
 			env.Setenv("NO_COLOR", "1")
+			// Scripts may end with sandboxes open: unmount them so the
+			// work directory can go and nothing stays mounted on the host.
+			work := env.WorkDir
+			env.Defer(func() {
+				mounts, _ := snapshot.MountsUnder(work)
+				for i := len(mounts) - 1; i >= 0; i-- {
+					snapshot.Unmount(mounts[i])
+				}
+			})
 			return testrootfs.Build(filepath.Join(env.WorkDir, "busybox"))
 		},
 		Cmds: scriptCmds,
