@@ -46,6 +46,15 @@ func toRecordJSON(r *store.Record) recordJSON {
 		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Mtime: r.Mtime, Link: r.Link}
 }
 
+// recordsJSON converts records for a JSON listing (never null).
+func recordsJSON(recs []*store.Record) []recordJSON {
+	out := []recordJSON{}
+	for _, r := range recs {
+		out = append(out, toRecordJSON(r))
+	}
+	return out
+}
+
 func persistedCommand(t *term) *cli.Command {
 	return &cli.Command{
 		Name:  "persisted",
@@ -106,11 +115,7 @@ func runPersistedLs(c *cli.Context, t *term) error {
 			return err
 		}
 		if t.json {
-			out := []recordJSON{}
-			for _, r := range recs {
-				out = append(out, toRecordJSON(r))
-			}
-			return t.printJSON(out)
+			return t.printJSON(recordsJSON(recs))
 		}
 		w := t.table()
 		fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
@@ -198,11 +203,7 @@ func runPersistedHistory(c *cli.Context, t *term) error {
 			return err
 		}
 		if t.json {
-			out := []recordJSON{}
-			for _, r := range recs {
-				out = append(out, toRecordJSON(r))
-			}
-			return t.printJSON(out)
+			return t.printJSON(recordsJSON(recs))
 		}
 		if len(recs) == 0 {
 			return fmt.Errorf("%s has no record of %s", c.Args().Get(0), name(c.Args().Get(1)))
