@@ -16,6 +16,8 @@ const (
 	CodeSSH            = "ssh"
 	CodeLDPreload      = "ld-preload"
 	CodePathDir        = "path-dir"
+	CodeAccounts       = "accounts"
+	CodeLibraryDir     = "library-dir"
 	CodeAllowsExec     = "allows-exec"
 	CodeAllowsSymlinks = "allows-symlinks"
 )
@@ -67,7 +69,22 @@ var risks = []risk{
 		"/bin/**", "/sbin/**", "/usr/bin/**", "/usr/sbin/**",
 		"/usr/local/bin/**", "/usr/local/sbin/**", "~/.local/bin/**", "~/bin/**",
 	}},
+	{CodeAccounts, "accounts, passwords or privilege rules", []string{
+		"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/subuid", "/etc/subgid",
+		"/etc/sudoers", "/etc/sudoers.d/**", "/etc/doas.conf", "/etc/pam.conf", "/etc/pam.d/**",
+		"/etc/security/**", "/etc/login.defs", "/etc/nsswitch.conf", "/etc/polkit-1/**",
+		"~/.pam_environment",
+	}},
+	{CodeLibraryDir, "a shared library or a program's own code", []string{
+		"/lib/**", "/lib32/**", "/lib64/**", "/libx32/**", "/usr/lib/**", "/usr/lib32/**",
+		"/usr/lib64/**", "/usr/libx32/**", "/usr/libexec/**", "/usr/local/lib/**",
+	}},
 }
+
+// homeDirs are the home directories themselves and the directory above
+// them: a pattern that matches one of them lets close record deleting or
+// replacing a whole home (or all of them) at once.
+var homeDirs = [][]string{split("/home"), split("/home/*"), split("/root")}
 
 // compiled risky locations: for each risk, each location as element lists
 // (one per home when it starts with "~").
@@ -143,7 +160,12 @@ func lintPattern(p string) []Finding {
 		}
 	}
 	for i, r := range risks {
-		if label, ok := firstOverlap(alts, compiledRisks[i]); ok {
+		label, ok := firstOverlap(alts, compiledRisks[i])
+		if !ok && r.code == CodeWholeHome && coversHomeDir(alts) {
+			out = append(out, Finding{Pattern: p, Code: r.code, Message: "can delete or replace a whole home directory, or all of them"})
+			continue
+		}
+		if ok {
 			msg := "could let through " + r.what + " (" + label + ")"
 			if r.code == CodeWholeHome {
 				msg = "matches everything in a home directory (" + strings.TrimSuffix(label, "/"+probe) + ")"
@@ -152,6 +174,19 @@ func lintPattern(p string) []Finding {
 		}
 	}
 	return out
+}
+
+// coversHomeDir reports whether some alternative can match a home
+// directory itself or the directory that holds the homes.
+func coversHomeDir(alts []string) bool {
+	for _, a := range alts {
+		for _, h := range homeDirs {
+			if overlap(split(a), h) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func spansTopLevel(seg string) bool {

@@ -17,8 +17,8 @@ func codes(fs []Finding) []string {
 }
 
 func TestLintPatterns(t *testing.T) {
-	all := []string{CodeAutostart, CodeLDPreload, CodePathDir, CodeShellStartup, CodeSSH, CodeWholeFS, CodeWholeHome}
-	homeAll := []string{CodeAutostart, CodePathDir, CodeShellStartup, CodeSSH, CodeWholeHome}
+	all := []string{CodeAccounts, CodeAutostart, CodeLDPreload, CodeLibraryDir, CodePathDir, CodeShellStartup, CodeSSH, CodeWholeFS, CodeWholeHome}
+	homeAll := []string{CodeAccounts, CodeAutostart, CodePathDir, CodeShellStartup, CodeSSH, CodeWholeHome}
 	for _, c := range []struct {
 		pattern string
 		want    []string // sorted
@@ -35,8 +35,6 @@ func TestLintPatterns(t *testing.T) {
 		{"/etc/hosts", nil},
 		{"/etc/cronjob-notes.txt", nil},
 		{"/etc/ld.so.conf.bak", nil},
-		{"/home/user", nil},
-		{"/home/*", nil},
 		{"/var/lib/app/**", nil},
 		{"/usr/share/doc/**", nil},
 		{"/", nil},
@@ -51,6 +49,32 @@ func TestLintPatterns(t *testing.T) {
 		{"/root/**", homeAll},
 		{"/home/user/*", homeAll}, // ~/.bashrc, the ~/.ssh and ~/bin directories, ~/.xprofile
 		{"/home/{alice,bob}/**", homeAll},
+		// a home directory itself, or the directory of homes: close could
+		// record deleting or replacing it whole
+		{"/home", []string{CodeWholeHome}},
+		{"/h**", []string{CodeWholeHome}},
+		{"/home/user", []string{CodeWholeHome}},
+		{"/home/*", []string{CodeWholeHome}},
+		{"/root", []string{CodeWholeHome}},
+		{"/{srv,home}", []string{CodeWholeHome}},
+		// accounts, passwords and privilege rules
+		{"/etc/passwd", []string{CodeAccounts}},
+		{"/etc/shadow", []string{CodeAccounts}},
+		{"/etc/sudoers", []string{CodeAccounts}},
+		{"/etc/sudoers.d/*", []string{CodeAccounts}},
+		{"/etc/pam.d/*", []string{CodeAccounts}},
+		{"/etc/security/**", []string{CodeAccounts}},
+		{"/etc/security/limits.conf", []string{CodeAccounts}},
+		{"/home/user/.pam_environment", []string{CodeAccounts}},
+		{"/etc/{passwd,group}", []string{CodeAccounts}},
+		// library directories
+		{"/usr/lib/**", []string{CodeAutostart, CodeLibraryDir}}, // /usr/lib/systemd
+		{"/usr/lib/x86_64-linux-gnu/libc.so.6", []string{CodeLibraryDir}},
+		{"/lib*/**", []string{CodeAutostart, CodeLibraryDir}}, // /lib/systemd
+		{"/lib64/ld-linux-x86-64.so.2", []string{CodeLibraryDir}},
+		{"/usr/local/lib/python3/dist-packages/x.py", []string{CodeLibraryDir}},
+		{"/usr/libexec/x", []string{CodeLibraryDir}},
+		{"/usr/share/doc/x/**", nil},
 		// shell start-up
 		{"/home/user/.bashrc", []string{CodeShellStartup}},
 		{"/root/.profile", []string{CodeShellStartup}},
@@ -92,18 +116,18 @@ func TestLintPatterns(t *testing.T) {
 		{"/sbin/*", []string{CodePathDir}},
 		{"/home/user/.local/bin/tool", []string{CodePathDir}},
 		{"/home/user/bin/tool", []string{CodePathDir}},
-		{"/usr/**", []string{CodeAutostart, CodePathDir}}, // /usr/lib/systemd
+		{"/usr/**", []string{CodeAutostart, CodeLibraryDir, CodePathDir}}, // /usr/lib/systemd
 		// a whole /etc
-		{"/etc/**", []string{CodeAutostart, CodeLDPreload, CodeShellStartup, CodeSSH}},
+		{"/etc/**", []string{CodeAccounts, CodeAutostart, CodeLDPreload, CodeShellStartup, CodeSSH}},
 		// alternatives are each checked
 		{"/{srv/data,etc/ssh}/**", []string{CodeSSH}},
 		// wildcards that could reach a risky name
 		{"/home/user/**/*.odt", []string{CodeAutostart, CodePathDir, CodeShellStartup, CodeSSH}},
-		{"/e?c/*", []string{CodeAutostart, CodeLDPreload, CodeShellStartup, CodeSSH}},                              // the /etc/ssh directory
-		{"/[eu]*/**", []string{CodeAutostart, CodeLDPreload, CodePathDir, CodeShellStartup, CodeSSH, CodeWholeFS}}, // spans /etc and /usr
-		{"/e*/**", []string{CodeAutostart, CodeLDPreload, CodeShellStartup, CodeSSH}},
+		{"/e?c/*", []string{CodeAccounts, CodeAutostart, CodeLDPreload, CodeShellStartup, CodeSSH}},                                              // the /etc/ssh directory
+		{"/[eu]*/**", []string{CodeAccounts, CodeAutostart, CodeLDPreload, CodeLibraryDir, CodePathDir, CodeShellStartup, CodeSSH, CodeWholeFS}}, // spans /etc and /usr
+		{"/e*/**", []string{CodeAccounts, CodeAutostart, CodeLDPreload, CodeShellStartup, CodeSSH}},
 		{"/*.txt", nil},
-		{"/*", []string{CodePathDir, CodeWholeFS}}, // the /bin directory itself
+		{"/*", []string{CodeLibraryDir, CodePathDir, CodeWholeFS, CodeWholeHome}}, // the /bin, /lib and /home directories themselves
 		// an escaped wildcard is literal
 		{`/home/user/\*`, nil},
 	} {
