@@ -37,12 +37,12 @@ func newApp(t *term) *cli.App {
 		Writer:    t.out,
 		ErrWriter: t.err,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "root", Usage: "state directory", EnvVars: []string{"SPILLWAY_ROOT"}, Value: defaultRoot()},
+			&cli.StringFlag{Name: "root", Usage: "state directory", EnvVars: []string{"SPILLWAY_ROOT"}, Value: defaultRoot(), DefaultText: "/var/lib/spillway as root, else $XDG_DATA_HOME/spillway"},
 			&cli.StringFlag{Name: "snapshotter", Usage: "overlayfs or native (default: overlayfs where an overlay mount works); recorded at first use", EnvVars: []string{"SPILLWAY_SNAPSHOTTER"}},
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another spillway command on the same root", Value: 30 * time.Second},
 		},
 		HideHelpCommand:      true,
-		EnableBashCompletion: false,
+		EnableBashCompletion: true,
 		ExitErrHandler:       func(*cli.Context, error) {},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError("%v", err)
@@ -65,9 +65,11 @@ func newApp(t *term) *cli.App {
 			auditCommand(t),
 			checkCommand(t),
 			gcCommand(t),
+			completionCommand(t),
 		},
 	}
 	setUsageErrors(app.Commands)
+	setCompletion(t, app.Commands, "")
 	return app
 }
 

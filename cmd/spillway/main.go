@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spillway/spillway/persist"
@@ -32,6 +33,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 	t := &term{in: stdin, out: stdout, err: stderr}
 	app := newApp(t)
+	if n := len(args); n > 1 && args[n-1] == completionFlag {
+		// A shell asks for completions: urfave/cli wants the flag last,
+		// so the arguments stay as typed.
+		t.completingFlag = n > 2 && strings.HasPrefix(args[n-2], "-")
+		return t.exit(app.RunContext(ctx, args))
+	}
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	return t.exit(err)
 }

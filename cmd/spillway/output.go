@@ -19,6 +19,8 @@ type term struct {
 	in       io.Reader
 	out, err io.Writer
 	json     bool // the command asked for --json: errors too are JSON
+	// completingFlag: a shell asks to complete a word that starts with "-"
+	completingFlag bool
 }
 
 // errorf prints an error as "spillway: message" (or a JSON object).
