@@ -12,6 +12,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
+
 	"github.com/spillway/spillway/persist"
 )
 
@@ -32,6 +35,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	t := &term{in: stdin, out: stdout, err: stderr}
+	quietLibraries(t)
 	app := newApp(t)
 	if n := len(args); n > 1 && args[n-1] == completionFlag {
 		// A shell asks for completions: urfave/cli wants the flag last,
@@ -79,4 +83,31 @@ func (t *term) exit(err error) int {
 		return exitUsage
 	}
 	return exitError
+}
+
+// quietLibraries routes containerd's log output (logrus) through spillway's
+// own error format, warnings and errors only, so that nothing prints
+// outside the "spillway: " form.
+func quietLibraries(t *term) {
+	l := log.L.Logger
+	l.SetLevel(logrus.WarnLevel)
+	l.SetOutput(io.Discard)
+	l.ReplaceHooks(logrus.LevelHooks{})
+	l.AddHook(&libraryLogHook{t: t})
+}
+
+// libraryLogHook prints a library's warning as one "spillway:" line.
+type libraryLogHook struct{ t *term }
+
+func (h *libraryLogHook) Levels() []logrus.Level {
+	return []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel}
+}
+
+func (h *libraryLogHook) Fire(e *logrus.Entry) error {
+	msg := strings.TrimSuffix(strings.TrimSpace(e.Message), ".")
+	if err, ok := e.Data[logrus.ErrorKey].(error); ok {
+		msg += ": " + err.Error()
+	}
+	h.t.warnf("%s", msg)
+	return nil
 }
