@@ -296,7 +296,7 @@ func (e *Env) writeFile(root *os.Root, rel string, r *store.Record) error {
 // cleanupSandbox removes what a crashed command left of a closed sandbox:
 // its mount, session roots, and layers of other generations.
 func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
-	if err := snapshot.Unmount(e.MountPath(sb.Name)); err != nil {
+	if err := e.unmountRoot(sb.Name, e.MountPath(sb.Name), ""); err != nil {
 		return err
 	}
 	keys, err := e.Snap.Keys(ctx)
