@@ -55,6 +55,10 @@ func (e *BusyError) Error() string {
 // may take a moment to vanish.
 var holderWait = time.Second
 
+// afterScan, when a test sets it, runs between close's holder scan and its
+// unmount: a holder that comes then must not leave the sandbox closing.
+var afterScan func()
+
 // refuseHeld returns a BusyError when something holds the mounted root of
 // sb, after waiting up to holderWait for it to let go.
 func (e *Env) refuseHeld(sb *store.Sandbox) error {

@@ -132,6 +132,40 @@ func TestCloseRefusesHolders(t *testing.T) {
 	}
 }
 
+// TestHolderAfterScan: a holder that comes between the scan and the
+// unmount makes the unmount fail; close names it and the sandbox is open
+// again, its changes intact.
+func TestHolderAfterScan(t *testing.T) {
+	f := newFixture(t, snapshot.KindOverlay)
+	f.except(nil, "/home/user/Documents/**")
+	root := f.open()
+	write(t, root, "home/user/Documents/letter.txt", "dear", 0o644)
+	pid := 0
+	afterScan = func() { pid, _ = holdRoot(t, root, holders.Cwd) }
+	defer func() { afterScan = nil }()
+	_, err := f.e.CloseSandbox(f.ctx, "docs", CloseOptions{})
+	be, hs := busyHolders(t, err, pid)
+	if len(hs) != 1 || hs[0].What != holders.Cwd || be.State != store.StateOpen {
+		t.Fatalf("error %v: want pid %d's working directory, sandbox open", err, pid)
+	}
+	sb, err := f.e.getSandbox("docs")
+	if err != nil || sb.State != store.StateOpen {
+		t.Fatalf("sandbox %+v, %v; want open again", sb, err)
+	}
+	var ses *store.Session
+	if err := f.e.Store.View(func(tx *store.Tx) error {
+		ses, err = tx.GetSession("docs", sb.Session)
+		return err
+	}); err != nil || ses.State != store.StateOpen {
+		t.Fatalf("session %+v, %v; want open again", ses, err)
+	}
+	afterScan = nil
+	f.reopenEnv()
+	if b, err := os.ReadFile(filepath.Join(root, "home/user/Documents/letter.txt")); err != nil || string(b) != "dear" {
+		t.Fatalf("the session's change: %q, %v", b, err)
+	}
+}
+
 // TestInterruptedCloseHeld: a close that an older build marked closing and
 // whose unmount failed gives the holder, not a bare EBUSY; its mount blocks
 // nothing else, check reports it, and the next close finishes once the

@@ -100,6 +100,9 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		if err := e.refuseHeld(sb); err != nil {
 			return nil, err
 		}
+		if afterScan != nil {
+			afterScan()
+		}
 		wasOpen := sb.State == store.StateOpen
 		if wasOpen {
 			if err := e.markClosing(sb); err != nil {
