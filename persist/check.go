@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/holders"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -137,10 +139,22 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	closing := map[string]string{}
+	for _, name := range x.closing {
+		closing[resolved(e.MountPath(name))] = name
+	}
 	for _, m := range mounts {
-		if !x.mounts[m] {
-			problems = append(problems, fmt.Sprintf("stray mount %s (unmount it: umount %s)", m, m))
+		if x.mounts[m] {
+			continue
 		}
+		msg := fmt.Sprintf("stray mount %s (unmount it: umount %s)", escape.Name(m), escape.Name(m))
+		if name, ok := closing[m]; ok {
+			msg = fmt.Sprintf("sandbox %s: its root is still mounted at %s (run: spillway close %s)", name, escape.Name(m), name)
+		}
+		if hs, err := holders.Find(m); err == nil && len(hs) > 0 {
+			msg += "; busy: " + (&BusyError{Holders: hs}).List()
+		}
+		problems = append(problems, msg)
 	}
 	for _, p := range sortedKeys(x.mounts) {
 		if ok, err := snapshot.IsMounted(p); err == nil && !ok {

@@ -2,13 +2,13 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/persist/hostile"
-	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
 
@@ -95,14 +95,32 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		}
 	}
 	if !o.DryRun {
-		if sb.State == store.StateOpen {
+		// Nothing may hold the root while close reads it: find holders
+		// first and change nothing while there are any.
+		if err := e.refuseHeld(sb); err != nil {
+			return nil, err
+		}
+		if afterScan != nil {
+			afterScan()
+		}
+		wasOpen := sb.State == store.StateOpen
+		if wasOpen {
 			if err := e.markClosing(sb); err != nil {
 				return nil, err
 			}
 			failpoint.Hit("close.marked-closing")
 		}
-		if err := snapshot.Unmount(sb.Path); err != nil {
-			return nil, fmt.Errorf("unmount root of %s: %w", name, err)
+		if err := e.unmountRoot(name, sb.Path, sb.State); err != nil {
+			// A holder came between the scan and the unmount: the root
+			// is intact, so the sandbox is open again.
+			if wasOpen {
+				err = errors.Join(err, e.setState(sb, store.StateOpen))
+				var be *BusyError
+				if errors.As(err, &be) {
+					be.State = sb.State
+				}
+			}
+			return nil, err
 		}
 		failpoint.Hit("close.unmounted")
 		// Records staged by an earlier try are not in effect; deleting
@@ -142,18 +160,21 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 	return sum, nil
 }
 
-func (e *Env) markClosing(sb *store.Sandbox) error {
+func (e *Env) markClosing(sb *store.Sandbox) error { return e.setState(sb, store.StateClosing) }
+
+// setState sets the state of the sandbox and its session.
+func (e *Env) setState(sb *store.Sandbox, state string) error {
 	return e.Store.Update(func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
 			return err
 		}
-		cur.State = store.StateClosing
+		cur.State = state
 		ses, err := tx.GetSession(sb.Name, sb.Session)
 		if err != nil {
 			return err
 		}
-		ses.State = store.StateClosing
+		ses.State = state
 		if err := tx.PutSession(ses); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/lock"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -22,6 +23,9 @@ type Options struct {
 	LockTimeout time.Duration // how long to wait for another command
 	What        string        // this command, for a waiting command's message
 	Wait        func(holder string)
+	// Warn, when set, is told about trouble that does not stop the
+	// command, e.g. a stale mount that is busy and was left in place.
+	Warn func(msg string)
 }
 
 // Env is an opened state directory: the lock, the store, the snapshotter and
@@ -37,6 +41,7 @@ type Env struct {
 	Progress func(format string, args ...any)
 
 	lock *lock.Lock
+	warn func(msg string)
 }
 
 const metaSnapshotter = "snapshotter"
@@ -62,7 +67,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Root: root, lock: l, Now: func() time.Time { return time.Now().UTC() }}
+	e := &Env{Root: root, lock: l, Now: func() time.Time { return time.Now().UTC() }, warn: o.Warn}
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -89,9 +94,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 			return nil, err
 		}
 	}
-	if err := e.recoverMounts(); err != nil {
-		return nil, err
-	}
+	e.recoverMounts()
 	return e, nil
 }
 
@@ -179,37 +182,54 @@ func sessionKey(sandbox string, n uint64) string { return fmt.Sprintf("sbx/%s/se
 func sandboxKeyPrefix(sandbox string) string     { return "sbx/" + sandbox + "/" }
 
 // recoverMounts removes mounts that a crashed command left: layer builds
-// under tmp/, and roots under mnt/ of sandboxes that are not open.
-func (e *Env) recoverMounts() error {
+// under tmp/, and roots under mnt/ of sandboxes that are neither open nor
+// closing (a closing sandbox's close unmounts its root once nothing holds
+// it). It never fails the command: a mount it cannot remove (busy, say) is
+// left in place and reported; spillway check lists it. One sandbox's stale
+// mount thus never stops a command about another.
+func (e *Env) recoverMounts() {
 	mounts, err := snapshot.MountsUnder(e.Root)
 	if err != nil {
-		return err
+		e.warnf("cannot look for stale mounts: %v", err)
+		return
 	}
-	open := map[string]bool{}
+	keep := map[string]bool{}
 	err = e.Store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
 		for _, sb := range sbs {
-			if sb.State == store.StateOpen {
-				open[e.MountPath(sb.Name)] = true
+			if sb.State == store.StateOpen || sb.State == store.StateClosing {
+				keep[resolved(e.MountPath(sb.Name))] = true
 			}
 		}
 		return err
 	})
 	if err != nil {
-		return err
+		e.warnf("cannot look for stale mounts: %v", err)
+		return
 	}
+	tmp, mnt := resolved(e.tmpDir())+"/", resolved(e.mntDir())+"/"
 	for _, m := range mounts {
-		if open[m] || !(strings.HasPrefix(m, e.tmpDir()+"/") || strings.HasPrefix(m, e.mntDir()+"/")) {
+		if keep[m] || !(strings.HasPrefix(m, tmp) || strings.HasPrefix(m, mnt)) {
 			continue
 		}
-		if err := snapshot.Unmount(m); err != nil {
-			return fmt.Errorf("remove stale mount %s: %w", m, err)
+		if err := e.unmountRoot(strings.TrimPrefix(m, mnt), m, ""); err != nil {
+			var be *BusyError
+			if errors.As(err, &be) {
+				err = errors.New(be.List())
+			}
+			e.warnf("stale mount %s left in place (spillway check lists it): %v", escape.Name(m), err)
+			continue
 		}
-		if strings.HasPrefix(m, e.tmpDir()+"/") {
+		if strings.HasPrefix(m, tmp) {
 			os.Remove(m)
 		}
 	}
-	return nil
+}
+
+func (e *Env) warnf(format string, args ...any) {
+	if e.warn != nil {
+		e.warn(fmt.Sprintf(format, args...))
+	}
 }
 
 // leftovers says whether any snapshot key starts with prefix.

@@ -24,7 +24,7 @@ type Opened struct {
 	Path       string        `json:"path"`
 	Session    uint64        `json:"session"`
 	Generation uint64        `json:"generation"`
-	Mounts     []mount.Mount `json:"-"`
+	Mounts     []mount.Mount `json:"-"` // as mounted at Path: nodev,nosuid (snapshot.HostMounts)
 	Skipped    []string      `json:"-"` // stored paths that were not applied, with why
 	Already    bool          `json:"-"` // the sandbox was open already
 }
@@ -112,7 +112,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 		return nil, err
 	}
 	failpoint.Hit("open.committed")
-	return &Opened{Name: name, Path: target, Session: n, Generation: sb.Generation, Mounts: mounts, Skipped: skipped}, nil
+	return &Opened{Name: name, Path: target, Session: n, Generation: sb.Generation, Mounts: snapshot.HostMounts(mounts), Skipped: skipped}, nil
 }
 
 // reopen returns the root of an open sandbox, mounting it again if it was
@@ -131,7 +131,7 @@ func (e *Env) reopen(ctx context.Context, sb *store.Sandbox) (*Opened, error) {
 			return nil, fmt.Errorf("mount root of %s again: %w", sb.Name, err)
 		}
 	}
-	return &Opened{Name: sb.Name, Path: sb.Path, Session: sb.Session, Generation: sb.OpenGeneration, Mounts: mounts, Already: true}, nil
+	return &Opened{Name: sb.Name, Path: sb.Path, Session: sb.Session, Generation: sb.OpenGeneration, Mounts: snapshot.HostMounts(mounts), Already: true}, nil
 }
 
 // ensureLayer returns the committed layer holding state over the image,
@@ -296,7 +296,7 @@ func (e *Env) writeFile(root *os.Root, rel string, r *store.Record) error {
 // cleanupSandbox removes what a crashed command left of a closed sandbox:
 // its mount, session roots, and layers of other generations.
 func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
-	if err := snapshot.Unmount(e.MountPath(sb.Name)); err != nil {
+	if err := e.unmountRoot(sb.Name, e.MountPath(sb.Name), ""); err != nil {
 		return err
 	}
 	keys, err := e.Snap.Keys(ctx)

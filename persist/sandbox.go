@@ -8,7 +8,6 @@ import (
 
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/failpoint"
-	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
 
@@ -123,7 +122,10 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 				return err
 			}
 		}
-		if err := snapshot.Unmount(e.MountPath(name)); err != nil {
+		if err := e.refuseHeld(sb); err != nil {
+			return err
+		}
+		if err := e.unmountRoot(name, e.MountPath(name), sb.State); err != nil {
 			return err
 		}
 		failpoint.Hit("rm.unmounted")

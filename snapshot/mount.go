@@ -11,11 +11,33 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 )
 
-// MountAll mounts mounts (as returned by Prepare or Mounts) on target,
-// creating target with mode 0700 when it does not exist. On failure nothing
-// stays mounted on target.
+// hostOptions are on every mount spillway makes on the host: a device node
+// or a setuid file made inside a sandbox is never usable through it.
+var hostOptions = []string{"nodev", "nosuid"}
+
+// HostMounts returns a copy of mounts with nodev and nosuid added to each
+// one's options: what MountAll mounts, and what a runtime that mounts a root
+// itself should mount.
+func HostMounts(mounts []mount.Mount) []mount.Mount {
+	out := make([]mount.Mount, len(mounts))
+	for i, m := range mounts {
+		m.Options = slices.Clone(m.Options)
+		for _, o := range hostOptions {
+			if !slices.Contains(m.Options, o) {
+				m.Options = append(m.Options, o)
+			}
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// MountAll mounts mounts (as returned by Prepare or Mounts) on target with
+// nodev and nosuid (HostMounts), creating target with mode 0700 when it does
+// not exist. On failure nothing stays mounted on target.
 func MountAll(mounts []mount.Mount, target string) error {
 	if len(mounts) == 0 {
 		return errors.New("mount: no mounts given")
@@ -23,12 +45,42 @@ func MountAll(mounts []mount.Mount, target string) error {
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return fmt.Errorf("mount: %w", err)
 	}
-	if err := mount.All(mounts, target); err != nil {
+	err := mount.All(HostMounts(mounts), target)
+	if err == nil {
+		err = hostFlags(target)
+	}
+	if err != nil {
 		// mount.All stops at the first failure; undo what it did mount.
 		if uerr := Unmount(target); uerr != nil {
 			err = errors.Join(err, uerr)
 		}
 		return fmt.Errorf("mount %s: %w", target, err)
+	}
+	return nil
+}
+
+// hostFlags makes sure the mount on target is nodev and nosuid. containerd
+// applies flags to a bind mount only with ro, so a bind mount (the native
+// snapshotter's) is remounted with them, keeping ro and noexec.
+func hostFlags(target string) error {
+	const want = unix.ST_NODEV | unix.ST_NOSUID
+	var st unix.Statfs_t
+	if err := unix.Statfs(target, &st); err != nil {
+		return err
+	}
+	if st.Flags&want == want {
+		return nil
+	}
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NODEV | unix.MS_NOSUID)
+	flags |= uintptr(st.Flags & (unix.ST_RDONLY | unix.ST_NOEXEC))
+	if err := unix.Mount("", target, "", flags, ""); err != nil {
+		return fmt.Errorf("remount nodev,nosuid: %w", err)
+	}
+	if err := unix.Statfs(target, &st); err != nil {
+		return err
+	}
+	if st.Flags&want != want {
+		return errors.New("the mount is not nodev,nosuid")
 	}
 	return nil
 }

@@ -97,6 +97,7 @@ func openEnv(c *cli.Context, t *term) (*persist.Env, error) {
 	return persist.OpenEnv(c.Context, persist.Options{
 		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: what,
 		Wait: func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
+		Warn: func(msg string) { t.warnf("%s", msg) },
 	})
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/persist"
 )
 
 // term holds the streams of one run of the CLI.
@@ -27,7 +29,12 @@ type term struct {
 func (t *term) errorf(err error) {
 	msg := err.Error()
 	if t.json {
-		b, _ := json.Marshal(map[string]string{"error": msg})
+		out := map[string]any{"error": msg}
+		var be *persist.BusyError
+		if errors.As(err, &be) {
+			out["holders"] = be.Holders // pid, command, what, path, more
+		}
+		b, _ := json.Marshal(out)
 		fmt.Fprintln(t.err, string(b))
 		return
 	}

@@ -55,6 +55,18 @@ func TestSpecDefaults(t *testing.T) {
 	if slices.Contains(s.Process.Capabilities.Bounding, "CAP_SYS_ADMIN") || !s.Process.NoNewPrivileges {
 		t.Errorf("capabilities %v, no new privileges %v", s.Process.Capabilities.Bounding, s.Process.NoNewPrivileges)
 	}
+	// Docker's default set less CAP_MKNOD, in every set (docs/run.md).
+	kept := []string{"CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+		"CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT"}
+	c := s.Process.Capabilities
+	for name, set := range map[string][]string{"bounding": c.Bounding, "effective": c.Effective, "permitted": c.Permitted} {
+		if got := slices.Sorted(slices.Values(set)); !slices.Equal(got, kept) {
+			t.Errorf("%s capabilities %v, want %v", name, got, kept)
+		}
+	}
+	if slices.Contains(c.Inheritable, "CAP_MKNOD") || slices.Contains(c.Ambient, "CAP_MKNOD") {
+		t.Errorf("CAP_MKNOD inheritable %v or ambient %v", c.Inheritable, c.Ambient)
+	}
 	if s.Root.Path != root || s.Hostname != "docs" || s.Process.Terminal || s.Process.Cwd != "/" {
 		t.Errorf("root %q hostname %q terminal %v cwd %q", s.Root.Path, s.Hostname, s.Process.Terminal, s.Process.Cwd)
 	}

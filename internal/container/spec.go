@@ -41,9 +41,15 @@ type Process struct {
 // names the cgroup parent (/spillway/<id>).
 const namespace = "spillway"
 
+// Dropped are the capabilities of containerd's (and Docker's) default set
+// that a run does not get. CAP_MKNOD: a device node made inside a sandbox is
+// a way to a host device for whatever opens it later (docs/run.md).
+var Dropped = []string{"CAP_MKNOD"}
+
 // Spec generates the OCI runtime spec of p for the container id: containerd's
-// defaults (mount, pid, ipc, uts and network namespaces, capabilities, masked
-// and read-only paths) plus its default seccomp profile.
+// defaults (mount, pid, ipc, uts and network namespaces, capabilities less
+// Dropped, no_new_privs, masked and read-only paths) plus its default seccomp
+// profile.
 func Spec(ctx context.Context, id string, p Process) (*specs.Spec, error) {
 	if len(p.Args) == 0 {
 		return nil, errors.New("no command to run")
@@ -85,7 +91,7 @@ func Spec(ctx context.Context, id string, p Process) (*specs.Spec, error) {
 		return nil, fmt.Errorf("unknown network mode %q: use none or host", p.Net)
 	}
 	// The seccomp profile depends on the capabilities: it comes last.
-	opts = append(opts, withoutMissingRun(p.RootFS), seccomp.WithDefaultProfile())
+	opts = append(opts, withoutMissingRun(p.RootFS), oci.WithDroppedCapabilities(Dropped), seccomp.WithDefaultProfile())
 	ctx = namespaces.WithNamespace(ctx, namespace)
 	return oci.GenerateSpec(ctx, nil, &containers.Container{ID: id}, opts...)
 }

@@ -1,0 +1,105 @@
+package persist
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/holders"
+	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/store"
+)
+
+// BusyError says what holds a sandbox's root: processes outside `spillway
+// run` (a working directory, an open file, a memory map, a mount in another
+// mount namespace) or another mount of it. The command that met it changed
+// nothing. It matches errdefs.ErrFailedPrecondition.
+type BusyError struct {
+	Sandbox string
+	Path    string
+	State   string // the sandbox's state, which it keeps
+	Holders []holders.Holder
+}
+
+func (e *BusyError) Unwrap() error { return errdefs.ErrFailedPrecondition }
+
+// Error names every holder, one a line; names that processes and sandboxes
+// chose are escaped.
+func (e *BusyError) Error() string {
+	var b strings.Builder
+	switch e.State {
+	case store.StateOpen:
+		fmt.Fprintf(&b, "sandbox %s is in use; nothing changed, it stays open:", e.Sandbox)
+	case store.StateClosing:
+		fmt.Fprintf(&b, "sandbox %s is in use; its close was interrupted and waits (nothing changed):", e.Sandbox)
+	default:
+		fmt.Fprintf(&b, "stale mount %s is in use; nothing changed:", e.Path)
+	}
+	for _, h := range e.Holders {
+		b.WriteString("\n  " + h.Describe(escape.Name))
+	}
+	if len(e.Holders) == 0 {
+		b.WriteString("\n  (the kernel says busy, but no holder was found: try again)")
+	}
+	b.WriteString("\nstop them (or leave the directory), then run the command again; close --force stops only `spillway run` processes")
+	return b.String()
+}
+
+// holderWait is how long a command waits for holders to go before it
+// refuses: the processes of a run just stopped, or their mount namespace,
+// may take a moment to vanish.
+var holderWait = time.Second
+
+// afterScan, when a test sets it, runs between close's holder scan and its
+// unmount: a holder that comes then must not leave the sandbox closing.
+var afterScan func()
+
+// refuseHeld returns a BusyError when something holds the mounted root of
+// sb, after waiting up to holderWait for it to let go.
+func (e *Env) refuseHeld(sb *store.Sandbox) error {
+	deadline := time.Now().Add(holderWait)
+	for {
+		hs, err := holders.Find(sb.Path)
+		if err != nil {
+			return fmt.Errorf("find what holds the root of %s: %w", sb.Name, err)
+		}
+		if len(hs) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return &BusyError{Sandbox: sb.Name, Path: sb.Path, State: sb.State, Holders: hs}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// unmountRoot unmounts the root of sandbox name at path. When the kernel
+// refuses, the error names what holds it. It never detaches lazily: a
+// holder could then still write into a root that close reads.
+func (e *Env) unmountRoot(name, path, state string) error {
+	err := snapshot.Unmount(path)
+	if err == nil {
+		return nil
+	}
+	if hs, ferr := holders.Find(path); ferr == nil && (len(hs) > 0 || errors.Is(err, unix.EBUSY)) {
+		return &BusyError{Sandbox: name, Path: path, State: state, Holders: hs}
+	}
+	return fmt.Errorf("unmount root of %s: %w", name, err)
+}
+
+// List names the holders on one line, separated by semicolons.
+func (e *BusyError) List() string {
+	var out []string
+	for _, h := range e.Holders {
+		out = append(out, h.Describe(escape.Name))
+	}
+	if len(out) == 0 {
+		return "busy, no holder found"
+	}
+	return strings.Join(out, "; ")
+}
