@@ -1,0 +1,137 @@
+package persist
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// ManifestEntry is one line of a session's manifest: a change that close
+// refused or discarded.
+type ManifestEntry struct {
+	Path      string `json:"path"`
+	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
+	Kind      string `json:"kind"`
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	Verdict   string `json:"verdict"` // VerdictRefuse or VerdictDiscard
+	Reason    string `json:"reason,omitempty"`
+	Exception string `json:"exception,omitempty"`
+}
+
+// ManifestPath is the manifest of a session:
+// <root>/recovery/<sandbox>/<session>/manifest.jsonl.
+func (e *Env) ManifestPath(sandbox string, session uint64) string {
+	return filepath.Join(e.Root, "recovery", sandbox, strconv.FormatUint(session, 10), "manifest.jsonl")
+}
+
+// manifest streams entries to a manifest file. A write error (a full disk)
+// is kept, further entries are dropped, and close goes on: the manifest
+// is then incomplete.
+type manifest struct {
+	f   *os.File
+	w   *bufio.Writer
+	enc *json.Encoder
+	err error
+}
+
+// createManifest creates the manifest of a session: its directories 0700
+// and the file 0600, each created relative to its parent's descriptor
+// without following a symlink; the file of an interrupted try is replaced.
+func (e *Env) createManifest(sandbox string, session uint64) (*manifest, error) {
+	fd, err := unix.Open(e.Root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, part := range []string{"recovery", sandbox, strconv.FormatUint(session, 10)} {
+		if err := unix.Mkdirat(fd, part, 0o700); err != nil && err != unix.EEXIST {
+			unix.Close(fd)
+			return nil, fmt.Errorf("create recovery area: %w", err)
+		}
+		cfd, err := unix.Openat(fd, part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return nil, fmt.Errorf("open recovery area: %s: %w", part, err)
+		}
+		fd = cfd
+	}
+	defer unix.Close(fd)
+	const name = "manifest.jsonl"
+	if err := unix.Unlinkat(fd, name, 0); err != nil && err != unix.ENOENT {
+		return nil, fmt.Errorf("remove old manifest: %w", err)
+	}
+	mfd, err := unix.Openat(fd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create manifest: %w", err)
+	}
+	return newManifest(os.NewFile(uintptr(mfd), e.ManifestPath(sandbox, session))), nil
+}
+
+// createTempManifest makes an unnamed manifest for a dry run: it is gone
+// once closed.
+func (e *Env) createTempManifest() (*manifest, error) {
+	dir := e.tmpDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create dry-run manifest: %w", err)
+	}
+	return newManifest(os.NewFile(uintptr(fd), "dry-run manifest")), nil
+}
+
+func newManifest(f *os.File) *manifest {
+	m := &manifest{f: f, w: bufio.NewWriterSize(f, 64<<10)}
+	m.enc = json.NewEncoder(m.w)
+	m.enc.SetEscapeHTML(false)
+	return m
+}
+
+// add writes one entry (nothing once a write has failed).
+func (m *manifest) add(x ManifestEntry) {
+	if m.err != nil {
+		return
+	}
+	m.err = m.enc.Encode(x)
+}
+
+// finish flushes and syncs the manifest; the error is also kept in m.err.
+func (m *manifest) finish() error {
+	if m.err == nil {
+		m.err = m.w.Flush()
+	}
+	if m.err == nil {
+		m.err = m.f.Sync()
+	}
+	return m.err
+}
+
+// eachManifestEntry calls fn for every entry of the manifest read from r.
+func eachManifestEntry(r io.Reader, fn func(ManifestEntry) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var x ManifestEntry
+		if err := json.Unmarshal(sc.Bytes(), &x); err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+		if x.PathBytes != nil {
+			x.Path = string(x.PathBytes)
+		}
+		if err := fn(x); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// errManifestGone says a manifest is no longer there.
+var errManifestGone = errors.New("manifest is gone")
