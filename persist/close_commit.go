@@ -67,6 +67,12 @@ func (e *Env) readContent(root string, d Decision, r *store.Record, dryRun bool)
 	if dryRun {
 		return nil
 	}
+	// Content that would take the room the store needs to commit the close
+	// is refused: the rollback must still complete on a full disk.
+	if free, err := store.FreeBytes(e.Blobs.dir); err == nil && free-d.Change.Size < store.Reserve {
+		r.Status, r.Reason, r.Digest = store.StatusRefused, RefuseNoSpace, ""
+		return nil
+	}
 	src := &trackReader{r: f}
 	digest, size, err := e.Blobs.Put(src)
 	switch {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/store"
 )
 
 // ManifestEntry is one line of a session's manifest: a change that close
@@ -85,14 +87,26 @@ func (e *Env) createTempManifest() (*manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create dry-run manifest: %w", err)
 	}
-	return newManifest(os.NewFile(uintptr(fd), "dry-run manifest")), nil
+	return newManifest(os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed dry-run manifest)"))), nil
 }
 
 func newManifest(f *os.File) *manifest {
-	m := &manifest{f: f, w: bufio.NewWriterSize(f, 64<<10)}
+	m := &manifest{f: f, w: bufio.NewWriterSize(reserveWriter{f}, 64<<10)}
 	m.enc = json.NewEncoder(m.w)
 	m.enc.SetEscapeHTML(false)
 	return m
+}
+
+// reserveWriter writes to f while the filesystem keeps store.Reserve free
+// beside the bytes written, so a long manifest never takes the room the
+// store needs to commit the close.
+type reserveWriter struct{ f *os.File }
+
+func (w reserveWriter) Write(p []byte) (int, error) {
+	if free, err := store.FreeBytes(filepath.Dir(w.f.Name())); err == nil && free-int64(len(p)) < store.Reserve {
+		return 0, fmt.Errorf("manifest: %w (the store's reserve)", unix.ENOSPC)
+	}
+	return w.f.Write(p)
 }
 
 // add writes one entry (nothing once a write has failed).
