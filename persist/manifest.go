@@ -3,7 +3,6 @@ package persist
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -146,6 +145,3 @@ func eachManifestEntry(r io.Reader, fn func(ManifestEntry) error) error {
 	}
 	return sc.Err()
 }
-
-// errManifestGone says a manifest is no longer there.
-var errManifestGone = errors.New("manifest is gone")
