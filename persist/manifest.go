@@ -2,12 +2,14 @@ package persist
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -39,7 +41,7 @@ func (e *Env) ManifestPath(sandbox string, session uint64) string {
 type manifest struct {
 	f   *os.File
 	w   *bufio.Writer
-	enc *json.Encoder
+	buf []byte
 	err error
 }
 
@@ -90,10 +92,7 @@ func (e *Env) createTempManifest() (*manifest, error) {
 }
 
 func newManifest(f *os.File) *manifest {
-	m := &manifest{f: f, w: bufio.NewWriterSize(reserveWriter{f}, 64<<10)}
-	m.enc = json.NewEncoder(m.w)
-	m.enc.SetEscapeHTML(false)
-	return m
+	return &manifest{f: f, w: bufio.NewWriterSize(reserveWriter{f}, 64<<10)}
 }
 
 // reserveWriter writes to f while the filesystem keeps store.Reserve free
@@ -113,7 +112,81 @@ func (m *manifest) add(x ManifestEntry) {
 	if m.err != nil {
 		return
 	}
-	m.err = m.enc.Encode(x)
+	m.buf = x.appendJSON(m.buf[:0])
+	m.buf = append(m.buf, '\n')
+	_, m.err = m.w.Write(m.buf)
+}
+
+// appendJSON appends x as encoding/json would marshal it (one line, no
+// HTML escaping), without reflection: a close may write millions.
+func (x *ManifestEntry) appendJSON(b []byte) []byte {
+	b = append(b, `{"path":`...)
+	b = appendJSONString(b, x.Path)
+	if x.PathBytes != nil {
+		b = append(b, `,"path_bytes":"`...)
+		b = base64.StdEncoding.AppendEncode(b, x.PathBytes)
+		b = append(b, '"')
+	}
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, x.Kind)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, x.Type)
+	b = append(b, `,"size":`...)
+	b = strconv.AppendInt(b, x.Size, 10)
+	b = append(b, `,"verdict":`...)
+	b = appendJSONString(b, x.Verdict)
+	if x.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, x.Reason)
+	}
+	if x.Exception != "" {
+		b = append(b, `,"exception":`...)
+		b = appendJSONString(b, x.Exception)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json
+// writes it without HTML escaping: invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c == '\b':
+				b = append(b, '\\', 'b')
+			case c == '\f':
+				b = append(b, '\\', 'f')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
 }
 
 // finish flushes and syncs the manifest; the error is also kept in m.err.
