@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -33,6 +34,8 @@ type childResult struct {
 	Total     time.Duration // the whole command: OpenEnv, close, Env.Close
 	Persisted int
 	Discarded int64
+	Refused   int64
+	HeapPeak  int64  // peak bytes of live heap objects, sampled every 10 ms
 	HeapSys   uint64 // runtime.MemStats.HeapSys at the end
 	HWM       int64  // bytes: VmHWM of /proc/self/status, the child's own peak RSS
 	MaxRSS    int64  // bytes, filled in by the parent from wait4's rusage
@@ -87,6 +90,7 @@ func childClose() error {
 		return err
 	}
 	var sum *persist.CloseSummary
+	hs := sampleHeap()
 	d, err := timed(func() (err error) {
 		sum, err = e.CloseSandbox(ctx, os.Getenv(childSandbox), persist.CloseOptions{})
 		return err
@@ -95,13 +99,14 @@ func childClose() error {
 		e.Close()
 		return err
 	}
+	peak := hs.peak()
 	if err := e.Close(); err != nil {
 		return err
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return json.NewEncoder(os.Stdout).Encode(childResult{
-		Close: d, Total: time.Since(t0), Persisted: len(sum.Persisted), Discarded: sum.Discarded.Count, HeapSys: ms.HeapSys,
+		Close: d, Total: time.Since(t0), Persisted: len(sum.Persisted), Discarded: sum.Discarded.Count, Refused: sum.RefusedCount, HeapSys: ms.HeapSys, HeapPeak: peak,
 		HWM: peakRSS(),
 	})
 }
@@ -131,4 +136,46 @@ func closeInChild(root, sandbox, profile string) (*childResult, error) {
 		res.MaxRSS = ru.Maxrss << 10 // KiB on Linux
 	}
 	return res, nil
+}
+
+// fileBytes is the space allocated to a file (sparse badger files count
+// what they hold, not their size).
+func fileBytes(p string) int64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}
+
+// heapSampler records the peak of the live heap until stopped.
+type heapSampler struct {
+	stop chan struct{}
+	done chan int64
+}
+
+func sampleHeap() *heapSampler {
+	h := &heapSampler{stop: make(chan struct{}), done: make(chan int64)}
+	go func() {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var peak int64
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			peak = max(peak, int64(s[0].Value.Uint64()))
+			select {
+			case <-h.stop:
+				h.done <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapSampler) peak() int64 {
+	close(h.stop)
+	return <-h.done
 }

@@ -31,6 +31,7 @@ type config struct {
 	NativeReps int
 
 	DiscardFiles int // small files a session creates and close discards
+	RefuseFiles  int // small files a session creates and close refuses (quota)
 	PersistFiles int // files a session creates and close persists
 	PersistReps  int
 
@@ -44,7 +45,7 @@ var (
 		DocN: [2]int{10000, 200000}, Docs: 400, DocsChanged: 50, DocBytes: 5 << 20, TmpFiles: 10000, Elsewhere: 1000,
 		Close100N: [2]int{1000, 50000}, Close100: 100,
 		NativeN: 10000, NativeReps: 2,
-		DiscardFiles: 1000000,
+		DiscardFiles: 1000000, RefuseFiles: 1000000,
 		PersistFiles: 10000, PersistReps: 3,
 		Records: [2]int{10000, 1000000}, Page: 50,
 	}
@@ -53,7 +54,7 @@ var (
 		DocN: [2]int{1000, 5000}, Docs: 60, DocsChanged: 20, DocBytes: 2 << 20, TmpFiles: 1000, Elsewhere: 200,
 		Close100N: [2]int{1000, 5000}, Close100: 100,
 		NativeN: 1000, NativeReps: 1,
-		DiscardFiles: 20000,
+		DiscardFiles: 20000, RefuseFiles: 20000,
 		PersistFiles: 500, PersistReps: 1,
 		Records: [2]int{1000, 20000}, Page: 50,
 	}
@@ -62,11 +63,14 @@ var (
 		DocN: [2]int{200, 600}, Docs: 20, DocsChanged: 5, DocBytes: 256 << 10, TmpFiles: 100, Elsewhere: 20,
 		Close100N: [2]int{200, 600}, Close100: 30,
 		NativeN: 200, NativeReps: 1,
-		DiscardFiles: 500,
+		DiscardFiles: 500, RefuseFiles: 500,
 		PersistFiles: 50, PersistReps: 1,
 		Records: [2]int{100, 500}, Page: 20,
 	}
 )
+
+// only names the one scenario to run ("" runs them all).
+var only string
 
 func main() {
 	if os.Getenv(childEnv) != "" {
@@ -75,6 +79,7 @@ func main() {
 	quick := flag.Bool("quick", false, "a CI smoke run with small sizes (under 2 minutes)")
 	out := flag.String("out", "", "also write the report to `FILE`")
 	dir := flag.String("dir", "/var/tmp", "where to build the data (`DIR` on ext4, xfs, btrfs or tmpfs)")
+	flag.StringVar(&only, "only", "", "run only the scenario `NAME` (docsession, close100, native, discard, refuse, persist, records)")
 	flag.Parse()
 	cfg := fullConfig
 	if *quick {
@@ -117,11 +122,18 @@ func run(ctx context.Context, cfg config, parent string, w, logw io.Writer) erro
 		}
 	}()
 	b.logf("mode %s, data in %s", cfg.Name, work)
-	steps := []func(context.Context) error{
-		b.docsession, b.close100, b.native, b.discard, b.persistMany, b.records,
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"docsession", b.docsession}, {"close100", b.close100}, {"native", b.native}, {"discard", b.discard},
+		{"refuse", b.refuse}, {"persist", b.persistMany}, {"records", b.records},
 	}
 	for _, step := range steps {
-		if err := step(ctx); err != nil {
+		if only != "" && step.name != only {
+			continue
+		}
+		if err := step.fn(ctx); err != nil {
 			return err
 		}
 	}

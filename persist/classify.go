@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"time"
 
@@ -31,6 +32,7 @@ const (
 	RefuseChanged   = "changed-during-close"
 	RefuseTooDeep   = "too-deep"
 	RefuseUnreadble = "unreadable"
+	RefuseNoSpace   = "no-space"
 )
 
 // Decision is what close does with one change.
@@ -53,6 +55,9 @@ func decide(rules []*exceptions.Exception, c hostile.Change, files, bytes map[st
 	refuse := func(code string) Decision {
 		d.Verdict, d.Reason = VerdictRefuse, code
 		return d
+	}
+	if c.Changed {
+		return refuse(RefuseChanged)
 	}
 	if c.TooDeep {
 		return refuse(RefuseTooDeep)
@@ -99,7 +104,9 @@ func (e *Env) walkChanges(ctx context.Context, sb *store.Sandbox, fn func(root s
 		return fmt.Errorf("root of %s: %w", sb.Name, err)
 	}
 	if upper, lowers, ok := snapshot.OverlayDirs(mounts); ok {
-		return hostile.OverlayChanges(ctx, upper, lowers, func(c hostile.Change) error { return fn(upper, c) })
+		// Read the markers the kernel reads on this mount, no others.
+		o := hostile.OverlayOptions{UserXattr: slices.Contains(mounts[0].Options, "userxattr")}
+		return hostile.OverlayChangesWith(ctx, upper, lowers, o, func(c hostile.Change) error { return fn(upper, c) })
 	}
 	dir, ok := snapshot.BindSource(mounts)
 	if !ok {

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/failpoint"
@@ -46,7 +49,10 @@ func newRecord(sb *store.Sandbox, d Decision, now time.Time) *store.Record {
 }
 
 // readContent copies a persisted file through the hostile-tree reader into
-// the blob store. A file that turns out unsafe becomes a refusal.
+// the blob store. A file that turns out unsafe, or that changed since the
+// walk saw it, becomes a refusal, and so does content the blob store has
+// no room for (no-space): no single entry stops a close. An error is
+// returned only when the blob store itself fails.
 func (e *Env) readContent(root string, d Decision, r *store.Record, dryRun bool) error {
 	if d.Change.Type != hostile.TypeFile {
 		return nil
@@ -54,45 +60,76 @@ func (e *Env) readContent(root string, d Decision, r *store.Record, dryRun bool)
 	lim := d.Exception.EffectiveLimits()
 	f, err := hostile.OpenFile(root, d.Change.Path, d.Change, lim.MaxFileSize)
 	if err != nil {
-		return refuseFor(r, err)
+		refuseFor(r, err)
+		return nil
 	}
 	defer f.Close()
 	if dryRun {
 		return nil
 	}
-	digest, size, err := e.Blobs.Put(f)
-	if err != nil {
-		return refuseFor(r, err)
+	// Content that would take the room the store needs to commit the close
+	// is refused: the rollback must still complete on a full disk.
+	if free, err := store.FreeBytes(e.Blobs.dir); err == nil && free-d.Change.Size < store.Reserve {
+		r.Status, r.Reason, r.Digest = store.StatusRefused, RefuseNoSpace, ""
+		return nil
+	}
+	src := &trackReader{r: f}
+	digest, size, err := e.Blobs.Put(src)
+	switch {
+	case err != nil && src.err != nil:
+		refuseFor(r, src.err)
+		return nil
+	case err != nil && isNoSpace(err):
+		r.Status, r.Reason, r.Digest = store.StatusRefused, RefuseNoSpace, ""
+		return nil
+	case err != nil:
+		return fmt.Errorf("store content of %q: %w", r.Path, err)
 	}
 	failpoint.Hit("close.blob-stored")
 	if err := f.Verify(); err != nil {
-		return refuseFor(r, err)
+		refuseFor(r, err)
+		return nil
 	}
 	r.Digest, r.Size = digest, size
 	return nil
 }
 
-// refuseFor turns a reader error into a refusal of r; other errors stop close.
-func refuseFor(r *store.Record, err error) error {
-	code := ""
+// trackReader keeps the error its reader returned (other than io.EOF), so
+// a read error of the sandbox's file is told apart from a write error of
+// the blob store.
+type trackReader struct {
+	r   io.Reader
+	err error
+}
+
+func (t *trackReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		t.err = err
+	}
+	return n, err
+}
+
+// isNoSpace says whether err is a full disk or an exhausted quota.
+func isNoSpace(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+}
+
+// refuseFor turns a reader error on a file the walk saw as a regular file
+// within the limits into a refusal of r. What the walk saw was checked by
+// decide, so a symlink, special file, extra link, larger size or missing
+// entry now means the entry changed under close.
+func refuseFor(r *store.Record, err error) {
+	code := RefuseUnreadble
 	switch {
-	case errors.Is(err, hostile.ErrSymlink):
-		code = RefuseSymlink
-	case errors.Is(err, hostile.ErrHardlink):
-		code = RefuseHardlink
-	case errors.Is(err, hostile.ErrSpecial):
-		code = RefuseSpecial
-	case errors.Is(err, hostile.ErrTooLarge):
-		code = RefuseTooLarge
-	case errors.Is(err, hostile.ErrChanged), errors.Is(err, hostile.ErrNotFound):
-		code = RefuseChanged
 	case errors.Is(err, hostile.ErrTooDeep):
 		code = RefuseTooDeep
-	default:
-		return fmt.Errorf("read %q: %w", r.Path, err)
+	case errors.Is(err, hostile.ErrChanged), errors.Is(err, hostile.ErrNotFound),
+		errors.Is(err, hostile.ErrSymlink), errors.Is(err, hostile.ErrSpecial),
+		errors.Is(err, hostile.ErrHardlink), errors.Is(err, hostile.ErrTooLarge):
+		code = RefuseChanged
 	}
 	r.Status, r.Reason, r.Digest = store.StatusRefused, code, ""
-	return nil
 }
 
 // commitClose makes the close durable in one small transaction: the session
@@ -123,6 +160,7 @@ func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
 			return err
 		}
 		ses.State, ses.Closed, ses.ClosedGeneration, ses.Summary = store.StateClosed, e.Now(), cur.Generation, js
+		ses.Refusals = refusalSummaries(sum)
 		if err := tx.PutSession(ses); err != nil {
 			return err
 		}
@@ -140,7 +178,7 @@ func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
 			"generation":      fmt.Sprint(cur.Generation),
 			"persisted_files": fmt.Sprint(files),
 			"persisted_bytes": fmt.Sprint(bytes),
-			"refused":         fmt.Sprint(len(sum.Refused)),
+			"refused":         fmt.Sprint(sum.RefusedCount),
 			"discarded":       fmt.Sprint(sum.Discarded.Count),
 		})
 		return err
@@ -164,6 +202,30 @@ func (e *Env) alreadyClosed(ctx context.Context, sb *store.Sandbox) (*CloseSumma
 	if err != nil {
 		sum = &CloseSummary{Sandbox: sb.Name, Session: sb.Session, Generation: sb.Generation, Persisted: []PersistedFile{}, Refused: []Refusal{}}
 	}
+	if sum.Refusals == nil {
+		// A summary of an older store: every refusal is in Refused.
+		var t refusals
+		for _, r := range sum.Refused {
+			t.add(r)
+		}
+		all := sum.Refused
+		t.fill(sum)
+		sum.Refused = all
+	}
 	sum.AlreadyClosed = true
 	return sum, nil
+}
+
+// refusalSummaries is the bounded summary of a close's refusals that the
+// store keeps: per exception and reason, counts and the first paths.
+func refusalSummaries(sum *CloseSummary) []store.RefusalSummary {
+	var out []store.RefusalSummary
+	for _, g := range sum.Refusals {
+		rs := store.RefusalSummary{Exception: g.Exception, Reason: g.Reason, Count: g.Count, Bytes: g.Bytes}
+		for _, r := range g.First {
+			rs.First = append(rs.First, r.Path)
+		}
+		out = append(out, rs)
+	}
+	return out
 }

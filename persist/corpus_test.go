@@ -206,10 +206,17 @@ func TestCorpusQuotaFiles(t *testing.T) {
 			files++
 		}
 	}
-	for _, r := range sum.Refused {
+	// The summary holds a sample; the manifest has every refusal.
+	if err := sum.EachRefused(func(r Refusal) error {
 		if r.Reason == RefuseQuotaF {
 			quota++
 		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Refused) != RefusalSample || sum.RefusedCount != 2000 || len(sum.Refusals) != 1 || sum.Refusals[0].Count != 2000 {
+		t.Fatalf("refusal summary: %d sampled, %d counted, groups %+v", len(sum.Refused), sum.RefusedCount, len(sum.Refusals))
 	}
 	if files != 10000 || quota != 2000 {
 		t.Fatalf("persisted %d files and refused %d for quota-files, want 10000 and 2000", files, quota)

@@ -3,6 +3,7 @@ package persist
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spillway/spillway/exceptions"
@@ -148,6 +149,22 @@ func (e *Env) ShowException(id string) (*ExceptionReport, error) {
 		if err != nil {
 			return err
 		}
+		// Refusals since the bounded summaries are counted per session
+		// (older stores have refused records, counted above).
+		for _, s := range sessions {
+			for _, g := range s.Refusals {
+				if g.Exception != id {
+					continue
+				}
+				rep.Refused += g.Count
+				if !seen[s.N] {
+					seen[s.N] = true
+					rep.Sessions = append(rep.Sessions, s.N)
+				}
+				last = max(last, s.N)
+			}
+		}
+		slices.Sort(rep.Sessions)
 		for _, s := range sessions {
 			if s.State != store.StateClosed || s.N <= last || s.Closed.Before(x.Created) {
 				continue

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,9 +23,17 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the store in dir with synced writes. It
-// fails with ErrLocked when another process holds the directory, and refuses
-// a store written by a newer schema.
+// fails with ErrLocked when another process holds the directory, with
+// ErrNoSpace when its filesystem is full (after freeing the ballast), and
+// refuses a store written by a newer schema.
 func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := makeRoom(dir); err != nil {
+		return nil, err
+	}
+	keepBallast(dir)
 	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
 		WithValueLogFileSize(64 << 20).WithMemTableSize(16 << 20)
 	db, err := badger.Open(opts)

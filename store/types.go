@@ -56,6 +56,20 @@ type Session struct {
 	Generation       uint64 // generation laid at open
 	ClosedGeneration uint64 // generation made by the close
 	Summary          []byte // the close summary as JSON, kept for re-prints
+	// Refusals is the bounded summary of what the close refused, one entry
+	// per exception and reason (sessions closed before it have refused
+	// records instead).
+	Refusals []RefusalSummary
+}
+
+// RefusalSummary sums the refusals of one exception for one reason in a
+// session: counts and the first few paths, never a list of every one.
+type RefusalSummary struct {
+	Exception string
+	Reason    string
+	Count     int64
+	Bytes     int64
+	First     []string // the first paths refused, at most a few (exact bytes)
 }
 
 // Record is one change that met an exception at close.

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -41,15 +45,90 @@ func runClose(c *cli.Context, t *term, sandbox string, dryRun, force bool) error
 		if err != nil {
 			return err
 		}
-		for _, r := range sum.Refused {
-			t.warnf("refused %s: %s (exception %s)", name(r.Path), r.Reason, r.Exception)
+		defer sum.Release()
+		if !sum.AlreadyClosed {
+			warnRefusals(t, sum)
 		}
 		if t.json {
-			return t.printJSON(sum)
+			return printCloseJSON(t, sum)
 		}
 		printCloseSummary(t, sum)
 		return nil
 	})
+}
+
+// shownRefusals is how many refusals of each exception and reason stderr
+// names; the rest are counted, and the manifest lists them all.
+const shownRefusals = 5
+
+// warnRefusals summarises the refusals on stderr: the first few of each
+// exception and reason, a count of the rest, and where the full list is.
+func warnRefusals(t *term, sum *persist.CloseSummary) {
+	for _, g := range sum.Refusals {
+		for i, r := range g.First {
+			if i == shownRefusals {
+				break
+			}
+			t.warnf("refused %s: %s (exception %s)", name(r.Path), r.Reason, r.Exception)
+		}
+		if more := g.Count - int64(min(len(g.First), shownRefusals)); more > 0 {
+			t.warnf("refused %d more: %s (exception %s)", more, g.Reason, g.Exception)
+		}
+	}
+	switch {
+	case sum.RefusedCount == 0:
+	case sum.ManifestIncomplete:
+		t.warnf("the list of refusals is incomplete: the disk is full")
+	case sum.Manifest != "":
+		t.warnf("every refusal is listed in %s", sum.Manifest)
+	}
+}
+
+// printCloseJSON prints the summary as JSON with every refusal in
+// "refused", streamed from the manifest (never all held in memory).
+func printCloseJSON(t *term, sum *persist.CloseSummary) error {
+	head := *sum
+	head.Refused = []persist.Refusal{}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&head); err != nil {
+		return err
+	}
+	const mark = "\n  \"refused\": []"
+	i := bytes.Index(buf.Bytes(), []byte(mark))
+	if i < 0 {
+		return errors.New("close summary has no refused list")
+	}
+	w := bufio.NewWriter(t.out)
+	w.Write(buf.Bytes()[:i+len(mark)-1])
+	var item bytes.Buffer
+	ienc := json.NewEncoder(&item)
+	ienc.SetIndent("    ", "  ")
+	ienc.SetEscapeHTML(false)
+	n := 0
+	err := sum.EachRefused(func(r persist.Refusal) error {
+		item.Reset()
+		if err := ienc.Encode(r); err != nil {
+			return err
+		}
+		if n > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString("\n    ")
+		w.Write(bytes.TrimSuffix(item.Bytes(), []byte("\n")))
+		n++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		w.WriteString("\n  ")
+	}
+	w.Write(buf.Bytes()[i+len(mark)-1:])
+	return w.Flush()
 }
 
 func printCloseSummary(t *term, sum *persist.CloseSummary) {
@@ -73,8 +152,13 @@ func printCloseSummary(t *term, sum *persist.CloseSummary) {
 		fmt.Fprintf(w, "  %s\t%d files\t%s\n", x.Exception, x.Files, units.FormatSize(x.Bytes))
 	}
 	w.Flush()
-	if n := len(sum.Refused); n > 0 {
-		fmt.Fprintf(t.out, "refused %d changes (listed on stderr)\n", n)
+	if sum.RefusedCount > 0 {
+		fmt.Fprintf(t.out, "refused %d changes (listed on stderr)\n", sum.RefusedCount)
+		w = t.table()
+		for _, g := range sum.Refusals {
+			fmt.Fprintf(w, "  %s\t%s\t%d changes\t%s\n", g.Exception, g.Reason, g.Count, units.FormatSize(g.Bytes))
+		}
+		w.Flush()
 	}
 	fmt.Fprintf(t.out, "discarded %d changes, %s\n", sum.Discarded.Count, units.FormatSize(sum.Discarded.Bytes))
 	w = t.table()

@@ -82,7 +82,14 @@ type Change struct {
 	Ino     uint64
 	Link    string // symlink target (readlinkat on the parent fd), never resolved
 	TooDeep bool   // the path is too long or too deep for the host: not descended into, not to be read; reported once for the subtree root
+	Changed bool   // the entry vanished or changed type under the walk: only Kind (add), Path, Type (best effort) and TooDeep are set; nothing below it is listed
 }
+
+// testHook, when set (by tests), runs at two points of a walk: "listed"
+// after a directory was listed, before its entries are looked at, and
+// "descend" before a directory is opened to be walked; a test can change
+// the tree there as a racing process would.
+var testHook func(at, path string)
 
 // Errors of OpenFile, File and ReadLink. Each is distinct; callers test
 // them with errors.Is.

@@ -209,30 +209,44 @@ func isWhiteout(st *unix.Stat_t) bool {
 	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
 }
 
-// isOpaque reports whether the directory open at fd is marked opaque.
-//
-// Both trusted.overlay.opaque (overlay mounted by root, the normal case)
-// and user.overlay.opaque (mounted with userxattr) are honoured. Caveat: on
-// a trusted-mode mount the sandbox can set user.overlay.opaque on its own
-// directories (the kernel stores it verbatim, while it escapes
-// trusted.overlay.*), so it can make the walker report deletes of lower
-// names it could have removed itself anyway; it cannot make anything
-// outside the tree be read.
-func isOpaque(fd int) (bool, error) {
-	var buf [8]byte
-	for _, attr := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
+// opaqueValue returns the one-byte value of the overlay.opaque xattr attr
+// of the directory open at fd, as the kernel reads it: 'y' (opaque), 'x'
+// (holds xattr whiteouts), or 0 (absent, or not one byte long).
+func opaqueValue(fd int, attr string) (byte, error) {
+	var buf [1]byte
+	for {
 		n, err := unix.Fgetxattr(fd, attr, buf[:])
 		switch {
+		case err == unix.EINTR:
+			continue
 		case err == nil:
-			if n == 1 && buf[0] == 'y' {
-				return true, nil
+			if n == 1 {
+				return buf[0], nil
 			}
+			return 0, nil
 		case err == unix.ENODATA || err == unix.ENOTSUP || err == unix.ERANGE:
+			return 0, nil
+		default:
+			return 0, fmt.Errorf("hostile: read %s: %w", attr, err)
+		}
+	}
+}
+
+// hasXattr says whether the file open at fd has the xattr attr.
+func hasXattr(fd int, attr string) (bool, error) {
+	for {
+		_, err := unix.Fgetxattr(fd, attr, nil)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == nil:
+			return true, nil
+		case err == unix.ENODATA || err == unix.ENOTSUP:
+			return false, nil
 		default:
 			return false, fmt.Errorf("hostile: read %s: %w", attr, err)
 		}
 	}
-	return false, nil
 }
 
 func typeOf(mode uint32) string {

@@ -1,0 +1,164 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/persist/hostile"
+	"github.com/spillway/spillway/store"
+)
+
+// testHookBeforeRead, when set (by tests), runs after a change was decided
+// persist and before its content is read: a test can swap or unlink the
+// entry there as a racing process would.
+var testHookBeforeRead func(root string, c hostile.Change)
+
+// collect walks the changes, decides each, stores the content of what
+// persists and stages its records (not yet in effect: the session is not
+// closed). Refused and discarded changes are counted, sampled and streamed
+// to the session's manifest, never held: close's memory does not grow with
+// them. In a dry run nothing is written but an unnamed manifest.
+func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*CloseSummary, error) {
+	var rules []*exceptions.Exception
+	if err := e.Store.View(func(tx *store.Tx) error {
+		var err error
+		rules, err = e.activeRules(tx, sb.Name)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	sum := &CloseSummary{Sandbox: sb.Name, Session: sb.Session, Generation: sb.Generation, DryRun: o.DryRun}
+	var man *manifest
+	var err error
+	if o.DryRun {
+		man, err = e.createTempManifest()
+	} else {
+		man, err = e.createManifest(sb.Name, sb.Session)
+		sum.Manifest = e.ManifestPath(sb.Name, sb.Session)
+	}
+	if err != nil {
+		if !isNoSpace(err) {
+			return nil, err
+		}
+		man = &manifest{err: err} // a full disk: close goes on without it
+	}
+	keep := false
+	defer func() {
+		if man.f != nil && !keep {
+			man.f.Close()
+		}
+	}()
+	totals := map[string]*ExceptionTotal{}
+	files, bytes := map[string]int64{}, map[string]int64{}
+	var disc discardStats
+	var refused refusals
+	var batch []*store.Record
+	now := e.Now()
+	flush := func() error {
+		if len(batch) == 0 || o.DryRun {
+			batch = batch[:0]
+			return nil
+		}
+		err := e.Store.Update(func(tx *store.Tx) error {
+			for _, r := range batch {
+				id, err := tx.NextRecordID()
+				if err != nil {
+					return err
+				}
+				r.ID = id
+				if err := tx.PutRecord(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		failpoint.Hit("close.batch-staged")
+		for _, r := range batch {
+			sum.Persisted = append(sum.Persisted, PersistedFile{Record: r.ID, Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Digest: r.Digest, Exception: r.Exception, Status: r.Status})
+		}
+		batch = batch[:0]
+		return nil
+	}
+	var seen int64
+	err = e.walkChanges(ctx, sb, func(root string, c hostile.Change) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seen++
+		if o.Progress != nil && seen%1000 == 0 {
+			o.Progress(seen)
+		}
+		d := decide(rules, c, files, bytes, now)
+		if d.Verdict == VerdictDiscard {
+			disc.add(c)
+			man.add(ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: c.Kind, Type: c.Type, Size: c.Size, Verdict: VerdictDiscard})
+			return nil
+		}
+		r := newRecord(sb, d, now)
+		if d.Verdict == VerdictPersist && c.Kind != hostile.KindDelete {
+			if testHookBeforeRead != nil {
+				testHookBeforeRead(root, c)
+			}
+			if err := e.readContent(root, d, r, o.DryRun); err != nil {
+				return err
+			}
+		}
+		if r.Status == store.StatusRefused {
+			// Refusals are not records: a count, a sample, a manifest line.
+			ref := Refusal{Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: c.Size, Exception: r.Exception, Reason: r.Reason}
+			refused.add(ref)
+			man.add(ManifestEntry{Path: ref.Path, PathBytes: ref.PathBytes, Kind: ref.Kind, Type: ref.Type, Size: ref.Size, Verdict: VerdictRefuse, Reason: ref.Reason, Exception: ref.Exception})
+			return nil
+		}
+		t := totals[r.Exception]
+		if t == nil {
+			t = &ExceptionTotal{Exception: r.Exception}
+			totals[r.Exception] = t
+		}
+		if r.Kind != store.KindDelete && r.Type != "dir" {
+			t.Files++
+			t.Bytes += r.Size
+		}
+		if o.DryRun {
+			sum.Persisted = append(sum.Persisted, PersistedFile{Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Exception: r.Exception, Status: r.Status})
+			return nil
+		}
+		batch = append(batch, r)
+		if len(batch) >= recordBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read changes of %s: %w", sb.Name, err)
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	if err := man.finish(); err != nil {
+		if !isNoSpace(err) {
+			return nil, fmt.Errorf("write manifest of %s: %w", sb.Name, err)
+		}
+		sum.ManifestIncomplete = true
+	}
+	if o.DryRun && man.f != nil && !sum.ManifestIncomplete {
+		sum.tmp, keep = man.f, true
+	}
+	sum.Exceptions = []ExceptionTotal{}
+	for _, x := range rules {
+		if t := totals[x.ID]; t != nil {
+			sum.Exceptions = append(sum.Exceptions, *t)
+		}
+	}
+	refused.fill(sum)
+	sum.Discarded = Discarded{Count: disc.Count, Bytes: disc.Bytes, Top: disc.top(5)}
+	if sum.Persisted == nil {
+		sum.Persisted = []PersistedFile{}
+	}
+	return sum, nil
+}

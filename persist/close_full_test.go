@@ -1,0 +1,178 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/store"
+)
+
+// smallDisk mounts a fresh 64 MiB ext4 filesystem (no blocks reserved for
+// root) from a loop image and returns its mount point.
+func smallDisk(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the full-disk test mounts a loop filesystem and needs root (CI runs it as root)")
+	}
+	d := t.TempDir()
+	img, mnt := filepath.Join(d, "fs.img"), filepath.Join(d, "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	fimg, err := os.Create(img)
+	must(t, err)
+	must(t, fimg.Truncate(64<<20))
+	must(t, fimg.Close())
+	if out, err := exec.Command("mkfs.ext4", "-q", "-m", "0", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 (package e2fsprogs): %v: %s", err, out)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount -o loop: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		for _, m := range mustMounts(t, mnt) {
+			snapshot.Unmount(m)
+		}
+		exec.Command("umount", mnt).Run()
+	})
+	return mnt
+}
+
+// fillDisk writes into dir (inside an open sandbox) until the filesystem is
+// full: large writes first, then small files for the last blocks.
+func fillDisk(t *testing.T, dir string) {
+	t.Helper()
+	must(t, os.MkdirAll(dir, 0o755))
+	f, err := os.Create(filepath.Join(dir, "big.bin"))
+	must(t, err)
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, unix.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	f.Close()
+	for i := 0; ; i++ {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("fill%d", i)), buf[:4096], 0o644); err != nil {
+			break
+		}
+	}
+	if free, _ := store.FreeBytes(dir); free > 64<<10 {
+		t.Fatalf("disk not full: %d bytes free", free)
+	}
+}
+
+// A sandbox that fills the filesystem of the state directory: close still
+// rolls it back, refusing what it has no room for (no-space), keeping what
+// earlier closes committed; the next close works. Without the ballast the
+// store refuses to open (an error, not a crash) and close works once space
+// is freed.
+func TestCloseOnAFullDisk(t *testing.T) {
+	mnt := smallDisk(t)
+	f := &fixture{t: t, ctx: context.Background(), dir: mnt, canaryPath: filepath.Join(mnt, "canary"), canary: []byte("canary")}
+	f.openEnv(snapshot.KindOverlay)
+	t.Cleanup(func() {
+		if f.e != nil {
+			f.e.Close()
+		}
+	})
+	if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	must(t, f.e.CreateSandbox("docs", "base"))
+	f.except(nil, "/home/user/Documents/**")
+	docs := "home/user/Documents"
+
+	// Session 1 commits a document.
+	root := f.open()
+	write(t, root, docs+"/keep.txt", "committed", 0o644)
+	if sum := f.close(); !persisted(sum, "/home/user/Documents/keep.txt") {
+		t.Fatalf("keep.txt not persisted: %+v", sum)
+	}
+
+	// Session 2 fills the disk; the close runs as a new command would.
+	root = f.open()
+	write(t, root, docs+"/a.txt", "new", 0o644)
+	must(t, f.e.Close())
+	f.e = nil
+	fillDisk(t, filepath.Join(root, docs))
+	f.openEnv("")
+	sum := f.close()
+	if got := refusal(sum, "/home/user/Documents/big.bin"); got != RefuseNoSpace {
+		t.Errorf("big.bin: refusal %q, want %s", got, RefuseNoSpace)
+	}
+	// a.txt fits beside the store's reserve, or not: it is never lost
+	// silently.
+	if got := refusal(sum, "/home/user/Documents/a.txt"); got != RefuseNoSpace && !persisted(sum, "/home/user/Documents/a.txt") {
+		t.Errorf("a.txt neither persisted nor refused no-space: %q", got)
+	}
+	// The rollback frees the sandbox's space once the background rm of the
+	// old root is done.
+	waitEmpty(t, f.e.TrashDir())
+	// The rollback freed the sandbox's space; what was committed is there.
+	root = f.open()
+	if b, err := os.ReadFile(filepath.Join(root, docs, "keep.txt")); err != nil || string(b) != "committed" {
+		t.Fatalf("keep.txt after the full-disk close: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, docs, "big.bin")); !os.IsNotExist(err) {
+		t.Fatalf("big.bin survived the rollback: %v", err)
+	}
+	write(t, root, docs+"/after.txt", "after", 0o644)
+	if sum := f.close(); !persisted(sum, "/home/user/Documents/after.txt") {
+		t.Fatalf("the next close persisted nothing: %+v", sum)
+	}
+
+	// The next command with room to spare makes the ballast again.
+	f.reopenEnv()
+	if _, err := os.Lstat(filepath.Join(mnt, "state", "store", "spillway-ballast")); err != nil {
+		t.Fatalf("ballast not made again: %v", err)
+	}
+
+	// Without the ballast, a full disk stops the store from opening (badger
+	// would die of SIGBUS writing its memtable map): a clear error, the
+	// sandbox stays open, and close works once space is freed.
+	root = f.open()
+	must(t, f.e.Close())
+	f.e = nil
+	must(t, os.Remove(filepath.Join(mnt, "state", "store", "spillway-ballast")))
+	fillDisk(t, filepath.Join(root, "tmp"))
+	_, err := OpenEnv(f.ctx, Options{Root: filepath.Join(mnt, "state")})
+	if !errors.Is(err, store.ErrNoSpace) {
+		t.Fatalf("open on a full disk without ballast: %v, want ErrNoSpace", err)
+	}
+	must(t, os.Remove(filepath.Join(root, "tmp", "big.bin")))
+	f.openEnv("")
+	f.close()
+	root = f.open()
+	for _, p := range []string{"keep.txt", "after.txt"} {
+		if _, err := os.Stat(filepath.Join(root, docs, p)); err != nil {
+			t.Fatalf("%s lost: %v", p, err)
+		}
+	}
+	f.close()
+}
+
+// waitEmpty waits until dir is empty or gone.
+func waitEmpty(t *testing.T, dir string) {
+	t.Helper()
+	for range 300 {
+		if ents, err := os.ReadDir(dir); err != nil || len(ents) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not emptied in 30 s", dir)
+}

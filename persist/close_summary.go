@@ -1,0 +1,171 @@
+package persist
+
+import (
+	"errors"
+	"io"
+	"os"
+)
+
+// PersistedFile is one change that crossed an exception.
+type PersistedFile struct {
+	Record    uint64 `json:"record,omitempty"`
+	Path      string `json:"path"`
+	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
+	Kind      string `json:"kind"`
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	Digest    string `json:"digest,omitempty"`
+	Exception string `json:"exception"`
+	Status    string `json:"status"`
+}
+
+// Refusal is one change that an exception matched but a safety rule or a
+// limit stopped.
+type Refusal struct {
+	Path      string `json:"path"`
+	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
+	Kind      string `json:"kind"`
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	Exception string `json:"exception"`
+	Reason    string `json:"reason"`
+}
+
+// RefusalGroup sums the refusals of one exception for one reason.
+type RefusalGroup struct {
+	Exception string    `json:"exception"`
+	Reason    string    `json:"reason"`
+	Count     int64     `json:"count"`
+	Bytes     int64     `json:"bytes"`
+	First     []Refusal `json:"first"` // the first RefusalSample refusals
+}
+
+// RefusalSample is how many refusals of each exception and reason a close
+// summary names; the manifest names them all.
+const RefusalSample = 20
+
+// ExceptionTotal sums what one exception let through in a session.
+type ExceptionTotal struct {
+	Exception string `json:"exception"`
+	Files     int64  `json:"files"`
+	Bytes     int64  `json:"bytes"`
+}
+
+// Discarded sums what a close threw away.
+type Discarded struct {
+	Count int64      `json:"count"`
+	Bytes int64      `json:"bytes"`
+	Top   []DirCount `json:"top"`
+}
+
+// CloseSummary is what close reports. Its memory is bounded whatever the
+// number of refused or discarded changes: Refused holds only the first
+// RefusalSample of each exception and reason, and EachRefused streams all
+// of them from the session's manifest.
+type CloseSummary struct {
+	Sandbox       string           `json:"sandbox"`
+	Session       uint64           `json:"session"`
+	Generation    uint64           `json:"generation"`
+	DryRun        bool             `json:"dry_run"`
+	AlreadyClosed bool             `json:"already_closed"`
+	Persisted     []PersistedFile  `json:"persisted"`
+	Exceptions    []ExceptionTotal `json:"exceptions"`
+	Refused       []Refusal        `json:"refused"` // a sample: see EachRefused
+	RefusedCount  int64            `json:"refused_count"`
+	Refusals      []RefusalGroup   `json:"refusals"`
+	Discarded     Discarded        `json:"discarded"`
+	// Manifest is the file listing every refused and discarded change
+	// (empty in a dry run, whose manifest has no name).
+	Manifest string `json:"manifest,omitempty"`
+	// ManifestIncomplete says the manifest could not be written in full
+	// (a full disk); Refused is then all there is beyond the counts.
+	ManifestIncomplete bool `json:"manifest_incomplete,omitempty"`
+
+	tmp *os.File // a dry run's unnamed manifest
+}
+
+// EachRefused calls fn for every refusal of the close, in walk order: from
+// the manifest when there is one, else from the sample (a summary of an
+// older store holds them all).
+func (s *CloseSummary) EachRefused(fn func(Refusal) error) error {
+	var r io.Reader
+	switch {
+	case s.tmp != nil:
+		if _, err := s.tmp.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		r = s.tmp
+	case s.Manifest != "" && !s.ManifestIncomplete:
+		f, err := os.Open(s.Manifest)
+		if errors.Is(err, os.ErrNotExist) {
+			return s.eachSample(fn)
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	default:
+		return s.eachSample(fn)
+	}
+	return eachManifestEntry(r, func(x ManifestEntry) error {
+		if x.Verdict != VerdictRefuse {
+			return nil
+		}
+		return fn(Refusal{Path: x.Path, PathBytes: x.PathBytes, Kind: x.Kind, Type: x.Type, Size: x.Size, Exception: x.Exception, Reason: x.Reason})
+	})
+}
+
+func (s *CloseSummary) eachSample(fn func(Refusal) error) error {
+	for _, r := range s.Refused {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Release frees what a dry run's summary holds (its unnamed manifest).
+func (s *CloseSummary) Release() {
+	if s.tmp != nil {
+		s.tmp.Close()
+		s.tmp = nil
+	}
+}
+
+// refusals tallies refusals per exception and reason, in first-seen order.
+type refusals struct {
+	groups []*RefusalGroup
+	index  map[[2]string]*RefusalGroup
+	count  int64
+}
+
+func (t *refusals) add(r Refusal) {
+	if t.index == nil {
+		t.index = map[[2]string]*RefusalGroup{}
+	}
+	k := [2]string{r.Exception, r.Reason}
+	g := t.index[k]
+	if g == nil {
+		g = &RefusalGroup{Exception: r.Exception, Reason: r.Reason, First: []Refusal{}}
+		t.index[k] = g
+		t.groups = append(t.groups, g)
+	}
+	t.count++
+	g.Count++
+	g.Bytes += r.Size
+	if len(g.First) < RefusalSample {
+		g.First = append(g.First, r)
+	}
+}
+
+// fill sets the summary's refusal fields.
+func (t *refusals) fill(sum *CloseSummary) {
+	sum.RefusedCount = t.count
+	sum.Refusals = []RefusalGroup{}
+	sum.Refused = []Refusal{}
+	for _, g := range t.groups {
+		sum.Refusals = append(sum.Refusals, *g)
+		sum.Refused = append(sum.Refused, g.First...)
+	}
+}

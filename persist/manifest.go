@@ -1,0 +1,220 @@
+package persist
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/store"
+)
+
+// ManifestEntry is one line of a session's manifest: a change that close
+// refused or discarded.
+type ManifestEntry struct {
+	Path      string `json:"path"`
+	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
+	Kind      string `json:"kind"`
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	Verdict   string `json:"verdict"` // VerdictRefuse or VerdictDiscard
+	Reason    string `json:"reason,omitempty"`
+	Exception string `json:"exception,omitempty"`
+}
+
+// ManifestPath is the manifest of a session:
+// <root>/recovery/<sandbox>/<session>/manifest.jsonl.
+func (e *Env) ManifestPath(sandbox string, session uint64) string {
+	return filepath.Join(e.Root, "recovery", sandbox, strconv.FormatUint(session, 10), "manifest.jsonl")
+}
+
+// manifest streams entries to a manifest file. A write error (a full disk)
+// is kept, further entries are dropped, and close goes on: the manifest
+// is then incomplete.
+type manifest struct {
+	f   *os.File
+	w   *bufio.Writer
+	buf []byte
+	err error
+}
+
+// createManifest creates the manifest of a session: its directories 0700
+// and the file 0600, each created relative to its parent's descriptor
+// without following a symlink; the file of an interrupted try is replaced.
+func (e *Env) createManifest(sandbox string, session uint64) (*manifest, error) {
+	fd, err := unix.Open(e.Root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, part := range []string{"recovery", sandbox, strconv.FormatUint(session, 10)} {
+		if err := unix.Mkdirat(fd, part, 0o700); err != nil && err != unix.EEXIST {
+			unix.Close(fd)
+			return nil, fmt.Errorf("create recovery area: %w", err)
+		}
+		cfd, err := unix.Openat(fd, part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return nil, fmt.Errorf("open recovery area: %s: %w", part, err)
+		}
+		fd = cfd
+	}
+	defer unix.Close(fd)
+	const name = "manifest.jsonl"
+	if err := unix.Unlinkat(fd, name, 0); err != nil && err != unix.ENOENT {
+		return nil, fmt.Errorf("remove old manifest: %w", err)
+	}
+	mfd, err := unix.Openat(fd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create manifest: %w", err)
+	}
+	return newManifest(os.NewFile(uintptr(mfd), e.ManifestPath(sandbox, session))), nil
+}
+
+// createTempManifest makes an unnamed manifest for a dry run: it is gone
+// once closed.
+func (e *Env) createTempManifest() (*manifest, error) {
+	dir := e.tmpDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create dry-run manifest: %w", err)
+	}
+	return newManifest(os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed dry-run manifest)"))), nil
+}
+
+func newManifest(f *os.File) *manifest {
+	return &manifest{f: f, w: bufio.NewWriterSize(reserveWriter{f}, 64<<10)}
+}
+
+// reserveWriter writes to f while the filesystem keeps store.Reserve free
+// beside the bytes written, so a long manifest never takes the room the
+// store needs to commit the close.
+type reserveWriter struct{ f *os.File }
+
+func (w reserveWriter) Write(p []byte) (int, error) {
+	if free, err := store.FreeBytes(filepath.Dir(w.f.Name())); err == nil && free-int64(len(p)) < store.Reserve {
+		return 0, fmt.Errorf("manifest: %w (the store's reserve)", unix.ENOSPC)
+	}
+	return w.f.Write(p)
+}
+
+// add writes one entry (nothing once a write has failed).
+func (m *manifest) add(x ManifestEntry) {
+	if m.err != nil {
+		return
+	}
+	m.buf = x.appendJSON(m.buf[:0])
+	m.buf = append(m.buf, '\n')
+	_, m.err = m.w.Write(m.buf)
+}
+
+// appendJSON appends x as encoding/json would marshal it (one line, no
+// HTML escaping), without reflection: a close may write millions.
+func (x *ManifestEntry) appendJSON(b []byte) []byte {
+	b = append(b, `{"path":`...)
+	b = appendJSONString(b, x.Path)
+	if x.PathBytes != nil {
+		b = append(b, `,"path_bytes":"`...)
+		b = base64.StdEncoding.AppendEncode(b, x.PathBytes)
+		b = append(b, '"')
+	}
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, x.Kind)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, x.Type)
+	b = append(b, `,"size":`...)
+	b = strconv.AppendInt(b, x.Size, 10)
+	b = append(b, `,"verdict":`...)
+	b = appendJSONString(b, x.Verdict)
+	if x.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, x.Reason)
+	}
+	if x.Exception != "" {
+		b = append(b, `,"exception":`...)
+		b = appendJSONString(b, x.Exception)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json
+// writes it without HTML escaping: invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c == '\b':
+				b = append(b, '\\', 'b')
+			case c == '\f':
+				b = append(b, '\\', 'f')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}
+
+// finish flushes and syncs the manifest; the error is also kept in m.err.
+func (m *manifest) finish() error {
+	if m.err == nil {
+		m.err = m.w.Flush()
+	}
+	if m.err == nil {
+		m.err = m.f.Sync()
+	}
+	return m.err
+}
+
+// eachManifestEntry calls fn for every entry of the manifest read from r.
+func eachManifestEntry(r io.Reader, fn func(ManifestEntry) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var x ManifestEntry
+		if err := json.Unmarshal(sc.Bytes(), &x); err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+		if x.PathBytes != nil {
+			x.Path = string(x.PathBytes)
+		}
+		if err := fn(x); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
