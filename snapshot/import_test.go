@@ -202,7 +202,7 @@ func TestImportEdges(t *testing.T) {
 // import (the tests run as root, so the rule is exercised directly).
 func TestDeviceNotRoot(t *testing.T) {
 	data := mkTar(t, entry{name: "dev/sda", typ: tar.TypeBlock, mode: 0o660, major: 8})
-	err := applyTar(context.Background(), t.TempDir(), bytes.NewReader(data), nil, false)
+	err := applyTar(context.Background(), t.TempDir(), bytes.NewReader(data), Limits{MaxBytes: -1, MaxFiles: -1, MaxLogical: -1}, nil, false)
 	var ee *EntryError
 	if !errors.As(err, &ee) || !strings.Contains(err.Error(), `tar entry "dev/sda": device node`) {
 		t.Fatalf("applyTar of a device as non-root: %v", err)
