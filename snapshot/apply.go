@@ -19,11 +19,17 @@ import (
 // (O_CREAT|O_EXCL|O_NOFOLLOW for files), and no host-side path string is
 // ever joined and followed. Regular files are written sparse: a hole of a
 // sparse entry, or an all-zero block, is skipped, not written.
+//
+// MaxBytes is charged, before writing, with the data an archive carries
+// for its files (zero or not: a gzip bomb of zeros stops there too; holes
+// of sparse entries are free), or, with zerosFree (a directory source,
+// whose holes tar cannot carry), with the non-zero blocks written.
 type applier struct {
-	root   int // O_PATH descriptor of the tree
-	asRoot bool
-	lim    Limits
-	src    *countingReader // what the tar reader reads: tells holes from data
+	root      int // O_PATH descriptor of the tree
+	asRoot    bool
+	lim       Limits
+	src       *countingReader // what the tar reader reads: tells holes from data
+	zerosFree bool
 
 	written, logical, entries int64
 	dirs                      []dirMeta
@@ -183,9 +189,14 @@ func (a *applier) writeFile(ctx context.Context, dfd int, base, name string, hdr
 		}
 		before := a.src.n
 		n, err := r.Read(a.buf[:min(int64(len(a.buf)), hdr.Size-off)])
-		if n > 0 && a.src.n != before {
+		if data := a.src.n - before; n > 0 && data > 0 {
 			// Data, perhaps with holes around it: write the blocks
 			// that are not all zero.
+			if !a.zerosFree {
+				if cerr := a.charge(data, name); cerr != nil {
+					return cerr
+				}
+			}
 			if werr := a.writeData(f, a.buf[:n], off, name); werr != nil {
 				return werr
 			}
@@ -215,16 +226,26 @@ func (a *applier) writeFile(ctx context.Context, dfd int, base, name string, hdr
 	return entryErr(name, setXattrs(fd, hdr))
 }
 
+// charge counts n bytes against MaxBytes.
+func (a *applier) charge(n int64, name string) error {
+	a.written += n
+	if a.lim.MaxBytes >= 0 && a.written > a.lim.MaxBytes {
+		return &LimitError{Name: name, Limit: "--max-bytes", Value: a.lim.MaxBytes}
+	}
+	return nil
+}
+
 // writeData writes b at off, skipping blocks (aligned on the file) that
-// are all zero, and charges what it writes to MaxBytes before writing it.
+// are all zero; with zerosFree it charges what it writes before writing.
 func (a *applier) writeData(f *os.File, b []byte, off int64, name string) error {
 	flush := func(run []byte, at int64) error {
 		if len(run) == 0 {
 			return nil
 		}
-		a.written += int64(len(run))
-		if a.lim.MaxBytes >= 0 && a.written > a.lim.MaxBytes {
-			return &LimitError{Name: name, Limit: "--max-bytes", Value: a.lim.MaxBytes}
+		if a.zerosFree {
+			if err := a.charge(int64(len(run)), name); err != nil {
+				return err
+			}
 		}
 		if _, err := f.WriteAt(run, at); err != nil {
 			return entryErr(name, err)

@@ -190,7 +190,7 @@ func fill(ctx context.Context, root string, src Source, lim Limits, progress fun
 		defer close(done)
 		pw.CloseWithError(archive.WriteDiff(ctx, pw, "", dir))
 	}()
-	err = applyTar(ctx, root, pr, lim, progress, os.Geteuid() == 0)
+	err = applyStream(ctx, root, pr, lim, progress, os.Geteuid() == 0, true)
 	pr.CloseWithError(errors.New("import stopped"))
 	<-done
 	return err
@@ -200,6 +200,12 @@ func fill(ctx context.Context, root string, src Source, lim Limits, progress fun
 // directory root through an applier, refusing hostile entries, and checks
 // every chain of symlinks before it returns.
 func applyTar(ctx context.Context, root string, r io.Reader, lim Limits, progress func(files, bytes int64), asRoot bool) error {
+	return applyStream(ctx, root, r, lim, progress, asRoot, false)
+}
+
+// applyStream is applyTar; zerosFree says that r comes from a directory
+// source, whose holes reach here as zeros: zero blocks are not charged.
+func applyStream(ctx context.Context, root string, r io.Reader, lim Limits, progress func(files, bytes int64), asRoot, zerosFree bool) error {
 	stream, err := decompress(r)
 	if err != nil {
 		return err
@@ -210,6 +216,7 @@ func applyTar(ctx context.Context, root string, r io.Reader, lim Limits, progres
 	if err != nil {
 		return err
 	}
+	a.zerosFree = zerosFree
 	defer a.close()
 	v := &validator{symlinks: map[string]string{}, asRoot: asRoot, progress: progress}
 	for {

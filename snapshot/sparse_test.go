@@ -162,6 +162,17 @@ func TestImportLimitsFailFast(t *testing.T) {
 			}
 		}
 	}
+	zeroFile := func(tw *tar.Writer, p *producer) error {
+		if err := tw.WriteHeader(&tar.Header{Name: "zeros", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1 << 39}); err != nil {
+			return err
+		}
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := tw.Write(chunk); err != nil {
+				return err
+			}
+		}
+	}
 	manyFiles := func(tw *tar.Writer, p *producer) error {
 		for i := 0; ; i++ {
 			if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d/f%d", i), Typeflag: tar.TypeReg, Mode: 0o644}); err != nil {
@@ -188,6 +199,11 @@ func TestImportLimitsFailFast(t *testing.T) {
 				t.Fatalf("expanded %d bytes of the archive past a 1 MiB limit", n)
 			}
 		}},
+		{"gzip-bomb-zeros", true, zeroFile, Limits{MaxBytes: 1 << 20}, "(--max-bytes)", func(t *testing.T, p *producer) {
+			if n := p.bytes.Load(); n > 8<<20 {
+				t.Fatalf("expanded %d bytes of the archive past a 1 MiB limit", n)
+			}
+		}},
 		{"max-files", false, manyFiles, Limits{MaxFiles: 1000}, "the archive has more than 1000 entries (--max-files)", func(t *testing.T, p *producer) {
 			if n := p.entries.Load(); n > 1100 {
 				t.Fatalf("read %d entries past a limit of 1000", n)
@@ -209,13 +225,19 @@ func TestImportLimitsFailFast(t *testing.T) {
 	}
 }
 
-// TestImportZeroBlocks: all-zero blocks of a dense archive and the holes of
-// a sparse file in a directory source are not written, nor counted.
+// TestImportZeroBlocks: all-zero blocks of a dense archive are not
+// written but are charged (the archive carried them); the holes of a
+// sparse file in a directory source are neither written nor charged.
 func TestImportZeroBlocks(t *testing.T) {
-	m, _ := openManager(t, KindOverlay)
+	m, state := openManager(t, KindOverlay)
 	dense := append(append([]byte("start"), make([]byte, 32<<20)...), "end"...)
 	data := mkTar(t, entry{name: "dense", body: string(dense)})
-	st, err := m.Import(context.Background(), "img/zeros", Source{Tar: bytes.NewReader(data), Limits: Limits{MaxBytes: 64 << 10}}, nil)
+	_, err := m.Import(context.Background(), "img/zeros", Source{Tar: bytes.NewReader(data), Limits: Limits{MaxBytes: 16 << 20}}, nil)
+	if !errdefs.IsResourceExhausted(err) {
+		t.Fatalf("Import of 32 MiB of dense zeros under --max-bytes 16M: %v", err)
+	}
+	assertNothingLeft(t, m, state)
+	st, err := m.Import(context.Background(), "img/zeros", Source{Tar: bytes.NewReader(data), Limits: Limits{MaxBytes: 33 << 20}}, nil)
 	must(t, err)
 	got, err := os.ReadFile(filepath.Join(st.Dir, "dense"))
 	must(t, err)
