@@ -61,13 +61,15 @@ const importSuffix = "/import"
 //
 // Archives are hostile: an absolute name, a name that leaves the tree with
 // "..", a name that goes through a symlink, a symlink whose relative target
-// leaves the tree, a hard link to outside the tree, or a device node when
-// not running as root make the import fail with an *EntryError. Symlinks
-// with absolute targets are kept (they are read inside the root). Overlay
-// extended attributes (trusted.overlay.*, user.overlay.*) are dropped.
-// Whiteout-named entries (.wh.*) are kept as plain files: an image is a
-// whole tree, not a layer diff. A directory source goes through the same
-// rules, as a tar stream.
+// (or chain of links) leaves the tree, a hard link to outside the tree, or
+// a device node when not running as root make the import fail with an
+// *EntryError; going past src.Limits, with a *LimitError. Symlinks with
+// absolute targets are kept (they are read inside the root). Sparse
+// entries stay sparse. Overlay extended attributes (trusted.overlay.*,
+// user.overlay.*) are dropped. Whiteout-named entries (.wh.*) are kept as
+// plain files: an image is a whole tree, not a layer diff. A directory
+// source goes through the same rules, as a tar stream. docs/design.md
+// ("Importing hostile images") tells the limits.
 func (m *Manager) Import(ctx context.Context, key string, src Source, progress func(files, bytes int64)) (_ ImportStats, retErr error) {
 	if (src.Dir == "") == (src.Tar == nil) {
 		return ImportStats{}, errors.New("image import: give exactly one of a directory and a tar stream")
