@@ -223,7 +223,10 @@ func (a *applier) writeFile(ctx context.Context, dfd int, base, name string, hdr
 	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil { // after chown, which drops setuid
 		return entryErr(name, err)
 	}
-	return entryErr(name, setXattrs(fd, hdr))
+	if err := setXattrs(fd, hdr); err != nil {
+		return entryErr(name, err)
+	}
+	return entryErr(name, f.Close())
 }
 
 // charge counts n bytes against MaxBytes.
