@@ -20,16 +20,16 @@ import (
 // ever joined and followed. Regular files are written sparse: a hole of a
 // sparse entry, or an all-zero block, is skipped, not written.
 //
-// MaxBytes is charged, before writing, with the data an archive carries
-// for its files (zero or not: a gzip bomb of zeros stops there too; holes
-// of sparse entries are free), or, with zerosFree (a directory source,
-// whose holes tar cannot carry), with the non-zero blocks written.
+// MaxBytes is charged, before writing, with the data the source carries
+// for its files (zero or not: a gzip bomb of zeros stops there too); holes
+// of sparse entries are free.
 type applier struct {
-	root      int // O_PATH descriptor of the tree
-	asRoot    bool
-	lim       Limits
-	src       *countingReader // what the tar reader reads: tells holes from data
-	zerosFree bool
+	root   int // O_PATH descriptor of the tree
+	asRoot bool
+	lim    Limits
+	// dataRead tells how many bytes of file data the source has read so
+	// far: a read of file content that added none was all hole.
+	dataRead func() int64
 
 	written, logical, entries int64
 	dirs                      []dirMeta
@@ -69,12 +69,24 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func newApplier(root string, asRoot bool, lim Limits, src *countingReader) (*applier, error) {
+func newApplier(root string, asRoot bool, lim Limits, dataRead func() int64) (*applier, error) {
 	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	return &applier{root: fd, asRoot: asRoot, lim: lim, src: src, dirIndex: map[string]int{}, buf: make([]byte, 1<<20), lastDirFd: -1}, nil
+	return &applier{root: fd, asRoot: asRoot, lim: lim, dataRead: dataRead, dirIndex: map[string]int{}, buf: make([]byte, 1<<20), lastDirFd: -1}, nil
+}
+
+// end finishes the tree once every entry is applied: the directories'
+// metadata, then every chain of symlinks that v recorded.
+func (a *applier) end(v *validator) error {
+	if err := a.finish(); err != nil {
+		return err
+	}
+	if name, why := escaping(v.symlinks); name != "" {
+		return &EntryError{Name: name, Reason: fmt.Sprintf("symlink to %q %s", v.symlinks[name], why)}
+	}
+	return nil
 }
 
 func (a *applier) close() {
@@ -187,15 +199,13 @@ func (a *applier) writeFile(ctx context.Context, dfd int, base, name string, hdr
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		before := a.src.n
+		before := a.dataRead()
 		n, err := r.Read(a.buf[:min(int64(len(a.buf)), hdr.Size-off)])
-		if data := a.src.n - before; n > 0 && data > 0 {
+		if data := a.dataRead() - before; n > 0 && data > 0 {
 			// Data, perhaps with holes around it: write the blocks
 			// that are not all zero.
-			if !a.zerosFree {
-				if cerr := a.charge(data, name); cerr != nil {
-					return cerr
-				}
+			if cerr := a.charge(data, name); cerr != nil {
+				return cerr
 			}
 			if werr := a.writeData(f, a.buf[:n], off, name); werr != nil {
 				return werr
@@ -239,16 +249,11 @@ func (a *applier) charge(n int64, name string) error {
 }
 
 // writeData writes b at off, skipping blocks (aligned on the file) that
-// are all zero; with zerosFree it charges what it writes before writing.
+// are all zero.
 func (a *applier) writeData(f *os.File, b []byte, off int64, name string) error {
 	flush := func(run []byte, at int64) error {
 		if len(run) == 0 {
 			return nil
-		}
-		if a.zerosFree {
-			if err := a.charge(int64(len(run)), name); err != nil {
-				return err
-			}
 		}
 		if _, err := f.WriteAt(run, at); err != nil {
 			return entryErr(name, err)

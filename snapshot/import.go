@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/errdefs"
 )
 
@@ -184,41 +183,23 @@ func fill(ctx context.Context, root string, src Source, lim Limits, progress fun
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", src.Dir)
 	}
-	// Stream the directory as a tar (containerd's own writer: lstat
-	// based, hard links kept, sockets skipped) through the same checks.
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pw.CloseWithError(archive.WriteDiff(ctx, pw, "", dir))
-	}()
-	err = applyStream(ctx, root, pr, lim, progress, os.Geteuid() == 0, true)
-	pr.CloseWithError(errors.New("import stopped"))
-	<-done
-	return err
+	return applyDir(ctx, root, dir, lim, progress, os.Geteuid() == 0)
 }
 
 // applyTar applies the (possibly gzip-compressed) tar r to the empty
 // directory root through an applier, refusing hostile entries, and checks
 // every chain of symlinks before it returns.
 func applyTar(ctx context.Context, root string, r io.Reader, lim Limits, progress func(files, bytes int64), asRoot bool) error {
-	return applyStream(ctx, root, r, lim, progress, asRoot, false)
-}
-
-// applyStream is applyTar; zerosFree says that r comes from a directory
-// source, whose holes reach here as zeros: zero blocks are not charged.
-func applyStream(ctx context.Context, root string, r io.Reader, lim Limits, progress func(files, bytes int64), asRoot, zerosFree bool) error {
 	stream, err := decompress(r)
 	if err != nil {
 		return err
 	}
 	cr := &countingReader{r: stream}
 	tr := tar.NewReader(cr)
-	a, err := newApplier(root, asRoot, lim, cr)
+	a, err := newApplier(root, asRoot, lim, func() int64 { return cr.n })
 	if err != nil {
 		return err
 	}
-	a.zerosFree = zerosFree
 	defer a.close()
 	v := &validator{symlinks: map[string]string{}, asRoot: asRoot, progress: progress}
 	for {
@@ -243,11 +224,8 @@ func applyStream(ctx context.Context, root string, r io.Reader, lim Limits, prog
 			return err
 		}
 	}
-	if err := a.finish(); err != nil {
+	if err := a.end(v); err != nil {
 		return err
-	}
-	if name, why := escaping(v.symlinks); name != "" {
-		return &EntryError{Name: name, Reason: fmt.Sprintf("symlink to %q %s", v.symlinks[name], why)}
 	}
 	// Read what follows the end of the archive (padding): a gzip stream
 	// checks its CRC only at its end, and a writer on a pipe should not

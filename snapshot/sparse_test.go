@@ -227,7 +227,8 @@ func TestImportLimitsFailFast(t *testing.T) {
 
 // TestImportZeroBlocks: all-zero blocks of a dense archive are not
 // written but are charged (the archive carried them); the holes of a
-// sparse file in a directory source are neither written nor charged.
+// 60 GiB sparse file in a directory source are neither read, written nor
+// charged, and its hard links stay links.
 func TestImportZeroBlocks(t *testing.T) {
 	m, state := openManager(t, KindOverlay)
 	dense := append(append([]byte("start"), make([]byte, 32<<20)...), "end"...)
@@ -253,14 +254,26 @@ func TestImportZeroBlocks(t *testing.T) {
 	src := t.TempDir()
 	f, err := os.Create(filepath.Join(src, "sp"))
 	must(t, err)
-	_, err = f.WriteAt([]byte("middle"), 256<<20)
+	_, err = f.WriteAt([]byte("middle"), 30<<30)
 	must(t, err)
-	must(t, f.Truncate(1<<30))
+	must(t, f.Truncate(sparseSize))
 	must(t, f.Close())
+	must(t, os.Link(filepath.Join(src, "sp"), filepath.Join(src, "sp2")))
+	start := time.Now()
 	st, err = m.Import(context.Background(), "img/dir", Source{Dir: src, Limits: Limits{MaxBytes: 64 << 10}}, nil)
 	must(t, err)
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("import took %v", d)
+	}
 	must(t, syscall.Stat(filepath.Join(st.Dir, "sp"), &sst))
-	if sst.Size != 1<<30 || sst.Blocks*512 > 1<<20 {
-		t.Fatalf("sp: size %d, %d bytes on disk", sst.Size, sst.Blocks*512)
+	if sst.Size != sparseSize || sst.Blocks*512 > 1<<20 || sst.Nlink != 2 {
+		t.Fatalf("sp: size %d, %d bytes on disk, %d links", sst.Size, sst.Blocks*512, sst.Nlink)
+	}
+	got = make([]byte, 8)
+	f, err = os.Open(filepath.Join(st.Dir, "sp2"))
+	must(t, err)
+	defer f.Close()
+	if _, err := f.ReadAt(got, 30<<30-1); err != nil || string(got) != "\x00middle\x00" {
+		t.Fatalf("sp2 at 30 GiB: %q, %v", got, err)
 	}
 }
