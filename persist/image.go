@@ -36,7 +36,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 	}
 	st, err := e.Snap.Import(ctx, key, src, progress)
 	if err != nil {
-		return nil, fmt.Errorf("image import: %w", err)
+		return nil, err // it says "image import: …" already
 	}
 	failpoint.Hit("import.snapshot-committed")
 	img := &store.Image{Name: name, Snapshot: key, Files: st.Files, Bytes: st.Bytes, Created: e.Now(), Dir: st.Dir}

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/errdefs"
 )
 
@@ -27,6 +26,8 @@ import (
 type Source struct {
 	Dir string
 	Tar io.Reader
+	// Limits bound what the import writes; zero fields take defaults.
+	Limits Limits
 }
 
 // ImportStats describes an imported image.
@@ -59,13 +60,15 @@ const importSuffix = "/import"
 //
 // Archives are hostile: an absolute name, a name that leaves the tree with
 // "..", a name that goes through a symlink, a symlink whose relative target
-// leaves the tree, a hard link to outside the tree, or a device node when
-// not running as root make the import fail with an *EntryError. Symlinks
-// with absolute targets are kept (they are read inside the root). Overlay
-// extended attributes (trusted.overlay.*, user.overlay.*) are dropped.
-// Whiteout-named entries (.wh.*) are kept as plain files: an image is a
-// whole tree, not a layer diff. A directory source goes through the same
-// rules, as a tar stream.
+// (or chain of links) leaves the tree, a hard link to outside the tree, or
+// a device node when not running as root make the import fail with an
+// *EntryError; going past src.Limits, with a *LimitError. Symlinks with
+// absolute targets are kept (they are read inside the root). Sparse
+// entries stay sparse. Overlay extended attributes (trusted.overlay.*,
+// user.overlay.*) are dropped. Whiteout-named entries (.wh.*) are kept as
+// plain files: an image is a whole tree, not a layer diff. A directory
+// source goes through the same rules, as a tar stream. docs/design.md
+// ("Importing hostile images") tells the limits.
 func (m *Manager) Import(ctx context.Context, key string, src Source, progress func(files, bytes int64)) (_ ImportStats, retErr error) {
 	if (src.Dir == "") == (src.Tar == nil) {
 		return ImportStats{}, errors.New("image import: give exactly one of a directory and a tar stream")
@@ -81,6 +84,10 @@ func (m *Manager) Import(ctx context.Context, key string, src Source, progress f
 		return ImportStats{}, fmt.Errorf("image import: snapshot %q: %w", key, errdefs.ErrAlreadyExists)
 	}
 
+	lim, err := src.Limits.resolve(m.dir)
+	if err != nil {
+		return ImportStats{}, fmt.Errorf("image import: %w", err)
+	}
 	active := key + importSuffix
 	mnt := m.importMountpoint(key)
 	if err := m.discardImport(ctx, active, mnt); err != nil {
@@ -110,7 +117,7 @@ func (m *Manager) Import(ctx context.Context, key string, src Source, progress f
 		root = mnt
 	}
 
-	fillErr := fill(ctx, root, src, progress)
+	fillErr := fill(ctx, root, src, lim, progress)
 	var st ImportStats
 	if fillErr == nil {
 		st, fillErr = countTree(root)
@@ -161,9 +168,9 @@ func (m *Manager) discardImport(ctx context.Context, active, mnt string) error {
 }
 
 // fill writes src into root.
-func fill(ctx context.Context, root string, src Source, progress func(files, bytes int64)) error {
+func fill(ctx context.Context, root string, src Source, lim Limits, progress func(files, bytes int64)) error {
 	if src.Tar != nil {
-		return applyTar(ctx, root, src.Tar, progress, os.Geteuid() == 0)
+		return applyTar(ctx, root, src.Tar, lim, progress, os.Geteuid() == 0)
 	}
 	dir, err := filepath.EvalSymlinks(src.Dir) // the argument itself may be a link
 	if err != nil {
@@ -176,41 +183,66 @@ func fill(ctx context.Context, root string, src Source, progress func(files, byt
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", src.Dir)
 	}
-	// Stream the directory as a tar (containerd's own writer: lstat
-	// based, hard links kept, sockets skipped) through the same checks.
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pw.CloseWithError(archive.WriteDiff(ctx, pw, "", dir))
-	}()
-	err = applyTar(ctx, root, pr, progress, os.Geteuid() == 0)
-	pr.CloseWithError(errors.New("import stopped"))
-	<-done
-	return err
+	return applyDir(ctx, root, dir, lim, progress, os.Geteuid() == 0)
 }
 
 // applyTar applies the (possibly gzip-compressed) tar r to the empty
-// directory root, refusing hostile entries.
-func applyTar(ctx context.Context, root string, r io.Reader, progress func(files, bytes int64), asRoot bool) error {
-	tr, err := decompress(r)
+// directory root through an applier, refusing hostile entries, and checks
+// every chain of symlinks before it returns.
+func applyTar(ctx context.Context, root string, r io.Reader, lim Limits, progress func(files, bytes int64), asRoot bool) error {
+	stream, err := decompress(r)
 	if err != nil {
 		return err
 	}
-	v := &validator{symlinks: map[string]bool{}, asRoot: asRoot, progress: progress}
-	if _, err := archive.Apply(ctx, root, tr,
-		archive.WithFilter(v.check),
-		archive.WithConvertWhiteout(func(*tar.Header, string) (bool, error) { return true, nil }),
-	); err != nil {
+	cr := &countingReader{r: stream}
+	tr := tar.NewReader(cr)
+	a, err := newApplier(root, asRoot, lim, func() int64 { return cr.n })
+	if err != nil {
 		return err
 	}
-	// Read to the end: a gzip stream checks its CRC only there, and a
-	// writer on a pipe should not die of SIGPIPE.
-	if _, err := io.Copy(io.Discard, tr); err != nil {
+	defer a.close()
+	v := &validator{symlinks: map[string]string{}, asRoot: asRoot, progress: progress}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading the archive: %w", err)
+		}
+		ok, err := v.check(hdr)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if err := a.apply(ctx, hdr, filepath.Clean(hdr.Name), tr); err != nil {
+			return err
+		}
+	}
+	if err := a.end(v); err != nil {
+		return err
+	}
+	// Read what follows the end of the archive (padding): a gzip stream
+	// checks its CRC only at its end, and a writer on a pipe should not
+	// die of SIGPIPE. Much more than padding is refused, not expanded.
+	n, err := io.CopyN(io.Discard, stream, maxTrailer+1)
+	if err != nil && err != io.EOF {
 		return fmt.Errorf("reading the archive: %w", err)
+	}
+	if n > maxTrailer {
+		return fmt.Errorf("reading the archive: more than %d bytes follow its end", maxTrailer)
 	}
 	return nil
 }
+
+// maxTrailer is how much may follow the end of a tar archive: tar pads to
+// its record size (10 KiB by default).
+const maxTrailer = 1 << 20
 
 // decompress detects gzip by its magic number; other compressions get a
 // clear error; anything else is read as a plain tar.
@@ -239,15 +271,14 @@ func decompress(r io.Reader) (io.Reader, error) {
 	return br, nil
 }
 
-// validator checks each tar header before archive.Apply acts on it.
-// archive.Apply resolves names inside the root (fs.RootPath) and so clamps
-// rather than refuses an escaping name; we refuse, to say so clearly.
+// validator checks each tar header before the applier acts on it.
 type validator struct {
-	// symlinks holds the names (clean, relative) that are symlinks so
-	// far. The root starts empty, so every symlink in it came from this
-	// archive: refusing names through these refuses every name through
-	// a symlink.
-	symlinks map[string]bool
+	// symlinks maps the names (clean, relative) that are symlinks so far
+	// to their targets. The root starts empty, so every symlink in it
+	// came from this archive: refusing names through these refuses every
+	// name through a symlink, and resolving them finds chains that leave
+	// the tree.
+	symlinks map[string]string
 	asRoot   bool
 
 	progress     func(files, bytes int64)
@@ -256,8 +287,7 @@ type validator struct {
 	lastReport   time.Time
 }
 
-// check is an archive.Filter. Apply has already cleaned hdr.Name with
-// filepath.Clean.
+// check says whether to apply hdr (false: skip it) or why to refuse it.
 func (v *validator) check(hdr *tar.Header) (bool, error) {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return false, nil // metadata only; Apply would otherwise treat its name as a path
@@ -276,9 +306,9 @@ func (v *validator) check(hdr *tar.Header) (bool, error) {
 		return refuse(fmt.Sprintf("path goes through the symlink %q", p))
 	}
 
-	isLink := false
+	isLink, linkTarget := false, ""
 	switch hdr.Typeflag {
-	case tar.TypeDir, tar.TypeReg, tar.TypeFifo: // tar.Reader turns the old TypeRegA into TypeReg
+	case tar.TypeDir, tar.TypeReg, tar.TypeGNUSparse, tar.TypeFifo: // tar.Reader turns the old TypeRegA into TypeReg
 	case tar.TypeChar, tar.TypeBlock:
 		if !v.asRoot {
 			return refuse("device node (devices can be imported only as root)")
@@ -291,7 +321,7 @@ func (v *validator) check(hdr *tar.Header) (bool, error) {
 		if !filepath.IsAbs(target) && escapes(filepath.Join(filepath.Dir(name), target)) {
 			return refuse(fmt.Sprintf("symlink target %q leads outside the image", target))
 		}
-		isLink = true
+		isLink, linkTarget = true, target
 	case tar.TypeLink:
 		target := filepath.Clean(hdr.Linkname)
 		if hdr.Linkname == "" || filepath.IsAbs(target) || escapes(target) || target == "." {
@@ -300,13 +330,15 @@ func (v *validator) check(hdr *tar.Header) (bool, error) {
 		if p := v.throughSymlink(target); p != "" {
 			return refuse(fmt.Sprintf("hard link target %q goes through the symlink %q", hdr.Linkname, p))
 		}
-		// link(2) links a symlink itself: the new name is a symlink too.
-		isLink = v.symlinks[target]
+		hdr.Linkname = target // the applier links the clean name
+		// link(2) links a symlink itself: the new name is a symlink too,
+		// its target read from the new name's directory.
+		linkTarget, isLink = v.symlinks[target]
 	default:
 		return refuse(fmt.Sprintf("unsupported entry type %q", string(hdr.Typeflag)))
 	}
 	if isLink {
-		v.symlinks[name] = true
+		v.symlinks[name] = linkTarget
 	} else {
 		delete(v.symlinks, name)
 	}
@@ -321,7 +353,7 @@ func (v *validator) check(hdr *tar.Header) (bool, error) {
 	if hdr.Typeflag != tar.TypeDir {
 		v.files++
 	}
-	if hdr.Typeflag == tar.TypeReg {
+	if isRegular(hdr.Typeflag) {
 		v.bytes += hdr.Size
 	}
 	if v.progress != nil && v.entries%256 == 0 {
@@ -340,7 +372,10 @@ func (v *validator) throughSymlink(name string) string {
 		return ""
 	}
 	for i := 0; i < len(name); i++ {
-		if name[i] == '/' && v.symlinks[name[:i]] {
+		if name[i] != '/' {
+			continue
+		}
+		if _, ok := v.symlinks[name[:i]]; ok {
 			return name[:i]
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,6 +85,11 @@ func TestImportHostile(t *testing.T) {
 		{name: "symlink-relative-out", entries: []entry{{name: "a/b", typ: tar.TypeSymlink, link: "../../etc"}}, want: `symlink target "../../etc" leads outside the image`, entry: true},
 		{name: "hardlink-through-symlink", entries: []entry{{name: "l", typ: tar.TypeSymlink, link: "/etc"}, {name: "x", typ: tar.TypeLink, link: "l/passwd"}}, want: `goes through the symlink "l"`, entry: true},
 		{name: "hardlinked-symlink-through", entries: []entry{{name: "l", typ: tar.TypeSymlink, link: canary}, {name: "l2", typ: tar.TypeLink, link: "l"}, {name: "l2/x", body: "pwned"}}, want: `goes through the symlink "l2"`, entry: true},
+		{name: "symlink-chain-out", entries: []entry{{name: "d/", typ: tar.TypeDir}, {name: "d/l", typ: tar.TypeSymlink, link: ".."}, {name: "e", typ: tar.TypeSymlink, link: "d/l/.."}}, want: `tar entry "e": symlink to "d/l/.." leads outside the image through a chain of symlinks`, entry: true},
+		{name: "symlink-chain-absolute-up", entries: []entry{{name: "a", typ: tar.TypeSymlink, link: "/"}, {name: "b", typ: tar.TypeSymlink, link: "a/.."}}, want: `tar entry "b": symlink to "a/.." leads outside the image`, entry: true},
+		{name: "hardlinked-symlink-moves-out", entries: []entry{{name: "a/l", typ: tar.TypeSymlink, link: "../x"}, {name: "l2", typ: tar.TypeLink, link: "a/l"}}, want: `tar entry "l2": symlink to "../x" leads outside the image`, entry: true},
+		{name: "symlink-chain-too-long", entries: chain(41), want: "starts a chain of more than 40 symlinks", entry: true},
+		{name: "root-as-file", entries: []entry{{name: ".", body: "x"}}, want: "only a directory can stand for the image root", entry: true},
 		{name: "truncated", raw: func(t *testing.T) []byte {
 			b := mkTar(t, append(append([]entry{}, prelude...), entry{name: "big", body: strings.Repeat("x", 10000)})...)
 			return b[:len(b)-1024-5000]
@@ -123,6 +129,19 @@ func TestImportHostile(t *testing.T) {
 	}
 }
 
+// chain returns n symlinks c0 -> c1 -> ... -> c(n-1) -> "etc".
+func chain(n int) []entry {
+	var es []entry
+	for i := 0; i < n; i++ {
+		target := fmt.Sprintf("c%d", i+1)
+		if i == n-1 {
+			target = "etc"
+		}
+		es = append(es, entry{name: fmt.Sprintf("c%d", i), typ: tar.TypeSymlink, link: target})
+	}
+	return es
+}
+
 func assertNothingLeft(t *testing.T, m *Manager, state string) {
 	t.Helper()
 	ctx := context.Background()
@@ -150,7 +169,7 @@ func TestImportEdges(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			ctx := context.Background()
 			m, _ := openManager(t, kind)
-			data := mkTar(t, append(append([]entry{}, prelude...),
+			data := mkTar(t, append(append(append([]entry{}, prelude...),
 				entry{name: "./etc/mtab", typ: tar.TypeSymlink, link: "/proc/mounts"},
 				entry{name: "./usr/bin/env", typ: tar.TypeSymlink, link: "../../bin/busybox"},
 				entry{name: "./etc/passwd.hard", typ: tar.TypeLink, link: "./etc/passwd"},
@@ -163,13 +182,19 @@ func TestImportEdges(t *testing.T) {
 				entry{name: "./swap", typ: tar.TypeSymlink, link: "/etc"},
 				entry{name: "./swap/", typ: tar.TypeDir},
 				entry{name: "./swap/file", body: "inside"},
-			)...)
+				// Chains that stay inside, and a loop (it resolves nowhere).
+				entry{name: "./lib", typ: tar.TypeSymlink, link: "usr/lib"},
+				entry{name: "./usr/lib/libc.so", typ: tar.TypeSymlink, link: "../../lib/libc.so.6"},
+				entry{name: "./loop1", typ: tar.TypeSymlink, link: "loop2/x"},
+				entry{name: "./loop2", typ: tar.TypeSymlink, link: "loop1/.."},
+			), chain(40)...)...)
 			st, err := m.Import(ctx, "img/edges", Source{Tar: bytes.NewReader(data)}, nil)
 			if err != nil {
 				t.Fatalf("Import: %v", err)
 			}
-			// passwd, busybox, mtab, env, passwd.hard, null, fifo, .wh.kept, swap/file
-			if st.Files != 9 {
+			// passwd, busybox, mtab, env, passwd.hard, null, fifo, .wh.kept,
+			// swap/file, lib, libc.so, loop1, loop2, c0…c39
+			if st.Files != 53 {
 				t.Fatalf("Files = %d", st.Files)
 			}
 			if l, err := os.Readlink(filepath.Join(st.Dir, "etc/mtab")); err != nil || l != "/proc/mounts" {
@@ -202,7 +227,7 @@ func TestImportEdges(t *testing.T) {
 // import (the tests run as root, so the rule is exercised directly).
 func TestDeviceNotRoot(t *testing.T) {
 	data := mkTar(t, entry{name: "dev/sda", typ: tar.TypeBlock, mode: 0o660, major: 8})
-	err := applyTar(context.Background(), t.TempDir(), bytes.NewReader(data), nil, false)
+	err := applyTar(context.Background(), t.TempDir(), bytes.NewReader(data), Limits{MaxBytes: -1, MaxFiles: -1, MaxLogical: -1}, nil, false)
 	var ee *EntryError
 	if !errors.As(err, &ee) || !strings.Contains(err.Error(), `tar entry "dev/sda": device node`) {
 		t.Fatalf("applyTar of a device as non-root: %v", err)

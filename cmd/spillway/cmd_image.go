@@ -21,6 +21,10 @@ func imageCommand(t *term) *cli.Command {
 				Name:      "import",
 				Usage:     "import an image from a directory, a .tar/.tar.gz file, or - (a tar on stdin)",
 				ArgsUsage: "NAME SOURCE",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "max-bytes", Usage: "bytes the import may write; holes of sparse files are free (default: the free space less 10%)"},
+					&cli.Int64Flag{Name: "max-files", Usage: "entries the import may create, directories included (default: 10,000,000, or 90% of the free inodes if fewer)"},
+				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, 2, "NAME SOURCE"); err != nil {
 						return err
@@ -57,6 +61,21 @@ func imageCommand(t *term) *cli.Command {
 
 func runImageImport(c *cli.Context, t *term, imgName, source string) error {
 	var src snapshot.Source
+	if c.IsSet("max-bytes") {
+		n, err := units.ParseSize(c.String("max-bytes"))
+		if err != nil {
+			return usageError("--max-bytes: %v", err)
+		}
+		if n <= 0 {
+			return usageError("--max-bytes must be more than 0")
+		}
+		src.Limits.MaxBytes = n
+	}
+	if c.IsSet("max-files") {
+		if src.Limits.MaxFiles = c.Int64("max-files"); src.Limits.MaxFiles <= 0 {
+			return usageError("--max-files must be at least 1")
+		}
+	}
 	if source == "-" {
 		src.Tar = t.in
 	} else {
