@@ -58,7 +58,12 @@ func (c checker) fail(path, format string, args ...any) error {
 // check applies r to path, whose lstat is st.
 func (c checker) check(path string, st *unix.Stat_t, r rule) error {
 	typ := st.Mode & unix.S_IFMT
-	if typ == unix.S_IFLNK && r != ancestor {
+	switch {
+	case typ == unix.S_IFLNK && r == ancestor:
+		// Followed: its owner matters (in a sticky directory anyone
+		// may create one), and the walk checks where it leads.
+		return c.owner(path, st, r)
+	case typ == unix.S_IFLNK:
 		return c.fail(path, "is a symlink")
 	}
 	switch r {
@@ -76,11 +81,8 @@ func (c checker) check(path string, st *unix.Stat_t, r rule) error {
 	if r == entryDir {
 		return nil
 	}
-	if st.Uid != c.uid && !(r == ancestor && st.Uid == 0) {
-		if r == ancestor {
-			return c.fail(path, "is owned by uid %d, not by you (uid %d) or root", st.Uid, c.uid)
-		}
-		return c.fail(path, "is owned by uid %d, not by you (uid %d)", st.Uid, c.uid)
+	if err := c.owner(path, st, r); err != nil {
+		return err
 	}
 	perm := st.Mode & 0o7777
 	if perm&0o022 != 0 && !(r == ancestor && perm&unix.S_ISVTX != 0) {
@@ -97,6 +99,18 @@ func (c checker) check(path string, st *unix.Stat_t, r rule) error {
 		return c.fail(path, "has %d hard links", st.Nlink)
 	}
 	return nil
+}
+
+// owner refuses st unless the caller owns it, or root for an ancestor.
+func (c checker) owner(path string, st *unix.Stat_t, r rule) error {
+	switch {
+	case st.Uid == c.uid || (r == ancestor && st.Uid == 0):
+		return nil
+	case r == ancestor:
+		return c.fail(path, "is owned by uid %d, not by you (uid %d) or root", st.Uid, c.uid)
+	default:
+		return c.fail(path, "is owned by uid %d, not by you (uid %d)", st.Uid, c.uid)
+	}
 }
 
 // lstatCheck lstats path and applies r; a missing path is not an error.
