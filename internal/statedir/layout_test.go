@@ -68,7 +68,9 @@ func TestCheck(t *testing.T) {
 				must(t, os.WriteFile(filepath.Join(root, "mnt/docs"), nil, 0o600))
 			}},
 		{name: "lock has a second link", path: "lock", reason: "has 2 hard links",
-			mutate: func(t *testing.T, root string) { must(t, os.Link(filepath.Join(root, "lock"), filepath.Join(root, "lock2"))) }},
+			mutate: func(t *testing.T, root string) {
+				must(t, os.Link(filepath.Join(root, "lock"), filepath.Join(root, "lock2")))
+			}},
 		{name: "lock of another user", path: "lock", reason: "is owned by uid 65534, not by you (uid 0)",
 			mutate: func(t *testing.T, root string) { chown(t, root, "lock") }},
 		{name: "store is a file", path: "store", reason: "is not a directory",
