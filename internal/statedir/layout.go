@@ -34,8 +34,11 @@ var layout = []struct {
 	{"tmp", privateDir},
 	{"trash", privateDir},
 	{"run", privateDir},
-	{"run/*", privateDir}, // runc's root, and one directory per sandbox
-	{"run/*/*", noLink},   // bundles and run entries
+	{"run/runc", privateDir}, // runc's --root
+	{"run/runc/*", noLink},
+	{"run/sbx", privateDir},
+	{"run/sbx/*", privateDir}, // one per sandbox
+	{"run/sbx/*/*", noLink},   // bundles and run entries
 }
 
 // Check checks what the state directory root holds against the layout.

@@ -12,11 +12,11 @@ func stateTree(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "state")
 	for _, d := range []string{"store", "snapshots/overlayfs/snapshots/1/fs", "snapshots/native/import",
-		"blobs/sha256", "blobs/tmp", "mnt/docs", "tmp", "trash", "run/runc", "run/docs/bundle"} {
+		"blobs/sha256", "blobs/tmp", "mnt/docs", "tmp", "trash", "run/runc/spillway-docs-1", "run/sbx/docs/spillway-docs-1"} {
 		mkdir(t, filepath.Join(root, d), 0o700)
 	}
 	for _, f := range []string{"lock", "store/MANIFEST", "store/LOCK", "snapshots/overlayfs/metadata.db",
-		"blobs/sha256/" + hex64, "run/docs/spillway-docs-1.json"} {
+		"blobs/sha256/" + hex64, "run/sbx/docs/spillway-docs-1.json"} {
 		must(t, os.WriteFile(filepath.Join(root, f), []byte("x"), 0o600))
 	}
 	// An image tree keeps its own owners and modes.
@@ -61,7 +61,7 @@ func TestCheck(t *testing.T) {
 		{name: "tmp is a symlink", mutate: plant("tmp"), path: "tmp", reason: "is a symlink"},
 		{name: "trash is a symlink", mutate: plant("trash"), path: "trash", reason: "is a symlink"},
 		{name: "run is a symlink", mutate: plant("run"), path: "run", reason: "is a symlink"},
-		{name: "a run entry is a symlink", mutate: plant("run/docs/spillway-docs-1.json"), path: "run/docs/spillway-docs-1.json", reason: "is a symlink"},
+		{name: "a run entry is a symlink", mutate: plant("run/sbx/docs/spillway-docs-1.json"), path: "run/sbx/docs/spillway-docs-1.json", reason: "is a symlink"},
 		{name: "a mount point is a file", path: "mnt/docs", reason: "is not a directory",
 			mutate: func(t *testing.T, root string) {
 				must(t, os.Remove(filepath.Join(root, "mnt/docs")))
