@@ -30,7 +30,7 @@ func Acquire(ctx context.Context, path, what string, timeout time.Duration, wait
 	// file is truncated and written as whoever runs spillway.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if errors.Is(err, unix.ELOOP) {
-		return nil, statedir.Symlink(filepath.Dir(path), path)
+		return nil, statedir.SymlinkError(filepath.Dir(path), path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)

@@ -229,9 +229,9 @@ func CheckFile(root string, f *os.File) error {
 	return newChecker(root).check(f.Name(), &st, privateFile)
 }
 
-// Symlink is the refusal for a path of root that is a symlink, for callers
+// SymlinkError is the refusal for a path of root that is a symlink, for callers
 // whose O_NOFOLLOW open failed with ELOOP.
-func Symlink(root, path string) error {
+func SymlinkError(root, path string) error {
 	return &Error{Root: root, Path: path, Reason: "is a symlink"}
 }
 
