@@ -117,7 +117,7 @@ func (b *Blobs) Open(digest string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, err := openBlobFile(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("blob %s is missing from the content store", digest)
 	}
@@ -172,7 +172,7 @@ func (b *Blobs) Sync() error { return syncFS(b.dir) }
 
 // syncFS flushes the whole filesystem holding dir to disk.
 func syncFS(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/lock"
+	"github.com/spillway/spillway/internal/statedir"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -56,8 +57,10 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
+	// The state directory and the path to it must be ours (or root's for
+	// the path): see internal/statedir.
+	if err := statedir.Prepare(root); err != nil {
+		return nil, err
 	}
 	timeout := o.LockTimeout
 	if timeout <= 0 {
@@ -73,6 +76,9 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 			e.Close()
 		}
 	}()
+	if err := statedir.Check(root); err != nil {
+		return nil, err
+	}
 	e.Store, err = store.Open(filepath.Join(root, "store"))
 	if err != nil {
 		return nil, err
@@ -154,6 +160,11 @@ func (e *Env) TrashDir() string { return filepath.Join(e.Root, "trash") }
 
 // MountPath is where the root of an open sandbox is mounted.
 func (e *Env) MountPath(sandbox string) string { return filepath.Join(e.mntDir(), sandbox) }
+
+// makeMountPoint creates or checks target before a sandbox root is mounted
+// on it: a real directory of ours, never a symlink that would carry the
+// mount over a host directory.
+func (e *Env) makeMountPoint(target string) error { return statedir.MakeMountPoint(e.Root, target) }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 

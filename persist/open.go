@@ -83,6 +83,10 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 	}
 	failpoint.Hit("open.root-prepared")
 	target := e.MountPath(name)
+	if err := e.makeMountPoint(target); err != nil {
+		e.Snap.Remove(ctx, skey)
+		return nil, err
+	}
 	if err := snapshot.MountAll(mounts, target); err != nil {
 		e.Snap.Remove(ctx, skey)
 		return nil, fmt.Errorf("mount root of %s: %w", name, err)
@@ -127,6 +131,9 @@ func (e *Env) reopen(ctx context.Context, sb *store.Sandbox) (*Opened, error) {
 		return nil, err
 	}
 	if !mounted {
+		if err := e.makeMountPoint(sb.Path); err != nil {
+			return nil, err
+		}
 		if err := snapshot.MountAll(mounts, sb.Path); err != nil {
 			return nil, fmt.Errorf("mount root of %s again: %w", sb.Name, err)
 		}

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/statedir"
 )
 
 // Lock is an exclusive flock on a state directory's lock file.
@@ -23,9 +26,18 @@ type Lock struct {
 // file so that a waiting command can say what it waits for. wait is told
 // once, when the lock is busy, with the holder's description.
 func Acquire(ctx context.Context, path, what string, timeout time.Duration, wait func(holder string)) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// Never through a symlink, and only a file of ours with one link: the
+	// file is truncated and written as whoever runs spillway.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, statedir.SymlinkError(filepath.Dir(path), path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	if err := statedir.CheckFile(filepath.Dir(path), f); err != nil {
+		f.Close()
+		return nil, err
 	}
 	deadline := time.Now().Add(timeout)
 	told := false
