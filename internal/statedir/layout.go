@@ -33,6 +33,9 @@ var layout = []struct {
 	{"mnt/*", entryDir}, // mount points of open sandboxes: a mounted root has the image's owner
 	{"tmp", privateDir},
 	{"trash", privateDir},
+	{"recovery", privateDir},
+	{"recovery/*", privateDir},   // one per sandbox
+	{"recovery/*/*", privateDir}, // one per session; its manifest is opened with O_NOFOLLOW beneath it
 	{"run", privateDir},
 	{"run/runc", privateDir}, // runc's --root
 	{"run/runc/*", noLink},

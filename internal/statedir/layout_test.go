@@ -12,7 +12,7 @@ func stateTree(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "state")
 	for _, d := range []string{"store", "snapshots/overlayfs/snapshots/1/fs", "snapshots/native/import",
-		"blobs/sha256", "blobs/tmp", "mnt/docs", "tmp", "trash", "run/runc/spillway-docs-1", "run/sbx/docs/spillway-docs-1"} {
+		"blobs/sha256", "blobs/tmp", "mnt/docs", "tmp", "trash", "recovery/docs/1", "run/runc/spillway-docs-1", "run/sbx/docs/spillway-docs-1"} {
 		mkdir(t, filepath.Join(root, d), 0o700)
 	}
 	for _, f := range []string{"lock", "store/MANIFEST", "store/LOCK", "snapshots/overlayfs/metadata.db",
@@ -60,6 +60,9 @@ func TestCheck(t *testing.T) {
 		{name: "a mount point is a symlink", mutate: plant("mnt/docs"), path: "mnt/docs", reason: "is a symlink"},
 		{name: "tmp is a symlink", mutate: plant("tmp"), path: "tmp", reason: "is a symlink"},
 		{name: "trash is a symlink", mutate: plant("trash"), path: "trash", reason: "is a symlink"},
+		{name: "recovery is a symlink", mutate: plant("recovery"), path: "recovery", reason: "is a symlink"},
+		{name: "a sandbox's recovery area is a symlink", mutate: plant("recovery/docs"), path: "recovery/docs", reason: "is a symlink"},
+		{name: "a session's recovery directory is a symlink", mutate: plant("recovery/docs/1"), path: "recovery/docs/1", reason: "is a symlink"},
 		{name: "run is a symlink", mutate: plant("run"), path: "run", reason: "is a symlink"},
 		{name: "a run entry is a symlink", mutate: plant("run/sbx/docs/spillway-docs-1.json"), path: "run/sbx/docs/spillway-docs-1.json", reason: "is a symlink"},
 		{name: "a mount point is a file", path: "mnt/docs", reason: "is not a directory",
