@@ -22,8 +22,20 @@ import (
 
 const docs = "home/user/Documents"
 
+// bothSnapshotters runs a corpus case on the overlay and the native
+// snapshotter: the safe outcome must not depend on how changes are found.
+func bothSnapshotters(t *testing.T, fn func(t *testing.T, kind string)) {
+	for _, kind := range []string{snapshot.KindOverlay, snapshot.KindNative} {
+		t.Run(kind, func(t *testing.T) { fn(t, kind) })
+	}
+}
+
 func TestCorpusSymlinksAreRefusedNeverFollowed(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+	bothSnapshotters(t, corpusSymlinksAreRefusedNeverFollowed)
+}
+
+func corpusSymlinksAreRefusedNeverFollowed(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	links := map[string]string{
@@ -84,7 +96,11 @@ func assertNotInBlobs(t *testing.T, f *fixture, secret []byte) {
 }
 
 func TestCorpusHardLinksAndSpecialFiles(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+	bothSnapshotters(t, corpusHardLinksAndSpecialFiles)
+}
+
+func corpusHardLinksAndSpecialFiles(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	write(t, root, "home/user/secret.txt", "secret outside Documents", 0o600)
@@ -119,8 +135,10 @@ func TestCorpusHardLinksAndSpecialFiles(t *testing.T) {
 	assertNotInBlobs(t, f, []byte("secret outside Documents"))
 }
 
-func TestCorpusModeBitsAreDropped(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+func TestCorpusModeBitsAreDropped(t *testing.T) { bothSnapshotters(t, corpusModeBitsAreDropped) }
+
+func corpusModeBitsAreDropped(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	f.except(func(x *exceptions.Exception) { x.AllowExec = true; x.Forced = true }, "/home/user/bin-ok/**")
 	root := f.open()
@@ -151,7 +169,11 @@ func TestCorpusModeBitsAreDropped(t *testing.T) {
 }
 
 func TestCorpusHugeSparseFileRefusedUnread(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+	bothSnapshotters(t, corpusHugeSparseFileRefusedUnread)
+}
+
+func corpusHugeSparseFileRefusedUnread(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	fh, err := os.Create(filepath.Join(root, docs, "huge.iso"))
@@ -172,11 +194,13 @@ func TestCorpusHugeSparseFileRefusedUnread(t *testing.T) {
 	}
 }
 
-func TestCorpusQuotaFiles(t *testing.T) {
+func TestCorpusQuotaFiles(t *testing.T) { bothSnapshotters(t, corpusQuotaFiles) }
+
+func corpusQuotaFiles(t *testing.T, kind string) {
 	if testing.Short() {
 		t.Skip("12,000 files: skipped with -short (the full suite runs it)")
 	}
-	f := newFixture(t, snapshot.KindOverlay)
+	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	for i := range 12000 {
@@ -242,8 +266,10 @@ func TestCorpusQuotaFiles(t *testing.T) {
 	}
 }
 
-func TestCorpusHostileNames(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+func TestCorpusHostileNames(t *testing.T) { bothSnapshotters(t, corpusHostileNames) }
+
+func corpusHostileNames(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	names := []string{"new\nline", "esc\x1b[31mred", strings.Repeat("n", 255), "-rf", "--help", "bad\xff\xfeutf8"}
@@ -266,7 +292,11 @@ func TestCorpusHostileNames(t *testing.T) {
 }
 
 func TestCorpusDeletedDocumentHistory(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+	bothSnapshotters(t, corpusDeletedDocumentHistory)
+}
+
+func corpusDeletedDocumentHistory(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	write(t, root, docs+"/letter.txt", "dear", 0o644)
@@ -290,7 +320,11 @@ func TestCorpusDeletedDocumentHistory(t *testing.T) {
 }
 
 func TestCorpusExpiredRevokedAndPurge(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+	bothSnapshotters(t, corpusExpiredRevokedAndPurge)
+}
+
+func corpusExpiredRevokedAndPurge(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	expiring := f.except(func(x *exceptions.Exception) { x.Expires = time.Now().Add(time.Hour) }, "/home/user/Documents/old/**")
 	revoked := f.except(nil, "/home/user/Documents/gone/**")
 	purged := f.except(nil, "/home/user/Documents/purge/**")
@@ -325,7 +359,11 @@ func TestCorpusExpiredRevokedAndPurge(t *testing.T) {
 }
 
 func TestCorpusDiscardedNextToDocuments(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+	bothSnapshotters(t, corpusDiscardedNextToDocuments)
+}
+
+func corpusDiscardedNextToDocuments(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	write(t, root, docs+"/keep.txt", "keep", 0o644)
@@ -347,8 +385,10 @@ func TestCorpusDiscardedNextToDocuments(t *testing.T) {
 	}
 }
 
-func TestCorpusSameContentOneBlob(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+func TestCorpusSameContentOneBlob(t *testing.T) { bothSnapshotters(t, corpusSameContentOneBlob) }
+
+func corpusSameContentOneBlob(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	write(t, root, docs+"/a.txt", "same content", 0o644)
@@ -369,7 +409,11 @@ func TestCorpusSameContentOneBlob(t *testing.T) {
 }
 
 func TestCorpusUncleanStoredPathIsNotApplied(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
+	bothSnapshotters(t, corpusUncleanStoredPathIsNotApplied)
+}
+
+func corpusUncleanStoredPathIsNotApplied(t *testing.T, kind string) {
+	f := newFixture(t, kind)
 	x := f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	write(t, root, docs+"/good.txt", "good", 0o644)
