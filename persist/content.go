@@ -51,8 +51,10 @@ func (v *verified) Read(p []byte) (int, error) {
 	n, err := v.f.Read(p)
 	v.n += int64(n)
 	if v.n > v.size {
+		// The bytes up to the size go out like any others; then the error.
+		n -= int(v.n - v.size)
 		v.err = fmt.Errorf("blob %s is longer than %d bytes: %w", v.digest, v.size, ErrCorrupt)
-		return 0, v.err
+		return n, v.err
 	}
 	v.h.Write(p[:n])
 	if err == io.EOF {
