@@ -31,9 +31,21 @@ func writeTree(t *testing.T) (root, outside string, w *Writer) {
 	return root, outside, w
 }
 
+// bothResolvers runs fn with openat2 and with the per-component fallback.
+func bothResolvers(t *testing.T, fn func(t *testing.T)) {
+	t.Run("openat2", fn)
+	t.Run("fallback", func(t *testing.T) {
+		noOpenat2.Store(true)
+		defer noOpenat2.Store(false)
+		fn(t)
+	})
+}
+
 // TestWriterNeverFollowsLinks: every operation whose way passes through a
 // link fails with ErrSymlink and changes nothing where the link points.
-func TestWriterNeverFollowsLinks(t *testing.T) {
+func TestWriterNeverFollowsLinks(t *testing.T) { bothResolvers(t, writerNeverFollowsLinks) }
+
+func writerNeverFollowsLinks(t *testing.T) {
 	root, outside, w := writeTree(t)
 	now := time.Now()
 	for _, via := range []string{"rel", "abs", "out"} {
@@ -69,7 +81,9 @@ func TestWriterNeverFollowsLinks(t *testing.T) {
 
 // TestWriterReplacesLinksItself: a link at the last component is replaced,
 // never written through; a failed copy leaves no file and no temp file.
-func TestWriterReplacesLinksItself(t *testing.T) {
+func TestWriterReplacesLinksItself(t *testing.T) { bothResolvers(t, writerReplacesLinksItself) }
+
+func writerReplacesLinksItself(t *testing.T) {
 	root, outside, w := writeTree(t)
 	mtime := time.Unix(1_600_000_000, 123456789)
 	must(t, w.WriteFile("/out", strings.NewReader("new"), 0o640, 1000, 1000, mtime))
