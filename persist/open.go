@@ -230,13 +230,21 @@ func (e *Env) applyState(target string, state State) ([]string, error) {
 }
 
 func (e *Env) applyRecord(w *hostile.Writer, r *store.Record) error {
-	if r.Kind == store.KindDelete {
-		return w.RemoveAll(r.Path)
-	}
+	// Parents missing from the image and the state are made 0755, for a
+	// delete too: the session that deleted a path saw its parent, which may
+	// exist only for a child whose directory's record was rejected, and
+	// must not vanish with that child.
 	if dir := path.Dir(r.Path); dir != "/" {
-		if err := w.MkdirAll(dir, 0o755); err != nil {
+		err := w.MkdirAll(dir, 0o755)
+		if r.Kind == store.KindDelete && errors.Is(err, hostile.ErrNotDir) {
+			return nil // a file of the image is in the way: nothing to delete
+		}
+		if err != nil {
 			return err
 		}
+	}
+	if r.Kind == store.KindDelete {
+		return w.RemoveAll(r.Path)
 	}
 	switch r.Type {
 	case "dir":
