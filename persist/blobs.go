@@ -119,10 +119,20 @@ func (b *Blobs) Open(digest string) (*os.File, error) {
 	}
 	f, err := openBlobFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("blob %s is missing from the content store", digest)
+		return nil, missingBlob(digest)
 	}
 	return f, err
 }
+
+// missingBlob says a blob is not in the store; errdefs.IsDataLoss matches it.
+type missingBlob string
+
+func (m missingBlob) Error() string {
+	return fmt.Sprintf("blob %s is missing from the content store", string(m))
+}
+
+// DataLoss marks the error for errdefs.IsDataLoss.
+func (missingBlob) DataLoss() {}
 
 // Verify rehashes a blob and says whether it matches its digest.
 func (b *Blobs) Verify(digest string) error {

@@ -119,6 +119,11 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 		problems = append(problems, fmt.Sprintf("sandbox %s: close was interrupted (run: spillway close %s)", name, name))
 	}
 	problems = append(problems, e.checkBlobs(x)...)
+	orphans, err := e.checkStates()
+	if err != nil {
+		return nil, err
+	}
+	problems = append(problems, orphans...)
 	snaps, err := e.Snap.Keys(ctx)
 	if err != nil {
 		return nil, err

@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
-	"golang.org/x/sys/unix"
+	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -204,14 +204,19 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 }
 
 // applyState writes the persisted state into a freshly prepared root that no
-// sandbox process has touched. Paths resolve as if the root were "/"; a path
-// that would leave the root is skipped, never followed out.
+// sandbox process has touched, by directory descriptors (hostile.Writer): no
+// path component is ever resolved through a symlink, whatever links the
+// image or the state holds, so nothing is written where a link points. A
+// path that cannot be applied so (not clean, under a link or a file) is
+// skipped and reported. A blob that is missing or does not match its
+// digest fails the whole build, naming the record: open never lays a
+// state other than the recorded one.
 func (e *Env) applyState(target string, state State) ([]string, error) {
-	root, err := os.OpenRoot(target)
+	w, err := hostile.NewWriter(target)
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
+	defer w.Close()
 	var skipped []string
 	sorted := state.Sorted()
 	for i, r := range sorted {
@@ -222,82 +227,46 @@ func (e *Env) applyState(target string, state State) ([]string, error) {
 			skipped = append(skipped, fmt.Sprintf("%q: not a clean absolute path", r.Path))
 			continue
 		}
-		if err := e.applyRecord(root, r); err != nil {
+		if err := e.applyRecord(w, r); errdefs.IsDataLoss(err) {
+			return nil, err
+		} else if err != nil {
 			skipped = append(skipped, fmt.Sprintf("%q: %v", r.Path, err))
 		}
 	}
 	return skipped, nil
 }
 
-func (e *Env) applyRecord(root *os.Root, r *store.Record) error {
-	rel := strings.TrimPrefix(r.Path, "/")
-	if r.Kind == store.KindDelete {
-		err := root.RemoveAll(rel)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
+func (e *Env) applyRecord(w *hostile.Writer, r *store.Record) error {
+	// Parents missing from the image and the state are made 0755, for a
+	// delete too: the session that deleted a path saw its parent, which may
+	// exist only for a child whose directory's record was rejected, and
+	// must not vanish with that child.
+	if dir := path.Dir(r.Path); dir != "/" {
+		err := w.MkdirAll(dir, 0o755)
+		if r.Kind == store.KindDelete && errors.Is(err, hostile.ErrNotDir) {
+			return nil // a file of the image is in the way: nothing to delete
 		}
-		return err
-	}
-	if dir := filepath.Dir(rel); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
+		if err != nil {
 			return err
 		}
+	}
+	if r.Kind == store.KindDelete {
+		return w.RemoveAll(r.Path)
 	}
 	switch r.Type {
 	case "dir":
-		if fi, err := root.Lstat(rel); err == nil && !fi.IsDir() {
-			if err := root.RemoveAll(rel); err != nil {
-				return err
-			}
-		}
-		if err := root.Mkdir(rel, os.FileMode(r.Mode&0o777)); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
-		if err := root.Chmod(rel, os.FileMode(r.Mode&0o777)); err != nil {
-			return err
-		}
-		return root.Lchown(rel, int(r.UID), int(r.GID))
+		return w.Mkdir(r.Path, r.Mode&0o777, r.UID, r.GID)
 	case "symlink":
-		if err := root.RemoveAll(rel); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		if err := root.Symlink(r.Link, rel); err != nil {
-			return err
-		}
-		return root.Lchown(rel, int(r.UID), int(r.GID))
+		return w.Symlink(r.Path, r.Link, r.UID, r.GID)
 	case "file":
-		return e.writeFile(root, rel, r)
+		src, err := e.OpenRecord(r)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		return w.WriteFile(r.Path, src, r.Mode&0o777, r.UID, r.GID, r.Mtime)
 	}
 	return fmt.Errorf("cannot apply a %s", r.Type)
-}
-
-// writeFile creates the file fresh (never through an existing name), copies
-// the blob in, then sets mode, owner and mtime on the descriptor.
-func (e *Env) writeFile(root *os.Root, rel string, r *store.Record) error {
-	if err := root.RemoveAll(rel); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	src, err := e.Blobs.Open(r.Digest)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, src); err != nil {
-		return err
-	}
-	if err := f.Chmod(os.FileMode(r.Mode & 0o777)); err != nil {
-		return err
-	}
-	if err := f.Chown(int(r.UID), int(r.GID)); err != nil {
-		return err
-	}
-	mt := unix.NsecToTimeval(r.Mtime.UnixNano())
-	return unix.Futimes(int(f.Fd()), []unix.Timeval{mt, mt})
 }
 
 // cleanupSandbox removes what a crashed command left of a closed sandbox:

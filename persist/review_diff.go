@@ -2,6 +2,7 @@ package persist
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -55,12 +56,16 @@ func (e *Env) diffRecords(prev, r *store.Record) (*Diff, error) {
 		d.Note = "the previous version is the image's: the diff shows the whole new file"
 	}
 	oldText, err := e.recordContent(prev)
-	if err != nil {
+	if errors.Is(err, ErrCorrupt) {
+		return nil, err
+	} else if err != nil {
 		d.Note = err.Error()
 		return d, nil
 	}
 	newText, err := e.recordContent(r)
-	if err != nil {
+	if errors.Is(err, ErrCorrupt) {
+		return nil, err
+	} else if err != nil {
 		d.Note = err.Error()
 		return d, nil
 	}
@@ -101,17 +106,18 @@ func versionLabel(r *store.Record) string {
 	return fmt.Sprintf("%s (r%d, session %d)", escape.Name(r.Path), r.ID, r.Session)
 }
 
-// recordContent reads the content a record kept (none for a delete).
+// recordContent reads the content a record kept (none for a delete),
+// checked against its digest: a mismatch is ErrCorrupt naming the record.
 func (e *Env) recordContent(r *store.Record) ([]byte, error) {
 	if r == nil || r.Digest == "" {
 		return nil, nil
 	}
-	f, err := e.Blobs.Open(r.Digest)
+	rc, err := e.OpenRecord(r)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, MaxDiffSize+1))
+	defer rc.Close()
+	return io.ReadAll(rc)
 }
 
 // isBinary says whether content is not text: a NUL byte or invalid UTF-8.

@@ -33,6 +33,21 @@ type State map[string]*store.Record
 
 // LoadState derives the persisted state of a sandbox from its records.
 func LoadState(tx *store.Tx, sb *store.Sandbox) (State, error) {
+	st, _, err := loadState(tx, sb)
+	return st, err
+}
+
+// Orphan is a record in effect that the state leaves out: it lies under
+// Under, an older record in effect that deletes that path or makes it a
+// file or a symlink (e.g. a directory record was rejected, and the link it
+// had replaced came back). spillway check reports each.
+type Orphan struct {
+	Record *store.Record
+	Under  *store.Record
+}
+
+// loadState derives the state and the orphans it left out.
+func loadState(tx *store.Tx, sb *store.Sandbox) (State, []Orphan, error) {
 	st := State{}
 	err := tx.ForEachRecord(sb.Name, func(r *store.Record) error {
 		if InEffect(sb, r) {
@@ -41,10 +56,10 @@ func LoadState(tx *store.Tx, sb *store.Sandbox) (State, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st.dropReplaced()
-	return st, nil
+	return st, st.dropOrphans(), nil
 }
 
 // dropReplaced removes entries that a newer record on an ancestor replaced:
@@ -63,6 +78,27 @@ func (st State) dropReplaced() {
 	for _, p := range gone {
 		delete(st, p)
 	}
+}
+
+// dropOrphans removes, and returns sorted by path, the entries that lie
+// under an entry that is not a directory (a delete, a file, a symlink):
+// the state stays one a tree can hold, so no child is ever written through
+// a link or beside a deletion.
+func (st State) dropOrphans() []Orphan {
+	var out []Orphan
+	for p, r := range st {
+		for a := path.Dir(p); a != "/" && a != "."; a = path.Dir(a) {
+			if anc, ok := st[a]; ok && (anc.Kind == store.KindDelete || anc.Type != "dir") {
+				out = append(out, Orphan{Record: r, Under: anc})
+				break
+			}
+		}
+	}
+	for _, o := range out {
+		delete(st, o.Record.Path)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Record.Path < out[j].Record.Path })
+	return out
 }
 
 // Sorted returns the state's records ordered by path, parents first.

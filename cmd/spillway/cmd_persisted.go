@@ -130,7 +130,10 @@ func runPersistedLs(c *cli.Context, t *term) error {
 	})
 }
 
-func openVersion(e *persist.Env, sandbox, path string, session uint64) (*os.File, error) {
+// openVersion opens a persisted version's content for a reader that checks
+// it against its digest: a mismatch ends the reading with an error that
+// names the record.
+func openVersion(e *persist.Env, sandbox, path string, session uint64) (io.ReadCloser, error) {
 	r, err := e.PersistedVersion(sandbox, path, session)
 	if err != nil {
 		return nil, err
@@ -138,7 +141,7 @@ func openVersion(e *persist.Env, sandbox, path string, session uint64) (*os.File
 	if r.Digest == "" {
 		return nil, fmt.Errorf("%s in %s is a %s %s: no content to show", name(path), sandbox, r.Type, r.Kind)
 	}
-	return e.Blobs.Open(r.Digest)
+	return e.OpenRecord(r)
 }
 
 func runPersistedExport(c *cli.Context, t *term) error {
@@ -162,8 +165,9 @@ func runPersistedExport(c *cli.Context, t *term) error {
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		// Write a new file beside DEST and rename it over DEST: the rename
-		// replaces a symlink at DEST instead of writing through it.
+		// Write a new file beside DEST and rename it over DEST once every
+		// byte has matched the digest: the rename replaces a symlink at DEST
+		// instead of writing through it, and a corrupt blob leaves no DEST.
 		tmp, err := os.CreateTemp(filepath.Dir(dest), ".spillway-export-")
 		if err != nil {
 			return err

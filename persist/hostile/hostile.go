@@ -12,6 +12,11 @@
 // image link such as /home -> /var/home cannot make the walker consult the
 // host's /var/home.
 //
+// Writer applies the same rules to writing (the persisted state into a new
+// layer): parents opened one component at a time without following links,
+// the last name handled with the *at calls, files written to a fresh
+// temporary name and renamed into place once complete.
+//
 // Limits. A path is "too deep" when it has more than MaxDepth components
 // or is PathMax bytes or longer (it could not be handed to the kernel as
 // one string, so the writer could not recreate it). Such an entry is
