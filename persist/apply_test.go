@@ -158,12 +158,3 @@ func TestCorruptBlobFailsOpen(t *testing.T) {
 		})
 	}
 }
-
-func containsLine(lines []string, sub string) bool {
-	for _, l := range lines {
-		if strings.Contains(l, sub) {
-			return true
-		}
-	}
-	return false
-}
