@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/internal/holders"
+	"github.com/spillway/spillway/internal/testns"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -31,7 +32,7 @@ func holdRoot(t *testing.T, root, kind string) (int, func()) {
 		cmd = exec.Command("sh", "-c", `exec 3<"$1"; touch "$0"; exec sleep 60`, ready, filepath.Join(root, "etc/passwd"))
 	case holders.Mount:
 		// A copy of the mount table in a mount namespace of its own.
-		cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", `touch "$0"; exec sleep 60`, ready)
+		cmd = testns.Command(root, ready)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/spillway/spillway/internal/testns"
 	"github.com/spillway/spillway/internal/testrootfs"
 	"github.com/spillway/spillway/snapshot"
 )
@@ -40,6 +41,10 @@ func TestScripts(t *testing.T) {
 			env.Setenv("SPILLWAY_ROOT", filepath.Join(env.WorkDir, "state"))
 			env.Setenv("SPILLWAY_NO_PROGRESS", "1")
 			env.Setenv("NO_COLOR", "1")
+			// A holder in a mount namespace of its own (close_busy.txtar)
+			// keeps only its own sandbox's mount.
+			env.Setenv("NSHOLD", testns.Script)
+			env.Setenv("NSHOLD_UNDER", os.TempDir())
 			// Scripts may end with sandboxes open: unmount them so the
 			// work directory can go and nothing stays mounted on the host.
 			work := env.WorkDir

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/testns"
 )
 
 // The test binary doubles as a helper that maps a file and waits.
@@ -168,7 +170,8 @@ func TestOtherMountNamespace(t *testing.T) {
 	mnt := overlay(t)
 	// unshare copies the mount table: sleep's namespace holds a mount of
 	// the overlay that this namespace's unmount does not remove.
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sleep", "60")
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := testns.Command(mnt, ready)
 	pid := start(t, cmd)
 	var hs []Holder
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
