@@ -220,8 +220,8 @@ func (e *Env) applyState(ctx context.Context, target string, state State) ([]str
 	var skipped []string
 	sorted := state.Sorted()
 	for i, r := range sorted {
-		if i%256 == 255 && ctx.Err() != nil {
-			return nil, ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		if e.Progress != nil && i%1000 == 999 {
 			e.Progress("applying persisted state: %d/%d files", i+1, len(sorted))
