@@ -228,4 +228,3 @@ func countStatus(t *testing.T, w *world, sb string) map[string]int {
 	}
 	return counts
 }
-
