@@ -44,7 +44,7 @@ func (b *bench) records(ctx context.Context) error {
 		for range reps {
 			var got int
 			d, err := timed(func() error {
-				recs, err := e.ReviewList("")
+				recs, err := e.ReviewList(ctx, "")
 				got = len(recs)
 				return err
 			})
@@ -54,7 +54,7 @@ func (b *bench) records(ctx context.Context) error {
 			}
 			full[i] = append(full[i], d)
 			d, err = timed(func() error {
-				recs, err := e.Persisted("rec")
+				recs, err := e.Persisted(ctx, "rec")
 				got = len(recs)
 				return err
 			})
@@ -86,7 +86,7 @@ func (b *bench) records(ctx context.Context) error {
 func firstPage(e *persist.Env, page int) error {
 	// What review ls does: stream the reviewable records, print a page.
 	rows := 0
-	err := e.ReviewEach("", func(*store.Record) error {
+	err := e.ReviewEach(context.Background(), "", func(*store.Record) error {
 		rows++
 		if rows == page {
 			return store.ErrStop

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
@@ -157,7 +158,7 @@ func (p *prop) step(i int) {
 
 // decide approves, rejects or purges, or does nothing.
 func (p *prop) decide() {
-	pending, err := p.f.e.ReviewList("docs")
+	pending, err := p.f.e.ReviewList(context.Background(), "docs")
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -181,17 +182,17 @@ func (p *prop) decide() {
 		switch {
 		case r < 3:
 			p.logf("approve %v", ids)
-			_, err = p.f.e.Approve(ids, "")
+			_, err = p.f.e.Approve(context.Background(), ids, "")
 		case r < 5 && len(dirs) > 0:
 			p.logf("reject the directories %v", dirs)
-			_, err = p.f.e.Reject(dirs, "no")
+			_, err = p.f.e.Reject(context.Background(), dirs, "no")
 		default:
 			p.logf("reject %v", ids)
-			_, err = p.f.e.Reject(ids, "no")
+			_, err = p.f.e.Reject(context.Background(), ids, "no")
 		}
 	case r == 9:
 		p.logf("revoke --purge %s", p.x)
-		if _, err = p.f.e.RevokeException(p.x, "purge", true); err == nil {
+		if _, err = p.f.e.RevokeException(context.Background(), p.x, "purge", true); err == nil {
 			p.addException(p.rnd.Intn(3) != 0)
 		}
 	}
@@ -256,7 +257,7 @@ func (p *prop) session(root string, cur tree) tree {
 func (p *prop) model() (tree, int) {
 	var recs []*store.Record
 	err := p.f.e.Store.View(func(tx *store.Tx) error {
-		return tx.ForEachRecord("docs", func(r *store.Record) error {
+		return tx.ForEachRecord(context.Background(), "docs", func(r *store.Record) error {
 			inEffect := !r.Purged && (r.Status == store.StatusApproved ||
 				r.Status == store.StatusPending && r.Review != exceptions.ReviewBefore)
 			if inEffect {

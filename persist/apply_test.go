@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -59,7 +60,7 @@ func TestApplyNeverWritesThroughPersistedLink(t *testing.T) {
 	for n := range links {
 		dirs = append(dirs, recordOf(t, sum, "/"+docs+"/"+n))
 	}
-	if _, err := f.e.Reject(dirs, "keep the links"); err != nil {
+	if _, err := f.e.Reject(context.Background(), dirs, "keep the links"); err != nil {
 		t.Fatal(err)
 	}
 	root = f.open()
@@ -82,7 +83,7 @@ func TestApplyNeverWritesThroughPersistedLink(t *testing.T) {
 			t.Errorf("check does not name the orphaned child r%d: %q", id, problems)
 		}
 	}
-	recs, err := f.e.Persisted("docs")
+	recs, err := f.e.Persisted(context.Background(), "docs")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -107,7 +108,7 @@ func TestCloseRefusesHolders(t *testing.T) {
 
 			// Other sandboxes are not affected.
 			f.reopenEnv()
-			if _, err := f.e.Sandboxes(); err != nil {
+			if _, err := f.e.Sandboxes(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			if err := f.e.CreateSandbox("third", "base"); err != nil {

@@ -34,7 +34,7 @@ type blobUse struct {
 }
 
 // loadExpected reads what the store accounts for.
-func loadExpected(tx *store.Tx) (*expected, error) {
+func loadExpected(ctx context.Context, tx *store.Tx) (*expected, error) {
 	x := &expected{snapshots: map[string]bool{}, owner: map[string]string{}, mounts: map[string]bool{}, blobs: map[string]*blobUse{}}
 	need := func(key string, must bool, owner string) {
 		if key == "" {
@@ -68,7 +68,7 @@ func loadExpected(tx *store.Tx) (*expected, error) {
 			need(sb.Layer, false, "the persisted layer under closing sandbox "+sb.Name)
 		}
 		need(layerKey(sb.Name, sb.Generation), false, "sandbox "+sb.Name)
-		st, err := LoadState(tx, sb)
+		st, err := LoadState(ctx, tx, sb)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +79,7 @@ func loadExpected(tx *store.Tx) (*expected, error) {
 			}
 		}
 	}
-	err = tx.ForEachRecord("", func(r *store.Record) error {
+	err = tx.ForEachRecord(ctx, "", func(r *store.Record) error {
 		if r.Digest != "" {
 			u := x.blob(r.Digest)
 			u.records = append(u.records, r.ID)
@@ -99,9 +99,9 @@ func (x *expected) blob(digest string) *blobUse {
 }
 
 // loadExpected reads what the store accounts for, in one read transaction.
-func (e *Env) loadExpected() (x *expected, err error) {
+func (e *Env) loadExpected(ctx context.Context) (x *expected, err error) {
 	err = e.Store.View(func(tx *store.Tx) error {
-		x, err = loadExpected(tx)
+		x, err = loadExpected(ctx, tx)
 		return err
 	})
 	return x, err
@@ -110,7 +110,7 @@ func (e *Env) loadExpected() (x *expected, err error) {
 // Check lists every disagreement between the store, the blobs, the
 // snapshots and the mounts. An empty list means all agree.
 func (e *Env) Check(ctx context.Context) ([]string, error) {
-	x, err := e.loadExpected()
+	x, err := e.loadExpected(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -118,8 +118,12 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 	for _, name := range x.closing {
 		problems = append(problems, fmt.Sprintf("sandbox %s: close was interrupted (run: spillway close %s)", name, name))
 	}
-	problems = append(problems, e.checkBlobs(x)...)
-	orphans, err := e.checkStates()
+	blobProblems, err := e.checkBlobs(ctx, x)
+	if err != nil {
+		return nil, err
+	}
+	problems = append(problems, blobProblems...)
+	orphans, err := e.checkStates(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -170,9 +174,12 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 }
 
 // checkBlobs rehashes every blob a record keeps.
-func (e *Env) checkBlobs(x *expected) []string {
+func (e *Env) checkBlobs(ctx context.Context, x *expected) ([]string, error) {
 	var problems []string
 	for _, d := range sortedKeys(x.blobs) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		err := e.Blobs.Verify(d)
 		if err == nil {
 			continue
@@ -184,7 +191,7 @@ func (e *Env) checkBlobs(x *expected) []string {
 		}
 		problems = append(problems, msg+")")
 	}
-	return problems
+	return problems, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

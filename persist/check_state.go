@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spillway/spillway/internal/escape"
@@ -10,7 +11,7 @@ import (
 // checkStates reports, for every sandbox, the records in effect that its
 // persisted state leaves out because they lie under a path the state
 // deletes or makes a file or a symlink (see Orphan).
-func (e *Env) checkStates() ([]string, error) {
+func (e *Env) checkStates(ctx context.Context) ([]string, error) {
 	var problems []string
 	err := e.Store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
@@ -18,7 +19,7 @@ func (e *Env) checkStates() ([]string, error) {
 			return err
 		}
 		for _, sb := range sbs {
-			_, orphans, err := loadState(tx, sb)
+			_, orphans, err := loadState(ctx, tx, sb)
 			if err != nil {
 				return err
 			}

@@ -71,7 +71,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		failpoint.Hit("close.unmounted")
 		// Records staged by an earlier try are not in effect; deleting
 		// them in chunks keeps each transaction small.
-		if _, err := e.Store.DeleteSessionRecordsChunked(name, sb.Session, recordBatch); err != nil {
+		if _, err := e.Store.DeleteSessionRecordsChunked(ctx, name, sb.Session, recordBatch); err != nil {
 			return nil, err
 		}
 		failpoint.Hit("close.records-cleared")

@@ -310,7 +310,7 @@ func corpusDeletedDocumentHistory(t *testing.T, kind string) {
 	if _, err := os.Lstat(filepath.Join(root, docs, "letter.txt")); err == nil {
 		t.Fatal("deleted document is back in session 3")
 	}
-	hist, err := f.e.History("docs", "/"+docs+"/letter.txt")
+	hist, err := f.e.History(context.Background(), "docs", "/"+docs+"/letter.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +331,7 @@ func corpusExpiredRevokedAndPurge(t *testing.T, kind string) {
 	root := f.open()
 	write(t, root, docs+"/purge/p.txt", "to be purged", 0o644)
 	f.close()
-	if _, err := f.e.RevokeException(revoked, "no longer needed", false); err != nil {
+	if _, err := f.e.RevokeException(context.Background(), revoked, "no longer needed", false); err != nil {
 		t.Fatal(err)
 	}
 	f.e.Now = func() time.Time { return time.Now().Add(2 * time.Hour).UTC() }
@@ -347,7 +347,7 @@ func corpusExpiredRevokedAndPurge(t *testing.T, kind string) {
 		t.Fatalf("document before purge: %v", err)
 	}
 	f.close()
-	if n, err := f.e.RevokeException(purged, "leaked", true); err != nil || n == 0 {
+	if n, err := f.e.RevokeException(context.Background(), purged, "leaked", true); err != nil || n == 0 {
 		t.Fatalf("purge: %d %v", n, err)
 	}
 	root = f.open()

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -114,7 +115,7 @@ type ExceptionReport struct {
 }
 
 // ShowException reports a rule and its effect.
-func (e *Env) ShowException(id string) (*ExceptionReport, error) {
+func (e *Env) ShowException(ctx context.Context, id string) (*ExceptionReport, error) {
 	rep := &ExceptionReport{}
 	err := e.Store.View(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
@@ -126,7 +127,7 @@ func (e *Env) ShowException(id string) (*ExceptionReport, error) {
 		rep.Exception = x
 		seen := map[uint64]bool{}
 		var last uint64
-		err = tx.ForEachExceptionRecord(id, func(r *store.Record) error {
+		err = tx.ForEachExceptionRecord(ctx, id, func(r *store.Record) error {
 			if r.Status == store.StatusRefused {
 				rep.Refused++
 			} else {
@@ -181,7 +182,7 @@ func (e *Env) ShowException(id string) (*ExceptionReport, error) {
 
 // RevokeException stops a rule from matching; purge also takes every path it
 // let through out of the persisted state, in a new generation.
-func (e *Env) RevokeException(id, reason string, purge bool) (purged int, err error) {
+func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool) (purged int, err error) {
 	if strings.TrimSpace(reason) == "" {
 		return 0, usageErrorf("--reason is required: say why the exception is revoked")
 	}
@@ -209,7 +210,7 @@ func (e *Env) RevokeException(id, reason string, purge bool) (purged int, err er
 			return nil
 		}
 		var recs []*store.Record
-		err = tx.ForEachExceptionRecord(id, func(r *store.Record) error {
+		err = tx.ForEachExceptionRecord(ctx, id, func(r *store.Record) error {
 			if !r.Purged && r.Status != store.StatusRefused {
 				recs = append(recs, r)
 			}

@@ -29,7 +29,7 @@ type Freed struct {
 // account for and the temp files crashed commands left, then runs badger's
 // value-log GC. It appends a "gc" audit entry saying what it freed.
 func (e *Env) GC(ctx context.Context) (*Freed, error) {
-	x, err := e.loadExpected()
+	x, err := e.loadExpected(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 	if err := e.gcSnapshots(ctx, x, f); err != nil {
 		return f, err
 	}
-	if err := e.gcBlobs(x, f); err != nil {
+	if err := e.gcBlobs(ctx, x, f); err != nil {
 		return f, err
 	}
 	if err := e.gcTemp(f); err != nil {
@@ -113,12 +113,15 @@ func (e *Env) gcSnapshots(ctx context.Context, x *expected, f *Freed) error {
 }
 
 // gcBlobs removes the blobs no record keeps.
-func (e *Env) gcBlobs(x *expected, f *Freed) error {
+func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 	all, err := e.Blobs.List()
 	if err != nil {
 		return err
 	}
 	for _, d := range all {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if _, ok := x.blobs[d]; ok {
 			continue
 		}

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"errors"
 	"strconv"
 
@@ -44,7 +45,7 @@ func (e *Env) Names(kind string, limit int) ([]string, error) {
 			}
 			return err
 		case NamePending:
-			return tx.ForEachPending("", func(r *store.Record) error {
+			return tx.ForEachPending(context.Background(), "", func(r *store.Record) error {
 				out = append(out, strconv.FormatUint(r.ID, 10))
 				if len(out) >= limit {
 					return errEnough

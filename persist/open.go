@@ -60,7 +60,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 		if img, err = tx.GetImage(sb.Image); err != nil {
 			return err
 		}
-		state, err = LoadState(tx, sb)
+		state, err = LoadState(ctx, tx, sb)
 		return err
 	}); err != nil {
 		return nil, err
@@ -179,7 +179,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 		e.Snap.Remove(ctx, buildKey)
 		return "", nil, fmt.Errorf("mount persisted layer: %w", err)
 	}
-	skipped, applyErr := e.applyState(target, state)
+	skipped, applyErr := e.applyState(ctx, target, state)
 	if applyErr == nil {
 		applyErr = syncFS(target) // the layer is durable before it is committed
 	}
@@ -187,7 +187,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 		applyErr = err
 	}
 	if applyErr != nil {
-		e.Snap.Remove(ctx, buildKey)
+		e.Snap.Remove(context.WithoutCancel(ctx), buildKey)
 		return "", nil, fmt.Errorf("build persisted layer: %w", applyErr)
 	}
 	failpoint.Hit("open.layer-written")
@@ -211,7 +211,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 // skipped and reported. A blob that is missing or does not match its
 // digest fails the whole build, naming the record: open never lays a
 // state other than the recorded one.
-func (e *Env) applyState(target string, state State) ([]string, error) {
+func (e *Env) applyState(ctx context.Context, target string, state State) ([]string, error) {
 	w, err := hostile.NewWriter(target)
 	if err != nil {
 		return nil, err
@@ -220,6 +220,9 @@ func (e *Env) applyState(target string, state State) ([]string, error) {
 	var skipped []string
 	sorted := state.Sorted()
 	for i, r := range sorted {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if e.Progress != nil && i%1000 == 999 {
 			e.Progress("applying persisted state: %d/%d files", i+1, len(sorted))
 		}

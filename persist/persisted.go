@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/user"
@@ -10,14 +11,14 @@ import (
 )
 
 // Persisted returns the current persisted state of a sandbox, by path.
-func (e *Env) Persisted(sandbox string) ([]*store.Record, error) {
+func (e *Env) Persisted(ctx context.Context, sandbox string) ([]*store.Record, error) {
 	var out []*store.Record
 	err := e.Store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
 		if err != nil {
 			return notFoundSandbox(sandbox, err)
 		}
-		st, err := LoadState(tx, sb)
+		st, err := LoadState(ctx, tx, sb)
 		if err != nil {
 			return err
 		}
@@ -29,7 +30,7 @@ func (e *Env) Persisted(sandbox string) ([]*store.Record, error) {
 
 // PersistedVersion returns the record of path in the current state, or the
 // version that session n recorded when n > 0.
-func (e *Env) PersistedVersion(sandbox, path string, n uint64) (*store.Record, error) {
+func (e *Env) PersistedVersion(ctx context.Context, sandbox, path string, n uint64) (*store.Record, error) {
 	var out *store.Record
 	err := e.Store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
@@ -37,7 +38,7 @@ func (e *Env) PersistedVersion(sandbox, path string, n uint64) (*store.Record, e
 			return notFoundSandbox(sandbox, err)
 		}
 		if n == 0 {
-			st, err := LoadState(tx, sb)
+			st, err := LoadState(ctx, tx, sb)
 			if err != nil {
 				return err
 			}
@@ -65,7 +66,7 @@ func (e *Env) PersistedVersion(sandbox, path string, n uint64) (*store.Record, e
 }
 
 // History returns every record of path across sessions, oldest first.
-func (e *Env) History(sandbox, path string) ([]*store.Record, error) {
+func (e *Env) History(ctx context.Context, sandbox, path string) ([]*store.Record, error) {
 	var out []*store.Record
 	err := e.Store.View(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(sandbox); err != nil {

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -19,9 +20,9 @@ func Reviewable(sb *store.Sandbox, r *store.Record) bool {
 
 // ReviewList returns the records that wait for review, of one sandbox ("" =
 // all), by ascending id.
-func (e *Env) ReviewList(sandbox string) ([]*store.Record, error) {
+func (e *Env) ReviewList(ctx context.Context, sandbox string) ([]*store.Record, error) {
 	out := []*store.Record{}
-	err := e.ReviewEach(sandbox, func(r *store.Record) error {
+	err := e.ReviewEach(ctx, sandbox, func(r *store.Record) error {
 		out = append(out, r)
 		return nil
 	})
@@ -31,7 +32,7 @@ func (e *Env) ReviewList(sandbox string) ([]*store.Record, error) {
 // ReviewEach calls fn for each record that waits for review, as ReviewList
 // lists them, without collecting them first: the first page of a million
 // pending records prints at once.
-func (e *Env) ReviewEach(sandbox string, fn func(*store.Record) error) error {
+func (e *Env) ReviewEach(ctx context.Context, sandbox string, fn func(*store.Record) error) error {
 	return e.Store.View(func(tx *store.Tx) error {
 		sbs := map[string]*store.Sandbox{}
 		if sandbox != "" {
@@ -41,7 +42,7 @@ func (e *Env) ReviewEach(sandbox string, fn func(*store.Record) error) error {
 			}
 			sbs[sandbox] = sb
 		}
-		return tx.ForEachPending(sandbox, func(r *store.Record) error {
+		return tx.ForEachPending(ctx, sandbox, func(r *store.Record) error {
 			sb := sbs[r.Sandbox]
 			if sb == nil {
 				var err error

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -33,16 +34,16 @@ const decisionBatch = 500
 
 // Approve approves pending records: a `--review before` change enters the
 // persisted state in a new generation; a `--review after` one stays.
-func (e *Env) Approve(ids []uint64, note string) (*Decided, error) {
-	return e.decide(ids, store.StatusApproved, note)
+func (e *Env) Approve(ctx context.Context, ids []uint64, note string) (*Decided, error) {
+	return e.decide(ctx, ids, store.StatusApproved, note)
 }
 
 // ApproveAll approves every pending record of a sandbox.
-func (e *Env) ApproveAll(sandbox, note string) (*Decided, error) {
+func (e *Env) ApproveAll(ctx context.Context, sandbox, note string) (*Decided, error) {
 	if sandbox == "" {
 		return nil, usageErrorf("approve --all needs a SANDBOX")
 	}
-	recs, err := e.ReviewList(sandbox)
+	recs, err := e.ReviewList(ctx, sandbox)
 	if err != nil || len(recs) == 0 {
 		return &Decided{}, err
 	}
@@ -50,27 +51,30 @@ func (e *Env) ApproveAll(sandbox, note string) (*Decided, error) {
 	for i, r := range recs {
 		ids[i] = r.ID
 	}
-	return e.decide(ids, store.StatusApproved, note)
+	return e.decide(ctx, ids, store.StatusApproved, note)
 }
 
 // Reject rejects pending records: each change leaves the persisted state in a
 // new generation (the previous version returns, or the path goes).
-func (e *Env) Reject(ids []uint64, reason string) (*Decided, error) {
+func (e *Env) Reject(ctx context.Context, ids []uint64, reason string) (*Decided, error) {
 	if strings.TrimSpace(reason) == "" {
 		return nil, usageErrorf("--reason is required: say why the change is rejected")
 	}
-	return e.decide(ids, store.StatusRejected, reason)
+	return e.decide(ctx, ids, store.StatusRejected, reason)
 }
 
 // decide checks every record first, so that a bad id changes nothing, then
 // decides them in batches.
-func (e *Env) decide(ids []uint64, status, text string) (*Decided, error) {
+func (e *Env) decide(ctx context.Context, ids []uint64, status, text string) (*Decided, error) {
 	ids = uniqueIDs(ids)
 	if len(ids) == 0 {
 		return nil, usageErrorf("give at least one record id")
 	}
 	if err := e.Store.View(func(tx *store.Tx) error {
-		for _, id := range ids {
+		for i, id := range ids {
+			if i%1024 == 1023 && ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if _, _, err := decidable(tx, id, status); err != nil {
 				return err
 			}
@@ -81,6 +85,11 @@ func (e *Env) decide(ids []uint64, status, text string) (*Decided, error) {
 	}
 	out := &Decided{}
 	for len(ids) > 0 {
+		// An interrupt between batches is a crash there: whole batches
+		// are decided, the rest stays pending.
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
 		n := min(len(ids), decisionBatch)
 		if err := e.Store.Update(func(tx *store.Tx) error { return e.decideBatch(tx, ids[:n], status, text, out) }); err != nil {
 			return out, err

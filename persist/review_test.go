@@ -67,7 +67,7 @@ func rvState(t *testing.T, e *Env) (State, *store.Sandbox) {
 		if sb, err = tx.GetSandbox("docs"); err != nil {
 			return err
 		}
-		st, err = LoadState(tx, sb)
+		st, err = LoadState(context.Background(), tx, sb)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func rvState(t *testing.T, e *Env) (State, *store.Sandbox) {
 func rvLastEvent(t *testing.T, e *Env) *store.Event {
 	t.Helper()
 	var last *store.Event
-	if err := e.Store.ForEachEvent("", func(ev *store.Event) error { last = ev; return nil }); err != nil {
+	if err := e.Store.ForEachEvent(context.Background(), "", func(ev *store.Event) error { last = ev; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return last
@@ -99,7 +99,7 @@ func TestRejectBringsBackPreviousVersion(t *testing.T) {
 	if st, _ := rvState(t, e); st[p].ID != v2.ID {
 		t.Fatalf("before: %s is r%d, want r%d", p, st[p].ID, v2.ID)
 	}
-	d, err := e.Reject([]uint64{v2.ID}, "wrong figures")
+	d, err := e.Reject(context.Background(), []uint64{v2.ID}, "wrong figures")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,13 +116,13 @@ func TestRejectBringsBackPreviousVersion(t *testing.T) {
 		t.Fatalf("decided record %+v", r)
 	}
 	// rejecting v1 too: the path goes
-	if _, err := e.Reject([]uint64{v1.ID}, "no"); err != nil {
+	if _, err := e.Reject(context.Background(), []uint64{v1.ID}, "no"); err != nil {
 		t.Fatal(err)
 	}
 	if st, sb := rvState(t, e); st[p] != nil || sb.Generation != 5 {
 		t.Fatalf("path still there (%v) or generation %d", st[p], sb.Generation)
 	}
-	if prob, err := e.Store.VerifyAudit(); prob != nil || err != nil {
+	if prob, err := e.Store.VerifyAudit(context.Background()); prob != nil || err != nil {
 		t.Fatal(prob, err)
 	}
 }
@@ -135,14 +135,14 @@ func TestApproveBeforeEntersState(t *testing.T) {
 	if st, _ := rvState(t, e); st[p] != nil || st[after.Path] == nil {
 		t.Fatal("a review-before change is in effect before approval, or a review-after one is not")
 	}
-	d, err := e.Approve([]uint64{after.ID}, "")
+	d, err := e.Approve(context.Background(), []uint64{after.ID}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Sandboxes[0].Changed || d.Sandboxes[0].Generation != 3 {
 		t.Fatalf("approving an in-effect change made a new generation: %+v", d.Sandboxes[0])
 	}
-	if _, err := e.Approve([]uint64{r.ID}, "read it"); err != nil {
+	if _, err := e.Approve(context.Background(), []uint64{r.ID}, "read it"); err != nil {
 		t.Fatal(err)
 	}
 	st, sb := rvState(t, e)
@@ -158,7 +158,7 @@ func TestDecisionErrorsChangeNothing(t *testing.T) {
 	e := reviewEnv(t)
 	ok := rvRecord(t, e, 1, "/a", store.KindAdd, "after", store.StatusPending, "a")
 	refused := rvRecord(t, e, 1, "/link", store.KindAdd, "after", store.StatusRefused, "")
-	if _, err := e.Approve([]uint64{ok.ID}, ""); err != nil {
+	if _, err := e.Approve(context.Background(), []uint64{ok.ID}, ""); err != nil {
 		t.Fatal(err)
 	}
 	pending := rvRecord(t, e, 2, "/b", store.KindAdd, "after", store.StatusPending, "b")
@@ -168,13 +168,13 @@ func TestDecisionErrorsChangeNothing(t *testing.T) {
 	if ev := rvLastEvent(t, e); ev != nil {
 		seqBefore = ev.Seq
 	}
-	_, err := e.Approve([]uint64{pending.ID, ok.ID}, "")
+	_, err := e.Approve(context.Background(), []uint64{pending.ID, ok.ID}, "")
 	wantErr(t, err, fmt.Sprintf("record r%d is already approved (by ", ok.ID))
-	_, err = e.Reject([]uint64{refused.ID}, "x")
+	_, err = e.Reject(context.Background(), []uint64{refused.ID}, "x")
 	wantErr(t, err, fmt.Sprintf("record r%d was refused at close (symlink): it kept no content, there is nothing to reject", refused.ID))
-	_, err = e.Approve([]uint64{pending.ID, 999}, "")
+	_, err = e.Approve(context.Background(), []uint64{pending.ID, 999}, "")
 	wantErr(t, err, "no record r999 (see spillway review ls)")
-	_, err = e.Reject([]uint64{pending.ID}, " ")
+	_, err = e.Reject(context.Background(), []uint64{pending.ID}, " ")
 	wantErr(t, err, "--reason is required")
 	// a record of a close that has not committed is no review matter yet
 	rvUpdate(t, e, func(tx *store.Tx) error {
@@ -185,9 +185,9 @@ func TestDecisionErrorsChangeNothing(t *testing.T) {
 		}
 		return err
 	})
-	_, err = e.Approve([]uint64{closing.ID}, "")
+	_, err = e.Approve(context.Background(), []uint64{closing.ID}, "")
 	wantErr(t, err, "whose close has not finished")
-	list, err := e.ReviewList("docs")
+	list, err := e.ReviewList(context.Background(), "docs")
 	if err != nil || len(list) != 1 || list[0].ID != pending.ID {
 		t.Fatalf("review list %v %v, want only r%d", list, err, pending.ID)
 	}
@@ -228,7 +228,7 @@ func TestApproveAllInBatches(t *testing.T) {
 		}
 		return nil
 	})
-	d, err := e.ApproveAll("docs", "bulk")
+	d, err := e.ApproveAll(context.Background(), "docs", "bulk")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestApproveAllInBatches(t *testing.T) {
 		t.Fatalf("decided %d, state %d, generation %d, %d sandboxes", len(d.Records), len(st), sb.Generation, len(d.Sandboxes))
 	}
 	var approvals int
-	e.Store.ForEachEvent("docs", func(ev *store.Event) error {
+	e.Store.ForEachEvent(context.Background(), "docs", func(ev *store.Event) error {
 		if ev.Type == "review.approve" {
 			approvals++
 		}
@@ -246,7 +246,7 @@ func TestApproveAllInBatches(t *testing.T) {
 	if approvals != 3 {
 		t.Fatalf("%d audit entries, want 3", approvals)
 	}
-	if list, _ := e.ReviewList(""); len(list) != 0 {
+	if list, _ := e.ReviewList(context.Background(), ""); len(list) != 0 {
 		t.Fatalf("%d records still pending", len(list))
 	}
 }
@@ -265,7 +265,7 @@ func TestReviewShowDiff(t *testing.T) {
 		t.Fatalf("previous %v, diff:\n%s\nwant:\n%s", rep.Previous, rep.Diff.Text, want)
 	}
 	// a rejected previous version is still shown when none is in effect
-	if _, err := e.Reject([]uint64{v1.ID}, "x"); err != nil {
+	if _, err := e.Reject(context.Background(), []uint64{v1.ID}, "x"); err != nil {
 		t.Fatal(err)
 	}
 	if rep, _ = e.ReviewShow(v2.ID); rep.Previous == nil || rep.Previous.ID != v1.ID {

@@ -19,7 +19,7 @@ func (e *Env) CreateSandbox(name, image string) error {
 	if _, err := e.getSandbox(name); err != nil {
 		// Records a crashed rm of the same name left must not become the
 		// new sandbox's state.
-		if err := e.deleteOrphanRecords(name); err != nil {
+		if err := e.deleteOrphanRecords(context.Background(), name); err != nil {
 			return err
 		}
 	}
@@ -58,7 +58,7 @@ type SandboxInfo struct {
 }
 
 // Sandboxes lists every sandbox with its persisted state's size.
-func (e *Env) Sandboxes() ([]SandboxInfo, error) {
+func (e *Env) Sandboxes(ctx context.Context) ([]SandboxInfo, error) {
 	var out []SandboxInfo
 	err := e.Store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
@@ -66,7 +66,7 @@ func (e *Env) Sandboxes() ([]SandboxInfo, error) {
 			return err
 		}
 		for _, sb := range sbs {
-			st, err := LoadState(tx, sb)
+			st, err := LoadState(ctx, tx, sb)
 			if err != nil {
 				return err
 			}
@@ -76,7 +76,7 @@ func (e *Env) Sandboxes() ([]SandboxInfo, error) {
 			if sb.State == store.StateOpen {
 				info.OpenGeneration = sb.OpenGeneration
 			}
-			err = tx.ForEachPending(sb.Name, func(r *store.Record) error {
+			err = tx.ForEachPending(ctx, sb.Name, func(r *store.Record) error {
 				if Reviewable(sb, r) {
 					info.Pending++
 				}
@@ -109,7 +109,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 			if err := e.cleanupSandbox(ctx, gone); err != nil {
 				return err
 			}
-			return e.deleteOrphanRecords(name)
+			return e.deleteOrphanRecords(ctx, name)
 		}
 		return err
 	}
@@ -162,15 +162,15 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		return err
 	}
 	os.Remove(e.MountPath(name))
-	return e.deleteOrphanRecords(name)
+	return e.deleteOrphanRecords(ctx, name)
 }
 
 // deleteOrphanRecords deletes the records left by a removed sandbox.
-func (e *Env) deleteOrphanRecords(name string) error {
+func (e *Env) deleteOrphanRecords(ctx context.Context, name string) error {
 	var sessions []uint64
 	err := e.Store.View(func(tx *store.Tx) error {
 		seen := map[uint64]bool{}
-		return tx.ForEachRecord(name, func(r *store.Record) error {
+		return tx.ForEachRecord(ctx, name, func(r *store.Record) error {
 			if !seen[r.Session] {
 				seen[r.Session] = true
 				sessions = append(sessions, r.Session)
@@ -182,7 +182,7 @@ func (e *Env) deleteOrphanRecords(name string) error {
 		return err
 	}
 	for _, n := range sessions {
-		if _, err := e.Store.DeleteSessionRecordsChunked(name, n, recordBatch); err != nil {
+		if _, err := e.Store.DeleteSessionRecordsChunked(ctx, name, n, recordBatch); err != nil {
 			return err
 		}
 	}
@@ -193,7 +193,7 @@ func (e *Env) deleteOrphanRecords(name string) error {
 func (e *Env) hasRecords(name string) bool {
 	found := false
 	e.Store.View(func(tx *store.Tx) error {
-		return tx.ForEachRecord(name, func(*store.Record) error { found = true; return store.ErrStop })
+		return tx.ForEachRecord(context.Background(), name, func(*store.Record) error { found = true; return store.ErrStop })
 	})
 	return found
 }

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"path"
 	"sort"
 	"strings"
@@ -32,8 +33,8 @@ func InEffect(sb *store.Sandbox, r *store.Record) bool {
 type State map[string]*store.Record
 
 // LoadState derives the persisted state of a sandbox from its records.
-func LoadState(tx *store.Tx, sb *store.Sandbox) (State, error) {
-	st, _, err := loadState(tx, sb)
+func LoadState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, error) {
+	st, _, err := loadState(ctx, tx, sb)
 	return st, err
 }
 
@@ -47,9 +48,9 @@ type Orphan struct {
 }
 
 // loadState derives the state and the orphans it left out.
-func loadState(tx *store.Tx, sb *store.Sandbox) (State, []Orphan, error) {
+func loadState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, []Orphan, error) {
 	st := State{}
-	err := tx.ForEachRecord(sb.Name, func(r *store.Record) error {
+	err := tx.ForEachRecord(ctx, sb.Name, func(r *store.Record) error {
 		if InEffect(sb, r) {
 			st[r.Path] = r // records come in id order: the newest wins
 		}

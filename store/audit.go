@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -129,9 +130,9 @@ func maps(m map[string]string) map[string]string {
 
 // ForEachEvent calls fn for every audit entry of a sandbox ("" = all),
 // oldest first, streaming in one read transaction. fn may return ErrStop.
-func (s *Store) ForEachEvent(sandbox string, fn func(*Event) error) error {
+func (s *Store) ForEachEvent(ctx context.Context, sandbox string, fn func(*Event) error) error {
 	return s.View(func(tx *Tx) error {
-		return tx.scan([]byte(pAudit), true, func(k, v []byte) error {
+		return tx.scanCtx(ctx, []byte(pAudit), true, func(k, v []byte) error {
 			e, err := decodeEvent(v)
 			if err != nil {
 				return fmt.Errorf("audit key %x: %w", k, err)
@@ -147,7 +148,7 @@ func (s *Store) ForEachEvent(sandbox string, fn func(*Event) error) error {
 // VerifyAudit recomputes every hash and link of the audit chain and checks
 // the head against the last entry. It returns nil when the chain is intact,
 // or the first bad entry.
-func (s *Store) VerifyAudit() (*AuditProblem, error) {
+func (s *Store) VerifyAudit(ctx context.Context) (*AuditProblem, error) {
 	var problem *AuditProblem
 	bad := func(seq uint64, format string, args ...any) error {
 		problem = &AuditProblem{Seq: seq, Message: fmt.Sprintf("entry %d: ", seq) + fmt.Sprintf(format, args...)}
@@ -160,7 +161,7 @@ func (s *Store) VerifyAudit() (*AuditProblem, error) {
 		}
 		var last uint64
 		var prev [32]byte
-		err = tx.scan([]byte(pAudit), true, func(k, v []byte) error {
+		err = tx.scanCtx(ctx, []byte(pAudit), true, func(k, v []byte) error {
 			want := last + 1
 			seq, ok := tailUint64(k[len(pAudit):])
 			if !ok || len(k) != len(pAudit)+8 {

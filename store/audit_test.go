@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -78,12 +79,12 @@ func setHead(t *testing.T, txn *badger.Txn, seq uint64, h [32]byte) {
 
 func TestAuditIntact(t *testing.T) {
 	s := history(t, 20)
-	if p, err := s.VerifyAudit(); err != nil || p != nil {
+	if p, err := s.VerifyAudit(context.Background()); err != nil || p != nil {
 		t.Fatalf("intact chain: %v %v", p, err)
 	}
 	var n int
 	var prev [32]byte
-	if err := s.ForEachEvent("", func(e *Event) error {
+	if err := s.ForEachEvent(context.Background(), "", func(e *Event) error {
 		n++
 		if e.Prev != prev || e.Seq != uint64(n) || e.Data["path"] != "/x\x1b" || e.Time.Location().String() != "UTC" {
 			t.Errorf("entry %d: %+v", n, e)
@@ -94,7 +95,7 @@ func TestAuditIntact(t *testing.T) {
 		t.Fatal(n, err)
 	}
 	empty, _ := newStore(t)
-	if p, err := empty.VerifyAudit(); err != nil || p != nil {
+	if p, err := empty.VerifyAudit(context.Background()); err != nil || p != nil {
 		t.Fatalf("empty chain: %v %v", p, err)
 	}
 }
@@ -173,7 +174,7 @@ func TestAuditTamper(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := history(t, n)
 			raw(t, s, func(txn *badger.Txn) error { c.tamper(t, txn); return nil })
-			p, err := s.VerifyAudit()
+			p, err := s.VerifyAudit(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

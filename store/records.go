@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 )
@@ -103,8 +104,8 @@ func (tx *Tx) DeleteRecord(id uint64) error {
 
 // forIndex calls fn with the record of every index key under prefix, in key
 // order (the id is the key's last 8 bytes).
-func (tx *Tx) forIndex(prefix []byte, fn func(*Record) error) error {
-	return tx.scan(prefix, false, func(k, _ []byte) error {
+func (tx *Tx) forIndex(ctx context.Context, prefix []byte, fn func(*Record) error) error {
+	return tx.scanCtx(ctx, prefix, false, func(k, _ []byte) error {
 		id, ok := tailUint64(k[len(prefix):])
 		if !ok {
 			return fmt.Errorf("store: malformed index key %q", k)
@@ -119,11 +120,11 @@ func (tx *Tx) forIndex(prefix []byte, fn func(*Record) error) error {
 
 // ForEachRecord calls fn for the records of one sandbox ("" = all), by
 // ascending id. fn may return ErrStop.
-func (tx *Tx) ForEachRecord(sandbox string, fn func(*Record) error) error {
+func (tx *Tx) ForEachRecord(ctx context.Context, sandbox string, fn func(*Record) error) error {
 	if sandbox != "" {
-		return tx.forIndex(key(pRecSb, sandbox), fn)
+		return tx.forIndex(ctx, key(pRecSb, sandbox), fn)
 	}
-	return tx.scan([]byte(pRec), true, func(k, v []byte) error {
+	return tx.scanCtx(ctx, []byte(pRec), true, func(k, v []byte) error {
 		r, err := decodeRecord(v)
 		if err != nil {
 			return fmt.Errorf("record key %x: %w", k, err)
@@ -134,20 +135,20 @@ func (tx *Tx) ForEachRecord(sandbox string, fn func(*Record) error) error {
 
 // ForEachPending calls fn for the pending records of one sandbox ("" = all),
 // by ascending id. Only the pending index is read. fn may return ErrStop.
-func (tx *Tx) ForEachPending(sandbox string, fn func(*Record) error) error {
+func (tx *Tx) ForEachPending(ctx context.Context, sandbox string, fn func(*Record) error) error {
 	if sandbox == "" {
-		return tx.forIndex([]byte(pPend), fn)
+		return tx.forIndex(ctx, []byte(pPend), fn)
 	}
-	return tx.forIndex(key(pPendSb, sandbox), fn)
+	return tx.forIndex(ctx, key(pPendSb, sandbox), fn)
 }
 
 // ForEachExceptionRecord calls fn for the records an exception let through
 // (or refused), by ascending id. fn may return ErrStop.
-func (tx *Tx) ForEachExceptionRecord(exceptionID string, fn func(*Record) error) error {
+func (tx *Tx) ForEachExceptionRecord(ctx context.Context, exceptionID string, fn func(*Record) error) error {
 	if err := checkName("exception", exceptionID); err != nil {
 		return err
 	}
-	return tx.forIndex(key(pRecExc, exceptionID), fn)
+	return tx.forIndex(ctx, key(pRecExc, exceptionID), fn)
 }
 
 // PathHistory returns every record of one path of a sandbox, by ascending id.
@@ -156,7 +157,7 @@ func (tx *Tx) PathHistory(sandbox, path string) ([]*Record, error) {
 		return nil, err
 	}
 	var out []*Record
-	err := tx.forIndex(key(pRecPath, sandbox, path), func(r *Record) error {
+	err := tx.forIndex(context.Background(), key(pRecPath, sandbox, path), func(r *Record) error {
 		out = append(out, r)
 		return nil
 	})
@@ -170,7 +171,7 @@ func (tx *Tx) DeleteSessionRecords(sandbox string, session uint64) (int, error) 
 		return 0, err
 	}
 	var ids []uint64
-	err := tx.forIndex(key(pRecSess, sandbox, session), func(r *Record) error {
+	err := tx.forIndex(context.Background(), key(pRecSess, sandbox, session), func(r *Record) error {
 		ids = append(ids, r.ID)
 		return nil
 	})

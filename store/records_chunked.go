@@ -1,6 +1,9 @@
 package store
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // DeleteSessionRecordsChunked removes the records (and index entries) of one
 // session of a sandbox in transactions of at most chunk records each, and
@@ -11,7 +14,7 @@ import "fmt"
 // It is not atomic. Use it only where a partial deletion is harmless and
 // running it again finishes the job: records of a session whose close has
 // not committed (not in effect), or a sandbox already marked for removal.
-func (s *Store) DeleteSessionRecordsChunked(sandbox string, session uint64, chunk int) (int, error) {
+func (s *Store) DeleteSessionRecordsChunked(ctx context.Context, sandbox string, session uint64, chunk int) (int, error) {
 	if err := checkName("sandbox", sandbox); err != nil {
 		return 0, err
 	}
@@ -20,6 +23,9 @@ func (s *Store) DeleteSessionRecordsChunked(sandbox string, session uint64, chun
 	}
 	total := 0
 	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
 		n := 0
 		err := s.Update(func(tx *Tx) error {
 			var ids []uint64

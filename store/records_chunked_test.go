@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"testing"
 )
@@ -29,14 +30,14 @@ func TestDeleteSessionRecordsChunked(t *testing.T) {
 			return nil
 		})
 	}
-	got, err := s.DeleteSessionRecordsChunked("a", 1, 1000)
+	got, err := s.DeleteSessionRecordsChunked(context.Background(), "a", 1, 1000)
 	if err != nil || got != n {
 		t.Fatalf("deleted %d, %v; want %d", got, err, n)
 	}
 	var left []uint64
 	if err := s.View(func(tx *Tx) error {
-		left = ids(t, func(fn func(*Record) error) error { return tx.ForEachRecord("a", fn) })
-		if p := ids(t, func(fn func(*Record) error) error { return tx.ForEachPending("", fn) }); len(p) != 10 {
+		left = ids(t, func(fn func(*Record) error) error { return tx.ForEachRecord(context.Background(), "a", fn) })
+		if p := ids(t, func(fn func(*Record) error) error { return tx.ForEachPending(context.Background(), "", fn) }); len(p) != 10 {
 			t.Errorf("pending index holds %d records, want 10", len(p))
 		}
 		return nil
@@ -46,7 +47,7 @@ func TestDeleteSessionRecordsChunked(t *testing.T) {
 	if len(left) != 10 {
 		t.Errorf("%d records left, want the 10 of session 2", len(left))
 	}
-	if again, err := s.DeleteSessionRecordsChunked("a", 1, 1000); err != nil || again != 0 {
+	if again, err := s.DeleteSessionRecordsChunked(context.Background(), "a", 1, 1000); err != nil || again != 0 {
 		t.Errorf("second run deleted %d, %v; want 0, nil", again, err)
 	}
 }

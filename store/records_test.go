@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -45,11 +46,11 @@ func TestRecordIndexes(t *testing.T) {
 	})
 	s = reopen(t, s, dir)
 	mustView(t, s, func(tx *Tx) error {
-		eq(t, "pending all", ids(t, func(f func(*Record) error) error { return tx.ForEachPending("", f) }), 1, 3, 4)
-		eq(t, "pending a", ids(t, func(f func(*Record) error) error { return tx.ForEachPending("a", f) }), 1, 3)
-		eq(t, "records a", ids(t, func(f func(*Record) error) error { return tx.ForEachRecord("a", f) }), 1, 2, 3)
-		eq(t, "records all", ids(t, func(f func(*Record) error) error { return tx.ForEachRecord("", f) }), 1, 2, 3, 4)
-		eq(t, "ex1", ids(t, func(f func(*Record) error) error { return tx.ForEachExceptionRecord("ex1", f) }), 1, 2)
+		eq(t, "pending all", ids(t, func(f func(*Record) error) error { return tx.ForEachPending(context.Background(), "", f) }), 1, 3, 4)
+		eq(t, "pending a", ids(t, func(f func(*Record) error) error { return tx.ForEachPending(context.Background(), "a", f) }), 1, 3)
+		eq(t, "records a", ids(t, func(f func(*Record) error) error { return tx.ForEachRecord(context.Background(), "a", f) }), 1, 2, 3)
+		eq(t, "records all", ids(t, func(f func(*Record) error) error { return tx.ForEachRecord(context.Background(), "", f) }), 1, 2, 3, 4)
+		eq(t, "ex1", ids(t, func(f func(*Record) error) error { return tx.ForEachExceptionRecord(context.Background(), "ex1", f) }), 1, 2)
 		h, err := tx.PathHistory("a", "/f")
 		if err != nil || len(h) != 2 || h[0].ID != 1 || h[1].ID != 3 {
 			t.Errorf("history: %v %v", h, err)
@@ -76,10 +77,10 @@ func TestRecordIndexes(t *testing.T) {
 		return tx.PutRecord(r)
 	})
 	mustView(t, s, func(tx *Tx) error {
-		eq(t, "pending all after", ids(t, func(f func(*Record) error) error { return tx.ForEachPending("", f) }), 4)
-		eq(t, "pending a after", ids(t, func(f func(*Record) error) error { return tx.ForEachPending("a", f) }))
-		eq(t, "ex3 after", ids(t, func(f func(*Record) error) error { return tx.ForEachExceptionRecord("ex3", f) }))
-		eq(t, "ex9 after", ids(t, func(f func(*Record) error) error { return tx.ForEachExceptionRecord("ex9", f) }), 4)
+		eq(t, "pending all after", ids(t, func(f func(*Record) error) error { return tx.ForEachPending(context.Background(), "", f) }), 4)
+		eq(t, "pending a after", ids(t, func(f func(*Record) error) error { return tx.ForEachPending(context.Background(), "a", f) }))
+		eq(t, "ex3 after", ids(t, func(f func(*Record) error) error { return tx.ForEachExceptionRecord(context.Background(), "ex3", f) }))
+		eq(t, "ex9 after", ids(t, func(f func(*Record) error) error { return tx.ForEachExceptionRecord(context.Background(), "ex9", f) }), 4)
 		if h, _ := tx.PathHistory("b", "/f"); len(h) != 0 {
 			t.Errorf("stale history %v", h)
 		}
@@ -97,9 +98,9 @@ func TestRecordIndexes(t *testing.T) {
 		return err
 	})
 	mustView(t, s, func(tx *Tx) error {
-		eq(t, "records a after delete", ids(t, func(f func(*Record) error) error { return tx.ForEachRecord("a", f) }), 3)
-		eq(t, "records all after delete", ids(t, func(f func(*Record) error) error { return tx.ForEachRecord("", f) }), 3, 4)
-		eq(t, "ex1 after delete", ids(t, func(f func(*Record) error) error { return tx.ForEachExceptionRecord("ex1", f) }))
+		eq(t, "records a after delete", ids(t, func(f func(*Record) error) error { return tx.ForEachRecord(context.Background(), "a", f) }), 3)
+		eq(t, "records all after delete", ids(t, func(f func(*Record) error) error { return tx.ForEachRecord(context.Background(), "", f) }), 3, 4)
+		eq(t, "ex1 after delete", ids(t, func(f func(*Record) error) error { return tx.ForEachExceptionRecord(context.Background(), "ex1", f) }))
 		if h, _ := tx.PathHistory("a", "/f"); len(h) != 1 || h[0].ID != 3 {
 			t.Errorf("history after delete %v", h)
 		}
@@ -153,7 +154,7 @@ func TestForEachPendingMany(t *testing.T) {
 	start := time.Now()
 	var got []uint64
 	mustView(t, s, func(tx *Tx) error {
-		return tx.ForEachPending("", func(r *Record) error { got = append(got, r.ID); return nil })
+		return tx.ForEachPending(context.Background(), "", func(r *Record) error { got = append(got, r.ID); return nil })
 	})
 	el := time.Since(start)
 	var want []uint64
@@ -170,7 +171,7 @@ func TestForEachPendingMany(t *testing.T) {
 	// ErrStop ends early without error.
 	var seen int
 	mustView(t, s, func(tx *Tx) error {
-		return tx.ForEachRecord("s1", func(r *Record) error { seen++; return ErrStop })
+		return tx.ForEachRecord(context.Background(), "s1", func(r *Record) error { seen++; return ErrStop })
 	})
 	if seen != 1 {
 		t.Errorf("ErrStop: saw %d", seen)

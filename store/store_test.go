@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -151,19 +152,19 @@ func TestRoundTripEveryKind(t *testing.T) {
 		all, err := tx.ListExceptions("")
 		check(t, err, all, excs)
 		var n int
-		if err := tx.ForEachRecord("", func(r *Record) error { n++; return nil }); err != nil || n != len(hostile) {
+		if err := tx.ForEachRecord(context.Background(), "", func(r *Record) error { n++; return nil }); err != nil || n != len(hostile) {
 			t.Errorf("ForEachRecord all: %d %v", n, err)
 		}
 		return nil
 	})
 	var evs []*Event
-	if err := s.ForEachEvent(hostile[0], func(e *Event) error { evs = append(evs, e); return nil }); err != nil {
+	if err := s.ForEachEvent(context.Background(), hostile[0], func(e *Event) error { evs = append(evs, e); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(evs) != 1 || evs[0].Data["path"] != hostile[2] || evs[0].Sandbox != hostile[0] || evs[0].Seq != 1 || evs[0].User == "" {
 		t.Errorf("events: %+v", evs)
 	}
-	if err := s.ForEachEvent("other", func(e *Event) error { t.Error("unexpected event"); return nil }); err != nil {
+	if err := s.ForEachEvent(context.Background(), "other", func(e *Event) error { t.Error("unexpected event"); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// counters persist across reopen

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,9 +48,23 @@ func (tx *Tx) put(k []byte, v any) error {
 // passes the value (valid only during the call). fn returning ErrStop ends the
 // scan without error.
 func (tx *Tx) scan(prefix []byte, values bool, fn func(k, v []byte) error) error {
+	return tx.scanCtx(context.Background(), prefix, values, fn)
+}
+
+// ctxEvery is how many keys a scan reads between checks of its context.
+const ctxEvery = 1024
+
+// scanCtx is scan that ends with ctx's error once ctx is done.
+func (tx *Tx) scanCtx(ctx context.Context, prefix []byte, values bool, fn func(k, v []byte) error) error {
 	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: values, PrefetchSize: 64})
 	defer it.Close()
+	n := 0
 	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		if n++; n%ctxEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 		item := it.Item()
 		var v []byte
 		if values {

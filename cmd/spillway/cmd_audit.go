@@ -34,7 +34,7 @@ func logCommand(t *term) *cli.Command {
 			}
 			return withEnv(c, t, func(e *persist.Env) error {
 				all := []eventJSON{}
-				err := e.Store.ForEachEvent(c.Args().First(), func(ev *store.Event) error {
+				err := e.Store.ForEachEvent(c.Context, c.Args().First(), func(ev *store.Event) error {
 					if t.json {
 						all = append(all, eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, ev.Data, fmt.Sprintf("%x", ev.Hash)})
 						return nil
@@ -80,7 +80,7 @@ func auditCommand(t *term) *cli.Command {
 			Usage: "recompute the hash chain: exit 0 when intact, 3 naming the first bad entry",
 			Action: func(c *cli.Context) error {
 				return withEnv(c, t, func(e *persist.Env) error {
-					prob, err := e.Store.VerifyAudit()
+					prob, err := e.Store.VerifyAudit(c.Context)
 					if err != nil {
 						return err
 					}

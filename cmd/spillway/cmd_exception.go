@@ -64,7 +64,7 @@ func exceptionCommand(t *term) *cli.Command {
 					}
 					return withEnv(c, t, func(e *persist.Env) error {
 						id := c.Args().Get(0)
-						n, err := e.RevokeException(id, c.String("reason"), c.Bool("purge"))
+						n, err := e.RevokeException(c.Context, id, c.String("reason"), c.Bool("purge"))
 						if err != nil {
 							return err
 						}
@@ -200,7 +200,7 @@ func runExceptionShow(c *cli.Context, t *term) error {
 		return err
 	}
 	return withEnv(c, t, func(e *persist.Env) error {
-		rep, err := e.ShowException(c.Args().Get(0))
+		rep, err := e.ShowException(c.Context, c.Args().Get(0))
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -77,7 +78,7 @@ func persistedCommand(t *term) *cli.Command {
 						return err
 					}
 					return withEnv(c, t, func(e *persist.Env) error {
-						f, err := openVersion(e, c.Args().Get(0), c.Args().Get(1), c.Uint64("session"))
+						f, err := openVersion(c.Context, e, c.Args().Get(0), c.Args().Get(1), c.Uint64("session"))
 						if err != nil {
 							return err
 						}
@@ -110,7 +111,7 @@ func runPersistedLs(c *cli.Context, t *term) error {
 		return err
 	}
 	return withEnv(c, t, func(e *persist.Env) error {
-		recs, err := e.Persisted(c.Args().Get(0))
+		recs, err := e.Persisted(c.Context, c.Args().Get(0))
 		if err != nil {
 			return err
 		}
@@ -133,8 +134,8 @@ func runPersistedLs(c *cli.Context, t *term) error {
 // openVersion opens a persisted version's content for a reader that checks
 // it against its digest: a mismatch ends the reading with an error that
 // names the record.
-func openVersion(e *persist.Env, sandbox, path string, session uint64) (io.ReadCloser, error) {
-	r, err := e.PersistedVersion(sandbox, path, session)
+func openVersion(ctx context.Context, e *persist.Env, sandbox, path string, session uint64) (io.ReadCloser, error) {
+	r, err := e.PersistedVersion(ctx, sandbox, path, session)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +151,7 @@ func runPersistedExport(c *cli.Context, t *term) error {
 	}
 	dest := c.Args().Get(2)
 	return withEnv(c, t, func(e *persist.Env) error {
-		src, err := openVersion(e, c.Args().Get(0), c.Args().Get(1), 0)
+		src, err := openVersion(c.Context, e, c.Args().Get(0), c.Args().Get(1), 0)
 		if err != nil {
 			return err
 		}
@@ -202,7 +203,7 @@ func runPersistedHistory(c *cli.Context, t *term) error {
 		return err
 	}
 	return withEnv(c, t, func(e *persist.Env) error {
-		recs, err := e.History(c.Args().Get(0), c.Args().Get(1))
+		recs, err := e.History(c.Context, c.Args().Get(0), c.Args().Get(1))
 		if err != nil {
 			return err
 		}

@@ -74,14 +74,14 @@ func runReviewLs(c *cli.Context, t *term) error {
 		// first page of a long list shows at once.
 		if t.json {
 			arr := t.jsonArray()
-			if err := e.ReviewEach(c.Args().First(), func(r *store.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
+			if err := e.ReviewEach(c.Context, c.Args().First(), func(r *store.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
 				return err
 			}
 			return arr.close()
 		}
 		w := t.table()
 		n := 0
-		err := e.ReviewEach(c.Args().First(), func(r *store.Record) error {
+		err := e.ReviewEach(c.Context, c.Args().First(), func(r *store.Record) error {
 			if n == 0 {
 				fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
 			}
@@ -111,7 +111,7 @@ func runReviewApprove(c *cli.Context, t *term) error {
 			return usageError("usage: spillway review approve --all SANDBOX [--note TEXT]")
 		}
 		return withEnv(c, t, func(e *persist.Env) error {
-			d, err := e.ApproveAll(c.Args().First(), note)
+			d, err := e.ApproveAll(c.Context, c.Args().First(), note)
 			if err == nil && len(d.Records) == 0 {
 				fmt.Fprintf(t.out, "nothing to review in %s\n", c.Args().First())
 				return nil
@@ -127,7 +127,7 @@ func runReviewApprove(c *cli.Context, t *term) error {
 		return err
 	}
 	return withEnv(c, t, func(e *persist.Env) error {
-		d, err := e.Approve(ids, note)
+		d, err := e.Approve(c.Context, ids, note)
 		return printDecided(t, "approved", d, err)
 	})
 }
@@ -144,7 +144,7 @@ func runReviewReject(c *cli.Context, t *term) error {
 		return usageError("--reason is required: say why the change is rejected")
 	}
 	return withEnv(c, t, func(e *persist.Env) error {
-		d, err := e.Reject(ids, c.String("reason"))
+		d, err := e.Reject(c.Context, ids, c.String("reason"))
 		return printDecided(t, "rejected", d, err)
 	})
 }

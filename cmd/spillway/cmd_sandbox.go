@@ -95,7 +95,7 @@ func pathCommand(t *term) *cli.Command {
 				return err
 			}
 			return withEnv(c, t, func(e *persist.Env) error {
-				sbs, err := e.Sandboxes()
+				sbs, err := e.Sandboxes(c.Context)
 				if err != nil {
 					return err
 				}
@@ -121,7 +121,7 @@ func lsCommand(t *term) *cli.Command {
 		Flags: []cli.Flag{jsonFlag(t)},
 		Action: func(c *cli.Context) error {
 			return withEnv(c, t, func(e *persist.Env) error {
-				sbs, err := e.Sandboxes()
+				sbs, err := e.Sandboxes(c.Context)
 				if err != nil {
 					return err
 				}

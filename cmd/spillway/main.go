@@ -24,6 +24,9 @@ const (
 	exitError    = 1
 	exitUsage    = 2
 	exitVerifyKO = 3
+	// exitInterrupted is the status of a command that SIGINT or SIGTERM
+	// stopped (128 + SIGINT, as shells report it).
+	exitInterrupted = 130
 )
 
 func main() {
@@ -44,7 +47,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return t.exit(app.RunContext(ctx, args))
 	}
 	err := app.RunContext(ctx, reorderArgs(app, args))
-	return t.exit(err)
+	return t.exit(interrupted(ctx, err))
+}
+
+// interrupted turns an error caused by a signal's cancelling ctx into the
+// interrupted status; it leaves any other error as it is.
+func interrupted(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return &exitStatus{code: exitInterrupted, err: errors.New("interrupted")}
+	}
+	return err
 }
 
 // exitStatus is an error that carries its own exit status (run, verify).
