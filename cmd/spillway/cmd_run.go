@@ -129,6 +129,10 @@ func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string
 	if err := book.Done(ctx, entry); err != nil && runErr == nil {
 		runErr = err
 	}
+	var se *container.StartError
+	if errors.As(runErr, &se) {
+		return &exitStatus{code: se.Code, err: fmt.Errorf("run %s: %w", sandbox, se)}
+	}
 	if runErr != nil {
 		return runErr
 	}

@@ -38,6 +38,9 @@ func (b *Book) Exec(ctx context.Context, e *Entry, p Process) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := lookCmd(p.RootFS, p.Args[0], spec.Process.Env); err != nil {
+		return 0, err
+	}
 	bundle := b.bundle(e)
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return 0, err
