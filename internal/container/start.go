@@ -1,8 +1,12 @@
 package container
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path"
 	"strings"
 
@@ -96,4 +100,39 @@ func pathOf(env []string) string {
 		}
 	}
 	return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+}
+
+// runtimeFailure reads the runtime's JSON log (--log-format json) after it
+// exited non-zero: an error entry there means the runtime failed before CMD
+// started (CMD cannot write to the bundle), classified by its message. No
+// error entry means the status is CMD's own.
+func runtimeFailure(logPath string) error {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var msg string
+	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	for sc.Scan() {
+		var l struct{ Level, Msg string }
+		if json.Unmarshal(sc.Bytes(), &l) == nil && (l.Level == "error" || l.Level == "fatal") && msg == "" {
+			msg = l.Msg
+		}
+	}
+	if msg == "" {
+		return nil
+	}
+	msg = strings.TrimPrefix(msg, "runc run failed: ")
+	code := ExitNotStarted
+	switch {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+		code = ExitNotFound
+	case strings.Contains(msg, "permission denied"), strings.Contains(msg, "exec format error"):
+		code = ExitCannotExec
+	}
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return &StartError{code, fmt.Errorf("the runtime failed before CMD started: %s", msg)}
 }
