@@ -41,6 +41,9 @@ func lookCmd(rootfs, cmd string, env []string) error {
 		return &StartError{ExitNotStarted, fmt.Errorf("open root: %w", err)}
 	}
 	defer unix.Close(fd)
+	if cmd == "" {
+		return &StartError{ExitNotFound, errors.New("empty command: not found in the sandbox")}
+	}
 	if strings.Contains(cmd, "/") {
 		err := checkExec(fd, path.Join("/", cmd))
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
