@@ -24,7 +24,7 @@ const (
 // Refusal reason codes (SPEC.md, "Safety rules at close").
 const (
 	RefuseSymlink   = "symlink"
-	RefuseHardlink  = "hardlink"
+	RefuseHardlink  = "hardlink" // historic: closes before hard links persisted; still read from old records
 	RefuseSpecial   = "special-file"
 	RefuseTooLarge  = "too-large"
 	RefuseQuotaB    = "quota-bytes"
@@ -78,9 +78,6 @@ func decide(rules []*exceptions.Exception, c hostile.Change, files, bytes map[st
 	case hostile.TypeFile:
 	default:
 		return refuse(RefuseSpecial)
-	}
-	if c.Nlink > 1 {
-		return refuse(RefuseHardlink)
 	}
 	if c.Size > lim.MaxFileSize {
 		return refuse(RefuseTooLarge)

@@ -117,7 +117,7 @@ func isNoSpace(err error) bool {
 
 // refuseFor turns a reader error on a file the walk saw as a regular file
 // within the limits into a refusal of r. What the walk saw was checked by
-// decide, so a symlink, special file, extra link, larger size or missing
+// decide, so a symlink, special file, larger size or missing
 // entry now means the entry changed under close.
 func refuseFor(r *store.Record, err error) {
 	code := RefuseUnreadble
@@ -126,7 +126,7 @@ func refuseFor(r *store.Record, err error) {
 		code = RefuseTooDeep
 	case errors.Is(err, hostile.ErrChanged), errors.Is(err, hostile.ErrNotFound),
 		errors.Is(err, hostile.ErrSymlink), errors.Is(err, hostile.ErrSpecial),
-		errors.Is(err, hostile.ErrHardlink), errors.Is(err, hostile.ErrTooLarge):
+		errors.Is(err, hostile.ErrTooLarge):
 		code = RefuseChanged
 	}
 	r.Status, r.Reason, r.Digest = store.StatusRefused, code, ""

@@ -99,12 +99,25 @@ func TestCorpusHardLinksAndSpecialFiles(t *testing.T) {
 	bothSnapshotters(t, corpusHardLinksAndSpecialFiles)
 }
 
+// A hard link to a file outside any exception persists only its
+// Documents name, as a file of its own; special files are refused.
 func corpusHardLinksAndSpecialFiles(t *testing.T, kind string) {
 	f := newFixture(t, kind)
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	write(t, root, "home/user/secret.txt", "secret outside Documents", 0o600)
 	if err := os.Link(filepath.Join(root, "home/user/secret.txt"), filepath.Join(root, docs, "hard")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, root, "tmp/scratch", "scratch in /tmp", 0o644)
+	if err := os.Link(filepath.Join(root, "tmp/scratch"), filepath.Join(root, docs, "scratch")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(root, "etc/passwd"), filepath.Join(root, docs, "passwd")); err != nil {
+		t.Fatal(err)
+	}
+	passwd, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Mkfifo(filepath.Join(root, docs, "report.pdf"), 0o644); err != nil {
@@ -126,13 +139,34 @@ func corpusHardLinksAndSpecialFiles(t *testing.T, kind string) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("close took %v with a FIFO present", d)
 	}
-	want := map[string]string{"hard": RefuseHardlink, "report.pdf": RefuseSpecial, "sock": RefuseSpecial, "tty": RefuseSpecial}
+	want := map[string]string{"report.pdf": RefuseSpecial, "sock": RefuseSpecial, "tty": RefuseSpecial}
 	for n, code := range want {
 		if got := refusal(sum, "/"+docs+"/"+n); got != code {
 			t.Errorf("%s: refusal %q, want %q", n, got, code)
 		}
 	}
-	assertNotInBlobs(t, f, []byte("secret outside Documents"))
+	for _, n := range []string{"hard", "scratch", "passwd"} {
+		if !persisted(sum, "/"+docs+"/"+n) {
+			t.Errorf("%s: hard link not persisted: %+v", n, sum)
+		}
+	}
+	for _, p := range []string{"/home/user/secret.txt", "/tmp/scratch", "/etc/passwd"} {
+		if persisted(sum, p) || refusal(sum, p) != "" {
+			t.Errorf("%s outside the exception reached the summary", p)
+		}
+	}
+	root = f.open()
+	for n, c := range map[string]string{"hard": "secret outside Documents", "scratch": "scratch in /tmp", "passwd": string(passwd)} {
+		assertOwnFile(t, root, docs+"/"+n, c)
+	}
+	for _, p := range []string{"home/user/secret.txt", "tmp/scratch"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s outside the exception survived the close", p)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "etc/passwd")); err != nil || string(b) != string(passwd) {
+		t.Errorf("image /etc/passwd after reopen: %q %v", b, err)
+	}
 }
 
 func TestCorpusModeBitsAreDropped(t *testing.T) { bothSnapshotters(t, corpusModeBitsAreDropped) }

@@ -129,6 +129,12 @@ func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string
 	if err := book.Done(ctx, entry); err != nil && runErr == nil {
 		runErr = err
 	}
+	// CMD never ran (127, 126, 125): one line, then --close as usual.
+	var se *container.StartError
+	if errors.As(runErr, &se) {
+		t.errorf(fmt.Errorf("run %s: %w", sandbox, se))
+		code, runErr = se.Code, nil
+	}
 	if runErr != nil {
 		return runErr
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,6 +39,12 @@ func (b *Book) Exec(ctx context.Context, e *Entry, p Process) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if u := spec.Process.User; u.UID > math.MaxInt32 || u.GID > math.MaxInt32 {
+		return 0, &StartError{ExitNotStarted, fmt.Errorf("user %d:%d: ids must be in 0-%d", u.UID, u.GID, math.MaxInt32)}
+	}
+	if err := lookCmd(p.RootFS, p.Args[0], spec.Process.Env); err != nil {
+		return 0, err
+	}
 	bundle := b.bundle(e)
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return 0, err
@@ -55,7 +62,10 @@ func (b *Book) Exec(ctx context.Context, e *Entry, p Process) (int, error) {
 	if err := e.delete(ctx); err != nil { // a container of a former run under this id
 		return 0, err
 	}
-	cmd := exec.Command(e.Runtime, "--root", e.stateRoot, "run", "--bundle", bundle, e.ID)
+	// The runtime's own messages go to a JSON log that spillway reads, so
+	// a failure before CMD started is told apart from CMD's own status.
+	logPath := filepath.Join(bundle, "runtime.log")
+	cmd := exec.Command(e.Runtime, "--root", e.stateRoot, "--log", logPath, "--log-format", "json", "run", "--bundle", bundle, e.ID)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.Stdin, p.Stdout, p.Stderr
 	// If spillway dies, so does the runtime's foreground process; what is
 	// left of the container is then stale and cleaned by the next Live.
@@ -79,6 +89,11 @@ func (b *Book) Exec(ctx context.Context, e *Entry, p Process) (int, error) {
 	st := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if st.Signaled() {
 		return 128 + int(st.Signal()), nil
+	}
+	if st.ExitStatus() != 0 {
+		if err := runtimeFailure(logPath); err != nil {
+			return 0, err
+		}
 	}
 	return st.ExitStatus(), nil
 }

@@ -24,9 +24,10 @@ type File struct {
 // OpenFile opens path (a clean absolute path as given in a Change) beneath
 // root, never following a symlink in any component and never crossing a
 // mount, and checks the descriptor before anything is read: a regular file
-// (else ErrSymlink for a link, ErrSpecial for anything else), one link
-// (ErrHardlink), size <= limit (ErrTooLarge), and the device and inode of
-// want when want.Ino != 0 (ErrChanged). A missing file is ErrNotFound, a
+// (else ErrSymlink for a link, ErrSpecial for anything else), size <= limit
+// (ErrTooLarge), and the device and inode of want when want.Ino != 0
+// (ErrChanged). A file of several links is read like any other: its bytes
+// are copied, never its inode. A missing file is ErrNotFound, a
 // path too long for the host ErrTooDeep.
 //
 // It first opens the file O_PATH (which runs no driver code, so a planted
@@ -86,9 +87,6 @@ func check(path string, st *unix.Stat_t, want Change, limit int64) error {
 		return fmt.Errorf("%w: %q", ErrSymlink, path)
 	default:
 		return fmt.Errorf("%w: %q is a %s", ErrSpecial, path, typeOf(st.Mode))
-	}
-	if st.Nlink != 1 {
-		return fmt.Errorf("%w: %q has %d links", ErrHardlink, path, st.Nlink)
 	}
 	if st.Size > limit {
 		return fmt.Errorf("%w: %q is %d bytes, limit %d", ErrTooLarge, path, st.Size, limit)

@@ -100,7 +100,6 @@ var testHook func(at, path string)
 // them with errors.Is.
 var (
 	ErrSymlink  = errors.New("hostile: path is or passes through a symlink")
-	ErrHardlink = errors.New("hostile: file has more than one link")
 	ErrSpecial  = errors.New("hostile: not a regular file")
 	ErrTooLarge = errors.New("hostile: file is larger than the limit")
 	ErrChanged  = errors.New("hostile: file changed while being read")

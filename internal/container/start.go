@@ -1,0 +1,141 @@
+package container
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Exit statuses of run when CMD never ran (SPEC.md, "Exit codes").
+const (
+	ExitCannotExec = 126 // CMD found but cannot be executed
+	ExitNotFound   = 127 // CMD not found in the sandbox
+	ExitNotStarted = 125 // spillway or the runtime failed before CMD started
+)
+
+// StartError is a failure before CMD started; Code is run's exit status.
+type StartError struct {
+	Code int
+	Err  error
+}
+
+func (e *StartError) Error() string { return e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }
+
+// lookCmd finds CMD in the sandbox as the runtime will, without running it:
+// a name with a slash is taken as it is (relative to the working
+// directory "/"), else each directory of the process's PATH is searched.
+// Paths resolve inside rootfs only (RESOLVE_IN_ROOT), so a symlink of the
+// sandbox can never reach a host file. A missing CMD is ExitNotFound, a
+// directory or a file without execute bits ExitCannotExec.
+func lookCmd(rootfs, cmd string, env []string) error {
+	fd, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &StartError{ExitNotStarted, fmt.Errorf("open root: %w", err)}
+	}
+	defer unix.Close(fd)
+	if cmd == "" {
+		return &StartError{ExitNotFound, errors.New("empty command: not found in the sandbox")}
+	}
+	if strings.Contains(cmd, "/") {
+		err := checkExec(fd, path.Join("/", cmd))
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return &StartError{ExitNotFound, fmt.Errorf("%s: command not found in the sandbox", cmd)}
+		}
+		if err != nil {
+			return &StartError{ExitCannotExec, fmt.Errorf("%s: cannot be executed: %w", cmd, err)}
+		}
+		return nil
+	}
+	var first error
+	for _, dir := range strings.Split(pathOf(env), ":") {
+		if dir == "" {
+			dir = "."
+		}
+		err := checkExec(fd, path.Join("/", dir, cmd))
+		if err == nil {
+			return nil
+		}
+		if first == nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
+			first = err
+		}
+	}
+	if first != nil {
+		return &StartError{ExitCannotExec, fmt.Errorf("%s: cannot be executed: %w", cmd, first)}
+	}
+	return &StartError{ExitNotFound, fmt.Errorf("%s: command not found in the sandbox", cmd)}
+}
+
+// checkExec says whether p beneath the root descriptor is a file with an
+// execute bit.
+func checkExec(rootfd int, p string) error {
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(rootfd, p, &how)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		return unix.EISDIR
+	case st.Mode&unix.S_IFMT != unix.S_IFREG, st.Mode&0o111 == 0:
+		return unix.EACCES
+	}
+	return nil
+}
+
+// pathOf returns the PATH of env, or the default one.
+func pathOf(env []string) string {
+	for _, v := range env {
+		if p, ok := strings.CutPrefix(v, "PATH="); ok {
+			return p
+		}
+	}
+	return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+}
+
+// runtimeFailure reads the runtime's JSON log (--log-format json) after it
+// exited non-zero: an error entry there means the runtime failed before CMD
+// started (CMD cannot write to the bundle), classified by its message. No
+// error entry means the status is CMD's own.
+func runtimeFailure(logPath string) error {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var msg string
+	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	for sc.Scan() {
+		var l struct{ Level, Msg string }
+		if json.Unmarshal(sc.Bytes(), &l) == nil && (l.Level == "error" || l.Level == "fatal") && msg == "" {
+			msg = l.Msg
+		}
+	}
+	if msg == "" {
+		return nil
+	}
+	msg = strings.TrimPrefix(msg, "runc run failed: ")
+	code := ExitNotStarted
+	switch {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+		code = ExitNotFound
+	case strings.Contains(msg, "permission denied"), strings.Contains(msg, "exec format error"):
+		code = ExitCannotExec
+	}
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return &StartError{code, fmt.Errorf("the runtime failed before CMD started: %s", msg)}
+}
