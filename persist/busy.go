@@ -46,7 +46,7 @@ func (e *BusyError) Error() string {
 	if len(e.Holders) == 0 {
 		b.WriteString("\n  (the kernel says busy, but no holder was found: try again)")
 	}
-	b.WriteString("\nstop them (or leave the directory), then run the command again; close --force stops only `spillway run` processes")
+	b.WriteString("\nstop them (or leave the directory), then run the command again")
 	return b.String()
 }
 

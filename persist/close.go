@@ -30,7 +30,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		return nil, err
 	}
 	if sb.Session == 0 {
-		return nil, fmt.Errorf("sandbox %s was never opened (open it with: spillway open %s)", name, name)
+		return nil, &NeverOpenedError{Sandbox: name}
 	}
 	if sb.State == store.StateClosed {
 		return e.alreadyClosed(ctx, sb)

@@ -313,10 +313,10 @@ func (e *Env) getSandbox(name string) (*store.Sandbox, error) {
 		sb, err = tx.GetSandbox(name)
 		return err
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no sandbox named %q (see spillway ls)", name)
+	if err != nil {
+		return nil, noSandbox(name, err)
 	}
-	return sb, err
+	return sb, nil
 }
 
 var _ = time.Now

@@ -1,7 +1,6 @@
 package persist
 
 import (
-	"errors"
 	"fmt"
 	"os/user"
 	"strconv"
@@ -15,7 +14,7 @@ func (e *Env) Persisted(sandbox string) ([]*store.Record, error) {
 	err := e.Store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
 		if err != nil {
-			return notFoundSandbox(sandbox, err)
+			return noSandbox(sandbox, err)
 		}
 		st, err := LoadState(tx, sb)
 		if err != nil {
@@ -34,7 +33,7 @@ func (e *Env) PersistedVersion(sandbox, path string, n uint64) (*store.Record, e
 	err := e.Store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
 		if err != nil {
-			return notFoundSandbox(sandbox, err)
+			return noSandbox(sandbox, err)
 		}
 		if n == 0 {
 			st, err := LoadState(tx, sb)
@@ -69,20 +68,13 @@ func (e *Env) History(sandbox, path string) ([]*store.Record, error) {
 	var out []*store.Record
 	err := e.Store.View(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(sandbox); err != nil {
-			return notFoundSandbox(sandbox, err)
+			return noSandbox(sandbox, err)
 		}
 		var err error
 		out, err = tx.PathHistory(sandbox, path)
 		return err
 	})
 	return out, err
-}
-
-func notFoundSandbox(name string, err error) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no sandbox named %q (see spillway ls)", name)
-	}
-	return err
 }
 
 func currentUser() string {

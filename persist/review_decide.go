@@ -40,7 +40,7 @@ func (e *Env) Approve(ids []uint64, note string) (*Decided, error) {
 // ApproveAll approves every pending record of a sandbox.
 func (e *Env) ApproveAll(sandbox, note string) (*Decided, error) {
 	if sandbox == "" {
-		return nil, usageErrorf("approve --all needs a SANDBOX")
+		return nil, invalidf("approving all needs a sandbox")
 	}
 	recs, err := e.ReviewList(sandbox)
 	if err != nil || len(recs) == 0 {
@@ -57,7 +57,7 @@ func (e *Env) ApproveAll(sandbox, note string) (*Decided, error) {
 // new generation (the previous version returns, or the path goes).
 func (e *Env) Reject(ids []uint64, reason string) (*Decided, error) {
 	if strings.TrimSpace(reason) == "" {
-		return nil, usageErrorf("--reason is required: say why the change is rejected")
+		return nil, &InputError{Input: "reason", Problem: "is required: say why the change is rejected"}
 	}
 	return e.decide(ids, store.StatusRejected, reason)
 }
@@ -67,7 +67,7 @@ func (e *Env) Reject(ids []uint64, reason string) (*Decided, error) {
 func (e *Env) decide(ids []uint64, status, text string) (*Decided, error) {
 	ids = uniqueIDs(ids)
 	if len(ids) == 0 {
-		return nil, usageErrorf("give at least one record id")
+		return nil, invalidf("give at least one record id")
 	}
 	if err := e.Store.View(func(tx *store.Tx) error {
 		for _, id := range ids {
@@ -181,7 +181,7 @@ func decidable(tx *store.Tx, id uint64, status string) (*store.Record, *store.Sa
 	}
 	sb, err := tx.GetSandbox(r.Sandbox)
 	if err != nil {
-		return nil, nil, notFoundSandbox(r.Sandbox, err)
+		return nil, nil, noSandbox(r.Sandbox, err)
 	}
 	verb := "approve"
 	if status == store.StatusRejected {
