@@ -12,7 +12,6 @@ import (
 
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
-
 )
 
 // Exit codes (SPEC.md).
