@@ -9,6 +9,7 @@ import (
 
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/snapshot"
 )
 
 // Errors reach the command line with an errdefs class (persist/errors.go).
@@ -88,6 +89,7 @@ func hint(err error) string {
 		risky *persist.RiskyError
 		link  *persist.LinkedPatternError
 		busy  *persist.BusyError
+		limit *snapshot.LimitError
 	)
 	switch {
 	case errors.As(err, &nf) && listCommand[nf.Kind] != "":
@@ -106,6 +108,10 @@ func hint(err error) string {
 		return " or use --force"
 	case errors.As(err, &busy):
 		return "; close --force stops only `spillway run` processes"
+	case errors.As(err, &limit) && limit.Limit == "MaxBytes":
+		return " (--max-bytes)"
+	case errors.As(err, &limit) && limit.Limit == "MaxFiles":
+		return " (--max-files)"
 	case errors.Is(err, persist.ErrNoRoot):
 		return ": set --root or SPILLWAY_ROOT"
 	}
