@@ -89,7 +89,7 @@ func (e *Env) unmountRoot(name, path, state string) error {
 	if hs, ferr := holders.Find(path); ferr == nil && (len(hs) > 0 || errors.Is(err, unix.EBUSY)) {
 		return &BusyError{Sandbox: name, Path: path, State: state, Holders: hs}
 	}
-	return fmt.Errorf("unmount root of %s: %w", name, err)
+	return fmt.Errorf("root of %s: %w", name, err) // err says "unmount PATH: …"
 }
 
 // List names the holders on one line, separated by semicolons.

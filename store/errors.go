@@ -50,7 +50,7 @@ func translate(err error) error {
 func translateOpen(dir string, err error) error {
 	if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) ||
 		strings.Contains(err.Error(), "Another process is using this Badger database") {
-		return fmt.Errorf("store %s: %w", dir, ErrLocked)
+		return fmt.Errorf("%w: %s", ErrLocked, dir) // not "store DIR: store is …"
 	}
 	return fmt.Errorf("store %s: open: %w", dir, translate(err))
 }
