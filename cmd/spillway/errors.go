@@ -67,6 +67,14 @@ var listCommand = map[string]string{
 	"record":    "spillway review ls",
 }
 
+// overlayFix words what would make overlay mounts work.
+var overlayFix = map[string]string{
+	snapshot.FixPath:       ": choose another --root, or use --snapshotter native",
+	snapshot.FixFilesystem: ": put --root on ext4, xfs, btrfs or tmpfs, or use --snapshotter native",
+	snapshot.FixPrivilege:  ": run as root, or use --snapshotter native",
+	snapshot.FixKernel:     ", or use --snapshotter native",
+}
+
 // message is err as the command line says it: a library's input named as
 // its flag, and a hint where one helps.
 func message(err error) string {
@@ -90,6 +98,7 @@ func hint(err error) string {
 		link  *persist.LinkedPatternError
 		busy  *persist.BusyError
 		limit *snapshot.LimitError
+		ovl   *snapshot.OverlayError
 	)
 	switch {
 	case errors.As(err, &nf) && listCommand[nf.Kind] != "":
@@ -112,6 +121,8 @@ func hint(err error) string {
 		return " (--max-bytes)"
 	case errors.As(err, &limit) && limit.Limit == "MaxFiles":
 		return " (--max-files)"
+	case errors.As(err, &ovl):
+		return overlayFix[ovl.Fix]
 	case errors.Is(err, persist.ErrNoRoot):
 		return ": set --root or SPILLWAY_ROOT"
 	}
