@@ -52,7 +52,7 @@ func (e *Exception) Validate() error {
 		}
 	}
 	if e.Reason == "" {
-		return errors.New("an exception needs a reason (--reason)")
+		return errors.New("an exception needs a reason")
 	}
 	switch e.Review {
 	case "", ReviewAfter, ReviewBefore:

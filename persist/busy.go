@@ -46,7 +46,7 @@ func (e *BusyError) Error() string {
 	if len(e.Holders) == 0 {
 		b.WriteString("\n  (the kernel says busy, but no holder was found: try again)")
 	}
-	b.WriteString("\nstop them (or leave the directory), then run the command again; close --force stops only `spillway run` processes")
+	b.WriteString("\nstop them (or leave the directory), then run the command again")
 	return b.String()
 }
 
@@ -89,7 +89,7 @@ func (e *Env) unmountRoot(name, path, state string) error {
 	if hs, ferr := holders.Find(path); ferr == nil && (len(hs) > 0 || errors.Is(err, unix.EBUSY)) {
 		return &BusyError{Sandbox: name, Path: path, State: state, Holders: hs}
 	}
-	return fmt.Errorf("unmount root of %s: %w", name, err)
+	return fmt.Errorf("root of %s: %w", name, err) // err says "unmount PATH: …"
 }
 
 // List names the holders on one line, separated by semicolons.

@@ -30,7 +30,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		return nil, err
 	}
 	if sb.Session == 0 {
-		return nil, fmt.Errorf("sandbox %s was never opened (open it with: spillway open %s)", name, name)
+		return nil, &NeverOpenedError{Sandbox: name}
 	}
 	if sb.State == store.StateClosed {
 		return e.alreadyClosed(ctx, sb)
@@ -91,7 +91,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 	// The discarded files are unlinked in the background: a rollback of
 	// many files need not hold up the close (docs/benchmarks.md).
 	if err := e.Snap.RemoveDeferred(ctx, sb.Snapshot, e.TrashDir()); err != nil {
-		return nil, fmt.Errorf("remove root of %s: %w", name, err)
+		return nil, fmt.Errorf("root of %s: %w", name, err) // err says "remove snapshot …"
 	}
 	failpoint.Hit("close.root-removed")
 	sb, err = e.getSandbox(name)

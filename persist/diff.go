@@ -2,9 +2,11 @@ package persist
 
 import (
 	"context"
-	"fmt"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 )
@@ -41,7 +43,7 @@ func (e *Env) Diff(ctx context.Context, name string, fn func(DiffEntry) error) e
 		return err
 	}
 	if sb.State != store.StateOpen {
-		return fmt.Errorf("sandbox %s is %s: diff shows the changes of an open sandbox", name, sb.State)
+		return errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s: diff shows the changes of an open sandbox", name, sb.State)
 	}
 	var rules []*exceptions.Exception
 	if err := e.Store.View(func(tx *store.Tx) error {

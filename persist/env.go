@@ -47,11 +47,14 @@ type Env struct {
 
 const metaSnapshotter = "snapshotter"
 
+// ErrNoRoot reports Options without a state directory.
+var ErrNoRoot = errors.New("no state directory")
+
 // OpenEnv locks the state directory and opens what is in it. The snapshotter
 // choice is recorded at first use; a later different choice is an error.
 func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if o.Root == "" {
-		return nil, errors.New("no state directory: set --root or SPILLWAY_ROOT")
+		return nil, ErrNoRoot
 	}
 	root, err := filepath.Abs(o.Root)
 	if err != nil {
@@ -117,7 +120,7 @@ func (e *Env) chooseSnapshotter(asked string) (string, error) {
 	switch asked {
 	case "", snapshot.KindOverlay, snapshot.KindNative:
 	default:
-		return "", usageErrorf("unknown snapshotter %q: use overlayfs or native", asked)
+		return "", invalidf("unknown snapshotter %q: use overlayfs or native", asked)
 	}
 	if recorded != "" {
 		if asked != "" && asked != recorded {
@@ -171,19 +174,9 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 // ValidateName checks an image or sandbox name.
 func ValidateName(kind, name string) error {
 	if !nameRE.MatchString(name) {
-		return usageErrorf("invalid %s name %q: use letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)", kind, name)
+		return invalidf("invalid %s name %q: use letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)", kind, name)
 	}
 	return nil
-}
-
-// UsageError marks an error as bad input from the command line (exit 2).
-type UsageError struct{ Err error }
-
-func (u *UsageError) Error() string { return u.Err.Error() }
-func (u *UsageError) Unwrap() error { return u.Err }
-
-func usageErrorf(format string, args ...any) error {
-	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
 
 // Snapshot keys, derived so that a crashed command can find its leftovers.

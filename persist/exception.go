@@ -7,7 +7,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/store"
 )
@@ -16,33 +19,29 @@ import (
 // unless x.Forced; the findings are returned either way.
 func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error) {
 	if strings.TrimSpace(x.Reason) == "" {
-		return nil, usageErrorf("--reason is required: say why this exception exists")
+		return nil, &InputError{Input: "reason", Problem: "is required: say why this exception exists"}
 	}
 	if len(x.Patterns) == 0 {
-		return nil, usageErrorf("give at least one PATTERN")
+		return nil, invalidf("give at least one PATTERN")
 	}
 	for _, p := range x.Patterns {
 		if err := exceptions.ValidatePattern(p); err != nil {
-			return nil, &UsageError{Err: err}
+			return nil, invalidf("%w", err)
 		}
 	}
 	if x.Review == "" {
 		x.Review = exceptions.ReviewAfter
 	}
 	if x.Review != exceptions.ReviewAfter && x.Review != exceptions.ReviewBefore {
-		return nil, usageErrorf("--review must be after or before, not %q", x.Review)
+		return nil, &InputError{Input: "review", Problem: fmt.Sprintf("must be after or before, not %q", x.Review)}
 	}
 	now := e.Now()
 	if !x.Expires.IsZero() && !x.Expires.After(now) {
-		return nil, usageErrorf("--expires is in the past")
+		return nil, &InputError{Input: "expires", Problem: "is in the past"}
 	}
 	findings := exceptions.Lint(x)
 	if len(findings) > 0 && !x.Forced {
-		var msgs []string
-		for _, f := range findings {
-			msgs = append(msgs, fmt.Sprintf("%s: %s", f.Code, f.Message))
-		}
-		return findings, fmt.Errorf("risky exception refused:\n  %s\nuse --force to add it anyway (it will be marked as forced)", strings.Join(msgs, "\n  "))
+		return findings, &RiskyError{Findings: findings}
 	}
 	if len(findings) == 0 {
 		x.Forced = false
@@ -51,10 +50,7 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 	x.CreatedBy = currentUser()
 	err := e.Store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(x.Sandbox); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("no sandbox named %q (see spillway ls)", x.Sandbox)
-			}
-			return err
+			return noSandbox(x.Sandbox, err)
 		}
 		if err := checkImageLinks(tx, x); err != nil {
 			return err
@@ -88,7 +84,7 @@ func (e *Env) Exceptions(sandbox string, all bool) ([]*exceptions.Exception, err
 	err := e.Store.View(func(tx *store.Tx) error {
 		if sandbox != "" {
 			if _, err := tx.GetSandbox(sandbox); errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("no sandbox named %q (see spillway ls)", sandbox)
+				return noSandbox(sandbox, err)
 			}
 		}
 		xs, err := tx.ListExceptions(sandbox)
@@ -119,10 +115,8 @@ func (e *Env) ShowException(ctx context.Context, id string) (*ExceptionReport, e
 	rep := &ExceptionReport{}
 	err := e.Store.View(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("no exception %q (see spillway exception ls --all)", id)
-		} else if err != nil {
-			return err
+		if err != nil {
+			return noException(id, err)
 		}
 		rep.Exception = x
 		seen := map[uint64]bool{}
@@ -184,18 +178,16 @@ func (e *Env) ShowException(ctx context.Context, id string) (*ExceptionReport, e
 // let through out of the persisted state, in a new generation.
 func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool) (purged int, err error) {
 	if strings.TrimSpace(reason) == "" {
-		return 0, usageErrorf("--reason is required: say why the exception is revoked")
+		return 0, &InputError{Input: "reason", Problem: "is required: say why the exception is revoked"}
 	}
 	now := e.Now()
 	err = e.Store.Update(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("no exception %q (see spillway exception ls --all)", id)
-		} else if err != nil {
-			return err
+		if err != nil {
+			return noException(id, err)
 		}
 		if !x.Revoked.IsZero() && !purge {
-			return fmt.Errorf("exception %s was already revoked on %s", id, x.Revoked.Format("2006-01-02 15:04"))
+			return errclass.Errorf(errdefs.ErrFailedPrecondition, "exception %s was already revoked on %s", id, x.Revoked.Format("2006-01-02 15:04"))
 		}
 		if x.Revoked.IsZero() {
 			x.Revoked, x.RevokedBy, x.RevokeReason = now, currentUser(), reason
@@ -262,8 +254,7 @@ func checkImageLinks(tx *store.Tx, x *exceptions.Exception) error {
 		prefix := exceptions.FixedPrefix(p)
 		if link, real, ok := linkOnPath(img.Dir, prefix); ok {
 			suggest := real + strings.TrimPrefix(p, prefix)
-			return &UsageError{Err: fmt.Errorf("in image %s, %s is a symlink, so %q would never match; write the real path (%s) or use --force",
-				img.Name, link, p, suggest)}
+			return &LinkedPatternError{Image: img.Name, Link: link, Pattern: p, Suggest: suggest}
 		}
 	}
 	return nil

@@ -19,7 +19,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 	err := e.Store.View(func(tx *store.Tx) error {
 		_, err := tx.GetImage(name)
 		if err == nil {
-			return fmt.Errorf("image %s already exists (remove it first with: spillway image rm %s)", name, name)
+			return &ExistsError{Kind: "image", Name: name}
 		}
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
@@ -64,10 +64,7 @@ func (e *Env) RemoveImage(ctx context.Context, name string) error {
 			if left, lerr := e.Snap.Exists(ctx, imageKey(name)); errors.Is(err, store.ErrNotFound) && lerr == nil && left {
 				return errLeftover // a removal crashed after its commit: finish it
 			}
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("no image named %q (see spillway image ls)", name)
-			}
-			return err
+			return noImage(name, err)
 		}
 		sbs, err := tx.ListSandboxes()
 		if err != nil {
@@ -75,7 +72,7 @@ func (e *Env) RemoveImage(ctx context.Context, name string) error {
 		}
 		for _, sb := range sbs {
 			if sb.Image == name {
-				return fmt.Errorf("image %s is in use by sandbox %s (remove the sandbox first: spillway rm %s)", name, sb.Name, sb.Name)
+				return &InUseError{Image: name, Sandbox: sb.Name}
 			}
 		}
 		if err := tx.DeleteImage(name); err != nil {

@@ -53,7 +53,7 @@ func (e *Env) Names(kind string, limit int) ([]string, error) {
 				return nil
 			})
 		}
-		return usageErrorf("unknown kind of name %q", kind)
+		return invalidf("unknown kind of name %q", kind)
 	})
 	if errors.Is(err, errEnough) {
 		err = nil

@@ -79,7 +79,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 	skey := sessionKey(sb.Name, n)
 	mounts, err := e.Snap.Prepare(ctx, skey, parent)
 	if err != nil {
-		return nil, fmt.Errorf("prepare root of %s: %w", name, err)
+		return nil, fmt.Errorf("root of %s: %w", name, err) // err says "prepare snapshot …"
 	}
 	failpoint.Hit("open.root-prepared")
 	target := e.MountPath(name)
@@ -89,7 +89,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 	}
 	if err := snapshot.MountAll(mounts, target); err != nil {
 		e.Snap.Remove(ctx, skey)
-		return nil, fmt.Errorf("mount root of %s: %w", name, err)
+		return nil, fmt.Errorf("root of %s: %w", name, err) // err says "mount …"
 	}
 	failpoint.Hit("open.mounted")
 	now := e.Now()
@@ -163,7 +163,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 	}
 	mounts, err := e.Snap.Prepare(ctx, buildKey, image)
 	if err != nil {
-		return "", nil, fmt.Errorf("prepare persisted layer: %w", err)
+		return "", nil, fmt.Errorf("persisted layer: %w", err) // err says "prepare snapshot …"
 	}
 	failpoint.Hit("open.layer-prepared")
 	dir, _ := snapshot.BindSource(mounts)
@@ -177,7 +177,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 	defer os.Remove(target)
 	if err := snapshot.MountAll(mounts, target); err != nil {
 		e.Snap.Remove(ctx, buildKey)
-		return "", nil, fmt.Errorf("mount persisted layer: %w", err)
+		return "", nil, fmt.Errorf("persisted layer: %w", err) // err says "mount …"
 	}
 	skipped, applyErr := e.applyState(ctx, target, state)
 	if applyErr == nil {
@@ -197,7 +197,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 		}
 	}
 	if err := e.Snap.Commit(ctx, key, buildKey); err != nil {
-		return "", nil, fmt.Errorf("commit persisted layer: %w", err)
+		return "", nil, fmt.Errorf("persisted layer: %w", err) // err says "commit snapshot …"
 	}
 	failpoint.Hit("open.layer-committed")
 	return dir, skipped, nil
@@ -302,7 +302,7 @@ func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
 				continue
 			}
 			if err := e.Snap.Remove(ctx, k); err != nil {
-				return fmt.Errorf("remove leftover snapshot %s: %w", k, err)
+				return fmt.Errorf("leftover: %w", err) // err says "remove snapshot K: …"
 			}
 		}
 	}
@@ -316,10 +316,10 @@ func (e *Env) getSandbox(name string) (*store.Sandbox, error) {
 		sb, err = tx.GetSandbox(name)
 		return err
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no sandbox named %q (see spillway ls)", name)
+	if err != nil {
+		return nil, noSandbox(name, err)
 	}
-	return sb, err
+	return sb, nil
 }
 
 var _ = time.Now

@@ -2,7 +2,6 @@ package persist
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/user"
 	"strconv"
@@ -16,7 +15,7 @@ func (e *Env) Persisted(ctx context.Context, sandbox string) ([]*store.Record, e
 	err := e.Store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
 		if err != nil {
-			return notFoundSandbox(sandbox, err)
+			return noSandbox(sandbox, err)
 		}
 		st, err := LoadState(ctx, tx, sb)
 		if err != nil {
@@ -35,7 +34,7 @@ func (e *Env) PersistedVersion(ctx context.Context, sandbox, path string, n uint
 	err := e.Store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
 		if err != nil {
-			return notFoundSandbox(sandbox, err)
+			return noSandbox(sandbox, err)
 		}
 		if n == 0 {
 			st, err := LoadState(ctx, tx, sb)
@@ -70,20 +69,13 @@ func (e *Env) History(ctx context.Context, sandbox, path string) ([]*store.Recor
 	var out []*store.Record
 	err := e.Store.View(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(sandbox); err != nil {
-			return notFoundSandbox(sandbox, err)
+			return noSandbox(sandbox, err)
 		}
 		var err error
 		out, err = tx.PathHistory(sandbox, path)
 		return err
 	})
 	return out, err
-}
-
-func notFoundSandbox(name string, err error) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no sandbox named %q (see spillway ls)", name)
-	}
-	return err
 }
 
 func currentUser() string {

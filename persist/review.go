@@ -3,7 +3,6 @@ package persist
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/store"
@@ -38,7 +37,7 @@ func (e *Env) ReviewEach(ctx context.Context, sandbox string, fn func(*store.Rec
 		if sandbox != "" {
 			sb, err := tx.GetSandbox(sandbox)
 			if err != nil {
-				return notFoundSandbox(sandbox, err)
+				return noSandbox(sandbox, err)
 			}
 			sbs[sandbox] = sb
 		}
@@ -129,8 +128,8 @@ func previousVersion(sb *store.Sandbox, hist []*store.Record, r *store.Record) *
 // getRecord returns record id, with an error a user can act on.
 func getRecord(tx *store.Tx, id uint64) (*store.Record, error) {
 	r, err := tx.GetRecord(id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no record r%d (see spillway review ls)", id)
+	if err != nil {
+		return nil, noRecord(id, err)
 	}
-	return r, err
+	return r, nil
 }

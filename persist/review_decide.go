@@ -41,7 +41,7 @@ func (e *Env) Approve(ctx context.Context, ids []uint64, note string) (*Decided,
 // ApproveAll approves every pending record of a sandbox.
 func (e *Env) ApproveAll(ctx context.Context, sandbox, note string) (*Decided, error) {
 	if sandbox == "" {
-		return nil, usageErrorf("approve --all needs a SANDBOX")
+		return nil, invalidf("approving all needs a sandbox")
 	}
 	recs, err := e.ReviewList(ctx, sandbox)
 	if err != nil || len(recs) == 0 {
@@ -58,7 +58,7 @@ func (e *Env) ApproveAll(ctx context.Context, sandbox, note string) (*Decided, e
 // new generation (the previous version returns, or the path goes).
 func (e *Env) Reject(ctx context.Context, ids []uint64, reason string) (*Decided, error) {
 	if strings.TrimSpace(reason) == "" {
-		return nil, usageErrorf("--reason is required: say why the change is rejected")
+		return nil, &InputError{Input: "reason", Problem: "is required: say why the change is rejected"}
 	}
 	return e.decide(ctx, ids, store.StatusRejected, reason)
 }
@@ -68,7 +68,7 @@ func (e *Env) Reject(ctx context.Context, ids []uint64, reason string) (*Decided
 func (e *Env) decide(ctx context.Context, ids []uint64, status, text string) (*Decided, error) {
 	ids = uniqueIDs(ids)
 	if len(ids) == 0 {
-		return nil, usageErrorf("give at least one record id")
+		return nil, invalidf("give at least one record id")
 	}
 	if err := e.Store.View(func(tx *store.Tx) error {
 		for i, id := range ids {
@@ -190,7 +190,7 @@ func decidable(tx *store.Tx, id uint64, status string) (*store.Record, *store.Sa
 	}
 	sb, err := tx.GetSandbox(r.Sandbox)
 	if err != nil {
-		return nil, nil, notFoundSandbox(r.Sandbox, err)
+		return nil, nil, noSandbox(r.Sandbox, err)
 	}
 	verb := "approve"
 	if status == store.StatusRejected {

@@ -173,9 +173,9 @@ func TestDecisionErrorsChangeNothing(t *testing.T) {
 	_, err = e.Reject(context.Background(), []uint64{refused.ID}, "x")
 	wantErr(t, err, fmt.Sprintf("record r%d was refused at close (symlink): it kept no content, there is nothing to reject", refused.ID))
 	_, err = e.Approve(context.Background(), []uint64{pending.ID, 999}, "")
-	wantErr(t, err, "no record r999 (see spillway review ls)")
+	wantErr(t, err, "no record r999")
 	_, err = e.Reject(context.Background(), []uint64{pending.ID}, " ")
-	wantErr(t, err, "--reason is required")
+	wantErr(t, err, "reason is required")
 	// a record of a close that has not committed is no review matter yet
 	rvUpdate(t, e, func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox("docs")
@@ -287,7 +287,7 @@ func TestReviewShowDiff(t *testing.T) {
 	if rep, _ = e.ReviewShow(del.ID); !bytes.Contains([]byte(rep.Diff.Note), []byte("binary")) {
 		t.Fatalf("delete after binary: %+v", rep.Diff)
 	}
-	if _, err := e.ReviewShow(12345); err == nil || err.Error() != "no record r12345 (see spillway review ls)" {
+	if _, err := e.ReviewShow(12345); err == nil || err.Error() != "no record r12345" {
 		t.Fatal(err)
 	}
 }

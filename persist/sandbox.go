@@ -25,13 +25,10 @@ func (e *Env) CreateSandbox(name, image string) error {
 	}
 	return e.Store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetImage(image); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("no image named %q (see spillway image ls)", image)
-			}
-			return err
+			return noImage(image, err)
 		}
 		if _, err := tx.GetSandbox(name); err == nil {
-			return fmt.Errorf("sandbox %s already exists", name)
+			return &ExistsError{Kind: "sandbox", Name: name}
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -115,7 +112,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 	}
 	if sb.State != store.StateClosed {
 		if !force {
-			return fmt.Errorf("sandbox %s is %s (close it first, or use rm --force to discard everything)", name, sb.State)
+			return &NotClosedError{Sandbox: name, State: sb.State}
 		}
 		if beforeUnmount != nil && sb.State == store.StateOpen {
 			if err := beforeUnmount(ctx, sb); err != nil {

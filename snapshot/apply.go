@@ -103,7 +103,7 @@ func (a *applier) forgetDir() {
 func (a *applier) count(hdr *tar.Header, name string) error {
 	a.entries++
 	if a.lim.MaxFiles >= 0 && a.entries > a.lim.MaxFiles {
-		return &LimitError{Name: name, Limit: "--max-files", Value: a.lim.MaxFiles}
+		return &LimitError{Name: name, Limit: "MaxFiles", Value: a.lim.MaxFiles}
 	}
 	if isRegular(hdr.Typeflag) {
 		a.logical += hdr.Size
@@ -241,7 +241,7 @@ func (a *applier) writeFile(ctx context.Context, dfd int, base, name string, hdr
 func (a *applier) charge(n int64, name string) error {
 	a.written += n
 	if a.lim.MaxBytes >= 0 && a.written > a.lim.MaxBytes {
-		return &LimitError{Name: name, Limit: "--max-bytes", Value: a.lim.MaxBytes}
+		return &LimitError{Name: name, Limit: "MaxBytes", Value: a.lim.MaxBytes}
 	}
 	return nil
 }

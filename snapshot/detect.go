@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,7 +15,29 @@ import (
 // is an exact record of the changes (DESIGN.md, "The snapshot chain").
 var overlayOptions = []string{"index=off", "metacopy=off", "redirect_dir=off"}
 
-const rootHint = "put --root on ext4, xfs, btrfs or tmpfs, or use --snapshotter native"
+// OverlayError says why overlay mounts fail under a directory. Fix says
+// what would help; the command line words it with its flags. It matches
+// errdefs.ErrNotImplemented.
+type OverlayError struct {
+	Msg string
+	Fix string // FixPath, FixFilesystem, FixPrivilege or FixKernel
+}
+
+// What would make overlay mounts work (OverlayError.Fix); the native
+// snapshotter is always the other way.
+const (
+	FixPath       = "path"       // a directory whose path has no ',' or ':'
+	FixFilesystem = "filesystem" // a directory on ext4, xfs, btrfs or tmpfs
+	FixPrivilege  = "privilege"  // running as root
+	FixKernel     = "kernel"     // loading the overlay module (in Msg)
+)
+
+func (e *OverlayError) Error() string { return e.Msg }
+func (e *OverlayError) Unwrap() error { return errdefs.ErrNotImplemented }
+
+func overlayErr(fix, format string, args ...any) error {
+	return &OverlayError{Msg: fmt.Sprintf(format, args...), Fix: fix}
+}
 
 // Detect picks the snapshotter for a state directory: KindOverlay when an
 // overlay mount works on the filesystem holding dir, else KindNative. Like
@@ -36,7 +59,7 @@ func CheckOverlay(dir string) error {
 		return fmt.Errorf("cannot check overlay support on %s: %w", dir, err)
 	}
 	if strings.ContainsAny(abs, ",:") {
-		return fmt.Errorf("cannot mount overlay on %s: the path holds ',' or ':', which overlay mount options cannot carry: choose another --root, or use --snapshotter native", abs)
+		return overlayErr(FixPath, "cannot mount overlay on %s: the path holds ',' or ':', which overlay mount options cannot carry", abs)
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return fmt.Errorf("cannot check overlay support on %s: %w", abs, err)
@@ -47,7 +70,7 @@ func CheckOverlay(dir string) error {
 	}
 	fsType := fsTypeName(int64(st.Type))
 	if st.Type == unix.OVERLAYFS_SUPER_MAGIC {
-		return fmt.Errorf("cannot mount overlay on %s (an overlay filesystem): %s", abs, rootHint)
+		return overlayErr(FixFilesystem, "cannot mount overlay on %s (an overlay filesystem)", abs)
 	}
 
 	td, err := os.MkdirTemp(abs, ".overlay-check-")
@@ -66,11 +89,11 @@ func CheckOverlay(dir string) error {
 		os.RemoveAll(td)
 		switch {
 		case errors.Is(err, unix.EPERM):
-			return fmt.Errorf("cannot mount overlay on %s: %v (overlay mounts need root): run as root, or use --snapshotter native", abs, err)
+			return overlayErr(FixPrivilege, "cannot mount overlay on %s: %v (overlay mounts need root)", abs, err)
 		case errors.Is(err, unix.ENODEV):
-			return fmt.Errorf("cannot mount overlay on %s: the kernel has no overlay filesystem (try modprobe overlay), or use --snapshotter native", abs)
+			return overlayErr(FixKernel, "cannot mount overlay on %s: the kernel has no overlay filesystem (try modprobe overlay)", abs)
 		default:
-			return fmt.Errorf("cannot mount overlay on %s (%s): %v: %s", abs, fsType, err, rootHint)
+			return overlayErr(FixFilesystem, "cannot mount overlay on %s (%s): %v", abs, fsType, err)
 		}
 	}
 	werr := os.WriteFile(filepath.Join(merged, "probe"), nil, 0o600)
@@ -86,7 +109,7 @@ func CheckOverlay(dir string) error {
 	}
 	os.RemoveAll(td)
 	if werr != nil {
-		return fmt.Errorf("cannot use overlay on %s (%s): %v: %s", abs, fsType, werr, rootHint)
+		return overlayErr(FixFilesystem, "cannot use overlay on %s (%s): %v", abs, fsType, werr)
 	}
 	return nil
 }

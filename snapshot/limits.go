@@ -62,18 +62,18 @@ func (l Limits) resolve(dir string) (Limits, error) {
 // It unwraps to errdefs.ErrResourceExhausted.
 type LimitError struct {
 	Name  string // the entry that went past the limit
-	Limit string // "--max-bytes", "--max-files" or "logical size"
+	Limit string // "MaxBytes", "MaxFiles" (the Limits fields) or "logical size"
 	Value int64  // the limit
 }
 
 func (e *LimitError) Error() string {
 	switch e.Limit {
-	case "--max-files":
-		return fmt.Sprintf("tar entry %q: the archive has more than %d entries (--max-files)", e.Name, e.Value)
+	case "MaxFiles":
+		return fmt.Sprintf("tar entry %q: the archive has more than %d entries", e.Name, e.Value)
 	case "logical size":
 		return fmt.Sprintf("tar entry %q: the files' logical size (holes included) passes %s, the limit on what an import may expand", e.Name, units.FormatSize(e.Value))
 	}
-	return fmt.Sprintf("tar entry %q: the archive writes more than %s (--max-bytes)", e.Name, units.FormatSize(e.Value))
+	return fmt.Sprintf("tar entry %q: the archive writes more than %s", e.Name, units.FormatSize(e.Value))
 }
 
 func (e *LimitError) Unwrap() error { return errdefs.ErrResourceExhausted }

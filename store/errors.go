@@ -6,14 +6,19 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/containerd/errdefs"
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/spillway/spillway/internal/errclass"
 )
 
 var (
-	// ErrNotFound is wrapped by every lookup of a missing object.
-	ErrNotFound = errors.New("not found")
-	// ErrExists reports an object that is already there.
-	ErrExists = errors.New("already exists")
+	// ErrNotFound is wrapped by every lookup of a missing object; it
+	// matches errdefs.ErrNotFound too.
+	ErrNotFound = errclass.New(errdefs.ErrNotFound, "not found")
+	// ErrExists reports an object that is already there; it matches
+	// errdefs.ErrAlreadyExists too.
+	ErrExists = errclass.New(errdefs.ErrAlreadyExists, "already exists")
 	// ErrTooBig reports a transaction over badger's size limit; split the work
 	// into several Updates.
 	ErrTooBig = errors.New("transaction too big")
@@ -45,7 +50,7 @@ func translate(err error) error {
 func translateOpen(dir string, err error) error {
 	if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) ||
 		strings.Contains(err.Error(), "Another process is using this Badger database") {
-		return fmt.Errorf("store %s: %w", dir, ErrLocked)
+		return fmt.Errorf("%w: %s", ErrLocked, dir) // not "store DIR: store is …"
 	}
 	return fmt.Errorf("store %s: open: %w", dir, translate(err))
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -81,6 +83,10 @@ func runImageImport(c *cli.Context, t *term, imgName, source string) error {
 	} else {
 		fi, err := os.Stat(source)
 		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // it names source again
+			}
 			return fmt.Errorf("image source %s: %w", source, err)
 		}
 		if fi.IsDir() {

@@ -108,7 +108,7 @@ func pathCommand(t *term) *cli.Command {
 						return nil
 					}
 				}
-				return fmt.Errorf("no sandbox named %q (see spillway ls)", c.Args().Get(0))
+				return &persist.NotFoundError{Kind: "sandbox", Name: c.Args().Get(0)}
 			})
 		},
 	}

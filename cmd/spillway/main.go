@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
-
-	"github.com/spillway/spillway/persist"
 )
 
 // Exit codes (SPEC.md).
@@ -57,44 +54,6 @@ func interrupted(ctx context.Context, err error) error {
 		return &exitStatus{code: exitInterrupted, err: errors.New("interrupted")}
 	}
 	return err
-}
-
-// exitStatus is an error that carries its own exit status (run, verify).
-type exitStatus struct {
-	code int
-	err  error // printed when not nil
-}
-
-func (e *exitStatus) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit status %d", e.code)
-	}
-	return e.err.Error()
-}
-
-// usageError marks bad input on the command line.
-func usageError(format string, args ...any) error {
-	return &persist.UsageError{Err: fmt.Errorf(format, args...)}
-}
-
-// exit prints err the documented way and returns the exit status.
-func (t *term) exit(err error) int {
-	if err == nil {
-		return exitOK
-	}
-	var st *exitStatus
-	if errors.As(err, &st) {
-		if st.err != nil {
-			t.errorf(st.err)
-		}
-		return st.code
-	}
-	t.errorf(err)
-	var ue *persist.UsageError
-	if errors.As(err, &ue) {
-		return exitUsage
-	}
-	return exitError
 }
 
 // quietLibraries routes containerd's log output (logrus) through spillway's

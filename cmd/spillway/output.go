@@ -27,7 +27,7 @@ type term struct {
 
 // errorf prints an error as "spillway: message" (or a JSON object).
 func (t *term) errorf(err error) {
-	msg := err.Error()
+	msg := message(err)
 	if t.json {
 		out := map[string]any{"error": msg}
 		var be *persist.BusyError

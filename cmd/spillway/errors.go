@@ -1,0 +1,130 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/snapshot"
+)
+
+// Errors reach the command line with an errdefs class (persist/errors.go).
+// This file is the one place that turns a class into an exit status and
+// adds the hints that name commands and flags.
+
+// exitStatus is an error that carries its own exit status (run, verify).
+type exitStatus struct {
+	code int
+	err  error // printed when not nil
+}
+
+func (e *exitStatus) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+// usageError marks bad input on the command line (exit 2).
+func usageError(format string, args ...any) error {
+	return errclass.Errorf(errdefs.ErrInvalidArgument, format, args...)
+}
+
+// exit prints err the documented way and returns the exit status.
+func (t *term) exit(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var st *exitStatus
+	if errors.As(err, &st) {
+		if st.err != nil {
+			t.errorf(st.err)
+		}
+		return st.code
+	}
+	t.errorf(err)
+	return exitCode(err)
+}
+
+// exitCode maps an error's class to its exit status: bad input is a usage
+// error, any other class a plain error.
+func exitCode(err error) int {
+	if errdefs.IsInvalidArgument(err) {
+		return exitUsage
+	}
+	return exitError
+}
+
+// listCommand names the command that lists each kind of object.
+var listCommand = map[string]string{
+	"sandbox":   "spillway ls",
+	"image":     "spillway image ls",
+	"exception": "spillway exception ls --all",
+	"record":    "spillway review ls",
+}
+
+// overlayFix words what would make overlay mounts work.
+var overlayFix = map[string]string{
+	snapshot.FixPath:       ": choose another --root, or use --snapshotter native",
+	snapshot.FixFilesystem: ": put --root on ext4, xfs, btrfs or tmpfs, or use --snapshotter native",
+	snapshot.FixPrivilege:  ": run as root, or use --snapshotter native",
+	snapshot.FixKernel:     ", or use --snapshotter native",
+}
+
+// message is err as the command line says it: a library's input named as
+// its flag, and a hint where one helps.
+func message(err error) string {
+	msg := err.Error()
+	var in *persist.InputError
+	if errors.As(err, &in) {
+		msg = strings.Replace(msg, in.Error(), "--"+in.Error(), 1)
+	}
+	return msg + hint(err)
+}
+
+// hint is what to do about err, or "".
+func hint(err error) string {
+	var (
+		nf    *persist.NotFoundError
+		ex    *persist.ExistsError
+		nc    *persist.NotClosedError
+		no    *persist.NeverOpenedError
+		use   *persist.InUseError
+		risky *persist.RiskyError
+		link  *persist.LinkedPatternError
+		busy  *persist.BusyError
+		limit *snapshot.LimitError
+		ovl   *snapshot.OverlayError
+	)
+	switch {
+	case errors.As(err, &nf) && listCommand[nf.Kind] != "":
+		return " (see " + listCommand[nf.Kind] + ")"
+	case errors.As(err, &ex) && ex.Kind == "image":
+		return " (remove it first with: spillway image rm " + ex.Name + ")"
+	case errors.As(err, &nc):
+		return " (close it first, or use rm --force to discard everything)"
+	case errors.As(err, &no):
+		return " (open it with: spillway open " + no.Sandbox + ")"
+	case errors.As(err, &use):
+		return " (remove the sandbox first: spillway rm " + use.Sandbox + ")"
+	case errors.As(err, &risky):
+		return "\nuse --force to add it anyway (it will be marked as forced)"
+	case errors.As(err, &link):
+		return " or use --force"
+	case errors.As(err, &busy):
+		return "; close --force stops only `spillway run` processes"
+	case errors.As(err, &limit) && limit.Limit == "MaxBytes":
+		return " (--max-bytes)"
+	case errors.As(err, &limit) && limit.Limit == "MaxFiles":
+		return " (--max-files)"
+	case errors.As(err, &ovl):
+		return overlayFix[ovl.Fix]
+	case errors.Is(err, persist.ErrNoRoot):
+		return ": set --root or SPILLWAY_ROOT"
+	}
+	return ""
+}
