@@ -12,6 +12,7 @@ import (
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/store"
 )
 
@@ -47,7 +48,7 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 		x.Forced = false
 	}
 	x.Created = now
-	x.CreatedBy = currentUser()
+	x.CreatedBy = whoami.Name()
 	err := e.Store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(x.Sandbox); err != nil {
 			return noSandbox(x.Sandbox, err)
@@ -190,7 +191,7 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 			return errclass.Errorf(errdefs.ErrFailedPrecondition, "exception %s was already revoked on %s", id, x.Revoked.Format("2006-01-02 15:04"))
 		}
 		if x.Revoked.IsZero() {
-			x.Revoked, x.RevokedBy, x.RevokeReason = now, currentUser(), reason
+			x.Revoked, x.RevokedBy, x.RevokeReason = now, whoami.Name(), reason
 			if err := tx.PutException(x); err != nil {
 				return err
 			}

@@ -3,8 +3,6 @@ package persist
 import (
 	"context"
 	"fmt"
-	"os/user"
-	"strconv"
 
 	"github.com/spillway/spillway/store"
 )
@@ -76,11 +74,4 @@ func (e *Env) History(ctx context.Context, sandbox, path string) ([]*store.Recor
 		return err
 	})
 	return out, err
-}
-
-func currentUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return strconv.Itoa(0)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/store"
 )
 
@@ -101,7 +102,7 @@ func (e *Env) decide(ctx context.Context, ids []uint64, status, text string) (*D
 }
 
 func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status, text string, out *Decided) error {
-	now, who := e.Now(), currentUser()
+	now, who := e.Now(), whoami.Name()
 	type sbDecision struct {
 		sb      *store.Sandbox
 		ids     []uint64

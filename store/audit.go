@@ -5,12 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"os/user"
 	"slices"
-	"strconv"
-	"sync"
 	"time"
+
+	"github.com/spillway/spillway/internal/whoami"
 )
 
 // auditDomain prefixes every hashed audit entry.
@@ -72,13 +70,6 @@ func (e *Event) ComputeHash() [32]byte {
 	return out
 }
 
-var currentUser = sync.OnceValue(func() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	return strconv.Itoa(os.Getuid())
-})
-
 // head returns the audit head (0 and zero hash when the log is empty).
 func (tx *Tx) head() (uint64, [32]byte, bool, error) {
 	var h [32]byte
@@ -105,7 +96,7 @@ func (tx *Tx) Append(typ, sandbox string, data map[string]string) (*Event, error
 		Time:    time.Now().UTC(),
 		Type:    typ,
 		Sandbox: sandbox,
-		User:    currentUser(),
+		User:    whoami.Name(),
 		Data:    maps(data),
 		Prev:    prev,
 	}
