@@ -10,7 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"golang.org/x/sys/unix"
+	xterm "golang.org/x/term"
 
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/persist"
@@ -62,11 +62,7 @@ func (t *term) table() *tabwriter.Writer {
 // isTerminal says whether w is a terminal (for progress and colour).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return ok && xterm.IsTerminal(int(f.Fd()))
 }
 
 // progress prints a self-overwriting line on a terminal, nothing elsewhere.

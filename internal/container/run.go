@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 // ErrNoTerminal is returned when a terminal is asked for and stdin is not one.
@@ -125,13 +126,10 @@ func (b *Book) forward(ctx context.Context, e *Entry, rt *os.Process, stdin any,
 // Done deletes the container of a finished run, its bundle and its entry.
 func (b *Book) Done(ctx context.Context, e *Entry) error { return b.Clean(ctx, e) }
 
+// isTerminal says whether r is a terminal.
 func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // foregroundTerminal says whether stdin is a terminal whose foreground
