@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/bmatcuk/doublestar/v4"
+
+	"github.com/spillway/spillway/internal/sandboxpath"
 )
 
 // MaxPatternLen is the longest pattern accepted, in bytes (PATH_MAX).
@@ -248,7 +250,7 @@ func FixedPrefix(p string) string {
 // IsCleanPath reports whether p is a clean absolute path without NUL: the
 // only kind of path Matches accepts.
 func IsCleanPath(p string) bool {
-	return strings.HasPrefix(p, "/") && strings.IndexByte(p, 0) < 0 && path.Clean(p) == p
+	return sandboxpath.IsClean(p)
 }
 
 // Matches reports whether any pattern of e matches the path p, regardless of

@@ -4,9 +4,9 @@ import (
 	"context"
 	"path"
 	"sort"
-	"strings"
 
 	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/sandboxpath"
 	"github.com/spillway/spillway/store"
 )
 
@@ -125,7 +125,7 @@ func (st State) Files() (files, bytes int64) {
 
 // cleanAbs says whether p is a clean absolute path inside a sandbox.
 func cleanAbs(p string) bool {
-	return p != "/" && strings.HasPrefix(p, "/") && path.Clean(p) == p && !strings.ContainsRune(p, 0)
+	return p != "/" && sandboxpath.IsClean(p)
 }
 
 // exactBytes returns s's bytes when JSON cannot hold s exactly, else nil.

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/sandboxpath"
 )
 
 // File is a regular file of a hostile tree opened for reading by OpenFile.
@@ -229,17 +231,10 @@ func checkPath(path string) error {
 	if len(path) >= PathMax {
 		return fmt.Errorf("%w: path of %d bytes", ErrTooDeep, len(path))
 	}
-	if len(path) < 2 || path[0] != '/' || strings.IndexByte(path, 0) >= 0 {
+	if path == "/" || !sandboxpath.IsClean(path) {
 		return fmt.Errorf("hostile: invalid path %q", path)
 	}
-	depth := 0
-	for _, c := range strings.Split(path[1:], "/") {
-		if c == "" || c == "." || c == ".." {
-			return fmt.Errorf("hostile: invalid path %q", path)
-		}
-		depth++
-	}
-	if depth > MaxDepth {
+	if depth := strings.Count(path, "/"); depth > MaxDepth {
 		return fmt.Errorf("%w: %d components", ErrTooDeep, depth)
 	}
 	return nil
