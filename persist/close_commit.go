@@ -173,7 +173,7 @@ func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
 			files += t.Files
 			bytes += t.Bytes
 		}
-		_, err = tx.Append("sandbox.close", cur.Name, map[string]string{
+		_, err = tx.Append(e.Now(), "sandbox.close", cur.Name, map[string]string{
 			"session":         fmt.Sprint(cur.Session),
 			"generation":      fmt.Sprint(cur.Generation),
 			"persisted_files": fmt.Sprint(files),

@@ -71,7 +71,7 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 		if !x.Expires.IsZero() {
 			data["expires"] = x.Expires.Format("2006-01-02T15:04:05Z07:00")
 		}
-		_, err = tx.Append("exception.add", x.Sandbox, data)
+		_, err = tx.Append(e.Now(), "exception.add", x.Sandbox, data)
 		return err
 	})
 	return findings, err
@@ -195,7 +195,7 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 			if err := tx.PutException(x); err != nil {
 				return err
 			}
-			if _, err := tx.Append("exception.revoke", x.Sandbox, map[string]string{"exception": id, "reason": reason}); err != nil {
+			if _, err := tx.Append(e.Now(), "exception.revoke", x.Sandbox, map[string]string{"exception": id, "reason": reason}); err != nil {
 				return err
 			}
 		}
@@ -229,7 +229,7 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 				return err
 			}
 		}
-		_, err = tx.Append("exception.purge", x.Sandbox, map[string]string{
+		_, err = tx.Append(e.Now(), "exception.purge", x.Sandbox, map[string]string{
 			"exception": id, "records": fmt.Sprint(purged), "generation": fmt.Sprint(sb.Generation),
 		})
 		return err

@@ -47,7 +47,7 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 		return f, err
 	}
 	if err := e.Store.Update(func(tx *store.Tx) error {
-		_, err := tx.Append("gc", "", map[string]string{
+		_, err := tx.Append(e.Now(), "gc", "", map[string]string{
 			"blobs": fmt.Sprint(len(f.Blobs)), "blob_bytes": fmt.Sprint(f.BlobBytes),
 			"snapshots": fmt.Sprint(len(f.Snapshots)), "temp_files": fmt.Sprint(len(f.TempFiles)),
 			"temp_bytes": fmt.Sprint(f.TempBytes),

@@ -44,7 +44,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 		if err := tx.PutImage(img); err != nil {
 			return err
 		}
-		_, err := tx.Append("image.import", "", map[string]string{
+		_, err := tx.Append(e.Now(), "image.import", "", map[string]string{
 			"image": name, "files": fmt.Sprint(st.Files), "bytes": fmt.Sprint(st.Bytes),
 		})
 		return err
@@ -78,7 +78,7 @@ func (e *Env) RemoveImage(ctx context.Context, name string) error {
 		if err := tx.DeleteImage(name); err != nil {
 			return err
 		}
-		_, err = tx.Append("image.rm", "", map[string]string{"image": name})
+		_, err = tx.Append(e.Now(), "image.rm", "", map[string]string{"image": name})
 		return err
 	})
 	if err != nil && !errors.Is(err, errLeftover) {

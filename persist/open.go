@@ -105,7 +105,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 		if err := tx.PutSandbox(sb); err != nil {
 			return err
 		}
-		_, err := tx.Append("sandbox.open", name, map[string]string{
+		_, err := tx.Append(e.Now(), "sandbox.open", name, map[string]string{
 			"session": fmt.Sprint(n), "generation": fmt.Sprint(sb.Generation), "path": target,
 		})
 		return err

@@ -150,7 +150,7 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status, text string, out *
 				return err
 			}
 		}
-		if _, err := tx.Append(typ, name, map[string]string{
+		if _, err := tx.Append(e.Now(), typ, name, map[string]string{
 			"records": strings.Join(d.names, " "), key: text, "generation": fmt.Sprint(d.sb.Generation),
 		}); err != nil {
 			return err

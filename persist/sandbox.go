@@ -36,7 +36,7 @@ func (e *Env) CreateSandbox(name, image string) error {
 		if err := tx.PutSandbox(sb); err != nil {
 			return err
 		}
-		_, err := tx.Append("sandbox.create", name, map[string]string{"image": image})
+		_, err := tx.Append(e.Now(), "sandbox.create", name, map[string]string{"image": image})
 		return err
 	})
 }
@@ -147,7 +147,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		if err := tx.DeleteSandbox(name); err != nil {
 			return err
 		}
-		_, err = tx.Append("sandbox.rm", name, map[string]string{"forced": fmt.Sprint(force), "sessions": fmt.Sprint(sb.Session)})
+		_, err = tx.Append(e.Now(), "sandbox.rm", name, map[string]string{"forced": fmt.Sprint(force), "sessions": fmt.Sprint(sb.Session)})
 		return err
 	})
 	if err != nil {

@@ -84,16 +84,16 @@ func (tx *Tx) head() (uint64, [32]byte, bool, error) {
 	return binary.BigEndian.Uint64(v), h, true, nil
 }
 
-// Append adds an audit entry in this transaction, after the current head,
-// and moves the head to it.
-func (tx *Tx) Append(typ, sandbox string, data map[string]string) (*Event, error) {
+// Append adds an audit entry made at now in this transaction, after the
+// current head, and moves the head to it.
+func (tx *Tx) Append(now time.Time, typ, sandbox string, data map[string]string) (*Event, error) {
 	seq, prev, _, err := tx.head()
 	if err != nil {
 		return nil, err
 	}
 	e := &Event{
 		Seq:     seq + 1,
-		Time:    time.Now().UTC(),
+		Time:    now.UTC(),
 		Type:    typ,
 		Sandbox: sandbox,
 		User:    whoami.Name(),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -19,7 +20,7 @@ func history(t *testing.T, n int) *Store {
 			if err := tx.PutSandbox(&Sandbox{Name: name}); err != nil {
 				return err
 			}
-			e, err := tx.Append("sandbox.create", name, map[string]string{"i": fmt.Sprint(i), "path": "/x\x1b"})
+			e, err := tx.Append(time.Now(), "sandbox.create", name, map[string]string{"i": fmt.Sprint(i), "path": "/x\x1b"})
 			if err == nil && e.Seq != uint64(i) {
 				t.Fatalf("seq %d, want %d", e.Seq, i)
 			}
@@ -186,5 +187,19 @@ func TestAuditTamper(t *testing.T) {
 			}
 			t.Log(p.Message)
 		})
+	}
+}
+
+func TestAppendTakesCallersTime(t *testing.T) {
+	s, _ := newStore(t)
+	at := time.Date(2001, 2, 3, 4, 5, 6, 0, time.FixedZone("x", 3600))
+	mustUpdate(t, s, func(tx *Tx) error {
+		_, err := tx.Append(at, "gc", "", nil)
+		return err
+	})
+	var e *Event
+	raw(t, s, func(txn *badger.Txn) error { e = rawEvent(t, txn, 1); return nil })
+	if !e.Time.Equal(at) || e.Time.Location() != time.UTC {
+		t.Fatalf("audit time %v, want %v in UTC", e.Time, at)
 	}
 }

@@ -107,7 +107,7 @@ func TestRoundTripEveryKind(t *testing.T) {
 				return err
 			}
 		}
-		_, err := tx.Append("test", hostile[0], map[string]string{"path": hostile[2]})
+		_, err := tx.Append(time.Now(), "test", hostile[0], map[string]string{"path": hostile[2]})
 		return err
 	})
 	s = reopen(t, s, dir)
@@ -238,7 +238,7 @@ func TestUpdateRollsBackOnError(t *testing.T) {
 		if err := tx.PutImage(&Image{Name: "a"}); err != nil {
 			return err
 		}
-		_, err := tx.Append("x", "", nil)
+		_, err := tx.Append(time.Now(), "x", "", nil)
 		if err != nil {
 			return err
 		}
