@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
@@ -321,5 +320,3 @@ func (e *Env) getSandbox(name string) (*store.Sandbox, error) {
 	}
 	return sb, nil
 }
-
-var _ = time.Now

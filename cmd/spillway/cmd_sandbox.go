@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -164,5 +163,3 @@ func rmCommand(t *term) *cli.Command {
 		},
 	}
 }
-
-var _ = strings.Join
