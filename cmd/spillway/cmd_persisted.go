@@ -193,6 +193,9 @@ func runPersistedExport(c *cli.Context, t *term) error {
 			}
 			return err
 		}
+		if err := syncDir(filepath.Dir(dest)); err != nil {
+			return err
+		}
 		fmt.Fprintf(t.out, "exported %s to %s\n", name(c.Args().Get(1)), dest)
 		return nil
 	})
@@ -231,4 +234,14 @@ func runPersistedHistory(c *cli.Context, t *term) error {
 		}
 		return w.Flush()
 	})
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
