@@ -267,6 +267,7 @@ func TestValidate(t *testing.T) {
 		{func(e *Exception) { e.Patterns = nil }, "at least one pattern"},
 		{func(e *Exception) { e.Patterns = []string{"/ok", "rel"} }, `pattern "rel"`},
 		{func(e *Exception) { e.Reason = "" }, "needs a reason"},
+		{func(e *Exception) { e.Reason = " \t" }, "needs a reason"},
 		{func(e *Exception) { e.Review = "later" }, `review mode "later"`},
 		{func(e *Exception) { e.Limits.MaxFiles = -1 }, "negative"},
 	} {

@@ -3,6 +3,7 @@ package exceptions
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -40,7 +41,7 @@ func (e *Exception) EffectiveLimits() Limits {
 }
 
 // Validate checks the fields a new rule must have: at least one pattern,
-// each valid; a reason; a review mode of ReviewAfter or ReviewBefore (empty
+// each valid; a reason that is not blank; a review mode of ReviewAfter or ReviewBefore (empty
 // is taken as ReviewAfter); limits not negative. It does not lint.
 func (e *Exception) Validate() error {
 	if len(e.Patterns) == 0 {
@@ -51,7 +52,7 @@ func (e *Exception) Validate() error {
 			return err
 		}
 	}
-	if e.Reason == "" {
+	if strings.TrimSpace(e.Reason) == "" {
 		return errors.New("an exception needs a reason")
 	}
 	switch e.Review {

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -48,6 +49,13 @@ func TestErrorClasses(t *testing.T) {
 	var in *InputError
 	if !errors.As(err, &in) || in.Input != "reason" {
 		t.Errorf("no reason: %#v is no InputError of the reason", err)
+	}
+	_, err = f.e.AddException(&exceptions.Exception{Sandbox: "docs", Patterns: []string{"/x/**"}, Reason: "r",
+		Limits: exceptions.Limits{MaxFiles: -1}})
+	is("negative limit", err, errdefs.IsInvalidArgument, "limits must not be negative")
+	_, err = f.e.AddException(&exceptions.Exception{Sandbox: "docs", Patterns: []string{"/ok", "rel"}, Reason: "r"})
+	if err == nil || !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `pattern "rel"`) {
+		t.Errorf("bad pattern: %v", err)
 	}
 	_, err = f.e.Reject(context.Background(), []uint64{1}, " ")
 	is("reject", err, errdefs.IsInvalidArgument, "reason is required: say why the change is rejected")

@@ -25,16 +25,14 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 	if len(x.Patterns) == 0 {
 		return nil, invalidf("give at least one PATTERN")
 	}
-	for _, p := range x.Patterns {
-		if err := exceptions.ValidatePattern(p); err != nil {
-			return nil, invalidf("%w", err)
-		}
-	}
 	if x.Review == "" {
 		x.Review = exceptions.ReviewAfter
 	}
 	if x.Review != exceptions.ReviewAfter && x.Review != exceptions.ReviewBefore {
 		return nil, &InputError{Input: "review", Problem: fmt.Sprintf("must be after or before, not %q", x.Review)}
+	}
+	if err := x.Validate(); err != nil {
+		return nil, invalidf("%w", err)
 	}
 	now := e.Now()
 	if !x.Expires.IsZero() && !x.Expires.After(now) {
