@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spillway/spillway/exceptions"
-	"github.com/spillway/spillway/snapshot"
 )
 
 // refuse closes a session that made RefuseFiles small files under an
@@ -19,35 +17,9 @@ import (
 func (b *bench) refuse(ctx context.Context) error {
 	n := b.cfg.RefuseFiles
 	root := filepath.Join(b.work, "refuse")
-	e, err := openEnv(ctx, root, snapshot.KindOverlay)
-	if err != nil {
-		return err
-	}
-	if _, err := b.importImage(ctx, e, "img", imageSpec{Files: 1000, Docs: 10, Seed: seed + 4}); err != nil {
-		e.Close()
-		return err
-	}
-	if err := e.CreateSandbox("flood", "img"); err != nil {
-		e.Close()
-		return err
-	}
 	x := &exceptions.Exception{Sandbox: "flood", Patterns: []string{"/var/cache/build/**"}, Reason: "keep the build cache",
 		Limits: exceptions.Limits{MaxFiles: 10}}
-	if _, err := e.AddException(x); err != nil {
-		e.Close()
-		return err
-	}
-	op, err := e.OpenSandbox(ctx, "flood")
-	if err != nil {
-		e.Close()
-		return err
-	}
-	if err := e.Close(); err != nil {
-		return err
-	}
-	d, err := timed(func() error {
-		return manyFiles(op.Path, "var/cache/build", n, func(r *rand.Rand) int { return r.IntN(64) })
-	})
+	d, err := b.floodSession(ctx, root, seed+4, x, n)
 	if err != nil {
 		return err
 	}

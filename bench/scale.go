@@ -105,33 +105,8 @@ func (b *bench) close100Once(ctx context.Context, e *persist.Env, g *genImage, n
 func (b *bench) discard(ctx context.Context) error {
 	n := b.cfg.DiscardFiles
 	root := filepath.Join(b.work, "discard")
-	e, err := openEnv(ctx, root, snapshot.KindOverlay)
-	if err != nil {
-		return err
-	}
-	if _, err := b.importImage(ctx, e, "img", imageSpec{Files: 1000, Docs: 10, Seed: seed + 2}); err != nil {
-		e.Close()
-		return err
-	}
-	if err := e.CreateSandbox("big", "img"); err != nil {
-		e.Close()
-		return err
-	}
-	if _, err := e.AddException(&exceptions.Exception{Sandbox: "big", Patterns: []string{"/home/user/Documents/**"}, Reason: "keep documents"}); err != nil {
-		e.Close()
-		return err
-	}
-	op, err := e.OpenSandbox(ctx, "big")
-	if err != nil {
-		e.Close()
-		return err
-	}
-	if err := e.Close(); err != nil {
-		return err
-	}
-	d, err := timed(func() error {
-		return manyFiles(op.Path, "var/cache/build", n, func(r *rand.Rand) int { return r.IntN(64) })
-	})
+	x := &exceptions.Exception{Sandbox: "big", Patterns: []string{"/home/user/Documents/**"}, Reason: "keep documents"}
+	d, err := b.floodSession(ctx, root, seed+2, x, n)
 	if err != nil {
 		return err
 	}

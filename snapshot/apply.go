@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -99,11 +100,30 @@ func (a *applier) forgetDir() {
 	a.lastDir, a.lastDirFd = "", -1
 }
 
-// count charges one entry and, for a regular file, its logical size.
+// metaBlock is what a directory, link or node is charged against MaxBytes:
+// one filesystem block.
+const metaBlock = 4096
+
+// count charges one entry, what its metadata takes and, for a regular
+// file, its logical size.
 func (a *applier) count(hdr *tar.Header, name string) error {
 	a.entries++
 	if a.lim.MaxFiles >= 0 && a.entries > a.lim.MaxFiles {
 		return &LimitError{Name: name, Limit: "MaxFiles", Value: a.lim.MaxFiles}
+	}
+	// What is not file data still takes room: a block for a directory,
+	// link or node, and the bytes of its extended attributes.
+	meta := int64(0)
+	if !isRegular(hdr.Typeflag) {
+		meta = metaBlock
+	}
+	for k, v := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "SCHILY.xattr.") {
+			meta += int64(len(k) + len(v))
+		}
+	}
+	if err := a.charge(meta, name); err != nil {
+		return err
 	}
 	if isRegular(hdr.Typeflag) {
 		a.logical += hdr.Size

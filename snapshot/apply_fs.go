@@ -42,7 +42,11 @@ func (a *applier) walk(dir string, create bool) (int, error) {
 	for _, c := range strings.Split(dir, "/") {
 		next, err := unix.Openat(cur, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if errors.Is(err, unix.ENOENT) && create {
-			if err = unix.Mkdirat(cur, c, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+			// A parent the archive did not list is an entry too.
+			if err = a.chargeImplicitDir(dir); err == nil {
+				err = unix.Mkdirat(cur, c, 0o755)
+			}
+			if err == nil || errors.Is(err, unix.EEXIST) {
 				next, err = unix.Openat(cur, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			}
 		}
@@ -133,4 +137,14 @@ func entryErr(name string, err error) error {
 		return err
 	}
 	return fmt.Errorf("tar entry %q: %w", name, err)
+}
+
+// chargeImplicitDir counts a directory made for an entry's path against
+// MaxFiles and MaxBytes, as if the archive had listed it.
+func (a *applier) chargeImplicitDir(name string) error {
+	a.entries++
+	if a.lim.MaxFiles >= 0 && a.entries > a.lim.MaxFiles {
+		return &LimitError{Name: name, Limit: "MaxFiles", Value: a.lim.MaxFiles}
+	}
+	return a.charge(metaBlock, name)
 }

@@ -287,6 +287,13 @@ type validator struct {
 	lastReport   time.Time
 }
 
+// Limits on names in an archive: the host's PATH_MAX, and the depth that
+// close's reader accepts (persist/hostile.MaxDepth).
+const (
+	maxNameLen   = 4096
+	maxNameDepth = 256
+)
+
 // check says whether to apply hdr (false: skip it) or why to refuse it.
 func (v *validator) check(hdr *tar.Header) (bool, error) {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
@@ -298,6 +305,18 @@ func (v *validator) check(hdr *tar.Header) (bool, error) {
 	}
 	if filepath.IsAbs(name) {
 		return refuse("absolute path")
+	}
+	// A name the host cannot hold as a path, or deeper than spillway
+	// reads at close, makes trees that path-based tools (and the native
+	// snapshotter's copy) cannot handle, and costs directories for free.
+	if len(name) >= maxNameLen {
+		return refuse(fmt.Sprintf("path longer than %d bytes", maxNameLen-1))
+	}
+	if strings.Count(name, "/") >= maxNameDepth {
+		return refuse(fmt.Sprintf("path deeper than %d directories", maxNameDepth))
+	}
+	if len(hdr.Linkname) >= maxNameLen {
+		return refuse(fmt.Sprintf("link target longer than %d bytes", maxNameLen-1))
 	}
 	if escapes(name) {
 		return refuse("path escapes the image")

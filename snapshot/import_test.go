@@ -89,6 +89,9 @@ func TestImportHostile(t *testing.T) {
 		{name: "symlink-chain-absolute-up", entries: []entry{{name: "a", typ: tar.TypeSymlink, link: "/"}, {name: "b", typ: tar.TypeSymlink, link: "a/.."}}, want: `tar entry "b": symlink to "a/.." leads outside the image`, entry: true},
 		{name: "hardlinked-symlink-moves-out", entries: []entry{{name: "a/l", typ: tar.TypeSymlink, link: "../x"}, {name: "l2", typ: tar.TypeLink, link: "a/l"}}, want: `tar entry "l2": symlink to "../x" leads outside the image`, entry: true},
 		{name: "symlink-chain-too-long", entries: chain(41), want: "starts a chain of more than 40 symlinks", entry: true},
+		{name: "name-too-long", entries: []entry{{name: strings.Repeat("a/", 2100) + "f", body: "x"}}, want: "path longer than 4095 bytes", entry: true},
+		{name: "name-too-deep", entries: []entry{{name: strings.Repeat("a/", 300) + "f", body: "x"}}, want: "path deeper than 256 directories", entry: true},
+		{name: "link-target-too-long", entries: []entry{{name: "l", typ: tar.TypeSymlink, link: strings.Repeat("x", 5000)}}, want: "link target longer than 4095 bytes", entry: true},
 		{name: "root-as-file", entries: []entry{{name: ".", body: "x"}}, want: "only a directory can stand for the image root", entry: true},
 		{name: "truncated", raw: func(t *testing.T) []byte {
 			b := mkTar(t, append(append([]entry{}, prelude...), entry{name: "big", body: strings.Repeat("x", 10000)})...)

@@ -181,6 +181,26 @@ func TestImportLimitsFailFast(t *testing.T) {
 			p.entries.Add(1)
 		}
 	}
+	// Each entry makes 200 parent directories the archive never lists.
+	deepParents := func(tw *tar.Writer, p *producer) error {
+		for i := 0; ; i++ {
+			name := fmt.Sprintf("p%d/", i) + strings.Repeat("d/", 199) + "f"
+			if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644}); err != nil {
+				return err
+			}
+			p.entries.Add(1)
+		}
+	}
+	// Directories and symlinks carry no file data but take blocks.
+	manyDirs := func(tw *tar.Writer, p *producer) error {
+		for i := 0; ; i++ {
+			if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%d/", i), Typeflag: tar.TypeDir, Mode: 0o755,
+				PAXRecords: map[string]string{"SCHILY.xattr.user.pad": strings.Repeat("x", 1000)}}); err != nil {
+				return err
+			}
+			p.entries.Add(1)
+		}
+	}
 	cases := []struct {
 		name  string
 		gz    bool
@@ -207,6 +227,16 @@ func TestImportLimitsFailFast(t *testing.T) {
 		{"max-files", false, manyFiles, Limits{MaxFiles: 1000}, "the archive has more than 1000 entries", func(t *testing.T, p *producer) {
 			if n := p.entries.Load(); n > 1100 {
 				t.Fatalf("read %d entries past a limit of 1000", n)
+			}
+		}},
+		{"max-files-implicit-parents", false, deepParents, Limits{MaxFiles: 1000}, "the archive has more than 1000 entries", func(t *testing.T, p *producer) {
+			if n := p.entries.Load(); n > 20 {
+				t.Fatalf("read %d entries of 200 implicit directories each past a limit of 1000", n)
+			}
+		}},
+		{"max-bytes-metadata", false, manyDirs, Limits{MaxBytes: 1 << 20}, "the archive writes more than 1 MiB", func(t *testing.T, p *producer) {
+			if n := p.entries.Load(); n > 300 {
+				t.Fatalf("read %d directories of about 5 KiB each past a 1 MiB limit", n)
 			}
 		}},
 	}

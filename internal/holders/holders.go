@@ -183,7 +183,7 @@ func scan(pid int, t tree, nss map[string]*namespace) []Holder {
 		return Holder{PID: pid, Command: strings.TrimSuffix(string(comm), "\n"), What: what, Path: path, More: more}
 	}
 	var out []Holder
-	if !ns.seen {
+	if !ns.seen && !lockedCopy(dir) {
 		ns.seen = true
 		out = append(out, h(Mount+" in another mount namespace ("+nsID+") at", ns.mounts[0], len(ns.mounts)-1))
 	}
@@ -200,6 +200,22 @@ func scan(pid int, t tree, nss map[string]*namespace) []Holder {
 		out = append(out, h(Map, p, n-1))
 	}
 	return out
+}
+
+// ownUserNS is the user namespace spillway runs in.
+var ownUserNS, _ = os.Readlink("/proc/self/ns/user")
+
+// lockedCopy says whether the process at dir lives in a user namespace
+// other than spillway's. Its mount namespace then holds locked copies of
+// the host's mounts (unshare -Urm, a rootless container): an unprivileged
+// user can make one at will, so counting such a copy as a holder would let
+// any local user block every close. The copy reaches the root only through
+// the state directory's 0700 mnt/, which that user cannot search, so it
+// cannot write there; a working directory, root, open file or map it
+// holds on the root is still counted.
+func lockedCopy(dir string) bool {
+	userNS, err := os.Readlink(dir + "/ns/user")
+	return err == nil && ownUserNS != "" && userNS != ownUserNS
 }
 
 // on says whether the magic link p leads into a mount of the tree.

@@ -218,3 +218,30 @@ func TestDescribeEscapes(t *testing.T) {
 		t.Fatalf("Describe = %q, want %q", got, want)
 	}
 }
+
+// TestUserNamespaceCopyIsNoHolder checks that the locked copies of the
+// mount table in another user namespace (unshare -Urm, which any local
+// user may run) hold nothing: else any user could block every close.
+func TestUserNamespaceCopyIsNoHolder(t *testing.T) {
+	mnt := overlay(t)
+	cmd := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+		"unshare", "--user", "--map-root-user", "--mount", "sleep", "60")
+	pid := start(t, cmd)
+	// Wait until the process is sleep, in its own namespaces.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unshare did not exec sleep")
+		}
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil || !strings.Contains(string(data), " "+mnt+" ") {
+		t.Fatalf("the user namespace has no copy of the mount to ignore: %v", err)
+	}
+	if hs := find(t, mnt, pid); len(hs) != 0 {
+		t.Fatalf("holders of pid %d = %+v; want none (a locked copy in another user namespace)", pid, hs)
+	}
+}
