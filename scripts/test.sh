@@ -30,7 +30,7 @@ if [ ! -s "$debian_tar" ]; then
 	mkdir -p "$(dirname "$debian_tar")"
 	# Check-Valid-Until off: the mirror here may serve Release files past
 	# their validity date.
-	mmdebstrap --quiet --variant=minbase --include=git,sqlite3,python3,vim-tiny \
+	mmdebstrap --quiet --format=tar --variant=minbase --include=git,sqlite3,python3,vim-tiny \
 		--aptopt='Acquire::Check-Valid-Until "false"' \
 		stable "$debian_tar.tmp" "deb http://deb.debian.org/debian stable main"
 	mv "$debian_tar.tmp" "$debian_tar"
