@@ -103,6 +103,10 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 	}
 	failpoint.Hit("close.cleaned")
 	os.Remove(e.MountPath(name))
+	if sb.Session > manifestSessions {
+		// Best effort: a manifest left over is removed by a later close.
+		e.pruneManifests(name, sb.Session-manifestSessions+1)
+	}
 	return sum, nil
 }
 

@@ -159,6 +159,9 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		return err
 	}
 	os.Remove(e.MountPath(name))
+	if err := e.pruneManifests(name, ^uint64(0)); err != nil {
+		return err
+	}
 	return e.deleteOrphanRecords(ctx, name)
 }
 

@@ -17,6 +17,9 @@ import (
 func TestDebianScripts(t *testing.T) {
 	requireRoot(t)
 	tar := os.Getenv("SPILLWAY_DEBIAN_TAR")
+	if tar == "" && os.Getenv("CI") != "" {
+		t.Fatal("SPILLWAY_DEBIAN_TAR is not set: CI runs scripts/test.sh, which builds the Debian image and sets it")
+	}
 	if tar == "" {
 		t.Skip("SPILLWAY_DEBIAN_TAR is not set: scripts/test.sh builds a Debian image with mmdebstrap and sets it")
 	}
