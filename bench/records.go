@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -121,9 +122,9 @@ func fillRecords(st *store.Store, sb string, n int) error {
 				r := &store.Record{
 					ID: id, Sandbox: sb, Session: uint64(j/perSession + 1),
 					Path: fmt.Sprintf("/home/user/Documents/p%02d/s%03d/doc%07d.odt", j%37, (j/37)%500, j),
-					Kind: store.KindAdd, Type: "file", Size: int64(4096 + j%100000), Mode: 0o644, UID: 1000, GID: 1000,
+					Kind: change.KindAdd, Type: "file", Size: int64(4096 + j%100000), Mode: 0o644, UID: 1000, GID: 1000,
 					Mtime: now, Digest: fmt.Sprintf("sha256:%064x", j), Exception: "ex1", Review: "after",
-					Status: store.StatusPending, Created: now,
+					Status: change.StatusPending, Created: now,
 				}
 				if err := tx.PutRecord(r); err != nil {
 					return err

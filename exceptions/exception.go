@@ -1,11 +1,9 @@
 package exceptions
 
-import "time"
+import (
+	"time"
 
-// Review modes of an exception.
-const (
-	ReviewAfter  = "after"  // the change is applied at once and waits for review
-	ReviewBefore = "before" // the change is held back until approved
+	"github.com/spillway/spillway/internal/change"
 )
 
 // States of an exception, as shown by `exception ls`.
@@ -28,17 +26,17 @@ var DefaultLimits = Limits{MaxFileSize: 256 << 20, MaxBytes: 1 << 30, MaxFiles: 
 // Exception is a persistence rule of one sandbox. It is never edited or
 // deleted: only revoked (Revoked set) or expired (Expires passed).
 type Exception struct {
-	ID            string    // "ex1", "ex2", … unique per store
-	Sandbox       string    // the sandbox the rule belongs to
-	Patterns      []string  // absolute, clean doublestar patterns
-	Reason        string    // required, why the rule exists
-	Created       time.Time // when it was added
-	CreatedBy     string    // OS user that added it
-	Expires       time.Time // zero: never
-	Review        string    // ReviewAfter or ReviewBefore
-	AllowExec     bool      // keep execute bits
-	AllowSymlinks bool      // persist symlinks as links
-	Forced        bool      // added with --force despite lint findings
+	ID            string            // "ex1", "ex2", … unique per store
+	Sandbox       string            // the sandbox the rule belongs to
+	Patterns      []string          // absolute, clean doublestar patterns
+	Reason        string            // required, why the rule exists
+	Created       time.Time         // when it was added
+	CreatedBy     string            // OS user that added it
+	Expires       time.Time         // zero: never
+	Review        change.ReviewMode // change.ReviewAfter or change.ReviewBefore
+	AllowExec     bool              // keep execute bits
+	AllowSymlinks bool              // persist symlinks as links
+	Forced        bool              // added with --force despite lint findings
 	Limits        Limits
 	Revoked       time.Time // zero: not revoked
 	RevokedBy     string

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 func TestValidatePatternAccepts(t *testing.T) {
@@ -256,7 +258,7 @@ func TestEffectiveLimits(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	good := Exception{Patterns: []string{"/docs/**"}, Reason: "keep docs", Review: ReviewBefore}
+	good := Exception{Patterns: []string{"/docs/**"}, Reason: "keep docs", Review: change.ReviewBefore}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // State returns StateRevoked if e was revoked, else StateExpired if it has
@@ -41,8 +43,8 @@ func (e *Exception) EffectiveLimits() Limits {
 }
 
 // Validate checks the fields a new rule must have: at least one pattern,
-// each valid; a reason that is not blank; a review mode of ReviewAfter or ReviewBefore (empty
-// is taken as ReviewAfter); limits not negative. It does not lint.
+// each valid; a reason that is not blank; a review mode of change.ReviewAfter or change.ReviewBefore (empty
+// is taken as change.ReviewAfter); limits not negative. It does not lint.
 func (e *Exception) Validate() error {
 	if len(e.Patterns) == 0 {
 		return errors.New("an exception needs at least one pattern")
@@ -56,9 +58,9 @@ func (e *Exception) Validate() error {
 		return errors.New("an exception needs a reason")
 	}
 	switch e.Review {
-	case "", ReviewAfter, ReviewBefore:
+	case "", change.ReviewAfter, change.ReviewBefore:
 	default:
-		return fmt.Errorf("review mode %q: must be %q or %q", e.Review, ReviewAfter, ReviewBefore)
+		return fmt.Errorf("review mode %q: must be %q or %q", e.Review, change.ReviewAfter, change.ReviewBefore)
 	}
 	if e.Limits.MaxFileSize < 0 || e.Limits.MaxBytes < 0 || e.Limits.MaxFiles < 0 {
 		return errors.New("limits must not be negative")

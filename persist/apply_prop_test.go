@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -112,9 +113,9 @@ func newProp(t *testing.T, seed int64) *prop {
 func (p *prop) logf(format string, args ...any) { p.log = append(p.log, fmt.Sprintf(format, args...)) }
 
 func (p *prop) addException(after bool) {
-	review := exceptions.ReviewAfter
+	review := change.ReviewAfter
 	if !after {
-		review = exceptions.ReviewBefore
+		review = change.ReviewBefore
 	}
 	p.x = p.f.except(func(x *exceptions.Exception) {
 		x.AllowSymlinks, x.Forced, x.Review = true, true, review
@@ -258,8 +259,8 @@ func (p *prop) model() (tree, int) {
 	var recs []*store.Record
 	err := p.f.e.Store.View(func(tx *store.Tx) error {
 		return tx.ForEachRecord(context.Background(), "docs", func(r *store.Record) error {
-			inEffect := !r.Purged && (r.Status == store.StatusApproved ||
-				r.Status == store.StatusPending && r.Review != exceptions.ReviewBefore)
+			inEffect := !r.Purged && (r.Status == change.StatusApproved ||
+				r.Status == change.StatusPending && r.Review != change.ReviewBefore)
 			if inEffect {
 				recs = append(recs, r)
 			}
@@ -291,7 +292,7 @@ func (p *prop) model() (tree, int) {
 		for a := path.Dir(q); a != "/"; a = path.Dir(a) {
 			// an ancestor newer than anc would have dropped anc, not r:
 			// only ancestors that are themselves kept count.
-			if anc, ok := newest[a]; ok && (anc.Kind == store.KindDelete || anc.Type != "dir") && !replaced(newest, anc) {
+			if anc, ok := newest[a]; ok && (anc.Kind == change.KindDelete || anc.Type != "dir") && !replaced(newest, anc) {
 				keep = false
 				orphans++
 				break
@@ -310,7 +311,7 @@ func (p *prop) model() (tree, int) {
 	for _, q := range paths {
 		r := state[q]
 		for q2 := range out {
-			if r.Kind == store.KindDelete || r.Type != "dir" {
+			if r.Kind == change.KindDelete || r.Type != "dir" {
 				if strings.HasPrefix(q2, q+"/") {
 					delete(out, q2)
 				}
@@ -324,7 +325,7 @@ func (p *prop) model() (tree, int) {
 				out[a] = node{typ: "dir", mode: 0o755}
 			}
 		}
-		if r.Kind == store.KindDelete {
+		if r.Kind == change.KindDelete {
 			delete(out, q)
 			continue
 		}

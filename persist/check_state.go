@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/store"
 )
@@ -35,11 +36,11 @@ func (e *Env) checkStates(ctx context.Context) ([]string, error) {
 // orphanProblem says which record is left out, under what, and what to do.
 func orphanProblem(sandbox string, o Orphan) string {
 	what := "makes it a " + o.Under.Type
-	if o.Under.Kind == store.KindDelete {
+	if o.Under.Kind == change.KindDelete {
 		what = "deletes it"
 	}
 	hint := "revoke its exception with --purge to drop it"
-	if o.Record.Status == store.StatusPending {
+	if o.Record.Status == change.StatusPending {
 		hint = fmt.Sprintf("spillway review reject r%d drops it", o.Record.ID)
 	}
 	return fmt.Sprintf("sandbox %s: record r%d (%s) lies under %s, and record r%d %s: it is not applied (%s)",

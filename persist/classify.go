@@ -9,36 +9,30 @@ import (
 	"time"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
 
-// Verdicts of a change.
-const (
-	VerdictPersist = "persist"
-	VerdictDiscard = "discard"
-	VerdictRefuse  = "refuse"
-)
-
 // Refusal reason codes (SPEC.md, "Safety rules at close").
 const (
-	RefuseSymlink   = "symlink"
-	RefuseHardlink  = "hardlink" // historic: closes before hard links persisted; still read from old records
-	RefuseSpecial   = "special-file"
-	RefuseTooLarge  = "too-large"
-	RefuseQuotaB    = "quota-bytes"
-	RefuseQuotaF    = "quota-files"
-	RefuseChanged   = "changed-during-close"
-	RefuseTooDeep   = "too-deep"
-	RefuseUnreadble = "unreadable"
-	RefuseNoSpace   = "no-space"
+	RefuseSymlink    = "symlink"
+	RefuseHardlink   = "hardlink" // historic: closes before hard links persisted; still read from old records
+	RefuseSpecial    = "special-file"
+	RefuseTooLarge   = "too-large"
+	RefuseQuotaB     = "quota-bytes"
+	RefuseQuotaF     = "quota-files"
+	RefuseChanged    = "changed-during-close"
+	RefuseTooDeep    = "too-deep"
+	RefuseUnreadable = "unreadable"
+	RefuseNoSpace    = "no-space"
 )
 
 // Decision is what close does with one change.
 type Decision struct {
 	Change    hostile.Change
-	Verdict   string
+	Verdict   change.Verdict
 	Exception *exceptions.Exception // the matching rule, nil for discard
 	Reason    string                // refusal code
 }
@@ -48,12 +42,12 @@ func decide(rules []*exceptions.Exception, c hostile.Change, files, bytes map[st
 	d := Decision{Change: c}
 	e := exceptions.Match(rules, c.Path, now)
 	if e == nil {
-		d.Verdict = VerdictDiscard
+		d.Verdict = change.VerdictDiscard
 		return d
 	}
 	d.Exception = e
 	refuse := func(code string) Decision {
-		d.Verdict, d.Reason = VerdictRefuse, code
+		d.Verdict, d.Reason = change.VerdictRefuse, code
 		return d
 	}
 	if c.Changed {
@@ -62,20 +56,20 @@ func decide(rules []*exceptions.Exception, c hostile.Change, files, bytes map[st
 	if c.TooDeep {
 		return refuse(RefuseTooDeep)
 	}
-	d.Verdict = VerdictPersist
-	if c.Kind == hostile.KindDelete {
+	d.Verdict = change.VerdictPersist
+	if c.Kind == change.KindDelete {
 		return d
 	}
 	lim := e.EffectiveLimits()
 	switch c.Type {
-	case hostile.TypeDir:
+	case change.TypeDir:
 		return d
-	case hostile.TypeSymlink:
+	case change.TypeSymlink:
 		if !e.AllowSymlinks {
 			return refuse(RefuseSymlink)
 		}
 		return d
-	case hostile.TypeFile:
+	case change.TypeFile:
 	default:
 		return refuse(RefuseSpecial)
 	}

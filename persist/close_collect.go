@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
@@ -94,13 +95,13 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			o.Progress(seen)
 		}
 		d := decide(rules, c, files, bytes, now)
-		if d.Verdict == VerdictDiscard {
+		if d.Verdict == change.VerdictDiscard {
 			disc.add(c)
-			man.add(ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: c.Kind, Type: c.Type, Size: c.Size, Verdict: VerdictDiscard})
+			man.add(ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: c.Kind, Type: c.Type, Size: c.Size, Verdict: change.VerdictDiscard})
 			return nil
 		}
 		r := newRecord(sb, d, now)
-		if d.Verdict == VerdictPersist && c.Kind != hostile.KindDelete {
+		if d.Verdict == change.VerdictPersist && c.Kind != change.KindDelete {
 			if testHookBeforeRead != nil {
 				testHookBeforeRead(root, c)
 			}
@@ -108,11 +109,11 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 				return err
 			}
 		}
-		if r.Status == store.StatusRefused {
+		if r.Status == change.StatusRefused {
 			// Refusals are not records: a count, a sample, a manifest line.
 			ref := Refusal{Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: c.Size, Exception: r.Exception, Reason: r.Reason}
 			refused.add(ref)
-			man.add(ManifestEntry{Path: ref.Path, PathBytes: ref.PathBytes, Kind: ref.Kind, Type: ref.Type, Size: ref.Size, Verdict: VerdictRefuse, Reason: ref.Reason, Exception: ref.Exception})
+			man.add(ManifestEntry{Path: ref.Path, PathBytes: ref.PathBytes, Kind: ref.Kind, Type: ref.Type, Size: ref.Size, Verdict: change.VerdictRefuse, Reason: ref.Reason, Exception: ref.Exception})
 			return nil
 		}
 		t := totals[r.Exception]
@@ -120,7 +121,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			t = &ExceptionTotal{Exception: r.Exception}
 			totals[r.Exception] = t
 		}
-		if r.Kind != store.KindDelete && r.Type != "dir" {
+		if r.Kind != change.KindDelete && r.Type != change.TypeDir {
 			t.Files++
 			t.Bytes += r.Size
 		}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
@@ -23,27 +24,27 @@ func newRecord(sb *store.Sandbox, d Decision, now time.Time) *store.Record {
 		Sandbox: sb.Name, Session: sb.Session, Path: c.Path, Kind: c.Kind, Type: c.Type,
 		Size: c.Size, UID: c.UID, GID: c.GID, Mtime: c.Mtime, Link: c.Link,
 		Exception: d.Exception.ID, Review: d.Exception.Review, Created: now,
-		Status: store.StatusPending,
+		Status: change.StatusPending,
 	}
 	if r.Review == "" {
-		r.Review = exceptions.ReviewAfter
+		r.Review = change.ReviewAfter
 	}
 	switch {
-	case c.Kind == hostile.KindDelete:
+	case c.Kind == change.KindDelete:
 		r.Size, r.Link = 0, ""
-	case c.Type == hostile.TypeDir:
+	case c.Type == change.TypeDir:
 		r.Mode = c.Mode & 0o777
 		r.Size = 0
-	case c.Type == hostile.TypeSymlink:
+	case c.Type == change.TypeSymlink:
 		r.Mode = 0o777
 	default:
 		r.Mode = exceptions.ModeBits(c.Mode, d.Exception.AllowExec)
 	}
-	if c.Type != hostile.TypeSymlink {
+	if c.Type != change.TypeSymlink {
 		r.Link = ""
 	}
-	if d.Verdict == VerdictRefuse {
-		r.Status, r.Reason, r.Link = store.StatusRefused, d.Reason, ""
+	if d.Verdict == change.VerdictRefuse {
+		r.Status, r.Reason, r.Link = change.StatusRefused, d.Reason, ""
 	}
 	return r
 }
@@ -54,7 +55,7 @@ func newRecord(sb *store.Sandbox, d Decision, now time.Time) *store.Record {
 // no room for (no-space): no single entry stops a close. An error is
 // returned only when the blob store itself fails.
 func (e *Env) readContent(root string, d Decision, r *store.Record, dryRun bool) error {
-	if d.Change.Type != hostile.TypeFile {
+	if d.Change.Type != change.TypeFile {
 		return nil
 	}
 	lim := d.Exception.EffectiveLimits()
@@ -70,7 +71,7 @@ func (e *Env) readContent(root string, d Decision, r *store.Record, dryRun bool)
 	// Content that would take the room the store needs to commit the close
 	// is refused: the rollback must still complete on a full disk.
 	if free, err := store.FreeBytes(e.Blobs.dir); err == nil && free-d.Change.Size < store.Reserve {
-		r.Status, r.Reason, r.Digest = store.StatusRefused, RefuseNoSpace, ""
+		r.Status, r.Reason, r.Digest = change.StatusRefused, RefuseNoSpace, ""
 		return nil
 	}
 	src := &trackReader{r: f}
@@ -80,7 +81,7 @@ func (e *Env) readContent(root string, d Decision, r *store.Record, dryRun bool)
 		refuseFor(r, src.err)
 		return nil
 	case err != nil && isNoSpace(err):
-		r.Status, r.Reason, r.Digest = store.StatusRefused, RefuseNoSpace, ""
+		r.Status, r.Reason, r.Digest = change.StatusRefused, RefuseNoSpace, ""
 		return nil
 	case err != nil:
 		return fmt.Errorf("store content of %q: %w", r.Path, err)
@@ -120,7 +121,7 @@ func isNoSpace(err error) bool {
 // decide, so a symlink, special file, larger size or missing
 // entry now means the entry changed under close.
 func refuseFor(r *store.Record, err error) {
-	code := RefuseUnreadble
+	code := RefuseUnreadable
 	switch {
 	case errors.Is(err, hostile.ErrTooDeep):
 		code = RefuseTooDeep
@@ -129,7 +130,7 @@ func refuseFor(r *store.Record, err error) {
 		errors.Is(err, hostile.ErrTooLarge):
 		code = RefuseChanged
 	}
-	r.Status, r.Reason, r.Digest = store.StatusRefused, code, ""
+	r.Status, r.Reason, r.Digest = change.StatusRefused, code, ""
 }
 
 // commitClose makes the close durable in one small transaction: the session
@@ -137,7 +138,7 @@ func refuseFor(r *store.Record, err error) {
 func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
 	changed := false
 	for _, p := range sum.Persisted {
-		if p.Status == store.StatusPending || p.Status == store.StatusApproved {
+		if p.Status == change.StatusPending || p.Status == change.StatusApproved {
 			changed = true
 			break
 		}

@@ -4,31 +4,33 @@ import (
 	"errors"
 	"io"
 	"os"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // PersistedFile is one change that crossed an exception.
 type PersistedFile struct {
-	Record    uint64 `json:"record,omitempty"`
-	Path      string `json:"path"`
-	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
-	Kind      string `json:"kind"`
-	Type      string `json:"type"`
-	Size      int64  `json:"size"`
-	Digest    string `json:"digest,omitempty"`
-	Exception string `json:"exception"`
-	Status    string `json:"status"`
+	Record    uint64          `json:"record,omitempty"`
+	Path      string          `json:"path"`
+	PathBytes []byte          `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
+	Kind      change.Kind     `json:"kind"`
+	Type      change.FileType `json:"type"`
+	Size      int64           `json:"size"`
+	Digest    string          `json:"digest,omitempty"`
+	Exception string          `json:"exception"`
+	Status    change.Status   `json:"status"`
 }
 
 // Refusal is one change that an exception matched but a safety rule or a
 // limit stopped.
 type Refusal struct {
-	Path      string `json:"path"`
-	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
-	Kind      string `json:"kind"`
-	Type      string `json:"type"`
-	Size      int64  `json:"size"`
-	Exception string `json:"exception"`
-	Reason    string `json:"reason"`
+	Path      string          `json:"path"`
+	PathBytes []byte          `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
+	Kind      change.Kind     `json:"kind"`
+	Type      change.FileType `json:"type"`
+	Size      int64           `json:"size"`
+	Exception string          `json:"exception"`
+	Reason    string          `json:"reason"`
 }
 
 // RefusalGroup sums the refusals of one exception for one reason.
@@ -109,7 +111,7 @@ func (s *CloseSummary) EachRefused(fn func(Refusal) error) error {
 		return s.eachSample(fn)
 	}
 	return eachManifestEntry(r, func(x ManifestEntry) error {
-		if x.Verdict != VerdictRefuse {
+		if x.Verdict != change.VerdictRefuse {
 			return nil
 		}
 		return fn(Refusal{Path: x.Path, PathBytes: x.PathBytes, Kind: x.Kind, Type: x.Type, Size: x.Size, Exception: x.Exception, Reason: x.Reason})

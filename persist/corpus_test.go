@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -348,7 +349,7 @@ func corpusDeletedDocumentHistory(t *testing.T, kind string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hist) != 2 || hist[0].Kind != store.KindAdd || hist[1].Kind != store.KindDelete || hist[0].Session != 1 || hist[1].Session != 2 {
+	if len(hist) != 2 || hist[0].Kind != change.KindAdd || hist[1].Kind != change.KindDelete || hist[0].Session != 1 || hist[1].Session != 2 {
 		t.Fatalf("history: %+v", hist)
 	}
 }
@@ -459,8 +460,8 @@ func corpusUncleanStoredPathIsNotApplied(t *testing.T, kind string) {
 			if err != nil {
 				return err
 			}
-			r := &store.Record{ID: id, Sandbox: "docs", Session: 1, Path: p, Kind: store.KindAdd, Type: "file",
-				Size: 4, Mode: 0o644, Digest: digest, Exception: x, Status: store.StatusApproved}
+			r := &store.Record{ID: id, Sandbox: "docs", Session: 1, Path: p, Kind: change.KindAdd, Type: "file",
+				Size: 4, Mode: 0o644, Digest: digest, Exception: x, Status: change.StatusApproved}
 			if err := tx.PutRecord(r); err != nil {
 				return err
 			}

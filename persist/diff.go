@@ -6,6 +6,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
@@ -13,22 +14,22 @@ import (
 
 // DiffEntry is one change of an open sandbox and what close would do.
 type DiffEntry struct {
-	Kind      string `json:"kind"` // "A", "M" or "D"
-	Path      string `json:"path"`
-	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
-	Type      string `json:"type"`
-	Size      int64  `json:"size"`
-	Verdict   string `json:"verdict"`
-	Exception string `json:"exception,omitempty"`
-	Reason    string `json:"reason,omitempty"`
+	Kind      string          `json:"kind"` // "A", "M" or "D"
+	Path      string          `json:"path"`
+	PathBytes []byte          `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
+	Type      change.FileType `json:"type"`
+	Size      int64           `json:"size"`
+	Verdict   change.Verdict  `json:"verdict"`
+	Exception string          `json:"exception,omitempty"`
+	Reason    string          `json:"reason,omitempty"`
 }
 
 // KindLetter maps a change kind to the letter diff prints.
-func KindLetter(kind string) string {
+func KindLetter(kind change.Kind) string {
 	switch kind {
-	case hostile.KindAdd:
+	case change.KindAdd:
 		return "A"
-	case hostile.KindDelete:
+	case change.KindDelete:
 		return "D"
 	}
 	return "M"

@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/internal/whoami"
@@ -26,9 +27,9 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 		return nil, invalidf("give at least one PATTERN")
 	}
 	if x.Review == "" {
-		x.Review = exceptions.ReviewAfter
+		x.Review = change.ReviewAfter
 	}
-	if x.Review != exceptions.ReviewAfter && x.Review != exceptions.ReviewBefore {
+	if x.Review != change.ReviewAfter && x.Review != change.ReviewBefore {
 		return nil, &InputError{Input: "review", Problem: fmt.Sprintf("must be after or before, not %q", x.Review)}
 	}
 	if err := x.Validate(); err != nil {
@@ -64,7 +65,7 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 		}
 		data := map[string]string{
 			"exception": id, "patterns": strings.Join(x.Patterns, " "), "reason": x.Reason,
-			"review": x.Review, "forced": fmt.Sprint(x.Forced),
+			"review": string(x.Review), "forced": fmt.Sprint(x.Forced),
 		}
 		if !x.Expires.IsZero() {
 			data["expires"] = x.Expires.Format("2006-01-02T15:04:05Z07:00")
@@ -121,7 +122,7 @@ func (e *Env) ShowException(ctx context.Context, id string) (*ExceptionReport, e
 		seen := map[uint64]bool{}
 		var last uint64
 		err = tx.ForEachExceptionRecord(ctx, id, func(r *store.Record) error {
-			if r.Status == store.StatusRefused {
+			if r.Status == change.StatusRefused {
 				rep.Refused++
 			} else {
 				rep.Files++
@@ -202,7 +203,7 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 		}
 		var recs []*store.Record
 		err = tx.ForEachExceptionRecord(ctx, id, func(r *store.Record) error {
-			if !r.Purged && r.Status != store.StatusRefused {
+			if !r.Purged && r.Status != change.StatusRefused {
 				recs = append(recs, r)
 			}
 			return nil

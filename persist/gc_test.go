@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/spillway/spillway/store"
+	"github.com/spillway/spillway/internal/change"
 )
 
 // gc removes unreferenced blobs and leftover temp files, but never a blob a
@@ -18,7 +18,7 @@ import (
 func TestGCKeepsWhatIsNeeded(t *testing.T) {
 	e := reviewEnv(t)
 	ctx := context.Background()
-	kept := rvRecord(t, e, 1, "/a", store.KindAdd, "after", store.StatusRejected, "kept: history")
+	kept := rvRecord(t, e, 1, "/a", change.KindAdd, "after", change.StatusRejected, "kept: history")
 	orphan, _, err := e.Blobs.Put(strings.NewReader("orphan"))
 	if err != nil {
 		t.Fatal(err)

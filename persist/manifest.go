@@ -13,20 +13,21 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/store"
 )
 
 // ManifestEntry is one line of a session's manifest: a change that close
 // refused or discarded.
 type ManifestEntry struct {
-	Path      string `json:"path"`
-	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
-	Kind      string `json:"kind"`
-	Type      string `json:"type"`
-	Size      int64  `json:"size"`
-	Verdict   string `json:"verdict"` // VerdictRefuse or VerdictDiscard
-	Reason    string `json:"reason,omitempty"`
-	Exception string `json:"exception,omitempty"`
+	Path      string          `json:"path"`
+	PathBytes []byte          `json:"path_bytes,omitempty"` // the exact bytes when path is not valid UTF-8
+	Kind      change.Kind     `json:"kind"`
+	Type      change.FileType `json:"type"`
+	Size      int64           `json:"size"`
+	Verdict   change.Verdict  `json:"verdict"` // change.VerdictRefuse or change.VerdictDiscard
+	Reason    string          `json:"reason,omitempty"`
+	Exception string          `json:"exception,omitempty"`
 }
 
 // ManifestPath is the manifest of a session:
@@ -128,13 +129,13 @@ func (x *ManifestEntry) appendJSON(b []byte) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, x.Kind)
+	b = appendJSONString(b, string(x.Kind))
 	b = append(b, `,"type":`...)
-	b = appendJSONString(b, x.Type)
+	b = appendJSONString(b, string(x.Type))
 	b = append(b, `,"size":`...)
 	b = strconv.AppendInt(b, x.Size, 10)
 	b = append(b, `,"verdict":`...)
-	b = appendJSONString(b, x.Verdict)
+	b = appendJSONString(b, string(x.Verdict))
 	if x.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, x.Reason)

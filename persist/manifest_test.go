@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // The manifest's hand-written JSON is what encoding/json writes, and reads
@@ -13,8 +15,8 @@ func TestManifestLineIsJSON(t *testing.T) {
 	names := []string{"/a", "/quote\"back\\slash", "/nl\nret\rtab\tbs\bff\f", "/ctl\x01\x1b\x7f", "/bad\xff\xfeutf8",
 		"/ok é 日本", "/sep\u2028\u2029", "/<html>&amp;", ""}
 	for _, n := range names {
-		x := ManifestEntry{Path: n, PathBytes: exactBytes(n), Kind: "add", Type: "file", Size: -1 << 40, Verdict: VerdictRefuse, Reason: RefuseQuotaF, Exception: "ex1"}
-		for _, v := range []ManifestEntry{x, {Path: n, Kind: "delete", Type: "dir", Verdict: VerdictDiscard}} {
+		x := ManifestEntry{Path: n, PathBytes: exactBytes(n), Kind: "add", Type: "file", Size: -1 << 40, Verdict: change.VerdictRefuse, Reason: RefuseQuotaF, Exception: "ex1"}
+		for _, v := range []ManifestEntry{x, {Path: n, Kind: "delete", Type: "dir", Verdict: change.VerdictDiscard}} {
 			var want bytes.Buffer
 			enc := json.NewEncoder(&want)
 			enc.SetEscapeHTML(false)

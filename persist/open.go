@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/snapshot"
@@ -245,22 +246,22 @@ func (e *Env) applyRecord(w *hostile.Writer, r *store.Record) error {
 	// must not vanish with that child.
 	if dir := path.Dir(r.Path); dir != "/" {
 		err := w.MkdirAll(dir, 0o755)
-		if r.Kind == store.KindDelete && errors.Is(err, hostile.ErrNotDir) {
+		if r.Kind == change.KindDelete && errors.Is(err, hostile.ErrNotDir) {
 			return nil // a file of the image is in the way: nothing to delete
 		}
 		if err != nil {
 			return err
 		}
 	}
-	if r.Kind == store.KindDelete {
+	if r.Kind == change.KindDelete {
 		return w.RemoveAll(r.Path)
 	}
 	switch r.Type {
-	case "dir":
+	case change.TypeDir:
 		return w.Mkdir(r.Path, r.Mode&0o777, r.UID, r.GID)
-	case "symlink":
+	case change.TypeSymlink:
 		return w.Symlink(r.Path, r.Link, r.UID, r.GID)
-	case "file":
+	case change.TypeFile:
 		src, err := e.OpenRecord(r)
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/store"
 )
 
@@ -46,7 +47,7 @@ func (e *Env) PersistedVersion(ctx context.Context, sandbox, path string, n uint
 				return err
 			}
 			for _, r := range hist {
-				if r.Session == n && r.Status != store.StatusRefused {
+				if r.Session == n && r.Status != change.StatusRefused {
 					out = r
 				}
 			}

@@ -5,13 +5,14 @@ import (
 	"errors"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/store"
 )
 
 // Reviewable says whether a pending record waits for a reviewer: it belongs
 // to a committed close and was not purged by `exception revoke --purge`.
 func Reviewable(sb *store.Sandbox, r *store.Record) bool {
-	if r.Status != store.StatusPending || r.Purged {
+	if r.Status != change.StatusPending || r.Purged {
 		return false
 	}
 	return !(sb.State == store.StateClosing && r.Session == sb.Session)
@@ -112,7 +113,7 @@ func previousVersion(sb *store.Sandbox, hist []*store.Record, r *store.Record) *
 	var anyPrev *store.Record
 	for i := len(hist) - 1; i >= 0; i-- {
 		h := hist[i]
-		if h.ID >= r.ID || h.Status == store.StatusRefused {
+		if h.ID >= r.ID || h.Status == change.StatusRefused {
 			continue
 		}
 		if InEffect(sb, h) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/store"
@@ -36,7 +37,7 @@ const decisionBatch = 500
 // Approve approves pending records: a `--review before` change enters the
 // persisted state in a new generation; a `--review after` one stays.
 func (e *Env) Approve(ctx context.Context, ids []uint64, note string) (*Decided, error) {
-	return e.decide(ctx, ids, store.StatusApproved, note)
+	return e.decide(ctx, ids, change.StatusApproved, note)
 }
 
 // ApproveAll approves every pending record of a sandbox.
@@ -52,7 +53,7 @@ func (e *Env) ApproveAll(ctx context.Context, sandbox, note string) (*Decided, e
 	for i, r := range recs {
 		ids[i] = r.ID
 	}
-	return e.decide(ctx, ids, store.StatusApproved, note)
+	return e.decide(ctx, ids, change.StatusApproved, note)
 }
 
 // Reject rejects pending records: each change leaves the persisted state in a
@@ -61,12 +62,12 @@ func (e *Env) Reject(ctx context.Context, ids []uint64, reason string) (*Decided
 	if strings.TrimSpace(reason) == "" {
 		return nil, &InputError{Input: "reason", Problem: "is required: say why the change is rejected"}
 	}
-	return e.decide(ctx, ids, store.StatusRejected, reason)
+	return e.decide(ctx, ids, change.StatusRejected, reason)
 }
 
 // decide checks every record first, so that a bad id changes nothing, then
 // decides them in batches.
-func (e *Env) decide(ctx context.Context, ids []uint64, status, text string) (*Decided, error) {
+func (e *Env) decide(ctx context.Context, ids []uint64, status change.Status, text string) (*Decided, error) {
 	ids = uniqueIDs(ids)
 	if len(ids) == 0 {
 		return nil, invalidf("give at least one record id")
@@ -101,7 +102,7 @@ func (e *Env) decide(ctx context.Context, ids []uint64, status, text string) (*D
 	return out, nil
 }
 
-func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status, text string, out *Decided) error {
+func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text string, out *Decided) error {
 	now, who := e.Now(), whoami.Name()
 	type sbDecision struct {
 		sb      *store.Sandbox
@@ -125,7 +126,7 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status, text string, out *
 		}
 		before := InEffect(d.sb, r)
 		r.Status, r.DecidedBy, r.DecidedAt = status, who, now
-		if status == store.StatusRejected {
+		if status == change.StatusRejected {
 			r.Reason = text
 		} else {
 			r.Note = text
@@ -138,7 +139,7 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status, text string, out *
 		recs = append(recs, r)
 	}
 	typ, key := "review.approve", "note"
-	if status == store.StatusRejected {
+	if status == change.StatusRejected {
 		typ, key = "review.reject", "reason"
 	}
 	var results []DecidedSandbox
@@ -184,7 +185,7 @@ func (d *Decided) merge(batch []DecidedSandbox) {
 
 // decidable returns record id and its sandbox when a reviewer may decide it,
 // else an error that names the record and says why not.
-func decidable(tx *store.Tx, id uint64, status string) (*store.Record, *store.Sandbox, error) {
+func decidable(tx *store.Tx, id uint64, status change.Status) (*store.Record, *store.Sandbox, error) {
 	r, err := getRecord(tx, id)
 	if err != nil {
 		return nil, nil, err
@@ -194,18 +195,18 @@ func decidable(tx *store.Tx, id uint64, status string) (*store.Record, *store.Sa
 		return nil, nil, noSandbox(r.Sandbox, err)
 	}
 	verb := "approve"
-	if status == store.StatusRejected {
+	if status == change.StatusRejected {
 		verb = "reject"
 	}
 	when := func() string {
 		return fmt.Sprintf("by %s on %s", r.DecidedBy, r.DecidedAt.Format("2006-01-02 15:04"))
 	}
 	switch {
-	case r.Status == store.StatusRefused:
+	case r.Status == change.StatusRefused:
 		return nil, nil, fmt.Errorf("record r%d was refused at close (%s): it kept no content, there is nothing to %s", id, r.Reason, verb)
-	case r.Status == store.StatusApproved:
+	case r.Status == change.StatusApproved:
 		return nil, nil, fmt.Errorf("record r%d is already approved (%s)", id, when())
-	case r.Status == store.StatusRejected:
+	case r.Status == change.StatusRejected:
 		return nil, nil, fmt.Errorf("record r%d is already rejected (%s)", id, when())
 	case r.Purged:
 		return nil, nil, fmt.Errorf("record r%d was purged with its exception %s: there is nothing to %s", id, r.Exception, verb)

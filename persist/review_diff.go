@@ -10,6 +10,7 @@ import (
 
 	"github.com/pmezard/go-difflib/difflib"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/store"
 )
@@ -40,11 +41,11 @@ func (e *Env) diffRecords(prev, r *store.Record) (*Diff, error) {
 	}
 	for _, x := range []*store.Record{prev, r} {
 		switch {
-		case x == nil || x.Kind == store.KindDelete:
-		case x.Status == store.StatusRefused:
+		case x == nil || x.Kind == change.KindDelete:
+		case x.Status == change.StatusRefused:
 			d.Note = fmt.Sprintf("refused (%s): no content was kept", x.Reason)
 			return d, nil
-		case x.Type != "file":
+		case x.Type != change.TypeFile:
 			d.Note = fmt.Sprintf("r%d is a %s: no content to compare", x.ID, x.Type)
 			return d, nil
 		case x.Size > MaxDiffSize:
@@ -52,7 +53,7 @@ func (e *Env) diffRecords(prev, r *store.Record) (*Diff, error) {
 			return d, nil
 		}
 	}
-	if prev == nil && r.Kind == store.KindModify {
+	if prev == nil && r.Kind == change.KindModify {
 		d.Note = "the previous version is the image's: the diff shows the whole new file"
 	}
 	oldText, err := e.recordContent(prev)
@@ -100,7 +101,7 @@ func splitLines(s string) []string {
 }
 
 func versionLabel(r *store.Record) string {
-	if r == nil || r.Kind == store.KindDelete {
+	if r == nil || r.Kind == change.KindDelete {
 		return "/dev/null"
 	}
 	return fmt.Sprintf("%s (r%d, session %d)", escape.Name(r.Path), r.ID, r.Session)

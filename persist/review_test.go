@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/store"
 )
 
@@ -35,13 +36,13 @@ func rvUpdate(t *testing.T, e *Env, fn func(tx *store.Tx) error) {
 }
 
 // rvRecord stores a record of docs with content (when not refused).
-func rvRecord(t *testing.T, e *Env, session uint64, path, kind, review, status, content string) *store.Record {
+func rvRecord(t *testing.T, e *Env, session uint64, path string, kind change.Kind, review change.ReviewMode, status change.Status, content string) *store.Record {
 	t.Helper()
 	r := &store.Record{Sandbox: "docs", Session: session, Path: path, Kind: kind, Type: "file", Mode: 0o644,
 		Exception: "ex1", Review: review, Status: status}
-	if status == store.StatusRefused {
+	if status == change.StatusRefused {
 		r.Reason = RefuseSymlink
-	} else if kind != store.KindDelete {
+	} else if kind != change.KindDelete {
 		d, n, err := e.Blobs.Put(strings.NewReader(content))
 		if err != nil {
 			t.Fatal(err)
@@ -94,8 +95,8 @@ func wantErr(t *testing.T, err error, want string) {
 func TestRejectBringsBackPreviousVersion(t *testing.T) {
 	e := reviewEnv(t)
 	const p = "/home/user/Documents/report.txt"
-	v1 := rvRecord(t, e, 1, p, store.KindAdd, "after", store.StatusPending, "v1\n")
-	v2 := rvRecord(t, e, 2, p, store.KindModify, "after", store.StatusPending, "v2\n")
+	v1 := rvRecord(t, e, 1, p, change.KindAdd, "after", change.StatusPending, "v1\n")
+	v2 := rvRecord(t, e, 2, p, change.KindModify, "after", change.StatusPending, "v2\n")
 	if st, _ := rvState(t, e); st[p].ID != v2.ID {
 		t.Fatalf("before: %s is r%d, want r%d", p, st[p].ID, v2.ID)
 	}
@@ -112,7 +113,7 @@ func TestRejectBringsBackPreviousVersion(t *testing.T) {
 		ev.Data["reason"] != "wrong figures" || ev.Data["generation"] != "4" {
 		t.Fatalf("audit entry %+v", ev)
 	}
-	if r := d.Records[0]; r.Status != store.StatusRejected || r.Reason != "wrong figures" || r.DecidedBy == "" || r.DecidedAt.IsZero() {
+	if r := d.Records[0]; r.Status != change.StatusRejected || r.Reason != "wrong figures" || r.DecidedBy == "" || r.DecidedAt.IsZero() {
 		t.Fatalf("decided record %+v", r)
 	}
 	// rejecting v1 too: the path goes
@@ -130,8 +131,8 @@ func TestRejectBringsBackPreviousVersion(t *testing.T) {
 func TestApproveBeforeEntersState(t *testing.T) {
 	e := reviewEnv(t)
 	const p = "/home/user/Documents/held.txt"
-	r := rvRecord(t, e, 1, p, store.KindAdd, "before", store.StatusPending, "held")
-	after := rvRecord(t, e, 1, "/home/user/Documents/now.txt", store.KindAdd, "after", store.StatusPending, "now")
+	r := rvRecord(t, e, 1, p, change.KindAdd, "before", change.StatusPending, "held")
+	after := rvRecord(t, e, 1, "/home/user/Documents/now.txt", change.KindAdd, "after", change.StatusPending, "now")
 	if st, _ := rvState(t, e); st[p] != nil || st[after.Path] == nil {
 		t.Fatal("a review-before change is in effect before approval, or a review-after one is not")
 	}
@@ -156,13 +157,13 @@ func TestApproveBeforeEntersState(t *testing.T) {
 
 func TestDecisionErrorsChangeNothing(t *testing.T) {
 	e := reviewEnv(t)
-	ok := rvRecord(t, e, 1, "/a", store.KindAdd, "after", store.StatusPending, "a")
-	refused := rvRecord(t, e, 1, "/link", store.KindAdd, "after", store.StatusRefused, "")
+	ok := rvRecord(t, e, 1, "/a", change.KindAdd, "after", change.StatusPending, "a")
+	refused := rvRecord(t, e, 1, "/link", change.KindAdd, "after", change.StatusRefused, "")
 	if _, err := e.Approve(context.Background(), []uint64{ok.ID}, ""); err != nil {
 		t.Fatal(err)
 	}
-	pending := rvRecord(t, e, 2, "/b", store.KindAdd, "after", store.StatusPending, "b")
-	closing := rvRecord(t, e, 4, "/c", store.KindAdd, "after", store.StatusPending, "c")
+	pending := rvRecord(t, e, 2, "/b", change.KindAdd, "after", change.StatusPending, "b")
+	closing := rvRecord(t, e, 4, "/c", change.KindAdd, "after", change.StatusPending, "c")
 	_, before := rvState(t, e)
 	var seqBefore uint64
 	if ev := rvLastEvent(t, e); ev != nil {
@@ -195,7 +196,7 @@ func TestDecisionErrorsChangeNothing(t *testing.T) {
 	if after.Generation != before.Generation || rvLastEvent(t, e).Seq != seqBefore {
 		t.Fatal("a failed decision changed the generation or the audit log")
 	}
-	if rec := rvGet(t, e, pending.ID); rec.Status != store.StatusPending {
+	if rec := rvGet(t, e, pending.ID); rec.Status != change.StatusPending {
 		t.Fatalf("r%d is %s after failed decisions", pending.ID, rec.Status)
 	}
 }
@@ -220,8 +221,8 @@ func TestApproveAllInBatches(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			r := &store.Record{ID: id, Sandbox: "docs", Session: 1, Path: fmt.Sprintf("/d/%04d", i), Kind: store.KindAdd,
-				Type: "file", Exception: "ex1", Review: "before", Status: store.StatusPending}
+			r := &store.Record{ID: id, Sandbox: "docs", Session: 1, Path: fmt.Sprintf("/d/%04d", i), Kind: change.KindAdd,
+				Type: "file", Exception: "ex1", Review: "before", Status: change.StatusPending}
 			if err := tx.PutRecord(r); err != nil {
 				return err
 			}
@@ -254,8 +255,8 @@ func TestApproveAllInBatches(t *testing.T) {
 func TestReviewShowDiff(t *testing.T) {
 	e := reviewEnv(t)
 	const p = "/doc.txt"
-	v1 := rvRecord(t, e, 1, p, store.KindAdd, "after", store.StatusPending, "a\nb\nc\n")
-	v2 := rvRecord(t, e, 2, p, store.KindModify, "after", store.StatusPending, "a\nB\nc")
+	v1 := rvRecord(t, e, 1, p, change.KindAdd, "after", change.StatusPending, "a\nb\nc\n")
+	v2 := rvRecord(t, e, 2, p, change.KindModify, "after", change.StatusPending, "a\nB\nc")
 	rep, err := e.ReviewShow(v2.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -271,19 +272,19 @@ func TestReviewShowDiff(t *testing.T) {
 	if rep, _ = e.ReviewShow(v2.ID); rep.Previous == nil || rep.Previous.ID != v1.ID {
 		t.Fatalf("previous %v", rep.Previous)
 	}
-	bin := rvRecord(t, e, 3, p, store.KindModify, "after", store.StatusPending, "\x00\x01")
+	bin := rvRecord(t, e, 3, p, change.KindModify, "after", change.StatusPending, "\x00\x01")
 	if rep, _ = e.ReviewShow(bin.ID); !rep.Diff.Binary || rep.Diff.Text != "" || rep.Diff.OldDigest != v2.Digest || rep.Diff.NewSize != 2 {
 		t.Fatalf("binary: %+v", rep.Diff)
 	}
-	big := rvRecord(t, e, 3, "/big", store.KindAdd, "after", store.StatusPending, strings.Repeat("x\n", MaxDiffSize/2+1))
+	big := rvRecord(t, e, 3, "/big", change.KindAdd, "after", change.StatusPending, strings.Repeat("x\n", MaxDiffSize/2+1))
 	if rep, _ = e.ReviewShow(big.ID); rep.Diff.Text != "" || !strings.Contains(rep.Diff.Note, "larger than 1 MiB") {
 		t.Fatalf("large: %+v", rep.Diff)
 	}
-	bad := rvRecord(t, e, 3, "/bad", store.KindAdd, "after", store.StatusPending, "ok\xff")
+	bad := rvRecord(t, e, 3, "/bad", change.KindAdd, "after", change.StatusPending, "ok\xff")
 	if rep, _ = e.ReviewShow(bad.ID); !rep.Diff.Binary {
 		t.Fatalf("invalid UTF-8 shown as text: %+v", rep.Diff)
 	}
-	del := rvRecord(t, e, 3, "/bad", store.KindDelete, "after", store.StatusPending, "")
+	del := rvRecord(t, e, 3, "/bad", change.KindDelete, "after", change.StatusPending, "")
 	if rep, _ = e.ReviewShow(del.ID); !bytes.Contains([]byte(rep.Diff.Note), []byte("binary")) {
 		t.Fatalf("delete after binary: %+v", rep.Diff)
 	}

@@ -5,6 +5,7 @@ import (
 	"path"
 	"sort"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/sandboxpath"
 	"github.com/spillway/spillway/store"
@@ -20,10 +21,10 @@ func InEffect(sb *store.Sandbox, r *store.Record) bool {
 		return false
 	}
 	switch r.Status {
-	case store.StatusApproved:
+	case change.StatusApproved:
 		return true
-	case store.StatusPending:
-		return r.Review != "before"
+	case change.StatusPending:
+		return r.Review != change.ReviewBefore
 	}
 	return false
 }
@@ -89,7 +90,7 @@ func (st State) dropOrphans() []Orphan {
 	var out []Orphan
 	for p, r := range st {
 		for a := path.Dir(p); a != "/" && a != "."; a = path.Dir(a) {
-			if anc, ok := st[a]; ok && (anc.Kind == store.KindDelete || anc.Type != "dir") {
+			if anc, ok := st[a]; ok && (anc.Kind == change.KindDelete || anc.Type != change.TypeDir) {
 				out = append(out, Orphan{Record: r, Under: anc})
 				break
 			}
@@ -115,7 +116,7 @@ func (st State) Sorted() []*store.Record {
 // Files counts the paths the state puts in place (not deletions) and bytes.
 func (st State) Files() (files, bytes int64) {
 	for _, r := range st {
-		if r.Kind != store.KindDelete && r.Type != "dir" {
+		if r.Kind != change.KindDelete && r.Type != change.TypeDir {
 			files++
 			bytes += r.Size
 		}

@@ -4,8 +4,9 @@ import (
 	"fmt"
 
 	"github.com/containerd/errdefs"
-	"github.com/spillway/spillway/internal/units"
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/units"
 )
 
 // Limits bound what an import may write. A zero field takes its default

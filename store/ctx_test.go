@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // TestScansStopOnCancel: a scan whose context is cancelled ends with the
@@ -20,7 +22,7 @@ func TestScansStopOnCancel(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				r := &Record{ID: id, Sandbox: "a", Session: 1, Path: fmt.Sprintf("/d/f%06d", j), Exception: "ex1", Status: StatusPending}
+				r := &Record{ID: id, Sandbox: "a", Session: 1, Path: fmt.Sprintf("/d/f%06d", j), Exception: "ex1", Status: change.StatusPending}
 				if err := tx.PutRecord(r); err != nil {
 					return err
 				}

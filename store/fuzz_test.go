@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"testing"
 	"time"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // FuzzDecodeRecord checks that any stored bytes decode to a record or a clear
@@ -11,9 +13,9 @@ import (
 func FuzzDecodeRecord(f *testing.F) {
 	for _, r := range []*Record{
 		{},
-		{ID: 1, Sandbox: "a", Session: 1, Path: "/f", Kind: KindAdd, Type: "file", Size: 3, Mode: 0o644, Status: StatusPending},
+		{ID: 1, Sandbox: "a", Session: 1, Path: "/f", Kind: change.KindAdd, Type: "file", Size: 3, Mode: 0o644, Status: change.StatusPending},
 		{ID: 1 << 60, Sandbox: "x\n\x1b[2J", Path: "/bad\xff\xfe\n", Link: "../../etc", Digest: "sha256:00", Exception: "ex10",
-			Status: StatusRefused, Reason: "symlink", Mtime: time.Date(2024, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600)), Purged: true},
+			Status: change.StatusRefused, Reason: "symlink", Mtime: time.Date(2024, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600)), Purged: true},
 	} {
 		b, err := encode(r)
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // recordIndexKeys lists the index entries of r.
@@ -17,7 +19,7 @@ func recordIndexKeys(r *Record) [][]byte {
 	if r.Exception != "" {
 		ks = append(ks, key(pRecExc, r.Exception, r.ID))
 	}
-	if r.Status == StatusPending {
+	if r.Status == change.StatusPending {
 		ks = append(ks, key(pPend, r.ID), key(pPendSb, r.Sandbox, r.ID))
 	}
 	return ks

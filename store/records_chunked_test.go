@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // TestDeleteSessionRecordsChunked deletes a session larger than one
@@ -22,7 +24,7 @@ func TestDeleteSessionRecordsChunked(t *testing.T) {
 				if j >= n {
 					session = 2
 				}
-				r := &Record{ID: id, Sandbox: "a", Session: session, Path: fmt.Sprintf("/d/f%06d", j), Exception: "ex1", Status: StatusPending}
+				r := &Record{ID: id, Sandbox: "a", Session: session, Path: fmt.Sprintf("/d/f%06d", j), Exception: "ex1", Status: change.StatusPending}
 				if err := tx.PutRecord(r); err != nil {
 					return err
 				}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 func ids(t *testing.T, each func(func(*Record) error) error) []uint64 {
@@ -28,10 +30,10 @@ func TestRecordIndexes(t *testing.T) {
 	// sandbox a: session 1 → ids 1,2 (same path), session 2 → 3; sandbox b: 4.
 	mustUpdate(t, s, func(tx *Tx) error {
 		for _, r := range []*Record{
-			{Sandbox: "a", Session: 1, Path: "/f", Exception: "ex1", Status: StatusPending},
-			{Sandbox: "a", Session: 1, Path: "/g", Exception: "ex1", Status: StatusRefused},
-			{Sandbox: "a", Session: 2, Path: "/f", Exception: "ex2", Status: StatusPending},
-			{Sandbox: "b", Session: 1, Path: "/f", Exception: "ex3", Status: StatusPending},
+			{Sandbox: "a", Session: 1, Path: "/f", Exception: "ex1", Status: change.StatusPending},
+			{Sandbox: "a", Session: 1, Path: "/g", Exception: "ex1", Status: change.StatusRefused},
+			{Sandbox: "a", Session: 2, Path: "/f", Exception: "ex2", Status: change.StatusPending},
+			{Sandbox: "b", Session: 1, Path: "/f", Exception: "ex3", Status: change.StatusPending},
 		} {
 			id, err := tx.NextRecordID()
 			if err != nil {
@@ -59,7 +61,7 @@ func TestRecordIndexes(t *testing.T) {
 	})
 	// approve 1, reject 3, move 4 to another exception and path
 	mustUpdate(t, s, func(tx *Tx) error {
-		for id, st := range map[uint64]string{1: StatusApproved, 3: StatusRejected} {
+		for id, st := range map[uint64]change.Status{1: change.StatusApproved, 3: change.StatusRejected} {
 			r, err := tx.GetRecord(id)
 			if err != nil {
 				return err
@@ -137,12 +139,12 @@ func TestForEachPendingMany(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				st := StatusApproved
+				st := change.StatusApproved
 				if i%50000 == 7 {
-					st = StatusPending
+					st = change.StatusPending
 				}
 				r := &Record{ID: id, Sandbox: fmt.Sprint("s", i%3), Session: 1, Path: fmt.Sprintf("/home/u/doc%d.txt", i),
-					Kind: KindAdd, Type: "file", Size: 1234, Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+					Kind: change.KindAdd, Type: "file", Size: 1234, Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 					Exception: "ex1", Status: st, Created: time.Now()}
 				if err := tx.PutRecord(r); err != nil {
 					return err

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 )
 
 func openStore(t *testing.T, dir string) *Store {
@@ -91,7 +93,7 @@ func TestRoundTripEveryKind(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			ex := &exceptions.Exception{ID: id, Sandbox: name, Patterns: []string{"/home/" + name + "/**"}, Reason: "r\x1b", Created: t0, Review: exceptions.ReviewAfter, Limits: exceptions.DefaultLimits}
+			ex := &exceptions.Exception{ID: id, Sandbox: name, Patterns: []string{"/home/" + name + "/**"}, Reason: "r\x1b", Created: t0, Review: change.ReviewAfter, Limits: exceptions.DefaultLimits}
 			excs = append(excs, ex)
 			if err := tx.PutException(ex); err != nil {
 				return err
@@ -100,8 +102,8 @@ func TestRoundTripEveryKind(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			r := &Record{ID: rid, Sandbox: name, Session: 1, Path: "/home/" + name + "/f\n\xff", Kind: KindAdd, Type: "file", Size: 5, Mode: 0o644,
-				Mtime: t0, Digest: "sha256:00", Exception: id, Review: "after", Status: StatusPending, Created: t0}
+			r := &Record{ID: rid, Sandbox: name, Session: 1, Path: "/home/" + name + "/f\n\xff", Kind: change.KindAdd, Type: "file", Size: 5, Mode: 0o644,
+				Mtime: t0, Digest: "sha256:00", Exception: id, Review: "after", Status: change.StatusPending, Created: t0}
 			recs = append(recs, r)
 			if err := tx.PutRecord(r); err != nil {
 				return err

@@ -1,24 +1,16 @@
 package store
 
-import "time"
+import (
+	"time"
+
+	"github.com/spillway/spillway/internal/change"
+)
 
 // Sandbox states.
 const (
 	StateClosed  = "closed"
 	StateOpen    = "open"
 	StateClosing = "closing" // a close started and has not finished
-)
-
-// Record kinds and statuses.
-const (
-	KindAdd    = "add"
-	KindModify = "modify"
-	KindDelete = "delete"
-
-	StatusPending  = "pending"
-	StatusApproved = "approved"
-	StatusRejected = "rejected"
-	StatusRefused  = "refused"
 )
 
 // Image is a clean, immutable base filesystem (a committed snapshot).
@@ -77,20 +69,20 @@ type Record struct {
 	ID        uint64
 	Sandbox   string
 	Session   uint64
-	Path      string // clean absolute path inside the sandbox, exact bytes
-	Kind      string // KindAdd, KindModify, KindDelete
-	Type      string // "file", "dir", "symlink", "fifo", "socket", "device", …
+	Path      string          // clean absolute path inside the sandbox, exact bytes
+	Kind      change.Kind     // change.KindAdd, change.KindModify, change.KindDelete
+	Type      change.FileType // "file", "dir", "symlink", "fifo", "socket", "device", …
 	Size      int64
 	Mode      uint32 // permission bits as stored (setuid/setgid/sticky dropped)
 	UID, GID  uint32
 	Mtime     time.Time
-	Digest    string // "sha256:<hex>" for files whose content was kept
-	Link      string // symlink target, for persisted links
-	Exception string // id of the exception that matched
-	Review    string // review mode of the exception at close
-	Status    string // StatusPending, StatusApproved, StatusRejected, StatusRefused
-	Reason    string // refusal code, or the reviewer's reason for a rejection
-	Purged    bool   // removed from the persisted state by `exception revoke --purge`
+	Digest    string            // "sha256:<hex>" for files whose content was kept
+	Link      string            // symlink target, for persisted links
+	Exception string            // id of the exception that matched
+	Review    change.ReviewMode // review mode of the exception at close
+	Status    change.Status     // change.StatusPending, change.StatusApproved, change.StatusRejected, change.StatusRefused
+	Reason    string            // refusal code, or the reviewer's reason for a rejection
+	Purged    bool              // removed from the persisted state by `exception revoke --purge`
 	Created   time.Time
 	DecidedBy string
 	DecidedAt time.Time

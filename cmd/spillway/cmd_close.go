@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
@@ -185,11 +186,11 @@ func diffCommand(t *term) *cli.Command {
 						all = append(all, d)
 						return nil
 					}
-					verdict := d.Verdict
+					verdict := string(d.Verdict)
 					switch d.Verdict {
-					case persist.VerdictPersist:
+					case change.VerdictPersist:
 						verdict += " " + d.Exception
-					case persist.VerdictRefuse:
+					case change.VerdictRefuse:
 						verdict += " " + d.Reason
 					}
 					_, err := fmt.Fprintf(t.out, "%s %s %s\n", d.Kind, name(d.Path), verdict)

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
 )
@@ -29,7 +30,7 @@ func exceptionCommand(t *term) *cli.Command {
 					&cli.StringFlag{Name: "max-file-size", Usage: "largest file persisted", Value: "256MiB"},
 					&cli.StringFlag{Name: "max-bytes", Usage: "bytes persisted per session", Value: "1GiB"},
 					&cli.Int64Flag{Name: "max-files", Usage: "files persisted per session", Value: exceptions.DefaultLimits.MaxFiles},
-					&cli.StringFlag{Name: "review", Usage: "after: applied at once, reviewed later; before: held back until approved", Value: exceptions.ReviewAfter},
+					&cli.StringFlag{Name: "review", Usage: "after: applied at once, reviewed later; before: held back until approved", Value: string(change.ReviewAfter)},
 					&cli.BoolFlag{Name: "allow-exec", Usage: "keep execute bits"},
 					&cli.BoolFlag{Name: "allow-symlinks", Usage: "persist symlinks as links (never their targets)"},
 					&cli.BoolFlag{Name: "force", Usage: "add a risky rule anyway (marked as forced)"},
@@ -95,7 +96,7 @@ func runExceptionAdd(c *cli.Context, t *term) error {
 		Sandbox:       c.Args().Get(0),
 		Patterns:      c.Args().Slice()[1:],
 		Reason:        c.String("reason"),
-		Review:        c.String("review"),
+		Review:        change.ReviewMode(c.String("review")),
 		AllowExec:     c.Bool("allow-exec"),
 		AllowSymlinks: c.Bool("allow-symlinks"),
 		Forced:        c.Bool("force"),
@@ -139,7 +140,7 @@ type exceptionJSON struct {
 	Reason    string            `json:"reason"`
 	Created   time.Time         `json:"created"`
 	Expires   *time.Time        `json:"expires"`
-	Review    string            `json:"review"`
+	Review    change.ReviewMode `json:"review"`
 	State     string            `json:"state"`
 	Forced    bool              `json:"forced"`
 	Limits    exceptions.Limits `json:"limits"`

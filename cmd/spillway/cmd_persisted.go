@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
@@ -21,23 +22,23 @@ import (
 
 // recordJSON is a record as scripts see it (SPEC.md field names).
 type recordJSON struct {
-	ID        uint64    `json:"id"`
-	Sandbox   string    `json:"sandbox"`
-	Session   uint64    `json:"session"`
-	Path      string    `json:"path"`
-	PathBytes []byte    `json:"path_bytes,omitempty"`
-	Kind      string    `json:"kind"`
-	Type      string    `json:"type"`
-	Size      int64     `json:"size"`
-	Mode      string    `json:"mode"`
-	Digest    string    `json:"digest"`
-	Exception string    `json:"exception"`
-	Status    string    `json:"status"`
-	Reason    string    `json:"reason,omitempty"`
-	Review    string    `json:"review"`
-	Purged    bool      `json:"purged,omitempty"`
-	Mtime     time.Time `json:"mtime"`
-	Link      string    `json:"link,omitempty"`
+	ID        uint64            `json:"id"`
+	Sandbox   string            `json:"sandbox"`
+	Session   uint64            `json:"session"`
+	Path      string            `json:"path"`
+	PathBytes []byte            `json:"path_bytes,omitempty"`
+	Kind      change.Kind       `json:"kind"`
+	Type      change.FileType   `json:"type"`
+	Size      int64             `json:"size"`
+	Mode      string            `json:"mode"`
+	Digest    string            `json:"digest"`
+	Exception string            `json:"exception"`
+	Status    change.Status     `json:"status"`
+	Reason    string            `json:"reason,omitempty"`
+	Review    change.ReviewMode `json:"review"`
+	Purged    bool              `json:"purged,omitempty"`
+	Mtime     time.Time         `json:"mtime"`
+	Link      string            `json:"link,omitempty"`
 }
 
 func toRecordJSON(r *store.Record) recordJSON {
@@ -122,7 +123,7 @@ func runPersistedLs(c *cli.Context, t *term) error {
 		fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
 		for _, r := range recs {
 			typ := r.Type
-			if r.Kind == store.KindDelete {
+			if r.Kind == change.KindDelete {
 				typ = "deleted"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%04o\t%s\t%d\t%s\n", name(r.Path), typ, units.FormatSize(r.Size), r.Mode, r.Exception, r.Session, r.Status)
@@ -219,7 +220,7 @@ func runPersistedHistory(c *cli.Context, t *term) error {
 		w := t.table()
 		fmt.Fprintln(w, "RECORD\tSESSION\tKIND\tSIZE\tDIGEST\tSTATUS\tEXCEPTION")
 		for _, r := range recs {
-			st := r.Status
+			st := string(r.Status)
 			if r.Purged {
 				st += ",purged"
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/store"
@@ -177,23 +178,23 @@ func printDecided(t *term, verb string, d *persist.Decided, err error) error {
 func recordStatus(r *store.Record) string {
 	var s string
 	switch r.Status {
-	case store.StatusPending:
-		if r.Review == "before" {
+	case change.StatusPending:
+		if r.Review == change.ReviewBefore {
 			s = "pending (review before: held back until approved)"
 		} else {
 			s = "pending (review after: in the persisted state until rejected)"
 		}
-	case store.StatusApproved:
+	case change.StatusApproved:
 		s = fmt.Sprintf("approved by %s on %s", name(r.DecidedBy), r.DecidedAt.Format("2006-01-02 15:04"))
 		if r.Note != "" {
 			s += ": " + name(r.Note)
 		}
-	case store.StatusRejected:
+	case change.StatusRejected:
 		s = fmt.Sprintf("rejected by %s on %s: %s", name(r.DecidedBy), r.DecidedAt.Format("2006-01-02 15:04"), name(r.Reason))
-	case store.StatusRefused:
+	case change.StatusRefused:
 		s = "refused (" + name(r.Reason) + ")"
 	default:
-		s = name(r.Status)
+		s = name(string(r.Status))
 	}
 	if r.Purged {
 		s += ", purged with its exception"

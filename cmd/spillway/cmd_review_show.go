@@ -7,9 +7,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 // reviewShowJSON is `review show --json`: the record's fields as in
@@ -76,14 +76,14 @@ func printReview(t *term, rep *persist.ReviewReport) {
 	fmt.Fprintf(w, "record\tr%d\n", r.ID)
 	fmt.Fprintf(w, "sandbox\t%s (session %d)\n", r.Sandbox, r.Session)
 	fmt.Fprintf(w, "path\t%s\n", name(r.Path))
-	change := fmt.Sprintf("%s %s", r.Kind, r.Type)
-	if r.Kind != store.KindDelete {
-		change += fmt.Sprintf(", %s, mode %04o", units.FormatSize(r.Size), r.Mode)
+	what := fmt.Sprintf("%s %s", r.Kind, r.Type)
+	if r.Kind != change.KindDelete {
+		what += fmt.Sprintf(", %s, mode %04o", units.FormatSize(r.Size), r.Mode)
 	}
 	if r.Link != "" {
-		change += ", link to " + name(r.Link)
+		what += ", link to " + name(r.Link)
 	}
-	fmt.Fprintf(w, "change\t%s\n", change)
+	fmt.Fprintf(w, "change\t%s\n", what)
 	if r.Digest != "" {
 		fmt.Fprintf(w, "digest\t%s\n", r.Digest)
 	}

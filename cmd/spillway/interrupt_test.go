@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/store"
 )
@@ -48,8 +49,8 @@ func TestInterrupt(t *testing.T) {
 		// in one.
 		w.interrupt(t, "review.committed", "review", "approve", "--all", "big")
 		counts := countStatus(t, w, "big")
-		done := counts[store.StatusApproved]
-		if done+counts[store.StatusPending] != interruptPending || done < 500 || done == interruptPending {
+		done := counts["approved"]
+		if done+counts["pending"] != interruptPending || done < 500 || done == interruptPending {
 			t.Fatalf("after the interrupt: %v, want some of %d approved, some pending", counts, interruptPending)
 		}
 		// Whole batches of 500 are decided, as after a crash between them.
@@ -59,7 +60,7 @@ func TestInterrupt(t *testing.T) {
 		w.must("check")
 		w.must("audit", "verify")
 		w.must("review", "approve", "--all", "big")
-		if counts := countStatus(t, w, "big"); counts[store.StatusApproved] != interruptPending {
+		if counts := countStatus(t, w, "big"); counts["approved"] != interruptPending {
 			t.Errorf("after the rerun: %v, want all %d approved", counts, interruptPending)
 		}
 	})
@@ -193,9 +194,9 @@ func fillRecords(t *testing.T, w *world, sb string, n int, status string) {
 				if err != nil {
 					return err
 				}
-				r := &store.Record{ID: id, Sandbox: sb, Session: 1, Path: fillPath(j), Kind: store.KindAdd, Type: "file",
+				r := &store.Record{ID: id, Sandbox: sb, Session: 1, Path: fillPath(j), Kind: change.KindAdd, Type: "file",
 					Size: size, Mode: 0o644, UID: 1000, GID: 1000, Mtime: now, Digest: digest, Exception: "ex1",
-					Review: "after", Status: status, Created: now}
+					Review: "after", Status: change.Status(status), Created: now}
 				if err := tx.PutRecord(r); err != nil {
 					return err
 				}
@@ -219,7 +220,7 @@ func countStatus(t *testing.T, w *world, sb string) map[string]int {
 	counts := map[string]int{}
 	err = st.View(func(tx *store.Tx) error {
 		return tx.ForEachRecord(context.Background(), sb, func(r *store.Record) error {
-			counts[r.Status]++
+			counts[string(r.Status)]++
 			return nil
 		})
 	})

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // canary makes a host file outside the tree with random bytes.
@@ -76,7 +78,7 @@ func TestOpenFileSymlinks(t *testing.T) {
 	}
 	_, all := overlayLines(t, o.upper, o.lowers)
 	for _, c := range all {
-		if c.Path == "/abs" && (c.Type != TypeSymlink || c.Link != cfile) {
+		if c.Path == "/abs" && (c.Type != change.TypeSymlink || c.Link != cfile) {
 			t.Fatalf("link change: %+v", c)
 		}
 	}

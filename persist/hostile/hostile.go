@@ -36,23 +36,8 @@ package hostile
 import (
 	"errors"
 	"time"
-)
 
-// Kinds of change.
-const (
-	KindAdd    = "add"
-	KindModify = "modify"
-	KindDelete = "delete"
-)
-
-// File types.
-const (
-	TypeFile    = "file"
-	TypeDir     = "dir"
-	TypeSymlink = "symlink"
-	TypeFIFO    = "fifo"
-	TypeSocket  = "socket"
-	TypeDevice  = "device"
+	"github.com/spillway/spillway/internal/change"
 )
 
 // Limits on the paths the walker descends into.
@@ -68,15 +53,15 @@ const (
 
 // Change is one entry of a sandbox's tree that differs from its base.
 //
-// For KindDelete only Kind, Path, Type and TooDeep are set; Type is the
-// type the entry had below (TypeFile if unknown). A delete of a directory
+// For change.KindDelete only Kind, Path, Type and TooDeep are set; Type is the
+// type the entry had below (change.TypeFile if unknown). A delete of a directory
 // implies its whole subtree: the walker never lists a deleted subtree.
-// A KindModify whose Type is not TypeDir may replace what was a directory
+// A change.KindModify whose Type is not change.TypeDir may replace what was a directory
 // below; that directory's subtree is then gone as well.
 type Change struct {
-	Kind    string // KindAdd, KindModify, KindDelete
-	Path    string // clean absolute path inside the sandbox, exact bytes ("/home/user/a.txt")
-	Type    string // type in the upper tree (for deletes: the type it had below, best effort, TypeFile if unknown)
+	Kind    change.Kind     // change.KindAdd, change.KindModify, change.KindDelete
+	Path    string          // clean absolute path inside the sandbox, exact bytes ("/home/user/a.txt")
+	Type    change.FileType // type in the upper tree (for deletes: the type it had below, best effort, change.TypeFile if unknown)
 	Size    int64
 	Mode    uint32 // full st_mode
 	UID     uint32

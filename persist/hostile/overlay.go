@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // OverlayOptions are the mount options that change how the kernel reads
@@ -167,7 +169,7 @@ func (w *overlayWalk) dir(path string, depth int, ufd int, low []lowerDir, repla
 		var st unix.Stat_t
 		if err := fstatat(ufd, name, &st); err != nil {
 			if err := changedIf(err); isChanged(err) {
-				if err := w.changed(p, deep, TypeFile); err != nil {
+				if err := w.changed(p, deep, change.TypeFile); err != nil {
 					return err
 				}
 				continue
@@ -185,19 +187,19 @@ func (w *overlayWalk) dir(path string, depth int, ufd int, low []lowerDir, repla
 		if err != nil {
 			return fmt.Errorf("hostile: stat lower %q: %w", p, err)
 		}
-		c := changeFrom(KindAdd, p, &st)
+		c := changeFrom(change.KindAdd, p, &st)
 		c.TooDeep = deep
 		report := true
 		if present && !replaced {
-			c.Kind = KindModify
+			c.Kind = change.KindModify
 			if isDir(&st) && isDir(&below) {
 				report = deep // a copied-up container
 			}
 		}
-		if c.Type == TypeSymlink {
+		if c.Type == change.TypeSymlink {
 			if c.Link, err = readlinkat(ufd, name); err != nil {
 				if err := changedIf(err); isChanged(err) {
-					if err := w.changed(p, deep, TypeSymlink); err != nil {
+					if err := w.changed(p, deep, change.TypeSymlink); err != nil {
 						return err
 					}
 					continue
@@ -222,8 +224,8 @@ func (w *overlayWalk) dir(path string, depth int, ufd int, low []lowerDir, repla
 
 // changed reports an upper entry that vanished or was replaced under the
 // walk.
-func (w *overlayWalk) changed(p string, deep bool, typ string) error {
-	return w.fn(Change{Kind: KindAdd, Path: p, Type: typ, TooDeep: deep, Changed: true})
+func (w *overlayWalk) changed(p string, deep bool, typ change.FileType) error {
+	return w.fn(Change{Kind: change.KindAdd, Path: p, Type: typ, TooDeep: deep, Changed: true})
 }
 
 func (w *overlayWalk) descend(p string, depth, ufd int, name string, st *unix.Stat_t, low []lowerDir, lowDir, replaced bool) error {
@@ -233,7 +235,7 @@ func (w *overlayWalk) descend(p string, depth, ufd int, name string, st *unix.St
 	cfd, err := openDir(ufd, name, st)
 	if err != nil {
 		if err := changedIf(err); isChanged(err) {
-			return w.changed(p, false, TypeDir)
+			return w.changed(p, false, change.TypeDir)
 		}
 		return fmt.Errorf("hostile: open %q: %w", p, err)
 	}
@@ -270,7 +272,7 @@ func (w *overlayWalk) deleted(p string, deep bool, low []lowerDir, name string) 
 	if !present {
 		return nil
 	}
-	return w.fn(Change{Kind: KindDelete, Path: p, Type: typeOf(below.Mode), TooDeep: deep})
+	return w.fn(Change{Kind: change.KindDelete, Path: p, Type: typeOf(below.Mode), TooDeep: deep})
 }
 
 // lookup finds name in the merged lower directory low, as overlayfs does.

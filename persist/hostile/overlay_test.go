@@ -12,6 +12,8 @@ import (
 
 	"github.com/containerd/continuity/fs"
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 func TestOverlayChangesBasic(t *testing.T) {
@@ -135,8 +137,8 @@ func TestOverlayMatchesContinuity(t *testing.T) {
 
 	var ours []string
 	err := OverlayChanges(context.Background(), o.upper, o.lowers, func(c Change) error {
-		if c.Kind == KindDelete || c.Type != TypeDir {
-			ours = append(ours, c.Kind+" "+c.Path)
+		if c.Kind == change.KindDelete || c.Type != change.TypeDir {
+			ours = append(ours, string(c.Kind)+" "+c.Path)
 		}
 		return nil
 	})

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
@@ -249,26 +251,26 @@ func hasXattr(fd int, attr string) (bool, error) {
 	}
 }
 
-func typeOf(mode uint32) string {
+func typeOf(mode uint32) change.FileType {
 	switch mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		return TypeFile
+		return change.TypeFile
 	case unix.S_IFDIR:
-		return TypeDir
+		return change.TypeDir
 	case unix.S_IFLNK:
-		return TypeSymlink
+		return change.TypeSymlink
 	case unix.S_IFIFO:
-		return TypeFIFO
+		return change.TypeFIFO
 	case unix.S_IFSOCK:
-		return TypeSocket
+		return change.TypeSocket
 	default:
-		return TypeDevice
+		return change.TypeDevice
 	}
 }
 
 func isDir(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
-func changeFrom(kind, path string, st *unix.Stat_t) Change {
+func changeFrom(kind change.Kind, path string, st *unix.Stat_t) Change {
 	return Change{
 		Kind:  kind,
 		Path:  path,

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // TreeChanges compares a full tree with its base (a full copy, as the
@@ -83,7 +85,7 @@ func (w *treeWalk) dir(path string, depth, tfd, bfd int) error {
 		}
 		if !inTree {
 			if inBase {
-				if err := w.fn(Change{Kind: KindDelete, Path: p, Type: typeOf(bst.Mode), TooDeep: deep}); err != nil {
+				if err := w.fn(Change{Kind: change.KindDelete, Path: p, Type: typeOf(bst.Mode), TooDeep: deep}); err != nil {
 					return err
 				}
 			}
@@ -92,19 +94,19 @@ func (w *treeWalk) dir(path string, depth, tfd, bfd int) error {
 		var st unix.Stat_t
 		if err := fstatat(tfd, name, &st); err != nil {
 			if err := changedIf(err); isChanged(err) {
-				if err := w.fn(Change{Kind: KindAdd, Path: p, Type: TypeFile, TooDeep: deep, Changed: true}); err != nil {
+				if err := w.fn(Change{Kind: change.KindAdd, Path: p, Type: change.TypeFile, TooDeep: deep, Changed: true}); err != nil {
 					return err
 				}
 				continue
 			}
 			return fmt.Errorf("hostile: stat %q: %w", p, err)
 		}
-		c := changeFrom(KindAdd, p, &st)
+		c := changeFrom(change.KindAdd, p, &st)
 		c.TooDeep = deep
-		if c.Type == TypeSymlink {
+		if c.Type == change.TypeSymlink {
 			if c.Link, err = readlinkat(tfd, name); err != nil {
 				if err := changedIf(err); isChanged(err) {
-					if err := w.fn(Change{Kind: KindAdd, Path: p, Type: TypeSymlink, TooDeep: deep, Changed: true}); err != nil {
+					if err := w.fn(Change{Kind: change.KindAdd, Path: p, Type: change.TypeSymlink, TooDeep: deep, Changed: true}); err != nil {
 						return err
 					}
 					continue
@@ -115,13 +117,13 @@ func (w *treeWalk) dir(path string, depth, tfd, bfd int) error {
 		report := true
 		bothDirs := inBase && isDir(&st) && isDir(&bst)
 		if inBase {
-			c.Kind = KindModify
+			c.Kind = change.KindModify
 			switch {
 			case bothDirs:
 				report = deep
 			case st.Mode != bst.Mode || st.Uid != bst.Uid || st.Gid != bst.Gid ||
 				st.Mtim != bst.Mtim || (!isDir(&st) && st.Size != bst.Size):
-			case c.Type == TypeSymlink:
+			case c.Type == change.TypeSymlink:
 				link, err := readlinkat(bfd, name)
 				if err != nil {
 					return fmt.Errorf("hostile: readlink base %q: %w", p, err)
@@ -153,7 +155,7 @@ func (w *treeWalk) descend(p string, depth, tfd, bfd int, name string, st, bst *
 	cfd, err := openDir(tfd, name, st)
 	if err != nil {
 		if err := changedIf(err); isChanged(err) {
-			return w.fn(Change{Kind: KindAdd, Path: p, Type: TypeDir, Changed: true})
+			return w.fn(Change{Kind: change.KindAdd, Path: p, Type: change.TypeDir, Changed: true})
 		}
 		return fmt.Errorf("hostile: open %q: %w", p, err)
 	}
