@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/atomicfile"
 )
 
 // Blobs is a content store of files named by their sha256 digest.
@@ -64,16 +66,13 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 	default:
 		r = io.MultiReader(bytes.NewReader(small[:n]), r)
 	}
-	tmp, err := os.CreateTemp(filepath.Join(b.dir, "tmp"), "blob-")
+	// Lazy: the blob store is flushed once per close (Sync), not per blob.
+	tmp, err := atomicfile.Create(filepath.Join(b.dir, "tmp"), "blob-")
 	if err != nil {
 		return "", 0, err
 	}
-	defer func() {
-		if tmp != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	tmp.Lazy = true
+	defer tmp.Cleanup()
 	h := sha256.New()
 	size, err = io.Copy(io.MultiWriter(tmp, h), r)
 	if err != nil {
@@ -88,13 +87,9 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 	if b.has(digest, size) {
 		return digest, size, nil
 	}
-	if err := tmp.Close(); err != nil {
+	if err := tmp.Commit(final, atomicfile.Replace); err != nil {
 		return "", 0, err
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return "", 0, err
-	}
-	tmp = nil
 	return digest, size, nil
 }
 

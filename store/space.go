@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/atomicfile"
 )
 
 // Reserve is the free space the store needs to open and commit: badger
@@ -66,15 +68,14 @@ func keepBallast(dir string) {
 	if free, err := FreeBytes(dir); err != nil || free < 2*Reserve {
 		return
 	}
-	fd, err := unix.Open(ballast+".tmp", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := atomicfile.Create(dir, ballastName+".tmp-")
 	if err != nil {
 		return
 	}
-	err = unix.Fallocate(fd, 0, 0, Reserve)
-	unix.Close(fd)
-	if err != nil {
-		os.Remove(ballast + ".tmp")
+	defer f.Cleanup()
+	f.Lazy = true // a precaution: losing it in a crash costs nothing
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, Reserve); err != nil {
 		return
 	}
-	os.Rename(ballast+".tmp", ballast)
+	f.Commit(ballast, atomicfile.Replace)
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spillway/spillway/internal/atomicfile"
 )
 
 // Book is the record of the runs of one state directory.
@@ -66,22 +68,22 @@ func (b *Book) Register(ctx context.Context, sandbox string) (*Entry, error) {
 	}
 	e := &Entry{Sandbox: sandbox, PID: os.Getpid(), PIDStart: start, Runtime: b.runtime(),
 		Started: time.Now().UTC(), stateRoot: b.StateRoot()}
-	tmp, err := os.CreateTemp(dir, ".new-")
+	tmp, err := atomicfile.Create(dir, ".new-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Cleanup()
 	for n := 1; ; n++ {
 		e.ID = fmt.Sprintf("spillway-%s-%d", sandbox, n)
 		if _, err := os.Lstat(b.bundle(e)); err == nil {
 			continue // a bundle left behind: its entry is being removed
 		}
 		data, _ := json.Marshal(e)
-		if err := writeFile(tmp, data); err != nil {
+		if err := rewrite(tmp.File, data); err != nil {
 			return nil, err
 		}
 		// A hard link never replaces an existing entry: the id is ours alone.
-		err := os.Link(tmp.Name(), b.entryPath(e))
+		err := tmp.Commit(b.entryPath(e), atomicfile.Link)
 		if err == nil {
 			return e, nil
 		}
@@ -91,14 +93,13 @@ func (b *Book) Register(ctx context.Context, sandbox string) (*Entry, error) {
 	}
 }
 
-func writeFile(f *os.File, data []byte) error {
+// rewrite replaces f's content with data.
+func rewrite(f *os.File, data []byte) error {
 	if err := f.Truncate(0); err != nil {
 		return err
 	}
-	if _, err := f.WriteAt(data, 0); err != nil {
-		return err
-	}
-	return f.Sync()
+	_, err := f.WriteAt(data, 0)
+	return err
 }
 
 // Live returns the runs of sandbox whose owner is alive, oldest first, and
