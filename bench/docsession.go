@@ -105,7 +105,7 @@ func (b *bench) runDocsession(ctx context.Context, kind string, n, reps int) (*d
 		if err := e.CreateSandbox(name, "img"); err != nil {
 			return nil, err
 		}
-		if _, err := e.AddException(&exceptions.Exception{Sandbox: name, Patterns: []string{"/home/user/Documents/**"}, Reason: "keep documents"}); err != nil {
+		if _, err := e.AddException(ctx, &exceptions.Exception{Sandbox: name, Patterns: []string{"/home/user/Documents/**"}, Reason: "keep documents"}); err != nil {
 			return nil, err
 		}
 		settle()

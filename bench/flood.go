@@ -26,7 +26,7 @@ func (b *bench) floodSession(ctx context.Context, root string, imageSeed uint64,
 		e.Close()
 		return 0, err
 	}
-	if _, err := e.AddException(x); err != nil {
+	if _, err := e.AddException(ctx, x); err != nil {
 		e.Close()
 		return 0, err
 	}

@@ -206,7 +206,7 @@ func (b *bench) persistOnce(ctx context.Context, root, name string, n int) (cl, 
 		return
 	}
 	if err = e.CreateSandbox(name, "img"); err == nil {
-		_, err = e.AddException(&exceptions.Exception{Sandbox: name, Patterns: []string{"/home/user/Documents/**"}, Reason: "keep documents"})
+		_, err = e.AddException(ctx, &exceptions.Exception{Sandbox: name, Patterns: []string{"/home/user/Documents/**"}, Reason: "keep documents"})
 	}
 	var op *persist.Opened
 	if err == nil {

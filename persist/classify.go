@@ -107,7 +107,16 @@ func (e *Env) walkChanges(ctx context.Context, sb *store.Sandbox, fn func(root s
 		// An overlay root without a parent: every entry is new.
 		return hostile.TreeChanges(ctx, dir, "", func(c hostile.Change) error { return fn(dir, c) })
 	}
-	return hostile.TreeChanges(ctx, dir, sb.BaseDir, func(c hostile.Change) error { return fn(dir, c) })
+	// Native: the root is a copy of its parent; compare with the parent's tree.
+	info, err := e.Snap.Stat(ctx, sb.Snapshot)
+	if err != nil {
+		return fmt.Errorf("root of %s: %w", sb.Name, err)
+	}
+	base, err := e.Snap.TreeDir(ctx, info.Parent, sb.BaseDir)
+	if err != nil {
+		return fmt.Errorf("root of %s: %w", sb.Name, err)
+	}
+	return hostile.TreeChanges(ctx, dir, base, func(c hostile.Change) error { return fn(dir, c) })
 }
 
 // activeRules returns the sandbox's exceptions in force now, oldest first.

@@ -86,6 +86,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		return nil
 	}
 	var seen int64
+	var att attention
 	err = e.walkChanges(ctx, sb, func(root string, c hostile.Change) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -97,6 +98,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		d := decide(rules, c, files, bytes, now)
 		if d.Verdict == change.VerdictDiscard {
 			disc.add(c)
+			att.add(c)
 			man.add(ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: c.Kind, Type: c.Type, Size: c.Size, Verdict: change.VerdictDiscard})
 			return nil
 		}
@@ -115,6 +117,9 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			refused.add(ref)
 			man.add(ManifestEntry{Path: ref.Path, PathBytes: ref.PathBytes, Kind: ref.Kind, Type: ref.Type, Size: ref.Size, Verdict: change.VerdictRefuse, Reason: ref.Reason, Exception: ref.Exception})
 			return nil
+		}
+		if execDropped(d) {
+			sum.ExecDropped++
 		}
 		t := totals[r.Exception]
 		if t == nil {
@@ -157,6 +162,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		}
 	}
 	refused.fill(sum)
+	att.fill(sum)
 	sum.Discarded = Discarded{Count: disc.Count, Bytes: disc.Bytes, Top: disc.top(5)}
 	if sum.Persisted == nil {
 		sum.Persisted = []PersistedFile{}

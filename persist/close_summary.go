@@ -76,6 +76,14 @@ type CloseSummary struct {
 	RefusedCount  int64            `json:"refused_count"`
 	Refusals      []RefusalGroup   `json:"refusals"`
 	Discarded     Discarded        `json:"discarded"`
+	// Attention names the first discarded changes in security-relevant
+	// places ("discarded, would have persisted malware-like changes");
+	// AttentionCount counts them all.
+	Attention      []Attention `json:"attention"`
+	AttentionCount int64       `json:"attention_count"`
+	// ExecDropped counts persisted files whose execute bits were dropped
+	// because their exception lacks --allow-exec.
+	ExecDropped int64 `json:"exec_dropped"`
 	// Manifest is the file listing every refused and discarded change
 	// (empty in a dry run, whose manifest has no name).
 	Manifest string `json:"manifest,omitempty"`

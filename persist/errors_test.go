@@ -44,22 +44,22 @@ func TestErrorClasses(t *testing.T) {
 
 	is("bad name", f.e.CreateSandbox("a/b", "base"), errdefs.IsInvalidArgument,
 		`invalid sandbox name "a/b": use letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)`)
-	_, err = f.e.AddException(&exceptions.Exception{Sandbox: "docs", Patterns: []string{"/x/**"}})
+	_, err = f.e.AddException(context.Background(), &exceptions.Exception{Sandbox: "docs", Patterns: []string{"/x/**"}})
 	is("no reason", err, errdefs.IsInvalidArgument, "reason is required: say why this exception exists")
 	var in *InputError
 	if !errors.As(err, &in) || in.Input != "reason" {
 		t.Errorf("no reason: %#v is no InputError of the reason", err)
 	}
-	_, err = f.e.AddException(&exceptions.Exception{Sandbox: "docs", Patterns: []string{"/x/**"}, Reason: "r",
+	_, err = f.e.AddException(context.Background(), &exceptions.Exception{Sandbox: "docs", Patterns: []string{"/x/**"}, Reason: "r",
 		Limits: exceptions.Limits{MaxFiles: -1}})
 	is("negative limit", err, errdefs.IsInvalidArgument, "limits must not be negative")
-	_, err = f.e.AddException(&exceptions.Exception{Sandbox: "docs", Patterns: []string{"/ok", "rel"}, Reason: "r"})
+	_, err = f.e.AddException(context.Background(), &exceptions.Exception{Sandbox: "docs", Patterns: []string{"/ok", "rel"}, Reason: "r"})
 	if err == nil || !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `pattern "rel"`) {
 		t.Errorf("bad pattern: %v", err)
 	}
 	_, err = f.e.Reject(context.Background(), []uint64{1}, " ")
 	is("reject", err, errdefs.IsInvalidArgument, "reason is required: say why the change is rejected")
-	_, err = f.e.AddException(&exceptions.Exception{Sandbox: "docs", Patterns: []string{"/home/user/.bashrc"}, Reason: "r"})
+	_, err = f.e.AddException(context.Background(), &exceptions.Exception{Sandbox: "docs", Patterns: []string{"/home/user/.bashrc"}, Reason: "r"})
 	is("risky", err, errdefs.IsFailedPrecondition, "risky exception refused:\n  shell-startup: could let through a shell start-up file (~/.bashrc)")
 
 	is("image in use", f.e.RemoveImage(f.ctx, "base"), errdefs.IsFailedPrecondition, "image base is in use by sandbox docs")

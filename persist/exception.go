@@ -19,7 +19,7 @@ import (
 
 // AddException validates and stores a new rule. Risky patterns are refused
 // unless x.Forced; the findings are returned either way.
-func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error) {
+func (e *Env) AddException(ctx context.Context, x *exceptions.Exception) ([]exceptions.Finding, error) {
 	if strings.TrimSpace(x.Reason) == "" {
 		return nil, &InputError{Input: "reason", Problem: "is required: say why this exception exists"}
 	}
@@ -48,12 +48,14 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 	}
 	x.Created = now
 	x.CreatedBy = whoami.Name()
+	if !x.Forced {
+		if err := e.checkImageLinks(ctx, x); err != nil {
+			return nil, err
+		}
+	}
 	err := e.Store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(x.Sandbox); err != nil {
 			return noSandbox(x.Sandbox, err)
-		}
-		if err := checkImageLinks(tx, x); err != nil {
-			return err
 		}
 		id, err := tx.NextExceptionID()
 		if err != nil {
@@ -239,20 +241,28 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 	return purged, err
 }
 
-// checkImageLinks refuses (unless forced) a pattern whose fixed prefix goes
-// through a symlink of the sandbox's image: it would never match.
-func checkImageLinks(tx *store.Tx, x *exceptions.Exception) error {
-	sb, err := tx.GetSandbox(x.Sandbox)
+// checkImageLinks refuses a pattern whose fixed prefix goes through a
+// symlink of the sandbox's image: it would never match.
+func (e *Env) checkImageLinks(ctx context.Context, x *exceptions.Exception) error {
+	var img *store.Image
+	err := e.Store.View(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox(x.Sandbox)
+		if err != nil {
+			return noSandbox(x.Sandbox, err)
+		}
+		img, err = tx.GetImage(sb.Image)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	img, err := tx.GetImage(sb.Image)
-	if err != nil || img.Dir == "" || x.Forced {
-		return nil
+	dir, err := e.Snap.TreeDir(ctx, img.Snapshot, img.Dir)
+	if err != nil {
+		return err
 	}
 	for _, p := range x.Patterns {
 		prefix := exceptions.FixedPrefix(p)
-		if link, real, ok := linkOnPath(img.Dir, prefix); ok {
+		if link, real, ok := linkOnPath(dir, prefix); ok {
 			suggest := real + strings.TrimPrefix(p, prefix)
 			return &LinkedPatternError{Image: img.Name, Link: link, Pattern: p, Suggest: suggest}
 		}

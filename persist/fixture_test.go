@@ -124,7 +124,7 @@ func (f *fixture) except(mod func(x *exceptions.Exception), patterns ...string) 
 	if mod != nil {
 		mod(x)
 	}
-	if _, err := f.e.AddException(x); err != nil {
+	if _, err := f.e.AddException(context.Background(), x); err != nil {
 		f.t.Fatal(err)
 	}
 	return x.ID

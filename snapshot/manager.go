@@ -41,6 +41,7 @@ type Manager struct {
 	dir  string
 	kind string
 	sn   snapshots.Snapshotter
+	ms   *storage.MetaStore // overlay only: the snapshotter's metadata, read by TreeDir
 
 	closeOnce sync.Once
 	closeErr  error
@@ -69,6 +70,7 @@ func Open(ctx context.Context, dir, kind string, timeout time.Duration) (*Manage
 	}
 
 	var sn snapshots.Snapshotter
+	var overlayMeta *storage.MetaStore
 	switch kind {
 	case KindOverlay:
 		ms, err := storage.NewMetaStore(dbfile, withTimeout)
@@ -80,6 +82,7 @@ func Open(ctx context.Context, dir, kind string, timeout time.Duration) (*Manage
 			ms.Close()
 			return nil, dbError(dbfile, timeout, err)
 		}
+		overlayMeta = ms
 		sn, err = overlay.NewSnapshotter(abs,
 			overlay.WithMountOptions(overlayOptions),
 			overlay.WithMetaStore(ms),
@@ -113,7 +116,11 @@ func Open(ctx context.Context, dir, kind string, timeout time.Duration) (*Manage
 	default:
 		return nil, fmt.Errorf("snapshots: unknown snapshotter %q (want %s or %s)", kind, KindOverlay, KindNative)
 	}
-	return &Manager{dir: abs, kind: kind, sn: sn}, nil
+	m := &Manager{dir: abs, kind: kind, sn: sn}
+	if kind == KindOverlay {
+		m.ms = overlayMeta
+	}
+	return m, nil
 }
 
 func dbError(dbfile string, timeout time.Duration, err error) error {

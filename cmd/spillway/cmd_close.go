@@ -142,6 +142,7 @@ func printCloseSummary(t *term, sum *persist.CloseSummary) {
 	default:
 		fmt.Fprintf(t.out, "closed %s: session %d, generation %d\n", sum.Sandbox, sum.Session, sum.Generation)
 	}
+	printAttention(t, sum)
 	var files, bytes int64
 	for _, x := range sum.Exceptions {
 		files += x.Files
@@ -153,6 +154,9 @@ func printCloseSummary(t *term, sum *persist.CloseSummary) {
 		fmt.Fprintf(w, "  %s\t%d files\t%s\n", x.Exception, x.Files, units.FormatSize(x.Bytes))
 	}
 	w.Flush()
+	if sum.ExecDropped > 0 {
+		fmt.Fprintf(t.out, "dropped the execute bits of %d persisted files: their exception lacks --allow-exec\n", sum.ExecDropped)
+	}
 	if sum.RefusedCount > 0 {
 		fmt.Fprintf(t.out, "refused %d changes (listed on stderr)\n", sum.RefusedCount)
 		w = t.table()
@@ -167,6 +171,23 @@ func printCloseSummary(t *term, sum *persist.CloseSummary) {
 		fmt.Fprintf(w, "  %s\t%d changes\t%s\n", escape.Name(d.Dir), d.Count, units.FormatSize(d.Bytes))
 	}
 	w.Flush()
+}
+
+// printAttention lists first the discarded changes that would have been
+// malware-like had they persisted: a reason to look at what ran inside.
+func printAttention(t *term, sum *persist.CloseSummary) {
+	if sum.AttentionCount == 0 {
+		return
+	}
+	fmt.Fprintf(t.out, "discarded, would have persisted malware-like changes: %d\n", sum.AttentionCount)
+	w := t.table()
+	for _, a := range sum.Attention {
+		fmt.Fprintf(w, "  %s %s\t%s\n", persist.KindLetter(a.Kind), name(a.Path), a.What)
+	}
+	w.Flush()
+	if more := sum.AttentionCount - int64(len(sum.Attention)); more > 0 {
+		fmt.Fprintf(t.out, "  and %d more (every discarded change is in the manifest)\n", more)
+	}
 }
 
 func diffCommand(t *term) *cli.Command {

@@ -121,7 +121,7 @@ func runExceptionAdd(c *cli.Context, t *term) error {
 		return usageError("--max-files must be at least 1")
 	}
 	return withEnv(c, t, func(e *persist.Env) error {
-		findings, err := e.AddException(x)
+		findings, err := e.AddException(c.Context, x)
 		if err != nil {
 			return err
 		}
