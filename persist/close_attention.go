@@ -51,7 +51,7 @@ func (a *attention) fill(sum *CloseSummary) {
 
 // execDropped says whether persisting c under d's exception drops execute
 // bits it had (the exception lacks --allow-exec).
-func execDropped(d Decision) bool {
+func execDropped(d Classification) bool {
 	c := d.Change
 	return c.Kind != change.KindDelete && c.Type == change.TypeFile && c.Mode&0o111 != 0 && !d.Exception.AllowExec
 }

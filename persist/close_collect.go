@@ -95,7 +95,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		if o.Progress != nil && seen%1000 == 0 {
 			o.Progress(seen)
 		}
-		d := decide(rules, c, files, bytes, now)
+		d := classify(rules, c, files, bytes, now)
 		if d.Verdict == change.VerdictDiscard {
 			disc.add(c)
 			att.add(c)

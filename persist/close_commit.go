@@ -18,7 +18,7 @@ import (
 )
 
 // newRecord makes the record of a decided change (persist or refuse).
-func newRecord(sb *store.Sandbox, d Decision, now time.Time) *store.Record {
+func newRecord(sb *store.Sandbox, d Classification, now time.Time) *store.Record {
 	c := d.Change
 	r := &store.Record{
 		Sandbox: sb.Name, Session: sb.Session, Path: c.Path, Kind: c.Kind, Type: c.Type,
@@ -54,7 +54,7 @@ func newRecord(sb *store.Sandbox, d Decision, now time.Time) *store.Record {
 // walk saw it, becomes a refusal, and so does content the blob store has
 // no room for (no-space): no single entry stops a close. An error is
 // returned only when the blob store itself fails.
-func (e *Env) readContent(root string, d Decision, r *store.Record, dryRun bool) error {
+func (e *Env) readContent(root string, d Classification, r *store.Record, dryRun bool) error {
 	if d.Change.Type != change.TypeFile {
 		return nil
 	}
@@ -118,7 +118,7 @@ func isNoSpace(err error) bool {
 
 // refuseFor turns a reader error on a file the walk saw as a regular file
 // within the limits into a refusal of r. What the walk saw was checked by
-// decide, so a symlink, special file, larger size or missing
+// classify, so a symlink, special file, larger size or missing
 // entry now means the entry changed under close.
 func refuseFor(r *store.Record, err error) {
 	code := RefuseUnreadable

@@ -17,3 +17,16 @@
 // session whose close has not committed). The generation number names that
 // state; it grows by one at every change.
 package persist
+
+// The files group by concept:
+//   - environment: env.go (Env, the state directory, locks), errors.go,
+//     names.go;
+//   - lifecycle: image.go, sandbox.go, open.go, close.go, busy.go;
+//   - classification at close: close_classify.go (the verdict of one
+//     change), close_collect.go (the walk), close_commit.go (records and
+//     the commit), close_summary.go, close_attention.go, manifest.go,
+//     diff.go (the same classification while open);
+//   - the persisted state: state.go, persisted.go, content.go, blobs*.go;
+//   - review decisions: exception.go, review.go, review_decide.go,
+//     review_diff.go;
+//   - upkeep: check.go, check_state.go, gc.go.

@@ -37,7 +37,7 @@ const decisionBatch = 500
 // Approve approves pending records: a `--review before` change enters the
 // persisted state in a new generation; a `--review after` one stays.
 func (e *Env) Approve(ctx context.Context, ids []uint64, note string) (*Decided, error) {
-	return e.decide(ctx, ids, change.StatusApproved, note)
+	return e.setStatus(ctx, ids, change.StatusApproved, note)
 }
 
 // ApproveAll approves every pending record of a sandbox.
@@ -53,7 +53,7 @@ func (e *Env) ApproveAll(ctx context.Context, sandbox, note string) (*Decided, e
 	for i, r := range recs {
 		ids[i] = r.ID
 	}
-	return e.decide(ctx, ids, change.StatusApproved, note)
+	return e.setStatus(ctx, ids, change.StatusApproved, note)
 }
 
 // Reject rejects pending records: each change leaves the persisted state in a
@@ -62,12 +62,12 @@ func (e *Env) Reject(ctx context.Context, ids []uint64, reason string) (*Decided
 	if strings.TrimSpace(reason) == "" {
 		return nil, &InputError{Input: "reason", Problem: "is required: say why the change is rejected"}
 	}
-	return e.decide(ctx, ids, change.StatusRejected, reason)
+	return e.setStatus(ctx, ids, change.StatusRejected, reason)
 }
 
-// decide checks every record first, so that a bad id changes nothing, then
+// setStatus checks every record first, so that a bad id changes nothing, then
 // decides them in batches.
-func (e *Env) decide(ctx context.Context, ids []uint64, status change.Status, text string) (*Decided, error) {
+func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status, text string) (*Decided, error) {
 	ids = uniqueIDs(ids)
 	if len(ids) == 0 {
 		return nil, invalidf("give at least one record id")

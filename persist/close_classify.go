@@ -29,24 +29,24 @@ const (
 	RefuseNoSpace    = "no-space"
 )
 
-// Decision is what close does with one change.
-type Decision struct {
+// Classification is what close does with one change.
+type Classification struct {
 	Change    hostile.Change
 	Verdict   change.Verdict
 	Exception *exceptions.Exception // the matching rule, nil for discard
 	Reason    string                // refusal code
 }
 
-// decide returns the verdict for c under the active rules.
-func decide(rules []*exceptions.Exception, c hostile.Change, files, bytes map[string]int64, now time.Time) Decision {
-	d := Decision{Change: c}
+// classify returns the verdict for c under the active rules.
+func classify(rules []*exceptions.Exception, c hostile.Change, files, bytes map[string]int64, now time.Time) Classification {
+	d := Classification{Change: c}
 	e := exceptions.Match(rules, c.Path, now)
 	if e == nil {
 		d.Verdict = change.VerdictDiscard
 		return d
 	}
 	d.Exception = e
-	refuse := func(code string) Decision {
+	refuse := func(code string) Classification {
 		d.Verdict, d.Reason = change.VerdictRefuse, code
 		return d
 	}
