@@ -35,11 +35,11 @@ func (e *Env) checkStates(ctx context.Context) ([]string, error) {
 
 // orphanProblem says which record is left out, under what, and what to do.
 func orphanProblem(sandbox string, o Orphan) string {
-	what := "makes it a " + o.Under.Type
+	what := "makes it a " + string(o.Under.Type)
 	if o.Under.Kind == change.KindDelete {
 		what = "deletes it"
 	}
-	hint := "revoke its exception with --purge to drop it"
+	hint := "revoking its exception and purging its records drops it"
 	if o.Record.Status == change.StatusPending {
 		hint = fmt.Sprintf("spillway review reject r%d drops it", o.Record.ID)
 	}
