@@ -8,11 +8,15 @@ import (
 	"github.com/spillway/spillway/exceptions"
 )
 
-// encVersion is the first byte of every stored value; gob follows. gob keeps
-// string bytes exact (encoding/json would mangle invalid UTF-8).
+// encVersion is the first byte of every stored value but records; gob
+// follows. gob keeps string bytes exact (encoding/json would mangle invalid
+// UTF-8). Records have their own compact encoding (record_codec.go).
 const encVersion = 1
 
 func encode(v any) ([]byte, error) {
+	if r, ok := v.(*Record); ok {
+		return encodeRecord(r)
+	}
 	var buf bytes.Buffer
 	buf.WriteByte(encVersion)
 	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
@@ -41,7 +45,12 @@ func decode(kind string, b []byte, v any) (err error) {
 	return nil
 }
 
+// decodeRecord reads a record in either encoding: v2, or gob (v1) as
+// written before schema 2 and left by an unfinished migration.
 func decodeRecord(b []byte) (*Record, error) {
+	if len(b) > 0 && b[0] == recordV2 {
+		return decodeRecordV2(b[1:])
+	}
 	r := new(Record)
 	if err := decode("record", b, r); err != nil {
 		return nil, err

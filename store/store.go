@@ -13,7 +13,9 @@ import (
 )
 
 // SchemaVersion is the layout version this package reads and writes.
-const SchemaVersion = 1
+// Version 2 encodes records compactly (record_codec.go); Open migrates a
+// version 1 store (migrate.go).
+const SchemaVersion = 2
 
 // Store is Spillway's badger database.
 type Store struct {
@@ -49,7 +51,11 @@ func Open(dir string) (*Store, error) {
 		return nil, translateOpen(dir, err)
 	}
 	s := &Store{db: db, dir: dir}
-	if err := s.checkSchema(); err != nil {
+	from, err := s.checkSchema()
+	if err == nil && (from < SchemaVersion || s.migrating()) {
+		err = s.migrate(from)
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -57,9 +63,10 @@ func Open(dir string) (*Store, error) {
 }
 
 // checkSchema writes the schema version into a new store and checks it in an
-// existing one.
-func (s *Store) checkSchema() error {
-	return s.Update(func(tx *Tx) error {
+// existing one; it returns the version found.
+func (s *Store) checkSchema() (version int, err error) {
+	version = SchemaVersion
+	err = s.Update(func(tx *Tx) error {
 		item, err := tx.txn.Get([]byte(keySchema))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			it := tx.txn.NewIterator(badger.IteratorOptions{})
@@ -85,8 +92,20 @@ func (s *Store) checkSchema() error {
 		case n > SchemaVersion:
 			return fmt.Errorf("store %s: schema version %d is newer than this spillway supports (%d); use a newer spillway", s.dir, n, SchemaVersion)
 		}
+		version = n
 		return nil
 	})
+	return version, err
+}
+
+// migrating says whether a migration was started and not finished.
+func (s *Store) migrating() bool {
+	var ok bool
+	s.View(func(tx *Tx) error {
+		_, ok, _ = tx.get([]byte(keyMigrating))
+		return nil
+	})
+	return ok
 }
 
 // Close closes the database.

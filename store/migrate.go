@@ -1,0 +1,199 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/spillway/spillway/internal/atomicfile"
+)
+
+// Migration from schema 1 to 2 re-encodes every record (gob to the v2
+// encoding of record_codec.go); nothing else changes: audit entries hash a
+// canonical form of their fields, not their stored bytes, so the chain
+// verifies before and after. The steps, each safe to interrupt:
+//
+//  1. BackupName: a badger backup of the whole store, written under a
+//     temporary name and renamed, unless it exists;
+//  2. one transaction: the schema key becomes 2 (an older spillway now
+//     refuses the store with a clear message) and keyMigrating holds the
+//     id of the next record to convert;
+//  3. batches of migrateBatchSize records, each converted, decoded again and
+//     compared with the original before it is written, the cursor moved in
+//     the same transaction;
+//  4. verification: every record decodes as v2; then keyMigrating goes and
+//     the backup file is removed.
+//
+// A crash anywhere resumes at the next Open: decodeRecord reads both
+// encodings, so a half-converted store is consistent.
+const (
+	// BackupName is the file in the store directory that keeps the
+	// schema 1 store until its migration is verified.
+	BackupName   = "migration-v1.backup"
+	keyMigrating = "migrating"
+)
+
+// migrateBatchSize is how many records one migration transaction converts
+// (a variable for tests).
+var migrateBatchSize = 1000
+
+// migrateHook, when set by a test, runs after each step ("backup",
+// "schema", "batch", "verified") and may return an error to stop there as
+// a crash would.
+var migrateHook func(step string) error
+
+func hook(step string) error {
+	if migrateHook != nil {
+		return migrateHook(step)
+	}
+	return nil
+}
+
+// migrate brings a schema 1 store, or one whose migration was interrupted,
+// to SchemaVersion.
+func (s *Store) migrate(from int) error {
+	if from == 1 {
+		if err := s.backup(); err != nil {
+			return fmt.Errorf("store %s: back up before migrating: %w", s.dir, err)
+		}
+		if err := hook("backup"); err != nil {
+			return err
+		}
+		err := s.Update(func(tx *Tx) error {
+			if err := tx.set([]byte(keySchema), []byte(strconv.Itoa(SchemaVersion))); err != nil {
+				return err
+			}
+			return tx.set([]byte(keyMigrating), []byte("0"))
+		})
+		if err != nil {
+			return err
+		}
+		if err := hook("schema"); err != nil {
+			return err
+		}
+	}
+	for {
+		done, err := s.migrateBatch()
+		if err != nil {
+			return fmt.Errorf("store %s: migrate records: %w", s.dir, err)
+		}
+		if done {
+			break
+		}
+		if err := hook("batch"); err != nil {
+			return err
+		}
+	}
+	if err := s.verifyRecords(); err != nil {
+		return fmt.Errorf("store %s: migration not verified (the schema 1 backup is kept in %s): %w", s.dir, BackupName, err)
+	}
+	if err := hook("verified"); err != nil {
+		return err
+	}
+	if err := s.Update(func(tx *Tx) error { return tx.del([]byte(keyMigrating)) }); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(s.dir, BackupName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// backup writes a badger backup of the store to BackupName unless one is
+// there already (a resumed migration keeps the first).
+func (s *Store) backup() error {
+	dest := filepath.Join(s.dir, BackupName)
+	if _, err := os.Lstat(dest); err == nil {
+		return nil
+	}
+	f, err := atomicfile.Create(s.dir, BackupName+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer f.Cleanup()
+	if _, err := s.db.Backup(f, 0); err != nil {
+		return err
+	}
+	return f.Commit(dest, atomicfile.Replace)
+}
+
+// migrateBatch converts the next batch of gob records after the cursor and
+// says whether none was left.
+func (s *Store) migrateBatch() (done bool, err error) {
+	err = s.Update(func(tx *Tx) error {
+		v, ok, err := tx.get([]byte(keyMigrating))
+		if err != nil || !ok {
+			return err
+		}
+		next, err := strconv.ParseUint(string(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("bad migration cursor %q", v)
+		}
+		it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pRec), PrefetchValues: false})
+		type kv struct{ k, v []byte }
+		var batch []kv
+		var last uint64
+		for it.Seek(key(pRec, next)); it.Valid() && len(batch) < migrateBatchSize; it.Next() {
+			item := it.Item()
+			val, err := item.ValueCopy(nil)
+			if err != nil {
+				it.Close()
+				return err
+			}
+			batch = append(batch, kv{item.KeyCopy(nil), val})
+			last, _ = tailUint64(item.Key())
+		}
+		it.Close()
+		if len(batch) == 0 {
+			done = true
+			return nil
+		}
+		for _, x := range batch {
+			if len(x.v) > 0 && x.v[0] == recordV2 {
+				continue
+			}
+			old, err := decodeRecord(x.v)
+			if err != nil {
+				return fmt.Errorf("record key %x: %w", x.k, err)
+			}
+			nv, err := encodeRecord(old)
+			if err != nil {
+				return err
+			}
+			back, err := decodeRecordV2(nv[1:])
+			if err != nil || !reflect.DeepEqual(old, back) {
+				return fmt.Errorf("record %d does not survive the new encoding (%v)", old.ID, err)
+			}
+			if err := tx.set(x.k, nv); err != nil {
+				return err
+			}
+		}
+		return tx.set([]byte(keyMigrating), []byte(strconv.FormatUint(last+1, 10)))
+	})
+	return done, err
+}
+
+// verifyRecords checks that every record is in the v2 encoding and decodes.
+func (s *Store) verifyRecords() error {
+	return s.View(func(tx *Tx) error {
+		return tx.scan([]byte(pRec), true, func(k, v []byte) error {
+			if len(v) == 0 || v[0] != recordV2 {
+				return fmt.Errorf("record key %x is still in the old encoding", k)
+			}
+			r, err := decodeRecordV2(v[1:])
+			if err != nil {
+				return err
+			}
+			if id, _ := tailUint64(k); id != r.ID || !bytes.Equal(k, key(pRec, r.ID)) {
+				return fmt.Errorf("record key %x holds record %d", k, r.ID)
+			}
+			return nil
+		})
+	})
+}

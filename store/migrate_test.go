@@ -1,0 +1,194 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spillway/spillway/internal/change"
+)
+
+// copyFixture copies the schema 1 store made by an older spillway.
+func copyFixture(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := os.ReadDir("testdata/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "README.md" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("testdata/v1", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// checkMigrated checks what the fixture holds after a migration.
+func checkMigrated(t *testing.T, dir string) {
+	t.Helper()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatalf("open after migration: %v", err)
+	}
+	defer s.Close()
+	if err := s.verifyRecords(); err != nil {
+		t.Fatal(err)
+	}
+	if s.migrating() {
+		t.Fatal("migration marker left")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, BackupName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("backup left after a verified migration: %v", err)
+	}
+	got := map[uint64]*Record{}
+	err = s.View(func(tx *Tx) error {
+		v, _, err := tx.get([]byte(keySchema))
+		if err != nil || string(v) != "2" {
+			t.Errorf("schema = %q", v)
+		}
+		return tx.ForEachRecord(context.Background(), "docs", func(r *Record) error {
+			got[r.ID] = r
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 8 {
+		t.Fatalf("%d records, want 8", len(got))
+	}
+	if got[1].Status != change.StatusApproved || got[1].Note != "ok" || got[1].DecidedAt.IsZero() {
+		t.Errorf("r1 = %+v", got[1])
+	}
+	if got[3].Status != change.StatusRejected || got[3].Reason != "no" || got[3].Review != change.ReviewBefore {
+		t.Errorf("r3 = %+v", got[3])
+	}
+	if got[2].Path != "/home/user/Documents/n\xffame.txt" || !strings.HasPrefix(got[2].Digest, "sha256:") {
+		t.Errorf("r2 = %+v", got[2])
+	}
+	if got[6].Kind != change.KindDelete || got[5].Kind != change.KindModify || got[5].Size != 3 {
+		t.Errorf("r5, r6 = %+v, %+v", got[5], got[6])
+	}
+	prob, err := s.VerifyAudit(context.Background())
+	if err != nil || prob != nil {
+		t.Fatalf("audit after migration: %v %v", prob, err)
+	}
+	var pending int
+	s.View(func(tx *Tx) error {
+		return tx.ForEachPending(context.Background(), "docs", func(*Record) error { pending++; return nil })
+	})
+	if pending != 6 {
+		t.Errorf("%d pending, want 6", pending)
+	}
+}
+
+func TestMigrateSchema1Fixture(t *testing.T) {
+	checkMigrated(t, copyFixture(t))
+}
+
+// TestMigrateResumes stops the migration after each step, as a crash
+// would, and shows the next Open finishes it with the same result; once
+// the schema key says 2, a spillway that knows only schema 1 refuses the
+// store with a clear message (checkSchema's "newer" branch).
+func TestMigrateResumes(t *testing.T) {
+	defer func(n int) { migrateBatchSize = n }(migrateBatchSize)
+	migrateBatchSize = 3
+	for _, step := range []string{"backup", "schema", "batch", "verified"} {
+		t.Run(step, func(t *testing.T) {
+			dir := copyFixture(t)
+			crash := errors.New("crash at " + step)
+			migrateHook = func(s string) error {
+				if s == step {
+					return crash
+				}
+				return nil
+			}
+			_, err := Open(dir)
+			migrateHook = nil
+			if !errors.Is(err, crash) {
+				t.Fatalf("Open = %v, want the crash", err)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, BackupName)); err != nil {
+				t.Fatalf("no backup after a crash at %s: %v", step, err)
+			}
+			checkMigrated(t, dir)
+		})
+	}
+}
+
+// TestMigrateRefusesANewerSchema is what an older spillway does with a
+// migrated store.
+func TestMigrateRefusesANewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Update(func(tx *Tx) error { return tx.set([]byte(keySchema), []byte("3")) })
+	s.Close()
+	_, err = Open(dir)
+	if err == nil || !strings.Contains(err.Error(), "schema version 3 is newer than this spillway supports (2); use a newer spillway") {
+		t.Fatalf("Open = %v", err)
+	}
+}
+
+func TestRecordEncodingRoundTrips(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 123, time.UTC)
+	for _, r := range []*Record{
+		{ID: 1, Sandbox: "docs", Session: 3, Path: "/a\xff\n", Kind: change.KindAdd, Type: change.TypeFile, Size: 1 << 40,
+			Mode: 0o755, UID: 1 << 31, GID: 7, Mtime: now, Digest: "sha256:" + strings.Repeat("ab", 32), Exception: "ex12",
+			Review: change.ReviewBefore, Status: change.StatusApproved, Created: now, DecidedBy: "alice", DecidedAt: now, Note: "n"},
+		{ID: 2, Sandbox: "s", Path: "/l", Kind: change.KindDelete, Type: change.TypeSymlink, Link: "../x", Digest: "sha256:ABC", Purged: true, Reason: "r"},
+		{ID: 3, Sandbox: "s", Path: "/", Size: -1, Mtime: now.Add(-time.Hour)},
+	} {
+		b, err := encodeRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeRecord(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(r, back) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", back, r)
+		}
+		if len(b) > 160+len(r.Path)+len(r.Note) {
+			t.Errorf("record %d encodes to %d bytes", r.ID, len(b))
+		}
+		for i := range b {
+			if _, err := decodeRecord(b[:i]); err == nil && i > 0 {
+				t.Errorf("record %d truncated to %d bytes decoded", r.ID, i)
+			}
+		}
+	}
+}
+
+func FuzzDecodeRecordV2(f *testing.F) {
+	b, _ := encodeRecord(&Record{ID: 9, Sandbox: "s", Path: "/p", Digest: "sha256:" + strings.Repeat("0", 64)})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRecord(b)
+		if err == nil && len(b) > 0 && b[0] == recordV2 {
+			again, err := encodeRecord(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := decodeRecord(again); err != nil {
+				t.Fatalf("re-encoded record does not decode: %v", err)
+			}
+		}
+	})
+}
