@@ -22,7 +22,7 @@ import (
 // with these variables) so that the peak resident memory it reports is the
 // close's own, read from wait4's rusage.
 const (
-	childEnv     = "SPILLWAY_BENCH_CHILD"   // "close"
+	childEnv     = "SPILLWAY_BENCH_CHILD"   // "close" or "migrate"
 	childRoot    = "SPILLWAY_BENCH_ROOT"    // state directory
 	childSandbox = "SPILLWAY_BENCH_SANDBOX" // sandbox to close
 	childProfile = "SPILLWAY_BENCH_PPROF"   // optional: write a CPU profile here
@@ -69,7 +69,11 @@ func childMain() int {
 }
 
 func childClose() error {
-	if os.Getenv(childEnv) != "close" {
+	switch os.Getenv(childEnv) {
+	case "close":
+	case "migrate":
+		return childMigrate()
+	default:
 		return fmt.Errorf("unknown child job %q", os.Getenv(childEnv))
 	}
 	if p := os.Getenv(childProfile); p != "" {
@@ -109,6 +113,27 @@ func childClose() error {
 		Close: d, Total: time.Since(t0), Persisted: len(sum.Persisted), Discarded: sum.Discarded.Count, Refused: sum.RefusedCount, HeapSys: ms.HeapSys, HeapPeak: peak,
 		HWM: peakRSS(),
 	})
+}
+
+// migrateInChild opens (and so migrates) the store in dir in a child
+// process; the report's Close is the Open's duration.
+func migrateInChild(dir string) (*childResult, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), childEnv+"=migrate", childRoot+"="+dir)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("migrate in child: %w: %s", err, errb.Bytes())
+	}
+	res := &childResult{}
+	if err := json.Unmarshal(out.Bytes(), res); err != nil {
+		return nil, fmt.Errorf("migrate in child: %w: %q", err, out.Bytes())
+	}
+	return res, nil
 }
 
 // closeInChild closes sandbox of the state directory root in a child

@@ -52,6 +52,22 @@ func Open(dir string) (*Store, error) {
 	}
 	s := &Store{db: db, dir: dir}
 	from, err := s.checkSchema()
+	if err == nil && from < SchemaVersion {
+		// Back up the old store's files with the database closed.
+		if err := db.Close(); err != nil {
+			return nil, translate(err)
+		}
+		if err := backupFiles(dir); err != nil {
+			return nil, fmt.Errorf("store %s: back up before migrating: %w", dir, err)
+		}
+		if err := hook("backup"); err != nil {
+			return nil, err
+		}
+		if db, err = badger.Open(opts); err != nil {
+			return nil, translateOpen(dir, err)
+		}
+		s.db = db
+	}
 	if err == nil && (from < SchemaVersion || s.migrating()) {
 		err = s.migrate(from)
 	}

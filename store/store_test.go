@@ -296,7 +296,7 @@ func TestSchemaAndLock(t *testing.T) {
 	if _, err := Open(dir); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second open: %v", err)
 	}
-	if err := s.RawDB().Update(func(txn *badger.Txn) error { return txn.Set([]byte(keySchema), []byte("2")) }); err != nil {
+	if err := s.RawDB().Update(func(txn *badger.Txn) error { return txn.Set([]byte(keySchema), []byte("3")) }); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

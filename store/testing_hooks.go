@@ -1,6 +1,11 @@
 package store
 
-import "github.com/dgraph-io/badger/v4"
+import (
+	"bytes"
+	"encoding/gob"
+
+	"github.com/dgraph-io/badger/v4"
+)
 
 // RawDB returns the underlying badger database. It is for tests and fault
 // injection only (e.g. altering, deleting or reordering audit entries).
@@ -18,3 +23,47 @@ func EncodeEvent(e *Event) ([]byte, error) { return encode(e) }
 
 // DecodeEvent decodes a stored audit entry (for tests and fault injection).
 func DecodeEvent(b []byte) (*Event, error) { return decodeEvent(b) }
+
+// DowngradeRecordsForBench rewrites every record in the schema 1 (gob)
+// encoding and sets the schema to 1, so that the next Open migrates the
+// store: for the migration benchmark only.
+func (s *Store) DowngradeRecordsForBench() error {
+	var keys [][]byte
+	if err := s.View(func(tx *Tx) error {
+		return tx.scan([]byte(pRec), false, func(k, _ []byte) error {
+			keys = append(keys, append([]byte(nil), k...))
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), 2000)
+		err := s.Update(func(tx *Tx) error {
+			for _, k := range keys[:n] {
+				v, _, err := tx.get(k)
+				if err != nil {
+					return err
+				}
+				r, err := decodeRecord(v)
+				if err != nil {
+					return err
+				}
+				var buf bytes.Buffer
+				buf.WriteByte(encVersion)
+				if err := gob.NewEncoder(&buf).Encode(r); err != nil {
+					return err
+				}
+				if err := tx.set(k, buf.Bytes()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return s.Update(func(tx *Tx) error { return tx.set([]byte(keySchema), []byte("1")) })
+}
