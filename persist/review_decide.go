@@ -103,6 +103,9 @@ func (e *Env) decide(ctx context.Context, ids []uint64, status, text string) (*D
 
 func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status, text string, out *Decided) error {
 	now, who := e.Now(), whoami.Name()
+	if e.reviewer != "" {
+		who = e.reviewer
+	}
 	type sbDecision struct {
 		sb      *store.Sandbox
 		ids     []uint64
@@ -150,9 +153,11 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status, text string, out *
 				return err
 			}
 		}
-		if _, err := tx.Append(e.Now(), typ, name, map[string]string{
-			"records": strings.Join(d.names, " "), key: text, "generation": fmt.Sprint(d.sb.Generation),
-		}); err != nil {
+		data := map[string]string{"records": strings.Join(d.names, " "), key: text, "generation": fmt.Sprint(d.sb.Generation)}
+		if e.reviewer != "" {
+			data["reviewer"] = e.reviewer
+		}
+		if _, err := tx.Append(e.Now(), typ, name, data); err != nil {
 			return err
 		}
 		results = append(results, DecidedSandbox{Name: name, Records: d.ids, Generation: d.sb.Generation,
