@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,24 +31,25 @@ func (f filter) match(r *persist.Record) bool {
 		strings.HasPrefix(r.Path, f.Prefix)
 }
 
-// Query is the filter as a query string (without "?"), for links.
-func (f filter) Query() string {
+// Query is the filter as a query string (without "?"), for links: every
+// value is URL-encoded, so the template may put it into a URL as it is.
+func (f filter) Query() template.URL {
 	v := url.Values{}
 	for k, s := range map[string]string{"sandbox": f.Sandbox, "exception": f.Exception, "kind": f.Kind, "prefix": f.Prefix} {
 		if s != "" {
 			v.Set(k, s)
 		}
 	}
-	return v.Encode()
+	return template.URL(v.Encode())
 }
 
 // With is the filter's query string with one more parameter.
-func (f filter) With(k, val string) string {
+func (f filter) With(k, val string) template.URL {
 	q := f.Query()
 	if q != "" {
 		q += "&"
 	}
-	return q + url.QueryEscape(k) + "=" + url.QueryEscape(val)
+	return q + template.URL(url.QueryEscape(k)+"="+url.QueryEscape(val))
 }
 
 // eachPending calls fn for the pending records that match f, by ascending
@@ -118,7 +120,7 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 		to = "/record/" + strconv.FormatUint(found, 10)
 	}
 	if q := f.Query(); q != "" {
-		to += "?" + q
+		to += "?" + string(q)
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }

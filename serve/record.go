@@ -130,11 +130,11 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := filterFrom(r)
-	to := "/next?" + f.With("after", strconv.FormatUint(id, 10))
+	to := "/next?" + string(f.With("after", strconv.FormatUint(id, 10)))
 	if r.PostFormValue("back") == "queue" {
 		to = "/queue"
 		if q := f.Query(); q != "" {
-			to += "?" + q
+			to += "?" + string(q)
 		}
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
