@@ -28,6 +28,12 @@
       r.addEventListener("click", function () { select(r); });
     });
   });
+  document.addEventListener("keyup", function (ev) {
+    var t = ev.target, reason = document.getElementById("reason");
+    if (ev.key !== "r" || ev.ctrlKey || ev.metaKey || ev.altKey || !reason) { return; }
+    if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT")) { return; }
+    reason.focus();
+  });
   document.addEventListener("keydown", function (ev) {
     var t = ev.target;
     if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
@@ -58,9 +64,9 @@
     case "r":
       if (queue && sel) {
         window.location.assign(sel.getAttribute("data-href"));
-      } else if (document.getElementById("reason")) {
-        document.getElementById("reason").focus();
       }
+      // The reason field gets the focus on keyup, so that the "r" itself
+      // is not typed into it.
       break;
     default:
       return;
