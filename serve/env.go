@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/spillway/spillway/persist"
 )
 
@@ -51,22 +53,32 @@ func (s *Server) withEnv(ctx context.Context, fn func(e *persist.Env) error) (er
 // not exist, 400 for bad input, else 500.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var busy *busyError
-	code := http.StatusInternalServerError
-	var nf *persist.NotFoundError
-	var in *persist.InputError
-	switch {
-	case errors.As(err, &busy):
-		code = http.StatusServiceUnavailable
+	errors.As(err, &busy)
+	code := statusOf(err)
+	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", fmt.Sprint(int(s.retryWait.Seconds())))
-	case errors.As(err, &nf):
-		code = http.StatusNotFound
-	case errors.As(err, &in):
-		code = http.StatusBadRequest
 	}
 	s.render(w, r, code, "error", errorPage{
 		Code: code, Message: err.Error(), Busy: busy != nil,
 		Retry: busy != nil && r.Method == http.MethodGet,
 	})
+}
+
+// statusOf maps an error's class to an HTTP status, as
+// cmd/spillway/errors.go maps it to an exit status.
+func statusOf(err error) int {
+	var busy *busyError
+	switch {
+	case errors.As(err, &busy):
+		return http.StatusServiceUnavailable
+	case errdefs.IsNotFound(err):
+		return http.StatusNotFound
+	case errdefs.IsInvalidArgument(err):
+		return http.StatusBadRequest
+	case errdefs.IsFailedPrecondition(err), errdefs.IsAlreadyExists(err):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
 }
 
 type errorPage struct {

@@ -1,9 +1,12 @@
 package serve
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -239,8 +242,9 @@ func TestDecisionsAsTheCLIMakesThem(t *testing.T) {
 		t.Fatalf("reject: %s %s", resp.Status, c.body(resp))
 	}
 	// Deciding twice fails as `review approve` does.
-	if resp := c.post(fmt.Sprintf("/record/%d/approve", a), url.Values{"csrf": {c.csrf}}, nil); resp.StatusCode < 400 {
-		t.Errorf("second approve: %s", resp.Status)
+	resp = c.post(fmt.Sprintf("/record/%d/approve", a), url.Values{"csrf": {c.csrf}}, nil)
+	if body := c.body(resp); resp.StatusCode < 400 || !strings.Contains(body, fmt.Sprintf("record r%d is already approved (by alice", a)) {
+		t.Errorf("second approve: %s\n%s", resp.Status, body)
 	}
 	ra, rr := w.record(a), w.record(r)
 	if ra.Status != persist.StatusApproved || ra.Note != "looks fine" || ra.DecidedBy != "alice" {
@@ -392,6 +396,34 @@ func TestQueuePagingAndFilters(t *testing.T) {
 		if got := len(ids(body)); got != min(want, pageSize) {
 			t.Errorf("queue?%s: %d records, want %d", q, got, min(want, pageSize))
 		}
+	}
+	// The API pages the same way, with a Link to the next page.
+	var apiSeen []uint64
+	for p := "/api/review?limit=50"; p != ""; {
+		resp := c.get(p)
+		var recs []struct{ ID uint64 }
+		if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s %v", p, resp.Status, err)
+		}
+		if len(recs) > 50 {
+			t.Fatalf("GET %s: %d records", p, len(recs))
+		}
+		for _, r := range recs {
+			apiSeen = append(apiSeen, r.ID)
+		}
+		p = ""
+		if m := regexp.MustCompile(`^<([^>]+)>; rel="next"$`).FindStringSubmatch(resp.Header.Get("Link")); m != nil {
+			p = m[1]
+		}
+	}
+	if len(apiSeen) != total || !slices.IsSorted(apiSeen) {
+		t.Errorf("the API's pages hold %d records (%v), want %d in order", len(apiSeen), apiSeen, total)
+	}
+	if resp := w.client().get("/api/review"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("API without a session: %s", resp.Status)
+	}
+	if resp := c.get("/api/review?sandbox=nosuch"); resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("API, unknown sandbox: %s %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
 	if resp := c.get("/queue?sandbox=nosuch"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown sandbox: %s, want 404", resp.Status)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"syscall"
@@ -107,6 +108,32 @@ func TestServeWithCLI(t *testing.T) {
 		t.Errorf("the audit log lacks the browser's rejection:\n%s", log)
 	}
 	w.must("audit", "verify")
+
+	// The JSON API answers what the CLI's --json prints.
+	for api, args := range map[string][]string{
+		"/api/sandboxes":           {"ls", "--json"},
+		"/api/review":              {"review", "ls", "--json"},
+		"/api/review?sandbox=docs": {"review", "ls", "docs", "--json"},
+		"/api/record/" + ids[0]:    {"review", "show", ids[0], "--json"},
+		"/api/record/" + ids[1]:    {"review", "show", ids[1], "--json"},
+	} {
+		resp, err := c.Get(base + api)
+		if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("GET %s: %v %v", api, resp, err)
+		}
+		var got, want any
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cli := w.must(args...)
+		if err := json.Unmarshal([]byte(cli), &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("GET %s differs from spillway %s:\n%v\n%v", api, strings.Join(args, " "), got, want)
+		}
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
