@@ -114,6 +114,10 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	verb := r.PathValue("verb")
+	if verb != "approve" && verb != "reject" {
+		http.NotFound(w, r)
+		return
+	}
 	text := r.PostFormValue("text")
 	err := s.withEnv(r.Context(), func(e *persist.Env) error {
 		var err error
