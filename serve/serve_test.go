@@ -61,7 +61,7 @@ func TestAuth(t *testing.T) {
 	checkHeaders(t, "login", resp)
 	var ck *http.Cookie
 	for _, x := range resp.Cookies() {
-		if x.Name == cookieName {
+		if x.Name == w.srv.cookieName() {
 			ck = x
 		}
 	}

@@ -58,8 +58,10 @@ type session struct {
 }
 
 const (
-	cookieName = "spillway_session"
-	csrfField  = "csrf"
+	// cookiePrefix and the port name the session cookie: browsers
+	// share cookies across ports, so two servers must not share one.
+	cookiePrefix = "spillway_session_"
+	csrfField    = "csrf"
 )
 
 // New returns a server for cfg with a fresh one-time login token.
@@ -112,6 +114,11 @@ func (s *Server) origin() string {
 		return "https://" + s.cfg.Addr
 	}
 	return "http://" + s.cfg.Addr
+}
+
+func (s *Server) cookieName() string {
+	_, port, _ := net.SplitHostPort(s.cfg.Addr)
+	return cookiePrefix + port
 }
 
 func (s *Server) scheme() string {
@@ -187,12 +194,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		plainError(w, http.StatusUnauthorized, "spillway serve: wrong or used token: restart spillway serve for a new one")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", HttpOnly: true, Secure: s.cfg.TLS, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: id, Path: "/", HttpOnly: true, Secure: s.cfg.TLS, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 func (s *Server) session(r *http.Request) *session {
-	c, err := r.Cookie(cookieName)
+	c, err := r.Cookie(s.cookieName())
 	if err != nil || c.Value == "" {
 		return nil
 	}
