@@ -101,6 +101,10 @@ func newWorld(t *testing.T, extra int) *world {
 			t.Fatal(err)
 		}
 		w.ex = x.ID
+		risky := &exceptions.Exception{Sandbox: "docs", Patterns: []string{"/home/user/.bashrc"}, Reason: "forced <i>on purpose</i>", Forced: true}
+		if _, err := e.AddException(risky); err != nil {
+			t.Fatal(err)
+		}
 	})
 	w.session(map[string]string{noteName: "one\ntwo\nthree\n"})
 	w.withEnv(func(e *persist.Env) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -159,7 +160,7 @@ func TestHostileNamesAndContentsEscaped(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %s\n%s", p, resp.Status, body)
 		}
-		for _, bad := range []string{"<script>window", "<img src=x", "</pre><script>", "<svg", "\x1b", "\xff", "<b>documents"} {
+		for _, bad := range []string{"<script>window", "<img src=x", "</pre><script>", "<svg", "\x1b", "\xff", "<b>documents", "<i>on purpose"} {
 			if strings.Contains(body, bad) {
 				t.Errorf("GET %s: page holds %q unescaped", p, bad)
 			}
@@ -175,6 +176,15 @@ func TestHostileNamesAndContentsEscaped(t *testing.T) {
 	note := c.body(c.get(fmt.Sprintf("/record/%d", w.byKey[noteName])))
 	if !strings.Contains(note, "&lt;/pre&gt;&lt;script&gt;window.pwned=4&lt;/script&gt;") || !strings.Contains(note, `class="add"`) {
 		t.Errorf("note.txt's diff is not shown escaped:\n%s", note)
+	}
+
+	audit := c.body(c.get("/audit"))
+	if !strings.Contains(audit, "the hash chain is intact") || !strings.Contains(audit, "exception.add") {
+		t.Errorf("audit page lacks the verify result or the events:\n%s", audit)
+	}
+	exc := c.body(c.get("/exceptions"))
+	if !strings.Contains(exc, "(forced)") || !strings.Contains(exc, "shell-startup: ") || !strings.Contains(exc, "forced &lt;i&gt;on purpose") {
+		t.Errorf("exceptions page lacks the forced rule's lint:\n%s", exc)
 	}
 
 	// An SVG named .png is no image: no preview, and its bytes are never
@@ -427,5 +437,37 @@ func TestQueuePagingAndFilters(t *testing.T) {
 	}
 	if resp := c.get("/queue?sandbox=nosuch"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown sandbox: %s, want 404", resp.Status)
+	}
+}
+
+// TestTLS: behind TLS the cookie is Secure and the https origin is the
+// one a POST must come from.
+func TestTLS(t *testing.T) {
+	w := newWorld(t, 0)
+	ts := httptest.NewUnstartedServer(nil)
+	srv, err := New(Config{Persist: persist.Options{Root: w.root}, Addr: ts.Listener.Addr().String(), TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Config.Handler = srv
+	ts.StartTLS()
+	defer ts.Close()
+	w.srv, w.ts = srv, ts
+	if !strings.HasPrefix(srv.LoginURL(), "https://") {
+		t.Fatalf("login URL %s", srv.LoginURL())
+	}
+	c := w.client()
+	c.c.Transport = ts.Client().Transport
+	resp := c.get(srv.LoginURL())
+	if len(resp.Cookies()) != 1 || !resp.Cookies()[0].Secure {
+		t.Fatalf("cookies %v: want one Secure cookie", resp.Cookies())
+	}
+	c.login2()
+	id := w.byKey[imgName]
+	if resp := c.post(fmt.Sprintf("/record/%d/approve", id), url.Values{"csrf": {c.csrf}}, map[string]string{"Origin": "http://" + ts.Listener.Addr().String()}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("http origin on an https server: %s, want 403", resp.Status)
+	}
+	if resp := c.post(fmt.Sprintf("/record/%d/approve", id), url.Values{"csrf": {c.csrf}}, map[string]string{"Origin": ts.URL}); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("https origin: %s, want 303", resp.Status)
 	}
 }
