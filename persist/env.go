@@ -41,8 +41,9 @@ type Env struct {
 	// "applying persisted state: 3000/10000 files").
 	Progress func(format string, args ...any)
 
-	lock *lock.Lock
-	warn func(msg string)
+	lock     *lock.Lock
+	warn     func(msg string)
+	reviewer string // SetReviewer: who decides reviews ("": the OS user)
 }
 
 const metaSnapshotter = "snapshotter"

@@ -104,6 +104,9 @@ func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status,
 
 func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text string, out *Decided) error {
 	now, who := e.Now(), whoami.Name()
+	if e.reviewer != "" {
+		who = e.reviewer
+	}
 	type sbDecision struct {
 		sb      *store.Sandbox
 		ids     []uint64
@@ -151,9 +154,11 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text
 				return err
 			}
 		}
-		if _, err := tx.Append(e.Now(), typ, name, map[string]string{
-			"records": strings.Join(d.names, " "), key: text, "generation": fmt.Sprint(d.sb.Generation),
-		}); err != nil {
+		data := map[string]string{"records": strings.Join(d.names, " "), key: text, "generation": fmt.Sprint(d.sb.Generation)}
+		if e.reviewer != "" {
+			data["reviewer"] = e.reviewer
+		}
+		if _, err := tx.Append(e.Now(), typ, name, data); err != nil {
 			return err
 		}
 		results = append(results, DecidedSandbox{Name: name, Records: d.ids, Generation: d.sb.Generation,

@@ -66,3 +66,9 @@ if ./spillway review --help >/dev/null 2>&1; then
 fi
 step ./spillway log docs
 step ./spillway audit verify
+echo
+if [ "${KEEP:-}" = 1 ]; then
+	echo "To review in a browser: ./spillway --root $SPILLWAY_ROOT serve, then open the URL it prints (docs/serve.md)."
+else
+	echo "To review in a browser: run KEEP=1 bash scripts/demo.sh, then the spillway serve command it prints (docs/serve.md)."
+fi

@@ -12,6 +12,8 @@ fi
 need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v runc >/dev/null || need+=(runc)
+# The browser tests of `spillway serve` drive Debian's chromium headless.
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing ${need[*]}"
 	apt-get update -qq

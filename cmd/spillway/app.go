@@ -65,6 +65,7 @@ func newApp(t *term) *cli.App {
 			auditCommand(t),
 			checkCommand(t),
 			gcCommand(t),
+			serveCommand(t),
 			completionCommand(t),
 		},
 	}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spillway/spillway/internal/whoami"
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/serve"
+)
+
+// serveOptions are the flags of `spillway serve`.
+type serveOptions struct {
+	Listen   string
+	Open     bool
+	Reviewer string
+	TLSCert  string
+	TLSKey   string
+}
+
+func serveCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "review in a browser: a local web app over the review queue, records, exceptions and the audit log",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:7780", Usage: "address to listen on (loopback unless --tls-cert and --tls-key are given)"},
+			&cli.BoolFlag{Name: "open", Usage: "open the login URL in a browser (xdg-open)"},
+			&cli.StringFlag{Name: "reviewer", Usage: "name the decisions made in the browser are recorded under (default: the user running serve)"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate file (PEM), needed to listen on a non-loopback address"},
+			&cli.StringFlag{Name: "tls-key", Usage: "TLS key file (PEM), with --tls-cert"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return usageError("usage: spillway serve [--listen ADDR] [--open] [--reviewer NAME]")
+			}
+			opts := serveOptions{Listen: c.String("listen"), Open: c.Bool("open"), Reviewer: c.String("reviewer"),
+				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key")}
+			return runServe(c.Context, opts, globals(c), t)
+		},
+	}
+}
+
+// runServe serves until ctx ends (SIGINT, SIGTERM). It opens the state
+// directory per request only, so CLI commands keep working meanwhile.
+func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) error {
+	tls := o.TLSCert != "" || o.TLSKey != ""
+	if tls && (o.TLSCert == "" || o.TLSKey == "") {
+		return usageError("--tls-cert and --tls-key go together")
+	}
+	host, _, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return usageError("bad --listen %q: use HOST:PORT, e.g. 127.0.0.1:7780", o.Listen)
+	}
+	if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" && !tls {
+		return usageError("--listen %s is not a loopback address: give --tls-cert and --tls-key to serve on the network", o.Listen)
+	}
+	if o.Reviewer == "" {
+		o.Reviewer = whoami.Name()
+	}
+	// Check the state directory once before listening: a wrong --root
+	// fails here, not in the browser.
+	e, err := persist.OpenEnv(ctx, persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: "serve",
+		Wait: func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) }})
+	if err != nil {
+		return err
+	}
+	if err := e.Close(); err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	srv, err := serve.New(serve.Config{
+		Persist:  persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, What: "serve (one request)"},
+		Reviewer: o.Reviewer, Addr: ln.Addr().String(), TLS: tls,
+		Warn: func(msg string) { t.warnf("%s", msg) },
+	})
+	if err != nil {
+		return err
+	}
+	url := srv.LoginURL()
+	fmt.Fprintf(t.out, "review at %s\n(the link works once; decisions are recorded as %s; Ctrl-C stops)\n", url, name(o.Reviewer))
+	if o.Open {
+		if err := exec.Command("xdg-open", url).Start(); err != nil {
+			t.warnf("cannot open a browser (%v): open the URL above", err)
+		}
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	done := make(chan error, 1)
+	go func() {
+		if tls {
+			done <- hs.ServeTLS(ln, o.TLSCert, o.TLSKey)
+		} else {
+			done <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			hs.Close()
+		}
+		return ctx.Err()
+	}
+}

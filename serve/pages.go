@@ -1,0 +1,145 @@
+package serve
+
+import (
+	"io/fs"
+	"net/http"
+	"strconv"
+
+	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/persist"
+)
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	static, _ := fs.Sub(staticFS, "static")
+	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	m.HandleFunc("GET /{$}", s.sandboxes)
+	m.HandleFunc("GET /queue", s.queue)
+	m.HandleFunc("GET /next", s.next)
+	m.HandleFunc("GET /record/{id}", s.record)
+	m.HandleFunc("GET /record/{id}/preview", s.preview)
+	m.HandleFunc("GET /record/{id}/raw", s.raw)
+	m.HandleFunc("POST /record/{id}/{verb}", s.decide)
+	m.HandleFunc("GET /history", s.history)
+	m.HandleFunc("GET /exceptions", s.exceptions)
+	m.HandleFunc("GET /audit", s.audit)
+	m.HandleFunc("GET /api/sandboxes", s.apiSandboxes)
+	m.HandleFunc("GET /api/review", s.apiReview)
+	m.HandleFunc("GET /api/record/{id}", s.apiRecord)
+	s.mux = m
+}
+
+func (s *Server) sandboxes(w http.ResponseWriter, r *http.Request) {
+	var sbs []persist.SandboxInfo
+	err := s.withEnv(r.Context(), func(e *persist.Env) (err error) {
+		sbs, err = e.Sandboxes(r.Context())
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "sandboxes", sbs)
+}
+
+type historyPage struct {
+	Sandbox, Path string
+	Records       []*persist.Record
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	p := historyPage{Sandbox: q.Get("sandbox"), Path: q.Get("path")}
+	err := s.withEnv(r.Context(), func(e *persist.Env) (err error) {
+		p.Records, err = e.History(r.Context(), p.Sandbox, p.Path)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "history", p)
+}
+
+type exceptionRow struct {
+	Rep   *persist.ExceptionReport
+	State string
+	Lint  []exceptions.Finding
+}
+
+type exceptionsPage struct {
+	Sandbox string
+	All     bool
+	Rows    []exceptionRow
+}
+
+// exceptions lists the rules (active ones, or all) with their lint
+// findings and what each let through, as `exception ls`, `lint` and
+// `show` report them.
+func (s *Server) exceptions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	p := exceptionsPage{Sandbox: q.Get("sandbox"), All: q.Get("all") != ""}
+	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+		xs, err := e.Exceptions(p.Sandbox, p.All)
+		if err != nil {
+			return err
+		}
+		for _, x := range xs {
+			rep, err := e.ShowException(r.Context(), x.ID)
+			if err != nil {
+				return err
+			}
+			p.Rows = append(p.Rows, exceptionRow{Rep: rep, State: x.State(e.Now()), Lint: exceptions.Lint(x)})
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "exceptions", p)
+}
+
+// auditPageSize is how many audit entries a page shows.
+const auditPageSize = 200
+
+type auditPage struct {
+	Sandbox  string
+	Verified bool
+	Problem  string
+	Events   []*persist.Event
+	Offset   int
+	Next     int // offset of the next page; 0: none
+}
+
+// audit shows the audit log, oldest first, a page at a time, with the
+// result of `audit verify`.
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	off, _ := strconv.Atoi(q.Get("offset"))
+	p := auditPage{Sandbox: q.Get("sandbox"), Offset: max(off, 0)}
+	err := s.withEnv(r.Context(), func(e *persist.Env) (err error) {
+		if p.Problem, err = e.VerifyAudit(r.Context()); err != nil {
+			return err
+		}
+		p.Verified = p.Problem == ""
+		n := 0
+		return e.Events(r.Context(), p.Sandbox, func(ev *persist.Event) error {
+			n++
+			if n <= p.Offset {
+				return nil
+			}
+			if len(p.Events) == auditPageSize {
+				p.Next = p.Offset + auditPageSize
+				return persist.ErrStop
+			}
+			p.Events = append(p.Events, ev)
+			return nil
+		})
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "audit", p)
+}

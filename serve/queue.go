@@ -1,0 +1,126 @@
+package serve
+
+import (
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/spillway/spillway/persist"
+)
+
+// pageSize is how many records a queue page shows.
+const pageSize = 50
+
+// filter narrows the review queue; its fields come from the query string.
+type filter struct {
+	Sandbox, Exception, Kind, Prefix string
+}
+
+func filterFrom(r *http.Request) filter {
+	q := r.URL.Query()
+	if r.Method == http.MethodPost {
+		q = r.PostForm
+	}
+	return filter{Sandbox: q.Get("sandbox"), Exception: q.Get("exception"), Kind: q.Get("kind"), Prefix: q.Get("prefix")}
+}
+
+func (f filter) match(r *persist.Record) bool {
+	return (f.Exception == "" || r.Exception == f.Exception) && (f.Kind == "" || r.Kind == f.Kind) &&
+		strings.HasPrefix(r.Path, f.Prefix)
+}
+
+// Query is the filter as a query string (without "?"), for links: every
+// value is URL-encoded, so the template may put it into a URL as it is.
+func (f filter) Query() template.URL {
+	v := url.Values{}
+	for k, s := range map[string]string{"sandbox": f.Sandbox, "exception": f.Exception, "kind": f.Kind, "prefix": f.Prefix} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	return template.URL(v.Encode())
+}
+
+// With is the filter's query string with one more parameter.
+func (f filter) With(k, val string) template.URL {
+	q := f.Query()
+	if q != "" {
+		q += "&"
+	}
+	return q + template.URL(url.QueryEscape(k)+"="+url.QueryEscape(val))
+}
+
+// eachPending calls fn for the pending records that match f, by ascending
+// id, through persist's ReviewEach (what `review ls` reads): the first
+// page costs what review ls's first page costs. fn may return
+// persist.ErrStop.
+func (f filter) eachPending(r *http.Request, e *persist.Env, fn func(*persist.Record) error) error {
+	return e.ReviewEach(r.Context(), f.Sandbox, func(rec *persist.Record) error {
+		if !f.match(rec) {
+			return nil
+		}
+		return fn(rec)
+	})
+}
+
+type queuePage struct {
+	Filter  filter
+	Records []*persist.Record
+	After   uint64
+	Next    uint64 // the after= of the next page; 0: none
+}
+
+func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
+	f := filterFrom(r)
+	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	p := queuePage{Filter: f, After: after, Records: []*persist.Record{}}
+	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+		return f.eachPending(r, e, func(rec *persist.Record) error {
+			if rec.ID <= after {
+				return nil
+			}
+			if len(p.Records) == pageSize {
+				p.Next = p.Records[pageSize-1].ID
+				return persist.ErrStop
+			}
+			p.Records = append(p.Records, rec)
+			return nil
+		})
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "queue", p)
+}
+
+// next redirects to the first pending record after the given id that
+// matches the filter, or to the queue when there is none.
+func (s *Server) next(w http.ResponseWriter, r *http.Request) {
+	f := filterFrom(r)
+	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	var found uint64
+	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+		return f.eachPending(r, e, func(rec *persist.Record) error {
+			if rec.ID > after {
+				found = rec.ID
+				return persist.ErrStop
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	to := "/queue"
+	if found != 0 {
+		to = "/record/" + strconv.FormatUint(found, 10)
+	}
+	if q := f.Query(); q != "" {
+		to += "?" + string(q)
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
