@@ -25,18 +25,11 @@ type ImageSource = snapshot.Source
 // ErrStop ends an iteration early without error.
 var ErrStop = store.ErrStop
 
-// Record kinds, statuses and sandbox states, as stored.
+// Sandbox states, as stored.
 const (
-	KindAdd        = store.KindAdd
-	KindModify     = store.KindModify
-	KindDelete     = store.KindDelete
-	StatusPending  = store.StatusPending
-	StatusApproved = store.StatusApproved
-	StatusRejected = store.StatusRejected
-	StatusRefused  = store.StatusRefused
-	StateOpen      = store.StateOpen
-	StateClosed    = store.StateClosed
-	StateClosing   = store.StateClosing
+	StateOpen    = store.StateOpen
+	StateClosed  = store.StateClosed
+	StateClosing = store.StateClosing
 )
 
 // SetReviewer names who the review decisions made through e are recorded

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/persist"
 )
@@ -19,23 +20,23 @@ import (
 // ID --json`.
 
 type recordJSON struct {
-	ID        uint64    `json:"id"`
-	Sandbox   string    `json:"sandbox"`
-	Session   uint64    `json:"session"`
-	Path      string    `json:"path"`
-	PathBytes []byte    `json:"path_bytes,omitempty"`
-	Kind      string    `json:"kind"`
-	Type      string    `json:"type"`
-	Size      int64     `json:"size"`
-	Mode      string    `json:"mode"`
-	Digest    string    `json:"digest"`
-	Exception string    `json:"exception"`
-	Status    string    `json:"status"`
-	Reason    string    `json:"reason,omitempty"`
-	Review    string    `json:"review"`
-	Purged    bool      `json:"purged,omitempty"`
-	Mtime     time.Time `json:"mtime"`
-	Link      string    `json:"link,omitempty"`
+	ID        uint64            `json:"id"`
+	Sandbox   string            `json:"sandbox"`
+	Session   uint64            `json:"session"`
+	Path      string            `json:"path"`
+	PathBytes []byte            `json:"path_bytes,omitempty"`
+	Kind      change.Kind       `json:"kind"`
+	Type      change.FileType   `json:"type"`
+	Size      int64             `json:"size"`
+	Mode      string            `json:"mode"`
+	Digest    string            `json:"digest"`
+	Exception string            `json:"exception"`
+	Status    change.Status     `json:"status"`
+	Reason    string            `json:"reason,omitempty"`
+	Review    change.ReviewMode `json:"review"`
+	Purged    bool              `json:"purged,omitempty"`
+	Mtime     time.Time         `json:"mtime"`
+	Link      string            `json:"link,omitempty"`
 }
 
 func toRecordJSON(r *persist.Record) recordJSON {
@@ -52,7 +53,7 @@ type exceptionJSON struct {
 	Reason    string            `json:"reason"`
 	Created   time.Time         `json:"created"`
 	Expires   *time.Time        `json:"expires"`
-	Review    string            `json:"review"`
+	Review    change.ReviewMode `json:"review"`
 	State     string            `json:"state"`
 	Forced    bool              `json:"forced"`
 	Limits    exceptions.Limits `json:"limits"`

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/persist"
 )
 
@@ -95,7 +96,7 @@ func TestBrowser(t *testing.T) {
 		}
 		return out
 	}
-	waitStatus := func(id uint64, status string) *persist.Record {
+	waitStatus := func(id uint64, status change.Status) *persist.Record {
 		t.Helper()
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 			r := w.record(id)
@@ -132,7 +133,7 @@ func TestBrowser(t *testing.T) {
 	do("a", chromedp.KeyEvent("a"))
 	var id uint64
 	fmt.Sscan(rows[1], &id)
-	if r := waitStatus(id, persist.StatusApproved); r.DecidedBy != "alice" {
+	if r := waitStatus(id, change.StatusApproved); r.DecidedBy != "alice" {
 		t.Errorf("approved by %q", r.DecidedBy)
 	}
 	// The page goes back to the queue, without the approved record.
@@ -155,7 +156,7 @@ func TestBrowser(t *testing.T) {
 	noScriptRan("note.txt's diff")
 	screenshot(t, ctx, "record")
 	do("r", chromedp.KeyEvent("r"), chromedp.SendKeys(chromedp.ID("reason"), "not wanted\r"))
-	if r := waitStatus(note, persist.StatusRejected); r.Reason != "not wanted" {
+	if r := waitStatus(note, change.StatusRejected); r.Reason != "not wanted" {
 		t.Errorf("rejected with reason %q", r.Reason)
 	}
 	// The page moves on to the next record of the queue.

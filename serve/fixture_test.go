@@ -97,12 +97,12 @@ func newWorld(t *testing.T, extra int) *world {
 			t.Fatal(err)
 		}
 		x := &exceptions.Exception{Sandbox: "docs", Patterns: []string{docs + "**"}, Reason: "keep <b>documents</b>"}
-		if _, err := e.AddException(x); err != nil {
+		if _, err := e.AddException(context.Background(), x); err != nil {
 			t.Fatal(err)
 		}
 		w.ex = x.ID
 		risky := &exceptions.Exception{Sandbox: "docs", Patterns: []string{"/home/user/.bashrc"}, Reason: "forced <i>on purpose</i>", Forced: true}
-		if _, err := e.AddException(risky); err != nil {
+		if _, err := e.AddException(context.Background(), risky); err != nil {
 			t.Fatal(err)
 		}
 	})

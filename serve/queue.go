@@ -27,7 +27,7 @@ func filterFrom(r *http.Request) filter {
 }
 
 func (f filter) match(r *persist.Record) bool {
-	return (f.Exception == "" || r.Exception == f.Exception) && (f.Kind == "" || r.Kind == f.Kind) &&
+	return (f.Exception == "" || r.Exception == f.Exception) && (f.Kind == "" || string(r.Kind) == f.Kind) &&
 		strings.HasPrefix(r.Path, f.Prefix)
 }
 

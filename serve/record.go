@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/persist"
 )
@@ -165,7 +166,7 @@ func imageType(b []byte) string {
 
 // sniffRecord returns the checked image type of a record's content.
 func sniffRecord(e *persist.Env, rec *persist.Record) (string, error) {
-	if rec.Type != "file" || rec.Kind == persist.KindDelete || rec.Digest == "" || rec.Size > maxPreview || rec.Size < 12 {
+	if rec.Type != change.TypeFile || rec.Kind == change.KindDelete || rec.Digest == "" || rec.Size > maxPreview || rec.Size < 12 {
 		return "", nil
 	}
 	rc, err := e.OpenRecord(rec)
@@ -238,7 +239,7 @@ func (s *Server) raw(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		rec := rep.Record
-		if rec.Type != "file" || rec.Kind == persist.KindDelete || rec.Digest == "" {
+		if rec.Type != change.TypeFile || rec.Kind == change.KindDelete || rec.Digest == "" {
 			return &persist.NotFoundError{Kind: "content of record", Name: "r" + strconv.FormatUint(id, 10)}
 		}
 		size = rec.Size

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/persist"
 )
 
@@ -116,7 +117,7 @@ func TestAuth(t *testing.T) {
 	if resp := anon.post(approve, url.Values{"csrf": {c.csrf}}, nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("post without a session: %s, want 401", resp.Status)
 	}
-	if r := w.record(id); r.Status != persist.StatusPending {
+	if r := w.record(id); r.Status != change.StatusPending {
 		t.Fatalf("a refused request changed r%d to %s", id, r.Status)
 	}
 	// GET never changes anything.
@@ -127,7 +128,7 @@ func TestAuth(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("approve with token and origin: %s", resp.Status)
 	}
-	if r := w.record(id); r.Status != persist.StatusApproved {
+	if r := w.record(id); r.Status != change.StatusApproved {
 		t.Fatalf("r%d is %s after approve", id, r.Status)
 	}
 }
@@ -257,10 +258,10 @@ func TestDecisionsAsTheCLIMakesThem(t *testing.T) {
 		t.Errorf("second approve: %s\n%s", resp.Status, body)
 	}
 	ra, rr := w.record(a), w.record(r)
-	if ra.Status != persist.StatusApproved || ra.Note != "looks fine" || ra.DecidedBy != "alice" {
+	if ra.Status != change.StatusApproved || ra.Note != "looks fine" || ra.DecidedBy != "alice" {
 		t.Errorf("approved record: %+v", ra)
 	}
-	if rr.Status != persist.StatusRejected || rr.Reason != "not <this>" || rr.DecidedBy != "alice" {
+	if rr.Status != change.StatusRejected || rr.Reason != "not <this>" || rr.DecidedBy != "alice" {
 		t.Errorf("rejected record: %+v", rr)
 	}
 	w.withEnv(func(e *persist.Env) {
@@ -314,7 +315,7 @@ func TestBusyStateThenRetry(t *testing.T) {
 		t.Errorf("approve while busy: %s", resp.Status)
 	}
 	e.Close()
-	if r := w.record(id); r.Status != persist.StatusPending {
+	if r := w.record(id); r.Status != change.StatusPending {
 		t.Fatalf("a busy approve changed r%d", id)
 	}
 	if resp := c.get("/queue"); resp.StatusCode != http.StatusOK {
