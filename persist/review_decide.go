@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/store"
@@ -208,15 +210,15 @@ func decidable(tx *store.Tx, id uint64, status change.Status) (*store.Record, *s
 	}
 	switch {
 	case r.Status == change.StatusRefused:
-		return nil, nil, fmt.Errorf("record r%d was refused at close (%s): it kept no content, there is nothing to %s", id, r.Reason, verb)
+		return nil, nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d was refused at close (%s): it kept no content, there is nothing to %s", id, r.Reason, verb)
 	case r.Status == change.StatusApproved:
-		return nil, nil, fmt.Errorf("record r%d is already approved (%s)", id, when())
+		return nil, nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d is already approved (%s)", id, when())
 	case r.Status == change.StatusRejected:
-		return nil, nil, fmt.Errorf("record r%d is already rejected (%s)", id, when())
+		return nil, nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d is already rejected (%s)", id, when())
 	case r.Purged:
-		return nil, nil, fmt.Errorf("record r%d was purged with its exception %s: there is nothing to %s", id, r.Exception, verb)
+		return nil, nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d was purged with its exception %s: there is nothing to %s", id, r.Exception, verb)
 	case !Reviewable(sb, r):
-		return nil, nil, fmt.Errorf("record r%d belongs to session %d of %s, whose close has not finished (run: spillway close %s)", id, r.Session, sb.Name, sb.Name)
+		return nil, nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d belongs to session %d of %s, whose close has not finished (run: spillway close %s)", id, r.Session, sb.Name, sb.Name)
 	}
 	return r, sb, nil
 }

@@ -131,6 +131,11 @@ func TestAuth(t *testing.T) {
 	if r := w.record(id); r.Status != change.StatusApproved {
 		t.Fatalf("r%d is %s after approve", id, r.Status)
 	}
+	// Deciding it again is a conflict, not a server error.
+	resp = c.post(approve, url.Values{"csrf": {c.csrf}}, map[string]string{"Origin": w.ts.URL})
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("approve twice: %s, want 409", resp.Status)
+	}
 }
 
 // login2 reads the CSRF token of an already logged-in client.
