@@ -68,7 +68,7 @@ step ./spillway log docs
 step ./spillway audit verify
 echo
 if [ "${KEEP:-}" = 1 ]; then
-	echo "To review in a browser: ./spillway --root $SPILLWAY_ROOT serve, then open the URL it prints (docs/serve.md)."
+	echo "To review in a browser: ./spillway --root $SPILLWAY_ROOT serve, then open the URL it prints (docs/review-ui.md)."
 else
-	echo "To review in a browser: run KEEP=1 bash scripts/demo.sh, then the spillway serve command it prints (docs/serve.md)."
+	echo "To review in a browser: run KEEP=1 bash scripts/demo.sh, then the spillway serve command it prints (docs/review-ui.md)."
 fi
