@@ -95,6 +95,10 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		if o.Progress != nil && seen%1000 == 0 {
 			o.Progress(seen)
 		}
+		if isNoop(rules, root, c, now) {
+			sum.Unchanged++
+			return nil
+		}
 		d := classify(rules, c, files, bytes, now)
 		if d.Verdict == change.VerdictDiscard {
 			disc.add(c)

@@ -84,6 +84,9 @@ type CloseSummary struct {
 	// ExecDropped counts persisted files whose execute bits were dropped
 	// because their exception lacks --allow-exec.
 	ExecDropped int64 `json:"exec_dropped"`
+	// Unchanged counts changes under an exception that equal the version
+	// the session started with: no-ops, not recorded.
+	Unchanged int64 `json:"unchanged"`
 	// Manifest is the file listing every refused and discarded change
 	// (empty in a dry run, whose manifest has no name).
 	Manifest string `json:"manifest,omitempty"`

@@ -55,7 +55,10 @@ func (e *Env) Diff(ctx context.Context, name string, fn func(DiffEntry) error) e
 	}
 	files, bytes := map[string]int64{}, map[string]int64{}
 	now := e.Now()
-	return e.walkChanges(ctx, sb, func(_ string, c hostile.Change) error {
+	return e.walkChanges(ctx, sb, func(root string, c hostile.Change) error {
+		if isNoop(rules, root, c, now) {
+			return nil
+		}
 		d := classify(rules, c, files, bytes, now)
 		de := DiffEntry{Kind: KindLetter(c.Kind), Path: c.Path, PathBytes: exactBytes(c.Path), Type: c.Type, Size: c.Size, Verdict: d.Verdict, Reason: d.Reason}
 		if d.Exception != nil {

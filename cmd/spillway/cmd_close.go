@@ -154,6 +154,9 @@ func printCloseSummary(t *term, sum *persist.CloseSummary) {
 		fmt.Fprintf(w, "  %s\t%d files\t%s\n", x.Exception, x.Files, units.FormatSize(x.Bytes))
 	}
 	w.Flush()
+	if sum.Unchanged > 0 {
+		fmt.Fprintf(t.out, "unchanged %d files: the same as when the session opened, not recorded\n", sum.Unchanged)
+	}
 	if sum.ExecDropped > 0 {
 		fmt.Fprintf(t.out, "dropped the execute bits of %d persisted files: their exception lacks --allow-exec\n", sum.ExecDropped)
 	}

@@ -73,6 +73,21 @@ type Change struct {
 	Link    string // symlink target (readlinkat on the parent fd), never resolved
 	TooDeep bool   // the path is too long or too deep for the host: not descended into, not to be read; reported once for the subtree root
 	Changed bool   // the entry vanished or changed type under the walk: only Kind (add), Path, Type (best effort) and TooDeep are set; nothing below it is listed
+	// Below is the version of the entry that the session started with, for
+	// a change.KindModify (nil otherwise).
+	Below *Below
+}
+
+// Below describes the lower (overlay) or base (native) version of a
+// modified entry: what the session started with.
+type Below struct {
+	Type     change.FileType
+	Mode     uint32 // full st_mode
+	UID, GID uint32
+	Size     int64
+	// Root is the tree that holds it: the overlay lower directory or the
+	// native base. Read it with OpenFile/ReadLink(Root, Change.Path).
+	Root string
 }
 
 // testHook, when set (by tests), runs at two points of a walk: "listed"

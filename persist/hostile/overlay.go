@@ -78,7 +78,7 @@ func OverlayChangesWith(ctx context.Context, upper string, lowers []string, o Ov
 			unix.Close(fd)
 			return err
 		}
-		low = append(low, lowerDir{fd: fd, xwhiteouts: v == 'x'})
+		low = append(low, lowerDir{fd: fd, xwhiteouts: v == 'x', root: l})
 		if v == 'y' {
 			break
 		}
@@ -107,7 +107,8 @@ func xattrsFor(userXattr bool) xattrs {
 // lowerDir is one directory of a merged lower stack.
 type lowerDir struct {
 	fd         int
-	xwhiteouts bool // overlay.opaque = "x": may hold xattr whiteouts
+	xwhiteouts bool   // overlay.opaque = "x": may hold xattr whiteouts
+	root       string // the lower directory this one lies in
 }
 
 func closeLowers(low []lowerDir) {
@@ -183,7 +184,7 @@ func (w *overlayWalk) dir(path string, depth int, ufd int, low []lowerDir, repla
 			continue
 		}
 		var below unix.Stat_t
-		present, err := w.lookup(low, name, &below)
+		present, root, err := w.lookup(low, name, &below)
 		if err != nil {
 			return fmt.Errorf("hostile: stat lower %q: %w", p, err)
 		}
@@ -192,6 +193,7 @@ func (w *overlayWalk) dir(path string, depth int, ufd int, low []lowerDir, repla
 		report := true
 		if present && !replaced {
 			c.Kind = change.KindModify
+			c.Below = belowFrom(&below, root)
 			if isDir(&st) && isDir(&below) {
 				report = deep // a copied-up container
 			}
@@ -265,7 +267,7 @@ func (w *overlayWalk) descend(p string, depth, ufd int, name string, st *unix.St
 // directory low.
 func (w *overlayWalk) deleted(p string, deep bool, low []lowerDir, name string) error {
 	var below unix.Stat_t
-	present, err := w.lookup(low, name, &below)
+	present, _, err := w.lookup(low, name, &below)
 	if err != nil {
 		return fmt.Errorf("hostile: stat lower %q: %w", p, err)
 	}
@@ -276,19 +278,20 @@ func (w *overlayWalk) deleted(p string, deep bool, low []lowerDir, name string) 
 }
 
 // lookup finds name in the merged lower directory low, as overlayfs does.
-func (w *overlayWalk) lookup(low []lowerDir, name string, st *unix.Stat_t) (bool, error) {
+// It returns the lower directory that holds it.
+func (w *overlayWalk) lookup(low []lowerDir, name string, st *unix.Stat_t) (bool, string, error) {
 	for _, l := range low {
 		err := fstatat(l.fd, name, st)
 		if err == unix.ENOENT {
 			continue
 		}
 		if err != nil {
-			return false, err
+			return false, "", err
 		}
 		wh, err := w.lowerWhiteout(l, name, st)
-		return !wh, err
+		return !wh, l.root, err
 	}
-	return false, nil
+	return false, "", nil
 }
 
 // lowerWhiteout says whether the entry name of lower dir l (stat st) is a
@@ -340,7 +343,7 @@ func (w *overlayWalk) descendLower(low []lowerDir, name string) ([]lowerDir, err
 			closeLowers(out)
 			return nil, err
 		}
-		out = append(out, lowerDir{fd: cfd, xwhiteouts: v == 'x'})
+		out = append(out, lowerDir{fd: cfd, xwhiteouts: v == 'x', root: l.root})
 		if v == 'y' {
 			break
 		}

@@ -270,6 +270,11 @@ func typeOf(mode uint32) change.FileType {
 
 func isDir(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
+// belowFrom describes the version of an entry below, in root.
+func belowFrom(st *unix.Stat_t, root string) *Below {
+	return &Below{Type: typeOf(st.Mode), Mode: st.Mode, UID: st.Uid, GID: st.Gid, Size: st.Size, Root: root}
+}
+
 func changeFrom(kind change.Kind, path string, st *unix.Stat_t) Change {
 	return Change{
 		Kind:  kind,

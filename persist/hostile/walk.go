@@ -30,13 +30,14 @@ func TreeChanges(ctx context.Context, tree, base string, fn func(Change) error) 
 		}
 		defer unix.Close(bfd)
 	}
-	w := &treeWalk{ctx: ctx, fn: fn}
+	w := &treeWalk{ctx: ctx, fn: fn, base: base}
 	return w.dir("", 0, tfd, bfd)
 }
 
 type treeWalk struct {
-	ctx context.Context
-	fn  func(Change) error
+	ctx  context.Context
+	fn   func(Change) error
+	base string // the base tree's path, for Change.Below
 }
 
 func (w *treeWalk) dir(path string, depth, tfd, bfd int) error {
@@ -118,6 +119,7 @@ func (w *treeWalk) dir(path string, depth, tfd, bfd int) error {
 		bothDirs := inBase && isDir(&st) && isDir(&bst)
 		if inBase {
 			c.Kind = change.KindModify
+			c.Below = belowFrom(&bst, w.base)
 			switch {
 			case bothDirs:
 				report = deep
