@@ -68,7 +68,8 @@ func loadExpected(ctx context.Context, tx *store.Tx) (*expected, error) {
 			need(sb.Layer, false, "the persisted layer under closing sandbox "+sb.Name)
 		}
 		need(layerKey(sb.Name, sb.Generation), false, "sandbox "+sb.Name)
-		st, err := LoadState(ctx, tx, sb)
+		// From the records, not the index: check compares the two.
+		st, err := recordState(ctx, tx, sb)
 		if err != nil {
 			return nil, err
 		}
@@ -128,6 +129,11 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	problems = append(problems, orphans...)
+	index, err := e.checkCurrent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	problems = append(problems, index...)
 	snaps, err := e.Snap.Keys(ctx)
 	if err != nil {
 		return nil, err

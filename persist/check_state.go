@@ -20,7 +20,12 @@ func (e *Env) checkStates(ctx context.Context) ([]string, error) {
 			return err
 		}
 		for _, sb := range sbs {
-			_, orphans, err := loadState(ctx, tx, sb)
+			st, err := derivedState(ctx, tx, sb)
+			if err != nil {
+				return err
+			}
+			st.dropReplaced()
+			orphans := st.dropOrphans()
 			if err != nil {
 				return err
 			}

@@ -74,6 +74,9 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		if _, err := e.Store.DeleteSessionRecordsChunked(ctx, name, sb.Session, recordBatch); err != nil {
 			return nil, err
 		}
+		if _, err := e.Store.DropCurrentAbove(ctx, name, sb.Generation); err != nil {
+			return nil, err
+		}
 		failpoint.Hit("close.records-cleared")
 	}
 	sum, err := e.collect(ctx, sb, o)

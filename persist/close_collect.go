@@ -72,6 +72,12 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 				if err := tx.PutRecord(r); err != nil {
 					return err
 				}
+				// In the index from the generation this close makes.
+				if inEffectIndex(r) {
+					if err := tx.PutCurrent(sb.Name, r.Path, sb.Generation+1, r.ID); err != nil {
+						return err
+					}
+				}
 			}
 			return nil
 		})

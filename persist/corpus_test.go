@@ -476,6 +476,9 @@ func corpusUncleanStoredPathIsNotApplied(t *testing.T, kind string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := f.e.rebuildCurrent(f.ctx, "docs"); err != nil {
+		t.Fatal(err)
+	}
 	o, err := f.e.OpenSandbox(f.ctx, "docs")
 	if err != nil {
 		t.Fatal(err)

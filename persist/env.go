@@ -105,6 +105,10 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 		}
 	}
 	e.recoverMounts()
+	if err := e.buildCurrent(ctx); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("build the current-state index: %w", err)
+	}
 	return e, nil
 }
 

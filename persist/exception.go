@@ -183,6 +183,11 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 		return 0, &InputError{Input: "reason", Problem: "is required: say why the exception is revoked"}
 	}
 	now := e.Now()
+	if purge {
+		if err := e.dropStagedCurrentOfException(ctx, id); err != nil {
+			return 0, err
+		}
+	}
 	err = e.Store.Update(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
 		if err != nil {
@@ -225,6 +230,13 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 			return err
 		}
 		if purged > 0 {
+			paths := make([]string, len(recs))
+			for i, r := range recs {
+				paths[i] = r.Path
+			}
+			if err := refreshCurrent(tx, sb, sb.Generation+1, paths); err != nil {
+				return err
+			}
 			sb.Generation++
 			if err := tx.PutSandbox(sb); err != nil {
 				return err

@@ -74,17 +74,25 @@ func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status,
 	if len(ids) == 0 {
 		return nil, invalidf("give at least one record id")
 	}
+	closing := map[string]uint64{}
 	if err := e.Store.View(func(tx *store.Tx) error {
 		for i, id := range ids {
 			if i%1024 == 1023 && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if _, _, err := decidable(tx, id, status); err != nil {
+			_, sb, err := decidable(tx, id, status)
+			if err != nil {
 				return err
+			}
+			if sb.State == store.StateClosing {
+				closing[sb.Name] = sb.Generation
 			}
 		}
 		return nil
 	}); err != nil {
+		return nil, err
+	}
+	if err := e.dropStagedCurrent(ctx, closing); err != nil {
 		return nil, err
 	}
 	out := &Decided{}
@@ -114,6 +122,7 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text
 		ids     []uint64
 		names   []string
 		changed bool
+		paths   []string // whose record in effect may have changed
 	}
 	var order []string
 	bySb := map[string]*sbDecision{}
@@ -139,7 +148,10 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text
 		if err := tx.PutRecord(r); err != nil {
 			return err
 		}
-		d.changed = d.changed || before != InEffect(d.sb, r)
+		if before != InEffect(d.sb, r) {
+			d.changed = true
+			d.paths = append(d.paths, r.Path)
+		}
 		d.ids, d.names = append(d.ids, r.ID), append(d.names, fmt.Sprintf("r%d", r.ID))
 		recs = append(recs, r)
 	}
@@ -151,6 +163,9 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text
 	for _, name := range order {
 		d := bySb[name]
 		if d.changed {
+			if err := refreshCurrent(tx, d.sb, d.sb.Generation+1, d.paths); err != nil {
+				return err
+			}
 			d.sb.Generation++
 			if err := tx.PutSandbox(d.sb); err != nil {
 				return err

@@ -22,6 +22,9 @@ func (e *Env) CreateSandbox(name, image string) error {
 		if err := e.deleteOrphanRecords(context.Background(), name); err != nil {
 			return err
 		}
+		if _, err := e.Store.DropCurrent(context.Background(), name); err != nil {
+			return err
+		}
 	}
 	return e.Store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetImage(image); err != nil {
@@ -34,6 +37,10 @@ func (e *Env) CreateSandbox(name, image string) error {
 		}
 		sb := &store.Sandbox{Name: name, Image: image, Created: e.Now(), State: store.StateClosed}
 		if err := tx.PutSandbox(sb); err != nil {
+			return err
+		}
+		// The index is empty: rm (or gc) dropped a former one of this name.
+		if err := tx.PutMeta(currentReady(name), "1"); err != nil {
 			return err
 		}
 		_, err := tx.Append(e.Now(), "sandbox.create", name, map[string]string{"image": image})
@@ -162,7 +169,19 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 	if err := e.pruneManifests(name, ^uint64(0)); err != nil {
 		return err
 	}
-	return e.deleteOrphanRecords(ctx, name)
+	if err := e.deleteOrphanRecords(ctx, name); err != nil {
+		return err
+	}
+	return e.dropCurrentOf(ctx, name)
+}
+
+// dropCurrentOf forgets a removed sandbox's current-state index.
+func (e *Env) dropCurrentOf(ctx context.Context, name string) error {
+	if err := e.Store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady(name)) }); err != nil {
+		return err
+	}
+	_, err := e.Store.DropCurrent(ctx, name)
+	return err
 }
 
 // deleteOrphanRecords deletes the records left by a removed sandbox.

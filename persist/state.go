@@ -33,7 +33,7 @@ func InEffect(sb *store.Sandbox, r *store.Record) bool {
 // there. Deleted paths of the image are kept as delete records.
 type State map[string]*store.Record
 
-// LoadState derives the persisted state of a sandbox from its records.
+// LoadState returns the persisted state of a sandbox.
 func LoadState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, error) {
 	st, _, err := loadState(ctx, tx, sb)
 	return st, err
@@ -48,15 +48,28 @@ type Orphan struct {
 	Under  *store.Record
 }
 
-// loadState derives the state and the orphans it left out.
+// recordState derives the state from the records alone, never the index.
+func recordState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, error) {
+	st, err := derivedState(ctx, tx, sb)
+	if err != nil {
+		return nil, err
+	}
+	st.dropReplaced()
+	st.dropOrphans()
+	return st, nil
+}
+
+// loadState reads the state from the current-state index (current.go),
+// or derives it from the records where the index is not built yet, and
+// returns the orphans it left out.
 func loadState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, []Orphan, error) {
-	st := State{}
-	err := tx.ForEachRecord(ctx, sb.Name, func(r *store.Record) error {
-		if InEffect(sb, r) {
-			st[r.Path] = r // records come in id order: the newest wins
-		}
-		return nil
-	})
+	var st State
+	var err error
+	if currentIsReady(tx, sb.Name) {
+		st, err = indexedState(ctx, tx, sb)
+	} else {
+		st, err = derivedState(ctx, tx, sb)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

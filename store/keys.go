@@ -29,6 +29,7 @@ import (
 //	rQ:SANDBOX\0 ID                         pending record (index, per sandbox)
 //	a:SEQ                                   audit entry
 //	ah                                      audit head: SEQ ‖ sha256
+//	cs:SANDBOX\0 PATH\0 ^GEN                  current-state index (current.go)
 //	migrating                               next record id to convert while a schema migration runs
 const (
 	keySchema = "schema"

@@ -92,6 +92,9 @@ func (tx *Tx) GetMeta(k string) (string, bool, error) {
 // PutMeta sets a free-form meta value.
 func (tx *Tx) PutMeta(k, val string) error { return tx.set([]byte(pMeta+k), []byte(val)) }
 
+// DeleteMeta removes a meta value.
+func (tx *Tx) DeleteMeta(k string) error { return tx.del([]byte(pMeta + k)) }
+
 // next increments the named persistent counter and returns its new value.
 func (tx *Tx) next(name string) (uint64, error) {
 	k := []byte(pCounter + name)

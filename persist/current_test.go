@@ -1,0 +1,72 @@
+package persist
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/spillway/spillway/store"
+)
+
+// TestCurrentIndexBuiltForAnOlderStore: a sandbox whose index was never
+// built (a store from before it) reads its state from the records, and the
+// next opening of the state directory builds the index, which then gives
+// the same state; check finds the two in agreement, and a wrong index
+// entry is reported.
+func TestCurrentIndexBuiltForAnOlderStore(t *testing.T) {
+	f := newFixture(t, "overlayfs")
+	f.except(nil, "/home/user/Documents/**")
+	for i := range 3 {
+		root := f.open()
+		write(t, root, docs+fmt.Sprintf("/f%d.txt", i), "v", 0o644)
+		write(t, root, docs+"/same.txt", fmt.Sprint(i), 0o644)
+		f.close()
+	}
+	want := fmt.Sprint(persistedPaths(t, f))
+	if err := f.e.Store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady("docs")) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.Store.DropCurrent(f.ctx, "docs"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(persistedPaths(t, f)); got != want {
+		t.Fatalf("derived state %s, want %s", got, want)
+	}
+	f.reopenEnv()
+	f.e.Store.View(func(tx *store.Tx) error {
+		if !currentIsReady(tx, "docs") {
+			t.Error("index not built when the state directory was opened")
+		}
+		return nil
+	})
+	if got := fmt.Sprint(persistedPaths(t, f)); got != want {
+		t.Fatalf("indexed state %s, want %s", got, want)
+	}
+	if p, err := f.e.Check(f.ctx); err != nil || len(p) != 0 {
+		t.Fatalf("check: %q %v", p, err)
+	}
+	// A wrong entry is found.
+	if err := f.e.Store.Update(func(tx *store.Tx) error {
+		sb, _ := tx.GetSandbox("docs")
+		return tx.PutCurrent("docs", "/"+docs+"/f0.txt", sb.Generation, 9999)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.e.Check(f.ctx)
+	if err != nil || len(p) != 1 || !strings.Contains(p[0], "current-state index of docs: /"+docs+"/f0.txt names record r9999") {
+		t.Fatalf("check of a corrupt index: %q %v", p, err)
+	}
+}
+
+func persistedPaths(t *testing.T, f *fixture) map[string]uint64 {
+	t.Helper()
+	recs, err := f.e.Persisted(f.ctx, "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, r := range recs {
+		out[r.Path] = r.ID
+	}
+	return out
+}

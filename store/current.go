@@ -1,0 +1,181 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The current-state index: per sandbox and path, the id of the newest
+// record in effect, versioned by the generation that made it so. A change
+// of the state at generation G writes versions at G+1 (in as many
+// transactions as it needs) before one transaction makes G+1 current, so
+// readers at G never see half of it and a crash leaves only versions above
+// the current generation, which the next change deletes first.
+//
+//	cs:SANDBOX\0 PATH\0 ^GEN   uvarint record id; empty: no record in effect
+//
+// ^GEN is the bitwise complement, so a path's newest version comes first.
+// Writing a version drops the versions of that path older than the one a
+// reader at gen-1 sees: at most two versions of a path stay.
+const pCurrent = "cs:"
+
+func currentKey(sandbox, path string, gen uint64) []byte {
+	return key(pCurrent, sandbox, path, ^gen)
+}
+
+func currentPathPrefix(sandbox, path string) []byte { return key(pCurrent, sandbox, path) }
+
+// PutCurrent records that from generation gen on, the record in effect at
+// path is id (0: none), and drops the versions no reader needs any more.
+func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
+	if err := checkName("sandbox", sandbox); err != nil {
+		return err
+	}
+	if gen == 0 {
+		return fmt.Errorf("store: current-state version at generation 0")
+	}
+	var val []byte
+	if id != 0 {
+		val = binary.AppendUvarint(nil, id)
+	}
+	prefix := currentPathPrefix(sandbox, path)
+	var stale [][]byte
+	keptOlder := false
+	err := tx.scan(prefix, false, func(k, _ []byte) error {
+		g, ok := tailUint64(k)
+		if !ok || len(k) != len(prefix)+8 {
+			return fmt.Errorf("store: malformed current-state key %q", k)
+		}
+		g = ^g
+		switch {
+		case g >= gen:
+		case !keptOlder:
+			keptOlder = true // what readers at gen-1 see
+		default:
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := tx.del(k); err != nil {
+			return err
+		}
+	}
+	return tx.set(currentKey(sandbox, path, gen), val)
+}
+
+// CurrentAt returns the id of the record in effect at path for a reader at
+// generation gen (0, false when none).
+func (tx *Tx) CurrentAt(sandbox, path string, gen uint64) (uint64, bool, error) {
+	prefix := currentPathPrefix(sandbox, path)
+	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Seek(currentKey(sandbox, path, gen)); it.ValidForPrefix(prefix); it.Next() {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return 0, false, translate(err)
+		}
+		return decodeCurrent(v)
+	}
+	return 0, false, nil
+}
+
+func decodeCurrent(v []byte) (uint64, bool, error) {
+	if len(v) == 0 {
+		return 0, false, nil
+	}
+	id, n := binary.Uvarint(v)
+	if n != len(v) || id == 0 {
+		return 0, false, fmt.Errorf("store: malformed current-state value %x", v)
+	}
+	return id, true, nil
+}
+
+// ForEachCurrentAt calls fn, in path order, for every path that has a
+// record in effect for a reader at generation gen.
+func (tx *Tx) ForEachCurrentAt(ctx context.Context, sandbox string, gen uint64, fn func(path string, id uint64) error) error {
+	if err := checkName("sandbox", sandbox); err != nil {
+		return err
+	}
+	prefix := key(pCurrent, sandbox)
+	var done []byte // the path already answered, as its key prefix
+	return tx.scanCtx(ctx, prefix, true, func(k, v []byte) error {
+		if len(k) < len(prefix)+9 {
+			return fmt.Errorf("store: malformed current-state key %q", k)
+		}
+		pathKey := k[:len(k)-8]
+		if done != nil && bytes.Equal(pathKey, done) {
+			return nil
+		}
+		g, _ := tailUint64(k)
+		if ^g > gen {
+			return nil // a version not yet current
+		}
+		done = append(done[:0], pathKey...)
+		id, ok, err := decodeCurrent(v)
+		if err != nil || !ok {
+			return err
+		}
+		return fn(string(pathKey[len(prefix):len(pathKey)-1]), id)
+	})
+}
+
+// DropCurrentAbove deletes the versions of sandbox's index above gen (left
+// by a change that never became current) and returns how many.
+func (s *Store) DropCurrentAbove(ctx context.Context, sandbox string, gen uint64) (int, error) {
+	return s.dropCurrent(ctx, sandbox, func(g uint64) bool { return g > gen })
+}
+
+// DropCurrent deletes sandbox's whole index.
+func (s *Store) DropCurrent(ctx context.Context, sandbox string) (int, error) {
+	return s.dropCurrent(ctx, sandbox, func(uint64) bool { return true })
+}
+
+// dropCurrent deletes the versions whose generation drop selects, in
+// transactions of a bounded size.
+func (s *Store) dropCurrent(ctx context.Context, sandbox string, drop func(uint64) bool) (int, error) {
+	if err := checkName("sandbox", sandbox); err != nil {
+		return 0, err
+	}
+	const chunk = 10000
+	prefix := key(pCurrent, sandbox)
+	total := 0
+	for {
+		var ks [][]byte
+		err := s.View(func(tx *Tx) error {
+			return tx.scanCtx(ctx, prefix, false, func(k, _ []byte) error {
+				if g, ok := tailUint64(k); ok && drop(^g) {
+					ks = append(ks, append([]byte(nil), k...))
+					if len(ks) == chunk {
+						return ErrStop
+					}
+				}
+				return nil
+			})
+		})
+		if err != nil || len(ks) == 0 {
+			return total, err
+		}
+		if err := s.Update(func(tx *Tx) error {
+			for _, k := range ks {
+				if err := tx.del(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return total, err
+		}
+		total += len(ks)
+		if len(ks) < chunk {
+			return total, nil
+		}
+	}
+}
