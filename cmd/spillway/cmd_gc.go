@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -17,15 +18,22 @@ func gcCommand(t *term) *cli.Command {
 			if c.NArg() != 0 {
 				return usageError("usage: spillway gc")
 			}
-			return withEnv(c, t, func(e *persist.Env) error {
-				f, err := e.GC(c.Context)
-				if f != nil {
-					printFreed(t, f)
-				}
-				return err
-			})
+			return runGC(c.Context, gcOptions{}, globals(c), t)
 		},
 	}
+}
+
+// gcOptions are the options of gc.
+type gcOptions struct{}
+
+func runGC(ctx context.Context, _ gcOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		f, err := e.GC(ctx)
+		if f != nil {
+			printFreed(t, f)
+		}
+		return err
+	})
 }
 
 func printFreed(t *term, f *persist.Freed) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -22,14 +23,28 @@ func reviewCommand(t *term) *cli.Command {
 				Usage:     "list the records that wait for review",
 				ArgsUsage: "[SANDBOX]",
 				Flags:     []cli.Flag{jsonFlag(t)},
-				Action:    func(c *cli.Context) error { return runReviewLs(c, t) },
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 1 {
+						return usageError("usage: spillway review ls [SANDBOX]")
+					}
+					return runReviewLs(c.Context, reviewOptions{Sandbox: c.Args().First()}, globals(c), t)
+				},
 			},
 			{
 				Name:      "show",
 				Usage:     "show a record, its exception and a diff against the previous version",
 				ArgsUsage: "ID",
 				Flags:     []cli.Flag{jsonFlag(t)},
-				Action:    func(c *cli.Context) error { return runReviewShow(c, t) },
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 1, "ID"); err != nil {
+						return err
+					}
+					ids, err := parseRecordIDs(c.Args().Slice())
+					if err != nil {
+						return err
+					}
+					return runReviewShow(c.Context, reviewOptions{IDs: ids}, globals(c), t)
+				},
 			},
 			{
 				Name:      "approve",
@@ -39,14 +54,32 @@ func reviewCommand(t *term) *cli.Command {
 					&cli.BoolFlag{Name: "all", Usage: "approve every pending record of SANDBOX"},
 					&cli.StringFlag{Name: "note", Usage: "a note kept with the decision"},
 				},
-				Action: func(c *cli.Context) error { return runReviewApprove(c, t) },
+				Action: func(c *cli.Context) error {
+					o, err := reviewApproveFlags(c)
+					if err != nil {
+						return err
+					}
+					return runReviewApprove(c.Context, o, globals(c), t)
+				},
 			},
 			{
 				Name:      "reject",
 				Usage:     "reject pending records: the previous version returns, or the path goes",
 				ArgsUsage: "ID... --reason TEXT",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the change is rejected (required)"}},
-				Action:    func(c *cli.Context) error { return runReviewReject(c, t) },
+				Action: func(c *cli.Context) error {
+					if c.NArg() == 0 {
+						return usageError("usage: spillway review reject ID... --reason TEXT")
+					}
+					ids, err := parseRecordIDs(c.Args().Slice())
+					if err != nil {
+						return err
+					}
+					if strings.TrimSpace(c.String("reason")) == "" {
+						return usageError("--reason is required: say why the change is rejected")
+					}
+					return runReviewReject(c.Context, reviewOptions{IDs: ids, Text: c.String("reason")}, globals(c), t)
+				},
 			},
 		},
 	}
@@ -65,23 +98,28 @@ func parseRecordIDs(args []string) ([]uint64, error) {
 	return ids, nil
 }
 
-func runReviewLs(c *cli.Context, t *term) error {
-	if c.NArg() > 1 {
-		return usageError("usage: spillway review ls [SANDBOX]")
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
+// reviewOptions are the options of the review commands.
+type reviewOptions struct {
+	Sandbox string   // ls, approve --all
+	All     bool     // approve every pending record of Sandbox
+	IDs     []uint64 // show (one), approve, reject
+	Text    string   // approve: the note; reject: the reason
+}
+
+func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		// Rows print as they are read, in pages of reviewPage, so the
 		// first page of a long list shows at once.
 		if t.json {
 			arr := t.jsonArray()
-			if err := e.ReviewEach(c.Context, c.Args().First(), func(r *store.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
+			if err := e.ReviewEach(ctx, o.Sandbox, func(r *store.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
 				return err
 			}
 			return arr.close()
 		}
 		w := t.table()
 		n := 0
-		err := e.ReviewEach(c.Context, c.Args().First(), func(r *store.Record) error {
+		err := e.ReviewEach(ctx, o.Sandbox, func(r *store.Record) error {
 			if n == 0 {
 				fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
 			}
@@ -104,47 +142,42 @@ func runReviewLs(c *cli.Context, t *term) error {
 	})
 }
 
-func runReviewApprove(c *cli.Context, t *term) error {
-	note := c.String("note")
-	if c.Bool("all") {
+// reviewApproveFlags parses the arguments and flags of review approve.
+func reviewApproveFlags(c *cli.Context) (reviewOptions, error) {
+	o := reviewOptions{Text: c.String("note"), All: c.Bool("all")}
+	if o.All {
 		if c.NArg() != 1 {
-			return usageError("usage: spillway review approve --all SANDBOX [--note TEXT]")
+			return o, usageError("usage: spillway review approve --all SANDBOX [--note TEXT]")
 		}
-		return withEnv(c, t, func(e *persist.Env) error {
-			d, err := e.ApproveAll(c.Context, c.Args().First(), note)
+		o.Sandbox = c.Args().First()
+		return o, nil
+	}
+	if c.NArg() == 0 {
+		return o, usageError("usage: spillway review approve ID... | --all SANDBOX [--note TEXT]")
+	}
+	var err error
+	o.IDs, err = parseRecordIDs(c.Args().Slice())
+	return o, err
+}
+
+func runReviewApprove(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		if o.All {
+			d, err := e.ApproveAll(ctx, o.Sandbox, o.Text)
 			if err == nil && len(d.Records) == 0 {
-				fmt.Fprintf(t.out, "nothing to review in %s\n", c.Args().First())
+				fmt.Fprintf(t.out, "nothing to review in %s\n", o.Sandbox)
 				return nil
 			}
 			return printDecided(t, "approved", d, err)
-		})
-	}
-	if c.NArg() == 0 {
-		return usageError("usage: spillway review approve ID... | --all SANDBOX [--note TEXT]")
-	}
-	ids, err := parseRecordIDs(c.Args().Slice())
-	if err != nil {
-		return err
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		d, err := e.Approve(c.Context, ids, note)
+		}
+		d, err := e.Approve(ctx, o.IDs, o.Text)
 		return printDecided(t, "approved", d, err)
 	})
 }
 
-func runReviewReject(c *cli.Context, t *term) error {
-	if c.NArg() == 0 {
-		return usageError("usage: spillway review reject ID... --reason TEXT")
-	}
-	ids, err := parseRecordIDs(c.Args().Slice())
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(c.String("reason")) == "" {
-		return usageError("--reason is required: say why the change is rejected")
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		d, err := e.Reject(c.Context, ids, c.String("reason"))
+func runReviewReject(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		d, err := e.Reject(ctx, o.IDs, o.Text)
 		return printDecided(t, "rejected", d, err)
 	})
 }

@@ -19,6 +19,8 @@ import (
 
 // runOptions are the options of run and shell.
 type runOptions struct {
+	Sandbox string
+	Args    []string // CMD and its arguments
 	User    string
 	Net     string
 	Close   bool
@@ -50,8 +52,9 @@ func runCommand(t *term) *cli.Command {
 			if c.NArg() < 2 {
 				return usageError("usage: spillway run NAME [--user UID[:GID]] [--net none|host] [--close] [-t] -- CMD [ARG…]")
 			}
-			o := runOptions{User: c.String("user"), Net: c.String("net"), Close: c.Bool("close"), TTY: c.Bool("t"), Runtime: c.String("runtime")}
-			return runRun(c, t, o, c.Args().First(), c.Args().Tail())
+			o := runOptions{Sandbox: c.Args().First(), Args: c.Args().Tail(),
+				User: c.String("user"), Net: c.String("net"), Close: c.Bool("close"), TTY: c.Bool("t"), Runtime: c.String("runtime")}
+			return runRun(c.Context, o, globals(c), t)
 		},
 	}
 }
@@ -66,15 +69,16 @@ func shellCommand(t *term) *cli.Command {
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
 			}
-			o := runOptions{Net: container.NetNone, TTY: true, Runtime: c.String("runtime")}
-			return runRun(c, t, o, c.Args().First(), []string{"/bin/sh"})
+			o := runOptions{Sandbox: c.Args().First(), Args: []string{"/bin/sh"}, Net: container.NetNone, TTY: true, Runtime: c.String("runtime")}
+			return runRun(c.Context, o, globals(c), t)
 		},
 	}
 }
 
 // runRun opens the sandbox, registers the run and releases the state
 // directory, runs CMD, then cleans up and, with --close, closes.
-func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string) error {
+func runRun(ctx context.Context, o runOptions, g globalOptions, t *term) error {
+	sandbox, args := o.Sandbox, o.Args
 	if o.Net != container.NetNone && o.Net != container.NetHost {
 		return usageError("unknown --net %q: use none or host", o.Net)
 	}
@@ -99,8 +103,8 @@ func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string
 		entry *container.Entry
 		root  string
 	)
-	err = withEnv(c, t, func(e *persist.Env) error {
-		opened, err := e.OpenSandbox(c.Context, sandbox)
+	err = withEnv(ctx, g, t, func(e *persist.Env) error {
+		opened, err := e.OpenSandbox(ctx, sandbox)
 		if err != nil {
 			return err
 		}
@@ -110,18 +114,18 @@ func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string
 		// Registered under the lock: a close that takes it next sees the run.
 		root = opened.Path
 		book = &container.Book{Dir: runDir(e.Root), Runtime: rt}
-		entry, err = book.Register(c.Context, sandbox)
+		entry, err = book.Register(ctx, sandbox)
 		return err
 	})
 	if err != nil {
 		if entry != nil {
-			book.Done(context.WithoutCancel(c.Context), entry)
+			book.Done(context.WithoutCancel(ctx), entry)
 		}
 		return err
 	}
 
 	// CMD runs without the store, the snapshotter or the lock held.
-	ctx := context.WithoutCancel(c.Context)
+	ctx = context.WithoutCancel(ctx)
 	code, runErr := book.Exec(ctx, entry, container.Process{
 		RootFS: root, Args: args, User: o.User, Net: o.Net, TTY: o.TTY, Hostname: sandbox,
 		Stdin: t.in, Stdout: t.out, Stderr: t.err,
@@ -139,7 +143,7 @@ func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string
 		return runErr
 	}
 	if o.Close {
-		if err := closeAfterRun(c, t, sandbox); err != nil {
+		if err := closeAfterRun(ctx, g, t, sandbox); err != nil {
 			t.errorf(fmt.Errorf("close %s: %w", sandbox, err))
 			if code == 0 {
 				code = exitError
@@ -155,11 +159,10 @@ func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string
 // closeAfterRun closes the sandbox for run --close, printing the summary on
 // stderr: stdout is CMD's. Signals now interrupt the close (which a later
 // close finishes) instead of going to CMD.
-func closeAfterRun(c *cli.Context, t *term, sandbox string) error {
-	ctx, stop := signal.NotifyContext(context.WithoutCancel(c.Context), os.Interrupt, syscall.SIGTERM)
+func closeAfterRun(ctx context.Context, g globalOptions, t *term, sandbox string) error {
+	ctx, stop := signal.NotifyContext(context.WithoutCancel(ctx), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c.Context = ctx
-	return runClose(c, &term{in: t.in, out: t.err, err: t.err}, sandbox, false, false)
+	return runClose(ctx, closeOptions{Sandbox: sandbox}, g, &term{in: t.in, out: t.err, err: t.err})
 }
 
 // runDir is where the runs of a state directory are kept (package container).
