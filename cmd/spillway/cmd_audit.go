@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 type eventJSON struct {
@@ -46,7 +45,7 @@ type logOptions struct {
 func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		all := []eventJSON{}
-		err := e.Store.ForEachEvent(ctx, o.Sandbox, func(ev *store.Event) error {
+		err := e.ForEachEvent(ctx, o.Sandbox, func(ev *persist.Event) error {
 			if t.json {
 				all = append(all, eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, ev.Data, fmt.Sprintf("%x", ev.Hash)})
 				return nil
@@ -64,7 +63,7 @@ func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 	})
 }
 
-func formatData(ev *store.Event) string {
+func formatData(ev *persist.Event) string {
 	var b strings.Builder
 	b.WriteString(" ")
 	if ev.Sandbox != "" {
@@ -103,7 +102,7 @@ func checkCommand(t *term) *cli.Command {
 
 func runAuditVerify(ctx context.Context, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		prob, err := e.Store.VerifyAudit(ctx)
+		prob, err := e.VerifyAudit(ctx)
 		if err != nil {
 			return err
 		}

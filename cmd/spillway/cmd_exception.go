@@ -8,7 +8,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
 )
@@ -27,10 +26,10 @@ func exceptionCommand(t *term) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "reason", Usage: "why this exception exists (required)"},
 					&cli.StringFlag{Name: "expires", Usage: "a duration (90m, 36h, 30d) or an RFC 3339 time"},
-					&cli.StringFlag{Name: "max-file-size", Usage: "largest file persisted", Value: units.FormatSize(exceptions.DefaultLimits.MaxFileSize)},
-					&cli.StringFlag{Name: "max-bytes", Usage: "bytes persisted per session", Value: units.FormatSize(exceptions.DefaultLimits.MaxBytes)},
-					&cli.Int64Flag{Name: "max-files", Usage: "files persisted per session", Value: exceptions.DefaultLimits.MaxFiles},
-					&cli.StringFlag{Name: "review", Usage: "after: applied at once, reviewed later; before: held back until approved", Value: exceptions.ReviewAfter},
+					&cli.StringFlag{Name: "max-file-size", Usage: "largest file persisted", Value: units.FormatSize(persist.DefaultLimits().MaxFileSize)},
+					&cli.StringFlag{Name: "max-bytes", Usage: "bytes persisted per session", Value: units.FormatSize(persist.DefaultLimits().MaxBytes)},
+					&cli.Int64Flag{Name: "max-files", Usage: "files persisted per session", Value: persist.DefaultLimits().MaxFiles},
+					&cli.StringFlag{Name: "review", Usage: "after: applied at once, reviewed later; before: held back until approved", Value: persist.ReviewAfter},
 					&cli.BoolFlag{Name: "allow-exec", Usage: "keep execute bits"},
 					&cli.BoolFlag{Name: "allow-symlinks", Usage: "persist symlinks as links (never their targets)"},
 					&cli.BoolFlag{Name: "force", Usage: "add a risky rule anyway (marked as forced)"},
@@ -106,7 +105,7 @@ type exceptionAddOptions struct {
 	Reason        string
 	Review        string
 	Expires       time.Time // zero: never
-	Limits        exceptions.Limits
+	Limits        persist.Limits
 	AllowExec     bool
 	AllowSymlinks bool
 	Force         bool
@@ -149,7 +148,7 @@ func exceptionAddFlags(c *cli.Context) (exceptionAddOptions, error) {
 }
 
 func runExceptionAdd(ctx context.Context, o exceptionAddOptions, g globalOptions, t *term) error {
-	x := &exceptions.Exception{
+	x := &persist.Exception{
 		Sandbox:       o.Sandbox,
 		Patterns:      o.Patterns,
 		Reason:        o.Reason,
@@ -194,24 +193,24 @@ func runExceptionRevoke(ctx context.Context, o exceptionRevokeOptions, g globalO
 }
 
 type exceptionJSON struct {
-	ID        string            `json:"id"`
-	Sandbox   string            `json:"sandbox"`
-	Patterns  []string          `json:"patterns"`
-	Reason    string            `json:"reason"`
-	Created   time.Time         `json:"created"`
-	Expires   *time.Time        `json:"expires"`
-	Review    string            `json:"review"`
-	State     string            `json:"state"`
-	Forced    bool              `json:"forced"`
-	Limits    exceptions.Limits `json:"limits"`
-	AllowExec bool              `json:"allow_exec"`
-	AllowSym  bool              `json:"allow_symlinks"`
-	Revoked   *time.Time        `json:"revoked,omitempty"`
-	RevokedBy string            `json:"revoked_by,omitempty"`
-	RevokeWhy string            `json:"revoke_reason,omitempty"`
+	ID        string         `json:"id"`
+	Sandbox   string         `json:"sandbox"`
+	Patterns  []string       `json:"patterns"`
+	Reason    string         `json:"reason"`
+	Created   time.Time      `json:"created"`
+	Expires   *time.Time     `json:"expires"`
+	Review    string         `json:"review"`
+	State     string         `json:"state"`
+	Forced    bool           `json:"forced"`
+	Limits    persist.Limits `json:"limits"`
+	AllowExec bool           `json:"allow_exec"`
+	AllowSym  bool           `json:"allow_symlinks"`
+	Revoked   *time.Time     `json:"revoked,omitempty"`
+	RevokedBy string         `json:"revoked_by,omitempty"`
+	RevokeWhy string         `json:"revoke_reason,omitempty"`
 }
 
-func toExceptionJSON(x *exceptions.Exception, now time.Time) exceptionJSON {
+func toExceptionJSON(x *persist.Exception, now time.Time) exceptionJSON {
 	j := exceptionJSON{ID: x.ID, Sandbox: x.Sandbox, Patterns: x.Patterns, Reason: x.Reason, Created: x.Created,
 		Review: x.Review, State: x.State(now), Forced: x.Forced, Limits: x.EffectiveLimits(),
 		AllowExec: x.AllowExec, AllowSym: x.AllowSymlinks, RevokedBy: x.RevokedBy, RevokeWhy: x.RevokeReason}
@@ -340,7 +339,7 @@ func runExceptionLint(ctx context.Context, o exceptionLintOptions, g globalOptio
 		}
 		out := []findingJSON{}
 		for _, x := range xs {
-			for _, f := range exceptions.Lint(x) {
+			for _, f := range persist.Lint(x) {
 				out = append(out, findingJSON{x.ID, x.Sandbox, f.Pattern, f.Code, f.Message})
 			}
 		}

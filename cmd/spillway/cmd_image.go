@@ -12,7 +12,6 @@ import (
 
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/snapshot"
 )
 
 func imageCommand(t *term) *cli.Command {
@@ -64,7 +63,7 @@ func imageCommand(t *term) *cli.Command {
 type imageImportOptions struct {
 	Name   string
 	Source string // a directory, a tar file, or "-" for stdin
-	Limits snapshot.Limits
+	Limits persist.ImportLimits
 }
 
 // imageImportFlags parses the arguments and flags of image import.
@@ -89,7 +88,7 @@ func imageImportFlags(c *cli.Context) (imageImportOptions, error) {
 }
 
 func runImageImport(ctx context.Context, o imageImportOptions, g globalOptions, t *term) error {
-	src := snapshot.Source{Limits: o.Limits}
+	src := persist.ImageSource{Limits: o.Limits}
 	imgName, source := o.Name, o.Source
 	if source == "-" {
 		src.Tar = t.in

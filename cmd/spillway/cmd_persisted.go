@@ -16,7 +16,6 @@ import (
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 // recordJSON is a record as scripts see it (SPEC.md field names).
@@ -40,7 +39,7 @@ type recordJSON struct {
 	Link      string    `json:"link,omitempty"`
 }
 
-func toRecordJSON(r *store.Record) recordJSON {
+func toRecordJSON(r *persist.Record) recordJSON {
 	text, exact := escape.JSON(r.Path)
 	return recordJSON{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
 		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
@@ -48,7 +47,7 @@ func toRecordJSON(r *store.Record) recordJSON {
 }
 
 // recordsJSON converts records for a JSON listing (never null).
-func recordsJSON(recs []*store.Record) []recordJSON {
+func recordsJSON(recs []*persist.Record) []recordJSON {
 	out := []recordJSON{}
 	for _, r := range recs {
 		out = append(out, toRecordJSON(r))
@@ -137,7 +136,7 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 		fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
 		for _, r := range recs {
 			typ := r.Type
-			if r.Kind == store.KindDelete {
+			if r.Kind == persist.KindDelete {
 				typ = "deleted"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%04o\t%s\t%d\t%s\n", name(r.Path), typ, units.FormatSize(r.Size), r.Mode, r.Exception, r.Session, r.Status)

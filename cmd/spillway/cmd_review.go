@@ -10,7 +10,6 @@ import (
 
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 func reviewCommand(t *term) *cli.Command {
@@ -112,14 +111,14 @@ func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term)
 		// first page of a long list shows at once.
 		if t.json {
 			arr := t.jsonArray()
-			if err := e.ReviewEach(ctx, o.Sandbox, func(r *store.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
+			if err := e.ReviewEach(ctx, o.Sandbox, func(r *persist.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
 				return err
 			}
 			return arr.close()
 		}
 		w := t.table()
 		n := 0
-		err := e.ReviewEach(ctx, o.Sandbox, func(r *store.Record) error {
+		err := e.ReviewEach(ctx, o.Sandbox, func(r *persist.Record) error {
 			if n == 0 {
 				fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
 			}
@@ -207,23 +206,23 @@ func printDecided(t *term, verb string, d *persist.Decided, err error) error {
 }
 
 // recordStatus says where a record stands, for people.
-func recordStatus(r *store.Record) string {
+func recordStatus(r *persist.Record) string {
 	var s string
 	switch r.Status {
-	case store.StatusPending:
-		if r.Review == "before" {
+	case persist.StatusPending:
+		if r.Review == persist.ReviewBefore {
 			s = "pending (review before: held back until approved)"
 		} else {
 			s = "pending (review after: in the persisted state until rejected)"
 		}
-	case store.StatusApproved:
+	case persist.StatusApproved:
 		s = fmt.Sprintf("approved by %s on %s", name(r.DecidedBy), r.DecidedAt.Format("2006-01-02 15:04"))
 		if r.Note != "" {
 			s += ": " + name(r.Note)
 		}
-	case store.StatusRejected:
+	case persist.StatusRejected:
 		s = fmt.Sprintf("rejected by %s on %s: %s", name(r.DecidedBy), r.DecidedAt.Format("2006-01-02 15:04"), name(r.Reason))
-	case store.StatusRefused:
+	case persist.StatusRefused:
 		s = "refused (" + name(r.Reason) + ")"
 	default:
 		s = name(r.Status)

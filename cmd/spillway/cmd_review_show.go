@@ -8,7 +8,6 @@ import (
 
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 // reviewShowJSON is `review show --json`: the record's fields as in
@@ -69,7 +68,7 @@ func printReview(t *term, rep *persist.ReviewReport) {
 	fmt.Fprintf(w, "sandbox\t%s (session %d)\n", r.Sandbox, r.Session)
 	fmt.Fprintf(w, "path\t%s\n", name(r.Path))
 	change := fmt.Sprintf("%s %s", r.Kind, r.Type)
-	if r.Kind != store.KindDelete {
+	if r.Kind != persist.KindDelete {
 		change += fmt.Sprintf(", %s, mode %04o", units.FormatSize(r.Size), r.Mode)
 	}
 	if r.Link != "" {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/spillway/spillway/internal/container"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 // runOptions are the options of run and shell.
@@ -170,8 +169,8 @@ func runDir(root string) string { return filepath.Join(root, "run") }
 
 // beforeUnmount refuses to close while a run of the sandbox is alive, or
 // stops every such run with force. Runs whose spillway is gone are cleaned.
-func beforeUnmount(t *term, force bool) func(context.Context, *store.Sandbox) error {
-	return func(ctx context.Context, sb *store.Sandbox) error {
+func beforeUnmount(t *term, force bool) func(context.Context, *persist.Sandbox) error {
+	return func(ctx context.Context, sb *persist.Sandbox) error {
 		root, err := stateRootOf(sb)
 		if err != nil {
 			return err
@@ -196,7 +195,7 @@ func beforeUnmount(t *term, force bool) func(context.Context, *store.Sandbox) er
 
 // stateRootOf finds the state directory from an open sandbox's root, which
 // persist mounts at <root>/mnt/<name>.
-func stateRootOf(sb *store.Sandbox) (string, error) {
+func stateRootOf(sb *persist.Sandbox) (string, error) {
 	mnt := filepath.Dir(sb.Path)
 	if filepath.Base(mnt) != "mnt" || filepath.Base(sb.Path) != sb.Name {
 		return "", fmt.Errorf("sandbox %s: unexpected root path %s", sb.Name, sb.Path)

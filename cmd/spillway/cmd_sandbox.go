@@ -8,7 +8,6 @@ import (
 
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 func createCommand(t *term) *cli.Command {
@@ -121,7 +120,7 @@ func runPath(ctx context.Context, o sandboxOptions, g globalOptions, t *term) er
 		}
 		for _, sb := range sbs {
 			if sb.Name == o.Name {
-				if sb.State != store.StateOpen {
+				if sb.State != persist.StateOpen {
 					return fmt.Errorf("sandbox %s is %s (open it with: spillway open %s)", sb.Name, sb.State, sb.Name)
 				}
 				fmt.Fprintln(t.out, e.MountPath(sb.Name))
@@ -154,7 +153,7 @@ func runLs(ctx context.Context, g globalOptions, t *term) error {
 		fmt.Fprintln(w, "NAME\tIMAGE\tSTATE\tSESSION\tGENERATION\tPERSISTED\tPENDING")
 		for _, s := range sbs {
 			gen := fmt.Sprint(s.Generation)
-			if s.State == store.StateOpen && s.OpenGeneration != s.Generation {
+			if s.State == persist.StateOpen && s.OpenGeneration != s.Generation {
 				gen = fmt.Sprintf("%d (open on %d; the newer one applies at next open)", s.Generation, s.OpenGeneration)
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d files, %s\t%d\n", s.Name, s.Image, s.State, s.Session, gen,
