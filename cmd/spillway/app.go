@@ -98,11 +98,16 @@ func globals(c *cli.Context) globalOptions {
 
 // openEnv locks and opens the state directory for one command.
 func openEnv(ctx context.Context, g globalOptions, t *term) (*persist.Env, error) {
-	return persist.OpenEnv(ctx, persist.Options{
+	return persist.OpenEnv(ctx, envOptions(g, t))
+}
+
+// envOptions are the options that open the state directory for a command.
+func envOptions(g globalOptions, t *term) persist.Options {
+	return persist.Options{
 		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: g.What,
 		Wait: func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
 		Warn: func(msg string) { t.warnf("%s", msg) },
-	})
+	}
 }
 
 // withEnv runs fn with an opened Env and closes it after.

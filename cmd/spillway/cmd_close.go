@@ -48,7 +48,7 @@ func runClose(ctx context.Context, o closeOptions, g globalOptions, t *term) err
 		p := t.progress()
 		sum, err := e.CloseSandbox(ctx, sandbox, persist.CloseOptions{
 			DryRun:        o.DryRun,
-			BeforeUnmount: beforeUnmount(t, o.Force),
+			BeforeUnmount: beforeUnmount(e, t, o.Force),
 			Progress:      func(n int64) { p.printf("closing %s: %d changes read", sandbox, n) },
 		})
 		p.done()

@@ -186,7 +186,7 @@ type rmOptions struct {
 
 func runRm(ctx context.Context, o rmOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		if err := e.RemoveSandbox(ctx, o.Name, o.Force, beforeUnmount(t, o.Force)); err != nil {
+		if err := e.RemoveSandbox(ctx, o.Name, o.Force, beforeUnmount(e, t, o.Force)); err != nil {
 			return err
 		}
 		fmt.Fprintf(t.out, "removed sandbox %s\n", o.Name)
