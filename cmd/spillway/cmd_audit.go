@@ -75,7 +75,11 @@ func formatData(ev *persist.Event) string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%s", name(k), name(ev.Data[k]))
+		v := ev.Data[k]
+		if listKeys[k] {
+			v = shortList(v)
+		}
+		fmt.Fprintf(&b, " %s=%s", name(k), name(v))
 	}
 	return b.String()
 }
@@ -129,4 +133,19 @@ func runCheck(ctx context.Context, g globalOptions, t *term) error {
 		fmt.Fprintln(t.out, "no problems found")
 		return nil
 	})
+}
+
+// listKeys are the event fields that hold a space-separated list (of
+// record ids): a log line names the first few and counts the rest, and
+// log --json has them all.
+var listKeys = map[string]bool{"records": true}
+
+// shortList shortens a space-separated list past shownIDs items to the
+// first three and a count of the rest.
+func shortList(v string) string {
+	items := strings.Fields(v)
+	if len(items) <= shownIDs {
+		return v
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:3], " "), len(items)-3)
 }

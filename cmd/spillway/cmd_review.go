@@ -52,6 +52,7 @@ func reviewCommand(t *term) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "all", Usage: "approve every pending record of SANDBOX"},
 					&cli.StringFlag{Name: "note", Usage: "a note kept with the decision"},
+					jsonFlag(t),
 				},
 				Action: func(c *cli.Context) error {
 					o, err := reviewApproveFlags(c)
@@ -65,7 +66,7 @@ func reviewCommand(t *term) *cli.Command {
 				Name:      "reject",
 				Usage:     "reject pending records: the previous version returns, or the path goes",
 				ArgsUsage: "ID... --reason TEXT",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the change is rejected (required)"}},
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the change is rejected (required)"}, jsonFlag(t)},
 				Action: func(c *cli.Context) error {
 					if c.NArg() == 0 {
 						return usageError("usage: spillway review reject ID... --reason TEXT")
@@ -163,36 +164,91 @@ func runReviewApprove(ctx context.Context, o reviewOptions, g globalOptions, t *
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		if o.All {
 			d, err := e.ApproveAll(ctx, o.Sandbox, o.Text)
-			if err == nil && len(d.Records) == 0 {
+			if err == nil && len(d.Records) == 0 && !t.json {
 				fmt.Fprintf(t.out, "nothing to review in %s\n", o.Sandbox)
 				return nil
 			}
-			return printDecided(t, "approved", d, err)
+			return printDecided(t, "approved", d, true, err)
 		}
 		d, err := e.Approve(ctx, o.IDs, o.Text)
-		return printDecided(t, "approved", d, err)
+		return printDecided(t, "approved", d, false, err)
 	})
 }
 
 func runReviewReject(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		d, err := e.Reject(ctx, o.IDs, o.Text)
-		return printDecided(t, "rejected", d, err)
+		return printDecided(t, "rejected", d, false, err)
 	})
 }
 
+// decidedJSON is approve and reject --json: every decided record id and
+// the effect on each sandbox.
+type decidedJSON struct {
+	Records   []uint64             `json:"records"`
+	Sandboxes []decidedSandboxJSON `json:"sandboxes"`
+}
+
+type decidedSandboxJSON struct {
+	Name           string   `json:"name"`
+	Records        []uint64 `json:"records"`
+	Generation     uint64   `json:"generation"`
+	Changed        bool     `json:"changed"`
+	Open           bool     `json:"open"`
+	OpenGeneration uint64   `json:"open_generation,omitempty"`
+}
+
+// shownIDs is how many record ids a line names before it counts the rest.
+const shownIDs = 10
+
+// idList names ids as "r1 r2 r3", or, past shownIDs, the first three and a
+// count of the rest.
+func idList(ids []uint64) string {
+	n := len(ids)
+	if n > shownIDs {
+		ids = ids[:3]
+	}
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = "r" + strconv.FormatUint(id, 10)
+	}
+	s := strings.Join(names, " ")
+	if n > len(ids) {
+		s += fmt.Sprintf(" and %d more", n-len(ids))
+	}
+	return s
+}
+
 // printDecided says what a decision did, also what the batches before a
-// failure did.
-func printDecided(t *term, verb string, d *persist.Decided, err error) error {
+// failure did: the record ids (counted for --all, or past shownIDs), and
+// every id with --json.
+func printDecided(t *term, verb string, d *persist.Decided, all bool, err error) error {
 	if d == nil {
 		return err
 	}
-	for _, s := range d.Sandboxes {
-		var ids []string
-		for _, id := range s.Records {
-			ids = append(ids, "r"+strconv.FormatUint(id, 10))
+	if t.json {
+		out := decidedJSON{Records: []uint64{}, Sandboxes: []decidedSandboxJSON{}}
+		for _, r := range d.Records {
+			out.Records = append(out.Records, r.ID)
 		}
-		fmt.Fprintf(t.out, "%s %s\n", verb, strings.Join(ids, " "))
+		for _, s := range d.Sandboxes {
+			j := decidedSandboxJSON{Name: s.Name, Records: s.Records, Generation: s.Generation, Changed: s.Changed, Open: s.Open}
+			if s.Open {
+				j.OpenGeneration = s.OpenGeneration
+			}
+			out.Sandboxes = append(out.Sandboxes, j)
+		}
+		if perr := t.printJSON(out); err == nil {
+			err = perr
+		}
+		return err
+	}
+	for _, s := range d.Sandboxes {
+		if all {
+			fmt.Fprintf(t.out, "%s %d records of %s\n", verb, len(s.Records), s.Name)
+		} else {
+			fmt.Fprintf(t.out, "%s %s\n", verb, idList(s.Records))
+		}
 		switch {
 		case !s.Changed:
 			fmt.Fprintf(t.out, "%s: generation %d (unchanged: the persisted state is the same)\n", s.Name, s.Generation)
