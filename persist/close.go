@@ -16,8 +16,6 @@ type CloseOptions struct {
 	// BeforeUnmount runs before the root is unmounted, e.g. to refuse while
 	// processes still use the sandbox or to stop them.
 	BeforeUnmount func(ctx context.Context, sb *store.Sandbox) error
-	// Progress is told the number of changes seen so far, now and then.
-	Progress func(changes int64)
 }
 
 const recordBatch = 1000
@@ -25,6 +23,7 @@ const recordBatch = 1000
 // CloseSandbox persists what the exceptions let through, discards the rest
 // and rolls the sandbox back (see the package doc for the protocol).
 func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*CloseSummary, error) {
+	defer e.progress.Done()
 	sb, err := e.getSandbox(name)
 	if err != nil {
 		return nil, err

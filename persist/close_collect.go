@@ -6,6 +6,7 @@ import (
 
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 )
@@ -90,8 +91,8 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			return err
 		}
 		seen++
-		if o.Progress != nil && seen%1000 == 0 {
-			o.Progress(seen)
+		if seen%1000 == 0 {
+			e.progress.Update(progress.Status{What: "closing " + sb.Name, Items: seen, Unit: "changes read"})
 		}
 		d := decide(rules, c, files, bytes, now)
 		if d.Verdict == VerdictDiscard {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -249,11 +250,9 @@ func corpusQuotaFiles(t *testing.T, kind string) {
 	// A close interrupted after it staged more records than one badger
 	// transaction can delete is finished by the next close.
 	ctx, cancel := context.WithCancel(f.ctx)
-	_, err := f.e.CloseSandbox(ctx, "docs", CloseOptions{Progress: func(n int64) {
-		if n >= 11500 {
-			cancel()
-		}
-	}})
+	f.e.progress = cancelAt{n: 11500, cancel: cancel}
+	_, err := f.e.CloseSandbox(ctx, "docs", CloseOptions{})
+	f.e.progress = progress.None
 	if err == nil {
 		t.Fatal("cancelled close succeeded")
 	}
@@ -489,3 +488,16 @@ func corpusUncleanStoredPathIsNotApplied(t *testing.T, kind string) {
 		t.Fatal("unclean path was applied")
 	}
 }
+
+// cancelAt is a progress.Progress that cancels once n items are done.
+type cancelAt struct {
+	n      int64
+	cancel func()
+}
+
+func (c cancelAt) Update(s progress.Status) {
+	if s.Items >= c.n {
+		c.cancel()
+	}
+}
+func (c cancelAt) Done() {}

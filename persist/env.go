@@ -12,6 +12,7 @@ import (
 
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/lock"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/internal/statedir"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -27,6 +28,9 @@ type Options struct {
 	// Warn, when set, is told about trouble that does not stop the
 	// command, e.g. a stale mount that is busy and was left in place.
 	Warn func(msg string)
+	// Progress, when set, is told how far long operations have come
+	// (import, open applying the persisted state, close reading changes).
+	Progress progress.Progress
 }
 
 // Env is an opened state directory: the lock, the store, the snapshotter and
@@ -37,12 +41,10 @@ type Env struct {
 	Snap  *snapshot.Manager
 	Blobs *Blobs
 	Now   func() time.Time
-	// Progress, when set, is told about long work now and then (e.g.
-	// "applying persisted state: 3000/10000 files").
-	Progress func(format string, args ...any)
 
-	lock *lock.Lock
-	warn func(msg string)
+	lock     *lock.Lock
+	warn     func(msg string)
+	progress progress.Progress // never nil: progress.None by default
 }
 
 const metaSnapshotter = "snapshotter"
@@ -73,7 +75,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Root: root, lock: l, Now: func() time.Time { return time.Now().UTC() }, warn: o.Warn}
+	e := &Env{Root: root, lock: l, Now: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress)}
 	defer func() {
 		if err != nil {
 			e.Close()

@@ -82,7 +82,7 @@ func newFixture(t *testing.T, kind string) *fixture {
 			f.e.Close()
 		}
 	})
-	if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}, nil); err != nil {
+	if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.e.CreateSandbox("docs", "base"); err != nil {

@@ -6,13 +6,15 @@ import (
 	"fmt"
 
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
 
 // ImportImage builds image name from src. Nothing is half-imported: on any
 // error the snapshot is removed and the store is unchanged.
-func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source, progress func(files, bytes int64)) (*store.Image, error) {
+func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source) (*store.Image, error) {
+	defer e.progress.Done()
 	if err := ValidateName("image", name); err != nil {
 		return nil, err
 	}
@@ -34,7 +36,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 	if err := e.Snap.Remove(ctx, key); err != nil {
 		return nil, err
 	}
-	st, err := e.Snap.Import(ctx, key, src, progress)
+	st, err := e.Snap.Import(ctx, key, src, progress.Named(e.progress, "importing "+name))
 	if err != nil {
 		return nil, err // it says "image import: …" already
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -31,6 +32,7 @@ type Opened struct {
 // OpenSandbox prepares a fresh root from the image and the persisted state and
 // mounts it. On an open sandbox it returns the same root and starts nothing.
 func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
+	defer e.progress.Done()
 	sb, err := e.getSandbox(name)
 	if err != nil {
 		return nil, err
@@ -222,8 +224,8 @@ func (e *Env) applyState(ctx context.Context, target string, state State) ([]str
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if e.Progress != nil && i%1000 == 999 {
-			e.Progress("applying persisted state: %d/%d files", i+1, len(sorted))
+		if i%1000 == 999 {
+			e.progress.Update(progress.Status{What: "applying persisted state", Items: int64(i + 1), Total: int64(len(sorted)), Unit: "files"})
 		}
 		if !cleanAbs(r.Path) {
 			skipped = append(skipped, fmt.Sprintf("%q: not a clean absolute path", r.Path))

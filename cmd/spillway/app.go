@@ -105,8 +105,9 @@ func openEnv(ctx context.Context, g globalOptions, t *term) (*persist.Env, error
 func envOptions(g globalOptions, t *term) persist.Options {
 	return persist.Options{
 		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: g.What,
-		Wait: func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
-		Warn: func(msg string) { t.warnf("%s", msg) },
+		Wait:     func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
+		Warn:     func(msg string) { t.warnf("%s", msg) },
+		Progress: t.progress(),
 	}
 }
 

@@ -45,13 +45,10 @@ type closeOptions struct {
 func runClose(ctx context.Context, o closeOptions, g globalOptions, t *term) error {
 	sandbox := o.Sandbox
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		p := t.progress()
 		sum, err := e.CloseSandbox(ctx, sandbox, persist.CloseOptions{
 			DryRun:        o.DryRun,
 			BeforeUnmount: beforeUnmount(e, t, o.Force),
-			Progress:      func(n int64) { p.printf("closing %s: %d changes read", sandbox, n) },
 		})
-		p.done()
 		if err != nil {
 			return err
 		}

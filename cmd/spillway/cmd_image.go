@@ -113,11 +113,7 @@ func runImageImport(ctx context.Context, o imageImportOptions, g globalOptions, 
 		}
 	}
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		p := t.progress()
-		img, err := e.ImportImage(ctx, imgName, src, func(files, bytes int64) {
-			p.printf("importing %s: %d files, %s", imgName, files, units.FormatSize(bytes))
-		})
-		p.done()
+		img, err := e.ImportImage(ctx, imgName, src)
 		if err != nil {
 			return err
 		}

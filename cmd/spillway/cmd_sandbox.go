@@ -76,10 +76,7 @@ type sandboxOptions struct{ Name string }
 
 func runOpen(ctx context.Context, so sandboxOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		p := t.progress()
-		e.Progress = p.printf
 		o, err := e.OpenSandbox(ctx, so.Name)
-		p.done()
 		if err != nil {
 			return err
 		}
