@@ -66,6 +66,11 @@ type ImageSource = snapshot.Source
 // ImportLimits bound what an image import writes (snapshot.Limits).
 type ImportLimits = snapshot.Limits
 
+// DefaultImportMaxFiles is the entry limit of an image import that sets
+// none (snapshot.DefaultMaxFiles), lowered to 90% of the free inodes where
+// fewer are free.
+const DefaultImportMaxFiles = snapshot.DefaultMaxFiles
+
 // LimitError reports an import past one of its limits (snapshot.LimitError).
 type LimitError = snapshot.LimitError
 

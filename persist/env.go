@@ -49,6 +49,10 @@ type Env struct {
 
 const metaSnapshotter = "snapshotter"
 
+// DefaultLockTimeout is how long a command waits for another one on the same
+// state directory when Options.LockTimeout is not set.
+const DefaultLockTimeout = 30 * time.Second
+
 // ErrNoRoot reports Options without a state directory.
 var ErrNoRoot = errors.New("no state directory")
 
@@ -69,7 +73,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	}
 	timeout := o.LockTimeout
 	if timeout <= 0 {
-		timeout = 30 * time.Second
+		timeout = DefaultLockTimeout
 	}
 	l, err := lock.Acquire(ctx, filepath.Join(root, "lock"), o.What, timeout, o.Wait)
 	if err != nil {

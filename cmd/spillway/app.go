@@ -43,7 +43,7 @@ func newApp(t *term) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Usage: "state directory", EnvVars: []string{"SPILLWAY_ROOT"}, Value: defaultRoot(), DefaultText: "/var/lib/spillway as root, else $XDG_DATA_HOME/spillway"},
 			&cli.StringFlag{Name: "snapshotter", Usage: "overlayfs or native (default: overlayfs where an overlay mount works); recorded at first use", EnvVars: []string{"SPILLWAY_SNAPSHOTTER"}},
-			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another spillway command on the same root", Value: 30 * time.Second},
+			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another spillway command on the same root", Value: persist.DefaultLockTimeout},
 		},
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,

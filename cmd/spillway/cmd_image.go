@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -25,7 +26,7 @@ func imageCommand(t *term) *cli.Command {
 				ArgsUsage: "NAME SOURCE",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "max-bytes", Usage: "bytes the import may write; holes of sparse files are free (default: the free space less 10%)"},
-					&cli.Int64Flag{Name: "max-files", Usage: "entries the import may create, directories included (default: 10,000,000, or 90% of the free inodes if fewer)"},
+					&cli.Int64Flag{Name: "max-files", Usage: "entries the import may create, directories included (default: " + thousands(persist.DefaultImportMaxFiles) + ", or 90% of the free inodes if fewer)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, 2, "NAME SOURCE"); err != nil {
@@ -162,4 +163,13 @@ func runImageLs(ctx context.Context, g globalOptions, t *term) error {
 		}
 		return w.Flush()
 	})
+}
+
+// thousands writes n with a comma between groups of three digits.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
