@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/spillway/spillway/internal/container"
 	"github.com/spillway/spillway/persist"
 )
@@ -21,8 +23,7 @@ func BeforeUnmount(e *persist.Env, force bool, warn func(msg string)) func(conte
 			return err
 		}
 		if !force {
-			r := live[0]
-			return fmt.Errorf("sandbox %s is in use by `spillway run` (pid %d, container %s); stop it or use close --force", sb.Name, r.PID, r.ID)
+			return &RunningError{Sandbox: sb.Name, PID: live[0].PID, Container: live[0].ID}
 		}
 		var errs []error
 		for _, r := range live {
@@ -34,3 +35,18 @@ func BeforeUnmount(e *persist.Env, force bool, warn func(msg string)) func(conte
 		return errors.Join(errs...)
 	}
 }
+
+// RunningError refuses to close a sandbox that a live run uses (the oldest
+// one is named). It is of class errdefs.ErrFailedPrecondition.
+type RunningError struct {
+	Sandbox   string
+	PID       int    // the spillway that owns the run
+	Container string // the run's container id
+}
+
+func (e *RunningError) Error() string {
+	return fmt.Sprintf("sandbox %s is in use by `spillway run` (pid %d, container %s)", e.Sandbox, e.PID, e.Container)
+}
+
+// Unwrap gives the error's class.
+func (e *RunningError) Unwrap() error { return errdefs.ErrFailedPrecondition }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/sandboxrun"
 )
 
 // Errors reach the command line with an errdefs class (persist/errors.go).
@@ -96,6 +97,7 @@ func hint(err error) string {
 		risky *persist.RiskyError
 		link  *persist.LinkedPatternError
 		busy  *persist.BusyError
+		run   *sandboxrun.RunningError
 		limit *persist.LimitError
 		ovl   *persist.OverlayError
 	)
@@ -114,6 +116,8 @@ func hint(err error) string {
 		return "\nuse --force to add it anyway (it will be marked as forced)"
 	case errors.As(err, &link):
 		return " or use --force"
+	case errors.As(err, &run):
+		return "; stop it or use close --force"
 	case errors.As(err, &busy):
 		return "; close --force stops only `spillway run` processes"
 	case errors.As(err, &limit) && limit.Limit == "MaxBytes":
