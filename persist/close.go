@@ -70,7 +70,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		failpoint.Hit("close.unmounted")
 		// Records staged by an earlier try are not in effect; deleting
 		// them in chunks keeps each transaction small.
-		if _, err := e.Store.DeleteSessionRecordsChunked(ctx, name, sb.Session, recordBatch); err != nil {
+		if _, err := e.store.DeleteSessionRecordsChunked(ctx, name, sb.Session, recordBatch); err != nil {
 			return nil, err
 		}
 		failpoint.Hit("close.records-cleared")
@@ -80,7 +80,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		return sum, err
 	}
 	// Every blob the records name is durable before they take effect.
-	if err := e.Blobs.Sync(); err != nil {
+	if err := e.blobs.Sync(); err != nil {
 		return nil, err
 	}
 	if err := e.commitClose(sb, sum); err != nil {
@@ -89,7 +89,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 	failpoint.Hit("close.committed")
 	// The discarded files are unlinked in the background: a rollback of
 	// many files need not hold up the close (docs/benchmarks.md).
-	if err := e.Snap.RemoveDeferred(ctx, sb.Snapshot, e.TrashDir()); err != nil {
+	if err := e.snap.RemoveDeferred(ctx, sb.Snapshot, e.TrashDir()); err != nil {
 		return nil, fmt.Errorf("root of %s: %w", name, err) // err says "remove snapshot …"
 	}
 	failpoint.Hit("close.root-removed")
@@ -113,7 +113,7 @@ func (e *Env) markClosing(sb *store.Sandbox) error { return e.setState(sb, store
 
 // setState sets the state of the sandbox and its session.
 func (e *Env) setState(sb *store.Sandbox, state string) error {
-	return e.Store.Update(func(tx *store.Tx) error {
+	return e.store.Update(func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
 			return err

@@ -23,7 +23,7 @@ var testHookBeforeRead func(root string, c hostile.Change)
 // them. In a dry run nothing is written but an unnamed manifest.
 func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*CloseSummary, error) {
 	var rules []*exceptions.Exception
-	if err := e.Store.View(func(tx *store.Tx) error {
+	if err := e.store.View(func(tx *store.Tx) error {
 		var err error
 		rules, err = e.activeRules(tx, sb.Name)
 		return err
@@ -62,7 +62,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			batch = batch[:0]
 			return nil
 		}
-		err := e.Store.Update(func(tx *store.Tx) error {
+		err := e.store.Update(func(tx *store.Tx) error {
 			for _, r := range batch {
 				id, err := tx.NextRecordID()
 				if err != nil {

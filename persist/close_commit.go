@@ -69,12 +69,12 @@ func (e *Env) readContent(root string, d Decision, r *store.Record, dryRun bool)
 	}
 	// Content that would take the room the store needs to commit the close
 	// is refused: the rollback must still complete on a full disk.
-	if free, err := store.FreeBytes(e.Blobs.dir); err == nil && free-d.Change.Size < store.Reserve {
+	if free, err := store.FreeBytes(e.blobs.dir); err == nil && free-d.Change.Size < store.Reserve {
 		r.Status, r.Reason, r.Digest = store.StatusRefused, RefuseNoSpace, ""
 		return nil
 	}
 	src := &trackReader{r: f}
-	digest, size, err := e.Blobs.Put(src)
+	digest, size, err := e.blobs.Put(src)
 	switch {
 	case err != nil && src.err != nil:
 		refuseFor(r, src.err)
@@ -142,7 +142,7 @@ func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
 			break
 		}
 	}
-	return e.Store.Update(func(tx *store.Tx) error {
+	return e.store.Update(func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
 			return err
@@ -192,7 +192,7 @@ func (e *Env) alreadyClosed(ctx context.Context, sb *store.Sandbox) (*CloseSumma
 		return nil, err
 	}
 	sum := &CloseSummary{}
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		ses, err := tx.GetSession(sb.Name, sb.Session)
 		if err != nil {
 			return err

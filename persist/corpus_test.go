@@ -367,7 +367,7 @@ func corpusExpiredRevokedAndPurge(t *testing.T, kind string) {
 	if _, err := f.e.RevokeException(context.Background(), revoked, "no longer needed", false); err != nil {
 		t.Fatal(err)
 	}
-	f.e.Now = func() time.Time { return time.Now().Add(2 * time.Hour).UTC() }
+	f.e.clock = func() time.Time { return time.Now().Add(2 * time.Hour).UTC() }
 	root = f.open()
 	write(t, root, docs+"/old/o.txt", "expired rule", 0o644)
 	write(t, root, docs+"/gone/g.txt", "revoked rule", 0o644)
@@ -432,7 +432,7 @@ func corpusSameContentOneBlob(t *testing.T, kind string) {
 		write(t, root, docs+"/a.txt", "same content", 0o644)
 		f.close()
 	}
-	blobs, err := f.e.Blobs.List()
+	blobs, err := f.e.blobs.List()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +452,7 @@ func corpusUncleanStoredPathIsNotApplied(t *testing.T, kind string) {
 	write(t, root, docs+"/good.txt", "good", 0o644)
 	sum := f.close()
 	digest := sum.Persisted[0].Digest
-	err := f.e.Store.Update(func(tx *store.Tx) error {
+	err := f.e.store.Update(func(tx *store.Tx) error {
 		for _, p := range []string{"/home/user/../../../etc/evil", "relative/path", "/home//user/x"} {
 			id, err := tx.NextRecordID()
 			if err != nil {

@@ -36,11 +36,11 @@ type Options struct {
 // Env is an opened state directory: the lock, the store, the snapshotter and
 // the blob store. Close releases all of them.
 type Env struct {
-	Root  string
-	Store *store.Store
-	Snap  *snapshot.Manager
-	Blobs *Blobs
-	Now   func() time.Time
+	root  string
+	store *store.Store
+	snap  *snapshot.Manager
+	blobs *Blobs
+	clock func() time.Time // Now; tests move it
 
 	lock     *lock.Lock
 	warn     func(msg string)
@@ -79,7 +79,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Root: root, lock: l, Now: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress)}
+	e := &Env{root: root, lock: l, clock: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress)}
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -88,7 +88,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := statedir.Check(root); err != nil {
 		return nil, err
 	}
-	e.Store, err = store.Open(filepath.Join(root, "store"))
+	e.store, err = store.Open(filepath.Join(root, "store"))
 	if err != nil {
 		return nil, err
 	}
@@ -96,11 +96,11 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.Snap, err = snapshot.Open(ctx, filepath.Join(root, "snapshots", kind), kind, timeout)
+	e.snap, err = snapshot.Open(ctx, filepath.Join(root, "snapshots", kind), kind, timeout)
 	if err != nil {
 		return nil, err
 	}
-	e.Blobs, err = NewBlobs(filepath.Join(root, "blobs"))
+	e.blobs, err = NewBlobs(filepath.Join(root, "blobs"))
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 
 func (e *Env) chooseSnapshotter(asked string) (string, error) {
 	var recorded string
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		v, _, err := tx.GetMeta(metaSnapshotter)
 		recorded = v
 		return err
@@ -130,42 +130,45 @@ func (e *Env) chooseSnapshotter(asked string) (string, error) {
 	}
 	if recorded != "" {
 		if asked != "" && asked != recorded {
-			return "", fmt.Errorf("state directory %s uses the %s snapshotter, not %s", e.Root, recorded, asked)
+			return "", fmt.Errorf("state directory %s uses the %s snapshotter, not %s", e.root, recorded, asked)
 		}
 		return recorded, nil
 	}
 	kind := asked
 	if kind == "" {
-		kind = snapshot.Detect(e.Root)
+		kind = snapshot.Detect(e.root)
 	} else if kind == snapshot.KindOverlay {
-		if err := snapshot.CheckOverlay(e.Root); err != nil {
+		if err := snapshot.CheckOverlay(e.root); err != nil {
 			return "", err
 		}
 	}
-	err = e.Store.Update(func(tx *store.Tx) error { return tx.PutMeta(metaSnapshotter, kind) })
+	err = e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(metaSnapshotter, kind) })
 	return kind, err
 }
+
+// Now is the time as the Env sees it (UTC).
+func (e *Env) Now() time.Time { return e.clock() }
 
 // Close releases everything Env holds. It is safe twice.
 func (e *Env) Close() error {
 	var errs []error
-	if e.Snap != nil {
-		errs = append(errs, e.Snap.Close())
-		e.Snap = nil
+	if e.snap != nil {
+		errs = append(errs, e.snap.Close())
+		e.snap = nil
 	}
-	if e.Store != nil {
-		errs = append(errs, e.Store.Close())
-		e.Store = nil
+	if e.store != nil {
+		errs = append(errs, e.store.Close())
+		e.store = nil
 	}
 	errs = append(errs, e.lock.Release())
 	return errors.Join(errs...)
 }
 
-func (e *Env) mntDir() string { return filepath.Join(e.Root, "mnt") }
-func (e *Env) tmpDir() string { return filepath.Join(e.Root, "tmp") }
+func (e *Env) mntDir() string { return filepath.Join(e.root, "mnt") }
+func (e *Env) tmpDir() string { return filepath.Join(e.root, "tmp") }
 
 // TrashDir holds removed roots whose files a background rm deletes.
-func (e *Env) TrashDir() string { return filepath.Join(e.Root, "trash") }
+func (e *Env) TrashDir() string { return filepath.Join(e.root, "trash") }
 
 // MountPath is where the root of an open sandbox is mounted.
 func (e *Env) MountPath(sandbox string) string { return filepath.Join(e.mntDir(), sandbox) }
@@ -173,7 +176,7 @@ func (e *Env) MountPath(sandbox string) string { return filepath.Join(e.mntDir()
 // makeMountPoint creates or checks target before a sandbox root is mounted
 // on it: a real directory of ours, never a symlink that would carry the
 // mount over a host directory.
-func (e *Env) makeMountPoint(target string) error { return statedir.MakeMountPoint(e.Root, target) }
+func (e *Env) makeMountPoint(target string) error { return statedir.MakeMountPoint(e.root, target) }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
@@ -198,13 +201,13 @@ func sandboxKeyPrefix(sandbox string) string     { return "sbx/" + sandbox + "/"
 // left in place and reported; spillway check lists it. One sandbox's stale
 // mount thus never stops a command about another.
 func (e *Env) recoverMounts() {
-	mounts, err := snapshot.MountsUnder(e.Root)
+	mounts, err := snapshot.MountsUnder(e.root)
 	if err != nil {
 		e.warnf("cannot look for stale mounts: %v", err)
 		return
 	}
 	keep := map[string]bool{}
-	err = e.Store.View(func(tx *store.Tx) error {
+	err = e.store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
 		for _, sb := range sbs {
 			if sb.State == store.StateOpen || sb.State == store.StateClosing {
@@ -244,7 +247,7 @@ func (e *Env) warnf(format string, args ...any) {
 
 // leftovers says whether any snapshot key starts with prefix.
 func (e *Env) leftovers(ctx context.Context, prefix string) (bool, error) {
-	keys, err := e.Snap.Keys(ctx)
+	keys, err := e.snap.Keys(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -47,7 +47,7 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 	}
 	x.Created = now
 	x.CreatedBy = whoami.Name()
-	err := e.Store.Update(func(tx *store.Tx) error {
+	err := e.store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(x.Sandbox); err != nil {
 			return noSandbox(x.Sandbox, err)
 		}
@@ -80,7 +80,7 @@ func (e *Env) AddException(x *exceptions.Exception) ([]exceptions.Finding, error
 func (e *Env) Exceptions(sandbox string, all bool) ([]*exceptions.Exception, error) {
 	var out []*exceptions.Exception
 	now := e.Now()
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		if sandbox != "" {
 			if _, err := tx.GetSandbox(sandbox); errors.Is(err, store.ErrNotFound) {
 				return noSandbox(sandbox, err)
@@ -112,7 +112,7 @@ type ExceptionReport struct {
 // ShowException reports a rule and its effect.
 func (e *Env) ShowException(ctx context.Context, id string) (*ExceptionReport, error) {
 	rep := &ExceptionReport{}
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
 		if err != nil {
 			return noException(id, err)
@@ -180,7 +180,7 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 		return 0, &InputError{Input: "reason", Problem: "is required: say why the exception is revoked"}
 	}
 	now := e.Now()
-	err = e.Store.Update(func(tx *store.Tx) error {
+	err = e.store.Update(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
 		if err != nil {
 			return noException(id, err)

@@ -71,7 +71,7 @@ func (e *Env) decide(ctx context.Context, ids []uint64, status, text string) (*D
 	if len(ids) == 0 {
 		return nil, invalidf("give at least one record id")
 	}
-	if err := e.Store.View(func(tx *store.Tx) error {
+	if err := e.store.View(func(tx *store.Tx) error {
 		for i, id := range ids {
 			if i%1024 == 1023 && ctx.Err() != nil {
 				return ctx.Err()
@@ -92,7 +92,7 @@ func (e *Env) decide(ctx context.Context, ids []uint64, status, text string) (*D
 			return out, err
 		}
 		n := min(len(ids), decisionBatch)
-		if err := e.Store.Update(func(tx *store.Tx) error { return e.decideBatch(tx, ids[:n], status, text, out) }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error { return e.decideBatch(tx, ids[:n], status, text, out) }); err != nil {
 			return out, err
 		}
 		failpoint.Hit("review.committed")
