@@ -30,6 +30,11 @@ type Sandbox struct {
 // Runner runs CMD in an opened sandbox and returns CMD's exit status. It
 // runs with no lock, store or snapshotter held. A *container.StartError
 // says CMD never started (exit 125, 126 or 127).
+//
+// The run is registered under this process (Sandbox.Entry), so close
+// refuses while it lives; close --force stops runs through the OCI runtime
+// (BeforeUnmount), so a runner that is not a container (a VM) must also
+// be stopped another way before its sandbox can close.
 type Runner func(ctx context.Context, sb *Sandbox) (int, error)
 
 // Options change what Run does around the Runner.
