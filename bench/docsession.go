@@ -16,7 +16,6 @@ import (
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/snapshot"
-	"github.com/spillway/spillway/store"
 )
 
 const seed = 20240607
@@ -208,17 +207,12 @@ func appendTo(p string, b []byte) error {
 // baselines measures, on the open sandbox, the floor of close (overlay
 // only), the double walk and the upperdir walk alone.
 func (b *bench) baselines(ctx context.Context, e *persist.Env, name, mnt string, docs []string, res *docResult) error {
-	var sb *store.Sandbox
-	if err := e.Store.View(func(tx *store.Tx) (err error) {
-		sb, err = tx.GetSandbox(name)
-		return err
-	}); err != nil {
-		return err
-	}
-	mounts, err := e.Snap.Mounts(ctx, sb.Snapshot)
+	// On an open sandbox, open returns its root's mounts and starts nothing.
+	o, err := e.OpenSandbox(ctx, name)
 	if err != nil {
 		return err
 	}
+	mounts := o.Mounts
 	upper, lowers, ok := snapshot.OverlayDirs(mounts)
 	if !ok {
 		return nil // native: its close is the double walk already

@@ -187,7 +187,7 @@ func (b *bench) importImage(ctx context.Context, e *persist.Env, name string, sp
 		return nil, fmt.Errorf("build image %s: %w", name, err)
 	}
 	d, err := timed(func() error {
-		_, err := e.ImportImage(ctx, name, snapshot.Source{Dir: src}, nil)
+		_, err := e.ImportImage(ctx, name, snapshot.Source{Dir: src})
 		return err
 	})
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/snapshot"
-	"github.com/spillway/spillway/store"
 )
 
 // close100 is issue 2's check: a close of about 100 changes costs about the
@@ -270,20 +269,12 @@ func (b *bench) persistOnce(ctx context.Context, root, name string, n int) (cl, 
 
 // upperOf returns the upperdir of an open sandbox on overlay.
 func upperOf(ctx context.Context, e *persist.Env, name string) (string, error) {
-	var snap string
-	if err := e.Store.View(func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox(name)
-		if err == nil {
-			snap = sb.Snapshot
-		}
-		return err
-	}); err != nil {
-		return "", err
-	}
-	mounts, err := e.Snap.Mounts(ctx, snap)
+	// On an open sandbox, open returns its root's mounts and starts nothing.
+	o, err := e.OpenSandbox(ctx, name)
 	if err != nil {
 		return "", err
 	}
+	mounts := o.Mounts
 	upper, _, ok := snapshot.OverlayDirs(mounts)
 	if !ok {
 		return "", fmt.Errorf("sandbox %s is not on overlay", name)

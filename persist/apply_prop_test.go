@@ -257,7 +257,7 @@ func (p *prop) session(root string, cur tree) tree {
 // counts the records left out under a non-directory.
 func (p *prop) model() (tree, int) {
 	var recs []*store.Record
-	err := p.f.e.Store.View(func(tx *store.Tx) error {
+	err := p.f.e.store.View(func(tx *store.Tx) error {
 		return tx.ForEachRecord(context.Background(), "docs", func(r *store.Record) error {
 			inEffect := !r.Purged && (r.Status == change.StatusApproved ||
 				r.Status == change.StatusPending && r.Review != change.ReviewBefore)
@@ -459,7 +459,7 @@ func (p *prop) checkOutside(root string) {
 // reached the store.
 func (p *prop) finalChecks() {
 	var img *store.Image
-	p.f.e.Store.View(func(tx *store.Tx) (err error) { img, err = tx.GetImage("base"); return })
+	p.f.e.store.View(func(tx *store.Tx) (err error) { img, err = tx.GetImage("base"); return })
 	if got := withoutRoot(treeListing(p.t, img.Dir)); !slices.Equal(got, withoutRoot(treeListing(p.t, busyboxRootfs(p.t)))) {
 		p.t.Errorf("image snapshot changed")
 	}

@@ -114,7 +114,7 @@ func TestCorruptBlobFailsOpen(t *testing.T) {
 					digest = p.Digest
 				}
 			}
-			bp, err := f.e.Blobs.Path(digest)
+			bp, err := f.e.blobs.Path(digest)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -132,13 +132,13 @@ func TestCorruptBlobFailsOpen(t *testing.T) {
 			if sb.State != store.StateClosed {
 				t.Fatalf("sandbox is %s after a failed open", sb.State)
 			}
-			keys, _ := f.e.Snap.Keys(f.ctx)
+			keys, _ := f.e.snap.Keys(f.ctx)
 			for _, k := range keys {
 				if strings.HasPrefix(k, "sbx/docs/") {
 					t.Errorf("snapshot %s left by a failed open", k)
 				}
 			}
-			if ms := mustMounts(t, f.e.Root); len(ms) != 0 {
+			if ms := mustMounts(t, f.e.root); len(ms) != 0 {
 				t.Errorf("mounted after a failed open: %v", ms)
 			}
 			if ents, _ := os.ReadDir(f.e.tmpDir()); len(ents) != 0 {

@@ -155,7 +155,7 @@ func TestHolderAfterScan(t *testing.T) {
 		t.Fatalf("sandbox %+v, %v; want open again", sb, err)
 	}
 	var ses *store.Session
-	if err := f.e.Store.View(func(tx *store.Tx) error {
+	if err := f.e.store.View(func(tx *store.Tx) error {
 		ses, err = tx.GetSession("docs", sb.Session)
 		return err
 	}); err != nil || ses.State != store.StateOpen {

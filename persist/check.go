@@ -101,7 +101,7 @@ func (x *expected) blob(digest string) *blobUse {
 
 // loadExpected reads what the store accounts for, in one read transaction.
 func (e *Env) loadExpected(ctx context.Context) (x *expected, err error) {
-	err = e.Store.View(func(tx *store.Tx) error {
+	err = e.store.View(func(tx *store.Tx) error {
 		x, err = loadExpected(ctx, tx)
 		return err
 	})
@@ -134,7 +134,7 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	problems = append(problems, index...)
-	snaps, err := e.Snap.Keys(ctx)
+	snaps, err := e.snap.Keys(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 			problems = append(problems, fmt.Sprintf("snapshot %s of %s is missing", k, x.owner[k]))
 		}
 	}
-	mounts, err := snapshot.MountsUnder(e.Root)
+	mounts, err := snapshot.MountsUnder(e.root)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (e *Env) checkBlobs(ctx context.Context, x *expected) ([]string, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		err := e.Blobs.Verify(d)
+		err := e.blobs.Verify(d)
 		if err == nil {
 			continue
 		}

@@ -14,7 +14,7 @@ import (
 // deletes or makes a file or a symlink (see Orphan).
 func (e *Env) checkStates(ctx context.Context) ([]string, error) {
 	var problems []string
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
 		if err != nil {
 			return err

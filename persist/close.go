@@ -16,8 +16,6 @@ type CloseOptions struct {
 	// BeforeUnmount runs before the root is unmounted, e.g. to refuse while
 	// processes still use the sandbox or to stop them.
 	BeforeUnmount func(ctx context.Context, sb *store.Sandbox) error
-	// Progress is told the number of changes seen so far, now and then.
-	Progress func(changes int64)
 }
 
 const recordBatch = 1000
@@ -25,6 +23,7 @@ const recordBatch = 1000
 // CloseSandbox persists what the exceptions let through, discards the rest
 // and rolls the sandbox back (see the package doc for the protocol).
 func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*CloseSummary, error) {
+	defer e.progress.Done()
 	sb, err := e.getSandbox(name)
 	if err != nil {
 		return nil, err
@@ -71,10 +70,10 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		failpoint.Hit("close.unmounted")
 		// Records staged by an earlier try are not in effect; deleting
 		// them in chunks keeps each transaction small.
-		if _, err := e.Store.DeleteSessionRecordsChunked(ctx, name, sb.Session, recordBatch); err != nil {
+		if _, err := e.store.DeleteSessionRecordsChunked(ctx, name, sb.Session, recordBatch); err != nil {
 			return nil, err
 		}
-		if _, err := e.Store.DropCurrentAbove(ctx, name, sb.Generation); err != nil {
+		if _, err := e.store.DropCurrentAbove(ctx, name, sb.Generation); err != nil {
 			return nil, err
 		}
 		failpoint.Hit("close.records-cleared")
@@ -84,7 +83,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		return sum, err
 	}
 	// Every blob the records name is durable before they take effect.
-	if err := e.Blobs.Sync(); err != nil {
+	if err := e.blobs.Sync(); err != nil {
 		return nil, err
 	}
 	if err := e.commitClose(sb, sum); err != nil {
@@ -93,7 +92,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 	failpoint.Hit("close.committed")
 	// The discarded files are unlinked in the background: a rollback of
 	// many files need not hold up the close (docs/benchmarks.md).
-	if err := e.Snap.RemoveDeferred(ctx, sb.Snapshot, e.TrashDir()); err != nil {
+	if err := e.snap.RemoveDeferred(ctx, sb.Snapshot, e.TrashDir()); err != nil {
 		return nil, fmt.Errorf("root of %s: %w", name, err) // err says "remove snapshot …"
 	}
 	failpoint.Hit("close.root-removed")
@@ -117,7 +116,7 @@ func (e *Env) markClosing(sb *store.Sandbox) error { return e.setState(sb, store
 
 // setState sets the state of the sandbox and its session.
 func (e *Env) setState(sb *store.Sandbox, state string) error {
-	return e.Store.Update(func(tx *store.Tx) error {
+	return e.store.Update(func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
 			return err

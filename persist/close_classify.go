@@ -90,7 +90,7 @@ func classify(rules []*exceptions.Exception, c hostile.Change, files, bytes map[
 // walkChanges streams the changes of an open or closing sandbox's root. root
 // is the directory the changed files are read from.
 func (e *Env) walkChanges(ctx context.Context, sb *store.Sandbox, fn func(root string, c hostile.Change) error) error {
-	mounts, err := e.Snap.Mounts(ctx, sb.Snapshot)
+	mounts, err := e.snap.Mounts(ctx, sb.Snapshot)
 	if err != nil {
 		return fmt.Errorf("root of %s: %w", sb.Name, err)
 	}
@@ -103,16 +103,16 @@ func (e *Env) walkChanges(ctx context.Context, sb *store.Sandbox, fn func(root s
 	if !ok {
 		return fmt.Errorf("root of %s: unexpected mounts %v", sb.Name, mounts)
 	}
-	if e.Snap.Kind() == snapshot.KindOverlay {
+	if e.snap.Kind() == snapshot.KindOverlay {
 		// An overlay root without a parent: every entry is new.
 		return hostile.TreeChanges(ctx, dir, "", func(c hostile.Change) error { return fn(dir, c) })
 	}
 	// Native: the root is a copy of its parent; compare with the parent's tree.
-	info, err := e.Snap.Stat(ctx, sb.Snapshot)
+	info, err := e.snap.Stat(ctx, sb.Snapshot)
 	if err != nil {
 		return fmt.Errorf("root of %s: %w", sb.Name, err)
 	}
-	base, err := e.Snap.TreeDir(ctx, info.Parent, sb.BaseDir)
+	base, err := e.snap.TreeDir(ctx, info.Parent, sb.BaseDir)
 	if err != nil {
 		return fmt.Errorf("root of %s: %w", sb.Name, err)
 	}

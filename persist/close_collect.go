@@ -7,6 +7,7 @@ import (
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 )
@@ -23,7 +24,7 @@ var testHookBeforeRead func(root string, c hostile.Change)
 // them. In a dry run nothing is written but an unnamed manifest.
 func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*CloseSummary, error) {
 	var rules []*exceptions.Exception
-	if err := e.Store.View(func(tx *store.Tx) error {
+	if err := e.store.View(func(tx *store.Tx) error {
 		var err error
 		rules, err = e.activeRules(tx, sb.Name)
 		return err
@@ -62,7 +63,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			batch = batch[:0]
 			return nil
 		}
-		err := e.Store.Update(func(tx *store.Tx) error {
+		err := e.store.Update(func(tx *store.Tx) error {
 			for _, r := range batch {
 				id, err := tx.NextRecordID()
 				if err != nil {
@@ -98,8 +99,8 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			return err
 		}
 		seen++
-		if o.Progress != nil && seen%1000 == 0 {
-			o.Progress(seen)
+		if seen%1000 == 0 {
+			e.progress.Update(progress.Status{What: "closing " + sb.Name, Items: seen, Unit: "changes read"})
 		}
 		if isNoop(rules, root, c, now) {
 			sum.Unchanged++

@@ -70,12 +70,12 @@ func (e *Env) readContent(root string, d Classification, r *store.Record, dryRun
 	}
 	// Content that would take the room the store needs to commit the close
 	// is refused: the rollback must still complete on a full disk.
-	if free, err := store.FreeBytes(e.Blobs.dir); err == nil && free-d.Change.Size < store.Reserve {
+	if free, err := store.FreeBytes(e.blobs.dir); err == nil && free-d.Change.Size < store.Reserve {
 		r.Status, r.Reason, r.Digest = change.StatusRefused, RefuseNoSpace, ""
 		return nil
 	}
 	src := &trackReader{r: f}
-	digest, size, err := e.Blobs.Put(src)
+	digest, size, err := e.blobs.Put(src)
 	switch {
 	case err != nil && src.err != nil:
 		refuseFor(r, src.err)
@@ -143,7 +143,7 @@ func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
 			break
 		}
 	}
-	return e.Store.Update(func(tx *store.Tx) error {
+	return e.store.Update(func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
 			return err
@@ -193,7 +193,7 @@ func (e *Env) alreadyClosed(ctx context.Context, sb *store.Sandbox) (*CloseSumma
 		return nil, err
 	}
 	sum := &CloseSummary{}
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		ses, err := tx.GetSession(sb.Name, sb.Session)
 		if err != nil {
 			return err

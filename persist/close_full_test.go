@@ -89,7 +89,7 @@ func TestCloseOnAFullDisk(t *testing.T) {
 			f.e.Close()
 		}
 	})
-	if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}, nil); err != nil {
+	if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}); err != nil {
 		t.Fatal(err)
 	}
 	must(t, f.e.CreateSandbox("docs", "base"))

@@ -75,7 +75,7 @@ func (e *Env) OpenRecord(r *store.Record) (io.ReadCloser, error) {
 	if r.Digest == "" {
 		return nil, fmt.Errorf("record r%d (%s) is a %s %s: it kept no content", r.ID, escape.Name(r.Path), r.Type, r.Kind)
 	}
-	rc, err := e.Blobs.OpenVerified(r.Digest, r.Size)
+	rc, err := e.blobs.OpenVerified(r.Digest, r.Size)
 	if err != nil {
 		return nil, recordErr(r, err)
 	}

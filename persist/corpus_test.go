@@ -13,6 +13,7 @@ import (
 
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -250,11 +251,9 @@ func corpusQuotaFiles(t *testing.T, kind string) {
 	// A close interrupted after it staged more records than one badger
 	// transaction can delete is finished by the next close.
 	ctx, cancel := context.WithCancel(f.ctx)
-	_, err := f.e.CloseSandbox(ctx, "docs", CloseOptions{Progress: func(n int64) {
-		if n >= 11500 {
-			cancel()
-		}
-	}})
+	f.e.progress = cancelAt{n: 11500, cancel: cancel}
+	_, err := f.e.CloseSandbox(ctx, "docs", CloseOptions{})
+	f.e.progress = progress.None
 	if err == nil {
 		t.Fatal("cancelled close succeeded")
 	}
@@ -369,7 +368,7 @@ func corpusExpiredRevokedAndPurge(t *testing.T, kind string) {
 	if _, err := f.e.RevokeException(context.Background(), revoked, "no longer needed", false); err != nil {
 		t.Fatal(err)
 	}
-	f.e.Now = func() time.Time { return time.Now().Add(2 * time.Hour).UTC() }
+	f.e.clock = func() time.Time { return time.Now().Add(2 * time.Hour).UTC() }
 	root = f.open()
 	write(t, root, docs+"/old/o.txt", "expired rule", 0o644)
 	write(t, root, docs+"/gone/g.txt", "revoked rule", 0o644)
@@ -434,7 +433,7 @@ func corpusSameContentOneBlob(t *testing.T, kind string) {
 		write(t, root, docs+"/a.txt", "same content", 0o644)
 		f.close()
 	}
-	blobs, err := f.e.Blobs.List()
+	blobs, err := f.e.blobs.List()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +453,7 @@ func corpusUncleanStoredPathIsNotApplied(t *testing.T, kind string) {
 	write(t, root, docs+"/good.txt", "good", 0o644)
 	sum := f.close()
 	digest := sum.Persisted[0].Digest
-	err := f.e.Store.Update(func(tx *store.Tx) error {
+	err := f.e.store.Update(func(tx *store.Tx) error {
 		for _, p := range []string{"/home/user/../../../etc/evil", "relative/path", "/home//user/x"} {
 			id, err := tx.NextRecordID()
 			if err != nil {
@@ -493,3 +492,16 @@ func corpusUncleanStoredPathIsNotApplied(t *testing.T, kind string) {
 		t.Fatal("unclean path was applied")
 	}
 }
+
+// cancelAt is a progress.Progress that cancels once n items are done.
+type cancelAt struct {
+	n      int64
+	cancel func()
+}
+
+func (c cancelAt) Update(s progress.Status) {
+	if s.Items >= c.n {
+		c.cancel()
+	}
+}
+func (c cancelAt) Done() {}

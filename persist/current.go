@@ -100,7 +100,7 @@ func currentIsReady(tx *store.Tx, sandbox string) bool {
 // written before it), from the records, in transactions of bounded size.
 func (e *Env) buildCurrent(ctx context.Context) error {
 	var todo []*store.Sandbox
-	if err := e.Store.View(func(tx *store.Tx) error {
+	if err := e.store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
 		for _, sb := range sbs {
 			if !currentIsReady(tx, sb.Name) {
@@ -112,11 +112,11 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 		return err
 	}
 	for _, sb := range todo {
-		if _, err := e.Store.DropCurrent(ctx, sb.Name); err != nil {
+		if _, err := e.store.DropCurrent(ctx, sb.Name); err != nil {
 			return err
 		}
 		var st State
-		if err := e.Store.View(func(tx *store.Tx) (err error) {
+		if err := e.store.View(func(tx *store.Tx) (err error) {
 			st, err = derivedState(ctx, tx, sb)
 			return err
 		}); err != nil {
@@ -129,7 +129,7 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 		sort.Strings(paths)
 		for len(paths) > 0 {
 			n := min(len(paths), 10000)
-			if err := e.Store.Update(func(tx *store.Tx) error {
+			if err := e.store.Update(func(tx *store.Tx) error {
 				for _, p := range paths[:n] {
 					if err := tx.PutCurrent(sb.Name, p, max(sb.Generation, 1), st[p].ID); err != nil {
 						return err
@@ -141,7 +141,7 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			}
 			paths = paths[n:]
 		}
-		if err := e.Store.Update(func(tx *store.Tx) error { return tx.PutMeta(currentReady(sb.Name), "1") }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(currentReady(sb.Name), "1") }); err != nil {
 			return err
 		}
 	}
@@ -152,7 +152,7 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 // derive, and reports every path where they differ.
 func (e *Env) checkCurrent(ctx context.Context) ([]string, error) {
 	var problems []string
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
 		if err != nil {
 			return err
@@ -204,7 +204,7 @@ func (e *Env) checkCurrent(ctx context.Context) ([]string, error) {
 // close, when it runs again, stages them anew above the new generation.
 func (e *Env) dropStagedCurrent(ctx context.Context, closing map[string]uint64) error {
 	for name, gen := range closing {
-		if _, err := e.Store.DropCurrentAbove(ctx, name, gen); err != nil {
+		if _, err := e.store.DropCurrentAbove(ctx, name, gen); err != nil {
 			return err
 		}
 	}
@@ -215,7 +215,7 @@ func (e *Env) dropStagedCurrent(ctx context.Context, closing map[string]uint64) 
 // exception id, if it is closing.
 func (e *Env) dropStagedCurrentOfException(ctx context.Context, id string) error {
 	closing := map[string]uint64{}
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
 		if err != nil {
 			return nil // the purge reports it
@@ -235,7 +235,7 @@ func (e *Env) dropStagedCurrentOfException(ctx context.Context, id string) error
 // rebuildCurrent forgets sandbox's index and builds it again from the
 // records (for records written past the index, as tests do).
 func (e *Env) rebuildCurrent(ctx context.Context, sandbox string) error {
-	if err := e.Store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady(sandbox)) }); err != nil {
+	if err := e.store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady(sandbox)) }); err != nil {
 		return err
 	}
 	return e.buildCurrent(ctx)

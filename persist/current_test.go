@@ -23,17 +23,17 @@ func TestCurrentIndexBuiltForAnOlderStore(t *testing.T) {
 		f.close()
 	}
 	want := fmt.Sprint(persistedPaths(t, f))
-	if err := f.e.Store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady("docs")) }); err != nil {
+	if err := f.e.store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady("docs")) }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.e.Store.DropCurrent(f.ctx, "docs"); err != nil {
+	if _, err := f.e.store.DropCurrent(f.ctx, "docs"); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(persistedPaths(t, f)); got != want {
 		t.Fatalf("derived state %s, want %s", got, want)
 	}
 	f.reopenEnv()
-	f.e.Store.View(func(tx *store.Tx) error {
+	f.e.store.View(func(tx *store.Tx) error {
 		if !currentIsReady(tx, "docs") {
 			t.Error("index not built when the state directory was opened")
 		}
@@ -46,7 +46,7 @@ func TestCurrentIndexBuiltForAnOlderStore(t *testing.T) {
 		t.Fatalf("check: %q %v", p, err)
 	}
 	// A wrong entry is found.
-	if err := f.e.Store.Update(func(tx *store.Tx) error {
+	if err := f.e.store.Update(func(tx *store.Tx) error {
 		sb, _ := tx.GetSandbox("docs")
 		return tx.PutCurrent("docs", "/"+docs+"/f0.txt", sb.Generation, 9999)
 	}); err != nil {

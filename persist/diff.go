@@ -47,7 +47,7 @@ func (e *Env) Diff(ctx context.Context, name string, fn func(DiffEntry) error) e
 		return errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s: diff shows the changes of an open sandbox", name, sb.State)
 	}
 	var rules []*exceptions.Exception
-	if err := e.Store.View(func(tx *store.Tx) error {
+	if err := e.store.View(func(tx *store.Tx) error {
 		rules, err = e.activeRules(tx, name)
 		return err
 	}); err != nil {

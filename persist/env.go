@@ -12,6 +12,7 @@ import (
 
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/lock"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/internal/statedir"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -27,26 +28,31 @@ type Options struct {
 	// Warn, when set, is told about trouble that does not stop the
 	// command, e.g. a stale mount that is busy and was left in place.
 	Warn func(msg string)
+	// Progress, when set, is told how far long operations have come
+	// (import, open applying the persisted state, close reading changes).
+	Progress progress.Progress
 }
 
 // Env is an opened state directory: the lock, the store, the snapshotter and
 // the blob store. Close releases all of them.
 type Env struct {
-	Root  string
-	Store *store.Store
-	Snap  *snapshot.Manager
-	Blobs *Blobs
-	Now   func() time.Time
-	// Progress, when set, is told about long work now and then (e.g.
-	// "applying persisted state: 3000/10000 files").
-	Progress func(format string, args ...any)
+	root  string
+	store *store.Store
+	snap  *snapshot.Manager
+	blobs *Blobs
+	clock func() time.Time // Now; tests move it
 
 	lock     *lock.Lock
 	warn     func(msg string)
-	reviewer string // SetReviewer: who decides reviews ("": the OS user)
+	reviewer string            // SetReviewer: who decides reviews ("": the OS user)
+	progress progress.Progress // never nil: progress.None by default
 }
 
 const metaSnapshotter = "snapshotter"
+
+// DefaultLockTimeout is how long a command waits for another one on the same
+// state directory when Options.LockTimeout is not set.
+const DefaultLockTimeout = 30 * time.Second
 
 // ErrNoRoot reports Options without a state directory.
 var ErrNoRoot = errors.New("no state directory")
@@ -68,13 +74,13 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	}
 	timeout := o.LockTimeout
 	if timeout <= 0 {
-		timeout = 30 * time.Second
+		timeout = DefaultLockTimeout
 	}
 	l, err := lock.Acquire(ctx, filepath.Join(root, "lock"), o.What, timeout, o.Wait)
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Root: root, lock: l, Now: func() time.Time { return time.Now().UTC() }, warn: o.Warn}
+	e := &Env{root: root, lock: l, clock: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress)}
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -83,7 +89,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := statedir.Check(root); err != nil {
 		return nil, err
 	}
-	e.Store, err = store.Open(filepath.Join(root, "store"))
+	e.store, err = store.Open(filepath.Join(root, "store"))
 	if err != nil {
 		return nil, err
 	}
@@ -91,11 +97,11 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.Snap, err = snapshot.Open(ctx, filepath.Join(root, "snapshots", kind), kind, timeout)
+	e.snap, err = snapshot.Open(ctx, filepath.Join(root, "snapshots", kind), kind, timeout)
 	if err != nil {
 		return nil, err
 	}
-	e.Blobs, err = NewBlobs(filepath.Join(root, "blobs"))
+	e.blobs, err = NewBlobs(filepath.Join(root, "blobs"))
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +120,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 
 func (e *Env) chooseSnapshotter(asked string) (string, error) {
 	var recorded string
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		v, _, err := tx.GetMeta(metaSnapshotter)
 		recorded = v
 		return err
@@ -129,42 +135,45 @@ func (e *Env) chooseSnapshotter(asked string) (string, error) {
 	}
 	if recorded != "" {
 		if asked != "" && asked != recorded {
-			return "", fmt.Errorf("state directory %s uses the %s snapshotter, not %s", e.Root, recorded, asked)
+			return "", fmt.Errorf("state directory %s uses the %s snapshotter, not %s", e.root, recorded, asked)
 		}
 		return recorded, nil
 	}
 	kind := asked
 	if kind == "" {
-		kind = snapshot.Detect(e.Root)
+		kind = snapshot.Detect(e.root)
 	} else if kind == snapshot.KindOverlay {
-		if err := snapshot.CheckOverlay(e.Root); err != nil {
+		if err := snapshot.CheckOverlay(e.root); err != nil {
 			return "", err
 		}
 	}
-	err = e.Store.Update(func(tx *store.Tx) error { return tx.PutMeta(metaSnapshotter, kind) })
+	err = e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(metaSnapshotter, kind) })
 	return kind, err
 }
+
+// Now is the time as the Env sees it (UTC).
+func (e *Env) Now() time.Time { return e.clock() }
 
 // Close releases everything Env holds. It is safe twice.
 func (e *Env) Close() error {
 	var errs []error
-	if e.Snap != nil {
-		errs = append(errs, e.Snap.Close())
-		e.Snap = nil
+	if e.snap != nil {
+		errs = append(errs, e.snap.Close())
+		e.snap = nil
 	}
-	if e.Store != nil {
-		errs = append(errs, e.Store.Close())
-		e.Store = nil
+	if e.store != nil {
+		errs = append(errs, e.store.Close())
+		e.store = nil
 	}
 	errs = append(errs, e.lock.Release())
 	return errors.Join(errs...)
 }
 
-func (e *Env) mntDir() string { return filepath.Join(e.Root, "mnt") }
-func (e *Env) tmpDir() string { return filepath.Join(e.Root, "tmp") }
+func (e *Env) mntDir() string { return filepath.Join(e.root, "mnt") }
+func (e *Env) tmpDir() string { return filepath.Join(e.root, "tmp") }
 
 // TrashDir holds removed roots whose files a background rm deletes.
-func (e *Env) TrashDir() string { return filepath.Join(e.Root, "trash") }
+func (e *Env) TrashDir() string { return filepath.Join(e.root, "trash") }
 
 // MountPath is where the root of an open sandbox is mounted.
 func (e *Env) MountPath(sandbox string) string { return filepath.Join(e.mntDir(), sandbox) }
@@ -172,7 +181,7 @@ func (e *Env) MountPath(sandbox string) string { return filepath.Join(e.mntDir()
 // makeMountPoint creates or checks target before a sandbox root is mounted
 // on it: a real directory of ours, never a symlink that would carry the
 // mount over a host directory.
-func (e *Env) makeMountPoint(target string) error { return statedir.MakeMountPoint(e.Root, target) }
+func (e *Env) makeMountPoint(target string) error { return statedir.MakeMountPoint(e.root, target) }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
@@ -197,13 +206,13 @@ func sandboxKeyPrefix(sandbox string) string     { return "sbx/" + sandbox + "/"
 // left in place and reported; spillway check lists it. One sandbox's stale
 // mount thus never stops a command about another.
 func (e *Env) recoverMounts() {
-	mounts, err := snapshot.MountsUnder(e.Root)
+	mounts, err := snapshot.MountsUnder(e.root)
 	if err != nil {
 		e.warnf("cannot look for stale mounts: %v", err)
 		return
 	}
 	keep := map[string]bool{}
-	err = e.Store.View(func(tx *store.Tx) error {
+	err = e.store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
 		for _, sb := range sbs {
 			if sb.State == store.StateOpen || sb.State == store.StateClosing {
@@ -243,7 +252,7 @@ func (e *Env) warnf(format string, args ...any) {
 
 // leftovers says whether any snapshot key starts with prefix.
 func (e *Env) leftovers(ctx context.Context, prefix string) (bool, error) {
-	keys, err := e.Snap.Keys(ctx)
+	keys, err := e.snap.Keys(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -39,7 +39,7 @@ func TestErrorClasses(t *testing.T) {
 	is("approve", err, errdefs.IsNotFound, "no record r99")
 
 	is("create twice", f.e.CreateSandbox("docs", "base"), errdefs.IsAlreadyExists, "sandbox docs already exists")
-	_, err = f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}, nil)
+	_, err = f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)})
 	is("import twice", err, errdefs.IsAlreadyExists, "image base already exists")
 
 	is("bad name", f.e.CreateSandbox("a/b", "base"), errdefs.IsInvalidArgument,

@@ -53,7 +53,7 @@ func (e *Env) AddException(ctx context.Context, x *exceptions.Exception) ([]exce
 			return nil, err
 		}
 	}
-	err := e.Store.Update(func(tx *store.Tx) error {
+	err := e.store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(x.Sandbox); err != nil {
 			return noSandbox(x.Sandbox, err)
 		}
@@ -83,7 +83,7 @@ func (e *Env) AddException(ctx context.Context, x *exceptions.Exception) ([]exce
 func (e *Env) Exceptions(sandbox string, all bool) ([]*exceptions.Exception, error) {
 	var out []*exceptions.Exception
 	now := e.Now()
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		if sandbox != "" {
 			if _, err := tx.GetSandbox(sandbox); errors.Is(err, store.ErrNotFound) {
 				return noSandbox(sandbox, err)
@@ -115,7 +115,7 @@ type ExceptionReport struct {
 // ShowException reports a rule and its effect.
 func (e *Env) ShowException(ctx context.Context, id string) (*ExceptionReport, error) {
 	rep := &ExceptionReport{}
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
 		if err != nil {
 			return noException(id, err)
@@ -188,7 +188,7 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 			return 0, err
 		}
 	}
-	err = e.Store.Update(func(tx *store.Tx) error {
+	err = e.store.Update(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
 		if err != nil {
 			return noException(id, err)
@@ -257,7 +257,7 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 // symlink of the sandbox's image: it would never match.
 func (e *Env) checkImageLinks(ctx context.Context, x *exceptions.Exception) error {
 	var img *store.Image
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(x.Sandbox)
 		if err != nil {
 			return noSandbox(x.Sandbox, err)
@@ -268,7 +268,7 @@ func (e *Env) checkImageLinks(ctx context.Context, x *exceptions.Exception) erro
 	if err != nil {
 		return err
 	}
-	dir, err := e.Snap.TreeDir(ctx, img.Snapshot, img.Dir)
+	dir, err := e.snap.TreeDir(ctx, img.Snapshot, img.Dir)
 	if err != nil {
 		return err
 	}

@@ -76,13 +76,13 @@ func newFixture(t *testing.T, kind string) *fixture {
 	f.openEnv(kind)
 	t.Cleanup(func() {
 		if f.e != nil {
-			for _, m := range mustMounts(t, f.e.Root) {
+			for _, m := range mustMounts(t, f.e.root) {
 				snapshot.Unmount(m)
 			}
 			f.e.Close()
 		}
 	})
-	if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}, nil); err != nil {
+	if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.e.CreateSandbox("docs", "base"); err != nil {
@@ -185,7 +185,7 @@ func persisted(sum *CloseSummary, p string) bool {
 // badger directory, or under dir (an open root), never following links.
 func (f *fixture) assertNoCanary(roots ...string) {
 	f.t.Helper()
-	for _, d := range append([]string{filepath.Join(f.e.Root, "blobs"), filepath.Join(f.e.Root, "store")}, roots...) {
+	for _, d := range append([]string{filepath.Join(f.e.root, "blobs"), filepath.Join(f.e.root, "store")}, roots...) {
 		filepath.WalkDir(d, func(p string, de fs.DirEntry, err error) error {
 			if err != nil || !de.Type().IsRegular() {
 				return nil

@@ -43,10 +43,10 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 	if err := e.gcTemp(f); err != nil {
 		return f, err
 	}
-	if err := e.Snap.Cleanup(ctx); err != nil {
+	if err := e.snap.Cleanup(ctx); err != nil {
 		return f, err
 	}
-	if err := e.Store.Update(func(tx *store.Tx) error {
+	if err := e.store.Update(func(tx *store.Tx) error {
 		_, err := tx.Append(e.Now(), "gc", "", map[string]string{
 			"blobs": fmt.Sprint(len(f.Blobs)), "blob_bytes": fmt.Sprint(f.BlobBytes),
 			"snapshots": fmt.Sprint(len(f.Snapshots)), "temp_files": fmt.Sprint(len(f.TempFiles)),
@@ -57,7 +57,7 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 		return f, err
 	}
 	failpoint.Hit("gc.committed")
-	n, err := e.Store.GC()
+	n, err := e.store.GC()
 	f.ValueLogFiles = n
 	return f, err
 }
@@ -65,13 +65,13 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 // gcSnapshots removes stray snapshots, children before parents. A stray
 // with a child the store needs stays (check reports it).
 func (e *Env) gcSnapshots(ctx context.Context, x *expected, f *Freed) error {
-	keys, err := e.Snap.Keys(ctx)
+	keys, err := e.snap.Keys(ctx)
 	if err != nil {
 		return err
 	}
 	parent := map[string]string{}
 	for _, k := range keys {
-		info, err := e.Snap.Stat(ctx, k)
+		info, err := e.snap.Stat(ctx, k)
 		if err != nil {
 			return err
 		}
@@ -103,7 +103,7 @@ func (e *Env) gcSnapshots(ctx context.Context, x *expected, f *Freed) error {
 		if kept[k] {
 			continue
 		}
-		if err := e.Snap.Remove(ctx, k); err != nil {
+		if err := e.snap.Remove(ctx, k); err != nil {
 			return fmt.Errorf("gc: %w", err)
 		}
 		f.Snapshots = append(f.Snapshots, k)
@@ -114,7 +114,7 @@ func (e *Env) gcSnapshots(ctx context.Context, x *expected, f *Freed) error {
 
 // gcBlobs removes the blobs no record keeps.
 func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
-	all, err := e.Blobs.List()
+	all, err := e.blobs.List()
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 		if _, ok := x.blobs[d]; ok {
 			continue
 		}
-		p := filepath.Join(e.Blobs.dir, "sha256", strings.TrimPrefix(d, "sha256:"))
+		p := filepath.Join(e.blobs.dir, "sha256", strings.TrimPrefix(d, "sha256:"))
 		size := treeSize(p)
 		if err := os.RemoveAll(p); err != nil {
 			return err
@@ -140,11 +140,11 @@ func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 // gcTemp removes what crashed commands left under blobs/tmp and tmp. It
 // never removes a mount point or a directory holding one.
 func (e *Env) gcTemp(f *Freed) error {
-	mounts, err := snapshot.MountsUnder(e.Root)
+	mounts, err := snapshot.MountsUnder(e.root)
 	if err != nil {
 		return err
 	}
-	root := resolved(e.Root) // mount points are listed with symlinks resolved
+	root := resolved(e.root) // mount points are listed with symlinks resolved
 	for _, dir := range []string{filepath.Join(root, "blobs", "tmp"), filepath.Join(root, "tmp"), filepath.Join(root, "trash")} {
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {

@@ -19,14 +19,14 @@ func TestGCKeepsWhatIsNeeded(t *testing.T) {
 	e := reviewEnv(t)
 	ctx := context.Background()
 	kept := rvRecord(t, e, 1, "/a", change.KindAdd, "after", change.StatusRejected, "kept: history")
-	orphan, _, err := e.Blobs.Put(strings.NewReader("orphan"))
+	orphan, _, err := e.blobs.Put(strings.NewReader("orphan"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(e.Root, "blobs", "tmp", "blob-1"), []byte("12345"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(e.root, "blobs", "tmp", "blob-1"), []byte("12345"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mnt := filepath.Join(e.Root, "tmp", "layer-busy")
+	mnt := filepath.Join(e.root, "tmp", "layer-busy")
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestGCKeepsWhatIsNeeded(t *testing.T) {
 	if !slices.Equal(f.Blobs, []string{orphan}) || f.BlobBytes != 6 || !slices.Equal(f.TempFiles, []string{"blobs/tmp/blob-1"}) || f.TempBytes != 5 || len(f.Snapshots) != 0 {
 		t.Fatalf("freed %+v", f)
 	}
-	if err := e.Blobs.Verify(kept.Digest); err != nil {
+	if err := e.blobs.Verify(kept.Digest); err != nil {
 		t.Fatalf("gc removed a blob a record keeps: %v", err)
 	}
 	if _, err := os.Stat(inside); err != nil {

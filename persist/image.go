@@ -6,17 +6,19 @@ import (
 	"fmt"
 
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
 
 // ImportImage builds image name from src. Nothing is half-imported: on any
 // error the snapshot is removed and the store is unchanged.
-func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source, progress func(files, bytes int64)) (*store.Image, error) {
+func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source) (*store.Image, error) {
+	defer e.progress.Done()
 	if err := ValidateName("image", name); err != nil {
 		return nil, err
 	}
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		_, err := tx.GetImage(name)
 		if err == nil {
 			return &ExistsError{Kind: "image", Name: name}
@@ -31,16 +33,16 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 	}
 	key := imageKey(name)
 	// A snapshot without a store entry is the leftover of a crashed import.
-	if err := e.Snap.Remove(ctx, key); err != nil {
+	if err := e.snap.Remove(ctx, key); err != nil {
 		return nil, err
 	}
-	st, err := e.Snap.Import(ctx, key, src, progress)
+	st, err := e.snap.Import(ctx, key, src, progress.Named(e.progress, "importing "+name))
 	if err != nil {
 		return nil, err // it says "image import: …" already
 	}
 	failpoint.Hit("import.snapshot-committed")
 	img := &store.Image{Name: name, Snapshot: key, Files: st.Files, Bytes: st.Bytes, Created: e.Now(), Dir: st.Dir}
-	err = e.Store.Update(func(tx *store.Tx) error {
+	err = e.store.Update(func(tx *store.Tx) error {
 		if err := tx.PutImage(img); err != nil {
 			return err
 		}
@@ -50,7 +52,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 		return err
 	})
 	if err != nil {
-		e.Snap.Remove(ctx, key)
+		e.snap.Remove(ctx, key)
 		return nil, err
 	}
 	failpoint.Hit("import.committed")
@@ -59,9 +61,9 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source,
 
 // RemoveImage deletes an image that no sandbox uses.
 func (e *Env) RemoveImage(ctx context.Context, name string) error {
-	err := e.Store.Update(func(tx *store.Tx) error {
+	err := e.store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetImage(name); err != nil {
-			if left, lerr := e.Snap.Exists(ctx, imageKey(name)); errors.Is(err, store.ErrNotFound) && lerr == nil && left {
+			if left, lerr := e.snap.Exists(ctx, imageKey(name)); errors.Is(err, store.ErrNotFound) && lerr == nil && left {
 				return errLeftover // a removal crashed after its commit: finish it
 			}
 			return noImage(name, err)
@@ -85,13 +87,13 @@ func (e *Env) RemoveImage(ctx context.Context, name string) error {
 		return err
 	}
 	failpoint.Hit("image-rm.committed")
-	return e.Snap.Remove(ctx, imageKey(name))
+	return e.snap.Remove(ctx, imageKey(name))
 }
 
 // Images lists the imported images.
 func (e *Env) Images() ([]*store.Image, error) {
 	var out []*store.Image
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		var err error
 		out, err = tx.ListImages()
 		return err

@@ -46,7 +46,7 @@ func TestRollbackIsByteForByte(t *testing.T) {
 			if sum.Discarded.Count == 0 || len(sum.Persisted) != 0 {
 				t.Fatalf("close summary: %+v", sum)
 			}
-			if ms := mustMounts(t, f.e.Root); len(ms) != 0 {
+			if ms := mustMounts(t, f.e.root); len(ms) != 0 {
 				t.Fatalf("still mounted after close: %v", ms)
 			}
 			f.reopenEnv()
@@ -55,7 +55,7 @@ func TestRollbackIsByteForByte(t *testing.T) {
 				t.Fatalf("root after close differs from the image: %s", diffListings(image, got))
 			}
 			var img *store.Image
-			f.e.Store.View(func(tx *store.Tx) (err error) { img, err = tx.GetImage("base"); return })
+			f.e.store.View(func(tx *store.Tx) (err error) { img, err = tx.GetImage("base"); return })
 			if img.Dir == "" {
 				t.Fatal("image has no directory recorded")
 			}

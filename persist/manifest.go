@@ -33,7 +33,7 @@ type ManifestEntry struct {
 // ManifestPath is the manifest of a session:
 // <root>/recovery/<sandbox>/<session>/manifest.jsonl.
 func (e *Env) ManifestPath(sandbox string, session uint64) string {
-	return filepath.Join(e.Root, "recovery", sandbox, strconv.FormatUint(session, 10), "manifest.jsonl")
+	return filepath.Join(e.root, "recovery", sandbox, strconv.FormatUint(session, 10), "manifest.jsonl")
 }
 
 // manifest streams entries to a manifest file. A write error (a full disk)
@@ -50,7 +50,7 @@ type manifest struct {
 // and the file 0600, each created relative to its parent's descriptor
 // without following a symlink; the file of an interrupted try is replaced.
 func (e *Env) createManifest(sandbox string, session uint64) (*manifest, error) {
-	fd, err := unix.Open(e.Root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(e.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ const manifestSessions = 7
 // the sandbox's recovery directory when nothing is left. It works from
 // directory descriptors and never follows a symlink.
 func (e *Env) pruneManifests(sandbox string, from uint64) error {
-	dir := filepath.Join(e.Root, "recovery", sandbox)
+	dir := filepath.Join(e.root, "recovery", sandbox)
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
 		return nil

@@ -20,7 +20,7 @@ func TestManifestsOfOldSessionsGo(t *testing.T) {
 		write(t, root, "tmp/scratch.txt", "thrown away", 0o644)
 		f.close()
 	}
-	dir := filepath.Join(f.e.Root, "recovery", "docs")
+	dir := filepath.Join(f.e.root, "recovery", "docs")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ var errEnough = errors.New("enough names")
 // reads only names, never a sandbox's state.
 func (e *Env) Names(kind string, limit int) ([]string, error) {
 	var out []string
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		switch kind {
 		case NameImages:
 			ims, err := tx.ListImages()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -32,6 +33,7 @@ type Opened struct {
 // OpenSandbox prepares a fresh root from the image and the persisted state and
 // mounts it. On an open sandbox it returns the same root and starts nothing.
 func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
+	defer e.progress.Done()
 	sb, err := e.getSandbox(name)
 	if err != nil {
 		return nil, err
@@ -55,7 +57,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 		img   *store.Image
 		state State
 	)
-	if err := e.Store.View(func(tx *store.Tx) error {
+	if err := e.store.View(func(tx *store.Tx) error {
 		var err error
 		if img, err = tx.GetImage(sb.Image); err != nil {
 			return err
@@ -77,18 +79,18 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 	}
 	n := sb.Session + 1
 	skey := sessionKey(sb.Name, n)
-	mounts, err := e.Snap.Prepare(ctx, skey, parent)
+	mounts, err := e.snap.Prepare(ctx, skey, parent)
 	if err != nil {
 		return nil, fmt.Errorf("root of %s: %w", name, err) // err says "prepare snapshot …"
 	}
 	failpoint.Hit("open.root-prepared")
 	target := e.MountPath(name)
 	if err := e.makeMountPoint(target); err != nil {
-		e.Snap.Remove(ctx, skey)
+		e.snap.Remove(ctx, skey)
 		return nil, err
 	}
 	if err := snapshot.MountAll(mounts, target); err != nil {
-		e.Snap.Remove(ctx, skey)
+		e.snap.Remove(ctx, skey)
 		return nil, fmt.Errorf("root of %s: %w", name, err) // err says "mount …"
 	}
 	failpoint.Hit("open.mounted")
@@ -98,7 +100,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 	if parent == img.Snapshot {
 		sb.Layer = ""
 	}
-	err = e.Store.Update(func(tx *store.Tx) error {
+	err = e.store.Update(func(tx *store.Tx) error {
 		if err := tx.PutSession(&store.Session{Sandbox: name, N: n, State: store.StateOpen, Opened: now, Generation: sb.Generation}); err != nil {
 			return err
 		}
@@ -112,7 +114,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 	})
 	if err != nil {
 		snapshot.Unmount(target)
-		e.Snap.Remove(ctx, skey)
+		e.snap.Remove(ctx, skey)
 		return nil, err
 	}
 	failpoint.Hit("open.committed")
@@ -122,7 +124,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 // reopen returns the root of an open sandbox, mounting it again if it was
 // unmounted behind spillway's back (e.g. after a reboot).
 func (e *Env) reopen(ctx context.Context, sb *store.Sandbox) (*Opened, error) {
-	mounts, err := e.Snap.Mounts(ctx, sb.Snapshot)
+	mounts, err := e.snap.Mounts(ctx, sb.Snapshot)
 	if err != nil {
 		return nil, fmt.Errorf("root of %s: %w", sb.Name, err)
 	}
@@ -147,27 +149,27 @@ func (e *Env) reopen(ctx context.Context, sb *store.Sandbox) (*Opened, error) {
 func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (string, []string, error) {
 	buildKey := key + "/build"
 	dirKey := "layerdir:" + key
-	if ok, err := e.Snap.Exists(ctx, key); err != nil {
+	if ok, err := e.snap.Exists(ctx, key); err != nil {
 		return "", nil, err
 	} else if ok {
 		var dir string
-		err := e.Store.View(func(tx *store.Tx) error {
+		err := e.store.View(func(tx *store.Tx) error {
 			v, _, err := tx.GetMeta(dirKey)
 			dir = v
 			return err
 		})
 		return dir, nil, err
 	}
-	if err := e.Snap.Remove(ctx, buildKey); err != nil {
+	if err := e.snap.Remove(ctx, buildKey); err != nil {
 		return "", nil, err
 	}
-	mounts, err := e.Snap.Prepare(ctx, buildKey, image)
+	mounts, err := e.snap.Prepare(ctx, buildKey, image)
 	if err != nil {
 		return "", nil, fmt.Errorf("persisted layer: %w", err) // err says "prepare snapshot …"
 	}
 	failpoint.Hit("open.layer-prepared")
 	dir, _ := snapshot.BindSource(mounts)
-	if e.Snap.Kind() != snapshot.KindNative {
+	if e.snap.Kind() != snapshot.KindNative {
 		dir = ""
 	}
 	target, err := os.MkdirTemp(e.tmpDir(), "layer-")
@@ -176,7 +178,7 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 	}
 	defer os.Remove(target)
 	if err := snapshot.MountAll(mounts, target); err != nil {
-		e.Snap.Remove(ctx, buildKey)
+		e.snap.Remove(ctx, buildKey)
 		return "", nil, fmt.Errorf("persisted layer: %w", err) // err says "mount …"
 	}
 	skipped, applyErr := e.applyState(ctx, target, state)
@@ -187,16 +189,16 @@ func (e *Env) ensureLayer(ctx context.Context, key, image string, state State) (
 		applyErr = err
 	}
 	if applyErr != nil {
-		e.Snap.Remove(context.WithoutCancel(ctx), buildKey)
+		e.snap.Remove(context.WithoutCancel(ctx), buildKey)
 		return "", nil, fmt.Errorf("build persisted layer: %w", applyErr)
 	}
 	failpoint.Hit("open.layer-written")
 	if dir != "" {
-		if err := e.Store.Update(func(tx *store.Tx) error { return tx.PutMeta(dirKey, dir) }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(dirKey, dir) }); err != nil {
 			return "", nil, err
 		}
 	}
-	if err := e.Snap.Commit(ctx, key, buildKey); err != nil {
+	if err := e.snap.Commit(ctx, key, buildKey); err != nil {
 		return "", nil, fmt.Errorf("persisted layer: %w", err) // err says "commit snapshot …"
 	}
 	failpoint.Hit("open.layer-committed")
@@ -223,8 +225,8 @@ func (e *Env) applyState(ctx context.Context, target string, state State) ([]str
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if e.Progress != nil && i%1000 == 999 {
-			e.Progress("applying persisted state: %d/%d files", i+1, len(sorted))
+		if i%1000 == 999 {
+			e.progress.Update(progress.Status{What: "applying persisted state", Items: int64(i + 1), Total: int64(len(sorted)), Unit: "files"})
 		}
 		if !cleanAbs(r.Path) {
 			skipped = append(skipped, fmt.Sprintf("%q: not a clean absolute path", r.Path))
@@ -278,7 +280,7 @@ func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
 	if err := e.unmountRoot(sb.Name, e.MountPath(sb.Name), ""); err != nil {
 		return err
 	}
-	keys, err := e.Snap.Keys(ctx)
+	keys, err := e.snap.Keys(ctx)
 	if err != nil {
 		return err
 	}
@@ -301,7 +303,7 @@ func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
 			if !strings.HasPrefix(k, prefix) || keep[k] || !pass(k) {
 				continue
 			}
-			if err := e.Snap.Remove(ctx, k); err != nil {
+			if err := e.snap.Remove(ctx, k); err != nil {
 				return fmt.Errorf("leftover: %w", err) // err says "remove snapshot K: …"
 			}
 		}
@@ -311,7 +313,7 @@ func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
 
 func (e *Env) getSandbox(name string) (*store.Sandbox, error) {
 	var sb *store.Sandbox
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		var err error
 		sb, err = tx.GetSandbox(name)
 		return err

@@ -11,7 +11,7 @@ import (
 // Persisted returns the current persisted state of a sandbox, by path.
 func (e *Env) Persisted(ctx context.Context, sandbox string) ([]*store.Record, error) {
 	var out []*store.Record
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
 		if err != nil {
 			return noSandbox(sandbox, err)
@@ -30,7 +30,7 @@ func (e *Env) Persisted(ctx context.Context, sandbox string) ([]*store.Record, e
 // version that session n recorded when n > 0.
 func (e *Env) PersistedVersion(ctx context.Context, sandbox, path string, n uint64) (*store.Record, error) {
 	var out *store.Record
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
 		if err != nil {
 			return noSandbox(sandbox, err)
@@ -66,7 +66,7 @@ func (e *Env) PersistedVersion(ctx context.Context, sandbox, path string, n uint
 // History returns every record of path across sessions, oldest first.
 func (e *Env) History(ctx context.Context, sandbox, path string) ([]*store.Record, error) {
 	var out []*store.Record
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(sandbox); err != nil {
 			return noSandbox(sandbox, err)
 		}

@@ -33,7 +33,7 @@ func (e *Env) ReviewList(ctx context.Context, sandbox string) ([]*store.Record, 
 // lists them, without collecting them first: the first page of a million
 // pending records prints at once.
 func (e *Env) ReviewEach(ctx context.Context, sandbox string, fn func(*store.Record) error) error {
-	return e.Store.View(func(tx *store.Tx) error {
+	return e.store.View(func(tx *store.Tx) error {
 		sbs := map[string]*store.Sandbox{}
 		if sandbox != "" {
 			sb, err := tx.GetSandbox(sandbox)
@@ -77,7 +77,7 @@ type ReviewReport struct {
 // ReviewShow reports record id for review.
 func (e *Env) ReviewShow(id uint64) (*ReviewReport, error) {
 	rep := &ReviewReport{}
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		r, err := getRecord(tx, id)
 		if err != nil {
 			return err

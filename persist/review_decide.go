@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/failpoint"
@@ -75,7 +76,7 @@ func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status,
 		return nil, invalidf("give at least one record id")
 	}
 	closing := map[string]uint64{}
-	if err := e.Store.View(func(tx *store.Tx) error {
+	if err := e.store.View(func(tx *store.Tx) error {
 		for i, id := range ids {
 			if i%1024 == 1023 && ctx.Err() != nil {
 				return ctx.Err()
@@ -103,7 +104,7 @@ func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status,
 			return out, err
 		}
 		n := min(len(ids), decisionBatch)
-		if err := e.Store.Update(func(tx *store.Tx) error { return e.decideBatch(tx, ids[:n], status, text, out) }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error { return e.decideBatch(tx, ids[:n], status, text, out) }); err != nil {
 			return out, err
 		}
 		failpoint.Hit("review.committed")

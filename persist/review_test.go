@@ -30,7 +30,7 @@ func reviewEnv(t *testing.T) *Env {
 
 func rvUpdate(t *testing.T, e *Env, fn func(tx *store.Tx) error) {
 	t.Helper()
-	if err := e.Store.Update(fn); err != nil {
+	if err := e.store.Update(fn); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -43,7 +43,7 @@ func rvRecord(t *testing.T, e *Env, session uint64, path string, kind change.Kin
 	if status == change.StatusRefused {
 		r.Reason = RefuseSymlink
 	} else if kind != change.KindDelete {
-		d, n, err := e.Blobs.Put(strings.NewReader(content))
+		d, n, err := e.blobs.Put(strings.NewReader(content))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func rvState(t *testing.T, e *Env) (State, *store.Sandbox) {
 	t.Helper()
 	var st State
 	var sb *store.Sandbox
-	if err := e.Store.View(func(tx *store.Tx) (err error) {
+	if err := e.store.View(func(tx *store.Tx) (err error) {
 		if sb, err = tx.GetSandbox("docs"); err != nil {
 			return err
 		}
@@ -79,7 +79,7 @@ func rvState(t *testing.T, e *Env) (State, *store.Sandbox) {
 func rvLastEvent(t *testing.T, e *Env) *store.Event {
 	t.Helper()
 	var last *store.Event
-	if err := e.Store.ForEachEvent(context.Background(), "", func(ev *store.Event) error { last = ev; return nil }); err != nil {
+	if err := e.store.ForEachEvent(context.Background(), "", func(ev *store.Event) error { last = ev; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return last
@@ -123,7 +123,7 @@ func TestRejectBringsBackPreviousVersion(t *testing.T) {
 	if st, sb := rvState(t, e); st[p] != nil || sb.Generation != 5 {
 		t.Fatalf("path still there (%v) or generation %d", st[p], sb.Generation)
 	}
-	if prob, err := e.Store.VerifyAudit(context.Background()); prob != nil || err != nil {
+	if prob, err := e.store.VerifyAudit(context.Background()); prob != nil || err != nil {
 		t.Fatal(prob, err)
 	}
 }
@@ -204,7 +204,7 @@ func TestDecisionErrorsChangeNothing(t *testing.T) {
 func rvGet(t *testing.T, e *Env, id uint64) *store.Record {
 	t.Helper()
 	var r *store.Record
-	if err := e.Store.View(func(tx *store.Tx) (err error) { r, err = tx.GetRecord(id); return err }); err != nil {
+	if err := e.store.View(func(tx *store.Tx) (err error) { r, err = tx.GetRecord(id); return err }); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -238,7 +238,7 @@ func TestApproveAllInBatches(t *testing.T) {
 		t.Fatalf("decided %d, state %d, generation %d, %d sandboxes", len(d.Records), len(st), sb.Generation, len(d.Sandboxes))
 	}
 	var approvals int
-	e.Store.ForEachEvent(context.Background(), "docs", func(ev *store.Event) error {
+	e.store.ForEachEvent(context.Background(), "docs", func(ev *store.Event) error {
 		if ev.Type == "review.approve" {
 			approvals++
 		}

@@ -22,11 +22,11 @@ func (e *Env) CreateSandbox(name, image string) error {
 		if err := e.deleteOrphanRecords(context.Background(), name); err != nil {
 			return err
 		}
-		if _, err := e.Store.DropCurrent(context.Background(), name); err != nil {
+		if _, err := e.store.DropCurrent(context.Background(), name); err != nil {
 			return err
 		}
 	}
-	return e.Store.Update(func(tx *store.Tx) error {
+	return e.store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetImage(image); err != nil {
 			return noImage(image, err)
 		}
@@ -64,7 +64,7 @@ type SandboxInfo struct {
 // Sandboxes lists every sandbox with its persisted state's size.
 func (e *Env) Sandboxes(ctx context.Context) ([]SandboxInfo, error) {
 	var out []SandboxInfo
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
 		if err != nil {
 			return err
@@ -138,7 +138,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 	// The sandbox goes from the store first, in one small transaction; its
 	// records, no longer reachable, are deleted after in chunks (a crash
 	// leaves them for the next rm or create of that name).
-	err = e.Store.Update(func(tx *store.Tx) error {
+	err = e.store.Update(func(tx *store.Tx) error {
 		xs, err := tx.ListExceptions(name)
 		if err != nil {
 			return err
@@ -177,17 +177,17 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 
 // dropCurrentOf forgets a removed sandbox's current-state index.
 func (e *Env) dropCurrentOf(ctx context.Context, name string) error {
-	if err := e.Store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady(name)) }); err != nil {
+	if err := e.store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady(name)) }); err != nil {
 		return err
 	}
-	_, err := e.Store.DropCurrent(ctx, name)
+	_, err := e.store.DropCurrent(ctx, name)
 	return err
 }
 
 // deleteOrphanRecords deletes the records left by a removed sandbox.
 func (e *Env) deleteOrphanRecords(ctx context.Context, name string) error {
 	var sessions []uint64
-	err := e.Store.View(func(tx *store.Tx) error {
+	err := e.store.View(func(tx *store.Tx) error {
 		seen := map[uint64]bool{}
 		return tx.ForEachRecord(ctx, name, func(r *store.Record) error {
 			if !seen[r.Session] {
@@ -201,7 +201,7 @@ func (e *Env) deleteOrphanRecords(ctx context.Context, name string) error {
 		return err
 	}
 	for _, n := range sessions {
-		if _, err := e.Store.DeleteSessionRecordsChunked(ctx, name, n, recordBatch); err != nil {
+		if _, err := e.store.DeleteSessionRecordsChunked(ctx, name, n, recordBatch); err != nil {
 			return err
 		}
 	}
@@ -211,7 +211,7 @@ func (e *Env) deleteOrphanRecords(ctx context.Context, name string) error {
 // hasRecords says whether any record of a sandbox name is in the store.
 func (e *Env) hasRecords(name string) bool {
 	found := false
-	e.Store.View(func(tx *store.Tx) error {
+	e.store.View(func(tx *store.Tx) error {
 		return tx.ForEachRecord(context.Background(), name, func(*store.Record) error { found = true; return store.ErrStop })
 	})
 	return found

@@ -85,7 +85,7 @@ func TestOpenRefusesPlantedMountPoint(t *testing.T) {
 // writes anything.
 func TestOpenEnvRefusesPlantedPaths(t *testing.T) {
 	f := newFixture(t, snapshot.KindOverlay)
-	root := f.e.Root
+	root := f.e.root
 	if err := f.e.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,8 @@ if [ -n "$bad" ]; then
 fi
 echo "== go vet"
 go vet ./...
+echo "== import direction"
+bash scripts/check-imports.sh
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== bench --quick (a smoke run: fails on errors, never on timings)"

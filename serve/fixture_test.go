@@ -90,7 +90,7 @@ func newWorld(t *testing.T, extra int) *world {
 	w := &world{t: t, root: filepath.Join(t.TempDir(), "state"), byKey: map[string]uint64{}}
 	ctx := context.Background()
 	w.withEnv(func(e *persist.Env) {
-		if _, err := e.ImportImage(ctx, "base", persist.ImageSource{Dir: busyboxRootfs(t)}, nil); err != nil {
+		if _, err := e.ImportImage(ctx, "base", persist.ImageSource{Dir: busyboxRootfs(t)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.CreateSandbox("docs", "base"); err != nil {

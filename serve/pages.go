@@ -119,12 +119,16 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	off, _ := strconv.Atoi(q.Get("offset"))
 	p := auditPage{Sandbox: q.Get("sandbox"), Offset: max(off, 0)}
 	err := s.withEnv(r.Context(), func(e *persist.Env) (err error) {
-		if p.Problem, err = e.VerifyAudit(r.Context()); err != nil {
+		prob, err := e.VerifyAudit(r.Context())
+		if err != nil {
 			return err
 		}
-		p.Verified = p.Problem == ""
+		if prob != nil {
+			p.Problem = prob.Message
+		}
+		p.Verified = prob == nil
 		n := 0
-		return e.Events(r.Context(), p.Sandbox, func(ev *persist.Event) error {
+		return e.ForEachEvent(r.Context(), p.Sandbox, func(ev *persist.Event) error {
 			n++
 			if n <= p.Offset {
 				return nil

@@ -282,7 +282,7 @@ func TestDecisionsAsTheCLIMakesThem(t *testing.T) {
 			t.Errorf("note.txt in effect: %+v, %v (want session 1's version)", v, err)
 		}
 		var types []string
-		err = e.Events(t.Context(), "docs", func(ev *persist.Event) error {
+		err = e.ForEachEvent(t.Context(), "docs", func(ev *persist.Event) error {
 			if strings.HasPrefix(ev.Type, "review.") && ev.Data["reviewer"] == "alice" {
 				types = append(types, ev.Type+" "+ev.Data["records"])
 			}
@@ -292,7 +292,7 @@ func TestDecisionsAsTheCLIMakesThem(t *testing.T) {
 		if err != nil || fmt.Sprint(types) != want {
 			t.Errorf("audit: %v %v, want %s", types, err, want)
 		}
-		if p, err := e.VerifyAudit(t.Context()); p != "" || err != nil {
+		if p, err := e.VerifyAudit(t.Context()); p != nil || err != nil {
 			t.Errorf("audit verify: %q %v", p, err)
 		}
 	})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/progress"
 )
 
 // dirSource applies a host directory through the same validator and
@@ -28,7 +30,7 @@ type dirSource struct {
 }
 
 // applyDir applies the directory dir (already free of symlinks) to root.
-func applyDir(ctx context.Context, root, dir string, lim Limits, progress func(files, bytes int64), asRoot bool) error {
+func applyDir(ctx context.Context, root, dir string, lim Limits, p progress.Progress, asRoot bool) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -40,7 +42,7 @@ func applyDir(ctx context.Context, root, dir string, lim Limits, progress func(f
 		return err
 	}
 	defer d.a.close()
-	d.v = &validator{symlinks: map[string]string{}, asRoot: asRoot, progress: progress}
+	d.v = &validator{symlinks: map[string]string{}, asRoot: asRoot, progress: progress.Or(p)}
 	// The top's own metadata is not copied (nor was it by tar): the
 	// image root keeps the snapshot's.
 	if err := d.walk(ctx, fd, ""); err != nil {

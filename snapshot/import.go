@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/progress"
 )
 
 // Source is what an image is imported from: exactly one of Dir (a host
@@ -69,7 +71,8 @@ const importSuffix = "/import"
 // plain files: an image is a whole tree, not a layer diff. A directory
 // source goes through the same rules, as a tar stream. docs/design.md
 // ("Importing hostile images") tells the limits.
-func (m *Manager) Import(ctx context.Context, key string, src Source, progress func(files, bytes int64)) (_ ImportStats, retErr error) {
+func (m *Manager) Import(ctx context.Context, key string, src Source, p progress.Progress) (_ ImportStats, retErr error) {
+	p = progress.Or(p)
 	if (src.Dir == "") == (src.Tar == nil) {
 		return ImportStats{}, errors.New("image import: give exactly one of a directory and a tar stream")
 	}
@@ -117,7 +120,7 @@ func (m *Manager) Import(ctx context.Context, key string, src Source, progress f
 		root = mnt
 	}
 
-	fillErr := fill(ctx, root, src, lim, progress)
+	fillErr := fill(ctx, root, src, lim, p)
 	var st ImportStats
 	if fillErr == nil {
 		st, fillErr = countTree(root)
@@ -141,10 +144,13 @@ func (m *Manager) Import(ctx context.Context, key string, src Source, progress f
 		// directory, across Commit.
 		st.Dir = root
 	}
-	if progress != nil {
-		progress(st.Files, st.Bytes)
-	}
+	p.Update(importStatus(st.Files, st.Bytes))
 	return st, nil
+}
+
+// importStatus is the progress of an import: files and bytes so far.
+func importStatus(files, bytes int64) progress.Status {
+	return progress.Status{Items: files, Unit: "files", Bytes: bytes}
 }
 
 // importMountpoint is where an import that cannot write its snapshot
@@ -168,9 +174,9 @@ func (m *Manager) discardImport(ctx context.Context, active, mnt string) error {
 }
 
 // fill writes src into root.
-func fill(ctx context.Context, root string, src Source, lim Limits, progress func(files, bytes int64)) error {
+func fill(ctx context.Context, root string, src Source, lim Limits, p progress.Progress) error {
 	if src.Tar != nil {
-		return applyTar(ctx, root, src.Tar, lim, progress, os.Geteuid() == 0)
+		return applyTar(ctx, root, src.Tar, lim, p, os.Geteuid() == 0)
 	}
 	dir, err := filepath.EvalSymlinks(src.Dir) // the argument itself may be a link
 	if err != nil {
@@ -183,13 +189,13 @@ func fill(ctx context.Context, root string, src Source, lim Limits, progress fun
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", src.Dir)
 	}
-	return applyDir(ctx, root, dir, lim, progress, os.Geteuid() == 0)
+	return applyDir(ctx, root, dir, lim, p, os.Geteuid() == 0)
 }
 
 // applyTar applies the (possibly gzip-compressed) tar r to the empty
 // directory root through an applier, refusing hostile entries, and checks
 // every chain of symlinks before it returns.
-func applyTar(ctx context.Context, root string, r io.Reader, lim Limits, progress func(files, bytes int64), asRoot bool) error {
+func applyTar(ctx context.Context, root string, r io.Reader, lim Limits, p progress.Progress, asRoot bool) error {
 	stream, err := decompress(r)
 	if err != nil {
 		return err
@@ -201,7 +207,7 @@ func applyTar(ctx context.Context, root string, r io.Reader, lim Limits, progres
 		return err
 	}
 	defer a.close()
-	v := &validator{symlinks: map[string]string{}, asRoot: asRoot, progress: progress}
+	v := &validator{symlinks: map[string]string{}, asRoot: asRoot, progress: progress.Or(p)}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -281,7 +287,7 @@ type validator struct {
 	symlinks map[string]string
 	asRoot   bool
 
-	progress     func(files, bytes int64)
+	progress     progress.Progress
 	files, bytes int64
 	entries      int
 	lastReport   time.Time
@@ -375,10 +381,10 @@ func (v *validator) check(hdr *tar.Header) (bool, error) {
 	if isRegular(hdr.Typeflag) {
 		v.bytes += hdr.Size
 	}
-	if v.progress != nil && v.entries%256 == 0 {
+	if v.entries%256 == 0 {
 		if now := time.Now(); now.Sub(v.lastReport) >= 100*time.Millisecond {
 			v.lastReport = now
-			v.progress(v.files, v.bytes)
+			v.progress.Update(importStatus(v.files, v.bytes))
 		}
 	}
 	return true, nil

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/progress"
 )
 
 // TestImportAndSandbox imports a busybox rootfs (from a directory, a tar and
@@ -45,16 +47,16 @@ func TestImportAndSandbox(t *testing.T) {
 				if m.Kind() != kind {
 					t.Fatalf("Kind() = %q", m.Kind())
 				}
-				var lastFiles, lastBytes int64
-				st, err := m.Import(ctx, "img/bb", s.src(), func(f, b int64) { lastFiles, lastBytes = f, b })
+				last := &lastStatus{}
+				st, err := m.Import(ctx, "img/bb", s.src(), last)
 				if err != nil {
 					t.Fatalf("Import: %v", err)
 				}
 				if st.Files != wantStats.Files || st.Bytes != wantStats.Bytes {
 					t.Fatalf("Import stats = %d files %d bytes, want %d, %d", st.Files, st.Bytes, wantStats.Files, wantStats.Bytes)
 				}
-				if lastFiles != st.Files || lastBytes != st.Bytes {
-					t.Fatalf("last progress = %d, %d; want the totals", lastFiles, lastBytes)
+				if last.s.Items != st.Files || last.s.Bytes != st.Bytes {
+					t.Fatalf("last progress = %d, %d; want the totals", last.s.Items, last.s.Bytes)
 				}
 				if st.Dir == "" {
 					t.Fatal("ImportStats.Dir is empty")
@@ -345,3 +347,9 @@ func TestMountHelpers(t *testing.T) {
 	}
 	must(t, Unmount(dir))
 }
+
+// lastStatus is a progress.Progress that keeps the last status.
+type lastStatus struct{ s progress.Status }
+
+func (l *lastStatus) Update(s progress.Status) { l.s = s }
+func (l *lastStatus) Done()                    {}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,9 @@ type globalOptions struct {
 	Root        string
 	Snapshotter string
 	LockTimeout time.Duration
+	// What is the command line, for the message of a command that waits
+	// for the lock.
+	What string
 }
 
 func defaultRoot() string {
@@ -39,7 +43,7 @@ func newApp(t *term) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Usage: "state directory", EnvVars: []string{"SPILLWAY_ROOT"}, Value: defaultRoot(), DefaultText: "/var/lib/spillway as root, else $XDG_DATA_HOME/spillway"},
 			&cli.StringFlag{Name: "snapshotter", Usage: "overlayfs or native (default: overlayfs where an overlay mount works); recorded at first use", EnvVars: []string{"SPILLWAY_SNAPSHOTTER"}},
-			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another spillway command on the same root", Value: 30 * time.Second},
+			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another spillway command on the same root", Value: persist.DefaultLockTimeout},
 		},
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
@@ -82,29 +86,35 @@ func setUsageErrors(cmds []*cli.Command) {
 	}
 }
 
+// globals reads the global options of the command c runs.
 func globals(c *cli.Context) globalOptions {
+	what := strings.Join(c.Lineage()[0].Args().Slice(), " ")
 	return globalOptions{
 		Root:        c.String("root"),
 		Snapshotter: c.String("snapshotter"),
 		LockTimeout: c.Duration("lock-timeout"),
+		What:        strings.TrimSpace(c.Command.FullName() + " " + what),
 	}
 }
 
 // openEnv locks and opens the state directory for one command.
-func openEnv(c *cli.Context, t *term) (*persist.Env, error) {
-	g := globals(c)
-	what := strings.Join(c.Lineage()[0].Args().Slice(), " ")
-	what = strings.TrimSpace(c.Command.FullName() + " " + what)
-	return persist.OpenEnv(c.Context, persist.Options{
-		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: what,
-		Wait: func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
-		Warn: func(msg string) { t.warnf("%s", msg) },
-	})
+func openEnv(ctx context.Context, g globalOptions, t *term) (*persist.Env, error) {
+	return persist.OpenEnv(ctx, envOptions(g, t))
+}
+
+// envOptions are the options that open the state directory for a command.
+func envOptions(g globalOptions, t *term) persist.Options {
+	return persist.Options{
+		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: g.What,
+		Wait:     func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
+		Warn:     func(msg string) { t.warnf("%s", msg) },
+		Progress: t.progress(),
+	}
 }
 
 // withEnv runs fn with an opened Env and closes it after.
-func withEnv(c *cli.Context, t *term, fn func(e *persist.Env) error) (err error) {
-	e, err := openEnv(c, t)
+func withEnv(ctx context.Context, g globalOptions, t *term, fn func(e *persist.Env) error) (err error) {
+	e, err := openEnv(ctx, g, t)
 	if err != nil {
 		return err
 	}

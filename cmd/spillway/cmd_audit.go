@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 type eventJSON struct {
@@ -32,29 +32,38 @@ func logCommand(t *term) *cli.Command {
 			if c.NArg() > 1 {
 				return usageError("usage: spillway log [SANDBOX]")
 			}
-			return withEnv(c, t, func(e *persist.Env) error {
-				all := []eventJSON{}
-				err := e.Store.ForEachEvent(c.Context, c.Args().First(), func(ev *store.Event) error {
-					if t.json {
-						all = append(all, eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, ev.Data, fmt.Sprintf("%x", ev.Hash)})
-						return nil
-					}
-					_, err := fmt.Fprintf(t.out, "%d  %s  %s  %s%s\n", ev.Seq, ev.Time.Format(time.RFC3339), name(ev.User), ev.Type, formatData(ev))
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				if t.json {
-					return t.printJSON(all)
-				}
-				return nil
-			})
+			return runLog(c.Context, logOptions{Sandbox: c.Args().First()}, globals(c), t)
 		},
 	}
 }
 
-func formatData(ev *store.Event) string {
+// logOptions are the options of log.
+type logOptions struct {
+	Sandbox string // "" for every sandbox
+}
+
+func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		all := []eventJSON{}
+		err := e.ForEachEvent(ctx, o.Sandbox, func(ev *persist.Event) error {
+			if t.json {
+				all = append(all, eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, ev.Data, fmt.Sprintf("%x", ev.Hash)})
+				return nil
+			}
+			_, err := fmt.Fprintf(t.out, "%d  %s  %s  %s%s\n", ev.Seq, ev.Time.Format(time.RFC3339), name(ev.User), ev.Type, formatData(ev))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if t.json {
+			return t.printJSON(all)
+		}
+		return nil
+	})
+}
+
+func formatData(ev *persist.Event) string {
 	var b strings.Builder
 	b.WriteString(" ")
 	if ev.Sandbox != "" {
@@ -66,7 +75,11 @@ func formatData(ev *store.Event) string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%s", name(k), name(ev.Data[k]))
+		v := ev.Data[k]
+		if listKeys[k] {
+			v = shortList(v)
+		}
+		fmt.Fprintf(&b, " %s=%s", name(k), name(v))
 	}
 	return b.String()
 }
@@ -76,44 +89,63 @@ func auditCommand(t *term) *cli.Command {
 		Name:  "audit",
 		Usage: "verify the audit log",
 		Subcommands: []*cli.Command{{
-			Name:  "verify",
-			Usage: "recompute the hash chain: exit 0 when intact, 3 naming the first bad entry",
-			Action: func(c *cli.Context) error {
-				return withEnv(c, t, func(e *persist.Env) error {
-					prob, err := e.Store.VerifyAudit(c.Context)
-					if err != nil {
-						return err
-					}
-					if prob != nil {
-						return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("audit log broken: %s", prob.Message)}
-					}
-					fmt.Fprintln(t.out, "audit log intact")
-					return nil
-				})
-			},
+			Name:   "verify",
+			Usage:  "recompute the hash chain: exit 0 when intact, 3 naming the first bad entry",
+			Action: func(c *cli.Context) error { return runAuditVerify(c.Context, globals(c), t) },
 		}},
 	}
 }
 
 func checkCommand(t *term) *cli.Command {
 	return &cli.Command{
-		Name:  "check",
-		Usage: "check that store, blobs, snapshots and mounts agree (exit 3 listing each problem)",
-		Action: func(c *cli.Context) error {
-			return withEnv(c, t, func(e *persist.Env) error {
-				problems, err := e.Check(c.Context)
-				if err != nil {
-					return err
-				}
-				for _, p := range problems {
-					fmt.Fprintf(t.out, "problem: %s\n", name(p))
-				}
-				if len(problems) > 0 {
-					return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("check found %d problems", len(problems))}
-				}
-				fmt.Fprintln(t.out, "no problems found")
-				return nil
-			})
-		},
+		Name:   "check",
+		Usage:  "check that store, blobs, snapshots and mounts agree (exit 3 listing each problem)",
+		Action: func(c *cli.Context) error { return runCheck(c.Context, globals(c), t) },
 	}
+}
+
+func runAuditVerify(ctx context.Context, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		prob, err := e.VerifyAudit(ctx)
+		if err != nil {
+			return err
+		}
+		if prob != nil {
+			return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("audit log broken: %s", prob.Message)}
+		}
+		fmt.Fprintln(t.out, "audit log intact")
+		return nil
+	})
+}
+
+func runCheck(ctx context.Context, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		problems, err := e.Check(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range problems {
+			fmt.Fprintf(t.out, "problem: %s\n", name(p))
+		}
+		if len(problems) > 0 {
+			return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("check found %d problems", len(problems))}
+		}
+		fmt.Fprintln(t.out, "no problems found")
+		return nil
+	})
+}
+
+// listKeys are the event fields that hold a space-separated list (of
+// record ids): a log line names the first few and counts the rest, and
+// log --json has them all.
+var listKeys = map[string]bool{"records": true}
+
+// shortList shortens a space-separated list past shownIDs items to the
+// first three and a count of the rest.
+func shortList(v string) string {
+	items := strings.Fields(v)
+	if len(items) <= shownIDs {
+		return v
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:3], " "), len(items)-3)
 }

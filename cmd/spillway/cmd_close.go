@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,20 +30,26 @@ func closeCommand(t *term) *cli.Command {
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
 			}
-			return runClose(c, t, c.Args().Get(0), c.Bool("dry-run"), c.Bool("force"))
+			o := closeOptions{Sandbox: c.Args().Get(0), DryRun: c.Bool("dry-run"), Force: c.Bool("force")}
+			return runClose(c.Context, o, globals(c), t)
 		},
 	}
 }
 
-func runClose(c *cli.Context, t *term, sandbox string, dryRun, force bool) error {
-	return withEnv(c, t, func(e *persist.Env) error {
-		p := t.progress()
-		sum, err := e.CloseSandbox(c.Context, sandbox, persist.CloseOptions{
-			DryRun:        dryRun,
-			BeforeUnmount: beforeUnmount(t, force),
-			Progress:      func(n int64) { p.printf("closing %s: %d changes read", sandbox, n) },
+// closeOptions are the options of close.
+type closeOptions struct {
+	Sandbox string
+	DryRun  bool
+	Force   bool // stop `spillway run` processes first
+}
+
+func runClose(ctx context.Context, o closeOptions, g globalOptions, t *term) error {
+	sandbox := o.Sandbox
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		sum, err := e.CloseSandbox(ctx, sandbox, persist.CloseOptions{
+			DryRun:        o.DryRun,
+			BeforeUnmount: beforeUnmount(e, t, o.Force),
 		})
-		p.done()
 		if err != nil {
 			return err
 		}
@@ -203,31 +210,38 @@ func diffCommand(t *term) *cli.Command {
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
 			}
-			return withEnv(c, t, func(e *persist.Env) error {
-				all := []persist.DiffEntry{}
-				err := e.Diff(c.Context, c.Args().Get(0), func(d persist.DiffEntry) error {
-					if t.json {
-						all = append(all, d)
-						return nil
-					}
-					verdict := string(d.Verdict)
-					switch d.Verdict {
-					case change.VerdictPersist:
-						verdict += " " + d.Exception
-					case change.VerdictRefuse:
-						verdict += " " + d.Reason
-					}
-					_, err := fmt.Fprintf(t.out, "%s %s %s\n", d.Kind, name(d.Path), verdict)
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				if t.json {
-					return t.printJSON(all)
-				}
-				return nil
-			})
+			return runDiff(c.Context, diffOptions{Sandbox: c.Args().Get(0)}, globals(c), t)
 		},
 	}
+}
+
+// diffOptions are the options of diff.
+type diffOptions struct{ Sandbox string }
+
+func runDiff(ctx context.Context, o diffOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		all := []persist.DiffEntry{}
+		err := e.Diff(ctx, o.Sandbox, func(d persist.DiffEntry) error {
+			if t.json {
+				all = append(all, d)
+				return nil
+			}
+			verdict := string(d.Verdict)
+			switch d.Verdict {
+			case change.VerdictPersist:
+				verdict += " " + d.Exception
+			case change.VerdictRefuse:
+				verdict += " " + d.Reason
+			}
+			_, err := fmt.Fprintf(t.out, "%s %s %s\n", d.Kind, name(d.Path), verdict)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if t.json {
+			return t.printJSON(all)
+		}
+		return nil
+	})
 }

@@ -1,13 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
@@ -27,29 +27,45 @@ func exceptionCommand(t *term) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "reason", Usage: "why this exception exists (required)"},
 					&cli.StringFlag{Name: "expires", Usage: "a duration (90m, 36h, 30d) or an RFC 3339 time"},
-					&cli.StringFlag{Name: "max-file-size", Usage: "largest file persisted", Value: "256MiB"},
-					&cli.StringFlag{Name: "max-bytes", Usage: "bytes persisted per session", Value: "1GiB"},
-					&cli.Int64Flag{Name: "max-files", Usage: "files persisted per session", Value: exceptions.DefaultLimits.MaxFiles},
+					&cli.StringFlag{Name: "max-file-size", Usage: "largest file persisted", Value: units.FormatSize(persist.DefaultLimits().MaxFileSize)},
+					&cli.StringFlag{Name: "max-bytes", Usage: "bytes persisted per session", Value: units.FormatSize(persist.DefaultLimits().MaxBytes)},
+					&cli.Int64Flag{Name: "max-files", Usage: "files persisted per session", Value: persist.DefaultLimits().MaxFiles},
 					&cli.StringFlag{Name: "review", Usage: "after: applied at once, reviewed later; before: held back until approved", Value: string(change.ReviewAfter)},
 					&cli.BoolFlag{Name: "allow-exec", Usage: "keep execute bits"},
 					&cli.BoolFlag{Name: "allow-symlinks", Usage: "persist symlinks as links (never their targets)"},
 					&cli.BoolFlag{Name: "force", Usage: "add a risky rule anyway (marked as forced)"},
 				},
-				Action: func(c *cli.Context) error { return runExceptionAdd(c, t) },
+				Action: func(c *cli.Context) error {
+					o, err := exceptionAddFlags(c)
+					if err != nil {
+						return err
+					}
+					return runExceptionAdd(c.Context, o, globals(c), t)
+				},
 			},
 			{
 				Name:      "ls",
 				Usage:     "list active exceptions (--all adds revoked and expired)",
 				ArgsUsage: "[SANDBOX]",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "all", Usage: "include revoked and expired"}, jsonFlag(t)},
-				Action:    func(c *cli.Context) error { return runExceptionLs(c, t) },
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 1 {
+						return usageError("usage: spillway exception ls [SANDBOX] [--all]")
+					}
+					return runExceptionLs(c.Context, exceptionLsOptions{Sandbox: c.Args().First(), All: c.Bool("all")}, globals(c), t)
+				},
 			},
 			{
 				Name:      "show",
 				Usage:     "show a rule and what it let through",
 				ArgsUsage: "ID",
 				Flags:     []cli.Flag{jsonFlag(t)},
-				Action:    func(c *cli.Context) error { return runExceptionShow(c, t) },
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 1, "ID"); err != nil {
+						return err
+					}
+					return runExceptionShow(c.Context, exceptionShowOptions{ID: c.Args().Get(0)}, globals(c), t)
+				},
 			},
 			{
 				Name:      "revoke",
@@ -63,18 +79,8 @@ func exceptionCommand(t *term) *cli.Command {
 					if err := needArgs(c, 1, "ID --reason TEXT [--purge]"); err != nil {
 						return err
 					}
-					return withEnv(c, t, func(e *persist.Env) error {
-						id := c.Args().Get(0)
-						n, err := e.RevokeException(c.Context, id, c.String("reason"), c.Bool("purge"))
-						if err != nil {
-							return err
-						}
-						fmt.Fprintf(t.out, "revoked %s\n", id)
-						if c.Bool("purge") {
-							fmt.Fprintf(t.out, "purged %d records from the persisted state (applies at the next open)\n", n)
-						}
-						return nil
-					})
+					o := exceptionRevokeOptions{ID: c.Args().Get(0), Reason: c.String("reason"), Purge: c.Bool("purge")}
+					return runExceptionRevoke(c.Context, o, globals(c), t)
 				},
 			},
 			{
@@ -82,46 +88,80 @@ func exceptionCommand(t *term) *cli.Command {
 				Usage:     "flag risky rules",
 				ArgsUsage: "[SANDBOX]",
 				Flags:     []cli.Flag{jsonFlag(t)},
-				Action:    func(c *cli.Context) error { return runExceptionLint(c, t) },
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 1 {
+						return usageError("usage: spillway exception lint [SANDBOX]")
+					}
+					return runExceptionLint(c.Context, exceptionLintOptions{Sandbox: c.Args().First()}, globals(c), t)
+				},
 			},
 		},
 	}
 }
 
-func runExceptionAdd(c *cli.Context, t *term) error {
+// exceptionAddOptions are the options of exception add.
+type exceptionAddOptions struct {
+	Sandbox       string
+	Patterns      []string
+	Reason        string
+	Review        change.ReviewMode
+	Expires       time.Time // zero: never
+	Limits        persist.Limits
+	AllowExec     bool
+	AllowSymlinks bool
+	Force         bool
+}
+
+// exceptionAddFlags parses the arguments and flags of exception add.
+func exceptionAddFlags(c *cli.Context) (exceptionAddOptions, error) {
 	if c.NArg() < 2 {
-		return usageError("usage: spillway exception add SANDBOX PATTERN... --reason TEXT")
+		return exceptionAddOptions{}, usageError("usage: spillway exception add SANDBOX PATTERN... --reason TEXT")
 	}
-	x := &exceptions.Exception{
+	o := exceptionAddOptions{
 		Sandbox:       c.Args().Get(0),
 		Patterns:      c.Args().Slice()[1:],
 		Reason:        c.String("reason"),
 		Review:        change.ReviewMode(c.String("review")),
 		AllowExec:     c.Bool("allow-exec"),
 		AllowSymlinks: c.Bool("allow-symlinks"),
-		Forced:        c.Bool("force"),
+		Force:         c.Bool("force"),
 	}
 	var err error
 	if s := c.String("expires"); s != "" {
-		if x.Expires, err = units.ParseExpiry(s, time.Now()); err != nil {
-			return usageError("--expires: %v", err)
+		if o.Expires, err = units.ParseExpiry(s, time.Now()); err != nil {
+			return o, usageError("--expires: %v", err)
 		}
-		x.Expires = x.Expires.UTC()
+		o.Expires = o.Expires.UTC()
 	}
-	if x.Limits.MaxFileSize, err = units.ParseSize(c.String("max-file-size")); err != nil {
-		return usageError("--max-file-size: %v", err)
+	if o.Limits.MaxFileSize, err = units.ParseSize(c.String("max-file-size")); err != nil {
+		return o, usageError("--max-file-size: %v", err)
 	}
-	if x.Limits.MaxBytes, err = units.ParseSize(c.String("max-bytes")); err != nil {
-		return usageError("--max-bytes: %v", err)
+	if o.Limits.MaxBytes, err = units.ParseSize(c.String("max-bytes")); err != nil {
+		return o, usageError("--max-bytes: %v", err)
 	}
-	if x.Limits.MaxFileSize <= 0 || x.Limits.MaxBytes <= 0 {
-		return usageError("--max-file-size and --max-bytes must be more than 0")
+	if o.Limits.MaxFileSize <= 0 || o.Limits.MaxBytes <= 0 {
+		return o, usageError("--max-file-size and --max-bytes must be more than 0")
 	}
-	if x.Limits.MaxFiles = c.Int64("max-files"); x.Limits.MaxFiles <= 0 {
-		return usageError("--max-files must be at least 1")
+	if o.Limits.MaxFiles = c.Int64("max-files"); o.Limits.MaxFiles <= 0 {
+		return o, usageError("--max-files must be at least 1")
 	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		findings, err := e.AddException(c.Context, x)
+	return o, nil
+}
+
+func runExceptionAdd(ctx context.Context, o exceptionAddOptions, g globalOptions, t *term) error {
+	x := &persist.Exception{
+		Sandbox:       o.Sandbox,
+		Patterns:      o.Patterns,
+		Reason:        o.Reason,
+		Review:        o.Review,
+		Expires:       o.Expires,
+		Limits:        o.Limits,
+		AllowExec:     o.AllowExec,
+		AllowSymlinks: o.AllowSymlinks,
+		Forced:        o.Force,
+	}
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		findings, err := e.AddException(ctx, x)
 		if err != nil {
 			return err
 		}
@@ -129,6 +169,26 @@ func runExceptionAdd(c *cli.Context, t *term) error {
 			t.warnf("forced past lint: %s: %s", f.Code, f.Message)
 		}
 		fmt.Fprintln(t.out, x.ID)
+		return nil
+	})
+}
+
+// exceptionRevokeOptions are the options of exception revoke.
+type exceptionRevokeOptions struct {
+	ID, Reason string
+	Purge      bool
+}
+
+func runExceptionRevoke(ctx context.Context, o exceptionRevokeOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		n, err := e.RevokeException(ctx, o.ID, o.Reason, o.Purge)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(t.out, "revoked %s\n", o.ID)
+		if o.Purge {
+			fmt.Fprintf(t.out, "purged %d records from the persisted state (applies at the next open)\n", n)
+		}
 		return nil
 	})
 }
@@ -143,7 +203,7 @@ type exceptionJSON struct {
 	Review    change.ReviewMode `json:"review"`
 	State     string            `json:"state"`
 	Forced    bool              `json:"forced"`
-	Limits    exceptions.Limits `json:"limits"`
+	Limits    persist.Limits    `json:"limits"`
 	AllowExec bool              `json:"allow_exec"`
 	AllowSym  bool              `json:"allow_symlinks"`
 	Revoked   *time.Time        `json:"revoked,omitempty"`
@@ -151,7 +211,7 @@ type exceptionJSON struct {
 	RevokeWhy string            `json:"revoke_reason,omitempty"`
 }
 
-func toExceptionJSON(x *exceptions.Exception, now time.Time) exceptionJSON {
+func toExceptionJSON(x *persist.Exception, now time.Time) exceptionJSON {
 	j := exceptionJSON{ID: x.ID, Sandbox: x.Sandbox, Patterns: x.Patterns, Reason: x.Reason, Created: x.Created,
 		Review: x.Review, State: x.State(now), Forced: x.Forced, Limits: x.EffectiveLimits(),
 		AllowExec: x.AllowExec, AllowSym: x.AllowSymlinks, RevokedBy: x.RevokedBy, RevokeWhy: x.RevokeReason}
@@ -166,12 +226,15 @@ func toExceptionJSON(x *exceptions.Exception, now time.Time) exceptionJSON {
 	return j
 }
 
-func runExceptionLs(c *cli.Context, t *term) error {
-	if c.NArg() > 1 {
-		return usageError("usage: spillway exception ls [SANDBOX] [--all]")
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		xs, err := e.Exceptions(c.Args().First(), c.Bool("all"))
+// exceptionLsOptions are the options of exception ls.
+type exceptionLsOptions struct {
+	Sandbox string // "" for every sandbox
+	All     bool   // revoked and expired too
+}
+
+func runExceptionLs(ctx context.Context, o exceptionLsOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		xs, err := e.Exceptions(o.Sandbox, o.All)
 		if err != nil {
 			return err
 		}
@@ -196,12 +259,12 @@ func runExceptionLs(c *cli.Context, t *term) error {
 	})
 }
 
-func runExceptionShow(c *cli.Context, t *term) error {
-	if err := needArgs(c, 1, "ID"); err != nil {
-		return err
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		rep, err := e.ShowException(c.Context, c.Args().Get(0))
+// exceptionShowOptions are the options of exception show.
+type exceptionShowOptions struct{ ID string }
+
+func runExceptionShow(ctx context.Context, o exceptionShowOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		rep, err := e.ShowException(ctx, o.ID)
 		if err != nil {
 			return err
 		}
@@ -266,18 +329,18 @@ type findingJSON struct {
 	Message   string `json:"message"`
 }
 
-func runExceptionLint(c *cli.Context, t *term) error {
-	if c.NArg() > 1 {
-		return usageError("usage: spillway exception lint [SANDBOX]")
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		xs, err := e.Exceptions(c.Args().First(), false)
+// exceptionLintOptions are the options of exception lint.
+type exceptionLintOptions struct{ Sandbox string }
+
+func runExceptionLint(ctx context.Context, o exceptionLintOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		xs, err := e.Exceptions(o.Sandbox, false)
 		if err != nil {
 			return err
 		}
 		out := []findingJSON{}
 		for _, x := range xs {
-			for _, f := range exceptions.Lint(x) {
+			for _, f := range persist.Lint(x) {
 				out = append(out, findingJSON{x.ID, x.Sandbox, f.Pattern, f.Code, f.Message})
 			}
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -12,31 +13,74 @@ import (
 func gcCommand(t *term) *cli.Command {
 	return &cli.Command{
 		Name:  "gc",
-		Usage: "remove unreferenced blobs, stray snapshots and leftover temp files; compact the store",
+		Usage: "remove unreferenced blobs, stray snapshots and leftover temp files; compact the store (prints totals)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also name each removed blob, snapshot and temp file"},
+			jsonFlag(t),
+		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
-				return usageError("usage: spillway gc")
+				return usageError("usage: spillway gc [--verbose] [--json]")
 			}
-			return withEnv(c, t, func(e *persist.Env) error {
-				f, err := e.GC(c.Context)
-				if f != nil {
-					printFreed(t, f)
-				}
-				return err
-			})
+			return runGC(c.Context, gcOptions{Verbose: c.Bool("verbose")}, globals(c), t)
 		},
 	}
 }
 
-func printFreed(t *term, f *persist.Freed) {
-	for _, d := range f.Blobs {
-		fmt.Fprintf(t.out, "removed blob %s\n", name(d))
+// gcOptions are the options of gc.
+type gcOptions struct {
+	Verbose bool // name each removed item, not only the totals
+}
+
+func runGC(ctx context.Context, o gcOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		f, err := e.GC(ctx)
+		if f != nil {
+			if t.json {
+				if perr := t.printJSON(toFreedJSON(f)); err == nil {
+					err = perr
+				}
+			} else {
+				printFreed(t, f, o.Verbose)
+			}
+		}
+		return err
+	})
+}
+
+// freedJSON is gc --json: every removed item and the totals.
+type freedJSON struct {
+	Blobs         []string `json:"blobs"`
+	BlobBytes     int64    `json:"blob_bytes"`
+	Snapshots     []string `json:"snapshots"`
+	TempFiles     []string `json:"temp_files"`
+	TempBytes     int64    `json:"temp_bytes"`
+	ValueLogFiles int      `json:"value_log_files"`
+}
+
+func toFreedJSON(f *persist.Freed) freedJSON {
+	orEmpty := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
 	}
-	for _, k := range f.Snapshots {
-		fmt.Fprintf(t.out, "removed snapshot %s\n", name(k))
-	}
-	for _, p := range f.TempFiles {
-		fmt.Fprintf(t.out, "removed temp file %s\n", name(p))
+	return freedJSON{Blobs: orEmpty(f.Blobs), BlobBytes: f.BlobBytes, Snapshots: orEmpty(f.Snapshots),
+		TempFiles: orEmpty(f.TempFiles), TempBytes: f.TempBytes, ValueLogFiles: f.ValueLogFiles}
+}
+
+// printFreed prints gc's totals, after each removed item with verbose.
+func printFreed(t *term, f *persist.Freed, verbose bool) {
+	if verbose {
+		for _, d := range f.Blobs {
+			fmt.Fprintf(t.out, "removed blob %s\n", name(d))
+		}
+		for _, k := range f.Snapshots {
+			fmt.Fprintf(t.out, "removed snapshot %s\n", name(k))
+		}
+		for _, p := range f.TempFiles {
+			fmt.Fprintf(t.out, "removed temp file %s\n", name(p))
+		}
 	}
 	fmt.Fprintf(t.out, "freed %d blobs (%s), %d snapshots, %d temp files (%s); store: %d value-log files rewritten\n",
 		len(f.Blobs), units.FormatSize(f.BlobBytes), len(f.Snapshots), len(f.TempFiles), units.FormatSize(f.TempBytes), f.ValueLogFiles)

@@ -1,17 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/snapshot"
 )
 
 func imageCommand(t *term) *cli.Command {
@@ -25,20 +26,24 @@ func imageCommand(t *term) *cli.Command {
 				ArgsUsage: "NAME SOURCE",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "max-bytes", Usage: "bytes the import may write; holes of sparse files are free (default: the free space less 10%)"},
-					&cli.Int64Flag{Name: "max-files", Usage: "entries the import may create, directories included (default: 10,000,000, or 90% of the free inodes if fewer)"},
+					&cli.Int64Flag{Name: "max-files", Usage: "entries the import may create, directories included (default: " + thousands(persist.DefaultImportMaxFiles) + ", or 90% of the free inodes if fewer)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, 2, "NAME SOURCE"); err != nil {
 						return err
 					}
-					return runImageImport(c, t, c.Args().Get(0), c.Args().Get(1))
+					o, err := imageImportFlags(c)
+					if err != nil {
+						return err
+					}
+					return runImageImport(c.Context, o, globals(c), t)
 				},
 			},
 			{
 				Name:   "ls",
 				Usage:  "list images",
 				Flags:  []cli.Flag{jsonFlag(t)},
-				Action: func(c *cli.Context) error { return runImageLs(c, t) },
+				Action: func(c *cli.Context) error { return runImageLs(c.Context, globals(c), t) },
 			},
 			{
 				Name:      "rm",
@@ -48,36 +53,44 @@ func imageCommand(t *term) *cli.Command {
 					if err := needArgs(c, 1, "NAME"); err != nil {
 						return err
 					}
-					return withEnv(c, t, func(e *persist.Env) error {
-						if err := e.RemoveImage(c.Context, c.Args().Get(0)); err != nil {
-							return err
-						}
-						fmt.Fprintf(t.out, "removed image %s\n", c.Args().Get(0))
-						return nil
-					})
+					return runImageRm(c.Context, imageRmOptions{Name: c.Args().Get(0)}, globals(c), t)
 				},
 			},
 		},
 	}
 }
 
-func runImageImport(c *cli.Context, t *term, imgName, source string) error {
-	var src snapshot.Source
+// imageImportOptions are the options of image import.
+type imageImportOptions struct {
+	Name   string
+	Source string // a directory, a tar file, or "-" for stdin
+	Limits persist.ImportLimits
+}
+
+// imageImportFlags parses the arguments and flags of image import.
+func imageImportFlags(c *cli.Context) (imageImportOptions, error) {
+	o := imageImportOptions{Name: c.Args().Get(0), Source: c.Args().Get(1)}
 	if c.IsSet("max-bytes") {
 		n, err := units.ParseSize(c.String("max-bytes"))
 		if err != nil {
-			return usageError("--max-bytes: %v", err)
+			return o, usageError("--max-bytes: %v", err)
 		}
 		if n <= 0 {
-			return usageError("--max-bytes must be more than 0")
+			return o, usageError("--max-bytes must be more than 0")
 		}
-		src.Limits.MaxBytes = n
+		o.Limits.MaxBytes = n
 	}
 	if c.IsSet("max-files") {
-		if src.Limits.MaxFiles = c.Int64("max-files"); src.Limits.MaxFiles <= 0 {
-			return usageError("--max-files must be at least 1")
+		if o.Limits.MaxFiles = c.Int64("max-files"); o.Limits.MaxFiles <= 0 {
+			return o, usageError("--max-files must be at least 1")
 		}
 	}
+	return o, nil
+}
+
+func runImageImport(ctx context.Context, o imageImportOptions, g globalOptions, t *term) error {
+	src := persist.ImageSource{Limits: o.Limits}
+	imgName, source := o.Name, o.Source
 	if source == "-" {
 		src.Tar = t.in
 	} else {
@@ -100,12 +113,8 @@ func runImageImport(c *cli.Context, t *term, imgName, source string) error {
 			src.Tar = f
 		}
 	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		p := t.progress()
-		img, err := e.ImportImage(c.Context, imgName, src, func(files, bytes int64) {
-			p.printf("importing %s: %d files, %s", imgName, files, units.FormatSize(bytes))
-		})
-		p.done()
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		img, err := e.ImportImage(ctx, imgName, src)
 		if err != nil {
 			return err
 		}
@@ -121,8 +130,21 @@ type imageJSON struct {
 	Created time.Time `json:"created"`
 }
 
-func runImageLs(c *cli.Context, t *term) error {
-	return withEnv(c, t, func(e *persist.Env) error {
+// imageRmOptions are the options of image rm.
+type imageRmOptions struct{ Name string }
+
+func runImageRm(ctx context.Context, o imageRmOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		if err := e.RemoveImage(ctx, o.Name); err != nil {
+			return err
+		}
+		fmt.Fprintf(t.out, "removed image %s\n", o.Name)
+		return nil
+	})
+}
+
+func runImageLs(ctx context.Context, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		imgs, err := e.Images()
 		if err != nil {
 			return err
@@ -141,4 +163,13 @@ func runImageLs(c *cli.Context, t *term) error {
 		}
 		return w.Flush()
 	})
+}
+
+// thousands writes n with a comma between groups of three digits.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 // recordJSON is a record as scripts see it (SPEC.md field names).
@@ -41,7 +40,7 @@ type recordJSON struct {
 	Link      string            `json:"link,omitempty"`
 }
 
-func toRecordJSON(r *store.Record) recordJSON {
+func toRecordJSON(r *persist.Record) recordJSON {
 	text, exact := escape.JSON(r.Path)
 	return recordJSON{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
 		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
@@ -49,7 +48,7 @@ func toRecordJSON(r *store.Record) recordJSON {
 }
 
 // recordsJSON converts records for a JSON listing (never null).
-func recordsJSON(recs []*store.Record) []recordJSON {
+func recordsJSON(recs []*persist.Record) []recordJSON {
 	out := []recordJSON{}
 	for _, r := range recs {
 		out = append(out, toRecordJSON(r))
@@ -67,7 +66,12 @@ func persistedCommand(t *term) *cli.Command {
 				Usage:     "list what the next open lays over the image",
 				ArgsUsage: "SANDBOX",
 				Flags:     []cli.Flag{jsonFlag(t)},
-				Action:    func(c *cli.Context) error { return runPersistedLs(c, t) },
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 1, "SANDBOX"); err != nil {
+						return err
+					}
+					return runPersistedLs(c.Context, persistedOptions{Sandbox: c.Args().Get(0)}, globals(c), t)
+				},
 			},
 			{
 				Name:      "cat",
@@ -78,15 +82,8 @@ func persistedCommand(t *term) *cli.Command {
 					if err := needArgs(c, 2, "SANDBOX PATH [--session N]"); err != nil {
 						return err
 					}
-					return withEnv(c, t, func(e *persist.Env) error {
-						f, err := openVersion(c.Context, e, c.Args().Get(0), c.Args().Get(1), c.Uint64("session"))
-						if err != nil {
-							return err
-						}
-						defer f.Close()
-						_, err = io.Copy(t.out, f)
-						return err
-					})
+					o := persistedOptions{Sandbox: c.Args().Get(0), Path: c.Args().Get(1), Session: c.Uint64("session")}
+					return runPersistedCat(c.Context, o, globals(c), t)
 				},
 			},
 			{
@@ -94,25 +91,42 @@ func persistedCommand(t *term) *cli.Command {
 				Usage:     "copy a persisted file out to the host (never through a symlink at DEST)",
 				ArgsUsage: "SANDBOX PATH DEST",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "overwrite DEST"}},
-				Action:    func(c *cli.Context) error { return runPersistedExport(c, t) },
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 3, "SANDBOX PATH DEST [--force]"); err != nil {
+						return err
+					}
+					o := persistedOptions{Sandbox: c.Args().Get(0), Path: c.Args().Get(1), Dest: c.Args().Get(2), Force: c.Bool("force")}
+					return runPersistedExport(c.Context, o, globals(c), t)
+				},
 			},
 			{
 				Name:      "history",
 				Usage:     "every version of a path across sessions",
 				ArgsUsage: "SANDBOX PATH",
 				Flags:     []cli.Flag{jsonFlag(t)},
-				Action:    func(c *cli.Context) error { return runPersistedHistory(c, t) },
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 2, "SANDBOX PATH"); err != nil {
+						return err
+					}
+					return runPersistedHistory(c.Context, persistedOptions{Sandbox: c.Args().Get(0), Path: c.Args().Get(1)}, globals(c), t)
+				},
 			},
 		},
 	}
 }
 
-func runPersistedLs(c *cli.Context, t *term) error {
-	if err := needArgs(c, 1, "SANDBOX"); err != nil {
-		return err
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		recs, err := e.Persisted(c.Context, c.Args().Get(0))
+// persistedOptions are the options of the persisted commands.
+type persistedOptions struct {
+	Sandbox string
+	Path    string // cat, export, history
+	Session uint64 // cat: the version of this session, 0 for the current
+	Dest    string // export
+	Force   bool   // export: overwrite Dest
+}
+
+func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		recs, err := e.Persisted(ctx, o.Sandbox)
 		if err != nil {
 			return err
 		}
@@ -146,13 +160,22 @@ func openVersion(ctx context.Context, e *persist.Env, sandbox, path string, sess
 	return e.OpenRecord(r)
 }
 
-func runPersistedExport(c *cli.Context, t *term) error {
-	if err := needArgs(c, 3, "SANDBOX PATH DEST [--force]"); err != nil {
+func runPersistedCat(ctx context.Context, o persistedOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		f, err := openVersion(ctx, e, o.Sandbox, o.Path, o.Session)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(t.out, f)
 		return err
-	}
-	dest := c.Args().Get(2)
-	return withEnv(c, t, func(e *persist.Env) error {
-		src, err := openVersion(c.Context, e, c.Args().Get(0), c.Args().Get(1), 0)
+	})
+}
+
+func runPersistedExport(ctx context.Context, o persistedOptions, g globalOptions, t *term) error {
+	dest := o.Dest
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		src, err := openVersion(ctx, e, o.Sandbox, o.Path, 0)
 		if err != nil {
 			return err
 		}
@@ -161,7 +184,7 @@ func runPersistedExport(c *cli.Context, t *term) error {
 			if fi.IsDir() {
 				return fmt.Errorf("%s is a directory: give the file name to write", dest)
 			}
-			if !c.Bool("force") {
+			if !o.Force {
 				return fmt.Errorf("%s exists (use --force to overwrite it)", dest)
 			}
 		} else if !errors.Is(err, os.ErrNotExist) {
@@ -185,7 +208,7 @@ func runPersistedExport(c *cli.Context, t *term) error {
 		}
 		tmp.Close()
 		flags := uint(unix.RENAME_NOREPLACE)
-		if c.Bool("force") {
+		if o.Force {
 			flags = 0
 		}
 		if err := unix.Renameat2(unix.AT_FDCWD, tmp.Name(), unix.AT_FDCWD, dest, flags); err != nil {
@@ -197,17 +220,14 @@ func runPersistedExport(c *cli.Context, t *term) error {
 		if err := syncDir(filepath.Dir(dest)); err != nil {
 			return err
 		}
-		fmt.Fprintf(t.out, "exported %s to %s\n", name(c.Args().Get(1)), dest)
+		fmt.Fprintf(t.out, "exported %s to %s\n", name(o.Path), dest)
 		return nil
 	})
 }
 
-func runPersistedHistory(c *cli.Context, t *term) error {
-	if err := needArgs(c, 2, "SANDBOX PATH"); err != nil {
-		return err
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		recs, err := e.History(c.Context, c.Args().Get(0), c.Args().Get(1))
+func runPersistedHistory(ctx context.Context, o persistedOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		recs, err := e.History(ctx, o.Sandbox, o.Path)
 		if err != nil {
 			return err
 		}
@@ -215,7 +235,7 @@ func runPersistedHistory(c *cli.Context, t *term) error {
 			return t.printJSON(recordsJSON(recs))
 		}
 		if len(recs) == 0 {
-			return fmt.Errorf("%s has no record of %s", c.Args().Get(0), name(c.Args().Get(1)))
+			return fmt.Errorf("%s has no record of %s", o.Sandbox, name(o.Path))
 		}
 		w := t.table()
 		fmt.Fprintln(w, "RECORD\tSESSION\tKIND\tSIZE\tDIGEST\tSTATUS\tEXCEPTION")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 func reviewCommand(t *term) *cli.Command {
@@ -23,14 +23,28 @@ func reviewCommand(t *term) *cli.Command {
 				Usage:     "list the records that wait for review",
 				ArgsUsage: "[SANDBOX]",
 				Flags:     []cli.Flag{jsonFlag(t)},
-				Action:    func(c *cli.Context) error { return runReviewLs(c, t) },
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 1 {
+						return usageError("usage: spillway review ls [SANDBOX]")
+					}
+					return runReviewLs(c.Context, reviewOptions{Sandbox: c.Args().First()}, globals(c), t)
+				},
 			},
 			{
 				Name:      "show",
 				Usage:     "show a record, its exception and a diff against the previous version",
 				ArgsUsage: "ID",
 				Flags:     []cli.Flag{jsonFlag(t)},
-				Action:    func(c *cli.Context) error { return runReviewShow(c, t) },
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 1, "ID"); err != nil {
+						return err
+					}
+					ids, err := parseRecordIDs(c.Args().Slice())
+					if err != nil {
+						return err
+					}
+					return runReviewShow(c.Context, reviewOptions{IDs: ids}, globals(c), t)
+				},
 			},
 			{
 				Name:      "approve",
@@ -39,15 +53,34 @@ func reviewCommand(t *term) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "all", Usage: "approve every pending record of SANDBOX"},
 					&cli.StringFlag{Name: "note", Usage: "a note kept with the decision"},
+					jsonFlag(t),
 				},
-				Action: func(c *cli.Context) error { return runReviewApprove(c, t) },
+				Action: func(c *cli.Context) error {
+					o, err := reviewApproveFlags(c)
+					if err != nil {
+						return err
+					}
+					return runReviewApprove(c.Context, o, globals(c), t)
+				},
 			},
 			{
 				Name:      "reject",
 				Usage:     "reject pending records: the previous version returns, or the path goes",
 				ArgsUsage: "ID... --reason TEXT",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the change is rejected (required)"}},
-				Action:    func(c *cli.Context) error { return runReviewReject(c, t) },
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the change is rejected (required)"}, jsonFlag(t)},
+				Action: func(c *cli.Context) error {
+					if c.NArg() == 0 {
+						return usageError("usage: spillway review reject ID... --reason TEXT")
+					}
+					ids, err := parseRecordIDs(c.Args().Slice())
+					if err != nil {
+						return err
+					}
+					if strings.TrimSpace(c.String("reason")) == "" {
+						return usageError("--reason is required: say why the change is rejected")
+					}
+					return runReviewReject(c.Context, reviewOptions{IDs: ids, Text: c.String("reason")}, globals(c), t)
+				},
 			},
 		},
 	}
@@ -66,23 +99,28 @@ func parseRecordIDs(args []string) ([]uint64, error) {
 	return ids, nil
 }
 
-func runReviewLs(c *cli.Context, t *term) error {
-	if c.NArg() > 1 {
-		return usageError("usage: spillway review ls [SANDBOX]")
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
+// reviewOptions are the options of the review commands.
+type reviewOptions struct {
+	Sandbox string   // ls, approve --all
+	All     bool     // approve every pending record of Sandbox
+	IDs     []uint64 // show (one), approve, reject
+	Text    string   // approve: the note; reject: the reason
+}
+
+func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		// Rows print as they are read, in pages of reviewPage, so the
 		// first page of a long list shows at once.
 		if t.json {
 			arr := t.jsonArray()
-			if err := e.ReviewEach(c.Context, c.Args().First(), func(r *store.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
+			if err := e.ReviewEach(ctx, o.Sandbox, func(r *persist.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
 				return err
 			}
 			return arr.close()
 		}
 		w := t.table()
 		n := 0
-		err := e.ReviewEach(c.Context, c.Args().First(), func(r *store.Record) error {
+		err := e.ReviewEach(ctx, o.Sandbox, func(r *persist.Record) error {
 			if n == 0 {
 				fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
 			}
@@ -105,63 +143,113 @@ func runReviewLs(c *cli.Context, t *term) error {
 	})
 }
 
-func runReviewApprove(c *cli.Context, t *term) error {
-	note := c.String("note")
-	if c.Bool("all") {
+// reviewApproveFlags parses the arguments and flags of review approve.
+func reviewApproveFlags(c *cli.Context) (reviewOptions, error) {
+	o := reviewOptions{Text: c.String("note"), All: c.Bool("all")}
+	if o.All {
 		if c.NArg() != 1 {
-			return usageError("usage: spillway review approve --all SANDBOX [--note TEXT]")
+			return o, usageError("usage: spillway review approve --all SANDBOX [--note TEXT]")
 		}
-		return withEnv(c, t, func(e *persist.Env) error {
-			d, err := e.ApproveAll(c.Context, c.Args().First(), note)
-			if err == nil && len(d.Records) == 0 {
-				fmt.Fprintf(t.out, "nothing to review in %s\n", c.Args().First())
-				return nil
-			}
-			return printDecided(t, "approved", d, err)
-		})
+		o.Sandbox = c.Args().First()
+		return o, nil
 	}
 	if c.NArg() == 0 {
-		return usageError("usage: spillway review approve ID... | --all SANDBOX [--note TEXT]")
+		return o, usageError("usage: spillway review approve ID... | --all SANDBOX [--note TEXT]")
 	}
-	ids, err := parseRecordIDs(c.Args().Slice())
-	if err != nil {
-		return err
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		d, err := e.Approve(c.Context, ids, note)
-		return printDecided(t, "approved", d, err)
+	var err error
+	o.IDs, err = parseRecordIDs(c.Args().Slice())
+	return o, err
+}
+
+func runReviewApprove(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		if o.All {
+			d, err := e.ApproveAll(ctx, o.Sandbox, o.Text)
+			if err == nil && len(d.Records) == 0 && !t.json {
+				fmt.Fprintf(t.out, "nothing to review in %s\n", o.Sandbox)
+				return nil
+			}
+			return printDecided(t, "approved", d, true, err)
+		}
+		d, err := e.Approve(ctx, o.IDs, o.Text)
+		return printDecided(t, "approved", d, false, err)
 	})
 }
 
-func runReviewReject(c *cli.Context, t *term) error {
-	if c.NArg() == 0 {
-		return usageError("usage: spillway review reject ID... --reason TEXT")
-	}
-	ids, err := parseRecordIDs(c.Args().Slice())
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(c.String("reason")) == "" {
-		return usageError("--reason is required: say why the change is rejected")
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		d, err := e.Reject(c.Context, ids, c.String("reason"))
-		return printDecided(t, "rejected", d, err)
+func runReviewReject(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		d, err := e.Reject(ctx, o.IDs, o.Text)
+		return printDecided(t, "rejected", d, false, err)
 	})
+}
+
+// decidedJSON is approve and reject --json: every decided record id and
+// the effect on each sandbox.
+type decidedJSON struct {
+	Records   []uint64             `json:"records"`
+	Sandboxes []decidedSandboxJSON `json:"sandboxes"`
+}
+
+type decidedSandboxJSON struct {
+	Name           string   `json:"name"`
+	Records        []uint64 `json:"records"`
+	Generation     uint64   `json:"generation"`
+	Changed        bool     `json:"changed"`
+	Open           bool     `json:"open"`
+	OpenGeneration uint64   `json:"open_generation,omitempty"`
+}
+
+// shownIDs is how many record ids a line names before it counts the rest.
+const shownIDs = 10
+
+// idList names ids as "r1 r2 r3", or, past shownIDs, the first three and a
+// count of the rest.
+func idList(ids []uint64) string {
+	n := len(ids)
+	if n > shownIDs {
+		ids = ids[:3]
+	}
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = "r" + strconv.FormatUint(id, 10)
+	}
+	s := strings.Join(names, " ")
+	if n > len(ids) {
+		s += fmt.Sprintf(" and %d more", n-len(ids))
+	}
+	return s
 }
 
 // printDecided says what a decision did, also what the batches before a
-// failure did.
-func printDecided(t *term, verb string, d *persist.Decided, err error) error {
+// failure did: the record ids (counted for --all, or past shownIDs), and
+// every id with --json.
+func printDecided(t *term, verb string, d *persist.Decided, all bool, err error) error {
 	if d == nil {
 		return err
 	}
-	for _, s := range d.Sandboxes {
-		var ids []string
-		for _, id := range s.Records {
-			ids = append(ids, "r"+strconv.FormatUint(id, 10))
+	if t.json {
+		out := decidedJSON{Records: []uint64{}, Sandboxes: []decidedSandboxJSON{}}
+		for _, r := range d.Records {
+			out.Records = append(out.Records, r.ID)
 		}
-		fmt.Fprintf(t.out, "%s %s\n", verb, strings.Join(ids, " "))
+		for _, s := range d.Sandboxes {
+			j := decidedSandboxJSON{Name: s.Name, Records: s.Records, Generation: s.Generation, Changed: s.Changed, Open: s.Open}
+			if s.Open {
+				j.OpenGeneration = s.OpenGeneration
+			}
+			out.Sandboxes = append(out.Sandboxes, j)
+		}
+		if perr := t.printJSON(out); err == nil {
+			err = perr
+		}
+		return err
+	}
+	for _, s := range d.Sandboxes {
+		if all {
+			fmt.Fprintf(t.out, "%s %d records of %s\n", verb, len(s.Records), s.Name)
+		} else {
+			fmt.Fprintf(t.out, "%s %s\n", verb, idList(s.Records))
+		}
 		switch {
 		case !s.Changed:
 			fmt.Fprintf(t.out, "%s: generation %d (unchanged: the persisted state is the same)\n", s.Name, s.Generation)
@@ -175,7 +263,7 @@ func printDecided(t *term, verb string, d *persist.Decided, err error) error {
 }
 
 // recordStatus says where a record stands, for people.
-func recordStatus(r *store.Record) string {
+func recordStatus(r *persist.Record) string {
 	var s string
 	switch r.Status {
 	case change.StatusPending:

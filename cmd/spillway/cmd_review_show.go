@@ -1,11 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
@@ -28,16 +27,9 @@ type reviewShowJSON struct {
 	DiffNote  string         `json:"diff_note,omitempty"`
 }
 
-func runReviewShow(c *cli.Context, t *term) error {
-	if err := needArgs(c, 1, "ID"); err != nil {
-		return err
-	}
-	ids, err := parseRecordIDs(c.Args().Slice())
-	if err != nil {
-		return err
-	}
-	return withEnv(c, t, func(e *persist.Env) error {
-		rep, err := e.ReviewShow(ids[0])
+func runReviewShow(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		rep, err := e.ReviewShow(o.IDs[0])
 		if err != nil {
 			return err
 		}

@@ -14,11 +14,13 @@ import (
 
 	"github.com/spillway/spillway/internal/container"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
+	"github.com/spillway/spillway/sandboxrun"
 )
 
 // runOptions are the options of run and shell.
 type runOptions struct {
+	Sandbox string
+	Args    []string // CMD and its arguments
 	User    string
 	Net     string
 	Close   bool
@@ -50,8 +52,9 @@ func runCommand(t *term) *cli.Command {
 			if c.NArg() < 2 {
 				return usageError("usage: spillway run NAME [--user UID[:GID]] [--net none|host] [--close] [-t] -- CMD [ARG…]")
 			}
-			o := runOptions{User: c.String("user"), Net: c.String("net"), Close: c.Bool("close"), TTY: c.Bool("t"), Runtime: c.String("runtime")}
-			return runRun(c, t, o, c.Args().First(), c.Args().Tail())
+			o := runOptions{Sandbox: c.Args().First(), Args: c.Args().Tail(),
+				User: c.String("user"), Net: c.String("net"), Close: c.Bool("close"), TTY: c.Bool("t"), Runtime: c.String("runtime")}
+			return runRun(c.Context, o, globals(c), t)
 		},
 	}
 }
@@ -66,15 +69,16 @@ func shellCommand(t *term) *cli.Command {
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
 			}
-			o := runOptions{Net: container.NetNone, TTY: true, Runtime: c.String("runtime")}
-			return runRun(c, t, o, c.Args().First(), []string{"/bin/sh"})
+			o := runOptions{Sandbox: c.Args().First(), Args: []string{"/bin/sh"}, Net: container.NetNone, TTY: true, Runtime: c.String("runtime")}
+			return runRun(c.Context, o, globals(c), t)
 		},
 	}
 }
 
-// runRun opens the sandbox, registers the run and releases the state
-// directory, runs CMD, then cleans up and, with --close, closes.
-func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string) error {
+// runRun checks the options, then runs CMD as a container through
+// sandboxrun.Run (open, register, run, clean up and, with --close, close).
+func runRun(ctx context.Context, o runOptions, g globalOptions, t *term) error {
+	sandbox, args := o.Sandbox, o.Args
 	if o.Net != container.NetNone && o.Net != container.NetHost {
 		return usageError("unknown --net %q: use none or host", o.Net)
 	}
@@ -94,57 +98,25 @@ func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string
 		return err
 	}
 
-	var (
-		book  *container.Book
-		entry *container.Entry
-		root  string
-	)
-	err = withEnv(c, t, func(e *persist.Env) error {
-		opened, err := e.OpenSandbox(c.Context, sandbox)
-		if err != nil {
-			return err
-		}
-		for _, s := range opened.Skipped {
-			t.warnf("persisted path not applied: %s", name(s))
-		}
-		// Registered under the lock: a close that takes it next sees the run.
-		root = opened.Path
-		book = &container.Book{Dir: runDir(e.Root), Runtime: rt}
-		entry, err = book.Register(c.Context, sandbox)
-		return err
-	})
-	if err != nil {
-		if entry != nil {
-			book.Done(context.WithoutCancel(c.Context), entry)
-		}
-		return err
-	}
-
-	// CMD runs without the store, the snapshotter or the lock held.
-	ctx := context.WithoutCancel(c.Context)
-	code, runErr := book.Exec(ctx, entry, container.Process{
-		RootFS: root, Args: args, User: o.User, Net: o.Net, TTY: o.TTY, Hostname: sandbox,
-		Stdin: t.in, Stdout: t.out, Stderr: t.err,
-	})
-	if err := book.Done(ctx, entry); err != nil && runErr == nil {
-		runErr = err
-	}
-	// CMD never ran (127, 126, 125): one line, then --close as usual.
-	var se *container.StartError
-	if errors.As(runErr, &se) {
-		t.errorf(fmt.Errorf("run %s: %w", sandbox, se))
-		code, runErr = se.Code, nil
-	}
-	if runErr != nil {
-		return runErr
+	proc := container.Process{Args: args, User: o.User, Net: o.Net, TTY: o.TTY, Stdin: t.in, Stdout: t.out, Stderr: t.err}
+	ro := sandboxrun.Options{
+		Runtime: rt,
+		Warn:    func(msg string) { t.warnf("%s", msg) },
+		// CMD never ran (127, 126, 125): one line, then --close as usual.
+		NotStarted: func(se *container.StartError) { t.errorf(fmt.Errorf("run %s: %w", sandbox, se)) },
 	}
 	if o.Close {
-		if err := closeAfterRun(c, t, sandbox); err != nil {
-			t.errorf(fmt.Errorf("close %s: %w", sandbox, err))
-			if code == 0 {
-				code = exitError
-			}
+		ro.Close = func(ctx context.Context) error { return closeAfterRun(ctx, g, t, sandbox) }
+	}
+	code, err := sandboxrun.Run(ctx, envOptions(g, t), sandbox, sandboxrun.Container(proc), ro)
+	var ce *sandboxrun.CloseError
+	if errors.As(err, &ce) {
+		t.errorf(ce)
+		if code == 0 {
+			code = exitError
 		}
+	} else if err != nil {
+		return err
 	}
 	if code != 0 {
 		return &exitStatus{code: code}
@@ -155,48 +127,14 @@ func runRun(c *cli.Context, t *term, o runOptions, sandbox string, args []string
 // closeAfterRun closes the sandbox for run --close, printing the summary on
 // stderr: stdout is CMD's. Signals now interrupt the close (which a later
 // close finishes) instead of going to CMD.
-func closeAfterRun(c *cli.Context, t *term, sandbox string) error {
-	ctx, stop := signal.NotifyContext(context.WithoutCancel(c.Context), os.Interrupt, syscall.SIGTERM)
+func closeAfterRun(ctx context.Context, g globalOptions, t *term, sandbox string) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c.Context = ctx
-	return runClose(c, &term{in: t.in, out: t.err, err: t.err}, sandbox, false, false)
+	return runClose(ctx, closeOptions{Sandbox: sandbox}, g, &term{in: t.in, out: t.err, err: t.err})
 }
 
-// runDir is where the runs of a state directory are kept (package container).
-func runDir(root string) string { return filepath.Join(root, "run") }
-
-// beforeUnmount refuses to close while a run of the sandbox is alive, or
-// stops every such run with force. Runs whose spillway is gone are cleaned.
-func beforeUnmount(t *term, force bool) func(context.Context, *store.Sandbox) error {
-	return func(ctx context.Context, sb *store.Sandbox) error {
-		root, err := stateRootOf(sb)
-		if err != nil {
-			return err
-		}
-		book := &container.Book{Dir: runDir(root)}
-		live, err := book.Live(ctx, sb.Name)
-		if err != nil || len(live) == 0 {
-			return err
-		}
-		if !force {
-			r := live[0]
-			return fmt.Errorf("sandbox %s is in use by `spillway run` (pid %d, container %s); stop it or use close --force", sb.Name, r.PID, r.ID)
-		}
-		var errs []error
-		for _, r := range live {
-			t.warnf("stopping run of %s (pid %d, container %s)", sb.Name, r.PID, r.ID)
-			errs = append(errs, book.Stop(ctx, r))
-		}
-		return errors.Join(errs...)
-	}
-}
-
-// stateRootOf finds the state directory from an open sandbox's root, which
-// persist mounts at <root>/mnt/<name>.
-func stateRootOf(sb *store.Sandbox) (string, error) {
-	mnt := filepath.Dir(sb.Path)
-	if filepath.Base(mnt) != "mnt" || filepath.Base(sb.Path) != sb.Name {
-		return "", fmt.Errorf("sandbox %s: unexpected root path %s", sb.Name, sb.Path)
-	}
-	return filepath.Dir(mnt), nil
+// beforeUnmount is close's hook that refuses while `spillway run` uses the
+// sandbox, or stops those runs with force (package sandboxrun).
+func beforeUnmount(e *persist.Env, t *term, force bool) func(context.Context, *persist.Sandbox) error {
+	return sandboxrun.BeforeUnmount(e, force, func(msg string) { t.warnf("%s", msg) })
 }

@@ -1,13 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 func createCommand(t *term) *cli.Command {
@@ -23,16 +23,22 @@ func createCommand(t *term) *cli.Command {
 			if c.String("image") == "" {
 				return usageError("usage: spillway create NAME --image IMAGE (--image is required)")
 			}
-			return withEnv(c, t, func(e *persist.Env) error {
-				n := c.Args().Get(0)
-				if err := e.CreateSandbox(n, c.String("image")); err != nil {
-					return err
-				}
-				fmt.Fprintf(t.out, "created sandbox %s from image %s\n", n, c.String("image"))
-				return nil
-			})
+			return runCreate(c.Context, createOptions{Name: c.Args().Get(0), Image: c.String("image")}, globals(c), t)
 		},
 	}
+}
+
+// createOptions are the options of create.
+type createOptions struct{ Name, Image string }
+
+func runCreate(ctx context.Context, o createOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		if err := e.CreateSandbox(o.Name, o.Image); err != nil {
+			return err
+		}
+		fmt.Fprintf(t.out, "created sandbox %s from image %s\n", o.Name, o.Image)
+		return nil
+	})
 }
 
 type mountJSON struct {
@@ -59,29 +65,34 @@ func openCommand(t *term) *cli.Command {
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
 			}
-			return withEnv(c, t, func(e *persist.Env) error {
-				p := t.progress()
-				e.Progress = p.printf
-				o, err := e.OpenSandbox(c.Context, c.Args().Get(0))
-				p.done()
-				if err != nil {
-					return err
-				}
-				for _, s := range o.Skipped {
-					t.warnf("persisted path not applied: %s", name(s))
-				}
-				if !t.json {
-					fmt.Fprintln(t.out, o.Path)
-					return nil
-				}
-				out := openJSON{Name: o.Name, Path: o.Path, Session: o.Session, Generation: o.Generation, Mounts: []mountJSON{}}
-				for _, m := range o.Mounts {
-					out.Mounts = append(out.Mounts, mountJSON{Type: m.Type, Source: m.Source, Options: m.Options})
-				}
-				return t.printJSON(out)
-			})
+			return runOpen(c.Context, sandboxOptions{Name: c.Args().Get(0)}, globals(c), t)
 		},
 	}
+}
+
+// sandboxOptions are the options of a command about one sandbox that has
+// no flags of its own (open, path).
+type sandboxOptions struct{ Name string }
+
+func runOpen(ctx context.Context, so sandboxOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		o, err := e.OpenSandbox(ctx, so.Name)
+		if err != nil {
+			return err
+		}
+		for _, s := range o.Skipped {
+			t.warnf("persisted path not applied: %s", name(s))
+		}
+		if !t.json {
+			fmt.Fprintln(t.out, o.Path)
+			return nil
+		}
+		out := openJSON{Name: o.Name, Path: o.Path, Session: o.Session, Generation: o.Generation, Mounts: []mountJSON{}}
+		for _, m := range o.Mounts {
+			out.Mounts = append(out.Mounts, mountJSON{Type: m.Type, Source: m.Source, Options: m.Options})
+		}
+		return t.printJSON(out)
+	})
 }
 
 func pathCommand(t *term) *cli.Command {
@@ -93,54 +104,60 @@ func pathCommand(t *term) *cli.Command {
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
 			}
-			return withEnv(c, t, func(e *persist.Env) error {
-				sbs, err := e.Sandboxes(c.Context)
-				if err != nil {
-					return err
-				}
-				for _, sb := range sbs {
-					if sb.Name == c.Args().Get(0) {
-						if sb.State != store.StateOpen {
-							return fmt.Errorf("sandbox %s is %s (open it with: spillway open %s)", sb.Name, sb.State, sb.Name)
-						}
-						fmt.Fprintln(t.out, e.MountPath(sb.Name))
-						return nil
-					}
-				}
-				return &persist.NotFoundError{Kind: "sandbox", Name: c.Args().Get(0)}
-			})
+			return runPath(c.Context, sandboxOptions{Name: c.Args().Get(0)}, globals(c), t)
 		},
 	}
 }
 
+func runPath(ctx context.Context, o sandboxOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		sbs, err := e.Sandboxes(ctx)
+		if err != nil {
+			return err
+		}
+		for _, sb := range sbs {
+			if sb.Name == o.Name {
+				if sb.State != persist.StateOpen {
+					return fmt.Errorf("sandbox %s is %s (open it with: spillway open %s)", sb.Name, sb.State, sb.Name)
+				}
+				fmt.Fprintln(t.out, e.MountPath(sb.Name))
+				return nil
+			}
+		}
+		return &persist.NotFoundError{Kind: "sandbox", Name: o.Name}
+	})
+}
+
 func lsCommand(t *term) *cli.Command {
 	return &cli.Command{
-		Name:  "ls",
-		Usage: "list sandboxes",
-		Flags: []cli.Flag{jsonFlag(t)},
-		Action: func(c *cli.Context) error {
-			return withEnv(c, t, func(e *persist.Env) error {
-				sbs, err := e.Sandboxes(c.Context)
-				if err != nil {
-					return err
-				}
-				if t.json {
-					return t.printJSON(sbs)
-				}
-				w := t.table()
-				fmt.Fprintln(w, "NAME\tIMAGE\tSTATE\tSESSION\tGENERATION\tPERSISTED\tPENDING")
-				for _, s := range sbs {
-					gen := fmt.Sprint(s.Generation)
-					if s.State == store.StateOpen && s.OpenGeneration != s.Generation {
-						gen = fmt.Sprintf("%d (open on %d; the newer one applies at next open)", s.Generation, s.OpenGeneration)
-					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d files, %s\t%d\n", s.Name, s.Image, s.State, s.Session, gen,
-						s.PersistedFiles, units.FormatSize(s.PersistedBytes), s.Pending)
-				}
-				return w.Flush()
-			})
-		},
+		Name:   "ls",
+		Usage:  "list sandboxes",
+		Flags:  []cli.Flag{jsonFlag(t)},
+		Action: func(c *cli.Context) error { return runLs(c.Context, globals(c), t) },
 	}
+}
+
+func runLs(ctx context.Context, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		sbs, err := e.Sandboxes(ctx)
+		if err != nil {
+			return err
+		}
+		if t.json {
+			return t.printJSON(sbs)
+		}
+		w := t.table()
+		fmt.Fprintln(w, "NAME\tIMAGE\tSTATE\tSESSION\tGENERATION\tPERSISTED\tPENDING")
+		for _, s := range sbs {
+			gen := fmt.Sprint(s.Generation)
+			if s.State == persist.StateOpen && s.OpenGeneration != s.Generation {
+				gen = fmt.Sprintf("%d (open on %d; the newer one applies at next open)", s.Generation, s.OpenGeneration)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d files, %s\t%d\n", s.Name, s.Image, s.State, s.Session, gen,
+				s.PersistedFiles, units.FormatSize(s.PersistedBytes), s.Pending)
+		}
+		return w.Flush()
+	})
 }
 
 func rmCommand(t *term) *cli.Command {
@@ -153,13 +170,23 @@ func rmCommand(t *term) *cli.Command {
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
 			}
-			return withEnv(c, t, func(e *persist.Env) error {
-				if err := e.RemoveSandbox(c.Context, c.Args().Get(0), c.Bool("force"), beforeUnmount(t, c.Bool("force"))); err != nil {
-					return err
-				}
-				fmt.Fprintf(t.out, "removed sandbox %s\n", c.Args().Get(0))
-				return nil
-			})
+			return runRm(c.Context, rmOptions{Name: c.Args().Get(0), Force: c.Bool("force")}, globals(c), t)
 		},
 	}
+}
+
+// rmOptions are the options of rm.
+type rmOptions struct {
+	Name  string
+	Force bool // close an open sandbox first, discarding everything
+}
+
+func runRm(ctx context.Context, o rmOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		if err := e.RemoveSandbox(ctx, o.Name, o.Force, beforeUnmount(e, t, o.Force)); err != nil {
+			return err
+		}
+		fmt.Fprintf(t.out, "removed sandbox %s\n", o.Name)
+		return nil
+	})
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/sandboxrun"
 )
 
 // Errors reach the command line with an errdefs class (persist/errors.go).
@@ -69,10 +69,10 @@ var listCommand = map[string]string{
 
 // overlayFix words what would make overlay mounts work.
 var overlayFix = map[string]string{
-	snapshot.FixPath:       ": choose another --root, or use --snapshotter native",
-	snapshot.FixFilesystem: ": put --root on ext4, xfs, btrfs or tmpfs, or use --snapshotter native",
-	snapshot.FixPrivilege:  ": run as root, or use --snapshotter native",
-	snapshot.FixKernel:     ", or use --snapshotter native",
+	persist.FixPath:       ": choose another --root, or use --snapshotter native",
+	persist.FixFilesystem: ": put --root on ext4, xfs, btrfs or tmpfs, or use --snapshotter native",
+	persist.FixPrivilege:  ": run as root, or use --snapshotter native",
+	persist.FixKernel:     ", or use --snapshotter native",
 }
 
 // message is err as the command line says it: a library's input named as
@@ -97,8 +97,9 @@ func hint(err error) string {
 		risky *persist.RiskyError
 		link  *persist.LinkedPatternError
 		busy  *persist.BusyError
-		limit *snapshot.LimitError
-		ovl   *snapshot.OverlayError
+		run   *sandboxrun.RunningError
+		limit *persist.LimitError
+		ovl   *persist.OverlayError
 	)
 	switch {
 	case errors.As(err, &nf) && listCommand[nf.Kind] != "":
@@ -115,6 +116,8 @@ func hint(err error) string {
 		return "\nuse --force to add it anyway (it will be marked as forced)"
 	case errors.As(err, &link):
 		return " or use --force"
+	case errors.As(err, &run):
+		return "; stop it or use close --force"
 	case errors.As(err, &busy):
 		return "; close --force stops only `spillway run` processes"
 	case errors.As(err, &limit) && limit.Limit == "MaxBytes":

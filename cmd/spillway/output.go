@@ -13,6 +13,7 @@ import (
 	xterm "golang.org/x/term"
 
 	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/persist"
 )
 
@@ -65,26 +66,20 @@ func isTerminal(w io.Writer) bool {
 	return ok && xterm.IsTerminal(int(f.Fd()))
 }
 
-// progress prints a self-overwriting line on a terminal, nothing elsewhere.
-type progress struct {
-	w  io.Writer
-	on bool
-}
+// termProgress shows a long operation's progress as a self-overwriting
+// line on the error stream (a progress.Progress).
+type termProgress struct{ w io.Writer }
 
-func (t *term) progress() *progress {
-	return &progress{w: t.err, on: isTerminal(t.err) && os.Getenv("SPILLWAY_NO_PROGRESS") == ""}
-}
+func (p termProgress) Update(s progress.Status) { fmt.Fprintf(p.w, "\r\033[K%s", s) }
+func (p termProgress) Done()                    { fmt.Fprint(p.w, "\r\033[K") }
 
-func (p *progress) printf(format string, args ...any) {
-	if p.on {
-		fmt.Fprintf(p.w, "\r\033[K"+format, args...)
+// progress is where long operations report: a terminal line when the error
+// stream is a terminal (and SPILLWAY_NO_PROGRESS is not set), else nothing.
+func (t *term) progress() progress.Progress {
+	if isTerminal(t.err) && os.Getenv("SPILLWAY_NO_PROGRESS") == "" {
+		return termProgress{w: t.err}
 	}
-}
-
-func (p *progress) done() {
-	if p.on {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
+	return progress.None
 }
 
 // name escapes a hostile name for human output.

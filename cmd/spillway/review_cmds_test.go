@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
 
@@ -37,11 +38,17 @@ func init() {
 		if len(args) != 2 {
 			ts.Fatalf("usage: straysnap KEY PARENT")
 		}
+		// The snapshotter in use is the one directory under snapshots/.
 		ctx := context.Background()
-		e, err := persist.OpenEnv(ctx, persist.Options{Root: ts.Getenv("SPILLWAY_ROOT")})
+		dirs, err := filepath.Glob(filepath.Join(ts.Getenv("SPILLWAY_ROOT"), "snapshots", "*"))
 		ts.Check(err)
-		defer e.Close()
-		_, err = e.Snap.Prepare(ctx, args[0], args[1])
+		if len(dirs) != 1 {
+			ts.Fatalf("straysnap: snapshotters %q, want one", dirs)
+		}
+		m, err := snapshot.Open(ctx, dirs[0], filepath.Base(dirs[0]), 10*time.Second)
+		ts.Check(err)
+		defer m.Close()
+		_, err = m.Prepare(ctx, args[0], args[1])
 		ts.Check(err)
 	}
 }
