@@ -65,6 +65,8 @@ func newApp(t *term) *cli.App {
 			auditCommand(t),
 			checkCommand(t),
 			gcCommand(t),
+			recoverCommand(t),
+			configCommand(t),
 			completionCommand(t),
 		},
 	}

@@ -32,6 +32,7 @@ func exceptionCommand(t *term) *cli.Command {
 					&cli.StringFlag{Name: "review", Usage: "after: applied at once, reviewed later; before: held back until approved", Value: exceptions.ReviewAfter},
 					&cli.BoolFlag{Name: "allow-exec", Usage: "keep execute bits"},
 					&cli.BoolFlag{Name: "allow-symlinks", Usage: "persist symlinks as links (never their targets)"},
+					&cli.BoolFlag{Name: "atomic", Usage: "persist all of a session's changes under the rule or, if any is refused, none (the rest go to the recovery area)"},
 					&cli.BoolFlag{Name: "force", Usage: "add a risky rule anyway (marked as forced)"},
 				},
 				Action: func(c *cli.Context) error { return runExceptionAdd(c, t) },
@@ -98,6 +99,7 @@ func runExceptionAdd(c *cli.Context, t *term) error {
 		Review:        c.String("review"),
 		AllowExec:     c.Bool("allow-exec"),
 		AllowSymlinks: c.Bool("allow-symlinks"),
+		Atomic:        c.Bool("atomic"),
 		Forced:        c.Bool("force"),
 	}
 	var err error
@@ -145,6 +147,7 @@ type exceptionJSON struct {
 	Limits    exceptions.Limits `json:"limits"`
 	AllowExec bool              `json:"allow_exec"`
 	AllowSym  bool              `json:"allow_symlinks"`
+	Atomic    bool              `json:"atomic"`
 	Revoked   *time.Time        `json:"revoked,omitempty"`
 	RevokedBy string            `json:"revoked_by,omitempty"`
 	RevokeWhy string            `json:"revoke_reason,omitempty"`
@@ -153,7 +156,7 @@ type exceptionJSON struct {
 func toExceptionJSON(x *exceptions.Exception, now time.Time) exceptionJSON {
 	j := exceptionJSON{ID: x.ID, Sandbox: x.Sandbox, Patterns: x.Patterns, Reason: x.Reason, Created: x.Created,
 		Review: x.Review, State: x.State(now), Forced: x.Forced, Limits: x.EffectiveLimits(),
-		AllowExec: x.AllowExec, AllowSym: x.AllowSymlinks, RevokedBy: x.RevokedBy, RevokeWhy: x.RevokeReason}
+		AllowExec: x.AllowExec, AllowSym: x.AllowSymlinks, Atomic: x.Atomic, RevokedBy: x.RevokedBy, RevokeWhy: x.RevokeReason}
 	if !x.Expires.IsZero() {
 		e := x.Expires
 		j.Expires = &e
@@ -276,7 +279,7 @@ func runExceptionLint(c *cli.Context, t *term) error {
 		}
 		out := []findingJSON{}
 		for _, x := range xs {
-			for _, f := range exceptions.Lint(x) {
+			for _, f := range append(exceptions.Lint(x), exceptions.Suggest(x)...) {
 				out = append(out, findingJSON{x.ID, x.Sandbox, f.Pattern, f.Code, f.Message})
 			}
 		}

@@ -15,7 +15,7 @@ func createCommand(t *term) *cli.Command {
 		Name:      "create",
 		Usage:     "create a closed sandbox bound to an image",
 		ArgsUsage: "NAME --image IMAGE",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: "image", Usage: "the image the sandbox starts from (required)"}},
+		Flags:     append([]cli.Flag{&cli.StringFlag{Name: "image", Usage: "the image the sandbox starts from (required)"}}, retentionFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "NAME --image IMAGE"); err != nil {
 				return err
@@ -23,10 +23,19 @@ func createCommand(t *term) *cli.Command {
 			if c.String("image") == "" {
 				return usageError("usage: spillway create NAME --image IMAGE (--image is required)")
 			}
+			rc, keep, err := retentionChange(c)
+			if err != nil {
+				return err
+			}
 			return withEnv(c, t, func(e *persist.Env) error {
 				n := c.Args().Get(0)
 				if err := e.CreateSandbox(n, c.String("image")); err != nil {
 					return err
+				}
+				if keep {
+					if _, err := e.SetRetention(n, rc); err != nil {
+						return err
+					}
 				}
 				fmt.Fprintf(t.out, "created sandbox %s from image %s\n", n, c.String("image"))
 				return nil
