@@ -13,6 +13,7 @@ import (
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 )
@@ -162,6 +163,7 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 	if err != nil {
 		return nil, err
 	}
+	failpoint.Hit("recover.committed")
 	for _, r := range recs {
 		res.Records = append(res.Records, PersistedFile{Record: r.ID, Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Digest: r.Digest, Exception: r.Exception, Status: r.Status})
 	}
