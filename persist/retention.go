@@ -72,12 +72,13 @@ type Settings struct {
 	RecoveryBytes    int64 `json:"recovery_bytes"` // what the area holds now, root-wide
 }
 
-// FormatDuration prints d the way --keep-* flags accept it (days when whole).
+// FormatDuration prints d the way --keep-* flags accept it: whole days
+// from two days up, else whole hours when it is.
 func FormatDuration(d time.Duration) string {
 	switch {
 	case d == 0:
 		return "0"
-	case d%(24*time.Hour) == 0:
+	case d >= 48*time.Hour && d%(24*time.Hour) == 0:
 		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
 	case d%time.Hour == 0:
 		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
