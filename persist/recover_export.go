@@ -62,7 +62,7 @@ func (e *Env) RecoverExport(ctx context.Context, sandbox, path, dest string, ses
 			continue
 		case x.Type == hostile.TypeDir:
 			if err := w.MkdirAll(rel, 0o755); err != nil {
-				res.Skipped = append(res.Skipped, Skipped{Path: x.Path, PathBytes: exactBytes(x.Path), Reason: err.Error()})
+				res.Skipped = append(res.Skipped, Skipped{Path: x.Path, PathBytes: exactBytes(x.Path), Reason: writeSkip(err)})
 				continue
 			}
 			res.Dirs++
@@ -87,7 +87,7 @@ func (e *Env) RecoverExport(ctx context.Context, sandbox, path, dest string, ses
 		if dir := filepath.Dir(rel); dir != "/" {
 			if err := w.MkdirAll(dir, 0o755); err != nil {
 				r.Close()
-				res.Skipped = append(res.Skipped, Skipped{Path: x.Path, PathBytes: exactBytes(x.Path), Reason: err.Error()})
+				res.Skipped = append(res.Skipped, Skipped{Path: x.Path, PathBytes: exactBytes(x.Path), Reason: writeSkip(err)})
 				continue
 			}
 		}
@@ -115,6 +115,14 @@ func (v verifyAtEOF) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// writeSkip says why an entry could not be written at the destination.
+func writeSkip(err error) string {
+	if errors.Is(err, hostile.ErrTooDeep) {
+		return RefuseTooDeep
+	}
+	return err.Error()
 }
 
 func skipReason(err error) string {
