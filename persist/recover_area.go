@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/failpoint"
 )
 
 // The recovery area of a sandbox is <root>/recovery/<sandbox>/<session>/,
@@ -200,6 +202,7 @@ func (e *Env) removeSessionDir(sandbox string, n uint64) error {
 		return fmt.Errorf("remove recovery area of %s session %d: %w", sandbox, n, err)
 	}
 	syncDir(filepath.Dir(dir))
+	failpoint.Hit("retention.session-removed")
 	os.Remove(filepath.Join(e.recoveryDir(), sandbox)) // only when empty
 	rm := exec.Command("rm", "-rf", "--one-file-system", "--", dst)
 	rm.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 )
@@ -79,7 +78,6 @@ func (e *Env) applyRetention(sandbox string, _ bool) (Dropped, error) {
 			if err := e.removeSessionDir(sandbox, rs.n); err != nil {
 				return d, err
 			}
-			failpoint.Hit("retention.session-removed")
 			d.Sessions++
 			d.Bytes += rs.bytes()
 		case !discLive && !rs.discardedGone && rs.info.DiscardedBytes >= 0:
@@ -116,7 +114,6 @@ func (e *Env) enforceCap() (Dropped, error) {
 		if err := e.removeSessionDir(rs.sandbox, rs.n); err != nil {
 			return d, err
 		}
-		failpoint.Hit("retention.session-removed")
 		total -= rs.bytes()
 		d.Sessions++
 		d.Bytes += rs.bytes()
