@@ -118,9 +118,7 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 // until when. Trouble here never fails the committed close: it is
 // reported, and gc tries again.
 func (e *Env) retainAfterClose(sb *store.Sandbox, sum *CloseSummary) {
-	r := retentionOf(sb)
-	rs := e.loadSession(sb.Name, sb.Session)
-	if keepsNothing(r) && sum.Manifest != "" {
+	if keepsNothing(retentionOf(sb)) && sum.Manifest != "" {
 		// Nothing is kept, not even the list: keep it open for the
 		// summary's full list of refusals.
 		if f, err := os.Open(sum.Manifest); err == nil {
@@ -134,17 +132,25 @@ func (e *Env) retainAfterClose(sb *store.Sandbox, sum *CloseSummary) {
 	if _, err := e.enforceCap(); err != nil {
 		e.warnf("recovery area: %v", err)
 	}
+	sum.Recovery = e.keptOf(sb, sum)
+}
+
+// keptOf says what the recovery area keeps of sb's last session, and
+// until when.
+func (e *Env) keptOf(sb *store.Sandbox, sum *CloseSummary) *RecoveryKept {
 	k := &RecoveryKept{Session: sb.Session}
+	rs := e.loadSession(sb.Name, sb.Session)
 	if _, err := os.Lstat(rs.dir); err == nil {
-		k.RefusedUntil, k.DiscardedUntil = expiry(r, rs, lastClosed(sb))
-		if sum.RefusedCount == 0 {
+		now := e.Now()
+		k.RefusedUntil, k.DiscardedUntil = expiry(retentionOf(sb), rs, lastClosed(sb))
+		if sum.RefusedCount == 0 || !now.Before(k.RefusedUntil) {
 			k.RefusedUntil = time.Time{}
 		}
-		if sum.Discarded.Count == 0 {
+		if sum.Discarded.Count == 0 || !now.Before(k.DiscardedUntil) {
 			k.DiscardedUntil = time.Time{}
 		}
 	}
-	sum.Recovery = k
+	return k
 }
 
 func (e *Env) markClosing(sb *store.Sandbox) error { return e.setState(sb, store.StateClosing) }
