@@ -169,7 +169,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		for _, g := range sum.Refusals {
 			kept += g.Bytes
 		}
-		info := sessionInfo{Closed: now, Snapshotter: e.Snap.Kind(), Entries: disc.Count + refused.count,
+		info := sessionInfo{Closed: now, Snapshotter: e.Snap.Kind(), Entries: disc.Count + refused.count, Refused: refused.count,
 			Bytes: disc.Bytes + kept, DiscardedBytes: disc.Bytes}
 		if info.Snapshotter == "overlayfs" {
 			for _, t := range sum.Exceptions {

@@ -45,6 +45,7 @@ type sessionInfo struct {
 	Closed         time.Time `json:"closed"`
 	Snapshotter    string    `json:"snapshotter"`
 	Entries        int64     `json:"entries"`         // manifest lines
+	Refused        int64     `json:"refused"`         // of which refused
 	Bytes          int64     `json:"bytes"`           // bytes of content the tree holds
 	DiscardedBytes int64     `json:"discarded_bytes"` // of which discarded
 }
@@ -204,6 +205,21 @@ func (e *Env) removeSessionDir(sandbox string, n uint64) error {
 	syncDir(filepath.Dir(dir))
 	failpoint.Hit("retention.session-removed")
 	os.Remove(filepath.Join(e.recoveryDir(), sandbox)) // only when empty
+	return e.trash(dst)
+}
+
+// trash has a detached rm delete dst, a directory of trash or one about to
+// be renamed there (it is moved into trash first).
+func (e *Env) trash(dst string) error {
+	if filepath.Dir(dst) != e.TrashDir() {
+		var b [6]byte
+		rand.Read(b[:])
+		to := filepath.Join(e.TrashDir(), "recovery-"+hex.EncodeToString(b[:]))
+		if err := os.Rename(dst, to); err != nil {
+			return err
+		}
+		dst = to
+	}
 	rm := exec.Command("rm", "-rf", "--one-file-system", "--", dst)
 	rm.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := rm.Start(); err != nil {

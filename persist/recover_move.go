@@ -64,18 +64,19 @@ func (e *Env) keepForRecovery(ctx context.Context, sb *store.Sandbox) error {
 	if err := os.Mkdir(tree, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("recovery area of %s: %w", sb.Name, err)
 	}
-	if err := moveEntries(src, tree, filepath.Join(rs.dir, "manifest.jsonl")); err != nil {
+	if err := moveEntries(src, tree, filepath.Join(rs.dir, "manifest.jsonl"), ""); err != nil {
 		e.warnf("some content of %s session %d is not recoverable: %v", sb.Name, sb.Session, err)
 	}
 	failpoint.Hit("close.recovery-moved")
 	return writePrivate(rs.dir, movedFile, nil)
 }
 
-// moveEntries renames every entry the manifest lists from the root src
-// into tree, at the same path, creating the directories on the way (0700).
-// A new directory goes whole; entries below one already moved are skipped.
-// Entries that are gone are skipped (a re-run after a crash).
-func moveEntries(src, tree, manifestPath string) error {
+// moveEntries renames every entry the manifest lists (of verdict only,
+// when set) from the root src into tree, at the same path, creating the
+// directories on the way (0700). A new directory goes whole; entries below
+// one already moved are skipped. Entries that are gone are skipped (a
+// re-run after a crash).
+func moveEntries(src, tree, manifestPath, only string) error {
 	f, err := os.Open(manifestPath)
 	if err != nil {
 		return err
@@ -94,7 +95,7 @@ func moveEntries(src, tree, manifestPath string) error {
 	moved := map[string]bool{}
 	var errs []error
 	err = eachManifestEntry(f, func(x ManifestEntry) error {
-		if x.Kind == hostile.KindDelete || !cleanAbs(x.Path) || x.Path == "/" || under(moved, x.Path) {
+		if x.Kind == hostile.KindDelete || !cleanAbs(x.Path) || (only != "" && x.Verdict != only) || under(moved, x.Path) {
 			return nil
 		}
 		dir, name := path.Split(x.Path)

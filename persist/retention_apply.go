@@ -73,6 +73,9 @@ func (e *Env) applyRetention(sandbox string, _ bool) (Dropped, error) {
 		}
 		ref, disc := expiry(r, rs, last)
 		refLive, discLive := now.Before(ref), now.Before(disc)
+		if rs.hasInfo && rs.info.Refused == 0 {
+			refLive = false // nothing refused: the session lives as long as its discarded content
+		}
 		switch {
 		case !refLive && !discLive:
 			if err := e.removeSessionDir(sandbox, rs.n); err != nil {
@@ -80,8 +83,8 @@ func (e *Env) applyRetention(sandbox string, _ bool) (Dropped, error) {
 			}
 			d.Sessions++
 			d.Bytes += rs.bytes()
-		case !discLive && !rs.discardedGone && rs.info.DiscardedBytes >= 0:
-			if err := dropDiscarded(rs); err != nil {
+		case !discLive && !rs.discardedGone:
+			if err := e.dropDiscarded(rs); err != nil {
 				return d, err
 			}
 			d.Discarded++
@@ -146,39 +149,70 @@ func (e *Env) ExpireRecovery() (Dropped, error) {
 	return d, err
 }
 
-// dropDiscarded removes the discarded content of a session's tree: every
-// non-directory the manifest lists as discarded, then such directories
-// that are empty, deepest first. It never follows a symlink; it marks the
-// session so that it is not listed again.
-func dropDiscarded(rs *recoverySession) error {
+// dropDiscarded removes the discarded content of a session's tree and
+// marks the session so that it is not listed again. It costs the smaller
+// of the two sides: when fewer changes were refused than discarded, the
+// refused entries move into a new tree and the old one goes to trash (a
+// rename, deleted in the background); else the discarded entries are
+// unlinked. Either way by descriptors, never following a symlink.
+func (e *Env) dropDiscarded(rs *recoverySession) error {
 	tree := filepath.Join(rs.dir, treeDir)
-	fd, err := unix.Open(tree, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err == nil {
-		defer unix.Close(fd)
-		f, err := os.Open(filepath.Join(rs.dir, "manifest.jsonl"))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+	manifest := filepath.Join(rs.dir, "manifest.jsonl")
+	if _, err := os.Lstat(tree); errors.Is(err, os.ErrNotExist) {
+		os.Rename(filepath.Join(rs.dir, "tree.new"), tree) // a try that stopped between its renames
+	}
+	if _, err := os.Lstat(tree); err != nil {
+		return writePrivate(rs.dir, discardedGone, nil)
+	}
+	if rs.hasInfo && rs.info.Refused < rs.info.Entries-rs.info.Refused {
+		fresh := filepath.Join(rs.dir, "tree.new")
+		os.RemoveAll(fresh) // an earlier try's
+		if err := os.Mkdir(fresh, 0o700); err != nil {
 			return err
 		}
-		if f != nil {
-			var dirs []string
-			err = eachManifestEntry(f, func(x ManifestEntry) error {
-				if x.Verdict != VerdictDiscard || x.Kind == hostile.KindDelete || !cleanAbs(x.Path) || x.Path == "/" {
-					return nil
-				}
-				if x.Type == hostile.TypeDir {
-					dirs = append(dirs, x.Path)
-					return nil
-				}
-				removeAt(fd, x.Path, 0)
+		if err := moveEntries(tree, fresh, manifest, VerdictRefuse); err != nil {
+			e.warnf("recovery area of %s session %d: %v", rs.sandbox, rs.n, err)
+		}
+		old := filepath.Join(rs.dir, "tree.old")
+		if err := os.Rename(tree, old); err != nil {
+			return err
+		}
+		if err := os.Rename(fresh, tree); err != nil {
+			return err
+		}
+		if err := writePrivate(rs.dir, discardedGone, nil); err != nil {
+			return err
+		}
+		return e.trash(old)
+	}
+	fd, err := unix.Open(tree, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	f, err := os.Open(manifest)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if f != nil {
+		var dirs []string
+		err = eachManifestEntry(f, func(x ManifestEntry) error {
+			if x.Verdict != VerdictDiscard || x.Kind == hostile.KindDelete || !cleanAbs(x.Path) {
 				return nil
-			})
-			f.Close()
-			if err != nil {
-				return err
 			}
-			for i := len(dirs) - 1; i >= 0; i-- {
-				removeAt(fd, dirs[i], unix.AT_REMOVEDIR)
+			if x.Type == hostile.TypeDir {
+				dirs = append(dirs, x.Path)
+				return nil
 			}
+			removeAt(fd, x.Path, 0)
+			return nil
+		})
+		f.Close()
+		if err != nil {
+			return err
+		}
+		for i := len(dirs) - 1; i >= 0; i-- {
+			removeAt(fd, dirs[i], unix.AT_REMOVEDIR)
 		}
 	}
 	return writePrivate(rs.dir, discardedGone, nil)
