@@ -51,12 +51,15 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 		return f, err
 	}
 	if err := e.Store.Update(func(tx *store.Tx) error {
-		_, err := tx.Append(e.Now(), "gc", "", map[string]string{
+		details := map[string]string{
 			"blobs": fmt.Sprint(len(f.Blobs)), "blob_bytes": fmt.Sprint(f.BlobBytes),
 			"snapshots": fmt.Sprint(len(f.Snapshots)), "temp_files": fmt.Sprint(len(f.TempFiles)),
-			"temp_bytes": fmt.Sprint(f.TempBytes), "recovery_sessions": fmt.Sprint(f.Recovery.Sessions),
-			"recovery_bytes": fmt.Sprint(f.Recovery.Bytes),
-		})
+			"temp_bytes": fmt.Sprint(f.TempBytes),
+		}
+		if r := f.Recovery; r.Sessions+r.Discarded > 0 {
+			details["recovery_sessions"], details["recovery_bytes"] = fmt.Sprint(r.Sessions), fmt.Sprint(r.Bytes)
+		}
+		_, err := tx.Append(e.Now(), "gc", "", details)
 		return err
 	}); err != nil {
 		return f, err
