@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 
@@ -52,7 +51,7 @@ func recoverCommand(t *term) *cli.Command {
 			},
 			{
 				Name:      "show",
-				Usage:     "print a file kept in the recovery area",
+				Usage:     "show a change kept in the recovery area: for a text file, a diff against the persisted version",
 				ArgsUsage: "SANDBOX PATH",
 				Flags:     []cli.Flag{sessionFlag()},
 				Action: func(c *cli.Context) error {
@@ -184,13 +183,48 @@ func matchText(pattern string) string {
 
 func runRecoverShow(ctx context.Context, o recoverOptions, g globalOptions, t *term) error {
 	return withEnvG(ctx, g, t, "recover show "+o.Sandbox, func(e *persist.Env) error {
-		r, _, err := e.RecoverOpen(ctx, o.Sandbox, o.Paths[0], o.Session)
+		rep, err := e.RecoverShow(ctx, o.Sandbox, o.Paths[0], o.Session)
 		if err != nil {
 			return err
 		}
-		defer r.Close()
-		_, err = io.Copy(t.out, r)
-		return err
+		x := rep.Entry
+		w := t.table()
+		fmt.Fprintf(w, "sandbox\t%s (session %d)\n", o.Sandbox, x.Session)
+		fmt.Fprintf(w, "path\t%s\n", name(x.Path))
+		if x.Kind != "" {
+			fmt.Fprintf(w, "change\t%s %s, %s\n", x.Kind, x.Type, units.FormatSize(x.Size))
+			verdict := x.Verdict
+			if x.Reason != "" {
+				verdict += " " + x.Reason
+			}
+			if x.Exception != "" {
+				verdict += " (exception " + x.Exception + ")"
+			}
+			fmt.Fprintf(w, "verdict\t%s\n", verdict)
+			fmt.Fprintf(w, "kept until\t%s\n", x.Expires.UTC().Format("2006-01-02 15:04 UTC"))
+		}
+		if p := rep.InState; p != nil {
+			fmt.Fprintf(w, "persisted\tr%d (session %d, %s, %s, %s)\n", p.ID, p.Session, p.Kind, p.Status, units.FormatSize(p.Size))
+		} else {
+			fmt.Fprintf(w, "persisted\tnot in the persisted state\n")
+		}
+		w.Flush()
+		d := rep.Diff
+		if d.Note != "" {
+			fmt.Fprintf(t.out, "\n%s\n", name(d.Note))
+		}
+		if d.Text == "" {
+			return nil
+		}
+		fmt.Fprintln(t.out)
+		for i, line := range strings.Split(strings.TrimSuffix(d.Text, "\n"), "\n") {
+			// The two header lines hold names escaped already.
+			if i >= 2 && line != persist.NoNewline {
+				line = name(line)
+			}
+			fmt.Fprintln(t.out, line)
+		}
+		return nil
 	})
 }
 
