@@ -53,7 +53,7 @@ func recoverCommand(t *term) *cli.Command {
 				Name:      "show",
 				Usage:     "show a change kept in the recovery area: for a text file, a diff against the persisted version",
 				ArgsUsage: "SANDBOX PATH",
-				Flags:     []cli.Flag{sessionFlag()},
+				Flags:     []cli.Flag{sessionFlag(), jsonFlag(t)},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 2 {
 						return usageError("usage: spillway recover show SANDBOX PATH [--session N]")
@@ -181,6 +181,17 @@ func matchText(pattern string) string {
 	return " matching " + name(pattern)
 }
 
+// recoverShowJSON is `recover show --json`: the entry as in `recover ls
+// --json`, the persisted version of the path and the diff, as `review
+// show --json` has them.
+type recoverShowJSON struct {
+	persist.RecoverEntry
+	Persisted *recordJSON `json:"persisted"`
+	Diff      string      `json:"diff"`
+	Binary    bool        `json:"binary"`
+	DiffNote  string      `json:"diff_note,omitempty"`
+}
+
 func runRecoverShow(ctx context.Context, o recoverOptions, g globalOptions, t *term) error {
 	return withEnvG(ctx, g, t, "recover show "+o.Sandbox, func(e *persist.Env) error {
 		rep, err := e.RecoverShow(ctx, o.Sandbox, o.Paths[0], o.Session)
@@ -188,6 +199,14 @@ func runRecoverShow(ctx context.Context, o recoverOptions, g globalOptions, t *t
 			return err
 		}
 		x := rep.Entry
+		if t.json {
+			j := recoverShowJSON{RecoverEntry: x, Diff: rep.Diff.Text, Binary: rep.Diff.Binary, DiffNote: rep.Diff.Note}
+			if rep.InState != nil {
+				r := toRecordJSON(rep.InState)
+				j.Persisted = &r
+			}
+			return t.printJSON(j)
+		}
 		w := t.table()
 		fmt.Fprintf(w, "sandbox\t%s (session %d)\n", o.Sandbox, x.Session)
 		fmt.Fprintf(w, "path\t%s\n", name(x.Path))
