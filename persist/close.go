@@ -133,6 +133,9 @@ func (e *Env) retainAfterClose(sb *store.Sandbox, sum *CloseSummary) {
 		e.warnf("recovery area: %v", err)
 	}
 	sum.Recovery = e.keptOf(sb, sum)
+	if _, err := os.Lstat(sum.Manifest); err != nil {
+		sum.Manifest = "" // retention took it: the summary's list is all there is
+	}
 }
 
 // keptOf says what the recovery area keeps of sb's last session, and
