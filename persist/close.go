@@ -125,7 +125,7 @@ func (e *Env) retainAfterClose(sb *store.Sandbox, sum *CloseSummary) {
 			sum.tmp = f
 		}
 	}
-	if _, err := e.applyRetention(sb.Name, false); err != nil {
+	if _, err := e.applyRetention(sb.Name); err != nil {
 		e.warnf("recovery area of %s: %v", sb.Name, err)
 	}
 	failpoint.Hit("close.retention-applied")

@@ -138,7 +138,7 @@ func (e *Env) SetRetention(sandbox string, c RetentionChange) (*Settings, error)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := e.applyRetention(sandbox, false); err != nil {
+	if _, err := e.applyRetention(sandbox); err != nil {
 		return nil, err
 	}
 	return e.Config(sandbox)

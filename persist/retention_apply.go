@@ -54,7 +54,7 @@ func expiry(r Retention, rs *recoverySession, last uint64) (refused, discarded t
 // past the count, content past its time, and discarded content of any
 // session but the newest. (With nothing left of a session, its manifest
 // goes too.)
-func (e *Env) applyRetention(sandbox string, _ bool) (Dropped, error) {
+func (e *Env) applyRetention(sandbox string) (Dropped, error) {
 	var d Dropped
 	sb, err := e.getSandbox(sandbox)
 	if err != nil {
@@ -138,7 +138,7 @@ func (e *Env) ExpireRecovery() (Dropped, error) {
 		return d, err
 	}
 	for _, n := range names {
-		x, err := e.applyRetention(n, true)
+		x, err := e.applyRetention(n)
 		d.add(x)
 		if err != nil {
 			return d, err
