@@ -26,6 +26,10 @@ type docResult struct {
 	Floor, DoubleWalk     []time.Duration
 	UpperWalk, Delete     []time.Duration
 	Files, Dirs           int // what the upperdir holds at close (last session)
+	// AreaBytes and AreaEntries are what the recovery area (on, with the
+	// default retention) holds after close: the session's renamed upper
+	// directory, whose size the manifest's entries sum.
+	AreaBytes, AreaEntries int64
 }
 
 // docsession runs the main scenario at both image sizes on overlay and
@@ -47,6 +51,7 @@ func (b *bench) docsession(ctx context.Context) error {
 		b.add(g, "upperdir walk alone (hostile.OverlayChanges)", r.UpperWalk)
 		del := b.add(g, "rm -rf of a copy of the upperdir (the rollback's unlinks)", r.Delete)
 		b.addValue(g, "upperdir at close: files / directories", fmt.Sprintf("%d / %d", r.Files, r.Dirs))
+		b.addValue(g, "recovery area after close (default retention): changes kept / bytes", fmt.Sprintf("%d / %d", r.AreaEntries, r.AreaBytes))
 		_ = open
 		b.ratio(fmt.Sprintf("close / floor (a), N=%d", n), cl, floor, 1.5)
 		b.ratio(fmt.Sprintf("close / (floor (a) + rm -rf of the upperdir), N=%d", n), cl, floor+del, 0)
@@ -139,6 +144,10 @@ func (b *bench) runDocsession(ctx context.Context, kind string, n, reps int) (*d
 			return nil, fmt.Errorf("close persisted %d files and refused %d, want %d and 0", len(sum.Persisted), len(sum.Refused), len(docs))
 		}
 		res.Close = append(res.Close, d)
+		if cfg, err := e.Config(name); err == nil {
+			res.AreaBytes = cfg.RecoveryBytes
+		}
+		res.AreaEntries = sum.RefusedCount + sum.Discarded.Count
 		settle()
 		d, err = timed(func() error {
 			_, err := e.OpenSandbox(ctx, name)

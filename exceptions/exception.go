@@ -37,6 +37,7 @@ type Exception struct {
 	AllowExec     bool              // keep execute bits
 	AllowSymlinks bool              // persist symlinks as links
 	Forced        bool              // added with --force despite lint findings
+	Atomic        bool              // a session persists all its changes or none
 	Limits        Limits
 	Revoked       time.Time // zero: not revoked
 	RevokedBy     string

@@ -20,6 +20,7 @@ const (
 	CodeLibraryDir     = "library-dir"
 	CodeAllowsExec     = "allows-exec"
 	CodeAllowsSymlinks = "allows-symlinks"
+	CodeSuggestAtomic  = "suggest-atomic" // advice only: never refuses a rule
 )
 
 // A Finding is one risk of a rule. Pattern is the pattern at fault, or ""
@@ -297,4 +298,22 @@ func literalEnds(s string) (prefix, suffix string) {
 		return unescape(s), unescape(s)
 	}
 	return unescape(s[:first]), unescape(s[min(afterLast, len(s)):])
+}
+
+// Suggest returns advice that is no risk, so never refuses a rule: a rule
+// over a .git directory that is not --atomic could persist half a
+// repository when a pack file is refused.
+func Suggest(e *Exception) []Finding {
+	if e.Atomic {
+		return nil
+	}
+	for _, p := range e.Patterns {
+		for _, seg := range split(p) {
+			if strings.Contains(seg, ".git") && !strings.Contains(seg, ".gitignore") {
+				return []Finding{{Pattern: p, Code: CodeSuggestAtomic,
+					Message: "covers a .git directory: add it with --atomic so that a session persists the repository whole or not at all"}}
+			}
+		}
+	}
+	return nil
 }

@@ -205,3 +205,33 @@ func TestOverlap(t *testing.T) {
 		}
 	}
 }
+
+// TestSuggestAtomicForGit checks that lint suggests --atomic for a rule
+// over .git directories, only as advice, and not once the rule has it.
+func TestSuggestAtomicForGit(t *testing.T) {
+	for _, c := range []struct {
+		patterns []string
+		atomic   bool
+		want     bool
+	}{
+		{[]string{"/home/user/src/*/.git/**"}, false, true},
+		{[]string{"/home/user/repo.git/**"}, false, true},
+		{[]string{"/home/user/src/*/.git/**"}, true, false},
+		{[]string{"/home/user/Documents/**"}, false, false},
+		{[]string{"/home/user/src/.gitignore"}, false, false},
+	} {
+		x := &Exception{Patterns: c.patterns, Atomic: c.atomic}
+		got := Suggest(x)
+		if (len(got) > 0) != c.want {
+			t.Errorf("Suggest(%v, atomic=%v) = %v, want a suggestion: %v", c.patterns, c.atomic, got, c.want)
+		}
+		if len(got) > 0 && got[0].Code != CodeSuggestAtomic {
+			t.Errorf("code %q", got[0].Code)
+		}
+		for _, f := range Lint(x) {
+			if f.Code == CodeSuggestAtomic {
+				t.Errorf("Lint, which refuses rules, returned the suggestion for %v", c.patterns)
+			}
+		}
+	}
+}

@@ -49,6 +49,9 @@ func DefaultLimits() Limits { return exceptions.DefaultLimits }
 // Lint flags the risky patterns of a rule (exceptions.Lint).
 func Lint(x *Exception) []Finding { return exceptions.Lint(x) }
 
+// Suggest gives advice on a rule that is not a risk (exceptions.Suggest).
+func Suggest(x *Exception) []Finding { return exceptions.Suggest(x) }
+
 // ImageSource is what an image is imported from (snapshot.Source).
 type ImageSource = snapshot.Source
 

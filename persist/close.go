@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/store"
@@ -90,26 +91,71 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		return nil, err
 	}
 	failpoint.Hit("close.committed")
+	sb, err = e.getSandbox(name)
+	if err != nil {
+		return nil, err
+	}
+	// What close did not persist goes to the recovery area (a rename on
+	// overlay) before the root goes.
+	if err := e.keepForRecovery(ctx, sb); err != nil {
+		return nil, err
+	}
 	// The discarded files are unlinked in the background: a rollback of
 	// many files need not hold up the close (docs/benchmarks.md).
 	if err := e.snap.RemoveDeferred(ctx, sb.Snapshot, e.TrashDir()); err != nil {
 		return nil, fmt.Errorf("root of %s: %w", name, err) // err says "remove snapshot …"
 	}
 	failpoint.Hit("close.root-removed")
-	sb, err = e.getSandbox(name)
-	if err != nil {
-		return nil, err
-	}
 	if err := e.cleanupSandbox(ctx, sb); err != nil {
 		return nil, err
 	}
 	failpoint.Hit("close.cleaned")
 	os.Remove(e.MountPath(name))
-	if sb.Session > manifestSessions {
-		// Best effort: a manifest left over is removed by a later close.
-		e.pruneManifests(name, sb.Session-manifestSessions+1)
-	}
+	e.retainAfterClose(sb, sum)
 	return sum, nil
+}
+
+// retainAfterClose applies the sandbox's retention and the root-wide cap
+// after a close and tells the summary what is kept of the session, and
+// until when. Trouble here never fails the committed close: it is
+// reported, and gc tries again.
+func (e *Env) retainAfterClose(sb *store.Sandbox, sum *CloseSummary) {
+	if keepsNothing(retentionOf(sb)) && sum.Manifest != "" {
+		// Nothing is kept, not even the list: keep it open for the
+		// summary's full list of refusals.
+		if f, err := os.Open(sum.Manifest); err == nil {
+			sum.tmp = f
+		}
+	}
+	if _, err := e.applyRetention(sb.Name); err != nil {
+		e.warnf("recovery area of %s: %v", sb.Name, err)
+	}
+	failpoint.Hit("close.retention-applied")
+	if _, err := e.enforceCap(); err != nil {
+		e.warnf("recovery area: %v", err)
+	}
+	sum.Recovery = e.keptOf(sb, sum)
+	if _, err := os.Lstat(sum.Manifest); err != nil {
+		sum.Manifest = "" // retention took it: the summary's list is all there is
+	}
+}
+
+// keptOf says what the recovery area keeps of sb's last session, and
+// until when.
+func (e *Env) keptOf(sb *store.Sandbox, sum *CloseSummary) *RecoveryKept {
+	k := &RecoveryKept{Session: sb.Session}
+	rs := e.loadSession(sb.Name, sb.Session)
+	if _, err := os.Lstat(rs.dir); err == nil {
+		now := e.Now()
+		k.RefusedUntil, k.DiscardedUntil = expiry(retentionOf(sb), rs, lastClosed(sb))
+		if sum.RefusedCount == 0 || !now.Before(k.RefusedUntil) {
+			k.RefusedUntil = time.Time{}
+		}
+		if sum.Discarded.Count == 0 || !now.Before(k.DiscardedUntil) {
+			k.DiscardedUntil = time.Time{}
+		}
+	}
+	return k
 }
 
 func (e *Env) markClosing(sb *store.Sandbox) error { return e.setState(sb, store.StateClosing) }

@@ -157,6 +157,9 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 	if err := flush(); err != nil {
 		return nil, err
 	}
+	if err := e.undoAtomic(sum, rules, totals, &refused, man, o.DryRun); err != nil {
+		return nil, err
+	}
 	if err := man.finish(); err != nil {
 		if !isNoSpace(err) {
 			return nil, fmt.Errorf("write manifest of %s: %w", sb.Name, err)
@@ -177,6 +180,23 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 	sum.Discarded = Discarded{Count: disc.Count, Bytes: disc.Bytes, Top: disc.top(5)}
 	if sum.Persisted == nil {
 		sum.Persisted = []PersistedFile{}
+	}
+	sum.Partial = partials(rules, sum)
+	if !o.DryRun && man.f != nil {
+		var kept int64
+		for _, g := range sum.Refusals {
+			kept += g.Bytes
+		}
+		info := sessionInfo{Closed: now, Snapshotter: e.snap.Kind(), Entries: disc.Count + refused.count, Refused: refused.count,
+			Bytes: disc.Bytes + kept, DiscardedBytes: disc.Bytes}
+		if info.Snapshotter == "overlayfs" {
+			for _, t := range sum.Exceptions {
+				info.Bytes += t.Bytes // the upper directory keeps them too
+			}
+		}
+		if err := e.writeSessionInfo(sb.Name, sb.Session, info); err != nil && !isNoSpace(err) {
+			return nil, err
+		}
 	}
 	return sum, nil
 }

@@ -214,6 +214,7 @@ func (e *Env) alreadyClosed(ctx context.Context, sb *store.Sandbox) (*CloseSumma
 		sum.Refused = all
 	}
 	sum.AlreadyClosed = true
+	sum.Recovery = e.keptOf(sb, sum)
 	return sum, nil
 }
 

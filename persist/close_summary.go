@@ -4,9 +4,23 @@ import (
 	"errors"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spillway/spillway/internal/change"
 )
+
+// RecoveryKept is what the recovery area keeps of a closed session: the
+// content close refused and discarded, each until a time (zero: not kept).
+type RecoveryKept struct {
+	Session        uint64    `json:"session"`
+	RefusedUntil   time.Time `json:"refused_until,omitzero"`
+	DiscardedUntil time.Time `json:"discarded_until,omitzero"`
+}
+
+// Kept says whether anything of the session can be recovered.
+func (k *RecoveryKept) Kept() bool {
+	return k != nil && (!k.RefusedUntil.IsZero() || !k.DiscardedUntil.IsZero())
+}
 
 // PersistedFile is one change that crossed an exception.
 type PersistedFile struct {
@@ -90,6 +104,12 @@ type CloseSummary struct {
 	// Manifest is the file listing every refused and discarded change
 	// (empty in a dry run, whose manifest has no name).
 	Manifest string `json:"manifest,omitempty"`
+	// Partial lists the rules that persisted only part of what they
+	// matched (an --atomic rule: none of it).
+	Partial []Partial `json:"partial"`
+	// Recovery says what the recovery area keeps of this session, and
+	// until when (nil in a dry run).
+	Recovery *RecoveryKept `json:"recovery,omitempty"`
 	// ManifestIncomplete says the manifest could not be written in full
 	// (a full disk); Refused is then all there is beyond the counts.
 	ManifestIncomplete bool `json:"manifest_incomplete,omitempty"`

@@ -22,7 +22,8 @@ type Freed struct {
 	Snapshots     []string // keys the store does not account for
 	TempFiles     []string // leftovers under blobs/tmp and tmp, relative to the root
 	TempBytes     int64
-	ValueLogFiles int // badger value-log files rewritten
+	ValueLogFiles int     // badger value-log files rewritten
+	Recovery      Dropped // what the recovery area no longer keeps (expired, or over the cap)
 }
 
 // GC removes the blobs no record keeps, the snapshots the store does not
@@ -34,6 +35,9 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 		return nil, err
 	}
 	f := &Freed{}
+	if f.Recovery, err = e.ExpireRecovery(); err != nil {
+		return f, err
+	}
 	if err := e.gcSnapshots(ctx, x, f); err != nil {
 		return f, err
 	}
@@ -47,11 +51,15 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 		return f, err
 	}
 	if err := e.store.Update(func(tx *store.Tx) error {
-		_, err := tx.Append(e.Now(), "gc", "", map[string]string{
+		details := map[string]string{
 			"blobs": fmt.Sprint(len(f.Blobs)), "blob_bytes": fmt.Sprint(f.BlobBytes),
 			"snapshots": fmt.Sprint(len(f.Snapshots)), "temp_files": fmt.Sprint(len(f.TempFiles)),
 			"temp_bytes": fmt.Sprint(f.TempBytes),
-		})
+		}
+		if r := f.Recovery; r.Sessions+r.Discarded > 0 {
+			details["recovery_sessions"], details["recovery_bytes"] = fmt.Sprint(r.Sessions), fmt.Sprint(r.Bytes)
+		}
+		_, err := tx.Append(e.Now(), "gc", "", details)
 		return err
 	}); err != nil {
 		return f, err

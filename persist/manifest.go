@@ -220,47 +220,25 @@ func eachManifestEntry(r io.Reader, fn func(ManifestEntry) error) error {
 	return sc.Err()
 }
 
-// manifestSessions is how many of a sandbox's newest sessions keep their
-// manifests; older ones are removed at close, so that the lists of what
-// was discarded do not grow with every session forever. (The recovery
-// area's retention settings will replace this count.)
+// manifestSessions is how many of a sandbox's newest sessions the
+// recovery area keeps by default (--keep-sessions).
 const manifestSessions = 7
 
-// pruneManifests removes the manifests of sandbox's sessions below from
-// (^uint64(0): all of them), and
-// the sandbox's recovery directory when nothing is left. It works from
-// directory descriptors and never follows a symlink.
+// pruneManifests forgets the recovery directories of sandbox's sessions
+// below from (^uint64(0): all of them), and the sandbox's directory when
+// nothing is left. Each goes by a rename into trash.
 func (e *Env) pruneManifests(sandbox string, from uint64) error {
-	dir := filepath.Join(e.root, "recovery", sandbox)
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err == unix.ENOENT {
-		return nil
-	}
+	sessions, err := e.recoverySessions(sandbox)
 	if err != nil {
 		return fmt.Errorf("recovery area of %s: %w", sandbox, err)
 	}
-	d := os.NewFile(uintptr(fd), dir)
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return fmt.Errorf("recovery area of %s: %w", sandbox, err)
-	}
-	left := 0
-	for _, n := range names {
-		session, perr := strconv.ParseUint(n, 10, 64)
-		if perr != nil || session >= from {
-			left++
-			continue
-		}
-		if err := unix.Unlinkat(fd, n+"/manifest.jsonl", 0); err != nil && err != unix.ENOENT {
-			return fmt.Errorf("remove manifest of %s session %s: %w", sandbox, n, err)
-		}
-		if err := unix.Unlinkat(fd, n, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
-			return fmt.Errorf("remove manifest of %s session %s: %w", sandbox, n, err)
+	for _, rs := range sessions {
+		if rs.n < from {
+			if err := e.removeSessionDir(sandbox, rs.n); err != nil {
+				return err
+			}
 		}
 	}
-	if left == 0 {
-		return unix.Rmdir(dir)
-	}
+	os.Remove(filepath.Join(e.recoveryDir(), sandbox))
 	return nil
 }

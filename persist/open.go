@@ -280,6 +280,9 @@ func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
 	if err := e.unmountRoot(sb.Name, e.MountPath(sb.Name), ""); err != nil {
 		return err
 	}
+	if err := e.keepForRecovery(ctx, sb); err != nil { // a close that crashed after its commit
+		return err
+	}
 	keys, err := e.snap.Keys(ctx)
 	if err != nil {
 		return err

@@ -71,6 +71,12 @@ func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
 	return tx.set(currentKey(sandbox, path, gen), val)
 }
 
+// DeleteCurrentVersion removes the version of path written at gen (a
+// staged version taken back before it became current).
+func (tx *Tx) DeleteCurrentVersion(sandbox, path string, gen uint64) error {
+	return tx.del(currentKey(sandbox, path, gen))
+}
+
 // CurrentAt returns the id of the record in effect at path for a reader at
 // generation gen (0, false when none).
 func (tx *Tx) CurrentAt(sandbox, path string, gen uint64) (uint64, bool, error) {

@@ -36,6 +36,17 @@ type Sandbox struct {
 	Snapshot       string // active snapshot key of the open root
 	Layer          string // committed snapshot key under the open root ("" when none)
 	BaseDir        string // native snapshotter only: tree the open root was copied from
+	// Retention says how long the recovery area keeps what close did not
+	// persist; nil (a store written before it existed): the defaults.
+	Retention *Retention
+}
+
+// Retention is a sandbox's recovery-area settings. A zero duration or
+// count keeps nothing.
+type Retention struct {
+	KeepRefused   time.Duration // how long refused content is kept
+	KeepDiscarded time.Duration // how long discarded content is kept (last session only)
+	KeepSessions  int           // how many of the newest sessions are kept
 }
 
 // Session is one open→close cycle of a sandbox.

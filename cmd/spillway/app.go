@@ -70,6 +70,8 @@ func newApp(t *term) *cli.App {
 			checkCommand(t),
 			gcCommand(t),
 			serveCommand(t),
+			recoverCommand(t),
+			configCommand(t),
 			completionCommand(t),
 		},
 	}

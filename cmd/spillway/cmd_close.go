@@ -181,6 +181,7 @@ func printCloseSummary(t *term, sum *persist.CloseSummary) {
 		fmt.Fprintf(w, "  %s\t%d changes\t%s\n", escape.Name(d.Dir), d.Count, units.FormatSize(d.Bytes))
 	}
 	w.Flush()
+	printRecoverySummary(t, sum)
 }
 
 // printAttention lists first the discarded changes that would have been

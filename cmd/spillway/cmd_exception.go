@@ -33,6 +33,7 @@ func exceptionCommand(t *term) *cli.Command {
 					&cli.StringFlag{Name: "review", Usage: "after: applied at once, reviewed later; before: held back until approved", Value: string(change.ReviewAfter)},
 					&cli.BoolFlag{Name: "allow-exec", Usage: "keep execute bits"},
 					&cli.BoolFlag{Name: "allow-symlinks", Usage: "persist symlinks as links (never their targets)"},
+					&cli.BoolFlag{Name: "atomic", Usage: "persist all of a session's changes under the rule or, if any is refused, none (the rest go to the recovery area)"},
 					&cli.BoolFlag{Name: "force", Usage: "add a risky rule anyway (marked as forced)"},
 				},
 				Action: func(c *cli.Context) error {
@@ -110,6 +111,7 @@ type exceptionAddOptions struct {
 	AllowExec     bool
 	AllowSymlinks bool
 	Force         bool
+	Atomic        bool // all of a session's changes under the rule or none
 }
 
 // exceptionAddFlags parses the arguments and flags of exception add.
@@ -125,6 +127,7 @@ func exceptionAddFlags(c *cli.Context) (exceptionAddOptions, error) {
 		AllowExec:     c.Bool("allow-exec"),
 		AllowSymlinks: c.Bool("allow-symlinks"),
 		Force:         c.Bool("force"),
+		Atomic:        c.Bool("atomic"),
 	}
 	var err error
 	if s := c.String("expires"); s != "" {
@@ -159,6 +162,7 @@ func runExceptionAdd(ctx context.Context, o exceptionAddOptions, g globalOptions
 		AllowExec:     o.AllowExec,
 		AllowSymlinks: o.AllowSymlinks,
 		Forced:        o.Force,
+		Atomic:        o.Atomic,
 	}
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		findings, err := e.AddException(ctx, x)
@@ -206,6 +210,7 @@ type exceptionJSON struct {
 	Limits    persist.Limits    `json:"limits"`
 	AllowExec bool              `json:"allow_exec"`
 	AllowSym  bool              `json:"allow_symlinks"`
+	Atomic    bool              `json:"atomic"`
 	Revoked   *time.Time        `json:"revoked,omitempty"`
 	RevokedBy string            `json:"revoked_by,omitempty"`
 	RevokeWhy string            `json:"revoke_reason,omitempty"`
@@ -214,7 +219,7 @@ type exceptionJSON struct {
 func toExceptionJSON(x *persist.Exception, now time.Time) exceptionJSON {
 	j := exceptionJSON{ID: x.ID, Sandbox: x.Sandbox, Patterns: x.Patterns, Reason: x.Reason, Created: x.Created,
 		Review: x.Review, State: x.State(now), Forced: x.Forced, Limits: x.EffectiveLimits(),
-		AllowExec: x.AllowExec, AllowSym: x.AllowSymlinks, RevokedBy: x.RevokedBy, RevokeWhy: x.RevokeReason}
+		AllowExec: x.AllowExec, AllowSym: x.AllowSymlinks, Atomic: x.Atomic, RevokedBy: x.RevokedBy, RevokeWhy: x.RevokeReason}
 	if !x.Expires.IsZero() {
 		e := x.Expires
 		j.Expires = &e
@@ -340,7 +345,7 @@ func runExceptionLint(ctx context.Context, o exceptionLintOptions, g globalOptio
 		}
 		out := []findingJSON{}
 		for _, x := range xs {
-			for _, f := range persist.Lint(x) {
+			for _, f := range append(persist.Lint(x), persist.Suggest(x)...) {
 				out = append(out, findingJSON{x.ID, x.Sandbox, f.Pattern, f.Code, f.Message})
 			}
 		}

@@ -82,6 +82,9 @@ func printFreed(t *term, f *persist.Freed, verbose bool) {
 			fmt.Fprintf(t.out, "removed temp file %s\n", name(p))
 		}
 	}
+	if r := f.Recovery; r.Sessions+r.Discarded > 0 {
+		fmt.Fprintf(t.out, "recovery area: %d sessions forgotten, discarded content of %d dropped (%s)\n", r.Sessions, r.Discarded, units.FormatSize(r.Bytes))
+	}
 	fmt.Fprintf(t.out, "freed %d blobs (%s), %d snapshots, %d temp files (%s); store: %d value-log files rewritten\n",
 		len(f.Blobs), units.FormatSize(f.BlobBytes), len(f.Snapshots), len(f.TempFiles), units.FormatSize(f.TempBytes), f.ValueLogFiles)
 }

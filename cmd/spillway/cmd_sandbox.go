@@ -15,7 +15,7 @@ func createCommand(t *term) *cli.Command {
 		Name:      "create",
 		Usage:     "create a closed sandbox bound to an image",
 		ArgsUsage: "NAME --image IMAGE",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: "image", Usage: "the image the sandbox starts from (required)"}},
+		Flags:     append([]cli.Flag{&cli.StringFlag{Name: "image", Usage: "the image the sandbox starts from (required)"}}, retentionFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "NAME --image IMAGE"); err != nil {
 				return err
@@ -23,18 +23,31 @@ func createCommand(t *term) *cli.Command {
 			if c.String("image") == "" {
 				return usageError("usage: spillway create NAME --image IMAGE (--image is required)")
 			}
-			return runCreate(c.Context, createOptions{Name: c.Args().Get(0), Image: c.String("image")}, globals(c), t)
+			rc, keep, err := retentionChange(c)
+			if err != nil {
+				return err
+			}
+			return runCreate(c.Context, createOptions{Name: c.Args().Get(0), Image: c.String("image"), Retention: rc, SetRetention: keep}, globals(c), t)
 		},
 	}
 }
 
 // createOptions are the options of create.
-type createOptions struct{ Name, Image string }
+type createOptions struct {
+	Name, Image  string
+	Retention    persist.RetentionChange // the recovery area's retention, when SetRetention
+	SetRetention bool
+}
 
 func runCreate(ctx context.Context, o createOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		if err := e.CreateSandbox(o.Name, o.Image); err != nil {
 			return err
+		}
+		if o.SetRetention {
+			if _, err := e.SetRetention(o.Name, o.Retention); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(t.out, "created sandbox %s from image %s\n", o.Name, o.Image)
 		return nil

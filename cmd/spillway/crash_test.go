@@ -236,6 +236,34 @@ var scenarios = []scenario{
 		w.strayImage("stray")
 		return v1, v1
 	}, []string{"gc"}, nil},
+	{"close-retention", func(w *world) (map[string]string, map[string]string) {
+		w.must("image", "import", "base", w.rootfs)
+		w.must("create", "docs", "--image", "base", "--keep-sessions", "1")
+		w.must("exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
+		w.must("open", "docs")
+		v1 := w.writeDocs(1)
+		w.must("close", "docs")
+		w.must("open", "docs")
+		return v1, w.writeDocs(2)
+	}, []string{"close", "docs"}, nil},
+	{"recover-restore", func(w *world) (map[string]string, map[string]string) {
+		setupBase(w)
+		w.must("open", "docs")
+		v1 := w.writeDocs(1)
+		w.must("close", "docs")
+		after := map[string]string{"/home/user/Documents/junk.txt": "junk"}
+		for p, c := range v1 {
+			after[p] = c
+		}
+		return v1, after
+	}, []string{"recover", "restore", "docs", "/tmp/junk", "--to", "/home/user/Documents/junk.txt", "--reason", "saved in the wrong place"}, nil},
+	{"recover-purge", func(w *world) (map[string]string, map[string]string) {
+		setupBase(w)
+		w.must("open", "docs")
+		v1 := w.writeDocs(1)
+		w.must("close", "docs")
+		return v1, v1
+	}, []string{"recover", "purge", "docs"}, nil},
 }
 
 // pendingIDs lists the ids of the pending records of docs.

@@ -4,14 +4,19 @@ package failpoint
 // docs/crash-safety.md has one.
 var Names = map[string]string{
 	// close
-	"close.marked-closing":  "the session is marked closing in the store",
-	"close.unmounted":       "the root is unmounted",
-	"close.records-cleared": "staged records of an earlier try of this close are deleted",
-	"close.blob-stored":     "one persisted file's blob is fsynced and renamed into place",
-	"close.batch-staged":    "one batch of records is committed (not in effect yet)",
-	"close.committed":       "the session is closed and generation G+1 current, with its audit entry",
-	"close.root-removed":    "the session's root snapshot is removed",
-	"close.cleaned":         "older layers and leftovers of the sandbox are removed",
+	"close.marked-closing":    "the session is marked closing in the store",
+	"close.unmounted":         "the root is unmounted",
+	"close.records-cleared":   "staged records of an earlier try of this close are deleted",
+	"close.blob-stored":       "one persisted file's blob is fsynced and renamed into place",
+	"close.batch-staged":      "one batch of records is committed (not in effect yet)",
+	"close.committed":         "the session is closed and generation G+1 current, with its audit entry",
+	"close.recovery-moved":    "what close did not persist is moved into the recovery area (overlay: the upper directory renamed)",
+	"close.root-removed":      "the session's root snapshot is removed",
+	"close.cleaned":           "older layers and leftovers of the sandbox are removed",
+	"close.retention-applied": "the sandbox's retention dropped what it no longer keeps of the recovery area",
+	// recovery area
+	"retention.session-removed": "one session of the recovery area is renamed into trash",
+	"recover.committed":         "restored records and their new generation are committed",
 	// open
 	"open.layer-prepared":  "the build snapshot of a persisted layer is prepared",
 	"open.layer-written":   "the persisted state is written into the build snapshot and unmounted",

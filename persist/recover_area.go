@@ -1,0 +1,237 @@
+package persist
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/failpoint"
+)
+
+// The recovery area of a sandbox is <root>/recovery/<sandbox>/<session>/,
+// each directory 0700, holding:
+//
+//	manifest.jsonl   every change close refused or discarded (ManifestEntry)
+//	info.json        sessionInfo: when the session closed, what its tree holds
+//	tree/            the content: on overlay the session's upper directory,
+//	                 renamed (it also holds what was persisted, and the
+//	                 whiteouts of deletions); on native only the entries the
+//	                 manifest lists, renamed out of the session's root
+//	moved            on native, written once every entry was moved
+//	discarded-gone   written once the discarded content was dropped
+//
+// Nothing in it is ever mounted, executed or laid over an image; it is read
+// only through the hostile-tree reader, entry by entry from the manifest.
+const (
+	infoFile      = "info.json"
+	treeDir       = "tree"
+	movedFile     = "moved"
+	discardedGone = "discarded-gone"
+)
+
+// sessionInfo is a session's info.json.
+type sessionInfo struct {
+	Closed         time.Time `json:"closed"`
+	Snapshotter    string    `json:"snapshotter"`
+	Entries        int64     `json:"entries"`         // manifest lines
+	Refused        int64     `json:"refused"`         // of which refused
+	Bytes          int64     `json:"bytes"`           // bytes of content the tree holds
+	DiscardedBytes int64     `json:"discarded_bytes"` // of which discarded
+}
+
+// recoverySession is one session directory of the area.
+type recoverySession struct {
+	sandbox       string
+	n             uint64
+	dir           string
+	info          sessionInfo
+	hasInfo       bool
+	discardedGone bool
+}
+
+// bytes is what the session's tree holds now.
+func (rs *recoverySession) bytes() int64 {
+	if rs.discardedGone {
+		return rs.info.Bytes - rs.info.DiscardedBytes
+	}
+	return rs.info.Bytes
+}
+
+func (e *Env) recoveryDir() string { return filepath.Join(e.root, "recovery") }
+
+// sessionDir is the recovery directory of one session.
+func (e *Env) sessionDir(sandbox string, n uint64) string {
+	return filepath.Join(e.recoveryDir(), sandbox, strconv.FormatUint(n, 10))
+}
+
+// recoverySessions lists the session directories of every sandbox (or of
+// the sandboxes named), oldest close first. statedir.Check has checked
+// that each is a private directory of ours.
+func (e *Env) recoverySessions(sandboxes ...string) ([]*recoverySession, error) {
+	if len(sandboxes) == 0 {
+		ents, err := os.ReadDir(e.recoveryDir())
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		for _, d := range ents {
+			if d.IsDir() {
+				sandboxes = append(sandboxes, d.Name())
+			}
+		}
+	}
+	var out []*recoverySession
+	for _, sb := range sandboxes {
+		ents, err := os.ReadDir(filepath.Join(e.recoveryDir(), sb))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ents {
+			n, err := strconv.ParseUint(d.Name(), 10, 64)
+			if err != nil || !d.IsDir() {
+				continue
+			}
+			out = append(out, e.loadSession(sb, n))
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].info.Closed.Equal(out[j].info.Closed) {
+			return out[i].info.Closed.Before(out[j].info.Closed)
+		}
+		if out[i].sandbox != out[j].sandbox {
+			return out[i].sandbox < out[j].sandbox
+		}
+		return out[i].n < out[j].n
+	})
+	return out, nil
+}
+
+// loadSession reads a session directory's info. A directory without one
+// (a manifest of an older version) takes its manifest's time.
+func (e *Env) loadSession(sandbox string, n uint64) *recoverySession {
+	rs := &recoverySession{sandbox: sandbox, n: n, dir: e.sessionDir(sandbox, n)}
+	if b, err := readPrivate(filepath.Join(rs.dir, infoFile)); err == nil && json.Unmarshal(b, &rs.info) == nil {
+		rs.hasInfo = true
+	} else if fi, err := os.Lstat(filepath.Join(rs.dir, "manifest.jsonl")); err == nil {
+		rs.info.Closed = fi.ModTime().UTC()
+	}
+	_, err := os.Lstat(filepath.Join(rs.dir, discardedGone))
+	rs.discardedGone = err == nil
+	return rs
+}
+
+// readPrivate reads a small file of the area, never through a symlink.
+func readPrivate(p string) ([]byte, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > 1<<20 {
+		return nil, fmt.Errorf("%s is not a small regular file", p)
+	}
+	b := make([]byte, st.Size)
+	_, err = f.ReadAt(b, 0)
+	return b, err
+}
+
+// writePrivate writes a small file of the area (0600) by a rename, never
+// through a symlink, and syncs it.
+func writePrivate(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	os.Remove(tmp)
+	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return &os.PathError{Op: "create", Path: tmp, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// writeSessionInfo writes info.json of a session whose manifest exists.
+func (e *Env) writeSessionInfo(sandbox string, n uint64, info sessionInfo) error {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	return writePrivate(e.sessionDir(sandbox, n), infoFile, b)
+}
+
+// removeSessionDir forgets a session: its directory is renamed into trash
+// (a rename: no wait for its files) and a detached rm deletes it, as for
+// a discarded root. The sandbox's directory goes when it is empty.
+func (e *Env) removeSessionDir(sandbox string, n uint64) error {
+	dir := e.sessionDir(sandbox, n)
+	if err := os.MkdirAll(e.TrashDir(), 0o700); err != nil {
+		return err
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	dst := filepath.Join(e.TrashDir(), fmt.Sprintf("recovery-%s-%d-%s", sandbox, n, hex.EncodeToString(b[:])))
+	if err := os.Rename(dir, dst); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove recovery area of %s session %d: %w", sandbox, n, err)
+	}
+	syncDir(filepath.Dir(dir))
+	failpoint.Hit("retention.session-removed")
+	os.Remove(filepath.Join(e.recoveryDir(), sandbox)) // only when empty
+	return e.trash(dst)
+}
+
+// trash has a detached rm delete dst, a directory of trash or one about to
+// be renamed there (it is moved into trash first).
+func (e *Env) trash(dst string) error {
+	if filepath.Dir(dst) != e.TrashDir() {
+		var b [6]byte
+		rand.Read(b[:])
+		to := filepath.Join(e.TrashDir(), "recovery-"+hex.EncodeToString(b[:]))
+		if err := os.Rename(dst, to); err != nil {
+			return err
+		}
+		dst = to
+	}
+	rm := exec.Command("rm", "-rf", "--one-file-system", "--", dst)
+	rm.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := rm.Start(); err != nil {
+		return os.RemoveAll(dst)
+	}
+	return rm.Process.Release()
+}
+
+// syncDir syncs a directory of the state directory (best effort).
+func syncDir(dir string) {
+	if f, err := os.Open(dir); err == nil {
+		f.Sync()
+		f.Close()
+	}
+}

@@ -1,0 +1,254 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/persist/hostile"
+	"github.com/spillway/spillway/store"
+)
+
+// RestoreOptions say what `recover restore` puts back.
+type RestoreOptions struct {
+	Paths   []string
+	Session uint64 // 0: the newest session that holds each path
+	To      string // one path only: where it goes ("" = where it was)
+	Review  change.ReviewMode // change.ReviewAfter (default) or ReviewBefore
+	Force   bool   // restore to a target lint finds risky
+	Reason  string // required
+}
+
+// Skipped is an entry restore left out, and why (a safety rule).
+type Skipped struct {
+	Path      string `json:"path"`
+	PathBytes []byte `json:"path_bytes,omitempty"`
+	Reason    string `json:"reason"`
+}
+
+// RestoreResult is what a restore put into the persisted state.
+type RestoreResult struct {
+	Sandbox    string          `json:"sandbox"`
+	Generation uint64          `json:"generation"`
+	Records    []PersistedFile `json:"records"`
+	Skipped    []Skipped       `json:"skipped"`
+}
+
+// RecoverRestore puts paths from the recovery area into a closed
+// sandbox's persisted state as records of exception "recover" (pending
+// review, audited; a new generation). It obeys close's safety rules
+// (symlinks never followed nor restored, special files refused, setuid,
+// setgid, sticky and execute bits dropped) and the lint of the targets
+// (a risky one needs Force), not an exception's limits.
+func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptions) (*RestoreResult, error) {
+	if strings.TrimSpace(o.Reason) == "" {
+		return nil, &InputError{Input: "reason", Problem: "is required: say why the content comes back"}
+	}
+	if o.Review == "" {
+		o.Review = change.ReviewAfter
+	}
+	if o.Review != change.ReviewAfter && o.Review != change.ReviewBefore {
+		return nil, &InputError{Input: "review", Problem: fmt.Sprintf("must be after or before, not %q", o.Review)}
+	}
+	if len(o.Paths) == 0 {
+		return nil, invalidf("name the paths to restore")
+	}
+	if o.To != "" && len(o.Paths) != 1 {
+		return nil, invalidf("--to takes one path, not %d", len(o.Paths))
+	}
+	if o.To != "" && !cleanAbs(o.To) {
+		return nil, &InputError{Input: "--to", Problem: fmt.Sprintf("%s is not a clean absolute path", escape.Name(o.To))}
+	}
+	sb, err := e.getSandbox(sandbox)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State != store.StateClosed {
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s: restore works on a closed sandbox (close it first)", sandbox, sb.State)
+	}
+	type item struct {
+		rs     *recoverySession
+		x      RecoverEntry
+		target string
+	}
+	var items []item
+	var targets []string
+	for _, p := range o.Paths {
+		f, err := e.findRecoverable(ctx, sandbox, o.Session, p)
+		if err != nil {
+			return nil, err
+		}
+		to := p
+		if o.To != "" {
+			to = o.To
+		}
+		targets = append(targets, escapePattern(to))
+		for _, x := range f.all() {
+			t := to + strings.TrimPrefix(x.Path, p)
+			if p == "/" {
+				t = strings.TrimSuffix(to, "/") + x.Path
+			}
+			items = append(items, item{f.rs, x, t})
+		}
+	}
+	if findings := exceptions.LintPatterns(targets, false, false); len(findings) > 0 && !o.Force {
+		return nil, &RiskyError{Findings: findings}
+	}
+	res := &RestoreResult{Sandbox: sandbox, Records: []PersistedFile{}, Skipped: []Skipped{}}
+	var state State
+	if err := e.store.View(func(tx *store.Tx) error {
+		state, err = LoadState(ctx, tx, sb)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	now := e.Now()
+	var recs []*store.Record
+	for _, it := range items {
+		r, why, err := e.restoreRecord(sb, it.rs, it.x, it.target, state, o, now)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			res.Skipped = append(res.Skipped, Skipped{Path: it.x.Path, PathBytes: exactBytes(it.x.Path), Reason: why})
+			continue
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) == 0 {
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "nothing to restore: %s", skippedText(res.Skipped))
+	}
+	if err := e.blobs.Sync(); err != nil {
+		return nil, err
+	}
+	err = e.store.Update(func(tx *store.Tx) error {
+		cur, err := tx.GetSandbox(sandbox)
+		if err != nil {
+			return err
+		}
+		if cur.State != store.StateClosed {
+			return errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s: restore works on a closed sandbox (close it first)", sandbox, cur.State)
+		}
+		for _, r := range recs {
+			if r.ID, err = tx.NextRecordID(); err != nil {
+				return err
+			}
+			r.Session = cur.Session
+			if err := tx.PutRecord(r); err != nil {
+				return err
+			}
+			if inEffectIndex(r) {
+				if err := tx.PutCurrent(sandbox, r.Path, cur.Generation+1, r.ID); err != nil {
+					return err
+				}
+			}
+		}
+		cur.Generation++
+		res.Generation = cur.Generation
+		if err := tx.PutSandbox(cur); err != nil {
+			return err
+		}
+		_, err = tx.Append(now, "recover.restore", sandbox, map[string]string{
+			"paths": strings.Join(o.Paths, " "), "to": o.To, "session": fmt.Sprint(o.Session),
+			"records": fmt.Sprint(len(recs)), "skipped": fmt.Sprint(len(res.Skipped)),
+			"generation": fmt.Sprint(cur.Generation), "review": string(o.Review), "forced": fmt.Sprint(o.Force),
+			"reason": o.Reason,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	failpoint.Hit("recover.committed")
+	for _, r := range recs {
+		res.Records = append(res.Records, PersistedFile{Record: r.ID, Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Digest: r.Digest, Exception: r.Exception, Status: r.Status})
+	}
+	return res, nil
+}
+
+// restoreRecord makes the record of one entry restored at target, storing
+// its content; why says why it is skipped instead.
+func (e *Env) restoreRecord(sb *store.Sandbox, rs *recoverySession, x RecoverEntry, target string, state State, o RestoreOptions, now time.Time) (*store.Record, string, error) {
+	r := &store.Record{Sandbox: sb.Name, Path: target, Kind: x.Kind, Type: x.Type, Exception: RecoverID,
+		Review: o.Review, Created: now, Status: change.StatusPending, Mtime: now}
+	if x.Kind != change.KindDelete {
+		r.Kind = change.KindAdd
+		if _, ok := state[target]; ok || x.Kind == change.KindModify && o.To == "" {
+			r.Kind = change.KindModify
+		}
+	}
+	switch {
+	case x.Kind == change.KindDelete:
+		return r, "", nil
+	case x.Type == change.TypeDir:
+		r.Mode = 0o755
+		return r, "", nil
+	case x.Type == change.TypeSymlink:
+		return nil, RefuseSymlink, nil
+	case x.Type != change.TypeFile:
+		return nil, RefuseSpecial, nil
+	}
+	tree, err := treeOf(rs, x)
+	if err != nil {
+		return nil, "", err
+	}
+	f, err := hostile.OpenFile(tree, x.Path, hostile.Change{}, math.MaxInt64)
+	switch {
+	case errors.Is(err, hostile.ErrSymlink):
+		return nil, RefuseSymlink, nil
+	case errors.Is(err, hostile.ErrSpecial):
+		return nil, RefuseSpecial, nil
+	case errors.Is(err, hostile.ErrTooDeep):
+		return nil, RefuseTooDeep, nil
+	case err != nil:
+		return nil, "", unsafeEntry(x, err)
+	}
+	defer f.Close()
+	st := f.Stat()
+	digest, size, err := e.blobs.Put(f)
+	if err != nil {
+		return nil, "", fmt.Errorf("restore %s: %w", escape.Name(x.Path), err)
+	}
+	if err := f.Verify(); err != nil {
+		return nil, RefuseChanged, nil
+	}
+	r.Digest, r.Size = digest, size
+	r.Mode = exceptions.ModeBits(st.Mode, false)
+	r.UID, r.GID = st.Uid, st.Gid
+	r.Mtime = time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UTC()
+	return r, "", nil
+}
+
+func skippedText(s []Skipped) string {
+	var parts []string
+	for i, x := range s {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(s)-3))
+			break
+		}
+		parts = append(parts, escape.Name(x.Path)+" ("+x.Reason+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// escapePattern makes a path a pattern that matches only itself (for lint).
+func escapePattern(p string) string {
+	var b strings.Builder
+	for _, c := range p {
+		if strings.ContainsRune(`*?[]{}\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,231 @@
+package persist
+
+import (
+	"errors"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/store"
+)
+
+// Dropped is what the retention rules removed from the recovery area.
+type Dropped struct {
+	Sessions  int   `json:"sessions"`  // session directories removed whole
+	Discarded int   `json:"discarded"` // sessions whose discarded content was removed
+	Bytes     int64 `json:"bytes"`
+}
+
+func (d *Dropped) add(o Dropped) {
+	d.Sessions += o.Sessions
+	d.Discarded += o.Discarded
+	d.Bytes += o.Bytes
+}
+
+// lastClosed is the newest closed session of sb.
+func lastClosed(sb *store.Sandbox) uint64 {
+	if sb.State == store.StateClosed {
+		return sb.Session
+	}
+	return sb.Session - 1
+}
+
+// expiry returns until when a session's refused and discarded content
+// is kept under r (zero time: already gone), given sb's newest closed
+// session.
+func expiry(r Retention, rs *recoverySession, last uint64) (refused, discarded time.Time) {
+	if r.KeepSessions <= 0 || rs.n+uint64(r.KeepSessions) <= last {
+		return time.Time{}, time.Time{}
+	}
+	if r.KeepRefused > 0 {
+		refused = rs.info.Closed.Add(r.KeepRefused)
+	}
+	if r.KeepDiscarded > 0 && rs.n == last && !rs.discardedGone {
+		discarded = rs.info.Closed.Add(r.KeepDiscarded)
+	}
+	return refused, discarded
+}
+
+// applyRetention drops what sandbox's settings no longer keep: sessions
+// past the count, content past its time, and discarded content of any
+// session but the newest. (With nothing left of a session, its manifest
+// goes too.)
+func (e *Env) applyRetention(sandbox string) (Dropped, error) {
+	var d Dropped
+	sb, err := e.getSandbox(sandbox)
+	if err != nil {
+		return d, err
+	}
+	r := retentionOf(sb)
+	sessions, err := e.recoverySessions(sandbox)
+	if err != nil {
+		return d, err
+	}
+	now := e.Now()
+	last := lastClosed(sb)
+	for _, rs := range sessions {
+		if rs.n > last {
+			continue // the session a crashed close left: its close finishes it
+		}
+		ref, disc := expiry(r, rs, last)
+		refLive, discLive := now.Before(ref), now.Before(disc)
+		if rs.hasInfo && rs.info.Refused == 0 {
+			refLive = false // nothing refused: the session lives as long as its discarded content
+		}
+		switch {
+		case !refLive && !discLive:
+			if err := e.removeSessionDir(sandbox, rs.n); err != nil {
+				return d, err
+			}
+			d.Sessions++
+			d.Bytes += rs.bytes()
+		case !discLive && !rs.discardedGone:
+			if err := e.dropDiscarded(rs); err != nil {
+				return d, err
+			}
+			d.Discarded++
+			d.Bytes += rs.info.DiscardedBytes
+		}
+	}
+	return d, nil
+}
+
+// enforceCap removes whole sessions, oldest close first, until the area
+// holds no more than the root-wide cap.
+func (e *Env) enforceCap() (Dropped, error) {
+	var d Dropped
+	limit, _, err := e.keepBytes()
+	if err != nil {
+		return d, err
+	}
+	sessions, err := e.recoverySessions()
+	if err != nil {
+		return d, err
+	}
+	var total int64
+	for _, rs := range sessions {
+		total += rs.bytes()
+	}
+	for _, rs := range sessions {
+		if total <= limit {
+			break
+		}
+		if err := e.removeSessionDir(rs.sandbox, rs.n); err != nil {
+			return d, err
+		}
+		total -= rs.bytes()
+		d.Sessions++
+		d.Bytes += rs.bytes()
+	}
+	return d, nil
+}
+
+// ExpireRecovery applies every sandbox's retention and the byte cap (gc).
+func (e *Env) ExpireRecovery() (Dropped, error) {
+	var d Dropped
+	var names []string
+	if err := e.store.View(func(tx *store.Tx) error {
+		sbs, err := tx.ListSandboxes()
+		for _, sb := range sbs {
+			names = append(names, sb.Name)
+		}
+		return err
+	}); err != nil {
+		return d, err
+	}
+	for _, n := range names {
+		x, err := e.applyRetention(n)
+		d.add(x)
+		if err != nil {
+			return d, err
+		}
+	}
+	x, err := e.enforceCap()
+	d.add(x)
+	return d, err
+}
+
+// dropDiscarded removes the discarded content of a session's tree and
+// marks the session so that it is not listed again. It costs the smaller
+// of the two sides: when fewer changes were refused than discarded, the
+// refused entries move into a new tree and the old one goes to trash (a
+// rename, deleted in the background); else the discarded entries are
+// unlinked. Either way by descriptors, never following a symlink.
+func (e *Env) dropDiscarded(rs *recoverySession) error {
+	tree := filepath.Join(rs.dir, treeDir)
+	manifest := filepath.Join(rs.dir, "manifest.jsonl")
+	if _, err := os.Lstat(tree); errors.Is(err, os.ErrNotExist) {
+		os.Rename(filepath.Join(rs.dir, "tree.new"), tree) // a try that stopped between its renames
+	}
+	if _, err := os.Lstat(tree); err != nil {
+		return writePrivate(rs.dir, discardedGone, nil)
+	}
+	if rs.hasInfo && rs.info.Refused < rs.info.Entries-rs.info.Refused {
+		fresh := filepath.Join(rs.dir, "tree.new")
+		os.RemoveAll(fresh) // an earlier try's
+		if err := os.Mkdir(fresh, 0o700); err != nil {
+			return err
+		}
+		if err := moveEntries(tree, fresh, manifest, change.VerdictRefuse); err != nil {
+			e.warnf("recovery area of %s session %d: %v", rs.sandbox, rs.n, err)
+		}
+		old := filepath.Join(rs.dir, "tree.old")
+		if err := os.Rename(tree, old); err != nil {
+			return err
+		}
+		if err := os.Rename(fresh, tree); err != nil {
+			return err
+		}
+		if err := writePrivate(rs.dir, discardedGone, nil); err != nil {
+			return err
+		}
+		return e.trash(old)
+	}
+	fd, err := unix.Open(tree, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	f, err := os.Open(manifest)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if f != nil {
+		var dirs []string
+		err = eachManifestEntry(f, func(x ManifestEntry) error {
+			if x.Verdict != change.VerdictDiscard || x.Kind == change.KindDelete || !cleanAbs(x.Path) {
+				return nil
+			}
+			if x.Type == change.TypeDir {
+				dirs = append(dirs, x.Path)
+				return nil
+			}
+			removeAt(fd, x.Path, 0)
+			return nil
+		})
+		f.Close()
+		if err != nil {
+			return err
+		}
+		for i := len(dirs) - 1; i >= 0; i-- {
+			removeAt(fd, dirs[i], unix.AT_REMOVEDIR)
+		}
+	}
+	return writePrivate(rs.dir, discardedGone, nil)
+}
+
+// removeAt unlinks p beneath the tree fd without following a link (best
+// effort: what is gone or not empty stays).
+func removeAt(fd int, p string, flags int) {
+	dir, name := path.Split(p)
+	pfd, err := openDirs(fd, dir, false)
+	if err != nil {
+		return
+	}
+	unix.Unlinkat(pfd, name, flags)
+	unix.Close(pfd)
+}
