@@ -22,11 +22,11 @@ import (
 // RestoreOptions say what `recover restore` puts back.
 type RestoreOptions struct {
 	Paths   []string
-	Session uint64 // 0: the newest session that holds each path
-	To      string // one path only: where it goes ("" = where it was)
+	Session uint64            // 0: the newest session that holds each path
+	To      string            // one path only: where it goes ("" = where it was)
 	Review  change.ReviewMode // change.ReviewAfter (default) or ReviewBefore
-	Force   bool   // restore to a target lint finds risky
-	Reason  string // required
+	Force   bool              // restore to a target lint finds risky
+	Reason  string            // required
 }
 
 // Skipped is an entry restore left out, and why (a safety rule).
