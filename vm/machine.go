@@ -26,7 +26,9 @@ type Machine struct {
 	Dir       string // the run's directory: initrd, console log
 	Req       proto.Request
 	Disks     []Disk
-	Virtiofs  string // vhost-user socket of virtiofsd, with --share virtiofs
+	Virtiofs  string // vhost-user socket of virtiofsd (set by Run)
+	// With --share virtiofs: virtiofsd's binary and the directory it shares.
+	Virtiofsd, VirtiofsSource string
 	MemoryMiB int
 	CPUs      int
 
@@ -49,7 +51,8 @@ type Result struct {
 	Ready       bool
 	Exited      bool // EXIT came: Status is CMD's
 	Status      int
-	Error       string // ERROR from init
+	Error       string   // ERROR from init
+	Notes       []string // MSG lines: why CMD did not start
 	Streamed    bool
 	StreamBytes int64
 	StreamSHA   string
@@ -120,6 +123,13 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	defer log.Close()
+	if m.VirtiofsSource != "" {
+		stop, err := m.startVirtiofsd(sockDir, log)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
 	cmd := exec.Command(m.Config.QEMU, m.qemuArgs(sockDir, initrd)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
@@ -236,6 +246,8 @@ func (m *Machine) handle(line string, res *Result) {
 				res.Exited, res.Status, res.Times.Exit = true, n, time.Now()
 			}
 		}
+	case proto.MsgNote:
+		res.Notes = append(res.Notes, strings.TrimSpace(strings.TrimPrefix(line, proto.MsgNote)))
 	case proto.MsgError:
 		res.Error = strings.TrimSpace(strings.TrimPrefix(line, proto.MsgError))
 	case proto.MsgStreamed:

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,10 @@ type guest struct {
 	req   proto.Request
 	ctl   *ctlPort
 	ports map[string]*os.File
+
+	mu        sync.Mutex
+	cmdPid    int      // CMD's process (and group), once started
+	ttyMaster *os.File // CMD's terminal, with TTY
 }
 
 func (g *guest) boot() error {
@@ -58,6 +63,7 @@ func (g *guest) boot() error {
 		return err
 	}
 	go g.heartbeat()
+	go g.readCtl()
 	switch g.req.Mode {
 	case proto.ModeRescue:
 		if err := mountScratch(); err != nil {

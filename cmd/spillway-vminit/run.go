@@ -104,7 +104,7 @@ func (g *guest) runCmd() int {
 	bin, err := exec.LookPath(name)
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			g.errorf("%s: command not found", name)
+			g.errorf("%s: command not found in the sandbox", name)
 			return 127
 		}
 		g.errorf("%s: %v", name, err)
@@ -133,7 +133,16 @@ func (g *guest) runCmd() int {
 	} else {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = g.ports[proto.PortStdin], g.ports[proto.PortStdout], g.ports[proto.PortStderr]
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if err == nil {
+		g.mu.Lock()
+		g.cmdPid = cmd.Process.Pid
+		if tty != nil {
+			g.ttyMaster = tty.master
+		}
+		g.mu.Unlock()
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, unix.ENOENT):
 			g.errorf("%s: %v", name, err)
@@ -171,9 +180,9 @@ func (g *guest) runCmd() int {
 	return 125
 }
 
-// errorf writes one line for CMD's stderr: why CMD did not run.
+// errorf tells the host why CMD did not run; it prints the line.
 func (g *guest) errorf(format string, args ...any) {
-	fmt.Fprintf(g.ports[proto.PortStderr], "spillway: "+format+"\n", args...)
+	g.ctl.send(proto.MsgNote, fmt.Sprintf(format, args...))
 }
 
 func hasKey(env []string, key string) bool {

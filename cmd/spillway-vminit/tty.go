@@ -42,7 +42,6 @@ func (g *guest) openTTY() (*ttyPair, error) {
 	if g.req.Rows > 0 && g.req.Cols > 0 {
 		unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: g.req.Rows, Col: g.req.Cols})
 	}
-	go winch(g.ctl.f, m)
 	return &ttyPair{master: m, slave: s, done: make(chan struct{})}, nil
 }
 
@@ -58,18 +57,26 @@ func (t *ttyPair) drain(g *guest) {
 	<-t.done
 }
 
-// winch applies the host's WINCH lines to the terminal.
-func winch(ctl *os.File, m *os.File) {
-	sc := bufio.NewScanner(ctl)
+// readCtl carries out the host's lines: WINCH resizes CMD's terminal,
+// SIG sends a signal to CMD's process group.
+func (g *guest) readCtl() {
+	sc := bufio.NewScanner(g.ctl.f)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) != 3 || f[0] != proto.MsgWinch {
-			continue
-		}
-		r, err1 := strconv.ParseUint(f[1], 10, 16)
-		c, err2 := strconv.ParseUint(f[2], 10, 16)
-		if err1 == nil && err2 == nil {
-			unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(r), Col: uint16(c)})
+		g.mu.Lock()
+		pid, m := g.cmdPid, g.ttyMaster
+		g.mu.Unlock()
+		switch {
+		case len(f) == 3 && f[0] == proto.MsgWinch && m != nil:
+			r, err1 := strconv.ParseUint(f[1], 10, 16)
+			c, err2 := strconv.ParseUint(f[2], 10, 16)
+			if err1 == nil && err2 == nil {
+				unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(r), Col: uint16(c)})
+			}
+		case len(f) == 2 && f[0] == proto.MsgSignal && pid > 0:
+			if n, err := strconv.Atoi(f[1]); err == nil && n > 0 && n < 65 {
+				unix.Kill(-pid, unix.Signal(n))
+			}
 		}
 	}
 }

@@ -59,6 +59,8 @@ const (
 	MsgHB       = "HB"       // heartbeat from init
 	MsgExit     = "EXIT"     // EXIT <status>: CMD's status (127/126 when it could not start)
 	MsgError    = "ERROR"    // ERROR <text>: init failed before CMD ran (125)
+	MsgNote     = "MSG"      // MSG <text>: why CMD could not start (before EXIT 127/126/125)
+	MsgSignal   = "SIG"      // host to guest: SIG <n>: send signal n to CMD
 	MsgStreamed = "STREAMED" // STREAMED <bytes> <sha256>: the changes tar is complete
 	MsgWinch    = "WINCH"    // host to guest: WINCH <rows> <cols>
 )

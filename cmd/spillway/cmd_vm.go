@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	xterm "golang.org/x/term"
+
+	"github.com/spillway/spillway/internal/container"
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/units"
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/vm"
+	"github.com/spillway/spillway/vm/proto"
+)
+
+// vmOptions are the options of run --vm and shell --vm.
+type vmOptions struct {
+	Sandbox   string
+	Args      []string
+	MemoryMiB int
+	CPUs      int
+	Share     string
+	Env       []string
+	Workdir   string
+	User      string
+	TTY       bool
+	Accel     string
+}
+
+// vmRunFlags are the flags run adds for VMs.
+func vmRunFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "vm", Usage: "run CMD in a disposable VM of sandbox `NAME` (see docs/vm.md)"},
+		&cli.StringFlag{Name: "memory", Usage: "the VM's memory `SIZE`", Value: "512M"},
+		&cli.IntFlag{Name: "cpus", Usage: "the VM's CPUs", Value: 1},
+		&cli.StringFlag{Name: "share", Usage: "the VM's root: none (disks, changes streamed back) or virtiofs (shared live)", Value: proto.ShareNone},
+		&cli.StringSliceFlag{Name: "env", Usage: "set `K=V` for CMD (VM)"},
+		&cli.StringFlag{Name: "workdir", Usage: "CMD's working `DIR` (VM)"},
+		&cli.StringFlag{Name: "accel", Usage: "VM acceleration: auto, kvm or tcg", Value: vm.AccelAuto},
+	}
+}
+
+// vmOptionsFrom reads the VM flags of run or shell.
+func vmOptionsFrom(c *cli.Context, args []string, tty bool) (vmOptions, error) {
+	o := vmOptions{Sandbox: c.String("vm"), Args: args, CPUs: c.Int("cpus"), Share: c.String("share"),
+		Env: c.StringSlice("env"), Workdir: c.String("workdir"), User: c.String("user"), TTY: tty, Accel: c.String("accel")}
+	mem, err := units.ParseSize(c.String("memory"))
+	if err != nil || mem < 64<<20 {
+		return o, usageError("invalid --memory %q: use a size of at least 64M, e.g. 512M or 2G", c.String("memory"))
+	}
+	o.MemoryMiB = int(mem >> 20)
+	if o.CPUs < 1 || o.CPUs > 64 {
+		return o, usageError("invalid --cpus %d: use 1 to 64", o.CPUs)
+	}
+	if o.Share != proto.ShareNone && o.Share != proto.ShareVirtiofs {
+		return o, usageError("unknown --share %q: use none or virtiofs", o.Share)
+	}
+	switch o.Accel {
+	case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
+	default:
+		return o, usageError("unknown --accel %q: use auto, kvm or tcg", o.Accel)
+	}
+	for _, kv := range o.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return o, usageError("invalid --env %q: use K=V", kv)
+		}
+	}
+	if o.Workdir != "" && !strings.HasPrefix(o.Workdir, "/") {
+		return o, usageError("invalid --workdir %q: use an absolute path", o.Workdir)
+	}
+	if o.User != "" {
+		if _, _, _, err := container.ParseUser(o.User); err != nil {
+			return o, usageError("%v", err)
+		}
+	}
+	if len(args) == 0 {
+		return o, usageError("usage: spillway run --vm NAME [--memory SIZE] [--cpus N] [--share none|virtiofs] [-t] [--close] -- CMD [ARG…]")
+	}
+	return o, nil
+}
+
+// runVMAction is run --vm and shell --vm: the VM run, then --close.
+func runVMAction(c *cli.Context, t *term, args []string, tty, closeAfter bool) error {
+	o, err := vmOptionsFrom(c, args, tty)
+	if err != nil {
+		return err
+	}
+	code, err := runVM(c.Context, o, globals(c), t)
+	if err != nil {
+		return err
+	}
+	if closeAfter {
+		if err := closeAfterRun(c, t, o.Sandbox); err != nil {
+			t.errorf(fmt.Errorf("close %s: %w", o.Sandbox, err))
+			if code == 0 {
+				code = exitError
+			}
+		}
+	}
+	if code != 0 {
+		return &exitStatus{code: code}
+	}
+	return nil
+}
+
+// withGlobalsEnv locks and opens the state directory for fn.
+func withGlobalsEnv(ctx context.Context, g globalOptions, t *term, what string, fn func(e *persist.Env) error) (err error) {
+	e, err := persist.OpenEnv(ctx, persist.Options{
+		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: what,
+		Wait: func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
+		Warn: func(msg string) { t.warnf("%s", msg) },
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := e.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	return fn(e)
+}
+
+// runVM opens the sandbox, registers the run, boots the VM without the
+// state directory held, then applies the guest's changes to the sandbox's
+// upper layer. It returns CMD's status.
+func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, error) {
+	if f, ok := t.in.(*os.File); o.TTY && (!ok || !isTerminal(f)) {
+		return 0, usageError("-t needs a terminal on stdin")
+	}
+	root, err := filepath.Abs(g.Root)
+	if err != nil {
+		return 0, err
+	}
+	cfg, err := vm.LoadConfig(root)
+	if errors.Is(err, vm.ErrNoSetup) {
+		cfg, err = vm.Setup(ctx, root, vm.SetupOptions{Accel: o.Accel}, func(s string) { t.warnf("%s", s) })
+	}
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case o.Accel == vm.AccelTCG:
+		cfg.Accel = vm.AccelTCG
+	case o.Accel == vm.AccelKVM && cfg.Accel != vm.AccelKVM:
+		return 0, fmt.Errorf("--accel kvm: KVM is not usable here (%s)", cfg.AccelReason)
+	}
+	var (
+		book   = &container.Book{Dir: runDir(root)}
+		entry  *container.Entry
+		opened *persist.Opened
+		layers *persist.Layers
+	)
+	what := "run --vm " + o.Sandbox
+	err = withGlobalsEnv(ctx, g, t, what, func(e *persist.Env) error {
+		if opened, err = e.OpenSandbox(ctx, o.Sandbox); err != nil {
+			return err
+		}
+		for _, s := range opened.Skipped {
+			t.warnf("persisted path not applied: %s", name(s))
+		}
+		if o.Share == proto.ShareNone {
+			if layers, err = e.SandboxLayers(ctx, o.Sandbox); err != nil {
+				return err
+			}
+		}
+		entry, err = book.Register(ctx, o.Sandbox)
+		return err
+	})
+	if err != nil {
+		if entry != nil {
+			book.Done(context.WithoutCancel(ctx), entry)
+		}
+		return 0, err
+	}
+	ctx = context.WithoutCancel(ctx)
+	defer book.Done(ctx, entry)
+	dir := filepath.Join(runDir(root), "vm", entry.ID)
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, err
+	}
+	r := &vm.Run{Config: cfg, StateRoot: root, Dir: dir, Share: o.Share, Root: opened.Path,
+		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Stdin: t.in, Stdout: t.out, Stderr: t.err,
+		Req: proto.Request{Args: o.Args, Env: o.Env, Dir: o.Workdir, User: o.User, TTY: o.TTY, Hostname: o.Sandbox},
+		BootTimeout: envDuration("SPILLWAY_VM_BOOT_TIMEOUT", 0), Heartbeat: envDuration("SPILLWAY_VM_HEARTBEAT_TIMEOUT", 0),
+		Started: func(pid int) {
+			if err := book.SetVM(entry, pid); err != nil {
+				t.warnf("record the VM's process: %v", err)
+			}
+		}}
+	if layers != nil {
+		r.Upper, r.Lowers = layers.Upper, layers.Lowers
+	}
+	restore, sigs, winch := vmSignals(t, o.TTY, &r.Req)
+	r.Signals, r.Winch = sigs, winch
+	out, bootErr := r.Boot(ctx)
+	restore()
+	code, err := vmStatus(t, o.Sandbox, out, bootErr)
+	if out != nil && out.Spool != "" {
+		if aerr := applyVMChanges(ctx, g, t, o.Sandbox, out, dir); aerr != nil && err == nil {
+			err = aerr
+		}
+	}
+	if err == nil && (out == nil || out.Spool == "" || out.Verified) {
+		os.RemoveAll(dir)
+	}
+	return code, err
+}
+
+// vmStatus turns a boot's outcome into run's status: CMD's own, or 125
+// with one line when the VM failed before CMD started.
+func vmStatus(t *term, sandbox string, out *vm.Outcome, bootErr error) (int, error) {
+	var res *vm.Result
+	if out != nil {
+		res = out.Result
+	}
+	if res != nil {
+		for _, n := range res.Notes {
+			t.errorf(fmt.Errorf("run %s: %s", sandbox, escape.Name(n)))
+		}
+		if res.Exited {
+			if bootErr != nil {
+				t.warnf("%v", bootErr)
+			}
+			return res.Status, nil
+		}
+		if res.Error != "" {
+			t.errorf(fmt.Errorf("run %s: vm: %s", sandbox, escape.Name(res.Error)))
+			return container.ExitNotStarted, nil
+		}
+	}
+	if bootErr == nil {
+		bootErr = errors.New("vm: the guest ended without CMD's status")
+	}
+	t.errorf(fmt.Errorf("run %s: %w", sandbox, bootErr))
+	return container.ExitNotStarted, nil
+}
+
+// applyVMChanges writes the guest's changes into the sandbox's upper layer
+// under the state directory's lock, reporting refused entries.
+func applyVMChanges(ctx context.Context, g globalOptions, t *term, sandbox string, out *vm.Outcome, dir string) error {
+	f, err := os.Open(out.Spool)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var sr *vm.StreamResult
+	err = withGlobalsEnv(ctx, g, t, "run --vm "+sandbox, func(e *persist.Env) error {
+		return e.ApplyToUpper(ctx, sandbox, func(upper string) error {
+			var err error
+			sr, err = vm.Materialise(f, upper, vm.DefaultStreamLimits)
+			return err
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range sr.Refused {
+		t.warnf("refused %s from the VM's changes: %s", name(r.Name), r.Reason)
+	}
+	if !out.Verified || !sr.Complete {
+		why := sr.Err
+		if why == "" {
+			why = "not confirmed by the guest"
+		}
+		t.warnf("the VM's changes stream was incomplete (%s): what arrived was applied; the scratch disk is kept in %s", why, dir)
+	}
+	return nil
+}
+
+// vmSignals forwards spillway's signals to CMD in the guest and, with a
+// terminal, puts it in raw mode and forwards its size.
+func vmSignals(t *term, tty bool, req *proto.Request) (restore func(), sigs chan int, winch chan [2]uint16) {
+	sigs, winch = make(chan int, 8), make(chan [2]uint16, 4)
+	c := make(chan os.Signal, 8)
+	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
+	var state *xterm.State
+	var fd int
+	if f, ok := t.in.(*os.File); tty && ok {
+		fd = int(f.Fd())
+		if cols, rows, err := xterm.GetSize(fd); err == nil {
+			req.Rows, req.Cols = uint16(rows), uint16(cols)
+		}
+		state, _ = xterm.MakeRaw(fd)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-c:
+				if s == syscall.SIGWINCH {
+					if cols, rows, err := xterm.GetSize(fd); tty && err == nil {
+						select {
+						case winch <- [2]uint16{uint16(rows), uint16(cols)}:
+						default:
+						}
+					}
+					continue
+				}
+				select {
+				case sigs <- int(s.(syscall.Signal)):
+				default:
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(c)
+		close(done)
+		if state != nil {
+			xterm.Restore(fd, state)
+		}
+	}, sigs, winch
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
+}
+
+// vmCommand is `spillway vm`: setting up the guest kernel and initramfs.
+func vmCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:  "vm",
+		Usage: "disposable VMs: set up the guest kernel and initramfs",
+		Subcommands: []*cli.Command{{
+			Name:      "setup",
+			Usage:     "find the guest kernel, build the initramfs, probe acceleration; prints what VMs will use",
+			ArgsUsage: "[--kernel VMLINUZ --modules DIR] [--accel auto|kvm|tcg]",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "kernel", Usage: "the guest kernel `VMLINUZ` (with --modules)"},
+				&cli.StringFlag{Name: "modules", Usage: "its modules `DIR` (lib/modules/VERSION)"},
+				&cli.StringFlag{Name: "init", Usage: "the guest init binary `PATH` (default: spillway-vminit next to spillway)"},
+				&cli.StringFlag{Name: "accel", Usage: "auto, kvm or tcg", Value: vm.AccelAuto},
+				&cli.BoolFlag{Name: "fetch", Usage: "download linux-image-cloud-amd64 into the state directory when no kernel is found"},
+				jsonFlag(t),
+			},
+			Action: func(c *cli.Context) error {
+				if err := needArgs(c, 0, "[--kernel VMLINUZ --modules DIR] [--accel auto|kvm|tcg]"); err != nil {
+					return err
+				}
+				o := vm.SetupOptions{Kernel: c.String("kernel"), Modules: c.String("modules"), Init: c.String("init"), Accel: c.String("accel"), Fetch: c.Bool("fetch")}
+				return runVMSetup(c.Context, o, globals(c), t)
+			},
+		}},
+	}
+}
+
+// runVMSetup is `vm setup`.
+func runVMSetup(ctx context.Context, o vm.SetupOptions, g globalOptions, t *term) error {
+	switch o.Accel {
+	case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
+	default:
+		return usageError("unknown --accel %q: use auto, kvm or tcg", o.Accel)
+	}
+	if (o.Kernel == "") != (o.Modules == "") {
+		return usageError("--kernel and --modules go together")
+	}
+	var cfg *vm.Config
+	err := withGlobalsEnv(ctx, g, t, "vm setup", func(e *persist.Env) error {
+		var err error
+		cfg, err = vm.Setup(ctx, e.Root, o, func(s string) { t.warnf("%s", s) })
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if t.json {
+		return t.printJSON(cfg)
+	}
+	fmt.Fprintf(t.out, "kernel     %s (%s, %s)\n", cfg.Kernel.Image, cfg.Kernel.Version, cfg.Kernel.Source)
+	fmt.Fprintf(t.out, "modules    %s: %s\n", cfg.Kernel.Modules, strings.Join(cfg.Modules, " "))
+	fmt.Fprintf(t.out, "initramfs  %s (init %s)\n", cfg.Initramfs, cfg.Init)
+	fmt.Fprintf(t.out, "qemu       %s\n", cfg.QEMU)
+	if cfg.Virtiofsd != "" {
+		fmt.Fprintf(t.out, "virtiofsd  %s\n", cfg.Virtiofsd)
+	}
+	fmt.Fprintf(t.out, "accel      %s (%s)\n", cfg.Accel, cfg.AccelReason)
+	return nil
+}
