@@ -22,15 +22,15 @@ import (
 
 // Machine is one boot of a guest.
 type Machine struct {
-	Config    *Config
-	Dir       string // the run's directory: initrd, console log
-	Req       proto.Request
-	Disks     []Disk
-	Virtiofs  string // vhost-user socket of virtiofsd (set by Run)
+	Config   *Config
+	Dir      string // the run's directory: initrd, console log
+	Req      proto.Request
+	Disks    []Disk
+	Virtiofs string // vhost-user socket of virtiofsd (set by Run)
 	// With --share virtiofs: virtiofsd's binary and the directory it shares.
 	Virtiofsd, VirtiofsSource string
-	MemoryMiB int
-	CPUs      int
+	MemoryMiB                 int
+	CPUs                      int
 
 	Stdin          io.Reader // nil: empty
 	Stdout, Stderr io.Writer

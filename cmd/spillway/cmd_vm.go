@@ -191,7 +191,7 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 	}
 	r := &vm.Run{Config: cfg, StateRoot: root, Dir: dir, Share: o.Share, Root: opened.Path,
 		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Stdin: t.in, Stdout: t.out, Stderr: t.err,
-		Req: proto.Request{Args: o.Args, Env: o.Env, Dir: o.Workdir, User: o.User, TTY: o.TTY, Hostname: o.Sandbox},
+		Req:         proto.Request{Args: o.Args, Env: o.Env, Dir: o.Workdir, User: o.User, TTY: o.TTY, Hostname: o.Sandbox},
 		BootTimeout: envDuration("SPILLWAY_VM_BOOT_TIMEOUT", 0), Heartbeat: envDuration("SPILLWAY_VM_HEARTBEAT_TIMEOUT", 0),
 		Started: func(pid int) {
 			if err := book.SetVM(entry, pid); err != nil {
