@@ -206,9 +206,11 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 	out, bootErr := r.Boot(ctx)
 	restore()
 	code, err := vmStatus(t, o.Sandbox, out, bootErr)
-	if out != nil && out.Spool != "" {
-		if aerr := applyVMChanges(ctx, g, t, o.Sandbox, out, dir); aerr != nil && err == nil {
-			err = aerr
+	if out != nil && out.Spool != "" && (out.Result.Ready || out.Rescued) {
+		if aerr := applyVMChanges(ctx, g, t, o.Sandbox, out, dir); aerr != nil {
+			// e.g. close --force closed the sandbox meanwhile.
+			t.warnf("the VM's changes were not applied (%v); they are kept in %s", aerr, dir)
+			return code, err
 		}
 	}
 	if err == nil && (out == nil || out.Spool == "" || out.Verified) {
