@@ -12,6 +12,11 @@ fi
 need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v runc >/dev/null || need+=(runc)
+# VM tests (cmd/spillway/testdata/vm): QEMU, erofs, a guest kernel, expect.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
+command -v expect >/dev/null || need+=(expect)
+ls /boot/vmlinuz-*-cloud-amd64 >/dev/null 2>&1 || need+=(linux-image-cloud-amd64)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing ${need[*]}"
 	apt-get update -qq

@@ -48,21 +48,22 @@ type Machine struct {
 
 // Result is what a boot reported.
 type Result struct {
-	Ready       bool
-	Exited      bool // EXIT came: Status is CMD's
-	Status      int
-	Error       string   // ERROR from init
-	Notes       []string // MSG lines: why CMD did not start
-	Streamed    bool
-	StreamBytes int64
-	StreamSHA   string
-	QEMUMaxRSS  int64 // KiB
-	Times       Times
+	Ready           bool
+	Exited          bool // EXIT came: Status is CMD's
+	Status          int
+	Error           string   // ERROR from init
+	Notes           []string // MSG lines: why CMD did not start
+	Streamed        bool
+	StreamBytes     int64
+	StreamSHA       string
+	QEMUMaxRSS      int64 // KiB
+	VirtiofsdMaxRSS int64 // KiB
+	Times           Times
 }
 
 // Times are host-side instants of one boot.
 type Times struct {
-	Start, Ready, Exit, Streamed, Off time.Time
+	Start, QEMU, Ready, Exit, Streamed, Off time.Time
 }
 
 // ErrWatchdog says the guest was stopped for not answering in time.
@@ -128,11 +129,12 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer stop()
+		defer func() { res.VirtiofsdMaxRSS = stop() }()
 	}
 	cmd := exec.Command(m.Config.QEMU, m.qemuArgs(sockDir, initrd)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	res.Times.QEMU = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("vm: start qemu: %w", err)
 	}

@@ -14,7 +14,7 @@ import (
 // sandboxing (namespaces, seccomp: the default -o sandbox=namespace) and
 // waits for its socket. It serves one VM and exits when QEMU disconnects;
 // stop waits a little for that, then kills it.
-func (m *Machine) startVirtiofsd(sockDir string, log *os.File) (stop func(), err error) {
+func (m *Machine) startVirtiofsd(sockDir string, log *os.File) (stop func() (maxRSS int64), err error) {
 	if m.Virtiofsd == "" {
 		return nil, errors.New("virtiofsd not found: install qemu-system-common (/usr/lib/qemu/virtiofsd)")
 	}
@@ -28,13 +28,17 @@ func (m *Machine) startVirtiofsd(sockDir string, log *os.File) (stop func(), err
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	stop = func() {
+	stop = func() int64 {
 		select {
 		case <-done:
 		case <-time.After(2 * time.Second):
 			cmd.Process.Kill()
 			<-done
 		}
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			return ru.Maxrss
+		}
+		return 0
 	}
 	for i := 0; i < 500; i++ {
 		if _, err := os.Stat(sock); err == nil {

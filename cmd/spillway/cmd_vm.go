@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -137,6 +138,7 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 	if f, ok := t.in.(*os.File); o.TTY && (!ok || !isTerminal(f)) {
 		return 0, usageError("-t needs a terminal on stdin")
 	}
+	start := time.Now()
 	root, err := filepath.Abs(g.Root)
 	if err != nil {
 		return 0, err
@@ -206,12 +208,16 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 	out, bootErr := r.Boot(ctx)
 	restore()
 	code, err := vmStatus(t, o.Sandbox, out, bootErr)
+	applied := time.Now()
+	var aerr error
 	if out != nil && out.Spool != "" && (out.Result.Ready || out.Rescued) {
-		if aerr := applyVMChanges(ctx, g, t, o.Sandbox, out, dir); aerr != nil {
-			// e.g. close --force closed the sandbox meanwhile.
-			t.warnf("the VM's changes were not applied (%v); they are kept in %s", aerr, dir)
-			return code, err
-		}
+		aerr = applyVMChanges(ctx, g, t, o.Sandbox, out, dir)
+	}
+	writeVMTimings(start, applied, out)
+	if aerr != nil {
+		// e.g. close --force closed the sandbox meanwhile.
+		t.warnf("the VM's changes were not applied (%v); they are kept in %s", aerr, dir)
+		return code, err
 	}
 	if err == nil && (out == nil || out.Spool == "" || out.Verified) {
 		os.RemoveAll(dir)
@@ -325,6 +331,34 @@ func vmSignals(t *term, tty bool, req *proto.Request) (restore func(), sigs chan
 			xterm.Restore(fd, state)
 		}
 	}, sigs, winch
+}
+
+// writeVMTimings appends one JSON line of a run's phases to the file
+// $SPILLWAY_VM_TIMINGS names, for bench/vmbench.
+func writeVMTimings(start, applyStart time.Time, out *vm.Outcome) {
+	p := os.Getenv("SPILLWAY_VM_TIMINGS")
+	if p == "" || out == nil || out.Result == nil {
+		return
+	}
+	r := out.Result
+	ms := func(a, b time.Time) float64 {
+		if a.IsZero() || b.IsZero() {
+			return 0
+		}
+		return float64(b.Sub(a).Microseconds()) / 1000
+	}
+	line, _ := json.Marshal(map[string]any{
+		"setup_ms": ms(start, r.Times.QEMU), "boot_ms": ms(r.Times.QEMU, r.Times.Ready), "cmd_ms": ms(r.Times.Ready, r.Times.Exit),
+		"stream_ms": ms(r.Times.Exit, r.Times.Streamed), "poweroff_ms": ms(r.Times.Exit, r.Times.Off), "apply_ms": ms(applyStart, time.Now()),
+		"total_ms": ms(start, time.Now()), "disk_ms": float64(out.DiskTime.Microseconds()) / 1000,
+		"qemu_maxrss_kib": r.QEMUMaxRSS, "virtiofsd_maxrss_kib": r.VirtiofsdMaxRSS, "stream_bytes": r.StreamBytes, "rescued": out.Rescued,
+	})
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	f.Write(append(line, '\n'))
 }
 
 func envDuration(key string, def time.Duration) time.Duration {
