@@ -44,6 +44,7 @@ type Machine struct {
 
 	ctlMu   sync.Mutex
 	ctlConn net.Conn
+	ready   chan struct{} // closed at READY: the guest has its ports open
 }
 
 // Result is what a boot reported.
@@ -74,6 +75,7 @@ var ErrWatchdog = errors.New("vm: watchdog")
 func (m *Machine) Run(ctx context.Context) (*Result, error) {
 	res := &Result{}
 	res.Times.Start = time.Now()
+	m.ready = make(chan struct{})
 	if m.MemoryMiB == 0 {
 		m.MemoryMiB = 512
 	}
@@ -182,6 +184,7 @@ loop:
 			}
 			m.handle(l, res)
 			if res.Ready && res.Times.Ready.IsZero() {
+				close(m.ready)
 				res.Times.Ready = time.Now()
 				watch.Reset(m.HeartbeatTimeout)
 			}
@@ -287,6 +290,9 @@ func (m *Machine) serve(port string, ch chan net.Conn, lines chan<- string) {
 			lines <- sc.Text()
 		}
 	case proto.PortStdin:
+		// Bytes sent, and an EOF, before the guest opened its port are
+		// lost: start once init is READY.
+		<-m.ready
 		if m.Stdin != nil {
 			io.Copy(c, m.Stdin)
 		}
