@@ -39,6 +39,7 @@ type Machine struct {
 	BootTimeout      time.Duration // until init reports READY (or its first line)
 	HeartbeatTimeout time.Duration // longest silence of init's control port
 	Started          func(pid int) // called once QEMU runs
+	Readied          func()        // called when init reports READY
 	Signals          <-chan int    // signal numbers to send to CMD
 	Winch            <-chan [2]uint16
 
@@ -55,6 +56,7 @@ type Result struct {
 	Error           string   // ERROR from init
 	Notes           []string // MSG lines: why CMD did not start
 	Streamed        bool
+	Killed          bool // QEMU was killed from outside (close --force)
 	StreamBytes     int64
 	StreamSHA       string
 	QEMUMaxRSS      int64 // KiB
@@ -185,6 +187,9 @@ loop:
 			m.handle(l, res)
 			if res.Ready && res.Times.Ready.IsZero() {
 				close(m.ready)
+				if m.Readied != nil {
+					m.Readied()
+				}
 				res.Times.Ready = time.Now()
 				watch.Reset(m.HeartbeatTimeout)
 			}
@@ -213,6 +218,10 @@ loop:
 			}
 			waiting = false
 		}
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && werr == nil {
+		res.Killed = true
+		werr = errors.New("vm: QEMU was killed (close --force?)")
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.QEMUMaxRSS = ru.Maxrss

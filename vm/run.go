@@ -33,6 +33,7 @@ type Run struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Started        func(pid int)
+	Readied        func()
 	Signals        <-chan int
 	Winch          <-chan [2]uint16
 	BootTimeout    time.Duration
@@ -55,7 +56,7 @@ type Outcome struct {
 func (r *Run) Boot(ctx context.Context) (*Outcome, error) {
 	out := &Outcome{}
 	m := &Machine{Config: r.Config, Dir: r.Dir, MemoryMiB: r.MemoryMiB, CPUs: r.CPUs,
-		Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Started: r.Started,
+		Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Started: r.Started, Readied: r.Readied,
 		Signals: r.Signals, Winch: r.Winch, BootTimeout: r.BootTimeout, HeartbeatTimeout: r.Heartbeat}
 	m.Req = r.Req
 	m.Req.Mode, m.Req.Share, m.Req.TimeNanos = proto.ModeRun, r.Share, time.Now().UnixNano()
@@ -86,7 +87,7 @@ func (r *Run) Boot(ctx context.Context) (*Outcome, error) {
 	if res != nil && res.Streamed {
 		out.Verified = verifySpool(out.Spool, res)
 	}
-	if out.Verified || res == nil || !res.Ready {
+	if out.Verified || res == nil || !res.Ready || res.Killed {
 		return out, err
 	}
 	// The guest died (or was stopped) after CMD started and before its

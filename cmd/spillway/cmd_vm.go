@@ -199,7 +199,8 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 			if err := book.SetVM(entry, pid); err != nil {
 				t.warnf("record the VM's process: %v", err)
 			}
-		}}
+		},
+		Readied: func() { os.WriteFile(filepath.Join(dir, "ready"), nil, 0o600) }}
 	if layers != nil {
 		r.Upper, r.Lowers = layers.Upper, layers.Lowers
 	}
@@ -210,7 +211,7 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 	code, err := vmStatus(t, o.Sandbox, out, bootErr)
 	applied := time.Now()
 	var aerr error
-	if out != nil && out.Spool != "" && (out.Result.Ready || out.Rescued) {
+	if out != nil && out.Spool != "" && (out.Result.Ready || out.Rescued) && !out.Result.Killed {
 		aerr = applyVMChanges(ctx, g, t, o.Sandbox, out, dir)
 	}
 	writeVMTimings(start, applied, out)

@@ -66,12 +66,15 @@ func init() {
 		ts.Check(err)
 		ts.Setenv(args[0], c.Kernel.Version)
 	}
-	// waitvm SANDBOX: wait (up to 120s) until a run of SANDBOX has its QEMU
-	// recorded in the run book.
+	// waitvm SANDBOX [ready]: wait (up to 120s) until a run of SANDBOX has
+	// its QEMU recorded in the run book; with "ready", until its guest's
+	// init has reported READY too.
 	scriptCmds["waitvm"] = func(ts *testscript.TestScript, neg bool, args []string) {
-		if len(args) != 1 || neg {
-			ts.Fatalf("usage: waitvm SANDBOX")
+		if len(args) < 1 || len(args) > 2 || neg {
+			ts.Fatalf("usage: waitvm SANDBOX [ready]")
 		}
+		ready := len(args) == 2 && args[1] == "ready"
+		readyFiles := filepath.Join(ts.Getenv("SPILLWAY_ROOT"), "run", "vm", "spillway-"+args[0]+"-*", "ready")
 		dir := filepath.Join(ts.Getenv("SPILLWAY_ROOT"), "run", "sbx", args[0])
 		for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
@@ -80,7 +83,10 @@ func init() {
 					VM *struct{ PID int } `json:"vm"`
 				}
 				data, _ := os.ReadFile(f)
-				if json.Unmarshal(data, &e) == nil && e.VM != nil {
+				if json.Unmarshal(data, &e) != nil || e.VM == nil {
+					continue
+				}
+				if r, _ := filepath.Glob(readyFiles); !ready || len(r) > 0 {
 					return
 				}
 			}
