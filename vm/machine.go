@@ -58,9 +58,9 @@ type Result struct {
 	Streamed        bool
 	Killed          bool // QEMU was killed from outside (close --force)
 	StreamBytes     int64
-	StreamSHA       string
-	QEMUMaxRSS      int64 // KiB
-	VirtiofsdMaxRSS int64 // KiB
+	StreamCRC       string // CRC-32C, 8 hex digits
+	QEMUMaxRSS      int64  // KiB
+	VirtiofsdMaxRSS int64  // KiB
 	Times           Times
 }
 
@@ -267,7 +267,7 @@ func (m *Machine) handle(line string, res *Result) {
 	case proto.MsgStreamed:
 		if len(f) == 3 {
 			if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
-				res.Streamed, res.StreamBytes, res.StreamSHA, res.Times.Streamed = true, n, f[2], time.Now()
+				res.Streamed, res.StreamBytes, res.StreamCRC, res.Times.Streamed = true, n, f[2], time.Now()
 			}
 		}
 	}

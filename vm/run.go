@@ -2,9 +2,8 @@ package vm
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -156,7 +155,7 @@ func verifySpool(path string, res *Result) bool {
 		return false
 	}
 	defer f.Close()
-	h := sha256.New()
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	n, err := io.Copy(h, f)
-	return err == nil && n == res.StreamBytes && hex.EncodeToString(h.Sum(nil)) == res.StreamSHA
+	return err == nil && n == res.StreamBytes && fmt.Sprintf("%08x", h.Sum32()) == res.StreamCRC
 }

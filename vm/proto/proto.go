@@ -61,6 +61,6 @@ const (
 	MsgError    = "ERROR"    // ERROR <text>: init failed before CMD ran (125)
 	MsgNote     = "MSG"      // MSG <text>: why CMD could not start (before EXIT 127/126/125)
 	MsgSignal   = "SIG"      // host to guest: SIG <n>: send signal n to CMD
-	MsgStreamed = "STREAMED" // STREAMED <bytes> <sha256>: the changes tar is complete
+	MsgStreamed = "STREAMED" // STREAMED <bytes> <crc32c>: the changes tar is complete (CRC-32C, hex)
 	MsgWinch    = "WINCH"    // host to guest: WINCH <rows> <cols>
 )
