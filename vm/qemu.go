@@ -30,7 +30,7 @@ func (m *Machine) qemuArgs(sockDir, initrd string) []string {
 		"-M", machine, "-cpu", cpu, "-m", mem, "-smp", fmt.Sprint(m.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-nic", "none",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-		"-kernel", c.Kernel.Image, "-initrd", initrd,
+		"-kernel", c.bootImage(), "-initrd", initrd,
 		"-append", "console=ttyS0 quiet loglevel=0 panic=-1 rdinit=/init",
 		"-chardev", "file,id=con,path=" + filepath.Join(m.Dir, "console.log"), "-serial", "chardev:con",
 		"-device", "virtio-serial-pci,max_ports=8",

@@ -27,6 +27,7 @@ const (
 // Config is what `vm setup` found and built, recorded in <root>/vm/setup.json.
 type Config struct {
 	Kernel      Kernel    `json:"kernel"`
+	Vmlinux     string    `json:"vmlinux,omitempty"` // the kernel unpacked for a PVH boot
 	Initramfs   string    `json:"initramfs"`
 	Init        string    `json:"init"` // the guest init it was built from
 	Modules     []string  `json:"modules"`
@@ -68,7 +69,7 @@ func LoadConfig(stateRoot string) (*Config, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("vm: %s: %w", configPath(stateRoot), err)
 	}
-	for _, p := range []string{c.Kernel.Image, c.Initramfs, c.QEMU} {
+	for _, p := range []string{c.Kernel.Image, c.Initramfs, c.QEMU, c.bootImage()} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, ErrNoSetup
 		}
@@ -102,6 +103,12 @@ func Setup(ctx context.Context, stateRoot string, o SetupOptions, warn func(stri
 	c.Initramfs = filepath.Join(dir, "initramfs-"+k.Version+".cpio.gz")
 	if c.Modules, err = buildInitramfs(c.Initramfs, initBin, k, guestModules); err != nil {
 		return nil, fmt.Errorf("build initramfs: %w", err)
+	}
+	vmlinux := filepath.Join(dir, "vmlinux-"+k.Version)
+	if err := extractVmlinux(k.Image, vmlinux); err == nil {
+		c.Vmlinux = vmlinux
+	} else {
+		os.Remove(vmlinux)
 	}
 	if _, err := os.Stat("/usr/share/qemu/qboot.rom"); err == nil {
 		c.Firmware = "/usr/share/qemu/qboot.rom"
@@ -152,6 +159,14 @@ func (c *Config) probeAccel(ctx context.Context, stateRoot, want string, warn fu
 	c.Accel, c.AccelReason = AccelTCG, reason
 	warn("no usable KVM (" + reason + "): VMs use software emulation (TCG), a few seconds per boot")
 	return nil
+}
+
+// bootImage is what QEMU boots: the PVH vmlinux when there is one.
+func (c *Config) bootImage() string {
+	if c.Vmlinux != "" {
+		return c.Vmlinux
+	}
+	return c.Kernel.Image
 }
 
 // kvmUsable says why KVM cannot be used, or "".

@@ -17,6 +17,9 @@ func TestSetupBuildsInitramfsAndProbes(t *testing.T) {
 	if slices.Index(c.Modules, "virtio") > slices.Index(c.Modules, "virtio_blk") || slices.Index(c.Modules, "fuse") > slices.Index(c.Modules, "virtiofs") {
 		t.Errorf("load order %v puts a module before its dependency", c.Modules)
 	}
+	if c.Vmlinux == "" {
+		t.Errorf("no PVH vmlinux unpacked from %s", c.Kernel.Image)
+	}
 	if c.Accel != AccelTCG && c.Accel != AccelKVM {
 		t.Fatalf("accel %q", c.Accel)
 	}

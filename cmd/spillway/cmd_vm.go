@@ -420,6 +420,9 @@ func runVMSetup(ctx context.Context, o vm.SetupOptions, g globalOptions, t *term
 		return t.printJSON(cfg)
 	}
 	fmt.Fprintf(t.out, "kernel     %s (%s, %s)\n", cfg.Kernel.Image, cfg.Kernel.Version, cfg.Kernel.Source)
+	if cfg.Vmlinux != "" {
+		fmt.Fprintf(t.out, "boots      %s (PVH entry)\n", cfg.Vmlinux)
+	}
 	fmt.Fprintf(t.out, "modules    %s: %s\n", cfg.Kernel.Modules, strings.Join(cfg.Modules, " "))
 	fmt.Fprintf(t.out, "initramfs  %s (init %s)\n", cfg.Initramfs, cfg.Init)
 	fmt.Fprintf(t.out, "qemu       %s\n", cfg.QEMU)
