@@ -49,6 +49,8 @@ func runCommand(t *term) *cli.Command {
 		Action: func(c *cli.Context) error {
 			if c.String("vm") != "" {
 				return runVMAction(c, t, c.Args().Slice(), c.Bool("t"), c.Bool("close"))
+			} else if err := vmOnlyFlags(c); err != nil {
+				return err
 			}
 			if c.NArg() < 2 {
 				return usageError("usage: spillway run NAME [--user UID[:GID]] [--net none|host] [--close] [-t] -- CMD [ARG…]")
@@ -68,6 +70,8 @@ func shellCommand(t *term) *cli.Command {
 		Action: func(c *cli.Context) error {
 			if c.String("vm") != "" {
 				return runVMAction(c, t, []string{"/bin/sh"}, true, false)
+			} else if err := vmOnlyFlags(c); err != nil {
+				return err
 			}
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err

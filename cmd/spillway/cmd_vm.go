@@ -50,8 +50,21 @@ func vmRunFlags() []cli.Flag {
 	}
 }
 
+// vmOnlyFlags refuses the VM flags on a container run.
+func vmOnlyFlags(c *cli.Context) error {
+	for _, f := range []string{"memory", "cpus", "share", "env", "workdir", "accel"} {
+		if c.IsSet(f) {
+			return usageError("--%s needs --vm NAME", f)
+		}
+	}
+	return nil
+}
+
 // vmOptionsFrom reads the VM flags of run or shell.
 func vmOptionsFrom(c *cli.Context, args []string, tty bool) (vmOptions, error) {
+	if c.String("net") == "host" {
+		return vmOptions{}, usageError("--net host is not available with --vm: a VM has no network")
+	}
 	o := vmOptions{Sandbox: c.String("vm"), Args: args, CPUs: c.Int("cpus"), Share: c.String("share"),
 		Env: c.StringSlice("env"), Workdir: c.String("workdir"), User: c.String("user"), TTY: tty, Accel: c.String("accel")}
 	mem, err := units.ParseSize(c.String("memory"))
