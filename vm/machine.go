@@ -56,7 +56,9 @@ type Result struct {
 	Error           string   // ERROR from init
 	Notes           []string // MSG lines: why CMD did not start
 	Streamed        bool
-	Killed          bool // QEMU was killed from outside (close --force)
+	Killed          bool    // QEMU was killed from outside (close --force)
+	GuestInit       float64 // the guest's uptime (s) when init started
+	GuestReady      float64 // and when it reported READY
 	StreamBytes     int64
 	StreamCRC       string // CRC-32C, 8 hex digits
 	QEMUMaxRSS      int64  // KiB
@@ -254,6 +256,10 @@ func (m *Machine) handle(line string, res *Result) {
 	switch f[0] {
 	case proto.MsgReady:
 		res.Ready = true
+		if len(f) == 3 {
+			res.GuestInit, _ = strconv.ParseFloat(f[1], 64)
+			res.GuestReady, _ = strconv.ParseFloat(f[2], 64)
+		}
 	case proto.MsgExit:
 		if len(f) == 2 {
 			if n, err := strconv.Atoi(f[1]); err == nil && n >= 0 && n < 256 {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,8 @@ type guest struct {
 	ctl   *ctlPort
 	ports map[string]*os.File
 
+	initUp string // the guest's uptime when init started
+
 	mu        sync.Mutex
 	cmdPid    int      // CMD's process (and group), once started
 	ttyMaster *os.File // CMD's terminal, with TTY
@@ -50,6 +53,7 @@ func (g *guest) boot() error {
 			return fmt.Errorf("mount %s: %v", m.dst, err)
 		}
 	}
+	g.initUp = uptime()
 	loadModules()
 	data, err := os.ReadFile(proto.RequestPath)
 	if err != nil {
@@ -73,7 +77,7 @@ func (g *guest) boot() error {
 	case proto.ModeRun:
 		return g.run()
 	case proto.ModeProbe:
-		g.ctl.send(proto.MsgReady)
+		g.ctl.send(proto.MsgReady, g.initUp, uptime())
 		return nil
 	}
 	return fmt.Errorf("unknown mode %q", g.req.Mode)
@@ -109,6 +113,19 @@ func setClock(hostNanos int64) {
 	unix.ClockGettime(unix.CLOCK_BOOTTIME, &up)
 	ts := unix.NsecToTimespec(hostNanos + up.Nano())
 	unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
+}
+
+// uptime is the guest's /proc/uptime in seconds, as text.
+func uptime() string {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return "0"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "0"
+	}
+	return f[0]
 }
 
 func poweroff() {

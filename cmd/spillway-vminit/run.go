@@ -38,7 +38,7 @@ func (g *guest) run() error {
 		return fmt.Errorf("chroot: %v", err)
 	}
 	os.Chdir("/")
-	g.ctl.send(proto.MsgReady)
+	g.ctl.send(proto.MsgReady, g.initUp, uptime())
 	status := g.runCmd()
 	// Whatever CMD left running goes before the changes are read.
 	unix.Kill(-1, unix.SIGKILL)

@@ -55,7 +55,7 @@ type Request struct {
 
 // Control lines, guest to host (one per line, space-separated fields).
 const (
-	MsgReady    = "READY"    // root mounted, about to start CMD
+	MsgReady    = "READY"    // READY <uptime at init> <uptime now>: root mounted, about to start CMD
 	MsgHB       = "HB"       // heartbeat from init
 	MsgExit     = "EXIT"     // EXIT <status>: CMD's status (127/126 when it could not start)
 	MsgError    = "ERROR"    // ERROR <text>: init failed before CMD ran (125)
