@@ -55,6 +55,7 @@ func (g *guest) boot() error {
 	}
 	g.initUp = uptime()
 	loadModules()
+	g.mark("modules")
 	data, err := os.ReadFile(proto.RequestPath)
 	if err != nil {
 		return fmt.Errorf("read request: %v", err)
@@ -66,6 +67,7 @@ func (g *guest) boot() error {
 	if err := g.openPorts(); err != nil {
 		return err
 	}
+	g.mark("ports")
 	go g.heartbeat()
 	go g.readCtl()
 	switch g.req.Mode {
@@ -113,6 +115,12 @@ func setClock(hostNanos int64) {
 	unix.ClockGettime(unix.CLOCK_BOOTTIME, &up)
 	ts := unix.NsecToTimespec(hostNanos + up.Nano())
 	unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
+}
+
+// mark writes the guest's uptime at a phase to the console (the host's
+// console.log), for diagnosis.
+func (g *guest) mark(phase string) {
+	fmt.Fprintf(os.Stderr, "spillway-vminit: %s at %s s\n", phase, uptime())
 }
 
 // uptime is the guest's /proc/uptime in seconds, as text.

@@ -25,6 +25,7 @@ func (g *guest) run() error {
 	if err := mountInner(); err != nil {
 		return err
 	}
+	g.mark("root mounted")
 	if g.req.Hostname != "" {
 		unix.Sethostname([]byte(g.req.Hostname))
 	}
