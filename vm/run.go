@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -97,6 +98,21 @@ func (r *Run) Boot(ctx context.Context) (*Outcome, error) {
 	}
 	return out, err
 }
+
+// Rescue streams the changes left on the scratch disk of an earlier run in
+// r.Dir (its guest was killed) into the spool. ErrNoScratch when there is
+// no scratch disk.
+func (r *Run) Rescue(ctx context.Context) (*Outcome, error) {
+	scratch := filepath.Join(r.Dir, "scratch.img")
+	if _, err := os.Stat(scratch); err != nil {
+		return nil, ErrNoScratch
+	}
+	out := &Outcome{Spool: filepath.Join(r.Dir, "changes.tar")}
+	return out, r.rescue(ctx, Disk{Serial: proto.SerialScratch, Path: scratch}, out)
+}
+
+// ErrNoScratch says a run has no scratch disk left to rescue.
+var ErrNoScratch = errors.New("vm: no scratch disk")
 
 func (r *Run) rescue(ctx context.Context, scratch Disk, out *Outcome) error {
 	spool, err := os.Create(out.Spool)

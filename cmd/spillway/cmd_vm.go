@@ -209,7 +209,11 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 		Req:         proto.Request{Args: o.Args, Env: o.Env, Dir: o.Workdir, User: o.User, TTY: o.TTY, Hostname: o.Sandbox},
 		BootTimeout: envDuration("SPILLWAY_VM_BOOT_TIMEOUT", 0), Heartbeat: envDuration("SPILLWAY_VM_HEARTBEAT_TIMEOUT", 0),
 		Started: func(pid int) {
-			if err := book.SetVM(entry, pid); err != nil {
+			upper := ""
+			if layers != nil {
+				upper = layers.Upper
+			}
+			if err := book.SetVM(entry, pid, dir, upper); err != nil {
 				t.warnf("record the VM's process: %v", err)
 			}
 		},
@@ -237,6 +241,40 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 		os.RemoveAll(dir)
 	}
 	return code, err
+}
+
+func init() { container.RescueVM = rescueStoppedVM }
+
+// rescueStoppedVM gets back the changes of a VM that close --force killed:
+// a rescue guest streams its scratch disk, and the stream goes to the
+// sandbox's upper layer before close reads it. close holds the lock.
+func rescueStoppedVM(ctx context.Context, stateRoot string, v *container.VMProc) error {
+	cfg, err := vm.LoadConfig(stateRoot)
+	if err != nil {
+		return err
+	}
+	r := &vm.Run{Config: cfg, StateRoot: stateRoot, Dir: v.Dir, MemoryMiB: 512,
+		BootTimeout: envDuration("SPILLWAY_VM_BOOT_TIMEOUT", 0), Heartbeat: envDuration("SPILLWAY_VM_HEARTBEAT_TIMEOUT", 0)}
+	out, err := r.Rescue(ctx)
+	if errors.Is(err, vm.ErrNoScratch) {
+		return nil // its owner applied the changes already
+	}
+	if err != nil {
+		return fmt.Errorf("rescue the VM's changes (kept in %s): %w", v.Dir, err)
+	}
+	f, err := os.Open(out.Spool)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sr, err := vm.Materialise(f, v.Upper, vm.DefaultStreamLimits)
+	if err != nil {
+		return err
+	}
+	if !out.Verified || !sr.Complete || len(sr.Refused) > 0 {
+		return nil // keep the directory: something is missing or was refused
+	}
+	return os.RemoveAll(v.Dir)
 }
 
 // vmStatus turns a boot's outcome into run's status: CMD's own, or 125

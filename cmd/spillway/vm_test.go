@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/testrootfs"
 	"github.com/spillway/spillway/snapshot"
@@ -56,6 +58,34 @@ func TestVMScripts(t *testing.T) {
 	})
 }
 
+// sparseContains says whether the data extents of a sparse file hold text.
+func sparseContains(path string, text []byte) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	for off := int64(0); ; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err != nil {
+			return false
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return false
+		}
+		buf := make([]byte, hole-data)
+		if _, err := f.ReadAt(buf, data); err != nil {
+			return false
+		}
+		if bytes.Contains(buf, text) {
+			return true
+		}
+		off = hole
+	}
+}
+
 func init() {
 	// vmkernel VAR: set VAR to the guest kernel's version from vm setup.
 	scriptCmds["vmkernel"] = func(ts *testscript.TestScript, neg bool, args []string) {
@@ -92,6 +122,24 @@ func init() {
 			}
 		}
 		ts.Fatalf("no VM of %s recorded within 120s", args[0])
+	}
+	// waitscratch SANDBOX TEXT: wait (up to 120s) until TEXT is in the raw
+	// bytes of a run's scratch disk (the guest wrote and synced it); the
+	// disk is read as bytes, never mounted.
+	scriptCmds["waitscratch"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 2 || neg {
+			ts.Fatalf("usage: waitscratch SANDBOX TEXT")
+		}
+		glob := filepath.Join(ts.Getenv("SPILLWAY_ROOT"), "run", "vm", "spillway-"+args[0]+"-*", "scratch.img")
+		for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			files, _ := filepath.Glob(glob)
+			for _, f := range files {
+				if sparseContains(f, []byte(args[1])) {
+					return
+				}
+			}
+		}
+		ts.Fatalf("%q not on a scratch disk of %s within 120s", args[1], args[0])
 	}
 	// noguestmounts: nothing on the host is mounted from a VM's disks or
 	// through a loop device (the guest's file systems stay in the guest).

@@ -150,7 +150,7 @@ func (e *Entry) ownerAlive() bool {
 // killed and removes the entry itself.
 func (b *Book) Stop(ctx context.Context, e *Entry) error {
 	if e.VM != nil {
-		return e.VM.stop()
+		return b.stopVM(ctx, e.VM)
 	}
 	e.runc(ctx, "kill", e.ID, "KILL") // fails when already stopped
 	return e.delete(ctx)

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,16 +13,25 @@ import (
 type VMProc struct {
 	PID      int    `json:"pid"`
 	PIDStart uint64 `json:"pid_start"`
+	Dir      string `json:"dir"`             // the run's directory (scratch disk)
+	Upper    string `json:"upper,omitempty"` // the sandbox's upper layer (--share none)
 }
 
-// SetVM records that the run e is a VM whose QEMU is process pid, so that
-// close --force can stop it.
-func (b *Book) SetVM(e *Entry, pid int) error {
+// RescueVM, when set (by the command line, which knows VMs), gets back
+// the changes of a VM that Stop killed: it boots a rescue guest on the
+// run's scratch disk and applies what it streams to v.Upper. Stop calls it
+// with the state directory's lock held, before close reads the changes.
+var RescueVM func(ctx context.Context, stateRoot string, v *VMProc) error
+
+// SetVM records that the run e is a VM whose QEMU is process pid, its run
+// directory and the upper layer its changes go to, so that close --force
+// can stop it and rescue its changes.
+func (b *Book) SetVM(e *Entry, pid int, dir, upper string) error {
 	start, err := procStart(pid)
 	if err != nil {
 		return err
 	}
-	e.VM = &VMProc{PID: pid, PIDStart: start}
+	e.VM = &VMProc{PID: pid, PIDStart: start, Dir: dir, Upper: upper}
 	data, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -39,6 +49,17 @@ func (b *Book) SetVM(e *Entry, pid int) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), b.entryPath(e))
+}
+
+// stopVM kills the VM's QEMU, then rescues its changes (RescueVM).
+func (b *Book) stopVM(ctx context.Context, v *VMProc) error {
+	if err := v.stop(); err != nil {
+		return err
+	}
+	if RescueVM == nil || v.Upper == "" {
+		return nil
+	}
+	return RescueVM(ctx, filepath.Dir(b.Dir), v)
 }
 
 // stop kills the VM's QEMU if it is still the process recorded, and waits
