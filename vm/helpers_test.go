@@ -2,9 +2,12 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -54,4 +57,17 @@ func testConfig(t *testing.T) (*Config, string) {
 		t.Fatal(err)
 	}
 	return c, root
+}
+
+// procAlive returns an error when pid is gone or a zombie.
+func procAlive(pid int) (bool, error) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false, err
+	}
+	s := string(data)
+	if i := strings.LastIndexByte(s, ')'); i > 0 && strings.HasPrefix(s[i+1:], " Z") {
+		return false, errors.New("zombie")
+	}
+	return true, nil
 }
