@@ -188,7 +188,20 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 				return err
 			}
 		}
-		entry, err = book.Register(ctx, o.Sandbox)
+		if entry, err = book.Register(ctx, o.Sandbox); err != nil {
+			return err
+		}
+		if o.Share != proto.ShareNone {
+			return nil
+		}
+		// The guest's changes land in the upper layer at the end: no other
+		// run may be writing there meanwhile.
+		live, err := book.Live(ctx, o.Sandbox)
+		for _, r := range live {
+			if err == nil && r.ID != entry.ID {
+				err = fmt.Errorf("sandbox %s is in use by another `spillway run` (pid %d); a VM without a shared file system needs it alone (or use --share virtiofs)", o.Sandbox, r.PID)
+			}
+		}
 		return err
 	})
 	if err != nil {
