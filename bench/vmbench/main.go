@@ -68,7 +68,7 @@ func run(n, mb int) error {
 		}
 	}
 	fmt.Printf("vmbench: %d runs per row, busybox image, TCG unless KVM works; seconds (median, min–max)\n\n", n)
-	fmt.Printf("| scenario | wall | setup | boot→init | (guest: kernel→/init | /init→ready) | CMD | power-off | apply | disks | QEMU RSS MiB | virtiofsd RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| scenario | wall | setup | boot→init | guest kernel→/init | guest /init→ready | CMD | power-off | apply | disks | QEMU RSS MiB | virtiofsd RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	// The first run builds the image's disk (cold cache).
 	os.Remove(b.timings)
 	if _, err := b.sp("run", "--vm", "docs", "--", "true"); err != nil {
