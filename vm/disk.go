@@ -19,11 +19,10 @@ import (
 // mounted: mkfs.erofs reads the tree with lstat, never following links,
 // and keeps owners, modes, whiteouts and overlay xattrs.
 func LowerDisk(stateRoot, dir string) (path string, built bool, err error) {
-	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
+	key, err := diskKey(dir)
+	if err != nil {
 		return "", false, fmt.Errorf("vm: disk of %s: %w", dir, err)
 	}
-	key := fmt.Sprintf("%s\x00%d\x00%d\x00%d.%d", dir, st.Dev, st.Ino, st.Ctim.Sec, st.Ctim.Nsec)
 	sum := sha256.Sum256([]byte(key))
 	disks := filepath.Join(Dir(stateRoot), "disks")
 	path = filepath.Join(disks, fmt.Sprintf("%x.erofs", sum[:12]))
@@ -33,7 +32,43 @@ func LowerDisk(stateRoot, dir string) (path string, built bool, err error) {
 	if err := os.MkdirAll(disks, 0o700); err != nil {
 		return "", false, err
 	}
-	return path, true, buildErofs(path, dir)
+	if err := buildErofs(path, dir); err != nil {
+		return "", false, err
+	}
+	// The key beside the disk lets PruneDisks tell when its layer is gone.
+	return path, true, writeAtomic(strings.TrimSuffix(path, ".erofs")+".key", []byte(key))
+}
+
+// diskKey is a snapshot directory's identity: its path, device, inode and
+// change time. A removed and re-created snapshot gets another key.
+func diskKey(dir string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s\x00%d\x00%d\x00%d.%d", dir, st.Dev, st.Ino, st.Ctim.Sec, st.Ctim.Nsec), nil
+}
+
+// PruneDisks removes the cached disks whose snapshot directory is gone or
+// is no longer the one they were built from (a closed session's layer).
+func PruneDisks(stateRoot string) error {
+	keys, err := filepath.Glob(filepath.Join(Dir(stateRoot), "disks", "*.key"))
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		data, err := os.ReadFile(k)
+		if err != nil {
+			continue
+		}
+		dir, _, _ := strings.Cut(string(data), "\x00")
+		if now, err := diskKey(dir); err == nil && now == string(data) {
+			continue
+		}
+		os.Remove(strings.TrimSuffix(k, ".key") + ".erofs")
+		os.Remove(k)
+	}
+	return nil
 }
 
 // TreeDisk builds an uncached erofs image of dir at dst (an open sandbox's

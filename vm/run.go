@@ -150,9 +150,12 @@ func (r *Run) disks() ([]Disk, error) {
 		add(p)
 	}
 	for _, l := range r.Lowers {
-		p, _, err := LowerDisk(r.StateRoot, l)
+		p, built, err := LowerDisk(r.StateRoot, l)
 		if err != nil {
 			return nil, err
+		}
+		if built {
+			PruneDisks(r.StateRoot) // a new layer: older ones may be gone
 		}
 		add(p)
 	}

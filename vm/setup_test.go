@@ -2,6 +2,9 @@ package vm
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -32,4 +35,37 @@ func TestSetupBuildsInitramfsAndProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("probe boot: %s", d)
+}
+
+// Cached disks go when their layer does.
+func TestPruneDisks(t *testing.T) {
+	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
+		t.Skip("mkfs.erofs not installed")
+	}
+	root, layers := t.TempDir(), t.TempDir()
+	keep, gone := filepath.Join(layers, "keep"), filepath.Join(layers, "gone")
+	for _, d := range []string{keep, gone} {
+		os.MkdirAll(filepath.Join(d, "etc"), 0o755)
+	}
+	pk, built, err := LowerDisk(root, keep)
+	if err != nil || !built {
+		t.Fatalf("built %v, %v", built, err)
+	}
+	pg, _, err := LowerDisk(root, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, built, _ := LowerDisk(root, keep); built {
+		t.Error("a cached disk was built again")
+	}
+	os.RemoveAll(gone)
+	if err := PruneDisks(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pg); err == nil {
+		t.Error("the disk of a removed layer was kept")
+	}
+	if _, err := os.Stat(pk); err != nil {
+		t.Errorf("the disk of a live layer went: %v", err)
+	}
 }
