@@ -11,9 +11,11 @@ install -d "$dest$prefix/bin" "$dest$prefix/share/man/man1" \
 	"$dest$prefix/share/zsh/site-functions" \
 	"$dest$prefix/share/fish/vendor_completions.d"
 go build -o "$dest$prefix/bin/spillway" ./cmd/spillway
+# The guest init of `run --vm`, found next to spillway (docs/vm.md).
+CGO_ENABLED=0 go build -o "$dest$prefix/bin/spillway-vminit" ./cmd/spillway-vminit
 bin="$dest$prefix/bin/spillway"
 install -m 0644 docs/man/spillway.1 "$dest$prefix/share/man/man1/spillway.1"
 "$bin" completion bash >"$dest$prefix/share/bash-completion/completions/spillway"
 "$bin" completion zsh >"$dest$prefix/share/zsh/site-functions/_spillway"
 "$bin" completion fish >"$dest$prefix/share/fish/vendor_completions.d/spillway.fish"
-echo "installed spillway, its man page and bash, zsh and fish completions under $dest$prefix"
+echo "installed spillway, spillway-vminit, its man page and bash, zsh and fish completions under $dest$prefix"

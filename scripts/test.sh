@@ -14,6 +14,11 @@ need=()
 command -v runc >/dev/null || need+=(runc)
 # The browser tests of `spillway serve` drive Debian's chromium headless.
 command -v chromium >/dev/null || need+=(chromium)
+# VM tests (cmd/spillway/testdata/vm): QEMU, erofs, a guest kernel, expect.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
+command -v expect >/dev/null || need+=(expect)
+ls /boot/vmlinuz-*-cloud-amd64 >/dev/null 2>&1 || need+=(linux-image-cloud-amd64)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing ${need[*]}"
 	apt-get update -qq

@@ -58,6 +58,7 @@ func newApp(t *term) *cli.App {
 			pathCommand(t),
 			runCommand(t),
 			shellCommand(t),
+			vmCommand(t),
 			diffCommand(t),
 			closeCommand(t),
 			lsCommand(t),

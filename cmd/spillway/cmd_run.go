@@ -29,13 +29,13 @@ type runOptions struct {
 }
 
 func runFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "user", Usage: "run CMD as `UID[:GID]` (default root; without GID, the group of the sandbox's /etc/passwd)"},
 		&cli.StringFlag{Name: "net", Usage: "network: none (loopback only) or host", Value: container.NetNone},
 		&cli.BoolFlag{Name: "close", Usage: "close the sandbox when CMD exits (summary on stderr)"},
 		&cli.BoolFlag{Name: "t", Usage: "give CMD a terminal"},
 		runtimeFlag(),
-	}
+	}, vmRunFlags()...)
 }
 
 func runtimeFlag() cli.Flag {
@@ -49,6 +49,11 @@ func runCommand(t *term) *cli.Command {
 		ArgsUsage: "NAME [--user UID[:GID]] [--net none|host] [--close] [-t] -- CMD [ARG…]",
 		Flags:     runFlags(),
 		Action: func(c *cli.Context) error {
+			if c.String("vm") != "" {
+				return runVMAction(c, t, c.Args().Slice(), c.Bool("t"), c.Bool("close"))
+			} else if err := vmOnlyFlags(c); err != nil {
+				return err
+			}
 			if c.NArg() < 2 {
 				return usageError("usage: spillway run NAME [--user UID[:GID]] [--net none|host] [--close] [-t] -- CMD [ARG…]")
 			}
@@ -64,8 +69,13 @@ func shellCommand(t *term) *cli.Command {
 		Name:      "shell",
 		Usage:     "an interactive shell inside the sandbox (run -t NAME -- /bin/sh)",
 		ArgsUsage: "NAME",
-		Flags:     []cli.Flag{runtimeFlag()},
+		Flags:     append([]cli.Flag{runtimeFlag()}, vmRunFlags()...),
 		Action: func(c *cli.Context) error {
+			if c.String("vm") != "" {
+				return runVMAction(c, t, []string{"/bin/sh"}, true, false)
+			} else if err := vmOnlyFlags(c); err != nil {
+				return err
+			}
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
 			}

@@ -31,6 +31,7 @@ type Entry struct {
 	PIDStart  uint64    `json:"pid_start"` // the owner's start time, against pid reuse
 	Runtime   string    `json:"runtime"`
 	Started   time.Time `json:"started"`
+	VM        *VMProc   `json:"vm,omitempty"` // a `run --vm`: its QEMU (book_vm.go)
 	stateRoot string
 }
 
@@ -149,6 +150,9 @@ func (e *Entry) ownerAlive() bool {
 // process of the run is gone when it returns. Its owner then sees CMD
 // killed and removes the entry itself.
 func (b *Book) Stop(ctx context.Context, e *Entry) error {
+	if e.VM != nil {
+		return b.stopVM(ctx, e.VM)
+	}
 	e.runc(ctx, "kill", e.ID, "KILL") // fails when already stopped
 	return e.delete(ctx)
 }

@@ -1,0 +1,103 @@
+package vm
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// InitName is the file name of the guest init binary.
+const InitName = "spillway-vminit"
+
+// FindInit locates the guest init: the path given, else $SPILLWAY_VMINIT,
+// else spillway-vminit next to the running spillway binary (where
+// scripts/install.sh puts it), else /usr/local/lib/spillway or
+// /usr/lib/spillway.
+func FindInit(given string) (string, error) {
+	cands := []string{given, os.Getenv("SPILLWAY_VMINIT")}
+	if exe, err := os.Executable(); err == nil {
+		cands = append(cands, filepath.Join(filepath.Dir(exe), InitName))
+	}
+	cands = append(cands, "/usr/local/lib/spillway/"+InitName, "/usr/lib/spillway/"+InitName)
+	for i, c := range cands {
+		if c == "" {
+			continue
+		}
+		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+			return c, nil
+		} else if i < 2 {
+			return "", fmt.Errorf("guest init %s: not a regular file", c)
+		}
+	}
+	return "", errors.New("guest init " + InitName + " not found: install it next to spillway (scripts/install.sh), or pass --init PATH")
+}
+
+// buildInitramfs writes a gzip'd newc cpio with /init and the modules (in
+// /lib/modules, load order in /lib/modules/order) to dst, atomically.
+func buildInitramfs(dst, initBin string, k *Kernel, want []string) ([]string, error) {
+	order, idx, err := resolveModules(k.Modules, want)
+	if err != nil {
+		return nil, err
+	}
+	initData, err := os.ReadFile(initBin)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	c := &cpioWriter{w: zw}
+	for _, d := range []string{"dev", "proc", "sys", "lib", "lib/modules", "newroot", "spw"} {
+		c.dir(d)
+	}
+	c.file("init", 0o755, initData)
+	for _, m := range order {
+		data, err := os.ReadFile(idx[m])
+		if err != nil {
+			return nil, err
+		}
+		c.file("lib/modules/"+m+".ko", 0o644, data)
+	}
+	c.file("lib/modules/order", 0o644, []byte(strings.Join(order, "\n")+"\n"))
+	if err := c.close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return order, writeAtomic(dst, buf.Bytes())
+}
+
+// requestCpio is the per-run archive appended to the initramfs: the
+// kernel unpacks concatenated archives, so /spw/request.json joins /init.
+func requestCpio(req []byte) []byte {
+	var buf bytes.Buffer
+	c := &cpioWriter{w: &buf}
+	c.dir("spw")
+	c.file("spw/request.json", 0o600, req)
+	c.close()
+	return buf.Bytes()
+}
+
+func writeAtomic(dst string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}

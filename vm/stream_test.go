@@ -1,0 +1,185 @@
+package vm
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+type tarEntry struct {
+	hdr  tar.Header
+	data string
+}
+
+func mkTar(t *testing.T, entries []tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := e.hdr
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(e.data))
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if e.data != "" {
+			tw.Write([]byte(e.data))
+		}
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+func reg(name, data string) tarEntry {
+	return tarEntry{tar.Header{Name: name, Typeflag: tar.TypeReg}, data}
+}
+func dir(name string) tarEntry {
+	return tarEntry{tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: 0o755}, ""}
+}
+
+func refusedNames(res *StreamResult) map[string]string {
+	out := map[string]string{}
+	for _, r := range res.Refused {
+		out[r.Name] = r.Reason
+	}
+	return out
+}
+
+func TestMaterialiseGoodStream(t *testing.T) {
+	upper := t.TempDir()
+	// The old upper layer: a file to be deleted, a directory to be made opaque.
+	os.MkdirAll(filepath.Join(upper, "etc"), 0o755)
+	os.WriteFile(filepath.Join(upper, "etc", "old"), []byte("x"), 0o644)
+	os.MkdirAll(filepath.Join(upper, "root", "stale"), 0o755)
+	data := mkTar(t, []tarEntry{
+		dir("etc"),
+		reg("etc/.wh.old", ""),
+		reg("etc/.wh.hostname", ""),
+		dir("root"),
+		reg("root/.wh..wh..opq", ""),
+		reg("root/new", "fresh"),
+		dir("home"), dir("home/user"),
+		reg("home/user/doc.txt", "hello"),
+		{tar.Header{Name: "home/user/link", Typeflag: tar.TypeSymlink, Linkname: "/etc/shadow"}, ""},
+	})
+	res, err := Materialise(bytes.NewReader(data), upper, DefaultStreamLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Complete || len(res.Refused) != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if b, _ := os.ReadFile(filepath.Join(upper, "home/user/doc.txt")); string(b) != "hello" {
+		t.Errorf("doc.txt = %q", b)
+	}
+	for _, wh := range []string{"etc/old", "etc/hostname"} {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(upper, wh), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+			t.Errorf("%s is not a whiteout: %v %o", wh, err, st.Mode)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(upper, "root/stale")); err == nil {
+		t.Error("opaque root/ kept its old content")
+	}
+	buf := make([]byte, 4)
+	if n, err := unix.Lgetxattr(filepath.Join(upper, "root"), "trusted.overlay.opaque", buf); err != nil || string(buf[:n]) != "y" {
+		t.Errorf("root/ not opaque: %v", err)
+	}
+	if l, _ := os.Readlink(filepath.Join(upper, "home/user/link")); l != "/etc/shadow" {
+		t.Errorf("link = %q", l)
+	}
+	if int(res.Bytes) != len(data) {
+		t.Errorf("read %d of %d bytes", res.Bytes, len(data))
+	}
+}
+
+func TestMaterialiseRefusesHostileEntries(t *testing.T) {
+	base := t.TempDir()
+	upper := filepath.Join(base, "upper")
+	outside := filepath.Join(base, "outside")
+	os.MkdirAll(upper, 0o755)
+	os.MkdirAll(outside, 0o755)
+	os.Symlink(outside, filepath.Join(upper, "escape")) // planted by an earlier run
+	lim := DefaultStreamLimits
+	lim.MaxFile = 10
+	data := mkTar(t, []tarEntry{
+		reg("../up", "x"),
+		reg("a/../../up2", "x"),
+		{tar.Header{Name: "/abs", Typeflag: tar.TypeReg}, ""},
+		reg("escape/pwned", "x"),
+		reg("missing/parent", "x"),
+		{tar.Header{Name: "dev", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}, ""},
+		{tar.Header{Name: "blk", Typeflag: tar.TypeBlock, Devmajor: 8}, ""},
+		{tar.Header{Name: "hard", Typeflag: tar.TypeLink, Linkname: "etc/passwd"}, ""},
+		{tar.Header{Name: "suid", Typeflag: tar.TypeReg, Mode: 0o4755}, ""},
+		reg("big", "more than ten bytes"),
+		reg(".wh..wh..opq", ""),
+		reg(".wh..wh.plnk", ""),
+		reg(".wh...", ""),
+		reg("escape/.wh.x", ""),
+		reg(".wh.content", "data"),
+		reg("ok", "fine"),
+	})
+	res, err := Materialise(bytes.NewReader(data), upper, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := refusedNames(res)
+	for _, n := range []string{"../up", "a/../../up2", "/abs", "escape/pwned", "missing/parent", "dev", "blk", "hard", "suid", "big",
+		".wh..wh..opq", ".wh..wh.plnk", ".wh...", "escape/.wh.x", ".wh.content"} {
+		if _, ok := got[n]; !ok {
+			t.Errorf("%q not refused (refused: %v)", n, got)
+		}
+	}
+	if res.Applied != 1 || !res.Complete {
+		t.Errorf("applied %d, complete %v; want 1, true", res.Applied, res.Complete)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("wrote outside the upper layer: %v", ents)
+	}
+	for _, n := range []string{"up", "up2"} {
+		if _, err := os.Lstat(filepath.Join(base, n)); err == nil {
+			t.Errorf("%s written outside", n)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(upper, "ok")); string(b) != "fine" {
+		t.Errorf("ok = %q", b)
+	}
+}
+
+func TestMaterialiseTruncatedStream(t *testing.T) {
+	upper := t.TempDir()
+	data := mkTar(t, []tarEntry{reg("first", "one"), reg("second", strings.Repeat("y", 5000))})
+	cut := data[:512+512+512+1000] // header+data of first, header of second, part of its data
+	res, err := Materialise(bytes.NewReader(cut), upper, DefaultStreamLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Complete || res.Err == "" {
+		t.Fatalf("truncated stream taken as complete: %+v", res)
+	}
+	if b, _ := os.ReadFile(filepath.Join(upper, "first")); string(b) != "one" {
+		t.Errorf("first = %q", b)
+	}
+	if _, err := os.Lstat(filepath.Join(upper, "second")); err == nil {
+		t.Error("the cut file was kept")
+	}
+	// A huge declared size with no data behind it is cut too.
+	huge := mkTar(t, []tarEntry{reg("a", "x")})
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "huge", Typeflag: tar.TypeReg, Size: 1 << 40, Mode: 0o644})
+	res, _ = Materialise(bytes.NewReader(append(huge[:1024], buf.Bytes()...)), t.TempDir(), DefaultStreamLimits)
+	if res.Complete || refusedNames(res)["huge"] != "too large" {
+		t.Errorf("huge entry: %+v", res)
+	}
+}
