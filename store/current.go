@@ -83,14 +83,15 @@ func (tx *Tx) CurrentAt(sandbox, path string, gen uint64) (uint64, bool, error) 
 	prefix := currentPathPrefix(sandbox, path)
 	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
-	for it.Seek(currentKey(sandbox, path, gen)); it.ValidForPrefix(prefix); it.Next() {
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return 0, false, translate(err)
-		}
-		return decodeCurrent(v)
+	it.Seek(currentKey(sandbox, path, gen))
+	if !it.ValidForPrefix(prefix) {
+		return 0, false, nil
 	}
-	return 0, false, nil
+	v, err := it.Item().ValueCopy(nil)
+	if err != nil {
+		return 0, false, translate(err)
+	}
+	return decodeCurrent(v)
 }
 
 func decodeCurrent(v []byte) (uint64, bool, error) {
