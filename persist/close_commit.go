@@ -2,7 +2,6 @@ package persist
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -152,7 +151,7 @@ func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
 			cur.Generation++
 		}
 		sum.Generation = cur.Generation
-		js, err := json.Marshal(sum)
+		report, err := encodeReport(sum)
 		if err != nil {
 			return err
 		}
@@ -160,7 +159,7 @@ func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
 		if err != nil {
 			return err
 		}
-		ses.State, ses.Closed, ses.ClosedGeneration, ses.Summary = store.StateClosed, e.Now(), cur.Generation, js
+		ses.State, ses.Closed, ses.ClosedGeneration, ses.Report = store.StateClosed, e.Now(), cur.Generation, report
 		ses.Refusals = refusalSummaries(sum)
 		if err := tx.PutSession(ses); err != nil {
 			return err
@@ -192,15 +191,18 @@ func (e *Env) alreadyClosed(ctx context.Context, sb *store.Sandbox) (*CloseSumma
 	if err := e.cleanupSandbox(ctx, sb); err != nil {
 		return nil, err
 	}
-	sum := &CloseSummary{}
+	var sum *CloseSummary
 	err := e.store.View(func(tx *store.Tx) error {
 		ses, err := tx.GetSession(sb.Name, sb.Session)
 		if err != nil {
 			return err
 		}
-		return json.Unmarshal(ses.Summary, sum)
+		sum, err = e.storedReport(ctx, tx, ses)
+		return err
 	})
 	if err != nil {
+		// Say so, but a closed sandbox stays closed: print what is known.
+		e.warnf("the summary of session %d of %s cannot be read: %v", sb.Session, sb.Name, err)
 		sum = &CloseSummary{Sandbox: sb.Name, Session: sb.Session, Generation: sb.Generation, Persisted: []PersistedFile{}, Refused: []Refusal{}}
 	}
 	if sum.Refusals == nil {

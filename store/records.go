@@ -187,3 +187,12 @@ func (tx *Tx) DeleteSessionRecords(sandbox string, session uint64) (int, error) 
 	}
 	return len(ids), nil
 }
+
+// ForEachSessionRecord calls fn for each record of one session of a
+// sandbox, by ascending id.
+func (tx *Tx) ForEachSessionRecord(ctx context.Context, sandbox string, session uint64, fn func(*Record) error) error {
+	if err := checkName("sandbox", sandbox); err != nil {
+		return err
+	}
+	return tx.forIndex(ctx, key(pRecSess, sandbox, session), fn)
+}

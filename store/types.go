@@ -58,7 +58,11 @@ type Session struct {
 	Closed           time.Time
 	Generation       uint64 // generation laid at open
 	ClosedGeneration uint64 // generation made by the close
-	Summary          []byte // the close summary as JSON, kept for re-prints
+	Summary          []byte // sessions closed before Report: the close summary as the CLI's JSON
+	// Report is the close summary as persist encodes it (a typed value,
+	// without the list of persisted files, which the session's records
+	// give), kept for re-prints.
+	Report []byte
 	// Refusals is the bounded summary of what the close refused, one entry
 	// per exception and reason (sessions closed before it have refused
 	// records instead).
