@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
@@ -89,13 +86,8 @@ func persistedCommand(t *term) *cli.Command {
 					})
 				},
 			},
-			{
-				Name:      "export",
-				Usage:     "copy a persisted file out to the host (never through a symlink at DEST)",
-				ArgsUsage: "SANDBOX PATH DEST",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "overwrite DEST"}},
-				Action:    func(c *cli.Context) error { return runPersistedExport(c, t) },
-			},
+			persistedExportCommand(t),
+			persistedPruneCommand(t),
 			{
 				Name:      "history",
 				Usage:     "every version of a path across sessions",
@@ -140,66 +132,10 @@ func openVersion(ctx context.Context, e *persist.Env, sandbox, path string, sess
 	if err != nil {
 		return nil, err
 	}
-	if r.Digest == "" {
+	if r.Digest == "" && !r.Pruned {
 		return nil, fmt.Errorf("%s in %s is a %s %s: no content to show", name(path), sandbox, r.Type, r.Kind)
 	}
 	return e.OpenRecord(r)
-}
-
-func runPersistedExport(c *cli.Context, t *term) error {
-	if err := needArgs(c, 3, "SANDBOX PATH DEST [--force]"); err != nil {
-		return err
-	}
-	dest := c.Args().Get(2)
-	return withEnv(c, t, func(e *persist.Env) error {
-		src, err := openVersion(c.Context, e, c.Args().Get(0), c.Args().Get(1), 0)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		if fi, err := os.Lstat(dest); err == nil {
-			if fi.IsDir() {
-				return fmt.Errorf("%s is a directory: give the file name to write", dest)
-			}
-			if !c.Bool("force") {
-				return fmt.Errorf("%s exists (use --force to overwrite it)", dest)
-			}
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		// Write a new file beside DEST and rename it over DEST once every
-		// byte has matched the digest: the rename replaces a symlink at DEST
-		// instead of writing through it, and a corrupt blob leaves no DEST.
-		tmp, err := os.CreateTemp(filepath.Dir(dest), ".spillway-export-")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp.Name())
-		if _, err := io.Copy(tmp, src); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
-		tmp.Close()
-		flags := uint(unix.RENAME_NOREPLACE)
-		if c.Bool("force") {
-			flags = 0
-		}
-		if err := unix.Renameat2(unix.AT_FDCWD, tmp.Name(), unix.AT_FDCWD, dest, flags); err != nil {
-			if errors.Is(err, unix.EEXIST) {
-				return fmt.Errorf("%s exists (use --force to overwrite it)", dest)
-			}
-			return err
-		}
-		if err := syncDir(filepath.Dir(dest)); err != nil {
-			return err
-		}
-		fmt.Fprintf(t.out, "exported %s to %s\n", name(c.Args().Get(1)), dest)
-		return nil
-	})
 }
 
 func runPersistedHistory(c *cli.Context, t *term) error {

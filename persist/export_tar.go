@@ -1,0 +1,76 @@
+package persist
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/store"
+)
+
+// ExportTar writes s as a tar stream to out: names relative to the
+// exported path (a file or link exported alone: its base name), modes,
+// owners, mtimes (to the second) and link targets as recorded, names
+// exact (PAX headers for what ustar cannot hold). Each file's bytes are
+// checked against its digest as they are copied: a mismatch returns the
+// error with the stream cut inside that entry and no end-of-archive
+// marker, so a reader of the stream fails too.
+func (e *Env) ExportTar(ctx context.Context, s *ExportSet, out io.Writer) (*ExportStats, error) {
+	tw := tar.NewWriter(out)
+	st := &ExportStats{}
+	entries := s.Entries
+	if s.Root != nil && s.Root.Type != change.TypeDir {
+		entries = []*store.Record{s.Root}
+	}
+	buf := make([]byte, 256<<10)
+	for i, r := range entries {
+		if i%256 == 255 && ctx.Err() != nil {
+			return st, ctx.Err()
+		}
+		name := strings.TrimPrefix(s.rel(r), "/")
+		if r == s.Root {
+			name = path.Base(r.Path)
+		}
+		hdr := &tar.Header{Name: name, Mode: int64(r.Mode & 0o777), Uid: int(r.UID), Gid: int(r.GID), ModTime: r.Mtime}
+		switch r.Type {
+		case change.TypeDir:
+			hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
+			st.Dirs++
+		case change.TypeSymlink:
+			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, r.Link
+			st.Links++
+		case change.TypeFile:
+			hdr.Typeflag, hdr.Size = tar.TypeReg, r.Size
+			st.Files++
+			st.Bytes += r.Size
+		default:
+			return st, recordErr(r, fmt.Errorf("cannot export a %s", r.Type))
+		}
+		var src io.ReadCloser
+		if r.Type == change.TypeFile {
+			// Open first: a missing or pruned blob fails before its header.
+			var err error
+			if src, err = e.OpenRecord(r); err != nil {
+				return st, err
+			}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			if src != nil {
+				src.Close()
+			}
+			return st, recordErr(r, err)
+		}
+		if src != nil {
+			_, err := io.CopyBuffer(tw, src, buf)
+			src.Close()
+			if err != nil {
+				return st, err
+			}
+		}
+	}
+	return st, tw.Close()
+}
