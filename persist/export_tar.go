@@ -2,6 +2,7 @@ package persist
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,13 +13,18 @@ import (
 	"github.com/spillway/spillway/store"
 )
 
+// smallFile is the size up to which a file is read and checked whole
+// before its header goes out.
+const smallFile = 1 << 20
+
 // ExportTar writes s as a tar stream to out: names relative to the
 // exported path (a file or link exported alone: its base name), modes,
 // owners, mtimes (to the second) and link targets as recorded, names
 // exact (PAX headers for what ustar cannot hold). Each file's bytes are
-// checked against its digest as they are copied: a mismatch returns the
-// error with the stream cut inside that entry and no end-of-archive
-// marker, so a reader of the stream fails too.
+// checked against its digest: a file up to smallFile before its header
+// goes out, a larger one as it is copied. A mismatch returns the error with
+// the stream cut before that entry (a large file: inside it) and no
+// end-of-archive marker.
 func (e *Env) ExportTar(ctx context.Context, s *ExportSet, out io.Writer) (*ExportStats, error) {
 	tw := tar.NewWriter(out)
 	st := &ExportStats{}
@@ -27,6 +33,7 @@ func (e *Env) ExportTar(ctx context.Context, s *ExportSet, out io.Writer) (*Expo
 		entries = []*store.Record{s.Root}
 	}
 	buf := make([]byte, 256<<10)
+	var small bytes.Buffer
 	for i, r := range entries {
 		if i%256 == 255 && ctx.Err() != nil {
 			return st, ctx.Err()
@@ -51,14 +58,29 @@ func (e *Env) ExportTar(ctx context.Context, s *ExportSet, out io.Writer) (*Expo
 			return st, recordErr(r, fmt.Errorf("cannot export a %s", r.Type))
 		}
 		var src io.ReadCloser
+		small.Reset()
 		if r.Type == change.TypeFile {
 			// Open first: a missing or pruned blob fails before its header.
 			var err error
 			if src, err = e.OpenRecord(r); err != nil {
 				return st, err
 			}
+			if r.Size <= smallFile {
+				// Checked whole before its header: a corrupt small file
+				// never enters the stream.
+				_, err := small.ReadFrom(src)
+				src.Close()
+				if err != nil {
+					return st, err
+				}
+				src = nil
+			}
 		}
-		if err := tw.WriteHeader(hdr); err != nil {
+		err := tw.WriteHeader(hdr)
+		if err == nil {
+			_, err = tw.Write(small.Bytes())
+		}
+		if err != nil {
 			if src != nil {
 				src.Close()
 			}

@@ -222,7 +222,9 @@ func writeTemp(e *persist.Env, r *store.Record, dir string) (string, *persist.Ex
 		if err := os.Symlink(r.Link, tmp); err != nil {
 			return "", nil, err
 		}
-		return tmp, &persist.ExportStats{Links: 1}, nil
+		ts := unix.NsecToTimespec(r.Mtime.UnixNano())
+		err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+		return tmp, &persist.ExportStats{Links: 1}, err
 	}
 	src, err := e.OpenRecord(r)
 	if err != nil {
