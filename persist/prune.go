@@ -3,13 +3,13 @@ package persist
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
-	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/store"
 )
 
@@ -76,6 +76,7 @@ func (e *Env) Prune(ctx context.Context, sandbox string, keep int) (*PruneResult
 	if err != nil {
 		return nil, err
 	}
+	sort.Slice(victims, func(i, j int) bool { return victims[i].ID < victims[j].ID })
 	digests := map[string]bool{}
 	for len(victims) > 0 {
 		if err := ctx.Err(); err != nil {
@@ -85,7 +86,6 @@ func (e *Env) Prune(ctx context.Context, sandbox string, keep int) (*PruneResult
 		if err := e.Store.Update(func(tx *store.Tx) error { return e.pruneBatch(tx, sandbox, keep, victims[:n], res, digests) }); err != nil {
 			return res, err
 		}
-		failpoint.Hit("prune.committed")
 		victims = victims[n:]
 	}
 	res.Digests = len(digests)

@@ -34,6 +34,7 @@ type recordJSON struct {
 	Reason    string            `json:"reason,omitempty"`
 	Review    change.ReviewMode `json:"review"`
 	Purged    bool              `json:"purged,omitempty"`
+	Pruned    bool              `json:"pruned,omitempty"`
 	Mtime     time.Time         `json:"mtime"`
 	Link      string            `json:"link,omitempty"`
 }
@@ -42,7 +43,7 @@ func toRecordJSON(r *store.Record) recordJSON {
 	text, exact := escape.JSON(r.Path)
 	return recordJSON{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
 		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
-		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Mtime: r.Mtime, Link: r.Link}
+		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Pruned: r.Pruned, Mtime: r.Mtime, Link: r.Link}
 }
 
 // recordsJSON converts records for a JSON listing (never null).
@@ -159,6 +160,9 @@ func runPersistedHistory(c *cli.Context, t *term) error {
 			st := string(r.Status)
 			if r.Purged {
 				st += ",purged"
+			}
+			if r.Pruned {
+				st += ",pruned"
 			}
 			if r.Reason != "" {
 				st += " (" + name(r.Reason) + ")"

@@ -70,7 +70,7 @@ func persistedPruneCommand(t *term) *cli.Command {
 				return err
 			}
 			if !c.IsSet("keep") {
-				return usageError("usage: spillway %s SANDBOX --keep N", c.Command.FullName())
+				return usageError("usage: spillway persisted prune SANDBOX --keep N")
 			}
 			return runPersistedPrune(c.Context, persistedPruneOptions{Sandbox: c.Args().Get(0), Keep: c.Int("keep")}, globals(c), t)
 		},
