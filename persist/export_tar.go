@@ -2,6 +2,7 @@ package persist
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -26,6 +27,15 @@ const smallFile = 1 << 20
 // the stream cut before that entry (a large file: inside it) and no
 // end-of-archive marker.
 func (e *Env) ExportTar(ctx context.Context, s *ExportSet, out io.Writer) (*ExportStats, error) {
+	bw := bufio.NewWriterSize(out, 1<<20)
+	st, err := e.exportTar(ctx, s, bw)
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
+	}
+	return st, err
+}
+
+func (e *Env) exportTar(ctx context.Context, s *ExportSet, out io.Writer) (*ExportStats, error) {
 	tw := tar.NewWriter(out)
 	st := &ExportStats{}
 	entries := s.Entries
