@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strconv"
 	"time"
 
 	"github.com/spillway/spillway/exceptions"
@@ -14,7 +16,9 @@ import (
 )
 
 // exportSizes are the files persisted for the export scenario, and the
-// interleaved runs, per mode.
+// interleaved runs, per mode. SPILLWAY_BENCH_EXPORT_N sets another number
+// of files; SPILLWAY_BENCH_EXPORT_PPROF=FILE writes a CPU profile of the
+// timed runs (the export's and tar's waits).
 var exportSizes = map[string][2]int{"full": {100000, 7}, "quick": {2000, 3}, "tiny": {200, 1}}
 
 // export is issue 12's whole-tree export check: `persisted export SANDBOX /
@@ -23,6 +27,9 @@ var exportSizes = map[string][2]int{"full": {100000, 7}, "quick": {2000, 3}, "ti
 func (b *bench) export(ctx context.Context) error {
 	size := exportSizes[b.cfg.Name]
 	n, reps := size[0], size[1]
+	if v, err := strconv.Atoi(os.Getenv("SPILLWAY_BENCH_EXPORT_N")); err == nil && v > 0 {
+		n = v
+	}
 	root := filepath.Join(b.work, "export")
 	e, err := openEnv(ctx, root, snapshot.KindOverlay)
 	if err != nil {
@@ -63,6 +70,17 @@ func (b *bench) export(ctx context.Context) error {
 		return err
 	}
 	out := filepath.Join(b.work, "export.tar")
+	if p := os.Getenv("SPILLWAY_BENCH_EXPORT_PPROF"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var exps, tars []time.Duration
 	for rep := range reps {
 		settle()

@@ -3,7 +3,6 @@ package persist
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -43,11 +42,13 @@ func (e *Env) exportTar(ctx context.Context, s *ExportSet, out io.Writer) (*Expo
 		entries = []*store.Record{s.Root}
 	}
 	buf := make([]byte, 256<<10)
-	var small bytes.Buffer
-	for i, r := range entries {
-		if i%256 == 255 && ctx.Err() != nil {
-			return st, ctx.Err()
-		}
+	fetch, stop, err := e.prefetch(ctx, entries)
+	if err != nil {
+		return st, err
+	}
+	defer stop()
+	for f := range fetch {
+		r := f.r
 		name := strings.TrimPrefix(s.rel(r), "/")
 		if r == s.Root {
 			name = path.Base(r.Path)
@@ -67,28 +68,23 @@ func (e *Env) exportTar(ctx context.Context, s *ExportSet, out io.Writer) (*Expo
 		default:
 			return st, recordErr(r, fmt.Errorf("cannot export a %s", r.Type))
 		}
+		<-f.done
+		if f.err != nil {
+			// A small file is checked whole before its header: a
+			// corrupt one never enters the stream.
+			return st, f.err
+		}
 		var src io.ReadCloser
-		small.Reset()
-		if r.Type == change.TypeFile {
+		if r.Type == change.TypeFile && !f.want {
 			// Open first: a missing or pruned blob fails before its header.
 			var err error
 			if src, err = e.OpenRecord(r); err != nil {
 				return st, err
 			}
-			if r.Size <= smallFile {
-				// Checked whole before its header: a corrupt small file
-				// never enters the stream.
-				_, err := small.ReadFrom(src)
-				src.Close()
-				if err != nil {
-					return st, err
-				}
-				src = nil
-			}
 		}
 		err := tw.WriteHeader(hdr)
 		if err == nil {
-			_, err = tw.Write(small.Bytes())
+			_, err = tw.Write(f.data)
 		}
 		if err != nil {
 			if src != nil {
@@ -103,6 +99,9 @@ func (e *Env) exportTar(ctx context.Context, s *ExportSet, out io.Writer) (*Expo
 				return st, err
 			}
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return st, err
 	}
 	return st, tw.Close()
 }
