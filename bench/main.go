@@ -79,7 +79,7 @@ func main() {
 	quick := flag.Bool("quick", false, "a CI smoke run with small sizes (under 2 minutes)")
 	out := flag.String("out", "", "also write the report to `FILE`")
 	dir := flag.String("dir", "/var/tmp", "where to build the data (`DIR` on ext4, xfs, btrfs or tmpfs)")
-	flag.StringVar(&only, "only", "", "run only the scenario `NAME` (docsession, close100, native, discard, refuse, persist, records, migrate)")
+	flag.StringVar(&only, "only", "", "run only the scenario `NAME` (docsession, close100, native, discard, refuse, persist, records, migrate, export)")
 	flag.Parse()
 	cfg := fullConfig
 	if *quick {
@@ -127,7 +127,7 @@ func run(ctx context.Context, cfg config, parent string, w, logw io.Writer) erro
 		fn   func(context.Context) error
 	}{
 		{"docsession", b.docsession}, {"close100", b.close100}, {"native", b.native}, {"discard", b.discard},
-		{"refuse", b.refuse}, {"persist", b.persistMany}, {"records", b.records}, {"migrate", b.migrate},
+		{"refuse", b.refuse}, {"persist", b.persistMany}, {"records", b.records}, {"migrate", b.migrate}, {"export", b.export},
 	}
 	for _, step := range steps {
 		if only != "" && step.name != only {

@@ -72,6 +72,9 @@ func (v *verified) Close() error { return v.f.Close() }
 // OpenRecord opens the content a record kept, checked against its digest
 // while it is read; its errors name the record and its path.
 func (e *Env) OpenRecord(r *store.Record) (io.ReadCloser, error) {
+	if r.Pruned {
+		return nil, recordErr(r, ErrPruned)
+	}
 	if r.Digest == "" {
 		return nil, fmt.Errorf("record r%d (%s) is a %s %s: it kept no content", r.ID, escape.Name(r.Path), r.Type, r.Kind)
 	}

@@ -17,8 +17,8 @@ func InEffect(sb *store.Sandbox, r *store.Record) bool {
 	if sb.State == store.StateClosing && r.Session == sb.Session {
 		return false
 	}
-	if r.Purged {
-		return false
+	if r.Purged || r.Pruned {
+		return false // a pruned version never comes back: its content is gone
 	}
 	switch r.Status {
 	case change.StatusApproved:

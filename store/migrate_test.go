@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -153,6 +154,7 @@ func TestRecordEncodingRoundTrips(t *testing.T) {
 			Review: change.ReviewBefore, Status: change.StatusApproved, Created: now, DecidedBy: "alice", DecidedAt: now, Note: "n"},
 		{ID: 2, Sandbox: "s", Path: "/l", Kind: change.KindDelete, Type: change.TypeSymlink, Link: "../x", Digest: "sha256:ABC", Purged: true, Reason: "r"},
 		{ID: 3, Sandbox: "s", Path: "/", Size: -1, Mtime: now.Add(-time.Hour)},
+		{ID: 4, Sandbox: "s", Path: "/p", Kind: change.KindModify, Type: change.TypeFile, Size: 5, Pruned: true, Status: change.StatusApproved},
 	} {
 		b, err := encodeRecord(r)
 		if err != nil {
@@ -191,4 +193,33 @@ func FuzzDecodeRecordV2(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A pruned record is told by its digest tag (3), so a record that is not
+// pruned encodes exactly as before, and a pruned one cannot keep a digest.
+func TestPrunedRecordEncoding(t *testing.T) {
+	r := &Record{ID: 5, Sandbox: "s", Path: "/p", Kind: change.KindAdd, Type: change.TypeFile, Size: 3}
+	plain, err := encodeRecord(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Pruned = true
+	pruned, err := encodeRecord(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pruned) != len(plain) || bytes.Equal(pruned, plain) {
+		t.Fatalf("pruned %x, plain %x: want one tag byte apart", pruned, plain)
+	}
+	back, err := decodeRecord(pruned)
+	if err != nil || !back.Pruned || back.Digest != "" {
+		t.Fatalf("decode pruned = %+v, %v", back, err)
+	}
+	if back, err := decodeRecord(plain); err != nil || back.Pruned {
+		t.Fatalf("decode plain = %+v, %v", back, err)
+	}
+	r.Digest = "sha256:" + strings.Repeat("ab", 32)
+	if _, err := encodeRecord(r); err == nil || !strings.Contains(err.Error(), "a pruned record keeps no digest") {
+		t.Fatalf("encode pruned with digest = %v", err)
+	}
 }

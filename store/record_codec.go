@@ -19,7 +19,9 @@ import (
 //
 //	ID Session Size Mode UID GID (uvarints; Size a varint)
 //	Sandbox Path Kind Type Link Exception Review Status Reason DecidedBy Note (strings)
-//	Digest (0: none, 1: sha256 as 32 bytes, 2: a string)
+//	Digest (0: none, 1: sha256 as 32 bytes, 2: a string, 3: none because
+//	the record was pruned; a decoder older than tag 3 refuses such a
+//	record, and records without it decode as before)
 //	Purged (one byte)
 //	Mtime Created DecidedAt (time.MarshalBinary, length-prefixed; empty: zero)
 const recordV2 = 2
@@ -38,7 +40,12 @@ func encodeRecord(r *Record) ([]byte, error) {
 		string(r.Review), string(r.Status), r.Reason, r.DecidedBy, r.Note} {
 		b = appendString(b, s)
 	}
-	if raw, ok := sha256Bytes(r.Digest); ok {
+	if r.Pruned {
+		if r.Digest != "" {
+			return nil, fmt.Errorf("store: encode record %d: a pruned record keeps no digest", r.ID)
+		}
+		b = append(b, 3)
+	} else if raw, ok := sha256Bytes(r.Digest); ok {
 		b = append(b, 1)
 		b = append(b, raw...)
 	} else if r.Digest == "" {
@@ -187,6 +194,8 @@ func decodeRecordV2(b []byte) (*Record, error) {
 		r.Digest = "sha256:" + hex.EncodeToString(d.bytes(32))
 	case 2:
 		r.Digest = d.string()
+	case 3:
+		r.Pruned = true
 	default:
 		if d.err == nil {
 			d.err = errors.New("bad digest tag")

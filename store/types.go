@@ -98,6 +98,7 @@ type Record struct {
 	Status    change.Status     // change.StatusPending, change.StatusApproved, change.StatusRejected, change.StatusRefused
 	Reason    string            // refusal code, or the reviewer's reason for a rejection
 	Purged    bool              // removed from the persisted state by `exception revoke --purge`
+	Pruned    bool              // its content was dropped by `persisted prune` (Digest is then "")
 	Created   time.Time
 	DecidedBy string
 	DecidedAt time.Time

@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
@@ -36,6 +33,7 @@ type recordJSON struct {
 	Reason    string            `json:"reason,omitempty"`
 	Review    change.ReviewMode `json:"review"`
 	Purged    bool              `json:"purged,omitempty"`
+	Pruned    bool              `json:"pruned,omitempty"`
 	Mtime     time.Time         `json:"mtime"`
 	Link      string            `json:"link,omitempty"`
 }
@@ -44,7 +42,7 @@ func toRecordJSON(r *persist.Record) recordJSON {
 	text, exact := escape.JSON(r.Path)
 	return recordJSON{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
 		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
-		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Mtime: r.Mtime, Link: r.Link}
+		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Pruned: r.Pruned, Mtime: r.Mtime, Link: r.Link}
 }
 
 // recordsJSON converts records for a JSON listing (never null).
@@ -86,19 +84,8 @@ func persistedCommand(t *term) *cli.Command {
 					return runPersistedCat(c.Context, o, globals(c), t)
 				},
 			},
-			{
-				Name:      "export",
-				Usage:     "copy a persisted file out to the host (never through a symlink at DEST)",
-				ArgsUsage: "SANDBOX PATH DEST",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "overwrite DEST"}},
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, 3, "SANDBOX PATH DEST [--force]"); err != nil {
-						return err
-					}
-					o := persistedOptions{Sandbox: c.Args().Get(0), Path: c.Args().Get(1), Dest: c.Args().Get(2), Force: c.Bool("force")}
-					return runPersistedExport(c.Context, o, globals(c), t)
-				},
-			},
+			persistedExportCommand(t),
+			persistedPruneCommand(t),
 			{
 				Name:      "history",
 				Usage:     "every version of a path across sessions",
@@ -154,7 +141,7 @@ func openVersion(ctx context.Context, e *persist.Env, sandbox, path string, sess
 	if err != nil {
 		return nil, err
 	}
-	if r.Digest == "" {
+	if r.Digest == "" && !r.Pruned {
 		return nil, fmt.Errorf("%s in %s is a %s %s: no content to show", name(path), sandbox, r.Type, r.Kind)
 	}
 	return e.OpenRecord(r)
@@ -169,59 +156,6 @@ func runPersistedCat(ctx context.Context, o persistedOptions, g globalOptions, t
 		defer f.Close()
 		_, err = io.Copy(t.out, f)
 		return err
-	})
-}
-
-func runPersistedExport(ctx context.Context, o persistedOptions, g globalOptions, t *term) error {
-	dest := o.Dest
-	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		src, err := openVersion(ctx, e, o.Sandbox, o.Path, 0)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		if fi, err := os.Lstat(dest); err == nil {
-			if fi.IsDir() {
-				return fmt.Errorf("%s is a directory: give the file name to write", dest)
-			}
-			if !o.Force {
-				return fmt.Errorf("%s exists (use --force to overwrite it)", dest)
-			}
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		// Write a new file beside DEST and rename it over DEST once every
-		// byte has matched the digest: the rename replaces a symlink at DEST
-		// instead of writing through it, and a corrupt blob leaves no DEST.
-		tmp, err := os.CreateTemp(filepath.Dir(dest), ".spillway-export-")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp.Name())
-		if _, err := io.Copy(tmp, src); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
-		tmp.Close()
-		flags := uint(unix.RENAME_NOREPLACE)
-		if o.Force {
-			flags = 0
-		}
-		if err := unix.Renameat2(unix.AT_FDCWD, tmp.Name(), unix.AT_FDCWD, dest, flags); err != nil {
-			if errors.Is(err, unix.EEXIST) {
-				return fmt.Errorf("%s exists (use --force to overwrite it)", dest)
-			}
-			return err
-		}
-		if err := syncDir(filepath.Dir(dest)); err != nil {
-			return err
-		}
-		fmt.Fprintf(t.out, "exported %s to %s\n", name(o.Path), dest)
-		return nil
 	})
 }
 
@@ -243,6 +177,9 @@ func runPersistedHistory(ctx context.Context, o persistedOptions, g globalOption
 			st := string(r.Status)
 			if r.Purged {
 				st += ",purged"
+			}
+			if r.Pruned {
+				st += ",pruned"
 			}
 			if r.Reason != "" {
 				st += " (" + name(r.Reason) + ")"

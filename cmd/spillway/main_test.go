@@ -56,6 +56,6 @@ func TestScripts(t *testing.T) {
 			})
 			return testrootfs.Build(filepath.Join(env.WorkDir, "busybox"))
 		},
-		Cmds: scriptCmds,
+		Cmds: scriptCmds, UpdateScripts: os.Getenv("SPILLWAY_UPDATE_SCRIPTS") != "",
 	})
 }

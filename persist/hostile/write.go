@@ -228,6 +228,20 @@ func (w *Writer) WriteFile(path string, src io.Reader, mode, uid, gid uint32, mt
 	return nil
 }
 
+// Chtimes sets path's mtime (and atime) without following a link at path.
+func (w *Writer) Chtimes(path string, mtime time.Time) error {
+	pfd, name, err := w.parent(path)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	ts := unix.NsecToTimespec(mtime.UnixNano())
+	if err := unix.UtimesNanoAt(pfd, name, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return writeErr(path, err)
+	}
+	return nil
+}
+
 // createTemp creates a new file of a random name in dirfd.
 func createTemp(dirfd int) (string, int, error) {
 	for {

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/errdefs"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/units"
+	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/store"
+)
+
+// persistedExportOptions are the arguments of persisted export.
+type persistedExportOptions struct {
+	Sandbox, Path, Dest string
+	Session, Generation uint64
+	Force               bool
+}
+
+// persistedPruneOptions are the arguments of persisted prune.
+type persistedPruneOptions struct {
+	Sandbox string
+	Keep    int
+}
+
+func persistedExportCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "copy a persisted file, directory or the whole state (/) out to DEST, or as a tar stream to stdout (DEST -)",
+		ArgsUsage: "SANDBOX PATH DEST",
+		Flags: []cli.Flag{
+			&cli.Uint64Flag{Name: "session", Usage: "the state that session N's close left"},
+			&cli.Uint64Flag{Name: "generation", Usage: "the state of generation G"},
+			&cli.BoolFlag{Name: "force", Usage: "overwrite a DEST file, or write into a non-empty DEST directory"},
+			jsonFlag(t),
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 3, "SANDBOX PATH DEST [--session N | --generation G] [--force]"); err != nil {
+				return err
+			}
+			return runPersistedExport(c.Context, persistedExportOptions{
+				Sandbox: c.Args().Get(0), Path: c.Args().Get(1), Dest: c.Args().Get(2),
+				Session: c.Uint64("session"), Generation: c.Uint64("generation"), Force: c.Bool("force"),
+			}, globals(c), t)
+		},
+	}
+}
+
+func persistedPruneCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "prune",
+		Usage:     "drop the content of all but the newest N versions of each path that are not in effect (gc then frees the blobs)",
+		ArgsUsage: "SANDBOX",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "keep", Usage: "older versions to keep per path"},
+			jsonFlag(t),
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "SANDBOX --keep N"); err != nil {
+				return err
+			}
+			if !c.IsSet("keep") {
+				return usageError("usage: spillway persisted prune SANDBOX --keep N")
+			}
+			return runPersistedPrune(c.Context, persistedPruneOptions{Sandbox: c.Args().Get(0), Keep: c.Int("keep")}, globals(c), t)
+		},
+	}
+}
+
+// exportJSON is what persisted export --json prints.
+type exportJSON struct {
+	Sandbox    string `json:"sandbox"`
+	Path       string `json:"path"`
+	PathBytes  []byte `json:"path_bytes,omitempty"`
+	Generation uint64 `json:"generation"`
+	Dest       string `json:"dest"`
+	persist.ExportStats
+}
+
+func runPersistedExport(ctx context.Context, o persistedExportOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		set, err := e.Export(ctx, o.Sandbox, o.Path, persist.At{Session: o.Session, Generation: o.Generation})
+		if err != nil {
+			return err
+		}
+		var st *persist.ExportStats
+		switch {
+		case o.Dest == "-":
+			// stdout is the stream: nothing else goes there.
+			_, err = e.ExportTar(ctx, set, t.out)
+			return err
+		case set.Root != nil && set.Root.Type != change.TypeDir:
+			st, err = exportOne(e, set.Root, o.Dest, o.Force)
+		default:
+			st, err = exportTree(ctx, e, set, o.Dest, o.Force)
+		}
+		if err != nil {
+			return err
+		}
+		if t.json {
+			text, exact := escape.JSON(o.Path)
+			return t.printJSON(exportJSON{Sandbox: o.Sandbox, Path: text, PathBytes: exact, Generation: set.Generation, Dest: o.Dest, ExportStats: *st})
+		}
+		if set.Root != nil && set.Root.Type != change.TypeDir {
+			fmt.Fprintf(t.out, "exported %s to %s\n", name(o.Path), name(o.Dest))
+			return nil
+		}
+		fmt.Fprintf(t.out, "exported %s of %s (generation %d) to %s: %d files (%s), %d directories, %d symlinks\n",
+			name(o.Path), o.Sandbox, set.Generation, name(o.Dest), st.Files, units.FormatSize(st.Bytes), st.Dirs, st.Links)
+		return nil
+	})
+}
+
+// exportTree exports a directory (or the whole state) beneath dest, a
+// directory made if missing. A symlink at dest is refused, never
+// followed; a non-empty dest needs force.
+func exportTree(ctx context.Context, e *persist.Env, set *persist.ExportSet, dest string, force bool) (*persist.ExportStats, error) {
+	fi, err := os.Lstat(dest)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.Mkdir(dest, 0o755); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	case fi.Mode()&os.ModeSymlink != 0:
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "%s is a symlink: give a directory (nothing is written through a link)", name(dest))
+	case !fi.IsDir():
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "%s exists and is not a directory", name(dest))
+	case !force:
+		if empty, err := emptyDir(dest); err != nil {
+			return nil, err
+		} else if !empty {
+			return nil, errclass.Errorf(errdefs.ErrAlreadyExists, "%s is not empty (use --force to write into it)", name(dest))
+		}
+	}
+	return e.ExportDir(ctx, set, dest)
+}
+
+// emptyDir says whether dir holds no entry.
+func emptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	_, err = f.Readdirnames(1)
+	if err == io.EOF {
+		return true, nil
+	}
+	return false, err
+}
+
+// exportOne writes one file or symlink at dest: a new entry beside dest
+// renamed over it once complete (every byte matched the digest), so a
+// symlink at dest is replaced, never written through, and a corrupt blob
+// leaves no dest.
+func exportOne(e *persist.Env, r *store.Record, dest string, force bool) (*persist.ExportStats, error) {
+	if fi, err := os.Lstat(dest); err == nil {
+		if fi.IsDir() {
+			return nil, fmt.Errorf("%s is a directory: give the file name to write", name(dest))
+		}
+		if !force {
+			return nil, fmt.Errorf("%s exists (use --force to overwrite it)", name(dest))
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	dir := filepath.Dir(dest)
+	tmp, st, err := writeTemp(e, r, dir)
+	if tmp != "" {
+		defer os.Remove(tmp)
+	}
+	if err != nil {
+		return nil, err
+	}
+	flags := uint(unix.RENAME_NOREPLACE)
+	if force {
+		flags = 0
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dest, flags); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("%s exists (use --force to overwrite it)", name(dest))
+		}
+		return nil, err
+	}
+	return st, syncDir(dir)
+}
+
+// writeTemp writes r's file or link under a temporary name in dir.
+func writeTemp(e *persist.Env, r *store.Record, dir string) (string, *persist.ExportStats, error) {
+	if r.Type == change.TypeSymlink {
+		tmp := filepath.Join(dir, fmt.Sprintf(".spillway-export-%d-%d", os.Getpid(), r.ID))
+		if err := os.Symlink(r.Link, tmp); err != nil {
+			return "", nil, err
+		}
+		ts := unix.NsecToTimespec(r.Mtime.UnixNano())
+		err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+		return tmp, &persist.ExportStats{Links: 1}, err
+	}
+	src, err := e.OpenRecord(r)
+	if err != nil {
+		return "", nil, err
+	}
+	defer src.Close()
+	f, err := os.CreateTemp(dir, ".spillway-export-")
+	if err != nil {
+		return "", nil, err
+	}
+	_, err = io.Copy(f, src)
+	if err == nil {
+		err = f.Chmod(os.FileMode(r.Mode & 0o777))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chtimes(f.Name(), r.Mtime, r.Mtime)
+	}
+	return f.Name(), &persist.ExportStats{Files: 1, Bytes: r.Size}, err
+}
+
+// pruneJSON is what persisted prune --json prints.
+type pruneJSON = persist.PruneResult
+
+func runPersistedPrune(ctx context.Context, o persistedPruneOptions, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		res, err := e.Prune(ctx, o.Sandbox, o.Keep)
+		if err != nil {
+			return err
+		}
+		if t.json {
+			return t.printJSON(pruneJSON(*res))
+		}
+		fmt.Fprintf(t.out, "pruned %d versions of %s (%s, %d blobs); kept %d older versions and %d in effect or under review\n",
+			res.Pruned, res.Sandbox, units.FormatSize(res.Bytes), res.Digests, res.Kept, res.Protected)
+		if res.Pruned > 0 {
+			fmt.Fprintln(t.out, "run spillway gc to free the blobs no record keeps")
+		}
+		return nil
+	})
+}

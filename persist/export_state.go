@@ -1,0 +1,146 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/store"
+)
+
+// At names a persisted state: the current one (both zero), the one the
+// close of a session left (Session), or the one of a generation
+// (Generation). At most one is set.
+type At struct {
+	Session    uint64
+	Generation uint64
+}
+
+// StateAt returns the persisted state of a sandbox at at, and the
+// generation it is. The current state is derived as LoadState does; a past
+// one is rebuilt from the records whose session had closed by that
+// generation, with the review decisions and purges that came later (the
+// audit log says at which generation each happened) taken back. Reading a
+// past state scans the sandbox's history and its audit log.
+func (e *Env) StateAt(ctx context.Context, sandbox string, at At) (State, uint64, error) {
+	if at.Session > 0 && at.Generation > 0 {
+		return nil, 0, invalidf("give a session or a generation, not both")
+	}
+	var (
+		st       State
+		gen      uint64
+		sb       *store.Sandbox
+		closedAt = map[uint64]uint64{} // session → generation its close made
+		recs     []*store.Record
+	)
+	err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		sb, err = tx.GetSandbox(sandbox)
+		if err != nil {
+			return noSandbox(sandbox, err)
+		}
+		gen = sb.Generation
+		if at.Session > 0 {
+			ses, err := tx.GetSession(sandbox, at.Session)
+			if err != nil || ses.State != store.StateClosed {
+				return errclass.Errorf(errdefs.ErrNotFound, "%s has no closed session %d", sandbox, at.Session)
+			}
+			gen = ses.ClosedGeneration
+		} else if at.Generation > 0 {
+			if at.Generation > sb.Generation {
+				return errclass.Errorf(errdefs.ErrNotFound, "%s has no generation %d (the current one is %d)", sandbox, at.Generation, sb.Generation)
+			}
+			gen = at.Generation
+		}
+		if gen == sb.Generation {
+			st, err = LoadState(ctx, tx, sb)
+			return err
+		}
+		sessions, err := tx.ListSessions(sandbox)
+		if err != nil {
+			return err
+		}
+		for _, s := range sessions {
+			if s.State == store.StateClosed {
+				closedAt[s.N] = s.ClosedGeneration
+			}
+		}
+		return tx.ForEachRecord(ctx, sandbox, func(r *store.Record) error {
+			if g, ok := closedAt[r.Session]; ok && g <= gen && r.Status != change.StatusRefused {
+				recs = append(recs, r)
+			}
+			return nil
+		})
+	})
+	if err != nil || st != nil {
+		return st, gen, err
+	}
+	// The audit log is read after the records: a decision made in between
+	// is one the records may not show yet, and taking it back changes
+	// nothing.
+	later, purgedLater, err := e.laterChanges(ctx, sandbox, gen)
+	if err != nil {
+		return nil, 0, err
+	}
+	st = State{}
+	for _, r := range recs {
+		if inEffectAt(r, later[r.ID], purgedLater[r.Exception]) {
+			st[r.Path] = r
+		}
+	}
+	st.dropReplaced()
+	st.dropOrphans()
+	return st, gen, nil
+}
+
+// inEffectAt says whether r was in effect at a past generation, given
+// whether its review decision and its purge came after it. A pruned
+// record stays in: exporting it must say its content is gone.
+func inEffectAt(r *store.Record, decidedLater, purgedLater bool) bool {
+	if r.Purged && !purgedLater {
+		return false
+	}
+	status := r.Status
+	if decidedLater {
+		status = change.StatusPending
+	}
+	switch status {
+	case change.StatusApproved:
+		return true
+	case change.StatusPending:
+		return r.Review != change.ReviewBefore
+	}
+	return false
+}
+
+// laterChanges reads from the audit log the records decided and the
+// exceptions purged after generation gen.
+func (e *Env) laterChanges(ctx context.Context, sandbox string, gen uint64) (map[uint64]bool, map[string]bool, error) {
+	decided, purged := map[uint64]bool{}, map[string]bool{}
+	err := e.store.ForEachEvent(ctx, sandbox, func(ev *store.Event) error {
+		g, err := strconv.ParseUint(ev.Data["generation"], 10, 64)
+		if err != nil || g <= gen {
+			return nil
+		}
+		switch ev.Type {
+		case "review.approve", "review.reject":
+			for _, f := range strings.Fields(ev.Data["records"]) {
+				if id, err := strconv.ParseUint(strings.TrimPrefix(f, "r"), 10, 64); err == nil {
+					decided[id] = true
+				}
+			}
+		case "exception.purge":
+			purged[ev.Data["exception"]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit log: %w", err)
+	}
+	return decided, purged, nil
+}
