@@ -17,7 +17,6 @@ import (
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 // persistedExportOptions are the arguments of persisted export.
@@ -165,7 +164,7 @@ func emptyDir(dir string) (bool, error) {
 // renamed over it once complete (every byte matched the digest), so a
 // symlink at dest is replaced, never written through, and a corrupt blob
 // leaves no dest.
-func exportOne(e *persist.Env, r *store.Record, dest string, force bool) (*persist.ExportStats, error) {
+func exportOne(e *persist.Env, r *persist.Record, dest string, force bool) (*persist.ExportStats, error) {
 	if fi, err := os.Lstat(dest); err == nil {
 		if fi.IsDir() {
 			return nil, fmt.Errorf("%s is a directory: give the file name to write", name(dest))
@@ -198,7 +197,7 @@ func exportOne(e *persist.Env, r *store.Record, dest string, force bool) (*persi
 }
 
 // writeTemp writes r's file or link under a temporary name in dir.
-func writeTemp(e *persist.Env, r *store.Record, dir string) (string, *persist.ExportStats, error) {
+func writeTemp(e *persist.Env, r *persist.Record, dir string) (string, *persist.ExportStats, error) {
 	if r.Type == change.TypeSymlink {
 		tmp := filepath.Join(dir, fmt.Sprintf(".spillway-export-%d-%d", os.Getpid(), r.ID))
 		if err := os.Symlink(r.Link, tmp); err != nil {
