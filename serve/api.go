@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
-	"github.com/spillway/spillway/exceptions"
-	"github.com/spillway/spillway/internal/change"
-	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/view"
 )
 
 // The JSON API under /api/ answers with the shapes of the CLI's --json
@@ -18,98 +15,6 @@ import (
 // them): /api/sandboxes is `ls --json`, /api/review `review ls --json` (a
 // page of it, with a Link header to the next), /api/record/ID `review show
 // ID --json`.
-
-type recordJSON struct {
-	ID        uint64            `json:"id"`
-	Sandbox   string            `json:"sandbox"`
-	Session   uint64            `json:"session"`
-	Path      string            `json:"path"`
-	PathBytes []byte            `json:"path_bytes,omitempty"`
-	Kind      change.Kind       `json:"kind"`
-	Type      change.FileType   `json:"type"`
-	Size      int64             `json:"size"`
-	Mode      string            `json:"mode"`
-	Digest    string            `json:"digest"`
-	Exception string            `json:"exception"`
-	Status    change.Status     `json:"status"`
-	Reason    string            `json:"reason,omitempty"`
-	Review    change.ReviewMode `json:"review"`
-	Purged    bool              `json:"purged,omitempty"`
-	Mtime     time.Time         `json:"mtime"`
-	Link      string            `json:"link,omitempty"`
-}
-
-func toRecordJSON(r *persist.Record) recordJSON {
-	text, exact := escape.JSON(r.Path)
-	return recordJSON{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
-		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
-		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Mtime: r.Mtime, Link: r.Link}
-}
-
-type exceptionJSON struct {
-	ID        string            `json:"id"`
-	Sandbox   string            `json:"sandbox"`
-	Patterns  []string          `json:"patterns"`
-	Reason    string            `json:"reason"`
-	Created   time.Time         `json:"created"`
-	Expires   *time.Time        `json:"expires"`
-	Review    change.ReviewMode `json:"review"`
-	State     string            `json:"state"`
-	Forced    bool              `json:"forced"`
-	Limits    exceptions.Limits `json:"limits"`
-	AllowExec bool              `json:"allow_exec"`
-	AllowSym  bool              `json:"allow_symlinks"`
-	Revoked   *time.Time        `json:"revoked,omitempty"`
-	RevokedBy string            `json:"revoked_by,omitempty"`
-	RevokeWhy string            `json:"revoke_reason,omitempty"`
-}
-
-func toExceptionJSON(x *exceptions.Exception, now time.Time) exceptionJSON {
-	j := exceptionJSON{ID: x.ID, Sandbox: x.Sandbox, Patterns: x.Patterns, Reason: x.Reason, Created: x.Created,
-		Review: x.Review, State: x.State(now), Forced: x.Forced, Limits: x.EffectiveLimits(),
-		AllowExec: x.AllowExec, AllowSym: x.AllowSymlinks, RevokedBy: x.RevokedBy, RevokeWhy: x.RevokeReason}
-	if !x.Expires.IsZero() {
-		e := x.Expires
-		j.Expires = &e
-	}
-	if !x.Revoked.IsZero() {
-		r := x.Revoked
-		j.Revoked = &r
-	}
-	return j
-}
-
-type reviewShowJSON struct {
-	recordJSON
-	DecidedBy string         `json:"decided_by,omitempty"`
-	DecidedAt *time.Time     `json:"decided_at,omitempty"`
-	Note      string         `json:"note,omitempty"`
-	InEffect  bool           `json:"in_effect"`
-	Rule      *exceptionJSON `json:"rule"`
-	Previous  *recordJSON    `json:"previous"`
-	Diff      string         `json:"diff"`
-	Binary    bool           `json:"binary"`
-	DiffNote  string         `json:"diff_note,omitempty"`
-}
-
-func toReviewShowJSON(rep *persist.ReviewReport, now time.Time) reviewShowJSON {
-	r := rep.Record
-	j := reviewShowJSON{recordJSON: toRecordJSON(r), DecidedBy: r.DecidedBy, Note: r.Note, InEffect: rep.InEffect,
-		Diff: rep.Diff.Text, Binary: rep.Diff.Binary, DiffNote: rep.Diff.Note}
-	if !r.DecidedAt.IsZero() {
-		at := r.DecidedAt
-		j.DecidedAt = &at
-	}
-	if rep.Exception != nil {
-		x := toExceptionJSON(rep.Exception, now)
-		j.Rule = &x
-	}
-	if rep.Previous != nil {
-		p := toRecordJSON(rep.Previous)
-		j.Previous = &p
-	}
-	return j
-}
 
 // writeJSON answers with v as JSON (never sniffed as anything else).
 func writeJSON(w http.ResponseWriter, v any) {
@@ -158,7 +63,7 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	out := []recordJSON{}
+	out := []view.Record{}
 	var next uint64
 	err := s.withEnv(r.Context(), func(e *persist.Env) error {
 		return f.eachPending(r, e, func(rec *persist.Record) error {
@@ -169,7 +74,7 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 				next = out[limit-1].ID
 				return persist.ErrStop
 			}
-			out = append(out, toRecordJSON(rec))
+			out = append(out, view.NewRecord(rec))
 			return nil
 		})
 	})
@@ -189,11 +94,11 @@ func (s *Server) apiRecord(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	var out reviewShowJSON
+	var out view.ReviewShow
 	err := s.withEnv(r.Context(), func(e *persist.Env) error {
 		rep, err := e.ReviewShow(id)
 		if err == nil {
-			out = toReviewShowJSON(rep, e.Now())
+			out = view.NewReviewShow(rep, e.Now())
 		}
 		return err
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/view"
 )
 
 func exceptionCommand(t *term) *cli.Command {
@@ -197,40 +198,6 @@ func runExceptionRevoke(ctx context.Context, o exceptionRevokeOptions, g globalO
 	})
 }
 
-type exceptionJSON struct {
-	ID        string            `json:"id"`
-	Sandbox   string            `json:"sandbox"`
-	Patterns  []string          `json:"patterns"`
-	Reason    string            `json:"reason"`
-	Created   time.Time         `json:"created"`
-	Expires   *time.Time        `json:"expires"`
-	Review    change.ReviewMode `json:"review"`
-	State     string            `json:"state"`
-	Forced    bool              `json:"forced"`
-	Limits    persist.Limits    `json:"limits"`
-	AllowExec bool              `json:"allow_exec"`
-	AllowSym  bool              `json:"allow_symlinks"`
-	Atomic    bool              `json:"atomic"`
-	Revoked   *time.Time        `json:"revoked,omitempty"`
-	RevokedBy string            `json:"revoked_by,omitempty"`
-	RevokeWhy string            `json:"revoke_reason,omitempty"`
-}
-
-func toExceptionJSON(x *persist.Exception, now time.Time) exceptionJSON {
-	j := exceptionJSON{ID: x.ID, Sandbox: x.Sandbox, Patterns: x.Patterns, Reason: x.Reason, Created: x.Created,
-		Review: x.Review, State: x.State(now), Forced: x.Forced, Limits: x.EffectiveLimits(),
-		AllowExec: x.AllowExec, AllowSym: x.AllowSymlinks, Atomic: x.Atomic, RevokedBy: x.RevokedBy, RevokeWhy: x.RevokeReason}
-	if !x.Expires.IsZero() {
-		e := x.Expires
-		j.Expires = &e
-	}
-	if !x.Revoked.IsZero() {
-		r := x.Revoked
-		j.Revoked = &r
-	}
-	return j
-}
-
 // exceptionLsOptions are the options of exception ls.
 type exceptionLsOptions struct {
 	Sandbox string // "" for every sandbox
@@ -245,9 +212,9 @@ func runExceptionLs(ctx context.Context, o exceptionLsOptions, g globalOptions, 
 		}
 		now := e.Now()
 		if t.json {
-			out := []exceptionJSON{}
+			out := []view.Exception{}
 			for _, x := range xs {
-				out = append(out, toExceptionJSON(x, now))
+				out = append(out, view.NewException(x, now))
 			}
 			return t.printJSON(out)
 		}
@@ -281,13 +248,13 @@ func runExceptionShow(ctx context.Context, o exceptionShowOptions, g globalOptio
 				sessions = []uint64{}
 			}
 			return t.printJSON(struct {
-				exceptionJSON
+				view.Exception
 				Sessions     []uint64 `json:"sessions"`
 				Files        int64    `json:"files"`
 				Bytes        int64    `json:"bytes"`
 				Refused      int64    `json:"refused"`
 				IdleSessions int      `json:"idle_sessions"`
-			}{toExceptionJSON(x, now), sessions, rep.Files, rep.Bytes, rep.Refused, rep.IdleSessions})
+			}{view.NewException(x, now), sessions, rep.Files, rep.Bytes, rep.Refused, rep.IdleSessions})
 		}
 		w := t.table()
 		fmt.Fprintf(w, "id:\t%s\n", x.ID)

@@ -6,53 +6,14 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/internal/change"
-	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/view"
 )
-
-// recordJSON is a record as scripts see it (SPEC.md field names).
-type recordJSON struct {
-	ID        uint64            `json:"id"`
-	Sandbox   string            `json:"sandbox"`
-	Session   uint64            `json:"session"`
-	Path      string            `json:"path"`
-	PathBytes []byte            `json:"path_bytes,omitempty"`
-	Kind      change.Kind       `json:"kind"`
-	Type      change.FileType   `json:"type"`
-	Size      int64             `json:"size"`
-	Mode      string            `json:"mode"`
-	Digest    string            `json:"digest"`
-	Exception string            `json:"exception"`
-	Status    change.Status     `json:"status"`
-	Reason    string            `json:"reason,omitempty"`
-	Review    change.ReviewMode `json:"review"`
-	Purged    bool              `json:"purged,omitempty"`
-	Pruned    bool              `json:"pruned,omitempty"`
-	Mtime     time.Time         `json:"mtime"`
-	Link      string            `json:"link,omitempty"`
-}
-
-func toRecordJSON(r *persist.Record) recordJSON {
-	text, exact := escape.JSON(r.Path)
-	return recordJSON{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
-		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
-		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Pruned: r.Pruned, Mtime: r.Mtime, Link: r.Link}
-}
-
-// recordsJSON converts records for a JSON listing (never null).
-func recordsJSON(recs []*persist.Record) []recordJSON {
-	out := []recordJSON{}
-	for _, r := range recs {
-		out = append(out, toRecordJSON(r))
-	}
-	return out
-}
 
 func persistedCommand(t *term) *cli.Command {
 	return &cli.Command{
@@ -118,7 +79,7 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 			return err
 		}
 		if t.json {
-			return t.printJSON(recordsJSON(recs))
+			return t.printJSON(view.Records(recs))
 		}
 		w := t.table()
 		fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
@@ -166,7 +127,7 @@ func runPersistedHistory(ctx context.Context, o persistedOptions, g globalOption
 			return err
 		}
 		if t.json {
-			return t.printJSON(recordsJSON(recs))
+			return t.printJSON(view.Records(recs))
 		}
 		if len(recs) == 0 {
 			return fmt.Errorf("%s has no record of %s", o.Sandbox, name(o.Path))

@@ -11,6 +11,7 @@ import (
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/view"
 )
 
 // recoverOptions are the options of the recover subcommands.
@@ -169,10 +170,10 @@ func matchText(pattern string) string {
 // show --json` has them.
 type recoverShowJSON struct {
 	persist.RecoverEntry
-	Persisted *recordJSON `json:"persisted"`
-	Diff      string      `json:"diff"`
-	Binary    bool        `json:"binary"`
-	DiffNote  string      `json:"diff_note,omitempty"`
+	Persisted *view.Record `json:"persisted"`
+	Diff      string       `json:"diff"`
+	Binary    bool         `json:"binary"`
+	DiffNote  string       `json:"diff_note,omitempty"`
 }
 
 func runRecoverShow(ctx context.Context, o recoverOptions, g globalOptions, t *term) error {
@@ -185,7 +186,7 @@ func runRecoverShow(ctx context.Context, o recoverOptions, g globalOptions, t *t
 		if t.json {
 			j := recoverShowJSON{RecoverEntry: x, Diff: rep.Diff.Text, Binary: rep.Diff.Binary, DiffNote: rep.Diff.Note}
 			if rep.InState != nil {
-				r := toRecordJSON(rep.InState)
+				r := view.NewRecord(rep.InState)
 				j.Persisted = &r
 			}
 			return t.printJSON(j)

@@ -11,6 +11,7 @@ import (
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/view"
 )
 
 func reviewCommand(t *term) *cli.Command {
@@ -113,7 +114,7 @@ func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term)
 		// first page of a long list shows at once.
 		if t.json {
 			arr := t.jsonArray()
-			if err := e.ReviewEach(ctx, o.Sandbox, func(r *persist.Record) error { return arr.add(toRecordJSON(r)) }); err != nil {
+			if err := e.ReviewEach(ctx, o.Sandbox, func(r *persist.Record) error { return arr.add(view.NewRecord(r)) }); err != nil {
 				return err
 			}
 			return arr.close()

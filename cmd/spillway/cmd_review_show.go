@@ -4,28 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/view"
 )
-
-// reviewShowJSON is `review show --json`: the record's fields as in
-// `review ls --json`, the decision, the rule, the previous version and the
-// diff.
-type reviewShowJSON struct {
-	recordJSON
-	DecidedBy string         `json:"decided_by,omitempty"`
-	DecidedAt *time.Time     `json:"decided_at,omitempty"`
-	Note      string         `json:"note,omitempty"`
-	InEffect  bool           `json:"in_effect"`
-	Rule      *exceptionJSON `json:"rule"`
-	Previous  *recordJSON    `json:"previous"`
-	Diff      string         `json:"diff"`
-	Binary    bool           `json:"binary"`
-	DiffNote  string         `json:"diff_note,omitempty"`
-}
 
 func runReviewShow(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
@@ -34,30 +18,11 @@ func runReviewShow(ctx context.Context, o reviewOptions, g globalOptions, t *ter
 			return err
 		}
 		if t.json {
-			return t.printJSON(toReviewShowJSON(rep, e.Now()))
+			return t.printJSON(view.NewReviewShow(rep, e.Now()))
 		}
 		printReview(t, rep)
 		return nil
 	})
-}
-
-func toReviewShowJSON(rep *persist.ReviewReport, now time.Time) reviewShowJSON {
-	r := rep.Record
-	j := reviewShowJSON{recordJSON: toRecordJSON(r), DecidedBy: r.DecidedBy, Note: r.Note, InEffect: rep.InEffect,
-		Diff: rep.Diff.Text, Binary: rep.Diff.Binary, DiffNote: rep.Diff.Note}
-	if !r.DecidedAt.IsZero() {
-		at := r.DecidedAt
-		j.DecidedAt = &at
-	}
-	if rep.Exception != nil {
-		x := toExceptionJSON(rep.Exception, now)
-		j.Rule = &x
-	}
-	if rep.Previous != nil {
-		p := toRecordJSON(rep.Previous)
-		j.Previous = &p
-	}
-	return j
 }
 
 // printReview prints a review report for people. Everything that came from
