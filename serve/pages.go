@@ -23,6 +23,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /history", s.history)
 	m.HandleFunc("GET /exceptions", s.exceptions)
 	m.HandleFunc("GET /audit", s.audit)
+	m.HandleFunc("GET /recovery", s.recovery)
 	m.HandleFunc("GET /api/sandboxes", s.apiSandboxes)
 	m.HandleFunc("GET /api/review", s.apiReview)
 	m.HandleFunc("GET /api/record/{id}", s.apiRecord)
