@@ -219,14 +219,7 @@ func runRecoverShow(ctx context.Context, o recoverOptions, g globalOptions, t *t
 		if d.Text == "" {
 			return nil
 		}
-		fmt.Fprintln(t.out)
-		for i, line := range strings.Split(strings.TrimSuffix(d.Text, "\n"), "\n") {
-			// The two header lines hold names escaped already.
-			if i >= 2 && line != persist.NoNewline {
-				line = name(line)
-			}
-			fmt.Fprintln(t.out, line)
-		}
+		printDiffText(t, d.Text)
 		return nil
 	})
 }

@@ -67,9 +67,15 @@ func printReview(t *term, rep *persist.ReviewReport) {
 		}
 		return
 	}
+	printDiffText(t, d.Text)
+}
+
+// printDiffText prints a unified diff after a blank line, every line that
+// came from the sandbox escaped (the two header lines hold names escaped
+// already).
+func printDiffText(t *term, text string) {
 	fmt.Fprintln(t.out)
-	for i, line := range strings.Split(strings.TrimSuffix(d.Text, "\n"), "\n") {
-		// The two header lines hold names escaped already.
+	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
 		if i >= 2 && line != persist.NoNewline {
 			line = name(line)
 		}
