@@ -92,7 +92,27 @@ func checkExec(rootfd int, p string) error {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG, st.Mode&0o111 == 0:
 		return unix.EACCES
 	}
-	return nil
+	return checkFormat(rootfd, p)
+}
+
+// checkFormat refuses, with ENOEXEC, a file that execve would refuse for
+// its format: neither an ELF binary nor a script starting with "#!" (a
+// shell would run such a file itself; the runtime's execve cannot, and
+// its error would come from inside the container after CMD "started").
+func checkFormat(rootfd int, p string) error {
+	how := unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(rootfd, p, &how)
+	if err != nil {
+		return nil // let the runtime say what is wrong
+	}
+	defer unix.Close(fd)
+	head := make([]byte, 4)
+	n, _ := unix.Read(fd, head)
+	switch {
+	case n == 4 && string(head) == "\x7fELF", n >= 2 && string(head[:2]) == "#!":
+		return nil
+	}
+	return unix.ENOEXEC
 }
 
 // pathOf returns the PATH of env, or the default one.
