@@ -83,12 +83,15 @@ func (e *Env) StateAt(ctx context.Context, sandbox string, at At) (State, uint64
 	// The audit log is read after the records: a decision made in between
 	// is one the records may not show yet, and taking it back changes
 	// nothing.
-	later, purgedLater, err := e.laterChanges(ctx, sandbox, gen)
+	later, purgedLater, restoredLater, err := e.laterChanges(ctx, sandbox, gen)
 	if err != nil {
 		return nil, 0, err
 	}
 	st = State{}
 	for _, r := range recs {
+		if restoredLater[r.ID] {
+			continue // made by a restore after gen
+		}
 		if inEffectAt(r, later[r.ID], purgedLater[r.Exception]) {
 			st[r.Path] = r
 		}
@@ -118,29 +121,34 @@ func inEffectAt(r *store.Record, decidedLater, purgedLater bool) bool {
 	return false
 }
 
-// laterChanges reads from the audit log the records decided and the
-// exceptions purged after generation gen.
-func (e *Env) laterChanges(ctx context.Context, sandbox string, gen uint64) (map[uint64]bool, map[string]bool, error) {
-	decided, purged := map[uint64]bool{}, map[string]bool{}
-	err := e.store.ForEachEvent(ctx, sandbox, func(ev *store.Event) error {
+// laterChanges reads from the audit log the records decided, the
+// exceptions purged and the records restored after generation gen.
+func (e *Env) laterChanges(ctx context.Context, sandbox string, gen uint64) (decided map[uint64]bool, purged map[string]bool, restored map[uint64]bool, err error) {
+	decided, purged, restored = map[uint64]bool{}, map[string]bool{}, map[uint64]bool{}
+	ids := func(field string, into map[uint64]bool) {
+		for _, f := range strings.Fields(field) {
+			if id, err := strconv.ParseUint(strings.TrimPrefix(f, "r"), 10, 64); err == nil {
+				into[id] = true
+			}
+		}
+	}
+	err = e.store.ForEachEvent(ctx, sandbox, func(ev *store.Event) error {
 		g, err := strconv.ParseUint(ev.Data["generation"], 10, 64)
 		if err != nil || g <= gen {
 			return nil
 		}
 		switch ev.Type {
 		case "review.approve", "review.reject":
-			for _, f := range strings.Fields(ev.Data["records"]) {
-				if id, err := strconv.ParseUint(strings.TrimPrefix(f, "r"), 10, 64); err == nil {
-					decided[id] = true
-				}
-			}
+			ids(ev.Data["records"], decided)
 		case "exception.purge":
 			purged[ev.Data["exception"]] = true
+		case "recover.restore":
+			ids(ev.Data["record_ids"], restored)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit log: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit log: %w", err)
 	}
-	return decided, purged, nil
+	return decided, purged, restored, nil
 }

@@ -162,7 +162,7 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 			"paths": strings.Join(o.Paths, " "), "to": o.To, "session": fmt.Sprint(o.Session),
 			"records": fmt.Sprint(len(recs)), "skipped": fmt.Sprint(len(res.Skipped)),
 			"generation": fmt.Sprint(cur.Generation), "review": string(o.Review), "forced": fmt.Sprint(o.Force),
-			"reason": o.Reason,
+			"reason": o.Reason, "record_ids": recordIDs(recs),
 		})
 		return err
 	})
@@ -251,4 +251,14 @@ func escapePattern(p string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// recordIDs lists records as "r1 r2 …" (the audit entry of a restore names
+// the records it made, so a past generation's state can leave them out).
+func recordIDs(recs []*store.Record) string {
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = fmt.Sprintf("r%d", r.ID)
+	}
+	return strings.Join(ids, " ")
 }
