@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spillway/spillway/internal/atomicfile"
 	"github.com/spillway/spillway/internal/failpoint"
 )
 
@@ -150,30 +151,18 @@ func readPrivate(p string) ([]byte, error) {
 	return b, err
 }
 
-// writePrivate writes a small file of the area (0600) by a rename, never
-// through a symlink, and syncs it.
+// writePrivate writes a small file of the area (0600) whole, by a rename
+// (never through a symlink), flushed.
 func writePrivate(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	os.Remove(tmp)
-	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := atomicfile.Create(dir, "."+name+".tmp-")
 	if err != nil {
-		return &os.PathError{Op: "create", Path: tmp, Err: err}
+		return err
 	}
-	f := os.NewFile(uintptr(fd), tmp)
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
+	defer f.Cleanup()
+	if _, err := f.Write(data); err != nil {
+		return err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return f.Commit(filepath.Join(dir, name), atomicfile.Replace)
 }
 
 // writeSessionInfo writes info.json of a session whose manifest exists.

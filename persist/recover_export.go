@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/atomicfile"
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/escape"
@@ -154,31 +154,24 @@ func exportFile(rs *recoverySession, x RecoverEntry, dest string, res *ExportRes
 		return err
 	}
 	defer r.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dest), ".spillway-export-")
+	tmp, err := atomicfile.Create(filepath.Dir(dest), ".spillway-export-")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Cleanup()
 	n, err := io.Copy(tmp, verifyAtEOF{r})
 	if err == nil {
 		err = tmp.Chmod(os.FileMode(exceptions.ModeBits(r.Stat().Mode, true)))
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fmt.Errorf("export %s: %w", escape.Name(x.Path), err)
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp.Name(), unix.AT_FDCWD, dest, unix.RENAME_NOREPLACE); err != nil {
-		if errors.Is(err, unix.EEXIST) {
+	if err := tmp.Commit(dest, atomicfile.NoReplace); err != nil {
+		if errors.Is(err, os.ErrExist) {
 			return errclass.Errorf(errdefs.ErrAlreadyExists, "%s exists: recover export never overwrites", dest)
 		}
 		return err
 	}
-	syncDir(filepath.Dir(dest))
 	res.Files, res.Bytes = 1, n
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/spillway/spillway/internal/atomicfile"
 )
 
 // InitName is the file name of the guest init binary.
@@ -83,21 +85,13 @@ func requestCpio(req []byte) []byte {
 }
 
 func writeAtomic(dst string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-")
+	f, err := atomicfile.Create(filepath.Dir(dst), ".tmp-")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	defer f.Cleanup()
+	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return f.Commit(dst, atomicfile.Replace)
 }

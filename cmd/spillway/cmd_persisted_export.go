@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/spillway/spillway/internal/atomicfile"
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/escape"
@@ -176,60 +177,76 @@ func exportOne(e *persist.Env, r *persist.Record, dest string, force bool) (*per
 		return nil, err
 	}
 	dir := filepath.Dir(dest)
-	tmp, st, err := writeTemp(e, r, dir)
-	if tmp != "" {
-		defer os.Remove(tmp)
-	}
-	if err != nil {
-		return nil, err
-	}
-	flags := uint(unix.RENAME_NOREPLACE)
+	how := atomicfile.NoReplace
 	if force {
-		flags = 0
+		how = atomicfile.Replace
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dest, flags); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("%s exists (use --force to overwrite it)", name(dest))
-		}
-		return nil, err
+	var st *persist.ExportStats
+	var err error
+	if r.Type == change.TypeSymlink {
+		st, err = exportLink(r, dir, dest, how)
+	} else {
+		st, err = exportFile(e, r, dir, dest, how)
 	}
-	return st, syncDir(dir)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("%s exists (use --force to overwrite it)", name(dest))
+	}
+	return st, err
 }
 
-// writeTemp writes r's file or link under a temporary name in dir.
-func writeTemp(e *persist.Env, r *persist.Record, dir string) (string, *persist.ExportStats, error) {
-	if r.Type == change.TypeSymlink {
-		tmp := filepath.Join(dir, fmt.Sprintf(".spillway-export-%d-%d", os.Getpid(), r.ID))
-		if err := os.Symlink(r.Link, tmp); err != nil {
-			return "", nil, err
-		}
-		ts := unix.NsecToTimespec(r.Mtime.UnixNano())
-		err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
-		return tmp, &persist.ExportStats{Links: 1}, err
+// exportLink puts r's symlink at dest (made under a temporary name and
+// renamed, never followed).
+func exportLink(r *persist.Record, dir, dest string, how atomicfile.How) (*persist.ExportStats, error) {
+	tmp := filepath.Join(dir, fmt.Sprintf(".spillway-export-%d-%d", os.Getpid(), r.ID))
+	if err := os.Symlink(r.Link, tmp); err != nil {
+		return nil, err
 	}
+	defer os.Remove(tmp)
+	ts := unix.NsecToTimespec(r.Mtime.UnixNano())
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, err
+	}
+	var err error
+	if how == atomicfile.NoReplace {
+		err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dest, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EEXIST) {
+			err = os.ErrExist
+		}
+	} else {
+		err = os.Rename(tmp, dest)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &persist.ExportStats{Links: 1}, atomicfile.SyncDir(dir)
+}
+
+// exportFile writes r's content at dest whole: every byte checked against
+// its digest before the rename, so a corrupt blob leaves no dest.
+func exportFile(e *persist.Env, r *persist.Record, dir, dest string, how atomicfile.How) (*persist.ExportStats, error) {
 	src, err := e.OpenRecord(r)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	defer src.Close()
-	f, err := os.CreateTemp(dir, ".spillway-export-")
+	f, err := atomicfile.Create(dir, ".spillway-export-")
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	_, err = io.Copy(f, src)
-	if err == nil {
-		err = f.Chmod(os.FileMode(r.Mode & 0o777))
+	defer f.Cleanup()
+	if _, err := io.Copy(f, src); err != nil {
+		return nil, err
 	}
-	if err == nil {
-		err = f.Sync()
+	if err := f.Chmod(os.FileMode(r.Mode & 0o777)); err != nil {
+		return nil, err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err := os.Chtimes(f.Name(), r.Mtime, r.Mtime); err != nil {
+		return nil, err
 	}
-	if err == nil {
-		err = os.Chtimes(f.Name(), r.Mtime, r.Mtime)
+	if err := f.Commit(dest, how); err != nil {
+		return nil, err
 	}
-	return f.Name(), &persist.ExportStats{Files: 1, Bytes: r.Size}, err
+	return &persist.ExportStats{Files: 1, Bytes: r.Size}, nil
 }
 
 // pruneJSON is what persisted prune --json prints.
