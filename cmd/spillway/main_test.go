@@ -34,8 +34,23 @@ func requireRoot(t *testing.T) {
 // state directory ($SPILLWAY_ROOT) and a busybox rootfs in $WORK/busybox.
 func TestScripts(t *testing.T) {
 	requireRoot(t)
-	testscript.Run(t, testscript.Params{
-		Dir:                 "testdata",
+	testscript.Run(t, scriptParams("testdata"))
+}
+
+// TestScriptsAlone runs the scripts of testdata/alone one at a time, with
+// no other script running: close_busy.txtar names every process that holds
+// a sandbox's mount, and a runc that another script starts at that moment
+// copies every host mount into its new namespace, so it would (rightly) be
+// named too.
+func TestScriptsAlone(t *testing.T) {
+	requireRoot(t)
+	testscript.Run(t, scriptParams(filepath.Join("testdata", "alone")))
+}
+
+// scriptParams is how the CLI scripts in dir run.
+func scriptParams(dir string) testscript.Params {
+	return testscript.Params{
+		Dir:                 dir,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("SPILLWAY_ROOT", filepath.Join(env.WorkDir, "state"))
@@ -57,5 +72,5 @@ func TestScripts(t *testing.T) {
 			return testrootfs.Build(filepath.Join(env.WorkDir, "busybox"))
 		},
 		Cmds: scriptCmds, UpdateScripts: os.Getenv("SPILLWAY_UPDATE_SCRIPTS") != "",
-	})
+	}
 }
