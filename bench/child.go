@@ -76,17 +76,11 @@ func childClose() error {
 	default:
 		return fmt.Errorf("unknown child job %q", os.Getenv(childEnv))
 	}
-	if p := os.Getenv(childProfile); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := cpuProfile(os.Getenv(childProfile))
+	if err != nil {
+		return err
 	}
+	defer stop()
 	ctx := context.Background()
 	t0 := time.Now()
 	e, err := openEnv(ctx, os.Getenv(childRoot), "")
@@ -203,4 +197,20 @@ func sampleHeap() *heapSampler {
 func (h *heapSampler) peak() int64 {
 	close(h.stop)
 	return <-h.done
+}
+
+// cpuProfile writes a CPU profile to path ("": none) until stop is called.
+func cpuProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

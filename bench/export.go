@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -70,17 +69,11 @@ func (b *bench) export(ctx context.Context) error {
 		return err
 	}
 	out := filepath.Join(b.work, "export.tar")
-	if p := os.Getenv("SPILLWAY_BENCH_EXPORT_PPROF"); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := cpuProfile(os.Getenv("SPILLWAY_BENCH_EXPORT_PPROF"))
+	if err != nil {
+		return err
 	}
+	defer stop()
 	var exps, tars []time.Duration
 	for rep := range reps {
 		settle()
