@@ -90,7 +90,7 @@ func Run(ctx context.Context, env persist.Options, sandbox string, run Runner, o
 			return err
 		}
 		sb = &Sandbox{Name: sandbox, Opened: opened, Book: book, Entry: entry}
-		return nil
+		return refuseBesideVM(ctx, book, entry, sandbox)
 	}()
 	if cerr := e.Close(); err == nil {
 		err = cerr
@@ -134,4 +134,21 @@ func Container(p container.Process) Runner {
 		p.RootFS, p.Hostname = sb.Opened.Path, sb.Name
 		return sb.Book.Exec(ctx, sb.Entry, p)
 	}
+}
+
+// refuseBesideVM refuses a run while a VM without a shared file system
+// (`run --vm`, --share none) runs on the sandbox: the VM's changes are
+// written into the root's upper layer when it ends, and nothing else may
+// write there meanwhile.
+func refuseBesideVM(ctx context.Context, book *container.Book, entry *container.Entry, sandbox string) error {
+	live, err := book.Live(ctx, sandbox)
+	if err != nil {
+		return err
+	}
+	for _, r := range live {
+		if r.ID != entry.ID && r.VM != nil && r.VM.Upper != "" {
+			return fmt.Errorf("sandbox %s is in use by a VM without a shared file system (spillway run --vm, pid %d): its changes come back when it ends; wait for it, or use close --force", sandbox, r.PID)
+		}
+	}
+	return nil
 }
