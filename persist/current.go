@@ -99,19 +99,19 @@ func currentIsReady(tx *store.Tx, sandbox string) bool {
 // buildCurrent builds the index of every sandbox that lacks one (a store
 // written before it), from the records, in transactions of bounded size.
 func (e *Env) buildCurrent(ctx context.Context) error {
-	var todo []*store.Sandbox
+	var unbuilt []*store.Sandbox
 	if err := e.store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
 		for _, sb := range sbs {
 			if !currentIsReady(tx, sb.Name) {
-				todo = append(todo, sb)
+				unbuilt = append(unbuilt, sb)
 			}
 		}
 		return err
 	}); err != nil {
 		return err
 	}
-	for _, sb := range todo {
+	for _, sb := range unbuilt {
 		if _, err := e.store.DropCurrent(ctx, sb.Name); err != nil {
 			return err
 		}

@@ -154,23 +154,12 @@ func exportFile(rs *recoverySession, x RecoverEntry, dest string, res *ExportRes
 		return err
 	}
 	defer r.Close()
-	tmp, err := atomicfile.Create(filepath.Dir(dest), ".spillway-export-")
-	if err != nil {
-		return err
-	}
-	defer tmp.Cleanup()
-	n, err := io.Copy(tmp, verifyAtEOF{r})
-	if err == nil {
-		err = tmp.Chmod(os.FileMode(exceptions.ModeBits(r.Stat().Mode, true)))
-	}
-	if err != nil {
+	n, err := writeWhole(dest, verifyAtEOF{r}, os.FileMode(exceptions.ModeBits(r.Stat().Mode, true)), time.Time{}, atomicfile.NoReplace)
+	switch {
+	case errors.Is(err, os.ErrExist):
+		return errclass.Errorf(errdefs.ErrAlreadyExists, "%s exists: recover export never overwrites", dest)
+	case err != nil:
 		return fmt.Errorf("export %s: %w", escape.Name(x.Path), err)
-	}
-	if err := tmp.Commit(dest, atomicfile.NoReplace); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return errclass.Errorf(errdefs.ErrAlreadyExists, "%s exists: recover export never overwrites", dest)
-		}
-		return err
 	}
 	res.Files, res.Bytes = 1, n
 	return nil

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/spillway/spillway/internal/testenv"
 )
 
 var (
@@ -46,10 +48,10 @@ func testInit(t *testing.T) string {
 func testConfig(t *testing.T) (*Config, string) {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Missing(t, "qemu-system-x86_64 is not installed")
 	}
 	if _, err := FindKernel(t.TempDir(), "", ""); err != nil {
-		t.Skip(err)
+		testenv.Missing(t, "no guest kernel: %v", err)
 	}
 	root := t.TempDir()
 	c, err := Setup(context.Background(), root, SetupOptions{Init: testInit(t), Accel: AccelAuto}, func(s string) { t.Log(s) })

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/spillway/spillway/internal/testenv"
 )
 
 func TestSetupBuildsInitramfsAndProbes(t *testing.T) {
@@ -40,7 +42,7 @@ func TestSetupBuildsInitramfsAndProbes(t *testing.T) {
 // Cached disks go when their layer does.
 func TestPruneDisks(t *testing.T) {
 	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
-		t.Skip("mkfs.erofs not installed")
+		testenv.Missing(t, "mkfs.erofs is not installed")
 	}
 	root, layers := t.TempDir(), t.TempDir()
 	keep, gone := filepath.Join(layers, "keep"), filepath.Join(layers, "gone")

@@ -6,12 +6,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/spillway/spillway/internal/testenv"
 )
 
 // The LZ4 decoder agrees with the lz4 tool on a legacy frame.
 func TestLZ4LegacyMatchesTool(t *testing.T) {
 	if _, err := exec.LookPath("lz4"); err != nil {
-		t.Skip("lz4 not installed")
+		testenv.Missing(t, "lz4 is not installed")
 	}
 	dir := t.TempDir()
 	var in bytes.Buffer
@@ -37,7 +39,7 @@ func TestLZ4LegacyMatchesTool(t *testing.T) {
 func TestExtractVmlinux(t *testing.T) {
 	k, err := FindKernel(t.TempDir(), "", "")
 	if err != nil {
-		t.Skip(err)
+		testenv.Missing(t, "no guest kernel: %v", err)
 	}
 	dst := filepath.Join(t.TempDir(), "vmlinux")
 	if err := extractVmlinux(k.Image, dst); err != nil {

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/containerd/errdefs"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
-	"github.com/spillway/spillway/internal/atomicfile"
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/escape"
@@ -161,92 +158,13 @@ func emptyDir(dir string) (bool, error) {
 	return false, err
 }
 
-// exportOne writes one file or symlink at dest: a new entry beside dest
-// renamed over it once complete (every byte matched the digest), so a
-// symlink at dest is replaced, never written through, and a corrupt blob
-// leaves no dest.
+// exportOne writes one file or symlink at dest (persist.ExportOne).
 func exportOne(e *persist.Env, r *persist.Record, dest string, force bool) (*persist.ExportStats, error) {
-	if fi, err := os.Lstat(dest); err == nil {
-		if fi.IsDir() {
-			return nil, fmt.Errorf("%s is a directory: give the file name to write", name(dest))
-		}
-		if !force {
-			return nil, fmt.Errorf("%s exists (use --force to overwrite it)", name(dest))
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	dir := filepath.Dir(dest)
-	how := atomicfile.NoReplace
-	if force {
-		how = atomicfile.Replace
-	}
-	var st *persist.ExportStats
-	var err error
-	if r.Type == change.TypeSymlink {
-		st, err = exportLink(r, dir, dest, how)
-	} else {
-		st, err = exportFile(e, r, dir, dest, how)
-	}
+	st, err := e.ExportOne(r, dest, force)
 	if errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("%s exists (use --force to overwrite it)", name(dest))
 	}
 	return st, err
-}
-
-// exportLink puts r's symlink at dest (made under a temporary name and
-// renamed, never followed).
-func exportLink(r *persist.Record, dir, dest string, how atomicfile.How) (*persist.ExportStats, error) {
-	tmp := filepath.Join(dir, fmt.Sprintf(".spillway-export-%d-%d", os.Getpid(), r.ID))
-	if err := os.Symlink(r.Link, tmp); err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp)
-	ts := unix.NsecToTimespec(r.Mtime.UnixNano())
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil, err
-	}
-	var err error
-	if how == atomicfile.NoReplace {
-		err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dest, unix.RENAME_NOREPLACE)
-		if errors.Is(err, unix.EEXIST) {
-			err = os.ErrExist
-		}
-	} else {
-		err = os.Rename(tmp, dest)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &persist.ExportStats{Links: 1}, atomicfile.SyncDir(dir)
-}
-
-// exportFile writes r's content at dest whole: every byte checked against
-// its digest before the rename, so a corrupt blob leaves no dest.
-func exportFile(e *persist.Env, r *persist.Record, dir, dest string, how atomicfile.How) (*persist.ExportStats, error) {
-	src, err := e.OpenRecord(r)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
-	f, err := atomicfile.Create(dir, ".spillway-export-")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Cleanup()
-	if _, err := io.Copy(f, src); err != nil {
-		return nil, err
-	}
-	if err := f.Chmod(os.FileMode(r.Mode & 0o777)); err != nil {
-		return nil, err
-	}
-	if err := os.Chtimes(f.Name(), r.Mtime, r.Mtime); err != nil {
-		return nil, err
-	}
-	if err := f.Commit(dest, how); err != nil {
-		return nil, err
-	}
-	return &persist.ExportStats{Files: 1, Bytes: r.Size}, nil
 }
 
 // pruneJSON is what persisted prune --json prints.

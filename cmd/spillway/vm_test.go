@@ -13,6 +13,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"golang.org/x/sys/unix"
 
+	"github.com/spillway/spillway/internal/testenv"
 	"github.com/spillway/spillway/internal/testrootfs"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/vm"
@@ -25,11 +26,11 @@ func TestVMScripts(t *testing.T) {
 	requireRoot(t)
 	for _, tool := range []string{"qemu-system-x86_64", "mkfs.erofs", "mke2fs"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (scripts/test.sh installs it)", tool)
+			testenv.Missing(t, "%s is not installed", tool)
 		}
 	}
 	if _, err := vm.FindKernel(t.TempDir(), "", ""); err != nil {
-		t.Skip(err)
+		testenv.Missing(t, "no guest kernel: %v", err)
 	}
 	initBin := filepath.Join(t.TempDir(), vm.InitName)
 	build := exec.Command("go", "build", "-o", initBin, "github.com/spillway/spillway/cmd/spillway-vminit")

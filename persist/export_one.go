@@ -1,0 +1,103 @@
+package persist
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/atomicfile"
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/store"
+)
+
+// ExportOne writes one persisted file or symlink at dest, a host path: a
+// new entry beside dest renamed over it once complete (every byte matched
+// the digest), so a symlink at dest is replaced, never written through, and
+// a corrupt blob leaves no dest. An existing dest is replaced only when
+// replace is set; else the error matches os.ErrExist.
+func (e *Env) ExportOne(r *store.Record, dest string, replace bool) (*ExportStats, error) {
+	if fi, err := os.Lstat(dest); err == nil {
+		if fi.IsDir() {
+			return nil, fmt.Errorf("%s is a directory: give the file name to write", escape.Name(dest))
+		}
+		if !replace {
+			return nil, &os.PathError{Op: "export", Path: dest, Err: os.ErrExist}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	how := atomicfile.NoReplace
+	if replace {
+		how = atomicfile.Replace
+	}
+	if r.Type == change.TypeSymlink {
+		return exportLinkAt(r, dest, how)
+	}
+	src, err := e.OpenRecord(r)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	if _, err := writeWhole(dest, src, os.FileMode(r.Mode&0o777), r.Mtime, how); err != nil {
+		return nil, err
+	}
+	return &ExportStats{Files: 1, Bytes: r.Size}, nil
+}
+
+// writeWhole copies src into a new file at dest with mode (and mtime, when
+// not zero) through internal/atomicfile: nothing appears at dest unless
+// every byte was read without error.
+func writeWhole(dest string, src io.Reader, mode os.FileMode, mtime time.Time, how atomicfile.How) (int64, error) {
+	f, err := atomicfile.Create(filepath.Dir(dest), ".spillway-export-")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Cleanup()
+	n, err := io.Copy(f, src)
+	if err != nil {
+		return n, err
+	}
+	if err := f.Chmod(mode); err != nil {
+		return n, err
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(f.Name(), mtime, mtime); err != nil {
+			return n, err
+		}
+	}
+	return n, f.Commit(dest, how)
+}
+
+// exportLinkAt puts r's symlink at dest, made under a temporary name and
+// renamed, never followed.
+func exportLinkAt(r *store.Record, dest string, how atomicfile.How) (*ExportStats, error) {
+	dir := filepath.Dir(dest)
+	tmp := filepath.Join(dir, fmt.Sprintf(".spillway-export-%d-%d", os.Getpid(), r.ID))
+	if err := os.Symlink(r.Link, tmp); err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp)
+	ts := unix.NsecToTimespec(r.Mtime.UnixNano())
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, err
+	}
+	var err error
+	if how == atomicfile.NoReplace {
+		err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dest, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EEXIST) {
+			err = &os.PathError{Op: "export", Path: dest, Err: os.ErrExist}
+		}
+	} else {
+		err = os.Rename(tmp, dest)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &ExportStats{Links: 1}, atomicfile.SyncDir(dir)
+}
