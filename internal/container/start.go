@@ -2,12 +2,16 @@ package container
 
 import (
 	"bufio"
+	"debug/elf"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
+	"runtime"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -96,9 +100,10 @@ func checkExec(rootfd int, p string) error {
 }
 
 // checkFormat refuses, with ENOEXEC, a file that execve would refuse for
-// its format: neither an ELF binary nor a script starting with "#!" (a
-// shell would run such a file itself; the runtime's execve cannot, and
-// its error would come from inside the container after CMD "started").
+// its format: neither an ELF executable for this machine nor a script
+// starting with "#!" (a shell would run such a file itself; the runtime's
+// execve cannot, and its error would come from inside the container after
+// CMD "started").
 func checkFormat(rootfd int, p string) error {
 	how := unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
 	fd, err := unix.Openat2(rootfd, p, &how)
@@ -106,13 +111,74 @@ func checkFormat(rootfd int, p string) error {
 		return nil // let the runtime say what is wrong
 	}
 	defer unix.Close(fd)
-	head := make([]byte, 4)
+	head := make([]byte, 20)
 	n, _ := unix.Read(fd, head)
+	head = head[:max(n, 0)]
 	switch {
-	case n == 4 && string(head) == "\x7fELF", n >= 2 && string(head[:2]) == "#!":
+	case len(head) >= 2 && string(head[:2]) == "#!":
 		return nil
+	case len(head) >= 4 && string(head[:4]) == elf.ELFMAG:
+		return checkELF(head)
 	}
 	return unix.ENOEXEC
+}
+
+// hostMachines are the ELF machines this kernel runs, by GOARCH: an amd64
+// kernel also runs i386 binaries (IA32 emulation, on in Debian's kernels).
+var hostMachines = map[string][]elf.Machine{
+	"amd64":   {elf.EM_X86_64, elf.EM_386},
+	"386":     {elf.EM_386},
+	"arm64":   {elf.EM_AARCH64, elf.EM_ARM},
+	"arm":     {elf.EM_ARM},
+	"riscv64": {elf.EM_RISCV},
+	"ppc64le": {elf.EM_PPC64},
+	"s390x":   {elf.EM_S390},
+}
+
+// checkELF refuses, with ENOEXEC, an ELF header execve would refuse: not
+// an executable or shared object, or built for another machine. A header
+// too short to tell is left to the runtime.
+func checkELF(head []byte) error {
+	if len(head) < 20 {
+		return unix.ENOEXEC
+	}
+	var order binary.ByteOrder
+	switch elf.Data(head[elf.EI_DATA]) {
+	case elf.ELFDATA2LSB:
+		order = binary.LittleEndian
+	case elf.ELFDATA2MSB:
+		order = binary.BigEndian
+	default:
+		return unix.ENOEXEC
+	}
+	switch elf.Type(order.Uint16(head[16:18])) {
+	case elf.ET_EXEC, elf.ET_DYN:
+	default:
+		return fmt.Errorf("%w (an ELF file that is not a program)", unix.ENOEXEC)
+	}
+	m := elf.Machine(order.Uint16(head[18:20]))
+	known, ok := hostMachines[runtime.GOARCH]
+	if !ok || slices.Contains(known, m) {
+		return nil
+	}
+	return fmt.Errorf("%w (a program for %s, this machine runs %s)", unix.ENOEXEC, machineName(m), runtime.GOARCH)
+}
+
+// machineName names an ELF machine the way users know it.
+func machineName(m elf.Machine) string {
+	switch m {
+	case elf.EM_X86_64:
+		return "x86-64"
+	case elf.EM_386:
+		return "i386"
+	case elf.EM_AARCH64:
+		return "arm64"
+	case elf.EM_ARM:
+		return "arm"
+	case elf.EM_RISCV:
+		return "riscv"
+	}
+	return strings.TrimPrefix(m.String(), "EM_")
 }
 
 // pathOf returns the PATH of env, or the default one.
