@@ -39,7 +39,7 @@ func runFlags() []cli.Flag {
 }
 
 func runtimeFlag() cli.Flag {
-	return &cli.StringFlag{Name: "runtime", Usage: "the OCI runtime `PATH` (runc, crun)", Value: "runc"}
+	return &cli.StringFlag{Name: "runtime", Usage: "the OCI runtime `PATH` (runc, crun)", Value: container.DefaultRuntime}
 }
 
 func runCommand(t *term) *cli.Command {

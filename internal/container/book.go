@@ -17,10 +17,13 @@ import (
 	"github.com/spillway/spillway/internal/atomicfile"
 )
 
+// DefaultRuntime is the OCI runtime binary used when none is named.
+const DefaultRuntime = "runc"
+
 // Book is the record of the runs of one state directory.
 type Book struct {
 	Dir     string // spillway's <root>/run
-	Runtime string // the OCI runtime binary for new runs ("runc" when empty)
+	Runtime string // the OCI runtime binary for new runs (DefaultRuntime when empty)
 }
 
 // Entry is one run: its container and the spillway process that owns it.
@@ -37,7 +40,7 @@ type Entry struct {
 
 func (b *Book) runtime() string {
 	if b.Runtime == "" {
-		return "runc"
+		return DefaultRuntime
 	}
 	return b.Runtime
 }
@@ -192,7 +195,7 @@ func (e *Entry) runc(ctx context.Context, args ...string) ([]byte, error) {
 	defer cancel()
 	rt := e.Runtime
 	if rt == "" {
-		rt = "runc"
+		rt = DefaultRuntime
 	}
 	return exec.CommandContext(ctx, rt, append([]string{"--root", e.stateRoot}, args...)...).CombinedOutput()
 }
