@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/atomicfile"
+	"github.com/spillway/spillway/internal/failpoint"
 )
 
 // Migration from schema 1 to 2 re-encodes every record (gob to the v2
@@ -50,10 +51,12 @@ var migrateBatchSize = 4000
 
 // migrateHook, when set by a test, runs after each step ("backup",
 // "schema", "batch", "verified") and may return an error to stop there as
-// a crash would.
+// a crash would. Each step is also failpoint "migrate.STEP", where the
+// crash tests kill the process for real (migrate_kill_test.go).
 var migrateHook func(step string) error
 
 func hook(step string) error {
+	failpoint.Hit("migrate." + step)
 	if migrateHook != nil {
 		return migrateHook(step)
 	}

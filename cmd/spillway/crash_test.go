@@ -387,7 +387,9 @@ func TestFailpointMatrix(t *testing.T) {
 		})
 	}
 	for name := range failpoint.Names {
-		if !fired[name] {
+		// The store migration's points are killed in store's own
+		// TestMigrateKilled, on a schema 1 fixture.
+		if !fired[name] && !strings.HasPrefix(name, "migrate.") {
 			t.Errorf("failpoint %s never fired in any scenario", name)
 		}
 	}

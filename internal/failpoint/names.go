@@ -35,6 +35,11 @@ var Names = map[string]string{
 	"purge.committed": "purged records and the new generation are committed",
 	// review decisions
 	"review.committed": "one review decision and its new generation are committed",
+	// store migration (store/migrate.go)
+	"migrate.backup":   "the tar backup of the schema 1 store is written and renamed",
+	"migrate.schema":   "the schema key says 2 and the migration cursor is set",
+	"migrate.batch":    "one batch of records is re-encoded, with the cursor moved",
+	"migrate.verified": "every record decodes as schema 2 (the marker and backup still there)",
 	// gc
 	"gc.blob-removed":     "one unreferenced blob is removed",
 	"gc.snapshot-removed": "one stray snapshot is removed",
