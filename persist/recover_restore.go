@@ -29,7 +29,13 @@ type RestoreOptions struct {
 	Reason  string            // required
 }
 
-// Skipped is an entry restore left out, and why (a safety rule).
+// RestoreInEffect is the reason restore gives for an entry whose content
+// is the version in effect at its target already: restoring it again is
+// no change (a second run of the same restore adds nothing).
+const RestoreInEffect = "already-in-effect"
+
+// Skipped is an entry restore left out, and why (a safety rule, or
+// RestoreInEffect).
 type Skipped struct {
 	Path      string `json:"path"`
 	PathBytes []byte `json:"path_bytes,omitempty"`
@@ -125,6 +131,10 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		}
 		recs = append(recs, r)
 	}
+	if len(recs) == 0 && allInEffect(res.Skipped) {
+		res.Generation = sb.Generation // nothing changes: no record, no generation
+		return res, nil
+	}
 	if len(recs) == 0 {
 		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "nothing to restore: %s", skippedText(res.Skipped))
 	}
@@ -187,11 +197,18 @@ func (e *Env) restoreRecord(sb *store.Sandbox, rs *recoverySession, x RecoverEnt
 			r.Kind = change.KindModify
 		}
 	}
+	cur := state[target]
 	switch {
 	case x.Kind == change.KindDelete:
+		if cur != nil && cur.Kind == change.KindDelete {
+			return nil, RestoreInEffect, nil
+		}
 		return r, "", nil
 	case x.Type == change.TypeDir:
 		r.Mode = 0o755
+		if cur != nil && cur.Kind != change.KindDelete && cur.Type == change.TypeDir && cur.Mode == r.Mode {
+			return nil, RestoreInEffect, nil
+		}
 		return r, "", nil
 	case x.Type == change.TypeSymlink:
 		return nil, RefuseSymlink, nil
@@ -226,7 +243,22 @@ func (e *Env) restoreRecord(sb *store.Sandbox, rs *recoverySession, x RecoverEnt
 	r.Mode = exceptions.ModeBits(st.Mode, false)
 	r.UID, r.GID = st.Uid, st.Gid
 	r.Mtime = time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UTC()
+	if cur != nil && cur.Kind != change.KindDelete && cur.Type == change.TypeFile &&
+		cur.Digest == r.Digest && cur.Mode == r.Mode && cur.UID == r.UID && cur.GID == r.GID {
+		return nil, RestoreInEffect, nil // its blob is shared with cur's: nothing to drop
+	}
 	return r, "", nil
+}
+
+// allInEffect says whether every skipped entry is already in effect (and
+// there is at least one).
+func allInEffect(s []Skipped) bool {
+	for _, x := range s {
+		if x.Reason != RestoreInEffect {
+			return false
+		}
+	}
+	return len(s) > 0
 }
 
 func skippedText(s []Skipped) string {

@@ -240,6 +240,10 @@ func runRecoverRestore(ctx context.Context, o recoverOptions, g globalOptions, t
 		if t.json {
 			return t.printJSON(res)
 		}
+		if len(res.Records) == 0 {
+			fmt.Fprintf(t.out, "nothing restored into %s: every entry is in effect already (generation %d)\n", o.Sandbox, res.Generation)
+			return nil
+		}
 		fmt.Fprintf(t.out, "restored %d changes into %s: generation %d, pending review (exception %s)\n",
 			len(res.Records), o.Sandbox, res.Generation, persist.RecoverID)
 		w := t.table()
