@@ -31,6 +31,8 @@ import (
 //	ah                                      audit head: SEQ ‖ sha256
 //	cs:SANDBOX\0 PATH\0 ^GEN                  current-state index (current.go)
 //	migrating                               next record id to convert while a schema migration runs
+//	h:HOST                                  host of a fleet (lease.go)
+//	l:SANDBOX                               lease of a sandbox (lease.go)
 const (
 	keySchema = "schema"
 	pMeta     = "m:"

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/ristretto/v2/z"
@@ -22,6 +23,15 @@ type Store struct {
 	db  *badger.DB
 	dir string
 	mu  sync.Mutex // serialises Updates, so read-write transactions never conflict
+	// clock is the ledger's clock (Tx.Now); nil: this host's, in UTC.
+	clock func() time.Time
+}
+
+func (s *Store) now() time.Time {
+	if s.clock != nil {
+		return s.clock()
+	}
+	return time.Now().UTC()
 }
 
 // Open opens (creating if needed) the store in dir with synced writes. It

@@ -1,0 +1,255 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/errclass"
+)
+
+// Hosts and leases (docs/fleet.md): a sandbox's session is written by one
+// host at a time, the holder of its lease. Taking a lease draws a fencing
+// token from a counter; every write of the session checks, in its own
+// transaction, that the token is still the sandbox's, so a host that lost
+// its lease (it stalled past its TTL and another host took over) writes
+// nothing. Liveness is a host's row, renewed by `spillway fleet agent`; all
+// comparisons use Tx.Now, the ledger's clock.
+//
+//	h:HOST      host
+//	l:SANDBOX   lease
+const (
+	pHost  = "h:"
+	pLease = "l:"
+)
+
+// DefaultHostTTL is how long a host counts as live after its last
+// heartbeat, unless it says otherwise.
+const DefaultHostTTL = 30 * time.Second
+
+// Host is one machine that shares the ledger.
+type Host struct {
+	ID       string
+	First    time.Time     // first heartbeat
+	LastSeen time.Time     // last heartbeat (ledger clock)
+	TTL      time.Duration // live until LastSeen+TTL
+	// Evicted is when `fleet evict` freed the host's leases (zero: never,
+	// or a heartbeat came since); EvictReason says why.
+	Evicted     time.Time
+	EvictReason string
+}
+
+// Live says whether the host counts as running at now.
+func (h *Host) Live(now time.Time) bool {
+	return h.Evicted.IsZero() && now.Before(h.LastSeen.Add(h.TTL))
+}
+
+// Lease says which host may write a sandbox's session.
+type Lease struct {
+	Sandbox string
+	Host    string
+	Token   uint64 // fencing token: strictly increasing across the ledger
+	Taken   time.Time
+}
+
+// HeldError is a lease another live host holds.
+type HeldError struct {
+	Sandbox, Holder string
+	LastSeen        time.Time // the holder's last heartbeat
+	Now             time.Time // the ledger's clock when it was refused
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("sandbox %s is in use on host %s (last seen %s ago)", e.Sandbox, e.Holder, e.Now.Sub(e.LastSeen).Round(time.Second))
+}
+
+// Unwrap classes the error as a resource in use (exit code of InUse).
+func (e *HeldError) Unwrap() error { return errdefs.ErrUnavailable }
+
+// ErrFenced is wrapped by every write refused because the writer's lease
+// is no longer the sandbox's.
+var ErrFenced = errclass.New(errdefs.ErrFailedPrecondition, "fenced")
+
+// FencedError is a write by a host whose token is no longer the sandbox's.
+type FencedError struct {
+	Sandbox, Host string
+	Token         uint64
+	Holder        string // the lease's holder now ("" when none)
+}
+
+func (e *FencedError) Error() string {
+	who := "no host holds it now"
+	if e.Holder != "" {
+		who = "host " + e.Holder + " holds it now"
+	}
+	return fmt.Sprintf("fenced: host %s lost the lease of sandbox %s (token %d; %s)", e.Host, e.Sandbox, e.Token, who)
+}
+
+func (e *FencedError) Unwrap() error { return ErrFenced }
+
+// Now is the ledger's clock: the time every expiry is compared with.
+func (tx *Tx) Now() time.Time { return tx.s.now() }
+
+// Heartbeat records that host id is running, with the given TTL (0: the
+// default). A heartbeat after an eviction makes the host live again; the
+// leases the eviction freed stay freed.
+func (tx *Tx) Heartbeat(id string, ttl time.Duration) (*Host, error) {
+	if err := checkName("host", id); err != nil {
+		return nil, err
+	}
+	if ttl <= 0 {
+		ttl = DefaultHostTTL
+	}
+	now := tx.Now()
+	h, err := tx.GetHost(id)
+	if isNotFound(err) {
+		h, err = &Host{ID: id, First: now}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.LastSeen, h.TTL, h.Evicted, h.EvictReason = now, ttl, time.Time{}, ""
+	return h, tx.put(key(pHost, id), h)
+}
+
+// GetHost returns the host id.
+func (tx *Tx) GetHost(id string) (*Host, error) {
+	h := new(Host)
+	if err := tx.getObj("host", id, key(pHost, id), h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// ListHosts returns every host that ever shared the ledger, by id.
+func (tx *Tx) ListHosts() ([]*Host, error) {
+	var out []*Host
+	err := tx.scan([]byte(pHost), true, func(_, v []byte) error {
+		h := new(Host)
+		if err := decode("host", v, h); err != nil {
+			return err
+		}
+		out = append(out, h)
+		return nil
+	})
+	return out, err
+}
+
+// GetLease returns the lease of a sandbox (ErrNotFound: none).
+func (tx *Tx) GetLease(sandbox string) (*Lease, error) {
+	l := new(Lease)
+	if err := tx.getObj("lease", sandbox, key(pLease, sandbox), l); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// ListLeases returns every lease, by sandbox.
+func (tx *Tx) ListLeases() ([]*Lease, error) {
+	var out []*Lease
+	err := tx.scan([]byte(pLease), true, func(_, v []byte) error {
+		l := new(Lease)
+		if err := decode("lease", v, l); err != nil {
+			return err
+		}
+		out = append(out, l)
+		return nil
+	})
+	return out, err
+}
+
+// TakeLease gives host the lease of sandbox: the one it holds already, or
+// a new one with a new token when no live host holds it. prev is the lease
+// it replaced (nil: there was none or it was host's own): a takeover from
+// a host that died or was evicted.
+func (tx *Tx) TakeLease(sandbox, host string) (l, prev *Lease, err error) {
+	if err := checkName("sandbox", sandbox); err != nil {
+		return nil, nil, err
+	}
+	now := tx.Now()
+	cur, err := tx.GetLease(sandbox)
+	switch {
+	case err == nil && cur.Host == host:
+		return cur, nil, nil
+	case err == nil:
+		holder, herr := tx.GetHost(cur.Host)
+		if herr != nil && !isNotFound(herr) {
+			return nil, nil, herr
+		}
+		if herr == nil && holder.Live(now) {
+			return nil, nil, &HeldError{Sandbox: sandbox, Holder: cur.Host, LastSeen: holder.LastSeen, Now: now}
+		}
+		prev = cur
+	case !isNotFound(err):
+		return nil, nil, err
+	}
+	token, err := tx.next("lease")
+	if err != nil {
+		return nil, nil, err
+	}
+	l = &Lease{Sandbox: sandbox, Host: host, Token: token, Taken: now}
+	return l, prev, tx.put(key(pLease, sandbox), l)
+}
+
+// CheckLease fails with a FencedError unless host holds the lease of
+// sandbox with token. Every write of a session calls it in its own
+// transaction, so the write and the check commit together or not at all.
+func (tx *Tx) CheckLease(sandbox, host string, token uint64) error {
+	cur, err := tx.GetLease(sandbox)
+	if isNotFound(err) {
+		return &FencedError{Sandbox: sandbox, Host: host, Token: token}
+	}
+	if err != nil {
+		return err
+	}
+	if cur.Host != host || cur.Token != token {
+		return &FencedError{Sandbox: sandbox, Host: host, Token: token, Holder: cur.Host}
+	}
+	return nil
+}
+
+// ReleaseLease gives up host's lease of sandbox (fenced if it is not
+// host's with token any more).
+func (tx *Tx) ReleaseLease(sandbox, host string, token uint64) error {
+	if err := tx.CheckLease(sandbox, host, token); err != nil {
+		return err
+	}
+	return tx.del(key(pLease, sandbox))
+}
+
+// DropLease removes the lease of sandbox whoever holds it (the sandbox is
+// being removed).
+func (tx *Tx) DropLease(sandbox string) error { return tx.del(key(pLease, sandbox)) }
+
+// EvictHost marks host evicted now and frees every lease it holds, at
+// once, whatever its heartbeat says. It returns the sandboxes freed.
+func (tx *Tx) EvictHost(id, reason string) ([]string, error) {
+	h, err := tx.GetHost(id)
+	if err != nil {
+		return nil, err
+	}
+	h.Evicted, h.EvictReason = tx.Now(), reason
+	if err := tx.put(key(pHost, id), h); err != nil {
+		return nil, err
+	}
+	leases, err := tx.ListLeases()
+	if err != nil {
+		return nil, err
+	}
+	var freed []string
+	for _, l := range leases {
+		if l.Host != id {
+			continue
+		}
+		if err := tx.del(key(pLease, l.Sandbox)); err != nil {
+			return nil, err
+		}
+		freed = append(freed, l.Sandbox)
+	}
+	return freed, nil
+}
+
+// IsFenced says whether err is a write refused for a lost lease.
+func IsFenced(err error) bool { return errors.Is(err, ErrFenced) }

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+// fakeClock is a ledger clock the test moves by hand.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+func withClock(s *Store) *fakeClock {
+	c := &fakeClock{time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)}
+	s.clock = c.now
+	return c
+}
+
+// A lease goes to one live host at a time; the same host gets its own
+// lease back; a host silent past its TTL loses it to the next host, with a
+// new, larger token, and every write it tries with its old token is fenced.
+func TestLeaseTakeoverAndFencing(t *testing.T) {
+	s, _ := newStore(t)
+	clock := withClock(s)
+	var l1 *Lease
+	mustUpdate(t, s, func(tx *Tx) error {
+		if _, err := tx.Heartbeat("h1", 10*time.Second); err != nil {
+			return err
+		}
+		var prev *Lease
+		var err error
+		l1, prev, err = tx.TakeLease("docs", "h1")
+		if prev != nil {
+			t.Errorf("first lease replaced %+v", prev)
+		}
+		return err
+	})
+	mustUpdate(t, s, func(tx *Tx) error {
+		again, _, err := tx.TakeLease("docs", "h1")
+		if err == nil && again.Token != l1.Token {
+			t.Errorf("h1 got a new token %d for its own lease %d", again.Token, l1.Token)
+		}
+		return err
+	})
+	clock.advance(9 * time.Second)
+	err := s.Update(func(tx *Tx) error {
+		_, _, err := tx.TakeLease("docs", "h2")
+		return err
+	})
+	var held *HeldError
+	if !errors.As(err, &held) || held.Holder != "h1" || !errdefs.IsUnavailable(err) {
+		t.Fatalf("h2 took a live host's lease: %v", err)
+	}
+	if got := held.Error(); got != "sandbox docs is in use on host h1 (last seen 9s ago)" {
+		t.Errorf("message %q", got)
+	}
+	clock.advance(2 * time.Second) // h1 is 11 s silent: past its TTL
+	var l2 *Lease
+	mustUpdate(t, s, func(tx *Tx) error {
+		var prev *Lease
+		var err error
+		l2, prev, err = tx.TakeLease("docs", "h2")
+		if err == nil && (prev == nil || prev.Host != "h1") {
+			t.Errorf("takeover did not report h1's lease: %+v", prev)
+		}
+		return err
+	})
+	if l2.Token <= l1.Token || l2.Host != "h2" {
+		t.Fatalf("new lease %+v after %+v", l2, l1)
+	}
+	err = s.Update(func(tx *Tx) error { return tx.CheckLease("docs", "h1", l1.Token) })
+	var fenced *FencedError
+	if !errors.As(err, &fenced) || fenced.Holder != "h2" || !IsFenced(err) || !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("h1's write with the old token: %v", err)
+	}
+	// h1 comes back: a heartbeat makes it live, but the lease stays h2's.
+	mustUpdate(t, s, func(tx *Tx) error { _, err := tx.Heartbeat("h1", 10*time.Second); return err })
+	if err := s.Update(func(tx *Tx) error { return tx.ReleaseLease("docs", "h1", l1.Token) }); !IsFenced(err) {
+		t.Fatalf("h1 released h2's lease: %v", err)
+	}
+	mustUpdate(t, s, func(tx *Tx) error { return tx.ReleaseLease("docs", "h2", l2.Token) })
+	mustUpdate(t, s, func(tx *Tx) error {
+		l3, prev, err := tx.TakeLease("docs", "h1")
+		if err == nil && (prev != nil || l3.Token <= l2.Token) {
+			t.Errorf("after a release: %+v replaced %+v", l3, prev)
+		}
+		return err
+	})
+}
+
+// Evicting a host frees its leases at once, whatever its heartbeat says,
+// and only its own.
+func TestEvictHost(t *testing.T) {
+	s, _ := newStore(t)
+	withClock(s)
+	mustUpdate(t, s, func(tx *Tx) error {
+		for _, h := range []string{"h1", "h2"} {
+			if _, err := tx.Heartbeat(h, time.Hour); err != nil {
+				return err
+			}
+		}
+		for sb, h := range map[string]string{"a": "h1", "b": "h1", "c": "h2"} {
+			if _, _, err := tx.TakeLease(sb, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	mustUpdate(t, s, func(tx *Tx) error {
+		freed, err := tx.EvictHost("h1", "disk died")
+		if err == nil && len(freed) != 2 {
+			t.Errorf("freed %v", freed)
+		}
+		return err
+	})
+	mustUpdate(t, s, func(tx *Tx) error {
+		if l, prev, err := tx.TakeLease("a", "h2"); err != nil || prev != nil || l.Host != "h2" {
+			t.Errorf("a after the eviction: %+v %+v %v", l, prev, err)
+		}
+		if _, _, err := tx.TakeLease("c", "h3"); err == nil {
+			t.Error("h3 took live h2's lease")
+		}
+		h, err := tx.GetHost("h1")
+		if err == nil && (h.Live(tx.Now()) || h.EvictReason != "disk died") {
+			t.Errorf("h1 after the eviction: %+v", h)
+		}
+		return err
+	})
+	if err := s.Update(func(tx *Tx) error { _, err := tx.EvictHost("nosuch", "x"); return err }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("evict of an unknown host: %v", err)
+	}
+}
+
+// A lease held by a host that never sent a heartbeat is free.
+func TestLeaseOfUnknownHostIsFree(t *testing.T) {
+	s, _ := newStore(t)
+	withClock(s)
+	mustUpdate(t, s, func(tx *Tx) error { _, _, err := tx.TakeLease("docs", "ghost"); return err })
+	mustUpdate(t, s, func(tx *Tx) error {
+		_, prev, err := tx.TakeLease("docs", "h1")
+		if err == nil && (prev == nil || prev.Host != "ghost") {
+			t.Errorf("prev %+v", prev)
+		}
+		return err
+	})
+}
