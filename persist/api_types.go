@@ -23,6 +23,15 @@ type Sandbox = store.Sandbox
 // Image is a stored image (store.Image).
 type Image = store.Image
 
+// Host is a host sharing the ledger (store.Host).
+type Host = store.Host
+
+// Lease says which host may write a sandbox's session (store.Lease).
+type Lease = store.Lease
+
+// DefaultHostTTL is how long a host counts as live after a heartbeat.
+const DefaultHostTTL = store.DefaultHostTTL
+
 // Sandbox states (package store). Record kinds, statuses and review modes
 // are internal/change's.
 const (

@@ -32,9 +32,40 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 	if sb.Session == 0 {
 		return nil, &NeverOpenedError{Sandbox: name}
 	}
+	if !o.DryRun {
+		// This host's root of a session another host took over: fenced.
+		if err := e.fenceAbandoned(ctx, name); err != nil {
+			return nil, err
+		}
+	}
 	if sb.State == store.StateClosed {
 		return e.alreadyClosed(ctx, sb)
 	}
+	if !o.DryRun {
+		token, err := e.sessionLease(name, sb.Session)
+		if store.IsFenced(err) {
+			return nil, e.fence(ctx, name, sb.Session, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.closing == nil {
+			e.closing = map[string]uint64{}
+		}
+		e.closing[name] = token
+		defer delete(e.closing, name)
+	}
+	sum, err := e.closeSession(ctx, sb, o)
+	if store.IsFenced(err) {
+		return nil, e.fence(ctx, name, sb.Session, err)
+	}
+	return sum, err
+}
+
+// closeSession is CloseSandbox from the check for holders on, for a
+// session this host holds the lease of.
+func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*CloseSummary, error) {
+	name := sb.Name
 	if o.BeforeUnmount != nil && sb.State == store.StateOpen && !o.DryRun {
 		if err := o.BeforeUnmount(ctx, sb); err != nil {
 			return nil, err
@@ -163,6 +194,9 @@ func (e *Env) markClosing(sb *store.Sandbox) error { return e.setState(sb, store
 // setState sets the state of the sandbox and its session.
 func (e *Env) setState(sb *store.Sandbox, state string) error {
 	return e.store.Update(func(tx *store.Tx) error {
+		if err := e.checkClosing(tx, sb.Name); err != nil {
+			return err
+		}
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
 			return err

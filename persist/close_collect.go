@@ -64,6 +64,9 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			return nil
 		}
 		err := e.store.Update(func(tx *store.Tx) error {
+			if err := e.checkClosing(tx, sb.Name); err != nil {
+				return err
+			}
 			for _, r := range batch {
 				id, err := tx.NextRecordID()
 				if err != nil {

@@ -143,6 +143,14 @@ func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
 		}
 	}
 	return e.store.Update(func(tx *store.Tx) error {
+		if err := e.checkClosing(tx, sb.Name); err != nil {
+			return err
+		}
+		if token, ok := e.closing[sb.Name]; ok {
+			if err := tx.ReleaseLease(sb.Name, e.hostID, token); err != nil {
+				return err
+			}
+		}
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
 			return err

@@ -31,6 +31,11 @@ type Options struct {
 	// Progress, when set, is told how far long operations have come
 	// (import, open applying the persisted state, close reading changes).
 	Progress progress.Progress
+	// HostID is this host's id in a shared ledger ("": the one the root
+	// recorded, else the hostname); HostTTL how long it counts as live
+	// after a heartbeat (0: store.DefaultHostTTL).
+	HostID  string
+	HostTTL time.Duration
 }
 
 // Env is an opened state directory: the lock, the store, the snapshotter and
@@ -45,6 +50,9 @@ type Env struct {
 	lock     *lock.Lock
 	warn     func(msg string)
 	reviewer string            // SetReviewer: who decides reviews ("": the OS user)
+	hostID   string            // this host in the ledger (lease.go)
+	hostTTL  time.Duration
+	closing  map[string]uint64 // sandbox → lease token of the close under way
 	progress progress.Progress // never nil: progress.None by default
 }
 
@@ -80,13 +88,16 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{root: root, lock: l, clock: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress)}
+	e := &Env{root: root, lock: l, clock: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress), hostTTL: o.HostTTL}
 	defer func() {
 		if err != nil {
 			e.Close()
 		}
 	}()
 	if err := statedir.Check(root); err != nil {
+		return nil, err
+	}
+	if err := e.resolveHostID(o.HostID); err != nil {
 		return nil, err
 	}
 	e.store, err = store.Open(filepath.Join(root, "store"))

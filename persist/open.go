@@ -32,8 +32,25 @@ type Opened struct {
 
 // OpenSandbox prepares a fresh root from the image and the persisted state and
 // mounts it. On an open sandbox it returns the same root and starts nothing.
-func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
+func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr error) {
 	defer e.progress.Done()
+	if _, err := e.getSandbox(name); err != nil {
+		return nil, err
+	}
+	token, err := e.takeLease(name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			e.releaseLeaseIfClosed(name, token)
+		}
+	}()
+	// A root of this host's that another host took over: fence it first
+	// (its changes go to the recovery area), so nothing below removes it.
+	if err := e.fenceLocal(ctx, name); err != nil {
+		return nil, err
+	}
 	sb, err := e.getSandbox(name)
 	if err != nil {
 		return nil, err
@@ -101,7 +118,11 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 		sb.Layer = ""
 	}
 	err = e.store.Update(func(tx *store.Tx) error {
-		if err := tx.PutSession(&store.Session{Sandbox: name, N: n, State: store.StateOpen, Opened: now, Generation: sb.Generation}); err != nil {
+		if err := e.checkLease(tx, name, token); err != nil {
+			return err
+		}
+		ses := &store.Session{Sandbox: name, N: n, State: store.StateOpen, Opened: now, Generation: sb.Generation, Host: e.hostID, Token: token}
+		if err := tx.PutSession(ses); err != nil {
 			return err
 		}
 		if err := tx.PutSandbox(sb); err != nil {

@@ -151,6 +151,9 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 				}
 			}
 		}
+		if err := tx.DropLease(name); err != nil {
+			return err
+		}
 		if err := tx.DeleteSandbox(name); err != nil {
 			return err
 		}

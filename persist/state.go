@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"path"
+	"slices"
 	"sort"
 
 	"github.com/spillway/spillway/internal/change"
@@ -16,6 +17,9 @@ import (
 func InEffect(sb *store.Sandbox, r *store.Record) bool {
 	if sb.State == store.StateClosing && r.Session == sb.Session {
 		return false
+	}
+	if slices.Contains(sb.Abandoned, r.Session) {
+		return false // staged by a host that lost its lease (lease.go)
 	}
 	if r.Purged || r.Pruned {
 		return false // a pruned version never comes back: its content is gone

@@ -39,6 +39,10 @@ type Sandbox struct {
 	// Retention says how long the recovery area keeps what close did not
 	// persist; nil (a store written before it existed): the defaults.
 	Retention *Retention
+	// Abandoned lists the sessions a host lost with its lease (another
+	// host took over while they were open): their staged records never
+	// take effect.
+	Abandoned []uint64
 }
 
 // Retention is a sandbox's recovery-area settings. A zero duration or
@@ -58,6 +62,9 @@ type Session struct {
 	Closed           time.Time
 	Generation       uint64 // generation laid at open
 	ClosedGeneration uint64 // generation made by the close
+	Host             string // the host that opened it ("" before leases)
+	Token            uint64 // the fencing token of its lease (0 before leases)
+	Abandoned        string // why it ended without a close (its host lost the lease)
 	Summary          []byte // sessions closed before Report: the close summary as the CLI's JSON
 	// Report is the close summary as persist encodes it (a typed value,
 	// without the list of persisted files, which the session's records

@@ -17,6 +17,7 @@ type globalOptions struct {
 	Root        string
 	Snapshotter string
 	LockTimeout time.Duration
+	HostID      string // this host in a shared ledger ("": recorded, else the hostname)
 	// What is the command line, for the message of a command that waits
 	// for the lock.
 	What string
@@ -44,6 +45,7 @@ func newApp(t *term) *cli.App {
 			&cli.StringFlag{Name: "root", Usage: "state directory", EnvVars: []string{"SPILLWAY_ROOT"}, Value: defaultRoot(), DefaultText: "/var/lib/spillway as root, else $XDG_DATA_HOME/spillway"},
 			&cli.StringFlag{Name: "snapshotter", Usage: "overlayfs or native (default: overlayfs where an overlay mount works); recorded at first use", EnvVars: []string{"SPILLWAY_SNAPSHOTTER"}},
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another spillway command on the same root", Value: persist.DefaultLockTimeout},
+			&cli.StringFlag{Name: "host-id", Usage: "this host's `ID` in a ledger shared by several hosts (default: the hostname); recorded in the root at first use", EnvVars: []string{"SPILLWAY_HOST_ID"}},
 		},
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
@@ -73,6 +75,7 @@ func newApp(t *term) *cli.App {
 			serveCommand(t),
 			recoverCommand(t),
 			configCommand(t),
+			fleetCommand(t),
 			completionCommand(t),
 		},
 	}
@@ -96,6 +99,7 @@ func globals(c *cli.Context) globalOptions {
 		Root:        c.String("root"),
 		Snapshotter: c.String("snapshotter"),
 		LockTimeout: c.Duration("lock-timeout"),
+		HostID:      c.String("host-id"),
 		What:        strings.TrimSpace(c.Command.FullName() + " " + what),
 	}
 }
@@ -108,7 +112,7 @@ func openEnv(ctx context.Context, g globalOptions, t *term) (*persist.Env, error
 // envOptions are the options that open the state directory for a command.
 func envOptions(g globalOptions, t *term) persist.Options {
 	return persist.Options{
-		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: g.What,
+		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: g.What, HostID: g.HostID,
 		Wait:     func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
 		Warn:     func(msg string) { t.warnf("%s", msg) },
 		Progress: t.progress(),

@@ -17,6 +17,7 @@ var layout = []struct {
 	rule    rule
 }{
 	{"lock", privateFile}, // internal/lock checks it again on the open descriptor
+	{"host-id", privateFile},
 	{"store", privateDir},
 	{"store/*", privateFile}, // badger's files, opened (and LOCK truncated) by path
 	{"snapshots", privateDir},

@@ -1,0 +1,359 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/persist/hostile"
+	"github.com/spillway/spillway/store"
+)
+
+// Leases (docs/fleet.md): open takes the sandbox's lease for this host
+// and records its fencing token in the session; every later write of the
+// session (marking it closing, staging records, the commit) checks the
+// token in its own transaction. A host whose lease went to another host
+// is fenced: it writes nothing to the ledger and keeps the session's
+// changes in its own recovery area.
+
+// hostIDFile is where a state directory records the host it is.
+const hostIDFile = "host-id"
+
+// HostID is the id of the host this state directory is.
+func (e *Env) HostID() string { return e.hostID }
+
+// resolveHostID sets e.hostID: the one the root recorded, else asked, else
+// the hostname, recorded at first use. A root is one host: asking for
+// another id than the recorded one is an error.
+func (e *Env) resolveHostID(asked string) error {
+	p := filepath.Join(e.root, hostIDFile)
+	b, err := readPrivate(p)
+	recorded := strings.TrimSpace(string(b))
+	switch {
+	case err == nil && recorded != "":
+		if asked != "" && asked != recorded {
+			return &InputError{Input: "--host-id", Problem: fmt.Sprintf("%s names another host than this state directory's, %s (recorded in %s)", asked, recorded, p)}
+		}
+		e.hostID = recorded
+		return nil
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	id := asked
+	if id == "" {
+		if id, err = os.Hostname(); err != nil {
+			return fmt.Errorf("host id: %w", err)
+		}
+	}
+	if err := ValidateName("host", id); err != nil {
+		return err
+	}
+	if err := writePrivate(e.root, hostIDFile, []byte(id+"\n")); err != nil {
+		return fmt.Errorf("record host id: %w", err)
+	}
+	e.hostID = id
+	return nil
+}
+
+// takeLease takes sandbox's lease for this host (renewing the host's
+// heartbeat in the same transaction) and returns its token. Taking it
+// from a host that died or was evicted while its session was open or
+// closing abandons that session: its staged records never take effect,
+// and that host is fenced when it comes back.
+func (e *Env) takeLease(name string) (uint64, error) {
+	var token uint64
+	err := e.store.Update(func(tx *store.Tx) error {
+		if _, err := tx.Heartbeat(e.hostID, e.hostTTL); err != nil {
+			return err
+		}
+		l, prev, err := tx.TakeLease(name, e.hostID)
+		if err != nil {
+			return err
+		}
+		token = l.Token
+		sb, err := tx.GetSandbox(name)
+		if err != nil {
+			return err
+		}
+		data := map[string]string{"token": fmt.Sprint(l.Token), "host": e.hostID}
+		if prev != nil {
+			data["from"], data["from_token"] = prev.Host, fmt.Sprint(prev.Token)
+		}
+		if sb.State != store.StateClosed {
+			// Open or closing on another host (whose lease expired, or
+			// was freed by an eviction): that session is abandoned.
+			ses, err := tx.GetSession(name, sb.Session)
+			if err != nil {
+				return err
+			}
+			if ses.Host != "" && ses.Host != e.hostID {
+				ses.State, ses.Closed, ses.ClosedGeneration = store.StateClosed, tx.Now(), sb.Generation
+				ses.Abandoned = fmt.Sprintf("host %s lost its lease to %s", ses.Host, e.hostID)
+				if err := tx.PutSession(ses); err != nil {
+					return err
+				}
+				sb.Abandoned = append(sb.Abandoned, sb.Session)
+				sb.State, sb.Path, sb.Snapshot, sb.Layer, sb.BaseDir = store.StateClosed, "", "", "", ""
+				if err := tx.PutSandbox(sb); err != nil {
+					return err
+				}
+				data["from"], data["abandoned_session"] = ses.Host, fmt.Sprint(ses.N)
+			}
+		}
+		if data["from"] == "" {
+			return nil // a free lease of a closed sandbox: nothing to tell
+		}
+		_, err = tx.Append(tx.Now(), "lease.takeover", name, data)
+		return err
+	})
+	return token, err
+}
+
+// releaseLeaseIfClosed gives up this host's lease of a sandbox that is
+// closed (an open that failed after taking it), so other hosts need not
+// wait for this one to die. Trouble is only warned about.
+func (e *Env) releaseLeaseIfClosed(name string, token uint64) {
+	err := e.store.Update(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox(name)
+		if err != nil || sb.State != store.StateClosed {
+			return err
+		}
+		if err := tx.CheckLease(name, e.hostID, token); err != nil {
+			return nil // not ours any more: nothing to give up
+		}
+		return tx.ReleaseLease(name, e.hostID, token)
+	})
+	if err != nil {
+		e.warnf("lease of %s: %v", name, err)
+	}
+}
+
+// sessionLease returns the token of the lease session n of sandbox was
+// opened with, taking the lease now for a session opened before leases
+// existed (token 0). A session another host opened, or one abandoned to
+// another host, is fenced.
+func (e *Env) sessionLease(name string, n uint64) (uint64, error) {
+	var ses *store.Session
+	if err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		ses, err = tx.GetSession(name, n)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case ses.Abandoned != "":
+		return 0, &store.FencedError{Sandbox: name, Host: e.hostID, Token: ses.Token}
+	case ses.Host != "" && ses.Host != e.hostID:
+		return 0, errclass.Errorf(errdefs.ErrUnavailable, "sandbox %s is open on host %s: close it there (if that host is dead: spillway fleet evict %s)", name, ses.Host, ses.Host)
+	case ses.Token == 0:
+		return e.takeLease(name)
+	}
+	return ses.Token, nil
+}
+
+// checkLease is tx.CheckLease for this host.
+func (e *Env) checkLease(tx *store.Tx, name string, token uint64) error {
+	return tx.CheckLease(name, e.hostID, token)
+}
+
+// checkClosing checks, inside a write of a close, that this host still
+// holds the lease the close started with (no check when the close runs
+// without one: tests that drive its steps directly).
+func (e *Env) checkClosing(tx *store.Tx, name string) error {
+	token, ok := e.closing[name]
+	if !ok {
+		return nil
+	}
+	return e.checkLease(tx, name, token)
+}
+
+// FencedSession is the error of a close by a host that lost the lease: the
+// session's changes are in this host's recovery area, nothing is in the
+// ledger.
+type FencedSession struct {
+	Err     error // the *store.FencedError
+	Sandbox string
+	Session uint64
+	Entries int64 // changes kept for recovery
+}
+
+func (f *FencedSession) Error() string {
+	return fmt.Sprintf("%v: nothing of session %d was persisted; its %d changes are in this host's recovery area (spillway recover ls %s --session %d)",
+		f.Err, f.Session, f.Entries, f.Sandbox, f.Session)
+}
+
+func (f *FencedSession) Unwrap() error { return f.Err }
+
+// localSession finds the session of sandbox this host has a root of: the
+// newest session whose root snapshot is here (0: none).
+func (e *Env) localSession(ctx context.Context, name string) (uint64, error) {
+	var sessions []*store.Session
+	if err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		sessions, err = tx.ListSessions(name)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	for i := len(sessions) - 1; i >= 0; i-- {
+		s := sessions[i]
+		if s.Host != "" && s.Host != e.hostID {
+			continue
+		}
+		if ok, err := e.snap.Exists(ctx, sessionKey(name, s.N)); err != nil {
+			return 0, err
+		} else if ok {
+			return s.N, nil
+		}
+	}
+	return 0, nil
+}
+
+// fence ends this host's session n of a sandbox whose lease went to
+// another host: it unmounts the root, lists every change of the session
+// in the recovery area (verdict refuse, reason "fenced") with the content,
+// and removes the root. It writes nothing to the ledger.
+func (e *Env) fence(ctx context.Context, name string, n uint64, cause error) error {
+	local := &store.Sandbox{Name: name, Session: n, Snapshot: sessionKey(name, n), State: store.StateClosed}
+	if err := e.refuseHeld(&store.Sandbox{Name: name, Path: e.MountPath(name), State: store.StateOpen}); err != nil {
+		return err
+	}
+	if err := e.unmountRoot(name, e.MountPath(name), store.StateOpen); err != nil {
+		return err
+	}
+	man, err := e.createManifest(name, n)
+	if err != nil {
+		return err
+	}
+	var entries, bytes int64
+	err = e.walkChanges(ctx, local, func(_ string, c hostile.Change) error {
+		entries++
+		if c.Kind != change.KindDelete {
+			bytes += c.Size
+		}
+		man.add(ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: c.Kind, Type: c.Type, Size: c.Size, Verdict: change.VerdictRefuse, Reason: RefuseFenced})
+		return nil
+	})
+	if ferr := man.finish(); err == nil {
+		err = ferr
+	}
+	man.f.Close()
+	if err != nil {
+		return fmt.Errorf("fenced session %d of %s: list its changes: %w", n, name, err)
+	}
+	info := sessionInfo{Closed: e.Now(), Snapshotter: e.snap.Kind(), Entries: entries, Refused: entries, Bytes: bytes}
+	if err := e.writeSessionInfo(name, n, info); err != nil {
+		return err
+	}
+	if err := e.keepForRecovery(ctx, local); err != nil {
+		return err
+	}
+	if err := e.snap.RemoveDeferred(ctx, local.Snapshot, e.TrashDir()); err != nil {
+		return err
+	}
+	os.Remove(e.MountPath(name))
+	return &FencedSession{Err: cause, Sandbox: name, Session: n, Entries: entries}
+}
+
+// RefuseFenced is the manifest reason of every change of a session whose
+// host lost the lease before its close committed.
+const RefuseFenced = "fenced"
+
+// FleetHosts lists the hosts sharing the ledger and the leases each holds,
+// with the ledger's clock.
+func (e *Env) FleetHosts() ([]*store.Host, []*store.Lease, time.Time, error) {
+	var hosts []*store.Host
+	var leases []*store.Lease
+	var now time.Time
+	err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		now = tx.Now()
+		if hosts, err = tx.ListHosts(); err != nil {
+			return err
+		}
+		leases, err = tx.ListLeases()
+		return err
+	})
+	return hosts, leases, now, err
+}
+
+// Heartbeat renews this host's liveness row (`spillway fleet agent`).
+func (e *Env) Heartbeat(ttl time.Duration) error {
+	return e.store.Update(func(tx *store.Tx) error {
+		_, err := tx.Heartbeat(e.hostID, ttl)
+		return err
+	})
+}
+
+// EvictHost frees every lease of a dead host at once, audited.
+func (e *Env) EvictHost(id, reason string) ([]string, error) {
+	if strings.TrimSpace(reason) == "" {
+		return nil, &InputError{Input: "reason", Problem: "is required: say why the host is evicted"}
+	}
+	if id == e.hostID {
+		return nil, invalidf("%s is this host: evict a host from another one", id)
+	}
+	var freed []string
+	err := e.store.Update(func(tx *store.Tx) error {
+		var err error
+		if freed, err = tx.EvictHost(id, reason); err != nil {
+			return err
+		}
+		_, err = tx.Append(tx.Now(), "fleet.evict", "", map[string]string{
+			"host": id, "by": e.hostID, "reason": reason, "sandboxes": strings.Join(freed, " "),
+		})
+		return err
+	})
+	return freed, err
+}
+
+// fenceLocal fences this host's root of sandbox when its session was
+// abandoned to another host; the open or close that finds it goes on and
+// warns what happened. Nothing to do when the root is this host's live
+// session, or there is none.
+func (e *Env) fenceLocal(ctx context.Context, name string) error {
+	err := e.fenceAbandoned(ctx, name)
+	var fs *FencedSession
+	if errors.As(err, &fs) {
+		e.warnf("%v", fs)
+		return nil
+	}
+	return err
+}
+
+// fenceAbandoned fences this host's root of sandbox when its session was
+// abandoned to another host, and returns the *FencedSession; nil when
+// there is no such root.
+func (e *Env) fenceAbandoned(ctx context.Context, name string) error {
+	n, err := e.localSession(ctx, name)
+	if err != nil || n == 0 {
+		return err
+	}
+	var ses *store.Session
+	var holder string
+	if err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		if ses, err = tx.GetSession(name, n); err != nil {
+			return err
+		}
+		if l, err := tx.GetLease(name); err == nil {
+			holder = l.Host
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if ses.Abandoned == "" && (ses.Host == "" || ses.Host == e.hostID) {
+		return nil
+	}
+	return e.fence(ctx, name, n, &store.FencedError{Sandbox: name, Host: e.hostID, Token: ses.Token, Holder: holder})
+}
