@@ -49,8 +49,8 @@ type Env struct {
 
 	lock     *lock.Lock
 	warn     func(msg string)
-	reviewer string            // SetReviewer: who decides reviews ("": the OS user)
-	hostID   string            // this host in the ledger (lease.go)
+	reviewer string // SetReviewer: who decides reviews ("": the OS user)
+	hostID   string // this host in the ledger (lease.go)
 	hostTTL  time.Duration
 	closing  map[string]uint64 // sandbox → lease token of the close under way
 	progress progress.Progress // never nil: progress.None by default
