@@ -18,10 +18,15 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source)
 	if err := ValidateName("image", name); err != nil {
 		return nil, err
 	}
+	var known *store.Image // in a shared ledger, imported by another host
 	err := e.store.View(func(tx *store.Tx) error {
-		_, err := tx.GetImage(name)
+		img, err := tx.GetImage(name)
 		if err == nil {
-			return &ExistsError{Kind: "image", Name: name}
+			if ok, err := e.snap.Exists(ctx, img.Snapshot); err != nil || ok {
+				return errors.Join(err, &ExistsError{Kind: "image", Name: name})
+			}
+			known = img
+			return nil
 		}
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
@@ -41,6 +46,9 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source)
 		return nil, err // it says "image import: …" already
 	}
 	failpoint.Hit("import.snapshot-committed")
+	if known != nil {
+		return e.importHere(ctx, known, st)
+	}
 	img := &store.Image{Name: name, Snapshot: key, Files: st.Files, Bytes: st.Bytes, Created: e.Now(), Dir: st.Dir}
 	err = e.store.Update(func(tx *store.Tx) error {
 		if err := tx.PutImage(img); err != nil {
@@ -102,3 +110,26 @@ func (e *Env) Images() ([]*store.Image, error) {
 }
 
 var errLeftover = errors.New("leftover of an interrupted removal")
+
+// importHere finishes the import on this host of an image the shared
+// ledger has from another host: the snapshot just built must hold what the
+// ledger says the image holds (file count and bytes), else it is removed.
+// The ledger keeps its entry; the import is audited with this host.
+func (e *Env) importHere(ctx context.Context, known *store.Image, st snapshot.ImportStats) (*store.Image, error) {
+	if st.Files != known.Files || st.Bytes != known.Bytes {
+		e.snap.Remove(ctx, known.Snapshot)
+		return nil, &InputError{Input: "image source", Problem: fmt.Sprintf(
+			"holds %d files, %d bytes; image %s in the shared ledger holds %d files, %d bytes: import the same source on every host", st.Files, st.Bytes, known.Name, known.Files, known.Bytes)}
+	}
+	err := e.store.Update(func(tx *store.Tx) error {
+		_, err := tx.Append(e.Now(), "image.import", "", map[string]string{
+			"image": known.Name, "files": fmt.Sprint(st.Files), "bytes": fmt.Sprint(st.Bytes), "host": e.hostID,
+		})
+		return err
+	})
+	if err != nil {
+		e.snap.Remove(ctx, known.Snapshot)
+		return nil, err
+	}
+	return known, nil
+}

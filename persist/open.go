@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/persist/hostile"
@@ -83,6 +84,12 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 		return err
 	}); err != nil {
 		return nil, err
+	}
+	if ok, err := e.snap.Exists(ctx, img.Snapshot); err != nil {
+		return nil, err
+	} else if !ok {
+		// A ledger shared by several hosts: each imports the image once.
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "image %s is not imported on this host (%s): spillway image import %s SOURCE", img.Name, e.hostID, img.Name)
 	}
 	parent, baseDir := img.Snapshot, img.Dir
 	var skipped []string

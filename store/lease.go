@@ -93,22 +93,23 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 func (tx *Tx) Now() time.Time { return tx.s.now() }
 
 // Heartbeat records that host id is running, with the given TTL (0: the
-// default). A heartbeat after an eviction makes the host live again; the
-// leases the eviction freed stay freed.
+// one it has, or the default for a new host). A heartbeat after an
+// eviction makes the host live again; the leases the eviction freed stay
+// freed.
 func (tx *Tx) Heartbeat(id string, ttl time.Duration) (*Host, error) {
 	if err := checkName("host", id); err != nil {
 		return nil, err
 	}
-	if ttl <= 0 {
-		ttl = DefaultHostTTL
-	}
 	now := tx.Now()
 	h, err := tx.GetHost(id)
 	if isNotFound(err) {
-		h, err = &Host{ID: id, First: now}, nil
+		h, err = &Host{ID: id, First: now, TTL: DefaultHostTTL}, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	if ttl <= 0 {
+		ttl = h.TTL
 	}
 	h.LastSeen, h.TTL, h.Evicted, h.EvictReason = now, ttl, time.Time{}, ""
 	return h, tx.put(key(pHost, id), h)

@@ -147,3 +147,22 @@ func TestLeaseOfUnknownHostIsFree(t *testing.T) {
 		return err
 	})
 }
+
+// A heartbeat without a TTL keeps the one the agent set.
+func TestHeartbeatKeepsTheTTL(t *testing.T) {
+	s, _ := newStore(t)
+	withClock(s)
+	mustUpdate(t, s, func(tx *Tx) error {
+		if h, err := tx.Heartbeat("h1", 0); err != nil || h.TTL != DefaultHostTTL {
+			t.Errorf("new host: %+v %v", h, err)
+		}
+		if _, err := tx.Heartbeat("h1", 3*time.Second); err != nil {
+			return err
+		}
+		h, err := tx.Heartbeat("h1", 0)
+		if err == nil && h.TTL != 3*time.Second {
+			t.Errorf("TTL %s after a heartbeat without one, want the agent's 3s", h.TTL)
+		}
+		return err
+	})
+}
