@@ -357,3 +357,23 @@ func (e *Env) fenceAbandoned(ctx context.Context, name string) error {
 	}
 	return e.fence(ctx, name, n, &store.FencedError{Sandbox: name, Host: e.hostID, Token: ses.Token, Holder: holder})
 }
+
+// dropLease removes the lease of a sandbox being removed, unless another
+// live host holds it: a sandbox in use elsewhere is never removed from
+// under that host.
+func (e *Env) dropLease(tx *store.Tx, name string) error {
+	l, err := tx.GetLease(name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if l.Host != e.hostID {
+		h, err := tx.GetHost(l.Host)
+		if err == nil && h.Live(tx.Now()) {
+			return &store.HeldError{Sandbox: name, Holder: l.Host, LastSeen: h.LastSeen, Now: tx.Now()}
+		}
+	}
+	return tx.DropLease(name)
+}

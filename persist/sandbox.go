@@ -151,7 +151,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 				}
 			}
 		}
-		if err := tx.DropLease(name); err != nil {
+		if err := e.dropLease(tx, name); err != nil {
 			return err
 		}
 		if err := tx.DeleteSandbox(name); err != nil {
