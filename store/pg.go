@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,6 +115,9 @@ func (b *pgBackend) once(opts pgx.TxOptions, fn func(kvTx) error) error {
 		}
 		return err
 	}
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) {
@@ -152,7 +156,13 @@ type pgTx struct {
 	tx     pgx.Tx
 	b      *pgBackend
 	failed error // the first statement error: PostgreSQL aborts the transaction there
+	// pending holds the writes not yet sent, the last per key (nil: a
+	// delete); a get answers from it, a scan and the commit send it first.
+	pending map[string][]byte
 }
+
+// pgFlushChunk is how many keys one statement of flush writes at most.
+const pgFlushChunk = 4096
 
 // fail records err, the error of a statement, classed by pgErr.
 func (t *pgTx) fail(err error) error {
@@ -164,6 +174,9 @@ func (t *pgTx) fail(err error) error {
 }
 
 func (t *pgTx) get(k []byte) ([]byte, bool, error) {
+	if v, ok := t.pending[string(k)]; ok {
+		return bytes.Clone(v), v != nil, nil
+	}
 	var v []byte
 	err := t.tx.QueryRow(context.Background(), `SELECT v FROM kv WHERE k = $1`, k).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -176,16 +189,64 @@ func (t *pgTx) get(k []byte) ([]byte, bool, error) {
 }
 
 func (t *pgTx) set(k, v []byte) error {
-	if v == nil {
-		v = []byte{} // pgx sends a nil slice as NULL
+	if t.pending == nil {
+		t.pending = map[string][]byte{}
 	}
-	_, err := t.tx.Exec(context.Background(), `INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`, k, v)
-	return t.fail(err)
+	t.pending[string(k)] = append([]byte{}, v...) // never nil: nil is a delete
+	return nil
 }
 
 func (t *pgTx) del(k []byte) error {
-	_, err := t.tx.Exec(context.Background(), `DELETE FROM kv WHERE k = $1`, k)
-	return t.fail(err)
+	if t.pending == nil {
+		t.pending = map[string][]byte{}
+	}
+	t.pending[string(k)] = nil
+	return nil
+}
+
+// flush sends the pending writes, in key order (concurrent writers lock
+// rows in one order): upserts through unnest, deletes through = ANY, a
+// chunk of keys per statement.
+func (t *pgTx) flush(ctx context.Context) error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(t.pending))
+	for k := range t.pending {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var sk, sv, dk [][]byte
+	send := func(force bool) error {
+		if len(sk) > 0 && (force || len(sk) == pgFlushChunk) {
+			if _, err := t.tx.Exec(ctx, `INSERT INTO kv (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`, sk, sv); err != nil {
+				return t.fail(err)
+			}
+			sk, sv = sk[:0], sv[:0]
+		}
+		if len(dk) > 0 && (force || len(dk) == pgFlushChunk) {
+			if _, err := t.tx.Exec(ctx, `DELETE FROM kv WHERE k = ANY($1::bytea[])`, dk); err != nil {
+				return t.fail(err)
+			}
+			dk = dk[:0]
+		}
+		return nil
+	}
+	for _, k := range keys {
+		if v := t.pending[k]; v != nil {
+			sk, sv = append(sk, []byte(k)), append(sv, v)
+		} else {
+			dk = append(dk, []byte(k))
+		}
+		if err := send(false); err != nil {
+			return err
+		}
+	}
+	if err := send(true); err != nil {
+		return err
+	}
+	clear(t.pending)
+	return nil
 }
 
 // scan reads the keys in pages (WHERE k >= $1 AND k < $2 ORDER BY k
@@ -204,6 +265,9 @@ func (t *pgTx) scan(ctx context.Context, prefix, from []byte, values bool, fn fu
 	q := `SELECT ` + cols + ` FROM kv WHERE k >= $1 AND k < $2 ORDER BY k LIMIT $3`
 	if end == nil {
 		q = `SELECT ` + cols + ` FROM kv WHERE k >= $1 AND $2::bytea IS NULL ORDER BY k LIMIT $3`
+	}
+	if err := t.flush(ctx); err != nil {
+		return err
 	}
 	limit := 16
 	for {
