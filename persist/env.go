@@ -31,6 +31,11 @@ type Options struct {
 	// Progress, when set, is told how far long operations have come
 	// (import, open applying the persisted state, close reading changes).
 	Progress progress.Progress
+	// Store is the ledger's URL (store.OpenURL): "" the badger store in
+	// Root, or postgres://… (snapshots, blobs and mounts stay in Root).
+	Store string
+	// Blobs is the blob store's URL: "" blobs/ in Root, or dir:///PATH.
+	Blobs string
 }
 
 // Env is an opened state directory: the lock, the store, the snapshotter and
@@ -89,7 +94,11 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := statedir.Check(root); err != nil {
 		return nil, err
 	}
-	e.store, err = store.Open(filepath.Join(root, "store"))
+	blobDir, err := blobsDir(root, o.Blobs)
+	if err != nil {
+		return nil, err
+	}
+	e.store, err = store.OpenURL(ctx, o.Store, filepath.Join(root, "store"))
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +110,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.blobs, err = NewBlobs(filepath.Join(root, "blobs"))
+	e.blobs, err = NewBlobs(blobDir)
 	if err != nil {
 		return nil, err
 	}

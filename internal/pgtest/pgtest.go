@@ -44,20 +44,34 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Stop stops the cluster started by this test binary and removes it.
+// Stop stops the cluster started by this test binary and removes it; a
+// later Require starts another. A test binary whose TestMain cannot call
+// Main (testscript.Main exits itself) calls Stop from a t.Cleanup.
 func Stop() {
-	if cluster.dir == "" {
-		return
+	if cluster.dir != "" {
+		run(cluster.ctl, "-D", filepath.Join(cluster.dir, "data"), "-m", "immediate", "stop")
+		os.RemoveAll(cluster.dir)
 	}
-	run(cluster.ctl, "-D", filepath.Join(cluster.dir, "data"), "-m", "immediate", "stop")
-	os.RemoveAll(cluster.dir)
-	cluster.dir = ""
+	cluster.dir, cluster.base, cluster.err, cluster.skip = "", "", nil, ""
+	cluster.once = sync.Once{}
 }
 
 // URL returns the URL of a new, empty database for t on the cluster,
 // starting the cluster at the first call. Without PostgreSQL it ends t
 // through testenv.Missing.
 func URL(t testing.TB) string {
+	t.Helper()
+	Require(t)
+	u, err := NewDB()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return u
+}
+
+// Require starts the cluster if it is not running; without PostgreSQL it
+// ends t through testenv.Missing.
+func Require(t testing.TB) {
 	t.Helper()
 	cluster.once.Do(start)
 	if cluster.skip != "" {
@@ -66,22 +80,30 @@ func URL(t testing.TB) string {
 	if cluster.err != nil {
 		t.Fatalf("pgtest: %v", cluster.err)
 	}
+}
+
+// NewDB creates a new, empty database on the cluster Require started and
+// returns its URL.
+func NewDB() (string, error) {
+	if cluster.base == "" {
+		return "", fmt.Errorf("pgtest: no cluster (call Require first)")
+	}
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), cluster.n.Add(1))
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, cluster.base)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return "", err
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return "", err
 	}
 	u, err := url.Parse(cluster.base)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	u.Path = "/" + name
-	return u.String()
+	return u.String(), nil
 }
 
 // binDir finds the directory of initdb and pg_ctl.
