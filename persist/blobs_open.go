@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,4 +31,18 @@ func openBlobFile(p string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// blobsDir returns the directory of the blob store that url names: "" is
+// blobs/ in root, dir:///PATH is PATH (absolute; on a shared filesystem it
+// can serve several roots).
+func blobsDir(root, url string) (string, error) {
+	if url == "" {
+		return filepath.Join(root, "blobs"), nil
+	}
+	p, ok := strings.CutPrefix(url, "dir://")
+	if !ok || !filepath.IsAbs(p) {
+		return "", invalidf("blob store URL %q: want dir:///ABSOLUTE/PATH", url)
+	}
+	return filepath.Clean(p), nil
 }

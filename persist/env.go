@@ -36,6 +36,11 @@ type Options struct {
 	// after a heartbeat (0: store.DefaultHostTTL).
 	HostID  string
 	HostTTL time.Duration
+	// Store is the ledger's URL (store.OpenURL): "" the badger store in
+	// Root, or postgres://… (snapshots, blobs and mounts stay in Root).
+	Store string
+	// Blobs is the blob store's URL: "" blobs/ in Root, or dir:///PATH.
+	Blobs string
 }
 
 // Env is an opened state directory: the lock, the store, the snapshotter and
@@ -100,7 +105,11 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := e.resolveHostID(o.HostID); err != nil {
 		return nil, err
 	}
-	e.store, err = store.Open(filepath.Join(root, "store"))
+	blobDir, err := blobsDir(root, o.Blobs)
+	if err != nil {
+		return nil, err
+	}
+	e.store, err = store.OpenURL(ctx, o.Store, filepath.Join(root, "store"))
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +121,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.blobs, err = NewBlobs(filepath.Join(root, "blobs"))
+	e.blobs, err = NewBlobs(blobDir)
 	if err != nil {
 		return nil, err
 	}

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // The current-state index: per sandbox and path, the id of the newest
@@ -80,18 +78,17 @@ func (tx *Tx) DeleteCurrentVersion(sandbox, path string, gen uint64) error {
 // CurrentAt returns the id of the record in effect at path for a reader at
 // generation gen (0, false when none).
 func (tx *Tx) CurrentAt(sandbox, path string, gen uint64) (uint64, bool, error) {
-	prefix := currentPathPrefix(sandbox, path)
-	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	it.Seek(currentKey(sandbox, path, gen))
-	if !it.ValidForPrefix(prefix) {
-		return 0, false, nil
-	}
-	v, err := it.Item().ValueCopy(nil)
-	if err != nil {
-		return 0, false, translate(err)
-	}
-	return decodeCurrent(v)
+	var id uint64
+	var ok bool
+	err := tx.scanFrom(context.Background(), currentPathPrefix(sandbox, path), currentKey(sandbox, path, gen), true, func(_, v []byte) error {
+		var err error
+		id, ok, err = decodeCurrent(v)
+		if err != nil {
+			return err
+		}
+		return ErrStop
+	})
+	return id, ok, err
 }
 
 func decodeCurrent(v []byte) (uint64, bool, error) {

@@ -44,55 +44,57 @@ func versions(t *testing.T, s *Store, sb, p string) int {
 // version readers at G-1 see plus the new one; tombstones hide a path;
 // staged versions can be dropped; sandboxes and path prefixes never mix.
 func TestCurrentVersions(t *testing.T) {
-	s, _ := newStore(t)
-	put := func(gen uint64, kv ...any) {
-		t.Helper()
-		if err := s.Update(func(tx *Tx) error {
-			for i := 0; i < len(kv); i += 2 {
-				if err := tx.PutCurrent("a", kv[i].(string), gen, uint64(kv[i+1].(int))); err != nil {
-					return err
+	forEachDriver(t, func(t *testing.T) {
+		s, _ := newStore(t)
+		put := func(gen uint64, kv ...any) {
+			t.Helper()
+			if err := s.Update(func(tx *Tx) error {
+				for i := 0; i < len(kv); i += 2 {
+					if err := tx.PutCurrent("a", kv[i].(string), gen, uint64(kv[i+1].(int))); err != nil {
+						return err
+					}
 				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
 			}
-			return nil
-		}); err != nil {
+		}
+		put(1, "/x", 1, "/x/y", 2, "/x y", 3)
+		s.Update(func(tx *Tx) error { return tx.PutCurrent("ab", "/x", 1, 99) })
+		put(2, "/x", 4, "/x y", 0)
+		if got := fmt.Sprint(currentAt(t, s, "a", 1)); got != "map[/x:1 /x y:3 /x/y:2]" {
+			t.Errorf("at 1: %s", got)
+		}
+		if got := fmt.Sprint(currentAt(t, s, "a", 2)); got != "map[/x:4 /x/y:2]" {
+			t.Errorf("at 2: %s", got)
+		}
+		put(3, "/x", 5)
+		put(4, "/x", 6)
+		if n := versions(t, s, "a", "/x"); n != 2 {
+			t.Errorf("/x has %d versions, want 2", n)
+		}
+		if got := currentAt(t, s, "a", 3)["/x"]; got != 5 {
+			t.Errorf("/x at 3 = %d", got)
+		}
+		put(5, "/z", 7) // staged, never made current
+		n, err := s.DropCurrentAbove(context.Background(), "a", 4)
+		if err != nil || n != 1 {
+			t.Fatalf("DropCurrentAbove = %d, %v", n, err)
+		}
+		if got := fmt.Sprint(currentAt(t, s, "a", 9)); got != "map[/x:6 /x/y:2]" {
+			t.Errorf("after the drop: %s", got)
+		}
+		if got := fmt.Sprint(currentAt(t, s, "ab", 9)); got != "map[/x:99]" {
+			t.Errorf("sandbox ab: %s", got)
+		}
+		if _, err := s.DropCurrent(context.Background(), "a"); err != nil {
 			t.Fatal(err)
 		}
-	}
-	put(1, "/x", 1, "/x/y", 2, "/x y", 3)
-	s.Update(func(tx *Tx) error { return tx.PutCurrent("ab", "/x", 1, 99) })
-	put(2, "/x", 4, "/x y", 0)
-	if got := fmt.Sprint(currentAt(t, s, "a", 1)); got != "map[/x:1 /x y:3 /x/y:2]" {
-		t.Errorf("at 1: %s", got)
-	}
-	if got := fmt.Sprint(currentAt(t, s, "a", 2)); got != "map[/x:4 /x/y:2]" {
-		t.Errorf("at 2: %s", got)
-	}
-	put(3, "/x", 5)
-	put(4, "/x", 6)
-	if n := versions(t, s, "a", "/x"); n != 2 {
-		t.Errorf("/x has %d versions, want 2", n)
-	}
-	if got := currentAt(t, s, "a", 3)["/x"]; got != 5 {
-		t.Errorf("/x at 3 = %d", got)
-	}
-	put(5, "/z", 7) // staged, never made current
-	n, err := s.DropCurrentAbove(context.Background(), "a", 4)
-	if err != nil || n != 1 {
-		t.Fatalf("DropCurrentAbove = %d, %v", n, err)
-	}
-	if got := fmt.Sprint(currentAt(t, s, "a", 9)); got != "map[/x:6 /x/y:2]" {
-		t.Errorf("after the drop: %s", got)
-	}
-	if got := fmt.Sprint(currentAt(t, s, "ab", 9)); got != "map[/x:99]" {
-		t.Errorf("sandbox ab: %s", got)
-	}
-	if _, err := s.DropCurrent(context.Background(), "a"); err != nil {
-		t.Fatal(err)
-	}
-	if got := len(currentAt(t, s, "a", 9)); got != 0 {
-		t.Errorf("%d paths after DropCurrent", got)
-	}
-	if got := len(currentAt(t, s, "ab", 9)); got != 1 {
-		t.Errorf("DropCurrent of a touched ab")
-	}
+		if got := len(currentAt(t, s, "a", 9)); got != 0 {
+			t.Errorf("%d paths after DropCurrent", got)
+		}
+		if got := len(currentAt(t, s, "ab", 9)); got != 1 {
+			t.Errorf("DropCurrent of a touched ab")
+		}
+	})
 }

@@ -24,22 +24,39 @@ var (
 	ErrTooBig = errors.New("transaction too big")
 	// ErrLocked reports a store directory held by another process.
 	ErrLocked = errors.New("store is in use by another process")
+	// ErrConflict reports a transaction that conflicted with another and
+	// was not committed (badger's ErrConflict; PostgreSQL's serialization
+	// failure or deadlock, SQLSTATE 40001/40P01, after the driver's
+	// retries). Nothing was written: run the command again. It matches
+	// errdefs.ErrConflict too.
+	ErrConflict = errclass.New(errdefs.ErrConflict, "transaction conflict, retry")
+	// ErrCommitUnknown reports a transaction whose COMMIT was sent but whose
+	// answer was lost with the connection: it may or may not have been
+	// committed. The store never guesses: the caller re-reads the state it
+	// meant to change and decides. It matches errdefs.ErrUnknown too.
+	ErrCommitUnknown = errclass.New(errdefs.ErrUnknown, "the database connection was lost during commit: the outcome is unknown, read the state again")
+	// ErrUnavailable reports a database that cannot be reached, or a
+	// connection lost before commit (nothing was written). It matches
+	// errdefs.ErrUnavailable too.
+	ErrUnavailable = errclass.New(errdefs.ErrUnavailable, "the database is unavailable")
 	// ErrStop is returned by an iteration callback to end the iteration early
 	// without error.
 	ErrStop = errors.New("stop")
 )
 
-// translate maps badger's errors to the package's own at the boundary.
+// translate maps the drivers' errors to the package's own at the boundary
+// (PostgreSQL's are mapped in pg.go as they happen).
 func translate(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrTooBig), errors.Is(err, ErrNotFound), errors.Is(err, ErrExists), errors.Is(err, ErrLocked):
+	case errors.Is(err, ErrTooBig), errors.Is(err, ErrNotFound), errors.Is(err, ErrExists), errors.Is(err, ErrLocked),
+		errors.Is(err, ErrConflict), errors.Is(err, ErrCommitUnknown), errors.Is(err, ErrUnavailable):
 		return err
 	case errors.Is(err, badger.ErrTxnTooBig):
 		return ErrTooBig
 	case errors.Is(err, badger.ErrConflict):
-		return errors.New("store: transaction conflict, retry")
+		return fmt.Errorf("store: %w", ErrConflict)
 	case errors.Is(err, badger.ErrDBClosed), errors.Is(err, badger.ErrBlockedWrites):
 		return errors.New("store: database is closed")
 	}

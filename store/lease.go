@@ -89,8 +89,18 @@ func (e *FencedError) Error() string {
 
 func (e *FencedError) Unwrap() error { return ErrFenced }
 
-// Now is the ledger's clock: the time every expiry is compared with.
-func (tx *Tx) Now() time.Time { return tx.s.now() }
+// clockTx is a driver transaction with a clock of its own (PostgreSQL's).
+type clockTx interface{ now() time.Time }
+
+// Now is the ledger's clock: the time every expiry is compared with. On
+// PostgreSQL it is the server's now() of the transaction, so hosts whose
+// clocks disagree still agree on who is live.
+func (tx *Tx) Now() time.Time {
+	if c, ok := tx.b.(clockTx); ok {
+		return c.now()
+	}
+	return tx.s.now()
+}
 
 // Heartbeat records that host id is running, with the given TTL (0: the
 // one it has, or the default for a new host). A heartbeat after an

@@ -2,10 +2,14 @@ package store
 
 import (
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/spillway/spillway/internal/pgtest"
 )
 
 // fakeClock is a ledger clock the test moves by hand.
@@ -162,6 +166,88 @@ func TestHeartbeatKeepsTheTTL(t *testing.T) {
 		h, err := tx.Heartbeat("h1", 0)
 		if err == nil && h.TTL != 3*time.Second {
 			t.Errorf("TTL %s after a heartbeat without one, want the agent's 3s", h.TTL)
+		}
+		return err
+	})
+}
+
+// On both drivers, of many hosts racing for one free lease exactly one
+// wins and the others are refused naming it (PostgreSQL: SERIALIZABLE
+// transactions from separate connections).
+func TestLeaseRace(t *testing.T) {
+	forEachDriver(t, func(t *testing.T) {
+		s, where := newStore(t)
+		stores := []*Store{s}
+		if driverOf(t) == "postgres" {
+			for i := 1; i < 4; i++ {
+				o := openStore(t, where)
+				t.Cleanup(func() { o.Close() })
+				stores = append(stores, o)
+			}
+		}
+		for round := 0; round < 20; round++ {
+			sb := fmt.Sprintf("sb%d", round)
+			var wg sync.WaitGroup
+			var won atomic.Int32
+			errs := make(chan error, 8)
+			for h := 0; h < 8; h++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					host := fmt.Sprintf("h%d", h)
+					err := stores[h%len(stores)].Update(func(tx *Tx) error {
+						if _, err := tx.Heartbeat(host, time.Minute); err != nil {
+							return err
+						}
+						_, _, err := tx.TakeLease(sb, host)
+						return err
+					})
+					var held *HeldError
+					switch {
+					case err == nil:
+						won.Add(1)
+					case !errors.As(err, &held):
+						errs <- err
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if won.Load() != 1 {
+				t.Fatalf("round %d: %d hosts hold the lease", round, won.Load())
+			}
+		}
+	})
+}
+
+// On PostgreSQL the ledger's clock is the server's: a host silent past its
+// TTL by the server's clock loses its lease.
+func TestLeaseServerClock(t *testing.T) {
+	s := openStore(t, pgtest.URL(t))
+	t.Cleanup(func() { s.Close() })
+	var first time.Time
+	mustUpdate(t, s, func(tx *Tx) error {
+		first = tx.Now()
+		if _, err := tx.Heartbeat("h1", time.Second); err != nil {
+			return err
+		}
+		_, _, err := tx.TakeLease("docs", "h1")
+		return err
+	})
+	if d := time.Since(first); d < -time.Minute || d > time.Minute {
+		t.Fatalf("server clock %s is far from this host's", first)
+	}
+	if err := s.Update(func(tx *Tx) error { _, _, err := tx.TakeLease("docs", "h2"); return err }); err == nil {
+		t.Fatal("h2 took a live lease")
+	}
+	time.Sleep(1200 * time.Millisecond)
+	mustUpdate(t, s, func(tx *Tx) error {
+		_, prev, err := tx.TakeLease("docs", "h2")
+		if err == nil && (prev == nil || prev.Host != "h1") {
+			t.Errorf("prev %+v", prev)
 		}
 		return err
 	})

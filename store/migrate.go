@@ -3,6 +3,7 @@ package store
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/atomicfile"
@@ -101,6 +101,9 @@ func (s *Store) migrate(from int) error {
 	if err := s.Update(func(tx *Tx) error { return tx.del([]byte(keyMigrating)) }); err != nil {
 		return err
 	}
+	if s.db == nil {
+		return nil // PostgreSQL: no backup file (back up with pg_dump)
+	}
 	if err := os.Remove(filepath.Join(s.dir, BackupName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -177,21 +180,20 @@ func (s *Store) migrateBatch() (done bool, err error) {
 		if err != nil {
 			return fmt.Errorf("bad migration cursor %q", v)
 		}
-		it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pRec), PrefetchValues: false})
 		type kv struct{ k, v []byte }
 		var batch []kv
 		var last uint64
-		for it.Seek(key(pRec, next)); it.Valid() && len(batch) < migrateBatchSize; it.Next() {
-			item := it.Item()
-			val, err := item.ValueCopy(nil)
-			if err != nil {
-				it.Close()
-				return err
+		err = tx.scanFrom(context.Background(), []byte(pRec), key(pRec, next), true, func(k, v []byte) error {
+			batch = append(batch, kv{append([]byte(nil), k...), v})
+			last, _ = tailUint64(k)
+			if len(batch) == migrateBatchSize {
+				return ErrStop
 			}
-			batch = append(batch, kv{item.KeyCopy(nil), val})
-			last, _ = tailUint64(item.Key())
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		it.Close()
 		if len(batch) == 0 {
 			done = true
 			return nil

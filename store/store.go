@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -18,12 +19,15 @@ import (
 // version 1 store (migrate.go).
 const SchemaVersion = 2
 
-// Store is Spillway's badger database.
+// Store is Spillway's ledger: a badger database in a directory (Open) or
+// a PostgreSQL database (OpenURL).
 type Store struct {
-	db  *badger.DB
-	dir string
-	mu  sync.Mutex // serialises Updates, so read-write transactions never conflict
-	// clock is the ledger's clock (Tx.Now); nil: this host's, in UTC.
+	be  kvBackend
+	db  *badger.DB // the badger driver's database; nil on PostgreSQL
+	dir string     // the badger directory, or the PostgreSQL URL without its password
+	mu  sync.Mutex // serialises this process's Updates, so they never conflict with each other
+	// clock is the ledger's clock for badger (Tx.Now); nil: this host's,
+	// in UTC. PostgreSQL transactions use the server's.
 	clock func() time.Time
 }
 
@@ -60,7 +64,7 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, translateOpen(dir, err)
 	}
-	s := &Store{db: db, dir: dir}
+	s := &Store{db: db, dir: dir, be: &badgerBackend{db: db, dir: dir}}
 	from, err := s.checkSchema()
 	if err == nil && from < SchemaVersion {
 		// Back up the old store's files with the database closed.
@@ -77,6 +81,7 @@ func Open(dir string) (*Store, error) {
 			return nil, translateOpen(dir, err)
 		}
 		s.db = db
+		s.be = &badgerBackend{db: db, dir: dir}
 	}
 	if err == nil && (from < SchemaVersion || s.migrating()) {
 		err = s.migrate(from)
@@ -93,23 +98,19 @@ func Open(dir string) (*Store, error) {
 func (s *Store) checkSchema() (version int, err error) {
 	version = SchemaVersion
 	err = s.Update(func(tx *Tx) error {
-		item, err := tx.txn.Get([]byte(keySchema))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			it := tx.txn.NewIterator(badger.IteratorOptions{})
-			it.Rewind()
-			nonEmpty := it.Valid()
-			it.Close()
+		v, ok, err := tx.get([]byte(keySchema))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			nonEmpty := false
+			if err := tx.scan(nil, false, func(_, _ []byte) error { nonEmpty = true; return ErrStop }); err != nil {
+				return err
+			}
 			if nonEmpty {
 				return fmt.Errorf("store %s: no schema version: not a spillway store", s.dir)
 			}
 			return tx.set([]byte(keySchema), []byte(strconv.Itoa(SchemaVersion)))
-		}
-		if err != nil {
-			return err
-		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
 		}
 		n, err := strconv.Atoi(string(v))
 		switch {
@@ -135,31 +136,30 @@ func (s *Store) migrating() bool {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return translate(s.db.Close()) }
+func (s *Store) Close() error { return translate(s.be.close()) }
 
 // Update runs fn in one read-write transaction, committed only if fn
-// returns nil. Updates are serialised; fn must not call Update itself.
+// returns nil. Updates of one Store are serialised; fn must not call Update
+// itself. On PostgreSQL fn runs again after a serialization failure, so it
+// must not leave effects outside tx that a second run repeats wrongly.
 func (s *Store) Update(fn func(tx *Tx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	txn := s.db.NewTransaction(true)
-	defer txn.Discard()
-	if err := fn(&Tx{txn: txn, s: s}); err != nil {
-		return translate(err)
-	}
-	return translate(txn.Commit())
+	return translate(s.be.update(func(b kvTx) error { return fn(&Tx{b: b, s: s}) }))
 }
 
 // View runs fn in one read-only transaction.
 func (s *Store) View(fn func(tx *Tx) error) error {
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	return translate(fn(&Tx{txn: txn, s: s}))
+	return translate(s.be.view(func(b kvTx) error { return fn(&Tx{b: b, s: s}) }))
 }
 
 // GC runs badger's value-log GC until there is nothing left to rewrite and
-// returns how many value-log files were rewritten.
+// returns how many value-log files were rewritten. On PostgreSQL it does
+// nothing: autovacuum reclaims the space.
 func (s *Store) GC() (reclaimed int, err error) {
+	if s.db == nil {
+		return 0, nil
+	}
 	for {
 		err := s.db.RunValueLogGC(0.5)
 		if errors.Is(err, badger.ErrNoRewrite) {
@@ -170,4 +170,45 @@ func (s *Store) GC() (reclaimed int, err error) {
 		}
 		reclaimed++
 	}
+}
+
+// OpenURL opens the ledger that url names: "postgres://…" or
+// "postgresql://…" a PostgreSQL database (created and migrated as
+// needed), "badger:///PATH" the badger store in PATH, and "" the badger
+// store in dir (what Open(dir) opens).
+func OpenURL(ctx context.Context, url, dir string) (*Store, error) {
+	switch {
+	case url == "":
+		return Open(dir)
+	case strings.HasPrefix(url, "badger://"):
+		p := strings.TrimPrefix(url, "badger://")
+		if !strings.HasPrefix(p, "/") {
+			return nil, fmt.Errorf("store URL %q: want badger:///ABSOLUTE/PATH", url)
+		}
+		return Open(p)
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		b, err := openPG(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		s := &Store{be: b, dir: b.where()}
+		from, err := s.checkSchema()
+		if err == nil && (from < SchemaVersion || s.migrating()) {
+			err = s.migrate(from)
+		}
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("store URL %q: want postgres://…, badger:///PATH or nothing (the badger store in the state directory)", url)
+}
+
+// Driver names the store's driver: "badger" or "postgres".
+func (s *Store) Driver() string {
+	if s.db != nil {
+		return "badger"
+	}
+	return "postgres"
 }

@@ -2,38 +2,25 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // Tx is one transaction; read-only inside View.
 type Tx struct {
-	txn *badger.Txn
-	s   *Store
+	b kvTx
+	s *Store
 }
 
 // get returns the value at k, or ok=false when it is absent.
 func (tx *Tx) get(k []byte) (v []byte, ok bool, err error) {
-	item, err := tx.txn.Get(k)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, translate(err)
-	}
-	v, err = item.ValueCopy(nil)
-	if err != nil {
-		return nil, false, translate(err)
-	}
-	return v, true, nil
+	v, ok, err = tx.b.get(k)
+	return v, ok, translate(err)
 }
 
-func (tx *Tx) set(k, v []byte) error { return translate(tx.txn.Set(k, v)) }
+func (tx *Tx) set(k, v []byte) error { return translate(tx.b.set(k, v)) }
 
-func (tx *Tx) del(k []byte) error { return translate(tx.txn.Delete(k)) }
+func (tx *Tx) del(k []byte) error { return translate(tx.b.del(k)) }
 
 // put encodes v and stores it at k.
 func (tx *Tx) put(k []byte, v any) error {
@@ -48,7 +35,7 @@ func (tx *Tx) put(k []byte, v any) error {
 // passes the value (valid only during the call). fn returning ErrStop ends the
 // scan without error.
 func (tx *Tx) scan(prefix []byte, values bool, fn func(k, v []byte) error) error {
-	return tx.scanCtx(context.Background(), prefix, values, fn)
+	return tx.scanFrom(context.Background(), prefix, nil, values, fn)
 }
 
 // ctxEvery is how many keys a scan reads between checks of its context.
@@ -56,31 +43,25 @@ const ctxEvery = 1024
 
 // scanCtx is scan that ends with ctx's error once ctx is done.
 func (tx *Tx) scanCtx(ctx context.Context, prefix []byte, values bool, fn func(k, v []byte) error) error {
-	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: values, PrefetchSize: 64})
-	defer it.Close()
+	return tx.scanFrom(ctx, prefix, nil, values, fn)
+}
+
+// scanFrom is scanCtx starting at the first key not before from (nil: the
+// start of prefix).
+func (tx *Tx) scanFrom(ctx context.Context, prefix, from []byte, values bool, fn func(k, v []byte) error) error {
 	n := 0
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+	err := tx.b.scan(ctx, prefix, from, values, func(k, v []byte) error {
 		if n++; n%ctxEvery == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		item := it.Item()
-		var v []byte
-		if values {
-			var err error
-			if v, err = item.ValueCopy(nil); err != nil {
-				return translate(err)
-			}
-		}
-		if err := fn(item.Key(), v); err != nil {
-			if errors.Is(err, ErrStop) {
-				return nil
-			}
-			return err
-		}
+		return fn(k, v)
+	})
+	if errors.Is(err, ErrStop) {
+		return nil
 	}
-	return nil
+	return translate(err)
 }
 
 // GetMeta returns a free-form meta value.
@@ -95,22 +76,11 @@ func (tx *Tx) PutMeta(k, val string) error { return tx.set([]byte(pMeta+k), []by
 // DeleteMeta removes a meta value.
 func (tx *Tx) DeleteMeta(k string) error { return tx.del([]byte(pMeta + k)) }
 
-// next increments the named persistent counter and returns its new value.
+// next increments the named persistent counter and returns its new value
+// (badger: c:NAME, no gaps; PostgreSQL: a sequence, gaps possible).
 func (tx *Tx) next(name string) (uint64, error) {
-	k := []byte(pCounter + name)
-	v, ok, err := tx.get(k)
-	if err != nil {
-		return 0, err
-	}
-	var n uint64
-	if ok {
-		if len(v) != 8 {
-			return 0, fmt.Errorf("store: cannot decode counter %s: %d bytes", name, len(v))
-		}
-		n = binary.BigEndian.Uint64(v)
-	}
-	n++
-	return n, tx.set(k, binary.BigEndian.AppendUint64(nil, n))
+	n, err := tx.b.next(name)
+	return n, translate(err)
 }
 
 // NextExceptionID returns a new exception id: "ex1", "ex2", …

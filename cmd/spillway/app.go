@@ -18,6 +18,8 @@ type globalOptions struct {
 	Snapshotter string
 	LockTimeout time.Duration
 	HostID      string // this host in a shared ledger ("": recorded, else the hostname)
+	Store       string // --store: the ledger's URL
+	Blobs       string // --blobs: the blob store's URL
 	// What is the command line, for the message of a command that waits
 	// for the lock.
 	What string
@@ -44,6 +46,8 @@ func newApp(t *term) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Usage: "state directory", EnvVars: []string{"SPILLWAY_ROOT"}, Value: defaultRoot(), DefaultText: "/var/lib/spillway as root, else $XDG_DATA_HOME/spillway"},
 			&cli.StringFlag{Name: "snapshotter", Usage: "overlayfs or native (default: overlayfs where an overlay mount works); recorded at first use", EnvVars: []string{"SPILLWAY_SNAPSHOTTER"}},
+			&cli.StringFlag{Name: "store", Usage: "the ledger: postgres://… (a PostgreSQL database; snapshots, blobs and mounts stay in --root) or badger:///PATH", EnvVars: []string{"SPILLWAY_STORE"}, DefaultText: "the badger store in --root"},
+			&cli.StringFlag{Name: "blobs", Usage: "the blob store: dir:///PATH", EnvVars: []string{"SPILLWAY_BLOBS"}, DefaultText: "blobs/ in --root"},
 			&cli.DurationFlag{Name: "lock-timeout", Usage: "how long to wait for another spillway command on the same root", Value: persist.DefaultLockTimeout},
 			&cli.StringFlag{Name: "host-id", Usage: "this host's `ID` in a ledger shared by several hosts (default: the hostname); recorded in the root at first use", EnvVars: []string{"SPILLWAY_HOST_ID"}},
 		},
@@ -100,6 +104,8 @@ func globals(c *cli.Context) globalOptions {
 		Snapshotter: c.String("snapshotter"),
 		LockTimeout: c.Duration("lock-timeout"),
 		HostID:      c.String("host-id"),
+		Store:       c.String("store"),
+		Blobs:       c.String("blobs"),
 		What:        strings.TrimSpace(c.Command.FullName() + " " + what),
 	}
 }
@@ -112,7 +118,8 @@ func openEnv(ctx context.Context, g globalOptions, t *term) (*persist.Env, error
 // envOptions are the options that open the state directory for a command.
 func envOptions(g globalOptions, t *term) persist.Options {
 	return persist.Options{
-		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: g.What, HostID: g.HostID,
+		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: g.What,
+		Store: g.Store, Blobs: g.Blobs, HostID: g.HostID,
 		Wait:     func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
 		Warn:     func(msg string) { t.warnf("%s", msg) },
 		Progress: t.progress(),

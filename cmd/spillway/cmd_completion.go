@@ -164,7 +164,7 @@ func completionNames(c *cli.Context, kind string) []string {
 	if _, err := os.Stat(g.Root); err != nil {
 		return nil
 	}
-	e, err := persist.OpenEnv(c.Context, persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: 200 * time.Millisecond, What: "completion"})
+	e, err := persist.OpenEnv(c.Context, persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, Store: g.Store, Blobs: g.Blobs, LockTimeout: 200 * time.Millisecond, What: "completion"})
 	if err != nil {
 		return nil
 	}

@@ -66,7 +66,7 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 	}
 	// Check the state directory once before listening: a wrong --root
 	// fails here, not in the browser.
-	e, err := persist.OpenEnv(ctx, persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: "serve",
+	e, err := persist.OpenEnv(ctx, persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, Store: g.Store, Blobs: g.Blobs, LockTimeout: g.LockTimeout, What: "serve",
 		Wait: func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) }})
 	if err != nil {
 		return err
@@ -81,7 +81,7 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 	}
 	defer ln.Close()
 	srv, err := serve.New(serve.Config{
-		Persist:  persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, What: "serve (one request)"},
+		Persist:  persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, Store: g.Store, Blobs: g.Blobs, What: "serve (one request)"},
 		Reviewer: o.Reviewer, Addr: ln.Addr().String(), TLS: tls,
 		Warn: func(msg string) { t.warnf("%s", msg) },
 	})

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/spillway/spillway/internal/pgtest"
+)
+
+// postgresParams runs scripts with the ledger in a PostgreSQL database of
+// their own (SPILLWAY_STORE, a throwaway cluster from internal/pgtest) and,
+// with sharedBlobs, the blobs in $WORK/shared-blobs outside the root
+// (SPILLWAY_BLOBS).
+func postgresParams(t *testing.T, p testscript.Params, sharedBlobs bool) testscript.Params {
+	pgtest.Require(t)
+	t.Cleanup(pgtest.Stop)
+	setup := p.Setup
+	p.Setup = func(env *testscript.Env) error {
+		if err := setup(env); err != nil {
+			return err
+		}
+		u, err := pgtest.NewDB()
+		if err != nil {
+			return err
+		}
+		env.Setenv("SPILLWAY_STORE", u)
+		if sharedBlobs {
+			env.Setenv("SPILLWAY_BLOBS", "dir://"+filepath.Join(env.WorkDir, "shared-blobs"))
+		}
+		return nil
+	}
+	return p
+}
+
+// TestFleetScripts runs testdata/fleet/*.txtar on PostgreSQL.
+func TestFleetScripts(t *testing.T) {
+	requireRoot(t)
+	testscript.Run(t, postgresParams(t, scriptParams(filepath.Join("testdata", "fleet")), true))
+}
+
+// TestScriptsOnPostgres runs scripts of testdata/ written for badger
+// unchanged on PostgreSQL: the CLI behaves the same on either ledger.
+// (Not noop_changes: it opens a second root, which here shares the ledger
+// and so its recorded snapshotter.)
+func TestScriptsOnPostgres(t *testing.T) {
+	requireRoot(t)
+	p := scriptParams("")
+	p.Dir = ""
+	for _, f := range []string{"lifecycle", "exceptions", "review_flow", "review_before", "persisted_export", "review_errors", "recover"} {
+		p.Files = append(p.Files, filepath.Join("testdata", f+".txtar"))
+	}
+	for _, f := range p.Files {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testscript.Run(t, postgresParams(t, p, false))
+}

@@ -1,0 +1,48 @@
+package store
+
+import "context"
+
+// kvBackend is the key-value engine under a Store: badger (badger.go) or
+// PostgreSQL (pg.go). Every typed method of Tx is built on kvTx alone.
+type kvBackend interface {
+	// update runs fn in one read-write transaction, committed only if fn
+	// returns nil. A driver may run fn more than once (PostgreSQL retries
+	// a serialization failure), so fn must have no effect outside tx
+	// that a second run would repeat wrongly.
+	update(fn func(kvTx) error) error
+	// view runs fn in one read-only transaction that sees one snapshot.
+	view(fn func(kvTx) error) error
+	close() error
+	// where names the database in messages (a directory, or a URL
+	// without its password).
+	where() string
+}
+
+// kvTx is one transaction of a backend.
+type kvTx interface {
+	// get returns the value at k, or ok=false when it is absent.
+	get(k []byte) (v []byte, ok bool, err error)
+	set(k, v []byte) error
+	del(k []byte) error
+	// scan calls fn in key order for every key with prefix that is not
+	// before from (nil: from the start of prefix); with values it also
+	// passes the value. k and v are valid only during the call. An error
+	// from fn ends the scan and is returned as is.
+	scan(ctx context.Context, prefix, from []byte, values bool, fn func(k, v []byte) error) error
+	// next increments the named counter and returns its new value. Values
+	// only grow; a driver may leave gaps (PostgreSQL's sequences do).
+	next(name string) (uint64, error)
+}
+
+// prefixEnd returns the first key after every key with prefix, or nil
+// when there is none (an empty prefix, or one of only 0xff bytes).
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PGSchemaVersion is the version of the SQL layout (tables, sequences)
+// this package reads and writes on PostgreSQL. It is not SchemaVersion,
+// the layout of the keys and values, which is kept in kv like badger's.
+const PGSchemaVersion = 2
+
+// pgCounters are the counters (Tx.next) that have a sequence.
+var pgCounters = []string{"record", "exception", "lease"}
+
+// pgMigrations[v] takes the SQL layout from version v-1 to v.
+var pgMigrations = [PGSchemaVersion + 1]string{
+	1: `CREATE TABLE kv (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE SEQUENCE spillway_ctr_record;
+CREATE SEQUENCE spillway_ctr_exception;`,
+	// 2: fencing tokens of sandbox leases (lease.go)
+	2: `CREATE SEQUENCE spillway_ctr_lease;`,
+}
+
+// migratePG creates the schema in an empty database, or brings an older
+// one to PGSchemaVersion, in one SERIALIZABLE transaction: of several
+// processes starting at once, one creates it and the others, retried,
+// find it done. A database of a newer spillway is refused.
+func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgRetry(func() error {
+		err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS spillway_schema (
+	one boolean PRIMARY KEY DEFAULT true CHECK (one),
+	version integer NOT NULL)`); err != nil {
+				return err
+			}
+			var v int
+			err := tx.QueryRow(ctx, `SELECT version FROM spillway_schema FOR UPDATE`).Scan(&v)
+			if errors.Is(err, pgx.ErrNoRows) {
+				if _, err := tx.Exec(ctx, `INSERT INTO spillway_schema (version) VALUES (0)`); err != nil {
+					return err
+				}
+			} else if err != nil {
+				return err
+			}
+			if v > PGSchemaVersion {
+				return fmt.Errorf("SQL schema version %d is newer than this spillway supports (%d); use a newer spillway", v, PGSchemaVersion)
+			}
+			for n := v + 1; n <= PGSchemaVersion; n++ {
+				if _, err := tx.Exec(ctx, pgMigrations[n]); err != nil {
+					return fmt.Errorf("migrate the SQL schema to version %d: %w", n, err)
+				}
+			}
+			if v < PGSchemaVersion {
+				_, err = tx.Exec(ctx, `UPDATE spillway_schema SET version = $1`, PGSchemaVersion)
+			}
+			return err
+		})
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07") {
+			// Another process created the same table or row at once.
+			return &pgconn.PgError{Code: "40001", Message: "concurrent schema creation: " + pe.Message}
+		}
+		return pgErr(err)
+	})
+}
