@@ -28,7 +28,7 @@ type pgBackend struct {
 
 // pgRetries is how many times a transaction is run again after a
 // serialization failure, a deadlock or a connection lost before commit.
-const pgRetries = 12
+const pgRetries = 20
 
 // pgPage is the most rows one scan query reads; the first query of a scan
 // reads fewer, since many scans stop at their first key.
@@ -94,9 +94,12 @@ func pgRetry(once func() error) error {
 			return err
 		}
 		time.Sleep(pause/2 + rand.N(pause))
-		pause = min(2*pause, 500*time.Millisecond)
+		pause = min(2*pause, 200*time.Millisecond)
 	}
 }
+
+// pgCommitHook, when a test sets it, runs right before COMMIT is sent.
+var pgCommitHook func()
 
 // once runs fn in one transaction with opts.
 func (b *pgBackend) once(opts pgx.TxOptions, fn func(kvTx) error) error {
@@ -118,11 +121,16 @@ func (b *pgBackend) once(opts pgx.TxOptions, fn func(kvTx) error) error {
 	if err := t.flush(ctx); err != nil {
 		return err
 	}
+	if pgCommitHook != nil {
+		pgCommitHook()
+	}
 	if err := tx.Commit(ctx); err != nil {
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) {
-			return err // the server answered: not committed (e.g. 40001)
+		if errors.As(err, &pe) && severity(pe) == "ERROR" {
+			return err // the server answered and lives on: rolled back (e.g. 40001)
 		}
+		// No answer, or the session's end (FATAL, PANIC): the server may
+		// have made the commit durable before it ended the session.
 		return fmt.Errorf("store: %w: %w", ErrCommitUnknown, err)
 	}
 	return nil
@@ -142,13 +150,25 @@ func pgRetryable(err error) bool {
 }
 
 // pgErr classes an error of a statement: one without a server's answer
-// (connection refused, lost, timed out) is ErrUnavailable.
+// (connection refused, lost, timed out) or ending the session (FATAL,
+// e.g. 57P01 when the server shuts down) is ErrUnavailable.
 func pgErr(err error) error {
 	var pe *pgconn.PgError
-	if err == nil || errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.As(err, &pe) && severity(pe) != "FATAL" && severity(pe) != "PANIC":
 		return err
 	}
 	return fmt.Errorf("store: %w: %w", ErrUnavailable, err)
+}
+
+// severity is pe's severity, not translated.
+func severity(pe *pgconn.PgError) string {
+	if pe.SeverityUnlocalized != "" {
+		return pe.SeverityUnlocalized
+	}
+	return pe.Severity
 }
 
 // pgTx is one PostgreSQL transaction.
