@@ -269,64 +269,6 @@ func (t *pgTx) flush(ctx context.Context) error {
 	return nil
 }
 
-// scan reads the keys in pages (WHERE k >= $1 AND k < $2 ORDER BY k
-// LIMIT n), each read whole before fn sees it, so fn may use the
-// transaction; a page starts after the last key of the one before.
-func (t *pgTx) scan(ctx context.Context, prefix, from []byte, values bool, fn func(k, v []byte) error) error {
-	start := append([]byte{}, prefix...)
-	if bytes.Compare(from, prefix) > 0 {
-		start = append([]byte{}, from...)
-	}
-	end := prefixEnd(prefix)
-	cols := "k, ''::bytea"
-	if values {
-		cols = "k, v"
-	}
-	q := `SELECT ` + cols + ` FROM kv WHERE k >= $1 AND k < $2 ORDER BY k LIMIT $3`
-	if end == nil {
-		q = `SELECT ` + cols + ` FROM kv WHERE k >= $1 AND $2::bytea IS NULL ORDER BY k LIMIT $3`
-	}
-	if err := t.flush(ctx); err != nil {
-		return err
-	}
-	limit := 16
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rows, err := t.tx.Query(ctx, q, start, end, limit)
-		if err != nil {
-			return t.fail(err)
-		}
-		var ks, vs [][]byte
-		for rows.Next() {
-			var k, v []byte
-			if err := rows.Scan(&k, &v); err != nil {
-				rows.Close()
-				return t.fail(err)
-			}
-			ks, vs = append(ks, k), append(vs, v)
-		}
-		if err := rows.Err(); err != nil {
-			return t.fail(err)
-		}
-		for i, k := range ks {
-			var v []byte
-			if values {
-				v = vs[i]
-			}
-			if err := fn(k, v); err != nil {
-				return err
-			}
-		}
-		if len(ks) < limit {
-			return nil
-		}
-		start = append(ks[len(ks)-1], 0) // the next key after the last
-		limit = min(4*limit, pgPage)
-	}
-}
-
 // next draws from the counter's sequence (pgschema.go): no hot row for
 // concurrent closes to conflict on; a rolled-back transaction leaves a gap.
 func (t *pgTx) next(name string) (uint64, error) {
