@@ -240,3 +240,30 @@ func TestPGSchemaVersions(t *testing.T) {
 		t.Fatalf("newer SQL schema: %v", err)
 	}
 }
+
+// TestOpenURLForms: "" and badger:///PATH open badger; other URLs are
+// refused; a PostgreSQL server that cannot be reached is ErrUnavailable.
+func TestOpenURLForms(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := OpenURL(ctx, "", dir)
+	if err != nil || s.Driver() != "badger" {
+		t.Fatalf("empty URL: %v", err)
+	}
+	s.Close()
+	other := t.TempDir()
+	s, err = OpenURL(ctx, "badger://"+other, dir)
+	if err != nil || s.Driver() != "badger" || s.dir != other {
+		t.Fatalf("badger URL: %v", err)
+	}
+	s.Close()
+	for _, u := range []string{"badger://relative", "mysql://x", "/abs/path"} {
+		if _, err := OpenURL(ctx, u, dir); err == nil || !strings.Contains(err.Error(), "store URL") {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	_, err = OpenURL(ctx, "postgres://nobody:secret@/x?host="+t.TempDir()+"&connect_timeout=2", "")
+	if !errors.Is(err, ErrUnavailable) || !errdefs.IsUnavailable(err) || strings.Contains(err.Error(), "secret") {
+		t.Errorf("unreachable server: %v", err)
+	}
+}
