@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -222,4 +223,55 @@ func TestPrunedRecordEncoding(t *testing.T) {
 	if _, err := encodeRecord(r); err == nil || !strings.Contains(err.Error(), "a pruned record keeps no digest") {
 		t.Fatalf("encode pruned with digest = %v", err)
 	}
+}
+
+// TestMigrateOnEitherDriver: a store whose records are in the schema 1
+// encoding is migrated by the next open, on badger and on PostgreSQL
+// alike, batch by batch, every record kept.
+func TestMigrateOnEitherDriver(t *testing.T) {
+	forEachDriver(t, func(t *testing.T) {
+		defer func(n int) { migrateBatchSize = n }(migrateBatchSize)
+		migrateBatchSize = 7
+		s, where := newStore(t)
+		const n = 50
+		mustUpdate(t, s, func(tx *Tx) error {
+			for i := 0; i < n; i++ {
+				id, err := tx.NextRecordID()
+				if err != nil {
+					return err
+				}
+				r := &Record{ID: id, Sandbox: "docs", Session: 1, Path: fmt.Sprintf("/home/user/f%d", i), Exception: "ex1", Status: change.StatusPending, Created: t0}
+				if err := tx.PutRecord(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err := s.DowngradeRecordsForBench(); err != nil {
+			t.Fatal(err)
+		}
+		s = reopen(t, s, where)
+		if err := s.verifyRecords(); err != nil {
+			t.Fatal(err)
+		}
+		if s.migrating() {
+			t.Fatal("migration marker left")
+		}
+		var got int
+		mustView(t, s, func(tx *Tx) error {
+			if v, _, err := tx.get([]byte(keySchema)); err != nil || string(v) != "2" {
+				t.Errorf("schema = %q (%v)", v, err)
+			}
+			return tx.ForEachPending(context.Background(), "docs", func(r *Record) error {
+				if r.Path != fmt.Sprintf("/home/user/f%d", got) {
+					t.Errorf("record %d: %q", r.ID, r.Path)
+				}
+				got++
+				return nil
+			})
+		})
+		if got != n {
+			t.Errorf("%d records after migration, want %d", got, n)
+		}
+	})
 }

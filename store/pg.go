@@ -28,7 +28,7 @@ type pgBackend struct {
 
 // pgRetries is how many times a transaction is run again after a
 // serialization failure, a deadlock or a connection lost before commit.
-const pgRetries = 12
+const pgRetries = 20
 
 // pgPage is the most rows one scan query reads; the first query of a scan
 // reads fewer, since many scans stop at their first key.
@@ -94,9 +94,12 @@ func pgRetry(once func() error) error {
 			return err
 		}
 		time.Sleep(pause/2 + rand.N(pause))
-		pause = min(2*pause, 500*time.Millisecond)
+		pause = min(2*pause, 200*time.Millisecond)
 	}
 }
+
+// pgCommitHook, when a test sets it, runs right before COMMIT is sent.
+var pgCommitHook func()
 
 // once runs fn in one transaction with opts.
 func (b *pgBackend) once(opts pgx.TxOptions, fn func(kvTx) error) error {
@@ -118,11 +121,16 @@ func (b *pgBackend) once(opts pgx.TxOptions, fn func(kvTx) error) error {
 	if err := t.flush(ctx); err != nil {
 		return err
 	}
+	if pgCommitHook != nil {
+		pgCommitHook()
+	}
 	if err := tx.Commit(ctx); err != nil {
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) {
-			return err // the server answered: not committed (e.g. 40001)
+		if errors.As(err, &pe) && severity(pe) == "ERROR" {
+			return err // the server answered and lives on: rolled back (e.g. 40001)
 		}
+		// No answer, or the session's end (FATAL, PANIC): the server may
+		// have made the commit durable before it ended the session.
 		return fmt.Errorf("store: %w: %w", ErrCommitUnknown, err)
 	}
 	return nil
@@ -142,13 +150,25 @@ func pgRetryable(err error) bool {
 }
 
 // pgErr classes an error of a statement: one without a server's answer
-// (connection refused, lost, timed out) is ErrUnavailable.
+// (connection refused, lost, timed out) or ending the session (FATAL,
+// e.g. 57P01 when the server shuts down) is ErrUnavailable.
 func pgErr(err error) error {
 	var pe *pgconn.PgError
-	if err == nil || errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.As(err, &pe) && severity(pe) != "FATAL" && severity(pe) != "PANIC":
 		return err
 	}
 	return fmt.Errorf("store: %w: %w", ErrUnavailable, err)
+}
+
+// severity is pe's severity, not translated.
+func severity(pe *pgconn.PgError) string {
+	if pe.SeverityUnlocalized != "" {
+		return pe.SeverityUnlocalized
+	}
+	return pe.Severity
 }
 
 // pgTx is one PostgreSQL transaction.
@@ -259,64 +279,6 @@ func (t *pgTx) flush(ctx context.Context) error {
 	}
 	clear(t.pending)
 	return nil
-}
-
-// scan reads the keys in pages (WHERE k >= $1 AND k < $2 ORDER BY k
-// LIMIT n), each read whole before fn sees it, so fn may use the
-// transaction; a page starts after the last key of the one before.
-func (t *pgTx) scan(ctx context.Context, prefix, from []byte, values bool, fn func(k, v []byte) error) error {
-	start := append([]byte{}, prefix...)
-	if bytes.Compare(from, prefix) > 0 {
-		start = append([]byte{}, from...)
-	}
-	end := prefixEnd(prefix)
-	cols := "k, ''::bytea"
-	if values {
-		cols = "k, v"
-	}
-	q := `SELECT ` + cols + ` FROM kv WHERE k >= $1 AND k < $2 ORDER BY k LIMIT $3`
-	if end == nil {
-		q = `SELECT ` + cols + ` FROM kv WHERE k >= $1 AND $2::bytea IS NULL ORDER BY k LIMIT $3`
-	}
-	if err := t.flush(ctx); err != nil {
-		return err
-	}
-	limit := 16
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rows, err := t.tx.Query(ctx, q, start, end, limit)
-		if err != nil {
-			return t.fail(err)
-		}
-		var ks, vs [][]byte
-		for rows.Next() {
-			var k, v []byte
-			if err := rows.Scan(&k, &v); err != nil {
-				rows.Close()
-				return t.fail(err)
-			}
-			ks, vs = append(ks, k), append(vs, v)
-		}
-		if err := rows.Err(); err != nil {
-			return t.fail(err)
-		}
-		for i, k := range ks {
-			var v []byte
-			if values {
-				v = vs[i]
-			}
-			if err := fn(k, v); err != nil {
-				return err
-			}
-		}
-		if len(ks) < limit {
-			return nil
-		}
-		start = append(ks[len(ks)-1], 0) // the next key after the last
-		limit = min(4*limit, pgPage)
-	}
 }
 
 // next draws from the counter's sequence (pgschema.go): no hot row for

@@ -7,8 +7,9 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// RawDB returns the underlying badger database. It is for tests and fault
-// injection only (e.g. altering, deleting or reordering audit entries).
+// RawDB returns the underlying badger database (nil on PostgreSQL). It is
+// for tests and fault injection only (e.g. altering, deleting or
+// reordering audit entries).
 func (s *Store) RawDB() *badger.DB { return s.db }
 
 // AuditKey is the key of audit entry seq (for tests and fault injection).
