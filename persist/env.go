@@ -58,6 +58,10 @@ type Env struct {
 	hostID   string // this host in the ledger (lease.go)
 	hostTTL  time.Duration
 	closing  map[string]uint64 // sandbox → lease token of the close under way
+	// blobsShared: the blob directory is not the root's own (--blobs), so
+	// other hosts may be writing blobs their ledger commit will name: gc
+	// leaves young ones alone (SharedBlobGrace).
+	blobsShared bool
 	progress progress.Progress // never nil: progress.None by default
 }
 
@@ -121,6 +125,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	e.blobsShared = o.Blobs != ""
 	e.blobs, err = NewBlobs(blobDir)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/snapshot"
@@ -120,6 +121,23 @@ func (e *Env) gcSnapshots(ctx context.Context, x *expected, f *Freed) error {
 	return nil
 }
 
+// SharedBlobGrace is how old an unreferenced blob (or temporary file) of a
+// blob directory shared by several hosts must be before gc removes it:
+// another host writes its blobs before its close commits the records that
+// name them, and a close takes minutes at most.
+const SharedBlobGrace = 24 * time.Hour
+
+// tooYoung says whether gc must leave p alone: in a shared blob directory,
+// anything changed within SharedBlobGrace may belong to a close under way
+// on another host.
+func (e *Env) tooYoung(p string) bool {
+	if !e.blobsShared {
+		return false
+	}
+	fi, err := os.Lstat(p)
+	return err == nil && e.Now().Sub(fi.ModTime()) < SharedBlobGrace
+}
+
 // gcBlobs removes the blobs no record keeps.
 func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 	all, err := e.blobs.List()
@@ -134,6 +152,9 @@ func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 			continue
 		}
 		p := filepath.Join(e.blobs.dir, "sha256", strings.TrimPrefix(d, "sha256:"))
+		if e.tooYoung(p) {
+			continue
+		}
 		size := treeSize(p)
 		if err := os.RemoveAll(p); err != nil {
 			return err
@@ -153,7 +174,8 @@ func (e *Env) gcTemp(f *Freed) error {
 		return err
 	}
 	root := resolved(e.root) // mount points are listed with symlinks resolved
-	for _, dir := range []string{filepath.Join(root, "blobs", "tmp"), filepath.Join(root, "tmp"), filepath.Join(root, "trash")} {
+	blobTmp := filepath.Join(resolved(e.blobs.dir), "tmp")
+	for _, dir := range []string{blobTmp, filepath.Join(root, "tmp"), filepath.Join(root, "trash")} {
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -163,14 +185,17 @@ func (e *Env) gcTemp(f *Freed) error {
 		}
 		for _, ent := range entries {
 			p := filepath.Join(dir, ent.Name())
-			if holdsMount(p, mounts) {
+			if holdsMount(p, mounts) || (dir == blobTmp && e.tooYoung(p)) {
 				continue
 			}
 			size := treeSize(p)
 			if err := os.RemoveAll(p); err != nil {
 				return err
 			}
-			rel, _ := filepath.Rel(root, p)
+			rel, err := filepath.Rel(root, p)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				rel = p // the shared blob directory is outside the root
+			}
 			f.TempFiles = append(f.TempFiles, rel)
 			f.TempBytes += size
 		}
