@@ -145,8 +145,13 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 
 func (e *Env) chooseSnapshotter(asked string) (string, error) {
 	var recorded string
+	key := metaSnapshotter
+	if e.store.Driver() != "badger" {
+		// A ledger shared by several hosts: each root chooses its own.
+		key += "/" + e.hostID
+	}
 	err := e.store.View(func(tx *store.Tx) error {
-		v, _, err := tx.GetMeta(metaSnapshotter)
+		v, _, err := tx.GetMeta(key)
 		recorded = v
 		return err
 	})
@@ -172,7 +177,7 @@ func (e *Env) chooseSnapshotter(asked string) (string, error) {
 			return "", err
 		}
 	}
-	err = e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(metaSnapshotter, kind) })
+	err = e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(key, kind) })
 	return kind, err
 }
 
