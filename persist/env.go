@@ -62,7 +62,7 @@ type Env struct {
 	// other hosts may be writing blobs their ledger commit will name: gc
 	// leaves young ones alone (SharedBlobGrace).
 	blobsShared bool
-	progress progress.Progress // never nil: progress.None by default
+	progress    progress.Progress // never nil: progress.None by default
 }
 
 const metaSnapshotter = "snapshotter"

@@ -377,3 +377,20 @@ func (e *Env) dropLease(tx *store.Tx, name string) error {
 	}
 	return tx.DropLease(name)
 }
+
+// Checkpoint writes the head of every sandbox's audit chain into the fleet
+// chain (`spillway fleet checkpoint`), so that a chain later removed whole
+// is caught by `audit verify`. It returns the entry's number and how many
+// chains it covers.
+func (e *Env) Checkpoint() (seq uint64, chains int, err error) {
+	err = e.store.Update(func(tx *store.Tx) error {
+		ev, err := tx.Checkpoint(e.Now())
+		if err != nil {
+			return err
+		}
+		seq = ev.Seq
+		chains = len(ev.Data) - 1
+		return nil
+	})
+	return seq, chains, err
+}

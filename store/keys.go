@@ -28,7 +28,8 @@ import (
 //	rq:ID                                   pending record (index, all sandboxes)
 //	rQ:SANDBOX\0 ID                         pending record (index, per sandbox)
 //	a:SEQ                                   audit entry
-//	ah                                      audit head: SEQ ‖ sha256
+//	ah                                      audit head of the fleet chain: CHAINSEQ ‖ sha256 (audit.go)
+//	aH:SANDBOX                              audit head of a sandbox's chain: CHAINSEQ ‖ sha256
 //	cs:SANDBOX\0 PATH\0 ^GEN                  current-state index (current.go)
 //	migrating                               next record id to convert while a schema migration runs
 //	h:HOST                                  host of a fleet (lease.go)

@@ -231,7 +231,7 @@ func TestLeaseServerClock(t *testing.T) {
 	var first time.Time
 	mustUpdate(t, s, func(tx *Tx) error {
 		first = tx.Now()
-		if _, err := tx.Heartbeat("h1", time.Second); err != nil {
+		if _, err := tx.Heartbeat("h1", 3*time.Second); err != nil {
 			return err
 		}
 		_, _, err := tx.TakeLease("docs", "h1")
@@ -243,7 +243,7 @@ func TestLeaseServerClock(t *testing.T) {
 	if err := s.Update(func(tx *Tx) error { _, _, err := tx.TakeLease("docs", "h2"); return err }); err == nil {
 		t.Fatal("h2 took a live lease")
 	}
-	time.Sleep(1200 * time.Millisecond)
+	time.Sleep(3300 * time.Millisecond)
 	mustUpdate(t, s, func(tx *Tx) error {
 		_, prev, err := tx.TakeLease("docs", "h2")
 		if err == nil && (prev == nil || prev.Host != "h1") {

@@ -13,10 +13,10 @@ import (
 // PGSchemaVersion is the version of the SQL layout (tables, sequences)
 // this package reads and writes on PostgreSQL. It is not SchemaVersion,
 // the layout of the keys and values, which is kept in kv like badger's.
-const PGSchemaVersion = 2
+const PGSchemaVersion = 3
 
 // pgCounters are the counters (Tx.next) that have a sequence.
-var pgCounters = []string{"record", "exception", "lease"}
+var pgCounters = []string{"record", "exception", "lease", "audit"}
 
 // pgMigrations[v] takes the SQL layout from version v-1 to v.
 var pgMigrations = [PGSchemaVersion + 1]string{
@@ -25,6 +25,12 @@ CREATE SEQUENCE spillway_ctr_record;
 CREATE SEQUENCE spillway_ctr_exception;`,
 	// 2: fencing tokens of sandbox leases (lease.go)
 	2: `CREATE SEQUENCE spillway_ctr_lease;`,
+	// 3: global numbers of audit entries, one chain per sandbox (audit.go);
+	// the sequence starts after the single chain's head of a ledger
+	// written before ('ah' is its ChainSeq, 8 bytes big-endian, ‖ hash)
+	3: `CREATE SEQUENCE spillway_ctr_audit;
+SELECT setval('spillway_ctr_audit', ('x' || encode(substring(v from 1 for 8), 'hex'))::bit(64)::bigint)
+  FROM kv WHERE k = 'ah'::bytea AND length(v) = 40 AND substring(v from 1 for 8) <> '\x0000000000000000'::bytea;`,
 }
 
 // migratePG creates the schema in an empty database, or brings an older

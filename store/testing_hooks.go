@@ -15,9 +15,15 @@ func (s *Store) RawDB() *badger.DB { return s.db }
 // AuditKey is the key of audit entry seq (for tests and fault injection).
 func AuditKey(seq uint64) []byte { return key(pAudit, seq) }
 
-// AuditHeadKey is the key of the audit head, whose value is seq (8 bytes,
-// big-endian) ‖ sha256 (for tests and fault injection).
+// AuditHeadKey is the key of the head of the fleet chain (the single chain
+// of older stores), whose value is its ChainSeq (8 bytes, big-endian) ‖
+// sha256 (for tests and fault injection).
 func AuditHeadKey() []byte { return []byte(keyHead) }
+
+// AuditChainHeadKey is the key of the head of a sandbox's audit chain ("":
+// the fleet chain), valued as AuditHeadKey's (for tests and fault
+// injection).
+func AuditChainHeadKey(sandbox string) []byte { return headKey(sandbox) }
 
 // EncodeEvent encodes an audit entry as stored (for tests and fault injection).
 func EncodeEvent(e *Event) ([]byte, error) { return encode(e) }

@@ -114,12 +114,17 @@ type Record struct {
 
 // Event is one entry of the hash-chained audit log.
 type Event struct {
-	Seq     uint64
-	Time    time.Time
-	Type    string            // e.g. "image.import", "sandbox.close"
-	Sandbox string            // "" when not about one sandbox
-	User    string            // OS user that ran the command
-	Data    map[string]string // event details; names exact
-	Prev    [32]byte          // hash of the previous entry (zero for the first)
-	Hash    [32]byte          // sha256("spillway-audit-v1\0" ‖ canonical encoding)
+	// V is the entry's format: 0 for entries of the single chain of
+	// stores written before chains per sandbox; 2 for chained entries
+	// (ChainSeq set, hashed under "spillway-audit-v2").
+	V        uint8
+	ChainSeq uint64 // the entry's place in the chain of its Sandbox ("": the fleet chain)
+	Seq      uint64
+	Time     time.Time
+	Type     string            // e.g. "image.import", "sandbox.close"
+	Sandbox  string            // "" when not about one sandbox
+	User     string            // OS user that ran the command
+	Data     map[string]string // event details; names exact
+	Prev     [32]byte          // hash of the previous entry (zero for the first)
+	Hash     [32]byte          // sha256("spillway-audit-v1\0" ‖ canonical encoding)
 }

@@ -48,6 +48,23 @@ func fleetCommand(t *term) *cli.Command {
 				},
 			},
 			{
+				Name:      "checkpoint",
+				Usage:     "write the head of every sandbox's audit chain into the fleet chain (audit verify then catches a chain removed whole); run it from a timer",
+				ArgsUsage: " ",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 0 {
+						return usageError("usage: spillway fleet checkpoint")
+					}
+					return withEnv(c.Context, globals(c), t, func(e *persist.Env) error {
+						seq, n, err := e.Checkpoint()
+						if err == nil {
+							fmt.Fprintf(t.out, "checkpoint %d: the heads of %d sandbox chains\n", seq, n)
+						}
+						return err
+					})
+				},
+			},
+			{
 				Name:      "evict",
 				Usage:     "free every lease of a dead host at once (audited); its sessions are fenced when it comes back",
 				ArgsUsage: "HOST",

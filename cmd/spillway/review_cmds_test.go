@@ -83,8 +83,9 @@ func tamperAudit(txn *badger.Txn, mode string, seq uint64) error {
 			n++
 		}
 	}
-	setHead := func(seq uint64, h [32]byte) error {
-		return txn.Set(store.AuditHeadKey(), append(binary.BigEndian.AppendUint64(nil, seq), h[:]...))
+	// setHead moves the head of e's chain to e.
+	setHead := func(e *store.Event) error {
+		return txn.Set(store.AuditChainHeadKey(e.Sandbox), append(binary.BigEndian.AppendUint64(nil, e.ChainSeq), e.Hash[:]...))
 	}
 	switch mode {
 	case "alter":
@@ -127,22 +128,15 @@ func tamperAudit(txn *badger.Txn, mode string, seq uint64) error {
 		if err != nil {
 			return err
 		}
-		f := &store.Event{Seq: seq, Time: prev.Time, Type: "forged", User: prev.User, Prev: prev.Hash}
+		f := &store.Event{V: prev.V, Seq: seq, ChainSeq: prev.ChainSeq + 1, Sandbox: prev.Sandbox, Time: prev.Time, Type: "forged", User: prev.User, Prev: prev.Hash}
 		f.Hash = f.ComputeHash()
-		if err := put(seq, f); err != nil {
-			return err
-		}
-		top, err := get(n + 1)
-		if err != nil {
-			return err
-		}
-		return setHead(n+1, top.Hash)
+		return put(seq, f)
 	case "rollback":
 		e, err := get(seq)
 		if err != nil {
 			return err
 		}
-		return setHead(seq, e.Hash)
+		return setHead(e)
 	}
 	return fmt.Errorf("unknown tamper mode %q", mode)
 }
