@@ -40,7 +40,15 @@ func smallDisk(t *testing.T) string {
 		for _, m := range mustMounts(t, mnt) {
 			snapshot.Unmount(m)
 		}
-		exec.Command("umount", mnt).Run()
+		// The background removal of a rolled-back root may still be at
+		// work inside: wait for it rather than leave the loop mounted.
+		for i := 0; exec.Command("umount", mnt).Run() != nil; i++ {
+			if i == 100 {
+				t.Errorf("%s stays mounted", mnt)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 	return mnt
 }
