@@ -46,6 +46,11 @@ type Machine struct {
 	ctlMu   sync.Mutex
 	ctlConn net.Conn
 	ready   chan struct{} // closed at READY: the guest has its ports open
+
+	diffMu  sync.Mutex // guards the diff requests (query.go)
+	diffs   map[string]*pendingDiff
+	diffSeq int
+	running bool // between READY and EXIT: a DIFF can be answered
 }
 
 // Result is what a boot reported.
@@ -130,6 +135,14 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	defer log.Close()
+	if m.Req.Mode == proto.ModeRun && m.Req.Share == proto.ShareNone {
+		l, err := m.serveQueries(sockDir)
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		defer os.Remove(filepath.Join(m.Dir, QueryFile))
+	}
 	if m.VirtiofsSource != "" {
 		stop, err := m.startVirtiofsd(sockDir, log)
 		if err != nil {
@@ -205,6 +218,7 @@ loop:
 		}
 	}
 	res.Times.Off = time.Now()
+	m.setRunning(false)
 	for _, l := range listeners {
 		l.Close()
 	}
@@ -254,7 +268,14 @@ func (m *Machine) handle(line string, res *Result) {
 		return
 	}
 	switch f[0] {
+	case proto.MsgChange, proto.MsgDiffEnd:
+		if len(f) >= 2 {
+			m.handleDiff(line, f)
+		}
 	case proto.MsgReady:
+		if !res.Ready {
+			m.setRunning(true)
+		}
 		res.Ready = true
 		if len(f) == 3 {
 			res.GuestInit, _ = strconv.ParseFloat(f[1], 64)
@@ -263,6 +284,7 @@ func (m *Machine) handle(line string, res *Result) {
 	case proto.MsgExit:
 		if len(f) == 2 {
 			if n, err := strconv.Atoi(f[1]); err == nil && n >= 0 && n < 256 {
+				m.setRunning(false)
 				res.Exited, res.Status, res.Times.Exit = true, n, time.Now()
 			}
 		}
@@ -300,7 +322,7 @@ func (m *Machine) serve(port string, ch chan net.Conn, lines chan<- string) {
 		m.ctlConn = c
 		m.ctlMu.Unlock()
 		sc := bufio.NewScanner(c)
-		sc.Buffer(make([]byte, 4096), 4096)
+		sc.Buffer(make([]byte, 4096), proto.MaxCtlLine)
 		for sc.Scan() {
 			lines <- sc.Text()
 		}

@@ -42,6 +42,7 @@ type guest struct {
 	mu        sync.Mutex
 	cmdPid    int      // CMD's process (and group), once started
 	ttyMaster *os.File // CMD's terminal, with TTY
+	diffs     *diffFDs // what a DIFF request walks (share none)
 }
 
 func (g *guest) boot() error {
