@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 	xterm "golang.org/x/term"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/container"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
@@ -301,12 +302,25 @@ func applyVMChanges(ctx context.Context, g globalOptions, t *term, sandbox strin
 	}
 	defer f.Close()
 	var sr *vm.StreamResult
+	keep := filepath.Join(dir, "refused")
 	err = withEnv(ctx, g, t, func(e *persist.Env) error {
-		return e.ApplyToUpper(ctx, sandbox, func(upper string) error {
+		err := e.ApplyToUpper(ctx, sandbox, func(upper string) error {
 			var err error
-			sr, err = vm.Materialise(f, upper, vm.DefaultStreamLimits)
+			sr, err = vm.MaterialiseKeeping(f, upper, vm.DefaultStreamLimits, keep)
 			return err
 		})
+		if err != nil || len(sr.Refused) == 0 {
+			return err
+		}
+		// Refused entries go to the recovery area with the session's close.
+		refused := make([]persist.VMRefusal, len(sr.Refused))
+		for i, r := range sr.Refused {
+			refused[i] = persist.VMRefusal{Path: "/" + strings.TrimSuffix(r.Name, "/"), Type: refusedType(r.Type), Size: r.Size, Reason: r.Reason}
+		}
+		if err := e.KeepVMRefused(ctx, sandbox, refused, keep); err != nil {
+			t.warnf("the VM's refused changes are not kept for recovery: %v", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -501,4 +515,19 @@ func diffSandbox(ctx context.Context, e *persist.Env, t *term, sandbox string, f
 		return e.DiffWithGuest(ctx, sandbox, guest, fn)
 	}
 	return e.Diff(ctx, sandbox, fn)
+}
+
+// refusedType is the recovery area's type of a refused stream entry.
+func refusedType(t string) change.FileType {
+	switch t {
+	case "dir":
+		return change.TypeDir
+	case "symlink":
+		return change.TypeSymlink
+	case "fifo":
+		return change.TypeFIFO
+	case "device", "other":
+		return change.TypeDevice
+	}
+	return change.TypeFile // a file, or a hard link (its content is not in the stream)
 }
