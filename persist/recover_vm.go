@@ -143,7 +143,6 @@ func appendPrivate(p string, data []byte) error {
 	return f.Sync()
 }
 
-
 // existsBeneath says whether p names something beneath root (the session's
 // tree: on overlay the guest's former upper directory), never following a
 // link on the way; a link there counts as something.
