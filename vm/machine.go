@@ -65,9 +65,10 @@ type Result struct {
 	GuestInit       float64 // the guest's uptime (s) when init started
 	GuestReady      float64 // and when it reported READY
 	StreamBytes     int64
-	StreamCRC       string // CRC-32C, 8 hex digits
-	QEMUMaxRSS      int64  // KiB
-	VirtiofsdMaxRSS int64  // KiB
+	StreamCRC       string        // CRC-32C, 8 hex digits
+	QEMUMaxRSS      int64         // KiB
+	QEMUCPU         time.Duration // QEMU's user + system CPU time: under load, steadier than wall time
+	VirtiofsdMaxRSS int64         // KiB
 	Times           Times
 }
 
@@ -241,6 +242,7 @@ loop:
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.QEMUMaxRSS = ru.Maxrss
+		res.QEMUCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	if werr == nil && !res.Ready && m.Req.Mode == proto.ModeRun && res.Error == "" {
 		werr = fmt.Errorf("vm: the guest stopped before starting CMD (%s; console log: %s)", qemuTail(m.Dir), filepath.Join(m.Dir, "console.log"))

@@ -403,7 +403,7 @@ func writeVMTimings(start, applyStart time.Time, out *vm.Outcome) {
 		"setup_ms": ms(start, r.Times.QEMU), "boot_ms": ms(r.Times.QEMU, r.Times.Ready), "cmd_ms": ms(r.Times.Ready, r.Times.Exit),
 		"stream_ms": ms(r.Times.Exit, r.Times.Streamed), "poweroff_ms": ms(r.Times.Exit, r.Times.Off), "apply_ms": ms(applyStart, time.Now()),
 		"total_ms": ms(start, time.Now()), "disk_ms": float64(out.DiskTime.Microseconds()) / 1000,
-		"guest_init_s": r.GuestInit, "guest_ready_s": r.GuestReady, "qemu_maxrss_kib": r.QEMUMaxRSS, "virtiofsd_maxrss_kib": r.VirtiofsdMaxRSS, "stream_bytes": r.StreamBytes, "rescued": out.Rescued,
+		"guest_init_s": r.GuestInit, "guest_ready_s": r.GuestReady, "qemu_maxrss_kib": r.QEMUMaxRSS, "qemu_cpu_ms": float64(r.QEMUCPU.Microseconds()) / 1000, "virtiofsd_maxrss_kib": r.VirtiofsdMaxRSS, "stream_bytes": r.StreamBytes, "rescued": out.Rescued,
 	})
 	f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
