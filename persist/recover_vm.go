@@ -47,10 +47,19 @@ func (e *Env) KeepVMRefused(ctx context.Context, name string, refused []VMRefusa
 		return nil
 	}
 	dir := e.vmStageDir(name, sb.Session)
+	if !stagedFor(dir, sb) {
+		// Left by a sandbox of the same name that was removed while open.
+		if err := e.trashStaged(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
 	for _, d := range []string{e.recoveryDir(), filepath.Dir(dir), dir, filepath.Join(dir, treeDir)} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("recovery area of %s: %w", name, err)
 		}
+	}
+	if err := writePrivate(dir, stageOwner, []byte(sb.Snapshot)); err != nil {
+		return err
 	}
 	var buf []byte
 	for _, r := range refused {
@@ -80,7 +89,7 @@ func (e *Env) mergeVMRefused(sb *store.Sandbox) error {
 	if _, err := os.Lstat(staged); err != nil || sb.State != store.StateClosed {
 		return nil
 	}
-	if keepsNothing(retentionOf(sb)) {
+	if keepsNothing(retentionOf(sb)) || !stagedFor(staged, sb) {
 		return e.trashStaged(staged)
 	}
 	rs := e.loadSession(sb.Name, sb.Session)
@@ -169,4 +178,18 @@ func (e *Env) trashStaged(dir string) error {
 		return err
 	}
 	return e.trash(dir)
+}
+
+// stageOwner names the file of a staging directory that holds the snapshot
+// key of the session root it was staged for.
+const stageOwner = "snapshot"
+
+// stagedFor says whether staging directory dir (or none) belongs to sb's
+// current session root.
+func stagedFor(dir string, sb *store.Sandbox) bool {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	b, err := readPrivate(filepath.Join(dir, stageOwner))
+	return err == nil && string(b) == sb.Snapshot
 }
