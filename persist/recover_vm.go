@@ -34,14 +34,18 @@ func (e *Env) vmStageDir(sandbox string, session uint64) string {
 	return filepath.Join(e.recoveryDir(), sandbox, "vm-"+strconv.FormatUint(session, 10))
 }
 
-// KeepVMRefused stages refused stream entries of open sandbox name for its
+// KeepVMRefused stages refused stream entries of open (or closing: a rescue
+// run by close --force) sandbox name for its
 // session's recovery directory; keep holds the content of refused files at
 // their paths (vm.MaterialiseKeeping), moved from there. Entries whose
 // path is not clean are not staged (they have no place to go).
 func (e *Env) KeepVMRefused(ctx context.Context, name string, refused []VMRefusal, keep string) error {
-	sb, err := e.openSandbox(name)
+	sb, err := e.getSandbox(name)
 	if err != nil {
 		return err
+	}
+	if sb.State != store.StateOpen && sb.State != store.StateClosing {
+		return fmt.Errorf("sandbox %s is %s: a VM's refused changes go with an open session", name, sb.State)
 	}
 	if keepsNothing(retentionOf(sb)) || len(refused) == 0 {
 		return nil

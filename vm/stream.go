@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // StreamLimits bound what a guest's changes stream may make the host write.
@@ -149,6 +151,27 @@ func (m *materialiser) keepContent(name, reason string) bool {
 	}
 	return true
 }
+
+// FileType is the recovery area's type of a refused entry (a hard link is
+// a file whose content the stream does not hold).
+func (r Refusal) FileType() change.FileType {
+	switch r.Type {
+	case "dir":
+		return change.TypeDir
+	case "symlink":
+		return change.TypeSymlink
+	case "fifo":
+		return change.TypeFIFO
+	case "device", "other":
+		return change.TypeDevice
+	}
+	return change.TypeFile
+}
+
+// RefusedFile is the file of a run directory that lists, as JSON, what a
+// rescue's stream had refused (its content is in the directory's
+// "refused" tree), for close to put in the recovery area.
+const RefusedFile = "refused.json"
 
 // entryType names a tar entry's type as a refusal reports it.
 func entryType(flag byte) string {

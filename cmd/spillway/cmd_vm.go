@@ -15,7 +15,6 @@ import (
 	"github.com/urfave/cli/v2"
 	xterm "golang.org/x/term"
 
-	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/container"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
@@ -254,9 +253,19 @@ func rescueStoppedVM(ctx context.Context, stateRoot string, v *container.VMProc)
 		return err
 	}
 	defer f.Close()
-	sr, err := vm.Materialise(f, v.Upper, vm.DefaultStreamLimits)
+	sr, err := vm.MaterialiseKeeping(f, v.Upper, vm.DefaultStreamLimits, filepath.Join(v.Dir, "refused"))
 	if err != nil {
 		return err
+	}
+	if len(sr.Refused) > 0 {
+		// close stages them for the recovery area (sandboxrun.BeforeUnmount)
+		b, err := json.Marshal(sr.Refused)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(v.Dir, vm.RefusedFile), b, 0o600)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	if !out.Verified || !sr.Complete || len(sr.Refused) > 0 {
 		return nil // keep the directory: something is missing or was refused
@@ -315,7 +324,7 @@ func applyVMChanges(ctx context.Context, g globalOptions, t *term, sandbox strin
 		// Refused entries go to the recovery area with the session's close.
 		refused := make([]persist.VMRefusal, len(sr.Refused))
 		for i, r := range sr.Refused {
-			refused[i] = persist.VMRefusal{Path: "/" + strings.TrimSuffix(r.Name, "/"), Type: refusedType(r.Type), Size: r.Size, Reason: r.Reason}
+			refused[i] = persist.VMRefusal{Path: "/" + strings.TrimSuffix(r.Name, "/"), Type: r.FileType(), Size: r.Size, Reason: r.Reason}
 		}
 		if err := e.KeepVMRefused(ctx, sandbox, refused, keep); err != nil {
 			t.warnf("the VM's refused changes are not kept for recovery: %v", err)
@@ -515,19 +524,4 @@ func diffSandbox(ctx context.Context, e *persist.Env, t *term, sandbox string, f
 		return e.DiffWithGuest(ctx, sandbox, guest, fn)
 	}
 	return e.Diff(ctx, sandbox, fn)
-}
-
-// refusedType is the recovery area's type of a refused stream entry.
-func refusedType(t string) change.FileType {
-	switch t {
-	case "dir":
-		return change.TypeDir
-	case "symlink":
-		return change.TypeSymlink
-	case "fifo":
-		return change.TypeFIFO
-	case "device", "other":
-		return change.TypeDevice
-	}
-	return change.TypeFile // a file, or a hard link (its content is not in the stream)
 }
