@@ -2,6 +2,10 @@
 // the request file, the device names and the control channel's lines.
 package proto
 
+// Version is what the host and the init of an initramfs agree on; it goes
+// up when either changes in a way the other must know (2: DIFF requests).
+const Version = 2
+
 // RequestPath is where the per-run cpio puts the request in the guest.
 const RequestPath = "/spw/request.json"
 
