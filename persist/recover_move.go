@@ -25,8 +25,18 @@ import (
 // entries the manifest lists (a whole new directory at once). It is
 // idempotent: a close, open or rm that finds a crashed close's root
 // finishes the move first. A tree that cannot be moved (another
-// filesystem, say) is left to the root's removal and reported.
+// filesystem, say) is left to the root's removal and reported. What a
+// VM's stream had refused is merged in after (recover_vm.go).
 func (e *Env) keepForRecovery(ctx context.Context, sb *store.Sandbox) error {
+	err := e.keepRootForRecovery(ctx, sb)
+	if merr := e.mergeVMRefused(sb); err == nil {
+		err = merr
+	}
+	return err
+}
+
+// keepRootForRecovery is keepForRecovery for the session's root.
+func (e *Env) keepRootForRecovery(ctx context.Context, sb *store.Sandbox) error {
 	if sb.Snapshot == "" || sb.State != store.StateClosed || keepsNothing(retentionOf(sb)) {
 		return nil
 	}

@@ -50,6 +50,13 @@ type Options struct {
 	// Close, when set, closes the sandbox once CMD has exited (run
 	// --close). Its failure comes back as a *CloseError.
 	Close func(ctx context.Context) error
+	// Alone refuses the run while another run of the sandbox lives (a VM
+	// without a shared file system writes the upper layer at its end).
+	Alone string
+	// Locked, when set, runs with the state directory held once the run
+	// is registered (a VM reads the sandbox's layers there); its error
+	// ends the run before CMD starts.
+	Locked func(ctx context.Context, e *persist.Env, sb *Sandbox) error
 }
 
 // CloseError is a failure of Options.Close after CMD ran; the exit status
@@ -90,7 +97,13 @@ func Run(ctx context.Context, env persist.Options, sandbox string, run Runner, o
 			return err
 		}
 		sb = &Sandbox{Name: sandbox, Opened: opened, Book: book, Entry: entry}
-		return refuseBesideVM(ctx, book, entry, sandbox)
+		if err := refuseBesideVM(ctx, book, entry, sandbox, o.Alone); err != nil {
+			return err
+		}
+		if o.Locked != nil {
+			return o.Locked(ctx, e, sb)
+		}
+		return nil
 	}()
 	if cerr := e.Close(); err == nil {
 		err = cerr
@@ -139,13 +152,17 @@ func Container(p container.Process) Runner {
 // refuseBesideVM refuses a run while a VM without a shared file system
 // (`run --vm`, --share none) runs on the sandbox: the VM's changes are
 // written into the root's upper layer when it ends, and nothing else may
-// write there meanwhile.
-func refuseBesideVM(ctx context.Context, book *container.Book, entry *container.Entry, sandbox string) error {
+// write there meanwhile. With alone set (such a VM starting), any other
+// live run is refused, alone saying why.
+func refuseBesideVM(ctx context.Context, book *container.Book, entry *container.Entry, sandbox, alone string) error {
 	live, err := book.Live(ctx, sandbox)
 	if err != nil {
 		return err
 	}
 	for _, r := range live {
+		if r.ID != entry.ID && alone != "" {
+			return fmt.Errorf("sandbox %s is in use by another `spillway run` (pid %d); %s", sandbox, r.PID, alone)
+		}
 		if r.ID != entry.ID && r.VM != nil && r.VM.Upper != "" {
 			return fmt.Errorf("sandbox %s is in use by a VM without a shared file system (spillway run --vm, pid %d): its changes come back when it ends; wait for it, or use close --force", sandbox, r.PID)
 		}

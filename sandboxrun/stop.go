@@ -2,13 +2,18 @@ package sandboxrun
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/internal/container"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/vm"
 )
 
 // BeforeUnmount is the hook of close and rm --force (persist.CloseOptions):
@@ -31,9 +36,36 @@ func BeforeUnmount(e *persist.Env, force bool, warn func(msg string)) func(conte
 				warn(fmt.Sprintf("stopping run of %s (pid %d, container %s)", sb.Name, r.PID, r.ID))
 			}
 			errs = append(errs, book.Stop(ctx, r))
+			if r.VM != nil && r.VM.Upper != "" {
+				errs = append(errs, stageRescued(ctx, e, sb.Name, r.VM.Dir))
+			}
 		}
 		return errors.Join(errs...)
 	}
+}
+
+// stageRescued stages for the recovery area what the rescue of a stopped
+// VM refused from its stream (vm.RefusedFile in its run directory).
+func stageRescued(ctx context.Context, e *persist.Env, sandbox, dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, vm.RefusedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var refused []vm.Refusal
+	if err := json.Unmarshal(b, &refused); err != nil {
+		return fmt.Errorf("%s: %w", vm.RefusedFile, err)
+	}
+	staged := make([]persist.VMRefusal, len(refused))
+	for i, r := range refused {
+		staged[i] = persist.VMRefusal{Path: "/" + strings.TrimSuffix(r.Name, "/"), Type: r.FileType(), Size: r.Size, Reason: r.Reason}
+	}
+	if err := e.KeepVMRefused(ctx, sandbox, staged, filepath.Join(dir, "refused")); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(dir, vm.RefusedFile))
 }
 
 // RunningError refuses to close a sandbox that a live run uses (the oldest

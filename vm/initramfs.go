@@ -3,6 +3,7 @@ package vm
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -61,7 +62,7 @@ func buildInitramfs(dst, initBin string, k *Kernel, want []string) ([]string, er
 		if err != nil {
 			return nil, err
 		}
-		c.file("lib/modules/"+m+".ko", 0o644, data)
+		c.file("lib/modules/"+m+".ko", 0o644, stripSignature(data))
 	}
 	c.file("lib/modules/order", 0o644, []byte(strings.Join(order, "\n")+"\n"))
 	if err := c.close(); err != nil {
@@ -94,4 +95,26 @@ func writeAtomic(dst string, data []byte) error {
 		return err
 	}
 	return f.Commit(dst, atomicfile.Replace)
+}
+
+// sigMagic ends a signed module (the kernel's MODULE_SIG_STRING).
+const sigMagic = "~Module signature appended~\n"
+
+// stripSignature drops a module's appended signature: the kernel then
+// loads it without checking it (and says the kernel is tainted), which
+// under TCG saves the RSA checks of every boot. The modules come from the
+// kernel package spillway boots, not from the guest.
+func stripSignature(data []byte) []byte {
+	n := len(data) - len(sigMagic)
+	if n < 12 || string(data[n:]) != sigMagic {
+		return data
+	}
+	// struct module_signature: 8 bytes, then sig_len (big-endian u32).
+	info := data[n-12 : n]
+	sigLen := int(binary.BigEndian.Uint32(info[8:]))
+	end := n - 12 - int(info[3]) - int(info[4]) - sigLen // signer_len, key_id_len
+	if end <= 0 || end > n {
+		return data
+	}
+	return data[:end]
 }

@@ -46,6 +46,11 @@ type Machine struct {
 	ctlMu   sync.Mutex
 	ctlConn net.Conn
 	ready   chan struct{} // closed at READY: the guest has its ports open
+
+	diffMu  sync.Mutex // guards the diff requests (query.go)
+	diffs   map[string]*pendingDiff
+	diffSeq int
+	running bool // between READY and EXIT: a DIFF can be answered
 }
 
 // Result is what a boot reported.
@@ -60,9 +65,10 @@ type Result struct {
 	GuestInit       float64 // the guest's uptime (s) when init started
 	GuestReady      float64 // and when it reported READY
 	StreamBytes     int64
-	StreamCRC       string // CRC-32C, 8 hex digits
-	QEMUMaxRSS      int64  // KiB
-	VirtiofsdMaxRSS int64  // KiB
+	StreamCRC       string        // CRC-32C, 8 hex digits
+	QEMUMaxRSS      int64         // KiB
+	QEMUCPU         time.Duration // QEMU's user + system CPU time: under load, steadier than wall time
+	VirtiofsdMaxRSS int64         // KiB
 	Times           Times
 }
 
@@ -130,6 +136,14 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	defer log.Close()
+	if m.Req.Mode == proto.ModeRun && m.Req.Share == proto.ShareNone {
+		l, err := m.serveQueries(sockDir)
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		defer os.Remove(filepath.Join(m.Dir, QueryFile))
+	}
 	if m.VirtiofsSource != "" {
 		stop, err := m.startVirtiofsd(sockDir, log)
 		if err != nil {
@@ -205,6 +219,7 @@ loop:
 		}
 	}
 	res.Times.Off = time.Now()
+	m.setRunning(false)
 	for _, l := range listeners {
 		l.Close()
 	}
@@ -227,6 +242,7 @@ loop:
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.QEMUMaxRSS = ru.Maxrss
+		res.QEMUCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	if werr == nil && !res.Ready && m.Req.Mode == proto.ModeRun && res.Error == "" {
 		werr = fmt.Errorf("vm: the guest stopped before starting CMD (%s; console log: %s)", qemuTail(m.Dir), filepath.Join(m.Dir, "console.log"))
@@ -254,7 +270,14 @@ func (m *Machine) handle(line string, res *Result) {
 		return
 	}
 	switch f[0] {
+	case proto.MsgChange, proto.MsgDiffEnd:
+		if len(f) >= 2 {
+			m.handleDiff(line, f)
+		}
 	case proto.MsgReady:
+		if !res.Ready {
+			m.setRunning(true)
+		}
 		res.Ready = true
 		if len(f) == 3 {
 			res.GuestInit, _ = strconv.ParseFloat(f[1], 64)
@@ -263,6 +286,7 @@ func (m *Machine) handle(line string, res *Result) {
 	case proto.MsgExit:
 		if len(f) == 2 {
 			if n, err := strconv.Atoi(f[1]); err == nil && n >= 0 && n < 256 {
+				m.setRunning(false)
 				res.Exited, res.Status, res.Times.Exit = true, n, time.Now()
 			}
 		}
@@ -300,7 +324,7 @@ func (m *Machine) serve(port string, ch chan net.Conn, lines chan<- string) {
 		m.ctlConn = c
 		m.ctlMu.Unlock()
 		sc := bufio.NewScanner(c)
-		sc.Buffer(make([]byte, 4096), 4096)
+		sc.Buffer(make([]byte, 4096), proto.MaxCtlLine)
 		for sc.Scan() {
 			lines <- sc.Text()
 		}

@@ -15,6 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/spillway/spillway/vm/proto"
 )
 
 // Accelerations.
@@ -37,6 +39,10 @@ type Config struct {
 	Accel       string    `json:"accel"` // kvm or tcg
 	AccelReason string    `json:"accel_reason"`
 	Built       time.Time `json:"built"`
+	// Proto is proto.Version of the init in the initramfs: a setup made
+	// by an older spillway (an init without DIFF, signed modules) is
+	// made again by the next run --vm.
+	Proto int `json:"proto"`
 }
 
 // SetupOptions are the choices of `vm setup`.
@@ -69,6 +75,9 @@ func LoadConfig(stateRoot string) (*Config, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("vm: %s: %w", configPath(stateRoot), err)
 	}
+	if c.Proto != proto.Version {
+		return nil, ErrNoSetup
+	}
 	for _, p := range []string{c.Kernel.Image, c.Initramfs, c.QEMU, c.bootImage()} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, ErrNoSetup
@@ -99,7 +108,7 @@ func Setup(ctx context.Context, stateRoot string, o SetupOptions, warn func(stri
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{Kernel: *k, Init: initBin, QEMU: qemu, Built: time.Now().UTC()}
+	c := &Config{Kernel: *k, Init: initBin, QEMU: qemu, Built: time.Now().UTC(), Proto: proto.Version}
 	c.Initramfs = filepath.Join(dir, "initramfs-"+k.Version+".cpio.gz")
 	if c.Modules, err = buildInitramfs(c.Initramfs, initBin, k, guestModules); err != nil {
 		return nil, fmt.Errorf("build initramfs: %w", err)

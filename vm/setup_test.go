@@ -2,6 +2,8 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +39,16 @@ func TestSetupBuildsInitramfsAndProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("probe boot: %s", d)
+	// A setup recorded by an older spillway is made again.
+	old := *c
+	old.Proto = 1
+	b, _ := json.Marshal(old)
+	if err := os.WriteFile(configPath(root), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(root); !errors.Is(err, ErrNoSetup) {
+		t.Fatalf("an older setup: %v, want ErrNoSetup", err)
+	}
 }
 
 // Cached disks go when their layer does.

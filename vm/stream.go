@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 // StreamLimits bound what a guest's changes stream may make the host write.
@@ -26,6 +30,9 @@ var DefaultStreamLimits = StreamLimits{MaxFile: 16 << 30, MaxTotal: 64 << 30, Ma
 type Refusal struct {
 	Name   string `json:"name"`
 	Reason string `json:"reason"`
+	Type   string `json:"type"` // the entry's type: file, dir, symlink, fifo, device, link (hard link), other
+	Size   int64  `json:"size"`
+	Kept   bool   `json:"kept"` // its content was written to the keep directory
 }
 
 // StreamResult says what Materialise did.
@@ -50,13 +57,21 @@ type StreamResult struct {
 // never following a link). A truncated stream stops at the entry it cut;
 // the file it cut is removed, what came before stays.
 func Materialise(r io.Reader, upper string, lim StreamLimits) (*StreamResult, error) {
+	return MaterialiseKeeping(r, upper, lim, "")
+}
+
+// MaterialiseKeeping is Materialise that also writes the content of each
+// refused regular file with a clean name (setuid, a bad parent…, not one
+// over the size limit) to keep, a new private directory, at the same path,
+// 0600 and owned by the caller, for the recovery area.
+func MaterialiseKeeping(r io.Reader, upper string, lim StreamLimits, keep string) (*StreamResult, error) {
 	root, err := unix.Open(upper, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("vm: open upper layer: %w", err)
 	}
 	defer unix.Close(root)
 	cr := &limitReader{r: r, left: lim.MaxTotal}
-	m := &materialiser{root: root, lim: lim, res: &StreamResult{}}
+	m := &materialiser{root: root, lim: lim, res: &StreamResult{}, keep: keep}
 	tr := tar.NewReader(cr)
 	for n := 0; ; n++ {
 		hdr, err := tr.Next()
@@ -97,15 +112,90 @@ type materialiser struct {
 	root int
 	lim  StreamLimits
 	res  *StreamResult
+	keep string
+	hdr  *tar.Header // the entry being applied
+	body io.Reader   // its content, until read
 }
 
 func (m *materialiser) refuse(name, reason string) {
-	m.res.Refused = append(m.res.Refused, Refusal{Name: name, Reason: reason})
+	x := Refusal{Name: name, Reason: reason, Type: entryType(m.hdr.Typeflag)}
+	if m.hdr.Typeflag == tar.TypeReg {
+		x.Size = m.hdr.Size
+		x.Kept = m.keepContent(name, reason)
+	}
+	m.res.Refused = append(m.res.Refused, x)
+}
+
+// keepContent writes the refused file's content to the keep directory.
+func (m *materialiser) keepContent(name, reason string) bool {
+	if m.keep == "" || m.body == nil || reason == "too large" || reason == "truncated" || checkName(name) != "" || strings.HasPrefix(path.Base(name), ".wh.") {
+		return false
+	}
+	body := m.body
+	m.body = nil
+	p := filepath.Join(m.keep, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return false
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return false
+	}
+	n, err := io.CopyN(f, body, m.hdr.Size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || n != m.hdr.Size {
+		os.Remove(p)
+		return false
+	}
+	return true
+}
+
+// FileType is the recovery area's type of a refused entry (a hard link is
+// a file whose content the stream does not hold).
+func (r Refusal) FileType() change.FileType {
+	switch r.Type {
+	case "dir":
+		return change.TypeDir
+	case "symlink":
+		return change.TypeSymlink
+	case "fifo":
+		return change.TypeFIFO
+	case "device", "other":
+		return change.TypeDevice
+	}
+	return change.TypeFile
+}
+
+// RefusedFile is the file of a run directory that lists, as JSON, what a
+// rescue's stream had refused (its content is in the directory's
+// "refused" tree), for close to put in the recovery area.
+const RefusedFile = "refused.json"
+
+// entryType names a tar entry's type as a refusal reports it.
+func entryType(flag byte) string {
+	switch flag {
+	case tar.TypeReg:
+		return "file"
+	case tar.TypeDir:
+		return "dir"
+	case tar.TypeSymlink:
+		return "symlink"
+	case tar.TypeFifo:
+		return "fifo"
+	case tar.TypeChar, tar.TypeBlock:
+		return "device"
+	case tar.TypeLink:
+		return "link"
+	}
+	return "other"
 }
 
 // entry applies one entry; an error stops the stream (truncation), a
 // refusal does not.
 func (m *materialiser) entry(hdr *tar.Header, r io.Reader) error {
+	m.hdr, m.body = hdr, r
 	name := strings.TrimSuffix(hdr.Name, "/")
 	if why := checkName(name); why != "" {
 		m.refuse(hdr.Name, why)

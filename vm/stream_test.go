@@ -183,3 +183,49 @@ func TestMaterialiseTruncatedStream(t *testing.T) {
 		t.Errorf("huge entry: %+v", res)
 	}
 }
+
+// TestMaterialiseKeepsRefusedContent: a refused file with a clean name is
+// written, 0600, to the keep directory; nothing else is, nor outside it.
+func TestMaterialiseKeepsRefusedContent(t *testing.T) {
+	base := t.TempDir()
+	upper, keep := filepath.Join(base, "upper"), filepath.Join(base, "keep")
+	os.MkdirAll(upper, 0o755)
+	os.Symlink(base, filepath.Join(upper, "escape"))
+	lim := DefaultStreamLimits
+	lim.MaxFile = 10
+	data := mkTar(t, []tarEntry{
+		{tar.Header{Name: "docs/suid", Typeflag: tar.TypeReg, Mode: 0o4755}, "secret"},
+		reg("escape/pwned", "planted"),
+		reg("../up", "x"),
+		reg("big", "more than ten bytes"),
+		{tar.Header{Name: "dev", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}, ""},
+		reg("ok", "fine"),
+	})
+	res, err := MaterialiseKeeping(bytes.NewReader(data), upper, lim, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, r := range res.Refused {
+		kept[r.Name] = r.Kept
+	}
+	want := map[string]bool{"docs/suid": true, "escape/pwned": true, "../up": false, "big": false, "dev": false}
+	for n, k := range want {
+		if got, ok := kept[n]; !ok || got != k {
+			t.Errorf("%s: kept %v (refused %v); want %v", n, got, ok, k)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(keep, "docs/suid"), &st); err != nil || st.Mode&0o7777 != 0o600 {
+		t.Errorf("kept suid: %v, mode %o", err, st.Mode&0o7777)
+	}
+	if b, _ := os.ReadFile(filepath.Join(keep, "escape/pwned")); string(b) != "planted" {
+		t.Errorf("kept escape/pwned = %q", b)
+	}
+	if _, err := os.Lstat(filepath.Join(base, "pwned")); err == nil {
+		t.Error("written through the planted link")
+	}
+	if b, _ := os.ReadFile(filepath.Join(upper, "ok")); string(b) != "fine" || !res.Complete {
+		t.Errorf("ok = %q, complete %v", b, res.Complete)
+	}
+}

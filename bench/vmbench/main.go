@@ -1,6 +1,6 @@
 // Command vmbench measures `spillway run --vm`: the wall time of
 // `run --vm NAME -- true` (open excluded and included) split into setup,
-// boot to init, CMD and power-off, QEMU's and virtiofsd's peak RSS, the
+// boot to init, CMD and power-off, QEMU's CPU time, QEMU's and virtiofsd's peak RSS, the
 // time to build the image disk, and the changes stream's throughput.
 //
 //	go run ./bench/vmbench [-n 5] [-mb 100]
@@ -68,7 +68,7 @@ func run(n, mb int) error {
 		}
 	}
 	fmt.Printf("vmbench: %d runs per row, busybox image, TCG unless KVM works; seconds (median, min–max)\n\n", n)
-	fmt.Printf("| scenario | wall | setup | boot→init | guest kernel→/init | guest /init→ready | CMD | power-off | apply | disks | QEMU RSS MiB | virtiofsd RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| scenario | wall | setup | boot→init | guest kernel→/init | guest /init→ready | CMD | power-off | apply | disks | QEMU CPU | QEMU RSS MiB | virtiofsd RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	// The first run builds the image's disk (cold cache).
 	os.Remove(b.timings)
 	if _, err := b.sp("run", "--vm", "docs", "--", "true"); err != nil {
@@ -145,6 +145,7 @@ type timing struct {
 	Init     float64 `json:"guest_init_s"`
 	Ready    float64 `json:"guest_ready_s"`
 	QEMU     int64   `json:"qemu_maxrss_kib"`
+	CPU      float64 `json:"qemu_cpu_ms"`
 	Vfsd     int64   `json:"virtiofsd_maxrss_kib"`
 	Bytes    int64   `json:"stream_bytes"`
 }
@@ -183,11 +184,12 @@ func (b *bench) row(name string, walls []float64) {
 			walls = append(walls, t.Total/1000)
 		}
 	}
-	fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, stat(walls),
+	fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, stat(walls),
 		col(func(t timing) float64 { return t.Setup / 1000 }), col(func(t timing) float64 { return t.Boot / 1000 }),
 		col(func(t timing) float64 { return t.Init }), col(func(t timing) float64 { return t.Ready - t.Init }),
 		col(func(t timing) float64 { return t.Cmd / 1000 }), col(func(t timing) float64 { return t.Poweroff / 1000 }),
 		col(func(t timing) float64 { return t.Apply / 1000 }), col(func(t timing) float64 { return t.Disk / 1000 }),
+		col(func(t timing) float64 { return t.CPU / 1000 }),
 		col(func(t timing) float64 { return float64(t.QEMU) / 1024 }), col(func(t timing) float64 { return float64(t.Vfsd) / 1024 }))
 }
 

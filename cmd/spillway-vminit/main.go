@@ -42,6 +42,7 @@ type guest struct {
 	mu        sync.Mutex
 	cmdPid    int      // CMD's process (and group), once started
 	ttyMaster *os.File // CMD's terminal, with TTY
+	diffs     *diffFDs // what a DIFF request walks (share none)
 }
 
 func (g *guest) boot() error {
@@ -54,8 +55,6 @@ func (g *guest) boot() error {
 		}
 	}
 	g.initUp = uptime()
-	loadModules()
-	g.mark("modules")
 	data, err := os.ReadFile(proto.RequestPath)
 	if err != nil {
 		return fmt.Errorf("read request: %v", err)
@@ -63,6 +62,8 @@ func (g *guest) boot() error {
 	if err := json.Unmarshal(data, &g.req); err != nil {
 		return fmt.Errorf("parse request: %v", err)
 	}
+	loadModules(unneeded(g.req))
+	g.mark("modules")
 	setClock(g.req.TimeNanos)
 	if err := g.openPorts(); err != nil {
 		return err

@@ -74,6 +74,15 @@ func (g *guest) mountRoot() error {
 	if err := unix.Mount("overlay", newRoot, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mount overlay: %v", err)
 	}
+	// The lowers stacked alone, for diff (overlay needs two to stack).
+	view := lowers[0]
+	if len(lowers) > 1 {
+		os.MkdirAll(lowerView, 0o755)
+		if err := unix.Mount("overlay", lowerView, "overlay", unix.MS_RDONLY, "lowerdir="+strings.Join(lowers, ":")+",redirect_dir=off,index=off,metacopy=off,xino=off"); err == nil {
+			view = lowerView
+		}
+	}
+	g.openDiff(view)
 	return nil
 }
 

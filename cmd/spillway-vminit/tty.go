@@ -73,6 +73,8 @@ func (g *guest) readCtl() {
 			if err1 == nil && err2 == nil {
 				unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(r), Col: uint16(c)})
 			}
+		case len(f) == 2 && f[0] == proto.MsgDiff:
+			go g.answerDiff(f[1])
 		case len(f) == 2 && f[0] == proto.MsgSignal && pid > 0:
 			if n, err := strconv.Atoi(f[1]); err == nil && n > 0 && n < 65 {
 				unix.Kill(-pid, unix.Signal(n))

@@ -222,7 +222,7 @@ type diffOptions struct{ Sandbox string }
 func runDiff(ctx context.Context, o diffOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		all := []persist.DiffEntry{}
-		err := e.Diff(ctx, o.Sandbox, func(d persist.DiffEntry) error {
+		err := diffSandbox(ctx, e, t, o.Sandbox, func(d persist.DiffEntry) error {
 			if t.json {
 				all = append(all, d)
 				return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/sandboxrun"
 	"github.com/spillway/spillway/vm"
 	"github.com/spillway/spillway/vm/proto"
 )
@@ -35,6 +36,7 @@ type vmOptions struct {
 	User      string
 	TTY       bool
 	Accel     string
+	Close     bool // run --close
 }
 
 // vmRunFlags are the flags run adds for VMs.
@@ -108,17 +110,59 @@ func runVMAction(c *cli.Context, t *term, args []string, tty, closeAfter bool) e
 	if err != nil {
 		return err
 	}
-	code, err := runVM(c.Context, o, globals(c), t)
+	o.Close = closeAfter
+	return runVM(c.Context, o, globals(c), t)
+}
+
+// runVM runs CMD in a VM through sandboxrun.Run (open, register, run,
+// clean up and, with --close, close), as run does a container: the VM
+// runner boots the guest with nothing of the state directory held, then
+// applies the guest's changes to the sandbox's upper layer.
+func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) error {
+	if f, ok := t.in.(*os.File); o.TTY && (!ok || !isTerminal(f)) {
+		return usageError("-t needs a terminal on stdin")
+	}
+	start := time.Now()
+	root, err := filepath.Abs(g.Root)
 	if err != nil {
 		return err
 	}
-	if closeAfter {
-		if err := closeAfterRun(c.Context, globals(c), t, o.Sandbox); err != nil {
-			t.errorf(fmt.Errorf("close %s: %w", o.Sandbox, err))
-			if code == 0 {
-				code = exitError
-			}
+	cfg, err := vm.LoadConfig(root)
+	if errors.Is(err, vm.ErrNoSetup) {
+		cfg, err = vm.Setup(ctx, root, vm.SetupOptions{Accel: o.Accel}, func(s string) { t.warnf("%s", s) })
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.Accel == vm.AccelTCG:
+		cfg.Accel = vm.AccelTCG
+	case o.Accel == vm.AccelKVM && cfg.Accel != vm.AccelKVM:
+		return fmt.Errorf("--accel kvm: KVM is not usable here (%s)", cfg.AccelReason)
+	}
+	vr := &vmRunner{o: o, g: g, t: t, cfg: cfg, root: root, start: start}
+	ro := sandboxrun.Options{Warn: func(msg string) { t.warnf("%s", msg) }}
+	if o.Share == proto.ShareNone {
+		// The guest's changes land in the upper layer at the end: no other
+		// run may be writing there meanwhile.
+		ro.Alone = "a VM without a shared file system needs it alone (or use --share virtiofs)"
+		ro.Locked = func(ctx context.Context, e *persist.Env, sb *sandboxrun.Sandbox) (err error) {
+			vr.layers, err = e.SandboxLayers(ctx, sb.Name)
+			return err
 		}
+	}
+	if o.Close {
+		ro.Close = func(ctx context.Context) error { return closeAfterRun(ctx, g, t, o.Sandbox) }
+	}
+	code, err := sandboxrun.Run(ctx, envOptions(g, t), o.Sandbox, vr.run, ro)
+	var ce *sandboxrun.CloseError
+	if errors.As(err, &ce) {
+		t.errorf(ce)
+		if code == 0 {
+			code = exitError
+		}
+	} else if err != nil {
+		return err
 	}
 	if code != 0 {
 		return &exitStatus{code: code}
@@ -126,95 +170,42 @@ func runVMAction(c *cli.Context, t *term, args []string, tty, closeAfter bool) e
 	return nil
 }
 
-// runVM opens the sandbox, registers the run, boots the VM without the
-// state directory held, then applies the guest's changes to the sandbox's
-// upper layer. It returns CMD's status.
-func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, error) {
-	if f, ok := t.in.(*os.File); o.TTY && (!ok || !isTerminal(f)) {
-		return 0, usageError("-t needs a terminal on stdin")
-	}
-	start := time.Now()
-	root, err := filepath.Abs(g.Root)
-	if err != nil {
-		return 0, err
-	}
-	cfg, err := vm.LoadConfig(root)
-	if errors.Is(err, vm.ErrNoSetup) {
-		cfg, err = vm.Setup(ctx, root, vm.SetupOptions{Accel: o.Accel}, func(s string) { t.warnf("%s", s) })
-	}
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case o.Accel == vm.AccelTCG:
-		cfg.Accel = vm.AccelTCG
-	case o.Accel == vm.AccelKVM && cfg.Accel != vm.AccelKVM:
-		return 0, fmt.Errorf("--accel kvm: KVM is not usable here (%s)", cfg.AccelReason)
-	}
-	var (
-		book   *container.Book
-		entry  *container.Entry
-		opened *persist.Opened
-		layers *persist.Layers
-	)
-	err = withEnv(ctx, g, t, func(e *persist.Env) error {
-		book = &container.Book{Dir: e.RunDir()}
-		if opened, err = e.OpenSandbox(ctx, o.Sandbox); err != nil {
-			return err
-		}
-		for _, s := range opened.Skipped {
-			t.warnf("persisted path not applied: %s", name(s))
-		}
-		if o.Share == proto.ShareNone {
-			if layers, err = e.SandboxLayers(ctx, o.Sandbox); err != nil {
-				return err
-			}
-		}
-		if entry, err = book.Register(ctx, o.Sandbox); err != nil {
-			return err
-		}
-		if o.Share != proto.ShareNone {
-			return nil
-		}
-		// The guest's changes land in the upper layer at the end: no other
-		// run may be writing there meanwhile.
-		live, err := book.Live(ctx, o.Sandbox)
-		for _, r := range live {
-			if err == nil && r.ID != entry.ID {
-				err = fmt.Errorf("sandbox %s is in use by another `spillway run` (pid %d); a VM without a shared file system needs it alone (or use --share virtiofs)", o.Sandbox, r.PID)
-			}
-		}
-		return err
-	})
-	if err != nil {
-		if entry != nil {
-			book.Done(context.WithoutCancel(ctx), entry)
-		}
-		return 0, err
-	}
-	ctx = context.WithoutCancel(ctx)
-	defer book.Done(ctx, entry)
+// vmRunner is the sandboxrun.Runner of run --vm.
+type vmRunner struct {
+	o      vmOptions
+	g      globalOptions
+	t      *term
+	cfg    *vm.Config
+	root   string
+	start  time.Time
+	layers *persist.Layers // share none: read under the lock
+}
+
+// run boots the guest and, in the default mode, applies its changes. It
+// returns CMD's status; a VM that failed before CMD is 125 (printed).
+func (vr *vmRunner) run(ctx context.Context, sb *sandboxrun.Sandbox) (int, error) {
+	o, t, book, entry := vr.o, vr.t, sb.Book, sb.Entry
 	dir := filepath.Join(book.Dir, "vm", entry.ID)
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, err
 	}
-	r := &vm.Run{Config: cfg, StateRoot: root, Dir: dir, Share: o.Share, Root: opened.Path,
+	r := &vm.Run{Config: vr.cfg, StateRoot: vr.root, Dir: dir, Share: o.Share, Root: sb.Opened.Path,
 		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Stdin: t.in, Stdout: t.out, Stderr: t.err,
 		Req:         proto.Request{Args: o.Args, Env: o.Env, Dir: o.Workdir, User: o.User, TTY: o.TTY, Hostname: o.Sandbox},
 		BootTimeout: envDuration("SPILLWAY_VM_BOOT_TIMEOUT", 0), Heartbeat: envDuration("SPILLWAY_VM_HEARTBEAT_TIMEOUT", 0),
 		Started: func(pid int) {
 			upper := ""
-			if layers != nil {
-				upper = layers.Upper
+			if vr.layers != nil {
+				upper = vr.layers.Upper
 			}
 			if err := book.SetVM(entry, pid, dir, upper); err != nil {
 				t.warnf("record the VM's process: %v", err)
 			}
 		},
 		Readied: func() { os.WriteFile(filepath.Join(dir, "ready"), nil, 0o600) }}
-	if layers != nil {
-		r.Upper, r.Lowers = layers.Upper, layers.Lowers
+	if vr.layers != nil {
+		r.Upper, r.Lowers = vr.layers.Upper, vr.layers.Lowers
 	}
 	restore, sigs, winch := vmSignals(t, o.TTY, &r.Req)
 	r.Signals, r.Winch = sigs, winch
@@ -224,9 +215,9 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) (int, err
 	applied := time.Now()
 	var aerr error
 	if out != nil && out.Spool != "" && (out.Result.Ready || out.Rescued) && !out.Result.Killed {
-		aerr = applyVMChanges(ctx, g, t, o.Sandbox, out, dir)
+		aerr = applyVMChanges(ctx, vr.g, t, o.Sandbox, out, dir)
 	}
-	writeVMTimings(start, applied, out)
+	writeVMTimings(vr.start, applied, out)
 	if aerr != nil {
 		// e.g. close --force closed the sandbox meanwhile.
 		t.warnf("the VM's changes were not applied (%v); they are kept in %s", aerr, dir)
@@ -262,9 +253,19 @@ func rescueStoppedVM(ctx context.Context, stateRoot string, v *container.VMProc)
 		return err
 	}
 	defer f.Close()
-	sr, err := vm.Materialise(f, v.Upper, vm.DefaultStreamLimits)
+	sr, err := vm.MaterialiseKeeping(f, v.Upper, vm.DefaultStreamLimits, filepath.Join(v.Dir, "refused"))
 	if err != nil {
 		return err
+	}
+	if len(sr.Refused) > 0 {
+		// close stages them for the recovery area (sandboxrun.BeforeUnmount)
+		b, err := json.Marshal(sr.Refused)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(v.Dir, vm.RefusedFile), b, 0o600)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	if !out.Verified || !sr.Complete || len(sr.Refused) > 0 {
 		return nil // keep the directory: something is missing or was refused
@@ -310,12 +311,25 @@ func applyVMChanges(ctx context.Context, g globalOptions, t *term, sandbox strin
 	}
 	defer f.Close()
 	var sr *vm.StreamResult
+	keep := filepath.Join(dir, "refused")
 	err = withEnv(ctx, g, t, func(e *persist.Env) error {
-		return e.ApplyToUpper(ctx, sandbox, func(upper string) error {
+		err := e.ApplyToUpper(ctx, sandbox, func(upper string) error {
 			var err error
-			sr, err = vm.Materialise(f, upper, vm.DefaultStreamLimits)
+			sr, err = vm.MaterialiseKeeping(f, upper, vm.DefaultStreamLimits, keep)
 			return err
 		})
+		if err != nil || len(sr.Refused) == 0 {
+			return err
+		}
+		// Refused entries go to the recovery area with the session's close.
+		refused := make([]persist.VMRefusal, len(sr.Refused))
+		for i, r := range sr.Refused {
+			refused[i] = persist.VMRefusal{Path: "/" + strings.TrimSuffix(r.Name, "/"), Type: r.FileType(), Size: r.Size, Reason: r.Reason}
+		}
+		if err := e.KeepVMRefused(ctx, sandbox, refused, keep); err != nil {
+			t.warnf("the VM's refused changes are not kept for recovery: %v", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -398,7 +412,7 @@ func writeVMTimings(start, applyStart time.Time, out *vm.Outcome) {
 		"setup_ms": ms(start, r.Times.QEMU), "boot_ms": ms(r.Times.QEMU, r.Times.Ready), "cmd_ms": ms(r.Times.Ready, r.Times.Exit),
 		"stream_ms": ms(r.Times.Exit, r.Times.Streamed), "poweroff_ms": ms(r.Times.Exit, r.Times.Off), "apply_ms": ms(applyStart, time.Now()),
 		"total_ms": ms(start, time.Now()), "disk_ms": float64(out.DiskTime.Microseconds()) / 1000,
-		"guest_init_s": r.GuestInit, "guest_ready_s": r.GuestReady, "qemu_maxrss_kib": r.QEMUMaxRSS, "virtiofsd_maxrss_kib": r.VirtiofsdMaxRSS, "stream_bytes": r.StreamBytes, "rescued": out.Rescued,
+		"guest_init_s": r.GuestInit, "guest_ready_s": r.GuestReady, "qemu_maxrss_kib": r.QEMUMaxRSS, "qemu_cpu_ms": float64(r.QEMUCPU.Microseconds()) / 1000, "virtiofsd_maxrss_kib": r.VirtiofsdMaxRSS, "stream_bytes": r.StreamBytes, "rescued": out.Rescued,
 	})
 	f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -477,4 +491,37 @@ func runVMSetup(ctx context.Context, o vm.SetupOptions, g globalOptions, t *term
 	}
 	fmt.Fprintf(t.out, "accel      %s (%s)\n", cfg.Accel, cfg.AccelReason)
 	return nil
+}
+
+// diffSandbox is diff's walk: the sandbox's changes and, while a VM without
+// a shared file system runs on it, the guest's own, which its init lists
+// over the control channel.
+func diffSandbox(ctx context.Context, e *persist.Env, t *term, sandbox string, fn func(persist.DiffEntry) error) error {
+	book := &container.Book{Dir: e.RunDir()}
+	live, err := book.Live(ctx, sandbox)
+	if err != nil {
+		return err
+	}
+	for _, r := range live {
+		if r.VM == nil || r.VM.Upper == "" {
+			continue
+		}
+		ans, err := vm.QueryDiff(ctx, r.VM.Dir)
+		if errors.Is(err, vm.ErrNotRunning) {
+			t.warnf("the VM on %s (pid %d) is starting or ending: its changes are not shown yet", sandbox, r.PID)
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("ask the VM on %s for its changes: %w", sandbox, err)
+		}
+		if ans.Truncated {
+			t.warnf("the VM on %s listed only its first %d changes", sandbox, len(ans.Changes))
+		}
+		guest := make([]persist.GuestChange, len(ans.Changes))
+		for i, c := range ans.Changes {
+			guest[i] = persist.GuestChange{Kind: c.Kind, Path: c.Path, Type: c.Type, Size: c.Size, Mode: c.Mode, UID: c.UID, GID: c.GID}
+		}
+		return e.DiffWithGuest(ctx, sandbox, guest, fn)
+	}
+	return e.Diff(ctx, sandbox, fn)
 }

@@ -2,6 +2,10 @@
 // the request file, the device names and the control channel's lines.
 package proto
 
+// Version is what the host and the init of an initramfs agree on; it goes
+// up when either changes in a way the other must know (2: DIFF requests).
+const Version = 2
+
 // RequestPath is where the per-run cpio puts the request in the guest.
 const RequestPath = "/spw/request.json"
 
@@ -63,4 +67,19 @@ const (
 	MsgSignal   = "SIG"      // host to guest: SIG <n>: send signal n to CMD
 	MsgStreamed = "STREAMED" // STREAMED <bytes> <crc32c>: the changes tar is complete (CRC-32C, hex)
 	MsgWinch    = "WINCH"    // host to guest: WINCH <rows> <cols>
+)
+
+// The diff request of `spillway diff` while a VM without a shared file
+// system runs: the host sends DIFF <id>; init answers with one CHG line per
+// change of its upper layer, then DIFFEND <id> <n> [truncated].
+const (
+	MsgDiff    = "DIFF"    // host to guest: DIFF <id>
+	MsgChange  = "CHG"     // CHG <id> <kind> <type> <size> <mode> <uid> <gid> <quoted path>
+	MsgDiffEnd = "DIFFEND" // DIFFEND <id> <count> [truncated]
+	// MaxDiffChanges bounds the changes one answer lists (init stops
+	// there and says "truncated"; the host reads no more).
+	MaxDiffChanges = 100000
+	// MaxCtlLine bounds one control line as the host reads it: a CHG line
+	// of a 4095-byte path quoted with \xNN escapes fits.
+	MaxCtlLine = 20 << 10
 )
