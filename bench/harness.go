@@ -71,6 +71,11 @@ func (b *bench) ratio(name string, num, den time.Duration, target float64) {
 	b.ratios = append(b.ratios, ratio{Name: name, Value: v, Target: target})
 }
 
+// ratioValue records a ratio that is not between two durations.
+func (b *bench) ratioValue(name string, v, target float64) {
+	b.ratios = append(b.ratios, ratio{Name: name, Value: v, Target: target})
+}
+
 // note records a finding once.
 func (b *bench) note(s string) {
 	if !slices.Contains(b.notes, s) {

@@ -42,10 +42,21 @@ func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
 	if id != 0 {
 		val = binary.AppendUvarint(nil, id)
 	}
+	old, _, err := tx.CurrentAt(sandbox, path, gen)
+	if err != nil {
+		return err
+	}
+	d, err := tx.countsDelta(sandbox, path, gen, old, id)
+	if err != nil {
+		return err
+	}
+	if err := tx.addCounts(sandbox, gen, d); err != nil {
+		return err
+	}
 	prefix := currentPathPrefix(sandbox, path)
 	var stale [][]byte
 	keptOlder := false
-	err := tx.scan(prefix, false, func(k, _ []byte) error {
+	err = tx.scan(prefix, false, func(k, _ []byte) error {
 		g, ok := tailUint64(k)
 		if !ok || len(k) != len(prefix)+8 {
 			return fmt.Errorf("store: malformed current-state key %q", k)
@@ -74,6 +85,24 @@ func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
 // DeleteCurrentVersion removes the version of path written at gen (a
 // staged version taken back before it became current).
 func (tx *Tx) DeleteCurrentVersion(sandbox, path string, gen uint64) error {
+	if _, ok, err := tx.get(currentKey(sandbox, path, gen)); err != nil || !ok {
+		return err
+	}
+	cur, _, err := tx.CurrentAt(sandbox, path, gen)
+	if err != nil {
+		return err
+	}
+	older, _, err := tx.CurrentAt(sandbox, path, gen-1)
+	if err != nil {
+		return err
+	}
+	d, err := tx.countsDelta(sandbox, path, gen, cur, older)
+	if err != nil {
+		return err
+	}
+	if err := tx.addCounts(sandbox, gen, d); err != nil {
+		return err
+	}
 	return tx.del(currentKey(sandbox, path, gen))
 }
 
@@ -149,6 +178,16 @@ func (s *Store) DropCurrent(ctx context.Context, sandbox string) (int, error) {
 // transactions of a bounded size.
 func (s *Store) dropCurrent(ctx context.Context, sandbox string, drop func(uint64) bool) (int, error) {
 	if err := checkName("sandbox", sandbox); err != nil {
+		return 0, err
+	}
+	if err := s.Update(func(tx *Tx) error {
+		return tx.scan(key(pCounts, sandbox), false, func(k, _ []byte) error {
+			if g, ok := tailUint64(k); ok && drop(^g) {
+				return tx.del(append([]byte(nil), k...))
+			}
+			return nil
+		})
+	}); err != nil {
 		return 0, err
 	}
 	const chunk = 10000

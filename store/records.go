@@ -44,6 +44,9 @@ func (tx *Tx) PutRecord(r *Record) error {
 	case !isNotFound(err):
 		return err
 	}
+	if err := tx.movePending(old, r); err != nil {
+		return err
+	}
 	if err := tx.put(key(pRec, r.ID), r); err != nil {
 		return err
 	}
@@ -100,6 +103,9 @@ func (tx *Tx) DeleteRecord(id uint64) error {
 		if err := tx.del(k); err != nil {
 			return err
 		}
+	}
+	if err := tx.movePending(r, nil); err != nil {
+		return err
 	}
 	return tx.del(key(pRec, id))
 }

@@ -11,8 +11,9 @@ import (
 
 // Tx is one transaction; read-only inside View.
 type Tx struct {
-	txn *badger.Txn
-	s   *Store
+	txn    *badger.Txn
+	s      *Store
+	counts map[string]Counts // counters written by this transaction (current_counts.go)
 }
 
 // get returns the value at k, or ok=false when it is absent.

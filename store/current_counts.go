@@ -1,0 +1,318 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/spillway/spillway/internal/change"
+)
+
+// Counters of the current state, kept beside the index and versioned the
+// same way, so that `ls` reads them without reading the state:
+//
+//	cn:SANDBOX\0 ^GEN    varint files ‖ varint bytes, from generation GEN on
+//	cq:SANDBOX           varint records pending and not purged
+//
+// PutCurrent and DeleteCurrentVersion move the files and bytes of GEN by
+// what the change does to the state (the path's subtree, seen through
+// StateFilter); PutRecord and DeleteRecord move the pending count.
+const (
+	pCounts  = "cn:"
+	pPending = "cq:"
+)
+
+// Counts are a state's counters: files (not deletions, not directories)
+// and their bytes, as State.Files counts them.
+type Counts struct {
+	Files, Bytes int64
+}
+
+func countsKey(sandbox string, gen uint64) []byte { return key(pCounts, sandbox, ^gen) }
+
+// CountsAt returns the counters a reader at generation gen sees.
+func (tx *Tx) CountsAt(sandbox string, gen uint64) (Counts, error) {
+	c, _, err := tx.countsAt(sandbox, gen)
+	return c, err
+}
+
+// countsAt is CountsAt and the generation of the version read (0: none).
+func (tx *Tx) countsAt(sandbox string, gen uint64) (Counts, uint64, error) {
+	prefix := key(pCounts, sandbox)
+	var c Counts
+	var at uint64
+	err := tx.scan(prefix, true, func(k, v []byte) error {
+		g, _ := tailUint64(k)
+		if ^g > gen {
+			return nil
+		}
+		at = ^g
+		f, n := binary.Varint(v)
+		b, m := binary.Varint(v[max(n, 0):])
+		if n <= 0 || m <= 0 || n+m != len(v) {
+			return fmt.Errorf("store: malformed counters of %s: %x", sandbox, v)
+		}
+		c = Counts{f, b}
+		return ErrStop
+	})
+	return c, at, err
+}
+
+// addCounts moves the counters of generation gen by d, writing gen's
+// version from the one before it when there is none yet, and drops the
+// versions no reader needs (those older than what a reader at gen-1 sees).
+func (tx *Tx) addCounts(sandbox string, gen uint64, d Counts) error {
+	if d == (Counts{}) {
+		return nil
+	}
+	k := string(countsKey(sandbox, gen))
+	c, cached := tx.counts[k]
+	if !cached {
+		var err error
+		if c, _, err = tx.countsAt(sandbox, gen); err != nil {
+			return err
+		}
+		if err := tx.dropStaleCounts(sandbox, gen); err != nil {
+			return err
+		}
+		if tx.counts == nil {
+			tx.counts = map[string]Counts{}
+		}
+	}
+	c.Files += d.Files
+	c.Bytes += d.Bytes
+	tx.counts[k] = c
+	return tx.set([]byte(k), binary.AppendVarint(binary.AppendVarint(nil, c.Files), c.Bytes))
+}
+
+// dropStaleCounts deletes the counters older than what a reader at gen-1
+// sees.
+func (tx *Tx) dropStaleCounts(sandbox string, gen uint64) error {
+	var stale [][]byte
+	keptOlder := false
+	if err := tx.scan(key(pCounts, sandbox), false, func(k, _ []byte) error {
+		g, _ := tailUint64(k)
+		switch g = ^g; {
+		case g >= gen:
+		case !keptOlder:
+			keptOlder = true
+		default:
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := tx.del(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetCounts writes the counters of generation gen outright (building them
+// for a store written before they were kept).
+func (tx *Tx) SetCounts(sandbox string, gen uint64, c Counts) error {
+	delete(tx.counts, string(countsKey(sandbox, gen)))
+	return tx.set(countsKey(sandbox, gen), binary.AppendVarint(binary.AppendVarint(nil, c.Files), c.Bytes))
+}
+
+// countsDelta is what replacing the entry of path, for a reader at gen,
+// from record id old to record id new (0: none) does to the counters: the
+// difference of what the path's subtree contributes, given its ancestors.
+func (tx *Tx) countsDelta(sandbox, path string, gen, old, new uint64) (Counts, error) {
+	var d Counts
+	if old == new {
+		return d, nil
+	}
+	var anc []*Record
+	for a := parentPath(path); a != ""; a = parentPath(a) {
+		id, ok, err := tx.CurrentAt(sandbox, a, gen)
+		if err != nil {
+			return d, err
+		}
+		if ok {
+			r, err := tx.indexedRecord(id)
+			if err != nil {
+				return d, err
+			}
+			if r != nil {
+				anc = append(anc, r)
+			}
+		}
+	}
+	var under []*Record
+	prefix := key(pCurrent, sandbox, path+"/")
+	var done []byte
+	err := tx.scan(prefix, true, func(k, v []byte) error {
+		pathKey := k[:len(k)-8]
+		if done != nil && string(pathKey) == string(done) {
+			return nil
+		}
+		if g, _ := tailUint64(k); ^g > gen {
+			return nil
+		}
+		done = append(done[:0], pathKey...)
+		id, ok, err := decodeCurrent(v)
+		if err != nil || !ok {
+			return err
+		}
+		r, err := tx.indexedRecord(id)
+		if r != nil {
+			under = append(under, r)
+		}
+		return err
+	})
+	if err != nil {
+		return d, err
+	}
+	sum := func(id uint64) (Counts, error) {
+		var c Counts
+		var f StateFilter
+		for i := len(anc) - 1; i >= 0; i-- {
+			f.Keep(anc[i])
+		}
+		if id != 0 {
+			r, err := tx.indexedRecord(id)
+			if err != nil {
+				return c, err
+			}
+			if r != nil && f.Keep(r) {
+				c.add(r, 1)
+			}
+		}
+		for _, r := range under {
+			if f.Keep(r) {
+				c.add(r, 1)
+			}
+		}
+		return c, nil
+	}
+	before, err := sum(old)
+	if err != nil {
+		return d, err
+	}
+	after, err := sum(new)
+	if err != nil {
+		return d, err
+	}
+	return Counts{after.Files - before.Files, after.Bytes - before.Bytes}, nil
+}
+
+// indexedRecord returns the record an index entry names, or nil when it
+// is missing (a damaged index, which check reports: it counts nothing).
+func (tx *Tx) indexedRecord(id uint64) (*Record, error) {
+	r, err := tx.GetRecord(id)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	return r, err
+}
+
+// add counts r (sign 1) or takes it back (-1) if it is a file or a link.
+func (c *Counts) add(r *Record, sign int64) {
+	if r.Kind != change.KindDelete && r.Type != change.TypeDir {
+		c.Files += sign
+		c.Bytes += sign * r.Size
+	}
+}
+
+func parentPath(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if i <= 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// StateFilter applies the rules that make a state out of the newest record
+// in effect per path, for records that come in path order (the index's
+// order): an entry under a newer record on an ancestor is replaced (a
+// delete removes a subtree, a file replaces a directory, a new directory
+// starts empty), and an entry under a delete, a file or a symlink is left
+// out. It keeps the entries that may be ancestors of the records still to
+// come: a stack as deep as the tree.
+type StateFilter struct {
+	stack []filterEntry
+}
+
+type filterEntry struct {
+	path     string
+	id       uint64
+	blocks   bool // a delete, a file or a symlink: nothing lies under it
+	replaced bool // dropped by a newer record on an ancestor
+}
+
+// Keep says whether the state keeps r, given the records before it.
+func (f *StateFilter) Keep(r *Record) bool {
+	// Paths come in byte order, so the subtree of an entry ("e/...") is
+	// contiguous and every entry pushed after e leaves the stack before e:
+	// drop the entries whose subtree lies wholly before r.Path.
+	for len(f.stack) > 0 {
+		top := f.stack[len(f.stack)-1].path
+		if r.Path < top+"/" || strings.HasPrefix(r.Path, top+"/") {
+			break
+		}
+		f.stack = f.stack[:len(f.stack)-1]
+	}
+	replaced, orphan := false, false
+	for _, a := range f.stack {
+		if !strings.HasPrefix(r.Path, a.path+"/") {
+			continue
+		}
+		if a.id > r.ID {
+			replaced = true
+		}
+		if a.blocks && !a.replaced {
+			orphan = true
+		}
+	}
+	f.stack = append(f.stack, filterEntry{path: r.Path, id: r.ID, blocks: r.Kind == change.KindDelete || r.Type != change.TypeDir, replaced: replaced})
+	return !replaced && !orphan
+}
+
+// PendingCount returns how many records of sandbox are pending and not
+// purged.
+func (tx *Tx) PendingCount(sandbox string) (int64, error) {
+	v, ok, err := tx.get(key(pPending, sandbox))
+	if err != nil || !ok {
+		return 0, err
+	}
+	n, k := binary.Varint(v)
+	if k <= 0 || k != len(v) {
+		return 0, fmt.Errorf("store: malformed pending count of %s: %x", sandbox, v)
+	}
+	return n, nil
+}
+
+// SetPendingCount writes sandbox's pending count outright.
+func (tx *Tx) SetPendingCount(sandbox string, n int64) error {
+	return tx.set(key(pPending, sandbox), binary.AppendVarint(nil, n))
+}
+
+// countsPending says whether r counts as pending.
+func countsPending(r *Record) bool { return r != nil && r.Status == change.StatusPending && !r.Purged }
+
+// movePending moves sandbox's pending count for a record going from old
+// to new (either nil).
+func (tx *Tx) movePending(old, new *Record) error {
+	var d int64
+	var sb string
+	if countsPending(old) {
+		d--
+		sb = old.Sandbox
+	}
+	if countsPending(new) {
+		d++
+		sb = new.Sandbox
+	}
+	if d == 0 {
+		return nil
+	}
+	n, err := tx.PendingCount(sb)
+	if err != nil {
+		return err
+	}
+	return tx.SetPendingCount(sb, n+d)
+}
