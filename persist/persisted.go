@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"strings"
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
@@ -54,13 +53,13 @@ func eachCurrent(ctx context.Context, tx *store.Tx, sb *store.Sandbox, fn func(*
 		}
 		return nil
 	}
-	var vis visibility
+	var vis store.StateFilter
 	return tx.ForEachCurrentAt(ctx, sb.Name, sb.Generation, func(p string, id uint64) error {
 		r, err := tx.GetRecord(id)
 		if err != nil {
 			return fmt.Errorf("current-state index of %s: %s names record r%d: %w", sb.Name, escape.Name(p), id, err)
 		}
-		if !vis.keep(r) {
+		if !vis.Keep(r) {
 			return nil
 		}
 		return fn(r)
@@ -82,7 +81,7 @@ func currentRecord(ctx context.Context, tx *store.Tx, sb *store.Sandbox, p strin
 	for a := p; a != "/" && a != "."; a = path.Dir(a) {
 		chain = append(chain, a)
 	}
-	var vis visibility
+	var vis store.StateFilter
 	var out *store.Record
 	for i := len(chain) - 1; i >= 0; i-- {
 		id, ok, err := tx.CurrentAt(sb.Name, chain[i], sb.Generation)
@@ -99,53 +98,11 @@ func currentRecord(ctx context.Context, tx *store.Tx, sb *store.Sandbox, p strin
 		if err != nil {
 			return nil, fmt.Errorf("current-state index of %s: %s names record r%d: %w", sb.Name, escape.Name(chain[i]), id, err)
 		}
-		if vis.keep(r) && i == 0 {
+		if vis.Keep(r) && i == 0 {
 			out = r
 		}
 	}
 	return out, nil
-}
-
-// visibility applies dropReplaced and dropOrphans to records that come in
-// path order (the index's): it keeps the entries that may be ancestors of
-// the records still to come, a stack as deep as the tree.
-type visibility struct {
-	stack []visEntry
-}
-
-type visEntry struct {
-	path     string
-	id       uint64
-	blocks   bool // a delete, a file or a symlink: nothing lies under it
-	replaced bool // dropped by a newer record on an ancestor
-}
-
-// keep says whether the state keeps r, given the records before it.
-func (v *visibility) keep(r *store.Record) bool {
-	// Paths come in byte order, so the subtree of an entry ("e/...") is
-	// contiguous and every entry pushed after e leaves the stack before e:
-	// drop the entries whose subtree lies wholly before r.Path.
-	for len(v.stack) > 0 {
-		top := v.stack[len(v.stack)-1].path
-		if r.Path < top+"/" || strings.HasPrefix(r.Path, top+"/") {
-			break
-		}
-		v.stack = v.stack[:len(v.stack)-1]
-	}
-	replaced, orphan := false, false
-	for _, a := range v.stack {
-		if !strings.HasPrefix(r.Path, a.path+"/") {
-			continue
-		}
-		if a.id > r.ID {
-			replaced = true
-		}
-		if a.blocks && !a.replaced {
-			orphan = true
-		}
-	}
-	v.stack = append(v.stack, visEntry{path: r.Path, id: r.ID, blocks: r.Kind == change.KindDelete || r.Type != change.TypeDir, replaced: replaced})
-	return !replaced && !orphan
 }
 
 // PersistedVersion returns the record of path in the current state, or the

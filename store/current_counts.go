@@ -143,7 +143,8 @@ func (tx *Tx) countsDelta(sandbox, path string, gen, old, new uint64) (Counts, e
 		}
 	}
 	var under []*Record
-	prefix := key(pCurrent, sandbox, path+"/")
+	prefix := key(pCurrent, sandbox)
+	prefix = append(prefix[:len(prefix):len(prefix)], path+"/"...)
 	var done []byte
 	err := tx.scan(prefix, true, func(k, v []byte) error {
 		pathKey := k[:len(k)-8]
