@@ -42,21 +42,11 @@ func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
 	if id != 0 {
 		val = binary.AppendUvarint(nil, id)
 	}
-	old, _, err := tx.CurrentAt(sandbox, path, gen)
-	if err != nil {
-		return err
-	}
-	d, err := tx.countsDelta(sandbox, path, gen, old, id)
-	if err != nil {
-		return err
-	}
-	if err := tx.addCounts(sandbox, gen, d); err != nil {
-		return err
-	}
+	tx.noteCurrent(sandbox, path, gen)
 	prefix := currentPathPrefix(sandbox, path)
 	var stale [][]byte
 	keptOlder := false
-	err = tx.scan(prefix, false, func(k, _ []byte) error {
+	err := tx.scan(prefix, false, func(k, _ []byte) error {
 		g, ok := tailUint64(k)
 		if !ok || len(k) != len(prefix)+8 {
 			return fmt.Errorf("store: malformed current-state key %q", k)
@@ -85,24 +75,7 @@ func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
 // DeleteCurrentVersion removes the version of path written at gen (a
 // staged version taken back before it became current).
 func (tx *Tx) DeleteCurrentVersion(sandbox, path string, gen uint64) error {
-	if _, ok, err := tx.get(currentKey(sandbox, path, gen)); err != nil || !ok {
-		return err
-	}
-	cur, _, err := tx.CurrentAt(sandbox, path, gen)
-	if err != nil {
-		return err
-	}
-	older, _, err := tx.CurrentAt(sandbox, path, gen-1)
-	if err != nil {
-		return err
-	}
-	d, err := tx.countsDelta(sandbox, path, gen, cur, older)
-	if err != nil {
-		return err
-	}
-	if err := tx.addCounts(sandbox, gen, d); err != nil {
-		return err
-	}
+	tx.noteCurrent(sandbox, path, gen)
 	return tx.del(currentKey(sandbox, path, gen))
 }
 

@@ -2,7 +2,9 @@ package store
 
 import (
 	"encoding/binary"
+
 	"fmt"
+	"github.com/dgraph-io/badger/v4"
 	"strings"
 
 	"github.com/spillway/spillway/internal/change"
@@ -118,63 +120,139 @@ func (tx *Tx) SetCounts(sandbox string, gen uint64, c Counts) error {
 	return tx.set(countsKey(sandbox, gen), binary.AppendVarint(binary.AppendVarint(nil, c.Files), c.Bytes))
 }
 
-// countsDelta is what replacing the entry of path, for a reader at gen,
-// from record id old to record id new (0: none) does to the counters: the
-// difference of what the path's subtree contributes, given its ancestors.
-func (tx *Tx) countsDelta(sandbox, path string, gen, old, new uint64) (Counts, error) {
-	var d Counts
-	if old == new {
-		return d, nil
+// noteCurrent records that this transaction changes path's entry at gen;
+// settleCounts moves the counters before the commit.
+func (tx *Tx) noteCurrent(sandbox, path string, gen uint64) {
+	if tx.changed == nil {
+		tx.changed = map[countsAt]map[string]bool{}
 	}
-	var anc []*Record
-	for a := parentPath(path); a != ""; a = parentPath(a) {
-		id, ok, err := tx.CurrentAt(sandbox, a, gen)
+	k := countsAt{sandbox, gen}
+	if tx.changed[k] == nil {
+		tx.changed[k] = map[string]bool{}
+	}
+	tx.changed[k][path] = true
+}
+
+// countsAt names the counters of one sandbox at one generation.
+type countsAt struct {
+	sandbox string
+	gen     uint64
+}
+
+// settleCounts moves the counters of every generation this transaction
+// changed the index at by what the change did to the state: for each
+// changed path not under another, what its subtree contributes (given its
+// ancestors) in the state committed before and in the one this
+// transaction leaves. Reading the index through one iterator per state
+// keeps it cheap: a read-write transaction sorts its pending writes for
+// every iterator it opens.
+func (tx *Tx) settleCounts() error {
+	if len(tx.changed) == 0 {
+		return nil
+	}
+	before := tx.s.db.NewTransaction(false)
+	defer before.Discard()
+	for k, paths := range tx.changed {
+		var tops []string
+		for p := range paths {
+			top := true
+			for a := parentPath(p); a != "" && top; a = parentPath(a) {
+				top = !paths[a]
+			}
+			if top {
+				tops = append(tops, p)
+			}
+		}
+		old, err := subtreeCounts(&Tx{txn: before, s: tx.s}, k, tops)
 		if err != nil {
-			return d, err
-		}
-		if ok {
-			r, err := tx.indexedRecord(id)
-			if err != nil {
-				return d, err
-			}
-			if r != nil {
-				anc = append(anc, r)
-			}
-		}
-	}
-	var under []*Record
-	prefix := key(pCurrent, sandbox)
-	prefix = append(prefix[:len(prefix):len(prefix)], path+"/"...)
-	var done []byte
-	err := tx.scan(prefix, true, func(k, v []byte) error {
-		pathKey := k[:len(k)-8]
-		if done != nil && string(pathKey) == string(done) {
-			return nil
-		}
-		if g, _ := tailUint64(k); ^g > gen {
-			return nil
-		}
-		done = append(done[:0], pathKey...)
-		id, ok, err := decodeCurrent(v)
-		if err != nil || !ok {
 			return err
 		}
-		r, err := tx.indexedRecord(id)
-		if r != nil {
-			under = append(under, r)
+		now, err := subtreeCounts(tx, k, tops)
+		if err != nil {
+			return err
 		}
-		return err
-	})
-	if err != nil {
-		return d, err
+		if err := tx.addCounts(k.sandbox, k.gen, Counts{now.Files - old.Files, now.Bytes - old.Bytes}); err != nil {
+			return err
+		}
 	}
-	sum := func(id uint64) (Counts, error) {
-		var c Counts
-		var f StateFilter
-		for i := len(anc) - 1; i >= 0; i-- {
-			f.Keep(anc[i])
+	tx.changed = nil
+	return nil
+}
+
+// subtreeCounts sums what the subtrees of tops contribute to the state a
+// reader at k.gen sees in tx.
+func subtreeCounts(tx *Tx, k countsAt, tops []string) (Counts, error) {
+	var c Counts
+	prefix := key(pCurrent, k.sandbox)
+	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	// entryAt returns the record in effect at p, from the iterator.
+	entryAt := func(p string) (*Record, error) {
+		pp := currentPathPrefix(k.sandbox, p)
+		it.Seek(currentKey(k.sandbox, p, k.gen))
+		if !it.ValidForPrefix(pp) {
+			return nil, nil
 		}
-		if id != 0 {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return nil, translate(err)
+		}
+		id, ok, err := decodeCurrent(v)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return tx.indexedRecord(id)
+	}
+	for _, top := range tops {
+		var f StateFilter
+		var chain []string
+		for a := parentPath(top); a != ""; a = parentPath(a) {
+			chain = append(chain, a)
+		}
+		for i := len(chain) - 1; i >= 0; i-- {
+			r, err := entryAt(chain[i])
+			if err != nil {
+				return c, err
+			}
+			if r != nil {
+				f.Keep(r)
+			}
+		}
+		r, err := entryAt(top)
+		if err != nil {
+			return c, err
+		}
+		if r != nil && f.Keep(r) {
+			c.add(r, 1)
+		}
+		// The subtree: every key under "top/", the newest version a reader
+		// at k.gen sees of each path.
+		under := append(prefix[:len(prefix):len(prefix)], top+"/"...)
+		var done []byte
+		var ids []uint64
+		for it.Seek(under); it.ValidForPrefix(under); it.Next() {
+			key := it.Item().Key()
+			pathKey := key[:len(key)-8]
+			if done != nil && string(pathKey) == string(done) {
+				continue
+			}
+			if g, _ := tailUint64(key); ^g > k.gen {
+				continue
+			}
+			done = append(done[:0], pathKey...)
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return c, translate(err)
+			}
+			id, ok, err := decodeCurrent(v)
+			if err != nil {
+				return c, err
+			}
+			if ok {
+				ids = append(ids, id)
+			}
+		}
+		for _, id := range ids {
 			r, err := tx.indexedRecord(id)
 			if err != nil {
 				return c, err
@@ -183,22 +261,8 @@ func (tx *Tx) countsDelta(sandbox, path string, gen, old, new uint64) (Counts, e
 				c.add(r, 1)
 			}
 		}
-		for _, r := range under {
-			if f.Keep(r) {
-				c.add(r, 1)
-			}
-		}
-		return c, nil
 	}
-	before, err := sum(old)
-	if err != nil {
-		return d, err
-	}
-	after, err := sum(new)
-	if err != nil {
-		return d, err
-	}
-	return Counts{after.Files - before.Files, after.Bytes - before.Bytes}, nil
+	return c, nil
 }
 
 // indexedRecord returns the record an index entry names, or nil when it

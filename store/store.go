@@ -174,7 +174,11 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 	defer s.mu.Unlock()
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
-	if err := fn(&Tx{txn: txn, s: s}); err != nil {
+	tx := &Tx{txn: txn, s: s}
+	if err := fn(tx); err != nil {
+		return translate(err)
+	}
+	if err := tx.settleCounts(); err != nil {
 		return translate(err)
 	}
 	return translate(txn.Commit())

@@ -11,9 +11,10 @@ import (
 
 // Tx is one transaction; read-only inside View.
 type Tx struct {
-	txn    *badger.Txn
-	s      *Store
-	counts map[string]Counts // counters written by this transaction (current_counts.go)
+	txn     *badger.Txn
+	s       *Store
+	counts  map[string]Counts            // counters written by this transaction (current_counts.go)
+	changed map[countsAt]map[string]bool // index paths it changed, for settleCounts
 }
 
 // get returns the value at k, or ok=false when it is absent.
