@@ -130,7 +130,11 @@ func (b *bench) report(w io.Writer) {
 			}
 		}
 		val := fmt.Sprintf("%.2f", q.Value)
-		if q.Unit != "" {
+		switch q.Unit {
+		case "":
+		case " s":
+			val = fmt.Sprintf("%.2f%s", q.Value, q.Unit)
+		default:
 			val = fmt.Sprintf("%.0f%s", q.Value, q.Unit)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", q.Name, val, target, met)

@@ -147,6 +147,9 @@ type countsAt struct {
 // keeps it cheap: a read-write transaction sorts its pending writes for
 // every iterator it opens.
 func (tx *Tx) settleCounts() error {
+	if err := tx.settlePending(); err != nil {
+		return err
+	}
 	if len(tx.changed) == 0 {
 		return nil
 	}
@@ -342,17 +345,18 @@ func (f *StateFilter) Keep(r *Record) bool {
 func (tx *Tx) PendingCount(sandbox string) (int64, error) {
 	v, ok, err := tx.get(key(pPending, sandbox))
 	if err != nil || !ok {
-		return 0, err
+		return tx.pending[sandbox], err
 	}
 	n, k := binary.Varint(v)
 	if k <= 0 || k != len(v) {
 		return 0, fmt.Errorf("store: malformed pending count of %s: %x", sandbox, v)
 	}
-	return n, nil
+	return n + tx.pending[sandbox], nil
 }
 
 // SetPendingCount writes sandbox's pending count outright.
 func (tx *Tx) SetPendingCount(sandbox string, n int64) error {
+	delete(tx.pending, sandbox)
 	return tx.set(key(pPending, sandbox), binary.AppendVarint(nil, n))
 }
 
@@ -360,24 +364,44 @@ func (tx *Tx) SetPendingCount(sandbox string, n int64) error {
 func countsPending(r *Record) bool { return r != nil && r.Status == change.StatusPending && !r.Purged }
 
 // movePending moves sandbox's pending count for a record going from old
-// to new (either nil).
-func (tx *Tx) movePending(old, new *Record) error {
-	var d int64
-	var sb string
+// to new (either nil); settleCounts writes it before the commit.
+func (tx *Tx) movePending(old, new *Record) {
 	if countsPending(old) {
-		d--
-		sb = old.Sandbox
+		tx.notePending(old.Sandbox, -1)
 	}
 	if countsPending(new) {
-		d++
-		sb = new.Sandbox
+		tx.notePending(new.Sandbox, 1)
 	}
-	if d == 0 {
-		return nil
+}
+
+func (tx *Tx) notePending(sandbox string, d int64) {
+	if tx.pending == nil {
+		tx.pending = map[string]int64{}
 	}
-	n, err := tx.PendingCount(sb)
-	if err != nil {
-		return err
+	tx.pending[sandbox] += d
+}
+
+// settlePending writes the pending counts this transaction moved.
+func (tx *Tx) settlePending() error {
+	for sb, d := range tx.pending {
+		if d == 0 {
+			continue
+		}
+		v, ok, err := tx.get(key(pPending, sb))
+		if err != nil {
+			return err
+		}
+		var n int64
+		if ok {
+			var k int
+			if n, k = binary.Varint(v); k <= 0 || k != len(v) {
+				return fmt.Errorf("store: malformed pending count of %s: %x", sb, v)
+			}
+		}
+		if err := tx.set(key(pPending, sb), binary.AppendVarint(nil, n+d)); err != nil {
+			return err
+		}
 	}
-	return tx.SetPendingCount(sb, n+d)
+	tx.pending = nil
+	return nil
 }
