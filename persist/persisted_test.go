@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/spillway/spillway/internal/change"
@@ -102,5 +103,75 @@ func TestStreamedStateMatchesLoadState(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestCheckFindsWrongCounters: the counters kept beside the index agree
+// with a recount of the records, and check reports counters that do not.
+func TestCheckFindsWrongCounters(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	sb := &store.Sandbox{Name: "c", Image: "img", State: store.StateClosed, Generation: 1}
+	err = st.Update(func(tx *store.Tx) error {
+		if err := tx.PutSandbox(sb); err != nil {
+			return err
+		}
+		if err := tx.PutMeta(countsReady, "1"); err != nil {
+			return err
+		}
+		for i, p := range []string{"/d", "/d/a", "/d/b", "/e"} {
+			r := &store.Record{ID: uint64(i + 1), Sandbox: "c", Session: 1, Path: p, Kind: change.KindAdd, Type: change.TypeFile,
+				Size: 10, Status: change.StatusPending, Exception: "ex1"}
+			if p == "/d" {
+				r.Type, r.Size = change.TypeDir, 0
+			}
+			if err := tx.PutRecord(r); err != nil {
+				return err
+			}
+			if err := tx.PutCurrent("c", p, 1, r.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems := func() []string {
+		var out []string
+		if err := st.View(func(tx *store.Tx) error {
+			want, err := derivedState(ctx, tx, sb)
+			if err != nil {
+				return err
+			}
+			out, err = checkCounts(ctx, tx, sb, want)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if p := problems(); len(p) != 0 {
+		t.Fatalf("kept counters disagree with the records: %q", p)
+	}
+	st.View(func(tx *store.Tx) error {
+		c, pending, err := stateCounts(ctx, tx, sb)
+		if err != nil || c.Files != 3 || c.Bytes != 30 || pending != 4 {
+			t.Errorf("stateCounts = %+v, %d, %v; want 3 files, 30 bytes, 4 pending", c, pending, err)
+		}
+		return nil
+	})
+	st.Update(func(tx *store.Tx) error {
+		if err := tx.SetCounts("c", 1, store.Counts{Files: 2, Bytes: 30}); err != nil {
+			return err
+		}
+		return tx.SetPendingCount("c", 7)
+	})
+	if p := problems(); len(p) != 2 || !strings.Contains(p[0], "counters say 2 files, 30 bytes; its records 3 files, 30 bytes") || !strings.Contains(p[1], "pending counter says 7, its records 4") {
+		t.Fatalf("check of wrong counters: %q", p)
 	}
 }
