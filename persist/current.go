@@ -129,10 +129,11 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 		}
 		sort.Strings(paths)
 		for len(paths) > 0 {
-			n := min(len(paths), 1000) // each PutCurrent iterates, and so sorts the transaction's pending writes
+			n := min(len(paths), 10000)
 			if err := e.store.Update(func(tx *store.Tx) error {
 				for _, p := range paths[:n] {
-					if err := tx.PutCurrent(sb.Name, p, max(sb.Generation, 1), st[p].ID); err != nil {
+					// The index of sb was dropped above: no version to replace.
+					if err := tx.PutCurrentNew(sb.Name, p, max(sb.Generation, 1), st[p].ID); err != nil {
 						return err
 					}
 				}

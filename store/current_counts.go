@@ -206,6 +206,7 @@ func subtreeCounts(tx *Tx, k countsAt, tops []string) (Counts, error) {
 		}
 		return tx.indexedRecord(id)
 	}
+	anc := map[string]*Record{} // ancestors looked up already (siblings share them)
 	for _, top := range tops {
 		var f StateFilter
 		var chain []string
@@ -213,9 +214,13 @@ func subtreeCounts(tx *Tx, k countsAt, tops []string) (Counts, error) {
 			chain = append(chain, a)
 		}
 		for i := len(chain) - 1; i >= 0; i-- {
-			r, err := entryAt(chain[i])
-			if err != nil {
-				return c, err
+			r, seen := anc[chain[i]]
+			if !seen {
+				var err error
+				if r, err = entryAt(chain[i]); err != nil {
+					return c, err
+				}
+				anc[chain[i]] = r
 			}
 			if r != nil {
 				f.Keep(r)
