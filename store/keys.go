@@ -30,6 +30,8 @@ import (
 //	a:SEQ                                   audit entry
 //	ah                                      audit head: SEQ ‖ sha256
 //	cs:SANDBOX\0 PATH\0 ^GEN                  current-state index (current.go)
+//	cn:SANDBOX\0 ^GEN                        state counters: files, bytes (current_counts.go)
+//	cq:SANDBOX                              records pending and not purged (current_counts.go)
 //	migrating                               next record id to convert while a schema migration runs
 const (
 	keySchema = "schema"
