@@ -25,7 +25,8 @@ func TestQuick(t *testing.T) {
 	if err := run(context.Background(), tinyConfig, t.TempDir(), &out, &log); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	for _, want := range []string{"docsession N=200", "close / floor (a)", "(c) native docsession", "peak RSS", "review ls first page", "persisted ls", "refused by quota", "whole-state export"} {
+	for _, want := range []string{"docsession N=200", "close / floor (a)", "(c) native docsession", "peak RSS", "review ls first page", "persisted ls", "refused by quota", "whole-state export",
+		"one-file change, P=", "records of history", "layer bytes / live-state bytes", "persisted ls full listing of a"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

@@ -71,6 +71,11 @@ func (b *bench) ratio(name string, num, den time.Duration, target float64) {
 	b.ratios = append(b.ratios, ratio{Name: name, Value: v, Target: target})
 }
 
+// ratioValue records a ratio that is not between two durations.
+func (b *bench) ratioValue(name string, v, target float64) {
+	b.ratios = append(b.ratios, ratio{Name: name, Value: v, Target: target})
+}
+
 // note records a finding once.
 func (b *bench) note(s string) {
 	if !slices.Contains(b.notes, s) {
@@ -125,7 +130,11 @@ func (b *bench) report(w io.Writer) {
 			}
 		}
 		val := fmt.Sprintf("%.2f", q.Value)
-		if q.Unit != "" {
+		switch q.Unit {
+		case "":
+		case " s":
+			val = fmt.Sprintf("%.2f%s", q.Value, q.Unit)
+		default:
 			val = fmt.Sprintf("%.0f%s", q.Value, q.Unit)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", q.Name, val, target, met)

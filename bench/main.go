@@ -37,6 +37,14 @@ type config struct {
 
 	Records [2]int // records in the store for review ls and persisted ls
 	Page    int    // rows of a first page
+
+	ScaleP       [2]int // persisted-scale: files persisted, small and large
+	ScaleReps    int    // its interleaved runs
+	HistH        [2]int // history: records of history, small and large
+	HistPaths    int    // the paths each session of that history changes
+	HistReps     int    // its interleaved runs
+	DiskFiles    int    // disk: files persisted
+	NoopSessions int    // disk: sessions that change nothing
 }
 
 var (
@@ -48,6 +56,9 @@ var (
 		DiscardFiles: 1000000, RefuseFiles: 1000000,
 		PersistFiles: 10000, PersistReps: 3,
 		Records: [2]int{10000, 1000000}, Page: 50,
+		ScaleP: [2]int{1000, 100000}, ScaleReps: 7,
+		HistH: [2]int{10000, 1000000}, HistPaths: 1000, HistReps: 7,
+		DiskFiles: 10000, NoopSessions: 10,
 	}
 	quickConfig = config{
 		Name: "quick", Reps: 2,
@@ -57,6 +68,9 @@ var (
 		DiscardFiles: 20000, RefuseFiles: 20000,
 		PersistFiles: 500, PersistReps: 1,
 		Records: [2]int{1000, 20000}, Page: 50,
+		ScaleP: [2]int{100, 1000}, ScaleReps: 3,
+		HistH: [2]int{1000, 5000}, HistPaths: 100, HistReps: 3,
+		DiskFiles: 200, NoopSessions: 10,
 	}
 	tinyConfig = config{
 		Name: "tiny", Reps: 1,
@@ -66,6 +80,9 @@ var (
 		DiscardFiles: 500, RefuseFiles: 500,
 		PersistFiles: 50, PersistReps: 1,
 		Records: [2]int{100, 500}, Page: 20,
+		ScaleP: [2]int{20, 100}, ScaleReps: 1,
+		HistH: [2]int{100, 500}, HistPaths: 20, HistReps: 1,
+		DiskFiles: 50, NoopSessions: 3,
 	}
 )
 
@@ -79,7 +96,7 @@ func main() {
 	quick := flag.Bool("quick", false, "a CI smoke run with small sizes (under 2 minutes)")
 	out := flag.String("out", "", "also write the report to `FILE`")
 	dir := flag.String("dir", "/var/tmp", "where to build the data (`DIR` on ext4, xfs, btrfs or tmpfs)")
-	flag.StringVar(&only, "only", "", "run only the scenario `NAME` (docsession, close100, native, discard, refuse, persist, records, migrate, export)")
+	flag.StringVar(&only, "only", "", "run only the scenario `NAME` (docsession, close100, native, discard, refuse, persist, records, migrate, export, persisted-scale, history, disk)")
 	flag.Parse()
 	cfg := fullConfig
 	if *quick {
@@ -128,6 +145,7 @@ func run(ctx context.Context, cfg config, parent string, w, logw io.Writer) erro
 	}{
 		{"docsession", b.docsession}, {"close100", b.close100}, {"native", b.native}, {"discard", b.discard},
 		{"refuse", b.refuse}, {"persist", b.persistMany}, {"records", b.records}, {"migrate", b.migrate}, {"export", b.export},
+		{"persisted-scale", b.persistedScale}, {"history", b.history}, {"disk", b.disk},
 	}
 	for _, step := range steps {
 		if only != "" && step.name != only {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/spillway/spillway/store"
@@ -16,6 +17,9 @@ import (
 // (Open does it), in a child process so that its peak memory is its own.
 func (b *bench) migrate(ctx context.Context) error {
 	n := b.cfg.Records[len(b.cfg.Records)-1]
+	if v, err := strconv.Atoi(os.Getenv("SPILLWAY_BENCH_MIGRATE_N")); err == nil && v > 0 {
+		n = v // another size, e.g. to profile
+	}
 	dir := filepath.Join(b.work, fmt.Sprintf("migrate-%d", n), "store")
 	st, err := store.Open(dir)
 	if err != nil {

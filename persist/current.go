@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/store"
 )
@@ -131,7 +132,8 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			n := min(len(paths), 10000)
 			if err := e.store.Update(func(tx *store.Tx) error {
 				for _, p := range paths[:n] {
-					if err := tx.PutCurrent(sb.Name, p, max(sb.Generation, 1), st[p].ID); err != nil {
+					// The index of sb was dropped above: no version to replace.
+					if err := tx.PutCurrentNew(sb.Name, p, max(sb.Generation, 1), st[p].ID); err != nil {
 						return err
 					}
 				}
@@ -145,7 +147,134 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return e.buildCounts(ctx)
+}
+
+// countsReady names the meta key that says every sandbox's counters are
+// kept (stores written before them have them built once).
+const countsReady = "counts-ready"
+
+// buildCounts writes the counters of every sandbox from its state and its
+// pending records, once per store.
+func (e *Env) buildCounts(ctx context.Context) error {
+	return e.store.Update(func(tx *store.Tx) error {
+		if _, ok, err := tx.GetMeta(countsReady); err != nil || ok {
+			return err
+		}
+		sbs, err := tx.ListSandboxes()
+		if err != nil {
+			return err
+		}
+		for _, sb := range sbs {
+			c, pending, err := recount(ctx, tx, sb)
+			if err != nil {
+				return err
+			}
+			if sb.Generation > 0 {
+				if err := tx.SetCounts(sb.Name, sb.Generation, c); err != nil {
+					return err
+				}
+			}
+			if err := tx.SetPendingCount(sb.Name, pending); err != nil {
+				return err
+			}
+		}
+		return tx.PutMeta(countsReady, "1")
+	})
+}
+
+// recount counts sb's state (from the index) and its pending records.
+func recount(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (store.Counts, int64, error) {
+	var c store.Counts
+	st, err := LoadState(ctx, tx, sb)
+	if err != nil {
+		return c, 0, err
+	}
+	c.Files, c.Bytes = st.Files()
+	var pending int64
+	err = tx.ForEachPending(ctx, sb.Name, func(r *store.Record) error {
+		if !r.Purged {
+			pending++
+		}
+		return nil
+	})
+	return c, pending, err
+}
+
+// stateCounts returns sb's counters: files and bytes in its state and the
+// records waiting for review, read in O(1) where they are kept.
+func stateCounts(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (store.Counts, int64, error) {
+	if _, ok, err := tx.GetMeta(countsReady); err != nil || !ok || !currentIsReady(tx, sb.Name) {
+		if err != nil {
+			return store.Counts{}, 0, err
+		}
+		c, pending, err := recount(ctx, tx, sb)
+		if err == nil && sb.State == store.StateClosing {
+			pending, err = pendingOutsideClose(ctx, tx, sb, pending)
+		}
+		return c, pending, err
+	}
+	c, err := tx.CountsAt(sb.Name, sb.Generation)
+	if err != nil {
+		return c, 0, err
+	}
+	pending, err := tx.PendingCount(sb.Name)
+	if err == nil && sb.State == store.StateClosing {
+		pending, err = pendingOutsideClose(ctx, tx, sb, pending)
+	}
+	return c, pending, err
+}
+
+// pendingOutsideClose takes from pending the records of the close that has
+// not committed (not reviewable yet).
+func pendingOutsideClose(ctx context.Context, tx *store.Tx, sb *store.Sandbox, pending int64) (int64, error) {
+	err := tx.ForEachSessionRecord(ctx, sb.Name, sb.Session, func(r *store.Record) error {
+		if r.Status == change.StatusPending && !r.Purged {
+			pending--
+		}
+		return nil
+	})
+	return pending, err
+}
+
+// checkCounts compares each sandbox's counters with a recount of its
+// records (state) and its pending records.
+func checkCounts(ctx context.Context, tx *store.Tx, sb *store.Sandbox, want State) ([]string, error) {
+	if _, ok, err := tx.GetMeta(countsReady); err != nil || !ok {
+		return nil, err
+	}
+	var problems []string
+	c, err := tx.CountsAt(sb.Name, sb.Generation)
+	if err != nil {
+		return []string{fmt.Sprintf("sandbox %s: %v", sb.Name, err)}, nil
+	}
+	st := State{}
+	for p, r := range want {
+		st[p] = r
+	}
+	st.dropReplaced()
+	st.dropOrphans()
+	files, bytes := st.Files()
+	if c.Files != files || c.Bytes != bytes {
+		problems = append(problems, fmt.Sprintf("sandbox %s: counters say %d files, %d bytes; its records %d files, %d bytes", sb.Name, c.Files, c.Bytes, files, bytes))
+	}
+	kept, err := tx.PendingCount(sb.Name)
+	if err != nil {
+		return append(problems, fmt.Sprintf("sandbox %s: %v", sb.Name, err)), nil
+	}
+	var pending int64
+	if err := tx.ForEachRecord(ctx, sb.Name, func(r *store.Record) error {
+		if r.Status == change.StatusPending && !r.Purged {
+			pending++
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if kept != pending {
+		problems = append(problems, fmt.Sprintf("sandbox %s: pending counter says %d, its records %d", sb.Name, kept, pending))
+	}
+	return problems, nil
 }
 
 // checkCurrent compares each sandbox's index with the state its records
@@ -170,6 +299,11 @@ func (e *Env) checkCurrent(ctx context.Context) ([]string, error) {
 			if err != nil {
 				return err
 			}
+			cp, err := checkCounts(ctx, tx, sb, want)
+			if err != nil {
+				return err
+			}
+			problems = append(problems, cp...)
 			var bad []string
 			for p, r := range want {
 				if got, ok := idx[p]; !ok || got.ID != r.ID {

@@ -2,28 +2,107 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path"
 
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/store"
 )
 
 // Persisted returns the current persisted state of a sandbox, by path.
 func (e *Env) Persisted(ctx context.Context, sandbox string) ([]*store.Record, error) {
-	var out []*store.Record
+	out := []*store.Record{}
+	err := e.PersistedEach(ctx, sandbox, func(r *store.Record) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// PersistedEach calls fn, in path order, for every record of the current
+// persisted state of a sandbox, streamed from the current-state index:
+// the first rows come before the last are read, and the cost follows the
+// state, never the history. fn may return store.ErrStop to end early.
+func (e *Env) PersistedEach(ctx context.Context, sandbox string, fn func(*store.Record) error) error {
 	err := e.store.View(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
 		if err != nil {
 			return noSandbox(sandbox, err)
 		}
+		return eachCurrent(ctx, tx, sb, fn)
+	})
+	if errors.Is(err, store.ErrStop) {
+		return nil
+	}
+	return err
+}
+
+// eachCurrent calls fn, in path order, for every record of sb's state.
+func eachCurrent(ctx context.Context, tx *store.Tx, sb *store.Sandbox, fn func(*store.Record) error) error {
+	if !currentIsReady(tx, sb.Name) {
 		st, err := LoadState(ctx, tx, sb)
 		if err != nil {
 			return err
 		}
-		out = st.Sorted()
+		for _, r := range st.Sorted() {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
 		return nil
+	}
+	var vis store.StateFilter
+	return tx.ForEachCurrentAt(ctx, sb.Name, sb.Generation, func(p string, id uint64) error {
+		r, err := tx.GetRecord(id)
+		if err != nil {
+			return fmt.Errorf("current-state index of %s: %s names record r%d: %w", sb.Name, escape.Name(p), id, err)
+		}
+		if !vis.Keep(r) {
+			return nil
+		}
+		return fn(r)
 	})
-	return out, err
+}
+
+// currentRecord returns the record of path in the current state (nil when
+// none), from the index: the path's entry and its ancestors' (what
+// dropReplaced and dropOrphans look at), never the whole state.
+func currentRecord(ctx context.Context, tx *store.Tx, sb *store.Sandbox, p string) (*store.Record, error) {
+	if !currentIsReady(tx, sb.Name) {
+		st, err := LoadState(ctx, tx, sb)
+		return st[p], err
+	}
+	if !cleanAbs(p) {
+		return nil, nil
+	}
+	var chain []string
+	for a := p; a != "/" && a != "."; a = path.Dir(a) {
+		chain = append(chain, a)
+	}
+	var vis store.StateFilter
+	var out *store.Record
+	for i := len(chain) - 1; i >= 0; i-- {
+		id, ok, err := tx.CurrentAt(sb.Name, chain[i], sb.Generation)
+		if err != nil || !ok {
+			if err == nil && i == 0 {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		r, err := tx.GetRecord(id)
+		if err != nil {
+			return nil, fmt.Errorf("current-state index of %s: %s names record r%d: %w", sb.Name, escape.Name(chain[i]), id, err)
+		}
+		if vis.Keep(r) && i == 0 {
+			out = r
+		}
+	}
+	return out, nil
 }
 
 // PersistedVersion returns the record of path in the current state, or the
@@ -36,11 +115,10 @@ func (e *Env) PersistedVersion(ctx context.Context, sandbox, path string, n uint
 			return noSandbox(sandbox, err)
 		}
 		if n == 0 {
-			st, err := LoadState(ctx, tx, sb)
-			if err != nil {
+			var err error
+			if out, err = currentRecord(ctx, tx, sb, path); err != nil {
 				return err
 			}
-			out = st[path]
 		} else {
 			hist, err := tx.PathHistory(sandbox, path)
 			if err != nil {

@@ -70,24 +70,14 @@ func (e *Env) Sandboxes(ctx context.Context) ([]SandboxInfo, error) {
 			return err
 		}
 		for _, sb := range sbs {
-			st, err := LoadState(ctx, tx, sb)
+			c, pending, err := stateCounts(ctx, tx, sb)
 			if err != nil {
 				return err
 			}
-			files, bytes := st.Files()
 			info := SandboxInfo{Name: sb.Name, Image: sb.Image, State: sb.State, Session: sb.Session,
-				Generation: sb.Generation, PersistedFiles: files, PersistedBytes: bytes}
+				Generation: sb.Generation, PersistedFiles: c.Files, PersistedBytes: c.Bytes, Pending: pending}
 			if sb.State == store.StateOpen {
 				info.OpenGeneration = sb.OpenGeneration
-			}
-			err = tx.ForEachPending(ctx, sb.Name, func(r *store.Record) error {
-				if Reviewable(sb, r) {
-					info.Pending++
-				}
-				return nil
-			})
-			if err != nil {
-				return err
 			}
 			out = append(out, info)
 		}

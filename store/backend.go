@@ -32,6 +32,10 @@ type kvTx interface {
 	// next increments the named counter and returns its new value. Values
 	// only grow; a driver may leave gaps (PostgreSQL's sequences do).
 	next(name string) (uint64, error)
+	// before runs fn in a read-only view of the ledger as this
+	// transaction found it: without its own writes, and without anything
+	// committed since it began (current_counts.go diffs the two).
+	before(fn func(kvTx) error) error
 }
 
 // prefixEnd returns the first key after every key with prefix, or nil

@@ -19,7 +19,7 @@ type badgerBackend struct {
 func (b *badgerBackend) update(fn func(kvTx) error) error {
 	txn := b.db.NewTransaction(true)
 	defer txn.Discard()
-	if err := fn(badgerTx{txn}); err != nil {
+	if err := fn(badgerTx{txn, b.db}); err != nil {
 		return err
 	}
 	return txn.Commit()
@@ -28,14 +28,26 @@ func (b *badgerBackend) update(fn func(kvTx) error) error {
 func (b *badgerBackend) view(fn func(kvTx) error) error {
 	txn := b.db.NewTransaction(false)
 	defer txn.Discard()
-	return fn(badgerTx{txn})
+	return fn(badgerTx{txn, b.db})
 }
 
 func (b *badgerBackend) close() error  { return b.db.Close() }
 func (b *badgerBackend) where() string { return b.dir }
 
 // badgerTx is one badger transaction.
-type badgerTx struct{ txn *badger.Txn }
+type badgerTx struct {
+	txn *badger.Txn
+	db  *badger.DB
+}
+
+// before reads in a new read transaction: Store.Update runs one
+// read-write transaction at a time and badger allows one process, so
+// nothing committed since this transaction began.
+func (t badgerTx) before(fn func(kvTx) error) error {
+	txn := t.db.NewTransaction(false)
+	defer txn.Discard()
+	return fn(badgerTx{txn, t.db})
+}
 
 func (t badgerTx) get(k []byte) ([]byte, bool, error) {
 	item, err := t.txn.Get(k)

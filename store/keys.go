@@ -31,6 +31,8 @@ import (
 //	ah                                      audit head of the fleet chain: CHAINSEQ ‖ sha256 (audit.go)
 //	aH:SANDBOX                              audit head of a sandbox's chain: CHAINSEQ ‖ sha256
 //	cs:SANDBOX\0 PATH\0 ^GEN                  current-state index (current.go)
+//	cn:SANDBOX\0 ^GEN                        state counters: files, bytes (current_counts.go)
+//	cq:SANDBOX                              records pending and not purged (current_counts.go)
 //	migrating                               next record id to convert while a schema migration runs
 //	h:HOST                                  host of a fleet (lease.go)
 //	l:SANDBOX                               lease of a sandbox (lease.go)

@@ -24,6 +24,10 @@ import (
 type pgBackend struct {
 	pool *pgxpool.Pool
 	name string // the URL without its password
+	// snapPool serves the read transactions that import a writer's
+	// snapshot (pgTx.before): a pool of their own, so that writers
+	// waiting for a second connection never starve each other.
+	snapPool *pgxpool.Pool
 }
 
 // pgRetries is how many times a transaction is run again after a
@@ -48,9 +52,14 @@ func openPG(ctx context.Context, rawURL string) (*pgBackend, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
 	}
-	b := &pgBackend{pool: pool, name: name}
-	if err := migratePG(ctx, pool); err != nil {
+	snapPool, err := pgxpool.NewWithConfig(ctx, cfg.Copy())
+	if err != nil {
 		pool.Close()
+		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
+	}
+	b := &pgBackend{pool: pool, name: name, snapPool: snapPool}
+	if err := migratePG(ctx, pool); err != nil {
+		b.close()
 		return nil, fmt.Errorf("store %s: %w", name, err)
 	}
 	return b, nil
@@ -65,7 +74,7 @@ func redactURL(u string) string {
 	return p.Redacted()
 }
 
-func (b *pgBackend) close() error  { b.pool.Close(); return nil }
+func (b *pgBackend) close() error  { b.pool.Close(); b.snapPool.Close(); return nil }
 func (b *pgBackend) where() string { return b.name }
 
 func (b *pgBackend) update(fn func(kvTx) error) error {
@@ -203,6 +212,27 @@ func (t *pgTx) now() time.Time {
 		return time.Now().UTC()
 	}
 	return now.UTC()
+}
+
+// before reads in a read-only transaction that imports this one's
+// snapshot (pg_export_snapshot): what this transaction saw, without its
+// own writes, whatever committed since.
+func (t *pgTx) before(fn func(kvTx) error) error {
+	ctx := context.Background()
+	var snap string
+	if err := t.tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snap); err != nil {
+		return t.fail(err)
+	}
+	rtx, err := t.b.snapPool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return pgErr(err)
+	}
+	defer rtx.Rollback(ctx)
+	// A snapshot id is hex digits and dashes; it cannot be a parameter.
+	if _, err := rtx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap, "'", "")+"'"); err != nil {
+		return pgErr(err)
+	}
+	return fn(&pgTx{tx: rtx, b: t.b})
 }
 
 func (t *pgTx) get(k []byte) ([]byte, bool, error) {

@@ -44,6 +44,7 @@ func (tx *Tx) PutRecord(r *Record) error {
 	case !isNotFound(err):
 		return err
 	}
+	tx.movePending(old, r)
 	if err := tx.put(key(pRec, r.ID), r); err != nil {
 		return err
 	}
@@ -101,6 +102,7 @@ func (tx *Tx) DeleteRecord(id uint64) error {
 			return err
 		}
 	}
+	tx.movePending(r, nil)
 	return tx.del(key(pRec, id))
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,31 +67,69 @@ func Open(dir string) (*Store, error) {
 	}
 	s := &Store{db: db, dir: dir, be: &badgerBackend{db: db, dir: dir}}
 	from, err := s.checkSchema()
-	if err == nil && from < SchemaVersion {
-		// Back up the old store's files with the database closed.
-		if err := db.Close(); err != nil {
-			return nil, translate(err)
-		}
-		if err := backupFiles(dir); err != nil {
-			return nil, fmt.Errorf("store %s: back up before migrating: %w", dir, err)
-		}
-		if err := hook("backup"); err != nil {
-			return nil, err
-		}
-		if db, err = badger.Open(opts); err != nil {
-			return nil, translateOpen(dir, err)
-		}
-		s.db = db
-		s.be = &badgerBackend{db: db, dir: dir}
-	}
 	if err == nil && (from < SchemaVersion || s.migrating()) {
-		err = s.migrate(from)
+		err = s.migrateLean(opts, from)
 	}
 	if err != nil {
-		db.Close()
+		s.db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// migrateLean migrates the store (from: its schema version) with the
+// database reopened under migrationOptions, then reopens it with opts.
+func (s *Store) migrateLean(opts badger.Options, from int) error {
+	// Back up the old store's files with the database closed.
+	if err := s.db.Close(); err != nil {
+		return translate(err)
+	}
+	if from < SchemaVersion {
+		if err := backupFiles(s.dir); err != nil {
+			return fmt.Errorf("store %s: back up before migrating: %w", s.dir, err)
+		}
+		if err := hook("backup"); err != nil {
+			return err
+		}
+	}
+	if err := s.reopen(migrationOptions(opts)); err != nil {
+		return err
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(migrationMemoryLimit))
+	if err := s.migrate(from); err != nil {
+		return err
+	}
+	if err := s.db.Close(); err != nil {
+		return translate(err)
+	}
+	return s.reopen(opts)
+}
+
+// migrationOptions are opts for the migration's own Open: it rewrites
+// every record once, and badger's defaults (a 256 MiB block cache, five
+// memtables, compaction tables twice as large at every level, each built
+// in memory by up to 13 builders at once) then grow the Go heap with the
+// store (2.2 GiB for 1,000,000 records). These keep it flat.
+func migrationOptions(opts badger.Options) badger.Options {
+	o := opts.WithBlockCacheSize(8 << 20).WithNumMemtables(2).WithMemTableSize(8 << 20).
+		WithBaseTableSize(1 << 20).WithNumCompactors(2)
+	o.TableSizeMultiplier = 1
+	return o
+}
+
+// migrationMemoryLimit is the Go runtime's soft memory limit while a
+// migration runs: decoding gob records makes about 10 KiB of short-lived
+// garbage each, which the collector's default pacing lets pile up.
+const migrationMemoryLimit = 192 << 20
+
+// reopen opens the database of s again with opts.
+func (s *Store) reopen(opts badger.Options) error {
+	db, err := badger.Open(opts)
+	if err != nil {
+		return translateOpen(s.dir, err)
+	}
+	s.db, s.be = db, &badgerBackend{db: db, dir: s.dir}
+	return nil
 }
 
 // checkSchema writes the schema version into a new store and checks it in an
@@ -145,7 +184,13 @@ func (s *Store) Close() error { return translate(s.be.close()) }
 func (s *Store) Update(fn func(tx *Tx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return translate(s.be.update(func(b kvTx) error { return fn(&Tx{b: b, s: s}) }))
+	return translate(s.be.update(func(b kvTx) error {
+		tx := &Tx{b: b, s: s} // a retried transaction starts afresh
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return tx.settleCounts()
+	}))
 }
 
 // View runs fn in one read-only transaction.

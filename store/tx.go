@@ -8,8 +8,11 @@ import (
 
 // Tx is one transaction; read-only inside View.
 type Tx struct {
-	b kvTx
-	s *Store
+	b       kvTx
+	s       *Store
+	counts  map[string]Counts            // counters written by this transaction (current_counts.go)
+	changed map[countsAt]map[string]bool // index paths it changed, for settleCounts
+	pending map[string]int64             // pending counts it moved, by sandbox
 }
 
 // get returns the value at k, or ok=false when it is absent.

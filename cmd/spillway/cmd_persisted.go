@@ -73,21 +73,32 @@ type persistedOptions struct {
 
 func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		recs, err := e.Persisted(ctx, o.Sandbox)
-		if err != nil {
-			return err
-		}
+		// Rows print as they are read from the current-state index, in
+		// pages of reviewPage, so the first page of a large state shows at
+		// once.
 		if t.json {
-			return t.printJSON(view.Records(recs))
+			arr := t.jsonArray()
+			if err := e.PersistedEach(ctx, o.Sandbox, func(r *persist.Record) error { return arr.add(view.NewRecord(r)) }); err != nil {
+				return err
+			}
+			return arr.close()
 		}
 		w := t.table()
 		fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
-		for _, r := range recs {
+		n := 0
+		err := e.PersistedEach(ctx, o.Sandbox, func(r *persist.Record) error {
 			typ := r.Type
 			if r.Kind == change.KindDelete {
 				typ = "deleted"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%04o\t%s\t%d\t%s\n", name(r.Path), typ, units.FormatSize(r.Size), r.Mode, r.Exception, r.Session, r.Status)
+			if n++; n%reviewPage == 0 {
+				return w.Flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		return w.Flush()
 	})

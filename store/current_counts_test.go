@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/spillway/spillway/internal/change"
+)
+
+// TestCountsFollowTheIndex: after random changes of the index (files,
+// links, deletes and new directories over older subtrees, staged versions
+// taken back one by one or dropped), the counters a reader at each
+// generation sees equal a recount of the state that reader sees.
+func TestCountsFollowTheIndex(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	names := []string{"a", "a-b", "a.b", "b"}
+	for seed := range uint64(40) {
+		r := rand.New(rand.NewPCG(seed, 3))
+		sb := fmt.Sprintf("s%d", seed)
+		var paths []string
+		gen := uint64(0)
+		for range 8 {
+			gen++
+			err := s.Update(func(tx *Tx) error {
+				for range 1 + r.IntN(6) {
+					p := ""
+					for range 1 + r.IntN(3) {
+						p += "/" + names[r.IntN(len(names))]
+					}
+					paths = append(paths, p)
+					id, err := tx.NextRecordID()
+					if err != nil {
+						return err
+					}
+					rec := &Record{ID: id, Sandbox: sb, Session: gen, Path: p, Kind: change.KindAdd, Type: change.TypeFile,
+						Size: int64(1 + r.IntN(1000)), Status: change.StatusApproved}
+					switch r.IntN(5) {
+					case 0:
+						rec.Kind, rec.Size = change.KindDelete, 0
+					case 1, 2:
+						rec.Type, rec.Size = change.TypeDir, 0
+					}
+					if err := tx.PutRecord(rec); err != nil {
+						return err
+					}
+					if r.IntN(6) == 0 {
+						id = 0 // the path leaves the state
+					}
+					if err := tx.PutCurrent(sb, p, gen, id); err != nil {
+						return err
+					}
+				}
+				// Take back one staged version now and then.
+				if r.IntN(3) == 0 {
+					return tx.DeleteCurrentVersion(sb, paths[len(paths)-1], gen)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			from := gen - 1 // a reader at gen-1 is served too
+			if r.IntN(4) == 0 {
+				if _, err := s.DropCurrentAbove(ctx, sb, gen-1); err != nil {
+					t.Fatal(err)
+				}
+				gen--
+				from = gen // what gen-1 saw may be gone since gen was written
+			}
+			for g := max(from, 1); g <= gen; g++ {
+				checkCounts(t, s, sb, g)
+			}
+		}
+	}
+}
+
+// checkCounts compares CountsAt with a recount at gen.
+func checkCounts(t *testing.T, s *Store, sb string, gen uint64) {
+	t.Helper()
+	err := s.View(func(tx *Tx) error {
+		var want Counts
+		var f StateFilter
+		if err := tx.ForEachCurrentAt(context.Background(), sb, gen, func(_ string, id uint64) error {
+			r, err := tx.GetRecord(id)
+			if err == nil && f.Keep(r) {
+				want.add(r, 1)
+			}
+			return err
+		}); err != nil {
+			return err
+		}
+		got, err := tx.CountsAt(sb, gen)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			t.Errorf("%s at %d: counters %+v, recount %+v", sb, gen, got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
