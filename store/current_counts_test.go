@@ -13,7 +13,9 @@ import (
 // links, deletes and new directories over older subtrees, staged versions
 // taken back one by one or dropped), the counters a reader at each
 // generation sees equal a recount of the state that reader sees.
-func TestCountsFollowTheIndex(t *testing.T) {
+func TestCountsFollowTheIndex(t *testing.T) { forEachDriver(t, testCountsFollowTheIndex) }
+
+func testCountsFollowTheIndex(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	names := []string{"a", "a-b", "a.b", "b"}
