@@ -68,6 +68,7 @@ func loadExpected(ctx context.Context, tx *store.Tx) (*expected, error) {
 			need(sb.Layer, false, "the persisted layer under closing sandbox "+sb.Name)
 		}
 		need(layerKey(sb.Name, sb.Generation), false, "sandbox "+sb.Name)
+		need(layerTop(tx, sb.Name), false, "sandbox "+sb.Name)
 		// From the records, not the index: check compares the two.
 		st, err := recordState(ctx, tx, sb)
 		if err != nil {

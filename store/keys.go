@@ -30,6 +30,7 @@ import (
 //	a:SEQ                                   audit entry
 //	ah                                      audit head: SEQ ‖ sha256
 //	cs:SANDBOX\0 PATH\0 ^GEN                  current-state index (current.go)
+//	cl:SANDBOX\0 GEN PATH\0                 change log of the index (changelog.go)
 //	migrating                               next record id to convert while a schema migration runs
 const (
 	keySchema = "schema"
