@@ -77,7 +77,20 @@ func (e *Env) ensureLayer(ctx context.Context, sb *store.Sandbox, img *store.Ima
 	if err != nil {
 		return "", "", nil, err
 	}
-	return key, dir, skipped, e.layerBuilt(ctx, sb, key, true)
+	if err := e.layerBuilt(ctx, sb, key, true); err != nil {
+		return "", "", nil, err
+	}
+	if overlay && e.exists(ctx, top) {
+		// The chain the flat layer replaces: nothing uses it any more.
+		old, err := e.chain(ctx, sb.Name, top)
+		if err != nil {
+			return "", "", nil, err
+		}
+		if err := e.removeLeafFirst(ctx, old); err != nil {
+			return "", "", nil, err
+		}
+	}
+	return key, dir, skipped, nil
 }
 
 // layerBuilt records key as sb's last built layer (a flat one: the change
