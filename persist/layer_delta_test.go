@@ -402,3 +402,65 @@ func TestDeltaDirRecreatedDropsOlderChildren(t *testing.T) {
 	mustDelta(t, depth, "new d rejected")
 	f.close()
 }
+
+// TestDeltaFlipsRecordsBelowADirectory writes records and the index
+// directly: a newer directory record drops an older record below it (the
+// delta must remove what only the index still names), and taking the newer
+// record back brings the older one back.
+func TestDeltaFlipsRecordsBelowADirectory(t *testing.T) {
+	f := newFixture(t, snapshot.KindOverlay)
+	const d = "/home/user/Documents/d"
+	var next uint64
+	step := func(set map[string]*store.Record) {
+		t.Helper()
+		if err := f.e.store.Update(func(tx *store.Tx) error {
+			sb, err := tx.GetSandbox("docs")
+			if err != nil {
+				return err
+			}
+			sb.Generation++
+			for p, r := range set {
+				var id uint64
+				if r != nil {
+					if r.ID == 0 {
+						if r.ID, err = tx.NextRecordID(); err != nil {
+							return err
+						}
+					}
+					r.Sandbox, r.Session, r.Path, r.Status, r.Kind = "docs", 1, p, change.StatusApproved, change.KindAdd
+					if err := tx.PutRecord(r); err != nil {
+						return err
+					}
+					id = r.ID
+				}
+				if err := tx.PutCurrent("docs", p, sb.Generation, id); err != nil {
+					return err
+				}
+			}
+			next = sb.Generation
+			return tx.PutSandbox(sb)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.open() // session 1, the records' session, closed before they exist
+	f.close()
+	old := &store.Record{Type: change.TypeDir, Mode: 0o750}
+	step(map[string]*store.Record{d: old, d + "/sub": {Type: change.TypeDir, Mode: 0o700}, d + "/sub/x": {Type: change.TypeDir, Mode: 0o755}})
+	openAndCompare(t, f, "first")
+	f.close()
+	step(map[string]*store.Record{d: {Type: change.TypeDir, Mode: 0o711}})
+	root, depth := openAndCompare(t, f, "a newer directory record")
+	mustDelta(t, depth, "newer directory")
+	if _, err := os.Lstat(filepath.Join(root, d, "sub")); !os.IsNotExist(err) {
+		t.Fatalf("generation %d: d/sub, older than d's record, is still there: %v", next, err)
+	}
+	f.close()
+	step(map[string]*store.Record{d: old})
+	root, depth = openAndCompare(t, f, "the older directory record again")
+	mustDelta(t, depth, "older directory")
+	if _, err := os.Lstat(filepath.Join(root, d, "sub/x")); err != nil {
+		t.Fatalf("d/sub/x is not back: %v", err)
+	}
+	f.close()
+}
