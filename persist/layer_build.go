@@ -25,7 +25,7 @@ import (
 // native) a flat layer on the image. It returns the layer's key, its
 // directory for the native snapshotter ("" for overlay) and the stored
 // paths it skipped.
-func (e *Env) ensureLayer(ctx context.Context, sb *store.Sandbox, img *store.Image, state State) (string, string, []string, error) {
+func (e *Env) ensureLayer(ctx context.Context, sb *store.Sandbox, img *store.Image) (string, string, []string, error) {
 	key := layerKey(sb.Name, sb.Generation)
 	overlay := e.snap.Kind() == snapshot.KindOverlay
 	var top string
@@ -71,6 +71,10 @@ func (e *Env) ensureLayer(ctx context.Context, sb *store.Sandbox, img *store.Ima
 			}
 		}
 	}
+	var state State
+	if err := e.store.View(func(tx *store.Tx) (err error) { state, err = LoadState(ctx, tx, sb); return err }); err != nil {
+		return "", "", nil, err
+	}
 	dir, skipped, err := e.buildLayer(ctx, key, img.Snapshot, "open.layer", func(target string) ([]string, error) {
 		return e.applyState(ctx, target, state)
 	})
@@ -91,6 +95,22 @@ func (e *Env) ensureLayer(ctx context.Context, sb *store.Sandbox, img *store.Ima
 		}
 	}
 	return key, dir, skipped, nil
+}
+
+// stateNonEmpty says whether sb's state holds anything, without loading
+// it when the index is built: the index's first path has no ancestor in
+// it, so its record is in effect.
+func stateNonEmpty(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (bool, error) {
+	if !currentIsReady(tx, sb.Name) {
+		st, err := LoadState(ctx, tx, sb)
+		return len(st) > 0, err
+	}
+	found := false
+	err := tx.ForEachCurrentAt(ctx, sb.Name, sb.Generation, func(string, uint64) error {
+		found = true
+		return store.ErrStop
+	})
+	return found, err
 }
 
 // layerBuilt records key as sb's last built layer (a flat one: the change

@@ -46,23 +46,23 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (*Opened, error) {
 		return nil, err
 	}
 	var (
-		img   *store.Image
-		state State
+		img      *store.Image
+		nonEmpty bool
 	)
 	if err := e.store.View(func(tx *store.Tx) error {
 		var err error
 		if img, err = tx.GetImage(sb.Image); err != nil {
 			return err
 		}
-		state, err = LoadState(ctx, tx, sb)
+		nonEmpty, err = stateNonEmpty(ctx, tx, sb)
 		return err
 	}); err != nil {
 		return nil, err
 	}
 	parent, baseDir := img.Snapshot, img.Dir
 	var skipped []string
-	if len(state) > 0 {
-		key, dir, sk, err := e.ensureLayer(ctx, sb, img, state)
+	if nonEmpty {
+		key, dir, sk, err := e.ensureLayer(ctx, sb, img)
 		if err != nil {
 			return nil, err
 		}
