@@ -143,7 +143,7 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			paths = paths[n:]
 		}
 		if err := e.store.Update(func(tx *store.Tx) error {
-			return errors.Join(tx.PutMeta(currentReady(sb.Name), "1"), forgetLayers(tx, sb.Name))
+			return errors.Join(tx.PutMeta(currentReady(sb.Name), "1"), forgetChangeLog(tx, sb.Name))
 		}); err != nil {
 			return err
 		}

@@ -61,6 +61,12 @@ func forgetLayers(tx *store.Tx, sandbox string) error {
 	return errors.Join(tx.DeleteMeta(layerTopMeta(sandbox)), tx.DeleteMeta(layerLogMeta(sandbox)))
 }
 
+// forgetChangeLog says the change log covers nothing (the index was
+// rebuilt): the next open builds a flat layer, the chain in use stays.
+func forgetChangeLog(tx *store.Tx, sandbox string) error {
+	return tx.DeleteMeta(layerLogMeta(sandbox))
+}
+
 // logCovers says whether the change log of sandbox holds every change after
 // generation base.
 func logCovers(tx *store.Tx, sandbox string, base uint64) bool {

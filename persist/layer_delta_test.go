@@ -464,3 +464,30 @@ func TestDeltaFlipsRecordsBelowADirectory(t *testing.T) {
 	}
 	f.close()
 }
+
+// After the index is rebuilt, the change log no longer says what changed
+// since the last built layer: the next open builds a flat layer, and check
+// finds nothing stray meanwhile.
+func TestRebuiltIndexBuildsFlat(t *testing.T) {
+	f, _ := deltaFixture(t, change.ReviewAfter, "/home/user/Documents/**")
+	for i := range 3 {
+		root := f.open()
+		write(t, root, fmt.Sprintf("/home/user/Documents/f%d", i), "x\n", 0o644)
+		f.close()
+	}
+	if err := f.e.rebuildCurrent(f.ctx, "docs"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := f.e.Check(f.ctx); err != nil || len(p) != 0 {
+		t.Fatalf("check after the rebuild: %q %v", p, err)
+	}
+	root, depth := openAndCompare(t, f, "after the rebuild")
+	if depth != 1 {
+		t.Fatalf("the open after a rebuilt index built a chain of %d, want a flat layer", depth)
+	}
+	write(t, root, "/home/user/Documents/f9", "x\n", 0o644)
+	f.close()
+	_, depth = openAndCompare(t, f, "then a change")
+	mustDelta(t, depth, "the change after the flat layer")
+	f.close()
+}
