@@ -491,3 +491,51 @@ func TestRebuiltIndexBuildsFlat(t *testing.T) {
 	mustDelta(t, depth, "the change after the flat layer")
 	f.close()
 }
+
+// gc squashes a chain deeper than half the limit into one flat layer of
+// the same state and removes the old chain; an open at the limit builds a
+// flat layer itself.
+func TestSquashAndChainLimit(t *testing.T) {
+	defer func(n int) { maxLayerChain = n }(maxLayerChain)
+	maxLayerChain = 4
+	f, _ := deltaFixture(t, change.ReviewAfter, "/home/user/Documents/**")
+	depths := []int{}
+	for i := range 7 {
+		root := f.open()
+		depths = append(depths, chainDepth(t, f))
+		write(t, root, fmt.Sprintf("/home/user/Documents/f%d", i), "x\n", 0o644)
+		f.close()
+	}
+	// No layer while the state is empty, then 1 (flat), 2, 3, 4 (the
+	// limit), 1 (flat again), 2.
+	if want := []int{0, 1, 2, 3, 4, 1, 2}; fmt.Sprint(depths) != fmt.Sprint(want) {
+		t.Fatalf("chain depths %v, want %v", depths, want)
+	}
+	_, depth := openAndCompare(t, f, "depth 3")
+	if depth != 3 {
+		t.Fatalf("depth %d, want 3", depth)
+	}
+	f.close()
+	keys, _ := f.e.snap.Keys(f.ctx)
+	if _, err := f.e.GC(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := f.e.snap.Keys(f.ctx)
+	var layers []string
+	for _, k := range after {
+		if strings.HasPrefix(k, "sbx/docs/") {
+			layers = append(layers, k)
+		}
+	}
+	if len(layers) != 1 || !strings.HasSuffix(layers[0], "/flat") {
+		t.Fatalf("after gc: sandbox snapshots %v (before %v), want one flat layer", layers, keys)
+	}
+	if p, err := f.e.Check(f.ctx); err != nil || len(p) != 0 {
+		t.Fatalf("check after the squash: %q %v", p, err)
+	}
+	_, depth = openAndCompare(t, f, "after the squash")
+	if depth != 1 {
+		t.Fatalf("depth after the squash %d, want 1", depth)
+	}
+	f.close()
+}

@@ -37,6 +37,17 @@ func (e *Env) squashChains(ctx context.Context) error {
 		if sb.State != store.StateClosed || g != sb.Generation || !e.exists(ctx, top) {
 			continue
 		}
+		if old := layerKey(sb.Name, g); top == squashKey(sb.Name, g) && e.exists(ctx, old) {
+			// A squash killed after it switched: remove what it replaced.
+			ch, err := e.chain(ctx, sb.Name, old)
+			if err != nil {
+				return err
+			}
+			if err := e.removeLeafFirst(ctx, ch); err != nil {
+				return err
+			}
+			continue
+		}
 		ch, err := e.chain(ctx, sb.Name, top)
 		if err != nil {
 			return err
