@@ -68,6 +68,7 @@ func loadExpected(ctx context.Context, tx *store.Tx) (*expected, error) {
 			need(sb.Layer, false, "the persisted layer under closing sandbox "+sb.Name)
 		}
 		need(layerKey(sb.Name, sb.Generation), false, "sandbox "+sb.Name)
+		need(layerTop(tx, sb.Name), false, "sandbox "+sb.Name)
 		// From the records, not the index: check compares the two.
 		st, err := recordState(ctx, tx, sb)
 		if err != nil {
@@ -105,7 +106,29 @@ func (e *Env) loadExpected(ctx context.Context) (x *expected, err error) {
 		x, err = loadExpected(ctx, tx)
 		return err
 	})
+	if err == nil {
+		e.expectParents(ctx, x)
+	}
 	return x, err
+}
+
+// expectParents adds the parents of the expected snapshots (the layers of
+// a delta chain), as the snapshotter records them.
+func (e *Env) expectParents(ctx context.Context, x *expected) {
+	for _, k := range sortedKeys(x.snapshots) {
+		for p := k; ; {
+			info, err := e.snap.Stat(ctx, p)
+			if err != nil || info.Parent == "" {
+				break
+			}
+			p = info.Parent
+			if _, ok := x.snapshots[p]; ok {
+				break
+			}
+			x.snapshots[p] = false
+			x.owner[p] = "a layer under " + x.owner[k]
+		}
+	}
 }
 
 // Check lists every disagreement between the store, the blobs, the

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -143,7 +144,9 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			}
 			paths = paths[n:]
 		}
-		if err := e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(currentReady(sb.Name), "1") }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error {
+			return errors.Join(tx.PutMeta(currentReady(sb.Name), "1"), forgetChangeLog(tx, sb.Name))
+		}); err != nil {
 			return err
 		}
 	}

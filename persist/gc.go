@@ -27,10 +27,14 @@ type Freed struct {
 	Recovery      Dropped // what the recovery area no longer keeps (expired, or over the cap)
 }
 
-// GC removes the blobs no record keeps, the snapshots the store does not
+// GC squashes deep chains of persisted layers (layer_squash.go), removes
+// the blobs no record keeps, the snapshots the store does not
 // account for and the temp files crashed commands left, then runs badger's
 // value-log GC. It appends a "gc" audit entry saying what it freed.
 func (e *Env) GC(ctx context.Context) (*Freed, error) {
+	if err := e.squashChains(ctx); err != nil {
+		return nil, err
+	}
 	x, err := e.loadExpected(ctx)
 	if err != nil {
 		return nil, err

@@ -40,7 +40,7 @@ func (e *Env) CreateSandbox(name, image string) error {
 			return err
 		}
 		// The index is empty: rm (or gc) dropped a former one of this name.
-		if err := tx.PutMeta(currentReady(name), "1"); err != nil {
+		if err := errors.Join(tx.PutMeta(currentReady(name), "1"), forgetLayers(tx, name)); err != nil {
 			return err
 		}
 		_, err := tx.Append(e.Now(), "sandbox.create", name, map[string]string{"image": image})
@@ -170,7 +170,9 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 
 // dropCurrentOf forgets a removed sandbox's current-state index.
 func (e *Env) dropCurrentOf(ctx context.Context, name string) error {
-	if err := e.store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady(name)) }); err != nil {
+	if err := e.store.Update(func(tx *store.Tx) error {
+		return errors.Join(tx.DeleteMeta(currentReady(name)), forgetLayers(tx, name))
+	}); err != nil {
 		return err
 	}
 	_, err := e.store.DropCurrent(ctx, name)

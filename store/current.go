@@ -36,6 +36,9 @@ func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
 	if gen == 0 {
 		return fmt.Errorf("store: current-state version at generation 0")
 	}
+	if err := tx.logChange(sandbox, path, gen, id); err != nil {
+		return err
+	}
 	var val []byte
 	if id != 0 {
 		val = binary.AppendUvarint(nil, id)

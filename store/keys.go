@@ -33,6 +33,7 @@ import (
 //	cs:SANDBOX\0 PATH\0 ^GEN                  current-state index (current.go)
 //	cn:SANDBOX\0 ^GEN                        state counters: files, bytes (current_counts.go)
 //	cq:SANDBOX                              records pending and not purged (current_counts.go)
+//	cl:SANDBOX\0 GEN PATH\0                 change log of the index (changelog.go)
 //	migrating                               next record id to convert while a schema migration runs
 //	h:HOST                                  host of a fleet (lease.go)
 //	l:SANDBOX                               lease of a sandbox (lease.go)

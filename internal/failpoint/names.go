@@ -21,6 +21,9 @@ var Names = map[string]string{
 	"open.layer-prepared":  "the build snapshot of a persisted layer is prepared",
 	"open.layer-written":   "the persisted state is written into the build snapshot and unmounted",
 	"open.layer-committed": "the persisted layer is committed",
+	"open.delta-prepared":  "the build snapshot of a delta layer is prepared on the last built layer",
+	"open.delta-written":   "the changed paths are written into the delta's build snapshot and unmounted",
+	"open.delta-committed": "the delta layer is committed (not yet recorded as the last built layer)",
 	"open.root-prepared":   "the session root snapshot is prepared",
 	"open.mounted":         "the session root is mounted",
 	"open.committed":       "the sandbox is open in the store, with its audit entry",
@@ -44,4 +47,8 @@ var Names = map[string]string{
 	"gc.blob-removed":     "one unreferenced blob is removed",
 	"gc.snapshot-removed": "one stray snapshot is removed",
 	"gc.committed":        "the gc audit entry is committed",
+	"gc.squash-prepared":  "the build snapshot of a flat layer replacing a deep chain is prepared",
+	"gc.squash-written":   "the state is written into the flat layer's build snapshot and unmounted",
+	"gc.squash-committed": "the flat layer is committed (the chain is still the last built layer)",
+	"gc.squash-switched":  "the flat layer is recorded as the last built layer (the old chain not yet removed)",
 }

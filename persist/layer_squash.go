@@ -1,0 +1,94 @@
+package persist
+
+import (
+	"context"
+
+	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/store"
+)
+
+// squashChains replaces, for each closed sandbox whose last built layer is
+// of its current generation and heads a chain deeper than half of
+// maxLayerChain, that chain with one flat layer of the same state, and
+// drops the change log up to each sandbox's last built layer. A kill
+// leaves either the chain (and a stray flat layer or build, which the next
+// open or gc removes) or the flat layer recorded as the last built one
+// (and the old chain, which the same cleanup removes): the next open's
+// tree is the state's either way.
+func (e *Env) squashChains(ctx context.Context) error {
+	if !e.deltaLayers() {
+		return nil
+	}
+	var sbs []*store.Sandbox
+	if err := e.store.View(func(tx *store.Tx) (err error) { sbs, err = tx.ListSandboxes(); return err }); err != nil {
+		return err
+	}
+	for _, sb := range sbs {
+		var top string
+		e.store.View(func(tx *store.Tx) error { top = layerTop(tx, sb.Name); return nil })
+		g, ok := layerGen(top)
+		if !ok {
+			continue
+		}
+		if _, err := e.store.DropChanges(ctx, sb.Name, g); err != nil {
+			return err
+		}
+		if sb.State != store.StateClosed || g != sb.Generation || !e.exists(ctx, top) {
+			continue
+		}
+		if old := layerKey(sb.Name, g); top == squashKey(sb.Name, g) && e.exists(ctx, old) {
+			// A squash killed after it switched: remove what it replaced.
+			ch, err := e.chain(ctx, sb.Name, old)
+			if err != nil {
+				return err
+			}
+			if err := e.removeLeafFirst(ctx, ch); err != nil {
+				return err
+			}
+			continue
+		}
+		ch, err := e.chain(ctx, sb.Name, top)
+		if err != nil {
+			return err
+		}
+		if len(ch) <= maxLayerChain/2 {
+			continue
+		}
+		if err := e.squash(ctx, sb, ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// squash builds the flat layer of sb's state, records it as the last built
+// layer and removes the chain ch it replaces, leaf first.
+func (e *Env) squash(ctx context.Context, sb *store.Sandbox, ch []string) error {
+	var (
+		img   *store.Image
+		state State
+	)
+	if err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		if img, err = tx.GetImage(sb.Image); err != nil {
+			return err
+		}
+		state, err = LoadState(ctx, tx, sb)
+		return err
+	}); err != nil {
+		return err
+	}
+	key := squashKey(sb.Name, sb.Generation)
+	if !e.exists(ctx, key) {
+		if _, _, err := e.buildLayer(ctx, key, img.Snapshot, "gc.squash", func(target string) ([]string, error) {
+			return e.applyState(ctx, target, state)
+		}); err != nil {
+			return err
+		}
+	}
+	if err := e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(layerTopMeta(sb.Name), key) }); err != nil {
+		return err
+	}
+	failpoint.Hit("gc.squash-switched")
+	return e.removeLeafFirst(ctx, ch)
+}
