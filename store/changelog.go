@@ -95,14 +95,7 @@ func (s *Store) DropChanges(ctx context.Context, sandbox string, gen uint64) (in
 		if err != nil || len(ks) == 0 {
 			return total, err
 		}
-		if err := s.Update(func(tx *Tx) error {
-			for _, k := range ks {
-				if err := tx.del(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+		if err := s.deleteKeys(ks); err != nil {
 			return total, err
 		}
 		total += len(ks)

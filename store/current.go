@@ -201,14 +201,7 @@ func (s *Store) dropCurrent(ctx context.Context, sandbox string, drop func(uint6
 		if err != nil || len(ks) == 0 {
 			return total, err
 		}
-		if err := s.Update(func(tx *Tx) error {
-			for _, k := range ks {
-				if err := tx.del(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+		if err := s.deleteKeys(ks); err != nil {
 			return total, err
 		}
 		total += len(ks)
@@ -216,4 +209,16 @@ func (s *Store) dropCurrent(ctx context.Context, sandbox string, drop func(uint6
 			return total, nil
 		}
 	}
+}
+
+// deleteKeys deletes ks in one transaction (a chunk of a bounded delete).
+func (s *Store) deleteKeys(ks [][]byte) error {
+	return s.Update(func(tx *Tx) error {
+		for _, k := range ks {
+			if err := tx.del(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

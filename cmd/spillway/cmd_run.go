@@ -115,10 +115,17 @@ func runRun(ctx context.Context, o runOptions, g globalOptions, t *term) error {
 		// CMD never ran (127, 126, 125): one line, then --close as usual.
 		NotStarted: func(se *container.StartError) { t.errorf(fmt.Errorf("run %s: %w", sandbox, se)) },
 	}
-	if o.Close {
+	return runAndClose(ctx, g, t, sandbox, o.Close, sandboxrun.Container(proc), ro)
+}
+
+// runAndClose runs runner on sandbox through sandboxrun (closing after it
+// with closeAfter) and turns its outcome into run's exit status: CMD's
+// own, or 1 when only the close failed (its error printed).
+func runAndClose(ctx context.Context, g globalOptions, t *term, sandbox string, closeAfter bool, runner sandboxrun.Runner, ro sandboxrun.Options) error {
+	if closeAfter {
 		ro.Close = func(ctx context.Context) error { return closeAfterRun(ctx, g, t, sandbox) }
 	}
-	code, err := sandboxrun.Run(ctx, envOptions(g, t), sandbox, sandboxrun.Container(proc), ro)
+	code, err := sandboxrun.Run(ctx, envOptions(g, t), sandbox, runner, ro)
 	var ce *sandboxrun.CloseError
 	if errors.As(err, &ce) {
 		t.errorf(ce)

@@ -151,23 +151,7 @@ func runVM(ctx context.Context, o vmOptions, g globalOptions, t *term) error {
 			return err
 		}
 	}
-	if o.Close {
-		ro.Close = func(ctx context.Context) error { return closeAfterRun(ctx, g, t, o.Sandbox) }
-	}
-	code, err := sandboxrun.Run(ctx, envOptions(g, t), o.Sandbox, vr.run, ro)
-	var ce *sandboxrun.CloseError
-	if errors.As(err, &ce) {
-		t.errorf(ce)
-		if code == 0 {
-			code = exitError
-		}
-	} else if err != nil {
-		return err
-	}
-	if code != 0 {
-		return &exitStatus{code: code}
-	}
-	return nil
+	return runAndClose(ctx, g, t, o.Sandbox, o.Close, vr.run, ro)
 }
 
 // vmRunner is the sandboxrun.Runner of run --vm.
