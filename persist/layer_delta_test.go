@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -419,7 +420,15 @@ func TestDeltaFlipsRecordsBelowADirectory(t *testing.T) {
 				return err
 			}
 			sb.Generation++
-			for p, r := range set {
+			// In path order, so a directory's record is older than those
+			// below it, made in the same step.
+			paths := make([]string, 0, len(set))
+			for p := range set {
+				paths = append(paths, p)
+			}
+			slices.Sort(paths)
+			for _, p := range paths {
+				r := set[p]
 				var id uint64
 				if r != nil {
 					if r.ID == 0 {
