@@ -348,7 +348,7 @@ func fillHistory(ctx context.Context, st *store.Store, sb string, h, k int) erro
 	}
 	sessions := uint64(max(h/k, 1))
 	const batch = 4000
-	var todo []*store.Record
+	var unwritten []*store.Record
 	for s := uint64(1); s <= sessions; s++ {
 		for _, t := range tmpl {
 			r := *t
@@ -357,13 +357,13 @@ func fillHistory(ctx context.Context, st *store.Store, sb string, h, k int) erro
 			if s == sessions {
 				r.Status = "pending"
 			}
-			todo = append(todo, &r)
+			unwritten = append(unwritten, &r)
 		}
 	}
-	for len(todo) > 0 {
-		n := min(len(todo), batch)
+	for len(unwritten) > 0 {
+		n := min(len(unwritten), batch)
 		if err := st.Update(func(tx *store.Tx) error {
-			for _, r := range todo[:n] {
+			for _, r := range unwritten[:n] {
 				if r.Session > 1 {
 					id, err := tx.NextRecordID()
 					if err != nil {
@@ -379,7 +379,7 @@ func fillHistory(ctx context.Context, st *store.Store, sb string, h, k int) erro
 		}); err != nil {
 			return err
 		}
-		todo = todo[n:]
+		unwritten = unwritten[n:]
 	}
 	return st.Update(func(tx *store.Tx) error {
 		s, err := tx.GetSandbox(sb)
