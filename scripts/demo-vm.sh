@@ -11,33 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
-if [ "$(id -u)" != 0 ]; then
-	echo "demo-vm.sh: run as root (sandboxes are overlay mounts)" >&2
-	exit 1
-fi
+. scripts/demo-lib.sh
+demo_need_root demo-vm.sh
 missing=()
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 command -v mkfs.erofs >/dev/null || missing+=(erofs-utils)
 [ -x /bin/busybox ] || missing+=(busybox-static)
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "installing ${missing[*]}"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-work=$(mktemp -d /var/tmp/spillway-demo-vm.XXXXXX)
-export SPILLWAY_ROOT="$work/state"
-cleanup() {
-	if [ "${KEEP:-}" = 1 ]; then
-		echo "state kept in $SPILLWAY_ROOT"
-	else
-		./spillway rm --force docs >/dev/null 2>&1 || true
-		rm -rf "$work"
-	fi
-}
-trap cleanup EXIT
-
-step() { if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then printf "\n\033[1m$ %s\033[0m\n" "$*"; else printf "\n$ %s\n" "$*"; fi; "$@"; }
+demo_install ${missing[@]+"${missing[@]}"}
+demo_workdir spillway-demo-vm
 
 # spillway finds its guest init next to its own binary.
 go build -o spillway ./cmd/spillway

@@ -7,29 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
-if [ "$(id -u)" != 0 ]; then
-	echo "demo.sh: run as root (sandboxes are overlay mounts)" >&2
-	exit 1
-fi
-if [ ! -x /bin/busybox ]; then
-	echo "installing busybox-static"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
-fi
-
-work=$(mktemp -d /var/tmp/spillway-demo.XXXXXX)
-export SPILLWAY_ROOT="$work/state"
-cleanup() {
-	if [ "${KEEP:-}" = 1 ]; then
-		echo "state kept in $SPILLWAY_ROOT"
-	else
-		./spillway rm --force docs >/dev/null 2>&1 || true
-		rm -rf "$work"
-	fi
-}
-trap cleanup EXIT
-
-step() { if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then printf "\n\033[1m$ %s\033[0m\n" "$*"; else printf "\n$ %s\n" "$*"; fi; "$@"; }
+. scripts/demo-lib.sh
+demo_need_root demo.sh
+[ -x /bin/busybox ] || demo_install busybox-static
+demo_workdir spillway-demo
 
 go build -o spillway ./cmd/spillway
 go run ./internal/testrootfs/mkrootfs "$work/rootfs"
