@@ -193,29 +193,43 @@ func (f *FencedSession) Error() string {
 
 func (f *FencedSession) Unwrap() error { return f.Err }
 
-// localSession finds the session of sandbox this host has a root of: the
-// newest session whose root snapshot is here (0: none).
-func (e *Env) localSession(ctx context.Context, name string) (uint64, error) {
-	var sessions []*store.Session
-	if err := e.store.View(func(tx *store.Tx) error {
-		var err error
-		sessions, err = tx.ListSessions(name)
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	for i := len(sessions) - 1; i >= 0; i-- {
-		s := sessions[i]
-		if s.Host != "" && s.Host != e.hostID {
-			continue
+// abandonedHere returns the newest session of sandbox that another host
+// took over while this host still has its root, and the lease's holder
+// now (nil: none). It reads only the abandoned sessions, never the
+// sandbox's whole history.
+func (e *Env) abandonedHere(ctx context.Context, name string) (*store.Session, string, error) {
+	var mine []*store.Session
+	var holder string
+	err := e.store.View(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox(name)
+		if err != nil {
+			return err
 		}
-		if ok, err := e.snap.Exists(ctx, sessionKey(name, s.N)); err != nil {
-			return 0, err
+		for i := len(sb.Abandoned) - 1; i >= 0; i-- {
+			ses, err := tx.GetSession(name, sb.Abandoned[i])
+			if err != nil {
+				return err
+			}
+			if ses.Host == e.hostID {
+				mine = append(mine, ses)
+			}
+		}
+		if l, err := tx.GetLease(name); err == nil {
+			holder = l.Host
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	for _, ses := range mine {
+		if ok, err := e.snap.Exists(ctx, sessionKey(name, ses.N)); err != nil {
+			return nil, "", err
 		} else if ok {
-			return s.N, nil
+			return ses, holder, nil
 		}
 	}
-	return 0, nil
+	return nil, "", nil
 }
 
 // fence ends this host's session n of a sandbox whose lease went to
@@ -334,28 +348,11 @@ func (e *Env) fenceLocal(ctx context.Context, name string) error {
 // abandoned to another host, and returns the *FencedSession; nil when
 // there is no such root.
 func (e *Env) fenceAbandoned(ctx context.Context, name string) error {
-	n, err := e.localSession(ctx, name)
-	if err != nil || n == 0 {
+	ses, holder, err := e.abandonedHere(ctx, name)
+	if err != nil || ses == nil {
 		return err
 	}
-	var ses *store.Session
-	var holder string
-	if err := e.store.View(func(tx *store.Tx) error {
-		var err error
-		if ses, err = tx.GetSession(name, n); err != nil {
-			return err
-		}
-		if l, err := tx.GetLease(name); err == nil {
-			holder = l.Host
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if ses.Abandoned == "" && (ses.Host == "" || ses.Host == e.hostID) {
-		return nil
-	}
-	return e.fence(ctx, name, n, &store.FencedError{Sandbox: name, Host: e.hostID, Token: ses.Token, Holder: holder})
+	return e.fence(ctx, name, ses.N, &store.FencedError{Sandbox: name, Host: e.hostID, Token: ses.Token, Holder: holder})
 }
 
 // dropLease removes the lease of a sandbox being removed, unless another
