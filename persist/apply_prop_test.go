@@ -415,7 +415,13 @@ func maps(a, b tree) bool {
 	return true
 }
 
-func treeDiff(want, got tree) string {
+// treeDiff lists, sorted, the entries of want that got lacks or holds
+// otherwise ("- ") and those of got that want lacks or holds otherwise
+// ("+ ").
+func treeDiff[V interface {
+	comparable
+	fmt.Stringer
+}](want, got map[string]V) string {
 	var d []string
 	for k, v := range want {
 		if w, ok := got[k]; !ok || w != v {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -145,26 +144,10 @@ func openAndCompare(t *testing.T, f *fixture, what string) (string, int) {
 	root := f.open()
 	got := fullTree(t, root)
 	want := flatTree(t, f)
-	if d := fnodeDiff(want, got); d != "" {
+	if d := treeDiff(want, got); d != "" {
 		t.Fatalf("%s: the root from the layer chain differs from a flat build (- flat, + chain):\n%s", what, d)
 	}
 	return root, chainDepth(t, f)
-}
-
-func fnodeDiff(want, got map[string]fnode) string {
-	var d []string
-	for k, v := range want {
-		if w, ok := got[k]; !ok || w != v {
-			d = append(d, fmt.Sprintf("- %s %s", k, v))
-		}
-	}
-	for k, v := range got {
-		if w, ok := want[k]; !ok || w != v {
-			d = append(d, fmt.Sprintf("+ %s %s", k, v))
-		}
-	}
-	sort.Strings(d)
-	return strings.Join(d, "\n")
 }
 
 // TestDeltaLayerModel runs the random sessions and decisions of
