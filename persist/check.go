@@ -34,7 +34,7 @@ type blobUse struct {
 }
 
 // loadExpected reads what the store accounts for.
-func loadExpected(ctx context.Context, tx *store.Tx) (*expected, error) {
+func loadExpected(ctx context.Context, tx *store.Tx, topOf func(*store.Tx, *store.Sandbox) string) (*expected, error) {
 	x := &expected{snapshots: map[string]bool{}, owner: map[string]string{}, mounts: map[string]bool{}, blobs: map[string]*blobUse{}}
 	need := func(key string, must bool, owner string) {
 		if key == "" {
@@ -68,7 +68,7 @@ func loadExpected(ctx context.Context, tx *store.Tx) (*expected, error) {
 			need(sb.Layer, false, "the persisted layer under closing sandbox "+sb.Name)
 		}
 		need(layerKey(sb.Name, sb.Generation), false, "sandbox "+sb.Name)
-		need(layerTop(tx, sb.Name), false, "sandbox "+sb.Name)
+		need(topOf(tx, sb), false, "sandbox "+sb.Name)
 		// From the records, not the index: check compares the two.
 		st, err := recordState(ctx, tx, sb)
 		if err != nil {
@@ -103,7 +103,7 @@ func (x *expected) blob(digest string) *blobUse {
 // loadExpected reads what the store accounts for, in one read transaction.
 func (e *Env) loadExpected(ctx context.Context) (x *expected, err error) {
 	err = e.store.View(func(tx *store.Tx) error {
-		x, err = loadExpected(ctx, tx)
+		x, err = loadExpected(ctx, tx, e.layerTop)
 		return err
 	})
 	if err == nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/pgtest"
 	"github.com/spillway/spillway/internal/testrootfs"
 	"github.com/spillway/spillway/snapshot"
 )
@@ -43,6 +44,7 @@ func busyboxRootfs(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	pgtest.Stop()
 	if rootfsDir != "" {
 		os.RemoveAll(rootfsDir)
 	}

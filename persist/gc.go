@@ -27,7 +27,8 @@ type Freed struct {
 	Recovery      Dropped // what the recovery area no longer keeps (expired, or over the cap)
 }
 
-// GC squashes deep chains of persisted layers (layer_squash.go), removes
+// GC squashes deep chains of persisted layers (layer_squash.go), evicts
+// the layer caches a host of a shared ledger used least (layer_cache.go), removes
 // the blobs no record keeps, the snapshots the store does not
 // account for and the temp files crashed commands left, then runs badger's
 // value-log GC. It appends a "gc" audit entry saying what it freed.
@@ -35,11 +36,16 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 	if err := e.squashChains(ctx); err != nil {
 		return nil, err
 	}
+	f := &Freed{}
+	evicted, err := e.evictLayerCaches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.Snapshots = evicted
 	x, err := e.loadExpected(ctx)
 	if err != nil {
 		return nil, err
 	}
-	f := &Freed{}
 	if f.Recovery, err = e.ExpireRecovery(); err != nil {
 		return f, err
 	}

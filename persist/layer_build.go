@@ -31,7 +31,7 @@ func (e *Env) ensureLayer(ctx context.Context, sb *store.Sandbox, img *store.Ima
 	var top string
 	var covered bool
 	if err := e.store.View(func(tx *store.Tx) error {
-		top = layerTop(tx, sb.Name)
+		top = e.layerTop(tx, sb)
 		if g, ok := layerGen(top); ok {
 			covered = logCovers(tx, sb.Name, g)
 		}
@@ -40,13 +40,13 @@ func (e *Env) ensureLayer(ctx context.Context, sb *store.Sandbox, img *store.Ima
 		return "", "", nil, err
 	}
 	if g, _ := layerGen(top); overlay && g == sb.Generation && e.exists(ctx, top) {
-		return top, "", nil, nil
+		return top, "", nil, e.touchLayerCache(sb, top)
 	}
 	if e.exists(ctx, key) {
 		var dir string
 		err := e.store.Update(func(tx *store.Tx) error {
 			if overlay {
-				if err := tx.PutMeta(layerTopMeta(sb.Name), key); err != nil {
+				if err := e.putLayerTop(tx, sb, key); err != nil {
 					return err
 				}
 			}
@@ -114,19 +114,29 @@ func stateNonEmpty(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (bool, 
 }
 
 // layerBuilt records key as sb's last built layer (a flat one: the change
-// log starts after its generation) and drops the change log up to it.
+// log starts after its generation) and drops the change log up to it. On
+// a shared ledger other hosts' chains may need the log: it stays, and gc
+// trims it (trimChangeLog).
 func (e *Env) layerBuilt(ctx context.Context, sb *store.Sandbox, key string, flat bool) error {
 	if e.deltaLayers() {
 		if err := e.store.Update(func(tx *store.Tx) error {
-			if flat {
+			switch {
+			case flat && e.sharedLedger():
+				if err := startChangeLog(tx, sb.Name, sb.Generation); err != nil {
+					return err
+				}
+			case flat:
 				if err := tx.PutMeta(layerLogMeta(sb.Name), strconv.FormatUint(sb.Generation+1, 10)); err != nil {
 					return err
 				}
 			}
-			return tx.PutMeta(layerTopMeta(sb.Name), key)
+			return e.putLayerTop(tx, sb, key)
 		}); err != nil {
 			return err
 		}
+	}
+	if e.sharedLedger() {
+		return nil
 	}
 	upTo := sb.Generation
 	if flat {

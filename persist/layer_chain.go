@@ -50,14 +50,37 @@ func layerGen(key string) (uint64, bool) {
 }
 
 // deltaLayers says whether open builds a persisted layer as a delta on
-// the last one (overlay, one host). On a ledger shared by several hosts the
-// last built layer and the change log's coverage are per host, which the
-// meta keys below are not yet: every open builds a flat layer there.
+// the last one: on overlay (native copies the whole parent at every
+// prepare and has no whiteouts), whichever the ledger.
 func (e *Env) deltaLayers() bool {
-	return e.snap.Kind() == snapshot.KindOverlay && e.store.Driver() == "badger"
+	return e.snap.Kind() == snapshot.KindOverlay
 }
 
-// layerTop returns the key of sandbox's last built layer ("" if none).
+// layerTop returns the key of sandbox's last built layer on this host (""
+// if none): on a ledger of the root's own, the one layer-top:SANDBOX
+// names; on a shared ledger, the one this host's cache entry names, if it
+// was built for this incarnation of the sandbox (layer_cache.go).
+func (e *Env) layerTop(tx *store.Tx, sb *store.Sandbox) string {
+	if e.sharedLedger() {
+		c, _ := e.cacheEntry(tx, sb.Name)
+		if c.Incarnation != incarnation(sb) {
+			return ""
+		}
+		return c.Top
+	}
+	return layerTop(tx, sb.Name)
+}
+
+// putLayerTop records key as sb's last built layer on this host.
+func (e *Env) putLayerTop(tx *store.Tx, sb *store.Sandbox, key string) error {
+	if e.sharedLedger() {
+		return e.putCacheEntry(tx, sb.Name, cacheEntry{Top: key, Incarnation: incarnation(sb), Used: e.Now()})
+	}
+	return tx.PutMeta(layerTopMeta(sb.Name), key)
+}
+
+// layerTop returns the key of sandbox's last built layer in a ledger of
+// the root's own ("" if none).
 func layerTop(tx *store.Tx, sandbox string) string {
 	v, _, _ := tx.GetMeta(layerTopMeta(sandbox))
 	return v
@@ -138,11 +161,14 @@ func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
 		roots = []string{layerKey(sb.Name, sb.Generation)}
 	default:
 		var top string
-		e.store.View(func(tx *store.Tx) error { top = layerTop(tx, sb.Name); return nil })
+		e.store.View(func(tx *store.Tx) error { top = e.layerTop(tx, sb); return nil })
 		if e.exists(ctx, top) {
 			roots = append(roots, top)
 		}
-		if g, _ := layerGen(top); top == "" || g < sb.Generation || !e.exists(ctx, top) {
+		// On a shared ledger a layer this host did not record may be of an
+		// earlier sandbox of the same name (removed and created again on
+		// another host): keep none.
+		if g, _ := layerGen(top); !e.sharedLedger() && (top == "" || g < sb.Generation || !e.exists(ctx, top)) {
 			roots = append(roots, layerKey(sb.Name, sb.Generation)) // committed before the crash that kept it from being recorded
 		}
 	}

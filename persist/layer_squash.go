@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"errors"
 
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/store"
@@ -25,13 +26,20 @@ func (e *Env) squashChains(ctx context.Context) error {
 	}
 	for _, sb := range sbs {
 		var top string
-		e.store.View(func(tx *store.Tx) error { top = layerTop(tx, sb.Name); return nil })
+		e.store.View(func(tx *store.Tx) error { top = e.layerTop(tx, sb); return nil })
+		if e.sharedLedger() {
+			if err := e.trimChangeLog(ctx, sb); err != nil {
+				return err
+			}
+		}
 		g, ok := layerGen(top)
 		if !ok {
 			continue
 		}
-		if _, err := e.store.DropChanges(ctx, sb.Name, g); err != nil {
-			return err
+		if !e.sharedLedger() { // on a shared ledger other hosts' chains may need it
+			if _, err := e.store.DropChanges(ctx, sb.Name, g); err != nil {
+				return err
+			}
 		}
 		if sb.State != store.StateClosed || g != sb.Generation || !e.exists(ctx, top) {
 			continue
@@ -61,6 +69,9 @@ func (e *Env) squashChains(ctx context.Context) error {
 	return nil
 }
 
+// errStateMoved says the sandbox changed under a squash: nothing to do.
+var errStateMoved = errors.New("the sandbox's state changed")
+
 // squash builds the flat layer of sb's state, records it as the last built
 // layer and removes the chain ch it replaces, leaf first.
 func (e *Env) squash(ctx context.Context, sb *store.Sandbox, ch []string) error {
@@ -73,9 +84,21 @@ func (e *Env) squash(ctx context.Context, sb *store.Sandbox, ch []string) error 
 		if img, err = tx.GetImage(sb.Image); err != nil {
 			return err
 		}
+		// On a shared ledger another host may have changed the state
+		// since gc listed the sandbox: the layer is of generation
+		// sb.Generation or none.
+		now, err := tx.GetSandbox(sb.Name)
+		if err != nil {
+			return err
+		}
+		if now.Generation != sb.Generation || now.State != store.StateClosed {
+			return errStateMoved
+		}
 		state, err = LoadState(ctx, tx, sb)
 		return err
-	}); err != nil {
+	}); errors.Is(err, errStateMoved) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	key := squashKey(sb.Name, sb.Generation)
@@ -86,7 +109,7 @@ func (e *Env) squash(ctx context.Context, sb *store.Sandbox, ch []string) error 
 			return err
 		}
 	}
-	if err := e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(layerTopMeta(sb.Name), key) }); err != nil {
+	if err := e.store.Update(func(tx *store.Tx) error { return e.putLayerTop(tx, sb, key) }); err != nil {
 		return err
 	}
 	failpoint.Hit("gc.squash-switched")

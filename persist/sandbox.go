@@ -175,7 +175,11 @@ func (e *Env) dropCurrentOf(ctx context.Context, name string) error {
 	}); err != nil {
 		return err
 	}
-	_, err := e.store.DropCurrent(ctx, name)
+	if _, err := e.store.DropCurrent(ctx, name); err != nil {
+		return err
+	}
+	// A sandbox created later under this name starts a log of its own.
+	_, err := e.store.DropChanges(ctx, name, store.AllGenerations)
 	return err
 }
 
