@@ -40,7 +40,8 @@ type cacheEntry struct {
 
 // changeLogWindow is how many generations of change log gc keeps on a
 // shared ledger: a host whose cached layer is older builds a flat one.
-const changeLogWindow = 256
+// (A variable for tests.)
+var changeLogWindow uint64 = 256
 
 // layerCacheLimit is how many sandboxes' layer chains one host keeps on a
 // shared ledger (64, or SPILLWAY_LAYER_CACHE ≥ 1).

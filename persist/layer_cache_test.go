@@ -171,3 +171,38 @@ func TestLayerCacheEviction(t *testing.T) {
 	}
 	h1.close()
 }
+
+// gc on a shared ledger trims the change log to a window of generations;
+// a host whose chain is older than the window builds a flat layer, never a
+// delta that misses the dropped changes.
+func TestLayerCacheChangeLogTrim(t *testing.T) {
+	old := changeLogWindow
+	changeLogWindow = 2
+	defer func() { changeLogWindow = old }()
+	h1, h2 := fleetFixtures(t)
+	root := h1.open()
+	write(t, root, "/home/user/Documents/a.txt", "one\n", 0o644)
+	h1.close()
+	openAndCompare(t, h1, "h1 caches generation 1")
+	h1.close()
+	for i := range 4 {
+		root := h2.open()
+		write(t, root, fmt.Sprintf("/home/user/Documents/h2-%d.txt", i), "from h2\n", 0o644)
+		h2.close()
+	}
+	if _, err := h2.e.GC(h2.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	h1.e.store.View(func(tx *store.Tx) error {
+		return tx.ForEachChange(h1.ctx, "docs", 0, ^uint64(0), func(uint64, string, uint64) error { n++; return nil })
+	})
+	if n != 2 {
+		t.Errorf("after gc with a window of 2 generations the log holds %d changes, want 2", n)
+	}
+	_, depth := openAndCompare(t, h1, "h1 after the log was trimmed past its chain")
+	if depth != 1 {
+		t.Errorf("h1 built on a chain the log no longer covers: depth %d", depth)
+	}
+	h1.close()
+}
