@@ -118,7 +118,7 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 	if err := e.blobs.Sync(); err != nil {
 		return nil, err
 	}
-	if err := e.commitClose(sb, sum); err != nil {
+	if err := e.commitClose(ctx, sb, sum); err != nil {
 		return nil, err
 	}
 	failpoint.Hit("close.committed")

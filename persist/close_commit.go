@@ -134,7 +134,87 @@ func refuseFor(r *store.Record, err error) {
 
 // commitClose makes the close durable in one small transaction: the session
 // closed with its summary, the new generation current, the audit entry.
-func (e *Env) commitClose(sb *store.Sandbox, sum *CloseSummary) error {
+// When the ledger's answer to the COMMIT is lost (store.ErrCommitUnknown)
+// it reads the outcome back and commits again only if the close did not
+// take place.
+func (e *Env) commitClose(ctx context.Context, sb *store.Sandbox, sum *CloseSummary) error {
+	err := e.commitCloseOnce(sb, sum)
+	for try := 1; errors.Is(err, store.ErrCommitUnknown) && try <= commitRetries; try++ {
+		// The ledger did not answer the COMMIT: read what it holds, never
+		// guess (docs/fleet.md, "Error classes").
+		committed, rerr := e.closeCommitted(ctx, sb, sum)
+		if rerr != nil {
+			return fmt.Errorf("%w; reading the outcome back failed too (%v): run spillway close %s again, it finishes or reports the close", err, rerr, sb.Name)
+		}
+		if committed {
+			return nil
+		}
+		err = e.commitCloseOnce(sb, sum)
+	}
+	return err
+}
+
+// commitRetries is how many times a close commits again after a commit
+// whose answer was lost and that the ledger shows did not take place.
+const commitRetries = 3
+
+// ledgerWait is how long closeCommitted waits for a ledger that does not
+// answer (a database restarting, say). A variable for tests.
+var ledgerWait = time.Minute
+
+// closeCommitted reads back whether sb's close committed, waiting up to
+// ledgerWait for the ledger to answer; when it did, sum gets the
+// generation it committed.
+func (e *Env) closeCommitted(ctx context.Context, sb *store.Sandbox, sum *CloseSummary) (bool, error) {
+	deadline := time.Now().Add(ledgerWait)
+	for {
+		var ses *store.Session
+		err := e.store.View(func(tx *store.Tx) (err error) {
+			ses, err = tx.GetSession(sb.Name, sb.Session)
+			return err
+		})
+		if err == nil {
+			if ses.State == store.StateClosed {
+				sum.Generation = ses.ClosedGeneration
+				return true, nil
+			}
+			return false, nil
+		}
+		if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrCommitUnknown) || time.Now().After(deadline) {
+			return false, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// loseCommitAnswer, when a test sets it, is asked at each commit of a
+// close whether to lose the ledger's answer, and when: before the commit
+// (nothing written) or after it (committed); it fakes a connection lost
+// during COMMIT on either driver.
+var loseCommitAnswer func() (lose, afterCommit bool)
+
+// commitCloseOnce commits sb's close in one transaction: the staged
+// records take effect, the session and the sandbox are closed, the
+// generation moves when something persisted, the lease is released.
+func (e *Env) commitCloseOnce(sb *store.Sandbox, sum *CloseSummary) error {
+	if loseCommitAnswer != nil {
+		if lose, after := loseCommitAnswer(); lose {
+			if after {
+				if err := e.commitCloseTx(sb, sum); err != nil {
+					return err
+				}
+			}
+			return fmt.Errorf("test: %w", store.ErrCommitUnknown)
+		}
+	}
+	return e.commitCloseTx(sb, sum)
+}
+
+func (e *Env) commitCloseTx(sb *store.Sandbox, sum *CloseSummary) error {
 	changed := false
 	for _, p := range sum.Persisted {
 		if p.Status == change.StatusPending || p.Status == change.StatusApproved {

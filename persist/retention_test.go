@@ -116,7 +116,7 @@ func TestRecoveryAfterCrashedClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := f.e.commitClose(sb, sum); err != nil {
+			if err := f.e.commitClose(context.Background(), sb, sum); err != nil {
 				t.Fatal(err)
 			}
 			// The next open finishes the close's move first.
