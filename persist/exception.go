@@ -262,7 +262,7 @@ func (e *Env) checkImageLinks(ctx context.Context, x *exceptions.Exception) erro
 		if err != nil {
 			return noSandbox(x.Sandbox, err)
 		}
-		img, err = tx.GetImage(sb.Image)
+		img, err = e.hostImage(tx, sb.Image)
 		return err
 	})
 	if err != nil {

@@ -54,6 +54,9 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source)
 		if err := tx.PutImage(img); err != nil {
 			return err
 		}
+		if err := e.putImageDir(tx, name, st.Dir); err != nil {
+			return err
+		}
 		_, err := tx.Append(e.Now(), "image.import", "", map[string]string{
 			"image": name, "files": fmt.Sprint(st.Files), "bytes": fmt.Sprint(st.Bytes),
 		})
@@ -87,6 +90,11 @@ func (e *Env) RemoveImage(ctx context.Context, name string) error {
 		}
 		if err := tx.DeleteImage(name); err != nil {
 			return err
+		}
+		if e.sharedLedger() {
+			if err := tx.DeleteMeta(e.imageDirMeta(name)); err != nil {
+				return err
+			}
 		}
 		_, err = tx.Append(e.Now(), "image.rm", "", map[string]string{"image": name})
 		return err
@@ -122,6 +130,9 @@ func (e *Env) importHere(ctx context.Context, known *store.Image, st snapshot.Im
 			"holds %d files, %d bytes; image %s in the shared ledger holds %d files, %d bytes: import the same source on every host", st.Files, st.Bytes, known.Name, known.Files, known.Bytes)}
 	}
 	err := e.store.Update(func(tx *store.Tx) error {
+		if err := e.putImageDir(tx, known.Name, st.Dir); err != nil {
+			return err
+		}
 		_, err := tx.Append(e.Now(), "image.import", "", map[string]string{
 			"image": known.Name, "files": fmt.Sprint(st.Files), "bytes": fmt.Sprint(st.Bytes), "host": e.hostID,
 		})

@@ -50,7 +50,7 @@ func (e *Env) ensureLayer(ctx context.Context, sb *store.Sandbox, img *store.Ima
 					return err
 				}
 			}
-			v, _, err := tx.GetMeta("layerdir:" + key)
+			v, _, err := tx.GetMeta(e.layerDirMeta(key))
 			dir = v
 			return err
 		})
@@ -152,7 +152,7 @@ func (e *Env) layerBuilt(ctx context.Context, sb *store.Sandbox, key string, fla
 // layer's directory on native ("" on overlay) and what fill skipped.
 func (e *Env) buildLayer(ctx context.Context, key, parent, fp string, fill func(target string) ([]string, error)) (string, []string, error) {
 	buildKey := key + "/build"
-	dirKey := "layerdir:" + key
+	dirKey := e.layerDirMeta(key)
 	if err := e.snap.Remove(ctx, buildKey); err != nil {
 		return "", nil, err
 	}

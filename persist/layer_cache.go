@@ -194,3 +194,38 @@ func (e *Env) evictLayerCaches(ctx context.Context) ([]string, error) {
 	}
 	return gone, nil
 }
+
+// Directory hints: the native snapshotter's directory of an image or a
+// layer is a path in one host's root. In a ledger of the root's own the
+// image's is in its record and a layer's in meta:layerdir:KEY; in a shared
+// ledger each host keeps its own, meta:imagedir/HOST:IMAGE and
+// meta:layerdir/HOST:KEY.
+
+// layerDirMeta names the meta key of layer key's directory on this host.
+func (e *Env) layerDirMeta(key string) string {
+	if e.sharedLedger() {
+		return "layerdir/" + e.hostID + ":" + key
+	}
+	return "layerdir:" + key
+}
+
+func (e *Env) imageDirMeta(image string) string { return "imagedir/" + e.hostID + ":" + image }
+
+// hostImage returns image name with Dir its directory on this host (""
+// on overlay).
+func (e *Env) hostImage(tx *store.Tx, name string) (*store.Image, error) {
+	img, err := tx.GetImage(name)
+	if err != nil || !e.sharedLedger() {
+		return img, err
+	}
+	img.Dir, _, err = tx.GetMeta(e.imageDirMeta(name))
+	return img, err
+}
+
+// putImageDir records img's directory on this host, dir from its import.
+func (e *Env) putImageDir(tx *store.Tx, image, dir string) error {
+	if !e.sharedLedger() || dir == "" {
+		return nil
+	}
+	return tx.PutMeta(e.imageDirMeta(image), dir)
+}

@@ -81,7 +81,7 @@ func (e *Env) squash(ctx context.Context, sb *store.Sandbox, ch []string) error 
 	)
 	if err := e.store.View(func(tx *store.Tx) error {
 		var err error
-		if img, err = tx.GetImage(sb.Image); err != nil {
+		if img, err = e.hostImage(tx, sb.Image); err != nil {
 			return err
 		}
 		// On a shared ledger another host may have changed the state

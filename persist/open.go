@@ -70,7 +70,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 	)
 	if err := e.store.View(func(tx *store.Tx) error {
 		var err error
-		if img, err = tx.GetImage(sb.Image); err != nil {
+		if img, err = e.hostImage(tx, sb.Image); err != nil {
 			return err
 		}
 		nonEmpty, err = stateNonEmpty(ctx, tx, sb)
