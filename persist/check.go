@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -34,7 +35,7 @@ type blobUse struct {
 }
 
 // loadExpected reads what the store accounts for.
-func loadExpected(ctx context.Context, tx *store.Tx, topOf func(*store.Tx, *store.Sandbox) string) (*expected, error) {
+func loadExpected(ctx context.Context, tx *store.Tx, host string, topOf func(*store.Tx, *store.Sandbox) string) (*expected, error) {
 	x := &expected{snapshots: map[string]bool{}, owner: map[string]string{}, mounts: map[string]bool{}, blobs: map[string]*blobUse{}}
 	need := func(key string, must bool, owner string) {
 		if key == "" {
@@ -57,7 +58,19 @@ func loadExpected(ctx context.Context, tx *store.Tx, topOf func(*store.Tx, *stor
 		return nil, err
 	}
 	for _, sb := range sbs {
-		switch sb.State {
+		state := sb.State
+		if state == store.StateOpen || state == store.StateClosing {
+			// In a shared ledger another host's session is that host's
+			// root, mount and close to account for, not this one's.
+			ses, err := tx.GetSession(sb.Name, sb.Session)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			if ses != nil && ses.Host != "" && ses.Host != host {
+				state = store.StateClosed
+			}
+		}
+		switch state {
 		case store.StateOpen:
 			need(sb.Snapshot, true, "the root of open sandbox "+sb.Name)
 			need(sb.Layer, true, "the persisted layer under open sandbox "+sb.Name)
@@ -103,7 +116,7 @@ func (x *expected) blob(digest string) *blobUse {
 // loadExpected reads what the store accounts for, in one read transaction.
 func (e *Env) loadExpected(ctx context.Context) (x *expected, err error) {
 	err = e.store.View(func(tx *store.Tx) error {
-		x, err = loadExpected(ctx, tx, e.layerTop)
+		x, err = loadExpected(ctx, tx, e.hostID, e.layerTop)
 		return err
 	})
 	if err == nil {
