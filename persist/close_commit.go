@@ -192,29 +192,34 @@ func (e *Env) closeCommitted(ctx context.Context, sb *store.Sandbox, sum *CloseS
 }
 
 // loseCommitAnswer, when a test sets it, is asked at each commit of a
-// close whether to lose the ledger's answer, and when: before the commit
-// (nothing written) or after it (committed); it fakes a connection lost
-// during COMMIT on either driver.
-var loseCommitAnswer func() (lose, afterCommit bool)
+// step ("open", "close") whether to lose the ledger's answer, and when:
+// before the commit (nothing written) or after it (committed); it fakes a
+// connection lost during COMMIT on either driver.
+var loseCommitAnswer func(step string) (lose, afterCommit bool)
 
-// commitCloseOnce commits sb's close in one transaction: the staged
-// records take effect, the session and the sandbox are closed, the
-// generation moves when something persisted, the lease is released.
-func (e *Env) commitCloseOnce(sb *store.Sandbox, sum *CloseSummary) error {
+// commitUpdate runs fn in an Update, the commit of step.
+func (e *Env) commitUpdate(step string, fn func(tx *store.Tx) error) error {
 	if loseCommitAnswer != nil {
-		if lose, after := loseCommitAnswer(); lose {
+		if lose, after := loseCommitAnswer(step); lose {
 			if after {
-				if err := e.commitCloseTx(sb, sum); err != nil {
+				if err := e.store.Update(fn); err != nil {
 					return err
 				}
 			}
 			return fmt.Errorf("test: %w", store.ErrCommitUnknown)
 		}
 	}
-	return e.commitCloseTx(sb, sum)
+	return e.store.Update(fn)
 }
 
-func (e *Env) commitCloseTx(sb *store.Sandbox, sum *CloseSummary) error {
+// commitCloseOnce commits sb's close in one transaction: the staged
+// records take effect, the session and the sandbox are closed, the
+// generation moves when something persisted, the lease is released.
+func (e *Env) commitCloseOnce(sb *store.Sandbox, sum *CloseSummary) error {
+	return e.commitUpdate("close", func(tx *store.Tx) error { return e.commitCloseTx(tx, sb, sum) })
+}
+
+func (e *Env) commitCloseTx(tx *store.Tx, sb *store.Sandbox, sum *CloseSummary) error {
 	changed := false
 	for _, p := range sum.Persisted {
 		if p.Status == change.StatusPending || p.Status == change.StatusApproved {
@@ -222,55 +227,53 @@ func (e *Env) commitCloseTx(sb *store.Sandbox, sum *CloseSummary) error {
 			break
 		}
 	}
-	return e.store.Update(func(tx *store.Tx) error {
-		if err := e.checkClosing(tx, sb.Name); err != nil {
-			return err
-		}
-		if token, ok := e.closing[sb.Name]; ok {
-			if err := tx.ReleaseLease(sb.Name, e.hostID, token); err != nil {
-				return err
-			}
-		}
-		cur, err := tx.GetSandbox(sb.Name)
-		if err != nil {
-			return err
-		}
-		if changed {
-			cur.Generation++
-		}
-		sum.Generation = cur.Generation
-		report, err := encodeReport(sum)
-		if err != nil {
-			return err
-		}
-		ses, err := tx.GetSession(cur.Name, cur.Session)
-		if err != nil {
-			return err
-		}
-		ses.State, ses.Closed, ses.ClosedGeneration, ses.Report = store.StateClosed, e.Now(), cur.Generation, report
-		ses.Refusals = refusalSummaries(sum)
-		if err := tx.PutSession(ses); err != nil {
-			return err
-		}
-		cur.State, cur.Path = store.StateClosed, ""
-		if err := tx.PutSandbox(cur); err != nil {
-			return err
-		}
-		var files, bytes int64
-		for _, t := range sum.Exceptions {
-			files += t.Files
-			bytes += t.Bytes
-		}
-		_, err = tx.Append(e.Now(), "sandbox.close", cur.Name, map[string]string{
-			"session":         fmt.Sprint(cur.Session),
-			"generation":      fmt.Sprint(cur.Generation),
-			"persisted_files": fmt.Sprint(files),
-			"persisted_bytes": fmt.Sprint(bytes),
-			"refused":         fmt.Sprint(sum.RefusedCount),
-			"discarded":       fmt.Sprint(sum.Discarded.Count),
-		})
+	if err := e.checkClosing(tx, sb.Name); err != nil {
 		return err
+	}
+	if token, ok := e.closing[sb.Name]; ok {
+		if err := tx.ReleaseLease(sb.Name, e.hostID, token); err != nil {
+			return err
+		}
+	}
+	cur, err := tx.GetSandbox(sb.Name)
+	if err != nil {
+		return err
+	}
+	if changed {
+		cur.Generation++
+	}
+	sum.Generation = cur.Generation
+	report, err := encodeReport(sum)
+	if err != nil {
+		return err
+	}
+	ses, err := tx.GetSession(cur.Name, cur.Session)
+	if err != nil {
+		return err
+	}
+	ses.State, ses.Closed, ses.ClosedGeneration, ses.Report = store.StateClosed, e.Now(), cur.Generation, report
+	ses.Refusals = refusalSummaries(sum)
+	if err := tx.PutSession(ses); err != nil {
+		return err
+	}
+	cur.State, cur.Path = store.StateClosed, ""
+	if err := tx.PutSandbox(cur); err != nil {
+		return err
+	}
+	var files, bytes int64
+	for _, t := range sum.Exceptions {
+		files += t.Files
+		bytes += t.Bytes
+	}
+	_, err = tx.Append(e.Now(), "sandbox.close", cur.Name, map[string]string{
+		"session":         fmt.Sprint(cur.Session),
+		"generation":      fmt.Sprint(cur.Generation),
+		"persisted_files": fmt.Sprint(files),
+		"persisted_bytes": fmt.Sprint(bytes),
+		"refused":         fmt.Sprint(sum.RefusedCount),
+		"discarded":       fmt.Sprint(sum.Discarded.Count),
 	})
+	return err
 }
 
 // alreadyClosed reports the last close of a closed sandbox and finishes any

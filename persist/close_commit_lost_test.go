@@ -29,7 +29,10 @@ func TestCloseCommitAnswerLost(t *testing.T) {
 			root := f.open()
 			write(t, root, "/home/user/Documents/a.txt", "kept\n", 0o644)
 			attempts := 0
-			loseCommitAnswer = func() (bool, bool) {
+			loseCommitAnswer = func(step string) (bool, bool) {
+				if step != "close" {
+					return false, false
+				}
 				attempts++
 				if attempts > len(c.after) {
 					return false, false
@@ -77,7 +80,7 @@ func TestCloseCommitAnswerAlwaysLost(t *testing.T) {
 	f.except(nil, "/home/user/Documents/**")
 	root := f.open()
 	write(t, root, "/home/user/Documents/a.txt", "kept\n", 0o644)
-	loseCommitAnswer = func() (bool, bool) { return true, false }
+	loseCommitAnswer = func(string) (bool, bool) { return true, false }
 	_, err := f.e.CloseSandbox(f.ctx, "docs", CloseOptions{})
 	loseCommitAnswer = nil
 	if err == nil || !strings.Contains(err.Error(), "outcome is unknown") {
@@ -90,5 +93,36 @@ func TestCloseCommitAnswerAlwaysLost(t *testing.T) {
 	sum := f.close()
 	if sum.Generation != 1 {
 		t.Errorf("the close run again reports generation %d, want 1", sum.Generation)
+	}
+}
+
+// An open whose COMMIT got no answer reads the session back: committed,
+// the open stands (its root mounted, its session this host's); not
+// committed, the root is removed and the sandbox stays closed.
+func TestOpenCommitAnswerLost(t *testing.T) {
+	for _, after := range []bool{true, false} {
+		t.Run(map[bool]string{true: "after the commit", false: "before the commit"}[after], func(t *testing.T) {
+			f := newFixture(t, snapshot.KindOverlay)
+			loseCommitAnswer = func(step string) (bool, bool) { return step == "open", after }
+			o, err := f.e.OpenSandbox(f.ctx, "docs")
+			loseCommitAnswer = nil
+			sb, gerr := f.e.getSandbox("docs")
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			mounts := mustMounts(t, f.e.root)
+			if after {
+				if err != nil || sb.State != store.StateOpen || len(mounts) != 1 || o.Path != sb.Path {
+					t.Fatalf("open committed but its answer lost: %v; state %s, mounts %v", err, sb.State, mounts)
+				}
+				f.close()
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "outcome is unknown") || sb.State != store.StateClosed || len(mounts) != 0 {
+				t.Fatalf("open not committed, its answer lost: %v; state %s, mounts %v", err, sb.State, mounts)
+			}
+			f.open()
+			f.close()
+		})
 	}
 }

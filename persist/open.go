@@ -2,7 +2,9 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
@@ -116,7 +118,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 	if parent == img.Snapshot {
 		sb.Layer = ""
 	}
-	err = e.store.Update(func(tx *store.Tx) error {
+	err = e.commitUpdate("open", func(tx *store.Tx) error {
 		if err := e.checkLease(tx, name, token); err != nil {
 			return err
 		}
@@ -132,6 +134,9 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 		})
 		return err
 	})
+	if errors.Is(err, store.ErrCommitUnknown) && e.openCommitted(ctx, name, n) {
+		err = nil // the ledger did not answer the COMMIT, but it took place
+	}
 	if err != nil {
 		snapshot.Unmount(target)
 		e.snap.Remove(ctx, skey)
@@ -139,6 +144,24 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 	}
 	failpoint.Hit("open.committed")
 	return &Opened{Name: name, Path: target, Session: n, Generation: sb.Generation, Mounts: snapshot.HostMounts(mounts), Skipped: skipped}, nil
+}
+
+// openCommitted reads back whether this host's open of session n of name
+// took place, after a COMMIT the ledger did not answer; false when it
+// cannot tell (the ledger still not answering).
+func (e *Env) openCommitted(ctx context.Context, name string, n uint64) bool {
+	deadline := time.Now().Add(ledgerWait)
+	for {
+		var ses *store.Session
+		err := e.store.View(func(tx *store.Tx) (err error) { ses, err = tx.GetSession(name, n); return err })
+		switch {
+		case err == nil:
+			return ses.Host == e.hostID && ses.State == store.StateOpen
+		case errors.Is(err, store.ErrNotFound), time.Now().After(deadline), ctx.Err() != nil:
+			return false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // reopen returns the root of an open sandbox, mounting it again if it was
