@@ -246,4 +246,3 @@ func TestImportRefusals(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
