@@ -75,6 +75,9 @@ type importProgress struct {
 	Source     string
 	Exceptions map[string]string // old id → new id
 	Done       []string          // sandboxes finished
+	// RecordsAfter is the last source record id copied, per sandbox
+	// (records are copied by ascending id).
+	RecordsAfter map[string]uint64
 	AuditAfter uint64            // the last source Seq appended
 	Finished   bool
 }
@@ -395,10 +398,23 @@ func (im *importer) sandbox(sb *Sandbox) error {
 	if err := im.current(sb); err != nil {
 		return err
 	}
+	var counts Counts
+	if err := im.src.View(func(tx *Tx) error {
+		var err error
+		counts, err = tx.CountsAt(sb.Name, sb.Generation)
+		return err
+	}); err != nil {
+		return err
+	}
 	if err := im.chunk(); err != nil {
 		return err
 	}
 	return im.dst.Update(func(tx *Tx) error {
+		if sb.Generation > 0 {
+			if err := tx.SetCounts(sb.Name, sb.Generation, counts); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.GetSandbox(sb.Name); err == nil {
 			return &ImportConflictError{fmt.Sprintf("sandbox %s appeared in the ledger during the import", sb.Name)}
 		} else if !isNotFound(err) {
@@ -419,6 +435,39 @@ func (im *importer) sandbox(sb *Sandbox) error {
 	})
 }
 
+// putNewRecord is PutRecord for an id just drawn: no old record to read
+// (a round trip per record on PostgreSQL).
+func (tx *Tx) putNewRecord(r *Record) error {
+	tx.movePending(nil, r)
+	if err := tx.put(key(pRec, r.ID), r); err != nil {
+		return err
+	}
+	for _, k := range recordIndexKeys(r) {
+		if err := tx.set(k, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// idMap reads the record ids this import drew (old → new), one scan.
+func (im *importer) idMap() (map[uint64]uint64, error) {
+	ids := map[uint64]uint64{}
+	prefix := key(pImportMap, im.digest)
+	err := im.dst.View(func(tx *Tx) error {
+		return tx.scanCtx(im.ctx, prefix, true, func(k, v []byte) error {
+			old, ok := tailUint64(k)
+			id, n := binary.Uvarint(v)
+			if !ok || len(k) != len(prefix)+8 || n != len(v) {
+				return fmt.Errorf("store: malformed import map entry %x", k)
+			}
+			ids[old] = id
+			return nil
+		})
+	})
+	return ids, err
+}
+
 // write runs fn as one chunk of the import.
 func (im *importer) write(fn func(tx *Tx) error) error {
 	if err := im.chunk(); err != nil {
@@ -428,19 +477,6 @@ func (im *importer) write(fn func(tx *Tx) error) error {
 }
 
 func mapKey(digest string, old uint64) []byte { return key(pImportMap, digest, old) }
-
-// newID returns the id a source record got in dst (0: not imported yet).
-func (im *importer) newID(tx *Tx, old uint64) (uint64, error) {
-	v, ok, err := tx.get(mapKey(im.digest, old))
-	if err != nil || !ok {
-		return 0, err
-	}
-	id, n := binary.Uvarint(v)
-	if n != len(v) {
-		return 0, fmt.Errorf("store: malformed import map value %x", v)
-	}
-	return id, nil
-}
 
 // records copies a sandbox's records with new ids, chunk by chunk, each
 // chunk with its part of the id map.
@@ -453,10 +489,15 @@ func (im *importer) records(sb *Sandbox) error {
 		n := 0
 		err := im.write(func(tx *Tx) error {
 			n = 0
+			p, err := getProgress(tx, im.digest)
+			if err != nil || p == nil {
+				return fmt.Errorf("import progress lost: %v", err)
+			}
+			if p.RecordsAfter == nil {
+				p.RecordsAfter = map[string]uint64{}
+			}
 			for _, r := range batch {
-				if id, err := im.newID(tx, r.ID); err != nil {
-					return err
-				} else if id != 0 {
+				if r.ID <= p.RecordsAfter[sb.Name] {
 					continue // imported by an earlier run
 				}
 				id, err := tx.NextRecordID()
@@ -470,15 +511,16 @@ func (im *importer) records(sb *Sandbox) error {
 						c.Exception = x
 					}
 				}
-				if err := tx.PutRecord(&c); err != nil {
+				if err := tx.putNewRecord(&c); err != nil {
 					return err
 				}
 				if err := tx.set(mapKey(im.digest, r.ID), binary.AppendUvarint(nil, id)); err != nil {
 					return err
 				}
+				p.RecordsAfter[sb.Name] = r.ID
 				n++
 			}
-			return nil
+			return putProgress(tx, im.digest, p)
 		})
 		im.res.Records += n
 		batch = batch[:0]
@@ -513,6 +555,10 @@ func (im *importer) current(sb *Sandbox) error {
 		path string
 		id   uint64
 	}
+	ids, err := im.idMap()
+	if err != nil {
+		return err
+	}
 	var batch []entry
 	flush := func() error {
 		if len(batch) == 0 {
@@ -520,10 +566,7 @@ func (im *importer) current(sb *Sandbox) error {
 		}
 		err := im.write(func(tx *Tx) error {
 			for _, en := range batch {
-				id, err := im.newID(tx, en.id)
-				if err != nil {
-					return err
-				}
+				id := ids[en.id]
 				if id == 0 {
 					return fmt.Errorf("record %d of %s (in its state at %s) was not imported", en.id, sb.Name, en.path)
 				}
@@ -531,12 +574,16 @@ func (im *importer) current(sb *Sandbox) error {
 					return err
 				}
 			}
+			// The counters are copied from the source when the sandbox
+			// is finished (countsOf), not summed chunk by chunk: that
+			// reads each path's subtree again.
+			tx.changed = nil
 			return nil
 		})
 		batch = batch[:0]
 		return err
 	}
-	err := im.src.View(func(tx *Tx) error {
+	err = im.src.View(func(tx *Tx) error {
 		return tx.ForEachCurrentAt(im.ctx, sb.Name, sb.Generation, func(path string, id uint64) error {
 			batch = append(batch, entry{path, id})
 			if len(batch) < im.o.Chunk {
