@@ -78,8 +78,8 @@ type importProgress struct {
 	// RecordsAfter is the last source record id copied, per sandbox
 	// (records are copied by ascending id).
 	RecordsAfter map[string]uint64
-	AuditAfter uint64            // the last source Seq appended
-	Finished   bool
+	AuditAfter   uint64 // the last source Seq appended
+	Finished     bool
 }
 
 // ImportConflictError refuses an import that would overwrite the ledger.
