@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/spillway/spillway/exceptions"
 )
 
@@ -86,6 +88,10 @@ type importProgress struct {
 type ImportConflictError struct{ Msg string }
 
 func (e *ImportConflictError) Error() string { return e.Msg }
+
+// Unwrap classes the refusal: the ledger or the source is not in a state
+// the import can proceed from.
+func (e *ImportConflictError) Unwrap() error { return errdefs.ErrFailedPrecondition }
 
 // ErrImportFailpoint is the error of the test failpoint.
 var errImportFailpoint = errors.New("store: import failpoint")
