@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/store"
@@ -43,13 +45,20 @@ func (e *Env) ReviewEach(ctx context.Context, sandbox string, fn func(*store.Rec
 			sbs[sandbox] = sb
 		}
 		return tx.ForEachPending(ctx, sandbox, func(r *store.Record) error {
-			sb := sbs[r.Sandbox]
-			if sb == nil {
+			sb, seen := sbs[r.Sandbox]
+			if !seen {
 				var err error
-				if sb, err = tx.GetSandbox(r.Sandbox); err != nil {
+				sb, err = tx.GetSandbox(r.Sandbox)
+				switch {
+				case errdefs.IsNotFound(err):
+					sb = nil // a sandbox a fleet import has not finished: not listed yet
+				case err != nil:
 					return err
 				}
 				sbs[r.Sandbox] = sb
+			}
+			if sb == nil {
+				return nil
 			}
 			if Reviewable(sb, r) {
 				return fn(r)

@@ -56,7 +56,7 @@ func (s *Server) apiSandboxes(w http.ResponseWriter, r *http.Request) {
 // apiReview is one page of the filtered review queue (?after=ID,
 // ?limit=N up to 1000, the queue page's filters).
 func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
-	f := filterFrom(r)
+	f := s.filterFrom(r)
 	q := r.URL.Query()
 	after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
 	limit, _ := strconv.Atoi(q.Get("limit"))

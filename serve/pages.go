@@ -106,6 +106,7 @@ const auditPageSize = 200
 
 type auditPage struct {
 	Sandbox  string
+	Host     string // only the entries written on this host (persist.HostOf)
 	Verified bool
 	Problem  string
 	Events   []*persist.Event
@@ -118,7 +119,13 @@ type auditPage struct {
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	off, _ := strconv.Atoi(q.Get("offset"))
-	p := auditPage{Sandbox: q.Get("sandbox"), Offset: max(off, 0)}
+	p := auditPage{Sandbox: q.Get("sandbox"), Host: q.Get("host"), Offset: max(off, 0)}
+	if s.cfg.Sandbox != "" {
+		p.Sandbox = s.cfg.Sandbox
+	}
+	if s.cfg.Host != "" {
+		p.Host = s.cfg.Host
+	}
 	err := s.withEnv(r.Context(), func(e *persist.Env) (err error) {
 		prob, err := e.VerifyAudit(r.Context())
 		if err != nil {
@@ -129,7 +136,13 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Verified = prob == nil
 		n := 0
+		hosts := e.HostOf()
 		return e.ForEachEvent(r.Context(), p.Sandbox, func(ev *persist.Event) error {
+			if p.Host != "" {
+				if h, err := hosts.Event(ev); err != nil || h != p.Host {
+					return err
+				}
+			}
 			n++
 			if n <= p.Offset {
 				return nil

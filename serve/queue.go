@@ -16,14 +16,24 @@ const pageSize = 50
 // filter narrows the review queue; its fields come from the query string.
 type filter struct {
 	Sandbox, Exception, Kind, Prefix string
+	Host                             string // only records written by this host's closes
 }
 
-func filterFrom(r *http.Request) filter {
+// filterFrom reads the filter of a request; the server's scope
+// (Config.Sandbox, Config.Host) overrides what the request asks.
+func (s *Server) filterFrom(r *http.Request) filter {
 	q := r.URL.Query()
 	if r.Method == http.MethodPost {
 		q = r.PostForm
 	}
-	return filter{Sandbox: q.Get("sandbox"), Exception: q.Get("exception"), Kind: q.Get("kind"), Prefix: q.Get("prefix")}
+	f := filter{Sandbox: q.Get("sandbox"), Exception: q.Get("exception"), Kind: q.Get("kind"), Prefix: q.Get("prefix"), Host: q.Get("host")}
+	if s.cfg.Sandbox != "" {
+		f.Sandbox = s.cfg.Sandbox
+	}
+	if s.cfg.Host != "" {
+		f.Host = s.cfg.Host
+	}
+	return f
 }
 
 func (f filter) match(r *persist.Record) bool {
@@ -35,7 +45,7 @@ func (f filter) match(r *persist.Record) bool {
 // value is URL-encoded, so the template may put it into a URL as it is.
 func (f filter) Query() template.URL {
 	v := url.Values{}
-	for k, s := range map[string]string{"sandbox": f.Sandbox, "exception": f.Exception, "kind": f.Kind, "prefix": f.Prefix} {
+	for k, s := range map[string]string{"sandbox": f.Sandbox, "exception": f.Exception, "kind": f.Kind, "prefix": f.Prefix, "host": f.Host} {
 		if s != "" {
 			v.Set(k, s)
 		}
@@ -57,9 +67,15 @@ func (f filter) With(k, val string) template.URL {
 // page costs what review ls's first page costs. fn may return
 // persist.ErrStop.
 func (f filter) eachPending(r *http.Request, e *persist.Env, fn func(*persist.Record) error) error {
+	hosts := e.HostOf()
 	return e.ReviewEach(r.Context(), f.Sandbox, func(rec *persist.Record) error {
 		if !f.match(rec) {
 			return nil
+		}
+		if f.Host != "" {
+			if h, err := hosts.Record(rec); err != nil || h != f.Host {
+				return err
+			}
 		}
 		return fn(rec)
 	})
@@ -73,7 +89,7 @@ type queuePage struct {
 }
 
 func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
-	f := filterFrom(r)
+	f := s.filterFrom(r)
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	p := queuePage{Filter: f, After: after, Records: []*persist.Record{}}
 	err := s.withEnv(r.Context(), func(e *persist.Env) error {
@@ -99,7 +115,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 // next redirects to the first pending record after the given id that
 // matches the filter, or to the queue when there is none.
 func (s *Server) next(w http.ResponseWriter, r *http.Request) {
-	f := filterFrom(r)
+	f := s.filterFrom(r)
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	var found uint64
 	err := s.withEnv(r.Context(), func(e *persist.Env) error {

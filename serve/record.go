@@ -40,7 +40,7 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	f := filterFrom(r)
+	f := s.filterFrom(r)
 	p := recordPage{Filter: f}
 	err := s.withEnv(r.Context(), func(e *persist.Env) error {
 		rep, err := e.ReviewShow(id)
@@ -134,7 +134,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f := filterFrom(r)
+	f := s.filterFrom(r)
 	to := "/next?" + string(f.With("after", strconv.FormatUint(id, 10)))
 	if r.PostFormValue("back") == "queue" {
 		to = "/queue"

@@ -35,6 +35,10 @@ type Config struct {
 	TLS bool
 	// Warn, when set, is told about trouble that does not fail a request.
 	Warn func(msg string)
+	// Sandbox and Host, when set, scope the review queue and the audit
+	// log to one sandbox and to what one host wrote, whatever a request's
+	// query asks (serve --sandbox, --host).
+	Sandbox, Host string
 }
 
 // Server is the web app. Its handler is safe for concurrent use.

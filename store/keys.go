@@ -37,6 +37,7 @@ import (
 //	migrating                               next record id to convert while a schema migration runs
 //	h:HOST                                  host of a fleet (lease.go)
 //	l:SANDBOX                               lease of a sandbox (lease.go)
+//	im:DIGEST\0 OLDID                        record id drawn by a fleet import (import.go)
 const (
 	keySchema = "schema"
 	pMeta     = "m:"

@@ -27,12 +27,16 @@ func logCommand(t *term) *cli.Command {
 		Name:      "log",
 		Usage:     "show the audit log, oldest first",
 		ArgsUsage: "[SANDBOX]",
-		Flags:     []cli.Flag{jsonFlag(t)},
+		Flags:     []cli.Flag{jsonFlag(t), hostFilterFlag(), sandboxFilterFlag()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
-				return usageError("usage: spillway log [SANDBOX]")
+				return usageError("usage: spillway log [SANDBOX] [--host HOST] [--sandbox NAME]")
 			}
-			return runLog(c.Context, logOptions{Sandbox: c.Args().First()}, globals(c), t)
+			sb, err := sandboxFilter(c)
+			if err != nil {
+				return err
+			}
+			return runLog(c.Context, logOptions{Sandbox: sb, Host: c.String("host")}, globals(c), t)
 		},
 	}
 }
@@ -40,12 +44,19 @@ func logCommand(t *term) *cli.Command {
 // logOptions are the options of log.
 type logOptions struct {
 	Sandbox string // "" for every sandbox
+	Host    string // "" for every host, else only the entries written on it (persist.HostOf)
 }
 
 func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		all := []eventJSON{}
+		hosts := e.HostOf()
 		err := e.ForEachEvent(ctx, o.Sandbox, func(ev *persist.Event) error {
+			if o.Host != "" {
+				if h, err := hosts.Event(ev); err != nil || h != o.Host {
+					return err
+				}
+			}
 			if t.json {
 				all = append(all, eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, ev.Data, fmt.Sprintf("%x", ev.Hash)})
 				return nil

@@ -17,6 +17,8 @@ func fleetCommand(t *term) *cli.Command {
 		Name:  "fleet",
 		Usage: "hosts that share one ledger: their liveness and the sandbox leases they hold (docs/fleet.md)",
 		Subcommands: []*cli.Command{
+			fleetInitCommand(t),
+			fleetImportCommand(t),
 			{
 				Name:      "hosts",
 				Usage:     "list the hosts of the ledger: last heartbeat, live or not, the leases each holds",

@@ -23,12 +23,16 @@ func reviewCommand(t *term) *cli.Command {
 				Name:      "ls",
 				Usage:     "list the records that wait for review",
 				ArgsUsage: "[SANDBOX]",
-				Flags:     []cli.Flag{jsonFlag(t)},
+				Flags:     []cli.Flag{jsonFlag(t), hostFilterFlag(), sandboxFilterFlag()},
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 1 {
-						return usageError("usage: spillway review ls [SANDBOX]")
+						return usageError("usage: spillway review ls [SANDBOX] [--host HOST] [--sandbox NAME]")
 					}
-					return runReviewLs(c.Context, reviewOptions{Sandbox: c.Args().First()}, globals(c), t)
+					sb, err := sandboxFilter(c)
+					if err != nil {
+						return err
+					}
+					return runReviewLs(c.Context, reviewOptions{Sandbox: sb, Host: c.String("host")}, globals(c), t)
 				},
 			},
 			{
@@ -103,6 +107,7 @@ func parseRecordIDs(args []string) ([]uint64, error) {
 // reviewOptions are the options of the review commands.
 type reviewOptions struct {
 	Sandbox string   // ls, approve --all
+	Host    string   // ls: only records written by this host's closes
 	All     bool     // approve every pending record of Sandbox
 	IDs     []uint64 // show (one), approve, reject
 	Text    string   // approve: the note; reject: the reason
@@ -110,18 +115,19 @@ type reviewOptions struct {
 
 func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		each := reviewEachOn(e, o.Host)
 		// Rows print as they are read, in pages of reviewPage, so the
 		// first page of a long list shows at once.
 		if t.json {
 			arr := t.jsonArray()
-			if err := e.ReviewEach(ctx, o.Sandbox, func(r *persist.Record) error { return arr.add(view.NewRecord(r)) }); err != nil {
+			if err := each(ctx, o.Sandbox, func(r *persist.Record) error { return arr.add(view.NewRecord(r)) }); err != nil {
 				return err
 			}
 			return arr.close()
 		}
 		w := t.table()
 		n := 0
-		err := e.ReviewEach(ctx, o.Sandbox, func(r *persist.Record) error {
+		err := each(ctx, o.Sandbox, func(r *persist.Record) error {
 			if n == 0 {
 				fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
 			}

@@ -23,6 +23,8 @@ type serveOptions struct {
 	Reviewer string
 	TLSCert  string
 	TLSKey   string
+	Host     string // scope: what this host wrote
+	Sandbox  string // scope: this sandbox
 }
 
 func serveCommand(t *term) *cli.Command {
@@ -35,13 +37,15 @@ func serveCommand(t *term) *cli.Command {
 			&cli.StringFlag{Name: "reviewer", Usage: "name the decisions made in the browser are recorded under (default: the user running serve)"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate file (PEM), needed to listen on a non-loopback address"},
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS key file (PEM), with --tls-cert"},
+			&cli.StringFlag{Name: "host", Usage: "scope the review queue and the audit log to what HOST wrote (a fleet sharing one ledger); requests cannot widen it"},
+			&cli.StringFlag{Name: "sandbox", Usage: "scope the review queue and the audit log to one sandbox; requests cannot widen it"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return usageError("usage: spillway serve [--listen ADDR] [--open] [--reviewer NAME]")
 			}
 			opts := serveOptions{Listen: c.String("listen"), Open: c.Bool("open"), Reviewer: c.String("reviewer"),
-				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key")}
+				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), Host: c.String("host"), Sandbox: c.String("sandbox")}
 			return runServe(c.Context, opts, globals(c), t)
 		},
 	}
@@ -83,7 +87,8 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 	srv, err := serve.New(serve.Config{
 		Persist:  persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, Store: g.Store, Blobs: g.Blobs, What: "serve (one request)"},
 		Reviewer: o.Reviewer, Addr: ln.Addr().String(), TLS: tls,
-		Warn: func(msg string) { t.warnf("%s", msg) },
+		Warn:    func(msg string) { t.warnf("%s", msg) },
+		Sandbox: o.Sandbox, Host: o.Host,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spillway/spillway/persist"
+)
+
+// fleetInitCommand is `fleet init`.
+func fleetInitCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "init",
+		Usage:     "prepare the shared ledger of --store postgres://…: create or migrate its schema, record this host (--host-id), check the --blobs directory is writable; running it again changes nothing",
+		ArgsUsage: " ",
+		Flags:     []cli.Flag{jsonFlag(t)},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return usageError("usage: spillway fleet init [--json]")
+			}
+			return withEnv(c.Context, globals(c), t, func(e *persist.Env) error {
+				r, err := e.FleetInit()
+				if err != nil {
+					return err
+				}
+				if t.json {
+					return t.printJSON(r)
+				}
+				fmt.Fprintf(t.out, "ledger ready: %s, SQL schema %d, ledger schema %d; host %s recorded (%d hosts); blobs in %s (writable)\n",
+					r.Driver, r.SQLSchema, r.LedgerSchema, r.Host, r.Hosts, r.Blobs)
+				return nil
+			})
+		},
+	}
+}
+
+// fleetImportCommand is `fleet import`.
+func fleetImportCommand(t *term) *cli.Command {
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "copy a single-host state directory (its ledger, audit log and blobs) into the shared ledger after verifying its audit log; rerunning is a no-op, an interrupted import is finished",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from-root", Usage: "the single-host state directory to import (its badger store in DIR/store, its blobs in DIR/blobs)"},
+			&cli.StringFlag{Name: "source-host", Usage: "the host the source's sessions ran on (default: the source's recorded host id, else this host)"},
+			&cli.IntFlag{Name: "chunk", Usage: "records, index entries or audit entries written per transaction", Value: 1000, Hidden: true},
+			jsonFlag(t),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 || c.String("from-root") == "" {
+				return usageError("usage: spillway fleet import --from-root DIR [--source-host HOST] [--json]")
+			}
+			o := persist.FleetImportOptions{
+				FromRoot: c.String("from-root"), SourceHost: c.String("source-host"), Chunk: c.Int("chunk"),
+				Log: func(format string, args ...any) { fmt.Fprintf(t.err, "import: "+format+"\n", args...) },
+			}
+			return withEnv(c.Context, globals(c), t, func(e *persist.Env) error {
+				r, err := e.FleetImport(c.Context, o)
+				if err != nil {
+					return err
+				}
+				if t.json {
+					return t.printJSON(r)
+				}
+				if r.Already {
+					fmt.Fprintf(t.out, "already imported (source %.16s…): nothing to do\n", r.Digest)
+					return nil
+				}
+				verb := "imported"
+				if r.Resumed {
+					verb = "finished importing"
+				}
+				fmt.Fprintf(t.out, "%s %d sandboxes (%s): %d sessions, %d records, %d exceptions, %d images, %d blobs, %d audit entries; bridge entry %d\n",
+					verb, len(r.Sandboxes), strings.Join(r.Sandboxes, " "), r.Sessions, r.Records, r.Exceptions, r.Images, r.Blobs, r.Events, r.Bridge)
+				return nil
+			})
+		},
+	}
+}

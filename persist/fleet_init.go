@@ -1,0 +1,58 @@
+package persist
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spillway/spillway/store"
+)
+
+// FleetInitReport says what `fleet init` found and did.
+type FleetInitReport struct {
+	Driver        string `json:"driver"`         // "postgres"
+	SQLSchema     int    `json:"sql_schema"`     // store.PGSchemaVersion
+	LedgerSchema  int    `json:"ledger_schema"`  // store.SchemaVersion
+	Host          string `json:"host"`           // this host, recorded in the ledger
+	Hosts         int    `json:"hosts"`          // hosts the ledger knows, this one included
+	Blobs         string `json:"blobs"`          // the blob directory
+	BlobsShared   bool   `json:"blobs_shared"`   // --blobs names it (not the root's own)
+	BlobsWritable bool   `json:"blobs_writable"` // a file was written and removed there
+}
+
+// FleetInit prepares a shared ledger: opening the Env already created or
+// migrated its schema; FleetInit records this host (a heartbeat) and
+// checks the blob directory is writable. Running it again changes
+// nothing but the heartbeat.
+func (e *Env) FleetInit() (*FleetInitReport, error) {
+	if e.store.Driver() != "postgres" {
+		return nil, &InputError{Input: "--store", Problem: "is the badger store in --root, which needs no init (it is created at first use): fleet init prepares a shared ledger, give --store postgres://… (or SPILLWAY_STORE)"}
+	}
+	if err := e.Heartbeat(e.hostTTL); err != nil {
+		return nil, err
+	}
+	r := &FleetInitReport{Driver: e.store.Driver(), SQLSchema: store.PGSchemaVersion, LedgerSchema: store.SchemaVersion, Host: e.hostID, Blobs: e.blobs.dir, BlobsShared: e.blobsShared}
+	err := e.store.View(func(tx *store.Tx) error {
+		hosts, err := tx.ListHosts()
+		r.Hosts = len(hosts)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(filepath.Join(e.blobs.dir, "tmp"), "fleet-init-")
+	if err != nil {
+		return nil, fmt.Errorf("the blob directory %s is not writable: %w", e.blobs.dir, err)
+	}
+	name := f.Name()
+	_, werr := f.WriteString("spillway fleet init\n")
+	cerr := f.Close()
+	rerr := os.Remove(name)
+	for _, err := range []error{werr, cerr, rerr} {
+		if err != nil {
+			return nil, fmt.Errorf("the blob directory %s is not writable: %w", e.blobs.dir, err)
+		}
+	}
+	r.BlobsWritable = true
+	return r, nil
+}

@@ -1,0 +1,97 @@
+package serve
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spillway/spillway/persist"
+)
+
+// TestHostFilter: host= keeps the records and audit entries written on
+// one host; a server scoped with Config.Host or Config.Sandbox ignores
+// what a request asks instead.
+func TestHostFilter(t *testing.T) {
+	w := newWorld(t, 0)
+	b, err := os.ReadFile(filepath.Join(w.root, "host-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimSpace(string(b))
+	total := len(w.byKey)
+	if total == 0 {
+		t.Fatal("the world has no pending records")
+	}
+	c := w.client().login()
+	api := func(c *client, q string) int {
+		t.Helper()
+		resp := c.get("/api/review?" + q)
+		var recs []struct{ ID uint64 }
+		if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /api/review?%s: %s %v", q, resp.Status, err)
+		}
+		return len(recs)
+	}
+	audit := func(c *client, q string) int {
+		t.Helper()
+		return strings.Count(c.body(c.get("/audit?"+q)), "<tr><td>")
+	}
+	for q, want := range map[string]int{"": total, "host=" + host: total, "host=elsewhere": 0, "host=" + host + "&sandbox=docs": total} {
+		if got := api(c, q); got != want {
+			t.Errorf("/api/review?%s: %d records, want %d", q, got, want)
+		}
+	}
+	all := audit(c, "")
+	// sandbox.open and sandbox.close of both sessions name the host.
+	if got := audit(c, "host="+host); got != 4 || all <= 4 {
+		t.Errorf("/audit?host=%s: %d entries (of %d), want 4", host, got, all)
+	}
+	if got := audit(c, "host=elsewhere"); got != 0 {
+		t.Errorf("/audit?host=elsewhere: %d entries, want 0", got)
+	}
+	if body := c.body(c.get("/queue?host=elsewhere")); !strings.Contains(body, `id="empty"`) {
+		t.Errorf("/queue?host=elsewhere is not empty")
+	}
+
+	scoped := func(cfg Config) *client {
+		w2 := *w
+		w2.srv, w2.ts = w.scopedServer(cfg)
+		c := w2.client()
+		if resp := c.get(w2.srv.LoginURL()); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("login: %s", resp.Status)
+		}
+		return c
+	}
+	sc := scoped(Config{Host: "elsewhere"})
+	if got := api(sc, "host="+host); got != 0 {
+		t.Errorf("scoped to another host: %d records", got)
+	}
+	if got := audit(sc, ""); got != 0 {
+		t.Errorf("scoped to another host: %d audit entries", got)
+	}
+	sc = scoped(Config{Host: host, Sandbox: "docs"})
+	if got := api(sc, "host=elsewhere"); got != total {
+		t.Errorf("scoped to this host: %d records, want %d", got, total)
+	}
+}
+
+// scopedServer starts another server over w's state with cfg's scope.
+func (w *world) scopedServer(cfg Config) (*Server, *httptest.Server) {
+	w.t.Helper()
+	ts := httptest.NewUnstartedServer(nil)
+	cfg.Persist = persist.Options{Root: w.root, LockTimeout: 300 * time.Millisecond}
+	cfg.Reviewer, cfg.Addr = "alice", ts.Listener.Addr().String()
+	srv, err := New(cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ts.Config.Handler = srv
+	ts.Start()
+	w.t.Cleanup(ts.Close)
+	return srv, ts
+}
