@@ -65,16 +65,13 @@ func refreshCurrent(tx *store.Tx, sb *store.Sandbox, gen uint64, paths []string)
 	return nil
 }
 
-// indexedState reads the state of sb from the index: the newest record in
-// effect per path, before dropReplaced and dropOrphans.
+// indexedState reads the state of sb from the index (its copies of the
+// records): the newest record in effect per path, before dropReplaced and
+// dropOrphans.
 func indexedState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, error) {
 	st := State{}
-	err := tx.ForEachCurrentAt(ctx, sb.Name, sb.Generation, func(p string, id uint64) error {
-		r, err := tx.GetRecord(id)
-		if err != nil {
-			return fmt.Errorf("current-state index of %s: %s names record r%d: %w", sb.Name, escape.Name(p), id, err)
-		}
-		st[p] = r
+	err := tx.ForEachCurrentRecordAt(ctx, sb.Name, sb.Generation, func(r *store.Record) error {
+		st[r.Path] = r
 		return nil
 	})
 	return st, err
@@ -150,7 +147,41 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := e.copyCurrent(ctx); err != nil {
+		return err
+	}
 	return e.buildCounts(ctx)
+}
+
+// currentFormat names the meta key that says every index holds copies of
+// its records (store/current_value.go), not bare record ids as indexes
+// written before them did.
+const currentFormat = "current-format"
+
+// copyCurrent rewrites, once per store, the indexes written before the
+// index held copies of the records, so that listings read no record.
+func (e *Env) copyCurrent(ctx context.Context) error {
+	var sbs []*store.Sandbox
+	done := false
+	if err := e.store.View(func(tx *store.Tx) error {
+		v, ok, err := tx.GetMeta(currentFormat)
+		if err != nil {
+			return err
+		}
+		if done = ok && v == "2"; done {
+			return nil
+		}
+		sbs, err = tx.ListSandboxes()
+		return err
+	}); err != nil || done {
+		return err
+	}
+	for _, sb := range sbs {
+		if _, err := e.store.CopyCurrent(ctx, sb.Name); err != nil {
+			return fmt.Errorf("copy the records into the current-state index of %s: %w", sb.Name, err)
+		}
+	}
+	return e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(currentFormat, "2") })
 }
 
 // countsReady names the meta key that says every sandbox's counters are
@@ -311,6 +342,8 @@ func (e *Env) checkCurrent(ctx context.Context) ([]string, error) {
 			for p, r := range want {
 				if got, ok := idx[p]; !ok || got.ID != r.ID {
 					bad = append(bad, p)
+				} else if !store.SameCopy(got, r) {
+					problems = append(problems, fmt.Sprintf("sandbox %s: current-state index holds a copy of r%d at %s that differs from the record", sb.Name, r.ID, escape.Name(p)))
 				}
 			}
 			for p := range idx {
