@@ -131,7 +131,7 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			if err := e.store.Update(func(tx *store.Tx) error {
 				for _, p := range paths[:n] {
 					// The index of sb was dropped above: no version to replace.
-					if err := tx.PutCurrentNew(sb.Name, p, max(sb.Generation, 1), st[p].ID); err != nil {
+					if err := tx.PutCurrentNew(sb.Name, max(sb.Generation, 1), st[p]); err != nil {
 						return err
 					}
 				}
@@ -141,8 +141,12 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			}
 			paths = paths[n:]
 		}
+		// The counters, which PutCurrentNew leaves alone, from the index.
 		if err := e.store.Update(func(tx *store.Tx) error {
-			return errors.Join(tx.PutMeta(currentReady(sb.Name), "1"), forgetChangeLog(tx, sb.Name))
+			if err := errors.Join(tx.PutMeta(currentReady(sb.Name), "1"), forgetChangeLog(tx, sb.Name)); err != nil {
+				return err
+			}
+			return setCounts(ctx, tx, sb)
 		}); err != nil {
 			return err
 		}
@@ -200,21 +204,26 @@ func (e *Env) buildCounts(ctx context.Context) error {
 			return err
 		}
 		for _, sb := range sbs {
-			c, pending, err := recount(ctx, tx, sb)
-			if err != nil {
-				return err
-			}
-			if sb.Generation > 0 {
-				if err := tx.SetCounts(sb.Name, sb.Generation, c); err != nil {
-					return err
-				}
-			}
-			if err := tx.SetPendingCount(sb.Name, pending); err != nil {
+			if err := setCounts(ctx, tx, sb); err != nil {
 				return err
 			}
 		}
 		return tx.PutMeta(countsReady, "1")
 	})
+}
+
+// setCounts writes sb's counters from its state and its pending records.
+func setCounts(ctx context.Context, tx *store.Tx, sb *store.Sandbox) error {
+	c, pending, err := recount(ctx, tx, sb)
+	if err != nil {
+		return err
+	}
+	if sb.Generation > 0 {
+		if err := tx.SetCounts(sb.Name, sb.Generation, c); err != nil {
+			return err
+		}
+	}
+	return tx.SetPendingCount(sb.Name, pending)
 }
 
 // recount counts sb's state (from the index) and its pending records.

@@ -74,22 +74,27 @@ func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
 }
 
 // PutCurrentNew is PutCurrent for a path that has no version yet (an
-// index being built after DropCurrent): it skips the search for versions
-// to drop, an iterator that in a read-write transaction sorts every write
-// pending, which made building an index quadratic in its batches.
-func (tx *Tx) PutCurrentNew(sandbox, path string, gen, id uint64) error {
+// index being built after DropCurrent), given the record r in effect: it
+// skips the search for versions to drop, an iterator that in a read-write
+// transaction sorts every write pending, which made building an index
+// quadratic in its batches, and the lookup of the record. It leaves the
+// counters alone (settling them per path costs the same iterators): the
+// builder sets them (SetCounts) once the index is complete.
+func (tx *Tx) PutCurrentNew(sandbox string, gen uint64, r *Record) error {
 	if err := checkName("sandbox", sandbox); err != nil {
 		return err
 	}
 	if gen == 0 {
 		return fmt.Errorf("store: current-state version at generation 0")
 	}
-	val, err := tx.currentValue(sandbox, path, id)
+	if r.Sandbox != sandbox {
+		return fmt.Errorf("store: record %d of %s in the current-state index of %s", r.ID, r.Sandbox, sandbox)
+	}
+	val, err := copyValue(r)
 	if err != nil {
 		return err
 	}
-	tx.noteCurrent(sandbox, path, gen)
-	return tx.set(currentKey(sandbox, path, gen), val)
+	return tx.set(currentKey(sandbox, r.Path, gen), val)
 }
 
 // DeleteCurrentVersion removes the version of path written at gen (a
