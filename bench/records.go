@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spillway/spillway/internal/change"
@@ -83,6 +87,9 @@ func (b *bench) records(ctx context.Context) error {
 			return err
 		}
 		grp := fmt.Sprintf("%d records", n)
+		if err := b.persistedLsCLI(root, grp, n, reps); err != nil {
+			return err
+		}
 		b.add(grp, fmt.Sprintf("review ls first page (%d rows, as the CLI streams them)", b.cfg.Page), first[i])
 		b.add(grp, "review ls full listing (ReviewList)", full[i])
 		b.add(grp, "persisted ls full listing (Persisted, streamed from the index)", pers[i])
@@ -96,6 +103,46 @@ func (b *bench) records(ctx context.Context) error {
 	b.ratios = append(b.ratios, ratio{Name: fmt.Sprintf("persisted ls full listing of a %d-path state (issue 12)", b.cfg.Records[1]),
 		Value: median(pers[1]).Seconds(), Target: 5, Unit: " s"})
 	return nil
+}
+
+// persistedLsCLI times the spillway binary named by SPILLWAY_BENCH_CLI (if
+// set) listing the whole state, as a user runs it: `spillway --root ROOT
+// persisted ls rec`, and with --json, output to a pipe that counts lines.
+func (b *bench) persistedLsCLI(root, grp string, n, reps int) error {
+	bin := os.Getenv("SPILLWAY_BENCH_CLI")
+	if bin == "" {
+		return nil
+	}
+	for _, args := range [][]string{{"persisted", "ls", "rec"}, {"persisted", "ls", "--json", "rec"}} {
+		var runs []time.Duration
+		for range max(reps, 3) {
+			cmd := exec.Command(bin, append([]string{"--root", root}, args...)...)
+			var lines lineCounter
+			cmd.Stdout, cmd.Stderr = &lines, os.Stderr
+			d, err := timed(cmd.Run)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", bin, strings.Join(args, " "), err)
+			}
+			if want := n + 1; lines.n < want { // a header, or one line per row plus brackets
+				return fmt.Errorf("%s %s: %d lines, want at least %d", bin, strings.Join(args, " "), lines.n, want)
+			}
+			runs = append(runs, d)
+		}
+		b.add(grp, "spillway "+strings.Join(args, " ")+" (whole state, CLI)", runs)
+		if n == b.cfg.Records[1] && len(args) == 3 {
+			b.ratios = append(b.ratios, ratio{Name: fmt.Sprintf("spillway persisted ls of a %d-path state, CLI (issue 12)", n),
+				Value: median(runs).Seconds(), Target: 5, Unit: " s"})
+		}
+	}
+	return nil
+}
+
+// lineCounter counts the lines written to it.
+type lineCounter struct{ n int }
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.n += bytes.Count(p, []byte{'\n'})
+	return len(p), nil
 }
 
 // firstPage reads the first page of review ls the way a pager needs it:

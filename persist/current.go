@@ -65,16 +65,13 @@ func refreshCurrent(tx *store.Tx, sb *store.Sandbox, gen uint64, paths []string)
 	return nil
 }
 
-// indexedState reads the state of sb from the index: the newest record in
-// effect per path, before dropReplaced and dropOrphans.
+// indexedState reads the state of sb from the index (its copies of the
+// records): the newest record in effect per path, before dropReplaced and
+// dropOrphans.
 func indexedState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, error) {
 	st := State{}
-	err := tx.ForEachCurrentAt(ctx, sb.Name, sb.Generation, func(p string, id uint64) error {
-		r, err := tx.GetRecord(id)
-		if err != nil {
-			return fmt.Errorf("current-state index of %s: %s names record r%d: %w", sb.Name, escape.Name(p), id, err)
-		}
-		st[p] = r
+	err := tx.ForEachCurrentRecordAt(ctx, sb.Name, sb.Generation, func(r *store.Record) error {
+		st[r.Path] = r
 		return nil
 	})
 	return st, err
@@ -134,7 +131,7 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			if err := e.store.Update(func(tx *store.Tx) error {
 				for _, p := range paths[:n] {
 					// The index of sb was dropped above: no version to replace.
-					if err := tx.PutCurrentNew(sb.Name, p, max(sb.Generation, 1), st[p].ID); err != nil {
+					if err := tx.PutCurrentNew(sb.Name, max(sb.Generation, 1), st[p]); err != nil {
 						return err
 					}
 				}
@@ -144,13 +141,51 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			}
 			paths = paths[n:]
 		}
+		// The counters, which PutCurrentNew leaves alone, from the index.
 		if err := e.store.Update(func(tx *store.Tx) error {
-			return errors.Join(tx.PutMeta(currentReady(sb.Name), "1"), forgetChangeLog(tx, sb.Name))
+			if err := errors.Join(tx.PutMeta(currentReady(sb.Name), "1"), forgetChangeLog(tx, sb.Name)); err != nil {
+				return err
+			}
+			return setCounts(ctx, tx, sb)
 		}); err != nil {
 			return err
 		}
 	}
+	if err := e.copyCurrent(ctx); err != nil {
+		return err
+	}
 	return e.buildCounts(ctx)
+}
+
+// currentFormat names the meta key that says every index holds copies of
+// its records (store/current_value.go), not bare record ids as indexes
+// written before them did.
+const currentFormat = "current-format"
+
+// copyCurrent rewrites, once per store, the indexes written before the
+// index held copies of the records, so that listings read no record.
+func (e *Env) copyCurrent(ctx context.Context) error {
+	var sbs []*store.Sandbox
+	done := false
+	if err := e.store.View(func(tx *store.Tx) error {
+		v, ok, err := tx.GetMeta(currentFormat)
+		if err != nil {
+			return err
+		}
+		if done = ok && v == "2"; done {
+			return nil
+		}
+		sbs, err = tx.ListSandboxes()
+		return err
+	}); err != nil || done {
+		return err
+	}
+	for _, sb := range sbs {
+		if _, err := e.store.CopyCurrent(ctx, sb.Name); err != nil {
+			return fmt.Errorf("copy the records into the current-state index of %s: %w", sb.Name, err)
+		}
+	}
+	return e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(currentFormat, "2") })
 }
 
 // countsReady names the meta key that says every sandbox's counters are
@@ -169,21 +204,26 @@ func (e *Env) buildCounts(ctx context.Context) error {
 			return err
 		}
 		for _, sb := range sbs {
-			c, pending, err := recount(ctx, tx, sb)
-			if err != nil {
-				return err
-			}
-			if sb.Generation > 0 {
-				if err := tx.SetCounts(sb.Name, sb.Generation, c); err != nil {
-					return err
-				}
-			}
-			if err := tx.SetPendingCount(sb.Name, pending); err != nil {
+			if err := setCounts(ctx, tx, sb); err != nil {
 				return err
 			}
 		}
 		return tx.PutMeta(countsReady, "1")
 	})
+}
+
+// setCounts writes sb's counters from its state and its pending records.
+func setCounts(ctx context.Context, tx *store.Tx, sb *store.Sandbox) error {
+	c, pending, err := recount(ctx, tx, sb)
+	if err != nil {
+		return err
+	}
+	if sb.Generation > 0 {
+		if err := tx.SetCounts(sb.Name, sb.Generation, c); err != nil {
+			return err
+		}
+	}
+	return tx.SetPendingCount(sb.Name, pending)
 }
 
 // recount counts sb's state (from the index) and its pending records.
@@ -311,6 +351,8 @@ func (e *Env) checkCurrent(ctx context.Context) ([]string, error) {
 			for p, r := range want {
 				if got, ok := idx[p]; !ok || got.ID != r.ID {
 					bad = append(bad, p)
+				} else if !store.SameCopy(got, r) {
+					problems = append(problems, fmt.Sprintf("sandbox %s: current-state index holds a copy of r%d at %s that differs from the record", sb.Name, r.ID, escape.Name(p)))
 				}
 			}
 			for p := range idx {

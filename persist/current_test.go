@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/store"
 )
 
@@ -67,6 +69,87 @@ func persistedPaths(t *testing.T, f *fixture) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, r := range recs {
 		out[r.Path] = r.ID
+	}
+	return out
+}
+
+// TestCurrentCopiesOfAnOlderIndex: an index written before it held copies
+// of its records (bare record ids, as spillway wrote them until then) is
+// listed as before, rewritten once when the state directory is opened,
+// and then lists the same records from its copies; check agrees.
+func TestCurrentCopiesOfAnOlderIndex(t *testing.T) {
+	f := newFixture(t, "overlayfs")
+	f.except(nil, "/home/user/Documents/**")
+	for i := range 3 {
+		root := f.open()
+		write(t, root, docs+fmt.Sprintf("/f%d.txt", i), "v", 0o644)
+		write(t, root, docs+"/same.txt", fmt.Sprint(i), 0o644)
+		f.close()
+	}
+	want := fmt.Sprint(persistedRows(t, f))
+	n, err := f.e.store.BareCurrentForTest(f.ctx, "docs")
+	if err != nil || n == 0 {
+		t.Fatalf("BareCurrentForTest = %d, %v", n, err)
+	}
+	if err := f.e.store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentFormat) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(persistedRows(t, f)); got != want {
+		t.Fatalf("listed from bare ids: %s, want %s", got, want)
+	}
+	f.reopenEnv()
+	if n, err := f.e.store.CopyCurrent(f.ctx, "docs"); err != nil || n != 0 {
+		t.Fatalf("%d bare ids left after the state directory was opened (%v)", n, err)
+	}
+	if got := fmt.Sprint(persistedRows(t, f)); got != want {
+		t.Fatalf("listed from copies: %s, want %s", got, want)
+	}
+	if p, err := f.e.Check(f.ctx); err != nil || len(p) != 0 {
+		t.Fatalf("check: %q %v", p, err)
+	}
+}
+
+// TestCurrentCopiesFollowReview: approving a change already in effect
+// (review after) changes no generation, and the listing, read from the
+// index's copies, shows it approved; check agrees.
+func TestCurrentCopiesFollowReview(t *testing.T) {
+	f := newFixture(t, "overlayfs")
+	f.except(func(x *exceptions.Exception) { x.Review = change.ReviewAfter }, "/home/user/Documents/**")
+	root := f.open()
+	write(t, root, docs+"/a.txt", "v", 0o644)
+	f.close()
+	rows := persistedRows(t, f)
+	var id uint64
+	for _, r := range rows {
+		if r.Path == "/"+docs+"/a.txt" && r.Status == change.StatusPending {
+			id = r.ID
+		}
+	}
+	if id == 0 {
+		t.Fatalf("no pending record of a.txt listed: %v", rows)
+	}
+	if _, err := f.e.Approve(f.ctx, []uint64{id}, "fine"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range persistedRows(t, f) {
+		if r.ID == id && (r.Status != change.StatusApproved || r.Note != "fine") {
+			t.Fatalf("listed after the approval: %+v", r)
+		}
+	}
+	if p, err := f.e.Check(f.ctx); err != nil || len(p) != 0 {
+		t.Fatalf("check: %q %v", p, err)
+	}
+}
+
+// persistedRows lists docs's persisted state as persisted ls reads it.
+func persistedRows(t *testing.T, f *fixture) []store.Record {
+	t.Helper()
+	var out []store.Record
+	if err := f.e.PersistedEach(f.ctx, "docs", func(r *store.Record) error {
+		out = append(out, *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -53,12 +53,9 @@ func eachCurrent(ctx context.Context, tx *store.Tx, sb *store.Sandbox, fn func(*
 		}
 		return nil
 	}
+	// One range scan: the index holds a copy of each record in effect.
 	var vis store.StateFilter
-	return tx.ForEachCurrentAt(ctx, sb.Name, sb.Generation, func(p string, id uint64) error {
-		r, err := tx.GetRecord(id)
-		if err != nil {
-			return fmt.Errorf("current-state index of %s: %s names record r%d: %w", sb.Name, escape.Name(p), id, err)
-		}
+	return tx.ForEachCurrentRecordAt(ctx, sb.Name, sb.Generation, func(r *store.Record) error {
 		if !vis.Keep(r) {
 			return nil
 		}

@@ -3,18 +3,18 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 )
 
-// The current-state index: per sandbox and path, the id of the newest
-// record in effect, versioned by the generation that made it so. A change
+// The current-state index: per sandbox and path, the newest record in
+// effect (a copy of it, current_value.go), versioned by the generation
+// that made it so. A change
 // of the state at generation G writes versions at G+1 (in as many
 // transactions as it needs) before one transaction makes G+1 current, so
 // readers at G never see half of it and a crash leaves only versions above
 // the current generation, which the next change deletes first.
 //
-//	cs:SANDBOX\0 PATH\0 ^GEN   uvarint record id; empty: no record in effect
+//	cs:SANDBOX\0 PATH\0 ^GEN   the record in effect (current_value.go); empty: none
 //
 // ^GEN is the bitwise complement, so a path's newest version comes first.
 // Writing a version drops the versions of that path older than the one a
@@ -39,15 +39,15 @@ func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
 	if err := tx.logChange(sandbox, path, gen, id); err != nil {
 		return err
 	}
-	var val []byte
-	if id != 0 {
-		val = binary.AppendUvarint(nil, id)
+	val, err := tx.currentValue(sandbox, path, id)
+	if err != nil {
+		return err
 	}
 	tx.noteCurrent(sandbox, path, gen)
 	prefix := currentPathPrefix(sandbox, path)
 	var stale [][]byte
 	keptOlder := false
-	err := tx.scan(prefix, false, func(k, _ []byte) error {
+	err = tx.scan(prefix, false, func(k, _ []byte) error {
 		g, ok := tailUint64(k)
 		if !ok || len(k) != len(prefix)+8 {
 			return fmt.Errorf("store: malformed current-state key %q", k)
@@ -74,22 +74,27 @@ func (tx *Tx) PutCurrent(sandbox, path string, gen, id uint64) error {
 }
 
 // PutCurrentNew is PutCurrent for a path that has no version yet (an
-// index being built after DropCurrent): it skips the search for versions
-// to drop, an iterator that in a read-write transaction sorts every write
-// pending, which made building an index quadratic in its batches.
-func (tx *Tx) PutCurrentNew(sandbox, path string, gen, id uint64) error {
+// index being built after DropCurrent), given the record r in effect: it
+// skips the search for versions to drop, an iterator that in a read-write
+// transaction sorts every write pending, which made building an index
+// quadratic in its batches, and the lookup of the record. It leaves the
+// counters alone (settling them per path costs the same iterators): the
+// builder sets them (SetCounts) once the index is complete.
+func (tx *Tx) PutCurrentNew(sandbox string, gen uint64, r *Record) error {
 	if err := checkName("sandbox", sandbox); err != nil {
 		return err
 	}
 	if gen == 0 {
 		return fmt.Errorf("store: current-state version at generation 0")
 	}
-	var val []byte
-	if id != 0 {
-		val = binary.AppendUvarint(nil, id)
+	if r.Sandbox != sandbox {
+		return fmt.Errorf("store: record %d of %s in the current-state index of %s", r.ID, r.Sandbox, sandbox)
 	}
-	tx.noteCurrent(sandbox, path, gen)
-	return tx.set(currentKey(sandbox, path, gen), val)
+	val, err := copyValue(r)
+	if err != nil {
+		return err
+	}
+	return tx.set(currentKey(sandbox, r.Path, gen), val)
 }
 
 // DeleteCurrentVersion removes the version of path written at gen (a
@@ -115,20 +120,34 @@ func (tx *Tx) CurrentAt(sandbox, path string, gen uint64) (uint64, bool, error) 
 	return id, ok, err
 }
 
-func decodeCurrent(v []byte) (uint64, bool, error) {
-	if len(v) == 0 {
-		return 0, false, nil
-	}
-	id, n := binary.Uvarint(v)
-	if n != len(v) || id == 0 {
-		return 0, false, fmt.Errorf("store: malformed current-state value %x", v)
-	}
-	return id, true, nil
-}
-
 // ForEachCurrentAt calls fn, in path order, for every path that has a
 // record in effect for a reader at generation gen.
 func (tx *Tx) ForEachCurrentAt(ctx context.Context, sandbox string, gen uint64, fn func(path string, id uint64) error) error {
+	return tx.eachCurrentValue(ctx, sandbox, gen, func(p string, v []byte) error {
+		id, ok, err := decodeCurrent(v)
+		if err != nil || !ok {
+			return err
+		}
+		return fn(p, id)
+	})
+}
+
+// ForEachCurrentRecordAt is ForEachCurrentAt with the records themselves,
+// read from the index's copies: one range scan, no lookup per path (a
+// value written by older code, a bare id, is looked up).
+func (tx *Tx) ForEachCurrentRecordAt(ctx context.Context, sandbox string, gen uint64, fn func(*Record) error) error {
+	return tx.eachCurrentValue(ctx, sandbox, gen, func(p string, v []byte) error {
+		r, err := tx.currentRecord(sandbox, p, v)
+		if err != nil || r == nil {
+			return err
+		}
+		return fn(r)
+	})
+}
+
+// eachCurrentValue calls fn, in path order, with the value of every path's
+// version that a reader at gen sees (empty: no record in effect).
+func (tx *Tx) eachCurrentValue(ctx context.Context, sandbox string, gen uint64, fn func(path string, v []byte) error) error {
 	if err := checkName("sandbox", sandbox); err != nil {
 		return err
 	}
@@ -147,11 +166,7 @@ func (tx *Tx) ForEachCurrentAt(ctx context.Context, sandbox string, gen uint64, 
 			return nil // a version not yet current
 		}
 		done = append(done[:0], pathKey...)
-		id, ok, err := decodeCurrent(v)
-		if err != nil || !ok {
-			return err
-		}
-		return fn(string(pathKey[len(prefix):len(pathKey)-1]), id)
+		return fn(string(pathKey[len(prefix):len(pathKey)-1]), v)
 	})
 }
 

@@ -48,6 +48,9 @@ func (tx *Tx) PutRecord(r *Record) error {
 	if err := tx.put(key(pRec, r.ID), r); err != nil {
 		return err
 	}
+	if err := tx.refreshCopies(old, r); err != nil {
+		return err
+	}
 	fresh := recordIndexKeys(r)
 	for _, k := range stale {
 		if !containsKey(fresh, k) {

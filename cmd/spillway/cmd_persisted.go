@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -75,15 +77,31 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		// Rows print as they are read from the current-state index, in
 		// pages of reviewPage, so the first page of a large state shows at
-		// once.
+		// once; within a page they are buffered (a write per cell cost
+		// more than the listing itself).
+		out := bufio.NewWriterSize(t.out, 64<<10)
+		defer out.Flush()
+		bt := *t
+		bt.out = out
 		if t.json {
-			arr := t.jsonArray()
-			if err := e.PersistedEach(ctx, o.Sandbox, func(r *persist.Record) error { return arr.add(view.NewRecord(r)) }); err != nil {
+			arr := bt.jsonArray()
+			n := 0
+			if err := e.PersistedEach(ctx, o.Sandbox, func(r *persist.Record) error {
+				if n++; n%reviewPage == 0 {
+					if err := out.Flush(); err != nil {
+						return err
+					}
+				}
+				return arr.add(view.NewRecord(r))
+			}); err != nil {
 				return err
 			}
-			return arr.close()
+			if err := arr.close(); err != nil {
+				return err
+			}
+			return out.Flush()
 		}
-		w := t.table()
+		w := bt.table()
 		fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
 		n := 0
 		err := e.PersistedEach(ctx, o.Sandbox, func(r *persist.Record) error {
@@ -93,14 +111,14 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%04o\t%s\t%d\t%s\n", name(r.Path), typ, units.FormatSize(r.Size), r.Mode, r.Exception, r.Session, r.Status)
 			if n++; n%reviewPage == 0 {
-				return w.Flush()
+				return errors.Join(w.Flush(), out.Flush())
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		return w.Flush()
+		return errors.Join(w.Flush(), out.Flush())
 	})
 }
 
