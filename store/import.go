@@ -576,7 +576,11 @@ func (im *importer) current(sb *Sandbox) error {
 				if id == 0 {
 					return fmt.Errorf("record %d of %s (in its state at %s) was not imported", en.id, sb.Name, en.path)
 				}
-				if err := tx.PutCurrentNew(sb.Name, en.path, sb.Generation, id); err != nil {
+				r, err := tx.GetRecord(id)
+				if err != nil {
+					return fmt.Errorf("record %d of %s (imported as %d): %w", en.id, sb.Name, id, err)
+				}
+				if err := tx.PutCurrentNew(sb.Name, sb.Generation, r); err != nil {
 					return err
 				}
 			}

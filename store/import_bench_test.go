@@ -42,7 +42,7 @@ func BenchmarkImport10k(b *testing.B) {
 				if err := tx.PutRecord(r); err != nil {
 					return err
 				}
-				if err := tx.PutCurrentNew("docs", r.Path, 100, id); err != nil {
+				if err := tx.PutCurrentNew("docs", 100, r); err != nil {
 					return err
 				}
 			}
