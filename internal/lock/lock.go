@@ -31,6 +31,9 @@ type Request struct {
 	// Wait is told once, when the lock is busy, with the holder's
 	// description.
 	Wait func(holder string)
+	// Quiet delays Wait: it is told only once the wait lasted this long
+	// (for locks held for short sections).
+	Quiet time.Duration
 	// Describe names the holders when the file names none (shared holders
 	// write nothing into it); nil: "unknown holder".
 	Describe func() string
@@ -54,7 +57,8 @@ func Take(ctx context.Context, r Request) (*Lock, error) {
 	if r.Shared {
 		how = unix.LOCK_SH
 	}
-	deadline := time.Now().Add(r.Timeout)
+	start := time.Now()
+	deadline := start.Add(r.Timeout)
 	told := false
 	for {
 		busy, err := try(f, how)
@@ -72,7 +76,7 @@ func Take(ctx context.Context, r Request) (*Lock, error) {
 		if holder == "" {
 			holder = "unknown holder"
 		}
-		if !told && r.Wait != nil {
+		if !told && r.Wait != nil && time.Since(start) >= r.Quiet {
 			r.Wait(holder)
 			told = true
 		}
