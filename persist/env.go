@@ -253,6 +253,7 @@ func (e *Env) recoverMounts() {
 		switch {
 		case strings.HasPrefix(m, tmp):
 			if !e.lk.exclusive {
+				e.lk.tmpSkipped = true
 				continue // maybe another command's layer build
 			}
 		case strings.HasPrefix(m, mnt):

@@ -37,9 +37,10 @@ type envLocks struct {
 	timeout time.Duration
 	wait    func(holder string)
 
-	root      *lock.Lock
-	exclusive bool
-	sandboxes map[string]*lock.Lock
+	root       *lock.Lock
+	exclusive  bool
+	tmpSkipped bool // recoverMounts left tmp/ mounts to a command alone
+	sandboxes  map[string]*lock.Lock
 
 	mu     sync.Mutex // guards ledger
 	ledger *lock.Lock
@@ -140,8 +141,10 @@ func (e *Env) Exclusive() error {
 	if err := e.takeRoot(true); err != nil {
 		return err
 	}
-	// Alone now: stale mounts of every kind may go.
-	e.recoverMounts()
+	if e.lk.tmpSkipped {
+		// Alone now: the layer-build mounts OpenEnv left alone are stale.
+		e.recoverMounts()
+	}
 	return nil
 }
 
