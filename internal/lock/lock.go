@@ -32,7 +32,7 @@ type Request struct {
 	// description.
 	Wait func(holder string)
 	// Quiet delays Wait: it is told only once the wait lasted this long
-	// (for locks held for short sections).
+	// (for locks held for short sections), or when it gives up.
 	Quiet time.Duration
 	// Describe names the holders when the file names none (shared holders
 	// write nothing into it); nil: "unknown holder".
@@ -76,11 +76,12 @@ func Take(ctx context.Context, r Request) (*Lock, error) {
 		if holder == "" {
 			holder = "unknown holder"
 		}
-		if !told && r.Wait != nil && time.Since(start) >= r.Quiet {
+		late := time.Now().After(deadline)
+		if !told && r.Wait != nil && (late || time.Since(start) >= r.Quiet) {
 			r.Wait(holder)
 			told = true
 		}
-		if time.Now().After(deadline) {
+		if late {
 			f.Close()
 			return nil, fmt.Errorf("another spillway command holds %s (%s) for more than %s; try again later or raise --lock-timeout", r.Path, holder, r.Timeout)
 		}
