@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -163,4 +162,3 @@ func TestLockGCExcludesClose(t *testing.T) {
 	w.ok("close", "docs")
 }
 
-var _ = exec.Command
