@@ -161,4 +161,3 @@ func TestLockGCExcludesClose(t *testing.T) {
 	}
 	w.ok("close", "docs")
 }
-
