@@ -147,6 +147,9 @@ func (e *Env) expectParents(ctx context.Context, x *expected) {
 // Check lists every disagreement between the store, the blobs, the
 // snapshots and the mounts. An empty list means all agree.
 func (e *Env) Check(ctx context.Context) ([]string, error) {
+	if err := e.Exclusive(); err != nil {
+		return nil, err
+	}
 	x, err := e.loadExpected(ctx)
 	if err != nil {
 		return nil, err

@@ -24,6 +24,9 @@ const recordBatch = 1000
 // CloseSandbox persists what the exceptions let through, discards the rest
 // and rolls the sandbox back (see the package doc for the protocol).
 func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*CloseSummary, error) {
+	if err := e.lockSandbox(name); err != nil {
+		return nil, err
+	}
 	defer e.progress.Done()
 	sb, err := e.getSandbox(name)
 	if err != nil {

@@ -58,6 +58,10 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 	var refused refusals
 	var batch []*store.Record
 	now := e.Now()
+	// The walk, hashing and blob writing run parked (locks.go): commands
+	// on other sandboxes use the ledger meanwhile. A batch's staging
+	// reopens it; the next change parks again.
+	parked := false
 	flush := func() error {
 		if len(batch) == 0 || o.DryRun {
 			batch = batch[:0]
@@ -88,6 +92,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		if err != nil {
 			return err
 		}
+		parked = false
 		failpoint.Hit("close.batch-staged")
 		for _, r := range batch {
 			sum.Persisted = append(sum.Persisted, PersistedFile{Record: r.ID, Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Digest: r.Digest, Exception: r.Exception, Status: r.Status})
@@ -100,6 +105,13 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 	err = e.walkChanges(ctx, sb, func(root string, c hostile.Change) error {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if !parked {
+			if err := e.park(); err != nil {
+				return err
+			}
+			parked = true
+			failpoint.Hit("close.parked")
 		}
 		seen++
 		if seen%1000 == 0 {

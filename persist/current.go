@@ -110,6 +110,13 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if len(unbuilt) > 0 && !e.lk.exclusive {
+		// Built once, alone: no other command may change the ledger meanwhile.
+		if err := e.Exclusive(); err != nil {
+			return err
+		}
+		return e.buildCurrent(ctx)
+	}
 	for _, sb := range unbuilt {
 		if _, err := e.store.DropCurrent(ctx, sb.Name); err != nil {
 			return err

@@ -39,6 +39,9 @@ func KindLetter(kind change.Kind) string {
 // each (content is not read, so a file that changes during close can still
 // be refused then).
 func (e *Env) Diff(ctx context.Context, name string, fn func(DiffEntry) error) error {
+	if err := e.lockSandbox(name); err != nil {
+		return err
+	}
 	sb, err := e.getSandbox(name)
 	if err != nil {
 		return err

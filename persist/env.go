@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spillway/spillway/internal/escape"
-	"github.com/spillway/spillway/internal/lock"
 	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/internal/statedir"
 	"github.com/spillway/spillway/snapshot"
@@ -43,8 +42,8 @@ type Options struct {
 	Blobs string
 }
 
-// Env is an opened state directory: the lock, the store, the snapshotter and
-// the blob store. Close releases all of them.
+// Env is an opened state directory: its locks (locks.go), the store, the
+// snapshotter and the blob store. Close releases all of them.
 type Env struct {
 	root  string
 	store *store.Store
@@ -52,7 +51,7 @@ type Env struct {
 	blobs *Blobs
 	clock func() time.Time // Now; tests move it
 
-	lock     *lock.Lock
+	lk       envLocks
 	warn     func(msg string)
 	reviewer string // SetReviewer: who decides reviews ("": the OS user)
 	hostID   string // this host in the ledger (lease.go)
@@ -93,16 +92,19 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if timeout <= 0 {
 		timeout = DefaultLockTimeout
 	}
-	l, err := lock.Acquire(ctx, filepath.Join(root, "lock"), o.What, timeout, o.Wait)
-	if err != nil {
+	e := &Env{root: root, clock: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress), hostTTL: o.HostTTL}
+	e.lk = envLocks{ctx: context.WithoutCancel(ctx), what: o.What, timeout: timeout, wait: o.Wait}
+	if err := e.takeRoot(false); err != nil {
 		return nil, err
 	}
-	e := &Env{root: root, lock: l, clock: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress), hostTTL: o.HostTTL}
 	defer func() {
 		if err != nil {
 			e.Close()
 		}
 	}()
+	if err := e.enterLedger(); err != nil {
+		return nil, err
+	}
 	if err := statedir.Check(root); err != nil {
 		return nil, err
 	}
@@ -117,6 +119,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	e.store.SetReopen(e.enterLedger)
 	kind, err := e.chooseSnapshotter(o.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -125,6 +128,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	e.snap.SetReopen(e.enterLedger)
 	e.blobsShared = o.Blobs != ""
 	e.blobs, err = NewBlobs(blobDir)
 	if err != nil {
@@ -195,7 +199,7 @@ func (e *Env) Close() error {
 		errs = append(errs, e.store.Close())
 		e.store = nil
 	}
-	errs = append(errs, e.lock.Release())
+	errs = append(errs, e.releaseLocks())
 	return errors.Join(errs...)
 }
 
@@ -241,6 +245,31 @@ func (e *Env) recoverMounts() {
 		e.warnf("cannot look for stale mounts: %v", err)
 		return
 	}
+	// Candidates first, each sandbox's lock taken before its state is
+	// read: a command that holds it may be mounting it right now.
+	tmp, mnt := resolved(e.tmpDir())+"/", resolved(e.mntDir())+"/"
+	var stale []string
+	for _, m := range mounts {
+		switch {
+		case strings.HasPrefix(m, tmp):
+			if !e.lk.exclusive {
+				e.lk.tmpSkipped = true
+				continue // maybe another command's layer build
+			}
+		case strings.HasPrefix(m, mnt):
+			release, ok := e.trySandbox(strings.TrimPrefix(m, mnt))
+			if !ok {
+				continue // another command works on it
+			}
+			defer release()
+		default:
+			continue
+		}
+		stale = append(stale, m)
+	}
+	if len(stale) == 0 {
+		return
+	}
 	keep := map[string]bool{}
 	err = e.store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
@@ -255,12 +284,12 @@ func (e *Env) recoverMounts() {
 		e.warnf("cannot look for stale mounts: %v", err)
 		return
 	}
-	tmp, mnt := resolved(e.tmpDir())+"/", resolved(e.mntDir())+"/"
-	for _, m := range mounts {
-		if keep[m] || !(strings.HasPrefix(m, tmp) || strings.HasPrefix(m, mnt)) {
+	for _, m := range stale {
+		if keep[m] {
 			continue
 		}
-		if err := e.unmountRoot(strings.TrimPrefix(m, mnt), m, ""); err != nil {
+		name := strings.TrimPrefix(m, mnt)
+		if err := e.unmountRoot(name, m, ""); err != nil {
 			var be *BusyError
 			if errors.As(err, &be) {
 				err = errors.New(be.List())

@@ -33,6 +33,9 @@ type Freed struct {
 // account for and the temp files crashed commands left, then runs badger's
 // value-log GC. It appends a "gc" audit entry saying what it freed.
 func (e *Env) GC(ctx context.Context) (*Freed, error) {
+	if err := e.Exclusive(); err != nil {
+		return nil, err
+	}
 	if err := e.squashChains(ctx); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,9 @@ import (
 // ImportImage builds image name from src. Nothing is half-imported: on any
 // error the snapshot is removed and the store is unchanged.
 func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source) (*store.Image, error) {
+	if err := e.Exclusive(); err != nil {
+		return nil, err
+	}
 	defer e.progress.Done()
 	if err := ValidateName("image", name); err != nil {
 		return nil, err
@@ -72,6 +75,9 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source)
 
 // RemoveImage deletes an image that no sandbox uses.
 func (e *Env) RemoveImage(ctx context.Context, name string) error {
+	if err := e.Exclusive(); err != nil {
+		return err
+	}
 	err := e.store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetImage(name); err != nil {
 			if left, lerr := e.snap.Exists(ctx, imageKey(name)); errors.Is(err, store.ErrNotFound) && lerr == nil && left {

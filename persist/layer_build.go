@@ -174,7 +174,12 @@ func (e *Env) buildLayer(ctx context.Context, key, parent, fp string, fill func(
 		e.snap.Remove(ctx, buildKey)
 		return "", nil, fmt.Errorf("persisted layer: %w", err) // err says "mount …"
 	}
-	skipped, applyErr := fill(target)
+	// The copy runs parked (locks.go): the next use of the ledger reopens it.
+	var skipped []string
+	applyErr := e.park()
+	if applyErr == nil {
+		skipped, applyErr = fill(target)
+	}
 	if applyErr == nil {
 		applyErr = syncFS(target) // the layer is durable before it is committed
 	}

@@ -29,6 +29,9 @@ type Opened struct {
 // OpenSandbox prepares a fresh root from the image and the persisted state and
 // mounts it. On an open sandbox it returns the same root and starts nothing.
 func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr error) {
+	if err := e.lockSandbox(name); err != nil {
+		return nil, err
+	}
 	defer e.progress.Done()
 	if _, err := e.getSandbox(name); err != nil {
 		return nil, err

@@ -45,6 +45,9 @@ type PruneResult struct {
 // digest); the audit log keeps their digests, one "persisted.prune" entry
 // per batch of records; gc then frees the blobs no record keeps.
 func (e *Env) Prune(ctx context.Context, sandbox string, keep int) (*PruneResult, error) {
+	if err := e.lockSandbox(sandbox); err != nil {
+		return nil, err
+	}
 	if keep < 0 {
 		return nil, &InputError{Input: "keep", Problem: "must be 0 or more"}
 	}

@@ -238,6 +238,9 @@ func (e *Env) RecoverOpen(ctx context.Context, sandbox, path string, session uin
 // RecoverPurge forgets sandbox's recovery area now (session 0: all of
 // it) and audits it.
 func (e *Env) RecoverPurge(sandbox string, session uint64) (Dropped, error) {
+	if err := e.lockSandbox(sandbox); err != nil {
+		return Dropped{}, err
+	}
 	var d Dropped
 	if _, err := e.getSandbox(sandbox); err != nil {
 		return d, err

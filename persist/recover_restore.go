@@ -57,6 +57,9 @@ type RestoreResult struct {
 // setgid, sticky and execute bits dropped) and the lint of the targets
 // (a risky one needs Force), not an exception's limits.
 func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptions) (*RestoreResult, error) {
+	if err := e.lockSandbox(sandbox); err != nil {
+		return nil, err
+	}
 	if strings.TrimSpace(o.Reason) == "" {
 		return nil, &InputError{Input: "reason", Problem: "is required: say why the content comes back"}
 	}

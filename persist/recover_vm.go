@@ -40,6 +40,9 @@ func (e *Env) vmStageDir(sandbox string, session uint64) string {
 // their paths (vm.MaterialiseKeeping), moved from there. Entries whose
 // path is not clean are not staged (they have no place to go).
 func (e *Env) KeepVMRefused(ctx context.Context, name string, refused []VMRefusal, keep string) error {
+	if err := e.lockSandbox(name); err != nil {
+		return err
+	}
 	sb, err := e.getSandbox(name)
 	if err != nil {
 		return err

@@ -116,6 +116,9 @@ func (e *Env) Config(sandbox string) (*Settings, error) {
 // SetRetention changes a sandbox's retention and audits it; the new
 // settings apply at once (what they no longer keep is dropped).
 func (e *Env) SetRetention(sandbox string, c RetentionChange) (*Settings, error) {
+	if err := e.lockSandbox(sandbox); err != nil {
+		return nil, err
+	}
 	err := e.store.Update(func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(sandbox)
 		if err != nil {

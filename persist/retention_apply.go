@@ -95,7 +95,8 @@ func (e *Env) applyRetention(sandbox string) (Dropped, error) {
 }
 
 // enforceCap removes whole sessions, oldest close first, until the area
-// holds no more than the root-wide cap.
+// holds no more than the root-wide cap. It skips the sessions of a sandbox
+// another command holds (a later close or gc removes them).
 func (e *Env) enforceCap() (Dropped, error) {
 	var d Dropped
 	limit, _, err := e.keepBytes()
@@ -114,7 +115,13 @@ func (e *Env) enforceCap() (Dropped, error) {
 		if total <= limit {
 			break
 		}
-		if err := e.removeSessionDir(rs.sandbox, rs.n); err != nil {
+		release, ok := e.trySandbox(rs.sandbox)
+		if !ok {
+			continue
+		}
+		err := e.removeSessionDir(rs.sandbox, rs.n)
+		release()
+		if err != nil {
 			return d, err
 		}
 		total -= rs.bytes()

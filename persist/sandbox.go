@@ -13,6 +13,9 @@ import (
 
 // CreateSandbox makes a closed sandbox bound to an image.
 func (e *Env) CreateSandbox(name, image string) error {
+	if err := e.lockSandbox(name); err != nil {
+		return err
+	}
 	if err := ValidateName("sandbox", name); err != nil {
 		return err
 	}
@@ -94,6 +97,9 @@ func (e *Env) Sandboxes(ctx context.Context) ([]SandboxInfo, error) {
 // set, runs first, e.g. to stop processes using the root). Its history
 // stays in the audit log.
 func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, beforeUnmount func(context.Context, *store.Sandbox) error) error {
+	if err := e.lockSandbox(name); err != nil {
+		return err
+	}
 	sb, err := e.getSandbox(name)
 	if err != nil {
 		// A removal that crashed after its commit left snapshots behind:

@@ -46,6 +46,9 @@ func (e *Env) SandboxLayers(ctx context.Context, name string) (*Layers, error) {
 // root unmounted where it can be (so that no stale view of the root stays
 // cached), then mounts the root again.
 func (e *Env) ApplyToUpper(ctx context.Context, name string, fn func(upper string) error) error {
+	if err := e.lockSandbox(name); err != nil {
+		return err
+	}
 	l, err := e.SandboxLayers(ctx, name)
 	if err != nil {
 		return err

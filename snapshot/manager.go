@@ -43,8 +43,12 @@ type Manager struct {
 	sn   snapshots.Snapshotter
 	ms   *storage.MetaStore // overlay only: the snapshotter's metadata, read by TreeDir
 
-	closeOnce sync.Once
-	closeErr  error
+	// Parking (park.go): the database may be closed between uses.
+	timeout time.Duration
+	gate    sync.RWMutex // held shared by a use, exclusively to park or reopen
+	parked  bool
+	closed  bool
+	enter   func() error // run before a parked Manager reopens (takes the ledger lock)
 }
 
 // Open opens the snapshotter of the given kind rooted at dir (the caller
@@ -63,6 +67,16 @@ func Open(ctx context.Context, dir, kind string, timeout time.Duration) (*Manage
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("snapshots: %w", err)
 	}
+	sn, ms, err := openSnapshotter(ctx, abs, kind, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{dir: abs, kind: kind, sn: sn, ms: ms, timeout: timeout}, nil
+}
+
+// openSnapshotter opens the snapshotter of kind in abs and its database,
+// and on overlay its metadata store.
+func openSnapshotter(ctx context.Context, abs, kind string, timeout time.Duration) (snapshots.Snapshotter, *storage.MetaStore, error) {
 	dbfile := filepath.Join(abs, "metadata.db")
 	withTimeout := func(o *bolt.Options) error {
 		o.Timeout = timeout
@@ -75,12 +89,12 @@ func Open(ctx context.Context, dir, kind string, timeout time.Duration) (*Manage
 	case KindOverlay:
 		ms, err := storage.NewMetaStore(dbfile, withTimeout)
 		if err != nil {
-			return nil, fmt.Errorf("snapshots: %w", err)
+			return nil, nil, fmt.Errorf("snapshots: %w", err)
 		}
 		// The metastore opens bolt lazily; open it now.
 		if err := ms.WithTransaction(ctx, false, func(context.Context) error { return nil }); err != nil {
 			ms.Close()
-			return nil, dbError(dbfile, timeout, err)
+			return nil, nil, dbError(dbfile, timeout, err)
 		}
 		overlayMeta = ms
 		sn, err = overlay.NewSnapshotter(abs,
@@ -89,7 +103,7 @@ func Open(ctx context.Context, dir, kind string, timeout time.Duration) (*Manage
 			overlay.AsynchronousRemove) // Remove cleans up itself, or defers it (RemoveDeferred)
 		if err != nil {
 			ms.Close()
-			return nil, fmt.Errorf("snapshots: overlayfs snapshotter on %s: %w", abs, err)
+			return nil, nil, fmt.Errorf("snapshots: overlayfs snapshotter on %s: %w", abs, err)
 		}
 	case KindNative:
 		// The native snapshotter opens bolt without a timeout. Probe the
@@ -99,30 +113,25 @@ func Open(ctx context.Context, dir, kind string, timeout time.Duration) (*Manage
 		// spillway-wide lock.)
 		db, err := bolt.Open(dbfile, 0o600, &bolt.Options{Timeout: timeout})
 		if err != nil {
-			return nil, dbError(dbfile, timeout, err)
+			return nil, nil, dbError(dbfile, timeout, err)
 		}
 		if err := db.Close(); err != nil {
-			return nil, dbError(dbfile, timeout, err)
+			return nil, nil, dbError(dbfile, timeout, err)
 		}
 		sn, err = native.NewSnapshotter(abs)
 		if err != nil {
-			return nil, fmt.Errorf("snapshots: native snapshotter on %s: %w", abs, err)
+			return nil, nil, fmt.Errorf("snapshots: native snapshotter on %s: %w", abs, err)
 		}
 		// Open the database now (a new one has no buckets yet: fine).
 		if err := sn.Walk(ctx, func(context.Context, snapshots.Info) error { return nil }); err != nil && !errdefs.IsNotFound(err) {
 			sn.Close()
-			return nil, dbError(dbfile, timeout, err)
+			return nil, nil, dbError(dbfile, timeout, err)
 		}
 	default:
-		return nil, fmt.Errorf("snapshots: unknown snapshotter %q (want %s or %s)", kind, KindOverlay, KindNative)
+		return nil, nil, fmt.Errorf("snapshots: unknown snapshotter %q (want %s or %s)", kind, KindOverlay, KindNative)
 	}
-	m := &Manager{dir: abs, kind: kind, sn: sn}
-	if kind == KindOverlay {
-		m.ms = overlayMeta
-	}
-	return m, nil
+	return sn, overlayMeta, nil
 }
-
 func dbError(dbfile string, timeout time.Duration, err error) error {
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("snapshots: database %s is in use by another process (waited %s): %w", dbfile, timeout, err)
@@ -139,13 +148,24 @@ func (m *Manager) Dir() string { return m.dir }
 // Close releases the snapshotter and its database. It is safe to call more
 // than once.
 func (m *Manager) Close() error {
-	m.closeOnce.Do(func() { m.closeErr = m.sn.Close() })
-	return m.closeErr
+	m.gate.Lock()
+	defer m.gate.Unlock()
+	m.closed = true
+	if m.parked {
+		return nil
+	}
+	m.parked = true
+	return m.sn.Close()
 }
 
 // Prepare creates the active (writable) snapshot key on parent ("" for
 // none) and returns how to mount it.
 func (m *Manager) Prepare(ctx context.Context, key, parent string) ([]mount.Mount, error) {
+	done, err := m.use()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	mounts, err := m.sn.Prepare(ctx, key, parent)
 	if err != nil {
 		return nil, fmt.Errorf("prepare snapshot %q: %w", key, err)
@@ -157,6 +177,11 @@ func (m *Manager) Prepare(ctx context.Context, key, parent string) ([]mount.Moun
 // it. Cheap on overlay (a read-only bind of the parent); the native
 // snapshotter copies the whole parent.
 func (m *Manager) View(ctx context.Context, key, parent string) ([]mount.Mount, error) {
+	done, err := m.use()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	mounts, err := m.sn.View(ctx, key, parent)
 	if err != nil {
 		return nil, fmt.Errorf("view snapshot %q: %w", key, err)
@@ -166,6 +191,11 @@ func (m *Manager) View(ctx context.Context, key, parent string) ([]mount.Mount, 
 
 // Mounts returns how to mount the active or view snapshot key.
 func (m *Manager) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+	done, err := m.use()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	mounts, err := m.sn.Mounts(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("mounts of snapshot %q: %w", key, err)
@@ -176,6 +206,11 @@ func (m *Manager) Mounts(ctx context.Context, key string) ([]mount.Mount, error)
 // Commit turns the active snapshot key into the committed snapshot name.
 // The snapshot must not be mounted any more.
 func (m *Manager) Commit(ctx context.Context, name, key string) error {
+	done, err := m.use()
+	if err != nil {
+		return err
+	}
+	defer done()
 	if err := m.sn.Commit(ctx, name, key); err != nil {
 		return fmt.Errorf("commit snapshot %q as %q: %w", key, name, err)
 	}
@@ -185,6 +220,11 @@ func (m *Manager) Commit(ctx context.Context, name, key string) error {
 // Remove removes the snapshot key and its files. A snapshot that does not
 // exist is not an error; one with children is.
 func (m *Manager) Remove(ctx context.Context, key string) error {
+	done, err := m.use()
+	if err != nil {
+		return err
+	}
+	defer done()
 	if err := m.sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove snapshot %q: %w", key, err)
 	}
@@ -194,6 +234,11 @@ func (m *Manager) Remove(ctx context.Context, key string) error {
 // Cleanup deletes the directories of removed snapshots (the overlay
 // snapshotter removes asynchronously: metadata first, directories here).
 func (m *Manager) Cleanup(ctx context.Context) error {
+	done, err := m.use()
+	if err != nil {
+		return err
+	}
+	defer done()
 	if c, ok := m.sn.(snapshots.Cleaner); ok {
 		// A brand-new database has no buckets yet: nothing to clean.
 		if err := c.Cleanup(ctx); err != nil && !errdefs.IsNotFound(err) {
@@ -211,6 +256,11 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 // snapshotter's root or in trash; Cleanup and gc delete both. On native it
 // is Remove.
 func (m *Manager) RemoveDeferred(ctx context.Context, key, trash string) error {
+	done, err := m.use()
+	if err != nil {
+		return err
+	}
+	defer done()
 	mounts, err := m.sn.Mounts(ctx, key)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -244,7 +294,12 @@ func (m *Manager) RemoveDeferred(ctx context.Context, key, trash string) error {
 // Exists reports whether the snapshot key exists (active, view or
 // committed).
 func (m *Manager) Exists(ctx context.Context, key string) (bool, error) {
-	_, err := m.sn.Stat(ctx, key)
+	done, err := m.use()
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	_, err = m.sn.Stat(ctx, key)
 	switch {
 	case err == nil:
 		return true, nil
@@ -262,6 +317,11 @@ type Info = snapshots.Info
 // Stat returns the info of snapshot key; a missing key gives an error
 // matching errdefs.ErrNotFound.
 func (m *Manager) Stat(ctx context.Context, key string) (Info, error) {
+	done, err := m.use()
+	if err != nil {
+		return Info{}, err
+	}
+	defer done()
 	info, err := m.sn.Stat(ctx, key)
 	if err != nil {
 		return Info{}, fmt.Errorf("stat snapshot %q: %w", key, err)
@@ -271,6 +331,11 @@ func (m *Manager) Stat(ctx context.Context, key string) (Info, error) {
 
 // Keys returns every snapshot key, sorted.
 func (m *Manager) Keys(ctx context.Context) ([]string, error) {
+	done, err := m.use()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	var keys []string
 	if err := m.sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
 		keys = append(keys, info.Name)

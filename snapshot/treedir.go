@@ -23,6 +23,11 @@ import (
 // (<root>/snapshots/<id>, a real directory, not a link) and that key is
 // committed. This is the one place spillway turns a snapshot into a path.
 func (m *Manager) TreeDir(ctx context.Context, key, hint string) (string, error) {
+	done, err := m.use()
+	if err != nil {
+		return "", err
+	}
+	defer done()
 	info, err := m.sn.Stat(ctx, key)
 	if err != nil {
 		return "", fmt.Errorf("stat snapshot %q: %w", key, err)

@@ -30,6 +30,13 @@ type Store struct {
 	// clock is the ledger's clock for badger (Tx.Now); nil: this host's,
 	// in UTC. PostgreSQL transactions use the server's.
 	clock func() time.Time
+
+	// Parking (park.go): a badger store closes its database between
+	// ledger sections so that other processes may open it.
+	opts   *badger.Options // the badger driver's options; nil on PostgreSQL
+	gate   sync.RWMutex    // held shared by a transaction, exclusively to park or reopen
+	parked bool
+	enter  func() error // run before a parked store reopens (takes the ledger lock)
 }
 
 func (s *Store) now() time.Time {
@@ -53,19 +60,11 @@ func Open(dir string) (*Store, error) {
 	keepBallast(dir)
 	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
 		WithValueLogFileSize(64 << 20).WithMemTableSize(16 << 20)
-	db, err := badger.Open(opts)
-	if err != nil && (errors.Is(err, z.NewFile) || strings.Contains(err.Error(), z.NewFile.Error())) {
-		// A process killed between creating a memtable or value-log file
-		// and its first write leaves it empty, and badger's Open then fails
-		// once with z.NewFile after sizing the file (badger issue #2207,
-		// fixed upstream by skipping empty files). The file holds no data:
-		// opening again succeeds and loses nothing.
-		db, err = badger.Open(opts)
-	}
+	db, err := openBadger(opts)
 	if err != nil {
 		return nil, translateOpen(dir, err)
 	}
-	s := &Store{db: db, dir: dir, be: &badgerBackend{db: db, dir: dir}}
+	s := &Store{db: db, dir: dir, be: &badgerBackend{db: db, dir: dir}, opts: &opts}
 	from, err := s.checkSchema()
 	if err == nil && (from < SchemaVersion || s.migrating()) {
 		err = s.migrateLean(opts, from)
@@ -75,6 +74,20 @@ func Open(dir string) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// openBadger opens the badger database of opts.
+func openBadger(opts badger.Options) (*badger.DB, error) {
+	db, err := badger.Open(opts)
+	if err != nil && (errors.Is(err, z.NewFile) || strings.Contains(err.Error(), z.NewFile.Error())) {
+		// A process killed between creating a memtable or value-log file
+		// and its first write leaves it empty, and badger's Open then fails
+		// once with z.NewFile after sizing the file (badger issue #2207,
+		// fixed upstream by skipping empty files). The file holds no data:
+		// opening again succeeds and loses nothing.
+		db, err = badger.Open(opts)
+	}
+	return db, err
 }
 
 // migrateLean migrates the store (from: its schema version) with the
@@ -175,7 +188,16 @@ func (s *Store) migrating() bool {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return translate(s.be.close()) }
+func (s *Store) Close() error {
+	s.gate.Lock()
+	defer s.gate.Unlock()
+	s.enter = nil // never reopened
+	if s.parked {
+		return nil
+	}
+	s.parked = true
+	return translate(s.be.close())
+}
 
 // Update runs fn in one read-write transaction, committed only if fn
 // returns nil. Updates of one Store are serialised; fn must not call Update
@@ -184,6 +206,11 @@ func (s *Store) Close() error { return translate(s.be.close()) }
 func (s *Store) Update(fn func(tx *Tx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	done, err := s.use()
+	if err != nil {
+		return err
+	}
+	defer done()
 	return translate(s.be.update(func(b kvTx) error {
 		tx := &Tx{b: b, s: s} // a retried transaction starts afresh
 		if err := fn(tx); err != nil {
@@ -195,6 +222,11 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 
 // View runs fn in one read-only transaction.
 func (s *Store) View(fn func(tx *Tx) error) error {
+	done, err := s.use()
+	if err != nil {
+		return err
+	}
+	defer done()
 	return translate(s.be.view(func(b kvTx) error { return fn(&Tx{b: b, s: s}) }))
 }
 
@@ -202,9 +234,14 @@ func (s *Store) View(fn func(tx *Tx) error) error {
 // returns how many value-log files were rewritten. On PostgreSQL it does
 // nothing: autovacuum reclaims the space.
 func (s *Store) GC() (reclaimed int, err error) {
-	if s.db == nil {
+	if s.opts == nil {
 		return 0, nil
 	}
+	done, err := s.use()
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	for {
 		err := s.db.RunValueLogGC(0.5)
 		if errors.Is(err, badger.ErrNoRewrite) {
@@ -252,7 +289,7 @@ func OpenURL(ctx context.Context, url, dir string) (*Store, error) {
 
 // Driver names the store's driver: "badger" or "postgres".
 func (s *Store) Driver() string {
-	if s.db != nil {
+	if s.opts != nil {
 		return "badger"
 	}
 	return "postgres"

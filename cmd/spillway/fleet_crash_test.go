@@ -15,7 +15,7 @@ import (
 // closeFailpoints are the failpoints a close of a session with persisted
 // documents reaches, in order (docs/crash-safety.md).
 var closeFailpoints = []string{
-	"close.marked-closing", "close.unmounted", "close.records-cleared", "close.blob-stored",
+	"close.marked-closing", "close.unmounted", "close.records-cleared", "close.parked", "close.blob-stored",
 	"close.batch-staged", "close.committed", "close.recovery-moved", "close.root-removed",
 	"close.cleaned", "close.retention-applied",
 }

@@ -49,6 +49,7 @@ func Hit(name string) {
 		panic("failpoint: unregistered name " + name)
 	}
 	once.Do(setup)
+	pause(name)
 	if target == "" && logf == nil {
 		return
 	}

@@ -7,6 +7,7 @@ var Names = map[string]string{
 	"close.marked-closing":    "the session is marked closing in the store",
 	"close.unmounted":         "the root is unmounted",
 	"close.records-cleared":   "staged records of an earlier try of this close are deleted",
+	"close.parked":            "the close let go of the ledger to read the changes (each time, before a batch)",
 	"close.blob-stored":       "one persisted file's blob is fsynced and renamed into place",
 	"close.batch-staged":      "one batch of records is committed (not in effect yet)",
 	"close.committed":         "the session is closed and generation G+1 current, with its audit entry",

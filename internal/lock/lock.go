@@ -16,18 +16,122 @@ import (
 	"github.com/spillway/spillway/internal/statedir"
 )
 
-// Lock is an exclusive flock on a state directory's lock file.
+// Lock is a flock on a lock file of a state directory.
 type Lock struct {
-	f *os.File
+	f      *os.File
+	shared bool
 }
 
-// Acquire takes the lock on path, waiting up to timeout for another holder.
-// what describes the caller (e.g. "close docs"); it is written into the lock
-// file so that a waiting command can say what it waits for. wait is told
-// once, when the lock is busy, with the holder's description.
+// Request says which lock to take and how long to wait for it.
+type Request struct {
+	Path    string        // the lock file, created if missing
+	What    string        // the caller (e.g. "close docs"), written into the file
+	Shared  bool          // a shared lock: many holders, none exclusive
+	Timeout time.Duration // how long to wait for a holder
+	// Wait is told once, when the lock is busy, with the holder's
+	// description.
+	Wait func(holder string)
+	// Quiet delays Wait: it is told only once the wait lasted this long
+	// (for locks held for short sections), or when it gives up.
+	Quiet time.Duration
+	// Describe names the holders when the file names none (shared holders
+	// write nothing into it); nil: "unknown holder".
+	Describe func() string
+}
+
+// Acquire takes the exclusive lock on path, waiting up to timeout for another
+// holder. what describes the caller (e.g. "close docs"); it is written into
+// the lock file so that a waiting command can say what it waits for. wait is
+// told once, when the lock is busy, with the holder's description.
 func Acquire(ctx context.Context, path, what string, timeout time.Duration, wait func(holder string)) (*Lock, error) {
-	// Never through a symlink, and only a file of ours with one link: the
-	// file is truncated and written as whoever runs spillway.
+	return Take(ctx, Request{Path: path, What: what, Timeout: timeout, Wait: wait})
+}
+
+// Take takes the lock r asks for, waiting up to r.Timeout.
+func Take(ctx context.Context, r Request) (*Lock, error) {
+	f, err := openFile(r.Path)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_EX
+	if r.Shared {
+		how = unix.LOCK_SH
+	}
+	start := time.Now()
+	deadline := start.Add(r.Timeout)
+	told := false
+	for {
+		busy, err := try(f, how)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", r.Path, err)
+		}
+		if !busy {
+			break
+		}
+		holder := readHolder(f)
+		if holder == "" && r.Describe != nil {
+			holder = r.Describe()
+		}
+		if holder == "" {
+			holder = "unknown holder"
+		}
+		late := time.Now().After(deadline)
+		if !told && r.Wait != nil && (late || time.Since(start) >= r.Quiet) {
+			r.Wait(holder)
+			told = true
+		}
+		if late {
+			f.Close()
+			return nil, fmt.Errorf("another spillway command holds %s (%s) for more than %s; try again later or raise --lock-timeout", r.Path, holder, r.Timeout)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	l := &Lock{f: f, shared: r.Shared}
+	l.describe(r.What)
+	return l, nil
+}
+
+// TryAcquire takes the exclusive lock on path only if it is free at once:
+// it returns nil, nil when another holder has it.
+func TryAcquire(path, what string) (*Lock, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	busy, err := try(f, unix.LOCK_EX)
+	if err != nil || busy {
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		return nil, nil
+	}
+	l := &Lock{f: f}
+	l.describe(what)
+	return l, nil
+}
+
+// Holder returns the description the exclusive holder of path wrote ("" if
+// none, or if the file cannot be read).
+func Holder(path string) string {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	return readHolder(f)
+}
+
+// openFile opens (creating) the lock file path: never through a symlink,
+// and only a file of ours with one link, since it is truncated and
+// written as whoever runs spillway.
+func openFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if errors.Is(err, unix.ELOOP) {
 		return nil, statedir.SymlinkError(filepath.Dir(path), path)
@@ -39,43 +143,35 @@ func Acquire(ctx context.Context, path, what string, timeout time.Duration, wait
 		f.Close()
 		return nil, err
 	}
-	deadline := time.Now().Add(timeout)
-	told := false
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		holder := readHolder(f)
-		if !told && wait != nil {
-			wait(holder)
-			told = true
-		}
-		if time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("another spillway command holds %s (%s) for more than %s; try again later or raise --lock-timeout", path, holder, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	return f, nil
+}
+
+// try attempts the flock how without waiting; busy when another holds it.
+func try(f *os.File, how int) (busy bool, err error) {
+	err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, unix.EWOULDBLOCK), errors.Is(err, unix.EINTR):
+		return true, nil
 	}
-	if err := f.Truncate(0); err == nil {
-		fmt.Fprintf(f, "pid %d: %s\n", os.Getpid(), what)
+	return false, err
+}
+
+// describe writes who holds an exclusive lock into its file.
+func (l *Lock) describe(what string) {
+	if l.shared {
+		return
 	}
-	return &Lock{f: f}, nil
+	if err := l.f.Truncate(0); err == nil {
+		fmt.Fprintf(l.f, "pid %d: %s\n", os.Getpid(), what)
+	}
 }
 
 func readHolder(f *os.File) string {
 	b, err := io.ReadAll(io.NewSectionReader(f, 0, 512))
 	if err != nil || len(b) == 0 {
-		return "unknown holder"
+		return ""
 	}
 	return strings.TrimSpace(strings.ToValidUTF8(string(b), "?"))
 }
@@ -85,7 +181,9 @@ func (l *Lock) Release() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
-	_ = l.f.Truncate(0)
+	if !l.shared {
+		_ = l.f.Truncate(0)
+	}
 	err := l.f.Close()
 	l.f = nil
 	return err

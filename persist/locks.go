@@ -1,0 +1,226 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spillway/spillway/internal/lock"
+	"github.com/spillway/spillway/internal/statedir"
+)
+
+// Three locks, always taken in this order (docs/design.md, "Locks"):
+//
+//   - ROOT/lock: held shared for the whole command by ordinary commands,
+//     exclusive by the root-wide ones (gc, image import and rm, check,
+//     the first build of the current-state index): Exclusive.
+//   - ROOT/locks/NAME: held exclusive from first use to the end of the
+//     command by every command that changes or mounts sandbox NAME:
+//     lockSandbox.
+//   - ROOT/ledger.lock: held while this process has the badger store and
+//     the snapshotter's metadata open (both admit one process at a time);
+//     park releases it before a long phase, and the next use of either
+//     takes it again (enterLedger).
+//
+// Nobody waits for a lock while holding one that comes after it: a busy
+// sandbox lock is waited for after a park, and Exclusive lets go of all
+// before it waits.
+type envLocks struct {
+	ctx     context.Context
+	what    string
+	timeout time.Duration
+	wait    func(holder string)
+
+	root       *lock.Lock
+	exclusive  bool
+	tmpSkipped bool // recoverMounts left tmp/ mounts to a command alone
+	sandboxes  map[string]*lock.Lock
+
+	mu     sync.Mutex // guards ledger
+	ledger *lock.Lock
+}
+
+// ledgerQuiet is how long a wait for the ledger lock stays unreported:
+// its holders keep it for short sections.
+const ledgerQuiet = time.Second
+
+func (e *Env) rootLockPath() string   { return filepath.Join(e.root, "lock") }
+func (e *Env) ledgerLockPath() string { return filepath.Join(e.root, "ledger.lock") }
+func (e *Env) sandboxLocksDir() string {
+	return filepath.Join(e.root, "locks")
+}
+
+// takeRoot takes ROOT/lock, shared or exclusive.
+func (e *Env) takeRoot(exclusive bool) error {
+	l, err := lock.Take(e.lk.ctx, lock.Request{Path: e.rootLockPath(), What: e.lk.what, Shared: !exclusive,
+		Timeout: e.lk.timeout, Wait: e.lk.wait, Describe: e.sandboxHolders})
+	if err != nil {
+		return err
+	}
+	e.lk.root, e.lk.exclusive = l, exclusive
+	return nil
+}
+
+// sandboxHolders names the holders of sandbox locks, for a command that
+// waits for the shared holders of ROOT/lock.
+func (e *Env) sandboxHolders() string {
+	ents, err := os.ReadDir(e.sandboxLocksDir())
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, d := range ents {
+		if h := lock.Holder(filepath.Join(e.sandboxLocksDir(), d.Name())); h != "" {
+			out = append(out, h)
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return "another spillway command"
+	}
+	return strings.Join(out, "; ")
+}
+
+// enterLedger takes the ledger lock unless this process holds it: the
+// store and the snapshotter call it before they reopen.
+func (e *Env) enterLedger() error {
+	e.lk.mu.Lock()
+	defer e.lk.mu.Unlock()
+	if e.lk.ledger != nil {
+		return nil
+	}
+	l, err := lock.Take(e.lk.ctx, lock.Request{Path: e.ledgerLockPath(), What: e.lk.what,
+		Timeout: e.lk.timeout, Wait: e.lk.wait, Quiet: ledgerQuiet})
+	if err != nil {
+		return err
+	}
+	e.lk.ledger = l
+	return nil
+}
+
+// park closes the badger store and the snapshotter and releases the ledger
+// lock, so that commands on other sandboxes may use them while this one
+// works on its own files; the next use of either reopens it. Nothing else
+// may use the store or the snapshotter meanwhile.
+func (e *Env) park() error {
+	var errs []error
+	if e.snap != nil {
+		errs = append(errs, e.snap.Park())
+	}
+	if e.store != nil {
+		errs = append(errs, e.store.Park())
+	}
+	e.lk.mu.Lock()
+	defer e.lk.mu.Unlock()
+	errs = append(errs, e.lk.ledger.Release())
+	e.lk.ledger = nil
+	return errors.Join(errs...)
+}
+
+// Exclusive makes this command the only one on the state directory: it
+// waits for every other command to finish (and they wait for it), and
+// keeps it to the end. Call it first thing in a root-wide operation: it
+// lets go of every lock first (an Env that worked on a sandbox before
+// needs no sandbox lock once it holds the whole root).
+func (e *Env) Exclusive() error {
+	if e.lk.exclusive {
+		return nil
+	}
+	if err := e.park(); err != nil {
+		return err
+	}
+	if err := e.releaseLocks(); err != nil {
+		return err
+	}
+	if err := e.takeRoot(true); err != nil {
+		return err
+	}
+	if e.lk.tmpSkipped {
+		// Alone now: the layer-build mounts OpenEnv left alone are stale.
+		e.recoverMounts()
+	}
+	return nil
+}
+
+// lockSandbox takes the lock of sandbox name for the rest of the command
+// (nothing under the exclusive root lock). A busy lock is waited for
+// after a park, never while holding the ledger lock.
+func (e *Env) lockSandbox(name string) error {
+	if e.lk.exclusive || e.lk.sandboxes[name] != nil {
+		return nil
+	}
+	if ValidateName("sandbox", name) != nil {
+		return nil // no such sandbox: the caller says so
+	}
+	p, err := e.sandboxLockPath(name)
+	if err != nil {
+		return err
+	}
+	l, err := lock.TryAcquire(p, e.lk.what)
+	if err != nil {
+		return err
+	}
+	if l == nil {
+		if err := e.park(); err != nil {
+			return err
+		}
+		l, err = lock.Take(e.lk.ctx, lock.Request{Path: p, What: e.lk.what, Timeout: e.lk.timeout, Wait: e.lk.wait})
+		if err != nil {
+			return err
+		}
+	}
+	if e.lk.sandboxes == nil {
+		e.lk.sandboxes = map[string]*lock.Lock{}
+	}
+	e.lk.sandboxes[name] = l
+	return nil
+}
+
+// trySandbox takes the lock of sandbox name if nobody holds it, for work
+// on other sandboxes' leftovers that can wait for a later command: ok is
+// false when it is busy. release drops a lock taken here.
+func (e *Env) trySandbox(name string) (release func(), ok bool) {
+	if e.lk.exclusive || e.lk.sandboxes[name] != nil {
+		return func() {}, true
+	}
+	if ValidateName("sandbox", name) != nil {
+		return nil, false
+	}
+	p, err := e.sandboxLockPath(name)
+	if err != nil {
+		return nil, false
+	}
+	l, err := lock.TryAcquire(p, e.lk.what)
+	if err != nil || l == nil {
+		return nil, false
+	}
+	return func() { l.Release() }, true
+}
+
+// sandboxLockPath is ROOT/locks/NAME, its directory created and checked.
+func (e *Env) sandboxLockPath(name string) (string, error) {
+	if err := statedir.MakeMountPoint(e.root, e.sandboxLocksDir()); err != nil {
+		return "", fmt.Errorf("sandbox locks: %w", err)
+	}
+	return filepath.Join(e.sandboxLocksDir(), name), nil
+}
+
+// releaseLocks drops every lock, the ledger lock first.
+func (e *Env) releaseLocks() error {
+	e.lk.mu.Lock()
+	errs := []error{e.lk.ledger.Release()}
+	e.lk.ledger = nil
+	e.lk.mu.Unlock()
+	for n, l := range e.lk.sandboxes {
+		errs = append(errs, l.Release())
+		delete(e.lk.sandboxes, n)
+	}
+	errs = append(errs, e.lk.root.Release())
+	return errors.Join(errs...)
+}
