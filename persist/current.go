@@ -187,6 +187,13 @@ func (e *Env) copyCurrent(ctx context.Context) error {
 	}); err != nil || done {
 		return err
 	}
+	if !e.lk.exclusive {
+		// Once, alone, as buildCurrent.
+		if err := e.Exclusive(); err != nil {
+			return err
+		}
+		return e.copyCurrent(ctx)
+	}
 	for _, sb := range sbs {
 		if _, err := e.store.CopyCurrent(ctx, sb.Name); err != nil {
 			return fmt.Errorf("copy the records into the current-state index of %s: %w", sb.Name, err)
