@@ -82,6 +82,43 @@ func Require(t testing.TB) {
 	}
 }
 
+// Start starts the cluster if it is not running, for programs that are
+// not tests (the benchmark); the caller stops it with Stop.
+func Start() error {
+	cluster.once.Do(start)
+	if cluster.skip != "" {
+		return fmt.Errorf("pgtest: %s", cluster.skip)
+	}
+	return cluster.err
+}
+
+// Restart stops the cluster this binary started with `pg_ctl restart -m
+// immediate` (no shutdown checkpoint: the server recovers from its WAL,
+// as after a crash) and waits until it accepts connections again. Every
+// open connection is cut. A cluster named by SPILLWAY_TEST_PG is not
+// restarted.
+func Restart() error {
+	if cluster.dir == "" {
+		return fmt.Errorf("pgtest: no cluster started by this binary to restart")
+	}
+	return run(cluster.ctl, "-D", filepath.Join(cluster.dir, "data"), "-l", filepath.Join(cluster.dir, "log"), "-m", "immediate", "-w", "restart")
+}
+
+// SyncCommit makes every new session of the database at url wait for its
+// commits' WAL to be written (synchronous_commit on; the cluster runs with
+// it off): a commit the server acknowledged then survives Restart. Open
+// connections keep the old setting.
+func SyncCommit(url string) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{conn.Config().Database}.Sanitize()+" SET synchronous_commit = on")
+	return err
+}
+
 // NewDB creates a new, empty database on the cluster Require started and
 // returns its URL.
 func NewDB() (string, error) {
