@@ -32,6 +32,7 @@ var cluster struct {
 	base string // URL of the cluster's maintenance database
 	dir  string // the started cluster's directory; "" for SPILLWAY_TEST_PG
 	ctl  []string
+	opts string // the server's options (pg_ctl -o)
 	err  error
 	skip string // why there is no cluster: PostgreSQL is not installed
 	n    atomic.Int64
@@ -92,16 +93,21 @@ func Start() error {
 	return cluster.err
 }
 
-// Restart stops the cluster this binary started with `pg_ctl restart -m
+// Restart stops the cluster this binary started with `pg_ctl stop -m
 // immediate` (no shutdown checkpoint: the server recovers from its WAL,
-// as after a crash) and waits until it accepts connections again. Every
-// open connection is cut. A cluster named by SPILLWAY_TEST_PG is not
-// restarted.
-func Restart() error {
+// as after a crash; every connection is cut), leaves it down for down,
+// starts it again and waits until it accepts connections. A cluster
+// named by SPILLWAY_TEST_PG is not restarted.
+func Restart(down time.Duration) error {
 	if cluster.dir == "" {
 		return fmt.Errorf("pgtest: no cluster started by this binary to restart")
 	}
-	return run(cluster.ctl, "-D", filepath.Join(cluster.dir, "data"), "-l", filepath.Join(cluster.dir, "log"), "-m", "immediate", "-w", "restart")
+	data, log := filepath.Join(cluster.dir, "data"), filepath.Join(cluster.dir, "log")
+	if err := run(cluster.ctl, "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
+		return err
+	}
+	time.Sleep(down)
+	return run(cluster.ctl, "-D", data, "-l", log, "-w", "-o", cluster.opts, "start")
 }
 
 // SyncCommit makes every new session of the database at url wait for its
@@ -199,8 +205,8 @@ func start() {
 		cluster.err = err
 		return
 	}
-	opts := "-c listen_addresses='' -k " + dir + " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-	if err := run(cluster.ctl, "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-o", opts, "start"); err != nil {
+	cluster.opts = "-c listen_addresses='' -k " + dir + " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+	if err := run(cluster.ctl, "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-o", cluster.opts, "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		cluster.err = fmt.Errorf("%v\n%s", err, log)
 		return

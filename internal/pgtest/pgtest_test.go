@@ -55,7 +55,7 @@ func TestRestart(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	if err := Restart(); err != nil {
+	if err := Restart(0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Exec(ctx, "SELECT 1"); err == nil {
