@@ -18,7 +18,7 @@ func TestFleetTiny(t *testing.T) {
 	if err := run(context.Background(), tinyConfig, t.TempDir(), &out, &log); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	for _, want := range []string{"double opens", "host killed → other host's open granted", "closes per second", "commit transaction: p50 / p99"} {
+	for _, want := range []string{"double opens", "host killed → other host's open granted", "closes per second", "commit transaction: p50 / p99", "open on h2 after a close on h1", "review ls first page, store call"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
