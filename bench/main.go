@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -96,7 +97,7 @@ func main() {
 	quick := flag.Bool("quick", false, "a CI smoke run with small sizes (under 2 minutes)")
 	out := flag.String("out", "", "also write the report to `FILE`")
 	dir := flag.String("dir", "/var/tmp", "where to build the data (`DIR` on ext4, xfs, btrfs or tmpfs)")
-	flag.StringVar(&only, "only", "", "run only the scenario `NAME` (docsession, close100, native, discard, refuse, persist, records, migrate, export, persisted-scale, history, disk)")
+	flag.StringVar(&only, "only", "", "run only the scenario `NAME` (docsession, close100, native, discard, refuse, persist, records, migrate, export, persisted-scale, history, disk, fleet-opens, fleet-takeover, fleet-closes, fleet-roam, fleet-queue; fleet: all fleet-*)")
 	flag.Parse()
 	cfg := fullConfig
 	if *quick {
@@ -146,9 +147,12 @@ func run(ctx context.Context, cfg config, parent string, w, logw io.Writer) erro
 		{"docsession", b.docsession}, {"close100", b.close100}, {"native", b.native}, {"discard", b.discard},
 		{"refuse", b.refuse}, {"persist", b.persistMany}, {"records", b.records}, {"migrate", b.migrate}, {"export", b.export},
 		{"persisted-scale", b.persistedScale}, {"history", b.history}, {"disk", b.disk},
+		{"fleet-opens", b.fleetOpens}, {"fleet-takeover", b.fleetTakeover}, {"fleet-closes", b.fleetCloses},
+		{"fleet-roam", b.fleetRoam}, {"fleet-queue", b.fleetQueue},
 	}
+	defer stopFleetPG()
 	for _, step := range steps {
-		if only != "" && step.name != only {
+		if only != "" && step.name != only && !(only == "fleet" && strings.HasPrefix(step.name, "fleet-")) {
 			continue
 		}
 		if err := step.fn(ctx); err != nil {

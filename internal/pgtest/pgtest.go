@@ -32,6 +32,7 @@ var cluster struct {
 	base string // URL of the cluster's maintenance database
 	dir  string // the started cluster's directory; "" for SPILLWAY_TEST_PG
 	ctl  []string
+	opts string // the server's options (pg_ctl -o)
 	err  error
 	skip string // why there is no cluster: PostgreSQL is not installed
 	n    atomic.Int64
@@ -80,6 +81,48 @@ func Require(t testing.TB) {
 	if cluster.err != nil {
 		t.Fatalf("pgtest: %v", cluster.err)
 	}
+}
+
+// Start starts the cluster if it is not running, for programs that are
+// not tests (the benchmark); the caller stops it with Stop.
+func Start() error {
+	cluster.once.Do(start)
+	if cluster.skip != "" {
+		return fmt.Errorf("pgtest: %s", cluster.skip)
+	}
+	return cluster.err
+}
+
+// Restart stops the cluster this binary started with `pg_ctl stop -m
+// immediate` (no shutdown checkpoint: the server recovers from its WAL,
+// as after a crash; every connection is cut), leaves it down for down,
+// starts it again and waits until it accepts connections. A cluster
+// named by SPILLWAY_TEST_PG is not restarted.
+func Restart(down time.Duration) error {
+	if cluster.dir == "" {
+		return fmt.Errorf("pgtest: no cluster started by this binary to restart")
+	}
+	data, log := filepath.Join(cluster.dir, "data"), filepath.Join(cluster.dir, "log")
+	if err := run(cluster.ctl, "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
+		return err
+	}
+	time.Sleep(down)
+	return run(cluster.ctl, "-D", data, "-l", log, "-w", "-o", cluster.opts, "start")
+}
+
+// SyncCommit makes every new session of the database at url wait for its
+// commits' WAL to be written (synchronous_commit on; the cluster runs with
+// it off): a commit the server acknowledged then survives Restart. Open
+// connections keep the old setting.
+func SyncCommit(url string) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{conn.Config().Database}.Sanitize()+" SET synchronous_commit = on")
+	return err
 }
 
 // NewDB creates a new, empty database on the cluster Require started and
@@ -162,8 +205,8 @@ func start() {
 		cluster.err = err
 		return
 	}
-	opts := "-c listen_addresses='' -k " + dir + " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-	if err := run(cluster.ctl, "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-o", opts, "start"); err != nil {
+	cluster.opts = "-c listen_addresses='' -k " + dir + " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+	if err := run(cluster.ctl, "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-o", cluster.opts, "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		cluster.err = fmt.Errorf("%v\n%s", err, log)
 		return

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/store"
+)
+
+// fleetCloses: concurrent clients, each a Store of its own (a process)
+// with a sandbox and its lease, open and close sessions of 50 persisted
+// files against one PostgreSQL. Each close runs the ledger transactions
+// persist's close runs, in order: the session marked closing (token
+// checked), the records an earlier try staged cleared, one batch of 50
+// records staged with their current-state versions (token checked), and
+// the commit (token checked, lease released, generation bumped, session
+// and sandbox updated, audit entry). The open between closes (heartbeat,
+// lease, session) is part of the loop, not of the close's latency.
+func (b *bench) fleetCloses(ctx context.Context) error {
+	clients := 32
+	dur := fleetSize(b.cfg, 30*time.Second, 4*time.Second, time.Second)
+	url, err := b.fleetDB()
+	if err != nil {
+		return err
+	}
+	if n := os.Getenv("SPILLWAY_BENCH_FLEET_CLIENTS"); n != "" {
+		if _, err := fmt.Sscan(n, &clients); err != nil || clients < 1 {
+			return fmt.Errorf("SPILLWAY_BENCH_FLEET_CLIENTS=%q: want a number of clients", n)
+		}
+	}
+	stopProfile, err := cpuProfile(os.Getenv(childProfile))
+	if err != nil {
+		return err
+	}
+	sts, closeAll, err := fleetStores(ctx, url, clients)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	var closes, conflicts atomic.Int64
+	lat := make([][]time.Duration, clients)
+	commits := make([][]time.Duration, clients)
+	errs := make([]error, clients)
+	cs := make([]*closeClient, clients)
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(dur)
+	t0 := time.Now()
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &closeClient{st: sts[i], host: fmt.Sprintf("c%02d", i), sandbox: fmt.Sprintf("docs%02d", i)}
+			cs[i] = c
+			if errs[i] = c.create(); errs[i] != nil {
+				return
+			}
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				if errs[i] = c.open(); errs[i] != nil {
+					return
+				}
+				t1 := time.Now()
+				var commit time.Duration
+				for {
+					// A close that fails with ErrConflict (serialization
+					// failures past the driver's retries) is run again,
+					// as its error tells the user to.
+					commit, errs[i] = c.close(ctx)
+					if !errors.Is(errs[i], store.ErrConflict) {
+						break
+					}
+					conflicts.Add(1)
+				}
+				if errs[i] != nil {
+					return
+				}
+				lat[i] = append(lat[i], time.Since(t1))
+				commits[i] = append(commits[i], commit)
+				closes.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(t0)
+	stopProfile()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var all, allCommits []time.Duration
+	for i := range clients {
+		all, allCommits = append(all, lat[i]...), append(allCommits, commits[i]...)
+	}
+	n := closes.Load()
+	rate := float64(n) / wall.Seconds()
+	grp := fmt.Sprintf("fleet-closes (%d clients, 50 files a session)", clients)
+	b.addValue(grp, "closes (open + close cycles) in "+fmtDur(wall), fmt.Sprint(n))
+	b.addValue(grp, "closes per second", fmt.Sprintf("%.0f", rate))
+	b.addValue(grp, "closes that failed with a conflict (ErrConflict) and were run again", fmt.Sprint(conflicts.Load()))
+	b.addValue(grp, "close, ledger side (4 transactions): p50 / p99", fmtDur(percentile(all, 50))+" / "+fmtDur(percentile(all, 99)))
+	b.addValue(grp, "commit transaction: p50 / p99", fmtDur(percentile(allCommits, 50))+" / "+fmtDur(percentile(allCommits, 99)))
+	for k, name := range closeSteps {
+		var ds []time.Duration
+		for _, c := range cs {
+			ds = append(ds, c.steps[k]...)
+		}
+		b.addValue(grp, "step "+name+": p50 / p99", fmtDur(percentile(ds, 50))+" / "+fmtDur(percentile(ds, 99)))
+	}
+	if st, err := dbCounts(ctx, url); err == nil {
+		// Each cycle rolls back one read-only transaction of its own (the
+		// snapshot read of the current-state counters); the rest of the
+		// rollbacks are serialization failures, run again.
+		b.addValue(grp, "transactions committed / rolled back (serialization failures + 1 snapshot read a cycle)", fmt.Sprintf("%d / %d", st.commits, st.rollbacks))
+		b.addValue(grp, "kv index scans (one a get or scan page) per cycle", fmt.Sprintf("%.0f", float64(st.idxScans)/float64(n)))
+	}
+	b.ratios = append(b.ratios, ratio{Name: "fleet closes per second / goal 500 (higher is better)", Value: rate / 500},
+		ratio{Name: fmt.Sprintf("fleet commit p99 of %d clients", clients), Value: float64(percentile(allCommits, 99)) / 1e6, Target: 100, Unit: " ms"})
+	b.logf("fleet-closes: %d closes in %s: %.0f/s, commit p99 %s, %d conflicts", n, fmtDur(wall), rate, fmtDur(percentile(allCommits, 99)), conflicts.Load())
+	return nil
+}
+
+// closeClient is one client: its Store, host id, sandbox, lease.
+type closeClient struct {
+	st            *store.Store
+	host, sandbox string
+	token         uint64
+	sb            *store.Sandbox
+	steps         [6][]time.Duration // per closeSteps
+}
+
+// closeSteps name the timed steps of a cycle.
+var closeSteps = [6]string{"open (2 transactions)", "mark closing", "clear staged records", "drop current above", "stage 50 records", "commit"}
+
+// step times fn as step i.
+func (c *closeClient) step(i int, fn func() error) error {
+	t0 := time.Now()
+	err := fn()
+	c.steps[i] = append(c.steps[i], time.Since(t0))
+	return err
+}
+
+// create makes the client's sandbox.
+func (c *closeClient) create() error {
+	return c.st.Update(func(tx *store.Tx) error {
+		return tx.PutSandbox(&store.Sandbox{Name: c.sandbox, Image: "base", Created: tx.Now(), State: store.StateClosed})
+	})
+}
+
+// open takes the lease and opens a session, as persist's open does in its
+// two transactions (takeLease; the session committed).
+func (c *closeClient) open() error {
+	return c.step(0, c.open2)
+}
+
+func (c *closeClient) open2() error {
+	err := c.st.Update(func(tx *store.Tx) error {
+		if _, err := tx.Heartbeat(c.host, time.Minute); err != nil {
+			return err
+		}
+		l, _, err := tx.TakeLease(c.sandbox, c.host)
+		if err != nil {
+			return err
+		}
+		c.token = l.Token
+		_, err = tx.GetSandbox(c.sandbox)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.st.Update(func(tx *store.Tx) error {
+		if err := tx.CheckLease(c.sandbox, c.host, c.token); err != nil {
+			return err
+		}
+		sb, err := tx.GetSandbox(c.sandbox)
+		if err != nil {
+			return err
+		}
+		sb.State, sb.Session, sb.OpenGeneration, sb.Path = store.StateOpen, sb.Session+1, sb.Generation, "/var/lib/spillway/mnt/"+c.sandbox
+		ses := &store.Session{Sandbox: sb.Name, N: sb.Session, State: store.StateOpen, Opened: tx.Now(), Generation: sb.Generation, Host: c.host, Token: c.token}
+		if err := tx.PutSession(ses); err != nil {
+			return err
+		}
+		if err := tx.PutSandbox(sb); err != nil {
+			return err
+		}
+		c.sb = sb
+		_, err = tx.Append(tx.Now(), "sandbox.open", sb.Name, map[string]string{"session": fmt.Sprint(sb.Session), "generation": fmt.Sprint(sb.Generation)})
+		return err
+	})
+}
+
+// close runs the close's ledger transactions and returns how long the
+// commit took.
+func (c *closeClient) close(ctx context.Context) (time.Duration, error) {
+	name, n := c.sandbox, c.sb.Session
+	err := c.step(1, func() error {
+		return c.st.Update(func(tx *store.Tx) error {
+			if err := tx.CheckLease(name, c.host, c.token); err != nil {
+				return err
+			}
+			sb, err := tx.GetSandbox(name)
+			if err != nil {
+				return err
+			}
+			ses, err := tx.GetSession(name, n)
+			if err != nil {
+				return err
+			}
+			sb.State, ses.State = store.StateClosing, store.StateClosing
+			if err := tx.PutSession(ses); err != nil {
+				return err
+			}
+			return tx.PutSandbox(sb)
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mark closing: %w", err)
+	}
+	if err := c.step(2, func() error { _, err := c.st.DeleteSessionRecordsChunked(ctx, name, n, 1000); return err }); err != nil {
+		return 0, err
+	}
+	if err := c.step(3, func() error { _, err := c.st.DropCurrentAbove(ctx, name, c.sb.Generation); return err }); err != nil {
+		return 0, err
+	}
+	gen := c.sb.Generation
+	err = c.step(4, func() error {
+		return c.st.Update(func(tx *store.Tx) error {
+			if err := tx.CheckLease(name, c.host, c.token); err != nil {
+				return err
+			}
+			now := tx.Now()
+			for j := range 50 {
+				id, err := tx.NextRecordID()
+				if err != nil {
+					return err
+				}
+				p := fmt.Sprintf("/home/user/Documents/report-%02d.odt", j)
+				r := &store.Record{ID: id, Sandbox: name, Session: n, Path: p, Kind: change.KindModify, Type: "file", Size: 4096, Mode: 0o644,
+					UID: 1000, GID: 1000, Mtime: now, Digest: fmt.Sprintf("sha256:%064x", id), Exception: "ex1", Review: "after",
+					Status: change.StatusPending, Created: now}
+				if err := tx.PutRecord(r); err != nil {
+					return err
+				}
+				if err := tx.PutCurrent(name, p, gen+1, id); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("stage: %w", err)
+	}
+	t0 := time.Now()
+	err = c.step(5, func() error {
+		return c.st.Update(func(tx *store.Tx) error {
+			if err := tx.CheckLease(name, c.host, c.token); err != nil {
+				return err
+			}
+			if err := tx.ReleaseLease(name, c.host, c.token); err != nil {
+				return err
+			}
+			sb, err := tx.GetSandbox(name)
+			if err != nil {
+				return err
+			}
+			sb.Generation++
+			ses, err := tx.GetSession(name, n)
+			if err != nil {
+				return err
+			}
+			ses.State, ses.Closed, ses.ClosedGeneration = store.StateClosed, tx.Now(), sb.Generation
+			ses.Report = make([]byte, 300) // about the size of a close report without its file list
+			if err := tx.PutSession(ses); err != nil {
+				return err
+			}
+			sb.State, sb.Path = store.StateClosed, ""
+			if err := tx.PutSandbox(sb); err != nil {
+				return err
+			}
+			_, err = tx.Append(tx.Now(), "sandbox.close", name, map[string]string{"session": fmt.Sprint(n), "generation": fmt.Sprint(sb.Generation),
+				"persisted_files": "50", "persisted_bytes": "204800", "refused": "0", "discarded": "0"})
+			return err
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return time.Since(t0), nil
+}
+
+// pgCounts are a database's statistics.
+type pgCounts struct{ commits, rollbacks, idxScans int64 }
+
+// dbCounts reads the database's committed and rolled-back transactions and
+// the index scans of kv (the statistics collector may lag by a moment).
+func dbCounts(ctx context.Context, url string) (pgCounts, error) {
+	var c pgCounts
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return c, err
+	}
+	defer conn.Close(ctx)
+	err = conn.QueryRow(ctx, `SELECT d.xact_commit, d.xact_rollback, coalesce(t.idx_scan, 0)
+FROM pg_stat_database d, pg_stat_user_tables t WHERE d.datname = current_database() AND t.relname = 'kv'`).Scan(&c.commits, &c.rollbacks, &c.idxScans)
+	return c, err
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spillway/spillway/internal/pgtest"
+	"github.com/spillway/spillway/store"
+)
+
+// TestFleetCloseDuringPGRestart: PostgreSQL is stopped with `pg_ctl stop
+// -m immediate` (a crash: no shutdown checkpoint, every connection cut)
+// and started again, at once or after 6 s (longer than the driver's
+// retries last), while a close is inside its commit transaction. The
+// test holds the row of the sandbox's audit-chain head locked, which only
+// the commit writes, so the close is stopped inside its commit when the
+// server goes. Then the close has either committed (the ledger at the new
+// generation with every document) or failed with a clear error, and
+// running close again completes it; nothing is lost, `audit verify` and
+// `check` pass.
+func TestFleetCloseDuringPGRestart(t *testing.T) {
+	requireRoot(t)
+	pgtest.Require(t)
+	t.Cleanup(pgtest.Stop)
+	rootfs := sharedRootfs(t)
+	for _, down := range []time.Duration{0, 6 * time.Second} {
+		t.Run("down"+down.String(), func(t *testing.T) { closeDuringPGRestart(t, rootfs, down) })
+	}
+}
+
+// closeDuringPGRestart is one run of TestFleetCloseDuringPGRestart.
+func closeDuringPGRestart(t *testing.T, rootfs string, down time.Duration) {
+	w := newWorld(t, rootfs)
+	url, err := pgtest.NewDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Acknowledged commits must survive the restart (the cluster runs
+	// with synchronous_commit off).
+	if err := pgtest.SyncCommit(url); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs"), "SPILLWAY_HOST_ID=h1"}
+	must := func(args ...string) string {
+		t.Helper()
+		r := w.sw(env, args...)
+		if r.code != 0 || r.killed {
+			t.Fatalf("spillway %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	t.Cleanup(func() { exec.Command("umount", w.mnt("")).Run() }) // a failed run's leftover only
+	must("image", "import", "base", w.rootfs)
+	must("create", "docs", "--image", "base")
+	must("exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
+	must("open", "docs")
+	v1 := w.writeDocs(1)
+	must("close", "docs")
+	must("open", "docs")
+	v2 := w.writeDocs(2)
+
+	ctx := context.Background()
+	lock, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close(ctx)
+	ltx, err := lock.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ltx.Exec(ctx, `SELECT 1 FROM kv WHERE k = $1 FOR UPDATE`, store.AuditChainHeadKey("docs")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "close", "docs")
+	cmd.Env = append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(w.dir, "state"), "SPILLWAY_NO_PROGRESS=1")
+	cmd.Env = append(cmd.Env, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForLockWaiter(t, url, cmd)
+	if err := pgtest.Restart(down); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	t.Logf("close during the restart: %v\n%s%s", err, out.String(), errb.String())
+	if ee, ok := err.(*exec.ExitError); ok && ee.Sys().(syscall.WaitStatus).Signaled() {
+		t.Fatalf("close died of a signal: %v", err)
+	}
+	if down > 0 && err == nil {
+		t.Fatalf("the close committed while the database was down for %s, longer than the driver retries", down)
+	}
+	if err != nil {
+		// Failed: with an error that says the database went away, and
+		// nothing of the close in effect until it is run again.
+		if !strings.Contains(errb.String(), "unavailable") && !strings.Contains(errb.String(), "commit") {
+			t.Errorf("close failed without saying the database went away:\n%s", errb.String())
+		}
+		// The ledger holds one version whole: the old one, or the new
+		// one when the commit went through before the server went.
+		if st := docsOf(t, must("persisted", "ls", "docs", "--json")); !sameContent(w, env, st, v1) && !sameContent(w, env, st, v2) {
+			t.Fatalf("after the failed close the ledger holds neither version whole: %v", st)
+		}
+	}
+	// Running close again completes it (or reports the close done).
+	if r := w.sw(env, "close", "docs"); r.code != 0 {
+		t.Fatalf("close again after the restart: exit %d %s", r.code, r.stderr)
+	}
+	st := docsOf(t, must("persisted", "ls", "docs", "--json"))
+	if len(st) != len(v2) || !sameContent(w, env, st, v2) {
+		t.Fatalf("after the restart the ledger holds %v, want version 2 of %d documents", st, len(v2))
+	}
+	must("audit", "verify")
+	must("check")
+	must("open", "docs")
+	for p, content := range v2 {
+		if b, err := os.ReadFile(w.mnt(p)); err != nil || string(b) != content {
+			t.Errorf("reopened %s = %q (%v), want %q", p, b, err, content)
+		}
+	}
+	must("close", "docs")
+}
+
+// sameContent says whether the persisted files st (path → digest) have
+// exactly the contents want.
+func sameContent(w *world, env []string, st, want map[string]string) bool {
+	for p, content := range want {
+		if _, ok := st[p]; !ok {
+			return false
+		}
+		r := w.sw(env, "persisted", "cat", "docs", p)
+		if r.code != 0 || r.stdout != content {
+			return false
+		}
+	}
+	return true
+}
+
+// waitForLockWaiter waits until a session of the database waits for a row
+// lock (the close's commit behind the test's lock), failing t after 60 s
+// or when cmd ends first.
+func waitForLockWaiter(t *testing.T, url string, cmd *exec.Cmd) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var n int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if cmd.ProcessState != nil {
+			t.Fatal("the close ended before it reached its commit")
+		}
+	}
+	cmd.Process.Kill()
+	t.Fatal("the close never waited for the locked row")
+}
