@@ -36,18 +36,7 @@ func TestFleetCloseKilled(t *testing.T) {
 	for _, fp := range closeFailpoints {
 		t.Run(fp, func(t *testing.T) {
 			w := newWorld(t, rootfs)
-			url, err := pgtest.NewDB()
-			if err != nil {
-				t.Fatal(err)
-			}
-			shared := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
-			h2root := filepath.Join(w.dir, "h2")
-			h1 := func(env []string, args ...string) result {
-				return w.sw(append(append([]string{"SPILLWAY_HOST_ID=h1"}, shared...), env...), args...)
-			}
-			h2 := func(args ...string) result {
-				return w.sw(append([]string{"SPILLWAY_HOST_ID=h2", "SPILLWAY_ROOT=" + h2root}, shared...), args...)
-			}
+			h1, h2, h2root := twoHosts(t, w)
 			must := func(r result, what string) string {
 				t.Helper()
 				if r.code != 0 || r.killed {
@@ -121,6 +110,26 @@ func TestFleetCloseKilled(t *testing.T) {
 			must(h2("audit", "verify"), "audit verify at the end")
 		})
 	}
+}
+
+// twoHosts returns runners of the real binary as two hosts sharing a new
+// PostgreSQL database and a blob directory: h1 is the world's root (env
+// added to its environment), h2 the root h2root.
+func twoHosts(t *testing.T, w *world) (h1 func(env []string, args ...string) result, h2 func(args ...string) result, h2root string) {
+	t.Helper()
+	url, err := pgtest.NewDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
+	h2root = filepath.Join(w.dir, "h2")
+	h1 = func(env []string, args ...string) result {
+		return w.sw(append(append([]string{"SPILLWAY_HOST_ID=h1"}, shared...), env...), args...)
+	}
+	h2 = func(args ...string) result {
+		return w.sw(append([]string{"SPILLWAY_HOST_ID=h2", "SPILLWAY_ROOT=" + h2root}, shared...), args...)
+	}
+	return h1, h2, h2root
 }
 
 // docsOf reads `persisted ls --json` as path → digest.

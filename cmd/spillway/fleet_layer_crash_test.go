@@ -21,18 +21,7 @@ func TestFleetOpenDeltaKilled(t *testing.T) {
 	for _, fp := range []string{"open.delta-prepared", "open.delta-written", "open.delta-committed"} {
 		t.Run(fp, func(t *testing.T) {
 			w := newWorld(t, rootfs)
-			url, err := pgtest.NewDB()
-			if err != nil {
-				t.Fatal(err)
-			}
-			shared := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
-			h2root := filepath.Join(w.dir, "h2")
-			h1 := func(env []string, args ...string) result {
-				return w.sw(append(append([]string{"SPILLWAY_HOST_ID=h1"}, shared...), env...), args...)
-			}
-			h2 := func(args ...string) result {
-				return w.sw(append([]string{"SPILLWAY_HOST_ID=h2", "SPILLWAY_ROOT=" + h2root}, shared...), args...)
-			}
+			h1, h2, h2root := twoHosts(t, w)
 			must := func(r result, what string) {
 				t.Helper()
 				if r.code != 0 || r.killed {
