@@ -402,12 +402,9 @@ func fillHistory(ctx context.Context, st *store.Store, sb string, h, k int) erro
 			return err
 		}
 		// persist's marker of a built index (persist/current.go): without
-		// it (and the one for all sandboxes), OpenEnv builds the index
-		// from the records, as for a store written before the index.
-		if err := tx.DeleteMeta("current-ready:" + sb); err != nil {
-			return err
-		}
-		return tx.DeleteMeta("current-ready-all")
+		// it, OpenEnv builds the index from the records, as for a store
+		// written before the index.
+		return tx.DeleteMeta("current-ready:" + sb)
 	})
 }
 

@@ -33,10 +33,6 @@ import (
 // currentReady names the meta key that says sandbox's index is complete.
 func currentReady(sandbox string) string { return "current-ready:" + sandbox }
 
-// currentAllReady names the meta key that says every sandbox's index is
-// built (a sandbox created later has its own built at creation).
-const currentAllReady = "current-ready-all"
-
 // inEffectIndex says whether r belongs in the index of a sandbox whose
 // close of r's session has committed (InEffect without the closing test).
 func inEffectIndex(r *store.Record) bool {
@@ -103,15 +99,7 @@ func currentIsReady(tx *store.Tx, sandbox string) bool {
 // written before it), from the records, in transactions of bounded size.
 func (e *Env) buildCurrent(ctx context.Context) error {
 	var unbuilt []*store.Sandbox
-	allReady := false
 	if err := e.store.View(func(tx *store.Tx) error {
-		// Once every index is built, one read says so: not one per
-		// sandbox at every command (10,000 sandboxes on PostgreSQL:
-		// 10,000 round trips).
-		if _, ok, err := tx.GetMeta(currentAllReady); err != nil || ok {
-			allReady = ok
-			return err
-		}
 		sbs, err := tx.ListSandboxes()
 		for _, sb := range sbs {
 			if !currentIsReady(tx, sb.Name) {
@@ -121,12 +109,6 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 		return err
 	}); err != nil {
 		return err
-	}
-	if allReady {
-		if err := e.copyCurrent(ctx); err != nil {
-			return err
-		}
-		return e.buildCounts(ctx)
 	}
 	if len(unbuilt) > 0 && !e.lk.exclusive {
 		// Built once, alone: no other command may change the ledger meanwhile.
@@ -175,9 +157,6 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-	}
-	if err := e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(currentAllReady, "1") }); err != nil {
-		return err
 	}
 	if err := e.copyCurrent(ctx); err != nil {
 		return err
@@ -449,9 +428,7 @@ func (e *Env) dropStagedCurrentOfException(ctx context.Context, id string) error
 // rebuildCurrent forgets sandbox's index and builds it again from the
 // records (for records written past the index, as tests do).
 func (e *Env) rebuildCurrent(ctx context.Context, sandbox string) error {
-	if err := e.store.Update(func(tx *store.Tx) error {
-		return errors.Join(tx.DeleteMeta(currentReady(sandbox)), tx.DeleteMeta(currentAllReady))
-	}); err != nil {
+	if err := e.store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady(sandbox)) }); err != nil {
 		return err
 	}
 	return e.buildCurrent(ctx)

@@ -1,7 +1,6 @@
 package persist
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -26,9 +25,7 @@ func TestCurrentIndexBuiltForAnOlderStore(t *testing.T) {
 		f.close()
 	}
 	want := fmt.Sprint(persistedPaths(t, f))
-	if err := f.e.store.Update(func(tx *store.Tx) error {
-		return errors.Join(tx.DeleteMeta(currentReady("docs")), tx.DeleteMeta(currentAllReady))
-	}); err != nil {
+	if err := f.e.store.Update(func(tx *store.Tx) error { return tx.DeleteMeta(currentReady("docs")) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.e.store.DropCurrent(f.ctx, "docs"); err != nil {

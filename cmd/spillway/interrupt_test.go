@@ -186,9 +186,6 @@ func fillRecords(t *testing.T, w *world, sb string, n int, status string) {
 		if err := tx.DeleteMeta("current-ready:" + sb); err != nil {
 			return err
 		}
-		if err := tx.DeleteMeta("current-ready-all"); err != nil {
-			return err
-		}
 		return tx.PutSandbox(s)
 	})
 	if err != nil {
