@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
@@ -100,9 +101,18 @@ func currentIsReady(tx *store.Tx, sandbox string) bool {
 func (e *Env) buildCurrent(ctx context.Context) error {
 	var unbuilt []*store.Sandbox
 	if err := e.store.View(func(tx *store.Tx) error {
+		// Two range scans, not a lookup per sandbox (10,000 sandboxes
+		// on PostgreSQL: 10,000 round trips at every command).
+		ready := map[string]bool{}
+		if err := tx.ForEachMeta(ctx, currentReady(""), func(k, _ string) error {
+			ready[strings.TrimPrefix(k, currentReady(""))] = true
+			return nil
+		}); err != nil {
+			return err
+		}
 		sbs, err := tx.ListSandboxes()
 		for _, sb := range sbs {
-			if !currentIsReady(tx, sb.Name) {
+			if !ready[sb.Name] {
 				unbuilt = append(unbuilt, sb)
 			}
 		}

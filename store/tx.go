@@ -97,3 +97,11 @@ func (tx *Tx) NextExceptionID() (string, error) {
 
 // NextRecordID returns a new record id: 1, 2, …
 func (tx *Tx) NextRecordID() (uint64, error) { return tx.next("record") }
+
+// ForEachMeta calls fn, in key order, for each meta value whose key starts
+// with prefix (one range scan: not a lookup per key).
+func (tx *Tx) ForEachMeta(ctx context.Context, prefix string, fn func(k, v string) error) error {
+	return tx.scanCtx(ctx, []byte(pMeta+prefix), true, func(k, v []byte) error {
+		return fn(string(k[len(pMeta):]), string(v))
+	})
+}
