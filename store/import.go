@@ -131,6 +131,16 @@ func (p *importProgress) done(sb string) bool {
 	return false
 }
 
+// progress returns this import's progress, which every chunk after the
+// first finds (an error says it is gone).
+func (im *importer) progress(tx *Tx) (*importProgress, error) {
+	p, err := getProgress(tx, im.digest)
+	if err != nil || p == nil {
+		return nil, fmt.Errorf("import progress lost: %v", err)
+	}
+	return p, nil
+}
+
 func getProgress(tx *Tx, digest string) (*importProgress, error) {
 	v, ok, err := tx.GetMeta(metaImportPrefix + digest)
 	if err != nil || !ok {
@@ -495,9 +505,9 @@ func (im *importer) records(sb *Sandbox) error {
 		n := 0
 		err := im.write(func(tx *Tx) error {
 			n = 0
-			p, err := getProgress(tx, im.digest)
-			if err != nil || p == nil {
-				return fmt.Errorf("import progress lost: %v", err)
+			p, err := im.progress(tx)
+			if err != nil {
+				return err
 			}
 			if p.RecordsAfter == nil {
 				p.RecordsAfter = map[string]uint64{}
@@ -618,9 +628,9 @@ func (im *importer) audit() error {
 		n := 0
 		err := im.write(func(tx *Tx) error {
 			n = 0
-			p, err := getProgress(tx, im.digest)
-			if err != nil || p == nil {
-				return fmt.Errorf("import progress lost: %v", err)
+			p, err := im.progress(tx)
+			if err != nil {
+				return err
 			}
 			for _, e := range batch {
 				if e.Seq <= p.AuditAfter {
