@@ -132,13 +132,19 @@ func run(ctx context.Context, cfg config, parent string, w, logw io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer cleanupWork(work)
 	b := &bench{cfg: cfg, work: work, log: logw, start: time.Now()}
-	defer func() {
-		for _, d := range b.cleanup {
-			os.RemoveAll(d)
-		}
-	}()
+	if os.Getenv("SPILLWAY_BENCH_KEEP") != "" {
+		// To profile a command on the data afterwards; remove it by hand
+		// (unmount what is mounted under it first).
+		defer b.logf("SPILLWAY_BENCH_KEEP: data kept in %s", work)
+	} else {
+		defer cleanupWork(work)
+		defer func() {
+			for _, d := range b.cleanup {
+				os.RemoveAll(d)
+			}
+		}()
+	}
 	b.logf("mode %s, data in %s", cfg.Name, work)
 	steps := []struct {
 		name string

@@ -184,7 +184,7 @@ func (s *Store) migrateBatch() (done bool, err error) {
 		var batch []kv
 		var last uint64
 		err = tx.scanFrom(context.Background(), []byte(pRec), key(pRec, next), true, func(k, v []byte) error {
-			batch = append(batch, kv{append([]byte(nil), k...), v})
+			batch = append(batch, kv{append([]byte(nil), k...), append([]byte(nil), v...)}) // k and v are valid only during the call
 			last, _ = tailUint64(k)
 			if len(batch) == migrateBatchSize {
 				return ErrStop

@@ -147,6 +147,40 @@ func (d *recordReader) bytes(n uint64) []byte {
 
 func (d *recordReader) string() string { return string(d.bytes(d.uvarint())) }
 
+// enum is string for the fields that hold one of a few words (kind, type,
+// review, status): a known word is returned without an allocation (a full
+// listing decodes a million records).
+func (d *recordReader) enum() string {
+	b := d.bytes(d.uvarint())
+	switch string(b) { // compiled without a conversion
+	case "":
+		return ""
+	case "add":
+		return "add"
+	case "modify":
+		return "modify"
+	case "delete":
+		return "delete"
+	case "file":
+		return "file"
+	case "dir":
+		return "dir"
+	case "symlink":
+		return "symlink"
+	case "after":
+		return "after"
+	case "before":
+		return "before"
+	case "pending":
+		return "pending"
+	case "approved":
+		return "approved"
+	case "rejected":
+		return "rejected"
+	}
+	return string(b)
+}
+
 func (d *recordReader) byte() byte {
 	if b := d.bytes(1); len(b) == 1 {
 		return b[0]
@@ -179,19 +213,19 @@ func decodeRecordV2(b []byte) (*Record, error) {
 	r.GID = d.uint32()
 	r.Sandbox = d.string()
 	r.Path = d.string()
-	r.Kind = change.Kind(d.string())
-	r.Type = change.FileType(d.string())
+	r.Kind = change.Kind(d.enum())
+	r.Type = change.FileType(d.enum())
 	r.Link = d.string()
 	r.Exception = d.string()
-	r.Review = change.ReviewMode(d.string())
-	r.Status = change.Status(d.string())
+	r.Review = change.ReviewMode(d.enum())
+	r.Status = change.Status(d.enum())
 	r.Reason = d.string()
 	r.DecidedBy = d.string()
 	r.Note = d.string()
 	switch d.byte() {
 	case 0:
 	case 1:
-		r.Digest = "sha256:" + hex.EncodeToString(d.bytes(32))
+		r.Digest = sha256Digest(d.bytes(32))
 	case 2:
 		r.Digest = d.string()
 	case 3:
@@ -220,4 +254,15 @@ func decodeRecordV2(b []byte) (*Record, error) {
 		return nil, fmt.Errorf("store: cannot decode record: %w", d.err)
 	}
 	return r, nil
+}
+
+// sha256Digest is "sha256:" and sum in hex, built in one allocation.
+func sha256Digest(sum []byte) string {
+	var sb strings.Builder
+	sb.Grow(len("sha256:") + hex.EncodedLen(len(sum)))
+	sb.WriteString("sha256:")
+	var buf [64]byte
+	n := hex.Encode(buf[:], sum)
+	sb.Write(buf[:n])
+	return sb.String()
 }

@@ -59,7 +59,7 @@ func Open(dir string) (*Store, error) {
 	}
 	keepBallast(dir)
 	opts := badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil).
-		WithValueLogFileSize(64 << 20).WithMemTableSize(16 << 20)
+		WithValueLogFileSize(64 << 20).WithMemTableSize(16 << 20).WithBlockCacheSize(blockCacheSize)
 	db, err := openBadger(opts)
 	if err != nil {
 		return nil, translateOpen(dir, err)
@@ -75,6 +75,13 @@ func Open(dir string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// blockCacheSize is the badger block cache of a store (badger's default is
+// 256 MiB). A spillway process is short-lived and reads most blocks once:
+// a larger cache only costs fresh memory to fault in and fill. The full
+// persisted ls of a 1,000,000-path state took 3.45 s with 256 MiB (376 MiB
+// peak RSS), 2.43 s with 32 MiB (171 MiB), 2.23 s with 8 MiB (116 MiB).
+const blockCacheSize = 32 << 20
 
 // openBadger opens the badger database of opts.
 func openBadger(opts badger.Options) (*badger.DB, error) {

@@ -77,8 +77,9 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		// Rows print as they are read from the current-state index, in
 		// pages of reviewPage, so the first page of a large state shows at
-		// once; within a page they are buffered (a write per cell cost
-		// more than the listing itself).
+		// once; after it, output goes out when the buffer is full (a write
+		// per cell cost more than the listing itself, a write per page a
+		// third of it into a pipe).
 		out := bufio.NewWriterSize(t.out, 64<<10)
 		defer out.Flush()
 		bt := *t
@@ -87,7 +88,7 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 			arr := bt.jsonArray()
 			n := 0
 			if err := e.PersistedEach(ctx, o.Sandbox, func(r *persist.Record) error {
-				if n++; n%reviewPage == 0 {
+				if n++; n == reviewPage {
 					if err := out.Flush(); err != nil {
 						return err
 					}
@@ -110,8 +111,11 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 				typ = "deleted"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%04o\t%s\t%d\t%s\n", name(r.Path), typ, units.FormatSize(r.Size), r.Mode, r.Exception, r.Session, r.Status)
-			if n++; n%reviewPage == 0 {
+			switch n++; {
+			case n == reviewPage:
 				return errors.Join(w.Flush(), out.Flush())
+			case n%reviewPage == 0:
+				return w.Flush() // aligns the page into the buffer
 			}
 			return nil
 		})
