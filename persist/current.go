@@ -168,48 +168,7 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := e.copyCurrent(ctx); err != nil {
-		return err
-	}
 	return e.buildCounts(ctx)
-}
-
-// currentFormat names the meta key that says every index holds copies of
-// its records (store/current_value.go), not bare record ids as indexes
-// written before them did.
-const currentFormat = "current-format"
-
-// copyCurrent rewrites, once per store, the indexes written before the
-// index held copies of the records, so that listings read no record.
-func (e *Env) copyCurrent(ctx context.Context) error {
-	var sbs []*store.Sandbox
-	done := false
-	if err := e.store.View(func(tx *store.Tx) error {
-		v, ok, err := tx.GetMeta(currentFormat)
-		if err != nil {
-			return err
-		}
-		if done = ok && v == "2"; done {
-			return nil
-		}
-		sbs, err = tx.ListSandboxes()
-		return err
-	}); err != nil || done {
-		return err
-	}
-	if !e.lk.exclusive {
-		// Once, alone, as buildCurrent.
-		if err := e.Exclusive(); err != nil {
-			return err
-		}
-		return e.copyCurrent(ctx)
-	}
-	for _, sb := range sbs {
-		if _, err := e.store.CopyCurrent(ctx, sb.Name); err != nil {
-			return fmt.Errorf("copy the records into the current-state index of %s: %w", sb.Name, err)
-		}
-	}
-	return e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(currentFormat, "2") })
 }
 
 // countsReady names the meta key that says every sandbox's counters are

@@ -19,31 +19,39 @@ import (
 	"github.com/spillway/spillway/internal/failpoint"
 )
 
-// Migration from schema 1 to 2 re-encodes every record (gob to the v2
-// encoding of record_codec.go); nothing else changes: audit entries hash a
+// Migration from schema 1 re-encodes every record (gob to the v2 encoding
+// of record_codec.go); migration from schema 2 rewrites the values of the
+// current-state index that hold a bare record id into copies of their
+// records (current_value.go). Nothing else changes: audit entries hash a
 // canonical form of their fields, not their stored bytes, so the chain
 // verifies before and after. The steps, each safe to interrupt:
 //
-//  1. BackupName: a tar of the store's files, taken with the database
-//     closed, written under a temporary name and renamed, unless it
-//     exists (Open does this step);
-//  2. one transaction: the schema key becomes 2 (an older spillway now
-//     refuses the store with a clear message) and keyMigrating holds the
-//     id of the next record to convert;
+//  1. backupName(from): a tar of the store's files, taken with the
+//     database closed, written under a temporary name and renamed, unless
+//     it exists (Open does this step);
+//  2. one transaction: the schema key becomes SchemaVersion (an older
+//     spillway now refuses the store with a clear message), keyMigrating
+//     holds the id of the next record to convert (from schema 1) and
+//     keyCopying says the index is to be rewritten;
 //  3. batches of migrateBatchSize records, each converted, decoded again and
 //     compared with the original before it is written, the cursor moved in
 //     the same transaction;
-//  4. verification: every record decodes as v2; then keyMigrating goes and
-//     the backup file is removed.
+//  4. the index of every sandbox rewritten in chunks (Store.CopyCurrent);
+//  5. verification: every record decodes as v2 and a second pass over
+//     the indexes finds nothing to copy; then the keys go and the backup
+//     file is removed.
 //
-// A crash anywhere resumes at the next Open: decodeRecord reads both
-// encodings, so a half-converted store is consistent.
+// A crash anywhere resumes at the next Open: records are read in both
+// encodings and index values both as copies and as bare ids, so a
+// half-converted store is consistent.
 const (
-	// BackupName is the file in the store directory that keeps the
-	// schema 1 store until its migration is verified.
-	BackupName   = "migration-v1.backup"
 	keyMigrating = "migrating"
+	keyCopying   = "migrating-index"
 )
+
+// BackupName is the file in the store directory that keeps the store of
+// schema from until its migration is verified.
+func BackupName(from int) string { return fmt.Sprintf("migration-v%d.backup", from) }
 
 // migrateBatchSize is how many records one migration transaction converts
 // (a variable for tests).
@@ -63,15 +71,20 @@ func hook(step string) error {
 	return nil
 }
 
-// migrate brings a schema 1 store, or one whose migration was interrupted,
-// to SchemaVersion.
+// migrate brings a store of schema from (1 or 2), or one whose migration
+// was interrupted, to SchemaVersion.
 func (s *Store) migrate(from int) error {
-	if from == 1 {
+	if from < SchemaVersion {
 		err := s.Update(func(tx *Tx) error {
 			if err := tx.set([]byte(keySchema), []byte(strconv.Itoa(SchemaVersion))); err != nil {
 				return err
 			}
-			return tx.set([]byte(keyMigrating), []byte("0"))
+			if from == 1 {
+				if err := tx.set([]byte(keyMigrating), []byte("0")); err != nil {
+					return err
+				}
+			}
+			return tx.set([]byte(keyCopying), []byte("1"))
 		})
 		if err != nil {
 			return err
@@ -92,35 +105,81 @@ func (s *Store) migrate(from int) error {
 			return err
 		}
 	}
+	if err := s.copyIndexes(); err != nil {
+		return fmt.Errorf("store %s: copy records into the current-state index: %w", s.dir, err)
+	}
 	if err := s.verifyRecords(); err != nil {
-		return fmt.Errorf("store %s: migration not verified (the schema 1 backup is kept in %s): %w", s.dir, BackupName, err)
+		return fmt.Errorf("store %s: migration not verified (the old store's backup is kept in %s): %w", s.dir, backupNames, err)
 	}
 	if err := hook("verified"); err != nil {
 		return err
 	}
-	if err := s.Update(func(tx *Tx) error { return tx.del([]byte(keyMigrating)) }); err != nil {
+	if err := s.Update(func(tx *Tx) error {
+		return errors.Join(tx.del([]byte(keyMigrating)), tx.del([]byte(keyCopying)))
+	}); err != nil {
 		return err
 	}
 	if s.db == nil {
 		return nil // PostgreSQL: no backup file (back up with pg_dump)
 	}
-	if err := os.Remove(filepath.Join(s.dir, BackupName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for from := 1; from < SchemaVersion; from++ {
+		if err := os.Remove(filepath.Join(s.dir, BackupName(from))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// backupNames names the backup files in messages.
+const backupNames = "migration-v*.backup"
+
+// copyIndexes rewrites every sandbox's index values that hold a bare
+// record id (the index of schema 2) as copies, when keyCopying says so.
+func (s *Store) copyIndexes() error {
+	var sbs []*Sandbox
+	todo := false
+	err := s.View(func(tx *Tx) error {
+		_, ok, err := tx.get([]byte(keyCopying))
+		if err != nil || !ok {
+			return err
+		}
+		todo = true
+		sbs, err = tx.ListSandboxes()
 		return err
+	})
+	if err != nil || !todo {
+		return err
+	}
+	ctx := context.Background()
+	for _, sb := range sbs {
+		if _, err := s.CopyCurrent(ctx, sb.Name); err != nil {
+			return fmt.Errorf("%s: %w", sb.Name, err)
+		}
+		if err := hook("index"); err != nil {
+			return err
+		}
+	}
+	// Verified: a second pass finds nothing more to copy (a bare id whose
+	// record is missing stays, for check to report).
+	for _, sb := range sbs {
+		if n, err := s.CopyCurrent(ctx, sb.Name); err != nil || n != 0 {
+			return fmt.Errorf("%s: %d values still to copy after a full pass (%v)", sb.Name, n, err)
+		}
 	}
 	return nil
 }
 
 // backupFiles writes the files of the store directory dir (closed) into
-// one tar file, BackupName, unless it is there already (a resumed
+// one tar file, BackupName(from), unless it is there already (a resumed
 // migration keeps the first). Restore by extracting it into an empty
 // directory. badger's own Backup was tried: 5 s and 500 MiB of buffers
 // for a 4 MiB store.
-func backupFiles(dir string) error {
-	dest := filepath.Join(dir, BackupName)
+func backupFiles(dir string, from int) error {
+	dest := filepath.Join(dir, BackupName(from))
 	if _, err := os.Lstat(dest); err == nil {
 		return nil
 	}
-	f, err := atomicfile.Create(dir, BackupName+".tmp-")
+	f, err := atomicfile.Create(dir, BackupName(from)+".tmp-")
 	if err != nil {
 		return err
 	}
@@ -132,7 +191,7 @@ func backupFiles(dir string) error {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if !e.Type().IsRegular() || n == ballastName || n == "LOCK" || strings.HasPrefix(n, BackupName) {
+		if !e.Type().IsRegular() || n == ballastName || n == "LOCK" || strings.HasPrefix(n, "migration-v") {
 			continue
 		}
 		if err := addFile(tw, filepath.Join(dir, n)); err != nil {
@@ -174,6 +233,7 @@ func (s *Store) migrateBatch() (done bool, err error) {
 	err = s.Update(func(tx *Tx) error {
 		v, ok, err := tx.get([]byte(keyMigrating))
 		if err != nil || !ok {
+			done = !ok
 			return err
 		}
 		next, err := strconv.ParseUint(string(v), 10, 64)

@@ -61,7 +61,7 @@ func TestMigrateKilled(t *testing.T) {
 		nth  int
 	}{
 		{"migrate.backup", 1}, {"migrate.schema", 1}, {"migrate.batch", 1},
-		{"migrate.batch", 4}, {"migrate.verified", 1},
+		{"migrate.batch", 4}, {"migrate.index", 1}, {"migrate.verified", 1},
 	}
 	for i := 0; i < 3; i++ {
 		points = append(points, struct {
@@ -78,6 +78,32 @@ func TestMigrateKilled(t *testing.T) {
 			// A second kill of the resumed migration, then a full run.
 			migrateKilled(t, dir, "migrate.batch", 1)
 			checkMigrated(t, dir)
+		})
+	}
+}
+
+// TestMigrateKilledSchema2 kills the migration of a schema 2 store (an
+// index of bare record ids) after each of its durable steps; the next
+// Open finishes it with every value a copy and the same listing.
+func TestMigrateKilledSchema2(t *testing.T) {
+	for _, name := range []string{"migrate.backup", "migrate.schema", "migrate.index", "migrate.verified"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			want := schema2Store(t, dir)
+			if !migrateKilled(t, dir, name, 1) {
+				t.Fatalf("%s never fired", name)
+			}
+			s, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if n := bareValues(t, s, "docs"); n != 0 || s.migrating() {
+				t.Errorf("%d bare ids left, markers left: %v", n, s.migrating())
+			}
+			if got := fmt.Sprint(listed(t, s, "docs", 1)); got != want {
+				t.Errorf("listed %s, want %s", got, want)
+			}
 		})
 	}
 }

@@ -52,13 +52,13 @@ func checkMigrated(t *testing.T, dir string) {
 	if s.migrating() {
 		t.Fatal("migration marker left")
 	}
-	if _, err := os.Lstat(filepath.Join(dir, BackupName)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(dir, BackupName(1))); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("backup left after a verified migration: %v", err)
 	}
 	got := map[uint64]*Record{}
 	err = s.View(func(tx *Tx) error {
 		v, _, err := tx.get([]byte(keySchema))
-		if err != nil || string(v) != "2" {
+		if err != nil || string(v) != "3" {
 			t.Errorf("schema = %q", v)
 		}
 		return tx.ForEachRecord(context.Background(), "docs", func(r *Record) error {
@@ -103,12 +103,12 @@ func TestMigrateSchema1Fixture(t *testing.T) {
 
 // TestMigrateResumes stops the migration after each step, as a crash
 // would, and shows the next Open finishes it with the same result; once
-// the schema key says 2, a spillway that knows only schema 1 refuses the
+// the schema key says 3, a spillway that knows only schema 1 refuses the
 // store with a clear message (checkSchema's "newer" branch).
 func TestMigrateResumes(t *testing.T) {
 	defer func(n int) { migrateBatchSize = n }(migrateBatchSize)
 	migrateBatchSize = 3
-	for _, step := range []string{"backup", "schema", "batch", "verified"} {
+	for _, step := range []string{"backup", "schema", "batch", "index", "verified"} {
 		t.Run(step, func(t *testing.T) {
 			dir := copyFixture(t)
 			crash := errors.New("crash at " + step)
@@ -123,7 +123,7 @@ func TestMigrateResumes(t *testing.T) {
 			if !errors.Is(err, crash) {
 				t.Fatalf("Open = %v, want the crash", err)
 			}
-			if _, err := os.Lstat(filepath.Join(dir, BackupName)); err != nil {
+			if _, err := os.Lstat(filepath.Join(dir, BackupName(1))); err != nil {
 				t.Fatalf("no backup after a crash at %s: %v", step, err)
 			}
 			checkMigrated(t, dir)
@@ -139,10 +139,10 @@ func TestMigrateRefusesANewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Update(func(tx *Tx) error { return tx.set([]byte(keySchema), []byte("3")) })
+	s.Update(func(tx *Tx) error { return tx.set([]byte(keySchema), []byte("4")) })
 	s.Close()
 	_, err = Open(dir)
-	if err == nil || !strings.Contains(err.Error(), "schema version 3 is newer than this spillway supports (2); use a newer spillway") {
+	if err == nil || !strings.Contains(err.Error(), "schema version 4 is newer than this spillway supports (3); use a newer spillway") {
 		t.Fatalf("Open = %v", err)
 	}
 }
@@ -259,7 +259,7 @@ func TestMigrateOnEitherDriver(t *testing.T) {
 		}
 		var got int
 		mustView(t, s, func(tx *Tx) error {
-			if v, _, err := tx.get([]byte(keySchema)); err != nil || string(v) != "2" {
+			if v, _, err := tx.get([]byte(keySchema)); err != nil || string(v) != "3" {
 				t.Errorf("schema = %q (%v)", v, err)
 			}
 			return tx.ForEachPending(context.Background(), "docs", func(r *Record) error {

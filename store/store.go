@@ -16,9 +16,10 @@ import (
 )
 
 // SchemaVersion is the layout version this package reads and writes.
-// Version 2 encodes records compactly (record_codec.go); Open migrates a
-// version 1 store (migrate.go).
-const SchemaVersion = 2
+// Version 2 encodes records compactly (record_codec.go); version 3's
+// current-state index holds a copy of each record in effect
+// (current_value.go). Open migrates a version 1 or 2 store (migrate.go).
+const SchemaVersion = 3
 
 // Store is Spillway's ledger: a badger database in a directory (Open) or
 // a PostgreSQL database (OpenURL).
@@ -105,7 +106,7 @@ func (s *Store) migrateLean(opts badger.Options, from int) error {
 		return translate(err)
 	}
 	if from < SchemaVersion {
-		if err := backupFiles(s.dir); err != nil {
+		if err := backupFiles(s.dir, from); err != nil {
 			return fmt.Errorf("store %s: back up before migrating: %w", s.dir, err)
 		}
 		if err := hook("backup"); err != nil {
@@ -186,12 +187,13 @@ func (s *Store) checkSchema() (version int, err error) {
 
 // migrating says whether a migration was started and not finished.
 func (s *Store) migrating() bool {
-	var ok bool
+	var a, b bool
 	s.View(func(tx *Tx) error {
-		_, ok, _ = tx.get([]byte(keyMigrating))
+		_, a, _ = tx.get([]byte(keyMigrating))
+		_, b, _ = tx.get([]byte(keyCopying))
 		return nil
 	})
-	return ok
+	return a || b
 }
 
 // Close closes the database.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -340,7 +341,7 @@ func TestSchemaAndLock(t *testing.T) {
 	if _, err := Open(dir); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second open: %v", err)
 	}
-	if err := s.RawDB().Update(func(txn *badger.Txn) error { return txn.Set([]byte(keySchema), []byte("3")) }); err != nil {
+	if err := s.RawDB().Update(func(txn *badger.Txn) error { return txn.Set([]byte(keySchema), []byte(strconv.Itoa(SchemaVersion+1))) }); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/gob"
+	"strconv"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -73,4 +74,11 @@ func (s *Store) DowngradeRecordsForBench() error {
 		keys = keys[n:]
 	}
 	return s.Update(func(tx *Tx) error { return tx.set([]byte(keySchema), []byte("1")) })
+}
+
+// SetSchemaForTest writes v as the store's schema version, so tests can
+// make a store look as an older spillway left it (the next Open migrates
+// it). For tests only.
+func (s *Store) SetSchemaForTest(v int) error {
+	return s.Update(func(tx *Tx) error { return tx.set([]byte(keySchema), []byte(strconv.Itoa(v))) })
 }

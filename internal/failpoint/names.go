@@ -40,10 +40,11 @@ var Names = map[string]string{
 	// review decisions
 	"review.committed": "one review decision and its new generation are committed",
 	// store migration (store/migrate.go)
-	"migrate.backup":   "the tar backup of the schema 1 store is written and renamed",
-	"migrate.schema":   "the schema key says 2 and the migration cursor is set",
+	"migrate.backup":   "the tar backup of the schema 1 or 2 store is written and renamed",
+	"migrate.schema":   "the schema key says 3 and the migration markers are set",
 	"migrate.batch":    "one batch of records is re-encoded, with the cursor moved",
-	"migrate.verified": "every record decodes as schema 2 (the marker and backup still there)",
+	"migrate.index":    "one sandbox's current-state index holds copies of its records",
+	"migrate.verified": "every record decodes as v2, every index value is a copy (the markers and backup still there)",
 	// gc
 	"gc.blob-removed":     "one unreferenced blob is removed",
 	"gc.snapshot-removed": "one stray snapshot is removed",
