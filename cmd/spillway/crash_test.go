@@ -442,10 +442,17 @@ func keys(m map[string]string) []string {
 }
 
 // TestRandomKillDuringClose SIGKILLs close at random times, then re-runs
-// it and checks the invariants. SPILLWAY_CRASH_ITERATIONS sets the number
-// of iterations (default 200), SPILLWAY_CRASH_SEED replays a run.
+// it and checks the invariants; in every other iteration it first kills
+// the open that lays the last close's state into a layer (a delta on the
+// last built layer, issue 12), and every fifth iteration a gc that
+// squashes the layer chain (kept short: SPILLWAY_LAYER_CHAIN_MAX=4). Each
+// kill comes after a random delay of up to 1.2 times the last uninterrupted
+// run of the same command, so kills land all along it.
+// SPILLWAY_CRASH_ITERATIONS sets the number of iterations (default 200),
+// SPILLWAY_CRASH_SEED replays a run.
 func TestRandomKillDuringClose(t *testing.T) {
 	requireRoot(t)
+	t.Setenv("SPILLWAY_LAYER_CHAIN_MAX", "4") // gc squashes chains deeper than 2
 	iterations := 200
 	if v := os.Getenv("SPILLWAY_CRASH_ITERATIONS"); v != "" {
 		iterations, _ = strconv.Atoi(v)
@@ -458,37 +465,78 @@ func TestRandomKillDuringClose(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	w := newWorld(t, sharedRootfs(t))
 	setupBase(w)
-	killed := 0
+	var killed [3]int // closes, opens, gcs killed before they finished
 	var lastDocs map[string]string
+	span := map[string]time.Duration{"open": 100 * time.Millisecond, "close": 150 * time.Millisecond, "gc": 100 * time.Millisecond}
+	timed := func(args ...string) {
+		t0 := time.Now()
+		w.must(args...)
+		span[args[0]] = time.Since(t0)
+	}
 	for i := range iterations {
-		w.must("open", "docs")
-		docs := w.writeDocs(i)
-		cmd := exec.Command(os.Args[0], "close", "docs")
-		cmd.Env = append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(w.dir, "state"))
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+		if i%2 == 1 && w.killAt(rng, span["open"], "open", "docs") {
+			killed[1]++
+			w.must("open", "docs") // recovery: the same command again
+		} else if i%2 == 0 {
+			timed("open", "docs")
 		}
-		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		err := cmd.Wait()
-		if err != nil {
-			killed++
+		for p, content := range lastDocs {
+			if b, err := os.ReadFile(w.mnt(p)); err != nil || string(b) != content {
+				t.Fatalf("iteration %d (seed %d): the open root has %s = %q (%v), want %q", i, seed, p, b, err, content)
+			}
+		}
+		docs := w.writeDocs(i)
+		finished := !w.killAt(rng, span["close"], "close", "docs")
+		if !finished {
+			killed[0]++
 		}
 		st := w.state()
-		if err == nil && !sameDocs(st, docs) {
+		if finished && !sameDocs(st, docs) {
 			t.Fatalf("iteration %d (seed %d): a close that returned success was lost: %v", i, seed, st)
 		}
 		if lastDocs != nil && !sameDocs(st, docs) && !sameDocs(st, lastDocs) {
 			t.Fatalf("iteration %d (seed %d): state is neither the old nor the new generation", i, seed)
 		}
-		w.must("close", "docs")
+		timed("close", "docs") // what the kill left, or nothing: the cost of a close
 		if got := w.state(); !sameDocs(got, docs) {
 			t.Fatalf("iteration %d (seed %d): after recovery the state is %v", i, seed, got)
+		}
+		if i%5 == 4 && w.killAt(rng, span["gc"], "gc") {
+			killed[2]++
+			w.must("gc")
+		} else if i%5 == 2 {
+			timed("gc")
 		}
 		if i%25 == 24 || i == iterations-1 {
 			w.checkInvariants(docs)
 		}
 		lastDocs = docs
 	}
-	t.Logf("%d iterations, %d closes killed before they finished", iterations, killed)
+	t.Logf("%d iterations; killed before they finished: %d closes, %d opens, %d gcs", iterations, killed[0], killed[1], killed[2])
+}
+
+// killAt runs spillway with args and SIGKILLs it after a random delay of
+// up to 1.2 × span; it says whether the kill came before the
+// command finished (a command that failed otherwise fails the test).
+func (w *world) killAt(rng *rand.Rand, span time.Duration, args ...string) bool {
+	w.t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(w.dir, "state"), "SPILLWAY_NO_PROGRESS=1")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	time.Sleep(time.Duration(rng.Int64N(int64(span)*6/5 + 1)))
+	cmd.Process.Signal(syscall.SIGKILL)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		if ws := ee.Sys().(syscall.WaitStatus); ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			return true
+		}
+	}
+	if err != nil {
+		w.t.Fatalf("spillway %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return false
 }
