@@ -120,6 +120,10 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	e.store.SetReopen(e.enterLedger)
+	if e.sharedLedger() {
+		// Entries of a ledger several hosts share name their writer.
+		e.store.SetAuditHost(e.hostID)
+	}
 	kind, err := e.chooseSnapshotter(o.Snapshotter)
 	if err != nil {
 		return nil, err

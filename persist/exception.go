@@ -182,6 +182,9 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 	if strings.TrimSpace(reason) == "" {
 		return 0, &InputError{Input: "reason", Problem: "is required: say why the exception is revoked"}
 	}
+	if err := e.lockExceptionSandbox(id); err != nil {
+		return 0, err
+	}
 	now := e.Now()
 	if purge {
 		if err := e.dropStagedCurrentOfException(ctx, id); err != nil {

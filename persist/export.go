@@ -88,10 +88,14 @@ func owner(r *store.Record) (uint32, uint32) {
 // is resolved through a symlink, a link planted in dest's tree is
 // replaced, never followed, and each file is written to a temporary name
 // renamed into place once every byte matched its digest. Directories the
-// state does not record (those of the image) are made 0755.
+// state does not record (those of the image) are made 0755. It runs with
+// the ledger parked (ParkLedger).
 func (e *Env) ExportDir(ctx context.Context, s *ExportSet, dest string) (*ExportStats, error) {
 	if s.Root != nil && s.Root.Type != change.TypeDir {
 		return nil, invalidf("%s is a %s, not a directory", escape.Name(s.Path), s.Root.Type)
+	}
+	if err := e.ParkLedger(); err != nil {
+		return nil, err
 	}
 	w, err := hostile.NewWriter(dest)
 	if err != nil {

@@ -20,8 +20,12 @@ import (
 // new entry beside dest renamed over it once complete (every byte matched
 // the digest), so a symlink at dest is replaced, never written through, and
 // a corrupt blob leaves no dest. An existing dest is replaced only when
-// replace is set; else the error matches os.ErrExist.
+// replace is set; else the error matches os.ErrExist. It runs with the
+// ledger parked (ParkLedger).
 func (e *Env) ExportOne(r *store.Record, dest string, replace bool) (*ExportStats, error) {
+	if err := e.ParkLedger(); err != nil {
+		return nil, err
+	}
 	if fi, err := os.Lstat(dest); err == nil {
 		if fi.IsDir() {
 			return nil, fmt.Errorf("%s is a directory: give the file name to write", escape.Name(dest))

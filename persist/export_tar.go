@@ -24,8 +24,13 @@ const smallFile = 1 << 20
 // checked against its digest: a file up to smallFile before its header
 // goes out, a larger one as it is copied. A mismatch returns the error with
 // the stream cut before that entry (a large file: inside it) and no
-// end-of-archive marker.
+// end-of-archive marker. It runs with the ledger parked (ParkLedger).
 func (e *Env) ExportTar(ctx context.Context, s *ExportSet, out io.Writer) (*ExportStats, error) {
+	// The stream reads blobs only: a reader that is slow to take it holds
+	// up nobody's ledger section.
+	if err := e.ParkLedger(); err != nil {
+		return nil, err
+	}
 	bw := bufio.NewWriterSize(out, 1<<20)
 	st, err := e.exportTar(ctx, s, bw)
 	if ferr := bw.Flush(); err == nil {

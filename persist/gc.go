@@ -36,6 +36,9 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 	if err := e.Exclusive(); err != nil {
 		return nil, err
 	}
+	if err := e.gcLockFiles(); err != nil {
+		return nil, err
+	}
 	if err := e.squashChains(ctx); err != nil {
 		return nil, err
 	}

@@ -12,13 +12,15 @@ import (
 )
 
 // ImportImage builds image name from src. Nothing is half-imported: on any
-// error the snapshot is removed and the store is unchanged.
+// error the snapshot is removed and the store is unchanged. It holds the
+// image's lock, not the whole root: imports of other images and commands
+// on sandboxes run beside it, and the copy runs with the ledger parked.
 func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source) (*store.Image, error) {
-	if err := e.Exclusive(); err != nil {
-		return nil, err
-	}
 	defer e.progress.Done()
 	if err := ValidateName("image", name); err != nil {
+		return nil, err
+	}
+	if err := e.lockImage(name); err != nil {
 		return nil, err
 	}
 	var known *store.Image // in a shared ledger, imported by another host
@@ -43,6 +45,14 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source)
 	// A snapshot without a store entry is the leftover of a crashed import.
 	if err := e.snap.Remove(ctx, key); err != nil {
 		return nil, err
+	}
+	// The copy runs parked: other commands use the ledger meanwhile.
+	src.Park = func() error {
+		if err := e.park(); err != nil {
+			return err
+		}
+		failpoint.Hit("import.parked")
+		return nil
 	}
 	st, err := e.snap.Import(ctx, key, src, progress.Named(e.progress, "importing "+name))
 	if err != nil {

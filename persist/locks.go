@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,16 +14,19 @@ import (
 
 	"github.com/spillway/spillway/internal/lock"
 	"github.com/spillway/spillway/internal/statedir"
+	"github.com/spillway/spillway/store"
 )
 
 // Three locks, always taken in this order (docs/design.md, "Locks"):
 //
 //   - ROOT/lock: held shared for the whole command by ordinary commands,
-//     exclusive by the root-wide ones (gc, image import and rm, check,
-//     the first build of the current-state index): Exclusive.
+//     exclusive by the root-wide ones (gc, image rm, check, the first
+//     build of the current-state index): Exclusive.
 //   - ROOT/locks/NAME: held exclusive from first use to the end of the
 //     command by every command that changes or mounts sandbox NAME:
-//     lockSandbox.
+//     lockSandbox; ROOT/locks/_image.NAME likewise by an import of image
+//     NAME: lockImage. Only a holder removes one (lock.Remove): rm, and
+//     gc for names the ledger no longer has.
 //   - ROOT/ledger.lock: held while this process has the badger store and
 //     the snapshotter's metadata open (both admit one process at a time);
 //     park releases it before a long phase, and the next use of either
@@ -39,8 +43,8 @@ type envLocks struct {
 
 	root       *lock.Lock
 	exclusive  bool
-	tmpSkipped bool // recoverMounts left tmp/ mounts to a command alone
-	sandboxes  map[string]*lock.Lock
+	tmpSkipped bool                  // recoverMounts left tmp/ mounts to a command alone
+	sandboxes  map[string]*lock.Lock // by lock file name: a sandbox's, or an image's (imageLockName)
 
 	mu     sync.Mutex // guards ledger
 	ledger *lock.Lock
@@ -123,6 +127,13 @@ func (e *Env) park() error {
 	return errors.Join(errs...)
 }
 
+// ParkLedger lets other commands use the ledger while this one only reads
+// blobs (persisted cat and export): blobs are content-addressed and only
+// gc removes them, under the exclusive root lock this command keeps out
+// by holding it shared. The next use of the store or the snapshotter
+// takes the ledger again.
+func (e *Env) ParkLedger() error { return e.park() }
+
 // Exclusive makes this command the only one on the state directory: it
 // waits for every other command to finish (and they wait for it), and
 // keeps it to the end. Call it first thing in a root-wide operation: it
@@ -152,13 +163,44 @@ func (e *Env) Exclusive() error {
 // (nothing under the exclusive root lock). A busy lock is waited for
 // after a park, never while holding the ledger lock.
 func (e *Env) lockSandbox(name string) error {
-	if e.lk.exclusive || e.lk.sandboxes[name] != nil {
-		return nil
-	}
 	if ValidateName("sandbox", name) != nil {
 		return nil // no such sandbox: the caller says so
 	}
-	p, err := e.sandboxLockPath(name)
+	return e.lockFile(name)
+}
+
+// imageLockPrefix starts the lock file name of an image: no sandbox name
+// starts with '_' (ValidateName), so ROOT/locks/_image.NAME is never a
+// sandbox's lock.
+const imageLockPrefix = "_image."
+
+func imageLockName(image string) string { return imageLockPrefix + image }
+
+// isLockName says whether n names a lock file of ROOT/locks.
+func isLockName(n string) bool {
+	if image, ok := strings.CutPrefix(n, imageLockPrefix); ok {
+		return ValidateName("image", image) == nil
+	}
+	return ValidateName("sandbox", n) == nil
+}
+
+// lockImage takes the lock of image name for the rest of the command:
+// imports of one image run one at a time, of different images side by
+// side (each under the shared root lock).
+func (e *Env) lockImage(name string) error {
+	if ValidateName("image", name) != nil {
+		return nil // the caller refuses the name
+	}
+	return e.lockFile(imageLockName(name))
+}
+
+// lockFile takes ROOT/locks/N for the rest of the command, N a sandbox's
+// or an image's lock name.
+func (e *Env) lockFile(n string) error {
+	if e.lk.exclusive || e.lk.sandboxes[n] != nil {
+		return nil
+	}
+	p, err := e.sandboxLockPath(n)
 	if err != nil {
 		return err
 	}
@@ -178,8 +220,26 @@ func (e *Env) lockSandbox(name string) error {
 	if e.lk.sandboxes == nil {
 		e.lk.sandboxes = map[string]*lock.Lock{}
 	}
-	e.lk.sandboxes[name] = l
+	e.lk.sandboxes[n] = l
 	return nil
+}
+
+// lockExceptionSandbox takes the lock of exception id's sandbox, so that
+// a revoke never interleaves with a close of it on this host (an unknown
+// id: nothing to lock; the caller reports it).
+func (e *Env) lockExceptionSandbox(id string) error {
+	var sandbox string
+	err := e.store.View(func(tx *store.Tx) error {
+		x, err := tx.GetException(id)
+		if err == nil {
+			sandbox = x.Sandbox
+		}
+		return nil
+	})
+	if err != nil || sandbox == "" {
+		return err
+	}
+	return e.lockSandbox(sandbox)
 }
 
 // trySandbox takes the lock of sandbox name if nobody holds it, for work
@@ -201,6 +261,67 @@ func (e *Env) trySandbox(name string) (release func(), ok bool) {
 		return nil, false
 	}
 	return func() { l.Release() }, true
+}
+
+// dropSandboxLock removes the lock file of sandbox name, just removed by
+// this command, which holds it: ROOT/locks keeps no file per name ever
+// used. A command that waited for it locks a new file (lock.Remove).
+func (e *Env) dropSandboxLock(name string) error {
+	l := e.lk.sandboxes[name]
+	if l == nil {
+		return nil // under the exclusive lock: gc removes it
+	}
+	delete(e.lk.sandboxes, name)
+	return l.Remove(filepath.Join(e.sandboxLocksDir(), name))
+}
+
+// gcLockFiles removes the lock files of sandboxes and images the ledger
+// does not have (rm removes its own; a crash, or a command about a name
+// that never existed, leaves one). It runs under the exclusive root lock,
+// so nobody holds them; each is still taken before it goes. A file it
+// cannot take is left, with a warning.
+func (e *Env) gcLockFiles() error {
+	dir := e.sandboxLocksDir()
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	err = e.store.View(func(tx *store.Tx) error {
+		sbs, err := tx.ListSandboxes()
+		for _, sb := range sbs {
+			keep[sb.Name] = true
+		}
+		if err != nil {
+			return err
+		}
+		ims, err := tx.ListImages()
+		for _, im := range ims {
+			keep[imageLockName(im.Name)] = true
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range ents {
+		n := d.Name()
+		if keep[n] || !d.Type().IsRegular() || !isLockName(n) {
+			continue
+		}
+		p := filepath.Join(dir, n)
+		l, err := lock.TryAcquire(p, e.lk.what)
+		if err == nil && l != nil {
+			err = l.Remove(p)
+		}
+		if err != nil {
+			e.warnf("lock file %s left in place: %v", p, err)
+		}
+	}
+	return nil
 }
 
 // sandboxLockPath is ROOT/locks/NAME, its directory created and checked.

@@ -35,36 +35,63 @@ func (e *Env) ReviewList(ctx context.Context, sandbox string) ([]*store.Record, 
 // lists them, without collecting them first: the first page of a million
 // pending records prints at once.
 func (e *Env) ReviewEach(ctx context.Context, sandbox string, fn func(*store.Record) error) error {
+	return e.store.View(func(tx *store.Tx) error { return reviewEach(ctx, tx, sandbox, fn) })
+}
+
+// ReviewEachHost is ReviewEach telling also the host that opened the
+// session whose close wrote each record ("" when the session names none),
+// read in the same transaction, once per session.
+func (e *Env) ReviewEachHost(ctx context.Context, sandbox string, fn func(r *store.Record, host string) error) error {
 	return e.store.View(func(tx *store.Tx) error {
-		sbs := map[string]*store.Sandbox{}
-		if sandbox != "" {
-			sb, err := tx.GetSandbox(sandbox)
-			if err != nil {
-				return noSandbox(sandbox, err)
-			}
-			sbs[sandbox] = sb
-		}
-		return tx.ForEachPending(ctx, sandbox, func(r *store.Record) error {
-			sb, seen := sbs[r.Sandbox]
+		hosts := map[sessionRef]string{}
+		return reviewEach(ctx, tx, sandbox, func(r *store.Record) error {
+			ref := sessionRef{r.Sandbox, r.Session}
+			host, seen := hosts[ref]
 			if !seen {
-				var err error
-				sb, err = tx.GetSandbox(r.Sandbox)
+				se, err := tx.GetSession(r.Sandbox, r.Session)
 				switch {
-				case errdefs.IsNotFound(err):
-					sb = nil // a sandbox a fleet import has not finished: not listed yet
-				case err != nil:
+				case err == nil:
+					host = se.Host
+				case !errdefs.IsNotFound(err):
 					return err
 				}
-				sbs[r.Sandbox] = sb
+				hosts[ref] = host
 			}
-			if sb == nil {
-				return nil
-			}
-			if Reviewable(sb, r) {
-				return fn(r)
-			}
-			return nil
+			return fn(r, host)
 		})
+	})
+}
+
+// reviewEach is ReviewEach within tx.
+func reviewEach(ctx context.Context, tx *store.Tx, sandbox string, fn func(*store.Record) error) error {
+	sbs := map[string]*store.Sandbox{}
+	if sandbox != "" {
+		sb, err := tx.GetSandbox(sandbox)
+		if err != nil {
+			return noSandbox(sandbox, err)
+		}
+		sbs[sandbox] = sb
+	}
+	return tx.ForEachPending(ctx, sandbox, func(r *store.Record) error {
+		sb, seen := sbs[r.Sandbox]
+		if !seen {
+			var err error
+			sb, err = tx.GetSandbox(r.Sandbox)
+			switch {
+			case errdefs.IsNotFound(err):
+				sb = nil // a sandbox a fleet import has not finished: not listed yet
+			case err != nil:
+				return err
+			}
+			sbs[r.Sandbox] = sb
+		}
+		if sb == nil {
+			return nil
+		}
+		if Reviewable(sb, r) {
+			return fn(r)
+		}
+		return nil
 	})
 }
 

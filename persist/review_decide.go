@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -48,6 +49,9 @@ func (e *Env) ApproveAll(ctx context.Context, sandbox, note string) (*Decided, e
 	if sandbox == "" {
 		return nil, invalidf("approving all needs a sandbox")
 	}
+	if err := e.lockSandbox(sandbox); err != nil {
+		return nil, err
+	}
 	recs, err := e.ReviewList(ctx, sandbox)
 	if err != nil || len(recs) == 0 {
 		return &Decided{}, err
@@ -68,12 +72,17 @@ func (e *Env) Reject(ctx context.Context, ids []uint64, reason string) (*Decided
 	return e.setStatus(ctx, ids, change.StatusRejected, reason)
 }
 
-// setStatus checks every record first, so that a bad id changes nothing, then
+// setStatus takes the lock of every sandbox the records belong to (a
+// decision never interleaves with a close of the same sandbox on this
+// host), checks every record, so that a bad id changes nothing, then
 // decides them in batches.
 func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status, text string) (*Decided, error) {
 	ids = uniqueIDs(ids)
 	if len(ids) == 0 {
 		return nil, invalidf("give at least one record id")
+	}
+	if err := e.lockSandboxesOf(ctx, ids); err != nil {
+		return nil, err
 	}
 	closing := map[string]uint64{}
 	if err := e.store.View(func(tx *store.Tx) error {
@@ -111,6 +120,40 @@ func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status,
 		ids = ids[n:]
 	}
 	return out, nil
+}
+
+// lockSandboxesOf takes the locks of the sandboxes records ids belong to,
+// in name order (two decisions never wait for each other in a circle).
+// The records are read again under the locks: a close may have run
+// meanwhile.
+func (e *Env) lockSandboxesOf(ctx context.Context, ids []uint64) error {
+	names := map[string]bool{}
+	if err := e.store.View(func(tx *store.Tx) error {
+		for i, id := range ids {
+			if i%1024 == 1023 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r, err := getRecord(tx, id)
+			if err != nil {
+				return err
+			}
+			names[r.Sandbox] = true
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	slices.Sort(sorted)
+	for _, n := range sorted {
+		if err := e.lockSandbox(n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text string, out *Decided) error {

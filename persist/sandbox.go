@@ -109,7 +109,10 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 			if err := e.cleanupSandbox(ctx, gone); err != nil {
 				return err
 			}
-			return e.deleteOrphanRecords(ctx, name)
+			if err := e.deleteOrphanRecords(ctx, name); err != nil {
+				return err
+			}
+			return e.dropSandboxLock(name)
 		}
 		return err
 	}
@@ -171,7 +174,10 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 	if err := e.deleteOrphanRecords(ctx, name); err != nil {
 		return err
 	}
-	return e.dropCurrentOf(ctx, name)
+	if err := e.dropCurrentOf(ctx, name); err != nil {
+		return err
+	}
+	return e.dropSandboxLock(name)
 }
 
 // dropCurrentOf forgets a removed sandbox's current-state index.

@@ -66,6 +66,7 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 	out := []view.Record{}
 	var next uint64
 	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+		hosts := e.HostOf() // each row names its host, as review ls --json does
 		return f.eachPending(r, e, func(rec *persist.Record) error {
 			if rec.ID <= after {
 				return nil
@@ -74,7 +75,12 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 				next = out[limit-1].ID
 				return persist.ErrStop
 			}
-			out = append(out, view.NewRecord(rec))
+			v := view.NewRecord(rec)
+			var err error
+			if v.Host, err = hosts.Record(rec); err != nil {
+				return err
+			}
+			out = append(out, v)
 			return nil
 		})
 	})

@@ -30,6 +30,10 @@ type Source struct {
 	Tar io.Reader
 	// Limits bound what the import writes; zero fields take defaults.
 	Limits Limits
+	// Park, when set, is called once the snapshot is prepared, before it
+	// is filled: the caller may park the Manager (and what else it holds)
+	// for the long copy; the commit reopens it.
+	Park func() error
 }
 
 // ImportStats describes an imported image.
@@ -120,6 +124,11 @@ func (m *Manager) Import(ctx context.Context, key string, src Source, p progress
 		root = mnt
 	}
 
+	if src.Park != nil {
+		if err := src.Park(); err != nil {
+			return ImportStats{}, fmt.Errorf("image import: %w", err)
+		}
+	}
 	fillErr := fill(ctx, root, src, lim, p)
 	var st ImportStats
 	if fillErr == nil {

@@ -169,6 +169,9 @@ func (tx *Tx) Append(now time.Time, typ, sandbox string, data map[string]string)
 		Data:     maps(data),
 		Prev:     prev,
 	}
+	if _, named := e.Data["host"]; tx.s.auditHost != "" && !named {
+		e.Data["host"] = tx.s.auditHost
+	}
 	e.Hash = e.ComputeHash()
 	if err := tx.put(AuditKey(e.Seq), e); err != nil {
 		return nil, err
@@ -179,6 +182,12 @@ func (tx *Tx) Append(now time.Time, typ, sandbox string, data map[string]string)
 	}
 	return e, nil
 }
+
+// SetAuditHost makes every audit entry this Store appends from now on name
+// host, the host that writes it, as its data "host" unless the entry names
+// one itself: a ledger shared by several hosts tells who wrote what. The
+// data is part of the entry's hash like any other.
+func (s *Store) SetAuditHost(host string) { s.auditHost = host }
 
 // Checkpoint appends to the fleet chain an entry naming the head of every
 // sandbox chain, so that a chain later removed whole, head and all, is

@@ -31,6 +31,9 @@ type Store struct {
 	// clock is the ledger's clock for badger (Tx.Now); nil: this host's,
 	// in UTC. PostgreSQL transactions use the server's.
 	clock func() time.Time
+	// auditHost, when set, is the data "host" of every audit entry this
+	// Store appends that names none (SetAuditHost).
+	auditHost string
 
 	// Parking (park.go): a badger store closes its database between
 	// ledger sections so that other processes may open it.

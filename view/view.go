@@ -31,6 +31,9 @@ type Record struct {
 	Pruned    bool              `json:"pruned,omitempty"`
 	Mtime     time.Time         `json:"mtime"`
 	Link      string            `json:"link,omitempty"`
+	// Host is, in review listings, the host that opened the session whose
+	// close wrote the record ("" when the session names none).
+	Host string `json:"host,omitempty"`
 }
 
 // NewRecord renders r.

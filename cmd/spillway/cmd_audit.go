@@ -13,13 +13,16 @@ import (
 )
 
 type eventJSON struct {
-	Seq     uint64            `json:"seq"`
-	Time    time.Time         `json:"time"`
-	Type    string            `json:"type"`
-	Sandbox string            `json:"sandbox,omitempty"`
-	User    string            `json:"user"`
-	Data    map[string]string `json:"data"`
-	Hash    string            `json:"hash"`
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Sandbox string    `json:"sandbox,omitempty"`
+	User    string    `json:"user"`
+	// Host is the host that wrote the entry, when the entry tells
+	// (persist.HostOf.Event).
+	Host string            `json:"host,omitempty"`
+	Data map[string]string `json:"data"`
+	Hash string            `json:"hash"`
 }
 
 func logCommand(t *term) *cli.Command {
@@ -52,13 +55,16 @@ func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 		all := []eventJSON{}
 		hosts := e.HostOf()
 		err := e.ForEachEvent(ctx, o.Sandbox, func(ev *persist.Event) error {
-			if o.Host != "" {
-				if h, err := hosts.Event(ev); err != nil || h != o.Host {
+			var host string
+			if o.Host != "" || t.json {
+				h, err := hosts.Event(ev)
+				if err != nil || (o.Host != "" && h != o.Host) {
 					return err
 				}
+				host = h
 			}
 			if t.json {
-				all = append(all, eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, ev.Data, fmt.Sprintf("%x", ev.Hash)})
+				all = append(all, eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, host, ev.Data, fmt.Sprintf("%x", ev.Hash)})
 				return nil
 			}
 			_, err := fmt.Fprintf(t.out, "%d  %s  %s  %s%s\n", ev.Seq, ev.Time.Format(time.RFC3339), name(ev.User), ev.Type, formatData(ev))

@@ -128,7 +128,8 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 
 // openVersion opens a persisted version's content for a reader that checks
 // it against its digest: a mismatch ends the reading with an error that
-// names the record.
+// names the record. The content is read with the ledger parked: a reader
+// slow to take it holds up nobody.
 func openVersion(ctx context.Context, e *persist.Env, sandbox, path string, session uint64) (io.ReadCloser, error) {
 	r, err := e.PersistedVersion(ctx, sandbox, path, session)
 	if err != nil {
@@ -136,6 +137,9 @@ func openVersion(ctx context.Context, e *persist.Env, sandbox, path string, sess
 	}
 	if r.Digest == "" && !r.Pruned {
 		return nil, fmt.Errorf("%s in %s is a %s %s: no content to show", name(path), sandbox, r.Type, r.Kind)
+	}
+	if err := e.ParkLedger(); err != nil {
+		return nil, err
 	}
 	return e.OpenRecord(r)
 }

@@ -115,16 +115,24 @@ type reviewOptions struct {
 
 func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		each := reviewEachOn(e, o.Host)
 		// Rows print as they are read, in pages of reviewPage, so the
 		// first page of a long list shows at once.
 		if t.json {
+			// Each row names the host that wrote it (its session's).
 			arr := t.jsonArray()
-			if err := each(ctx, o.Sandbox, func(r *persist.Record) error { return arr.add(view.NewRecord(r)) }); err != nil {
+			if err := e.ReviewEachHost(ctx, o.Sandbox, func(r *persist.Record, host string) error {
+				if o.Host != "" && host != o.Host {
+					return nil
+				}
+				v := view.NewRecord(r)
+				v.Host = host
+				return arr.add(v)
+			}); err != nil {
 				return err
 			}
 			return arr.close()
 		}
+		each := reviewEachOn(e, o.Host)
 		w := t.table()
 		n := 0
 		err := each(ctx, o.Sandbox, func(r *persist.Record) error {

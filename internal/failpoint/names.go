@@ -29,6 +29,7 @@ var Names = map[string]string{
 	"open.mounted":         "the session root is mounted",
 	"open.committed":       "the sandbox is open in the store, with its audit entry",
 	// image import and removal
+	"import.parked":             "the import let go of the ledger to fill the image snapshot",
 	"import.snapshot-committed": "the image snapshot is committed",
 	"import.committed":          "the image is in the store, with its audit entry",
 	"image-rm.committed":        "the image is gone from the store",

@@ -67,7 +67,17 @@ func Take(ctx context.Context, r Request) (*Lock, error) {
 			return nil, fmt.Errorf("lock %s: %w", r.Path, err)
 		}
 		if !busy {
-			break
+			if f, err = stillThere(f, r.Path); err != nil {
+				return nil, err
+			}
+			if f != nil {
+				break
+			}
+			// Its holder removed the file meanwhile: lock the new one.
+			if f, err = openFile(r.Path); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		holder := readHolder(f)
 		if holder == "" && r.Describe != nil {
@@ -100,21 +110,78 @@ func Take(ctx context.Context, r Request) (*Lock, error) {
 // TryAcquire takes the exclusive lock on path only if it is free at once:
 // it returns nil, nil when another holder has it.
 func TryAcquire(path, what string) (*Lock, error) {
-	f, err := openFile(path)
-	if err != nil {
-		return nil, err
-	}
-	busy, err := try(f, unix.LOCK_EX)
-	if err != nil || busy {
-		f.Close()
+	for {
+		f, err := openFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("lock %s: %w", path, err)
+			return nil, err
 		}
-		return nil, nil
+		busy, err := try(f, unix.LOCK_EX)
+		if err != nil || busy {
+			f.Close()
+			if err != nil {
+				return nil, fmt.Errorf("lock %s: %w", path, err)
+			}
+			return nil, nil
+		}
+		if f, err = stillThere(f, path); err != nil {
+			return nil, err
+		}
+		if f != nil {
+			l := &Lock{f: f}
+			l.describe(what)
+			return l, nil
+		}
 	}
-	l := &Lock{f: f}
-	l.describe(what)
-	return l, nil
+}
+
+// stillThere returns f, just locked, if it is still the file at path; else
+// it closes f and returns nil: the holder before us removed the file
+// (Remove), so a lock on f would exclude nobody.
+func stillThere(f *os.File, path string) (*os.File, error) {
+	same, err := sameFile(f, path)
+	if same {
+		return f, nil
+	}
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return nil, nil
+}
+
+// sameFile says whether f is the file at path (same device and inode);
+// a path that is gone is not.
+func sameFile(f *os.File, path string) (bool, error) {
+	var held, now unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &held); err != nil {
+		return false, err
+	}
+	if err := unix.Lstat(path, &now); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, err
+	}
+	return now.Dev == held.Dev && now.Ino == held.Ino, nil
+}
+
+// Remove deletes the lock file at path, which l must hold, and releases
+// l: a command that waited for it finds the file gone and locks a new one
+// (Take and TryAcquire check, once they hold a lock, that its file is
+// still at path). Only a holder removes a lock file.
+func (l *Lock) Remove(path string) error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	var err error
+	if same, serr := sameFile(l.f, path); serr != nil {
+		err = serr
+	} else if same {
+		if err = os.Remove(path); errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+	}
+	return errors.Join(err, l.Release())
 }
 
 // Holder returns the description the exclusive holder of path wrote ("" if
