@@ -19,7 +19,9 @@ type badgerBackend struct {
 func (b *badgerBackend) update(fn func(kvTx) error) error {
 	txn := b.db.NewTransaction(true)
 	defer txn.Discard()
-	if err := fn(badgerTx{txn, b.db}); err != nil {
+	w := &badgerWrites{pending: map[string][]byte{}}
+	defer w.discard()
+	if err := fn(badgerTx{txn, b.db, w}); err != nil {
 		return err
 	}
 	return txn.Commit()
@@ -28,7 +30,7 @@ func (b *badgerBackend) update(fn func(kvTx) error) error {
 func (b *badgerBackend) view(fn func(kvTx) error) error {
 	txn := b.db.NewTransaction(false)
 	defer txn.Discard()
-	return fn(badgerTx{txn, b.db})
+	return fn(badgerTx{txn, b.db, nil})
 }
 
 func (b *badgerBackend) close() error  { return b.db.Close() }
@@ -38,6 +40,7 @@ func (b *badgerBackend) where() string { return b.dir }
 type badgerTx struct {
 	txn *badger.Txn
 	db  *badger.DB
+	w   *badgerWrites // a read-write transaction's writes (badger_scan.go); nil in a view
 }
 
 // before reads in a new read transaction: Store.Update runs one
@@ -46,7 +49,7 @@ type badgerTx struct {
 func (t badgerTx) before(fn func(kvTx) error) error {
 	txn := t.db.NewTransaction(false)
 	defer txn.Discard()
-	return fn(badgerTx{txn, t.db})
+	return fn(badgerTx{txn, t.db, nil})
 }
 
 func (t badgerTx) get(k []byte) ([]byte, bool, error) {
@@ -64,10 +67,29 @@ func (t badgerTx) get(k []byte) ([]byte, bool, error) {
 	return v, true, nil
 }
 
-func (t badgerTx) set(k, v []byte) error { return t.txn.Set(k, v) }
-func (t badgerTx) del(k []byte) error    { return t.txn.Delete(k) }
+func (t badgerTx) set(k, v []byte) error {
+	if err := t.txn.Set(k, v); err != nil {
+		return err
+	}
+	if v == nil {
+		v = []byte{} // nil is a delete in t.w
+	}
+	t.w.put(k, v)
+	return nil
+}
+
+func (t badgerTx) del(k []byte) error {
+	if err := t.txn.Delete(k); err != nil {
+		return err
+	}
+	t.w.put(k, nil)
+	return nil
+}
 
 func (t badgerTx) scan(_ context.Context, prefix, from []byte, values bool, fn func(k, v []byte) error) error {
+	if t.w != nil {
+		return t.w.scan(t.db, prefix, from, values, fn)
+	}
 	// No prefetching: badger prefetches each value in a goroutine of its
 	// own, and the store's values sit in the LSM tree beside their keys
 	// (badger's default value threshold, 1 MiB), so reading them in the

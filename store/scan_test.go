@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,7 +11,8 @@ import (
 
 // TestScanSeesOwnWrites: inside one transaction, a scan sees the
 // transaction's own writes and deletes, merged in key order with what was
-// committed before, on either driver; from= starts it mid-prefix.
+// committed before, on either driver; from= starts it mid-prefix; keys
+// just outside the prefix, pending or committed, never show.
 func TestScanSeesOwnWrites(t *testing.T) {
 	// Past 50 pending writes a PostgreSQL scan sends them first: both
 	// ways are taken.
@@ -61,6 +63,10 @@ func TestScanSeesOwnWrites(t *testing.T) {
 							return err
 						}
 						model[key] = v
+						// Neighbours outside the prefix, before and after it.
+						if err := errors.Join(tx.set([]byte("m:w"+key[3:]), []byte(v)), tx.set([]byte("m:y"+key[3:]), []byte(v))); err != nil {
+							return err
+						}
 					}
 					if i%37 == 0 {
 						check(tx, "")
