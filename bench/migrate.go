@@ -13,7 +13,7 @@ import (
 	"github.com/spillway/spillway/store"
 )
 
-// migrate measures the schema 1 → 2 migration of a store of many records
+// migrate measures the schema 1 → 3 migration of a store of many records
 // (Open does it), in a child process so that its peak memory is its own.
 func (b *bench) migrate(ctx context.Context) error {
 	n := b.cfg.Records[len(b.cfg.Records)-1]
@@ -41,7 +41,7 @@ func (b *bench) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	grp := fmt.Sprintf("migration of %d records (schema 1 → 2)", n)
+	grp := fmt.Sprintf("migration of %d records (schema 1 → 3)", n)
 	b.add(grp, "Open with migration (child process)", []time.Duration{res.Close})
 	b.addValue(grp, "peak Go heap (live objects, sampled every 10 ms)", fmt.Sprintf("%d MiB", res.HeapPeak>>20))
 	b.addValue(grp, "peak RSS (VmHWM)", fmt.Sprintf("%d MiB", res.HWM>>20))

@@ -43,7 +43,7 @@ func (b *bench) refuse(ctx context.Context) error {
 	b.addValue(grp, "manifest", fmt.Sprintf("%d MiB", fileBytes(filepath.Join(root, "recovery", "flood", "1", "manifest.jsonl"))>>20))
 	b.ratios = append(b.ratios, ratio{Name: fmt.Sprintf("peak Go heap closing %d refused files", n),
 		Value: float64(res.HeapPeak >> 20), Target: 256, Unit: " MiB"})
-	b.note("badger runs with its defaults but for a 64 MiB value-log file and a 16 MiB memtable: block cache 256 MiB (filled only by table reads, which a close barely does), index cache off")
+	b.note("badger runs with its defaults but for a 64 MiB value-log file, a 16 MiB memtable and a 32 MiB block cache (store.blockCacheSize; filled only by table reads, which a close barely does), index cache off")
 	return nil
 }
 
