@@ -172,15 +172,23 @@ func (e *Env) dropDiscarded(rs *recoverySession) error {
 		return writePrivate(rs.dir, discardedGone, nil)
 	}
 	if rs.hasInfo && rs.info.Refused < rs.info.Entries-rs.info.Refused {
+		// An earlier try that stopped may have left tree.new with some
+		// refused entries already moved into it (moveEntries resumes:
+		// never remove it), and tree.old, the tree it replaced (its
+		// refused entries moved out: to trash).
 		fresh := filepath.Join(rs.dir, "tree.new")
-		os.RemoveAll(fresh) // an earlier try's
-		if err := os.Mkdir(fresh, 0o700); err != nil {
+		if err := os.Mkdir(fresh, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return err
 		}
 		if err := moveEntries(tree, fresh, manifest, change.VerdictRefuse); err != nil {
 			e.warnf("recovery area of %s session %d: %v", rs.sandbox, rs.n, err)
 		}
 		old := filepath.Join(rs.dir, "tree.old")
+		if _, err := os.Lstat(old); err == nil {
+			if err := e.trash(old); err != nil {
+				return err
+			}
+		}
 		if err := os.Rename(tree, old); err != nil {
 			return err
 		}

@@ -133,3 +133,80 @@ func TestRecoveryAfterCrashedClose(t *testing.T) {
 		})
 	}
 }
+
+// TestRetentionResumesDrop: gc dropping the discarded content of a session
+// (refused entries moved into tree.new, then tree renamed to tree.old and
+// tree.new to tree) resumes from what a killed earlier try left — refused
+// entries half moved, a stale tree.old — keeping every refused entry.
+func TestRetentionResumesDrop(t *testing.T) {
+	for _, left := range []string{"half moved", "stale tree.old", "both renamed"} {
+		t.Run(left, func(t *testing.T) {
+			f := newFixture(t, snapshot.KindOverlay)
+			f.except(func(x *exceptions.Exception) { x.Limits.MaxFileSize = 4 }, "/home/user/Documents/**")
+			start := time.Now().UTC()
+			now := start
+			f.e.clock = func() time.Time { return now }
+			root := f.open()
+			write(t, root, "home/user/Documents/big.txt", "too large for the rule", 0o644)
+			write(t, root, "home/user/Documents/huge.txt", "also too large", 0o644)
+			for _, n := range []string{"a", "b", "c"} {
+				write(t, root, "tmp/"+n+".txt", "junk", 0o644)
+			}
+			f.close()
+			dir := filepath.Join(f.e.root, "recovery", "docs", "1")
+			tree, fresh, old := filepath.Join(dir, "tree"), filepath.Join(dir, "tree.new"), filepath.Join(dir, "tree.old")
+			docs := "home/user/Documents"
+			switch left {
+			case "half moved": // killed inside moveEntries: one refused file moved
+				if err := os.MkdirAll(filepath.Join(fresh, docs), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(filepath.Join(tree, docs, "big.txt"), filepath.Join(fresh, docs, "big.txt")); err != nil {
+					t.Fatal(err)
+				}
+			case "stale tree.old": // killed between the two renames
+				if err := os.Mkdir(fresh, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.MkdirAll(filepath.Join(fresh, docs), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				for _, n := range []string{"big.txt", "huge.txt"} {
+					if err := os.Rename(filepath.Join(tree, docs, n), filepath.Join(fresh, docs, n)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := os.Rename(tree, old); err != nil {
+					t.Fatal(err)
+				}
+			case "both renamed": // killed before the session was marked
+				if err := os.MkdirAll(filepath.Join(old, "tmp"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(old, "tmp", "a.txt"), []byte("junk"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now = start.Add(25 * time.Hour)
+			if _, err := f.e.GC(f.ctx); err != nil {
+				t.Fatalf("gc after the earlier try (%s): %v", left, err)
+			}
+			for n, want := range map[string]string{"big.txt": "too large for the rule", "huge.txt": "also too large"} {
+				r, _, err := f.e.RecoverOpen(f.ctx, "docs", "/"+docs+"/"+n, 0)
+				if err != nil {
+					t.Fatalf("refused %s after gc: %v", n, err)
+				}
+				b, _ := io.ReadAll(r)
+				r.Close()
+				if string(b) != want {
+					t.Fatalf("refused %s reads %q", n, b)
+				}
+			}
+			for _, p := range []string{old, fresh, filepath.Join(tree, "tmp", "a.txt")} {
+				if _, err := os.Lstat(p); !os.IsNotExist(err) {
+					t.Errorf("%s left after gc: %v", p, err)
+				}
+			}
+		})
+	}
+}
