@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,10 +168,28 @@ func (m *Manager) Prepare(ctx context.Context, key, parent string) ([]mount.Moun
 	}
 	defer done()
 	mounts, err := m.sn.Prepare(ctx, key, parent)
+	if m.orphanInTheWay(ctx, err) {
+		mounts, err = m.sn.Prepare(ctx, key, parent)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("prepare snapshot %q: %w", key, err)
 	}
 	return mounts, nil
+}
+
+// orphanInTheWay says whether err is the overlay snapshotter finding a
+// directory where it renames a new snapshot's, and if so removes the
+// directories no snapshot owns (Cleanup). A process killed after that
+// rename and before its metadata transaction committed leaves the
+// directory of an id the next snapshot is given again: every later
+// prepare failed with "file exists" (found by the random-kill test).
+// The caller holds the snapshotter alone (the ledger lock), so no
+// other process's snapshot is half-made.
+func (m *Manager) orphanInTheWay(ctx context.Context, err error) bool {
+	if err == nil || !errors.Is(err, fs.ErrExist) || errdefs.IsAlreadyExists(err) {
+		return false
+	}
+	return m.Cleanup(ctx) == nil
 }
 
 // View creates a read-only snapshot key on parent and returns how to mount
@@ -183,6 +202,9 @@ func (m *Manager) View(ctx context.Context, key, parent string) ([]mount.Mount, 
 	}
 	defer done()
 	mounts, err := m.sn.View(ctx, key, parent)
+	if m.orphanInTheWay(ctx, err) {
+		mounts, err = m.sn.View(ctx, key, parent)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("view snapshot %q: %w", key, err)
 	}

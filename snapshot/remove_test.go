@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -46,4 +47,41 @@ func TestRemoveDeferred(t *testing.T) {
 		t.Fatal("the parent went too")
 	}
 	must(t, m.RemoveDeferred(ctx, "root", trash)) // a missing key is fine
+}
+
+// TestPrepareOverOrphanDirectory: a process killed between the overlay
+// snapshotter's rename of a new snapshot's directory and its metadata
+// commit leaves a directory under the id the next snapshot gets; Prepare
+// and View remove it (it belongs to no snapshot) and succeed.
+func TestPrepareOverOrphanDirectory(t *testing.T) {
+	m, _ := openManager(t, KindOverlay)
+	ctx := context.Background()
+	must(t, func() error { _, err := m.Import(ctx, "img/base", Source{Dir: busyboxRootfs(t)}, nil); return err }())
+	for _, view := range []bool{false, true} {
+		mounts, err := m.Prepare(ctx, "probe", "img/base")
+		must(t, err)
+		upper, _, ok := OverlayDirs(mounts)
+		if !ok {
+			t.Fatalf("not an overlay: %v", mounts)
+		}
+		dir := filepath.Dir(upper) // snapshots/ID
+		must(t, m.Remove(ctx, "probe"))
+		id, err := strconv.Atoi(filepath.Base(dir))
+		must(t, err)
+		orphan := filepath.Join(filepath.Dir(dir), strconv.Itoa(id+1)) // the id the next snapshot gets
+		must(t, os.MkdirAll(filepath.Join(orphan, "fs"), 0o755))
+		must(t, os.WriteFile(filepath.Join(orphan, "fs", "left"), []byte("by a killed process"), 0o644))
+		if view {
+			_, err = m.View(ctx, "next", "img/base")
+		} else {
+			_, err = m.Prepare(ctx, "next", "img/base")
+		}
+		if err != nil {
+			t.Fatalf("view=%v over an orphan directory: %v", view, err)
+		}
+		if _, err := os.Stat(filepath.Join(orphan, "fs", "left")); !os.IsNotExist(err) {
+			t.Fatalf("the orphan's file is still there: %v", err)
+		}
+		must(t, m.Remove(ctx, "next"))
+	}
 }
