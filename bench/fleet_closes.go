@@ -231,28 +231,18 @@ func (c *closeClient) close(ctx context.Context) (time.Duration, error) {
 	}
 	gen := c.sb.Generation
 	err = c.step(4, func() error {
-		return c.st.Update(func(tx *store.Tx) error {
-			if err := tx.CheckLease(name, c.host, c.token); err != nil {
-				return err
-			}
+		// as persist's close stages a batch (persist/close_collect.go):
+		// UpdateLeased checks the token
+		return c.st.UpdateLeased(name, c.host, c.token, func(tx *store.Tx) error {
 			now := tx.Now()
-			for j := range 50 {
-				id, err := tx.NextRecordID()
-				if err != nil {
-					return err
-				}
+			recs := make([]*store.Record, 50)
+			for j := range recs {
 				p := fmt.Sprintf("/home/user/Documents/report-%02d.odt", j)
-				r := &store.Record{ID: id, Sandbox: name, Session: n, Path: p, Kind: change.KindModify, Type: "file", Size: 4096, Mode: 0o644,
-					UID: 1000, GID: 1000, Mtime: now, Digest: fmt.Sprintf("sha256:%064x", id), Exception: "ex1", Review: "after",
+				recs[j] = &store.Record{Sandbox: name, Session: n, Path: p, Kind: change.KindModify, Type: "file", Size: 4096, Mode: 0o644,
+					UID: 1000, GID: 1000, Mtime: now, Digest: fmt.Sprintf("sha256:%032x%032x", n, j), Exception: "ex1", Review: "after",
 					Status: change.StatusPending, Created: now}
-				if err := tx.PutRecord(r); err != nil {
-					return err
-				}
-				if err := tx.PutCurrent(name, p, gen+1, id); err != nil {
-					return err
-				}
 			}
-			return nil
+			return tx.StageRecords(name, gen+1, recs, nil)
 		})
 	})
 	if err != nil {

@@ -204,6 +204,11 @@ func (s *Store) Close() error {
 // itself. On PostgreSQL fn runs again after a serialization failure, so it
 // must not leave effects outside tx that a second run repeats wrongly.
 func (s *Store) Update(fn func(tx *Tx) error) error {
+	return s.update(s.be.update, fn)
+}
+
+// update is Update in a transaction that run starts.
+func (s *Store) update(run func(func(kvTx) error) error, fn func(tx *Tx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	done, err := s.use()
@@ -211,7 +216,7 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 		return err
 	}
 	defer done()
-	return translate(s.be.update(func(b kvTx) error {
+	return translate(run(func(b kvTx) error {
 		tx := &Tx{b: b, s: s} // a retried transaction starts afresh
 		if err := fn(tx); err != nil {
 			return err
