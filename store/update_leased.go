@@ -20,7 +20,8 @@ func (s *Store) UpdateLeased(sandbox, host string, token uint64, fn func(tx *Tx)
 	if err := checkName("sandbox", sandbox); err != nil {
 		return err
 	}
-	return s.update(func(f func(kvTx) error) error { return s.be.updateLocked(key(pLease, sandbox), f) }, func(tx *Tx) error {
+	lock := key(pLease, sandbox)
+	return s.update(func(be kvBackend, f func(kvTx) error) error { return be.updateLocked(lock, f) }, func(tx *Tx) error {
 		if err := tx.CheckLease(sandbox, host, token); err != nil {
 			return err
 		}
