@@ -67,28 +67,15 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			batch = batch[:0]
 			return nil
 		}
-		err := e.store.Update(func(tx *store.Tx) error {
-			if err := e.checkClosing(tx, sb.Name); err != nil {
-				return err
-			}
-			for _, r := range batch {
-				id, err := tx.NextRecordID()
-				if err != nil {
-					return err
-				}
-				r.ID = id
-				if err := tx.PutRecord(r); err != nil {
-					return err
-				}
-				// In the index from the generation this close makes.
-				if inEffectIndex(r) {
-					if err := tx.PutCurrent(sb.Name, r.Path, sb.Generation+1, r.ID); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
+		// New ids, and those in effect once committed in the index from
+		// the generation this close makes.
+		stage := func(tx *store.Tx) error { return tx.StageRecords(sb.Name, sb.Generation+1, batch, inEffectIndex) }
+		var err error
+		if token, ok := e.closing[sb.Name]; ok {
+			err = e.store.UpdateLeased(sb.Name, e.hostID, token, stage)
+		} else {
+			err = e.store.Update(stage) // a close driven without a lease (tests)
+		}
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,10 @@ type kvBackend interface {
 	// a serialization failure), so fn must have no effect outside tx
 	// that a second run would repeat wrongly.
 	update(fn func(kvTx) error) error
+	// updateLocked is update for a transaction that writes only keys of
+	// the holder of the lease at key lock (Store.UpdateLeased): the
+	// driver may run it at a weaker isolation with that key's row locked.
+	updateLocked(lock []byte, fn func(kvTx) error) error
 	// view runs fn in one read-only transaction that sees one snapshot.
 	view(fn func(kvTx) error) error
 	close() error
@@ -29,9 +33,15 @@ type kvTx interface {
 	// passes the value. k and v are valid only during the call. An error
 	// from fn ends the scan and is returned as is.
 	scan(ctx context.Context, prefix, from []byte, values bool, fn func(k, v []byte) error) error
+	// scanRanges is scan over several ranges, each up to its limit, in
+	// one round trip where the driver can: fn gets the number of the
+	// range with each key, range after range, each in key order.
+	scanRanges(ctx context.Context, rs []keyRange, values bool, fn func(i int, k, v []byte) error) error
 	// next increments the named counter and returns its new value. Values
 	// only grow; a driver may leave gaps (PostgreSQL's sequences do).
 	next(name string) (uint64, error)
+	// nextN is next n times, in one round trip where the driver can.
+	nextN(name string, n int) ([]uint64, error)
 	// before runs fn in a read-only view of the ledger as this
 	// transaction found it: without its own writes, and without anything
 	// committed since it began (current_counts.go diffs the two).

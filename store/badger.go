@@ -27,6 +27,11 @@ func (b *badgerBackend) update(fn func(kvTx) error) error {
 	return txn.Commit()
 }
 
+// updateLocked is update: badger's transactions detect every conflict
+// of what they read with what committed since, and one process at a
+// time writes.
+func (b *badgerBackend) updateLocked(_ []byte, fn func(kvTx) error) error { return b.update(fn) }
+
 func (b *badgerBackend) view(fn func(kvTx) error) error {
 	txn := b.db.NewTransaction(false)
 	defer txn.Discard()
@@ -137,4 +142,21 @@ func (t badgerTx) next(name string) (uint64, error) {
 	}
 	n++
 	return n, t.set(k, binary.BigEndian.AppendUint64(nil, n))
+}
+
+func (t badgerTx) scanRanges(ctx context.Context, rs []keyRange, values bool, fn func(i int, k, v []byte) error) error {
+	return scanRangesEach(ctx, t, rs, values, fn)
+}
+
+// nextN is n calls of next: one key, read and written in memory.
+func (t badgerTx) nextN(name string, n int) ([]uint64, error) {
+	out := make([]uint64, 0, n)
+	for range n {
+		id, err := t.next(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, nil
 }

@@ -56,3 +56,43 @@ func BenchmarkCommit50(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStage50 is BenchmarkCommit50 through StageRecords, as close
+// stages a batch: the ids drawn and the paths' versions read in one batch.
+func BenchmarkStage50(b *testing.B) {
+	for _, d := range []string{"badger", "postgres"} {
+		b.Run(d, func(b *testing.B) {
+			var s *Store
+			var err error
+			if d == "badger" {
+				s, err = Open(b.TempDir())
+			} else {
+				s, err = OpenURL(context.Background(), pgtest.URL(b), "")
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				err := s.Update(func(tx *Tx) error {
+					gen := uint64(i + 1)
+					recs := make([]*Record, 50)
+					for j := range recs {
+						p := fmt.Sprintf("/home/user/Documents/f%d-%d", i, j)
+						recs[j] = &Record{Sandbox: "docs", Session: gen, Path: p, Kind: change.KindAdd, Type: "file", Size: 4096,
+							Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Exception: "ex1", Status: change.StatusPending, Created: t0}
+					}
+					if err := tx.StageRecords("docs", gen, recs, nil); err != nil {
+						return err
+					}
+					_, err := tx.Append(time.Now(), "sandbox.close", "docs", map[string]string{"session": fmt.Sprint(gen)})
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

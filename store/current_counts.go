@@ -40,21 +40,13 @@ func (tx *Tx) CountsAt(sandbox string, gen uint64) (Counts, error) {
 
 // countsAt is CountsAt and the generation of the version read (0: none).
 func (tx *Tx) countsAt(sandbox string, gen uint64) (Counts, uint64, error) {
-	decode := func(v []byte) (Counts, error) {
-		f, n := binary.Varint(v)
-		b, m := binary.Varint(v[max(n, 0):])
-		if n <= 0 || m <= 0 || n+m != len(v) {
-			return Counts{}, fmt.Errorf("store: malformed counters of %s: %x", sandbox, v)
-		}
-		return Counts{f, b}, nil
-	}
 	// Usually the counters were written at gen itself: a point read, which
 	// costs less than opening an iterator on every table of the store.
 	if v, ok, err := tx.get(countsKey(sandbox, gen)); err != nil || ok {
 		if err != nil {
 			return Counts{}, 0, err
 		}
-		c, err := decode(v)
+		c, err := decodeCounts(sandbox, v)
 		return c, gen, err
 	}
 	prefix := key(pCounts, sandbox)
@@ -67,12 +59,22 @@ func (tx *Tx) countsAt(sandbox string, gen uint64) (Counts, uint64, error) {
 		}
 		at = ^g
 		var err error
-		if c, err = decode(v); err != nil {
+		if c, err = decodeCounts(sandbox, v); err != nil {
 			return err
 		}
 		return ErrStop
 	})
 	return c, at, err
+}
+
+// decodeCounts decodes a version of sandbox's counters.
+func decodeCounts(sandbox string, v []byte) (Counts, error) {
+	f, n := binary.Varint(v)
+	b, m := binary.Varint(v[max(n, 0):])
+	if n <= 0 || m <= 0 || n+m != len(v) {
+		return Counts{}, fmt.Errorf("store: malformed counters of %s: %x", sandbox, v)
+	}
+	return Counts{f, b}, nil
 }
 
 // addCounts moves the counters of generation gen by d, writing gen's
@@ -86,10 +88,7 @@ func (tx *Tx) addCounts(sandbox string, gen uint64, d Counts) error {
 	c, cached := tx.counts[k]
 	if !cached {
 		var err error
-		if c, _, err = tx.countsAt(sandbox, gen); err != nil {
-			return err
-		}
-		if err := tx.dropStaleCounts(sandbox, gen); err != nil {
+		if c, err = tx.countsForUpdate(sandbox, gen); err != nil {
 			return err
 		}
 		if tx.counts == nil {
@@ -102,14 +101,24 @@ func (tx *Tx) addCounts(sandbox string, gen uint64, d Counts) error {
 	return tx.set([]byte(k), binary.AppendVarint(binary.AppendVarint(nil, c.Files), c.Bytes))
 }
 
-// dropStaleCounts deletes the counters older than what a reader at gen-1
-// sees.
-func (tx *Tx) dropStaleCounts(sandbox string, gen uint64) error {
+// countsForUpdate returns the counters a reader at gen sees and deletes
+// the versions older than what a reader at gen-1 sees, in one scan of the
+// sandbox's few versions.
+func (tx *Tx) countsForUpdate(sandbox string, gen uint64) (Counts, error) {
+	var c Counts
 	var stale [][]byte
-	keptOlder := false
-	if err := tx.scan(key(pCounts, sandbox), false, func(k, _ []byte) error {
+	seen, keptOlder := false, false
+	if err := tx.scan(key(pCounts, sandbox), true, func(k, v []byte) error {
 		g, _ := tailUint64(k)
-		switch g = ^g; {
+		g = ^g
+		if g <= gen && !seen {
+			seen = true
+			var err error
+			if c, err = decodeCounts(sandbox, v); err != nil {
+				return err
+			}
+		}
+		switch {
 		case g >= gen:
 		case !keptOlder:
 			keptOlder = true
@@ -118,14 +127,14 @@ func (tx *Tx) dropStaleCounts(sandbox string, gen uint64) error {
 		}
 		return nil
 	}); err != nil {
-		return err
+		return c, err
 	}
 	for _, k := range stale {
 		if err := tx.del(k); err != nil {
-			return err
+			return c, err
 		}
 	}
-	return nil
+	return c, nil
 }
 
 // SetCounts writes the counters of generation gen outright (building them
@@ -208,83 +217,91 @@ func (tx *Tx) settleChanged(before *Tx) error {
 }
 
 // subtreeCounts sums what the subtrees of tops contribute to the state a
-// reader at k.gen sees in tx.
+// reader at k.gen sees in tx. It reads in one batch (scanRanges): the
+// version of every top and of every ancestor of one, and the keys under
+// every top. An entry's record is its copy in the index (a bare id is
+// looked up): the fields counted never change.
 func subtreeCounts(tx *Tx, k countsAt, tops []string) (Counts, error) {
 	var c Counts
 	prefix := key(pCurrent, k.sandbox)
-	ctx := context.Background()
-	// entryAt returns the record in effect at p for a reader at k.gen.
-	entryAt := func(p string) (*Record, error) {
-		var v []byte
-		found := false
-		err := tx.scanFrom(ctx, currentPathPrefix(k.sandbox, p), currentKey(k.sandbox, p, k.gen), true, func(_, val []byte) error {
-			v, found = append([]byte(nil), val...), true
-			return ErrStop
-		})
-		if err != nil || !found {
-			return nil, err
+	var rs []keyRange
+	var paths []string        // the path of each entry range
+	entry := map[string]int{} // the entry range of a path
+	want := func(p string) {
+		if _, ok := entry[p]; !ok {
+			entry[p] = len(rs)
+			rs = append(rs, keyRange{prefix: currentPathPrefix(k.sandbox, p), from: currentKey(k.sandbox, p, k.gen), limit: 1})
+			paths = append(paths, p)
 		}
-		id, ok, err := decodeCurrent(v)
-		if err != nil || !ok {
-			return nil, err
-		}
-		return tx.indexedRecord(id)
 	}
-	anc := map[string]*Record{} // ancestors looked up already (siblings share them)
 	for _, top := range tops {
+		for a := parentPath(top); a != ""; a = parentPath(a) {
+			want(a)
+		}
+		want(top)
+	}
+	nEntries := len(rs)
+	for _, top := range tops {
+		rs = append(rs, keyRange{prefix: append(prefix[:len(prefix):len(prefix)], top+"/"...)})
+	}
+	type value struct {
+		path string
+		v    []byte
+	}
+	entries := make([]*value, nEntries)
+	under := make([][]value, len(tops))
+	var done []byte // the path key of the subtree's entry seen last
+	last := -1
+	err := tx.scanRanges(context.Background(), rs, true, func(i int, key, v []byte) error {
+		if i < nEntries {
+			entries[i] = &value{paths[i], append([]byte(nil), v...)}
+			return nil
+		}
+		if len(key) < len(prefix)+9 {
+			return fmt.Errorf("store: malformed current-state key %q", key)
+		}
+		if i != last {
+			done, last = nil, i
+		}
+		pathKey := key[:len(key)-8]
+		if done != nil && string(pathKey) == string(done) {
+			return nil
+		}
+		if g, _ := tailUint64(key); ^g > k.gen {
+			return nil
+		}
+		done = append(done[:0], pathKey...)
+		t := i - nEntries
+		under[t] = append(under[t], value{string(pathKey[len(prefix) : len(pathKey)-1]), append([]byte(nil), v...)})
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	recs := make([]*Record, nEntries)
+	for i, e := range entries {
+		if e != nil {
+			if recs[i], err = tx.entryRecord(k.sandbox, e.path, e.v); err != nil {
+				return c, err
+			}
+		}
+	}
+	for t, top := range tops {
 		var f StateFilter
 		var chain []string
 		for a := parentPath(top); a != ""; a = parentPath(a) {
 			chain = append(chain, a)
 		}
 		for i := len(chain) - 1; i >= 0; i-- {
-			r, seen := anc[chain[i]]
-			if !seen {
-				var err error
-				if r, err = entryAt(chain[i]); err != nil {
-					return c, err
-				}
-				anc[chain[i]] = r
-			}
-			if r != nil {
+			if r := recs[entry[chain[i]]]; r != nil {
 				f.Keep(r)
 			}
 		}
-		r, err := entryAt(top)
-		if err != nil {
-			return c, err
-		}
-		if r != nil && f.Keep(r) {
+		if r := recs[entry[top]]; r != nil && f.Keep(r) {
 			c.add(r, 1)
 		}
-		// The subtree: every key under "top/", the newest version a reader
-		// at k.gen sees of each path.
-		under := append(prefix[:len(prefix):len(prefix)], top+"/"...)
-		var done []byte
-		var ids []uint64
-		err = tx.scanFrom(ctx, under, nil, true, func(key, v []byte) error {
-			pathKey := key[:len(key)-8]
-			if done != nil && string(pathKey) == string(done) {
-				return nil
-			}
-			if g, _ := tailUint64(key); ^g > k.gen {
-				return nil
-			}
-			done = append(done[:0], pathKey...)
-			id, ok, err := decodeCurrent(v)
-			if err != nil {
-				return err
-			}
-			if ok {
-				ids = append(ids, id)
-			}
-			return nil
-		})
-		if err != nil {
-			return c, err
-		}
-		for _, id := range ids {
-			r, err := tx.indexedRecord(id)
+		for _, e := range under[t] {
+			r, err := tx.entryRecord(k.sandbox, e.path, e.v)
 			if err != nil {
 				return c, err
 			}
@@ -294,6 +311,20 @@ func subtreeCounts(tx *Tx, k countsAt, tops []string) (Counts, error) {
 		}
 	}
 	return c, nil
+}
+
+// entryRecord returns the record an index value of sandbox's path names:
+// its copy, or for a bare id the record itself, nil when it is missing (a
+// damaged index, which check reports: it counts nothing).
+func (tx *Tx) entryRecord(sandbox, path string, v []byte) (*Record, error) {
+	if len(v) > 0 && v[0] == currentCopy {
+		return tx.currentRecord(sandbox, path, v)
+	}
+	id, ok, err := decodeCurrent(v)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return tx.indexedRecord(id)
 }
 
 // indexedRecord returns the record an index entry names, or nil when it

@@ -81,6 +81,28 @@ func (b *pgBackend) update(fn func(kvTx) error) error {
 	return pgRetry(func() error { return b.once(pgx.TxOptions{IsoLevel: pgx.Serializable}, fn) })
 }
 
+// updateLocked runs fn at REPEATABLE READ after reading lock's row FOR
+// SHARE (Store.UpdateLeased says why that is enough): it takes no
+// predicate locks, and the lease it reads cannot change before it ends.
+func (b *pgBackend) updateLocked(lock []byte, fn func(kvTx) error) error {
+	return pgRetry(func() error {
+		return b.once(pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(t kvTx) error {
+			pt := t.(*pgTx)
+			var v []byte
+			err := pt.tx.QueryRow(context.Background(), `SELECT v FROM kv WHERE k = $1 FOR SHARE`, lock).Scan(&v)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				pt.remember(string(lock), nil)
+			case err != nil:
+				return pt.fail(err)
+			default:
+				pt.remember(string(lock), v)
+			}
+			return fn(t)
+		})
+	})
+}
+
 func (b *pgBackend) view(fn func(kvTx) error) error {
 	return pgRetry(func() error {
 		return b.once(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
@@ -118,7 +140,7 @@ func (b *pgBackend) once(opts pgx.TxOptions, fn func(kvTx) error) error {
 		return pgErr(err)
 	}
 	defer tx.Rollback(ctx)
-	t := &pgTx{tx: tx, b: b}
+	t := &pgTx{tx: tx, b: b, iso: opts.IsoLevel}
 	if err := fn(t); err != nil {
 		if t.failed != nil && !errors.Is(err, t.failed) {
 			// fn went on after a statement failed; what failed first
@@ -188,6 +210,15 @@ type pgTx struct {
 	// pending holds the writes not yet sent, the last per key (nil: a
 	// delete); a get answers from it, a scan and the commit send it first.
 	pending map[string][]byte
+	// read holds what get read (nil: absent) and the writes sent: the
+	// snapshot does not change, so a key is read once.
+	read map[string][]byte
+	iso  pgx.TxIsoLevel
+	sent bool      // some writes were sent: the database no longer shows the snapshot alone
+	at   time.Time // now(), once read
+	// root is the transaction a view without the pending writes reads
+	// through (before); nil for the transaction itself.
+	root *pgTx
 }
 
 // pgFlushChunk is how many keys one statement of flush writes at most.
@@ -195,6 +226,9 @@ const pgFlushChunk = 4096
 
 // fail records err, the error of a statement, classed by pgErr.
 func (t *pgTx) fail(err error) error {
+	if t.root != nil {
+		return t.root.fail(err)
+	}
 	err = pgErr(err)
 	if err != nil && t.failed == nil {
 		t.failed = err
@@ -206,24 +240,34 @@ func (t *pgTx) fail(err error) error {
 // transaction reads it again). If the query fails the transaction is
 // failed and never commits; the host's clock stands in for its reads.
 func (t *pgTx) now() time.Time {
+	if !t.at.IsZero() {
+		return t.at
+	}
 	var now time.Time
 	if err := t.tx.QueryRow(context.Background(), `SELECT now()`).Scan(&now); err != nil {
 		t.fail(err)
 		return time.Now().UTC()
 	}
-	return now.UTC()
+	t.at = now.UTC()
+	return t.at
 }
 
-// before reads in a read-only transaction that imports this one's
-// snapshot (pg_export_snapshot): what this transaction saw, without its
-// own writes, whatever committed since.
+// before reads what this transaction saw, without its own writes,
+// whatever committed since: while none of its writes were sent, through
+// this transaction without the pending ones (no round trip of its own);
+// after, in a read-only transaction that imports this one's snapshot
+// (pg_export_snapshot).
 func (t *pgTx) before(fn func(kvTx) error) error {
+	if !t.sent && t.root == nil {
+		return fn(&pgTx{tx: t.tx, b: t.b, root: t})
+	}
 	ctx := context.Background()
 	var snap string
 	if err := t.tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snap); err != nil {
 		return t.fail(err)
 	}
-	rtx, err := t.b.snapPool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly})
+	// A snapshot imports into a transaction of the same isolation only.
+	rtx, err := t.b.snapPool.BeginTx(ctx, pgx.TxOptions{IsoLevel: t.iso, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return pgErr(err)
 	}
@@ -239,15 +283,29 @@ func (t *pgTx) get(k []byte) ([]byte, bool, error) {
 	if v, ok := t.pending[string(k)]; ok {
 		return bytes.Clone(v), v != nil, nil
 	}
+	if v, ok := t.read[string(k)]; ok {
+		return bytes.Clone(v), v != nil, nil
+	}
 	var v []byte
 	err := t.tx.QueryRow(context.Background(), `SELECT v FROM kv WHERE k = $1`, k).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
+		t.remember(string(k), nil)
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, t.fail(err)
 	}
-	return v, true, nil
+	t.remember(string(k), v)
+	return bytes.Clone(v), true, nil
+}
+
+// remember notes what the database holds at k for this transaction
+// (nil: nothing).
+func (t *pgTx) remember(k string, v []byte) {
+	if t.read == nil {
+		t.read = map[string][]byte{}
+	}
+	t.read[k] = v
 }
 
 func (t *pgTx) set(k, v []byte) error {
@@ -306,6 +364,12 @@ func (t *pgTx) flush(ctx context.Context) error {
 	}
 	if err := send(true); err != nil {
 		return err
+	}
+	t.sent = true
+	for k, v := range t.pending {
+		if _, ok := t.read[k]; ok {
+			t.remember(k, v)
+		}
 	}
 	clear(t.pending)
 	return nil

@@ -219,6 +219,12 @@ func (s *Store) Close() error {
 // itself. On PostgreSQL fn runs again after a serialization failure, so it
 // must not leave effects outside tx that a second run repeats wrongly.
 func (s *Store) Update(fn func(tx *Tx) error) error {
+	return s.update(func(be kvBackend, f func(kvTx) error) error { return be.update(f) }, fn)
+}
+
+// update is Update in a transaction that run starts on the backend (read
+// once the store is in use: a parked badger store reopens with a new one).
+func (s *Store) update(run func(kvBackend, func(kvTx) error) error, fn func(tx *Tx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	done, err := s.use()
@@ -226,7 +232,7 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 		return err
 	}
 	defer done()
-	return translate(s.be.update(func(b kvTx) error {
+	return translate(run(s.be, func(b kvTx) error {
 		tx := &Tx{b: b, s: s} // a retried transaction starts afresh
 		if err := fn(tx); err != nil {
 			return err
