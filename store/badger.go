@@ -27,9 +27,9 @@ func (b *badgerBackend) update(fn func(kvTx) error) error {
 	return txn.Commit()
 }
 
-// updateLocked is update: badger's transactions detect every conflict
-// of what they read with what committed since, and one process at a
-// time writes.
+// updateLocked is update: badger admits one process, and Store.update
+// runs that process's read-write transactions one at a time, so nothing
+// commits while one runs.
 func (b *badgerBackend) updateLocked(_ []byte, fn func(kvTx) error) error { return b.update(fn) }
 
 func (b *badgerBackend) view(fn func(kvTx) error) error {
