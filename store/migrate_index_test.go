@@ -73,21 +73,7 @@ func TestMigrateSchema2Index(t *testing.T) {
 			dir := t.TempDir()
 			want := schema2Store(t, dir)
 			if step != "" {
-				crash := errors.New("crash at " + step)
-				migrateHook = func(s string) error {
-					if s == step {
-						return crash
-					}
-					return nil
-				}
-				_, err := Open(dir)
-				migrateHook = nil
-				if !errors.Is(err, crash) {
-					t.Fatalf("Open = %v, want the crash", err)
-				}
-				if _, err := os.Lstat(filepath.Join(dir, BackupName(2))); err != nil {
-					t.Fatalf("no backup after a crash at %s: %v", step, err)
-				}
+				openCrashingAt(t, dir, step, 2)
 			}
 			s, err := Open(dir)
 			if err != nil {

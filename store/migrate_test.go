@@ -111,23 +111,31 @@ func TestMigrateResumes(t *testing.T) {
 	for _, step := range []string{"backup", "schema", "batch", "index", "verified"} {
 		t.Run(step, func(t *testing.T) {
 			dir := copyFixture(t)
-			crash := errors.New("crash at " + step)
-			migrateHook = func(s string) error {
-				if s == step {
-					return crash
-				}
-				return nil
-			}
-			_, err := Open(dir)
-			migrateHook = nil
-			if !errors.Is(err, crash) {
-				t.Fatalf("Open = %v, want the crash", err)
-			}
-			if _, err := os.Lstat(filepath.Join(dir, BackupName(1))); err != nil {
-				t.Fatalf("no backup after a crash at %s: %v", step, err)
-			}
+			openCrashingAt(t, dir, step, 1)
 			checkMigrated(t, dir)
 		})
+	}
+}
+
+// openCrashingAt opens the store in dir with its migration stopped after
+// step, as a crash would, and checks that the backup of schema from is
+// there.
+func openCrashingAt(t *testing.T, dir, step string, from int) {
+	t.Helper()
+	crash := errors.New("crash at " + step)
+	migrateHook = func(s string) error {
+		if s == step {
+			return crash
+		}
+		return nil
+	}
+	_, err := Open(dir)
+	migrateHook = nil
+	if !errors.Is(err, crash) {
+		t.Fatalf("Open = %v, want the crash", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, BackupName(from))); err != nil {
+		t.Fatalf("no backup after a crash at %s: %v", step, err)
 	}
 }
 
