@@ -198,19 +198,29 @@ func Holder(path string) string {
 // openFile opens (creating) the lock file path: never through a symlink,
 // and only a file of ours with one link, since it is truncated and
 // written as whoever runs spillway.
+//
+// A holder may remove the file between its open here and the check (its
+// link count is then 0): that file is opened afresh, not refused.
 func openFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if errors.Is(err, unix.ELOOP) {
-		return nil, statedir.SymlinkError(filepath.Dir(path), path)
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if errors.Is(err, unix.ELOOP) {
+			return nil, statedir.SymlinkError(filepath.Dir(path), path)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open lock: %w", err)
+		}
+		if err := statedir.CheckFile(filepath.Dir(path), f); err != nil {
+			var st unix.Stat_t
+			gone := unix.Fstat(int(f.Fd()), &st) == nil && st.Nlink == 0
+			f.Close()
+			if gone {
+				continue // removed since the open
+			}
+			return nil, err
+		}
+		return f, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("open lock: %w", err)
-	}
-	if err := statedir.CheckFile(filepath.Dir(path), f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 // try attempts the flock how without waiting; busy when another holds it.
