@@ -16,17 +16,7 @@ import (
 func BenchmarkCommit50(b *testing.B) {
 	for _, d := range []string{"badger", "postgres"} {
 		b.Run(d, func(b *testing.B) {
-			var s *Store
-			var err error
-			if d == "badger" {
-				s, err = Open(b.TempDir())
-			} else {
-				s, err = OpenURL(context.Background(), pgtest.URL(b), "")
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := benchStore(b, d)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				err := s.Update(func(tx *Tx) error {
@@ -62,17 +52,7 @@ func BenchmarkCommit50(b *testing.B) {
 func BenchmarkStage50(b *testing.B) {
 	for _, d := range []string{"badger", "postgres"} {
 		b.Run(d, func(b *testing.B) {
-			var s *Store
-			var err error
-			if d == "badger" {
-				s, err = Open(b.TempDir())
-			} else {
-				s, err = OpenURL(context.Background(), pgtest.URL(b), "")
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := benchStore(b, d)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				err := s.Update(func(tx *Tx) error {
@@ -95,4 +75,22 @@ func BenchmarkStage50(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchStore opens a store of driver d ("badger" or "postgres") for a
+// benchmark, closed when it ends.
+func benchStore(b *testing.B, d string) *Store {
+	b.Helper()
+	var s *Store
+	var err error
+	if d == "badger" {
+		s, err = Open(b.TempDir())
+	} else {
+		s, err = OpenURL(context.Background(), pgtest.URL(b), "")
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/spillway/spillway/internal/change"
-	"github.com/spillway/spillway/internal/pgtest"
 )
 
 // BenchmarkListCurrent is the ledger's part of a full persisted ls: one
@@ -16,17 +15,7 @@ func BenchmarkListCurrent(b *testing.B) {
 	const paths = 100000
 	for _, d := range []string{"badger", "postgres"} {
 		b.Run(d, func(b *testing.B) {
-			var s *Store
-			var err error
-			if d == "badger" {
-				s, err = Open(b.TempDir())
-			} else {
-				s, err = OpenURL(context.Background(), pgtest.URL(b), "")
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := benchStore(b, d)
 			for i := 0; i < paths; i += 2000 {
 				err := s.Update(func(tx *Tx) error {
 					for j := i; j < min(paths, i+2000); j++ {

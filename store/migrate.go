@@ -137,17 +137,17 @@ const backupNames = "migration-v*.backup"
 // record id (the index of schema 2) as copies, when keyCopying says so.
 func (s *Store) copyIndexes() error {
 	var sbs []*Sandbox
-	todo := false
+	copying := false
 	err := s.View(func(tx *Tx) error {
 		_, ok, err := tx.get([]byte(keyCopying))
 		if err != nil || !ok {
 			return err
 		}
-		todo = true
+		copying = true
 		sbs, err = tx.ListSandboxes()
 		return err
 	})
-	if err != nil || !todo {
+	if err != nil || !copying {
 		return err
 	}
 	ctx := context.Background()

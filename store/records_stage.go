@@ -53,14 +53,8 @@ func (tx *Tx) StageRecords(sandbox string, gen uint64, recs []*Record, inIndex f
 		return err
 	}
 	for _, r := range recs {
-		tx.movePending(nil, r)
-		if err := tx.put(key(pRec, r.ID), r); err != nil {
+		if err := tx.putNewRecord(r); err != nil {
 			return err
-		}
-		for _, k := range recordIndexKeys(r) {
-			if err := tx.set(k, nil); err != nil {
-				return err
-			}
 		}
 	}
 	for i, r := range indexed {
