@@ -68,8 +68,9 @@ func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
 			return err
 		})
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07") {
-			// Another process created the same table or row at once.
+		if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07" || pe.Code == "42710") {
+			// Another process created the same table, its row type
+			// (42710, "type already exists") or its row at once.
 			return &pgconn.PgError{Code: "40001", Message: "concurrent schema creation: " + pe.Message}
 		}
 		return pgErr(err)
