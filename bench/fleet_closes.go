@@ -22,7 +22,8 @@ import (
 // checked), the records an earlier try staged cleared, one batch of 50
 // records staged with their current-state versions (token checked), and
 // the commit (token checked, lease released, generation bumped, session
-// and sandbox updated, audit entry). The open between closes (heartbeat,
+// and sandbox updated, audit entry). Each runs as persist runs it: the
+// lease taken in UpdateLeaseTaker, the rest in UpdateLeased. The open between closes (heartbeat,
 // lease, session) is part of the loop, not of the close's latency.
 func (b *bench) fleetCloses(ctx context.Context) error {
 	clients := 32
@@ -163,7 +164,7 @@ func (c *closeClient) open() error {
 }
 
 func (c *closeClient) open2() error {
-	err := c.st.Update(func(tx *store.Tx) error {
+	err := c.st.UpdateLeaseTaker(c.sandbox, func(tx *store.Tx) error {
 		if _, err := tx.Heartbeat(c.host, time.Minute); err != nil {
 			return err
 		}
@@ -178,10 +179,7 @@ func (c *closeClient) open2() error {
 	if err != nil {
 		return err
 	}
-	return c.st.Update(func(tx *store.Tx) error {
-		if err := tx.CheckLease(c.sandbox, c.host, c.token); err != nil {
-			return err
-		}
+	return c.st.UpdateLeased(c.sandbox, c.host, c.token, func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(c.sandbox)
 		if err != nil {
 			return err
@@ -205,10 +203,7 @@ func (c *closeClient) open2() error {
 func (c *closeClient) close(ctx context.Context) (time.Duration, error) {
 	name, n := c.sandbox, c.sb.Session
 	err := c.step(1, func() error {
-		return c.st.Update(func(tx *store.Tx) error {
-			if err := tx.CheckLease(name, c.host, c.token); err != nil {
-				return err
-			}
+		return c.st.UpdateLeased(name, c.host, c.token, func(tx *store.Tx) error {
 			sb, err := tx.GetSandbox(name)
 			if err != nil {
 				return err
@@ -254,10 +249,7 @@ func (c *closeClient) close(ctx context.Context) (time.Duration, error) {
 	}
 	t0 := time.Now()
 	err = c.step(5, func() error {
-		return c.st.Update(func(tx *store.Tx) error {
-			if err := tx.CheckLease(name, c.host, c.token); err != nil {
-				return err
-			}
+		return c.st.UpdateLeased(name, c.host, c.token, func(tx *store.Tx) error {
 			if err := tx.ReleaseLease(name, c.host, c.token); err != nil {
 				return err
 			}

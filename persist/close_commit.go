@@ -197,26 +197,39 @@ func (e *Env) closeCommitted(ctx context.Context, sb *store.Sandbox, sum *CloseS
 // connection lost during COMMIT on either driver.
 var loseCommitAnswer func(step string) (lose, afterCommit bool)
 
-// commitUpdate runs fn in an Update, the commit of step.
-func (e *Env) commitUpdate(step string, fn func(tx *store.Tx) error) error {
+// commitUpdate runs fn, the commit of step of sandbox name, in an Update,
+// or in an UpdateLeased when this host holds the lease with token (not 0).
+func (e *Env) commitUpdate(step, name string, token uint64, fn func(tx *store.Tx) error) error {
+	update := func() error { return e.updateAsHolder(name, token, fn) }
 	if loseCommitAnswer != nil {
 		if lose, after := loseCommitAnswer(step); lose {
 			if after {
-				if err := e.store.Update(fn); err != nil {
+				if err := update(); err != nil {
 					return err
 				}
 			}
 			return fmt.Errorf("test: %w", store.ErrCommitUnknown)
 		}
 	}
-	return e.store.Update(fn)
+	return update()
+}
+
+// updateAsHolder runs fn, a write of sandbox name's session, in an
+// UpdateLeased with token, which checks this host's lease and, on
+// PostgreSQL, takes no predicate locks (store.UpdateLeased); without a
+// token (a close driven without a lease, in tests) in an Update.
+func (e *Env) updateAsHolder(name string, token uint64, fn func(tx *store.Tx) error) error {
+	if token == 0 {
+		return e.store.Update(fn)
+	}
+	return e.store.UpdateLeased(name, e.hostID, token, fn)
 }
 
 // commitCloseOnce commits sb's close in one transaction: the staged
 // records take effect, the session and the sandbox are closed, the
 // generation moves when something persisted, the lease is released.
 func (e *Env) commitCloseOnce(sb *store.Sandbox, sum *CloseSummary) error {
-	return e.commitUpdate("close", func(tx *store.Tx) error { return e.commitCloseTx(tx, sb, sum) })
+	return e.commitUpdate("close", sb.Name, e.closing[sb.Name], func(tx *store.Tx) error { return e.commitCloseTx(tx, sb, sum) })
 }
 
 func (e *Env) commitCloseTx(tx *store.Tx, sb *store.Sandbox, sum *CloseSummary) error {

@@ -70,7 +70,7 @@ func (e *Env) resolveHostID(asked string) error {
 // and that host is fenced when it comes back.
 func (e *Env) takeLease(name string) (uint64, error) {
 	var token uint64
-	err := e.store.Update(func(tx *store.Tx) error {
+	err := e.store.UpdateLeaseTaker(name, func(tx *store.Tx) error {
 		if _, err := tx.Heartbeat(e.hostID, e.hostTTL); err != nil {
 			return err
 		}

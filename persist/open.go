@@ -121,9 +121,20 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 	if parent == img.Snapshot {
 		sb.Layer = ""
 	}
-	err = e.commitUpdate("open", func(tx *store.Tx) error {
+	err = e.commitUpdate("open", name, token, func(tx *store.Tx) error {
 		if err := e.checkLease(tx, name, token); err != nil {
 			return err
+		}
+		// sb was read before the root was built: a change of the state
+		// committed since (a review decision on another host) must not be
+		// overwritten, and the root would not show it.
+		cur, err := tx.GetSandbox(name)
+		if err != nil {
+			return err
+		}
+		if cur.Generation != sb.Generation || cur.Session+1 != n {
+			return errclass.Errorf(errdefs.ErrAborted, "the state of %s changed while it was being opened (generation %d, now %d; session %d, now %d): open it again",
+				name, sb.Generation, cur.Generation, n-1, cur.Session)
 		}
 		ses := &store.Session{Sandbox: name, N: n, State: store.StateOpen, Opened: now, Generation: sb.Generation, Host: e.hostID, Token: token}
 		if err := tx.PutSession(ses); err != nil {
@@ -132,7 +143,7 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 		if err := tx.PutSandbox(sb); err != nil {
 			return err
 		}
-		_, err := tx.Append(e.Now(), "sandbox.open", name, map[string]string{
+		_, err = tx.Append(e.Now(), "sandbox.open", name, map[string]string{
 			"session": fmt.Sprint(n), "generation": fmt.Sprint(sb.Generation), "path": target,
 		})
 		return err

@@ -11,9 +11,11 @@ type kvBackend interface {
 	// that a second run would repeat wrongly.
 	update(fn func(kvTx) error) error
 	// updateLocked is update for a transaction that writes only keys of
-	// the holder of the lease at key lock (Store.UpdateLeased): the
-	// driver may run it at a weaker isolation with that key's row locked.
-	updateLocked(lock []byte, fn func(kvTx) error) error
+	// the holder of the lease at key lock (Store.UpdateLeased), or that
+	// takes that lease (Store.UpdateLeaseTaker, exclusive): the driver
+	// may run it at a weaker isolation with that key's row locked, shared
+	// or, when exclusive, for update.
+	updateLocked(lock []byte, exclusive bool, fn func(kvTx) error) error
 	// view runs fn in one read-only transaction that sees one snapshot.
 	view(fn func(kvTx) error) error
 	close() error

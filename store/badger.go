@@ -30,7 +30,9 @@ func (b *badgerBackend) update(fn func(kvTx) error) error {
 // updateLocked is update: badger admits one process, and Store.update
 // runs that process's read-write transactions one at a time, so nothing
 // commits while one runs.
-func (b *badgerBackend) updateLocked(_ []byte, fn func(kvTx) error) error { return b.update(fn) }
+func (b *badgerBackend) updateLocked(_ []byte, _ bool, fn func(kvTx) error) error {
+	return b.update(fn)
+}
 
 func (b *badgerBackend) view(fn func(kvTx) error) error {
 	txn := b.db.NewTransaction(false)

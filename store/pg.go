@@ -82,14 +82,21 @@ func (b *pgBackend) update(fn func(kvTx) error) error {
 }
 
 // updateLocked runs fn at REPEATABLE READ after reading lock's row FOR
-// SHARE (Store.UpdateLeased says why that is enough): it takes no
-// predicate locks, and the lease it reads cannot change before it ends.
-func (b *pgBackend) updateLocked(lock []byte, fn func(kvTx) error) error {
+// SHARE, or FOR UPDATE when exclusive (Store.UpdateLeased and
+// Store.UpdateLeaseTaker say why that is enough): it takes no predicate
+// locks, and the lease it reads cannot change before it ends.
+func (b *pgBackend) updateLocked(lock []byte, exclusive bool, fn func(kvTx) error) error {
+	q := `SELECT v FROM kv WHERE k = $1 FOR SHARE`
+	if exclusive {
+		// Two takers that both held the row shared would deadlock when
+		// each then wrote it.
+		q = `SELECT v FROM kv WHERE k = $1 FOR UPDATE`
+	}
 	return pgRetry(func() error {
 		return b.once(pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(t kvTx) error {
 			pt := t.(*pgTx)
 			var v []byte
-			err := pt.tx.QueryRow(context.Background(), `SELECT v FROM kv WHERE k = $1 FOR SHARE`, lock).Scan(&v)
+			err := pt.tx.QueryRow(context.Background(), q, lock).Scan(&v)
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
 				pt.remember(string(lock), nil)

@@ -86,3 +86,93 @@ func getMeta(t *testing.T, s *Store, k string) string {
 	}
 	return v
 }
+
+// TestUpdateLeaseTakerRace: hosts of their own Store race to take one
+// sandbox's lease in UpdateLeaseTaker, over and over, the lease freed
+// between rounds (no row: the takers insert it) or held by a dead host
+// (a row to take over). Each round exactly one host gets it, with a token
+// above every earlier one; the others are refused naming the winner.
+func TestUpdateLeaseTakerRace(t *testing.T) { forEachDriver(t, testUpdateLeaseTakerRace) }
+
+func testUpdateLeaseTakerRace(t *testing.T) {
+	s, where := newStore(t)
+	hosts := []*Store{s}
+	if driverOf(t) == "postgres" {
+		for range 3 {
+			o := openStore(t, where)
+			defer o.Close()
+			hosts = append(hosts, o)
+		}
+	}
+	var last uint64
+	for round := range 12 {
+		if round%2 == 1 {
+			// The last winner dies: its lease stays, its heartbeat expires.
+			mustUpdate(t, s, func(tx *Tx) error { _, err := tx.Heartbeat("dead", time.Millisecond); return err })
+			mustUpdate(t, s, func(tx *Tx) error {
+				return tx.put(key(pLease, "docs"), &Lease{Sandbox: "docs", Host: "dead", Token: last, Taken: tx.Now()})
+			})
+			time.Sleep(5 * time.Millisecond)
+		} else {
+			mustUpdate(t, s, func(tx *Tx) error { return tx.DropLease("docs") })
+		}
+		type result struct {
+			host  string
+			token uint64
+			err   error
+		}
+		res := make(chan result, len(hosts))
+		for i, h := range hosts {
+			go func() {
+				id := string(rune('a'+i)) + "host"
+				var tok uint64
+				err := h.UpdateLeaseTaker("docs", func(tx *Tx) error {
+					if _, err := tx.Heartbeat(id, time.Hour); err != nil {
+						return err
+					}
+					l, _, err := tx.TakeLease("docs", id)
+					if err == nil {
+						tok = l.Token
+					}
+					return err
+				})
+				res <- result{id, tok, err}
+			}()
+		}
+		var winner string
+		var refused []*HeldError
+		for range hosts {
+			r := <-res
+			var held *HeldError
+			switch {
+			case r.err == nil && winner != "":
+				t.Fatalf("round %d: both %s and %s took the lease", round, winner, r.host)
+			case r.err == nil:
+				winner = r.host
+				if r.token <= last {
+					t.Fatalf("round %d: token %d not above %d", round, r.token, last)
+				}
+				last = r.token
+			case errors.As(r.err, &held):
+				refused = append(refused, held)
+			default:
+				t.Fatalf("round %d: %s: %v", round, r.host, r.err)
+			}
+		}
+		if winner == "" {
+			t.Fatalf("round %d: nobody took the lease", round)
+		}
+		for _, h := range refused {
+			if h.Holder != winner {
+				t.Fatalf("round %d: refused naming %s, winner %s", round, h.Holder, winner)
+			}
+		}
+		mustView(t, s, func(tx *Tx) error {
+			l, err := tx.GetLease("docs")
+			if err == nil && (l.Host != winner || l.Token != last) {
+				t.Errorf("round %d: lease %s/%d in the ledger, winner %s/%d", round, l.Host, l.Token, winner, last)
+			}
+			return err
+		})
+	}
+}
