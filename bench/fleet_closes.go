@@ -115,6 +115,9 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 		for _, c := range cs {
 			ds = append(ds, c.steps[k]...)
 		}
+		if len(ds) == 0 {
+			continue
+		}
 		b.addValue(grp, "step "+name+": p50 / p99", fmtDur(percentile(ds, 50))+" / "+fmtDur(percentile(ds, 99)))
 	}
 	if st, err := dbCounts(ctx, url); err == nil {
@@ -225,9 +228,9 @@ func (c *closeClient) close(ctx context.Context) (time.Duration, error) {
 	if err := c.step(2, func() error { _, err := c.st.DeleteSessionRecordsChunked(ctx, name, n, 1000); return err }); err != nil {
 		return 0, err
 	}
-	if err := c.step(3, func() error { _, err := c.st.DropCurrentAbove(ctx, name, c.sb.Generation); return err }); err != nil {
-		return 0, err
-	}
+	// persist's close drops index versions above G only after an earlier
+	// try or an abandoned session, which this loop never has (step 3 is
+	// not run, and not reported).
 	gen := c.sb.Generation
 	err = c.step(4, func() error {
 		// as persist's close stages a batch (persist/close_collect.go):

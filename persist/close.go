@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spillway/spillway/internal/failpoint"
@@ -108,8 +109,13 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 		if _, err := e.store.DeleteSessionRecordsChunked(ctx, name, sb.Session, recordBatch); err != nil {
 			return nil, err
 		}
-		if _, err := e.store.DropCurrentAbove(ctx, name, sb.Generation); err != nil {
-			return nil, err
+		if !wasOpen || abandonedBefore(sb) {
+			// Only an earlier try of this close, or a session abandoned to
+			// this one, can have staged index versions above G: reading
+			// the whole index (DropCurrentAbove) is skipped otherwise.
+			if _, err := e.store.DropCurrentAbove(ctx, name, sb.Generation); err != nil {
+				return nil, err
+			}
 		}
 		failpoint.Hit("close.records-cleared")
 	}
@@ -190,6 +196,14 @@ func (e *Env) keptOf(sb *store.Sandbox, sum *CloseSummary) *RecoveryKept {
 		}
 	}
 	return k
+}
+
+// abandonedBefore says whether the session before sb's was abandoned to
+// another host: its close may have staged index versions above the
+// generation before it lost the lease. Every close after an abandoned
+// session drops them, so older sessions need no look.
+func abandonedBefore(sb *store.Sandbox) bool {
+	return sb.Session > 1 && slices.Contains(sb.Abandoned, sb.Session-1)
 }
 
 func (e *Env) markClosing(sb *store.Sandbox) error { return e.setState(sb, store.StateClosing) }

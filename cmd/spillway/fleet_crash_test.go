@@ -84,7 +84,17 @@ func TestFleetCloseKilled(t *testing.T) {
 					t.Errorf("h2 sees %s from a close that never committed", p)
 				}
 			}
+			// h2 persists a document of its own: a close that makes a new
+			// generation must not bring in what h1's dead close staged.
+			const mine = "/home/user/Documents/from-h2.txt"
+			if err := os.WriteFile(filepath.Join(h2root, "mnt", "docs", mine), []byte("h2"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			must(h2("close", "docs"), "h2 close")
+			got := docsOf(t, must(h2("persisted", "ls", "docs", "--json"), "h2 persisted ls after its close"))
+			if _, ok := got[mine]; !ok || len(got) != len(ledger)+1 {
+				t.Fatalf("after h2's close the state holds %v, want the %d documents before it and %s", got, len(ledger), mine)
+			}
 			// h1 comes back: its close is complete, or fenced with every
 			// document in its recovery area.
 			r := h1(nil, "close", "docs")
