@@ -16,7 +16,7 @@ export SPILLWAY_ROOT=$W/state SPILLWAY_NO_PROGRESS=1 SPILLWAY_BLOBS=dir://$W/blo
 S=${BINS[0]}
 $S image import base $W/img >/dev/null
 $S create docs --image base >/dev/null
-$S exception add docs '/home/user/Documents/**' --reason measure >/dev/null
+$S exception add docs '/home/user/Documents/**' --reason measure --max-files $((N + 10)) --max-bytes 1GiB >/dev/null
 m=$($S open docs)
 for d in $(seq 0 $(( (N - 1) / 1000 ))); do
   mkdir -p $m/home/user/Documents/d$d
