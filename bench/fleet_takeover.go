@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -82,20 +83,27 @@ func (b *bench) fleetTakeover(ctx context.Context) error {
 	grp := fmt.Sprintf("fleet-takeover (CLI; TTL %s, heartbeat every %s, retry every %s)", ttl, fmtDur(beat), fmtDur(retry))
 	b.add(grp, "host killed → other host's open granted", r.took)
 	b.add(grp, "host killed → start of the open that succeeded (the wait)", r.wait)
+	b.add(grp, "host killed → its liveness ran out (last heartbeat + TTL)", r.expired)
+	var late []time.Duration
+	for i := range r.took {
+		late = append(late, r.took[i]-r.expired[i])
+	}
+	b.add(grp, "liveness ran out → other host's open granted (retries + the open)", late)
 	b.add(grp, "the open that succeeded, its own process", r.granted)
 	b.add(grp, "uncontended open on h2 (a fresh sandbox)", r.alone)
 	b.addValue(grp, "refused opens on h2 after the kill (all runs)", fmt.Sprint(r.refused))
 	b.ratio(fmt.Sprintf("takeover, slowest of %d / (TTL + one heartbeat)", reps), maxDur(r.took), ttl+beat, 1)
 	b.ratio(fmt.Sprintf("takeover, slowest of %d / (TTL + one heartbeat + uncontended open)", reps), maxDur(r.took), ttl+beat+median(r.alone), 1)
-	b.logf("fleet-takeover: kill → open granted median %s, max %s; wait median %s, max %s; uncontended open %s; bound %s (+ open: %s); %d refused",
-		fmtDur(median(r.took)), fmtDur(maxDur(r.took)), fmtDur(median(r.wait)), fmtDur(maxDur(r.wait)), fmtDur(median(r.alone)),
-		fmtDur(ttl+beat), fmtDur(ttl+beat+median(r.alone)), r.refused)
+	b.logf("fleet-takeover: kill → open granted median %s, max %s; wait median %s, max %s; liveness ran out %s–%s after the kill; uncontended open %s; bound %s (+ open: %s); %d refused",
+		fmtDur(median(r.took)), fmtDur(maxDur(r.took)), fmtDur(median(r.wait)), fmtDur(maxDur(r.wait)), fmtDur(minDur(r.expired)), fmtDur(maxDur(r.expired)),
+		fmtDur(median(r.alone)), fmtDur(ttl+beat), fmtDur(ttl+beat+median(r.alone)), r.refused)
 	return nil
 }
 
 // takeoverRuns collects the figures of fleetTakeover's runs.
 type takeoverRuns struct {
 	took, wait, granted, alone []time.Duration
+	expired                    []time.Duration // kill → h1's last heartbeat + TTL
 	refused                    int
 }
 
@@ -154,6 +162,13 @@ func (r *takeoverRuns) run(ctx context.Context, h1, h2 *cliHost, sb string, ttl,
 		}
 		time.Sleep(retry)
 	}
+	// When h1's liveness ran out: its last heartbeat (the ledger's clock,
+	// PostgreSQL's on this machine) plus the TTL.
+	last, err := lastSeen(ctx, h2, "h1")
+	if err != nil {
+		return err
+	}
+	r.expired = append(r.expired, last.Add(ttl).Sub(killed))
 	if _, err := os.Stat(filepath.Join(h2.root, "mnt", sb, doc)); !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("h2 sees h1's unclosed document (%v)", err)
 	}
@@ -174,6 +189,28 @@ func (r *takeoverRuns) run(ctx context.Context, h1, h2 *cliHost, sb string, ttl,
 	return err
 }
 
+// lastSeen is host id's last heartbeat, as `spillway fleet hosts` on h
+// reports it.
+func lastSeen(ctx context.Context, h *cliHost, id string) (time.Time, error) {
+	out, err := h.must(ctx, "fleet", "hosts", "--json")
+	if err != nil {
+		return time.Time{}, err
+	}
+	var hosts []struct {
+		ID       string    `json:"id"`
+		LastSeen time.Time `json:"last_seen"`
+	}
+	if err := json.Unmarshal([]byte(out), &hosts); err != nil {
+		return time.Time{}, fmt.Errorf("fleet hosts --json: %w", err)
+	}
+	for _, x := range hosts {
+		if x.ID == id {
+			return x.LastSeen, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("fleet hosts --json lists no host %s:\n%s", id, out)
+}
+
 // unmountUnder unmounts every mount under the roots, deepest first.
 func unmountUnder(roots ...string) {
 	for _, root := range roots {
@@ -182,6 +219,17 @@ func unmountUnder(roots ...string) {
 			snapshot.Unmount(ms[i])
 		}
 	}
+}
+
+func minDur(s []time.Duration) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	m := s[0]
+	for _, d := range s {
+		m = min(m, d)
+	}
+	return m
 }
 
 func maxDur(s []time.Duration) time.Duration {
