@@ -115,7 +115,8 @@ func (lg *leaseLog) grant(sandbox, host string, token uint64, now time.Time) {
 	}
 	if token <= lg.last[sandbox] {
 		lg.violations++
-		lg.problem("%s: token %d granted after %d", sandbox, token, lg.last[sandbox])
+		prev := lg.holder[sandbox]
+		lg.problem("%s: token %d granted to %s at %s after %d (held by %s: %v)", sandbox, token, host, now.Format(time.StampMicro), lg.last[sandbox], prev.host, prev.token)
 	}
 	lg.last[sandbox] = token
 	lg.holder[sandbox] = heldBy{host, token}
@@ -229,11 +230,11 @@ func (h *simHost) run(ctx context.Context, left *atomic.Int64, sandboxes, die in
 }
 
 // open takes sandbox's lease as persist's open does: the heartbeat and the
-// lease in one transaction.
+// lease in one transaction, in UpdateLeaseTaker.
 func (h *simHost) open(sb string) error {
 	var token uint64
 	var now time.Time
-	err := h.st.Update(func(tx *store.Tx) error {
+	err := h.st.UpdateLeaseTaker(sb, func(tx *store.Tx) error {
 		if _, err := tx.Heartbeat(h.id, h.ttl); err != nil {
 			return err
 		}
@@ -260,10 +261,11 @@ func (h *simHost) open(sb string) error {
 }
 
 // release gives the lease up as a close's commit does (CheckLease and
-// ReleaseLease in one transaction); late: after the host died.
+// ReleaseLease in one transaction, in UpdateLeased); late: after the host
+// died.
 func (h *simHost) release(sb string, token uint64, late bool) error {
 	current := h.lg.releasing(sb, h.id, token)
-	err := h.st.Update(func(tx *store.Tx) error { return tx.ReleaseLease(sb, h.id, token) })
+	err := h.st.UpdateLeased(sb, h.id, token, func(tx *store.Tx) error { return tx.ReleaseLease(sb, h.id, token) })
 	if err != nil && !store.IsFenced(err) {
 		return fmt.Errorf("%s close %s: %w", h.id, sb, err)
 	}

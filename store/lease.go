@@ -154,7 +154,21 @@ func (tx *Tx) GetLease(sandbox string) (*Lease, error) {
 	if err := tx.getObj("lease", sandbox, key(pLease, sandbox), l); err != nil {
 		return nil, err
 	}
+	if l.Host == "" {
+		return nil, fmt.Errorf("lease %q: %w", sandbox, ErrNotFound) // freed
+	}
 	return l, nil
+}
+
+// freeLease frees the lease l. Its row stays, with no host and its
+// token, rather than being deleted: a taker of the lease locks that row
+// (UpdateLeaseTaker), so the next taker waits for this transaction. Were
+// it deleted, a taker whose snapshot is older than both another host's
+// take and this release would find no row, lock nothing, and could
+// insert a lease with a token drawn before that take's: tokens must only
+// grow.
+func (tx *Tx) freeLease(l *Lease) error {
+	return tx.put(key(pLease, l.Sandbox), &Lease{Sandbox: l.Sandbox, Token: l.Token, Taken: l.Taken})
 }
 
 // ListLeases returns every lease, by sandbox.
@@ -165,7 +179,9 @@ func (tx *Tx) ListLeases() ([]*Lease, error) {
 		if err := decode("lease", v, l); err != nil {
 			return err
 		}
-		out = append(out, l)
+		if l.Host != "" { // not freed
+			out = append(out, l)
+		}
 		return nil
 	})
 	return out, err
@@ -227,7 +243,11 @@ func (tx *Tx) ReleaseLease(sandbox, host string, token uint64) error {
 	if err := tx.CheckLease(sandbox, host, token); err != nil {
 		return err
 	}
-	return tx.del(key(pLease, sandbox))
+	l, err := tx.GetLease(sandbox)
+	if err != nil {
+		return err
+	}
+	return tx.freeLease(l)
 }
 
 // DropLease removes the lease of sandbox whoever holds it (the sandbox is
@@ -254,7 +274,7 @@ func (tx *Tx) EvictHost(id, reason string) ([]string, error) {
 		if l.Host != id {
 			continue
 		}
-		if err := tx.del(key(pLease, l.Sandbox)); err != nil {
+		if err := tx.freeLease(l); err != nil {
 			return nil, err
 		}
 		freed = append(freed, l.Sandbox)
