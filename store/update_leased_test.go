@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/spillway/spillway/internal/pgtest"
 )
 
 // TestUpdateLeased: a write under the lease commits with the holder's
@@ -175,4 +177,86 @@ func testUpdateLeaseTakerRace(t *testing.T) {
 			return err
 		})
 	}
+}
+
+// TestLeaseTokensGrowAcrossRelease: a take whose transaction began before
+// another host's take and release of the same lease must not commit a
+// token older than that host's. With the freed lease's row deleted it
+// did: the first taker had locked no row, and its insert met none.
+func TestLeaseTokensGrowAcrossRelease(t *testing.T) {
+	where := pgtest.URL(t) // badger admits one process: no such race
+	s := openStore(t, where)
+	defer s.Close()
+	other := openStore(t, where)
+	defer other.Close()
+	take := func(st *Store, host string, inside func()) (uint64, error) {
+		var tok uint64
+		first := true
+		err := st.UpdateLeaseTaker("docs", func(tx *Tx) error {
+			if _, err := tx.Heartbeat(host, time.Hour); err != nil {
+				return err
+			}
+			l, _, err := tx.TakeLease("docs", host)
+			if err != nil {
+				return err
+			}
+			tok = l.Token
+			if first && inside != nil {
+				first = false
+				inside()
+			}
+			return nil
+		})
+		return tok, err
+	}
+	// A lease taken and released once: its row is there, freed.
+	tok, err := take(s, "h0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateLeased("docs", "h0", tok, func(tx *Tx) error { return tx.ReleaseLease("docs", "h0", tok) }); err != nil {
+		t.Fatal(err)
+	}
+	// h1 draws its token, then h2 takes and releases the lease before h1
+	// commits (or waits for h1, which is what must happen).
+	var h2tok uint64
+	h2done := make(chan error, 1)
+	h1tok, err := take(s, "h1", func() {
+		go func() {
+			tk, err := take(other, "h2", nil)
+			if err == nil {
+				h2tok = tk
+				err = other.UpdateLeased("docs", "h2", tk, func(tx *Tx) error { return tx.ReleaseLease("docs", "h2", tk) })
+			}
+			h2done <- err
+		}()
+		select {
+		case err := <-h2done:
+			h2done <- err
+		case <-time.After(500 * time.Millisecond): // h2 waits for h1's lock
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2err := <-h2done
+	var held *HeldError
+	switch {
+	case errors.As(h2err, &held) && held.Holder == "h1":
+		// h2 waited for h1, then found h1's lease: the right outcome.
+	case h2err == nil && h2tok > h1tok:
+		t.Fatalf("h2 took and released the lease (token %d) inside h1's take, and h1 then committed the older token %d", h2tok, h1tok)
+	case h2err == nil:
+		// h2 came after h1's commit and h1's lease was released: not the race.
+		t.Fatalf("h2 took the lease (token %d) while h1 held it (token %d)", h2tok, h1tok)
+	default:
+		t.Fatalf("h2: %v", h2err)
+	}
+	mustView(t, s, func(tx *Tx) error {
+		l, err := tx.GetLease("docs")
+		if err == nil && (l.Host != "h1" || l.Token != h1tok) {
+			t.Errorf("lease %s/%d, want h1/%d", l.Host, l.Token, h1tok)
+		}
+		return err
+	})
 }
