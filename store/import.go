@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/failpoint"
 )
 
 // Import copies a single-host ledger (src) into a shared one (dst) in
@@ -228,6 +229,7 @@ type importer struct {
 
 // chunk counts a transaction of the import and fails in tests.
 func (im *importer) chunk() error {
+	failpoint.Hit("fleet-import.chunk")
 	im.chunks++
 	if im.o.failAfter > 0 && im.chunks > im.o.failAfter {
 		return errImportFailpoint
@@ -289,6 +291,9 @@ func (im *importer) run() (*ImportResult, error) {
 	}
 	if err := im.start(images); err != nil {
 		return nil, err
+	}
+	for _, name := range im.res.Restarted {
+		im.o.Log("sandbox %s changed in the source since an earlier run copied it: copying it again", name)
 	}
 	for _, sb := range sbs {
 		im.res.Sandboxes = append(im.res.Sandboxes, sb.Name)

@@ -209,7 +209,7 @@ func (im *importer) movedOn(names []string) error {
 		if err != nil {
 			return err
 		}
-		what = append(what, fmt.Sprintf("%s was imported as it was at its audit entry %d, the source is at entry %d since (%s)", name, was, now, strings.Join(types, ", ")))
+		what = append(what, fmt.Sprintf("%s was copied as it was at entry %d of its audit chain, the source has moved on to entry %d since (%s)", name, was, now, strings.Join(types, ", ")))
 	}
 	when := "an unfinished import of it"
 	if im.prog.Finished {

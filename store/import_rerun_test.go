@@ -220,7 +220,7 @@ func TestImportRerunChangedFinished(t *testing.T) {
 				if !errors.As(err, &ce) || !errors.Is(err, errdefs.ErrFailedPrecondition) {
 					t.Fatalf("rerun: %v, want a refusal", err)
 				}
-				for _, want := range []string{"docs was imported as it was at its audit entry 12, the source is at entry 13 since (sandbox.close)", "spillway rm NAME", "nothing imported"} {
+				for _, want := range []string{"docs was copied as it was at entry 12 of its audit chain, the source has moved on to entry 13 since (sandbox.close)", "spillway rm NAME", "nothing imported"} {
 					if !contains(err.Error(), want) {
 						t.Fatalf("refusal %q lacks %q", err, want)
 					}
@@ -299,7 +299,7 @@ func TestImportRerunFinishedChanged(t *testing.T) {
 		}
 		srcClose(t, src, "notes", "/d/late", false)
 		_, err = Import(context.Background(), src, dst, rerunOpts)
-		if want := fmt.Sprintf("since its import (bridge entry %d): notes was imported as it was at its audit entry 12", res.Bridge); err == nil || !contains(err.Error(), want) {
+		if want := fmt.Sprintf("since its import (bridge entry %d): notes was copied as it was at entry 12 of its audit chain", res.Bridge); err == nil || !contains(err.Error(), want) {
 			t.Fatalf("rerun: %v, want %q", err, want)
 		}
 	})
