@@ -98,6 +98,10 @@ type importProgress struct {
 	// Resync names sandboxes copied again over an earlier run's copy:
 	// their records are looked up in the id map, not drawn anew.
 	Resync map[string]bool
+	// Renewed names sandboxes copied again after their ledger copy was
+	// removed: their row gets a new Created, the incarnation host caches
+	// are checked against, so no cache of the removed copy passes for it.
+	Renewed map[string]bool
 	// ChainAfter is, per source chain ("": the fleet chain), the last
 	// ChainSeq appended; AuditAfter, of older imports, the last Seq.
 	ChainAfter map[string]uint64
@@ -183,6 +187,9 @@ func getProgress(tx *Tx, digest string) (*importProgress, error) {
 	}
 	if p.Resync == nil {
 		p.Resync = map[string]bool{}
+	}
+	if p.Renewed == nil {
+		p.Renewed = map[string]bool{}
 	}
 	if p.ChainAfter == nil {
 		p.ChainAfter = map[string]uint64{}
@@ -402,7 +409,7 @@ func (im *importer) start(images []*Image) error {
 		}
 		if p == nil {
 			p = &importProgress{Source: im.o.Source, Exceptions: map[string]string{}, RecordsAfter: map[string]uint64{},
-				Heads: map[string]string{}, Resync: map[string]bool{}, ChainAfter: map[string]uint64{}}
+				Heads: map[string]string{}, Resync: map[string]bool{}, Renewed: map[string]bool{}, ChainAfter: map[string]uint64{}}
 		}
 		p.Digest, p.Finished = im.digest, false
 		if err := im.restart(tx, p); err != nil {
@@ -513,17 +520,21 @@ func (im *importer) sandbox(sb *Sandbox) error {
 		} else if !isNotFound(err) {
 			return err
 		}
-		c := *sb
-		c.Path, c.Snapshot, c.Layer, c.BaseDir = "", "", "", ""
-		if err := tx.PutSandbox(&c); err != nil {
-			return err
-		}
 		p, err := im.progress(tx)
 		if err != nil {
 			return err
 		}
+		c := *sb
+		c.Path, c.Snapshot, c.Layer, c.BaseDir = "", "", "", ""
+		if p.Renewed[sb.Name] {
+			c.Created = tx.Now()
+		}
+		if err := tx.PutSandbox(&c); err != nil {
+			return err
+		}
 		p.Done = append(p.Done, sb.Name)
 		delete(p.Resync, sb.Name)
+		delete(p.Renewed, sb.Name)
 		im.prog = p
 		return putProgress(tx, im.key, p)
 	})

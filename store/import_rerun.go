@@ -20,7 +20,8 @@ import (
 //   - finished, changed since: the whole rerun is refused, nothing written
 //     (movedOn), as the ledger's copy and the source's now differ and only
 //     the user knows which to keep;
-//   - finished, then removed from the ledger: copied again (restart);
+//   - finished, then removed from the ledger: copied again (restart), as
+//     a new incarnation (Renewed);
 //   - finished, then removed from the source: the ledger's copy stays, and
 //     its history is imported up to the head it was copied at;
 //   - begun, unchanged: continued after the last chunk;
@@ -38,8 +39,9 @@ func SourceID(host, root string) string {
 
 // rerunPlan is what a rerun does about what earlier runs wrote.
 type rerunPlan struct {
-	restart []string // sandboxes copied again over an earlier copy
-	abandon []string // begun sandboxes the source no longer has
+	restart []string        // sandboxes copied again over an earlier copy
+	renew   map[string]bool // of those, the ones whose ledger copy was removed
+	abandon []string        // begun sandboxes the source no longer has
 }
 
 // findProgress reads this root's import progress (or an older import's,
@@ -130,7 +132,7 @@ func (p *importProgress) appended(e *Event) {
 // refuses a rerun that would leave a finished sandbox behind its source,
 // and plans what to copy again or take back. It writes nothing.
 func (im *importer) reconcile(sbs []*Sandbox) error {
-	im.plan = &rerunPlan{}
+	im.plan = &rerunPlan{renew: map[string]bool{}}
 	p := im.prog
 	if p == nil {
 		return nil
@@ -149,6 +151,7 @@ func (im *importer) reconcile(sbs []*Sandbox) error {
 			switch {
 			case isNotFound(err):
 				im.plan.restart = append(im.plan.restart, name)
+				im.plan.renew[name] = true
 			case err != nil:
 				return err
 			case p.changed(name, im.heads):
@@ -233,6 +236,9 @@ func (im *importer) restart(tx *Tx, p *importProgress) error {
 		p.Heads[name] = im.heads["head:"+name]
 		p.RecordsAfter[name] = 0
 		p.Resync[name] = true
+		if im.plan.renew[name] {
+			p.Renewed[name] = true
+		}
 		if err := deleteSessions(tx, name); err != nil {
 			return err
 		}

@@ -237,6 +237,14 @@ func TestImportRerunChangedFinished(t *testing.T) {
 					if got, want := ledgerView(t, dst), ledgerView(t, src); got != want {
 						t.Fatalf("imported\n%s\nwant\n%s", got, want)
 					}
+					// A new incarnation: no host's cache of the removed
+					// copy passes for it.
+					var was, now *Sandbox
+					mustView(t, src, func(tx *Tx) (err error) { was, err = tx.GetSandbox("docs"); return })
+					mustView(t, dst, func(tx *Tx) (err error) { now, err = tx.GetSandbox("docs"); return })
+					if now.Created.Equal(was.Created) {
+						t.Fatalf("docs copied again keeps its incarnation %v", was.Created)
+					}
 					if p, err := dst.VerifyAudit(context.Background()); err != nil || p != nil {
 						t.Fatalf("audit: %v %v", p, err)
 					}
