@@ -348,3 +348,53 @@ func TestImportRerunGone(t *testing.T) {
 		}
 	})
 }
+
+// TestImportRerunEveryChunk interrupts an import after every chunk in
+// turn, then changes a sandbox in the source and reruns, interrupted once
+// more early on: a sandbox the first run had finished is refused with
+// nothing written; otherwise the last run gives exactly the source's
+// content, every record id drawn once.
+func TestImportRerunEveryChunk(t *testing.T) {
+	forEachDriver(t, func(t *testing.T) {
+		refused := 0
+		for k := 1; ; k++ {
+			src := importSource(t)
+			dst, _ := newStore(t)
+			o := rerunOpts
+			o.failAfter = k
+			_, err := Import(context.Background(), src, dst, o)
+			if err == nil {
+				if k < 10 || refused == 0 {
+					t.Fatalf("an import in %d chunks, %d refusals", k-1, refused)
+				}
+				break
+			}
+			if !errors.Is(err, errImportFailpoint) {
+				t.Fatalf("k=%d: %v", k, err)
+			}
+			p := progressOf(t, dst)
+			notesDone := p != nil && p.done("notes")
+			srcClose(t, src, "notes", "/d/new", true)
+			view, events := ledgerView(t, dst), countEvents(t, dst)
+			o.failAfter = 2
+			_, err = Import(context.Background(), src, dst, o)
+			if notesDone {
+				var ce *ImportConflictError
+				if !errors.As(err, &ce) || ledgerView(t, dst) != view || countEvents(t, dst) != events {
+					t.Fatalf("k=%d: notes finished, then changed: %v", k, err)
+				}
+				refused++
+				dst.Close()
+				continue
+			}
+			if !errors.Is(err, errImportFailpoint) {
+				t.Fatalf("k=%d: second run: %v", k, err)
+			}
+			if _, err := Import(context.Background(), src, dst, rerunOpts); err != nil {
+				t.Fatalf("k=%d: third run: %v", k, err)
+			}
+			checkImported(t, src, dst, 1, 0)
+			dst.Close()
+		}
+	})
+}
