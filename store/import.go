@@ -86,6 +86,7 @@ type ImportResult struct {
 // importProgress is the state of an import kept in dst.
 type importProgress struct {
 	Source     string
+	SourceHost string            // the host the source belongs to ("": older imports)
 	Digest     string            // the source's digest when last written ("": older imports)
 	Exceptions map[string]string // old id → new id
 	Done       []string          // sandboxes finished
@@ -408,7 +409,7 @@ func (im *importer) start(images []*Image) error {
 			return err
 		}
 		if p == nil {
-			p = &importProgress{Source: im.o.Source, Exceptions: map[string]string{}, RecordsAfter: map[string]uint64{},
+			p = &importProgress{Source: im.o.Source, SourceHost: im.o.SourceHost, Exceptions: map[string]string{}, RecordsAfter: map[string]uint64{},
 				Heads: map[string]string{}, Resync: map[string]bool{}, Renewed: map[string]bool{}, ChainAfter: map[string]uint64{}}
 		}
 		p.Digest, p.Finished = im.digest, false

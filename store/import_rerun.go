@@ -73,10 +73,14 @@ func (im *importer) findProgress() error {
 			if p.Finished {
 				return nil
 			}
+			from := p.Source
+			if p.SourceHost != "" {
+				from += " (source host " + p.SourceHost + ")"
+			}
 			for _, m := range []map[string]uint64{p.RecordsAfter, headSeqs(p.Heads)} {
 				for name := range m {
 					if !p.done(name) {
-						im.claims[name] = p.Source
+						im.claims[name] = from
 					}
 				}
 			}

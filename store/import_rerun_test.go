@@ -324,7 +324,7 @@ func TestImportRerunGone(t *testing.T) {
 		o := rerunOpts
 		o.Source = "/other"
 		_, err := Import(context.Background(), other, dst, o)
-		if err == nil || !contains(err.Error(), "sandbox docs is being imported from /src by an unfinished import") {
+		if err == nil || !contains(err.Error(), "sandbox docs is being imported from /src (source host solo) by an unfinished import: rerun that import first") {
 			t.Fatalf("another root: %v", err)
 		}
 		copied, _ := recordIDs(t, dst)
