@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/failpoint"
 )
 
 // Import copies a single-host ledger (src) into a shared one (dst) in
@@ -23,14 +24,18 @@ import (
 // its original Seq and hash. The progress of an import is a meta value of
 // dst and the record ids it drew are keys of their own:
 //
-//	m:import/DIGEST           importProgress (JSON)
-//	im:DIGEST\0 OLDID          uvarint new record id
+//	m:import/ID           importProgress (JSON)
+//	im:ID\0 OLDID          uvarint new record id
 //
-// DIGEST identifies the source by its audit heads (SourceDigest). Every
-// chunk moves the progress in the transaction that writes it, so a rerun
-// after a crash goes on where the last commit stopped, and a rerun after
-// the bridging entry is a no-op. A sandbox's row is written last, by the
-// transaction that finishes it: until then nothing lists it.
+// ID identifies the source root (SourceID: its host and path), so a rerun
+// finds the import even when the source changed since; imports written
+// before it are keyed by DIGEST, the source's audit heads (SourceDigest),
+// and still found by it. Every chunk moves the progress in the
+// transaction that writes it, so a rerun after a crash goes on where the
+// last commit stopped, and a rerun of a finished import of an unchanged
+// source is a no-op (import_rerun.go: what a rerun does when the source
+// changed). A sandbox's row is written last, by the transaction that
+// finishes it: until then nothing lists it.
 const (
 	pImportMap       = "im:"
 	metaImportPrefix = "import/"
@@ -70,18 +75,40 @@ type ImportResult struct {
 	Events     int      `json:"events"` // audit entries appended
 	Blobs      int      `json:"blobs"`  // digests copied or found in place
 	Bridge     uint64   `json:"bridge"` // Seq of the bridging entry
+	// Earlier is the bridging entry of a finished import of the same
+	// root that this run extended with what is new in the source.
+	Earlier uint64 `json:"earlier,omitempty"`
+	// Restarted are sandboxes an earlier run began (or finished, then
+	// removed from the ledger) copied again because the source changed.
+	Restarted []string `json:"restarted,omitempty"`
 }
 
 // importProgress is the state of an import kept in dst.
 type importProgress struct {
 	Source     string
+	SourceHost string            // the host the source belongs to ("": older imports)
+	Digest     string            // the source's digest when last written ("": older imports)
 	Exceptions map[string]string // old id → new id
 	Done       []string          // sandboxes finished
 	// RecordsAfter is the last source record id copied, per sandbox
 	// (records are copied by ascending id).
 	RecordsAfter map[string]uint64
-	AuditAfter   uint64 // the last source Seq appended
-	Finished     bool
+	// Heads is, per sandbox begun, its source chain head (CHAINSEQ:HASH)
+	// when its copy began: what a rerun compares the source with.
+	Heads map[string]string
+	// Resync names sandboxes copied again over an earlier run's copy:
+	// their records are looked up in the id map, not drawn anew.
+	Resync map[string]bool
+	// Renewed names sandboxes copied again after their ledger copy was
+	// removed: their row gets a new Created, the incarnation host caches
+	// are checked against, so no cache of the removed copy passes for it.
+	Renewed map[string]bool
+	// ChainAfter is, per source chain ("": the fleet chain), the last
+	// ChainSeq appended; AuditAfter, of older imports, the last Seq.
+	ChainAfter map[string]uint64
+	AuditAfter uint64
+	Bridge     uint64 // the last bridging entry's Seq
+	Finished   bool
 }
 
 // ImportConflictError refuses an import that would overwrite the ledger.
@@ -134,7 +161,7 @@ func (p *importProgress) done(sb string) bool {
 // progress returns this import's progress, which every chunk after the
 // first finds (an error says it is gone).
 func (im *importer) progress(tx *Tx) (*importProgress, error) {
-	p, err := getProgress(tx, im.digest)
+	p, err := getProgress(tx, im.key)
 	if err != nil || p == nil {
 		return nil, fmt.Errorf("import progress lost: %v", err)
 	}
@@ -149,6 +176,24 @@ func getProgress(tx *Tx, digest string) (*importProgress, error) {
 	var p importProgress
 	if err := json.Unmarshal([]byte(v), &p); err != nil {
 		return nil, fmt.Errorf("store: import progress %s: %w", digest, err)
+	}
+	if p.Exceptions == nil {
+		p.Exceptions = map[string]string{}
+	}
+	if p.RecordsAfter == nil {
+		p.RecordsAfter = map[string]uint64{}
+	}
+	if p.Heads == nil {
+		p.Heads = map[string]string{}
+	}
+	if p.Resync == nil {
+		p.Resync = map[string]bool{}
+	}
+	if p.Renewed == nil {
+		p.Renewed = map[string]bool{}
+	}
+	if p.ChainAfter == nil {
+		p.ChainAfter = map[string]uint64{}
 	}
 	return &p, nil
 }
@@ -180,14 +225,19 @@ type importer struct {
 	ctx      context.Context
 	src, dst *Store
 	o        ImportOptions
-	digest   string
+	digest   string            // the source's audit heads, hashed
+	key      string            // the progress's key: SourceID, or the digest for older imports
+	heads    map[string]string // "head:CHAIN" → CHAINSEQ:HASH, of the source now
 	prog     *importProgress
+	plan     *rerunPlan
+	claims   map[string]string // sandbox → the source of another unfinished import copying it
 	res      ImportResult
 	chunks   int
 }
 
 // chunk counts a transaction of the import and fails in tests.
 func (im *importer) chunk() error {
+	failpoint.Hit("fleet-import.chunk")
 	im.chunks++
 	if im.o.failAfter > 0 && im.chunks > im.o.failAfter {
 		return errImportFailpoint
@@ -207,19 +257,21 @@ func (im *importer) run() (*ImportResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	im.digest, im.res.Digest = digest, digest
-	if err := im.dst.View(func(tx *Tx) error {
-		im.prog, err = getProgress(tx, digest)
-		return err
-	}); err != nil {
+	im.digest, im.res.Digest, im.heads = digest, digest, heads
+	if err := im.findProgress(); err != nil {
 		return nil, err
 	}
-	if im.prog != nil && im.prog.Finished {
+	if p := im.prog; p != nil && p.Finished && (p.Digest == digest || p.Digest == "") {
 		im.res.Already = true
-		im.res.Sandboxes = append([]string{}, im.prog.Done...)
+		im.res.Sandboxes = append([]string{}, p.Done...)
 		return &im.res, nil
 	}
-	im.res.Resumed = im.prog != nil
+	if im.prog != nil {
+		im.res.Resumed = !im.prog.Finished
+		if im.prog.Finished {
+			im.res.Earlier = im.prog.Bridge
+		}
+	}
 	var images []*Image
 	var sbs []*Sandbox
 	if err := im.src.View(func(tx *Tx) error {
@@ -231,14 +283,25 @@ func (im *importer) run() (*ImportResult, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if err := im.reconcile(sbs); err != nil {
+		return nil, err
+	}
 	if err := im.precheck(images, sbs); err != nil {
 		return nil, err
 	}
 	if err := im.copyBlobs(sbs); err != nil {
 		return nil, err
 	}
+	for _, name := range im.plan.abandon {
+		if err := im.abandon(name); err != nil {
+			return nil, fmt.Errorf("take back the unfinished copy of %s: %w", name, err)
+		}
+	}
 	if err := im.start(images); err != nil {
 		return nil, err
+	}
+	for _, name := range im.res.Restarted {
+		im.o.Log("sandbox %s changed in the source since an earlier run copied it: copying it again", name)
 	}
 	for _, sb := range sbs {
 		im.res.Sandboxes = append(im.res.Sandboxes, sb.Name)
@@ -276,6 +339,9 @@ func (im *importer) precheck(images []*Image, sbs []*Sandbox) error {
 		for _, sb := range sbs {
 			if im.prog != nil && im.prog.done(sb.Name) {
 				continue
+			}
+			if other := im.claims[sb.Name]; other != "" {
+				return &ImportConflictError{fmt.Sprintf("sandbox %s is being imported from %s by an unfinished import: rerun that import first (or remove %s from one of the roots); nothing imported", sb.Name, other, sb.Name)}
 			}
 			if _, err := tx.GetSandbox(sb.Name); err == nil {
 				return &ImportConflictError{fmt.Sprintf("sandbox %s is already in the ledger (not from this source): remove or rename one of them; nothing imported", sb.Name)}
@@ -339,11 +405,16 @@ func (im *importer) start(images []*Image) error {
 	var p *importProgress
 	err := im.dst.Update(func(tx *Tx) error {
 		var err error
-		if p, err = getProgress(tx, im.digest); err != nil {
+		if p, err = getProgress(tx, im.key); err != nil {
 			return err
 		}
 		if p == nil {
-			p = &importProgress{Source: im.o.Source, Exceptions: map[string]string{}}
+			p = &importProgress{Source: im.o.Source, SourceHost: im.o.SourceHost, Exceptions: map[string]string{}, RecordsAfter: map[string]uint64{},
+				Heads: map[string]string{}, Resync: map[string]bool{}, Renewed: map[string]bool{}, ChainAfter: map[string]uint64{}}
+		}
+		p.Digest, p.Finished = im.digest, false
+		if err := im.restart(tx, p); err != nil {
+			return err
 		}
 		im.res.Images, im.res.Exceptions = 0, 0
 		for _, img := range images {
@@ -357,7 +428,18 @@ func (im *importer) start(images []*Image) error {
 			}
 		}
 		for _, x := range excs {
-			if _, ok := p.Exceptions[x.ID]; ok {
+			id, ok := p.Exceptions[x.ID]
+			if ok && p.done(x.Sandbox) {
+				continue
+			}
+			if ok {
+				// A sandbox not finished yet: its exceptions as the
+				// source has them now, under the ids drawn before.
+				c := *x
+				c.ID = id
+				if err := tx.PutException(&c); err != nil {
+					return err
+				}
 				continue
 			}
 			id, err := tx.NextExceptionID()
@@ -372,7 +454,7 @@ func (im *importer) start(images []*Image) error {
 			}
 			im.res.Exceptions++
 		}
-		return putProgress(tx, im.digest, p)
+		return putProgress(tx, im.key, p)
 	})
 	im.prog = p
 	return err
@@ -382,6 +464,9 @@ func (im *importer) start(images []*Image) error {
 // chunks, then its row.
 func (im *importer) sandbox(sb *Sandbox) error {
 	im.o.Log("importing sandbox %s", sb.Name)
+	if err := im.begin(sb.Name); err != nil {
+		return err
+	}
 	var sessions []*Session
 	if err := im.src.View(func(tx *Tx) error {
 		var err error
@@ -436,18 +521,23 @@ func (im *importer) sandbox(sb *Sandbox) error {
 		} else if !isNotFound(err) {
 			return err
 		}
+		p, err := im.progress(tx)
+		if err != nil {
+			return err
+		}
 		c := *sb
 		c.Path, c.Snapshot, c.Layer, c.BaseDir = "", "", "", ""
+		if p.Renewed[sb.Name] {
+			c.Created = tx.Now()
+		}
 		if err := tx.PutSandbox(&c); err != nil {
 			return err
 		}
-		p, err := getProgress(tx, im.digest)
-		if err != nil || p == nil {
-			return fmt.Errorf("import progress lost: %v", err)
-		}
 		p.Done = append(p.Done, sb.Name)
+		delete(p.Resync, sb.Name)
+		delete(p.Renewed, sb.Name)
 		im.prog = p
-		return putProgress(tx, im.digest, p)
+		return putProgress(tx, im.key, p)
 	})
 }
 
@@ -469,7 +559,7 @@ func (tx *Tx) putNewRecord(r *Record) error {
 // idMap reads the record ids this import drew (old → new), one scan.
 func (im *importer) idMap() (map[uint64]uint64, error) {
 	ids := map[uint64]uint64{}
-	prefix := key(pImportMap, im.digest)
+	prefix := key(pImportMap, im.key)
 	err := im.dst.View(func(tx *Tx) error {
 		return tx.scanCtx(im.ctx, prefix, true, func(k, v []byte) error {
 			old, ok := tailUint64(k)
@@ -492,52 +582,70 @@ func (im *importer) write(fn func(tx *Tx) error) error {
 	return im.dst.Update(fn)
 }
 
-func mapKey(digest string, old uint64) []byte { return key(pImportMap, digest, old) }
+func mapKey(k string, old uint64) []byte { return key(pImportMap, k, old) }
 
 // records copies a sandbox's records with new ids, chunk by chunk, each
-// chunk with its part of the id map.
+// chunk with its part of the id map. A sandbox copied again (Resync)
+// keeps the ids drawn before: a record the map has is written over at its
+// id, and the earlier copies of records the source no longer has are
+// deleted (sweep).
 func (im *importer) records(sb *Sandbox) error {
+	resync := im.prog.Resync[sb.Name]
+	ids := map[uint64]uint64{}
+	if resync {
+		var err error
+		if ids, err = im.idMap(); err != nil {
+			return err
+		}
+	}
 	var batch []*Record
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		n := 0
+		var drawn map[uint64]uint64
 		err := im.write(func(tx *Tx) error {
-			n = 0
+			n, drawn = 0, map[uint64]uint64{}
 			p, err := im.progress(tx)
 			if err != nil {
 				return err
-			}
-			if p.RecordsAfter == nil {
-				p.RecordsAfter = map[string]uint64{}
 			}
 			for _, r := range batch {
 				if r.ID <= p.RecordsAfter[sb.Name] {
 					continue // imported by an earlier run
 				}
-				id, err := tx.NextRecordID()
-				if err != nil {
-					return err
-				}
 				c := *r
-				c.ID = id
-				if c.Exception != "" {
-					if x, ok := im.prog.Exceptions[c.Exception]; ok {
-						c.Exception = x
+				if x, ok := im.prog.Exceptions[c.Exception]; ok && c.Exception != "" {
+					c.Exception = x
+				}
+				if id, ok := ids[r.ID]; ok {
+					c.ID = id
+					if err := tx.PutRecord(&c); err != nil {
+						return err
 					}
-				}
-				if err := tx.putNewRecord(&c); err != nil {
-					return err
-				}
-				if err := tx.set(mapKey(im.digest, r.ID), binary.AppendUvarint(nil, id)); err != nil {
-					return err
+				} else {
+					if c.ID, err = tx.NextRecordID(); err != nil {
+						return err
+					}
+					if err := tx.putNewRecord(&c); err != nil {
+						return err
+					}
+					if err := tx.set(mapKey(im.key, r.ID), binary.AppendUvarint(nil, c.ID)); err != nil {
+						return err
+					}
+					drawn[r.ID] = c.ID
 				}
 				p.RecordsAfter[sb.Name] = r.ID
 				n++
 			}
-			return putProgress(tx, im.digest, p)
+			return putProgress(tx, im.key, p)
 		})
+		if err == nil && resync {
+			for o, id := range drawn {
+				ids[o] = id
+			}
+		}
 		im.res.Records += n
 		batch = batch[:0]
 		if err == nil {
@@ -557,7 +665,13 @@ func (im *importer) records(sb *Sandbox) error {
 	if err != nil {
 		return err
 	}
-	return flush()
+	if err := flush(); err != nil {
+		return err
+	}
+	if resync {
+		return im.sweep(sb.Name)
+	}
+	return nil
 }
 
 // current copies the sandbox's current state at its generation, naming
@@ -570,6 +684,12 @@ func (im *importer) current(sb *Sandbox) error {
 	type entry struct {
 		path string
 		id   uint64
+	}
+	if im.prog.Resync[sb.Name] {
+		// The earlier copy's index, perhaps at another generation.
+		if _, err := im.dst.DropCurrent(im.ctx, sb.Name); err != nil {
+			return err
+		}
 	}
 	ids, err := im.idMap()
 	if err != nil {
@@ -618,7 +738,11 @@ func (im *importer) current(sb *Sandbox) error {
 	return flush()
 }
 
-// audit appends the source's entries, oldest first, to dst's chains.
+// audit appends the source's entries, oldest first, to dst's chains:
+// per chain those after the last one appended (ChainAfter), and of a
+// sandbox chain none past the head its copy was made at (Heads): a
+// sandbox the source removed or changed after it was imported keeps the
+// history of the state the ledger has.
 func (im *importer) audit() error {
 	var batch []*Event
 	flush := func() error {
@@ -633,25 +757,25 @@ func (im *importer) audit() error {
 				return err
 			}
 			for _, e := range batch {
-				if e.Seq <= p.AuditAfter {
+				if p.skips(e) {
 					continue
 				}
 				if err := im.appendImported(tx, e); err != nil {
 					return err
 				}
-				p.AuditAfter = e.Seq
+				p.appended(e)
 				n++
 			}
 			im.prog = p
-			return putProgress(tx, im.digest, p)
+			return putProgress(tx, im.key, p)
 		})
 		im.res.Events += n
 		batch = batch[:0]
 		return err
 	}
-	after := im.prog.AuditAfter
+	p := im.prog
 	err := im.src.ForEachEvent(im.ctx, "", func(e *Event) error {
-		if e.Seq <= after {
+		if p.skips(e) {
 			return nil
 		}
 		batch = append(batch, e)
@@ -698,9 +822,9 @@ func (im *importer) bridge(heads map[string]string) error {
 		return err
 	}
 	return im.dst.Update(func(tx *Tx) error {
-		p, err := getProgress(tx, im.digest)
-		if err != nil || p == nil {
-			return fmt.Errorf("import progress lost: %v", err)
+		p, err := im.progress(tx)
+		if err != nil {
+			return err
 		}
 		if p.Finished {
 			return nil
@@ -711,6 +835,9 @@ func (im *importer) bridge(heads map[string]string) error {
 			"host":        im.o.Host,
 			"digest":      im.digest,
 			"sandboxes":   strings.Join(p.Done, " "),
+		}
+		if p.Bridge != 0 {
+			data["earlier"] = fmt.Sprint(p.Bridge)
 		}
 		for k, v := range heads {
 			data[k] = v
@@ -726,7 +853,7 @@ func (im *importer) bridge(heads map[string]string) error {
 			return err
 		}
 		im.res.Bridge = e.Seq
-		p.Finished = true
-		return putProgress(tx, im.digest, p)
+		p.Bridge, p.Finished = e.Seq, true
+		return putProgress(tx, im.key, p)
 	})
 }

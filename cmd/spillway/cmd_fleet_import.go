@@ -40,7 +40,7 @@ func fleetInitCommand(t *term) *cli.Command {
 func fleetImportCommand(t *term) *cli.Command {
 	return &cli.Command{
 		Name:      "import",
-		Usage:     "copy a single-host state directory (its ledger, audit log and blobs) into the shared ledger after verifying its audit log; rerunning is a no-op, an interrupted import is finished",
+		Usage:     "copy a single-host state directory (its ledger, audit log and blobs) into the shared ledger after verifying its audit log; rerunning is a no-op, an interrupted import is finished (also after the source changed, unless it changed a sandbox already copied: that is refused, naming it)",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "from-root", Usage: "the single-host state directory to import (its badger store in DIR/store, its blobs in DIR/blobs)"},
@@ -69,11 +69,17 @@ func fleetImportCommand(t *term) *cli.Command {
 					return nil
 				}
 				verb := "imported"
-				if r.Resumed {
+				switch {
+				case r.Resumed:
 					verb = "finished importing"
+				case r.Earlier != 0:
+					verb = fmt.Sprintf("imported what the source gained since its import (bridge entry %d):", r.Earlier)
 				}
 				fmt.Fprintf(t.out, "%s %d sandboxes (%s): %d sessions, %d records, %d exceptions, %d images, %d blobs, %d audit entries; bridge entry %d\n",
 					verb, len(r.Sandboxes), strings.Join(r.Sandboxes, " "), r.Sessions, r.Records, r.Exceptions, r.Images, r.Blobs, r.Events, r.Bridge)
+				if len(r.Restarted) > 0 {
+					fmt.Fprintf(t.out, "copied again, as the source changed them since the earlier run: %s\n", strings.Join(r.Restarted, " "))
+				}
 				return nil
 			})
 		},

@@ -46,6 +46,8 @@ var Names = map[string]string{
 	"migrate.batch":    "one batch of records is re-encoded, with the cursor moved",
 	"migrate.index":    "one sandbox's current-state index holds copies of its records",
 	"migrate.verified": "every record decodes as v2, every index value is a copy (the markers and backup still there)",
+	// fleet import (store/import.go)
+	"fleet-import.chunk": "one chunk of a fleet import is about to be written (each time): the chunks before it are committed",
 	// gc
 	"gc.blob-removed":     "one unreferenced blob is removed",
 	"gc.snapshot-removed": "one stray snapshot is removed",
