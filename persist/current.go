@@ -110,13 +110,23 @@ func (e *Env) buildCurrent(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		sbs, err := tx.ListSandboxes()
-		for _, sb := range sbs {
-			if !ready[sb.Name] {
-				unbuilt = append(unbuilt, sb)
-			}
+		// Names only: decoding every sandbox's row cost most of a
+		// review ls with 10,000 sandboxes.
+		names, err := tx.SandboxNames()
+		if err != nil {
+			return err
 		}
-		return err
+		for _, name := range names {
+			if ready[name] {
+				continue
+			}
+			sb, err := tx.GetSandbox(name)
+			if err != nil {
+				return err
+			}
+			unbuilt = append(unbuilt, sb)
+		}
+		return nil
 	}); err != nil {
 		return err
 	}

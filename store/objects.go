@@ -63,6 +63,20 @@ func (tx *Tx) DeleteSandbox(name string) error {
 	return tx.delObj("sandbox", name, key(pSandbox, name))
 }
 
+// SandboxNames returns the name of every sandbox, in order, reading keys
+// only: listing 10,000 sandboxes need not decode 10,000 values.
+func (tx *Tx) SandboxNames() ([]string, error) {
+	var out []string
+	err := tx.scan([]byte(pSandbox), false, func(k, _ []byte) error {
+		if len(k) <= len(pSandbox) || k[len(k)-1] != 0 {
+			return fmt.Errorf("store: malformed sandbox key %q", k)
+		}
+		out = append(out, string(k[len(pSandbox):len(k)-1]))
+		return nil
+	})
+	return out, err
+}
+
 // ListSandboxes returns every sandbox, sorted by name.
 func (tx *Tx) ListSandboxes() ([]*Sandbox, error) {
 	var out []*Sandbox

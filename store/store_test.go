@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -383,5 +384,40 @@ func TestTooBig(t *testing.T) {
 		if _, err := s.GC(); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// TestSandboxNames: the names from the keys alone are ListSandboxes' names,
+// in the same order, on both drivers.
+func TestSandboxNames(t *testing.T) { forEachDriver(t, testSandboxNames) }
+
+func testSandboxNames(t *testing.T) {
+	s, _ := newStore(t)
+	want := []string{"a", "b-1", "docs", "docs.2", "z_z"}
+	mustUpdate(t, s, func(tx *Tx) error {
+		for _, n := range []string{"docs.2", "a", "z_z", "docs", "b-1"} {
+			if err := tx.PutSandbox(&Sandbox{Name: n, Image: "base", State: StateClosed}); err != nil {
+				return err
+			}
+		}
+		return tx.PutMeta("s", "not a sandbox") // a neighbouring key of another kind
+	})
+	mustView(t, s, func(tx *Tx) error {
+		names, err := tx.SandboxNames()
+		if err != nil {
+			return err
+		}
+		sbs, err := tx.ListSandboxes()
+		if err != nil {
+			return err
+		}
+		var listed []string
+		for _, sb := range sbs {
+			listed = append(listed, sb.Name)
+		}
+		if !slices.Equal(names, want) || !slices.Equal(listed, want) {
+			t.Errorf("SandboxNames %q, ListSandboxes %q, want %q", names, listed, want)
+		}
+		return nil
 	})
 }
