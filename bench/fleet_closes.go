@@ -225,12 +225,10 @@ func (c *closeClient) close(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("mark closing: %w", err)
 	}
-	if err := c.step(2, func() error { _, err := c.st.DeleteSessionRecordsChunked(ctx, name, n, 1000); return err }); err != nil {
-		return 0, err
-	}
-	// persist's close drops index versions above G only after an earlier
-	// try or an abandoned session, which this loop never has (step 3 is
-	// not run, and not reported).
+	// persist's close deletes the session's staged records and drops
+	// index versions above G only after an earlier try of the close (or,
+	// for the versions, an abandoned session), which this loop never has:
+	// steps 2 and 3 are not run, and not reported.
 	gen := c.sb.Generation
 	err = c.step(4, func() error {
 		// as persist's close stages a batch (persist/close_collect.go):

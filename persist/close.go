@@ -105,9 +105,13 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 		}
 		failpoint.Hit("close.unmounted")
 		// Records staged by an earlier try are not in effect; deleting
-		// them in chunks keeps each transaction small.
-		if _, err := e.store.DeleteSessionRecordsChunked(ctx, name, sb.Session, recordBatch); err != nil {
-			return nil, err
+		// them in chunks keeps each transaction small. Records of this
+		// session are staged only once it is closing, so a close that
+		// found it open has none to delete.
+		if !wasOpen {
+			if _, err := e.store.DeleteSessionRecordsChunked(ctx, name, sb.Session, recordBatch); err != nil {
+				return nil, err
+			}
 		}
 		if !wasOpen || abandonedBefore(sb) {
 			// Only an earlier try of this close, or a session abandoned to
