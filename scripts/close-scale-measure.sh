@@ -8,7 +8,7 @@ set -e
 BINS=("$1")
 [ -n "$2" ] && [ -x "$2" ] && BINS+=("$2")
 N=${3:-20000}
-W=$(mktemp -d /tmp/closescale.XXXX)
+W=$(mktemp -d)
 trap 'rm -rf $W' EXIT
 mkdir -p $W/img/home/user/Documents $W/img/etc
 echo hi > $W/img/etc/hostname
