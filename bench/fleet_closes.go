@@ -77,7 +77,7 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 					// A close that fails with ErrConflict (serialization
 					// failures past the driver's retries) is run again,
 					// as its error tells the user to.
-					commit, errs[i] = c.close(ctx)
+					commit, errs[i] = c.close()
 					if !errors.Is(errs[i], store.ErrConflict) {
 						break
 					}
@@ -203,7 +203,7 @@ func (c *closeClient) open2() error {
 
 // close runs the close's ledger transactions and returns how long the
 // commit took.
-func (c *closeClient) close(ctx context.Context) (time.Duration, error) {
+func (c *closeClient) close() (time.Duration, error) {
 	name, n := c.sandbox, c.sb.Session
 	err := c.step(1, func() error {
 		return c.st.UpdateLeased(name, c.host, c.token, func(tx *store.Tx) error {

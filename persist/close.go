@@ -215,9 +215,6 @@ func (e *Env) markClosing(sb *store.Sandbox) error { return e.setState(sb, store
 // setState sets the state of the sandbox and its session.
 func (e *Env) setState(sb *store.Sandbox, state string) error {
 	return e.updateAsHolder(sb.Name, e.closing[sb.Name], func(tx *store.Tx) error {
-		if err := e.checkClosing(tx, sb.Name); err != nil {
-			return err
-		}
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
 			return err

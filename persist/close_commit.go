@@ -240,9 +240,7 @@ func (e *Env) commitCloseTx(tx *store.Tx, sb *store.Sandbox, sum *CloseSummary) 
 			break
 		}
 	}
-	if err := e.checkClosing(tx, sb.Name); err != nil {
-		return err
-	}
+	// The lease was checked by updateAsHolder, in this transaction.
 	if token, ok := e.closing[sb.Name]; ok {
 		if err := tx.ReleaseLease(sb.Name, e.hostID, token); err != nil {
 			return err

@@ -160,22 +160,6 @@ func (e *Env) sessionLease(name string, n uint64) (uint64, error) {
 	return ses.Token, nil
 }
 
-// checkLease is tx.CheckLease for this host.
-func (e *Env) checkLease(tx *store.Tx, name string, token uint64) error {
-	return tx.CheckLease(name, e.hostID, token)
-}
-
-// checkClosing checks, inside a write of a close, that this host still
-// holds the lease the close started with (no check when the close runs
-// without one: tests that drive its steps directly).
-func (e *Env) checkClosing(tx *store.Tx, name string) error {
-	token, ok := e.closing[name]
-	if !ok {
-		return nil
-	}
-	return e.checkLease(tx, name, token)
-}
-
 // FencedSession is the error of a close by a host that lost the lease: the
 // session's changes are in this host's recovery area, nothing is in the
 // ledger.

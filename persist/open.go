@@ -122,9 +122,6 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 		sb.Layer = ""
 	}
 	err = e.commitUpdate("open", name, token, func(tx *store.Tx) error {
-		if err := e.checkLease(tx, name, token); err != nil {
-			return err
-		}
 		// sb was read before the root was built: a change of the state
 		// committed since (a review decision on another host) must not be
 		// overwritten, and the root would not show it.
