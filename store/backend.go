@@ -11,17 +11,26 @@ type kvBackend interface {
 	// that a second run would repeat wrongly.
 	update(fn func(kvTx) error) error
 	// updateLocked is update for a transaction that writes only keys of
-	// the holder of the lease at key lock (Store.UpdateLeased), or that
+	// the holder of the lease at l.key (Store.UpdateLeased), or that
 	// takes that lease (Store.UpdateLeaseTaker, exclusive): the driver
 	// may run it at a weaker isolation with that key's row locked, shared
 	// or, when exclusive, for update.
-	updateLocked(lock []byte, exclusive bool, fn func(kvTx) error) error
+	updateLocked(l txLock, fn func(kvTx) error) error
 	// view runs fn in one read-only transaction that sees one snapshot.
 	view(fn func(kvTx) error) error
 	close() error
 	// where names the database in messages (a directory, or a URL
 	// without its password).
 	where() string
+}
+
+// txLock is the row updateLocked locks, and the rows the transaction is
+// known to read, which a driver may read in the round trip that locks it.
+type txLock struct {
+	key       []byte
+	exclusive bool
+	prefetch  [][]byte // keys read along
+	lastOf    [][]byte // prefixes whose last key is read along
 }
 
 // kvTx is one transaction of a backend.

@@ -30,7 +30,7 @@ func (b *badgerBackend) update(fn func(kvTx) error) error {
 // updateLocked is update: badger admits one process, and Store.update
 // runs that process's read-write transactions one at a time, so nothing
 // commits while one runs.
-func (b *badgerBackend) updateLocked(_ []byte, _ bool, fn func(kvTx) error) error {
+func (b *badgerBackend) updateLocked(_ txLock, fn func(kvTx) error) error {
 	return b.update(fn)
 }
 

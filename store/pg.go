@@ -78,41 +78,20 @@ func (b *pgBackend) close() error  { b.pool.Close(); b.snapPool.Close(); return 
 func (b *pgBackend) where() string { return b.name }
 
 func (b *pgBackend) update(fn func(kvTx) error) error {
-	return pgRetry(func() error { return b.once(pgx.TxOptions{IsoLevel: pgx.Serializable}, fn) })
+	return pgRetry(func() error { return b.once(pgx.TxOptions{IsoLevel: pgx.Serializable}, nil, fn) })
 }
 
-// updateLocked runs fn at REPEATABLE READ after reading lock's row FOR
+// updateLocked runs fn at REPEATABLE READ after reading l's row FOR
 // SHARE, or FOR UPDATE when exclusive (Store.UpdateLeased and
 // Store.UpdateLeaseTaker say why that is enough): it takes no predicate
 // locks, and the lease it reads cannot change before it ends.
-func (b *pgBackend) updateLocked(lock []byte, exclusive bool, fn func(kvTx) error) error {
-	q := `SELECT v FROM kv WHERE k = $1 FOR SHARE`
-	if exclusive {
-		// Two takers that both held the row shared would deadlock when
-		// each then wrote it.
-		q = `SELECT v FROM kv WHERE k = $1 FOR UPDATE`
-	}
-	return pgRetry(func() error {
-		return b.once(pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(t kvTx) error {
-			pt := t.(*pgTx)
-			var v []byte
-			err := pt.tx.QueryRow(context.Background(), q, lock).Scan(&v)
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-				pt.remember(string(lock), nil)
-			case err != nil:
-				return pt.fail(err)
-			default:
-				pt.remember(string(lock), v)
-			}
-			return fn(t)
-		})
-	})
+func (b *pgBackend) updateLocked(l txLock, fn func(kvTx) error) error {
+	return pgRetry(func() error { return b.once(pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, &l, fn) })
 }
 
 func (b *pgBackend) view(fn func(kvTx) error) error {
 	return pgRetry(func() error {
-		return b.once(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+		return b.once(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, nil, fn)
 	})
 }
 
@@ -139,15 +118,28 @@ func pgRetry(once func() error) error {
 // pgCommitHook, when a test sets it, runs right before COMMIT is sent.
 var pgCommitHook func()
 
-// once runs fn in one transaction with opts.
-func (b *pgBackend) once(opts pgx.TxOptions, fn func(kvTx) error) error {
+// once runs fn in one transaction with opts on a connection of the pool.
+// BEGIN goes in one round trip with the transaction's first reads (now(),
+// and l's row and the rows it names when l is set: pgTx.begin), COMMIT in
+// one with its last writes (pgTx.commit).
+func (b *pgBackend) once(opts pgx.TxOptions, l *txLock, fn func(kvTx) error) error {
 	ctx := context.Background()
-	tx, err := b.pool.BeginTx(ctx, opts)
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return pgErr(err)
 	}
-	defer tx.Rollback(ctx)
-	t := &pgTx{tx: tx, b: b, iso: opts.IsoLevel}
+	t := &pgTx{tx: conn, b: b, iso: opts.IsoLevel}
+	defer func() {
+		// A transaction left open (fn or a statement failed) is rolled
+		// back; a connection that cannot is closed by Release.
+		if pc := conn.Conn().PgConn(); !pc.IsClosed() && !pc.IsBusy() && pc.TxStatus() != 'I' {
+			conn.Exec(ctx, "ROLLBACK")
+		}
+		conn.Release()
+	}()
+	if err := t.begin(ctx, opts, l); err != nil {
+		return err
+	}
 	if err := fn(t); err != nil {
 		if t.failed != nil && !errors.Is(err, t.failed) {
 			// fn went on after a statement failed; what failed first
@@ -156,20 +148,151 @@ func (b *pgBackend) once(opts pgx.TxOptions, fn func(kvTx) error) error {
 		}
 		return err
 	}
-	if err := t.flush(ctx); err != nil {
-		return err
+	return t.commit(ctx)
+}
+
+// begin sends BEGIN, reads now(), and with l locks its row and reads the
+// rows l names, in one round trip; what it reads is remembered.
+func (t *pgTx) begin(ctx context.Context, opts pgx.TxOptions, l *txLock) error {
+	batch := &pgx.Batch{}
+	batch.Queue(beginSQL(opts))
+	batch.Queue(`SELECT now()`)
+	if l != nil {
+		q := `SELECT v FROM kv WHERE k = $1 FOR SHARE`
+		if l.exclusive {
+			// Two takers that both held the row shared would deadlock
+			// when each then wrote it.
+			q = `SELECT v FROM kv WHERE k = $1 FOR UPDATE`
+		}
+		batch.Queue(q, l.key)
+		if len(l.prefetch) > 0 {
+			batch.Queue(`SELECT k, v FROM kv WHERE k = ANY($1::bytea[])`, l.prefetch)
+		}
+		for _, p := range l.lastOf {
+			batch.Queue(`SELECT k, v FROM kv WHERE k >= $1 AND k < $2 ORDER BY k DESC LIMIT 1`, p, prefixEnd(p))
+		}
 	}
+	br := t.tx.SendBatch(ctx, batch)
+	err := t.readBegin(br, l)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = t.fail(cerr)
+	}
+	return err
+}
+
+// readBegin reads the results of begin's batch.
+func (t *pgTx) readBegin(br pgx.BatchResults, l *txLock) error {
+	if _, err := br.Exec(); err != nil {
+		return t.fail(err)
+	}
+	var now time.Time
+	if err := br.QueryRow().Scan(&now); err != nil {
+		return t.fail(err)
+	}
+	t.at = now.UTC()
+	if l == nil {
+		return nil
+	}
+	var v []byte
+	switch err := br.QueryRow().Scan(&v); {
+	case errors.Is(err, pgx.ErrNoRows):
+		t.remember(string(l.key), nil)
+	case err != nil:
+		return t.fail(err)
+	default:
+		t.remember(string(l.key), v)
+	}
+	if len(l.prefetch) > 0 {
+		for _, k := range l.prefetch {
+			t.remember(string(k), nil)
+		}
+		if err := t.readRows(br); err != nil {
+			return err
+		}
+	}
+	for range l.lastOf {
+		if err := t.readRows(br); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readRows remembers the rows (k, v) of the batch's next result.
+func (t *pgTx) readRows(br pgx.BatchResults) error {
+	rows, err := br.Query()
+	if err != nil {
+		return t.fail(err)
+	}
+	for rows.Next() {
+		var k, v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return t.fail(err)
+		}
+		t.remember(string(k), v)
+	}
+	if err := rows.Err(); err != nil {
+		return t.fail(err)
+	}
+	return nil
+}
+
+// beginSQL is the BEGIN statement of opts.
+func beginSQL(opts pgx.TxOptions) string {
+	q := "BEGIN ISOLATION LEVEL " + strings.ToUpper(string(opts.IsoLevel))
+	if opts.AccessMode != "" {
+		q += " " + strings.ToUpper(string(opts.AccessMode))
+	}
+	return q
+}
+
+// commit sends the pending writes and COMMIT in one round trip. Past the
+// point where COMMIT may have reached the server, a lost connection is
+// ErrCommitUnknown: the server may have made the commit durable.
+func (t *pgTx) commit(ctx context.Context) error {
+	batch := &pgx.Batch{}
+	writes := t.queueFlush(batch)
+	batch.Queue("COMMIT")
 	if pgCommitHook != nil {
 		pgCommitHook()
 	}
-	if err := tx.Commit(ctx); err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && severity(pe) == "ERROR" {
-			return err // the server answered and lives on: rolled back (e.g. 40001)
+	br := t.tx.SendBatch(ctx, batch)
+	err := t.readCommit(br, writes)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && severity(pe) == "ERROR" {
+		// The server answered and lives on: a write or COMMIT failed,
+		// and what followed was skipped: rolled back (e.g. 40001).
+		return t.fail(err)
+	}
+	if pgconn.SafeToRetry(err) {
+		return t.fail(err) // nothing was sent
+	}
+	// No answer, or the session's end (FATAL, PANIC).
+	return fmt.Errorf("store: %w: %w", ErrCommitUnknown, err)
+}
+
+// readCommit reads the results of commit's batch: writes statements and
+// COMMIT.
+func (t *pgTx) readCommit(br pgx.BatchResults, writes int) error {
+	for range writes {
+		if _, err := br.Exec(); err != nil {
+			return err
 		}
-		// No answer, or the session's end (FATAL, PANIC): the server may
-		// have made the commit durable before it ended the session.
-		return fmt.Errorf("store: %w: %w", ErrCommitUnknown, err)
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return err
+	}
+	if tag.String() != "COMMIT" {
+		// COMMIT of a transaction that had failed answers ROLLBACK.
+		return fmt.Errorf("store: the transaction was rolled back at COMMIT (%s)", tag)
 	}
 	return nil
 }
@@ -209,9 +332,18 @@ func severity(pe *pgconn.PgError) string {
 	return pe.Severity
 }
 
+// pgQuerier is what a pgTx sends its statements through: the pool's
+// connection its BEGIN was sent on, or a pgx.Tx (before's snapshot reads).
+type pgQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
 // pgTx is one PostgreSQL transaction.
 type pgTx struct {
-	tx     pgx.Tx
+	tx     pgQuerier
 	b      *pgBackend
 	failed error // the first statement error: PostgreSQL aborts the transaction there
 	// pending holds the writes not yet sent, the last per key (nil: a
@@ -331,46 +463,12 @@ func (t *pgTx) del(k []byte) error {
 	return nil
 }
 
-// flush sends the pending writes, in key order (concurrent writers lock
-// rows in one order): upserts through unnest, deletes through = ANY, a
-// chunk of keys per statement.
+// flush sends the pending writes (writeStatements), in the transaction.
 func (t *pgTx) flush(ctx context.Context) error {
-	if len(t.pending) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(t.pending))
-	for k := range t.pending {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var sk, sv, dk [][]byte
-	send := func(force bool) error {
-		if len(sk) > 0 && (force || len(sk) == pgFlushChunk) {
-			if _, err := t.tx.Exec(ctx, `INSERT INTO kv (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`, sk, sv); err != nil {
-				return t.fail(err)
-			}
-			sk, sv = sk[:0], sv[:0]
+	for _, st := range t.writeStatements() {
+		if _, err := t.tx.Exec(ctx, st.sql, st.args...); err != nil {
+			return t.fail(err)
 		}
-		if len(dk) > 0 && (force || len(dk) == pgFlushChunk) {
-			if _, err := t.tx.Exec(ctx, `DELETE FROM kv WHERE k = ANY($1::bytea[])`, dk); err != nil {
-				return t.fail(err)
-			}
-			dk = dk[:0]
-		}
-		return nil
-	}
-	for _, k := range keys {
-		if v := t.pending[k]; v != nil {
-			sk, sv = append(sk, []byte(k)), append(sv, v)
-		} else {
-			dk = append(dk, []byte(k))
-		}
-		if err := send(false); err != nil {
-			return err
-		}
-	}
-	if err := send(true); err != nil {
-		return err
 	}
 	t.sent = true
 	for k, v := range t.pending {
@@ -380,6 +478,58 @@ func (t *pgTx) flush(ctx context.Context) error {
 	}
 	clear(t.pending)
 	return nil
+}
+
+// queueFlush queues the pending writes' statements in batch and returns
+// how many it queued.
+func (t *pgTx) queueFlush(batch *pgx.Batch) int {
+	sts := t.writeStatements()
+	for _, st := range sts {
+		batch.Queue(st.sql, st.args...)
+	}
+	return len(sts)
+}
+
+// pgStatement is one statement and its arguments.
+type pgStatement struct {
+	sql  string
+	args []any
+}
+
+// writeStatements are the statements that write the pending writes, in
+// key order (concurrent writers lock rows in one order): upserts through
+// unnest, deletes through = ANY, a chunk of keys per statement.
+func (t *pgTx) writeStatements() []pgStatement {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(t.pending))
+	for k := range t.pending {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var out []pgStatement
+	var sk, sv, dk [][]byte
+	send := func(force bool) {
+		if len(sk) > 0 && (force || len(sk) == pgFlushChunk) {
+			out = append(out, pgStatement{`INSERT INTO kv (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`, []any{sk, sv}})
+			sk, sv = nil, nil
+		}
+		if len(dk) > 0 && (force || len(dk) == pgFlushChunk) {
+			out = append(out, pgStatement{`DELETE FROM kv WHERE k = ANY($1::bytea[])`, []any{dk}})
+			dk = nil
+		}
+	}
+	for _, k := range keys {
+		if v := t.pending[k]; v != nil {
+			sk, sv = append(sk, []byte(k)), append(sv, v)
+		} else {
+			dk = append(dk, []byte(k))
+		}
+		send(false)
+	}
+	send(true)
+	return out
 }
 
 // next draws from the counter's sequence (pgschema.go): no hot row for

@@ -7,9 +7,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/spillway/spillway/internal/pgtest"
 )
@@ -266,4 +268,103 @@ func TestOpenURLForms(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || !errdefs.IsUnavailable(err) || strings.Contains(err.Error(), "secret") {
 		t.Errorf("unreachable server: %v", err)
 	}
+}
+
+// countingQuerier counts the round trips sent through it.
+type countingQuerier struct {
+	pgQuerier
+	n int
+}
+
+func (c *countingQuerier) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	c.n++
+	return c.pgQuerier.Exec(ctx, sql, args...)
+}
+
+func (c *countingQuerier) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	c.n++
+	return c.pgQuerier.Query(ctx, sql, args...)
+}
+
+func (c *countingQuerier) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	c.n++
+	return c.pgQuerier.QueryRow(ctx, sql, args...)
+}
+
+func (c *countingQuerier) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	c.n++
+	return c.pgQuerier.SendBatch(ctx, b)
+}
+
+// TestPGLeasedRoundTrips: a session's write finds what it reads (its
+// sandbox, its last session, its audit chain's head, the server's clock)
+// in the round trip that began it and locked the lease, and sends its
+// writes with COMMIT: past BEGIN's round trip, a commit that appends an
+// audit entry makes two (the entry's number, then writes and COMMIT).
+func TestPGLeasedRoundTrips(t *testing.T) {
+	s, _ := pgStore(t)
+	var token uint64
+	mustUpdate(t, s, func(tx *Tx) error {
+		return tx.PutSandbox(&Sandbox{Name: "docs", Image: "base", Created: tx.Now(), State: StateClosed})
+	})
+	if err := s.UpdateLeaseTaker("docs", func(tx *Tx) error {
+		if _, err := tx.Heartbeat("h1", time.Minute); err != nil {
+			return err
+		}
+		l, _, err := tx.TakeLease("docs", "h1")
+		token = l.Token
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	open := func(tx *Tx) error {
+		sb, err := tx.GetSandbox("docs")
+		if err != nil {
+			return err
+		}
+		sb.Session++
+		sb.State = StateOpen
+		if err := tx.PutSession(&Session{Sandbox: "docs", N: sb.Session, State: StateOpen, Opened: tx.Now(), Host: "h1", Token: token}); err != nil {
+			return err
+		}
+		return tx.PutSandbox(sb)
+	}
+	if err := s.UpdateLeased("docs", "h1", token, open); err != nil {
+		t.Fatal(err)
+	}
+	var cq *countingQuerier
+	err := s.UpdateLeased("docs", "h1", token, func(tx *Tx) error {
+		pt := tx.b.(*pgTx)
+		cq = &countingQuerier{pgQuerier: pt.tx}
+		pt.tx = cq
+		sb, err := tx.GetSandbox("docs")
+		if err != nil {
+			return err
+		}
+		ses, err := tx.GetSession("docs", sb.Session)
+		if err != nil {
+			return err
+		}
+		ses.State, sb.State = StateClosed, StateClosed
+		if err := tx.PutSession(ses); err != nil {
+			return err
+		}
+		if err := tx.PutSandbox(sb); err != nil {
+			return err
+		}
+		_, err = tx.Append(tx.Now(), "sandbox.close", "docs", nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cq.n != 2 {
+		t.Errorf("the close's commit made %d round trips past BEGIN's, want 2 (the audit entry's number; writes and COMMIT)", cq.n)
+	}
+	mustView(t, s, func(tx *Tx) error {
+		if ses, err := tx.GetSession("docs", 1); err != nil || ses.State != StateClosed {
+			t.Errorf("session 1: %+v %v, want closed", ses, err)
+		}
+		return nil
+	})
 }

@@ -25,8 +25,8 @@ func (s *Store) UpdateLeased(sandbox, host string, token uint64, fn func(tx *Tx)
 	if err := checkName("sandbox", sandbox); err != nil {
 		return err
 	}
-	lock := key(pLease, sandbox)
-	return s.update(func(be kvBackend, f func(kvTx) error) error { return be.updateLocked(lock, false, f) }, func(tx *Tx) error {
+	lock := leaseLock(sandbox, false)
+	return s.update(func(be kvBackend, f func(kvTx) error) error { return be.updateLocked(lock, f) }, func(tx *Tx) error {
 		if err := tx.CheckLease(sandbox, host, token); err != nil {
 			return err
 		}
@@ -53,6 +53,18 @@ func (s *Store) UpdateLeaseTaker(sandbox string, fn func(tx *Tx) error) error {
 	if err := checkName("sandbox", sandbox); err != nil {
 		return err
 	}
-	lock := key(pLease, sandbox)
-	return s.update(func(be kvBackend, f func(kvTx) error) error { return be.updateLocked(lock, true, f) }, fn)
+	lock := leaseLock(sandbox, true)
+	return s.update(func(be kvBackend, f func(kvTx) error) error { return be.updateLocked(lock, f) }, fn)
+}
+
+// leaseLock locks sandbox's lease and reads along what a session's
+// writes read: the sandbox, its audit chain's head, its pending count and
+// its last session.
+func leaseLock(sandbox string, exclusive bool) txLock {
+	return txLock{
+		key:       key(pLease, sandbox),
+		exclusive: exclusive,
+		prefetch:  [][]byte{key(pSandbox, sandbox), headKey(sandbox), key(pPending, sandbox)},
+		lastOf:    [][]byte{key(pSession, sandbox)},
+	}
 }

@@ -22,11 +22,12 @@ import (
 // and started again, at once or after 6 s (longer than the driver's
 // retries last), while a close is inside its commit transaction. The
 // test holds the row of the sandbox's audit-chain head locked, which only
-// the commit writes, so the close is stopped inside its commit when the
-// server goes. Then the close has either committed (the ledger at the new
-// generation with every document) or failed with a clear error, and
-// running close again completes it; nothing is lost, `audit verify` and
-// `check` pass.
+// the commit writes, so the close waits on it in its last round trip,
+// the one that carries COMMIT, when the server goes. So the close cannot
+// know whether it committed: it waits for the ledger to answer again,
+// reads its session back, finds it still closing and commits again. The
+// close succeeds either way; the ledger holds the new generation whole,
+// running close again reports it done, `audit verify` and `check` pass.
 func TestFleetCloseDuringPGRestart(t *testing.T) {
 	requireRoot(t)
 	pgtest.Require(t)
@@ -63,7 +64,7 @@ func closeDuringPGRestart(t *testing.T, rootfs string, down time.Duration) {
 	must("create", "docs", "--image", "base")
 	must("exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
 	must("open", "docs")
-	v1 := w.writeDocs(1)
+	w.writeDocs(1)
 	must("close", "docs")
 	must("open", "docs")
 	v2 := w.writeDocs(2)
@@ -98,22 +99,10 @@ func closeDuringPGRestart(t *testing.T, rootfs string, down time.Duration) {
 	if ee, ok := err.(*exec.ExitError); ok && ee.Sys().(syscall.WaitStatus).Signaled() {
 		t.Fatalf("close died of a signal: %v", err)
 	}
-	if down > 0 && err == nil {
-		t.Fatalf("the close committed while the database was down for %s, longer than the driver retries", down)
-	}
 	if err != nil {
-		// Failed: with an error that says the database went away, and
-		// nothing of the close in effect until it is run again.
-		if !strings.Contains(errb.String(), "unavailable") && !strings.Contains(errb.String(), "commit") {
-			t.Errorf("close failed without saying the database went away:\n%s", errb.String())
-		}
-		// The ledger holds one version whole: the old one, or the new
-		// one when the commit went through before the server went.
-		if st := docsOf(t, must("persisted", "ls", "docs", "--json")); !sameContent(w, env, st, v1) && !sameContent(w, env, st, v2) {
-			t.Fatalf("after the failed close the ledger holds neither version whole: %v", st)
-		}
+		t.Fatalf("close during a restart of %s: %v: it should have read the outcome back once the database answered and committed", down, err)
 	}
-	// Running close again completes it (or reports the close done).
+	// Running close again reports the close done.
 	if r := w.sw(env, "close", "docs"); r.code != 0 {
 		t.Fatalf("close again after the restart: exit %d %s", r.code, r.stderr)
 	}
