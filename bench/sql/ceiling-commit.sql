@@ -1,0 +1,10 @@
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT token FROM lease WHERE sandbox = :client_id + 1 FOR SHARE;
+INSERT INTO records SELECT nextval('rec'), :client_id + 1, '/home/user/Documents/f' || g, 'ex1', s.session, true, decode(repeat('ab', 60), 'hex') FROM generate_series(1, 50) g, sandbox s WHERE s.id = :client_id + 1;
+INSERT INTO current SELECT :client_id + 1, '/home/user/Documents/f' || g, s.gen + 1, g, decode(repeat('ab', 40), 'hex') FROM generate_series(1, 50) g, sandbox s WHERE s.id = :client_id + 1;
+INSERT INTO changelog SELECT :client_id + 1, s.gen + 1, '/home/user/Documents/f' || g, g FROM generate_series(1, 50) g, sandbox s WHERE s.id = :client_id + 1;
+UPDATE sandbox SET gen = gen + 1, state = 'closed' WHERE id = :client_id + 1;
+UPDATE session SET state = 'closed' WHERE sandbox = :client_id + 1 AND n = (SELECT session FROM sandbox WHERE id = :client_id + 1);
+INSERT INTO audit VALUES (nextval('aud'), :client_id + 1, 'close', now(), '\x0102');
+UPDATE lease SET host = NULL WHERE sandbox = :client_id + 1;
+COMMIT;

@@ -1,0 +1,12 @@
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT token FROM lease WHERE sandbox = :client_id + 1 FOR UPDATE;
+UPDATE lease SET token = nextval('tok'), host = 'h', expires = now() + interval '30 s' WHERE sandbox = :client_id + 1;
+UPDATE sandbox SET session = session + 1, state = 'open' WHERE id = :client_id + 1;
+INSERT INTO session SELECT id, session, 'open', now() FROM sandbox WHERE id = :client_id + 1;
+INSERT INTO audit VALUES (nextval('aud'), :client_id + 1, 'open', now(), '\x0102');
+COMMIT;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT token FROM lease WHERE sandbox = :client_id + 1 FOR SHARE;
+UPDATE session SET state = 'closing' WHERE sandbox = :client_id + 1 AND n = (SELECT session FROM sandbox WHERE id = :client_id + 1);
+UPDATE sandbox SET state = 'closing' WHERE id = :client_id + 1;
+COMMIT;
