@@ -295,6 +295,9 @@ func OpenURL(ctx context.Context, url, dir string) (*Store, error) {
 			return nil, err
 		}
 		s := &Store{be: b, dir: b.where()}
+		if pgKeysCurrent(ctx, b.pool) {
+			return s, nil
+		}
 		from, err := s.checkSchema()
 		if err == nil && (from < SchemaVersion || s.migrating()) {
 			err = s.migrate(from)
