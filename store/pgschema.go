@@ -86,7 +86,7 @@ func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
 // failure, is left to its transaction to report).
 func pgSchemaCurrent(ctx context.Context, pool *pgxpool.Pool) bool {
 	var v int
-	err := pool.QueryRow(ctx, `SELECT version FROM spillway_schema`, pgx.QueryExecModeSimpleProtocol).Scan(&v)
+	err := pool.QueryRow(ctx, `SELECT version FROM spillway_schema`, pgx.QueryExecModeExec).Scan(&v)
 	return err == nil && v == PGSchemaVersion
 }
 
@@ -94,7 +94,7 @@ func pgSchemaCurrent(ctx context.Context, pool *pgxpool.Pool) bool {
 // SchemaVersion with no migration under way: then OpenURL need not check
 // them in transactions (checkSchema, migrating).
 func pgKeysCurrent(ctx context.Context, pool *pgxpool.Pool) bool {
-	rows, err := pool.Query(ctx, `SELECT k, v FROM kv WHERE k = ANY($1)`, pgx.QueryExecModeSimpleProtocol,
+	rows, err := pool.Query(ctx, `SELECT k, v FROM kv WHERE k = ANY($1)`, pgx.QueryExecModeExec,
 		[][]byte{[]byte(keySchema), []byte(keyMigrating), []byte(keyCopying)})
 	if err != nil {
 		return false
