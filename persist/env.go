@@ -40,6 +40,11 @@ type Options struct {
 	Store string
 	// Blobs is the blob store's URL: "" blobs/ in Root, or dir:///PATH.
 	Blobs string
+	// LedgerOnly opens the ledger alone, for a command that only reads
+	// records (review ls): no snapshotter, no stale-mount recovery, no
+	// build of the current-state index or counters, which it never reads.
+	// Such an Env serves ReviewEach, ReviewEachHost and HostOf.
+	LedgerOnly bool
 }
 
 // Env is an opened state directory: its locks (locks.go), the store, the
@@ -124,6 +129,9 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 		// Entries of a ledger several hosts share name their writer.
 		e.store.SetAuditHost(e.hostID)
 	}
+	if o.LedgerOnly {
+		return e.openLedgerOnly(o.Snapshotter)
+	}
 	kind, err := e.chooseSnapshotter(o.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -147,6 +155,17 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := e.buildCurrent(ctx); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("build the current-state index: %w", err)
+	}
+	return e, nil
+}
+
+// openLedgerOnly ends OpenEnv for Options.LedgerOnly. A snapshotter asked
+// for is still checked against the recorded one, as for any command.
+func (e *Env) openLedgerOnly(snapshotter string) (*Env, error) {
+	if snapshotter != "" {
+		if _, err := e.chooseSnapshotter(snapshotter); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
 }

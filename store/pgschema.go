@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -38,6 +39,9 @@ SELECT setval('spillway_ctr_audit', ('x' || encode(substring(v from 1 for 8), 'h
 // processes starting at once, one creates it and the others, retried,
 // find it done. A database of a newer spillway is refused.
 func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
+	if pgSchemaCurrent(ctx, pool) {
+		return nil
+	}
 	return pgRetry(func() error {
 		err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS spillway_schema (
@@ -75,4 +79,34 @@ func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 		return pgErr(err)
 	})
+}
+
+// pgSchemaCurrent says, in one round trip, whether the SQL layout is at
+// PGSchemaVersion: then migratePG has nothing to do (a newer one, or any
+// failure, is left to its transaction to report).
+func pgSchemaCurrent(ctx context.Context, pool *pgxpool.Pool) bool {
+	var v int
+	err := pool.QueryRow(ctx, `SELECT version FROM spillway_schema`, pgx.QueryExecModeExec).Scan(&v)
+	return err == nil && v == PGSchemaVersion
+}
+
+// pgKeysCurrent says, in one round trip, whether the keys and values are at
+// SchemaVersion with no migration under way: then OpenURL need not check
+// them in transactions (checkSchema, migrating).
+func pgKeysCurrent(ctx context.Context, pool *pgxpool.Pool) bool {
+	rows, err := pool.Query(ctx, `SELECT k, v FROM kv WHERE k = ANY($1)`, pgx.QueryExecModeExec,
+		[][]byte{[]byte(keySchema), []byte(keyMigrating), []byte(keyCopying)})
+	if err != nil {
+		return false
+	}
+	current := false
+	for rows.Next() {
+		var k, v []byte
+		if rows.Scan(&k, &v) != nil || string(k) != keySchema {
+			rows.Close()
+			return false
+		}
+		current = string(v) == strconv.Itoa(SchemaVersion)
+	}
+	return rows.Err() == nil && current
 }

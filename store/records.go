@@ -112,6 +112,9 @@ func (tx *Tx) DeleteRecord(id uint64) error {
 // forIndex calls fn with the record of every index key under prefix, in key
 // order (the id is the key's last 8 bytes).
 func (tx *Tx) forIndex(ctx context.Context, prefix []byte, fn func(*Record) error) error {
+	if tx.batchReads {
+		return tx.forIndexBatched(ctx, prefix, fn)
+	}
 	return tx.scanCtx(ctx, prefix, false, func(k, _ []byte) error {
 		id, ok := tailUint64(k[len(prefix):])
 		if !ok {

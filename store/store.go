@@ -248,7 +248,10 @@ func (s *Store) View(fn func(tx *Tx) error) error {
 		return err
 	}
 	defer done()
-	return translate(s.be.view(func(b kvTx) error { return fn(&Tx{b: b, s: s}) }))
+	return translate(s.be.view(func(b kvTx) error {
+		_, pg := b.(*pgTx)
+		return fn(&Tx{b: b, s: s, batchReads: pg})
+	}))
 }
 
 // GC runs badger's value-log GC until there is nothing left to rewrite and
@@ -295,6 +298,9 @@ func OpenURL(ctx context.Context, url, dir string) (*Store, error) {
 			return nil, err
 		}
 		s := &Store{be: b, dir: b.where()}
+		if pgKeysCurrent(ctx, b.pool) {
+			return s, nil
+		}
 		from, err := s.checkSchema()
 		if err == nil && (from < SchemaVersion || s.migrating()) {
 			err = s.migrate(from)

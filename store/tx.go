@@ -13,6 +13,9 @@ type Tx struct {
 	counts  map[string]Counts            // counters written by this transaction (current_counts.go)
 	changed map[countsAt]map[string]bool // index paths it changed, for settleCounts
 	pending map[string]int64             // pending counts it moved, by sandbox
+	// batchReads: a read-only transaction on PostgreSQL, whose index
+	// walks read their records in batches (records_view.go).
+	batchReads bool
 }
 
 // get returns the value at k, or ok=false when it is absent.

@@ -110,11 +110,6 @@ func globals(c *cli.Context) globalOptions {
 	}
 }
 
-// openEnv locks and opens the state directory for one command.
-func openEnv(ctx context.Context, g globalOptions, t *term) (*persist.Env, error) {
-	return persist.OpenEnv(ctx, envOptions(g, t))
-}
-
 // envOptions are the options that open the state directory for a command.
 func envOptions(g globalOptions, t *term) persist.Options {
 	return persist.Options{
@@ -127,8 +122,22 @@ func envOptions(g globalOptions, t *term) persist.Options {
 }
 
 // withEnv runs fn with an opened Env and closes it after.
-func withEnv(ctx context.Context, g globalOptions, t *term, fn func(e *persist.Env) error) (err error) {
-	e, err := openEnv(ctx, g, t)
+func withEnv(ctx context.Context, g globalOptions, t *term, fn func(e *persist.Env) error) error {
+	return withEnvOptions(ctx, envOptions(g, t), fn)
+}
+
+// withLedger is withEnv for a command that only reads records: the Env
+// opens the ledger alone (persist.Options.LedgerOnly).
+func withLedger(ctx context.Context, g globalOptions, t *term, fn func(e *persist.Env) error) error {
+	o := envOptions(g, t)
+	o.LedgerOnly = true
+	return withEnvOptions(ctx, o, fn)
+}
+
+// withEnvOptions locks and opens the state directory with o for one
+// command, runs fn with it and closes it after.
+func withEnvOptions(ctx context.Context, o persist.Options, fn func(e *persist.Env) error) (err error) {
+	e, err := persist.OpenEnv(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -114,7 +114,7 @@ type reviewOptions struct {
 }
 
 func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
-	return withEnv(ctx, g, t, func(e *persist.Env) error {
+	return withLedger(ctx, g, t, func(e *persist.Env) error {
 		// Rows print as they are read, in pages of reviewPage, so the
 		// first page of a long list shows at once.
 		if t.json {
