@@ -23,7 +23,7 @@ import (
 // records staged with their current-state versions (token checked), and
 // the commit (token checked, lease released, generation bumped, session
 // and sandbox updated, audit entry). Each runs as persist runs it: the
-// lease taken in UpdateLeaseTaker, the rest in UpdateLeased. The open between closes (heartbeat,
+// lease taken in UpdateLeaseTaker, the two commits in UpdateLeasedAudited, the rest in UpdateLeased. The open between closes (heartbeat,
 // lease, session) is part of the loop, not of the close's latency.
 func (b *bench) fleetCloses(ctx context.Context) error {
 	clients := 32
@@ -182,7 +182,7 @@ func (c *closeClient) open2() error {
 	if err != nil {
 		return err
 	}
-	return c.st.UpdateLeased(c.sandbox, c.host, c.token, func(tx *store.Tx) error {
+	return c.st.UpdateLeasedAudited(c.sandbox, c.host, c.token, func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox(c.sandbox)
 		if err != nil {
 			return err
@@ -250,7 +250,8 @@ func (c *closeClient) close() (time.Duration, error) {
 	}
 	t0 := time.Now()
 	err = c.step(5, func() error {
-		return c.st.UpdateLeased(name, c.host, c.token, func(tx *store.Tx) error {
+		// as persist's commit (persist/close_commit.go, commitUpdate)
+		return c.st.UpdateLeasedAudited(name, c.host, c.token, func(tx *store.Tx) error {
 			if err := tx.ReleaseLease(name, c.host, c.token); err != nil {
 				return err
 			}

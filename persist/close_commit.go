@@ -197,10 +197,16 @@ func (e *Env) closeCommitted(ctx context.Context, sb *store.Sandbox, sum *CloseS
 // connection lost during COMMIT on either driver.
 var loseCommitAnswer func(step string) (lose, afterCommit bool)
 
-// commitUpdate runs fn, the commit of step of sandbox name, in an Update,
-// or in an UpdateLeased when this host holds the lease with token (not 0).
+// commitUpdate runs fn, the commit of step of sandbox name, which appends
+// its audit entry, in an Update, or in an UpdateLeasedAudited when this
+// host holds the lease with token (not 0).
 func (e *Env) commitUpdate(step, name string, token uint64, fn func(tx *store.Tx) error) error {
-	update := func() error { return e.updateAsHolder(name, token, fn) }
+	update := func() error {
+		if token == 0 {
+			return e.store.Update(fn)
+		}
+		return e.store.UpdateLeasedAudited(name, e.hostID, token, fn)
+	}
 	if loseCommitAnswer != nil {
 		if lose, after := loseCommitAnswer(step); lose {
 			if after {

@@ -31,6 +31,7 @@ type txLock struct {
 	exclusive bool
 	prefetch  [][]byte // keys read along
 	lastOf    [][]byte // prefixes whose last key is read along
+	draw      []string // counters the transaction draws one value of (next)
 }
 
 // kvTx is one transaction of a backend.

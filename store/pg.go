@@ -171,6 +171,13 @@ func (t *pgTx) begin(ctx context.Context, opts pgx.TxOptions, l *txLock) error {
 		for _, p := range l.lastOf {
 			batch.Queue(`SELECT k, v FROM kv WHERE k >= $1 AND k < $2 ORDER BY k DESC LIMIT 1`, p, prefixEnd(p))
 		}
+		for _, name := range l.draw {
+			seq, err := counterSequence(name)
+			if err != nil {
+				return err
+			}
+			batch.Queue(`SELECT nextval($1::regclass)`, seq)
+		}
 	}
 	br := t.tx.SendBatch(ctx, batch)
 	err := t.readBegin(br, l)
@@ -214,6 +221,16 @@ func (t *pgTx) readBegin(br pgx.BatchResults, l *txLock) error {
 		if err := t.readRows(br); err != nil {
 			return err
 		}
+	}
+	for _, name := range l.draw {
+		var n int64
+		if err := br.QueryRow().Scan(&n); err != nil {
+			return t.fail(err)
+		}
+		if t.drawn == nil {
+			t.drawn = map[string][]uint64{}
+		}
+		t.drawn[name] = append(t.drawn[name], uint64(n))
 	}
 	return nil
 }
@@ -358,6 +375,8 @@ type pgTx struct {
 	// root is the transaction a view without the pending writes reads
 	// through (before); nil for the transaction itself.
 	root *pgTx
+	// drawn holds counter values begin drew that next has not handed out.
+	drawn map[string][]uint64
 }
 
 // pgFlushChunk is how many keys one statement of flush writes at most.
@@ -535,6 +554,10 @@ func (t *pgTx) writeStatements() []pgStatement {
 // next draws from the counter's sequence (pgschema.go): no hot row for
 // concurrent closes to conflict on; a rolled-back transaction leaves a gap.
 func (t *pgTx) next(name string) (uint64, error) {
+	if d := t.drawn[name]; len(d) > 0 {
+		t.drawn[name] = d[1:]
+		return d[0], nil
+	}
 	seq, err := counterSequence(name)
 	if err != nil {
 		return 0, err

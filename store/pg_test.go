@@ -300,7 +300,9 @@ func (c *countingQuerier) SendBatch(ctx context.Context, b *pgx.Batch) pgx.Batch
 // sandbox, its last session, its audit chain's head, the server's clock)
 // in the round trip that began it and locked the lease, and sends its
 // writes with COMMIT: past BEGIN's round trip, a commit that appends an
-// audit entry makes two (the entry's number, then writes and COMMIT).
+// audit entry makes two in UpdateLeased (the entry's number, then writes
+// and COMMIT) and one in UpdateLeasedAudited, which draws the number with
+// the lock.
 func TestPGLeasedRoundTrips(t *testing.T) {
 	s, _ := pgStore(t)
 	var token uint64
@@ -332,39 +334,52 @@ func TestPGLeasedRoundTrips(t *testing.T) {
 	if err := s.UpdateLeased("docs", "h1", token, open); err != nil {
 		t.Fatal(err)
 	}
-	var cq *countingQuerier
-	err := s.UpdateLeased("docs", "h1", token, func(tx *Tx) error {
-		pt := tx.b.(*pgTx)
-		cq = &countingQuerier{pgQuerier: pt.tx}
-		pt.tx = cq
-		sb, err := tx.GetSandbox("docs")
+	for _, c := range []struct {
+		name   string
+		update func(string, string, uint64, func(*Tx) error) error
+		want   int
+	}{{"UpdateLeased", s.UpdateLeased, 2}, {"UpdateLeasedAudited", s.UpdateLeasedAudited, 1}} {
+		var cq *countingQuerier
+		err := c.update("docs", "h1", token, func(tx *Tx) error {
+			pt := tx.b.(*pgTx)
+			cq = &countingQuerier{pgQuerier: pt.tx}
+			pt.tx = cq
+			sb, err := tx.GetSandbox("docs")
+			if err != nil {
+				return err
+			}
+			ses, err := tx.GetSession("docs", sb.Session)
+			if err != nil {
+				return err
+			}
+			ses.State = StateClosing
+			if err := tx.PutSession(ses); err != nil {
+				return err
+			}
+			_, err = tx.Append(tx.Now(), "sandbox.close", "docs", nil)
+			return err
+		})
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		ses, err := tx.GetSession("docs", sb.Session)
-		if err != nil {
-			return err
+		if cq.n != c.want {
+			t.Errorf("%s: a commit made %d round trips past BEGIN's, want %d", c.name, cq.n, c.want)
 		}
-		ses.State, sb.State = StateClosed, StateClosed
-		if err := tx.PutSession(ses); err != nil {
-			return err
-		}
-		if err := tx.PutSandbox(sb); err != nil {
-			return err
-		}
-		_, err = tx.Append(tx.Now(), "sandbox.close", "docs", nil)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cq.n != 2 {
-		t.Errorf("the close's commit made %d round trips past BEGIN's, want 2 (the audit entry's number; writes and COMMIT)", cq.n)
 	}
 	mustView(t, s, func(tx *Tx) error {
-		if ses, err := tx.GetSession("docs", 1); err != nil || ses.State != StateClosed {
-			t.Errorf("session 1: %+v %v, want closed", ses, err)
+		if ses, err := tx.GetSession("docs", 1); err != nil || ses.State != StateClosing {
+			t.Errorf("session 1: %+v %v, want closing", ses, err)
 		}
 		return nil
 	})
+	var seqs []uint64
+	err := s.ForEachEvent(context.Background(), "docs", func(e *Event) error {
+		if e.Type == "sandbox.close" {
+			seqs = append(seqs, e.Seq)
+		}
+		return nil
+	})
+	if err != nil || len(seqs) != 2 || seqs[1] <= seqs[0] {
+		t.Errorf("audit entries %v (%v), want two, numbered in order", seqs, err)
+	}
 }

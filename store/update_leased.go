@@ -34,6 +34,25 @@ func (s *Store) UpdateLeased(sandbox, host string, token uint64, fn func(tx *Tx)
 	})
 }
 
+// UpdateLeasedAudited is UpdateLeased for a write that appends an audit
+// entry (the commit of an open or of a close): on PostgreSQL the entry's
+// number is drawn in the round trip that locks the lease, one round trip
+// less. A number drawn and not used leaves a gap, as a rolled-back
+// transaction does.
+func (s *Store) UpdateLeasedAudited(sandbox, host string, token uint64, fn func(tx *Tx) error) error {
+	if err := checkName("sandbox", sandbox); err != nil {
+		return err
+	}
+	lock := leaseLock(sandbox, false)
+	lock.draw = []string{"audit"}
+	return s.update(func(be kvBackend, f func(kvTx) error) error { return be.updateLocked(lock, f) }, func(tx *Tx) error {
+		if err := tx.CheckLease(sandbox, host, token); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
 // UpdateLeaseTaker is Update for the transaction that takes sandbox's
 // lease (persist's takeLease: this host's heartbeat, TakeLease, and the
 // abandonment of a session a dead host left open).
