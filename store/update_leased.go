@@ -25,13 +25,7 @@ func (s *Store) UpdateLeased(sandbox, host string, token uint64, fn func(tx *Tx)
 	if err := checkName("sandbox", sandbox); err != nil {
 		return err
 	}
-	lock := leaseLock(sandbox, false)
-	return s.update(func(be kvBackend, f func(kvTx) error) error { return be.updateLocked(lock, f) }, func(tx *Tx) error {
-		if err := tx.CheckLease(sandbox, host, token); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
+	return s.updateLeased(leaseLock(sandbox, false), sandbox, host, token, fn)
 }
 
 // UpdateLeasedAudited is UpdateLeased for a write that appends an audit
@@ -45,6 +39,12 @@ func (s *Store) UpdateLeasedAudited(sandbox, host string, token uint64, fn func(
 	}
 	lock := leaseLock(sandbox, false)
 	lock.draw = []string{"audit"}
+	return s.updateLeased(lock, sandbox, host, token, fn)
+}
+
+// updateLeased runs fn under lock once CheckLease passed in the same
+// transaction.
+func (s *Store) updateLeased(lock txLock, sandbox, host string, token uint64, fn func(tx *Tx) error) error {
 	return s.update(func(be kvBackend, f func(kvTx) error) error { return be.updateLocked(lock, f) }, func(tx *Tx) error {
 		if err := tx.CheckLease(sandbox, host, token); err != nil {
 			return err
