@@ -168,6 +168,15 @@ func (im *importer) progress(tx *Tx) (*importProgress, error) {
 	return p, nil
 }
 
+// orEmpty makes *m an empty map when it is nil (a field an older record
+// of the progress lacks).
+func orEmpty[K comparable, V any](m *map[K]V) {
+	if *m == nil {
+		*m = map[K]V{}
+	}
+}
+
+// getProgress reads the progress recorded under digest (nil: none).
 func getProgress(tx *Tx, digest string) (*importProgress, error) {
 	v, ok, err := tx.GetMeta(metaImportPrefix + digest)
 	if err != nil || !ok {
@@ -177,24 +186,12 @@ func getProgress(tx *Tx, digest string) (*importProgress, error) {
 	if err := json.Unmarshal([]byte(v), &p); err != nil {
 		return nil, fmt.Errorf("store: import progress %s: %w", digest, err)
 	}
-	if p.Exceptions == nil {
-		p.Exceptions = map[string]string{}
-	}
-	if p.RecordsAfter == nil {
-		p.RecordsAfter = map[string]uint64{}
-	}
-	if p.Heads == nil {
-		p.Heads = map[string]string{}
-	}
-	if p.Resync == nil {
-		p.Resync = map[string]bool{}
-	}
-	if p.Renewed == nil {
-		p.Renewed = map[string]bool{}
-	}
-	if p.ChainAfter == nil {
-		p.ChainAfter = map[string]uint64{}
-	}
+	orEmpty(&p.Exceptions)
+	orEmpty(&p.RecordsAfter)
+	orEmpty(&p.Heads)
+	orEmpty(&p.Resync)
+	orEmpty(&p.Renewed)
+	orEmpty(&p.ChainAfter)
 	return &p, nil
 }
 

@@ -371,7 +371,7 @@ type pgTx struct {
 	read map[string][]byte
 	iso  pgx.TxIsoLevel
 	sent bool      // some writes were sent: the database no longer shows the snapshot alone
-	at   time.Time // now(), once read
+	at   time.Time // the server's now() of the transaction (begin)
 	// root is the transaction a view without the pending writes reads
 	// through (before); nil for the transaction itself.
 	root *pgTx
@@ -394,21 +394,9 @@ func (t *pgTx) fail(err error) error {
 	return err
 }
 
-// now is the server's clock: the start of the transaction (a retried
-// transaction reads it again). If the query fails the transaction is
-// failed and never commits; the host's clock stands in for its reads.
-func (t *pgTx) now() time.Time {
-	if !t.at.IsZero() {
-		return t.at
-	}
-	var now time.Time
-	if err := t.tx.QueryRow(context.Background(), `SELECT now()`).Scan(&now); err != nil {
-		t.fail(err)
-		return time.Now().UTC()
-	}
-	t.at = now.UTC()
-	return t.at
-}
+// now is the server's clock: the start of the transaction, read by begin
+// (a retried transaction reads it again); before's views share it.
+func (t *pgTx) now() time.Time { return t.at }
 
 // before reads what this transaction saw, without its own writes,
 // whatever committed since: while none of its writes were sent, through
@@ -417,7 +405,7 @@ func (t *pgTx) now() time.Time {
 // (pg_export_snapshot).
 func (t *pgTx) before(fn func(kvTx) error) error {
 	if !t.sent && t.root == nil {
-		return fn(&pgTx{tx: t.tx, b: t.b, root: t})
+		return fn(&pgTx{tx: t.tx, b: t.b, root: t, at: t.at})
 	}
 	ctx := context.Background()
 	var snap string
@@ -434,7 +422,7 @@ func (t *pgTx) before(fn func(kvTx) error) error {
 	if _, err := rtx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snap, "'", "")+"'"); err != nil {
 		return pgErr(err)
 	}
-	return fn(&pgTx{tx: rtx, b: t.b})
+	return fn(&pgTx{tx: rtx, b: t.b, at: t.at})
 }
 
 func (t *pgTx) get(k []byte) ([]byte, bool, error) {
