@@ -43,8 +43,19 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		t.completingFlag = n > 2 && strings.HasPrefix(args[n-2], "-")
 		return t.exit(app.RunContext(ctx, args))
 	}
-	err := app.RunContext(ctx, reorderArgs(app, args))
+	err := app.RunContext(ctx, reorderArgs(app, helpArgs(args)))
 	return t.exit(interrupted(ctx, err))
+}
+
+// helpArgs turns `spillway help [COMMAND…]` into `spillway [COMMAND…]
+// --help`. urfave/cli's help command is left out of the command list
+// (HideHelpCommand), and with it `spillway help` failed as an unknown
+// help topic; a command of our own named help would drop the --help flag.
+func helpArgs(args []string) []string {
+	if len(args) < 2 || args[1] != "help" {
+		return args
+	}
+	return append(append([]string{args[0]}, args[2:]...), "--help")
 }
 
 // interrupted turns an error caused by a signal's cancelling ctx into the
