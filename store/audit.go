@@ -173,7 +173,12 @@ func (tx *Tx) Append(now time.Time, typ, sandbox string, data map[string]string)
 		e.Data["host"] = tx.s.auditHost
 	}
 	e.Hash = e.ComputeHash()
-	if err := tx.put(AuditKey(e.Seq), e); err != nil {
+	v, err := encode(e)
+	if err != nil {
+		return nil, err
+	}
+	// The number is fresh from the counter: no entry can be overwritten.
+	if err := tx.create(AuditKey(e.Seq), v); err != nil {
 		return nil, err
 	}
 	hv := binary.BigEndian.AppendUint64(nil, e.ChainSeq)

@@ -39,6 +39,10 @@ type kvTx interface {
 	// get returns the value at k, or ok=false when it is absent.
 	get(k []byte) (v []byte, ok bool, err error)
 	set(k, v []byte) error
+	// create is set for a key nobody can have written: it holds an id
+	// this transaction drew (next, nextN). A driver may write it with a
+	// plain insert, which fails the transaction if the key exists.
+	create(k, v []byte) error
 	del(k []byte) error
 	// scan calls fn in key order for every key with prefix that is not
 	// before from (nil: from the start of prefix); with values it also

@@ -85,6 +85,8 @@ func (t badgerTx) set(k, v []byte) error {
 	return nil
 }
 
+func (t badgerTx) create(k, v []byte) error { return t.set(k, v) }
+
 func (t badgerTx) del(k []byte) error {
 	if err := t.txn.Delete(k); err != nil {
 		return err

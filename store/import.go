@@ -538,15 +538,20 @@ func (im *importer) sandbox(sb *Sandbox) error {
 	})
 }
 
-// putNewRecord is PutRecord for an id just drawn: no old record to read
-// (a round trip per record on PostgreSQL).
+// putNewRecord is PutRecord for an id this transaction drew: no old
+// record to read (a round trip per record on PostgreSQL), and its keys
+// are created (kvTx.create), since none can exist.
 func (tx *Tx) putNewRecord(r *Record) error {
 	tx.movePending(nil, r)
-	if err := tx.put(key(pRec, r.ID), r); err != nil {
+	v, err := encode(r)
+	if err != nil {
+		return err
+	}
+	if err := tx.create(key(pRec, r.ID), v); err != nil {
 		return err
 	}
 	for _, k := range recordIndexKeys(r) {
-		if err := tx.set(k, nil); err != nil {
+		if err := tx.create(k, nil); err != nil {
 			return err
 		}
 	}

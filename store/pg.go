@@ -366,6 +366,9 @@ type pgTx struct {
 	// pending holds the writes not yet sent, the last per key (nil: a
 	// delete); a get answers from it, a scan and the commit send it first.
 	pending map[string][]byte
+	// created holds the pending keys create wrote and nothing else has
+	// since: they are sent with a plain INSERT, not an upsert.
+	created map[string]bool
 	// read holds what get read (nil: absent) and the writes sent: the
 	// snapshot does not change, so a key is read once.
 	read map[string][]byte
@@ -459,6 +462,22 @@ func (t *pgTx) set(k, v []byte) error {
 		t.pending = map[string][]byte{}
 	}
 	t.pending[string(k)] = append([]byte{}, v...) // never nil: nil is a delete
+	delete(t.created, string(k))
+	return nil
+}
+
+func (t *pgTx) create(k, v []byte) error {
+	_, pending := t.pending[string(k)]
+	if sent, ok := t.read[string(k)]; pending || ok && sent != nil {
+		return t.set(k, v) // written in this transaction already
+	}
+	if err := t.set(k, v); err != nil {
+		return err
+	}
+	if t.created == nil {
+		t.created = map[string]bool{}
+	}
+	t.created[string(k)] = true
 	return nil
 }
 
@@ -467,6 +486,7 @@ func (t *pgTx) del(k []byte) error {
 		t.pending = map[string][]byte{}
 	}
 	t.pending[string(k)] = nil
+	delete(t.created, string(k))
 	return nil
 }
 
@@ -484,6 +504,7 @@ func (t *pgTx) flush(ctx context.Context) error {
 		}
 	}
 	clear(t.pending)
+	clear(t.created)
 	return nil
 }
 
@@ -505,7 +526,8 @@ type pgStatement struct {
 
 // writeStatements are the statements that write the pending writes, in
 // key order (concurrent writers lock rows in one order): upserts through
-// unnest, deletes through = ANY, a chunk of keys per statement.
+// unnest, deletes through = ANY, a chunk of keys per statement; the keys
+// create wrote go in plain INSERTs (no other writer can hold them).
 func (t *pgTx) writeStatements() []pgStatement {
 	if len(t.pending) == 0 {
 		return nil
@@ -516,8 +538,12 @@ func (t *pgTx) writeStatements() []pgStatement {
 	}
 	slices.Sort(keys)
 	var out []pgStatement
-	var sk, sv, dk [][]byte
+	var ck, cv, sk, sv, dk [][]byte
 	send := func(force bool) {
+		if len(ck) > 0 && (force || len(ck) == pgFlushChunk) {
+			out = append(out, pgStatement{`INSERT INTO kv (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[])`, []any{ck, cv}})
+			ck, cv = nil, nil
+		}
 		if len(sk) > 0 && (force || len(sk) == pgFlushChunk) {
 			out = append(out, pgStatement{`INSERT INTO kv (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`, []any{sk, sv}})
 			sk, sv = nil, nil
@@ -528,7 +554,9 @@ func (t *pgTx) writeStatements() []pgStatement {
 		}
 	}
 	for _, k := range keys {
-		if v := t.pending[k]; v != nil {
+		if v := t.pending[k]; t.created[k] {
+			ck, cv = append(ck, []byte(k)), append(cv, v)
+		} else if v != nil {
 			sk, sv = append(sk, []byte(k)), append(sv, v)
 		} else {
 			dk = append(dk, []byte(k))

@@ -26,6 +26,10 @@ func (tx *Tx) get(k []byte) (v []byte, ok bool, err error) {
 
 func (tx *Tx) set(k, v []byte) error { return translate(tx.b.set(k, v)) }
 
+// create is set for a key that holds an id this transaction drew
+// (kvTx.create).
+func (tx *Tx) create(k, v []byte) error { return translate(tx.b.create(k, v)) }
+
 func (tx *Tx) del(k []byte) error { return translate(tx.b.del(k)) }
 
 // put encodes v and stores it at k.
