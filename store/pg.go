@@ -28,6 +28,9 @@ type pgBackend struct {
 	// snapshot (pgTx.before): a pool of their own, so that writers
 	// waiting for a second connection never starve each other.
 	snapPool *pgxpool.Pool
+	// keysCurrent: at open the keys and values were at SchemaVersion with
+	// no migration under way (pgState).
+	keysCurrent bool
 }
 
 // pgRetries is how many times a transaction is run again after a
@@ -48,7 +51,8 @@ func openPG(ctx context.Context, rawURL string) (*pgBackend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
 	}
-	if err := pool.Ping(ctx); err != nil {
+	state, err := pgOpenState(ctx, pool) // also connects
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
 	}
@@ -57,7 +61,10 @@ func openPG(ctx context.Context, rawURL string) (*pgBackend, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
 	}
-	b := &pgBackend{pool: pool, name: name, snapPool: snapPool}
+	b := &pgBackend{pool: pool, name: name, snapPool: snapPool, keysCurrent: state.keysCurrent}
+	if state.sqlCurrent {
+		return b, nil
+	}
 	if err := migratePG(ctx, pool); err != nil {
 		b.close()
 		return nil, fmt.Errorf("store %s: %w", name, err)

@@ -39,9 +39,6 @@ SELECT setval('spillway_ctr_audit', ('x' || encode(substring(v from 1 for 8), 'h
 // processes starting at once, one creates it and the others, retried,
 // find it done. A database of a newer spillway is refused.
 func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
-	if pgSchemaCurrent(ctx, pool) {
-		return nil
-	}
 	return pgRetry(func() error {
 		err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS spillway_schema (
@@ -81,32 +78,57 @@ func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
 	})
 }
 
-// pgSchemaCurrent says, in one round trip, whether the SQL layout is at
-// PGSchemaVersion: then migratePG has nothing to do (a newer one, or any
-// failure, is left to its transaction to report).
-func pgSchemaCurrent(ctx context.Context, pool *pgxpool.Pool) bool {
-	var v int
-	err := pool.QueryRow(ctx, `SELECT version FROM spillway_schema`, pgx.QueryExecModeExec).Scan(&v)
-	return err == nil && v == PGSchemaVersion
+// pgState is what one query at open reads of a database's schemas.
+type pgState struct {
+	// sqlCurrent: the SQL layout is at PGSchemaVersion, so migratePG has
+	// nothing to do (a newer one, or any failure, is left to its
+	// transaction to report).
+	sqlCurrent bool
+	// keysCurrent: the keys and values are at SchemaVersion with no
+	// migration under way, so OpenURL need not check them in transactions
+	// (checkSchema, migrating).
+	keysCurrent bool
 }
 
-// pgKeysCurrent says, in one round trip, whether the keys and values are at
-// SchemaVersion with no migration under way: then OpenURL need not check
-// them in transactions (checkSchema, migrating).
-func pgKeysCurrent(ctx context.Context, pool *pgxpool.Pool) bool {
-	rows, err := pool.Query(ctx, `SELECT k, v FROM kv WHERE k = ANY($1)`, pgx.QueryExecModeExec,
-		[][]byte{[]byte(keySchema), []byte(keyMigrating), []byte(keyCopying)})
-	if err != nil {
-		return false
-	}
-	current := false
-	for rows.Next() {
-		var k, v []byte
-		if rows.Scan(&k, &v) != nil || string(k) != keySchema {
-			rows.Close()
-			return false
+// pgOpenState reads pgState in one round trip, the connection's first.
+// An error is returned only when the server did not answer (the database
+// is unavailable); an answer that is an error, such as no schema table in
+// a new database, reads as nothing current.
+func pgOpenState(ctx context.Context, pool *pgxpool.Pool) (pgState, error) {
+	rows, err := pool.Query(ctx, `SELECT s.version, kv.k, kv.v FROM spillway_schema s LEFT JOIN kv ON kv.k = ANY($1)`,
+		pgx.QueryExecModeExec, [][]byte{[]byte(keySchema), []byte(keyMigrating), []byte(keyCopying)})
+	var st pgState
+	if err == nil {
+		keys, other := false, false
+		for rows.Next() {
+			var v int
+			var k, kv []byte
+			if err = rows.Scan(&v, &k, &kv); err != nil {
+				break
+			}
+			st.sqlCurrent = v == PGSchemaVersion
+			switch {
+			case k == nil: // no key row
+			case string(k) == keySchema:
+				keys = string(kv) == strconv.Itoa(SchemaVersion)
+			default:
+				other = true
+			}
 		}
-		current = string(v) == strconv.Itoa(SchemaVersion)
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+		st.keysCurrent = st.sqlCurrent && keys && !other
 	}
-	return rows.Err() == nil && current
+	var ce *pgconn.ConnectError
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.As(err, &ce): // even when the server refused it
+	case errors.As(err, &pe):
+		return pgState{}, nil
+	}
+	return pgState{}, err
 }

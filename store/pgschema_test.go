@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,7 +26,15 @@ func TestPGOpenFastPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if pgSchemaCurrent(ctx, pool) || pgKeysCurrent(ctx, pool) {
+	state := func() pgState {
+		t.Helper()
+		st, err := pgOpenState(ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if state().sqlCurrent || state().keysCurrent {
 		t.Fatal("an empty database reads as current")
 	}
 	s, err := OpenURL(ctx, u, "")
@@ -31,8 +42,8 @@ func TestPGOpenFastPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if !pgSchemaCurrent(ctx, pool) || !pgKeysCurrent(ctx, pool) {
-		t.Fatalf("a database just opened: SQL layout current %v, keys current %v", pgSchemaCurrent(ctx, pool), pgKeysCurrent(ctx, pool))
+	if !state().sqlCurrent || !state().keysCurrent {
+		t.Fatalf("a database just opened: SQL layout current %v, keys current %v", state().sqlCurrent, state().keysCurrent)
 	}
 	exec := func(q string, args ...any) {
 		t.Helper()
@@ -45,17 +56,17 @@ func TestPGOpenFastPaths(t *testing.T) {
 	}
 	for _, k := range []string{keyMigrating, keyCopying} {
 		setKey(k, "0")
-		if pgKeysCurrent(ctx, pool) {
+		if state().keysCurrent {
 			t.Fatalf("%s set: keys read as current", k)
 		}
 		exec(`DELETE FROM kv WHERE k = $1`, []byte(k))
 	}
 	setKey(keySchema, strconv.Itoa(SchemaVersion-1))
-	if pgKeysCurrent(ctx, pool) {
+	if state().keysCurrent {
 		t.Fatal("an older key schema reads as current")
 	}
 	setKey(keySchema, strconv.Itoa(SchemaVersion+1))
-	if pgKeysCurrent(ctx, pool) {
+	if state().keysCurrent {
 		t.Fatal("a newer key schema reads as current")
 	}
 	if _, err := OpenURL(ctx, u, ""); err == nil || !strings.Contains(err.Error(), "newer than this spillway") {
@@ -67,11 +78,29 @@ func TestPGOpenFastPaths(t *testing.T) {
 		t.Fatalf("no key schema in a non-empty store: %v", err)
 	}
 	exec(`UPDATE spillway_schema SET version = $1`, PGSchemaVersion-1)
-	if pgSchemaCurrent(ctx, pool) {
+	if state().sqlCurrent {
 		t.Fatal("an older SQL layout reads as current")
 	}
 	exec(`DROP TABLE spillway_schema`)
-	if pgSchemaCurrent(ctx, pool) {
+	if state().sqlCurrent {
 		t.Fatal("a database without spillway_schema reads as current")
+	}
+}
+
+// TestPGOpenRefused: a server that answers but refuses the connection
+// (here: no such database) makes the store unavailable, as one that
+// cannot be reached does; it is not taken for a database to create the
+// schema in.
+func TestPGOpenRefused(t *testing.T) {
+	u, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/spillway_no_such_database"
+	_, err = OpenURL(context.Background(), u.String(), "")
+	// At once, from the first query: not after migratePG's retries.
+	want := regexp.MustCompile(`^store postgres://\S+: the database is unavailable: failed to connect .*spillway_no_such_database`)
+	if !errors.Is(err, ErrUnavailable) || !want.MatchString(err.Error()) {
+		t.Fatalf("open a database that does not exist: %v", err)
 	}
 }

@@ -298,7 +298,7 @@ func OpenURL(ctx context.Context, url, dir string) (*Store, error) {
 			return nil, err
 		}
 		s := &Store{be: b, dir: b.where()}
-		if pgKeysCurrent(ctx, b.pool) {
+		if b.keysCurrent {
 			return s, nil
 		}
 		from, err := s.checkSchema()
