@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -75,54 +73,39 @@ type persistedOptions struct {
 
 func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		// Rows print as they are read from the current-state index, in
-		// pages of reviewPage, so the first page of a large state shows at
-		// once; after it, output goes out when the buffer is full (a write
-		// per cell cost more than the listing itself, a write per page a
-		// third of it into a pipe).
-		out := bufio.NewWriterSize(t.out, 64<<10)
-		defer out.Flush()
-		bt := *t
-		bt.out = out
+		// Rows print as they are read from the current-state index, so
+		// the first page of a large state shows at once (pagedOutput).
+		out := t.paged()
+		defer out.done()
 		if t.json {
-			arr := bt.jsonArray()
-			n := 0
+			arr := out.term.jsonArray()
 			if err := e.PersistedEach(ctx, o.Sandbox, func(r *persist.Record) error {
-				if n++; n == reviewPage {
-					if err := out.Flush(); err != nil {
-						return err
-					}
+				if err := arr.add(view.NewRecord(r)); err != nil {
+					return err
 				}
-				return arr.add(view.NewRecord(r))
+				return out.row()
 			}); err != nil {
 				return err
 			}
 			if err := arr.close(); err != nil {
 				return err
 			}
-			return out.Flush()
+			return out.done()
 		}
-		w := bt.table()
+		w := out.table
 		fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
-		n := 0
 		err := e.PersistedEach(ctx, o.Sandbox, func(r *persist.Record) error {
 			typ := r.Type
 			if r.Kind == change.KindDelete {
 				typ = "deleted"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%04o\t%s\t%d\t%s\n", name(r.Path), typ, units.FormatSize(r.Size), r.Mode, r.Exception, r.Session, r.Status)
-			switch n++; {
-			case n == reviewPage:
-				return errors.Join(w.Flush(), out.Flush())
-			case n%reviewPage == 0:
-				return w.Flush() // aligns the page into the buffer
-			}
-			return nil
+			return out.row()
 		})
 		if err != nil {
 			return err
 		}
-		return errors.Join(w.Flush(), out.Flush())
+		return out.done()
 	})
 }
 

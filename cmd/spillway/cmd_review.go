@@ -115,25 +115,33 @@ type reviewOptions struct {
 
 func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
 	return withLedger(ctx, g, t, func(e *persist.Env) error {
-		// Rows print as they are read, in pages of reviewPage, so the
-		// first page of a long list shows at once.
+		// Rows print as they are read, so the first page of a long list
+		// shows at once (pagedOutput).
+		out := t.paged()
+		defer out.done()
 		if t.json {
 			// Each row names the host that wrote it (its session's).
-			arr := t.jsonArray()
+			arr := out.term.jsonArray()
 			if err := e.ReviewEachHost(ctx, o.Sandbox, func(r *persist.Record, host string) error {
 				if o.Host != "" && host != o.Host {
 					return nil
 				}
 				v := view.NewRecord(r)
 				v.Host = host
-				return arr.add(v)
+				if err := arr.add(v); err != nil {
+					return err
+				}
+				return out.row()
 			}); err != nil {
 				return err
 			}
-			return arr.close()
+			if err := arr.close(); err != nil {
+				return err
+			}
+			return out.done()
 		}
 		each := reviewEachOn(e, o.Host)
-		w := t.table()
+		w := out.table
 		n := 0
 		err := each(ctx, o.Sandbox, func(r *persist.Record) error {
 			if n == 0 {
@@ -142,19 +150,15 @@ func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term)
 			n++
 			fmt.Fprintf(w, "r%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Sandbox, r.Session, r.Kind, r.Type,
 				units.FormatSize(r.Size), r.Exception, r.Review, name(r.Path))
-			if n%reviewPage == 0 {
-				return w.Flush()
-			}
-			return nil
+			return out.row()
 		})
 		if err != nil {
 			return err
 		}
 		if n == 0 {
-			fmt.Fprintln(t.out, "nothing to review")
-			return nil
+			fmt.Fprintln(out.buf, "nothing to review")
 		}
-		return w.Flush()
+		return out.done()
 	})
 }
 
@@ -304,6 +308,3 @@ func recordStatus(r *persist.Record) string {
 	}
 	return s
 }
-
-// reviewPage is how many rows review ls aligns and prints at a time.
-const reviewPage = 50
