@@ -41,9 +41,10 @@ type Options struct {
 	// Blobs is the blob store's URL: "" blobs/ in Root, or dir:///PATH.
 	Blobs string
 	// LedgerOnly opens the ledger alone, for a command that only reads
-	// records (review ls): no snapshotter, no stale-mount recovery, no
-	// build of the current-state index or counters, which it never reads.
-	// Such an Env serves ReviewEach, ReviewEachHost and HostOf.
+	// records or audit entries (review ls, log): no snapshotter, no
+	// stale-mount recovery, no build of the current-state index or
+	// counters, which it never reads. Such an Env serves ReviewEach,
+	// ReviewEachHost, HostOf and ForEachEvent.
 	LedgerOnly bool
 }
 

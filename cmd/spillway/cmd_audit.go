@@ -51,7 +51,7 @@ type logOptions struct {
 }
 
 func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
-	return withEnv(ctx, g, t, func(e *persist.Env) error {
+	return withLedger(ctx, g, t, func(e *persist.Env) error {
 		all := []eventJSON{}
 		hosts := e.HostOf()
 		err := e.ForEachEvent(ctx, o.Sandbox, func(ev *persist.Event) error {
