@@ -104,3 +104,23 @@ func TestPGOpenRefused(t *testing.T) {
 		t.Fatalf("open a database that does not exist: %v", err)
 	}
 }
+
+// TestPGJITOff: the store's connections run with JIT compilation off
+// (its first use in a connection costs about 80 ms, more than the
+// statements), unless the URL sets jit itself.
+func TestPGJITOff(t *testing.T) {
+	ctx := context.Background()
+	u := pgtest.URL(t)
+	for _, c := range []struct{ url, want string }{{u, "off"}, {u + "&jit=on", "on"}} {
+		s, err := OpenURL(ctx, c.url, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var jit string
+		err = s.be.(*pgBackend).pool.QueryRow(ctx, `SHOW jit`).Scan(&jit)
+		s.Close()
+		if err != nil || jit != c.want {
+			t.Errorf("%s: jit = %q (%v), want %s", c.url, jit, err, c.want)
+		}
+	}
+}
