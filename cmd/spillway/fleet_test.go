@@ -2,12 +2,14 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/spillway/spillway/internal/pgtest"
+	"github.com/spillway/spillway/internal/testenv"
 )
 
 // postgresParams runs scripts with the ledger in a PostgreSQL database of
@@ -58,4 +60,32 @@ func TestScriptsOnPostgres(t *testing.T) {
 		}
 	}
 	testscript.Run(t, postgresParams(t, p, false))
+}
+
+// TestFleetThroughPgBouncer runs the roam script with every connection
+// through a PgBouncer in session pooling, as docs/fleet.md suggests for a
+// fleet: the store's connection setup must be one a pooler accepts (a
+// startup parameter it does not know is refused).
+func TestFleetThroughPgBouncer(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("pgbouncer"); err != nil {
+		testenv.Missing(t, "pgbouncer is not installed")
+	}
+	p := postgresParams(t, scriptParams(""), true)
+	p.Dir = ""
+	p.Files = []string{filepath.Join("testdata", "fleet", "roam.txtar")}
+	setup := p.Setup
+	p.Setup = func(env *testscript.Env) error {
+		if err := setup(env); err != nil {
+			return err
+		}
+		u, stop, err := pgtest.Bouncer(env.Getenv("SPILLWAY_STORE"))
+		if err != nil {
+			return err
+		}
+		env.Defer(stop)
+		env.Setenv("SPILLWAY_STORE", u)
+		return nil
+	}
+	testscript.Run(t, p)
 }
