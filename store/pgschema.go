@@ -103,8 +103,9 @@ func pgOpenState(ctx context.Context, pool *pgxpool.Pool) (pgState, error) {
 		for rows.Next() {
 			var v int
 			var k, kv []byte
-			if err = rows.Scan(&v, &k, &kv); err != nil {
-				break
+			if rows.Scan(&v, &k, &kv) != nil {
+				rows.Close()
+				return pgState{}, nil // not as written: the transactions decide
 			}
 			st.sqlCurrent = v == PGSchemaVersion
 			switch {
@@ -115,10 +116,7 @@ func pgOpenState(ctx context.Context, pool *pgxpool.Pool) (pgState, error) {
 				other = true
 			}
 		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
+		err = rows.Err()
 		st.keysCurrent = st.sqlCurrent && keys && !other
 	}
 	var ce *pgconn.ConnectError
