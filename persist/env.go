@@ -40,11 +40,12 @@ type Options struct {
 	Store string
 	// Blobs is the blob store's URL: "" blobs/ in Root, or dir:///PATH.
 	Blobs string
-	// LedgerOnly opens the ledger alone, for a command that only reads
-	// records or audit entries (review ls, log): no snapshotter, no
-	// stale-mount recovery, no build of the current-state index or
-	// counters, which it never reads. Such an Env serves ReviewEach,
-	// ReviewEachHost, HostOf and ForEachEvent.
+	// LedgerOnly opens the ledger and the blobs alone, for a command that
+	// only reads records, their content or audit entries (review ls,
+	// review show, log): no snapshotter, no stale-mount recovery, no
+	// build of the current-state index or counters, which it never
+	// reads. Such an Env serves ReviewEach, ReviewEachHost, ReviewShow,
+	// OpenRecord, HostOf and ForEachEvent.
 	LedgerOnly bool
 }
 
@@ -130,6 +131,11 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 		// Entries of a ledger several hosts share name their writer.
 		e.store.SetAuditHost(e.hostID)
 	}
+	e.blobsShared = o.Blobs != ""
+	e.blobs, err = NewBlobs(blobDir)
+	if err != nil {
+		return nil, err
+	}
 	if o.LedgerOnly {
 		return e.openLedgerOnly(o.Snapshotter)
 	}
@@ -142,11 +148,6 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	e.snap.SetReopen(e.enterLedger)
-	e.blobsShared = o.Blobs != ""
-	e.blobs, err = NewBlobs(blobDir)
-	if err != nil {
-		return nil, err
-	}
 	for _, d := range []string{e.mntDir(), e.tmpDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err

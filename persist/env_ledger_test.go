@@ -48,6 +48,14 @@ func TestLedgerOnlyEnv(t *testing.T) {
 	if len(ids) != 1 || ids[0] != r.ID {
 		t.Fatalf("ledger-only review list %v, want [%d]", ids, r.ID)
 	}
+	// review show reads the record's content from the blobs.
+	rep, err := lo.ReviewShow(r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Diff == nil || !strings.Contains(rep.Diff.Text, "+a") {
+		t.Fatalf("ledger-only review show: diff %+v, want the content's line", rep.Diff)
+	}
 	if lo.snap != nil || ready(lo) {
 		t.Fatalf("a ledger-only Env opened the snapshotter (%v) or built the index (%v)", lo.snap != nil, ready(lo))
 	}

@@ -126,9 +126,9 @@ func withEnv(ctx context.Context, g globalOptions, t *term, fn func(e *persist.E
 	return withEnvOptions(ctx, envOptions(g, t), fn)
 }
 
-// withLedger is withEnv for a command that only reads records or audit
-// entries (review ls, log): the Env opens the ledger alone
-// (persist.Options.LedgerOnly).
+// withLedger is withEnv for a command that only reads records, their
+// content or audit entries (review ls, review show, log): the Env opens
+// the ledger and the blobs alone (persist.Options.LedgerOnly).
 func withLedger(ctx context.Context, g globalOptions, t *term, fn func(e *persist.Env) error) error {
 	o := envOptions(g, t)
 	o.LedgerOnly = true

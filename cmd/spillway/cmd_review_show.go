@@ -12,7 +12,7 @@ import (
 )
 
 func runReviewShow(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
-	return withEnv(ctx, g, t, func(e *persist.Env) error {
+	return withLedger(ctx, g, t, func(e *persist.Env) error {
 		rep, err := e.ReviewShow(o.IDs[0])
 		if err != nil {
 			return err
