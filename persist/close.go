@@ -214,7 +214,7 @@ func (e *Env) markClosing(sb *store.Sandbox) error { return e.setState(sb, store
 
 // setState sets the state of the sandbox and its session.
 func (e *Env) setState(sb *store.Sandbox, state string) error {
-	return e.updateAsHolder(sb.Name, e.closing[sb.Name], func(tx *store.Tx) error {
+	return e.updateAsHolder(e.store.UpdateLeased, sb.Name, e.closing[sb.Name], func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
 			return err

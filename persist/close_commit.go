@@ -201,12 +201,7 @@ var loseCommitAnswer func(step string) (lose, afterCommit bool)
 // its audit entry, in an Update, or in an UpdateLeasedAudited when this
 // host holds the lease with token (not 0).
 func (e *Env) commitUpdate(step, name string, token uint64, fn func(tx *store.Tx) error) error {
-	update := func() error {
-		if token == 0 {
-			return e.store.Update(fn)
-		}
-		return e.store.UpdateLeasedAudited(name, e.hostID, token, fn)
-	}
+	update := func() error { return e.updateAsHolder(e.store.UpdateLeasedAudited, name, token, fn) }
 	if loseCommitAnswer != nil {
 		if lose, after := loseCommitAnswer(step); lose {
 			if after {
@@ -220,15 +215,18 @@ func (e *Env) commitUpdate(step, name string, token uint64, fn func(tx *store.Tx
 	return update()
 }
 
-// updateAsHolder runs fn, a write of sandbox name's session, in an
-// UpdateLeased with token, which checks this host's lease and, on
-// PostgreSQL, takes no predicate locks (store.UpdateLeased); without a
-// token (a close driven without a lease, in tests) in an Update.
-func (e *Env) updateAsHolder(name string, token uint64, fn func(tx *store.Tx) error) error {
+// leasedUpdate is store.Store's UpdateLeased or UpdateLeasedAudited.
+type leasedUpdate func(sandbox, host string, token uint64, fn func(tx *store.Tx) error) error
+
+// updateAsHolder runs fn, a write of sandbox name's session, through
+// leased with token, which checks this host's lease and, on PostgreSQL,
+// takes no predicate locks (store.UpdateLeased); without a token (a close
+// driven without a lease, in tests) in an Update.
+func (e *Env) updateAsHolder(leased leasedUpdate, name string, token uint64, fn func(tx *store.Tx) error) error {
 	if token == 0 {
 		return e.store.Update(fn)
 	}
-	return e.store.UpdateLeased(name, e.hostID, token, fn)
+	return leased(name, e.hostID, token, fn)
 }
 
 // commitCloseOnce commits sb's close in one transaction: the staged
