@@ -65,7 +65,7 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []view.Record{}
 	var next uint64
-	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+	err := s.withLedger(r.Context(), func(e *persist.Env) error {
 		hosts := e.HostOf() // each row names its host, as review ls --json does
 		return f.eachPending(r, e, func(rec *persist.Record) error {
 			if rec.ID <= after {
@@ -101,7 +101,7 @@ func (s *Server) apiRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out view.ReviewShow
-	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+	err := s.withLedger(r.Context(), func(e *persist.Env) error {
 		rep, err := e.ReviewShow(id)
 		if err == nil {
 			out = view.NewReviewShow(rep, e.Now())

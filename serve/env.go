@@ -23,10 +23,23 @@ func (b *busyError) Error() string {
 // it again, so that CLI commands run between requests. Requests of this
 // server take turns; a CLI command that holds the state for longer than
 // the lock timeout makes it return a *busyError.
-func (s *Server) withEnv(ctx context.Context, fn func(e *persist.Env) error) (err error) {
+func (s *Server) withEnv(ctx context.Context, fn func(e *persist.Env) error) error {
+	return s.withEnvOptions(ctx, s.cfg.Persist, fn)
+}
+
+// withLedger is withEnv for a page that only reads records, their blobs
+// and the rules, as `review ls` and `review show` do: it
+// opens the ledger and the blobs alone (persist.Options.LedgerOnly), not
+// the snapshotter and the current-state index.
+func (s *Server) withLedger(ctx context.Context, fn func(e *persist.Env) error) error {
+	o := s.cfg.Persist
+	o.LedgerOnly = true
+	return s.withEnvOptions(ctx, o, fn)
+}
+
+func (s *Server) withEnvOptions(ctx context.Context, o persist.Options, fn func(e *persist.Env) error) (err error) {
 	s.envMu.Lock()
 	defer s.envMu.Unlock()
-	o := s.cfg.Persist
 	holder := ""
 	o.Wait = func(h string) { holder = h }
 	if o.Warn == nil {

@@ -92,7 +92,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 	f := s.filterFrom(r)
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	p := queuePage{Filter: f, After: after, Records: []*persist.Record{}}
-	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+	err := s.withLedger(r.Context(), func(e *persist.Env) error {
 		return f.eachPending(r, e, func(rec *persist.Record) error {
 			if rec.ID <= after {
 				return nil
@@ -118,7 +118,7 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	f := s.filterFrom(r)
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	var found uint64
-	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+	err := s.withLedger(r.Context(), func(e *persist.Env) error {
 		return f.eachPending(r, e, func(rec *persist.Record) error {
 			if rec.ID > after {
 				found = rec.ID

@@ -42,7 +42,7 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 	}
 	f := s.filterFrom(r)
 	p := recordPage{Filter: f}
-	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+	err := s.withLedger(r.Context(), func(e *persist.Env) error {
 		rep, err := e.ReviewShow(id)
 		if err != nil {
 			return err
@@ -190,7 +190,7 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body []byte
-	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+	err := s.withLedger(r.Context(), func(e *persist.Env) error {
 		rep, err := e.ReviewShow(id)
 		if err != nil {
 			return err
@@ -233,7 +233,7 @@ func (s *Server) raw(w http.ResponseWriter, r *http.Request) {
 	}
 	var rc io.ReadCloser
 	var size int64
-	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+	err := s.withLedger(r.Context(), func(e *persist.Env) error {
 		rep, err := e.ReviewShow(id)
 		if err != nil {
 			return err
