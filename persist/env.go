@@ -39,6 +39,10 @@ type Options struct {
 	// Store is the ledger's URL (store.OpenURL): "" the badger store in
 	// Root, or postgres://… (snapshots, blobs and mounts stay in Root).
 	Store string
+	// Pools, when set, keeps a PostgreSQL ledger's connections open after
+	// the Env closes, for a process that opens an Env per request
+	// (store.Pools); its owner closes it.
+	Pools *store.Pools
 	// Blobs is the blob store's URL: "" blobs/ in Root, or dir:///PATH.
 	Blobs string
 	// LedgerOnly opens the ledger and the blobs alone, for a command that
@@ -123,7 +127,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.store, err = store.OpenURL(ctx, o.Store, filepath.Join(root, "store"))
+	e.store, err = o.Pools.Open(ctx, o.Store, filepath.Join(root, "store"))
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,8 @@ type pgBackend struct {
 	// keysCurrent: at open the keys and values were at SchemaVersion with
 	// no migration under way (pgState).
 	keysCurrent bool
+	// kept: the pools belong to a Pools, which closes them.
+	kept bool
 }
 
 // pgRetries is how many times a transaction is run again after a
@@ -41,7 +43,41 @@ const pgRetries = 20
 // reads fewer, since many scans stop at their first key.
 const pgPage = 1024
 
-func openPG(ctx context.Context, rawURL string) (*pgBackend, error) {
+// openPG opens the PostgreSQL store at rawURL: its connections are kept
+// in pools when pools is not nil (Pools), else the backend's own.
+func openPG(ctx context.Context, rawURL string, pools *Pools) (*pgBackend, error) {
+	name := redactURL(rawURL)
+	newPools := func() (*pgPools, error) { return newPGPools(rawURL, name) }
+	var pp *pgPools
+	var err error
+	if pools != nil {
+		pp, err = pools.get(rawURL, newPools)
+	} else {
+		pp, err = newPools()
+	}
+	if err != nil {
+		return nil, err
+	}
+	b := &pgBackend{pool: pp.pool, name: name, snapPool: pp.snapPool, kept: pools != nil}
+	state, err := pgOpenState(ctx, b.pool) // also connects
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
+	}
+	b.keysCurrent = state.keysCurrent
+	if state.sqlCurrent {
+		return b, nil
+	}
+	if err := migratePG(ctx, b.pool); err != nil {
+		b.close()
+		return nil, fmt.Errorf("store %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// newPGPools makes the two pools of a backend for rawURL (name: without
+// its password). They connect at first use.
+func newPGPools(rawURL, name string) (*pgPools, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("store: bad PostgreSQL URL: %w", err)
@@ -49,30 +85,18 @@ func openPG(ctx context.Context, rawURL string) (*pgBackend, error) {
 	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
 		cfg.AfterConnect = jitOff
 	}
-	name := redactURL(rawURL)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	// The pools may outlive the open that made them (Pools): no request's
+	// context goes into them.
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
 	}
-	state, err := pgOpenState(ctx, pool) // also connects
-	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
-	}
-	snapPool, err := pgxpool.NewWithConfig(ctx, cfg.Copy())
+	snapPool, err := pgxpool.NewWithConfig(context.Background(), cfg.Copy())
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
 	}
-	b := &pgBackend{pool: pool, name: name, snapPool: snapPool, keysCurrent: state.keysCurrent}
-	if state.sqlCurrent {
-		return b, nil
-	}
-	if err := migratePG(ctx, pool); err != nil {
-		b.close()
-		return nil, fmt.Errorf("store %s: %w", name, err)
-	}
-	return b, nil
+	return &pgPools{pool: pool, snapPool: snapPool}, nil
 }
 
 // jitOff turns JIT compilation off for a new connection. The ledger's
@@ -100,7 +124,15 @@ func redactURL(u string) string {
 	return p.Redacted()
 }
 
-func (b *pgBackend) close() error  { b.pool.Close(); b.snapPool.Close(); return nil }
+// close closes the backend's pools, unless a Pools keeps them.
+func (b *pgBackend) close() error {
+	if !b.kept {
+		b.pool.Close()
+		b.snapPool.Close()
+	}
+	return nil
+}
+
 func (b *pgBackend) where() string { return b.name }
 
 func (b *pgBackend) update(fn func(kvTx) error) error {

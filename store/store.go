@@ -292,26 +292,32 @@ func OpenURL(ctx context.Context, url, dir string) (*Store, error) {
 			return nil, fmt.Errorf("store URL %q: want badger:///ABSOLUTE/PATH", url)
 		}
 		return Open(p)
-	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		b, err := openPG(ctx, url)
-		if err != nil {
-			return nil, err
-		}
-		s := &Store{be: b, dir: b.where()}
-		if b.keysCurrent {
-			return s, nil
-		}
-		from, err := s.checkSchema()
-		if err == nil && (from < SchemaVersion || s.migrating()) {
-			err = s.migrate(from)
-		}
-		if err != nil {
-			b.close()
-			return nil, err
-		}
-		return s, nil
+	case isPGURL(url):
+		return openPGStore(ctx, url, nil)
 	}
 	return nil, fmt.Errorf("store URL %q: want postgres://…, badger:///PATH or nothing (the badger store in the state directory)", url)
+}
+
+// openPGStore opens the PostgreSQL store at url, migrating it as needed;
+// pools, when not nil, keeps its connections (Pools).
+func openPGStore(ctx context.Context, url string, pools *Pools) (*Store, error) {
+	b, err := openPG(ctx, url, pools)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{be: b, dir: b.where()}
+	if b.keysCurrent {
+		return s, nil
+	}
+	from, err := s.checkSchema()
+	if err == nil && (from < SchemaVersion || s.migrating()) {
+		err = s.migrate(from)
+	}
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // Driver names the store's driver: "badger" or "postgres".

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/persist"
+	"github.com/spillway/spillway/store"
 )
 
 func fleetCommand(t *term) *cli.Command {
@@ -146,10 +147,16 @@ type fleetAgentOptions struct {
 }
 
 // runFleetAgent opens the state directory for each heartbeat only, so the
-// agent never holds it between two.
+// agent never holds it between two. A heartbeat needs the ledger alone;
+// a PostgreSQL ledger's connection stays open between heartbeats, so
+// that each costs the server one UPDATE, not a new connection.
 func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t *term) error {
+	pools := store.NewPools()
+	defer pools.Close()
+	eo := envOptions(g, t)
+	eo.LedgerOnly, eo.Pools = true, pools
 	for {
-		err := withEnv(ctx, g, t, func(e *persist.Env) error { return e.Heartbeat(o.TTL) })
+		err := withEnvOptions(ctx, eo, func(e *persist.Env) error { return e.Heartbeat(o.TTL) })
 		if err != nil {
 			if o.Once || ctx.Err() != nil {
 				return err

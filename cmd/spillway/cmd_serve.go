@@ -14,6 +14,7 @@ import (
 	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/serve"
+	"github.com/spillway/spillway/store"
 )
 
 // serveOptions are the flags of `spillway serve`.
@@ -84,8 +85,13 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 		return err
 	}
 	defer ln.Close()
+	// A request opens the state directory for itself; a PostgreSQL
+	// ledger's connections stay open between requests.
+	pools := store.NewPools()
+	defer pools.Close()
 	srv, err := serve.New(serve.Config{
-		Persist:  persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, Store: g.Store, Blobs: g.Blobs, What: "serve (one request)"},
+		Persist: persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, Store: g.Store, Blobs: g.Blobs, What: "serve (one request)",
+			Pools: pools},
 		Reviewer: o.Reviewer, Addr: ln.Addr().String(), TLS: tls,
 		Warn:    func(msg string) { t.warnf("%s", msg) },
 		Sandbox: o.Sandbox, Host: o.Host,
