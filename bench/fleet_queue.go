@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,8 +135,84 @@ func (b *bench) fleetQueue(ctx context.Context) error {
 		cli = append(cli, d)
 	}
 	b.add(grp, fmt.Sprintf("spillway review ls: process start to its first %d rows printed", b.cfg.Page), cli)
-	b.logf("fleet-queue: first page %s (store call), %s (CLI)", fmtDur(median(api)), fmtDur(median(cli)))
+	first, web, err := serveFirstPages(ctx, bin, root, url, reps)
+	if err != nil {
+		return err
+	}
+	b.add(grp, "spillway serve: GET /queue, its first request (a new server connection)", []time.Duration{first})
+	b.add(grp, "spillway serve: GET /queue (50 rows; the server connection kept)", web)
+	b.ratios = append(b.ratios, ratio{Name: fmt.Sprintf("fleet review queue first page in the browser, %d pending records (spillway serve)", records), Value: float64(median(web)) / 1e6, Target: 50, Unit: " ms"})
+	b.logf("fleet-queue: first page %s (store call), %s (CLI), %s (serve)", fmtDur(median(api)), fmtDur(median(cli)), fmtDur(median(web)))
 	return nil
+}
+
+// serveFirstPages starts `spillway serve` on root, logs in, and times
+// GET /queue: its first request, then reps more, 200 ms apart, as a
+// reviewer's clicks come. Each page must hold its 50 records.
+func serveFirstPages(ctx context.Context, bin, root, url string, reps int) (first time.Duration, rest []time.Duration, err error) {
+	cmd := exec.CommandContext(ctx, bin, "--root", root, "serve", "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "SPILLWAY_STORE="+url, "SPILLWAY_NO_PROGRESS=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, nil, err
+	}
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	var login string
+	for login == "" && sc.Scan() {
+		login, _ = strings.CutPrefix(sc.Text(), "review at ")
+	}
+	if login == "" {
+		return 0, nil, fmt.Errorf("spillway serve printed no login URL: %s", errb.String())
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	c := &http.Client{Jar: jar, Timeout: time.Minute}
+	get := func(u string) (string, error) {
+		resp, err := c.Get(u)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("GET %s: %s", u, resp.Status)
+		}
+		return string(body), err
+	}
+	if _, err := get(login); err != nil {
+		return 0, nil, err
+	}
+	queue := login[:strings.Index(login, "/login")] + "/queue"
+	for i := range reps + 1 {
+		t0 := time.Now()
+		body, err := get(queue)
+		d := time.Since(t0)
+		if err != nil {
+			return 0, nil, err
+		}
+		if n := strings.Count(body, `<tr class="rec"`); n != 50 {
+			return 0, nil, fmt.Errorf("GET /queue shows %d records, want 50", n)
+		}
+		if i == 0 {
+			first = d
+		} else {
+			rest = append(rest, d)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return first, rest, nil
 }
 
 // fillQueue writes sandboxes and records pending records spread over them
@@ -329,8 +408,8 @@ func sameQueue(ctx context.Context, bst, pst *store.Store, records, sandboxes, p
 // the module's directory, as `go run ./bench` is).
 func buildSpillway(dir string) (string, error) {
 	bin := filepath.Join(dir, "spillway")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/spillway").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/spillway: %v: %s", err, out)
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/spillway/spillway/cmd/spillway").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build github.com/spillway/spillway/cmd/spillway: %v: %s", err, out)
 	}
 	return bin, nil
 }
