@@ -240,6 +240,41 @@ func recount(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (store.Counts
 // stateCounts returns sb's counters: files and bytes in its state and the
 // records waiting for review, read in O(1) where they are kept.
 func stateCounts(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (store.Counts, int64, error) {
+	return stateCountsRead(ctx, tx, sb, nil)
+}
+
+// eachStateCounts is stateCounts of each of sbs in a few round trips,
+// not four a sandbox: on PostgreSQL `ls` of 10,000 sandboxes made 40,000.
+func eachStateCounts(ctx context.Context, tx *store.Tx, sbs []*store.Sandbox, fn func(sb *store.Sandbox, c store.Counts, pending int64) error) error {
+	names := []string{countsReady}
+	for _, sb := range sbs {
+		names = append(names, currentReady(sb.Name))
+	}
+	if err := tx.ReadAheadMeta(names); err != nil {
+		return err
+	}
+	if err := tx.ReadAheadPending(sbs); err != nil {
+		return err
+	}
+	counts, err := tx.CountsOfEach(ctx, sbs)
+	if err != nil {
+		return err
+	}
+	for i, sb := range sbs {
+		c, pending, err := stateCountsRead(ctx, tx, sb, &counts[i])
+		if err != nil {
+			return err
+		}
+		if err := fn(sb, c, pending); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stateCountsRead is stateCounts with sb's counters already read (nil:
+// not yet), which it uses where the counters are ready.
+func stateCountsRead(ctx context.Context, tx *store.Tx, sb *store.Sandbox, read *store.Counts) (store.Counts, int64, error) {
 	if _, ok, err := tx.GetMeta(countsReady); err != nil || !ok || !currentIsReady(tx, sb.Name) {
 		if err != nil {
 			return store.Counts{}, 0, err
@@ -250,8 +285,11 @@ func stateCounts(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (store.Co
 		}
 		return c, pending, err
 	}
-	c, err := tx.CountsAt(sb.Name, sb.Generation)
-	if err != nil {
+	var c store.Counts
+	var err error
+	if read != nil {
+		c = *read
+	} else if c, err = tx.CountsAt(sb.Name, sb.Generation); err != nil {
 		return c, 0, err
 	}
 	pending, err := tx.PendingCount(sb.Name)

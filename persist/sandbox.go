@@ -72,19 +72,15 @@ func (e *Env) Sandboxes(ctx context.Context) ([]SandboxInfo, error) {
 		if err != nil {
 			return err
 		}
-		for _, sb := range sbs {
-			c, pending, err := stateCounts(ctx, tx, sb)
-			if err != nil {
-				return err
-			}
+		return eachStateCounts(ctx, tx, sbs, func(sb *store.Sandbox, c store.Counts, pending int64) error {
 			info := SandboxInfo{Name: sb.Name, Image: sb.Image, State: sb.State, Session: sb.Session,
 				Generation: sb.Generation, PersistedFiles: c.Files, PersistedBytes: c.Bytes, Pending: pending}
 			if sb.State == store.StateOpen {
 				info.OpenGeneration = sb.OpenGeneration
 			}
 			out = append(out, info)
-		}
-		return nil
+			return nil
+		})
 	})
 	if out == nil {
 		out = []SandboxInfo{}

@@ -58,6 +58,10 @@ type kvTx interface {
 	next(name string) (uint64, error)
 	// nextN is next n times, in one round trip where the driver can.
 	nextN(name string, n int) ([]uint64, error)
+	// readAhead reads the keys in as few round trips as the driver can,
+	// so that get answers them without one; a driver whose reads cost no
+	// round trip does nothing.
+	readAhead(keys [][]byte) error
 	// before runs fn in a read-only view of the ledger as this
 	// transaction found it: without its own writes, and without anything
 	// committed since it began (current_counts.go diffs the two).

@@ -153,6 +153,9 @@ func (t badgerTx) scanRanges(ctx context.Context, rs []keyRange, values bool, fn
 }
 
 // nextN is n calls of next: one key, read and written in memory.
+// readAhead does nothing: badger's reads are local.
+func (t badgerTx) readAhead([][]byte) error { return nil }
+
 func (t badgerTx) nextN(name string, n int) ([]uint64, error) {
 	out := make([]uint64, 0, n)
 	for range n {

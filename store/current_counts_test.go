@@ -19,6 +19,7 @@ func testCountsFollowTheIndex(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	names := []string{"a", "a-b", "a.b", "b"}
+	last := map[string]uint64{} // each sandbox's last generation
 	for seed := range uint64(40) {
 		r := rand.New(rand.NewPCG(seed, 3))
 		sb := fmt.Sprintf("s%d", seed)
@@ -76,6 +77,42 @@ func testCountsFollowTheIndex(t *testing.T) {
 				checkCounts(t, s, sb, g)
 			}
 		}
+		last[sb] = gen
+	}
+	// CountsOfEach, one batched read of every sandbox at every
+	// generation (none yet, past the last one too), is CountsAt of each.
+	var sbs []*Sandbox
+	for sb, gen := range last {
+		for g := range gen + 2 {
+			sbs = append(sbs, &Sandbox{Name: sb, Generation: g})
+		}
+	}
+	sbs = append(sbs, &Sandbox{Name: "none", Generation: 3})
+	err := s.View(func(tx *Tx) error {
+		got, err := tx.CountsOfEach(ctx, sbs)
+		if err != nil {
+			return err
+		}
+		nonzero := 0
+		for i, sb := range sbs {
+			want, err := tx.CountsAt(sb.Name, sb.Generation)
+			if err != nil {
+				return err
+			}
+			if got[i] != want {
+				t.Errorf("CountsOfEach: %s at %d: %+v, CountsAt %+v", sb.Name, sb.Generation, got[i], want)
+			}
+			if want != (Counts{}) {
+				nonzero++
+			}
+		}
+		if nonzero == 0 {
+			t.Error("every sandbox has zero counters: the comparison shows nothing")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -70,3 +70,24 @@ func (tx *Tx) nextN(name string, n int) ([]uint64, error) {
 	ids, err := tx.b.nextN(name, n)
 	return ids, translate(err)
 }
+
+// ReadAheadMeta reads the meta values of names in as few round trips as
+// the driver can, so that GetMeta answers them without one: for a
+// listing that would read one of them per sandbox.
+func (tx *Tx) ReadAheadMeta(names []string) error {
+	keys := make([][]byte, len(names))
+	for i, n := range names {
+		keys[i] = []byte(pMeta + n)
+	}
+	return translate(tx.b.readAhead(keys))
+}
+
+// ReadAheadPending reads what PendingCount(sb.Name) reads for each of
+// sbs in as few round trips as the driver can.
+func (tx *Tx) ReadAheadPending(sbs []*Sandbox) error {
+	keys := make([][]byte, len(sbs))
+	for i, sb := range sbs {
+		keys[i] = key(pPending, sb.Name)
+	}
+	return translate(tx.b.readAhead(keys))
+}

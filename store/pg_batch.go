@@ -135,6 +135,41 @@ func (t *pgTx) sortedPending() []pendingKV {
 	return out
 }
 
+// readAhead reads the keys this transaction does not know yet, pgPage a
+// query, and remembers them (an absent one as nothing), so that get
+// answers them without a round trip.
+func (t *pgTx) readAhead(keys [][]byte) error {
+	var want [][]byte
+	for _, k := range keys {
+		_, written := t.pending[string(k)]
+		_, known := t.read[string(k)]
+		if !written && !known {
+			want = append(want, k)
+		}
+	}
+	for chunk := range slices.Chunk(want, pgPage) {
+		rows, err := t.tx.Query(context.Background(), `SELECT k, v FROM kv WHERE k = ANY($1::bytea[])`, chunk)
+		if err != nil {
+			return t.fail(err)
+		}
+		for _, k := range chunk {
+			t.remember(string(k), nil)
+		}
+		for rows.Next() {
+			var k, v []byte
+			if err := rows.Scan(&k, &v); err != nil {
+				rows.Close()
+				return t.fail(err)
+			}
+			t.remember(string(k), v)
+		}
+		if err := rows.Err(); err != nil {
+			return t.fail(err)
+		}
+	}
+	return nil
+}
+
 // nextN draws n values of the counter's sequence in one query.
 func (t *pgTx) nextN(name string, n int) ([]uint64, error) {
 	seq, err := counterSequence(name)
