@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -56,9 +57,21 @@ func (t *term) printJSON(v any) error {
 }
 
 // table returns a tabwriter for plain aligned columns on stdout.
-func (t *term) table() *tabwriter.Writer {
-	return tabwriter.NewWriter(t.out, 0, 4, 2, ' ', 0)
+func (t *term) table() *tableWriter {
+	buf := bufio.NewWriterSize(t.out, 64<<10)
+	return &tableWriter{Writer: tabwriter.NewWriter(buf, 0, 4, 2, ' ', 0), buf: buf}
 }
+
+// tableWriter is a tabwriter whose lines go out in large writes: alone it
+// makes a write per cell, 150,000 of them for `ls` of 10,000 sandboxes
+// (more than half of that command's time into a pipe).
+type tableWriter struct {
+	*tabwriter.Writer
+	buf *bufio.Writer
+}
+
+// Flush aligns and sends out what was written since the last Flush.
+func (w *tableWriter) Flush() error { return errors.Join(w.Writer.Flush(), w.buf.Flush()) }
 
 // isTerminal says whether w is a terminal (for progress and colour).
 func isTerminal(w io.Writer) bool {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"errors"
-	"text/tabwriter"
 )
 
 // listPage is how many rows a long listing (review ls, persisted ls)
@@ -19,7 +18,7 @@ type pagedOutput struct {
 	// term writes into the buffer: its table and JSON array go there.
 	term  *term
 	buf   *bufio.Writer
-	table *tabwriter.Writer
+	table *tableWriter
 	rows  int
 }
 
