@@ -40,6 +40,13 @@ const (
 	StateClosing = store.StateClosing
 )
 
+// Pools keeps a PostgreSQL ledger's connections open across the Envs a
+// long-running process opens (store.Pools): set Options.Pools.
+type Pools = store.Pools
+
+// NewPools returns an empty Pools; its owner closes it.
+func NewPools() *Pools { return store.NewPools() }
+
 // ErrStop ends an iteration early without error.
 var ErrStop = store.ErrStop
 

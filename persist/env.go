@@ -41,8 +41,8 @@ type Options struct {
 	Store string
 	// Pools, when set, keeps a PostgreSQL ledger's connections open after
 	// the Env closes, for a process that opens an Env per request
-	// (store.Pools); its owner closes it.
-	Pools *store.Pools
+	// (NewPools); its owner closes it.
+	Pools *Pools
 	// Blobs is the blob store's URL: "" blobs/ in Root, or dir:///PATH.
 	Blobs string
 	// LedgerOnly opens the ledger and the blobs alone, for a command that

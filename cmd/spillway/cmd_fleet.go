@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 func fleetCommand(t *term) *cli.Command {
@@ -151,7 +150,7 @@ type fleetAgentOptions struct {
 // a PostgreSQL ledger's connection stays open between heartbeats, so
 // that each costs the server one UPDATE, not a new connection.
 func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t *term) error {
-	pools := store.NewPools()
+	pools := persist.NewPools()
 	defer pools.Close()
 	eo := envOptions(g, t)
 	eo.LedgerOnly, eo.Pools = true, pools

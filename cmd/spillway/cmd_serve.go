@@ -14,7 +14,6 @@ import (
 	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/serve"
-	"github.com/spillway/spillway/store"
 )
 
 // serveOptions are the flags of `spillway serve`.
@@ -87,7 +86,7 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 	defer ln.Close()
 	// A request opens the state directory for itself; a PostgreSQL
 	// ledger's connections stay open between requests.
-	pools := store.NewPools()
+	pools := persist.NewPools()
 	defer pools.Close()
 	srv, err := serve.New(serve.Config{
 		Persist: persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, Store: g.Store, Blobs: g.Blobs, What: "serve (one request)",
