@@ -150,7 +150,7 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 func firstPage(e *persist.Env, page int) error {
 	// What review ls does: stream the reviewable records, print a page.
 	rows := 0
-	err := e.ReviewEach(context.Background(), "", func(*store.Record) error {
+	err := e.ReviewEach(context.Background(), "", 0, func(*store.Record) error {
 		rows++
 		if rows == page {
 			return store.ErrStop

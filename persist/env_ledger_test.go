@@ -42,7 +42,7 @@ func TestLedgerOnlyEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ids []uint64
-	if err := lo.ReviewEachHost(ctx, "", func(rec *store.Record, _ string) error { ids = append(ids, rec.ID); return nil }); err != nil {
+	if err := lo.ReviewEachHost(ctx, "", 0, func(rec *store.Record, _ string) error { ids = append(ids, rec.ID); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(ids) != 1 || ids[0] != r.ID {

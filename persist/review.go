@@ -24,7 +24,7 @@ func Reviewable(sb *store.Sandbox, r *store.Record) bool {
 // all), by ascending id.
 func (e *Env) ReviewList(ctx context.Context, sandbox string) ([]*store.Record, error) {
 	out := []*store.Record{}
-	err := e.ReviewEach(ctx, sandbox, func(r *store.Record) error {
+	err := e.ReviewEach(ctx, sandbox, 0, func(r *store.Record) error {
 		out = append(out, r)
 		return nil
 	})
@@ -33,18 +33,19 @@ func (e *Env) ReviewList(ctx context.Context, sandbox string) ([]*store.Record, 
 
 // ReviewEach calls fn for each record that waits for review, as ReviewList
 // lists them, without collecting them first: the first page of a million
-// pending records prints at once.
-func (e *Env) ReviewEach(ctx context.Context, sandbox string, fn func(*store.Record) error) error {
-	return e.store.View(func(tx *store.Tx) error { return reviewEach(ctx, tx, sandbox, fn) })
+// pending records prints at once. It starts after the record id after (0:
+// at the first), reading nothing before it: the way to the next page.
+func (e *Env) ReviewEach(ctx context.Context, sandbox string, after uint64, fn func(*store.Record) error) error {
+	return e.store.View(func(tx *store.Tx) error { return reviewEach(ctx, tx, sandbox, after, fn) })
 }
 
 // ReviewEachHost is ReviewEach telling also the host that opened the
 // session whose close wrote each record ("" when the session names none),
 // read in the same transaction, once per session.
-func (e *Env) ReviewEachHost(ctx context.Context, sandbox string, fn func(r *store.Record, host string) error) error {
+func (e *Env) ReviewEachHost(ctx context.Context, sandbox string, after uint64, fn func(r *store.Record, host string) error) error {
 	return e.store.View(func(tx *store.Tx) error {
 		hosts := map[sessionRef]string{}
-		return reviewEach(ctx, tx, sandbox, func(r *store.Record) error {
+		return reviewEach(ctx, tx, sandbox, after, func(r *store.Record) error {
 			ref := sessionRef{r.Sandbox, r.Session}
 			host, seen := hosts[ref]
 			if !seen {
@@ -63,7 +64,7 @@ func (e *Env) ReviewEachHost(ctx context.Context, sandbox string, fn func(r *sto
 }
 
 // reviewEach is ReviewEach within tx.
-func reviewEach(ctx context.Context, tx *store.Tx, sandbox string, fn func(*store.Record) error) error {
+func reviewEach(ctx context.Context, tx *store.Tx, sandbox string, after uint64, fn func(*store.Record) error) error {
 	sbs := map[string]*store.Sandbox{}
 	if sandbox != "" {
 		sb, err := tx.GetSandbox(sandbox)
@@ -72,7 +73,7 @@ func reviewEach(ctx context.Context, tx *store.Tx, sandbox string, fn func(*stor
 		}
 		sbs[sandbox] = sb
 	}
-	return tx.ForEachPending(ctx, sandbox, func(r *store.Record) error {
+	return tx.ForEachPendingAfter(ctx, sandbox, after, func(r *store.Record) error {
 		sb, seen := sbs[r.Sandbox]
 		if !seen {
 			var err error

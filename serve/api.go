@@ -67,10 +67,7 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 	var next uint64
 	err := s.withLedger(r.Context(), func(e *persist.Env) error {
 		hosts := e.HostOf() // each row names its host, as review ls --json does
-		return f.eachPending(r, e, func(rec *persist.Record) error {
-			if rec.ID <= after {
-				return nil
-			}
+		return f.eachPending(r, e, after, func(rec *persist.Record) error {
 			if len(out) == limit {
 				next = out[limit-1].ID
 				return persist.ErrStop

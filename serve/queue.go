@@ -62,13 +62,13 @@ func (f filter) With(k, val string) template.URL {
 	return q + template.URL(url.QueryEscape(k)+"="+url.QueryEscape(val))
 }
 
-// eachPending calls fn for the pending records that match f, by ascending
-// id, through persist's ReviewEach (what `review ls` reads): the first
-// page costs what review ls's first page costs. fn may return
-// persist.ErrStop.
-func (f filter) eachPending(r *http.Request, e *persist.Env, fn func(*persist.Record) error) error {
+// eachPending calls fn for the pending records that match f with ids
+// above after (0: all), by ascending id, through persist's ReviewEach
+// (what `review ls` reads): any page costs what review ls's first page
+// costs. fn may return persist.ErrStop.
+func (f filter) eachPending(r *http.Request, e *persist.Env, after uint64, fn func(*persist.Record) error) error {
 	hosts := e.HostOf()
-	return e.ReviewEach(r.Context(), f.Sandbox, func(rec *persist.Record) error {
+	return e.ReviewEach(r.Context(), f.Sandbox, after, func(rec *persist.Record) error {
 		if !f.match(rec) {
 			return nil
 		}
@@ -93,10 +93,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	p := queuePage{Filter: f, After: after, Records: []*persist.Record{}}
 	err := s.withLedger(r.Context(), func(e *persist.Env) error {
-		return f.eachPending(r, e, func(rec *persist.Record) error {
-			if rec.ID <= after {
-				return nil
-			}
+		return f.eachPending(r, e, after, func(rec *persist.Record) error {
 			if len(p.Records) == pageSize {
 				p.Next = p.Records[pageSize-1].ID
 				return persist.ErrStop
@@ -119,12 +116,9 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	var found uint64
 	err := s.withLedger(r.Context(), func(e *persist.Env) error {
-		return f.eachPending(r, e, func(rec *persist.Record) error {
-			if rec.ID > after {
-				found = rec.ID
-				return persist.ErrStop
-			}
-			return nil
+		return f.eachPending(r, e, after, func(rec *persist.Record) error {
+			found = rec.ID
+			return persist.ErrStop
 		})
 	})
 	if err != nil {

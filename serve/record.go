@@ -58,7 +58,7 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		// j/k neighbours: one scan of the filtered queue up to this record.
-		return f.eachPending(r, e, func(rec *persist.Record) error {
+		return f.eachPending(r, e, 0, func(rec *persist.Record) error {
 			switch {
 			case rec.ID < id:
 				p.Prev = rec.ID

@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/spillway/spillway/internal/change"
@@ -112,10 +114,15 @@ func (tx *Tx) DeleteRecord(id uint64) error {
 // forIndex calls fn with the record of every index key under prefix, in key
 // order (the id is the key's last 8 bytes).
 func (tx *Tx) forIndex(ctx context.Context, prefix []byte, fn func(*Record) error) error {
+	return tx.forIndexFrom(ctx, prefix, nil, fn)
+}
+
+// forIndexFrom is forIndex from the index key from on (nil: the start).
+func (tx *Tx) forIndexFrom(ctx context.Context, prefix, from []byte, fn func(*Record) error) error {
 	if tx.batchReads {
-		return tx.forIndexBatched(ctx, prefix, fn)
+		return tx.forIndexBatched(ctx, prefix, from, fn)
 	}
-	return tx.scanCtx(ctx, prefix, false, func(k, _ []byte) error {
+	return tx.scanFrom(ctx, prefix, from, false, func(k, _ []byte) error {
 		id, ok := tailUint64(k[len(prefix):])
 		if !ok {
 			return fmt.Errorf("store: malformed index key %q", k)
@@ -146,10 +153,26 @@ func (tx *Tx) ForEachRecord(ctx context.Context, sandbox string, fn func(*Record
 // ForEachPending calls fn for the pending records of one sandbox ("" = all),
 // by ascending id. Only the pending index is read. fn may return ErrStop.
 func (tx *Tx) ForEachPending(ctx context.Context, sandbox string, fn func(*Record) error) error {
-	if sandbox == "" {
-		return tx.forIndex(ctx, []byte(pPend), fn)
+	return tx.ForEachPendingAfter(ctx, sandbox, 0, fn)
+}
+
+// ForEachPendingAfter is ForEachPending from the first id above after (0:
+// from the first): a page deep in the review queue reads its own index
+// entries only, not every one before it.
+func (tx *Tx) ForEachPendingAfter(ctx context.Context, sandbox string, after uint64, fn func(*Record) error) error {
+	prefix := []byte(pPend)
+	if sandbox != "" {
+		prefix = key(pPendSb, sandbox)
 	}
-	return tx.forIndex(ctx, key(pPendSb, sandbox), fn)
+	var from []byte
+	switch after {
+	case 0:
+	case math.MaxUint64:
+		return nil
+	default:
+		from = binary.BigEndian.AppendUint64(bytes.Clone(prefix), after+1)
+	}
+	return tx.forIndexFrom(ctx, prefix, from, fn)
 }
 
 // ForEachExceptionRecord calls fn for the records an exception let through

@@ -12,7 +12,7 @@ import (
 // 50 rows: 4 queries instead of 52). Nothing can change a record between
 // the index's read and its own in a read-only transaction. Batches grow
 // as scan's pages do, so a caller that stops early reads little ahead.
-func (tx *Tx) forIndexBatched(ctx context.Context, prefix []byte, fn func(*Record) error) error {
+func (tx *Tx) forIndexBatched(ctx context.Context, prefix, from []byte, fn func(*Record) error) error {
 	var keys [][]byte // index keys of the batch
 	batch := 16
 	deliver := func() error {
@@ -28,7 +28,7 @@ func (tx *Tx) forIndexBatched(ctx context.Context, prefix []byte, fn func(*Recor
 		}
 		return nil
 	}
-	err := tx.scanCtx(ctx, prefix, false, func(k, _ []byte) error {
+	err := tx.scanFrom(ctx, prefix, from, false, func(k, _ []byte) error {
 		keys = append(keys, append([]byte(nil), k...))
 		if len(keys) < batch {
 			return nil
