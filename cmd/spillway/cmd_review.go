@@ -23,16 +23,30 @@ func reviewCommand(t *term) *cli.Command {
 				Name:      "ls",
 				Usage:     "list the records that wait for review",
 				ArgsUsage: "[SANDBOX]",
-				Flags:     []cli.Flag{jsonFlag(t), hostFilterFlag(), sandboxFilterFlag()},
+				Flags: []cli.Flag{jsonFlag(t), hostFilterFlag(), sandboxFilterFlag(),
+					&cli.IntFlag{Name: "limit", Usage: "list at most `N` records (default: all)"},
+					&cli.StringFlag{Name: "after", Usage: "list only the records after record `ID` (r12 or 12), by ascending id: the next page after --limit's last row"},
+				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 1 {
-						return usageError("usage: spillway review ls [SANDBOX] [--host HOST] [--sandbox NAME]")
+						return usageError("usage: spillway review ls [SANDBOX] [--host HOST] [--sandbox NAME] [--limit N] [--after ID]")
 					}
 					sb, err := sandboxFilter(c)
 					if err != nil {
 						return err
 					}
-					return runReviewLs(c.Context, reviewOptions{Sandbox: sb, Host: c.String("host")}, globals(c), t)
+					o := reviewOptions{Sandbox: sb, Host: c.String("host"), Limit: c.Int("limit")}
+					if o.Limit < 0 {
+						return usageError("bad --limit %d: give a number of records, at least 1", o.Limit)
+					}
+					if a := c.String("after"); a != "" {
+						ids, err := parseRecordIDs([]string{a})
+						if err != nil {
+							return err
+						}
+						o.After = ids[0]
+					}
+					return runReviewLs(c.Context, o, globals(c), t)
 				},
 			},
 			{
@@ -111,6 +125,8 @@ type reviewOptions struct {
 	All     bool     // approve every pending record of Sandbox
 	IDs     []uint64 // show (one), approve, reject
 	Text    string   // approve: the note; reject: the reason
+	Limit   int      // ls: at most this many records (0: all)
+	After   uint64   // ls: only records with a higher id
 }
 
 func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
@@ -122,7 +138,8 @@ func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term)
 		if t.json {
 			// Each row names the host that wrote it (its session's).
 			arr := out.term.jsonArray()
-			if err := e.ReviewEachHost(ctx, o.Sandbox, func(r *persist.Record, host string) error {
+			n := 0
+			if err := e.ReviewEachHost(ctx, o.Sandbox, o.After, func(r *persist.Record, host string) error {
 				if o.Host != "" && host != o.Host {
 					return nil
 				}
@@ -131,7 +148,8 @@ func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term)
 				if err := arr.add(v); err != nil {
 					return err
 				}
-				return out.row()
+				n++
+				return limitReached(out.row(), n, o.Limit)
 			}); err != nil {
 				return err
 			}
@@ -143,14 +161,14 @@ func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term)
 		each := reviewEachOn(e, o.Host)
 		w := out.table
 		n := 0
-		err := each(ctx, o.Sandbox, func(r *persist.Record) error {
+		err := each(ctx, o.Sandbox, o.After, func(r *persist.Record) error {
 			if n == 0 {
 				fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
 			}
 			n++
 			fmt.Fprintf(w, "r%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Sandbox, r.Session, r.Kind, r.Type,
 				units.FormatSize(r.Size), r.Exception, r.Review, name(r.Path))
-			return out.row()
+			return limitReached(out.row(), n, o.Limit)
 		})
 		if err != nil {
 			return err
@@ -160,6 +178,15 @@ func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term)
 		}
 		return out.done()
 	})
+}
+
+// limitReached ends a listing (persist.ErrStop) once n rows of limit (0:
+// no limit) are out, unless err already ends it.
+func limitReached(err error, n, limit int) error {
+	if err == nil && limit > 0 && n >= limit {
+		return persist.ErrStop
+	}
+	return err
 }
 
 // reviewApproveFlags parses the arguments and flags of review approve.

@@ -34,13 +34,13 @@ func sandboxFilter(c *cli.Context) (string, error) {
 
 // reviewEachOn is e.ReviewEach keeping only the records host wrote ("":
 // all).
-func reviewEachOn(e *persist.Env, host string) func(ctx context.Context, sandbox string, fn func(*persist.Record) error) error {
+func reviewEachOn(e *persist.Env, host string) func(ctx context.Context, sandbox string, after uint64, fn func(*persist.Record) error) error {
 	if host == "" {
 		return e.ReviewEach
 	}
 	hosts := e.HostOf()
-	return func(ctx context.Context, sandbox string, fn func(*persist.Record) error) error {
-		return e.ReviewEach(ctx, sandbox, func(r *persist.Record) error {
+	return func(ctx context.Context, sandbox string, after uint64, fn func(*persist.Record) error) error {
+		return e.ReviewEach(ctx, sandbox, after, func(r *persist.Record) error {
 			if h, err := hosts.Record(r); err != nil || h != host {
 				return err
 			}

@@ -51,7 +51,7 @@ func TestScriptsOnPostgres(t *testing.T) {
 	requireRoot(t)
 	p := scriptParams("")
 	p.Dir = ""
-	for _, f := range []string{"lifecycle", "exceptions", "review_flow", "review_before", "persisted_export", "review_errors", "recover"} {
+	for _, f := range []string{"lifecycle", "exceptions", "review_flow", "review_before", "persisted_export", "review_errors", "recover", "review_pages"} {
 		p.Files = append(p.Files, filepath.Join("testdata", f+".txtar"))
 	}
 	for _, f := range p.Files {
