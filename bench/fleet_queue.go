@@ -134,7 +134,7 @@ func (b *bench) fleetQueue(ctx context.Context) error {
 		}
 		cli = append(cli, d)
 	}
-	b.add(grp, fmt.Sprintf("spillway review ls: process start to its first %d rows printed", b.cfg.Page), cli)
+	b.add(grp, fmt.Sprintf("spillway review ls --limit %d: process start to its rows printed", b.cfg.Page), cli)
 	first, web, err := serveFirstPages(ctx, bin, root, url, reps)
 	if err != nil {
 		return err
@@ -414,10 +414,12 @@ func buildSpillway(dir string) (string, error) {
 	return bin, nil
 }
 
-// cliFirstPage runs `spillway review ls` and returns the time until it has
-// printed its header and page rows; then it stops the process.
+// cliFirstPage runs `spillway review ls --limit PAGE` and returns the time
+// until it has printed its header and page rows. The process then ends by
+// itself: through a pooler (PgBouncer) its server connection goes back to
+// the pool, where a process killed in the middle of a query loses it.
 func cliFirstPage(ctx context.Context, bin, root, url string, page int) (time.Duration, error) {
-	cmd := exec.CommandContext(ctx, bin, "--root", root, "review", "ls")
+	cmd := exec.CommandContext(ctx, bin, "--root", root, "review", "ls", "--limit", fmt.Sprint(page))
 	cmd.Env = append(os.Environ(), "SPILLWAY_STORE="+url, "SPILLWAY_NO_PROGRESS=1")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -435,10 +437,11 @@ func cliFirstPage(ctx context.Context, bin, root, url string, page int) (time.Du
 		lines++
 	}
 	d := time.Since(t0)
-	cmd.Process.Kill()
-	cmd.Wait()
-	if lines < page+1 {
-		return 0, fmt.Errorf("spillway review ls printed %d lines: %s", lines, errb.String())
+	for sc.Scan() {
+		lines++
+	}
+	if err := cmd.Wait(); err != nil || lines != page+1 {
+		return 0, fmt.Errorf("spillway review ls --limit %d printed %d lines (%v): %s", page, lines, err, errb.String())
 	}
 	return d, nil
 }
