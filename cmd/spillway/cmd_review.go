@@ -39,7 +39,7 @@ func reviewCommand(t *term) *cli.Command {
 					if o.Limit < 0 {
 						return usageError("bad --limit %d: give a number of records, at least 1", o.Limit)
 					}
-					if a := c.String("after"); a != "" {
+					if a := c.String("after"); a != "" && a != "0" { // 0: from the first, for a script's loop
 						ids, err := parseRecordIDs([]string{a})
 						if err != nil {
 							return err
