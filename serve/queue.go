@@ -81,6 +81,35 @@ func (f filter) eachPending(r *http.Request, e *persist.Env, after uint64, fn fu
 	})
 }
 
+// neighbours returns the records of the filtered queue just before and
+// just after id (0: none). The next one is a scan from id on; the one
+// before, scans of windows of ids below id, each four times the last: a
+// record deep in a queue of millions costs a few short scans, not one
+// over every record before it.
+func (f filter) neighbours(r *http.Request, e *persist.Env, id uint64) (prev, next uint64, err error) {
+	err = f.eachPending(r, e, id, func(rec *persist.Record) error {
+		next = rec.ID
+		return persist.ErrStop
+	})
+	for window := uint64(64); err == nil && prev == 0; window *= 4 {
+		var lo uint64 // the window is the ids above lo, below id
+		if window < id && window < 1<<60 {
+			lo = id - window
+		}
+		err = f.eachPending(r, e, lo, func(rec *persist.Record) error {
+			if rec.ID >= id {
+				return persist.ErrStop
+			}
+			prev = rec.ID
+			return nil
+		})
+		if lo == 0 {
+			break
+		}
+	}
+	return prev, next, err
+}
+
 type queuePage struct {
 	Filter  filter
 	Records []*persist.Record

@@ -57,17 +57,9 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		// j/k neighbours: one scan of the filtered queue up to this record.
-		return f.eachPending(r, e, 0, func(rec *persist.Record) error {
-			switch {
-			case rec.ID < id:
-				p.Prev = rec.ID
-			case rec.ID > id:
-				p.Next = rec.ID
-				return persist.ErrStop
-			}
-			return nil
-		})
+		// j/k neighbours.
+		p.Prev, p.Next, err = f.neighbours(r, e, id)
+		return err
 	})
 	if err != nil {
 		s.fail(w, r, err)
