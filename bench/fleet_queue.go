@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/pgtest"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -135,6 +136,12 @@ func (b *bench) fleetQueue(ctx context.Context) error {
 		cli = append(cli, d)
 	}
 	b.add(grp, fmt.Sprintf("spillway review ls --limit %d: process start to its rows printed", b.cfg.Page), cli)
+	if pooled, err := cliFirstPagesPooled(ctx, bin, root, url, b.cfg.Page, reps); err != nil {
+		b.note("fleet-queue: no figure through PgBouncer: " + err.Error())
+	} else {
+		b.add(grp, fmt.Sprintf("spillway review ls --limit %d through PgBouncer (session pooling, warm)", b.cfg.Page), pooled)
+		b.ratios = append(b.ratios, ratio{Name: fmt.Sprintf("fleet review ls --limit %d, %d pending records, through PgBouncer (CLI)", b.cfg.Page, records), Value: float64(median(pooled)) / 1e6, Target: 50, Unit: " ms"})
+	}
 	first, web, err := serveFirstPages(ctx, bin, root, url, reps)
 	if err != nil {
 		return err
@@ -144,6 +151,28 @@ func (b *bench) fleetQueue(ctx context.Context) error {
 	b.ratios = append(b.ratios, ratio{Name: fmt.Sprintf("fleet review queue first page in the browser, %d pending records (spillway serve)", records), Value: float64(median(web)) / 1e6, Target: 50, Unit: " ms"})
 	b.logf("fleet-queue: first page %s (store call), %s (CLI), %s (serve)", fmtDur(median(api)), fmtDur(median(cli)), fmtDur(median(web)))
 	return nil
+}
+
+// cliFirstPagesPooled is cliFirstPage reps times through a PgBouncer in
+// front of url (internal/pgtest), as docs/fleet.md suggests for a fleet,
+// after one run that warms its pool.
+func cliFirstPagesPooled(ctx context.Context, bin, root, url string, page, reps int) ([]time.Duration, error) {
+	pooled, stop, err := pgtest.Bouncer(url)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	var out []time.Duration
+	for i := range reps + 1 {
+		d, err := cliFirstPage(ctx, bin, root, pooled, page)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // serveFirstPages starts `spillway serve` on root, logs in, and times
