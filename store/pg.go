@@ -60,6 +60,13 @@ func openPG(ctx context.Context, rawURL string, pools *Pools) (*pgBackend, error
 	}
 	b := &pgBackend{pool: pp.pool, name: name, snapPool: pp.snapPool, kept: pools != nil}
 	state, err := pgOpenState(ctx, b.pool) // also connects
+	if err != nil && b.kept {
+		// A kept connection may have died since its last use (the server
+		// restarted): drop every kept one and try once more on a new one.
+		b.pool.Reset()
+		b.snapPool.Reset()
+		state, err = pgOpenState(ctx, b.pool)
+	}
 	if err != nil {
 		b.close()
 		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
