@@ -306,6 +306,11 @@ func (t *pgTx) readRows(br pgx.BatchResults) error {
 	if err != nil {
 		return t.fail(err)
 	}
+	return t.rememberRows(rows)
+}
+
+// rememberRows remembers the rows (k, v) of a result.
+func (t *pgTx) rememberRows(rows pgx.Rows) error {
 	for rows.Next() {
 		var k, v []byte
 		if err := rows.Scan(&k, &v); err != nil {

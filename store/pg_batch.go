@@ -155,16 +155,8 @@ func (t *pgTx) readAhead(keys [][]byte) error {
 		for _, k := range chunk {
 			t.remember(string(k), nil)
 		}
-		for rows.Next() {
-			var k, v []byte
-			if err := rows.Scan(&k, &v); err != nil {
-				rows.Close()
-				return t.fail(err)
-			}
-			t.remember(string(k), v)
-		}
-		if err := rows.Err(); err != nil {
-			return t.fail(err)
+		if err := t.rememberRows(rows); err != nil {
+			return err
 		}
 	}
 	return nil
