@@ -185,8 +185,11 @@ func TestHostileNamesAndContentsEscaped(t *testing.T) {
 	}
 
 	audit := c.body(c.get("/audit"))
-	if !strings.Contains(audit, "the hash chain is intact") || !strings.Contains(audit, "exception.add") {
-		t.Errorf("audit page lacks the verify result or the events:\n%s", audit)
+	if strings.Contains(audit, "the hash chain is intact") || !strings.Contains(audit, "verify=1") || !strings.Contains(audit, "exception.add") {
+		t.Errorf("audit page lacks the events or the link to verify, or verified unasked:\n%s", audit)
+	}
+	if audit := c.body(c.get("/audit?verify=1")); !strings.Contains(audit, "the hash chain is intact") || !strings.Contains(audit, "exception.add") {
+		t.Errorf("audit page with verify=1 lacks the verify result or the events:\n%s", audit)
 	}
 	exc := c.body(c.get("/exceptions"))
 	if !strings.Contains(exc, "(forced)") || !strings.Contains(exc, "shell-startup: ") || !strings.Contains(exc, "forced &lt;i&gt;on purpose") {
