@@ -38,8 +38,7 @@ func decode(kind string, b []byte, v any) (err error) {
 	if b[0] != encVersion {
 		return fmt.Errorf("store: cannot decode %s: unknown encoding version %d", kind, b[0])
 	}
-	dec := gob.NewDecoder(bytes.NewReader(b[1:]))
-	if err := dec.Decode(v); err != nil {
+	if err := decodeGob(b[1:], v); err != nil {
 		return fmt.Errorf("store: cannot decode %s: %w", kind, err)
 	}
 	return nil
