@@ -107,7 +107,7 @@ const auditPageSize = 200
 type auditPage struct {
 	Sandbox  string
 	Host     string // only the entries written on this host (persist.HostOf)
-	Checked  bool // the chains were verified for this page (?verify=1)
+	Checked  bool   // the chains were verified for this page (?verify=1)
 	Verified bool
 	Problem  string
 	Events   []*persist.Event
