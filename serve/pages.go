@@ -101,8 +101,9 @@ func (s *Server) exceptions(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "exceptions", p)
 }
 
-// auditPageSize is how many audit entries a page shows.
-const auditPageSize = 200
+// auditPageSize is how many audit entries a page shows (a variable for
+// the tests).
+var auditPageSize = 200
 
 type auditPage struct {
 	Sandbox  string
@@ -111,8 +112,8 @@ type auditPage struct {
 	Verified bool
 	Problem  string
 	Events   []*persist.Event
-	Offset   int
-	Next     int // offset of the next page; 0: none
+	After    uint64 // the page shows the entries numbered above After
+	Next     uint64 // the After of the next page; 0: none
 }
 
 // audit shows the audit log, oldest first, a page at a time, and with
@@ -121,8 +122,8 @@ type auditPage struct {
 // does it only when asked.
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	off, _ := strconv.Atoi(q.Get("offset"))
-	p := auditPage{Sandbox: q.Get("sandbox"), Host: q.Get("host"), Offset: max(off, 0), Checked: q.Get("verify") != ""}
+	after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
+	p := auditPage{Sandbox: q.Get("sandbox"), Host: q.Get("host"), After: after, Checked: q.Get("verify") != ""}
 	if s.cfg.Sandbox != "" {
 		p.Sandbox = s.cfg.Sandbox
 	}
@@ -140,20 +141,15 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 			}
 			p.Verified = prob == nil
 		}
-		n := 0
 		hosts := e.HostOf()
-		return e.ForEachEvent(r.Context(), p.Sandbox, func(ev *persist.Event) error {
+		return e.ForEachEventAfter(r.Context(), p.Sandbox, p.After, func(ev *persist.Event) error {
 			if p.Host != "" {
 				if h, err := hosts.Event(ev); err != nil || h != p.Host {
 					return err
 				}
 			}
-			n++
-			if n <= p.Offset {
-				return nil
-			}
 			if len(p.Events) == auditPageSize {
-				p.Next = p.Offset + auditPageSize
+				p.Next = p.Events[auditPageSize-1].Seq
 				return persist.ErrStop
 			}
 			p.Events = append(p.Events, ev)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -224,8 +225,23 @@ func maps(m map[string]string) map[string]string {
 // ForEachEvent calls fn for every audit entry of a sandbox ("" = all),
 // oldest first, streaming in one read transaction. fn may return ErrStop.
 func (s *Store) ForEachEvent(ctx context.Context, sandbox string, fn func(*Event) error) error {
+	return s.ForEachEventAfter(ctx, sandbox, 0, fn)
+}
+
+// ForEachEventAfter is ForEachEvent from the first entry numbered above
+// after (0: from the first): a page deep in the log reads from its own
+// entries on, not every one before them.
+func (s *Store) ForEachEventAfter(ctx context.Context, sandbox string, after uint64, fn func(*Event) error) error {
+	var from []byte
+	switch after {
+	case 0:
+	case math.MaxUint64:
+		return nil
+	default:
+		from = key(pAudit, after+1)
+	}
 	return s.View(func(tx *Tx) error {
-		return tx.scanCtx(ctx, []byte(pAudit), true, func(k, v []byte) error {
+		return tx.scanFrom(ctx, []byte(pAudit), from, true, func(k, v []byte) error {
 			e, err := decodeEvent(v)
 			if err != nil {
 				return fmt.Errorf("audit key %x: %w", k, err)

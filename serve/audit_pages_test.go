@@ -1,0 +1,56 @@
+package serve
+
+import (
+	"html"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/spillway/spillway/persist"
+)
+
+// TestAuditPages: the audit log's pages, followed by their "next page"
+// links, show every entry once, in order; only later pages link back to
+// the first; the whole log and one sandbox's alike.
+func TestAuditPages(t *testing.T) {
+	w := newWorld(t, 0)
+	defer func(n int) { auditPageSize = n }(auditPageSize)
+	auditPageSize = 3
+	c := w.client().login()
+	row := regexp.MustCompile(`<tr><td>([0-9]+)</td>`)
+	next := regexp.MustCompile(`<a id="next-page" href="([^"]+)"`)
+	for _, sandbox := range []string{"", "docs"} {
+		var want []uint64
+		w.withEnv(func(e *persist.Env) {
+			if err := e.ForEachEvent(t.Context(), sandbox, func(ev *persist.Event) error { want = append(want, ev.Seq); return nil }); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if len(want) <= 2*auditPageSize {
+			t.Fatalf("sandbox %q: %d entries, want more than two pages", sandbox, len(want))
+		}
+		var got []uint64
+		page := "/audit?sandbox=" + sandbox
+		for n := 0; page != ""; n++ {
+			body := c.body(c.get(page))
+			for _, m := range row.FindAllStringSubmatch(body, -1) {
+				seq, _ := strconv.ParseUint(m[1], 10, 64)
+				got = append(got, seq)
+			}
+			if first := regexp.MustCompile(`>first page</a>`).MatchString(body); first != (n > 0) {
+				t.Errorf("sandbox %q, page %d: a link to the first page: %v", sandbox, n, first)
+			}
+			page = ""
+			if m := next.FindStringSubmatch(body); m != nil {
+				page = html.UnescapeString(m[1])
+			}
+			if n > len(want) {
+				t.Fatalf("sandbox %q: more pages than entries", sandbox)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("sandbox %q: the pages show %v, the log holds %v", sandbox, got, want)
+		}
+	}
+}
