@@ -30,16 +30,23 @@ func logCommand(t *term) *cli.Command {
 		Name:      "log",
 		Usage:     "show the audit log, oldest first",
 		ArgsUsage: "[SANDBOX]",
-		Flags:     []cli.Flag{jsonFlag(t), hostFilterFlag(), sandboxFilterFlag()},
+		Flags: []cli.Flag{jsonFlag(t), hostFilterFlag(), sandboxFilterFlag(),
+			&cli.IntFlag{Name: "limit", Usage: "show at most `N` entries (default: all)"},
+			&cli.Uint64Flag{Name: "after", Usage: "show only the entries numbered above `SEQ`: the next page after --limit's last entry"},
+		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
-				return usageError("usage: spillway log [SANDBOX] [--host HOST] [--sandbox NAME]")
+				return usageError("usage: spillway log [SANDBOX] [--host HOST] [--sandbox NAME] [--limit N] [--after SEQ]")
 			}
 			sb, err := sandboxFilter(c)
 			if err != nil {
 				return err
 			}
-			return runLog(c.Context, logOptions{Sandbox: sb, Host: c.String("host")}, globals(c), t)
+			o := logOptions{Sandbox: sb, Host: c.String("host"), Limit: c.Int("limit"), After: c.Uint64("after")}
+			if o.Limit < 0 {
+				return usageError("bad --limit %d: give a number of entries, at least 1", o.Limit)
+			}
+			return runLog(c.Context, o, globals(c), t)
 		},
 	}
 }
@@ -48,13 +55,23 @@ func logCommand(t *term) *cli.Command {
 type logOptions struct {
 	Sandbox string // "" for every sandbox
 	Host    string // "" for every host, else only the entries written on it (persist.HostOf)
+	Limit   int    // at most this many entries (0: all)
+	After   uint64 // only entries numbered above this
 }
 
 func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 	return withLedger(ctx, g, t, func(e *persist.Env) error {
-		all := []eventJSON{}
+		// Entries print as they are read, the first page at once, the
+		// rest in 64 KiB writes (pagedOutput); JSON as one array.
+		out := t.paged()
+		defer out.done()
+		var arr *jsonArrayWriter
+		if t.json {
+			arr = out.term.jsonArray()
+		}
 		hosts := e.HostOf()
-		err := e.ForEachEvent(ctx, o.Sandbox, func(ev *persist.Event) error {
+		n := 0
+		err := e.ForEachEventAfter(ctx, o.Sandbox, o.After, func(ev *persist.Event) error {
 			var host string
 			if o.Host != "" || t.json {
 				h, err := hosts.Event(ev)
@@ -63,20 +80,27 @@ func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 				}
 				host = h
 			}
+			var err error
 			if t.json {
-				all = append(all, eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, host, ev.Data, fmt.Sprintf("%x", ev.Hash)})
-				return nil
+				err = arr.add(eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, host, ev.Data, fmt.Sprintf("%x", ev.Hash)})
+			} else {
+				_, err = fmt.Fprintf(out.buf, "%d  %s  %s  %s%s\n", ev.Seq, ev.Time.Format(time.RFC3339), name(ev.User), ev.Type, formatData(ev))
 			}
-			_, err := fmt.Fprintf(t.out, "%d  %s  %s  %s%s\n", ev.Seq, ev.Time.Format(time.RFC3339), name(ev.User), ev.Type, formatData(ev))
-			return err
+			if err == nil {
+				err = out.row()
+			}
+			n++
+			return limitReached(err, n, o.Limit)
 		})
 		if err != nil {
 			return err
 		}
 		if t.json {
-			return t.printJSON(all)
+			if err := arr.close(); err != nil {
+				return err
+			}
 		}
-		return nil
+		return out.done()
 	})
 }
 
