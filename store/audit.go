@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -232,13 +231,9 @@ func (s *Store) ForEachEvent(ctx context.Context, sandbox string, fn func(*Event
 // after (0: from the first): a page deep in the log reads from its own
 // entries on, not every one before them.
 func (s *Store) ForEachEventAfter(ctx context.Context, sandbox string, after uint64, fn func(*Event) error) error {
-	var from []byte
-	switch after {
-	case 0:
-	case math.MaxUint64:
+	from, ok := keyAfter([]byte(pAudit), after)
+	if !ok {
 		return nil
-	default:
-		from = key(pAudit, after+1)
 	}
 	return s.View(func(tx *Tx) error {
 		return tx.scanFrom(ctx, []byte(pAudit), from, true, func(k, v []byte) error {

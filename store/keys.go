@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -73,6 +75,19 @@ func key(prefix string, parts ...any) []byte {
 		}
 	}
 	return b
+}
+
+// keyAfter returns where a scan of keys prefix ‖ big-endian number starts
+// to read the numbers above after: nil (from the first) for 0, and
+// ok=false when there is none (after is the largest number).
+func keyAfter(prefix []byte, after uint64) (from []byte, ok bool) {
+	switch after {
+	case 0:
+		return nil, true
+	case math.MaxUint64:
+		return nil, false
+	}
+	return binary.BigEndian.AppendUint64(bytes.Clone(prefix), after+1), true
 }
 
 // tailUint64 returns the big-endian number at the end of k.

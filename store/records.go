@@ -3,9 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/spillway/spillway/internal/change"
@@ -164,13 +162,9 @@ func (tx *Tx) ForEachPendingAfter(ctx context.Context, sandbox string, after uin
 	if sandbox != "" {
 		prefix = key(pPendSb, sandbox)
 	}
-	var from []byte
-	switch after {
-	case 0:
-	case math.MaxUint64:
+	from, ok := keyAfter(prefix, after)
+	if !ok {
 		return nil
-	default:
-		from = binary.BigEndian.AppendUint64(bytes.Clone(prefix), after+1)
 	}
 	return tx.forIndexFrom(ctx, prefix, from, fn)
 }
