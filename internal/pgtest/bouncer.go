@@ -6,9 +6,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -37,13 +35,8 @@ func Bouncer(dbURL string) (string, func(), error) {
 	cmd := exec.Command(bin, filepath.Join(dir, "pgbouncer.ini"))
 	// pgbouncer refuses to run as root: root runs it as postgres.
 	if os.Geteuid() == 0 {
-		pu, err := user.Lookup("postgres")
+		uid, gid, err := giveToPostgres(dir)
 		if err != nil {
-			return "", nil, err
-		}
-		uid, _ := strconv.Atoi(pu.Uid)
-		gid, _ := strconv.Atoi(pu.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
 			return "", nil, err
 		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}

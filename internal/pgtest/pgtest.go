@@ -188,10 +188,7 @@ func start() {
 		return
 	}
 	if as != nil {
-		u, _ := user.Lookup("postgres")
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
+		if _, _, err := giveToPostgres(dir); err != nil {
 			cluster.err = err
 			return
 		}
@@ -215,6 +212,18 @@ func start() {
 	if os.Getenv("PGTEST_VERBOSE") != "" {
 		fmt.Fprintf(os.Stderr, "pgtest: cluster started in %v at %s\n", time.Since(t0), dir)
 	}
+}
+
+// giveToPostgres makes the postgres user the owner of dir (root runs
+// PostgreSQL's programs as postgres) and returns its uid and gid.
+func giveToPostgres(dir string) (uid, gid int, err error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return 0, 0, err
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, os.Chown(dir, uid, gid)
 }
 
 func run(argv []string, more ...string) error {
