@@ -19,6 +19,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/pgtest"
 	"github.com/spillway/spillway/persist"
@@ -136,18 +137,20 @@ func (b *bench) fleetQueue(ctx context.Context) error {
 		cli = append(cli, d)
 	}
 	b.add(grp, fmt.Sprintf("spillway review ls --limit %d: process start to its rows printed", b.cfg.Page), cli)
+	b.ratios = append(b.ratios, ratio{Name: fmt.Sprintf("fleet review ls --limit %d, %d pending records, direct connection (CLI)", b.cfg.Page, records), Value: float64(median(cli)) / 1e6, Target: 50, Unit: " ms"})
 	if pooled, err := cliFirstPagesPooled(ctx, bin, root, url, b.cfg.Page, reps); err != nil {
 		b.note("fleet-queue: no figure through PgBouncer: " + err.Error())
 	} else {
 		b.add(grp, fmt.Sprintf("spillway review ls --limit %d through PgBouncer (session pooling, warm)", b.cfg.Page), pooled)
 		b.ratios = append(b.ratios, ratio{Name: fmt.Sprintf("fleet review ls --limit %d, %d pending records, through PgBouncer (CLI)", b.cfg.Page, records), Value: float64(median(pooled)) / 1e6, Target: 50, Unit: " ms"})
 	}
-	first, web, err := serveFirstPages(ctx, bin, root, url, reps)
+	first, web, rules, err := serveFirstPages(ctx, bin, root, url, reps)
 	if err != nil {
 		return err
 	}
 	b.add(grp, "spillway serve: GET /queue, its first request (a new server connection)", []time.Duration{first})
 	b.add(grp, "spillway serve: GET /queue (50 rows; the server connection kept)", web)
+	b.add(grp, fmt.Sprintf("spillway serve: GET /exceptions (50 of %d rules, %d records each)", sandboxes, records/sandboxes), rules)
 	b.ratios = append(b.ratios, ratio{Name: fmt.Sprintf("fleet review queue first page in the browser, %d pending records (spillway serve)", records), Value: float64(median(web)) / 1e6, Target: 50, Unit: " ms"})
 	b.logf("fleet-queue: first page %s (store call), %s (CLI), %s (serve)", fmtDur(median(api)), fmtDur(median(cli)), fmtDur(median(web)))
 	return nil
@@ -177,18 +180,19 @@ func cliFirstPagesPooled(ctx context.Context, bin, root, url string, page, reps 
 
 // serveFirstPages starts `spillway serve` on root, logs in, and times
 // GET /queue: its first request, then reps more, 200 ms apart, as a
-// reviewer's clicks come. Each page must hold its 50 records.
-func serveFirstPages(ctx context.Context, bin, root, url string, reps int) (first time.Duration, rest []time.Duration, err error) {
+// reviewer's clicks come; then GET /exceptions reps times. Each page must
+// hold its 50 records, or its 50 rules.
+func serveFirstPages(ctx context.Context, bin, root, url string, reps int) (first time.Duration, queue, rules []time.Duration, err error) {
 	cmd := exec.CommandContext(ctx, bin, "--root", root, "serve", "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "SPILLWAY_STORE="+url, "SPILLWAY_NO_PROGRESS=1")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	var errb strings.Builder
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
 	sc := bufio.NewScanner(out)
@@ -197,7 +201,7 @@ func serveFirstPages(ctx context.Context, bin, root, url string, reps int) (firs
 		login, _ = strings.CutPrefix(sc.Text(), "review at ")
 	}
 	if login == "" {
-		return 0, nil, fmt.Errorf("spillway serve printed no login URL: %s", errb.String())
+		return 0, nil, nil, fmt.Errorf("spillway serve printed no login URL: %s", errb.String())
 	}
 	go func() {
 		for sc.Scan() {
@@ -205,7 +209,7 @@ func serveFirstPages(ctx context.Context, bin, root, url string, reps int) (firs
 	}()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	c := &http.Client{Jar: jar, Timeout: time.Minute}
 	get := func(u string) (string, error) {
@@ -221,27 +225,40 @@ func serveFirstPages(ctx context.Context, bin, root, url string, reps int) (firs
 		return string(body), err
 	}
 	if _, err := get(login); err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	queue := login[:strings.Index(login, "/login")] + "/queue"
+	base := login[:strings.Index(login, "/login")]
 	for i := range reps + 1 {
 		t0 := time.Now()
-		body, err := get(queue)
+		body, err := get(base + "/queue")
 		d := time.Since(t0)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		if n := strings.Count(body, `<tr class="rec"`); n != 50 {
-			return 0, nil, fmt.Errorf("GET /queue shows %d records, want 50", n)
+			return 0, nil, nil, fmt.Errorf("GET /queue shows %d records, want 50", n)
 		}
 		if i == 0 {
 			first = d
 		} else {
-			rest = append(rest, d)
+			queue = append(queue, d)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return first, rest, nil
+	for range reps {
+		t0 := time.Now()
+		body, err := get(base + "/exceptions")
+		d := time.Since(t0)
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		if n := strings.Count(body, `<tr><td>ex`); n != 50 {
+			return 0, nil, nil, fmt.Errorf("GET /exceptions shows %d rules, want 50", n)
+		}
+		rules = append(rules, d)
+		time.Sleep(200 * time.Millisecond)
+	}
+	return first, queue, rules, nil
 }
 
 // fillQueue writes sandboxes and records pending records spread over them
@@ -256,6 +273,11 @@ func fillQueue(st *store.Store, sandboxes, records int) error {
 			for j := i; j < min(sandboxes, i+batch); j++ {
 				if err := tx.PutSandbox(&store.Sandbox{Name: fmt.Sprintf("q%05d", j), Image: "img", Created: now, State: store.StateClosed,
 					Session: sessions, Generation: sessions}); err != nil {
+					return err
+				}
+				// the rule its records name
+				if err := tx.PutException(&exceptions.Exception{ID: fmt.Sprintf("ex%d", j+1), Sandbox: fmt.Sprintf("q%05d", j),
+					Patterns: []string{"/home/user/Documents/**"}, Reason: "documents", Created: now.Add(-time.Hour), Review: change.ReviewAfter}); err != nil {
 					return err
 				}
 			}

@@ -1,6 +1,9 @@
 package exceptions
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spillway/spillway/internal/change"
@@ -22,6 +25,18 @@ type Limits struct {
 
 // DefaultLimits are the limits of an exception that sets none.
 var DefaultLimits = Limits{MaxFileSize: 256 << 20, MaxBytes: 1 << 30, MaxFiles: 10000}
+
+// IDNumber is the number of a rule's ID: 3 for "ex3". Rules are listed
+// by it, and a store draws it from a sequence.
+func IDNumber(id string) (uint64, error) {
+	s, ok := strings.CutPrefix(id, "ex")
+	if ok && s != "" && s[0] != '0' {
+		if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("bad exception id %q (want ex1, ex2, …)", id)
+}
 
 // Exception is a persistence rule of one sandbox. It is never edited or
 // deleted: only revoked (Revoked set) or expired (Expires passed).

@@ -1,10 +1,12 @@
 package serve
 
 import (
+	"fmt"
 	"io/fs"
 	"net/http"
 	"strconv"
 
+	"github.com/containerd/errdefs"
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/persist"
 )
@@ -72,20 +74,44 @@ type exceptionsPage struct {
 	Sandbox string
 	All     bool
 	Rows    []exceptionRow
+	After   string // the page shows the rules numbered above this one
+	Next    string // the After of the next page; "": none
 }
+
+// exceptionsPageSize is how many rules a page shows (a variable for the
+// tests). Each row adds up what its rule let through, reading every
+// record of it: across a fleet of 10,000 sandboxes with 300 records each,
+// all rules on one page took 32 s.
+var exceptionsPageSize = 50
 
 // exceptions lists the rules (active ones, or all) with their lint
 // findings and what each let through, as `exception ls`, `lint` and
-// `show` report them.
+// `show` report them, a page at a time by rule number (after=exN).
 func (s *Server) exceptions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	p := exceptionsPage{Sandbox: q.Get("sandbox"), All: q.Get("all") != ""}
-	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+	p := exceptionsPage{Sandbox: q.Get("sandbox"), All: q.Get("all") != "", After: q.Get("after")}
+	var after uint64
+	if p.After != "" {
+		n, err := exceptions.IDNumber(p.After)
+		if err != nil {
+			s.fail(w, r, fmt.Errorf("%w: after: %v", errdefs.ErrInvalidArgument, err))
+			return
+		}
+		after = n
+	}
+	err := s.withLedger(r.Context(), func(e *persist.Env) error {
 		xs, err := e.Exceptions(p.Sandbox, p.All)
 		if err != nil {
 			return err
 		}
 		for _, x := range xs {
+			if n, err := exceptions.IDNumber(x.ID); err != nil || n <= after {
+				continue
+			}
+			if len(p.Rows) == exceptionsPageSize {
+				p.Next = p.Rows[len(p.Rows)-1].Rep.Exception.ID
+				break
+			}
 			rep, err := e.ShowException(r.Context(), x.ID)
 			if err != nil {
 				return err

@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
+
+	"github.com/spillway/spillway/exceptions"
 )
 
 // Key layout. Every kind has a short prefix ending in ':' so no prefix is a
@@ -111,13 +112,11 @@ func checkName(kind, name string) error {
 
 // exceptionNumber parses "exN" (N ≥ 1, no leading zeros).
 func exceptionNumber(id string) (uint64, error) {
-	s, ok := strings.CutPrefix(id, "ex")
-	if ok && s != "" && s[0] != '0' {
-		if n, err := strconv.ParseUint(s, 10, 64); err == nil {
-			return n, nil
-		}
+	n, err := exceptions.IDNumber(id)
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
 	}
-	return 0, fmt.Errorf("store: bad exception id %q", id)
+	return n, nil
 }
 
 var errShortKey = errors.New("store: malformed key")
