@@ -220,37 +220,73 @@ func (tx *Tx) settleChanged(before *Tx) error {
 				tops = append(tops, p)
 			}
 		}
-		old, err := subtreeCounts(before, k, tops)
+		old, now := newSubtreeScan(k, tops), newSubtreeScan(k, tops)
+		if err := scanBoth(before, tx, old.rs, old.row, now.row); err != nil {
+			return err
+		}
+		oc, err := old.counts(before)
 		if err != nil {
 			return err
 		}
-		now, err := subtreeCounts(tx, k, tops)
+		nc, err := now.counts(tx)
 		if err != nil {
 			return err
 		}
-		if err := tx.addCounts(k.sandbox, k.gen, Counts{now.Files - old.Files, now.Bytes - old.Bytes}); err != nil {
+		if err := tx.addCounts(k.sandbox, k.gen, Counts{nc.Files - oc.Files, nc.Bytes - oc.Bytes}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// subtreeCounts sums what the subtrees of tops contribute to the state a
-// reader at k.gen sees in tx. It reads in one batch (scanRanges): the
+// scanBoth reads the ranges rs in before (the ledger as now found it) and
+// in now. On PostgreSQL, while now has sent none of its writes, both see
+// the same rows: one query reads them for both (pgTx.scanRangesBoth),
+// when they fit in one (a scan of now may send its writes, after which
+// the database no longer shows before).
+func scanBoth(before, now *Tx, rs []keyRange, fnBefore, fnNow func(i int, k, v []byte) error) error {
+	ctx := context.Background()
+	if pb, ok := before.b.(*pgTx); ok {
+		if pn, ok := now.b.(*pgTx); ok && pb.root == pn && pb.tx == pn.tx && !pn.sent && len(rs) <= pgRangeChunk {
+			return translate(pn.scanRangesBoth(ctx, pb, rs, fnBefore, fnNow))
+		}
+	}
+	if err := before.scanRanges(ctx, rs, true, fnBefore); err != nil {
+		return err
+	}
+	return now.scanRanges(ctx, rs, true, fnNow)
+}
+
+// subtreeScan is what settleChanged reads of a state in one batch (scanRanges): the
 // version of every top and of every ancestor of one, and the keys under
 // every top. An entry's record is its copy in the index (a bare id is
 // looked up): the fields counted never change.
-func subtreeCounts(tx *Tx, k countsAt, tops []string) (Counts, error) {
-	var c Counts
-	prefix := key(pCurrent, k.sandbox)
-	var rs []keyRange
-	var paths []string        // the path of each entry range
-	entry := map[string]int{} // the entry range of a path
+type subtreeScan struct {
+	k        countsAt
+	tops     []string
+	prefix   []byte
+	rs       []keyRange
+	paths    []string       // the path of each entry range
+	entry    map[string]int // the entry range of a path
+	nEntries int
+	entries  []*subtreeValue
+	under    [][]subtreeValue
+	done     []byte // the path key of the subtree's entry seen last
+	last     int
+}
+
+type subtreeValue struct {
+	path string
+	v    []byte
+}
+
+func newSubtreeScan(k countsAt, tops []string) *subtreeScan {
+	s := &subtreeScan{k: k, tops: tops, prefix: key(pCurrent, k.sandbox), entry: map[string]int{}, last: -1}
 	want := func(p string) {
-		if _, ok := entry[p]; !ok {
-			entry[p] = len(rs)
-			rs = append(rs, keyRange{prefix: currentPathPrefix(k.sandbox, p), from: currentKey(k.sandbox, p, k.gen), limit: 1})
-			paths = append(paths, p)
+		if _, ok := s.entry[p]; !ok {
+			s.entry[p] = len(s.rs)
+			s.rs = append(s.rs, keyRange{prefix: currentPathPrefix(k.sandbox, p), from: currentKey(k.sandbox, p, k.gen), limit: 1})
+			s.paths = append(s.paths, p)
 		}
 	}
 	for _, top := range tops {
@@ -259,68 +295,68 @@ func subtreeCounts(tx *Tx, k countsAt, tops []string) (Counts, error) {
 		}
 		want(top)
 	}
-	nEntries := len(rs)
+	s.nEntries = len(s.rs)
 	for _, top := range tops {
-		rs = append(rs, keyRange{prefix: append(prefix[:len(prefix):len(prefix)], top+"/"...)})
+		s.rs = append(s.rs, keyRange{prefix: append(s.prefix[:len(s.prefix):len(s.prefix)], top+"/"...)})
 	}
-	type value struct {
-		path string
-		v    []byte
-	}
-	entries := make([]*value, nEntries)
-	under := make([][]value, len(tops))
-	var done []byte // the path key of the subtree's entry seen last
-	last := -1
-	err := tx.scanRanges(context.Background(), rs, true, func(i int, key, v []byte) error {
-		if i < nEntries {
-			entries[i] = &value{paths[i], append([]byte(nil), v...)}
-			return nil
-		}
-		if len(key) < len(prefix)+9 {
-			return fmt.Errorf("store: malformed current-state key %q", key)
-		}
-		if i != last {
-			done, last = nil, i
-		}
-		pathKey := key[:len(key)-8]
-		if done != nil && string(pathKey) == string(done) {
-			return nil
-		}
-		if g, _ := tailUint64(key); ^g > k.gen {
-			return nil
-		}
-		done = append(done[:0], pathKey...)
-		t := i - nEntries
-		under[t] = append(under[t], value{string(pathKey[len(prefix) : len(pathKey)-1]), append([]byte(nil), v...)})
+	s.entries = make([]*subtreeValue, s.nEntries)
+	s.under = make([][]subtreeValue, len(tops))
+	return s
+}
+
+// row takes a key of range i and its value.
+func (s *subtreeScan) row(i int, key, v []byte) error {
+	if i < s.nEntries {
+		s.entries[i] = &subtreeValue{s.paths[i], append([]byte(nil), v...)}
 		return nil
-	})
-	if err != nil {
-		return c, err
 	}
-	recs := make([]*Record, nEntries)
-	for i, e := range entries {
+	if len(key) < len(s.prefix)+9 {
+		return fmt.Errorf("store: malformed current-state key %q", key)
+	}
+	if i != s.last {
+		s.done, s.last = nil, i
+	}
+	pathKey := key[:len(key)-8]
+	if s.done != nil && string(pathKey) == string(s.done) {
+		return nil
+	}
+	if g, _ := tailUint64(key); ^g > s.k.gen {
+		return nil
+	}
+	s.done = append(s.done[:0], pathKey...)
+	t := i - s.nEntries
+	s.under[t] = append(s.under[t], subtreeValue{string(pathKey[len(s.prefix) : len(pathKey)-1]), append([]byte(nil), v...)})
+	return nil
+}
+
+// counts sums what the rows read contribute, looking records up in tx.
+func (s *subtreeScan) counts(tx *Tx) (Counts, error) {
+	var c Counts
+	var err error
+	recs := make([]*Record, s.nEntries)
+	for i, e := range s.entries {
 		if e != nil {
-			if recs[i], err = tx.entryRecord(k.sandbox, e.path, e.v); err != nil {
+			if recs[i], err = tx.entryRecord(s.k.sandbox, e.path, e.v); err != nil {
 				return c, err
 			}
 		}
 	}
-	for t, top := range tops {
+	for t, top := range s.tops {
 		var f StateFilter
 		var chain []string
 		for a := parentPath(top); a != ""; a = parentPath(a) {
 			chain = append(chain, a)
 		}
 		for i := len(chain) - 1; i >= 0; i-- {
-			if r := recs[entry[chain[i]]]; r != nil {
+			if r := recs[s.entry[chain[i]]]; r != nil {
 				f.Keep(r)
 			}
 		}
-		if r := recs[entry[top]]; r != nil && f.Keep(r) {
+		if r := recs[s.entry[top]]; r != nil && f.Keep(r) {
 			c.add(r, 1)
 		}
-		for _, e := range under[t] {
-			r, err := tx.entryRecord(k.sandbox, e.path, e.v)
+		for _, e := range s.under[t] {
+			r, err := tx.entryRecord(s.k.sandbox, e.path, e.v)
 			if err != nil {
 				return c, err
 			}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -19,13 +20,40 @@ const pgRangeRows = 256
 // pending writes are merged in, as scan does; a range whose rows reached
 // the query's limit before its own is read on by scan.
 func (t *pgTx) scanRanges(ctx context.Context, rs []keyRange, values bool, fn func(i int, k, v []byte) error) error {
+	pend := t.sortedPending()
+	return t.eachRangeChunk(ctx, rs, values, func(base int, chunk []keyRange, rows [][][2][]byte) error {
+		return t.deliverChunk(ctx, base, chunk, rows, pend, values, fn)
+	})
+}
+
+// scanRangesBoth is before.scanRanges and t.scanRanges with values, from
+// one query: before is the view pgTx.before gives while t has sent none
+// of its writes, so the database holds the same rows for both, and only
+// t's pending writes set them apart. rs must fit in one query
+// (pgRangeChunk): delivering to t may send its writes (scan's flush).
+func (t *pgTx) scanRangesBoth(ctx context.Context, before *pgTx, rs []keyRange, fnBefore, fnNow func(i int, k, v []byte) error) error {
+	if len(rs) > pgRangeChunk || t.sent {
+		return fmt.Errorf("store: scanRangesBoth of %d ranges (sent %v)", len(rs), t.sent)
+	}
+	pend := t.sortedPending()
+	return t.eachRangeChunk(ctx, rs, true, func(base int, chunk []keyRange, rows [][][2][]byte) error {
+		if err := before.deliverChunk(ctx, base, chunk, rows, nil, true, fnBefore); err != nil {
+			return err
+		}
+		return t.deliverChunk(ctx, base, chunk, rows, pend, true, fnNow)
+	})
+}
+
+// eachRangeChunk reads rs pgRangeChunk ranges a query and passes fn each
+// chunk's rows as the database holds them, by range (a range without an
+// end, which the query cannot bound, has none: deliverChunk scans it).
+func (t *pgTx) eachRangeChunk(ctx context.Context, rs []keyRange, values bool, fn func(base int, chunk []keyRange, rows [][][2][]byte) error) error {
 	cols := "r.k, ''::bytea"
 	if values {
 		cols = "r.k, r.v"
 	}
 	q := `SELECT b.i, ` + cols + ` FROM unnest($1::bytea[], $2::bytea[], $3::int8[]) WITH ORDINALITY AS b(lo, hi, n, i)
 CROSS JOIN LATERAL (SELECT k, v FROM kv WHERE k >= b.lo AND k < b.hi ORDER BY k LIMIT b.n) AS r`
-	pend := t.sortedPending()
 	for base := 0; base < len(rs); base += pgRangeChunk {
 		chunk := rs[base:min(base+pgRangeChunk, len(rs))]
 		var lo, hi [][]byte
@@ -57,16 +85,25 @@ CROSS JOIN LATERAL (SELECT k, v FROM kv WHERE k >= b.lo AND k < b.hi ORDER BY k 
 				return t.fail(err)
 			}
 		}
-		for j, r := range chunk {
-			if prefixEnd(r.prefix) == nil {
-				if err := scanRangeOne(ctx, t, r, base+j, values, fn); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := t.deliverRange(ctx, r, base+j, rows[j], queryLimit(r), pend, values, fn); err != nil {
+		if err := fn(base, chunk, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deliverChunk passes to fn the rows read of the ranges of chunk (the
+// first numbered base) merged with the pending writes pend.
+func (t *pgTx) deliverChunk(ctx context.Context, base int, chunk []keyRange, rows [][][2][]byte, pend []pendingKV, values bool, fn func(i int, k, v []byte) error) error {
+	for j, r := range chunk {
+		if prefixEnd(r.prefix) == nil {
+			if err := scanRangeOne(ctx, t, r, base+j, values, fn); err != nil {
 				return err
 			}
+			continue
+		}
+		if err := t.deliverRange(ctx, r, base+j, rows[j], queryLimit(r), pend, values, fn); err != nil {
+			return err
 		}
 	}
 	return nil
