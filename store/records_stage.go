@@ -71,6 +71,7 @@ func (tx *Tx) StageRecords(sandbox string, gen uint64, recs []*Record, inIndex f
 type pathVers struct {
 	prev  uint64
 	stale [][]byte
+	atGen bool // the path has a version at gen already
 }
 
 // pathVersions reads the versions of the paths of rs (one range each) in
@@ -95,6 +96,7 @@ func (tx *Tx) pathVersions(sandbox string, gen uint64, rs []keyRange) ([]pathVer
 		}
 		switch {
 		case g >= gen:
+			out[i].atGen = out[i].atGen || g == gen
 		case !kept[i]:
 			kept[i] = true
 		default:
@@ -132,6 +134,10 @@ func (tx *Tx) putVersion(sandbox string, r *Record, gen uint64, v pathVers) erro
 		if err := tx.del(k); err != nil {
 			return err
 		}
+	}
+	if !v.atGen {
+		// read absent in this transaction: a plain INSERT on PostgreSQL
+		return tx.create(currentKey(sandbox, r.Path, gen), val)
 	}
 	return tx.set(currentKey(sandbox, r.Path, gen), val)
 }
