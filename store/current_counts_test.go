@@ -144,3 +144,39 @@ func checkCounts(t *testing.T, s *Store, sb string, gen uint64) {
 		t.Fatal(err)
 	}
 }
+
+// TestCountsOfSandboxesAfterFlush: one transaction that stages records of
+// several sandboxes, with more pending writes than a scan merges, leaves
+// each sandbox's counters equal to a recount. On PostgreSQL the commit
+// reads the ledger as the transaction found it through the transaction
+// itself, without its pending writes; the first sandbox's counter update
+// scans, and used to send every pending write, after which the other
+// sandboxes' "before" included their own new versions (counters 0). No
+// caller stages several sandboxes in one transaction today.
+func TestCountsOfSandboxesAfterFlush(t *testing.T) {
+	forEachDriver(t, func(t *testing.T) {
+		defer func(n int) { pgMergeMax = n }(pgMergeMax)
+		pgMergeMax = 8
+		s, _ := newStore(t)
+		for gen := uint64(1); gen <= 2; gen++ {
+			mustUpdate(t, s, func(tx *Tx) error {
+				for _, sb := range []string{"a", "b", "c"} {
+					// StageRecords reads in batches, which merge any number
+					// of pending writes: nothing is sent before the commit.
+					var recs []*Record
+					for i := range 20 {
+						recs = append(recs, &Record{Sandbox: sb, Session: gen, Path: fmt.Sprintf("/d/f%d", i+int(gen)*10), Kind: change.KindAdd,
+							Type: change.TypeFile, Size: int64(gen*100 + uint64(i)), Status: change.StatusApproved})
+					}
+					if err := tx.StageRecords(sb, gen, recs, nil); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			for _, sb := range []string{"a", "b", "c"} {
+				checkCounts(t, s, sb, gen)
+			}
+		}
+	})
+}

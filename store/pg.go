@@ -443,7 +443,10 @@ type pgTx struct {
 	// snapshot does not change, so a key is read once.
 	read map[string][]byte
 	iso  pgx.TxIsoLevel
-	sent bool      // some writes were sent: the database no longer shows the snapshot alone
+	sent bool // some writes were sent: the database no longer shows the snapshot alone
+	// hold keeps the pending writes from being sent while a view of
+	// before reads through this transaction (it would see them).
+	hold bool
 	at   time.Time // the server's now() of the transaction (begin)
 	// root is the transaction a view without the pending writes reads
 	// through (before); nil for the transaction itself.
@@ -478,6 +481,8 @@ func (t *pgTx) now() time.Time { return t.at }
 // (pg_export_snapshot).
 func (t *pgTx) before(fn func(kvTx) error) error {
 	if !t.sent && t.root == nil {
+		t.hold = true
+		defer func() { t.hold = false }()
 		return fn(&pgTx{tx: t.tx, b: t.b, root: t, at: t.at})
 	}
 	ctx := context.Background()

@@ -8,7 +8,8 @@ import (
 )
 
 // pgMergeMax is how many pending writes a scan merges into what it reads;
-// past it the scan sends them first (merging costs a pass over them all).
+// past it the scan sends them first (merging costs a pass over them all),
+// unless a view of before reads through the transaction (pgTx.hold).
 var pgMergeMax = 512
 
 // pendingKV is a pending write: v nil is a delete.
@@ -36,7 +37,7 @@ func (t *pgTx) scan(ctx context.Context, prefix, from []byte, values bool, fn fu
 	if end == nil {
 		q = `SELECT ` + cols + ` FROM kv WHERE k >= $1 AND $2::bytea IS NULL ORDER BY k LIMIT $3`
 	}
-	if len(t.pending) > pgMergeMax {
+	if len(t.pending) > pgMergeMax && !t.hold {
 		if err := t.flush(ctx); err != nil {
 			return err
 		}
