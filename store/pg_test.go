@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,21 +30,32 @@ func pgStore(t *testing.T) (*Store, string) {
 }
 
 // terminate ends the server process of the connection that runs tx's
-// statements, as a crash or a network failure would.
+// statements, as a crash or a network failure would, and returns once it
+// is gone.
 func terminate(t *testing.T, u string, tx *Tx) {
 	t.Helper()
 	var pid uint32
 	if err := tx.b.(*pgTx).tx.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
+	if err := terminatePID(u, pid); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// terminatePID ends server process pid and waits until it is gone, so
+// its connection's next statement always finds it dead.
+func terminatePID(u string, pid uint32) error {
 	c, err := pgx.Connect(context.Background(), u)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer c.Close(context.Background())
-	if _, err := c.Exec(context.Background(), `SELECT pg_terminate_backend($1)`, pid); err != nil {
-		t.Fatal(err)
+	var gone bool
+	if err := c.QueryRow(context.Background(), `SELECT pg_terminate_backend($1, 5000)`, pid).Scan(&gone); err != nil || !gone {
+		return fmt.Errorf("pg_terminate_backend(%d): %v %v", pid, gone, err)
 	}
+	return nil
 }
 
 // TestPGConcurrentIncrements: processes (here Stores, each with its own
@@ -176,28 +188,56 @@ func TestPGConnectionLostBeforeCommit(t *testing.T) {
 	})
 }
 
-// TestPGConnectionLostDuringCommit: when the connection goes as COMMIT is
-// sent, the store does not guess: ErrCommitUnknown, not retried; the
+// TestPGConnectionLostDuringCommit: when the connection goes while COMMIT
+// runs, the store does not guess: ErrCommitUnknown, not retried; the
 // caller reads the state again (here: not committed, the server died
-// first).
+// first). A deferred trigger keeps the COMMIT running for two seconds,
+// and the server process is ended half a second after the batch with
+// the writes and COMMIT goes out: its statements are prepared and sent
+// by then, so the loss always falls in the COMMIT.
 func TestPGConnectionLostDuringCommit(t *testing.T) {
 	s, u := pgStore(t)
+	c, err := pgx.Connect(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(context.Background(), `CREATE FUNCTION test_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER test_slow_commit AFTER INSERT OR UPDATE ON kv DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_slow_commit()`); err != nil {
+		t.Fatal(err)
+	}
 	runs := 0
 	var victim *Tx
-	pgCommitHook = func() { terminate(t, u, victim) }
+	var wg sync.WaitGroup
+	pgCommitHook = func() {
+		var pid uint32
+		if err := victim.b.(*pgTx).tx.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			t.Error(err)
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(500 * time.Millisecond)
+			if err := terminatePID(u, pid); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
 	defer func() { pgCommitHook = nil }()
-	err := s.Update(func(tx *Tx) error {
+	err = s.Update(func(tx *Tx) error {
 		runs++
 		victim = tx
 		return tx.PutMeta("k", "v")
 	})
 	pgCommitHook = nil
+	wg.Wait()
 	if !errors.Is(err, ErrCommitUnknown) || !errdefs.IsUnknown(err) || runs != 1 {
 		t.Fatalf("Update: %v after %d runs, want ErrCommitUnknown after 1", err, runs)
 	}
 	mustView(t, s, func(tx *Tx) error {
 		if _, ok, err := tx.GetMeta("k"); ok || err != nil {
-			t.Errorf("k present (%v) after a commit the server never saw", err)
+			t.Errorf("k present (%v) after a commit the server never finished", err)
 		}
 		return nil
 	})
