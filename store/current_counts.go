@@ -240,14 +240,13 @@ func (tx *Tx) settleChanged(before *Tx) error {
 }
 
 // scanBoth reads the ranges rs in before (the ledger as now found it) and
-// in now. On PostgreSQL, while now has sent none of its writes, both see
-// the same rows: one query reads them for both (pgTx.scanRangesBoth),
-// when they fit in one (a scan of now may send its writes, after which
-// the database no longer shows before).
+// in now. On PostgreSQL, while now has sent none of its writes (and it
+// holds them while before reads through it: pgTx.hold), both see the
+// same rows: one query reads them for both (pgTx.scanRangesBoth).
 func scanBoth(before, now *Tx, rs []keyRange, fnBefore, fnNow func(i int, k, v []byte) error) error {
 	ctx := context.Background()
 	if pb, ok := before.b.(*pgTx); ok {
-		if pn, ok := now.b.(*pgTx); ok && pb.root == pn && pb.tx == pn.tx && !pn.sent && len(rs) <= pgRangeChunk {
+		if pn, ok := now.b.(*pgTx); ok && pb.root == pn && pb.tx == pn.tx && !pn.sent {
 			return translate(pn.scanRangesBoth(ctx, pb, rs, fnBefore, fnNow))
 		}
 	}

@@ -180,3 +180,33 @@ func TestCountsOfSandboxesAfterFlush(t *testing.T) {
 		}
 	})
 }
+
+// TestCountsOfALargeStage: counters follow a batch whose changed subtrees
+// take more than one batched read (pgRangeChunk ranges), where the first
+// batch of versions is new and the second replaces half of them.
+func TestCountsOfALargeStage(t *testing.T) {
+	forEachDriver(t, func(t *testing.T) {
+		s, _ := newStore(t)
+		for gen := uint64(1); gen <= 2; gen++ {
+			mustUpdate(t, s, func(tx *Tx) error {
+				var recs []*Record
+				for i := range 1400 {
+					if gen == 2 && i%2 == 0 {
+						continue
+					}
+					rec := &Record{Sandbox: "a", Session: gen, Path: fmt.Sprintf("/d%d/f%d", i%7, i), Kind: change.KindAdd,
+						Type: change.TypeFile, Size: int64(gen*1000 + uint64(i)), Status: change.StatusApproved}
+					if gen == 2 && i%3 == 0 {
+						rec.Kind, rec.Size = change.KindDelete, 0
+					}
+					recs = append(recs, rec)
+				}
+				if len(recs) <= pgRangeChunk/2 {
+					t.Fatalf("%d records: want more ranges than one batched read takes", len(recs))
+				}
+				return tx.StageRecords("a", gen, recs, nil)
+			})
+			checkCounts(t, s, "a", gen)
+		}
+	})
+}

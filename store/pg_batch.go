@@ -27,13 +27,13 @@ func (t *pgTx) scanRanges(ctx context.Context, rs []keyRange, values bool, fn fu
 }
 
 // scanRangesBoth is before.scanRanges and t.scanRanges with values, from
-// one query: before is the view pgTx.before gives while t has sent none
-// of its writes, so the database holds the same rows for both, and only
-// t's pending writes set them apart. rs must fit in one query
-// (pgRangeChunk): delivering to t may send its writes (scan's flush).
+// one query per chunk: before is the view pgTx.before gives while t has
+// sent none of its writes, and t holds them meanwhile (pgTx.hold), so the
+// database holds the same rows for both, and only t's pending writes set
+// them apart.
 func (t *pgTx) scanRangesBoth(ctx context.Context, before *pgTx, rs []keyRange, fnBefore, fnNow func(i int, k, v []byte) error) error {
-	if len(rs) > pgRangeChunk || t.sent {
-		return fmt.Errorf("store: scanRangesBoth of %d ranges (sent %v)", len(rs), t.sent)
+	if t.sent || !t.hold || before.root != t {
+		return fmt.Errorf("store: scanRangesBoth outside a view of before through the transaction")
 	}
 	pend := t.sortedPending()
 	return t.eachRangeChunk(ctx, rs, true, func(base int, chunk []keyRange, rows [][][2][]byte) error {
