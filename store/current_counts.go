@@ -220,7 +220,8 @@ func (tx *Tx) settleChanged(before *Tx) error {
 				tops = append(tops, p)
 			}
 		}
-		old, now := newSubtreeScan(k, tops), newSubtreeScan(k, tops)
+		old := newSubtreeScan(k, tops)
+		now := old.again()
 		if err := scanBoth(before, tx, old.rs, old.row, now.row); err != nil {
 			return err
 		}
@@ -256,10 +257,10 @@ func scanBoth(before, now *Tx, rs []keyRange, fnBefore, fnNow func(i int, k, v [
 	return now.scanRanges(ctx, rs, true, fnNow)
 }
 
-// subtreeScan is what settleChanged reads of a state in one batch (scanRanges): the
-// version of every top and of every ancestor of one, and the keys under
-// every top. An entry's record is its copy in the index (a bare id is
-// looked up): the fields counted never change.
+// subtreeScan is what settleChanged reads of a state in one batch
+// (scanRanges): the version of every top and of every ancestor of one,
+// and the keys under every top. An entry's record is its copy in the
+// index (a bare id is looked up): the fields counted never change.
 type subtreeScan struct {
 	k        countsAt
 	tops     []string
@@ -279,6 +280,7 @@ type subtreeValue struct {
 	v    []byte
 }
 
+// newSubtreeScan returns the scan of the subtrees of tops at k.gen.
 func newSubtreeScan(k countsAt, tops []string) *subtreeScan {
 	s := &subtreeScan{k: k, tops: tops, prefix: key(pCurrent, k.sandbox), entry: map[string]int{}, last: -1}
 	want := func(p string) {
@@ -301,6 +303,16 @@ func newSubtreeScan(k countsAt, tops []string) *subtreeScan {
 	s.entries = make([]*subtreeValue, s.nEntries)
 	s.under = make([][]subtreeValue, len(tops))
 	return s
+}
+
+// again returns a scan of the same ranges with nothing read yet (the
+// ranges are shared: neither changes them).
+func (s *subtreeScan) again() *subtreeScan {
+	a := *s
+	a.entries = make([]*subtreeValue, s.nEntries)
+	a.under = make([][]subtreeValue, len(s.tops))
+	a.done, a.last = nil, -1
+	return &a
 }
 
 // row takes a key of range i and its value.
