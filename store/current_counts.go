@@ -246,10 +246,8 @@ func (tx *Tx) settleChanged(before *Tx) error {
 // same rows: one query reads them for both (pgTx.scanRangesBoth).
 func scanBoth(before, now *Tx, rs []keyRange, fnBefore, fnNow func(i int, k, v []byte) error) error {
 	ctx := context.Background()
-	if pb, ok := before.b.(*pgTx); ok {
-		if pn, ok := now.b.(*pgTx); ok && pb.root == pn && pb.tx == pn.tx && !pn.sent {
-			return translate(pn.scanRangesBoth(ctx, pb, rs, fnBefore, fnNow))
-		}
+	if pb, ok := before.b.(*pgTx); ok && pb.root != nil && kvTx(pb.root) == now.b {
+		return translate(pb.root.scanRangesBoth(ctx, pb, rs, fnBefore, fnNow))
 	}
 	if err := before.scanRanges(ctx, rs, true, fnBefore); err != nil {
 		return err
