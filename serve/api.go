@@ -58,14 +58,23 @@ func (s *Server) apiSandboxes(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 	f := s.filterFrom(r)
 	q := r.URL.Query()
-	after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	if limit <= 0 || limit > 1000 {
+	after, err := numberParam(q, "after")
+	if err != nil {
+		s.apiFail(w, err)
+		return
+	}
+	n, err := numberParam(q, "limit")
+	if err != nil {
+		s.apiFail(w, err)
+		return
+	}
+	limit := int(min(n, 1000))
+	if limit == 0 {
 		limit = 1000
 	}
 	out := []view.Record{}
 	var next uint64
-	err := s.withLedger(r.Context(), func(e *persist.Env) error {
+	err = s.withLedger(r.Context(), func(e *persist.Env) error {
 		hosts := e.HostOf() // each row names its host, as review ls --json does
 		return f.eachPending(r, e, after, func(rec *persist.Record) error {
 			if len(out) == limit {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"strconv"
 
 	"github.com/containerd/errdefs"
 	"github.com/spillway/spillway/exceptions"
@@ -148,7 +147,11 @@ type auditPage struct {
 // does it only when asked.
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
+	after, err := numberParam(q, "after")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	p := auditPage{Sandbox: q.Get("sandbox"), Host: q.Get("host"), After: after, Checked: q.Get("verify") != ""}
 	if s.cfg.Sandbox != "" {
 		p.Sandbox = s.cfg.Sandbox
@@ -156,7 +159,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Host != "" {
 		p.Host = s.cfg.Host
 	}
-	err := s.withLedger(r.Context(), func(e *persist.Env) (err error) {
+	err = s.withLedger(r.Context(), func(e *persist.Env) (err error) {
 		if p.Checked {
 			prob, err := e.VerifyAudit(r.Context())
 			if err != nil {

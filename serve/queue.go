@@ -119,9 +119,13 @@ type queuePage struct {
 
 func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 	f := s.filterFrom(r)
-	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	after, err := numberParam(r.URL.Query(), "after")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	p := queuePage{Filter: f, After: after, Records: []*persist.Record{}}
-	err := s.withLedger(r.Context(), func(e *persist.Env) error {
+	err = s.withLedger(r.Context(), func(e *persist.Env) error {
 		return f.eachPending(r, e, after, func(rec *persist.Record) error {
 			if len(p.Records) == pageSize {
 				p.Next = p.Records[pageSize-1].ID
@@ -142,9 +146,13 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 // matches the filter, or to the queue when there is none.
 func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	f := s.filterFrom(r)
-	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	after, err := numberParam(r.URL.Query(), "after")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	var found uint64
-	err := s.withLedger(r.Context(), func(e *persist.Env) error {
+	err = s.withLedger(r.Context(), func(e *persist.Env) error {
 		return f.eachPending(r, e, after, func(rec *persist.Record) error {
 			found = rec.ID
 			return persist.ErrStop

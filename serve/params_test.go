@@ -1,0 +1,37 @@
+package serve
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+)
+
+// TestBadPageNumbers: a page number that is not a whole number (after=,
+// limit=) is a 400 naming it on every page that takes one, not the first
+// page shown as if nothing were wrong; a good one still serves the page.
+func TestBadPageNumbers(t *testing.T) {
+	w := newWorld(t, 0)
+	c := w.client().login()
+	for _, p := range []string{"/queue", "/next", "/audit", "/api/review"} {
+		for _, bad := range []string{"x", "-1", "1e3", "18446744073709551616"} {
+			resp := c.get(p + "?after=" + bad)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s?after=%s: status %d, want 400", p, bad, resp.StatusCode)
+			}
+		}
+		if resp := c.get(p + "?after=0"); resp.StatusCode >= 400 {
+			t.Errorf("%s?after=0: status %d", p, resp.StatusCode)
+		}
+	}
+	resp := c.get("/api/review?limit=ten")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("/api/review?limit=ten: status %d, want 400", resp.StatusCode)
+	}
+	var e struct{ Error string }
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Error == "" {
+		t.Errorf("/api/review?limit=ten: body is not a JSON error (%v)", err)
+	}
+	if resp := c.get("/api/review?limit=5000"); resp.StatusCode != http.StatusOK {
+		t.Errorf("/api/review?limit=5000: status %d, want 200 (at most 1000 a page)", resp.StatusCode)
+	}
+}
