@@ -405,6 +405,11 @@ func pgErr(err error) error {
 	switch {
 	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
+	case errors.As(err, &pe) && (pe.Code == "42P05" || pe.Code == "26000") && strings.Contains(pe.Message, "stmtcache_"):
+		// The statements pgx prepared on its connection went missing or
+		// appeared twice: its server connection changed between
+		// transactions, as behind a pooler in transaction mode.
+		return fmt.Errorf("%w (behind a connection pooler in transaction mode, such as PgBouncer's pool_mode = transaction, add default_query_exec_mode=exec to the store URL; docs/fleet.md)", err)
 	case errors.As(err, &pe) && severity(pe) != "FATAL" && severity(pe) != "PANIC":
 		return err
 	}

@@ -63,29 +63,39 @@ func TestScriptsOnPostgres(t *testing.T) {
 }
 
 // TestFleetThroughPgBouncer runs the roam script with every connection
-// through a PgBouncer in session pooling, as docs/fleet.md suggests for a
-// fleet: the store's connection setup must be one a pooler accepts (a
-// startup parameter it does not know is refused).
+// through a PgBouncer, in session pooling as docs/fleet.md suggests for a
+// fleet (the store's connection setup must be one a pooler accepts: a
+// startup parameter it does not know is refused), and in transaction
+// pooling with the URL's default_query_exec_mode=exec (a transaction may
+// run on another server connection than the one before it, which does not
+// hold the statements pgx prepared there).
 func TestFleetThroughPgBouncer(t *testing.T) {
 	requireRoot(t)
 	if _, err := exec.LookPath("pgbouncer"); err != nil {
 		testenv.Missing(t, "pgbouncer is not installed")
 	}
-	p := postgresParams(t, scriptParams(""), true)
-	p.Dir = ""
-	p.Files = []string{filepath.Join("testdata", "fleet", "roam.txtar")}
-	setup := p.Setup
-	p.Setup = func(env *testscript.Env) error {
-		if err := setup(env); err != nil {
-			return err
-		}
-		u, stop, err := pgtest.Bouncer(env.Getenv("SPILLWAY_STORE"))
-		if err != nil {
-			return err
-		}
-		env.Defer(stop)
-		env.Setenv("SPILLWAY_STORE", u)
-		return nil
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			p := postgresParams(t, scriptParams(""), true)
+			p.Dir = ""
+			p.Files = []string{filepath.Join("testdata", "fleet", "roam.txtar")}
+			setup := p.Setup
+			p.Setup = func(env *testscript.Env) error {
+				if err := setup(env); err != nil {
+					return err
+				}
+				u, stop, err := pgtest.BouncerMode(env.Getenv("SPILLWAY_STORE"), mode)
+				if err != nil {
+					return err
+				}
+				env.Defer(stop)
+				if mode == "transaction" {
+					u += "&default_query_exec_mode=exec"
+				}
+				env.Setenv("SPILLWAY_STORE", u)
+				return nil
+			}
+			testscript.Run(t, p)
+		})
 	}
-	testscript.Run(t, p)
 }

@@ -14,7 +14,14 @@ import (
 // Bouncer starts a PgBouncer (session pooling, unix socket only) in front
 // of the server of dbURL and returns the URL of the same database through
 // it, and a function that stops it.
-func Bouncer(dbURL string) (string, func(), error) {
+func Bouncer(dbURL string) (string, func(), error) { return BouncerMode(dbURL, "session") }
+
+// BouncerMode is Bouncer with PgBouncer's pool_mode: "session" or
+// "transaction" (a server connection per transaction).
+func BouncerMode(dbURL, mode string) (string, func(), error) {
+	if mode != "session" && mode != "transaction" {
+		return "", nil, fmt.Errorf("pgbouncer: pool mode %q", mode)
+	}
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
 		return "", nil, errors.New("pgbouncer is not installed")
@@ -50,12 +57,12 @@ listen_port = 6432
 unix_socket_dir = %s
 auth_type = trust
 auth_file = %s
-pool_mode = session
+pool_mode = %s
 max_client_conn = 200
 default_pool_size = 50
 logfile = %s
 pidfile = %s
-`, q.Get("host"), port, dir, filepath.Join(dir, "users.txt"), filepath.Join(dir, "log"), filepath.Join(dir, "pid"))
+`, q.Get("host"), port, dir, filepath.Join(dir, "users.txt"), mode, filepath.Join(dir, "log"), filepath.Join(dir, "pid"))
 	users := fmt.Sprintf("%q \"\"\n", u.User.Username())
 	for name, text := range map[string]string{"pgbouncer.ini": ini, "users.txt": users} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
