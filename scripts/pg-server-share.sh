@@ -11,6 +11,10 @@
 #   no-index     the same without the record index rows
 #                (bench/patches/no-record-index-rows.patch): not a driver,
 #                the bound of what a layout without them could save
+#   rec-table    a prototype of the layout for SQL (bench/patches/
+#                records-table.patch): each record a row of a table with
+#                its six indexes, the index rows not written; it writes
+#                only (no reader of the table), which is all a close does
 # Each runs 30 s (fleet-closes' length); the server core's load is
 # sampled from 5 s to 25 s in. Its CPU a close is load / rate, which is
 # the server's whole cost when its core is the saturated one (load near
@@ -40,11 +44,14 @@ as "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null
 taskset -c "$srv" runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
 	-o "-c listen_addresses='' -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
 
-echo "pg-server-share: building the bench of this tree and of the bound" >&2
+echo "pg-server-share: building the bench of this tree, of the bound and of the prototype" >&2
 (cd "$here" && go build -o "$dir/bench-spillway" ./bench)
 mkdir "$dir/src"
-(cd "$here" && tar --exclude=.git -cf - .) | tar -C "$dir/src" -xf -
-(cd "$dir/src" && patch -s -p1 < bench/patches/no-record-index-rows.patch && go build -o "$dir/bench-no-index" ./bench)
+for v in no-index:no-record-index-rows rec-table:records-table; do
+	mkdir "$dir/src/${v%%:*}"
+	(cd "$here" && tar --exclude=.git --exclude=./bench/patches -cf - .) | tar -C "$dir/src/${v%%:*}" -xf -
+	(cd "$dir/src/${v%%:*}" && patch -s -p1 < "$here/bench/patches/${v#*:}.patch" && go build -o "$dir/bench-${v%%:*}" ./bench)
+done
 cat "$here/bench/sql/ceiling-open.sql" "$here/bench/sql/ceiling-commit.sql" > "$dir/cycle.sql"
 
 # busy CPU ticks of the server's core
@@ -84,4 +91,5 @@ for r in $(seq 1 "$rounds"); do
 	sqlround "$r"
 	benchround spillway
 	benchround no-index
+	benchround rec-table
 done
