@@ -50,7 +50,7 @@ mkdir "$dir/src"
 for v in no-index:no-record-index-rows rec-table:records-table; do
 	mkdir "$dir/src/${v%%:*}"
 	(cd "$here" && tar --exclude=.git --exclude=./bench/patches -cf - .) | tar -C "$dir/src/${v%%:*}" -xf -
-	(cd "$dir/src/${v%%:*}" && patch -s -p1 < "$here/bench/patches/${v#*:}.patch" && go build -o "$dir/bench-${v%%:*}" ./bench)
+	(cd "$dir/src/${v%%:*}" && git apply "$here/bench/patches/${v#*:}.patch" && go build -o "$dir/bench-${v%%:*}" ./bench)
 done
 cat "$here/bench/sql/ceiling-open.sql" "$here/bench/sql/ceiling-commit.sql" > "$dir/cycle.sql"
 

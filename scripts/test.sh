@@ -58,6 +58,10 @@ echo "== go vet"
 go vet ./...
 echo "== import direction"
 bash scripts/check-imports.sh
+echo "== bench patches (scripts/pg-server-share.sh applies them)"
+for p in bench/patches/*.patch; do
+	git apply --check "$p" || { echo "$p no longer applies to this tree: regenerate it (docs/benchmarks.md, \"The server's share of a close\")"; exit 1; }
+done
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== bench --quick (a smoke run: fails on errors, never on timings)"
