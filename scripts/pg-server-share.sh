@@ -15,14 +15,25 @@
 #                records-table.patch): each record a row of a table with
 #                its six indexes, the index rows not written; it writes
 #                only (no reader of the table), which is all a close does
+#   one-tx       the bench's close staging its records in the commit's
+#                transaction (bench/patches/stage-in-commit.patch): four
+#                transactions a cycle instead of five
+# VARIANTS="spillway one-tx" runs only those (default: all five).
 # Each runs 30 s (fleet-closes' length); the server core's load is
 # sampled from 5 s to 25 s in. Its CPU a close is load / rate, which is
 # the server's whole cost when its core is the saturated one (load near
 # 100 %).
-#   scripts/pg-server-share.sh [ROUNDS]   (default 2)
+#   [VARIANTS="…"] scripts/pg-server-share.sh [ROUNDS]   (default 2)
 set -euo pipefail
 secs=30
 rounds=${1:-2}
+variants=${VARIANTS:-sql-layout spillway no-index rec-table one-tx}
+for v in $variants; do
+	case $v in
+	sql-layout | spillway | no-index | rec-table | one-tx) ;;
+	*) echo "pg-server-share: no variant $v (sql-layout spillway no-index rec-table one-tx)" >&2; exit 2 ;;
+	esac
+done
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "$bin" ] && [ -x "$bin/pgbench" ] || { echo "pg-server-share: PostgreSQL is not installed (apt-get install -y postgresql)" >&2; exit 1; }
@@ -44,10 +55,10 @@ as "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null
 taskset -c "$srv" runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
 	-o "-c listen_addresses='' -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
 
-echo "pg-server-share: building the bench of this tree, of the bound and of the prototype" >&2
+echo "pg-server-share: building the bench of this tree and of its variants" >&2
 (cd "$here" && go build -o "$dir/bench-spillway" ./bench)
 mkdir "$dir/src"
-for v in no-index:no-record-index-rows rec-table:records-table; do
+for v in no-index:no-record-index-rows rec-table:records-table one-tx:stage-in-commit; do
 	mkdir "$dir/src/${v%%:*}"
 	(cd "$here" && tar --exclude=.git --exclude=./bench/patches -cf - .) | tar -C "$dir/src/${v%%:*}" -xf -
 	(cd "$dir/src/${v%%:*}" && git apply "$here/bench/patches/${v#*:}.patch" && go build -o "$dir/bench-${v%%:*}" ./bench)
@@ -88,8 +99,10 @@ benchround() { # NAME
 }
 for r in $(seq 1 "$rounds"); do
 	echo "round $r (server on CPU $srv, clients on CPU $cli)"
-	sqlround "$r"
-	benchround spillway
-	benchround no-index
-	benchround rec-table
+	for v in $variants; do
+		case $v in
+		sql-layout) sqlround "$r" ;;
+		*) benchround "$v" ;;
+		esac
+	done
 done
