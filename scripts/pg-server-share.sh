@@ -27,11 +27,20 @@
 set -euo pipefail
 secs=30
 rounds=${1:-2}
-variants=${VARIANTS:-sql-layout spillway no-index rec-table one-tx}
+all="sql-layout spillway no-index rec-table one-tx"
+variants=${VARIANTS:-$all}
+# the patch of bench/patches/ a variant is built with ("": none)
+patch_of() {
+	case $1 in
+	no-index) echo no-record-index-rows ;;
+	rec-table) echo records-table ;;
+	one-tx) echo stage-in-commit ;;
+	esac
+}
 for v in $variants; do
-	case $v in
-	sql-layout | spillway | no-index | rec-table | one-tx) ;;
-	*) echo "pg-server-share: no variant $v (sql-layout spillway no-index rec-table one-tx)" >&2; exit 2 ;;
+	case " $all " in
+	*" $v "*) ;;
+	*) echo "pg-server-share: no variant $v ($all)" >&2; exit 2 ;;
 	esac
 done
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,12 +65,17 @@ taskset -c "$srv" runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/l
 	-o "-c listen_addresses='' -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
 
 echo "pg-server-share: building the bench of this tree and of its variants" >&2
-(cd "$here" && go build -o "$dir/bench-spillway" ./bench)
-mkdir "$dir/src"
-for v in no-index:no-record-index-rows rec-table:records-table one-tx:stage-in-commit; do
-	mkdir "$dir/src/${v%%:*}"
-	(cd "$here" && tar --exclude=.git --exclude=./bench/patches -cf - .) | tar -C "$dir/src/${v%%:*}" -xf -
-	(cd "$dir/src/${v%%:*}" && git apply "$here/bench/patches/${v#*:}.patch" && go build -o "$dir/bench-${v%%:*}" ./bench)
+for v in $variants; do
+	p=$(patch_of "$v")
+	case $v in
+	sql-layout) ;;
+	spillway) (cd "$here" && go build -o "$dir/bench-spillway" ./bench) ;;
+	*)
+		mkdir -p "$dir/src/$v"
+		(cd "$here" && tar --exclude=.git -cf - .) | tar -C "$dir/src/$v" -xf -
+		(cd "$dir/src/$v" && git apply "$here/bench/patches/$p.patch" && go build -o "$dir/bench-$v" ./bench)
+		;;
+	esac
 done
 cat "$here/bench/sql/ceiling-open.sql" "$here/bench/sql/ceiling-commit.sql" > "$dir/cycle.sql"
 
@@ -80,7 +94,7 @@ report() { # NAME RATE LOAD
 	awk -v n="$1" -v r="$2" -v l="$3" 'BEGIN { printf "%-10s %6.0f closes/s  server core %3d %% busy  %5.2f ms of server CPU a close\n", n, r, l, (l / 100) * 1000 / r }'
 }
 sqlround() {
-	local db=ceiling$1 out load
+	local db=ceiling$1 load
 	as psql -h "$dir" -U postgres -qc "CREATE DATABASE $db"
 	as psql -h "$dir" -U postgres -d $db -q -f "$here/bench/sql/ceiling-schema.sql"
 	as psql -h "$dir" -U postgres -d $db -q -f "$here/bench/sql/ceiling-indexes.sql"

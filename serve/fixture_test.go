@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"html"
 	"image"
 	"image/color"
 	"image/png"
@@ -266,6 +267,26 @@ func (c *client) post(p string, form url.Values, header map[string]string) *http
 		req.Header.Set(k, v)
 	}
 	return c.do(req)
+}
+
+// eachPage gets first and then every page its "next page" links lead
+// to, calling fn with each page's number (from 0) and body; a page
+// numbered above most ends the test (the links go round).
+func (c *client) eachPage(first string, most int, fn func(n int, body string)) {
+	c.w.t.Helper()
+	next := regexp.MustCompile(`<a id="next-page" href="([^"]+)"`)
+	page := first
+	for n := 0; page != ""; n++ {
+		body := c.body(c.get(page))
+		fn(n, body)
+		page = ""
+		if m := next.FindStringSubmatch(body); m != nil {
+			page = html.UnescapeString(m[1])
+		}
+		if n > most {
+			c.w.t.Fatalf("%s: more than %d pages", first, most+1)
+		}
+	}
 }
 
 func (c *client) body(resp *http.Response) string {
