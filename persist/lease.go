@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,21 +89,21 @@ func (e *Env) takeLease(name string) (uint64, error) {
 			data["from"], data["from_token"] = prev.Host, fmt.Sprint(prev.Token)
 		}
 		if sb.State != store.StateClosed {
-			// Open or closing on another host (whose lease expired, or
-			// was freed by an eviction): that session is abandoned.
+			// Open or closing on another host (whose lease expired), or
+			// on any host under a lease that is gone (freed by an
+			// eviction): that session is abandoned.
 			ses, err := tx.GetSession(name, sb.Session)
 			if err != nil {
 				return err
 			}
-			if ses.Host != "" && ses.Host != e.hostID {
-				ses.State, ses.Closed, ses.ClosedGeneration = store.StateClosed, tx.Now(), sb.Generation
-				ses.Abandoned = fmt.Sprintf("host %s lost its lease to %s", ses.Host, e.hostID)
-				if err := tx.PutSession(ses); err != nil {
-					return err
+			other := ses.Host != "" && ses.Host != e.hostID
+			lost := ses.Host == e.hostID && ses.Token != 0 && ses.Token != l.Token
+			if other || lost {
+				why := fmt.Sprintf("host %s lost its lease to %s", ses.Host, e.hostID)
+				if lost {
+					why = fmt.Sprintf("host %s lost its lease (token %d) while its session was open", ses.Host, ses.Token)
 				}
-				sb.Abandoned = append(sb.Abandoned, sb.Session)
-				sb.State, sb.Path, sb.Snapshot, sb.Layer, sb.BaseDir = store.StateClosed, "", "", "", ""
-				if err := tx.PutSandbox(sb); err != nil {
+				if err := abandonSession(tx, sb, ses, why); err != nil {
 					return err
 				}
 				data["from"], data["abandoned_session"] = ses.Host, fmt.Sprint(ses.N)
@@ -115,6 +116,20 @@ func (e *Env) takeLease(name string) (uint64, error) {
 		return err
 	})
 	return token, err
+}
+
+// abandonSession ends session ses of sb without a close: its staged
+// records never take effect, the sandbox is closed at its generation, and
+// the host that had it is fenced when it comes back (fenceAbandoned).
+func abandonSession(tx *store.Tx, sb *store.Sandbox, ses *store.Session, why string) error {
+	ses.State, ses.Closed, ses.ClosedGeneration = store.StateClosed, tx.Now(), sb.Generation
+	ses.Abandoned = why
+	if err := tx.PutSession(ses); err != nil {
+		return err
+	}
+	sb.Abandoned = append(sb.Abandoned, sb.Session)
+	sb.State, sb.Path, sb.Snapshot, sb.Layer, sb.BaseDir = store.StateClosed, "", "", "", ""
+	return tx.PutSandbox(sb)
 }
 
 // releaseLeaseIfClosed gives up this host's lease of a sandbox that is
@@ -222,6 +237,13 @@ func (e *Env) abandonedHere(ctx context.Context, name string) (*store.Session, s
 // and removes the root. It writes nothing to the ledger.
 func (e *Env) fence(ctx context.Context, name string, n uint64, cause error) error {
 	local := &store.Sandbox{Name: name, Session: n, Snapshot: sessionKey(name, n), State: store.StateClosed}
+	if ok, err := e.snap.Exists(ctx, local.Snapshot); err != nil {
+		return err
+	} else if !ok {
+		// Fenced before (a close run again), or never this host's: what
+		// the recovery area holds of the session stays as it is.
+		return e.fencedBefore(name, n, cause)
+	}
 	if err := e.refuseHeld(&store.Sandbox{Name: name, Path: e.MountPath(name), State: store.StateOpen}); err != nil {
 		return err
 	}
@@ -260,6 +282,16 @@ func (e *Env) fence(ctx context.Context, name string, n uint64, cause error) err
 	}
 	os.Remove(e.MountPath(name))
 	return &FencedSession{Err: cause, Sandbox: name, Session: n, Entries: entries}
+}
+
+// fencedBefore is fence's answer for a session whose root this host no
+// longer has: the recovery area's count of its changes when an earlier
+// fence kept them, else cause and that there is nothing here to keep.
+func (e *Env) fencedBefore(name string, n uint64, cause error) error {
+	if rs := e.loadSession(name, n); rs.hasInfo {
+		return &FencedSession{Err: cause, Sandbox: name, Session: n, Entries: rs.info.Entries}
+	}
+	return fmt.Errorf("%w: this host has no root of session %d, so nothing of it is kept here", cause, n)
 }
 
 // RefuseFenced is the manifest reason of every change of a session whose
@@ -306,12 +338,44 @@ func (e *Env) EvictHost(id, reason string) ([]string, error) {
 		if freed, err = tx.EvictHost(id, reason); err != nil {
 			return err
 		}
-		_, err = tx.Append(tx.Now(), "fleet.evict", "", map[string]string{
-			"host": id, "by": e.hostID, "reason": reason, "sandboxes": strings.Join(freed, " "),
-		})
+		var abandoned []string
+		for _, name := range freed {
+			// The evicted host's open sessions end now, not when another
+			// host takes the lease: the host is fenced when it comes
+			// back, whoever opens the sandbox first.
+			ok, err := abandonHostSession(tx, name, id, reason)
+			if err != nil {
+				return err
+			}
+			if ok {
+				abandoned = append(abandoned, name)
+			}
+		}
+		data := map[string]string{"host": id, "by": e.hostID, "reason": reason, "sandboxes": strings.Join(freed, " ")}
+		if len(abandoned) > 0 {
+			data["abandoned"] = strings.Join(abandoned, " ")
+		}
+		_, err = tx.Append(tx.Now(), "fleet.evict", "", data)
 		return err
 	})
 	return freed, err
+}
+
+// abandonHostSession abandons sandbox's session when it is open or
+// closing on host, and says whether it did.
+func abandonHostSession(tx *store.Tx, name, host, reason string) (bool, error) {
+	sb, err := tx.GetSandbox(name)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || sb.State == store.StateClosed || sb.Session == 0 {
+		return false, err
+	}
+	ses, err := tx.GetSession(name, sb.Session)
+	if err != nil || ses.Host != host {
+		return false, err
+	}
+	return true, abandonSession(tx, sb, ses, fmt.Sprintf("host %s was evicted: %s", host, reason))
 }
 
 // fenceLocal fences this host's root of sandbox when its session was
@@ -370,8 +434,10 @@ func (e *Env) Checkpoint() (seq uint64, chains int, err error) {
 			return err
 		}
 		seq = ev.Seq
-		chains = len(ev.Data) - 1
-		return nil
+		// Append adds keys of its own (the writing host's id on a shared
+		// ledger): the count is the entry's own.
+		chains, err = strconv.Atoi(ev.Data["chains"])
+		return err
 	})
 	return seq, chains, err
 }

@@ -81,7 +81,12 @@ type FencedError struct {
 
 func (e *FencedError) Error() string {
 	who := "no host holds it now"
-	if e.Holder != "" {
+	switch e.Holder {
+	case "":
+	case e.Host:
+		// The lease was freed (an eviction) and taken again since.
+		who = "it holds a new lease now"
+	default:
 		who = "host " + e.Holder + " holds it now"
 	}
 	return fmt.Sprintf("fenced: host %s lost the lease of sandbox %s (token %d; %s)", e.Host, e.Sandbox, e.Token, who)

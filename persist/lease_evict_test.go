@@ -1,0 +1,117 @@
+package persist
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spillway/spillway/snapshot"
+	"github.com/spillway/spillway/store"
+)
+
+// A host evicted while its session is open is fenced when it comes back,
+// whether it opens the sandbox again or closes it: its changes go to its
+// recovery area and can be listed and read there, a fresh session opens
+// from the ledger's state, and a close run again after the fence keeps
+// what the first one kept. Two ways the lease goes: `fleet evict`
+// (EvictHost, which abandons the session at once) and a lease freed
+// without that (only the store's eviction, as before EvictHost abandoned).
+func TestEvictedHostIsFenced(t *testing.T) {
+	for _, how := range []string{"evict", "lease freed"} {
+		t.Run(how, func(t *testing.T) {
+			f := newFixture(t, snapshot.KindOverlay)
+			f.except(nil, "/home/user/Documents/**")
+			root := f.open()
+			write(t, root, "home/user/Documents/letter.txt", "written before the eviction", 0o644)
+			me := f.e.HostID()
+			f.e.hostID = "h2" // the host that evicts this one
+			if how == "evict" {
+				if _, err := f.e.EvictHost(me, "looked dead"); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				mustUpdate(t, f.e, func(tx *store.Tx) error { _, err := tx.EvictHost(me, "looked dead"); return err })
+			}
+			f.e.hostID = me
+			var warned []string
+			f.e.warn = func(m string) { warned = append(warned, m) }
+
+			// The host comes back and opens the sandbox again: not the
+			// doomed root, a fresh one, with a warning.
+			o, err := f.e.OpenSandbox(f.ctx, "docs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Session != 2 || o.Already {
+				t.Fatalf("open after the eviction: session %d (already open: %v), want a fresh session 2", o.Session, o.Already)
+			}
+			if _, err := os.Stat(filepath.Join(o.Path, "home/user/Documents/letter.txt")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the fenced session's letter is in the new root: %v", err)
+			}
+			if len(warned) != 1 || !strings.Contains(warned[0], "fenced") || !strings.Contains(warned[0], "recover ls docs --session 1") || strings.Contains(warned[0], "host "+me+" holds it") {
+				t.Fatalf("warnings: %q", warned)
+			}
+			// Its changes are listed and readable in the recovery area
+			// right away (the ledger says session 1 ended).
+			rc, x, err := f.e.RecoverOpen(f.ctx, "docs", "/home/user/Documents/letter.txt", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(rc)
+			rc.Close()
+			if string(b) != "written before the eviction" || x.Reason != RefuseFenced {
+				t.Fatalf("recovered %q (%+v)", b, x)
+			}
+			// The new session closes as any other: the sandbox is not stuck.
+			write(t, o.Path, "home/user/Documents/second.txt", "after", 0o644)
+			f.close()
+			var sb *store.Sandbox
+			f.e.store.View(func(tx *store.Tx) (err error) { sb, err = tx.GetSandbox("docs"); return })
+			if sb.State != store.StateClosed || sb.Generation != 1 || len(sb.Abandoned) != 1 || sb.Abandoned[0] != 1 {
+				t.Fatalf("after the new session's close: %+v", sb)
+			}
+			// A fence of session 1 run again (a close retried) finds no
+			// root and leaves the recovery area as it was.
+			err = f.e.fence(f.ctx, "docs", 1, &store.FencedError{Sandbox: "docs", Host: me, Token: 1})
+			var fs *FencedSession
+			if !errors.As(err, &fs) || fs.Entries != 1 {
+				t.Fatalf("fence run again: %v", err)
+			}
+			if _, _, err := f.e.RecoverOpen(f.ctx, "docs", "/home/user/Documents/letter.txt", 1); err != nil {
+				t.Fatalf("after a fence run again: %v", err)
+			}
+		})
+	}
+}
+
+// A host evicted while its session is open, closing without opening
+// first: the close is fenced, and `recover ls --session N` (which its
+// error names) lists the changes at once.
+func TestEvictedHostCloseIsFenced(t *testing.T) {
+	f := newFixture(t, snapshot.KindOverlay)
+	f.except(nil, "/home/user/Documents/**")
+	root := f.open()
+	write(t, root, "home/user/Documents/letter.txt", "kept for recovery", 0o644)
+	me := f.e.HostID()
+	f.e.hostID = "h2"
+	if _, err := f.e.EvictHost(me, "looked dead"); err != nil {
+		t.Fatal(err)
+	}
+	f.e.hostID = me
+	for try := range 2 {
+		_, err := f.e.CloseSandbox(f.ctx, "docs", CloseOptions{})
+		if try == 0 {
+			var fs *FencedSession
+			if !errors.As(err, &fs) || fs.Entries != 1 {
+				t.Fatalf("close after the eviction: %v", err)
+			}
+		}
+		var n int
+		if err := f.e.RecoverList(f.ctx, "docs", 1, "", func(x RecoverEntry) error { n++; return nil }); err != nil || n != 1 {
+			t.Fatalf("close %d: recover ls --session 1: %d entries, %v", try+1, n, err)
+		}
+	}
+}
