@@ -63,12 +63,13 @@ type Env struct {
 	blobs *Blobs
 	clock func() time.Time // Now; tests move it
 
-	lk       envLocks
-	warn     func(msg string)
-	reviewer string // SetReviewer: who decides reviews ("": the OS user)
-	hostID   string // this host in the ledger (lease.go)
-	hostTTL  time.Duration
-	closing  map[string]uint64 // sandbox → lease token of the close under way
+	lk        envLocks
+	warn      func(msg string)
+	reviewer  string // SetReviewer: who decides reviews ("": the OS user)
+	hostID    string // this host in the ledger (lease.go)
+	hostIDNew bool   // hostID is not recorded in the root yet (recordHostID)
+	hostTTL   time.Duration
+	closing   map[string]uint64 // sandbox → lease token of the close under way
 	// blobsShared: the blob directory is not the root's own (--blobs), so
 	// other hosts may be writing blobs their ledger commit will name: gc
 	// leaves young ones alone (SharedBlobGrace).
@@ -132,6 +133,9 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	e.store.SetReopen(e.enterLedger)
+	if err := e.recordHostID(); err != nil {
+		return nil, err
+	}
 	if e.sharedLedger() {
 		// Entries of a ledger several hosts share name their writer.
 		e.store.SetAuditHost(e.hostID)

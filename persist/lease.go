@@ -32,7 +32,7 @@ const hostIDFile = "host-id"
 func (e *Env) HostID() string { return e.hostID }
 
 // resolveHostID sets e.hostID: the one the root recorded, else asked, else
-// the hostname, recorded at first use. A root is one host: asking for
+// the hostname, recorded at first use (recordHostID). A root is one host: asking for
 // another id than the recorded one is an error.
 func (e *Env) resolveHostID(asked string) error {
 	p := filepath.Join(e.root, hostIDFile)
@@ -57,10 +57,21 @@ func (e *Env) resolveHostID(asked string) error {
 	if err := ValidateName("host", id); err != nil {
 		return err
 	}
-	if err := writePrivate(e.root, hostIDFile, []byte(id+"\n")); err != nil {
+	e.hostID, e.hostIDNew = id, true
+	return nil
+}
+
+// recordHostID records a host id resolveHostID chose in the root, once the
+// ledger opened: a command that fails before (a mistyped store URL) leaves
+// the root free to take the id the next one asks for.
+func (e *Env) recordHostID() error {
+	if !e.hostIDNew {
+		return nil
+	}
+	if err := writePrivate(e.root, hostIDFile, []byte(e.hostID+"\n")); err != nil {
 		return fmt.Errorf("record host id: %w", err)
 	}
-	e.hostID = id
+	e.hostIDNew = false
 	return nil
 }
 

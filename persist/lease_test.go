@@ -3,6 +3,7 @@ package persist
 import (
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,6 +34,26 @@ func TestHostIDIsRecorded(t *testing.T) {
 	_, err = OpenEnv(t.Context(), Options{Root: root, HostID: "h2"})
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "h2 names another host than this state directory's, h1") {
 		t.Fatalf("another host id: %v", err)
+	}
+}
+
+// A command whose ledger does not open (a mistyped store URL) records no
+// host id: the next command may still choose one.
+func TestHostIDNotRecordedWhenTheLedgerFails(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	if _, err := OpenEnv(t.Context(), Options{Root: root, Store: "postgrs://x"}); err == nil {
+		t.Fatal("a bad store URL opened")
+	}
+	if _, err := os.Stat(filepath.Join(root, hostIDFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("host id recorded by a command that failed: %v", err)
+	}
+	e, err := OpenEnv(t.Context(), Options{Root: root, HostID: "h7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.HostID() != "h7" {
+		t.Fatalf("host id %q, want h7", e.HostID())
 	}
 }
 
