@@ -76,7 +76,7 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		return nil, invalidf("--to takes one path, not %d", len(o.Paths))
 	}
 	if o.To != "" && !cleanAbs(o.To) {
-		return nil, &InputError{Input: "--to", Problem: fmt.Sprintf("%s is not a clean absolute path", escape.Name(o.To))}
+		return nil, &InputError{Input: "to", Problem: fmt.Sprintf("%s is not a clean absolute path", escape.Name(o.To))}
 	}
 	sb, err := e.getSandbox(sandbox)
 	if err != nil {

@@ -75,15 +75,30 @@ var overlayFix = map[string]string{
 	persist.FixKernel:     ", or use --snapshotter native",
 }
 
+// positionalInputs are the inputs of persist's calls that the command
+// line takes as arguments, not flags: their name is said without dashes.
+var positionalInputs = map[string]bool{"image source": true, "pattern": true, "path": true}
+
 // message is err as the command line says it: a library's input named as
 // its flag, and a hint where one helps.
 func message(err error) string {
 	msg := err.Error()
 	var in *persist.InputError
 	if errors.As(err, &in) {
-		msg = strings.Replace(msg, in.Error(), "--"+in.Error(), 1)
+		msg = strings.Replace(msg, in.Error(), inputName(in.Input)+" "+in.Problem, 1)
 	}
 	return msg + hint(err)
+}
+
+// inputName is how the command line names input: a flag with its two
+// dashes (once, whether or not the library wrote them), an argument as
+// it is.
+func inputName(input string) string {
+	name := strings.TrimLeft(input, "-")
+	if positionalInputs[name] {
+		return name
+	}
+	return "--" + name
 }
 
 // hint is what to do about err, or "".
