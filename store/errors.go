@@ -39,6 +39,12 @@ var (
 	// connection lost before commit (nothing was written). It matches
 	// errdefs.ErrUnavailable too.
 	ErrUnavailable = errclass.New(errdefs.ErrUnavailable, "the database is unavailable")
+	// ErrRefused reports a database that answered but will not take this
+	// connection, for a reason no retry cures: a wrong user or password
+	// (SQLSTATE class 28), a database that does not exist (3D000), a role
+	// without the right to connect (42501). The store's URL must change.
+	// It matches errdefs.ErrFailedPrecondition too, not ErrUnavailable.
+	ErrRefused = errclass.New(errdefs.ErrFailedPrecondition, "the database refused the connection")
 	// ErrStop is returned by an iteration callback to end the iteration early
 	// without error.
 	ErrStop = errors.New("stop")
@@ -51,7 +57,7 @@ func translate(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrTooBig), errors.Is(err, ErrNotFound), errors.Is(err, ErrExists), errors.Is(err, ErrLocked),
-		errors.Is(err, ErrConflict), errors.Is(err, ErrCommitUnknown), errors.Is(err, ErrUnavailable):
+		errors.Is(err, ErrConflict), errors.Is(err, ErrCommitUnknown), errors.Is(err, ErrUnavailable), errors.Is(err, ErrRefused):
 		return err
 	case errors.Is(err, badger.ErrTxnTooBig):
 		return ErrTooBig

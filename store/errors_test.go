@@ -1,12 +1,18 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	"github.com/dgraph-io/badger/v4"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/spillway/spillway/internal/pgtest"
 )
 
 // TestErrorsCarryClasses: a caller may test a store error either with the
@@ -44,5 +50,46 @@ func TestDriverErrorsMapToClasses(t *testing.T) {
 	}
 	if err := translate(fmt.Errorf("x: %w", ErrCommitUnknown)); !errors.Is(err, ErrCommitUnknown) {
 		t.Errorf("wrapped ErrCommitUnknown: %v", err)
+	}
+}
+
+// TestPGConnectErrorsClassed: a failed connection is said in one line,
+// without the password; a server that refuses it for good (a wrong
+// password, no such database) is ErrRefused, which no retry loop takes
+// for ErrUnavailable.
+func TestPGConnectErrorsClassed(t *testing.T) {
+	ctx := context.Background()
+	_, err := OpenURL(ctx, "postgres://postgres:secret@127.0.0.1:1/fleet?connect_timeout=2", "")
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrRefused) {
+		t.Errorf("connection refused: %v", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "\n") || strings.Contains(msg, "secret") || strings.Count(msg, "connection refused") != 1 {
+		t.Errorf("connection refused: not one line, once, without the password: %q", msg)
+	}
+	for _, code := range []string{"28P01", "28000", "3D000", "42501"} {
+		pe := &pgconn.PgError{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: "no entry"}
+		for _, err := range []error{pgConnErr(pe), pgErr(fmt.Errorf("acquire: %w", pe))} {
+			if !errors.Is(err, ErrRefused) || !errdefs.IsFailedPrecondition(err) || errors.Is(err, ErrUnavailable) || pgRetryable(err) {
+				t.Errorf("%s: %v is not ErrRefused alone", code, err)
+			}
+			if !strings.Contains(err.Error(), "the database refused the connection: no entry (SQLSTATE "+code+")") {
+				t.Errorf("%s: %q", code, err)
+			}
+		}
+	}
+	shutdown := &pgconn.PgError{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01"}
+	if err := pgErr(shutdown); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrRefused) || !pgRetryable(err) {
+		t.Errorf("57P01: %v", err)
+	}
+
+	u, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/nosuch"
+	_, err = OpenURL(ctx, u.String(), "")
+	if !errors.Is(err, ErrRefused) || errors.Is(err, ErrUnavailable) || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), `database "nosuch" does not exist (SQLSTATE 3D000)`) {
+		t.Errorf("no such database: %v", err)
 	}
 }

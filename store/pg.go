@@ -69,7 +69,7 @@ func openPG(ctx context.Context, rawURL string, pools *Pools) (*pgBackend, error
 	}
 	if err != nil {
 		b.close()
-		return nil, fmt.Errorf("store %s: %w: %w", name, ErrUnavailable, err)
+		return nil, fmt.Errorf("store %s: %w", name, pgConnErr(err))
 	}
 	b.keysCurrent = state.keysCurrent
 	if state.sqlCurrent {
@@ -397,14 +397,18 @@ func pgRetryable(err error) bool {
 	return isSerialization(err) || (errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrCommitUnknown))
 }
 
-// pgErr classes an error of a statement: one without a server's answer
+// pgErr classes an error of a statement: a connection the server refused
+// for good (refusedCode) is ErrRefused; one without a server's answer
 // (connection refused, lost, timed out) or ending the session (FATAL,
 // e.g. 57P01 when the server shuts down) is ErrUnavailable.
 func pgErr(err error) error {
 	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
 	switch {
 	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
+	case errors.As(err, &ce), errors.As(err, &pe) && refusedCode(pe.Code) && severity(pe) == "FATAL":
+		return fmt.Errorf("store: %w", pgConnErr(err))
 	case errors.As(err, &pe) && (pe.Code == "42P05" || pe.Code == "26000") && strings.Contains(pe.Message, "stmtcache_"):
 		// The statements pgx prepared on its connection went missing or
 		// appeared twice: its server connection changed between
@@ -415,6 +419,70 @@ func pgErr(err error) error {
 	}
 	return fmt.Errorf("store: %w: %w", ErrUnavailable, err)
 }
+
+// refusedCode says whether a server's answer to a connection is one that
+// no retry cures: invalid authorization (class 28: a wrong password, no
+// pg_hba.conf entry), no such database, or no right to connect.
+func refusedCode(code string) bool {
+	return strings.HasPrefix(code, "28") || code == "3D000" || code == "42501"
+}
+
+// pgConnErr classes the error of a connection attempt, in one line: the
+// server's refusal (refusedCode) as ErrRefused, with its message; any
+// other failure as ErrUnavailable, with each address's failure once
+// (pgx's own message takes a line per attempt, and tries each address
+// twice under sslmode=prefer).
+func pgConnErr(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && refusedCode(pe.Code) {
+		return &connError{class: ErrRefused, detail: pe.Message + " (SQLSTATE " + pe.Code + ")", err: err}
+	}
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) {
+		return &connError{class: ErrUnavailable, detail: oneLine(err.Error()), err: err}
+	}
+	var parts []string
+	seen := map[string]bool{}
+	var add func(error)
+	add = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				add(e)
+			}
+			return
+		}
+		if m := oneLine(e.Error()); !seen[m] {
+			seen[m] = true
+			parts = append(parts, m)
+		}
+	}
+	if inner := errors.Unwrap(ce); inner != nil {
+		add(inner)
+	} else {
+		add(ce)
+	}
+	return &connError{class: ErrUnavailable, detail: strings.Join(parts, "; "), err: err}
+}
+
+// oneLine is s with its line breaks and the tabs after them as "; ".
+func oneLine(s string) string {
+	f := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' })
+	for i := range f {
+		f[i] = strings.TrimSpace(f[i])
+	}
+	return strings.Join(f, "; ")
+}
+
+// connError is a failed connection attempt, said as its class and a
+// one-line detail; it matches its class and the driver's error.
+type connError struct {
+	class  error // ErrRefused or ErrUnavailable
+	detail string
+	err    error
+}
+
+func (e *connError) Error() string   { return e.class.Error() + ": " + e.detail }
+func (e *connError) Unwrap() []error { return []error{e.class, e.err} }
 
 // severity is pe's severity, not translated.
 func severity(pe *pgconn.PgError) string {

@@ -88,9 +88,9 @@ func TestPGOpenFastPaths(t *testing.T) {
 }
 
 // TestPGOpenRefused: a server that answers but refuses the connection
-// (here: no such database) makes the store unavailable, as one that
-// cannot be reached does; it is not taken for a database to create the
-// schema in.
+// (here: no such database) is ErrRefused, not unavailable (a retry will
+// not help: the URL must change); it is not taken for a database to
+// create the schema in.
 func TestPGOpenRefused(t *testing.T) {
 	u, err := url.Parse(pgtest.URL(t))
 	if err != nil {
@@ -99,8 +99,8 @@ func TestPGOpenRefused(t *testing.T) {
 	u.Path = "/spillway_no_such_database"
 	_, err = OpenURL(context.Background(), u.String(), "")
 	// At once, from the first query: not after migratePG's retries.
-	want := regexp.MustCompile(`^store postgres://\S+: the database is unavailable: failed to connect .*spillway_no_such_database`)
-	if !errors.Is(err, ErrUnavailable) || !want.MatchString(err.Error()) {
+	want := regexp.MustCompile(`^store postgres://\S+: the database refused the connection: database "spillway_no_such_database" does not exist`)
+	if !errors.Is(err, ErrRefused) || errors.Is(err, ErrUnavailable) || !want.MatchString(err.Error()) {
 		t.Fatalf("open a database that does not exist: %v", err)
 	}
 }

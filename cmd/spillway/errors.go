@@ -10,6 +10,7 @@ import (
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/sandboxrun"
+	"github.com/spillway/spillway/store"
 )
 
 // Errors reach the command line with an errdefs class (persist/errors.go).
@@ -143,6 +144,8 @@ func hint(err error) string {
 		return overlayFix[ovl.Fix]
 	case errors.Is(err, persist.ErrNoRoot):
 		return ": set --root or SPILLWAY_ROOT"
+	case errors.Is(err, store.ErrRefused):
+		return " (check --store or SPILLWAY_STORE)"
 	}
 	return ""
 }
