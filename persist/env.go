@@ -68,6 +68,7 @@ type Env struct {
 	reviewer  string // SetReviewer: who decides reviews ("": the OS user)
 	hostID    string // this host in the ledger (lease.go)
 	hostIDNew bool   // hostID is not recorded in the root yet (recordHostID)
+	rootID    string // the state directory's random id (rootIDFile)
 	hostTTL   time.Duration
 	closing   map[string]uint64 // sandbox → lease token of the close under way
 	// blobsShared: the blob directory is not the root's own (--blobs), so

@@ -2,6 +2,8 @@ package persist
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -63,17 +65,38 @@ func (e *Env) resolveHostID(asked string) error {
 
 // recordHostID records a host id resolveHostID chose in the root, once the
 // ledger opened: a command that fails before (a mistyped store URL) leaves
-// the root free to take the id the next one asks for.
+// the root free to take the id the next one asks for. It also gives the
+// root its random id (rootIDFile) when it has none.
 func (e *Env) recordHostID() error {
-	if !e.hostIDNew {
+	if e.hostIDNew {
+		if err := writePrivate(e.root, hostIDFile, []byte(e.hostID+"\n")); err != nil {
+			return fmt.Errorf("record host id: %w", err)
+		}
+		e.hostIDNew = false
+	}
+	b, err := readPrivate(filepath.Join(e.root, rootIDFile))
+	if id := strings.TrimSpace(string(b)); err == nil && id != "" {
+		e.rootID = id
 		return nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
-	if err := writePrivate(e.root, hostIDFile, []byte(e.hostID+"\n")); err != nil {
-		return fmt.Errorf("record host id: %w", err)
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return err
 	}
-	e.hostIDNew = false
+	e.rootID = hex.EncodeToString(id)
+	if err := writePrivate(e.root, rootIDFile, []byte(e.rootID+"\n")); err != nil {
+		return fmt.Errorf("record the state directory's id: %w", err)
+	}
 	return nil
 }
+
+// rootIDFile holds the state directory's random id: the ledger's host row
+// names the directory that uses the host id, so that two directories
+// given one id (two roots, cloned machines) are told apart. A directory
+// copied whole, this file with it, must have the file removed.
+const rootIDFile = "root-id"
 
 // takeLease takes sandbox's lease for this host (renewing the host's
 // heartbeat in the same transaction) and returns its token. Taking it
@@ -83,7 +106,7 @@ func (e *Env) recordHostID() error {
 func (e *Env) takeLease(name string) (uint64, error) {
 	var token uint64
 	err := e.store.UpdateLeaseTaker(name, func(tx *store.Tx) error {
-		if _, err := tx.Heartbeat(e.hostID, e.hostTTL); err != nil {
+		if _, err := tx.HeartbeatFrom(e.hostID, e.rootID, e.hostTTL); err != nil {
 			return err
 		}
 		l, prev, err := tx.TakeLease(name, e.hostID)
@@ -330,7 +353,7 @@ func (e *Env) FleetHosts() ([]*store.Host, []*store.Lease, time.Time, error) {
 // Heartbeat renews this host's liveness row (`spillway fleet agent`).
 func (e *Env) Heartbeat(ttl time.Duration) error {
 	return e.store.Update(func(tx *store.Tx) error {
-		_, err := tx.Heartbeat(e.hostID, ttl)
+		_, err := tx.HeartbeatFrom(e.hostID, e.rootID, ttl)
 		return err
 	})
 }

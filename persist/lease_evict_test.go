@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/pgtest"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -113,5 +116,57 @@ func TestEvictedHostCloseIsFenced(t *testing.T) {
 		if err := f.e.RecoverList(f.ctx, "docs", 1, "", func(x RecoverEntry) error { n++; return nil }); err != nil || n != 1 {
 			t.Fatalf("close %d: recover ls --session 1: %d entries, %v", try+1, n, err)
 		}
+	}
+}
+
+// Two state directories given one host id (two roots, or cloned
+// machines): the second is refused while the first has the id, and may
+// take it over only after an eviction, which the ledger's audit log tells
+// (fleet.rejoin); the first is then refused in turn.
+func TestHostIDOfAnotherRootIsRefused(t *testing.T) {
+	url := pgtest.URL(t)
+	open := func(host string) *Env {
+		e, err := OpenEnv(t.Context(), Options{Root: filepath.Join(t.TempDir(), "state"), HostID: host, Store: url,
+			Blobs: "dir://" + filepath.Join(t.TempDir(), "blobs"), LedgerOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	a, b, other := open("h1"), open("h1"), open("h3")
+	if err := a.Heartbeat(0); err != nil {
+		t.Fatal(err)
+	}
+	var taken *store.HostIDTakenError
+	if err := b.Heartbeat(0); !errors.As(err, &taken) || !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "fleet evict h1") {
+		t.Fatalf("a second directory as h1: %v", err)
+	}
+	if _, err := b.takeLease("docs"); !errors.As(err, &taken) {
+		t.Fatalf("a lease taken from a second directory as h1: %v", err)
+	}
+	if err := a.Heartbeat(0); err != nil {
+		t.Fatalf("the directory that has the id: %v", err)
+	}
+	if _, err := other.EvictHost("h1", "reinstalled"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Heartbeat(0); err != nil {
+		t.Fatalf("after the eviction: %v", err)
+	}
+	if err := a.Heartbeat(0); !errors.As(err, &taken) {
+		t.Fatalf("the first directory after the second took the id over: %v", err)
+	}
+	var rejoined []map[string]string
+	if err := other.store.ForEachEvent(t.Context(), "", func(ev *store.Event) error {
+		if ev.Type == "fleet.rejoin" {
+			rejoined = append(rejoined, ev.Data)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rejoined) != 1 || rejoined[0]["host"] != "h1" || rejoined[0]["reason"] != "reinstalled" || rejoined[0]["new_state_directory"] != "true" {
+		t.Fatalf("fleet.rejoin entries: %v", rejoined)
 	}
 }

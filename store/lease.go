@@ -39,6 +39,10 @@ type Host struct {
 	// or a heartbeat came since); EvictReason says why.
 	Evicted     time.Time
 	EvictReason string
+	// Root is the id of the state directory that uses this host id (a
+	// random id it keeps; "" before hosts kept one). Another directory
+	// may take the id over only after an eviction (HeartbeatFrom).
+	Root string
 }
 
 // Live says whether the host counts as running at now.
@@ -67,6 +71,23 @@ func (e *HeldError) Error() string {
 
 // Unwrap classes the error as a resource in use (exit code of InUse).
 func (e *HeldError) Unwrap() error { return errdefs.ErrUnavailable }
+
+// HostIDTakenError is a heartbeat from a state directory whose host id
+// another directory uses (two roots, or two cloned machines, given one
+// id): their sessions would pass for each other's.
+type HostIDTakenError struct {
+	Host     string
+	LastSeen time.Time // the other directory's last heartbeat
+	Now      time.Time
+}
+
+func (e *HostIDTakenError) Error() string {
+	return fmt.Sprintf("host id %s belongs to another state directory (last seen %s ago): give this one its own --host-id; if that directory is gone for good (a reinstalled host), free the id first from another host with spillway fleet evict %s --reason TEXT",
+		e.Host, e.Now.Sub(e.LastSeen).Round(time.Second), e.Host)
+}
+
+// Unwrap classes the error as a failed precondition.
+func (e *HostIDTakenError) Unwrap() error { return errdefs.ErrFailedPrecondition }
 
 // ErrFenced is wrapped by every write refused because the writer's lease
 // is no longer the sandbox's.
@@ -112,6 +133,14 @@ func (tx *Tx) Now() time.Time {
 // eviction makes the host live again; the leases the eviction freed stay
 // freed.
 func (tx *Tx) Heartbeat(id string, ttl time.Duration) (*Host, error) {
+	return tx.HeartbeatFrom(id, "", ttl)
+}
+
+// HeartbeatFrom is Heartbeat from the state directory root (its random
+// id; "" checks nothing). The first directory to beat for a host id keeps
+// it: another one is refused (HostIDTakenError) until an eviction frees
+// the id. A heartbeat after an eviction is audited (fleet.rejoin).
+func (tx *Tx) HeartbeatFrom(id, root string, ttl time.Duration) (*Host, error) {
 	if err := checkName("host", id); err != nil {
 		return nil, err
 	}
@@ -123,8 +152,23 @@ func (tx *Tx) Heartbeat(id string, ttl time.Duration) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	if root != "" && h.Root != "" && h.Root != root && h.Evicted.IsZero() {
+		return nil, &HostIDTakenError{Host: id, LastSeen: h.LastSeen, Now: now}
+	}
+	if !h.Evicted.IsZero() {
+		data := map[string]string{"host": id, "evicted": h.Evicted.Format(time.RFC3339), "reason": h.EvictReason}
+		if root != "" && h.Root != "" && h.Root != root {
+			data["new_state_directory"] = "true"
+		}
+		if _, err := tx.Append(now, "fleet.rejoin", "", data); err != nil {
+			return nil, err
+		}
+	}
 	if ttl <= 0 {
 		ttl = h.TTL
+	}
+	if root != "" {
+		h.Root = root
 	}
 	h.LastSeen, h.TTL, h.Evicted, h.EvictReason = now, ttl, time.Time{}, ""
 	return h, tx.put(key(pHost, id), h)
