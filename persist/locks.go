@@ -8,10 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/lock"
 	"github.com/spillway/spillway/internal/statedir"
 	"github.com/spillway/spillway/store"
@@ -72,12 +76,10 @@ func (e *Env) takeRoot(exclusive bool) error {
 }
 
 // sandboxHolders names the holders of sandbox locks, for a command that
-// waits for the shared holders of ROOT/lock.
+// waits for the shared holders of ROOT/lock; when none holds one, the
+// processes that hold ROOT/lock itself, or "" (nobody known).
 func (e *Env) sandboxHolders() string {
-	ents, err := os.ReadDir(e.sandboxLocksDir())
-	if err != nil {
-		return ""
-	}
+	ents, _ := os.ReadDir(e.sandboxLocksDir())
 	var out []string
 	for _, d := range ents {
 		if h := lock.Holder(filepath.Join(e.sandboxLocksDir(), d.Name())); h != "" {
@@ -86,7 +88,45 @@ func (e *Env) sandboxHolders() string {
 	}
 	sort.Strings(out)
 	if len(out) == 0 {
-		return "another spillway command"
+		return flockHolders(e.rootLockPath())
+	}
+	return strings.Join(out, "; ")
+}
+
+// flockHolders names the processes that hold a flock(2) lock on the file
+// at p, "pid N: COMMAND" each, from /proc/locks: a shared holder writes
+// nothing into the file, and a holder need not be spillway at all. ""
+// when none is found (the kernel shows pid 0 for a holder in another pid
+// namespace).
+func flockHolders(p string) string {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return ""
+	}
+	id := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return ""
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		// "1: FLOCK  ADVISORY  WRITE 22849 fe:00:9983344 0 EOF"; a
+		// waiter's line has "->" before FLOCK.
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] != "FLOCK" || f[5] != id || seen[f[4]] {
+			continue
+		}
+		seen[f[4]] = true
+		pid, err := strconv.Atoi(f[4])
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		h := fmt.Sprintf("pid %d", pid)
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+			h += ": " + escape.Name(strings.TrimSpace(string(comm)))
+		}
+		out = append(out, h)
 	}
 	return strings.Join(out, "; ")
 }

@@ -115,10 +115,20 @@ func envOptions(g globalOptions, t *term) persist.Options {
 	return persist.Options{
 		Root: g.Root, Snapshotter: g.Snapshotter, LockTimeout: g.LockTimeout, What: g.What,
 		Store: g.Store, Blobs: g.Blobs, HostID: g.HostID,
-		Wait:     func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) },
+		Wait:     t.waiting,
 		Warn:     func(msg string) { t.warnf("%s", msg) },
 		Progress: t.progress(),
 	}
+}
+
+// waiting tells that the command waits for holder, a lock's holder as
+// internal/lock names it.
+func (t *term) waiting(holder string) {
+	if holder == "" || holder == "unknown holder" {
+		t.warnf("waiting for another spillway command")
+		return
+	}
+	t.warnf("waiting for another spillway command (%s)", holder)
 }
 
 // withEnv runs fn with an opened Env and closes it after.

@@ -71,7 +71,7 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 	// Check the state directory once before listening: a wrong --root
 	// fails here, not in the browser.
 	e, err := persist.OpenEnv(ctx, persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, Store: g.Store, Blobs: g.Blobs, LockTimeout: g.LockTimeout, What: "serve",
-		Wait: func(holder string) { t.warnf("waiting for another spillway command (%s)", holder) }})
+		Wait: t.waiting})
 	if err != nil {
 		return err
 	}

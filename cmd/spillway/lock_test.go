@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/lock"
 )
@@ -50,5 +53,38 @@ func TestSecondCommandWaitsAndSucceeds(t *testing.T) {
 	r := w.sw(nil, "--lock-timeout", "200ms", "ls")
 	if r.code != 1 || !strings.Contains(r.stderr, "import big") {
 		t.Fatalf("timeout: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestWaitNamesRootHolderOnce: a holder of ROOT/lock that writes nothing
+// into it (a shared holder, or flock(1)) is named by its pid and command
+// from /proc/locks, once, in the wait and in the timeout's error; with
+// ROOT/locks there or not.
+func TestWaitNamesRootHolderOnce(t *testing.T) {
+	requireRoot(t)
+	w := newWorld(t, "")
+	w.must("ls")
+	for _, locks := range []bool{false, true} {
+		if locks {
+			if err := os.MkdirAll(filepath.Join(w.dir, "state", "locks"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := os.OpenFile(filepath.Join(w.dir, "state", "lock"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		r := w.sw(nil, "--lock-timeout", "300ms", "ls")
+		f.Close()
+		holder := fmt.Sprintf("(pid %d: ", os.Getpid())
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if r.code != 1 || len(lines) != 2 || strings.Count(r.stderr, "another spillway command") != 2 ||
+			!strings.HasPrefix(lines[0], "spillway: waiting for another spillway command "+holder) ||
+			!strings.HasPrefix(lines[1], "spillway: another spillway command holds ") || !strings.Contains(lines[1], holder) {
+			t.Errorf("locks/ %v: exit %d, stderr:\n%s", locks, r.code, r.stderr)
+		}
 	}
 }
