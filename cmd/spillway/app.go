@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -54,9 +55,7 @@ func newApp(t *term) *cli.App {
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
 		ExitErrHandler:       func(*cli.Context, error) {},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError("%v", err)
-		},
+		OnUsageError:         flagError,
 		Commands: []*cli.Command{
 			imageCommand(t),
 			createCommand(t),
@@ -83,17 +82,36 @@ func newApp(t *term) *cli.App {
 			completionCommand(t),
 		},
 	}
-	setUsageErrors(app.Commands)
+	setUsageErrors(app.Commands, "spillway")
 	setCompletion(t, app.Commands, "")
 	return app
 }
 
-// setUsageErrors makes flag errors of every subcommand exit 2.
-func setUsageErrors(cmds []*cli.Command) {
+// setUsageErrors makes flag errors of every subcommand exit 2, and gives
+// every command with subcommands the usage line "spillway NOUN COMMAND
+// [options]" (urfave/cli's own says "[command options]" and lists a help
+// command that the app hides).
+func setUsageErrors(cmds []*cli.Command, parent string) {
 	for _, c := range cmds {
-		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError("%v", err) }
-		setUsageErrors(c.Subcommands)
+		c.OnUsageError = flagError
+		if len(c.Subcommands) > 0 {
+			if c.UsageText == "" {
+				c.UsageText = parent + " " + c.Name + " COMMAND [options]"
+			}
+			c.HideHelpCommand = true
+		}
+		setUsageErrors(c.Subcommands, parent+" "+c.Name)
 	}
+}
+
+// goFlagName is a flag as Go's flag package names it in its errors, with
+// one dash ("flag -ttl", "not defined: -json").
+var goFlagName = regexp.MustCompile(`(flag |: )-([A-Za-z0-9][A-Za-z0-9-]+)`)
+
+// flagError is a flag parsing error as a usage error, its flags named the
+// way they are given: --ttl, not -ttl.
+func flagError(_ *cli.Context, err error, _ bool) error {
+	return usageError("%s", goFlagName.ReplaceAllString(err.Error(), "${1}--${2}"))
 }
 
 // globals reads the global options of the command c runs.

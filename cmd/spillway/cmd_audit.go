@@ -130,9 +130,16 @@ func auditCommand(t *term) *cli.Command {
 		Name:  "audit",
 		Usage: "verify the audit log",
 		Subcommands: []*cli.Command{{
-			Name:   "verify",
-			Usage:  "recompute the hash chain: exit 0 when intact, 3 naming the first bad entry",
-			Action: func(c *cli.Context) error { return runAuditVerify(c.Context, globals(c), t) },
+			Name:      "verify",
+			Usage:     "recompute the hash chain: exit 0 when intact, 3 naming the first bad entry",
+			ArgsUsage: " ",
+			Flags:     []cli.Flag{jsonFlag(t)},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 0 {
+					return usageError("usage: spillway audit verify [--json]")
+				}
+				return runAuditVerify(c.Context, globals(c), t)
+			},
 		}},
 	}
 }
@@ -145,16 +152,34 @@ func checkCommand(t *term) *cli.Command {
 	}
 }
 
+// verifyJSON is `audit verify --json`: intact, or the first bad entry.
+type verifyJSON struct {
+	Intact  bool   `json:"intact"`
+	Seq     uint64 `json:"seq,omitempty"`     // the first bad entry (0: none, or no single entry is to blame)
+	Problem string `json:"problem,omitempty"` // what is wrong with it
+}
+
 func runAuditVerify(ctx context.Context, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		prob, err := e.VerifyAudit(ctx)
 		if err != nil {
 			return err
 		}
+		if t.json {
+			v := verifyJSON{Intact: prob == nil}
+			if prob != nil {
+				v.Seq, v.Problem = prob.Seq, prob.Message
+			}
+			if err := t.printJSON(v); err != nil {
+				return err
+			}
+		}
 		if prob != nil {
 			return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("audit log broken: %s", prob.Message)}
 		}
-		fmt.Fprintln(t.out, "audit log intact")
+		if !t.json {
+			fmt.Fprintln(t.out, "audit log intact")
+		}
 		return nil
 	})
 }

@@ -31,49 +31,27 @@ func fleetCommand(t *term) *cli.Command {
 					return runFleetHosts(c.Context, globals(c), t)
 				},
 			},
-			{
-				Name:  "agent",
-				Usage: "renew this host's liveness every TTL/3 until interrupted (a host without a live agent loses its leases to other hosts after TTL)",
-				Flags: []cli.Flag{
-					&cli.DurationFlag{Name: "ttl", Usage: "how long this host counts as live after each heartbeat", Value: persist.DefaultHostTTL},
-					&cli.BoolFlag{Name: "once", Usage: "send one heartbeat and exit (for a timer instead of a service)"},
-				},
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 0 {
-						return usageError("usage: spillway fleet agent [--ttl DURATION] [--once]")
-					}
-					o := fleetAgentOptions{TTL: c.Duration("ttl"), Once: c.Bool("once")}
-					if o.TTL < time.Second {
-						return usageError("--ttl must be at least 1s, not %s", o.TTL)
-					}
-					return runFleetAgent(c.Context, o, globals(c), t)
-				},
-			},
+			fleetAgentCommand(t),
 			{
 				Name:      "checkpoint",
 				Usage:     "write the head of every sandbox's audit chain into the fleet chain (audit verify then catches a chain removed whole); run it from a timer",
 				ArgsUsage: " ",
+				Flags:     []cli.Flag{jsonFlag(t)},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 0 {
-						return usageError("usage: spillway fleet checkpoint")
+						return usageError("usage: spillway fleet checkpoint [--json]")
 					}
-					return withEnv(c.Context, globals(c), t, func(e *persist.Env) error {
-						seq, n, err := e.Checkpoint()
-						if err == nil {
-							fmt.Fprintf(t.out, "checkpoint %d: the heads of %d sandbox chains\n", seq, n)
-						}
-						return err
-					})
+					return runFleetCheckpoint(c.Context, globals(c), t)
 				},
 			},
 			{
 				Name:      "evict",
 				Usage:     "free every lease of a dead host at once (audited); its sessions are fenced when it comes back",
 				ArgsUsage: "HOST",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the host is evicted (required, audited)"}},
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the host is evicted (required, audited)"}, jsonFlag(t)},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
-						return usageError("usage: spillway fleet evict HOST --reason TEXT")
+						return usageError("usage: spillway fleet evict HOST --reason TEXT [--json]")
 					}
 					return runFleetEvict(c.Context, c.Args().First(), c.String("reason"), globals(c), t)
 				},
@@ -139,38 +117,31 @@ func runFleetHosts(ctx context.Context, g globalOptions, t *term) error {
 	})
 }
 
-// fleetAgentOptions are the options of `fleet agent`.
-type fleetAgentOptions struct {
-	TTL  time.Duration // liveness after each heartbeat
-	Once bool          // one heartbeat, then exit
+// checkpointJSON is `fleet checkpoint --json`.
+type checkpointJSON struct {
+	Seq    uint64 `json:"seq"`    // the checkpoint's audit entry
+	Chains int    `json:"chains"` // the sandbox chains whose heads it holds
 }
 
-// runFleetAgent opens the state directory for each heartbeat only, so the
-// agent never holds it between two. A heartbeat needs the ledger alone;
-// a PostgreSQL ledger's connection stays open between heartbeats, so
-// that each costs the server one UPDATE, not a new connection.
-func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t *term) error {
-	pools := persist.NewPools()
-	defer pools.Close()
-	eo := envOptions(g, t)
-	eo.LedgerOnly, eo.Pools = true, pools
-	for {
-		err := withEnvOptions(ctx, eo, func(e *persist.Env) error { return e.Heartbeat(o.TTL) })
+func runFleetCheckpoint(ctx context.Context, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		seq, n, err := e.Checkpoint()
 		if err != nil {
-			if o.Once || ctx.Err() != nil {
-				return err
-			}
-			t.warnf("heartbeat: %v", err) // try again at the next tick
+			return err
 		}
-		if o.Once {
-			return nil
+		if t.json {
+			return t.printJSON(checkpointJSON{Seq: seq, Chains: n})
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(o.TTL / 3):
-		}
-	}
+		fmt.Fprintf(t.out, "checkpoint %d: the heads of %s\n", seq, count(n, "sandbox chain"))
+		return nil
+	})
+}
+
+// evictJSON is `fleet evict --json`.
+type evictJSON struct {
+	Host   string   `json:"host"`
+	Reason string   `json:"reason"`
+	Leases []string `json:"leases"` // the sandboxes whose leases it freed
 }
 
 func runFleetEvict(ctx context.Context, host, reason string, g globalOptions, t *term) error {
@@ -179,7 +150,14 @@ func runFleetEvict(ctx context.Context, host, reason string, g globalOptions, t 
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(t.out, "evicted %s: freed %d leases", host, len(freed))
+		sort.Strings(freed)
+		if t.json {
+			if freed == nil {
+				freed = []string{}
+			}
+			return t.printJSON(evictJSON{Host: host, Reason: reason, Leases: freed})
+		}
+		fmt.Fprintf(t.out, "evicted %s: freed %s", host, count(len(freed), "lease"))
 		if len(freed) > 0 {
 			fmt.Fprintf(t.out, " (%s)", strings.Join(freed, " "))
 		}

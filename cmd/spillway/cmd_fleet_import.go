@@ -75,8 +75,9 @@ func fleetImportCommand(t *term) *cli.Command {
 				case r.Earlier != 0:
 					verb = fmt.Sprintf("imported what the source gained since its import (bridge entry %d):", r.Earlier)
 				}
-				fmt.Fprintf(t.out, "%s %d sandboxes (%s): %d sessions, %d records, %d exceptions, %d images, %d blobs, %d audit entries; bridge entry %d\n",
-					verb, len(r.Sandboxes), strings.Join(r.Sandboxes, " "), r.Sessions, r.Records, r.Exceptions, r.Images, r.Blobs, r.Events, r.Bridge)
+				fmt.Fprintf(t.out, "%s %s (%s): %s, %s, %s, %s, %s, %s; bridge entry %d\n",
+					verb, count(len(r.Sandboxes), "sandbox", "sandboxes"), strings.Join(r.Sandboxes, " "), count(r.Sessions, "session"), count(r.Records, "record"),
+					count(r.Exceptions, "exception"), count(r.Images, "image"), count(r.Blobs, "blob"), count(r.Events, "audit entry", "audit entries"), r.Bridge)
 				if len(r.Restarted) > 0 {
 					fmt.Fprintf(t.out, "copied again, as the source changed them since the earlier run: %s\n", strings.Join(r.Restarted, " "))
 				}

@@ -41,7 +41,7 @@ func runGC(ctx context.Context, o gcOptions, g globalOptions, t *term) error {
 					err = perr
 				}
 			} else {
-				printFreed(t, f, o.Verbose)
+				printFreed(t, f, o.Verbose, badgerLedger(g))
 			}
 		}
 		return err
@@ -69,8 +69,10 @@ func toFreedJSON(f *persist.Freed) freedJSON {
 		TempFiles: orEmpty(f.TempFiles), TempBytes: f.TempBytes, ValueLogFiles: f.ValueLogFiles}
 }
 
-// printFreed prints gc's totals, after each removed item with verbose.
-func printFreed(t *term, f *persist.Freed, verbose bool) {
+// printFreed prints gc's totals, after each removed item with verbose;
+// badger: the ledger is a badger store, whose value-log files gc rewrites
+// (a PostgreSQL ledger is the server's to compact).
+func printFreed(t *term, f *persist.Freed, verbose, badger bool) {
 	if verbose {
 		for _, d := range f.Blobs {
 			fmt.Fprintf(t.out, "removed blob %s\n", name(d))
@@ -85,6 +87,10 @@ func printFreed(t *term, f *persist.Freed, verbose bool) {
 	if r := f.Recovery; r.Sessions+r.Discarded > 0 {
 		fmt.Fprintf(t.out, "recovery area: %d sessions forgotten, discarded content of %d dropped (%s)\n", r.Sessions, r.Discarded, units.FormatSize(r.Bytes))
 	}
-	fmt.Fprintf(t.out, "freed %d blobs (%s), %d snapshots, %d temp files (%s); store: %d value-log files rewritten\n",
-		len(f.Blobs), units.FormatSize(f.BlobBytes), len(f.Snapshots), len(f.TempFiles), units.FormatSize(f.TempBytes), f.ValueLogFiles)
+	fmt.Fprintf(t.out, "freed %s (%s), %s, %s (%s)", count(len(f.Blobs), "blob"), units.FormatSize(f.BlobBytes),
+		count(len(f.Snapshots), "snapshot"), count(len(f.TempFiles), "temp file"), units.FormatSize(f.TempBytes))
+	if badger {
+		fmt.Fprintf(t.out, "; store: %s rewritten", count(f.ValueLogFiles, "value-log file"))
+	}
+	fmt.Fprintln(t.out)
 }

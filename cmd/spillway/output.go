@@ -142,3 +142,15 @@ func (a *jsonArrayWriter) close() error {
 	_, err := fmt.Fprint(a.t.out, "\n]\n")
 	return err
 }
+
+// count is n and noun, the noun's plural form unless n is 1 ("1 lease",
+// "2 leases"); plural is the noun with an s when "".
+func count(n int, noun string, plural ...string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", noun)
+	}
+	if len(plural) > 0 {
+		return fmt.Sprintf("%d %s", n, plural[0])
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
