@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -14,6 +16,7 @@ import (
 	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/serve"
+	"github.com/spillway/spillway/store"
 )
 
 // serveOptions are the flags of `spillway serve`.
@@ -68,14 +71,28 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 	if o.Reviewer == "" {
 		o.Reviewer = whoami.Name()
 	}
-	// Check the state directory once before listening: a wrong --root
-	// fails here, not in the browser.
+	// Check the state directory and the scope once before listening: a
+	// wrong --root, --sandbox or --host fails here, not in the browser.
+	if o.Sandbox != "" {
+		if err := persist.ValidateName("sandbox", o.Sandbox); err != nil {
+			return err
+		}
+	}
+	if o.Host != "" {
+		if err := persist.ValidateName("host", o.Host); err != nil {
+			return err
+		}
+	}
 	e, err := persist.OpenEnv(ctx, persist.Options{Root: g.Root, Snapshotter: g.Snapshotter, Store: g.Store, Blobs: g.Blobs, LockTimeout: g.LockTimeout, What: "serve",
 		Wait: t.waiting})
 	if err != nil {
 		return err
 	}
-	if err := e.Close(); err != nil {
+	err = checkScope(ctx, e, o.Host, o.Sandbox)
+	if cerr := e.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	var lc net.ListenConfig
@@ -99,7 +116,7 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 		return err
 	}
 	url := srv.LoginURL()
-	fmt.Fprintf(t.out, "review at %s\n(the link works once; decisions are recorded as %s; Ctrl-C stops)\n", url, name(o.Reviewer))
+	fmt.Fprintf(t.out, "review at %s\n(the link works once; decisions are recorded as %s; %s; Ctrl-C stops)\n", url, name(o.Reviewer), scopeText(o.Host, o.Sandbox))
 	if o.Open {
 		if err := exec.Command("xdg-open", url).Start(); err != nil {
 			t.warnf("cannot open a browser (%v): open the URL above", err)
@@ -126,4 +143,40 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 		}
 		return ctx.Err()
 	}
+}
+
+// checkScope checks that serve's scope names what the ledger has, as
+// review ls does: sandbox a sandbox (NotFoundError otherwise), host this
+// host or one the ledger knows.
+func checkScope(ctx context.Context, e *persist.Env, host, sandbox string) error {
+	if sandbox != "" {
+		// What review ls reads, past the last record: only the sandbox's
+		// own lookup.
+		if err := e.ReviewEach(ctx, sandbox, math.MaxUint64, func(*persist.Record) error { return nil }); err != nil {
+			return err
+		}
+	}
+	if host != "" {
+		hosts, _, _, err := e.FleetHosts()
+		if err != nil {
+			return err
+		}
+		if host != e.HostID() && !slices.ContainsFunc(hosts, func(h *store.Host) bool { return h.ID == host }) {
+			return &persist.NotFoundError{Kind: "host", Name: host}
+		}
+	}
+	return nil
+}
+
+// scopeText says what serve shows: everything, or what its scope keeps.
+func scopeText(host, sandbox string) string {
+	switch {
+	case host != "" && sandbox != "":
+		return fmt.Sprintf("showing sandbox %s as host %s wrote it", sandbox, host)
+	case host != "":
+		return fmt.Sprintf("showing what host %s wrote", host)
+	case sandbox != "":
+		return fmt.Sprintf("showing sandbox %s", sandbox)
+	}
+	return "showing every sandbox"
 }

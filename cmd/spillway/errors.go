@@ -66,6 +66,7 @@ var listCommand = map[string]string{
 	"image":     "spillway image ls",
 	"exception": "spillway exception ls --all",
 	"record":    "spillway review ls",
+	"host":      "spillway fleet hosts",
 }
 
 // overlayFix words what would make overlay mounts work.

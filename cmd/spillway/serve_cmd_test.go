@@ -35,6 +35,17 @@ func TestServeWithCLI(t *testing.T) {
 	if r := w.sw(nil, "serve", "--listen", "0.0.0.0:0"); r.code != exitUsage || !strings.Contains(r.stderr, "not a loopback address") {
 		t.Errorf("serve on 0.0.0.0: exit %d %s", r.code, r.stderr)
 	}
+	// A scope that names nothing is refused before listening, as review
+	// ls refuses it.
+	if r := w.sw(nil, "serve", "--listen", "127.0.0.1:0", "--sandbox", "nosuch"); r.code != exitError || r.stderr != "spillway: no sandbox named \"nosuch\" (see spillway ls)\n" {
+		t.Errorf("serve --sandbox nosuch: exit %d %q", r.code, r.stderr)
+	}
+	if r := w.sw(nil, "serve", "--listen", "127.0.0.1:0", "--host", "bad host"); r.code != exitUsage || !strings.Contains(r.stderr, `invalid host name "bad host"`) {
+		t.Errorf("serve --host 'bad host': exit %d %q", r.code, r.stderr)
+	}
+	if r := w.sw(nil, "serve", "--listen", "127.0.0.1:0", "--host", "nosuch"); r.code != exitError || r.stderr != "spillway: no host \"nosuch\" (see spillway fleet hosts)\n" {
+		t.Errorf("serve --host nosuch: exit %d %q", r.code, r.stderr)
+	}
 
 	cmd := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0", "--reviewer", "bob")
 	cmd.Env = append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(w.dir, "state"))
@@ -48,11 +59,15 @@ func TestServeWithCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	line, err := bufio.NewReader(out).ReadString('\n')
+	br := bufio.NewReader(out)
+	line, err := br.ReadString('\n')
 	if err != nil {
 		t.Fatalf("serve printed no URL: %v %s", err, stderr.String())
 	}
-	go io.Copy(io.Discard, out)
+	if second, _ := br.ReadString('\n'); !strings.Contains(second, "; showing every sandbox; ") {
+		t.Errorf("serve's startup does not say its scope: %q", second)
+	}
+	go io.Copy(io.Discard, br)
 	m := regexp.MustCompile(`(http://127\.0\.0\.1:\d+)/login\?token=[0-9a-f]{64}`).FindStringSubmatch(line)
 	if m == nil {
 		t.Fatalf("serve printed %q", line)
