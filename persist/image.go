@@ -62,7 +62,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source)
 	if known != nil {
 		return e.importHere(ctx, known, st)
 	}
-	img := &store.Image{Name: name, Snapshot: key, Files: st.Files, Bytes: st.Bytes, Created: e.Now(), Dir: st.Dir}
+	img := &store.Image{Name: name, Snapshot: key, Files: st.Files, Bytes: st.Bytes, Created: e.Now(), Dir: st.Dir, Digest: st.Digest}
 	err = e.store.Update(func(tx *store.Tx) error {
 		if err := tx.PutImage(img); err != nil {
 			return err
@@ -71,7 +71,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source)
 			return err
 		}
 		_, err := tx.Append(e.Now(), "image.import", "", map[string]string{
-			"image": name, "files": fmt.Sprint(st.Files), "bytes": fmt.Sprint(st.Bytes),
+			"image": name, "files": fmt.Sprint(st.Files), "bytes": fmt.Sprint(st.Bytes), "digest": st.Digest,
 		})
 		return err
 	})
@@ -137,20 +137,25 @@ var errLeftover = errors.New("leftover of an interrupted removal")
 
 // importHere finishes the import on this host of an image the shared
 // ledger has from another host: the snapshot just built must hold what the
-// ledger says the image holds (file count and bytes), else it is removed.
+// ledger says the image holds (its tree's digest; for an image imported
+// before digests were kept, its file count and bytes), else it is removed.
 // The ledger keeps its entry; the import is audited with this host.
 func (e *Env) importHere(ctx context.Context, known *store.Image, st snapshot.ImportStats) (*store.Image, error) {
-	if st.Files != known.Files || st.Bytes != known.Bytes {
+	differs := st.Files != known.Files || st.Bytes != known.Bytes
+	if known.Digest != "" && st.Digest != known.Digest {
+		differs = true
+	}
+	if differs {
 		e.snap.Remove(ctx, known.Snapshot)
-		return nil, &InputError{Input: "image source", Problem: fmt.Sprintf(
-			"holds %d files, %d bytes; image %s in the shared ledger holds %d files, %d bytes: import the same source on every host", st.Files, st.Bytes, known.Name, known.Files, known.Bytes)}
+		return nil, invalidf("this source differs from image %s in the shared ledger (%d files, %d bytes, %s here; %d files, %d bytes, %s in the ledger): import the same source on every host, or import this one under another name",
+			known.Name, st.Files, st.Bytes, orNone(st.Digest), known.Files, known.Bytes, orNone(known.Digest))
 	}
 	err := e.store.Update(func(tx *store.Tx) error {
 		if err := e.putImageDir(tx, known.Name, st.Dir); err != nil {
 			return err
 		}
 		_, err := tx.Append(e.Now(), "image.import", "", map[string]string{
-			"image": known.Name, "files": fmt.Sprint(st.Files), "bytes": fmt.Sprint(st.Bytes), "host": e.hostID,
+			"image": known.Name, "files": fmt.Sprint(st.Files), "bytes": fmt.Sprint(st.Bytes), "digest": st.Digest, "host": e.hostID,
 		})
 		return err
 	})
@@ -159,4 +164,12 @@ func (e *Env) importHere(ctx context.Context, known *store.Image, st snapshot.Im
 		return nil, err
 	}
 	return known, nil
+}
+
+// orNone is s, or "no digest" when it is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "no digest"
+	}
+	return s
 }

@@ -358,8 +358,10 @@ func (e *Env) Heartbeat(ttl time.Duration) error {
 	})
 }
 
-// EvictHost frees every lease of a dead host at once, audited.
-func (e *Env) EvictHost(id, reason string) ([]string, error) {
+// EvictHost frees every lease of a dead host at once, audited. A host that
+// looks live (its last heartbeat within its TTL) is evicted only with
+// force: its sessions would be fenced while it works.
+func (e *Env) EvictHost(id, reason string, force bool) ([]string, error) {
 	if strings.TrimSpace(reason) == "" {
 		return nil, &InputError{Input: "reason", Problem: "is required: say why the host is evicted"}
 	}
@@ -368,6 +370,10 @@ func (e *Env) EvictHost(id, reason string) ([]string, error) {
 	}
 	var freed []string
 	err := e.store.Update(func(tx *store.Tx) error {
+		if h, err := tx.GetHost(id); err == nil && h.Live(tx.Now()) && !force {
+			return errclass.Errorf(errdefs.ErrFailedPrecondition, "host %s looks live (last seen %s ago, TTL %s): evicting it fences the sessions it is working in; if it is dead or must stop, run again with --force",
+				id, tx.Now().Sub(h.LastSeen).Round(time.Second), h.TTL)
+		}
 		var err error
 		if freed, err = tx.EvictHost(id, reason); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,7 +33,7 @@ func TestEvictedHostIsFenced(t *testing.T) {
 			me := f.e.HostID()
 			f.e.hostID = "h2" // the host that evicts this one
 			if how == "evict" {
-				if _, err := f.e.EvictHost(me, "looked dead"); err != nil {
+				if _, err := f.e.EvictHost(me, "looked dead", true); err != nil {
 					t.Fatal(err)
 				}
 			} else {
@@ -100,7 +101,7 @@ func TestEvictedHostCloseIsFenced(t *testing.T) {
 	write(t, root, "home/user/Documents/letter.txt", "kept for recovery", 0o644)
 	me := f.e.HostID()
 	f.e.hostID = "h2"
-	if _, err := f.e.EvictHost(me, "looked dead"); err != nil {
+	if _, err := f.e.EvictHost(me, "looked dead", true); err != nil {
 		t.Fatal(err)
 	}
 	f.e.hostID = me
@@ -148,7 +149,7 @@ func TestHostIDOfAnotherRootIsRefused(t *testing.T) {
 	if err := a.Heartbeat(0); err != nil {
 		t.Fatalf("the directory that has the id: %v", err)
 	}
-	if _, err := other.EvictHost("h1", "reinstalled"); err != nil {
+	if _, err := other.EvictHost("h1", "reinstalled", true); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Heartbeat(0); err != nil {
@@ -168,5 +169,46 @@ func TestHostIDOfAnotherRootIsRefused(t *testing.T) {
 	}
 	if len(rejoined) != 1 || rejoined[0]["host"] != "h1" || rejoined[0]["reason"] != "reinstalled" || rejoined[0]["new_state_directory"] != "true" {
 		t.Fatalf("fleet.rejoin entries: %v", rejoined)
+	}
+}
+
+// A host's import of an image the shared ledger has must be the same tree
+// as the first host's, to the byte: a source of the same files and sizes
+// with one byte changed is refused (and leaves no image on that host).
+func TestImageImportMustMatchTheLedger(t *testing.T) {
+	h1, h2 := fleetFixtures(t)
+	a := filepath.Join(t.TempDir(), "a")
+	if out, err := exec.Command("cp", "-a", busyboxRootfs(t), a).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	b := filepath.Join(t.TempDir(), "b")
+	if out, err := exec.Command("cp", "-a", a, b).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	p := filepath.Join(b, "etc/hostname")
+	c, err := os.ReadFile(p)
+	if err != nil || len(c) == 0 {
+		t.Fatalf("%s: %q %v", p, c, err)
+	}
+	c[0] ^= 1
+	if err := os.WriteFile(p, c, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := h1.e.ImportImage(h1.ctx, "other", snapshot.Source{Dir: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(img.Digest, "sha256:") {
+		t.Fatalf("digest %q", img.Digest)
+	}
+	_, err = h2.e.ImportImage(h2.ctx, "other", snapshot.Source{Dir: b})
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "differs from image other") {
+		t.Fatalf("a source one byte off: %v", err)
+	}
+	if ok, err := h2.e.snap.Exists(h2.ctx, img.Snapshot); err != nil || ok {
+		t.Fatalf("the refused import left its snapshot: %v %v", ok, err)
+	}
+	if _, err := h2.e.ImportImage(h2.ctx, "other", snapshot.Source{Dir: a}); err != nil {
+		t.Fatalf("the same source: %v", err)
 	}
 }

@@ -90,7 +90,7 @@ func TestOpenTakesTheLease(t *testing.T) {
 	if !errors.As(err, &held) || held.Holder != "other" {
 		t.Fatalf("open while another host holds the lease: %v", err)
 	}
-	if _, err := f.e.EvictHost("other", "gone"); err != nil {
+	if _, err := f.e.EvictHost("other", "gone", true); err != nil {
 		t.Fatal(err)
 	}
 	f.open()

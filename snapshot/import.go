@@ -45,6 +45,9 @@ type ImportStats struct {
 	// snapshotter keeps a parentless snapshot as a plain directory (native
 	// always; overlayfs too, as its "fs" directory): never write to it.
 	Dir string
+	// Digest is the tree's digest (countTree): the same for every host
+	// that imports the same source.
+	Digest string
 }
 
 // EntryError is an archive entry refused by Import.
@@ -420,31 +423,4 @@ func (v *validator) throughSymlink(name string) string {
 func escapes(p string) bool {
 	p = filepath.Clean(p)
 	return p == ".." || strings.HasPrefix(p, "../")
-}
-
-// countTree counts the non-directories and the bytes of regular files under
-// root, without following symlinks.
-func countTree(root string) (ImportStats, error) {
-	var st ImportStats
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		st.Files++
-		if d.Type().IsRegular() {
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			st.Bytes += fi.Size()
-		}
-		return nil
-	})
-	if err != nil {
-		return ImportStats{}, fmt.Errorf("counting the imported files: %w", err)
-	}
-	return st, nil
 }

@@ -21,6 +21,10 @@ type Image struct {
 	Bytes    int64
 	Created  time.Time
 	Dir      string // native snapshotter only: the directory holding the image tree
+	// Digest is the imported tree's digest (snapshot.ImportStats.Digest;
+	// "" for an image imported before it was kept): each host's import
+	// of a shared image must match it.
+	Digest string
 }
 
 // Sandbox is a named disposable workspace bound to one image.

@@ -48,12 +48,13 @@ func fleetCommand(t *term) *cli.Command {
 				Name:      "evict",
 				Usage:     "free every lease of a dead host at once (audited); its sessions are fenced when it comes back",
 				ArgsUsage: "HOST",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the host is evicted (required, audited)"}, jsonFlag(t)},
+				Flags: []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the host is evicted (required, audited)"},
+					&cli.BoolFlag{Name: "force", Usage: "evict a host that looks live (last seen within its TTL): its open sessions are fenced"}, jsonFlag(t)},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
-						return usageError("usage: spillway fleet evict HOST --reason TEXT [--json]")
+						return usageError("usage: spillway fleet evict HOST --reason TEXT [--force] [--json]")
 					}
-					return runFleetEvict(c.Context, c.Args().First(), c.String("reason"), globals(c), t)
+					return runFleetEvict(c.Context, c.Args().First(), c.String("reason"), c.Bool("force"), globals(c), t)
 				},
 			},
 		},
@@ -67,7 +68,8 @@ type hostJSON struct {
 	Live        bool      `json:"live"`
 	LastSeen    time.Time `json:"last_seen"`
 	TTLSeconds  float64   `json:"ttl_seconds"`
-	Evicted     *string   `json:"evicted,omitempty"` // the reason, when evicted
+	Evicted     *string   `json:"evicted,omitempty"`   // the reason, when evicted
+	EvictedAt   time.Time `json:"evicted_at,omitzero"` // when, by the ledger's clock
 	Leases      []string  `json:"leases"`
 	LedgerClock time.Time `json:"ledger_clock"`
 }
@@ -90,7 +92,7 @@ func runFleetHosts(ctx context.Context, g globalOptions, t *term) error {
 			}
 			sort.Strings(r.Leases)
 			if !h.Evicted.IsZero() {
-				r.Evicted = &h.EvictReason
+				r.Evicted, r.EvictedAt = &h.EvictReason, h.Evicted
 			}
 			rows = append(rows, r)
 		}
@@ -144,9 +146,9 @@ type evictJSON struct {
 	Leases []string `json:"leases"` // the sandboxes whose leases it freed
 }
 
-func runFleetEvict(ctx context.Context, host, reason string, g globalOptions, t *term) error {
+func runFleetEvict(ctx context.Context, host, reason string, force bool, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		freed, err := e.EvictHost(host, reason)
+		freed, err := e.EvictHost(host, reason, force)
 		if err != nil {
 			return err
 		}

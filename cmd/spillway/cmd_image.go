@@ -128,6 +128,7 @@ type imageJSON struct {
 	Files   int64     `json:"files"`
 	Bytes   int64     `json:"bytes"`
 	Created time.Time `json:"created"`
+	Digest  string    `json:"digest,omitempty"` // the imported tree's sha256 (ledgers since digests are kept)
 }
 
 // imageRmOptions are the options of image rm.
@@ -152,7 +153,7 @@ func runImageLs(ctx context.Context, g globalOptions, t *term) error {
 		if t.json {
 			out := []imageJSON{}
 			for _, i := range imgs {
-				out = append(out, imageJSON{i.Name, i.Files, i.Bytes, i.Created})
+				out = append(out, imageJSON{i.Name, i.Files, i.Bytes, i.Created, i.Digest})
 			}
 			return t.printJSON(out)
 		}
