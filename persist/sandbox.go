@@ -62,7 +62,14 @@ type SandboxInfo struct {
 	PersistedFiles int64  `json:"persisted_files"`
 	PersistedBytes int64  `json:"persisted_bytes"`
 	Pending        int64  `json:"pending"`
+	// Host holds the sandbox's lease while it is open or closing: on a
+	// shared ledger, where it is open.
+	Host string `json:"host,omitempty"`
 }
+
+// SharedLedger says whether the ledger is one several hosts may share
+// (PostgreSQL), not the badger store in the root.
+func (e *Env) SharedLedger() bool { return e.sharedLedger() }
 
 // Sandboxes lists every sandbox with its persisted state's size.
 func (e *Env) Sandboxes(ctx context.Context) ([]SandboxInfo, error) {
@@ -72,11 +79,22 @@ func (e *Env) Sandboxes(ctx context.Context) ([]SandboxInfo, error) {
 		if err != nil {
 			return err
 		}
+		leases, err := tx.ListLeases()
+		if err != nil {
+			return err
+		}
+		holder := map[string]string{}
+		for _, l := range leases {
+			holder[l.Sandbox] = l.Host
+		}
 		return eachStateCounts(ctx, tx, sbs, func(sb *store.Sandbox, c store.Counts, pending int64) error {
 			info := SandboxInfo{Name: sb.Name, Image: sb.Image, State: sb.State, Session: sb.Session,
 				Generation: sb.Generation, PersistedFiles: c.Files, PersistedBytes: c.Bytes, Pending: pending}
 			if sb.State == store.StateOpen {
 				info.OpenGeneration = sb.OpenGeneration
+			}
+			if sb.State != store.StateClosed {
+				info.Host = holder[sb.Name]
 			}
 			out = append(out, info)
 			return nil

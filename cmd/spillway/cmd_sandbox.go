@@ -160,14 +160,23 @@ func runLs(ctx context.Context, g globalOptions, t *term) error {
 			return t.printJSON(sbs)
 		}
 		w := t.table()
-		fmt.Fprintln(w, "NAME\tIMAGE\tSTATE\tSESSION\tGENERATION\tPERSISTED\tPENDING")
+		shared := e.SharedLedger()
+		head := "NAME\tIMAGE\tSTATE\tSESSION\tGENERATION\tPERSISTED\tPENDING"
+		if shared {
+			head += "\tHOST" // where an open sandbox is open
+		}
+		fmt.Fprintln(w, head)
 		for _, s := range sbs {
 			gen := fmt.Sprint(s.Generation)
 			if s.State == persist.StateOpen && s.OpenGeneration != s.Generation {
 				gen = fmt.Sprintf("%d (open on %d; the newer one applies at next open)", s.Generation, s.OpenGeneration)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d files, %s\t%d\n", s.Name, s.Image, s.State, s.Session, gen,
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d files, %s\t%d", s.Name, s.Image, s.State, s.Session, gen,
 				s.PersistedFiles, units.FormatSize(s.PersistedBytes), s.Pending)
+			if shared {
+				fmt.Fprintf(w, "\t%s", s.Host)
+			}
+			fmt.Fprintln(w)
 		}
 		return w.Flush()
 	})
