@@ -37,6 +37,9 @@ func (e *Env) FleetImport(ctx context.Context, o FleetImportOptions) (*store.Imp
 		return nil, &InputError{Input: "--from-root", Problem: "is this host's own state directory: name the single-host root to import"}
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "store")); err != nil || !fi.IsDir() {
+		if _, err := os.Stat(filepath.Join(dir, hostIDFile)); err == nil {
+			return nil, &InputError{Input: "--from-root", Problem: fmt.Sprintf("%s is the state directory of a host on a shared ledger (no ledger of its own in it): its sandboxes are in that ledger already; fleet import takes a single-host root", dir)}
+		}
 		return nil, &InputError{Input: "--from-root", Problem: fmt.Sprintf("%s is not a spillway state directory (no store/ in it)", dir)}
 	}
 	l, err := lock.Acquire(ctx, filepath.Join(dir, "lock"), "fleet import", DefaultLockTimeout, nil)

@@ -341,7 +341,7 @@ func (im *importer) precheck(images []*Image, sbs []*Sandbox) error {
 				return &ImportConflictError{fmt.Sprintf("sandbox %s is being imported from %s by an unfinished import: rerun that import first (or remove %s from one of the roots); nothing imported", sb.Name, other, sb.Name)}
 			}
 			if _, err := tx.GetSandbox(sb.Name); err == nil {
-				return &ImportConflictError{fmt.Sprintf("sandbox %s is already in the ledger (not from this source): remove or rename one of them; nothing imported", sb.Name)}
+				return &ImportConflictError{fmt.Sprintf("sandbox %s is already in the ledger (not from this source): remove the ledger's (spillway rm %s, on the fleet) or the source's (spillway --root SOURCE rm %s) and import again; nothing imported", sb.Name, sb.Name, sb.Name)}
 			} else if !isNotFound(err) {
 				return err
 			}
