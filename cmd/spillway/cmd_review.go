@@ -161,14 +161,21 @@ func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term)
 		each := reviewEachOn(e, o.Host)
 		w := out.table
 		n := 0
+		var last uint64
+		more := false
 		err := each(ctx, o.Sandbox, o.After, func(r *persist.Record) error {
+			if o.Limit > 0 && n == o.Limit {
+				more = true // a row past the page: say how to get the next one
+				return persist.ErrStop
+			}
 			if n == 0 {
 				fmt.Fprintln(w, "RECORD\tSANDBOX\tSESSION\tKIND\tTYPE\tSIZE\tEXCEPTION\tREVIEW\tPATH")
 			}
 			n++
+			last = r.ID
 			fmt.Fprintf(w, "r%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Sandbox, r.Session, r.Kind, r.Type,
 				units.FormatSize(r.Size), r.Exception, r.Review, name(r.Path))
-			return limitReached(out.row(), n, o.Limit)
+			return out.row()
 		})
 		if err != nil {
 			return err
@@ -176,7 +183,13 @@ func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term)
 		if n == 0 {
 			fmt.Fprintln(out.buf, "nothing to review")
 		}
-		return out.done()
+		if err := out.done(); err != nil {
+			return err
+		}
+		if more {
+			fmt.Fprintf(t.err, "more records wait: the next page is --after r%d\n", last)
+		}
+		return nil
 	})
 }
 
