@@ -401,6 +401,24 @@ func (e *Env) EvictHost(id, reason string, force bool) ([]string, error) {
 	return freed, err
 }
 
+// ForgetHost removes a host that is gone for good from the ledger's list
+// (store.Tx.ForgetHost says when it may), audited.
+func (e *Env) ForgetHost(id, reason string) error {
+	if strings.TrimSpace(reason) == "" {
+		return &InputError{Input: "reason", Problem: "is required: say why the host is forgotten"}
+	}
+	if id == e.hostID {
+		return invalidf("%s is this host: forget a host from another one", id)
+	}
+	return e.store.Update(func(tx *store.Tx) error {
+		if err := tx.ForgetHost(id); err != nil {
+			return err
+		}
+		_, err := tx.Append(tx.Now(), "fleet.forget", "", map[string]string{"host": id, "by": e.hostID, "reason": reason})
+		return err
+	})
+}
+
 // abandonHostSession abandons sandbox's session when it is open or
 // closing on host, and says whether it did.
 func abandonHostSession(tx *store.Tx, name, host, reason string) (bool, error) {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -329,6 +330,33 @@ func (tx *Tx) EvictHost(id, reason string) ([]string, error) {
 		freed = append(freed, l.Sandbox)
 	}
 	return freed, nil
+}
+
+// ForgetHost removes host id's row: a host taken out of the fleet for
+// good, or an id given by mistake. A live host, or one that holds a lease,
+// is refused: evict it first. Its sessions and audit entries keep its id.
+func (tx *Tx) ForgetHost(id string) error {
+	h, err := tx.GetHost(id)
+	if err != nil {
+		return err
+	}
+	if h.Live(tx.Now()) {
+		return errclass.Errorf(errdefs.ErrFailedPrecondition, "host %s is live (last seen %s ago): stop it, or evict it first (spillway fleet evict %s)", id, tx.Now().Sub(h.LastSeen).Round(time.Second), id)
+	}
+	leases, err := tx.ListLeases()
+	if err != nil {
+		return err
+	}
+	var held []string
+	for _, l := range leases {
+		if l.Host == id {
+			held = append(held, l.Sandbox)
+		}
+	}
+	if len(held) > 0 {
+		return errclass.Errorf(errdefs.ErrFailedPrecondition, "host %s holds the lease of %s: evict it first (spillway fleet evict %s)", id, strings.Join(held, " "), id)
+	}
+	return tx.del(key(pHost, id))
 }
 
 // IsFenced says whether err is a write refused for a lost lease.

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -251,4 +252,38 @@ func TestLeaseServerClock(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// A host is forgotten only when it is not live and holds no lease: an
+// eviction first, then its row goes.
+func TestForgetHost(t *testing.T) {
+	s, _ := newStore(t)
+	withClock(s)
+	mustUpdate(t, s, func(tx *Tx) error {
+		if _, err := tx.Heartbeat("h1", time.Hour); err != nil {
+			return err
+		}
+		_, _, err := tx.TakeLease("a", "h1")
+		return err
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.ForgetHost("h1") }); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "is live") {
+		t.Fatalf("forget a live host: %v", err)
+	}
+	mustUpdate(t, s, func(tx *Tx) error {
+		// dead, but still holding its lease
+		h, err := tx.GetHost("h1")
+		if err != nil {
+			return err
+		}
+		h.LastSeen = tx.Now().Add(-2 * time.Hour)
+		return tx.put(key(pHost, "h1"), h)
+	})
+	if err := s.Update(func(tx *Tx) error { return tx.ForgetHost("h1") }); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "holds the lease of a") {
+		t.Fatalf("forget a host holding a lease: %v", err)
+	}
+	mustUpdate(t, s, func(tx *Tx) error { _, err := tx.EvictHost("h1", "gone"); return err })
+	mustUpdate(t, s, func(tx *Tx) error { return tx.ForgetHost("h1") })
+	if err := s.View(func(tx *Tx) error { _, err := tx.GetHost("h1"); return err }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("h1 after forget: %v", err)
+	}
 }

@@ -57,6 +57,25 @@ func fleetCommand(t *term) *cli.Command {
 					return runFleetEvict(c.Context, c.Args().First(), c.String("reason"), c.Bool("force"), globals(c), t)
 				},
 			},
+			{
+				Name:      "forget",
+				Usage:     "remove a host that is gone for good (or an id given by mistake) from fleet hosts; it must be dead or evicted and hold no lease (audited)",
+				ArgsUsage: "HOST",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Usage: "why the host is forgotten (required, audited)"}},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError("usage: spillway fleet forget HOST --reason TEXT")
+					}
+					host := c.Args().First()
+					return withEnv(c.Context, globals(c), t, func(e *persist.Env) error {
+						if err := e.ForgetHost(host, c.String("reason")); err != nil {
+							return err
+						}
+						fmt.Fprintf(t.out, "forgot host %s\n", host)
+						return nil
+					})
+				},
+			},
 		},
 	}
 }
