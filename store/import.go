@@ -261,6 +261,7 @@ func (im *importer) run() (*ImportResult, error) {
 	if p := im.prog; p != nil && p.Finished && (p.Digest == digest || p.Digest == "") {
 		im.res.Already = true
 		im.res.Sandboxes = append([]string{}, p.Done...)
+		im.res.Bridge = p.Bridge // the finished import's bridging entry
 		return &im.res, nil
 	}
 	if im.prog != nil {
