@@ -21,14 +21,21 @@ type Blobs struct {
 	dir string // holds sha256/<hex> and tmp/
 }
 
-// NewBlobs returns the content store under dir, creating it if needed.
+// NewBlobs returns the content store under dir, creating it if needed. A
+// directory that exists must be a store already (it has the marker file
+// blobMarker, or is one an earlier version made) or empty; any other is
+// refused (errdefs.ErrFailedPrecondition): gc removes what it finds there.
 func NewBlobs(dir string) (*Blobs, error) {
-	for _, d := range []string{filepath.Join(dir, "sha256"), filepath.Join(dir, "tmp")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, err
-		}
+	if err := prepareBlobDir(dir); err != nil {
+		return nil, err
 	}
 	return &Blobs{dir: dir}, nil
+}
+
+// marked says whether the store's directory carries blobMarker.
+func (b *Blobs) marked() bool {
+	fi, err := os.Lstat(filepath.Join(b.dir, blobMarker))
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // Path is the file of a digest ("sha256:<hex>").
@@ -67,7 +74,7 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 		r = io.MultiReader(bytes.NewReader(small[:n]), r)
 	}
 	// Lazy: the blob store is flushed once per close (Sync), not per blob.
-	tmp, err := atomicfile.Create(filepath.Join(b.dir, "tmp"), "blob-")
+	tmp, err := atomicfile.Create(filepath.Join(b.dir, "tmp"), blobTempPrefix)
 	if err != nil {
 		return "", 0, err
 	}
@@ -146,7 +153,8 @@ func (b *Blobs) Verify(digest string) error {
 	return nil
 }
 
-// List returns the digests of every stored blob.
+// List returns the digests of every stored blob; entries of sha256/ not
+// named as spillway names blobs are none of its business.
 func (b *Blobs) List() ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(b.dir, "sha256"))
 	if err != nil {
@@ -154,7 +162,9 @@ func (b *Blobs) List() ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		out = append(out, "sha256:"+e.Name())
+		if isBlobName(e.Name()) {
+			out = append(out, "sha256:"+e.Name())
+		}
 	}
 	return out, nil
 }

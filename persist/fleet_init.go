@@ -40,7 +40,7 @@ func (e *Env) FleetInit() (*FleetInitReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(filepath.Join(e.blobs.dir, "tmp"), "fleet-init-")
+	f, err := os.CreateTemp(filepath.Join(e.blobs.dir, "tmp"), fleetInitTempPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("the blob directory %s is not writable: %w", e.blobs.dir, err)
 	}

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -35,6 +38,11 @@ type Freed struct {
 func (e *Env) GC(ctx context.Context) (*Freed, error) {
 	if err := e.Exclusive(); err != nil {
 		return nil, err
+	}
+	if !e.blobs.marked() {
+		// NewBlobs marked it; someone removed the marker since, or the
+		// directory is read-only.
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "blob directory %s has no %s file: gc removes nothing there (a command run with it writable marks a blob store)", e.blobs.dir, blobMarker)
 	}
 	if err := e.gcLockFiles(); err != nil {
 		return nil, err
@@ -154,7 +162,9 @@ func (e *Env) tooYoung(p string) bool {
 	return err == nil && e.Now().Sub(fi.ModTime()) < SharedBlobGrace
 }
 
-// gcBlobs removes the blobs no record keeps.
+// gcBlobs removes the blobs no record keeps: regular files named as
+// spillway names blobs (GC checked the directory carries the store's
+// marker), never anything else.
 func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 	all, err := e.blobs.List()
 	if err != nil {
@@ -168,22 +178,25 @@ func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 			continue
 		}
 		p := filepath.Join(e.blobs.dir, "sha256", strings.TrimPrefix(d, "sha256:"))
-		if e.tooYoung(p) {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() || e.tooYoung(p) {
 			continue
 		}
-		size := treeSize(p)
-		if err := os.RemoveAll(p); err != nil {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 		f.Blobs = append(f.Blobs, d)
-		f.BlobBytes += size
+		f.BlobBytes += fi.Size()
 		failpoint.Hit("gc.blob-removed")
 	}
 	return nil
 }
 
 // gcTemp removes what crashed commands left under blobs/tmp and tmp. It
-// never removes a mount point or a directory holding one.
+// never removes a mount point or a directory holding one. In the blob
+// directory's tmp/ (which --blobs may put on a filesystem others use) it
+// removes only regular files named as spillway names its temporary files
+// there (isBlobTempName).
 func (e *Env) gcTemp(f *Freed) error {
 	mounts, err := snapshot.MountsUnder(e.root)
 	if err != nil {
@@ -201,7 +214,10 @@ func (e *Env) gcTemp(f *Freed) error {
 		}
 		for _, ent := range entries {
 			p := filepath.Join(dir, ent.Name())
-			if holdsMount(p, mounts) || (dir == blobTmp && e.tooYoung(p)) {
+			if dir == blobTmp && (!isBlobTempName(ent.Name()) || !ent.Type().IsRegular() || e.tooYoung(p)) {
+				continue
+			}
+			if holdsMount(p, mounts) {
 				continue
 			}
 			size := treeSize(p)
