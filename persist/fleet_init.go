@@ -23,7 +23,8 @@ type FleetInitReport struct {
 // FleetInit prepares a shared ledger: opening the Env already created or
 // migrated its schema; FleetInit records this host (a heartbeat) and
 // checks the blob directory is writable. Running it again changes
-// nothing but the heartbeat.
+// nothing but the heartbeat. Without --blobs it warns (Options.Warn) that
+// the blobs stay in this root, where other hosts cannot read them.
 func (e *Env) FleetInit() (*FleetInitReport, error) {
 	if e.store.Driver() != "postgres" {
 		return nil, &InputError{Input: "--store", Problem: "is the badger store in --root, which needs no init (it is created at first use): fleet init prepares a shared ledger, give --store postgres://… (or SPILLWAY_STORE)"}
@@ -54,5 +55,16 @@ func (e *Env) FleetInit() (*FleetInitReport, error) {
 		}
 	}
 	r.BlobsWritable = true
+	if !e.blobsShared {
+		// Legitimate for a single host on PostgreSQL, so a warning: but
+		// a close on this host keeps its blobs where no other host reads.
+		e.warnf("%s", localBlobsWarning(e.blobs.dir))
+	}
 	return r, nil
+}
+
+// localBlobsWarning says what a shared ledger with a host's own blob
+// directory means.
+func localBlobsWarning(dir string) string {
+	return fmt.Sprintf("warning: the blobs are not shared: they stay in this host's %s, so other hosts of the ledger will not be able to open the sandboxes this host closes (blob … is missing from the content store); give every host the same --blobs dir:///shared/path (or SPILLWAY_BLOBS), a directory they all mount", dir)
 }
