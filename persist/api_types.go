@@ -93,3 +93,7 @@ const (
 	FixPrivilege  = snapshot.FixPrivilege
 	FixKernel     = snapshot.FixKernel
 )
+
+// ErrLedgerRefused is the class of a ledger that refused the connection
+// for good (wrong user or password, no such database): not worth a retry.
+var ErrLedgerRefused = store.ErrRefused

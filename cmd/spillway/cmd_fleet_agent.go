@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/persist"
-	"github.com/spillway/spillway/store"
 )
 
 // maxHostTTL bounds fleet agent's --ttl: a host that dies holds its
@@ -131,7 +130,7 @@ func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t 
 		switch {
 		case err == nil:
 			started, failed, lastErr = true, 0, ""
-		case o.Once, !started && (errors.Is(err, store.ErrRefused) || errdefs.IsInvalidArgument(err)):
+		case o.Once, !started && (errors.Is(err, persist.ErrLedgerRefused) || errdefs.IsInvalidArgument(err)):
 			return err
 		default:
 			if failed == 0 {

@@ -16,7 +16,6 @@ import (
 	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/serve"
-	"github.com/spillway/spillway/store"
 )
 
 // serveOptions are the flags of `spillway serve`.
@@ -161,7 +160,7 @@ func checkScope(ctx context.Context, e *persist.Env, host, sandbox string) error
 		if err != nil {
 			return err
 		}
-		if host != e.HostID() && !slices.ContainsFunc(hosts, func(h *store.Host) bool { return h.ID == host }) {
+		if host != e.HostID() && !slices.ContainsFunc(hosts, func(h *persist.Host) bool { return h.ID == host }) {
 			return &persist.NotFoundError{Kind: "host", Name: host}
 		}
 	}

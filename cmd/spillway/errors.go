@@ -10,7 +10,6 @@ import (
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/sandboxrun"
-	"github.com/spillway/spillway/store"
 )
 
 // Errors reach the command line with an errdefs class (persist/errors.go).
@@ -145,7 +144,7 @@ func hint(err error) string {
 		return overlayFix[ovl.Fix]
 	case errors.Is(err, persist.ErrNoRoot):
 		return ": set --root or SPILLWAY_ROOT"
-	case errors.Is(err, store.ErrRefused):
+	case errors.Is(err, persist.ErrLedgerRefused):
 		return " (check --store or SPILLWAY_STORE)"
 	}
 	return ""
