@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -65,7 +66,7 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 		sum := sha256.Sum256(small[:n])
 		digest = "sha256:" + hex.EncodeToString(sum[:])
 		if b.has(digest, int64(n)) {
-			return digest, int64(n), nil
+			return digest, int64(n), b.reused(digest)
 		}
 		r = bytes.NewReader(small[:n])
 	case err != nil:
@@ -92,12 +93,29 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 	// (ext4 and xfs write data before the size that covers it), and is
 	// then replaced.
 	if b.has(digest, size) {
-		return digest, size, nil
+		return digest, size, b.reused(digest)
 	}
 	if err := tmp.Commit(final, atomicfile.Replace); err != nil {
 		return "", 0, err
 	}
 	return digest, size, nil
+}
+
+// reused renews the modification time of a blob Put found in place: gc
+// keeps an unreferenced blob for a grace period from its modification
+// time, and on a blob directory several hosts share, another host's gc
+// must not take a blob this host is about to name in a record because
+// its first write was long ago (its last record pruned since).
+func (b *Blobs) reused(digest string) error {
+	p, err := b.Path(digest)
+	if err != nil {
+		return err
+	}
+	now := unix.NsecToTimespec(time.Now().UnixNano())
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{now, now}, unix.AT_SYMLINK_NOFOLLOW); err != nil && !errors.Is(err, unix.EROFS) {
+		return fmt.Errorf("blob %s: renew its time: %w", digest, err)
+	}
+	return nil
 }
 
 // smallBlob is the size up to which Put hashes content before writing it.

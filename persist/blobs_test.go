@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBlobsStoreEachContentOnce(t *testing.T) {
@@ -60,5 +61,38 @@ func TestBlobsReplaceTruncatedBlob(t *testing.T) {
 	}
 	if err := b.Verify(d); err != nil {
 		t.Fatalf("after a new Put: %v", err)
+	}
+}
+
+// A Put that finds the content in place renews the blob's modification
+// time, small or large: gc's grace period for unreferenced blobs counts
+// from the last use, so another host's gc does not take a blob a close is
+// about to name because its first write was long ago.
+func TestBlobsPutRenewsReusedBlob(t *testing.T) {
+	b, err := NewBlobs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{10, smallBlob + 10} {
+		content := bytes.Repeat([]byte{'x'}, size)
+		d, _, err := b.Put(bytes.NewReader(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := b.Path(d)
+		old := time.Now().Add(-72 * time.Hour)
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := b.Put(bytes.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(fi.ModTime()) > time.Hour {
+			t.Fatalf("%d bytes: modification time %s after a Put that reused it", size, fi.ModTime())
+		}
 	}
 }
