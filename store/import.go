@@ -332,6 +332,10 @@ func (im *importer) precheck(images []*Image, sbs []*Sandbox) error {
 				return err
 			case have.Files != img.Files || have.Bytes != img.Bytes:
 				return &ImportConflictError{fmt.Sprintf("image %s is already in the ledger with other content (%d files, %d bytes; the source's has %d files, %d bytes): nothing imported", img.Name, have.Files, have.Bytes, img.Files, img.Bytes)}
+			case have.Digest != "" && img.Digest != "" && have.Digest != img.Digest:
+				// Both imported since digests are kept: the trees differ
+				// in content, not only in size.
+				return &ImportConflictError{fmt.Sprintf("image %s is already in the ledger with other content (its tree digests to %s; the source's to %s): nothing imported", img.Name, have.Digest, img.Digest)}
 			}
 		}
 		for _, sb := range sbs {

@@ -242,6 +242,22 @@ func TestImportRefusals(t *testing.T) {
 		mustUpdate(t, dst, func(tx *Tx) error { return tx.PutImage(&Image{Name: "base", Files: 4, Bytes: 30}) })
 		empty = ledgerView(t, dst)
 		try("image", src, "image base is already in the ledger with other content")
+
+		// the same counts, another tree digest
+		src = importSource(t)
+		var img *Image
+		mustUpdate(t, src, func(tx *Tx) (err error) {
+			if img, err = tx.GetImage("base"); err != nil {
+				return err
+			}
+			img.Digest = "sha256:" + strings.Repeat("1", 64)
+			return tx.PutImage(img)
+		})
+		same := *img
+		same.Digest = "sha256:" + strings.Repeat("2", 64)
+		mustUpdate(t, dst, func(tx *Tx) error { return tx.PutImage(&same) })
+		empty = ledgerView(t, dst)
+		try("image digest", src, "image base is already in the ledger with other content (its tree digests to sha256:222")
 	})
 }
 
