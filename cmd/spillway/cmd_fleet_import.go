@@ -28,8 +28,8 @@ func fleetInitCommand(t *term) *cli.Command {
 				if t.json {
 					return t.printJSON(r)
 				}
-				fmt.Fprintf(t.out, "ledger ready: %s, SQL schema %d, ledger schema %d; host %s recorded (%d hosts); blobs in %s (writable)\n",
-					r.Driver, r.SQLSchema, r.LedgerSchema, r.Host, r.Hosts, r.Blobs)
+				fmt.Fprintf(t.out, "ledger ready: %s, SQL schema %d, ledger schema %d; host %s recorded (%s in the ledger); blobs in %s (writable)\n",
+					r.Driver, r.SQLSchema, r.LedgerSchema, r.Host, count(r.Hosts, "host"), r.Blobs)
 				return nil
 			})
 		},
