@@ -34,8 +34,8 @@ const hostIDFile = "host-id"
 func (e *Env) HostID() string { return e.hostID }
 
 // resolveHostID sets e.hostID: the one the root recorded, else asked, else
-// the hostname, recorded at first use (recordHostID). A root is one host: asking for
-// another id than the recorded one is an error.
+// the hostname, recorded at first use (recordHostID). A root is one host:
+// asking for another id than the recorded one is an error.
 func (e *Env) resolveHostID(asked string) error {
 	p := filepath.Join(e.root, hostIDFile)
 	b, err := readPrivate(p)
