@@ -36,12 +36,7 @@ func (l *lockedBuffer) String() string {
 // heartbeat), says when the ledger answers again, and exits 0 on SIGINT.
 func TestFleetAgentSaysWhenLedgerReturns(t *testing.T) {
 	requireRoot(t)
-	pgtest.Require(t)
-	t.Cleanup(pgtest.Stop)
-	url, err := pgtest.NewDB()
-	if err != nil {
-		t.Fatal(err)
-	}
+	url := pgDB(t)
 	cmd := exec.Command(os.Args[0], "fleet", "agent", "--ttl", "1s")
 	cmd.Env = append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(t.TempDir(), "state"),
 		"SPILLWAY_STORE="+url, "SPILLWAY_HOST_ID=h1")

@@ -29,12 +29,7 @@ import (
 // restart costs serve its kept connections, not its next requests.
 func TestFleetKeptConnections(t *testing.T) {
 	requireRoot(t)
-	pgtest.Require(t)
-	t.Cleanup(pgtest.Stop)
-	url, err := pgtest.NewDB()
-	if err != nil {
-		t.Fatal(err)
-	}
+	url := pgDB(t)
 	dir := t.TempDir()
 	env := append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(dir, "state"), "SPILLWAY_NO_PROGRESS=1",
 		"SPILLWAY_STORE="+url, "SPILLWAY_HOST_ID=h1")

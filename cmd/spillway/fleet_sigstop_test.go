@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/spillway/spillway/internal/pgtest"
 )
 
 // TestFleetStoppedCloseFenced: h1 (TTL 2 s) is stopped with SIGSTOP in the
@@ -23,13 +21,8 @@ import (
 // is recoverable on h1. Both roots check clean and the audit verifies.
 func TestFleetStoppedCloseFenced(t *testing.T) {
 	requireRoot(t)
-	pgtest.Require(t)
-	t.Cleanup(pgtest.Stop)
+	url := pgDB(t)
 	w := newWorld(t, sharedRootfs(t))
-	url, err := pgtest.NewDB()
-	if err != nil {
-		t.Fatal(err)
-	}
 	shared := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
 	h1env := append([]string{"SPILLWAY_HOST_ID=h1"}, shared...)
 	h2root := filepath.Join(w.dir, "h2")
@@ -114,7 +107,7 @@ func TestFleetStoppedCloseFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped = false
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if err == nil || !strings.Contains(errb.String(), "fenced: host h1 lost the lease of sandbox docs") ||
 		!strings.Contains(errb.String(), "spillway recover ls docs --session 1") {
 		t.Fatalf("h1's close after SIGCONT: %v, want fenced\n%s%s", err, out.String(), errb.String())

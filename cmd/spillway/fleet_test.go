@@ -16,6 +16,19 @@ import (
 // their own (SPILLWAY_STORE, a throwaway cluster from internal/pgtest) and,
 // with sharedBlobs, the blobs in $WORK/shared-blobs outside the root
 // (SPILLWAY_BLOBS).
+// pgDB is a new database in this binary's throwaway cluster, which the
+// test's end stops (tests of cmd/spillway restart it).
+func pgDB(t *testing.T) string {
+	t.Helper()
+	pgtest.Require(t)
+	t.Cleanup(pgtest.Stop)
+	url, err := pgtest.NewDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
 func postgresParams(t *testing.T, p testscript.Params, sharedBlobs bool) testscript.Params {
 	pgtest.Require(t)
 	t.Cleanup(pgtest.Stop)

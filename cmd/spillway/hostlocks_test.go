@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/spillway/spillway/internal/pgtest"
 )
 
 // lockWorld is a world whose commands all run with extra environment
@@ -138,12 +136,7 @@ func TestLockSandboxesDoNotWait(t *testing.T) {
 
 func TestLockSandboxesDoNotWaitPostgres(t *testing.T) {
 	requireRoot(t)
-	pgtest.Require(t)
-	t.Cleanup(pgtest.Stop)
-	url, err := pgtest.NewDB()
-	if err != nil {
-		t.Fatal(err)
-	}
+	url := pgDB(t)
 	testSandboxesDoNotWait(t, []string{"SPILLWAY_STORE=" + url})
 }
 
