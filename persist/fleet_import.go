@@ -27,20 +27,20 @@ type FleetImportOptions struct {
 // bridging entry appended to the fleet chain.
 func (e *Env) FleetImport(ctx context.Context, o FleetImportOptions) (*store.ImportResult, error) {
 	if e.store.Driver() != "postgres" {
-		return nil, &InputError{Input: "--store", Problem: "is the badger store in --root: fleet import copies into a shared ledger, give --store postgres://… (or SPILLWAY_STORE)"}
+		return nil, &InputError{Input: "store", Problem: "is the badger store in --root: fleet import copies into a shared ledger, give --store postgres://… (or SPILLWAY_STORE)"}
 	}
 	dir, err := filepath.Abs(o.FromRoot)
 	if err != nil {
 		return nil, err
 	}
 	if dir == e.root {
-		return nil, &InputError{Input: "--from-root", Problem: "is this host's own state directory: name the single-host root to import"}
+		return nil, &InputError{Input: "from-root", Problem: "is this host's own state directory: name the single-host root to import"}
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "store")); err != nil || !fi.IsDir() {
 		if _, err := os.Stat(filepath.Join(dir, hostIDFile)); err == nil {
-			return nil, &InputError{Input: "--from-root", Problem: fmt.Sprintf("%s is the state directory of a host on a shared ledger (no ledger of its own in it): its sandboxes are in that ledger already; fleet import takes a single-host root", dir)}
+			return nil, &InputError{Input: "from-root", Problem: fmt.Sprintf("%s is the state directory of a host on a shared ledger (no ledger of its own in it): its sandboxes are in that ledger already; fleet import takes a single-host root", dir)}
 		}
-		return nil, &InputError{Input: "--from-root", Problem: fmt.Sprintf("%s is not a spillway state directory (no store/ in it)", dir)}
+		return nil, &InputError{Input: "from-root", Problem: fmt.Sprintf("%s is not a spillway state directory (no store/ in it)", dir)}
 	}
 	l, err := lock.Acquire(ctx, filepath.Join(dir, "lock"), "fleet import", DefaultLockTimeout, nil)
 	if err != nil {

@@ -27,7 +27,7 @@ type FleetInitReport struct {
 // the blobs stay in this root, where other hosts cannot read them.
 func (e *Env) FleetInit() (*FleetInitReport, error) {
 	if e.store.Driver() != "postgres" {
-		return nil, &InputError{Input: "--store", Problem: "is the badger store in --root, which needs no init (it is created at first use): fleet init prepares a shared ledger, give --store postgres://… (or SPILLWAY_STORE)"}
+		return nil, &InputError{Input: "store", Problem: "is the badger store in --root, which needs no init (it is created at first use): fleet init prepares a shared ledger, give --store postgres://… (or SPILLWAY_STORE)"}
 	}
 	if err := e.Heartbeat(e.hostTTL); err != nil {
 		return nil, err

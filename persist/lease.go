@@ -43,7 +43,7 @@ func (e *Env) resolveHostID(asked string) error {
 	switch {
 	case err == nil && recorded != "":
 		if asked != "" && asked != recorded {
-			return &InputError{Input: "--host-id", Problem: fmt.Sprintf("%s names another host than this state directory's, %s (recorded in %s)", asked, recorded, p)}
+			return &InputError{Input: "host-id", Problem: fmt.Sprintf("%s names another host than this state directory's, %s (recorded in %s)", asked, recorded, p)}
 		}
 		e.hostID = recorded
 		return nil

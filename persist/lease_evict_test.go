@@ -26,20 +26,7 @@ import (
 func TestEvictedHostIsFenced(t *testing.T) {
 	for _, how := range []string{"evict", "lease freed"} {
 		t.Run(how, func(t *testing.T) {
-			f := newFixture(t, snapshot.KindOverlay)
-			f.except(nil, "/home/user/Documents/**")
-			root := f.open()
-			write(t, root, "home/user/Documents/letter.txt", "written before the eviction", 0o644)
-			me := f.e.HostID()
-			f.e.hostID = "h2" // the host that evicts this one
-			if how == "evict" {
-				if _, err := f.e.EvictHost(me, "looked dead", true); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				mustUpdate(t, f.e, func(tx *store.Tx) error { _, err := tx.EvictHost(me, "looked dead"); return err })
-			}
-			f.e.hostID = me
+			f, me := evictedWhileOpen(t, "written before the eviction", how == "evict")
 			var warned []string
 			f.e.warn = func(m string) { warned = append(warned, m) }
 
@@ -91,20 +78,34 @@ func TestEvictedHostIsFenced(t *testing.T) {
 	}
 }
 
+// evictedWhileOpen returns a fixture whose host (me) opened docs, wrote
+// letter.txt and was then evicted by host h2: through EvictHost when
+// fleetEvict, else by the store's eviction alone (the lease freed, the
+// session left open).
+func evictedWhileOpen(t *testing.T, letter string, fleetEvict bool) (*fixture, string) {
+	t.Helper()
+	f := newFixture(t, snapshot.KindOverlay)
+	f.except(nil, "/home/user/Documents/**")
+	root := f.open()
+	write(t, root, "home/user/Documents/letter.txt", letter, 0o644)
+	me := f.e.HostID()
+	f.e.hostID = "h2" // the host that evicts this one
+	if fleetEvict {
+		if _, err := f.e.EvictHost(me, "looked dead", true); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		mustUpdate(t, f.e, func(tx *store.Tx) error { _, err := tx.EvictHost(me, "looked dead"); return err })
+	}
+	f.e.hostID = me
+	return f, me
+}
+
 // A host evicted while its session is open, closing without opening
 // first: the close is fenced, and `recover ls --session N` (which its
 // error names) lists the changes at once.
 func TestEvictedHostCloseIsFenced(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
-	f.except(nil, "/home/user/Documents/**")
-	root := f.open()
-	write(t, root, "home/user/Documents/letter.txt", "kept for recovery", 0o644)
-	me := f.e.HostID()
-	f.e.hostID = "h2"
-	if _, err := f.e.EvictHost(me, "looked dead", true); err != nil {
-		t.Fatal(err)
-	}
-	f.e.hostID = me
+	f, _ := evictedWhileOpen(t, "kept for recovery", true)
 	for try := range 2 {
 		_, err := f.e.CloseSandbox(f.ctx, "docs", CloseOptions{})
 		if try == 0 {

@@ -153,12 +153,13 @@ func (tx *Tx) HeartbeatFrom(id, root string, ttl time.Duration) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	if root != "" && h.Root != "" && h.Root != root && h.Evicted.IsZero() {
+	otherRoot := root != "" && h.Root != "" && h.Root != root
+	if otherRoot && h.Evicted.IsZero() {
 		return nil, &HostIDTakenError{Host: id, LastSeen: h.LastSeen, Now: now}
 	}
 	if !h.Evicted.IsZero() {
 		data := map[string]string{"host": id, "evicted": h.Evicted.Format(time.RFC3339), "reason": h.EvictReason}
-		if root != "" && h.Root != "" && h.Root != root {
+		if otherRoot {
 			data["new_state_directory"] = "true"
 		}
 		if _, err := tx.Append(now, "fleet.rejoin", "", data); err != nil {

@@ -78,7 +78,7 @@ var overlayFix = map[string]string{
 
 // positionalInputs are the inputs of persist's calls that the command
 // line takes as arguments, not flags: their name is said without dashes.
-var positionalInputs = map[string]bool{"image source": true, "pattern": true, "path": true}
+var positionalInputs = map[string]bool{"pattern": true, "path": true}
 
 // message is err as the command line says it: a library's input named as
 // its flag, and a hint where one helps.
@@ -91,15 +91,13 @@ func message(err error) string {
 	return msg + hint(err)
 }
 
-// inputName is how the command line names input: a flag with its two
-// dashes (once, whether or not the library wrote them), an argument as
-// it is.
+// inputName is how the command line names input (InputError names it
+// without dashes): a flag with its two dashes, an argument as it is.
 func inputName(input string) string {
-	name := strings.TrimLeft(input, "-")
-	if positionalInputs[name] {
-		return name
+	if positionalInputs[input] {
+		return input
 	}
-	return "--" + name
+	return "--" + input
 }
 
 // hint is what to do about err, or "".

@@ -16,8 +16,7 @@ import (
 
 // TestErrorsInputNamedOnce builds every persist.InputError that persist
 // constructs and checks how message names its input: a flag the command
-// line has, with two dashes exactly once (whether or not the library
-// wrote them), or an argument without dashes.
+// line has, with two dashes exactly once, or an argument without dashes.
 func TestErrorsInputNamedOnce(t *testing.T) {
 	flags := map[string]bool{}
 	var walk func([]*cli.Command)
