@@ -1,7 +1,10 @@
 package persist
 
 import (
+	"context"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/errdefs"
 
@@ -51,6 +54,18 @@ func (h *HostOf) Session(sandbox string, n uint64) (string, error) {
 // Record returns the host whose close wrote r: its session's host.
 func (h *HostOf) Record(r *store.Record) (string, error) { return h.Session(r.Sandbox, r.Session) }
 
+// EventMatches says whether an audit entry belongs under --host host: it
+// was written on host (Event), or it is a fleet entry about host (its
+// data "host": the host evicted, forgotten or rejoined; the importing
+// host of fleet.import, which wrote it too).
+func (h *HostOf) EventMatches(ev *store.Event, host string) (bool, error) {
+	if strings.HasPrefix(ev.Type, "fleet.") && ev.Data["host"] == host {
+		return true, nil
+	}
+	writer, err := h.Event(ev)
+	return writer == host, err
+}
+
 // Event returns the host an audit entry was written on: the host of the
 // session it names (data "session"), else its data "by" (fleet.evict),
 // else its data "host" (fleet.import); "" when it names none.
@@ -66,4 +81,42 @@ func (h *HostOf) Event(ev *store.Event) (string, error) {
 		return by, nil
 	}
 	return ev.Data["host"], nil
+}
+
+// CheckHost says whether the ledger knows host, for the --host filters:
+// this host, a host in its list (FleetHosts), one `fleet forget` removed
+// (its records and entries stay), or the host of a root `fleet import`
+// brought in (its sessions name it). Anything else is a
+// NotFoundError, so that a mistyped host is not an empty result.
+func (e *Env) CheckHost(ctx context.Context, host string) error {
+	if err := ValidateName("host", host); err != nil {
+		return err
+	}
+	if host == e.hostID {
+		return nil
+	}
+	hosts, _, _, err := e.FleetHosts()
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(hosts, func(h *store.Host) bool { return h.ID == host }) {
+		return nil
+	}
+	// A host forgotten, or the source host of a fleet import: the rare
+	// path (or a typo), so one pass over the audit log is affordable here.
+	found := false
+	err = e.ForEachEventAfter(ctx, "", 0, func(ev *Event) error {
+		if ev.Type == "fleet.forget" && ev.Data["host"] == host || ev.Type == store.ImportType && ev.Data["source_host"] == host {
+			found = true
+			return ErrStop
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return &NotFoundError{Kind: "host", Name: host}
+	}
+	return nil
 }

@@ -173,7 +173,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		hosts := e.HostOf()
 		return e.ForEachEventAfter(r.Context(), p.Sandbox, p.After, func(ev *persist.Event) error {
 			if p.Host != "" {
-				if h, err := hosts.Event(ev); err != nil || h != p.Host {
+				if ok, err := hosts.EventMatches(ev, p.Host); err != nil || !ok {
 					return err
 				}
 			}

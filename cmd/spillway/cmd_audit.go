@@ -54,13 +54,16 @@ func logCommand(t *term) *cli.Command {
 // logOptions are the options of log.
 type logOptions struct {
 	Sandbox string // "" for every sandbox
-	Host    string // "" for every host, else only the entries written on it (persist.HostOf)
+	Host    string // "" for every host, else the entries written on it or about it (persist.HostOf.EventMatches)
 	Limit   int    // at most this many entries (0: all)
 	After   uint64 // only entries numbered above this
 }
 
 func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 	return withLedger(ctx, g, t, func(e *persist.Env) error {
+		if err := checkScope(ctx, e, o.Host, ""); err != nil {
+			return err
+		}
 		// Entries print as they are read, the first page at once, the
 		// rest in 64 KiB writes (pagedOutput); JSON as one array.
 		out := t.paged()
@@ -75,8 +78,14 @@ func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 			var host string
 			if o.Host != "" || t.json {
 				h, err := hosts.Event(ev)
-				if err != nil || (o.Host != "" && h != o.Host) {
+				if err != nil {
 					return err
+				}
+				if o.Host != "" {
+					// what the host wrote, and the fleet's entries about it
+					if ok, err := hosts.EventMatches(ev, o.Host); err != nil || !ok {
+						return err
+					}
 				}
 				host = h
 			}

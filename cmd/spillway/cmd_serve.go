@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"os/exec"
-	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -142,29 +140,6 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 		}
 		return ctx.Err()
 	}
-}
-
-// checkScope checks that serve's scope names what the ledger has, as
-// review ls does: sandbox a sandbox (NotFoundError otherwise), host this
-// host or one the ledger knows.
-func checkScope(ctx context.Context, e *persist.Env, host, sandbox string) error {
-	if sandbox != "" {
-		// What review ls reads, past the last record: only the sandbox's
-		// own lookup.
-		if err := e.ReviewEach(ctx, sandbox, math.MaxUint64, func(*persist.Record) error { return nil }); err != nil {
-			return err
-		}
-	}
-	if host != "" {
-		hosts, _, _, err := e.FleetHosts()
-		if err != nil {
-			return err
-		}
-		if host != e.HostID() && !slices.ContainsFunc(hosts, func(h *persist.Host) bool { return h.ID == host }) {
-			return &persist.NotFoundError{Kind: "host", Name: host}
-		}
-	}
-	return nil
 }
 
 // scopeText says what serve shows: everything, or what its scope keeps.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math"
 
 	"github.com/urfave/cli/v2"
 
@@ -10,7 +11,7 @@ import (
 
 // hostFilterFlag is --host of review ls and log.
 func hostFilterFlag() cli.Flag {
-	return &cli.StringFlag{Name: "host", Usage: "only what HOST wrote: records of its closes, audit entries of its sessions (a fleet sharing one ledger)"}
+	return &cli.StringFlag{Name: "host", Usage: "only what HOST wrote (a fleet sharing one ledger): records of its closes; for log, also the fleet entries about HOST (evicted, forgotten, rejoined). A host the ledger does not know is an error"}
 }
 
 // sandboxFilterFlag is --sandbox of review ls and log, the same as the
@@ -47,4 +48,21 @@ func reviewEachOn(e *persist.Env, host string) func(ctx context.Context, sandbox
 			return fn(r)
 		})
 	}
+}
+
+// checkScope checks that a --sandbox/--host scope (review ls, log, serve)
+// names what the ledger has: sandbox a sandbox, host one the ledger knows
+// (persist.Env.CheckHost); otherwise a NotFoundError, not an empty result.
+func checkScope(ctx context.Context, e *persist.Env, host, sandbox string) error {
+	if sandbox != "" {
+		// What review ls reads, past the last record: only the sandbox's
+		// own lookup.
+		if err := e.ReviewEach(ctx, sandbox, math.MaxUint64, func(*persist.Record) error { return nil }); err != nil {
+			return err
+		}
+	}
+	if host != "" {
+		return e.CheckHost(ctx, host)
+	}
+	return nil
 }
