@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/store"
 )
@@ -240,4 +243,35 @@ func (e *Env) hasRecords(name string) bool {
 		return tx.ForEachRecord(context.Background(), name, func(*store.Record) error { found = true; return store.ErrStop })
 	})
 	return found
+}
+
+// OpenPath returns the root path of sandbox name, open on this host. A
+// sandbox that is not open, or on a shared ledger is open on another
+// host (its root is there), is an error that says so.
+func (e *Env) OpenPath(name string) (string, error) {
+	var sb *store.Sandbox
+	var holder string
+	err := e.store.View(func(tx *store.Tx) error {
+		var err error
+		if sb, err = tx.GetSandbox(name); err != nil {
+			return err
+		}
+		l, err := tx.GetLease(name)
+		if err == nil {
+			holder = l.Host
+		} else if !errdefs.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return "", noSandbox(name, err)
+	}
+	if sb.State != store.StateOpen {
+		return "", errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s (open it with: spillway open %s)", sb.Name, sb.State, sb.Name)
+	}
+	if e.sharedLedger() && holder != "" && holder != e.hostID {
+		return "", errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is open on host %s: its root is there, not on this host", sb.Name, holder)
+	}
+	return e.MountPath(sb.Name), nil
 }

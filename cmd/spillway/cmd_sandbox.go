@@ -111,7 +111,7 @@ func runOpen(ctx context.Context, so sandboxOptions, g globalOptions, t *term) e
 func pathCommand(t *term) *cli.Command {
 	return &cli.Command{
 		Name:      "path",
-		Usage:     "print the root path of an open sandbox",
+		Usage:     "print the root path of an open sandbox (on a fleet, open on this host)",
 		ArgsUsage: "NAME",
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "NAME"); err != nil {
@@ -124,20 +124,12 @@ func pathCommand(t *term) *cli.Command {
 
 func runPath(ctx context.Context, o sandboxOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		sbs, err := e.Sandboxes(ctx)
+		p, err := e.OpenPath(o.Name)
 		if err != nil {
 			return err
 		}
-		for _, sb := range sbs {
-			if sb.Name == o.Name {
-				if sb.State != persist.StateOpen {
-					return fmt.Errorf("sandbox %s is %s (open it with: spillway open %s)", sb.Name, sb.State, sb.Name)
-				}
-				fmt.Fprintln(t.out, e.MountPath(sb.Name))
-				return nil
-			}
-		}
-		return &persist.NotFoundError{Kind: "sandbox", Name: o.Name}
+		fmt.Fprintln(t.out, p)
+		return nil
 	})
 }
 
