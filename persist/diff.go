@@ -49,6 +49,9 @@ func (e *Env) Diff(ctx context.Context, name string, fn func(DiffEntry) error) e
 	if sb.State != store.StateOpen {
 		return errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s: diff shows the changes of an open sandbox", name, sb.State)
 	}
+	if err := e.checkOpenHere(sb, "its changes are there, not on this host"); err != nil {
+		return err
+	}
 	var rules []*exceptions.Exception
 	if err := e.store.View(func(tx *store.Tx) error {
 		rules, err = e.activeRules(tx, name)

@@ -246,32 +246,44 @@ func (e *Env) hasRecords(name string) bool {
 }
 
 // OpenPath returns the root path of sandbox name, open on this host. A
-// sandbox that is not open, or on a shared ledger is open on another
-// host (its root is there), is an error that says so.
+// sandbox that is not open, or is open on another host (checkOpenHere),
+// is an error that says so.
 func (e *Env) OpenPath(name string) (string, error) {
-	var sb *store.Sandbox
-	var holder string
+	sb, err := e.getSandbox(name)
+	if err != nil {
+		return "", err
+	}
+	if sb.State != store.StateOpen {
+		return "", errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s (open it with: spillway open %s)", sb.Name, sb.State, sb.Name)
+	}
+	if err := e.checkOpenHere(sb, "its root is there, not on this host"); err != nil {
+		return "", err
+	}
+	return e.MountPath(sb.Name), nil
+}
+
+// checkOpenHere refuses, on a shared ledger, an open sandbox whose
+// session another host opened (its root and snapshots are on that host),
+// saying what is there (why).
+func (e *Env) checkOpenHere(sb *store.Sandbox, why string) error {
+	if !e.sharedLedger() || sb.Session == 0 {
+		return nil
+	}
+	var host string
 	err := e.store.View(func(tx *store.Tx) error {
-		var err error
-		if sb, err = tx.GetSandbox(name); err != nil {
-			return err
-		}
-		l, err := tx.GetLease(name)
+		ses, err := tx.GetSession(sb.Name, sb.Session)
 		if err == nil {
-			holder = l.Host
+			host = ses.Host
 		} else if !errdefs.IsNotFound(err) {
 			return err
 		}
 		return nil
 	})
 	if err != nil {
-		return "", noSandbox(name, err)
+		return err
 	}
-	if sb.State != store.StateOpen {
-		return "", errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s (open it with: spillway open %s)", sb.Name, sb.State, sb.Name)
+	if host != "" && host != e.hostID {
+		return errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is open on host %s: %s", sb.Name, host, why)
 	}
-	if e.sharedLedger() && holder != "" && holder != e.hostID {
-		return "", errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is open on host %s: its root is there, not on this host", sb.Name, holder)
-	}
-	return e.MountPath(sb.Name), nil
+	return nil
 }
