@@ -75,11 +75,11 @@ func TestScriptsOnPostgres(t *testing.T) {
 	testscript.Run(t, postgresParams(t, p, false))
 }
 
-// TestFleetThroughPgBouncer runs the roam script with every connection
-// through a PgBouncer, in session pooling as docs/fleet.md suggests for a
+// TestFleetThroughPgBouncer runs the fleet scripts with every connection
+// through a PgBouncer: the roam script in session pooling, as docs/fleet.md suggests for a
 // fleet (the store's connection setup must be one a pooler accepts: a
-// startup parameter it does not know is refused), and in transaction
-// pooling with the URL's default_query_exec_mode=exec (a transaction may
+// startup parameter it does not know is refused), and all of them in
+// transaction pooling with the URL's default_query_exec_mode=exec (a transaction may
 // run on another server connection than the one before it, which does not
 // hold the statements pgx prepared there).
 func TestFleetThroughPgBouncer(t *testing.T) {
@@ -89,9 +89,13 @@ func TestFleetThroughPgBouncer(t *testing.T) {
 	}
 	for _, mode := range []string{"session", "transaction"} {
 		t.Run(mode, func(t *testing.T) {
-			p := postgresParams(t, scriptParams(""), true)
-			p.Dir = ""
-			p.Files = []string{filepath.Join("testdata", "fleet", "roam.txtar")}
+			p := postgresParams(t, scriptParams(filepath.Join("testdata", "fleet")), true)
+			if mode == "session" {
+				// Session pooling hands each client one server
+				// connection, as a direct one: the roam script suffices.
+				p.Dir = ""
+				p.Files = []string{filepath.Join("testdata", "fleet", "roam.txtar")}
+			}
 			setup := p.Setup
 			p.Setup = func(env *testscript.Env) error {
 				if err := setup(env); err != nil {
