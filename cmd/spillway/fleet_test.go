@@ -76,12 +76,13 @@ func TestScriptsOnPostgres(t *testing.T) {
 }
 
 // TestFleetThroughPgBouncer runs the fleet scripts with every connection
-// through a PgBouncer: the roam script in session pooling, as docs/fleet.md suggests for a
-// fleet (the store's connection setup must be one a pooler accepts: a
-// startup parameter it does not know is refused), and all of them in
-// transaction pooling with the URL's default_query_exec_mode=exec (a transaction may
-// run on another server connection than the one before it, which does not
-// hold the statements pgx prepared there).
+// through a PgBouncer: the roam script in session pooling, as
+// docs/fleet.md suggests for a fleet (the store's connection setup must be
+// one a pooler accepts: a startup parameter it does not know is refused),
+// and all of them in transaction pooling with the URL's
+// default_query_exec_mode=exec (a transaction may run on another server
+// connection than the one before it, which does not hold the statements
+// pgx prepared there).
 func TestFleetThroughPgBouncer(t *testing.T) {
 	requireRoot(t)
 	if _, err := exec.LookPath("pgbouncer"); err != nil {
