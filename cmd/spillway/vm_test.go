@@ -23,6 +23,21 @@ import (
 // under QEMU (software emulation where KVM does not work). They need
 // qemu-system-x86, erofs-utils and a guest kernel (linux-image-cloud-amd64).
 func TestVMScripts(t *testing.T) {
+	testscript.Run(t, vmScriptParams(t))
+}
+
+// TestVMScriptsOnPostgres runs a VM script unchanged with the ledger on
+// PostgreSQL: a guest's run, diff and close are the same on a fleet.
+func TestVMScriptsOnPostgres(t *testing.T) {
+	p := vmScriptParams(t)
+	p.Dir = ""
+	p.Files = []string{filepath.Join("testdata", "vm", "vm_run.txtar")}
+	testscript.Run(t, postgresParams(t, p, false))
+}
+
+// vmScriptParams are the parameters of the VM scripts, after checking
+// that their tools are installed and building the guest's init.
+func vmScriptParams(t *testing.T) testscript.Params {
 	requireRoot(t)
 	for _, tool := range []string{"qemu-system-x86_64", "mkfs.erofs", "mke2fs"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -38,7 +53,7 @@ func TestVMScripts(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the guest init: %v\n%s", err, out)
 	}
-	testscript.Run(t, testscript.Params{
+	return testscript.Params{
 		Dir:                 "testdata/vm",
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
@@ -56,7 +71,7 @@ func TestVMScripts(t *testing.T) {
 			return testrootfs.Build(filepath.Join(env.WorkDir, "busybox"))
 		},
 		Cmds: scriptCmds,
-	})
+	}
 }
 
 // sparseContains says whether the data extents of a sparse file hold text.
