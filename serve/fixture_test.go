@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/pgtest"
 	"github.com/spillway/spillway/internal/testrootfs"
 	"github.com/spillway/spillway/persist"
 )
@@ -33,6 +34,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	pgtest.Stop() // the cluster a test on PostgreSQL started, if any
 	if rootfsDir != "" {
 		os.RemoveAll(rootfsDir)
 	}
@@ -77,6 +79,7 @@ var (
 type world struct {
 	t     *testing.T
 	root  string
+	store string // the ledger's URL ("": badger in root)
 	srv   *Server
 	ts    *httptest.Server
 	ex    string
@@ -85,10 +88,16 @@ type world struct {
 
 func newWorld(t *testing.T, extra int) *world {
 	t.Helper()
+	return newWorldOn(t, extra, "")
+}
+
+// newWorldOn is newWorld with the ledger at store ("": badger in the root).
+func newWorldOn(t *testing.T, extra int, store string) *world {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("serve tests mount overlay filesystems and need root (CI runs them as root)")
 	}
-	w := &world{t: t, root: filepath.Join(t.TempDir(), "state"), byKey: map[string]uint64{}}
+	w := &world{t: t, root: filepath.Join(t.TempDir(), "state"), store: store, byKey: map[string]uint64{}}
 	ctx := context.Background()
 	w.withEnv(func(e *persist.Env) {
 		if _, err := e.ImportImage(ctx, "base", persist.ImageSource{Dir: busyboxRootfs(t)}); err != nil {
@@ -168,7 +177,7 @@ func (w *world) withEnv(fn func(e *persist.Env)) {
 
 func (w *world) openEnv() *persist.Env {
 	w.t.Helper()
-	e, err := persist.OpenEnv(context.Background(), persist.Options{Root: w.root, LockTimeout: 10 * time.Second})
+	e, err := persist.OpenEnv(context.Background(), persist.Options{Root: w.root, Store: w.store, LockTimeout: 10 * time.Second})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -179,7 +188,7 @@ func (w *world) openEnv() *persist.Env {
 func (w *world) server(reviewer string) (*Server, *httptest.Server) {
 	w.t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
-	srv, err := New(Config{Persist: persist.Options{Root: w.root, LockTimeout: 300 * time.Millisecond},
+	srv, err := New(Config{Persist: persist.Options{Root: w.root, Store: w.store, LockTimeout: 300 * time.Millisecond},
 		Reviewer: reviewer, Addr: ts.Listener.Addr().String()})
 	if err != nil {
 		w.t.Fatal(err)

@@ -10,14 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway/spillway/internal/pgtest"
 	"github.com/spillway/spillway/persist"
 )
 
 // TestHostFilter: host= keeps the records and audit entries written on
 // one host; a server scoped with Config.Host or Config.Sandbox ignores
-// what a request asks instead.
+// what a request asks instead. On badger and on PostgreSQL (a fleet's
+// ledger).
 func TestHostFilter(t *testing.T) {
-	w := newWorld(t, 0)
+	t.Run("badger", func(t *testing.T) { testHostFilter(t, newWorld(t, 0), false) })
+	t.Run("postgres", func(t *testing.T) { testHostFilter(t, newWorldOn(t, 0, pgtest.URL(t)), true) })
+}
+
+// testHostFilter checks the filters on w; shared says the ledger is a
+// fleet's, where every audit entry names the host that wrote it.
+func testHostFilter(t *testing.T, w *world, shared bool) {
 	b, err := os.ReadFile(filepath.Join(w.root, "host-id"))
 	if err != nil {
 		t.Fatal(err)
@@ -47,9 +55,14 @@ func TestHostFilter(t *testing.T) {
 		}
 	}
 	all := audit(c, "")
-	// sandbox.open and sandbox.close of both sessions name the host.
-	if got := audit(c, "host="+host); got != 4 || all <= 4 {
-		t.Errorf("/audit?host=%s: %d entries (of %d), want 4", host, got, all)
+	// On badger, sandbox.open and sandbox.close of both sessions name the
+	// host; on a fleet's ledger every entry does.
+	want := 4
+	if shared {
+		want = all
+	}
+	if got := audit(c, "host="+host); got != want || all <= 4 {
+		t.Errorf("/audit?host=%s: %d entries (of %d), want %d", host, got, all, want)
 	}
 	if got := audit(c, "host=elsewhere"); got != 0 {
 		t.Errorf("/audit?host=elsewhere: %d entries, want 0", got)
@@ -84,7 +97,7 @@ func TestHostFilter(t *testing.T) {
 func (w *world) scopedServer(cfg Config) (*Server, *httptest.Server) {
 	w.t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
-	cfg.Persist = persist.Options{Root: w.root, LockTimeout: 300 * time.Millisecond}
+	cfg.Persist = persist.Options{Root: w.root, Store: w.store, LockTimeout: 300 * time.Millisecond}
 	cfg.Reviewer, cfg.Addr = "alice", ts.Listener.Addr().String()
 	srv, err := New(cfg)
 	if err != nil {
