@@ -52,9 +52,10 @@ type ImportOptions struct {
 	SourceHost string // the host the source's sessions ran on (for sessions without one)
 	Host       string // the host running the import
 	Chunk      int    // writes per transaction (0: DefaultImportChunk)
-	// CopyBlob is called for every digest the source's records name, all
-	// before the first write to dst; Synced once after them.
-	CopyBlob func(digest string) error
+	// CopyBlob is called for every digest the source's records name, with
+	// the size the first record naming it says, all before the first write
+	// to dst; Synced once after them.
+	CopyBlob func(digest string, size int64) error
 	Synced   func() error
 	// Log, when set, is told how far the import has come.
 	Log func(format string, args ...any)
@@ -371,7 +372,7 @@ func (im *importer) copyBlobs(sbs []*Sandbox) error {
 				if len(seen)%1000 == 0 {
 					im.o.Log("copied %d blobs", len(seen))
 				}
-				return im.o.CopyBlob(r.Digest)
+				return im.o.CopyBlob(r.Digest, r.Size)
 			})
 			if err != nil {
 				return err

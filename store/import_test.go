@@ -148,7 +148,7 @@ func TestImportResume(t *testing.T) {
 		events := countEvents(t, src)
 		blobs := map[string]bool{}
 		o := ImportOptions{Source: "/src", SourceHost: "solo", Host: "h1", Chunk: 4,
-			CopyBlob: func(d string) error { blobs[d] = true; return nil }}
+			CopyBlob: func(d string, _ int64) error { blobs[d] = true; return nil }}
 		for k := 1; ; k++ {
 			dst, _ := newStore(t)
 			o.failAfter = k
@@ -211,7 +211,7 @@ func TestImportRefusals(t *testing.T) {
 		try := func(what string, src *Store, msg string) {
 			t.Helper()
 			copied := 0
-			_, err := Import(context.Background(), src, dst, ImportOptions{CopyBlob: func(string) error { copied++; return nil }})
+			_, err := Import(context.Background(), src, dst, ImportOptions{CopyBlob: func(string, int64) error { copied++; return nil }})
 			if err == nil || !contains(err.Error(), msg) {
 				t.Fatalf("%s: %v, want %q", what, err, msg)
 			}
