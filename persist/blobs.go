@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -95,6 +96,10 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 	if b.has(digest, size) {
 		return digest, size, b.reused(digest)
 	}
+	if fi, err := os.Lstat(final); err == nil && fi.IsDir() {
+		// rename(2) replaces anything else, never a directory.
+		return "", 0, fmt.Errorf("blob %s: %s is not a regular file (a directory): spillway did not put it there; remove it", digest, final)
+	}
 	if err := tmp.Commit(final, atomicfile.Replace); err != nil {
 		return "", 0, err
 	}
@@ -174,10 +179,16 @@ func (b *Blobs) Verify(digest string) error {
 // List returns the digests of every stored blob; entries of sha256/ not
 // named as spillway names blobs are none of its business.
 func (b *Blobs) List() ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(b.dir, "sha256"))
+	d, err := b.openSubdir("sha256")
 	if err != nil {
 		return nil, err
 	}
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	var out []string
 	for _, e := range entries {
 		if isBlobName(e.Name()) {
@@ -185,6 +196,22 @@ func (b *Blobs) List() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// openSubdir opens sha256/ or tmp/ of the store, never through a
+// symlink (one planted there since NewBlobs checked is refused).
+func (b *Blobs) openSubdir(name string) (*os.File, error) {
+	p := filepath.Join(b.dir, name)
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+		if fi, lerr := os.Lstat(p); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("blob directory: %s is a symlink: spillway did not put it there, and would remove files through it; remove it", p)
+		}
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // Remove deletes a blob; a missing one is not an error.

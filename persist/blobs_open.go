@@ -151,6 +151,32 @@ func prepareBlobDir(dir string) error {
 			return err
 		}
 	}
+	return checkBlobDirs(dir)
+}
+
+// checkBlobDirs refuses a blob store that a local user could have
+// prepared to mislead spillway: sha256/ or tmp/ a symlink (Put would write
+// and gc remove through it, elsewhere), not a directory, or any of the
+// three directories writable by every user (anyone could plant, swap or
+// remove blobs: readers detect a swapped blob, but its content is lost).
+func checkBlobDirs(dir string) error {
+	for _, d := range []string{dir, filepath.Join(dir, "sha256"), filepath.Join(dir, "tmp")} {
+		stat := os.Lstat
+		if d == dir {
+			stat = os.Stat // the directory --blobs names may be a symlink its admin made
+		}
+		fi, err := stat(d)
+		switch {
+		case err != nil:
+			return fmt.Errorf("blob directory: %w", err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return errclass.Errorf(errdefs.ErrFailedPrecondition, "blob directory: %s is a symlink: spillway did not put it there, and would write and remove files through it; remove it (spillway makes a directory in its place)", d)
+		case !fi.IsDir():
+			return errclass.Errorf(errdefs.ErrFailedPrecondition, "blob directory: %s is not a directory: spillway did not put it there; remove it (spillway makes a directory in its place)", d)
+		case fi.Mode().Perm()&0o002 != 0:
+			return errclass.Errorf(errdefs.ErrFailedPrecondition, "blob directory: %s is writable by every user (mode %04o): anyone could plant or replace blobs there; run chmod o-w %s", d, fi.Mode().Perm(), d)
+		}
+	}
 	return nil
 }
 

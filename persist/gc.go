@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/failpoint"
@@ -151,60 +152,66 @@ func (e *Env) gcSnapshots(ctx context.Context, x *expected, f *Freed) error {
 // name them, and a close takes minutes at most.
 const SharedBlobGrace = 24 * time.Hour
 
-// tooYoung says whether gc must leave p alone: in a shared blob directory,
-// anything changed within SharedBlobGrace may belong to a close under way
-// on another host.
-func (e *Env) tooYoung(p string) bool {
-	if !e.blobsShared {
-		return false
-	}
-	fi, err := os.Lstat(p)
-	return err == nil && e.Now().Sub(fi.ModTime()) < SharedBlobGrace
-}
-
 // gcBlobs removes the blobs no record keeps: regular files named as
 // spillway names blobs (GC checked the directory carries the store's
-// marker), never anything else.
+// marker), never anything else, each looked at and removed by a
+// descriptor of sha256/ (never through a symlink swapped in for it).
 func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 	all, err := e.blobs.List()
 	if err != nil {
 		return err
 	}
-	for _, d := range all {
+	d, err := e.blobs.openSubdir("sha256")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for _, dg := range all {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, ok := x.blobs[d]; ok {
+		if _, ok := x.blobs[dg]; ok {
 			continue
 		}
-		p := filepath.Join(e.blobs.dir, "sha256", strings.TrimPrefix(d, "sha256:"))
-		fi, err := os.Lstat(p)
-		if err != nil || !fi.Mode().IsRegular() || e.tooYoung(p) {
+		name := strings.TrimPrefix(dg, "sha256:")
+		var st unix.Stat_t
+		if err := unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
+			st.Mode&unix.S_IFMT != unix.S_IFREG || e.tooYoungAt(st) {
 			continue
 		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+		if err := unix.Unlinkat(int(d.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return &os.PathError{Op: "remove", Path: filepath.Join(d.Name(), name), Err: err}
 		}
-		f.Blobs = append(f.Blobs, d)
-		f.BlobBytes += fi.Size()
+		f.Blobs = append(f.Blobs, dg)
+		f.BlobBytes += st.Size
 		failpoint.Hit("gc.blob-removed")
 	}
 	return nil
+}
+
+// tooYoungAt says whether gc must leave alone the file fstatat
+// described: in a shared blob directory, anything changed within
+// SharedBlobGrace may belong to a close under way on another host.
+func (e *Env) tooYoungAt(st unix.Stat_t) bool {
+	return e.blobsShared && e.Now().Sub(time.Unix(st.Mtim.Sec, st.Mtim.Nsec)) < SharedBlobGrace
 }
 
 // gcTemp removes what crashed commands left under blobs/tmp and tmp. It
 // never removes a mount point or a directory holding one. In the blob
 // directory's tmp/ (which --blobs may put on a filesystem others use) it
 // removes only regular files named as spillway names its temporary files
-// there (isBlobTempName).
+// there (isBlobTempName), by a descriptor of tmp/ (never through a
+// symlink swapped in for it).
 func (e *Env) gcTemp(f *Freed) error {
 	mounts, err := snapshot.MountsUnder(e.root)
 	if err != nil {
 		return err
 	}
+	if err := e.gcBlobTemp(f, mounts); err != nil {
+		return err
+	}
 	root := resolved(e.root) // mount points are listed with symlinks resolved
-	blobTmp := filepath.Join(resolved(e.blobs.dir), "tmp")
-	for _, dir := range []string{blobTmp, filepath.Join(root, "tmp"), filepath.Join(root, "trash")} {
+	for _, dir := range []string{filepath.Join(root, "tmp"), filepath.Join(root, "trash")} {
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -214,9 +221,6 @@ func (e *Env) gcTemp(f *Freed) error {
 		}
 		for _, ent := range entries {
 			p := filepath.Join(dir, ent.Name())
-			if dir == blobTmp && (!isBlobTempName(ent.Name()) || !ent.Type().IsRegular() || e.tooYoung(p)) {
-				continue
-			}
 			if holdsMount(p, mounts) {
 				continue
 			}
@@ -226,11 +230,57 @@ func (e *Env) gcTemp(f *Freed) error {
 			}
 			rel, err := filepath.Rel(root, p)
 			if err != nil || strings.HasPrefix(rel, "..") {
-				rel = p // the shared blob directory is outside the root
+				rel = p
 			}
 			f.TempFiles = append(f.TempFiles, rel)
 			f.TempBytes += size
 		}
+	}
+	return nil
+}
+
+// gcBlobTemp removes the old temporary files of the blob directory's
+// tmp/, named relative to the root when the blob directory is the
+// root's own.
+func (e *Env) gcBlobTemp(f *Freed, mounts []string) error {
+	d, err := e.blobs.openSubdir("tmp")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	root := resolved(e.root)
+	dir := filepath.Join(resolved(e.blobs.dir), "tmp")
+	for _, ent := range entries {
+		name := ent.Name()
+		if !isBlobTempName(name) {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
+			st.Mode&unix.S_IFMT != unix.S_IFREG || e.tooYoungAt(st) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if holdsMount(p, mounts) {
+			continue
+		}
+		if err := unix.Unlinkat(int(d.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return &os.PathError{Op: "remove", Path: p, Err: err}
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			rel = p // the shared blob directory is outside the root
+		}
+		f.TempFiles = append(f.TempFiles, rel)
+		f.TempBytes += st.Size
 	}
 	return nil
 }
