@@ -76,33 +76,34 @@ func copyLedgerFiles(dirfd int, name, scratch string) error {
 	if err != nil {
 		return fmt.Errorf("the source's ledger %s: %w", name, err)
 	}
-	var files []sourceFile
+	// Sizes first, by fstatat, for the free-space check; then each file
+	// opened, checked and copied in turn (a source of many files holds
+	// no more than one descriptor at a time).
+	var names []string
 	var need int64
 	for _, ent := range entries {
 		n := ent.Name()
 		if skipSourceFile(n) && (ent.Type().IsRegular() || ent.Type()&os.ModeSymlink != 0) {
 			continue
 		}
-		f, err := openSourceFile(dirfd, filepath.Join(name, n), n)
-		if err != nil {
-			for _, g := range files {
-				unix.Close(g.fd)
-			}
-			return err
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("the source's ledger: %s: %w; nothing imported", filepath.Join(name, n), err)
 		}
-		files = append(files, f)
-		need += f.st.Blocks * 512
+		names = append(names, n)
+		need += st.Blocks * 512
 	}
-	defer func() {
-		for _, f := range files {
-			unix.Close(f.fd)
-		}
-	}()
 	if free, err := FreeBytes(scratch); err == nil && free-need < 2*Reserve {
 		return fmt.Errorf("%w: copying the source's ledger %s takes %d MiB, %s has %d MiB free: nothing imported", ErrNoSpace, name, need>>20, scratch, free>>20)
 	}
-	for _, f := range files {
-		if err := f.copyTo(filepath.Join(scratch, f.base)); err != nil {
+	for _, n := range names {
+		f, err := openSourceFile(dirfd, filepath.Join(name, n), n)
+		if err != nil {
+			return err
+		}
+		err = f.copyTo(filepath.Join(scratch, n))
+		unix.Close(f.fd)
+		if err != nil {
 			return err
 		}
 	}
