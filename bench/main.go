@@ -97,7 +97,7 @@ func main() {
 	quick := flag.Bool("quick", false, "a CI smoke run with small sizes (under 2 minutes)")
 	out := flag.String("out", "", "also write the report to `FILE`")
 	dir := flag.String("dir", "/var/tmp", "where to build the data (`DIR` on ext4, xfs, btrfs or tmpfs)")
-	flag.StringVar(&only, "only", "", "run only the scenario `NAME` (docsession, close100, native, discard, refuse, persist, records, migrate, export, persisted-scale, history, disk, fleet-opens, fleet-takeover, fleet-closes, fleet-roam, fleet-queue; fleet: all fleet-*, which only run when named)")
+	flag.StringVar(&only, "only", "", "run only the scenario `NAME` (docsession, close100, native, discard, refuse, persist, records, migrate, export, persisted-scale, history, disk, fleet-opens, fleet-takeover, fleet-closes, fleet-roam, fleet-queue, fleet-ceiling-go; fleet: all fleet-*, which only run when named)")
 	flag.Parse()
 	cfg := fullConfig
 	if *quick {
@@ -154,7 +154,7 @@ func run(ctx context.Context, cfg config, parent string, w, logw io.Writer) erro
 		{"refuse", b.refuse}, {"persist", b.persistMany}, {"records", b.records}, {"migrate", b.migrate}, {"export", b.export},
 		{"persisted-scale", b.persistedScale}, {"history", b.history}, {"disk", b.disk},
 		{"fleet-opens", b.fleetOpens}, {"fleet-takeover", b.fleetTakeover}, {"fleet-closes", b.fleetCloses},
-		{"fleet-roam", b.fleetRoam}, {"fleet-queue", b.fleetQueue},
+		{"fleet-roam", b.fleetRoam}, {"fleet-queue", b.fleetQueue}, {"fleet-ceiling-go", b.fleetCeilingGo},
 	}
 	defer stopFleetPG()
 	for _, step := range steps {
