@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -95,6 +96,12 @@ func (e *Env) FleetImport(ctx context.Context, o FleetImportOptions) (*store.Imp
 	if host == "" {
 		host = e.hostID
 	}
+	if err := ValidateName("host", host); err != nil {
+		return nil, fmt.Errorf("the source's host (%s, or --source-host): %w: nothing imported", filepath.Join(dir, hostIDFile), err)
+	}
+	if err := checkSourceRows(src, e.Now()); err != nil {
+		return nil, err
+	}
 	from, err := openSourceBlobs(dirfd, dir)
 	if err != nil {
 		return nil, err
@@ -113,6 +120,69 @@ func (e *Env) FleetImport(ctx context.Context, o FleetImportOptions) (*store.Imp
 			}
 			return e.blobs.Sync()
 		},
+	})
+}
+
+// checkSourceRows refuses a source whose ledger holds what no spillway
+// writes, and which would reach other users of the shared ledger: an
+// image, sandbox or session host name spillway refuses (names become
+// paths and snapshot keys on every host); an image whose snapshot key is
+// not its own (img/NAME: an open of a sandbox on it would lay whatever
+// that key names on the opening host, another sandbox's persisted layer
+// say); an active exception of a sandbox the source does not have (it
+// would apply to the ledger's sandbox of that name, someone else's; rm
+// leaves a sandbox's exceptions revoked, which apply to nothing); a
+// session not closed in a closed sandbox.
+func checkSourceRows(src *store.Store, now time.Time) error {
+	bad := func(format string, args ...any) error {
+		return &store.ImportConflictError{Msg: "the source's ledger holds " + fmt.Sprintf(format, args...) + ", which spillway never writes: nothing imported"}
+	}
+	return src.View(func(tx *store.Tx) error {
+		images, err := tx.ListImages()
+		if err != nil {
+			return err
+		}
+		for _, img := range images {
+			if ValidateName("image", img.Name) != nil {
+				return bad("an image named %q", img.Name)
+			}
+			if img.Snapshot != imageKey(img.Name) {
+				return bad("image %s with snapshot key %q (not %s)", img.Name, img.Snapshot, imageKey(img.Name))
+			}
+		}
+		sbs, err := tx.ListSandboxes()
+		if err != nil {
+			return err
+		}
+		have := map[string]bool{}
+		for _, sb := range sbs {
+			if ValidateName("sandbox", sb.Name) != nil {
+				return bad("a sandbox named %q", sb.Name)
+			}
+			have[sb.Name] = true
+			sessions, err := tx.ListSessions(sb.Name)
+			if err != nil {
+				return err
+			}
+			for _, ses := range sessions {
+				if ses.Host != "" && ValidateName("host", ses.Host) != nil {
+					return bad("session %d of %s on a host named %q", ses.N, sb.Name, ses.Host)
+				}
+				if sb.State == store.StateClosed && ses.State != store.StateClosed {
+					return bad("session %d of %s %s while the sandbox is closed", ses.N, sb.Name, ses.State)
+				}
+			}
+		}
+		xs, err := tx.ListExceptions("")
+		if err != nil {
+			return err
+		}
+		for _, x := range xs {
+			if !have[x.Sandbox] && x.Active(now) {
+				return bad("exception %s of sandbox %q, which the source does not have (it would apply to the ledger's sandbox of that name)", x.ID, x.Sandbox)
+			}
+		}
+		return nil
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/pgtest"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
@@ -292,5 +293,88 @@ func TestFleetImportReplacesCorruptSharedBlob(t *testing.T) {
 		if err := e.blobs.Verify(d); err != nil {
 			t.Errorf("after the import: %v", err)
 		}
+	}
+}
+
+// A source ledger written by hand (a local user can write any badger
+// store and a matching audit chain) with rows no spillway writes, each
+// of which would reach other users of the shared ledger: refused, nothing
+// imported.
+func TestFleetImportHostileLedgerRows(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(tx *store.Tx) error
+		want string
+	}{
+		{"image on another sandbox's layer", func(tx *store.Tx) error {
+			return tx.PutImage(&store.Image{Name: "evil", Snapshot: "sbx/victim/gen/1", Files: 1, Bytes: 1, Created: time.Now()})
+		}, `image evil with snapshot key "sbx/victim/gen/1"`},
+		{"image name with a slash", func(tx *store.Tx) error {
+			return tx.PutImage(&store.Image{Name: "../evil", Snapshot: "img/../evil", Files: 1, Bytes: 1, Created: time.Now()})
+		}, `an image named "../evil"`},
+		{"sandbox name with a slash", func(tx *store.Tx) error {
+			sb, err := tx.GetSandbox("docs")
+			if err != nil {
+				return err
+			}
+			sb.Name = "../../docs"
+			return tx.PutSandbox(sb)
+		}, `a sandbox named "../../docs"`},
+		{"exception of a sandbox the source lacks", func(tx *store.Tx) error {
+			xs, err := tx.ListExceptions("docs")
+			if err != nil || len(xs) == 0 {
+				t.Fatalf("source exceptions: %v %v", xs, err)
+			}
+			x := *xs[0]
+			if x.ID, err = tx.NextExceptionID(); err != nil {
+				return err
+			}
+			x.Sandbox = "victim"
+			return tx.PutException(&x)
+		}, `exception ex2 of sandbox "victim", which the source does not have`},
+		{"session host with a slash", func(tx *store.Tx) error {
+			ses, err := tx.ListSessions("docs")
+			if err != nil || len(ses) == 0 {
+				t.Fatalf("sessions: %v %v", ses, err)
+			}
+			ses[0].Host = "../h"
+			return tx.PutSession(ses[0])
+		}, `on a host named "../h"`},
+		{"open session of a closed sandbox", func(tx *store.Tx) error {
+			ses, err := tx.ListSessions("docs")
+			if err != nil || len(ses) == 0 {
+				t.Fatalf("sessions: %v %v", ses, err)
+			}
+			ses[0].State, ses[0].Host = store.StateOpen, "fleet1"
+			return tx.PutSession(ses[0])
+		}, "session 1 of docs open while the sandbox is closed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir, _ := hostileImportSource(t)
+			s, err := store.Open(filepath.Join(dir, "store"))
+			must(t, err)
+			must(t, s.Update(c.edit))
+			must(t, s.Close())
+			e := fleetEnv(t)
+			_, err = runImport(t, e, dir)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("import: %v, want an error saying %q", err, c.want)
+			}
+			assertNothingImported(t, e)
+			var xs []*exceptions.Exception
+			var ims []*store.Image
+			must(t, e.store.View(func(tx *store.Tx) error {
+				var err error
+				if xs, err = tx.ListExceptions(""); err != nil {
+					return err
+				}
+				ims, err = tx.ListImages()
+				return err
+			}))
+			if len(xs) != 0 || len(ims) != 0 {
+				t.Errorf("the ledger has %d exceptions, %d images", len(xs), len(ims))
+			}
+		})
 	}
 }
