@@ -75,7 +75,11 @@ func invalidf(format string, args ...any) error {
 
 // NotClosedError reports a sandbox that must be closed first; it matches
 // errdefs.ErrFailedPrecondition.
-type NotClosedError struct{ Sandbox, State string }
+type NotClosedError struct {
+	Sandbox, State string
+	Op             string // the command refused: "rm", "prune"
+	Host           string // on a shared ledger, the other host it is open on
+}
 
 func (e *NotClosedError) Error() string { return fmt.Sprintf("sandbox %s is %s", e.Sandbox, e.State) }
 func (e *NotClosedError) Unwrap() error { return errdefs.ErrFailedPrecondition }

@@ -59,7 +59,7 @@ func (e *Env) Prune(ctx context.Context, sandbox string, keep int) (*PruneResult
 			return noSandbox(sandbox, err)
 		}
 		if sb.State == store.StateClosing {
-			return &NotClosedError{Sandbox: sandbox, State: sb.State}
+			return &NotClosedError{Sandbox: sandbox, State: sb.State, Op: "prune"}
 		}
 		byPath := map[string][]*store.Record{}
 		err = tx.ForEachRecord(ctx, sandbox, func(r *store.Record) error {

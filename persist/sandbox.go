@@ -135,7 +135,11 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 	}
 	if sb.State != store.StateClosed {
 		if !force {
-			return &NotClosedError{Sandbox: name, State: sb.State}
+			host, err := e.openElsewhere(sb)
+			if err != nil {
+				return err
+			}
+			return &NotClosedError{Sandbox: name, State: sb.State, Op: "rm", Host: host}
 		}
 		if beforeUnmount != nil && sb.State == store.StateOpen {
 			if err := beforeUnmount(ctx, sb); err != nil {
@@ -266,8 +270,18 @@ func (e *Env) OpenPath(name string) (string, error) {
 // session another host opened (its root and snapshots are on that host),
 // saying what is there (why).
 func (e *Env) checkOpenHere(sb *store.Sandbox, why string) error {
-	if !e.sharedLedger() || sb.Session == 0 {
-		return nil
+	host, err := e.openElsewhere(sb)
+	if err != nil || host == "" {
+		return err
+	}
+	return errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is open on host %s: %s", sb.Name, host, why)
+}
+
+// openElsewhere returns, on a shared ledger, the host whose session of sb
+// is the current one when it is another host ("" otherwise).
+func (e *Env) openElsewhere(sb *store.Sandbox) (string, error) {
+	if !e.sharedLedger() || sb.Session == 0 || sb.State == store.StateClosed {
+		return "", nil
 	}
 	var host string
 	err := e.store.View(func(tx *store.Tx) error {
@@ -279,11 +293,8 @@ func (e *Env) checkOpenHere(sb *store.Sandbox, why string) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if err != nil || host == e.hostID {
+		return "", err
 	}
-	if host != "" && host != e.hostID {
-		return errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is open on host %s: %s", sb.Name, host, why)
-	}
-	return nil
+	return host, nil
 }

@@ -108,3 +108,21 @@ func inputErrorInputs(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// TestNotClosedHint: the hint of a sandbox that is not closed fits the
+// command refused and where the sandbox is open (rm --force discards a
+// sandbox: prune must not suggest it).
+func TestNotClosedHint(t *testing.T) {
+	for _, c := range []struct {
+		err  *persist.NotClosedError
+		want string
+	}{
+		{&persist.NotClosedError{Sandbox: "docs", State: "open", Op: "rm"}, "sandbox docs is open (close it first, or use rm --force to discard everything)"},
+		{&persist.NotClosedError{Sandbox: "docs", State: "closing", Op: "prune"}, "sandbox docs is closing (finish its close first: spillway close docs)"},
+		{&persist.NotClosedError{Sandbox: "docs", State: "open", Op: "rm", Host: "h2"}, "sandbox docs is open on host h2 (close it there first; if that host is dead: spillway fleet evict h2)"},
+	} {
+		if got := message(c.err); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.err, got, c.want)
+		}
+	}
+}
