@@ -129,6 +129,11 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Store == "" {
+		if err := refuseNewLedgerInUsedRoot(root); err != nil {
+			return nil, err
+		}
+	}
 	e.store, err = o.Pools.Open(ctx, o.Store, filepath.Join(root, "store"))
 	if err != nil {
 		return nil, err
@@ -358,4 +363,20 @@ func (e *Env) leftovers(ctx context.Context, prefix string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// refuseNewLedgerInUsedRoot refuses to create the badger store of a state
+// directory that has been used without one: it has a host id (recorded
+// once a ledger opened) but no store/, so its ledger is a shared one
+// (--store was forgotten) or its store/ was deleted. Either way a new,
+// empty ledger would show none of its sandboxes, and commands would go on
+// as if that were so.
+func refuseNewLedgerInUsedRoot(root string) error {
+	if _, err := os.Lstat(filepath.Join(root, "store")); !errors.Is(err, os.ErrNotExist) {
+		return nil // there, or not ours to judge: Open says what is wrong
+	}
+	if _, err := os.Lstat(filepath.Join(root, hostIDFile)); err != nil {
+		return nil // a new state directory
+	}
+	return &InputError{Input: "store", Problem: fmt.Sprintf("is not given, and the state directory %s keeps no ledger of its own (it has a host id and no store/): its ledger is shared; give --store postgres://… (or SPILLWAY_STORE) as its earlier commands did (nothing was created; a new ledger of its own: --store badger://%s)", root, filepath.Join(root, "store"))}
 }
