@@ -43,7 +43,7 @@ func (e *Env) resolveHostID(asked string) error {
 	switch {
 	case err == nil && recorded != "":
 		if asked != "" && asked != recorded {
-			return &InputError{Input: "host-id", Problem: fmt.Sprintf("%s names another host than this state directory's, %s (recorded in %s)", asked, recorded, p)}
+			return &InputError{Input: "host-id", Problem: fmt.Sprintf("%s names another host than this state directory's, %s (recorded in %s; to rename a host, or give a cloned machine its own id, remove that file and root-id beside it first)", asked, recorded, p)}
 		}
 		e.hostID = recorded
 		return nil
@@ -202,7 +202,7 @@ func (e *Env) sessionLease(name string, n uint64) (uint64, error) {
 	case ses.Abandoned != "":
 		return 0, &store.FencedError{Sandbox: name, Host: e.hostID, Token: ses.Token}
 	case ses.Host != "" && ses.Host != e.hostID:
-		return 0, errclass.Errorf(errdefs.ErrUnavailable, "sandbox %s is open on host %s: close it there (if that host is dead: spillway fleet evict %s)", name, ses.Host, ses.Host)
+		return 0, errclass.Errorf(errdefs.ErrUnavailable, "sandbox %s is open on host %s: close it there (if that host is dead: spillway fleet evict %s --reason TEXT)", name, ses.Host, ses.Host)
 	case ses.Token == 0:
 		return e.takeLease(name)
 	}

@@ -83,7 +83,7 @@ type HostIDTakenError struct {
 }
 
 func (e *HostIDTakenError) Error() string {
-	return fmt.Sprintf("host id %s belongs to another state directory (last seen %s ago): give this one its own --host-id; if that directory is gone for good (a reinstalled host), free the id first from another host with spillway fleet evict %s --reason TEXT",
+	return fmt.Sprintf("host id %s belongs to another state directory (last seen %s ago): if this one is a copy (a cloned machine), give it its own id: remove its host-id and root-id files, then --host-id NEW; if that other directory is gone for good (a reinstalled host), free the id first from another host with spillway fleet evict %s --reason TEXT",
 		e.Host, e.Now.Sub(e.LastSeen).Round(time.Second), e.Host)
 }
 
@@ -342,7 +342,7 @@ func (tx *Tx) ForgetHost(id string) error {
 		return err
 	}
 	if h.Live(tx.Now()) {
-		return errclass.Errorf(errdefs.ErrFailedPrecondition, "host %s is live (last seen %s ago): stop it, or evict it first (spillway fleet evict %s)", id, tx.Now().Sub(h.LastSeen).Round(time.Second), id)
+		return errclass.Errorf(errdefs.ErrFailedPrecondition, "host %s is live (last seen %s ago): stop it, or evict it first (spillway fleet evict %s --reason TEXT --force)", id, tx.Now().Sub(h.LastSeen).Round(time.Second), id)
 	}
 	leases, err := tx.ListLeases()
 	if err != nil {
@@ -355,7 +355,7 @@ func (tx *Tx) ForgetHost(id string) error {
 		}
 	}
 	if len(held) > 0 {
-		return errclass.Errorf(errdefs.ErrFailedPrecondition, "host %s holds the lease of %s: evict it first (spillway fleet evict %s)", id, strings.Join(held, " "), id)
+		return errclass.Errorf(errdefs.ErrFailedPrecondition, "host %s holds the lease of %s: evict it first (spillway fleet evict %s --reason TEXT)", id, strings.Join(held, " "), id)
 	}
 	return tx.del(key(pHost, id))
 }

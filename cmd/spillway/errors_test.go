@@ -119,7 +119,7 @@ func TestNotClosedHint(t *testing.T) {
 	}{
 		{&persist.NotClosedError{Sandbox: "docs", State: "open", Op: "rm"}, "sandbox docs is open (close it first, or use rm --force to discard everything)"},
 		{&persist.NotClosedError{Sandbox: "docs", State: "closing", Op: "prune"}, "sandbox docs is closing (finish its close first: spillway close docs)"},
-		{&persist.NotClosedError{Sandbox: "docs", State: "open", Op: "rm", Host: "h2"}, "sandbox docs is open on host h2 (close it there first; if that host is dead: spillway fleet evict h2)"},
+		{&persist.NotClosedError{Sandbox: "docs", State: "open", Op: "rm", Host: "h2"}, "sandbox docs is open on host h2 (close it there first; if that host is dead: spillway fleet evict h2 --reason TEXT)"},
 	} {
 		if got := message(c.err); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.err, got, c.want)
