@@ -43,12 +43,33 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		}
 	}
 	if sb.State == store.StateClosed {
+		// A close run again after this host was fenced: the fence, not
+		// "already closed" (another host's close).
+		fenced, err := e.fencedEarlier(name)
+		if err != nil {
+			return nil, err
+		}
+		if fenced != nil {
+			return nil, fenced
+		}
 		return e.alreadyClosed(ctx, sb)
 	}
 	if !o.DryRun {
 		token, err := e.sessionLease(name, sb.Session)
 		if store.IsFenced(err) {
 			return nil, e.fence(ctx, name, sb.Session, err)
+		}
+		var elsewhere *openOnHostError
+		if errors.As(err, &elsewhere) {
+			// Another host's session: this host's own may have been
+			// fenced before it (a close run again).
+			fenced, ferr := e.fencedEarlier(name)
+			if ferr != nil {
+				return nil, ferr
+			}
+			if fenced != nil {
+				return nil, fenced
+			}
 		}
 		if err != nil {
 			return nil, err

@@ -202,12 +202,22 @@ func (e *Env) sessionLease(name string, n uint64) (uint64, error) {
 	case ses.Abandoned != "":
 		return 0, &store.FencedError{Sandbox: name, Host: e.hostID, Token: ses.Token}
 	case ses.Host != "" && ses.Host != e.hostID:
-		return 0, errclass.Errorf(errdefs.ErrUnavailable, "sandbox %s is open on host %s: close it there (if that host is dead: spillway fleet evict %s --reason TEXT)", name, ses.Host, ses.Host)
+		return 0, &openOnHostError{Sandbox: name, Host: ses.Host}
 	case ses.Token == 0:
 		return e.takeLease(name)
 	}
 	return ses.Token, nil
 }
+
+// openOnHostError is a close of a sandbox whose session another host
+// opened; it matches errdefs.ErrUnavailable.
+type openOnHostError struct{ Sandbox, Host string }
+
+func (e *openOnHostError) Error() string {
+	return fmt.Sprintf("sandbox %s is open on host %s: close it there (if that host is dead: spillway fleet evict %s --reason TEXT)", e.Sandbox, e.Host, e.Host)
+}
+
+func (e *openOnHostError) Unwrap() error { return errdefs.ErrUnavailable }
 
 // FencedSession is the error of a close by a host that lost the lease: the
 // session's changes are in this host's recovery area, nothing is in the
@@ -316,6 +326,37 @@ func (e *Env) fence(ctx context.Context, name string, n uint64, cause error) err
 	}
 	os.Remove(e.MountPath(name))
 	return &FencedSession{Err: cause, Sandbox: name, Session: n, Entries: entries}
+}
+
+// fencedEarlier is what a close run again on this host after a fence
+// answers, when the sandbox has since been opened (or opened and closed)
+// by another host: the fence again (FencedSession, the count of the
+// changes kept) when this host's last session of the sandbox was
+// abandoned to another host and its changes are in the recovery area;
+// nil otherwise. It reads the sandbox's sessions: it runs only when the
+// close would otherwise fail or find nothing to do.
+func (e *Env) fencedEarlier(name string) (fenced, err error) {
+	var last *store.Session
+	var holder string
+	err = e.store.View(func(tx *store.Tx) error {
+		sessions, err := tx.ListSessions(name)
+		if err != nil {
+			return err
+		}
+		for _, ses := range sessions {
+			if ses.Host == e.hostID && (last == nil || ses.N > last.N) {
+				last = ses
+			}
+		}
+		if l, err := tx.GetLease(name); err == nil {
+			holder = l.Host
+		}
+		return nil
+	})
+	if err != nil || last == nil || last.Abandoned == "" || !e.loadSession(name, last.N).hasInfo {
+		return nil, err
+	}
+	return e.fencedBefore(name, last.N, &store.FencedError{Sandbox: name, Host: e.hostID, Token: last.Token, Holder: holder}), nil
 }
 
 // fencedBefore is fence's answer for a session whose root this host no

@@ -121,6 +121,44 @@ func TestEvictedHostCloseIsFenced(t *testing.T) {
 	}
 }
 
+// A close run again on a fenced host after another host opened the
+// sandbox, and after that host closed it, answers with the fence (the
+// session and the count of its changes kept), not "open on host h2 …
+// evict h2" nor "already closed"; once this host has a session of its
+// own again, its close is an ordinary one.
+func TestFencedCloseRunAgainAfterTakeover(t *testing.T) {
+	f, me := evictedWhileOpen(t, "kept for recovery", true)
+	fenced := func(when string) {
+		t.Helper()
+		_, err := f.e.CloseSandbox(f.ctx, "docs", CloseOptions{})
+		var fs *FencedSession
+		if !errors.As(err, &fs) || fs.Session != 1 || fs.Entries != 1 {
+			t.Fatalf("close %s: %v", when, err)
+		}
+	}
+	fenced("after the eviction")
+	as := func(host string, fn func()) {
+		f.e.hostID = host
+		defer func() { f.e.hostID = me }()
+		fn()
+	}
+	as("h2", func() { f.open() })
+	fenced("while h2 has the sandbox open")
+	as("h2", func() {
+		if _, err := f.e.CloseSandbox(f.ctx, "docs", CloseOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	fenced("after h2 closed the sandbox")
+	f.open()
+	if _, err := f.e.CloseSandbox(f.ctx, "docs", CloseOptions{}); err != nil {
+		t.Fatalf("this host's own next session: %v", err)
+	}
+	if sum, err := f.e.CloseSandbox(f.ctx, "docs", CloseOptions{}); err != nil || !sum.AlreadyClosed {
+		t.Fatalf("its close run again: %+v, %v", sum, err)
+	}
+}
+
 // Two state directories given one host id (two roots, or cloned
 // machines): the second is refused while the first has the id, and may
 // take it over only after an eviction, which the ledger's audit log tells
