@@ -34,8 +34,10 @@ type blobUse struct {
 	inEffect []string // "SANDBOX PATH (rN)" of the records in a current state
 }
 
-// loadExpected reads what the store accounts for.
-func loadExpected(ctx context.Context, tx *store.Tx, host string, topOf func(*store.Tx, *store.Sandbox) string) (*expected, error) {
+// loadExpected reads what the store accounts for. On a shared ledger
+// (shared) images are imported host by host: one this host lacks is not
+// imported here, not missing.
+func loadExpected(ctx context.Context, tx *store.Tx, host string, shared bool, topOf func(*store.Tx, *store.Sandbox) string) (*expected, error) {
 	x := &expected{snapshots: map[string]bool{}, owner: map[string]string{}, mounts: map[string]bool{}, blobs: map[string]*blobUse{}}
 	need := func(key string, must bool, owner string) {
 		if key == "" {
@@ -51,7 +53,7 @@ func loadExpected(ctx context.Context, tx *store.Tx, host string, topOf func(*st
 		return nil, err
 	}
 	for _, img := range imgs {
-		need(img.Snapshot, true, "image "+img.Name)
+		need(img.Snapshot, !shared, "image "+img.Name)
 	}
 	sbs, err := tx.ListSandboxes()
 	if err != nil {
@@ -116,7 +118,7 @@ func (x *expected) blob(digest string) *blobUse {
 // loadExpected reads what the store accounts for, in one read transaction.
 func (e *Env) loadExpected(ctx context.Context) (x *expected, err error) {
 	err = e.store.View(func(tx *store.Tx) error {
-		x, err = loadExpected(ctx, tx, e.hostID, e.layerTop)
+		x, err = loadExpected(ctx, tx, e.hostID, e.sharedLedger(), e.layerTop)
 		return err
 	})
 	if err == nil {
