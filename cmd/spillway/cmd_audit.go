@@ -31,7 +31,7 @@ func logCommand(t *term) *cli.Command {
 		Usage:     "show the audit log, oldest first",
 		ArgsUsage: "[SANDBOX]",
 		Flags: []cli.Flag{jsonFlag(t), hostFilterFlag(), sandboxFilterFlag(),
-			&cli.IntFlag{Name: "limit", Usage: "show at most `N` entries (default: all)"},
+			&cli.IntFlag{Name: "limit", Usage: "show at most `N` entries", DefaultText: "all"},
 			&cli.Uint64Flag{Name: "after", Usage: "show only the entries numbered above `SEQ`: the next page after --limit's last entry"},
 		},
 		Action: func(c *cli.Context) error {

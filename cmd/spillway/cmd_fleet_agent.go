@@ -118,7 +118,7 @@ func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t 
 				down := time.Since(downFrom).Round(time.Second)
 				note := ""
 				if down >= o.TTL {
-					note = fmt.Sprintf("; longer than the ttl %s: other hosts may have taken this host's leases", o.TTL)
+					note = fmt.Sprintf("; as long as the ttl %s or longer: other hosts may have taken this host's leases", o.TTL)
 				}
 				t.warnf("fleet agent: the ledger answers again after %s (%s)%s", count(failed, "failed heartbeat"), down, note)
 			}

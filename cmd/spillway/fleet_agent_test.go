@@ -70,7 +70,7 @@ func TestFleetAgentSaysWhenLedgerReturns(t *testing.T) {
 	if n := strings.Count(out, "heartbeat failed"); n < 1 || n > 2 {
 		t.Errorf("%d lines of failed heartbeats (want one a kind of failure):\n%s", n, out)
 	}
-	back := regexp.MustCompile(`(?m)^spillway: fleet agent: the ledger answers again after \d+ failed heartbeats? \(\d+s\); longer than the ttl 1s: other hosts may have taken this host's leases$`)
+	back := regexp.MustCompile(`(?m)^spillway: fleet agent: the ledger answers again after \d+ failed heartbeats? \(\d+s\); as long as the ttl 1s or longer: other hosts may have taken this host's leases$`)
 	if !back.MatchString(out) || strings.Count(out, "\n") > 5 {
 		t.Errorf("stderr:\n%s", out)
 	}
