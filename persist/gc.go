@@ -73,6 +73,7 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 	if err := e.gcTemp(f); err != nil {
 		return f, err
 	}
+	e.gcMountDirs(x)
 	if err := e.snap.Cleanup(ctx); err != nil {
 		return f, err
 	}
@@ -315,4 +316,22 @@ func resolved(p string) string {
 		return r
 	}
 	return p
+}
+
+// gcMountDirs removes the empty mount points under mnt/ that no sandbox
+// open on this host uses (left by a session another host's eviction and
+// rm ended, whose snapshot gcSnapshots removed). rmdir removes nothing
+// but an empty directory; a mounted one is busy and stays.
+func (e *Env) gcMountDirs(x *expected) {
+	entries, err := os.ReadDir(e.mntDir())
+	if err != nil {
+		return
+	}
+	for _, ent := range entries {
+		p := filepath.Join(e.mntDir(), ent.Name())
+		if !ent.IsDir() || x.mounts[resolved(p)] {
+			continue
+		}
+		unix.Rmdir(p)
+	}
 }

@@ -59,3 +59,31 @@ func TestGCKeepsWhatIsNeeded(t *testing.T) {
 		t.Fatalf("audit entry %+v", ev)
 	}
 }
+
+// gc removes an empty mount point no open sandbox uses (a session that
+// ended elsewhere left it), never a busy one nor one with files in it.
+func TestGCRemovesEmptyMountDirs(t *testing.T) {
+	f := newFixture(t, "overlayfs")
+	root := f.open() // docs, open: its mount point stays
+	mnt := filepath.Dir(root)
+	gone, full := filepath.Join(mnt, "gone"), filepath.Join(mnt, "full")
+	for _, d := range []string{gone, full} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(full, "f"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.GC(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(gone); !os.IsNotExist(err) {
+		t.Fatalf("the empty mount point is still there: %v", err)
+	}
+	for _, p := range []string{full, filepath.Join(root, "bin")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("gc removed %s: %v", p, err)
+		}
+	}
+}
