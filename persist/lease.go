@@ -33,6 +33,13 @@ const hostIDFile = "host-id"
 // HostID is the id of the host this state directory is.
 func (e *Env) HostID() string { return e.hostID }
 
+// OwnsHostRow says whether h, a row of the ledger's host list, is this
+// state directory's: its id, and no other directory's root id recorded
+// in it (a clone refused for the id has the id but not the row).
+func (e *Env) OwnsHostRow(h *store.Host) bool {
+	return h.ID == e.hostID && (h.Root == "" || h.Root == e.rootID)
+}
+
 // resolveHostID sets e.hostID: the one the root recorded, else asked, else
 // the hostname, recorded at first use (recordHostID). A root is one host:
 // asking for another id than the recorded one is an error.

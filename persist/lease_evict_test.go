@@ -188,6 +188,10 @@ func TestHostIDOfAnotherRootIsRefused(t *testing.T) {
 	if err := a.Heartbeat(0); err != nil {
 		t.Fatalf("the directory that has the id: %v", err)
 	}
+	hosts, _, _, err := b.FleetHosts()
+	if err != nil || len(hosts) != 1 || !a.OwnsHostRow(hosts[0]) || b.OwnsHostRow(hosts[0]) {
+		t.Fatalf("h1's row is a's, not b's (fleet hosts' \"this host\"): %+v %v", hosts, err)
+	}
 	if _, err := other.EvictHost("h1", "reinstalled", true); err != nil {
 		t.Fatal(err)
 	}

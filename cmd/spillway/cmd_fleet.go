@@ -105,7 +105,7 @@ func runFleetHosts(ctx context.Context, g globalOptions, t *term) error {
 		}
 		rows := make([]hostJSON, 0, len(hosts))
 		for _, h := range hosts {
-			r := hostJSON{ID: h.ID, This: h.ID == e.HostID(), Live: h.Live(now), LastSeen: h.LastSeen, TTLSeconds: h.TTL.Seconds(), Leases: held[h.ID], LedgerClock: now}
+			r := hostJSON{ID: h.ID, This: e.OwnsHostRow(h), Live: h.Live(now), LastSeen: h.LastSeen, TTLSeconds: h.TTL.Seconds(), Leases: held[h.ID], LedgerClock: now}
 			if r.Leases == nil {
 				r.Leases = []string{}
 			}
@@ -129,8 +129,11 @@ func runFleetHosts(ctx context.Context, g globalOptions, t *term) error {
 				state = "live"
 			}
 			id := r.ID
-			if r.This {
+			switch {
+			case r.This:
 				id += " (this host)"
+			case r.ID == e.HostID():
+				id += " (this id, another state directory)"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s ago\t%s\n", id, state, now.Sub(r.LastSeen).Round(time.Second), strings.Join(r.Leases, " "))
 		}
