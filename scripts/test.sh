@@ -21,6 +21,7 @@ command -v expect >/dev/null || need+=(expect)
 command -v lz4 >/dev/null || need+=(lz4)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql) # internal/pgtest: a throwaway cluster
 command -v pgbouncer >/dev/null || need+=(pgbouncer) # TestFleetThroughPgBouncer
+command -v systemd-analyze >/dev/null || need+=(systemd) # TestFleetAgentUnitVerifies
 ls /boot/vmlinuz-*-cloud-amd64 >/dev/null 2>&1 || need+=(linux-image-cloud-amd64)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing ${need[*]}"
