@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/lock"
+	"github.com/spillway/spillway/internal/openfile"
 	"github.com/spillway/spillway/store"
 )
 
@@ -229,14 +230,16 @@ func openSubdir(dirfd int, name string) (int, error) {
 // never through a symlink and never blocking on a FIFO.
 func readSourceFile(dirfd int, dir, name string, limit int64) ([]byte, error) {
 	p := filepath.Join(dir, name)
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	fd, st, err := openfile.RegularAt(dirfd, name)
+	switch {
+	case errors.Is(err, openfile.ErrSymlink), errors.Is(err, openfile.ErrNotRegular):
+		return nil, fmt.Errorf("%s is not a small regular file: nothing imported", p)
+	case err != nil:
 		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), p)
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > limit {
+	if st.Size > limit {
 		return nil, fmt.Errorf("%s is not a small regular file: nothing imported", p)
 	}
 	b := make([]byte, st.Size)
@@ -291,24 +294,20 @@ func (e *Env) copyBlobFrom(stage *blobStage, from *os.File, dir, digest string, 
 	if from == nil {
 		return fmt.Errorf("blob %s is missing from the source (%s): nothing imported", digest, p)
 	}
-	fd, err := unix.Openat(int(from.Fd()), hexPart, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	fd, st, err := openfile.RegularAt(int(from.Fd()), hexPart)
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("blob %s is missing from the source (%s): nothing imported", digest, p)
-	case errors.Is(err, unix.ELOOP):
+	case errors.Is(err, openfile.ErrSymlink):
 		return fmt.Errorf("blob %s of the source is a symlink (%s): nothing imported", digest, p)
+	case errors.Is(err, openfile.ErrNotRegular):
+		return fmt.Errorf("blob %s of the source is not a regular file (%s is a directory, FIFO, device or socket): nothing imported", digest, p)
 	case err != nil:
 		return fmt.Errorf("blob %s of the source: open %s: %w", digest, p, err)
 	}
 	f := os.NewFile(uintptr(fd), p)
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
 	switch {
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return fmt.Errorf("blob %s of the source is not a regular file (%s is a directory, FIFO, device or socket): nothing imported", digest, p)
 	case st.Nlink != 1:
 		return fmt.Errorf("blob %s of the source has %d links (%s shares its content with another name): nothing imported", digest, st.Nlink, p)
 	case st.Size != size:

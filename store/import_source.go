@@ -12,6 +12,8 @@ import (
 	"github.com/dgraph-io/badger/v4/table"
 	"github.com/dgraph-io/ristretto/v2/z"
 	"golang.org/x/sys/unix"
+
+	"github.com/spillway/spillway/internal/openfile"
 )
 
 // OpenImportSource opens the badger ledger of a single-host root that
@@ -119,20 +121,21 @@ type sourceFile struct {
 }
 
 // openSourceFile opens base in dirfd without following a symlink and
-// without blocking on a FIFO, and checks it is a regular file with one
-// link.
+// without opening anything but a regular file (openfile.RegularAt), and
+// checks it is a regular file with one link.
 func openSourceFile(dirfd int, path, base string) (sourceFile, error) {
-	fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-	if errors.Is(err, unix.ELOOP) {
+	fd, st, err := openfile.RegularAt(dirfd, base)
+	f := sourceFile{fd: fd, path: path, base: base, st: st}
+	switch {
+	case errors.Is(err, openfile.ErrSymlink):
 		return sourceFile{}, fmt.Errorf("the source's ledger holds %s, a symlink: a ledger's files are regular files; nothing imported", path)
-	}
-	if err != nil {
+	case errors.Is(err, openfile.ErrNotRegular):
+		if rerr := f.regular(); rerr != nil {
+			return sourceFile{}, rerr
+		}
+		return sourceFile{}, fmt.Errorf("the source's ledger: %s was replaced while it was opened: nothing imported", path)
+	case err != nil:
 		return sourceFile{}, fmt.Errorf("the source's ledger: open %s: %w; nothing imported", path, err)
-	}
-	f := sourceFile{fd: fd, path: path, base: base}
-	if err := unix.Fstat(fd, &f.st); err != nil {
-		unix.Close(fd)
-		return sourceFile{}, err
 	}
 	if err := f.regular(); err != nil {
 		unix.Close(fd)
