@@ -62,9 +62,11 @@ var afterScan func()
 // refuseHeld returns a BusyError when something holds the mounted root of
 // sb, after waiting up to holderWait for it to let go.
 func (e *Env) refuseHeld(sb *store.Sandbox) error {
+	// This host's mount point, never a path the (shared) ledger's row names.
+	root := e.MountPath(sb.Name)
 	deadline := time.Now().Add(holderWait)
 	for {
-		hs, err := holders.Find(sb.Path)
+		hs, err := holders.Find(root)
 		if err != nil {
 			return fmt.Errorf("find what holds the root of %s: %w", sb.Name, err)
 		}
@@ -72,7 +74,7 @@ func (e *Env) refuseHeld(sb *store.Sandbox) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return &BusyError{Sandbox: sb.Name, Path: sb.Path, State: sb.State, Holders: hs}
+			return &BusyError{Sandbox: sb.Name, Path: root, State: sb.State, Holders: hs}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -91,6 +91,9 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 // session this host holds the lease of.
 func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*CloseSummary, error) {
 	name := sb.Name
+	// This host's session: its root is at this host's mount point, never
+	// at a path the (shared) ledger's row names.
+	sb.Path = e.MountPath(name)
 	if o.BeforeUnmount != nil && sb.State == store.StateOpen && !o.DryRun {
 		if err := o.BeforeUnmount(ctx, sb); err != nil {
 			return nil, err
@@ -112,7 +115,7 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 			}
 			failpoint.Hit("close.marked-closing")
 		}
-		if err := e.unmountRoot(name, sb.Path, sb.State); err != nil {
+		if err := e.unmountRoot(name, e.MountPath(name), sb.State); err != nil {
 			// A holder came between the scan and the unmount: the root
 			// is intact, so the sandbox is open again.
 			if wasOpen {
@@ -238,6 +241,9 @@ func (e *Env) setState(sb *store.Sandbox, state string) error {
 	return e.updateAsHolder(e.store.UpdateLeased, sb.Name, e.closing[sb.Name], func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sb.Name)
 		if err != nil {
+			return err
+		}
+		if err := checkSandboxRow(cur); err != nil {
 			return err
 		}
 		cur.State = state

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/names"
 	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/internal/statedir"
 	"github.com/spillway/spillway/snapshot"
@@ -257,13 +256,9 @@ func (e *Env) MountPath(sandbox string) string { return filepath.Join(e.mntDir()
 // mount over a host directory.
 func (e *Env) makeMountPoint(target string) error { return statedir.MakeMountPoint(e.root, target) }
 
-// nameRE is compiled at its first use: at package initialisation it cost
-// every command about 1 ms (the repetition compiles to 62 copies).
-var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) })
-
 // ValidateName checks an image or sandbox name.
 func ValidateName(kind, name string) error {
-	if !nameRE().MatchString(name) {
+	if !names.Valid(name) {
 		return invalidf("invalid %s name %q: use letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)", kind, name)
 	}
 	return nil

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/store"
 )
 
@@ -215,8 +218,16 @@ func (e *Env) imageDirMeta(image string) string { return "imagedir/" + e.hostID 
 // on overlay).
 func (e *Env) hostImage(tx *store.Tx, name string) (*store.Image, error) {
 	img, err := tx.GetImage(name)
-	if err != nil || !e.sharedLedger() {
+	if err != nil {
 		return img, err
+	}
+	// Any host of a shared ledger can write the row: an image's snapshot
+	// is its own key, never a sandbox's layer or another image.
+	if ValidateName("image", img.Name) != nil || img.Name != name || img.Snapshot != imageKey(name) {
+		return nil, errclass.Errorf(errdefs.ErrDataLoss, "the ledger's row of image %s names snapshot %q, not %q: it was not written by spillway", name, img.Snapshot, imageKey(name))
+	}
+	if !e.sharedLedger() {
+		return img, nil
 	}
 	img.Dir, _, err = tx.GetMeta(e.imageDirMeta(name))
 	return img, err

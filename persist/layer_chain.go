@@ -61,14 +61,22 @@ func (e *Env) deltaLayers() bool {
 // names; on a shared ledger, the one this host's cache entry names, if it
 // was built for this incarnation of the sandbox (layer_cache.go).
 func (e *Env) layerTop(tx *store.Tx, sb *store.Sandbox) string {
+	var top string
 	if e.sharedLedger() {
 		c, _ := e.cacheEntry(tx, sb.Name)
 		if c.Incarnation != incarnation(sb) {
 			return ""
 		}
-		return c.Top
+		top = c.Top
+	} else {
+		top = layerTop(tx, sb.Name)
 	}
-	return layerTop(tx, sb.Name)
+	// Any host of a shared ledger can write this entry: only one of this
+	// sandbox's own layers is a top, never another sandbox's or an image.
+	if !strings.HasPrefix(top, sandboxKeyPrefix(sb.Name)+"gen/") {
+		return ""
+	}
+	return top
 }
 
 // putLayerTop records key as sb's last built layer on this host.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
@@ -182,19 +183,22 @@ func (e *Env) reopen(ctx context.Context, sb *store.Sandbox) (*Opened, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root of %s: %w", sb.Name, err)
 	}
-	mounted, err := snapshot.IsMounted(sb.Path)
+	// The root of a session of this host's is at this host's mount point,
+	// whatever path the (shared) ledger's row says.
+	target := e.MountPath(sb.Name)
+	mounted, err := snapshot.IsMounted(target)
 	if err != nil {
 		return nil, err
 	}
 	if !mounted {
-		if err := e.makeMountPoint(sb.Path); err != nil {
+		if err := e.makeMountPoint(target); err != nil {
 			return nil, err
 		}
-		if err := snapshot.MountAll(mounts, sb.Path); err != nil {
+		if err := snapshot.MountAll(mounts, target); err != nil {
 			return nil, fmt.Errorf("mount root of %s again: %w", sb.Name, err)
 		}
 	}
-	return &Opened{Name: sb.Name, Path: sb.Path, Session: sb.Session, Generation: sb.OpenGeneration, Mounts: snapshot.HostMounts(mounts), Already: true}, nil
+	return &Opened{Name: sb.Name, Path: target, Session: sb.Session, Generation: sb.OpenGeneration, Mounts: snapshot.HostMounts(mounts), Already: true}, nil
 }
 
 func (e *Env) getSandbox(name string) (*store.Sandbox, error) {
@@ -207,5 +211,27 @@ func (e *Env) getSandbox(name string) (*store.Sandbox, error) {
 	if err != nil {
 		return nil, noSandbox(name, err)
 	}
+	if err := checkSandboxRow(sb); err != nil {
+		return nil, err
+	}
 	return sb, nil
+}
+
+// checkSandboxRow refuses a sandbox row that a shared ledger may hold
+// without spillway having written it (any host with the ledger's
+// credentials can write any row): a name that is not a valid sandbox
+// name (it becomes a path under mnt/ and locks/), or snapshot keys that
+// are not this sandbox's own (close reads and removes sb.Snapshot, open
+// mounts it).
+func checkSandboxRow(sb *store.Sandbox) error {
+	if err := ValidateName("sandbox", sb.Name); err != nil {
+		return fmt.Errorf("the ledger holds a sandbox row spillway did not write: %w", err)
+	}
+	if sb.Snapshot != "" && sb.Snapshot != sessionKey(sb.Name, sb.Session) {
+		return errclass.Errorf(errdefs.ErrDataLoss, "the ledger's row of sandbox %s names snapshot %q, not its session's %q: it was not written by spillway", sb.Name, sb.Snapshot, sessionKey(sb.Name, sb.Session))
+	}
+	if sb.Layer != "" && !strings.HasPrefix(sb.Layer, sandboxKeyPrefix(sb.Name)+"gen/") {
+		return errclass.Errorf(errdefs.ErrDataLoss, "the ledger's row of sandbox %s names layer %q, not one of its own: it was not written by spillway", sb.Name, sb.Layer)
+	}
+	return nil
 }

@@ -57,7 +57,7 @@ func (e *Env) ApplyToUpper(ctx context.Context, name string, fn func(upper strin
 	if err != nil {
 		return err
 	}
-	unmounted := snapshot.Unmount(sb.Path) == nil
+	unmounted := snapshot.Unmount(e.MountPath(sb.Name)) == nil
 	ferr := fn(l.Upper)
 	if unmounted {
 		if _, err := e.reopen(ctx, sb); err != nil && ferr == nil {

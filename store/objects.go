@@ -2,14 +2,22 @@ package store
 
 import (
 	"fmt"
+	"strings"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/names"
 )
 
 // GetImage returns the image name.
 func (tx *Tx) GetImage(name string) (*Image, error) {
 	im := new(Image)
 	if err := tx.getObj("image", name, key(pImage, name), im); err != nil {
+		return nil, err
+	}
+	if err := checkRowName("image", name, im.Name); err != nil {
 		return nil, err
 	}
 	return im, nil
@@ -34,6 +42,9 @@ func (tx *Tx) ListImages() ([]*Image, error) {
 		if err := decode("image", v, im); err != nil {
 			return err
 		}
+		if err := checkRowName("image", keyName(k, pImage), im.Name); err != nil {
+			return err
+		}
 		out = append(out, im)
 		return nil
 	})
@@ -44,6 +55,9 @@ func (tx *Tx) ListImages() ([]*Image, error) {
 func (tx *Tx) GetSandbox(name string) (*Sandbox, error) {
 	sb := new(Sandbox)
 	if err := tx.getObj("sandbox", name, key(pSandbox, name), sb); err != nil {
+		return nil, err
+	}
+	if err := checkRowName("sandbox", name, sb.Name); err != nil {
 		return nil, err
 	}
 	return sb, nil
@@ -83,6 +97,9 @@ func (tx *Tx) ListSandboxes() ([]*Sandbox, error) {
 	err := tx.scan([]byte(pSandbox), true, func(k, v []byte) error {
 		sb := new(Sandbox)
 		if err := decode("sandbox", v, sb); err != nil {
+			return err
+		}
+		if err := checkRowName("sandbox", keyName(k, pSandbox), sb.Name); err != nil {
 			return err
 		}
 		out = append(out, sb)
@@ -191,6 +208,24 @@ func (tx *Tx) ListExceptions(sandbox string) ([]*exceptions.Exception, error) {
 		return err
 	})
 	return out, err
+}
+
+// checkRowName refuses an image or sandbox row read back whose name is not
+// the one of its key, or not a valid name (names.Valid). spillway never
+// writes such a row, but any host of a shared ledger can write any row,
+// and the callers make paths and snapshot keys of these names: a name
+// such as "../x" or "docs/session" would reach another directory or
+// another sandbox's snapshots.
+func checkRowName(kind, keyed, name string) error {
+	if name != keyed || !names.Valid(name) {
+		return errclass.Errorf(errdefs.ErrDataLoss, "store: %s row %q names %s %q, a row spillway never writes (written by another host of a shared ledger, or by hand): remove or repair it", kind, keyed, kind, name)
+	}
+	return nil
+}
+
+// keyName is the name part of key k (prefix ‖ name ‖ NUL).
+func keyName(k []byte, prefix string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(string(k), prefix), "\x00")
 }
 
 // getObj decodes the object at k into v; a missing one is ErrNotFound.

@@ -112,8 +112,11 @@ func TestRoundTripEveryKind(t *testing.T) {
 				return err
 			}
 			for i, name := range hostile {
-				im := &Image{Name: "img" + name, Snapshot: "img/" + name, Files: int64(i), Bytes: 10, Created: t0, Dir: "/d\xff"}
-				sb := &Sandbox{Name: name, Image: im.Name, Created: t0, State: StateOpen, Session: 2, Generation: 3, Path: "/p\n" + name}
+				// Image and sandbox rows hold valid names only (a row with
+				// another name is refused when read: TestRowNamesChecked);
+				// the hostile names go into the keys of the other kinds.
+				im := &Image{Name: fmt.Sprintf("img%d", i), Snapshot: "img/" + name, Files: int64(i), Bytes: 10, Created: t0, Dir: "/d\xff"}
+				sb := &Sandbox{Name: fmt.Sprintf("sb%d", i), Image: im.Name, Created: t0, State: StateOpen, Session: 2, Generation: 3, Path: "/p\n" + name}
 				images, sandboxes = append(images, im), append(sandboxes, sb)
 				if err := tx.PutImage(im); err != nil {
 					return err
@@ -160,9 +163,9 @@ func TestRoundTripEveryKind(t *testing.T) {
 				t.Error("missing meta found")
 			}
 			for i, name := range hostile {
-				im, err := tx.GetImage("img" + name)
+				im, err := tx.GetImage(images[i].Name)
 				check(t, err, im, images[i])
-				sb, err := tx.GetSandbox(name)
+				sb, err := tx.GetSandbox(sandboxes[i].Name)
 				check(t, err, sb, sandboxes[i])
 				ss, err := tx.ListSessions(name)
 				check(t, err, ss, sessions[2*i:2*i+2])
