@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/lock"
@@ -138,28 +139,30 @@ func checkSourceRows(src *store.Store, now time.Time) error {
 	bad := func(format string, args ...any) error {
 		return &store.ImportConflictError{Msg: "the source's ledger holds " + fmt.Sprintf(format, args...) + ", which spillway never writes: nothing imported"}
 	}
+	// The store refuses image and sandbox rows with invalid names, or
+	// names other than their keys' (data loss): here, a bad source.
+	sourceRows := func(err error) error {
+		if errdefs.IsDataLoss(err) {
+			return &store.ImportConflictError{Msg: "the source's ledger: " + err.Error() + "; nothing imported"}
+		}
+		return err
+	}
 	return src.View(func(tx *store.Tx) error {
 		images, err := tx.ListImages()
 		if err != nil {
-			return err
+			return sourceRows(err)
 		}
 		for _, img := range images {
-			if ValidateName("image", img.Name) != nil {
-				return bad("an image named %q", img.Name)
-			}
 			if img.Snapshot != imageKey(img.Name) {
 				return bad("image %s with snapshot key %q (not %s)", img.Name, img.Snapshot, imageKey(img.Name))
 			}
 		}
 		sbs, err := tx.ListSandboxes()
 		if err != nil {
-			return err
+			return sourceRows(err)
 		}
 		have := map[string]bool{}
 		for _, sb := range sbs {
-			if ValidateName("sandbox", sb.Name) != nil {
-				return bad("a sandbox named %q", sb.Name)
-			}
 			have[sb.Name] = true
 			sessions, err := tx.ListSessions(sb.Name)
 			if err != nil {

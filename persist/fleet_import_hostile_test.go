@@ -311,7 +311,7 @@ func TestFleetImportHostileLedgerRows(t *testing.T) {
 		}, `image evil with snapshot key "sbx/victim/gen/1"`},
 		{"image name with a slash", func(tx *store.Tx) error {
 			return tx.PutImage(&store.Image{Name: "../evil", Snapshot: "img/../evil", Files: 1, Bytes: 1, Created: time.Now()})
-		}, `an image named "../evil"`},
+		}, `the source's ledger: store: image row "../evil" names image "../evil", a row spillway never writes`},
 		{"sandbox name with a slash", func(tx *store.Tx) error {
 			sb, err := tx.GetSandbox("docs")
 			if err != nil {
@@ -319,7 +319,7 @@ func TestFleetImportHostileLedgerRows(t *testing.T) {
 			}
 			sb.Name = "../../docs"
 			return tx.PutSandbox(sb)
-		}, `a sandbox named "../../docs"`},
+		}, `the source's ledger: store: sandbox row "../../docs" names sandbox "../../docs", a row spillway never writes`},
 		{"exception of a sandbox the source lacks", func(tx *store.Tx) error {
 			xs, err := tx.ListExceptions("docs")
 			if err != nil || len(xs) == 0 {
