@@ -66,7 +66,7 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		sum := sha256.Sum256(small[:n])
 		digest = "sha256:" + hex.EncodeToString(sum[:])
-		if b.has(digest, int64(n)) {
+		if b.holds(digest, int64(n), small[:n]) {
 			return digest, int64(n), b.reused(digest)
 		}
 		r = bytes.NewReader(small[:n])
@@ -89,11 +89,12 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 	}
 	digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	final, _ := b.Path(digest)
-	// An existing blob of the right size is this content: a blob renamed
-	// into place before a power cut but never synced can only be shorter
-	// (ext4 and xfs write data before the size that covers it), and is
-	// then replaced.
-	if b.has(digest, size) {
+	// An existing blob of the right size and content is reused; any other
+	// is replaced: a blob renamed into place before a power cut but never
+	// synced can only be shorter (ext4 and xfs write data before the size
+	// that covers it), and other bytes of the same size were put there by
+	// someone else (holds).
+	if b.holds(digest, size, nil) {
 		return digest, size, b.reused(digest)
 	}
 	if fi, err := os.Lstat(final); err == nil && fi.IsDir() {
@@ -121,6 +122,38 @@ func (b *Blobs) reused(digest string) error {
 		return fmt.Errorf("blob %s: renew its time: %w", digest, err)
 	}
 	return nil
+}
+
+// holds says whether the blob of digest is in place with the given size
+// and content. The size alone does not tell: whoever may write the blob
+// directory (another host of a fleet) could have put other bytes of the
+// same size under the name, and a close that reused them would persist
+// nothing of its own. want is the content when Put holds it in memory (a
+// small blob: one read to compare); else the file is hashed, a read as
+// long as the write it saves.
+func (b *Blobs) holds(digest string, size int64, want []byte) bool {
+	if !b.has(digest, size) {
+		return false
+	}
+	p, err := b.Path(digest)
+	if err != nil {
+		return false
+	}
+	f, err := openBlobFile(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if want != nil {
+		got := make([]byte, len(want)+1)
+		n, err := io.ReadFull(f, got)
+		return (err == io.EOF || err == io.ErrUnexpectedEOF) && bytes.Equal(got[:n], want)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false
+	}
+	return "sha256:"+hex.EncodeToString(h.Sum(nil)) == digest
 }
 
 // smallBlob is the size up to which Put hashes content before writing it.

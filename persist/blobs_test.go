@@ -96,3 +96,38 @@ func TestBlobsPutRenewsReusedBlob(t *testing.T) {
 		}
 	}
 }
+
+// Other bytes of the same size under a blob's name (planted by whoever
+// may write a shared blob directory) are not taken for the content: the
+// next Put of the content replaces them, small or large, so that the
+// close that made the Put persists what it read, not the planted bytes.
+func TestBlobsPutReplacesForgedBlob(t *testing.T) {
+	b, err := NewBlobs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{10, smallBlob, smallBlob + 10, 3 * smallBlob} {
+		content := make([]byte, size)
+		rand.Read(content)
+		d, _, err := b.Put(bytes.NewReader(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := b.Path(d)
+		forged := bytes.Repeat([]byte{'!'}, size)
+		if err := os.WriteFile(p, forged, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d2, n, err := b.Put(bytes.NewReader(content))
+		if err != nil || d2 != d || n != int64(size) {
+			t.Fatalf("%d bytes: Put over a forged blob: %s %d %v", size, d2, n, err)
+		}
+		if err := b.Verify(d); err != nil {
+			t.Fatalf("%d bytes: the forged blob was kept: %v", size, err)
+		}
+	}
+	tmp, _ := os.ReadDir(filepath.Join(b.dir, "tmp"))
+	if len(tmp) != 0 {
+		t.Fatalf("temp files left: %v", tmp)
+	}
+}
