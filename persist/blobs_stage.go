@@ -37,7 +37,7 @@ func (s *blobStage) stage(r io.Reader, digest string, size int64, src string) er
 		return errclass.Errorf(errdefs.ErrFailedPrecondition, "blob %s: %s is not a regular file (%s) in the blob directory: spillway did not put it there; remove it, then run the command again", digest, final, fi.Mode().Type())
 	}
 	if free, err := store.FreeBytes(s.b.dir); err == nil && free-s.bytes-size < store.Reserve {
-		return fmt.Errorf("%w: blob %s (%d bytes) does not fit in the blob directory %s (%d MiB free, %d MiB staged)", store.ErrNoSpace, digest, size, s.b.dir, free>>20, s.bytes>>20)
+		return fmt.Errorf("%w: blob %s (%s) does not fit in the blob directory %s (%d MiB free, %d MiB staged)", store.ErrNoSpace, digest, plural(size, "byte"), s.b.dir, free>>20, s.bytes>>20)
 	}
 	tmp, err := os.CreateTemp(filepath.Join(s.b.dir, "tmp"), blobTempPrefix)
 	if err != nil {
@@ -55,9 +55,9 @@ func (s *blobStage) stage(r io.Reader, digest string, size int64, src string) er
 	got := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	switch {
 	case n > size:
-		return fmt.Errorf("blob %s: %s is longer than the %d bytes its records say: %w", digest, src, size, ErrCorrupt)
+		return fmt.Errorf("blob %s: %s is longer than the %s its records say: %w", digest, src, plural(size, "byte"), ErrCorrupt)
 	case n < size:
-		return fmt.Errorf("blob %s: %s is %d bytes, its records say %d: %w", digest, src, n, size, ErrCorrupt)
+		return fmt.Errorf("blob %s: %s is %s, its records say %d: %w", digest, src, plural(n, "byte"), size, ErrCorrupt)
 	case got != digest:
 		return fmt.Errorf("blob %s: %s hashes to %s: %w", digest, src, got, ErrCorrupt)
 	}

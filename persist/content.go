@@ -53,13 +53,13 @@ func (v *verified) Read(p []byte) (int, error) {
 	if v.n > v.size {
 		// The bytes up to the size go out like any others; then the error.
 		n -= int(v.n - v.size)
-		v.err = fmt.Errorf("blob %s is longer than %d bytes: %w", v.digest, v.size, ErrCorrupt)
+		v.err = fmt.Errorf("blob %s is longer than %s: %w", v.digest, plural(v.size, "byte"), ErrCorrupt)
 		return n, v.err
 	}
 	v.h.Write(p[:n])
 	if err == io.EOF {
 		if got := "sha256:" + hex.EncodeToString(v.h.Sum(nil)); got != v.digest || v.n != v.size {
-			v.err = fmt.Errorf("blob %s hashes to %s (%d bytes): %w", v.digest, got, v.n, ErrCorrupt)
+			v.err = fmt.Errorf("blob %s hashes to %s (%s): %w", v.digest, got, plural(v.n, "byte"), ErrCorrupt)
 			return n, v.err
 		}
 		v.err = io.EOF

@@ -330,7 +330,7 @@ func checkCounts(ctx context.Context, tx *store.Tx, sb *store.Sandbox, want Stat
 	st.dropOrphans()
 	files, bytes := st.Files()
 	if c.Files != files || c.Bytes != bytes {
-		problems = append(problems, fmt.Sprintf("sandbox %s: counters say %d files, %d bytes; its records %d files, %d bytes", sb.Name, c.Files, c.Bytes, files, bytes))
+		problems = append(problems, fmt.Sprintf("sandbox %s: counters say %s, %s; its records %s, %s", sb.Name, plural(c.Files, "file"), plural(c.Bytes, "byte"), plural(files, "file"), plural(bytes, "byte")))
 	}
 	kept, err := tx.PendingCount(sb.Name)
 	if err != nil {

@@ -142,7 +142,7 @@ func (d *blobDir) read(r *store.Record) ([]byte, error) {
 	}
 	sum := sha256.Sum256(buf)
 	if got := hex.EncodeToString(sum[:]); got != hexPart {
-		return nil, recordErr(r, fmt.Errorf("blob %s hashes to sha256:%s (%d bytes): %w", r.Digest, got, len(buf), ErrCorrupt))
+		return nil, recordErr(r, fmt.Errorf("blob %s hashes to sha256:%s (%s): %w", r.Digest, got, plural(len(buf), "byte"), ErrCorrupt))
 	}
 	return buf, nil
 }

@@ -312,9 +312,9 @@ func (e *Env) copyBlobFrom(stage *blobStage, from *os.File, dir, digest string, 
 	defer f.Close()
 	switch {
 	case st.Nlink != 1:
-		return fmt.Errorf("blob %s of the source has %d links (%s shares its content with another name): nothing imported", digest, st.Nlink, p)
+		return fmt.Errorf("blob %s of the source has %s (%s shares its content with another name): nothing imported", digest, plural(st.Nlink, "link"), p)
 	case st.Size != size:
-		return fmt.Errorf("blob %s of the source is %d bytes, its records say %d (%s): %w", digest, st.Size, size, p, ErrCorrupt)
+		return fmt.Errorf("blob %s of the source is %s, its records say %d (%s): %w", digest, plural(st.Size, "byte"), size, p, ErrCorrupt)
 	}
 	if err := stage.stage(f, digest, size, p); err != nil {
 		return fmt.Errorf("%w: nothing imported", err)

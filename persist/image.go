@@ -147,8 +147,8 @@ func (e *Env) importHere(ctx context.Context, known *store.Image, st snapshot.Im
 	}
 	if differs {
 		e.snap.Remove(ctx, known.Snapshot)
-		return nil, invalidf("this source differs from image %s in the shared ledger (%d files, %d bytes, %s here; %d files, %d bytes, %s in the ledger): import the same source on every host, or import this one under another name",
-			known.Name, st.Files, st.Bytes, orNone(st.Digest), known.Files, known.Bytes, orNone(known.Digest))
+		return nil, invalidf("this source differs from image %s in the shared ledger (%s, %s, %s here; %s, %s, %s in the ledger): import the same source on every host, or import this one under another name",
+			known.Name, plural(st.Files, "file"), plural(st.Bytes, "byte"), orNone(st.Digest), plural(known.Files, "file"), plural(known.Bytes, "byte"), orNone(known.Digest))
 	}
 	err := e.store.Update(func(tx *store.Tx) error {
 		if err := e.putImageDir(tx, known.Name, st.Dir); err != nil {

@@ -237,8 +237,12 @@ type FencedSession struct {
 }
 
 func (f *FencedSession) Error() string {
-	return fmt.Sprintf("%v: nothing of session %d was persisted; its %d changes are in this host's recovery area (spillway recover ls %s --session %d)",
-		f.Err, f.Session, f.Entries, f.Sandbox, f.Session)
+	are := "are"
+	if f.Entries == 1 {
+		are = "is"
+	}
+	return fmt.Sprintf("%v: nothing of session %d was persisted; its %s %s in this host's recovery area (spillway recover ls %s --session %d)",
+		f.Err, f.Session, plural(f.Entries, "change"), are, f.Sandbox, f.Session)
 }
 
 func (f *FencedSession) Unwrap() error { return f.Err }

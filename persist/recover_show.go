@@ -32,7 +32,7 @@ func (e *Env) RecoverShow(ctx context.Context, sandbox, path string, session uin
 	rep := &RecoverReport{Entry: f.entry, Diff: &Diff{}}
 	if f.entry.Path == "" {
 		rep.Entry = RecoverEntry{Session: f.rs.n, Path: path, PathBytes: exactBytes(path), Type: change.TypeDir}
-		rep.Diff.Note = fmt.Sprintf("a directory: %d changes beneath it (spillway recover ls %s %s)", len(f.beneath), sandbox, escape.Name(path))
+		rep.Diff.Note = fmt.Sprintf("a directory: %s beneath it (spillway recover ls %s %s)", plural(len(f.beneath), "change"), sandbox, escape.Name(path))
 		return rep, nil
 	}
 	sb, err := e.getSandbox(sandbox)
@@ -57,7 +57,7 @@ func (e *Env) RecoverShow(ctx context.Context, sandbox, path string, session uin
 		d.Note = "deleted in that session: no content"
 		return rep, nil
 	case x.Type == change.TypeDir:
-		d.Note = fmt.Sprintf("a directory: %d changes beneath it (spillway recover ls %s %s)", len(f.beneath), sandbox, escape.Name(path))
+		d.Note = fmt.Sprintf("a directory: %s beneath it (spillway recover ls %s %s)", plural(len(f.beneath), "change"), sandbox, escape.Name(path))
 		return rep, nil
 	case x.Type != change.TypeFile:
 		d.Note = fmt.Sprintf("a %s: its content is never read", x.Type)

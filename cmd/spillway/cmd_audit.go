@@ -203,7 +203,7 @@ func runCheck(ctx context.Context, g globalOptions, t *term) error {
 			fmt.Fprintf(t.out, "problem: %s\n", name(p))
 		}
 		if len(problems) > 0 {
-			return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("check found %d problems", len(problems))}
+			return &exitStatus{code: exitVerifyKO, err: fmt.Errorf("check found %s", count(len(problems), "problem"))}
 		}
 		fmt.Fprintln(t.out, "no problems found")
 		return nil

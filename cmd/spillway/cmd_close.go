@@ -155,30 +155,34 @@ func printCloseSummary(t *term, sum *persist.CloseSummary) {
 		files += x.Files
 		bytes += x.Bytes
 	}
-	fmt.Fprintf(t.out, "persisted %d files, %s\n", files, units.FormatSize(bytes))
+	fmt.Fprintf(t.out, "persisted %s, %s\n", count(files, "file"), units.FormatSize(bytes))
 	w := t.table()
 	for _, x := range sum.Exceptions {
-		fmt.Fprintf(w, "  %s\t%d files\t%s\n", x.Exception, x.Files, units.FormatSize(x.Bytes))
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", x.Exception, count(x.Files, "file"), units.FormatSize(x.Bytes))
 	}
 	w.Flush()
 	if sum.Unchanged > 0 {
-		fmt.Fprintf(t.out, "unchanged %d files: the same as when the session opened, not recorded\n", sum.Unchanged)
+		fmt.Fprintf(t.out, "unchanged %s: the same as when the session opened, not recorded\n", count(sum.Unchanged, "file"))
 	}
 	if sum.ExecDropped > 0 {
-		fmt.Fprintf(t.out, "dropped the execute bits of %d persisted files: their exception lacks --allow-exec\n", sum.ExecDropped)
+		their := "their"
+		if sum.ExecDropped == 1 {
+			their = "its"
+		}
+		fmt.Fprintf(t.out, "dropped the execute bits of %s: %s exception lacks --allow-exec\n", count(sum.ExecDropped, "persisted file"), their)
 	}
 	if sum.RefusedCount > 0 {
-		fmt.Fprintf(t.out, "refused %d changes (listed on stderr)\n", sum.RefusedCount)
+		fmt.Fprintf(t.out, "refused %s (listed on stderr)\n", count(sum.RefusedCount, "change"))
 		w = t.table()
 		for _, g := range sum.Refusals {
-			fmt.Fprintf(w, "  %s\t%s\t%d changes\t%s\n", g.Exception, g.Reason, g.Count, units.FormatSize(g.Bytes))
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", g.Exception, g.Reason, count(g.Count, "change"), units.FormatSize(g.Bytes))
 		}
 		w.Flush()
 	}
-	fmt.Fprintf(t.out, "discarded %d changes, %s\n", sum.Discarded.Count, units.FormatSize(sum.Discarded.Bytes))
+	fmt.Fprintf(t.out, "discarded %s, %s\n", count(sum.Discarded.Count, "change"), units.FormatSize(sum.Discarded.Bytes))
 	w = t.table()
 	for _, d := range sum.Discarded.Top {
-		fmt.Fprintf(w, "  %s\t%d changes\t%s\n", escape.Name(d.Dir), d.Count, units.FormatSize(d.Bytes))
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", escape.Name(d.Dir), count(d.Count, "change"), units.FormatSize(d.Bytes))
 	}
 	w.Flush()
 	printRecoverySummary(t, sum)

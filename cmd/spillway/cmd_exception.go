@@ -192,7 +192,7 @@ func runExceptionRevoke(ctx context.Context, o exceptionRevokeOptions, g globalO
 		}
 		fmt.Fprintf(t.out, "revoked %s\n", o.ID)
 		if o.Purge {
-			fmt.Fprintf(t.out, "purged %d records from the persisted state (applies at the next open)\n", n)
+			fmt.Fprintf(t.out, "purged %s from the persisted state (applies at the next open)\n", count(n, "record"))
 		}
 		return nil
 	})
@@ -271,7 +271,7 @@ func runExceptionShow(ctx context.Context, o exceptionShowOptions, g globalOptio
 		}
 		fmt.Fprintf(w, "review:\t%s\n", x.Review)
 		l := x.EffectiveLimits()
-		fmt.Fprintf(w, "limits:\t%s per file, %s and %d files per session\n", units.FormatSize(l.MaxFileSize), units.FormatSize(l.MaxBytes), l.MaxFiles)
+		fmt.Fprintf(w, "limits:\t%s per file, %s and %s per session\n", units.FormatSize(l.MaxFileSize), units.FormatSize(l.MaxBytes), count(l.MaxFiles, "file"))
 		var allow []string
 		if x.AllowExec {
 			allow = append(allow, "exec")
@@ -285,9 +285,9 @@ func runExceptionShow(ctx context.Context, o exceptionShowOptions, g globalOptio
 		if len(allow) > 0 {
 			fmt.Fprintf(w, "allows:\t%s\n", strings.Join(allow, ", "))
 		}
-		fmt.Fprintf(w, "let through:\t%d files, %s in %d sessions; %d refused\n", rep.Files, units.FormatSize(rep.Bytes), len(rep.Sessions), rep.Refused)
+		fmt.Fprintf(w, "let through:\t%s, %s in %s; %d refused\n", count(rep.Files, "file"), units.FormatSize(rep.Bytes), count(len(rep.Sessions), "session"), rep.Refused)
 		if rep.IdleSessions > 0 {
-			fmt.Fprintf(w, "idle:\tmatched nothing for %d sessions\n", rep.IdleSessions)
+			fmt.Fprintf(w, "idle:\tmatched nothing for %s\n", count(rep.IdleSessions, "session"))
 		}
 		return w.Flush()
 	})

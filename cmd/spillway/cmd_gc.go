@@ -85,7 +85,7 @@ func printFreed(t *term, f *persist.Freed, verbose, badger bool) {
 		}
 	}
 	if r := f.Recovery; r.Sessions+r.Discarded > 0 {
-		fmt.Fprintf(t.out, "recovery area: %d sessions forgotten, discarded content of %d dropped (%s)\n", r.Sessions, r.Discarded, units.FormatSize(r.Bytes))
+		fmt.Fprintf(t.out, "recovery area: %s forgotten, discarded content of %d dropped (%s)\n", count(r.Sessions, "session"), r.Discarded, units.FormatSize(r.Bytes))
 	}
 	fmt.Fprintf(t.out, "freed %s (%s), %s, %s (%s)", count(len(f.Blobs), "blob"), units.FormatSize(f.BlobBytes),
 		count(len(f.Snapshots), "snapshot"), count(len(f.TempFiles), "temp file"), units.FormatSize(f.TempBytes))

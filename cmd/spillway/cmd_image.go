@@ -118,7 +118,7 @@ func runImageImport(ctx context.Context, o imageImportOptions, g globalOptions, 
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(t.out, "imported image %s: %d files, %s\n", img.Name, img.Files, units.FormatSize(img.Bytes))
+		fmt.Fprintf(t.out, "imported image %s: %s, %s\n", img.Name, count(img.Files, "file"), units.FormatSize(img.Bytes))
 		return nil
 	})
 }

@@ -112,8 +112,9 @@ func runPersistedExport(ctx context.Context, o persistedExportOptions, g globalO
 			fmt.Fprintf(t.out, "exported %s to %s\n", name(o.Path), name(o.Dest))
 			return nil
 		}
-		fmt.Fprintf(t.out, "exported %s of %s (generation %d) to %s: %d files (%s), %d directories, %d symlinks\n",
-			name(o.Path), o.Sandbox, set.Generation, name(o.Dest), st.Files, units.FormatSize(st.Bytes), st.Dirs, st.Links)
+		fmt.Fprintf(t.out, "exported %s of %s (generation %d) to %s: %s (%s), %s, %s\n",
+			name(o.Path), o.Sandbox, set.Generation, name(o.Dest), count(st.Files, "file"), units.FormatSize(st.Bytes),
+			count(st.Dirs, "directory", "directories"), count(st.Links, "symlink"))
 		return nil
 	})
 }
@@ -179,8 +180,8 @@ func runPersistedPrune(ctx context.Context, o persistedPruneOptions, g globalOpt
 		if t.json {
 			return t.printJSON(pruneJSON(*res))
 		}
-		fmt.Fprintf(t.out, "pruned %d versions of %s (%s, %d blobs); kept %d older versions and %d in effect or under review\n",
-			res.Pruned, res.Sandbox, units.FormatSize(res.Bytes), res.Digests, res.Kept, res.Protected)
+		fmt.Fprintf(t.out, "pruned %s of %s (%s, %s); kept %s and %d in effect or under review\n",
+			count(res.Pruned, "version"), res.Sandbox, units.FormatSize(res.Bytes), count(res.Digests, "blob"), count(res.Kept, "older version"), res.Protected)
 		if res.Pruned > 0 {
 			fmt.Fprintln(t.out, "run spillway gc to free the blobs no record keeps")
 		}

@@ -244,8 +244,8 @@ func runRecoverRestore(ctx context.Context, o recoverOptions, g globalOptions, t
 			fmt.Fprintf(t.out, "nothing restored into %s: every entry is in effect already (generation %d)\n", o.Sandbox, res.Generation)
 			return nil
 		}
-		fmt.Fprintf(t.out, "restored %d changes into %s: generation %d, pending review (exception %s)\n",
-			len(res.Records), o.Sandbox, res.Generation, persist.RecoverID)
+		fmt.Fprintf(t.out, "restored %s into %s: generation %d, pending review (exception %s)\n",
+			count(len(res.Records), "change"), o.Sandbox, res.Generation, persist.RecoverID)
 		w := t.table()
 		for _, r := range res.Records {
 			fmt.Fprintf(w, "  r%s\t%s\t%s\t%s\n", strconv.FormatUint(r.Record, 10), r.Kind, units.FormatSize(r.Size), name(r.Path))
@@ -265,7 +265,7 @@ func runRecoverExport(ctx context.Context, o recoverOptions, g globalOptions, t 
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(t.out, "exported %s to %s: %d files, %s\n", name(o.Paths[0]), name(o.Dest), res.Files, units.FormatSize(res.Bytes))
+		fmt.Fprintf(t.out, "exported %s to %s: %s, %s\n", name(o.Paths[0]), name(o.Dest), count(res.Files, "file"), units.FormatSize(res.Bytes))
 		return nil
 	})
 }
@@ -276,7 +276,7 @@ func runRecoverPurge(ctx context.Context, o recoverOptions, g globalOptions, t *
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(t.out, "forgot %d sessions of %s, %s\n", d.Sessions, o.Sandbox, units.FormatSize(d.Bytes))
+		fmt.Fprintf(t.out, "forgot %s of %s, %s\n", count(d.Sessions, "session"), o.Sandbox, units.FormatSize(d.Bytes))
 		return nil
 	})
 }
@@ -290,7 +290,7 @@ func printRecoverySummary(t *term, sum *persist.CloseSummary) {
 		if p.Atomic {
 			atomic = " (--atomic: all or nothing)"
 		}
-		fmt.Fprintf(t.out, "%d of %d changes under %s persisted%s; the rest are in the recovery area (%s)\n", p.Persisted, p.Changes, p.Exception, atomic, where)
+		fmt.Fprintf(t.out, "%d of %s under %s persisted%s; the rest are in the recovery area (%s)\n", p.Persisted, count(p.Changes, "change"), p.Exception, atomic, where)
 	}
 	k := sum.Recovery
 	switch {

@@ -308,7 +308,7 @@ func printDecided(t *term, verb string, d *persist.Decided, all bool, err error)
 	}
 	for _, s := range d.Sandboxes {
 		if all {
-			fmt.Fprintf(t.out, "%s %d records of %s\n", verb, len(s.Records), s.Name)
+			fmt.Fprintf(t.out, "%s %s of %s\n", verb, count(len(s.Records), "record"), s.Name)
 		} else {
 			fmt.Fprintf(t.out, "%s %s\n", verb, idList(s.Records))
 		}

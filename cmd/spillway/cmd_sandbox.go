@@ -163,8 +163,8 @@ func runLs(ctx context.Context, g globalOptions, t *term) error {
 			if s.State == persist.StateOpen && s.OpenGeneration != s.Generation {
 				gen = fmt.Sprintf("%d (open on %d; the newer one applies at next open)", s.Generation, s.OpenGeneration)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d files, %s\t%d", s.Name, s.Image, s.State, s.Session, gen,
-				s.PersistedFiles, units.FormatSize(s.PersistedBytes), s.Pending)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s, %s\t%d", s.Name, s.Image, s.State, s.Session, gen,
+				count(s.PersistedFiles, "file"), units.FormatSize(s.PersistedBytes), s.Pending)
 			if shared {
 				fmt.Fprintf(w, "\t%s", s.Host)
 			}

@@ -499,7 +499,7 @@ func diffSandbox(ctx context.Context, e *persist.Env, t *term, sandbox string, f
 			return fmt.Errorf("ask the VM on %s for its changes: %w", sandbox, err)
 		}
 		if ans.Truncated {
-			t.warnf("the VM on %s listed only its first %d changes", sandbox, len(ans.Changes))
+			t.warnf("the VM on %s listed only its first %s", sandbox, count(len(ans.Changes), "change"))
 		}
 		guest := make([]persist.GuestChange, len(ans.Changes))
 		for i, c := range ans.Changes {

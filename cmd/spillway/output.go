@@ -145,7 +145,7 @@ func (a *jsonArrayWriter) close() error {
 
 // count is n and noun, the noun's plural form unless n is 1 ("1 lease",
 // "2 leases"); plural is the noun with an s when "".
-func count(n int, noun string, plural ...string) string {
+func count[N ~int | ~int32 | ~int64 | ~uint | ~uint32 | ~uint64](n N, noun string, plural ...string) string {
 	if n == 1 {
 		return fmt.Sprintf("1 %s", noun)
 	}
