@@ -746,3 +746,38 @@ func TestForgedSandboxNameClimbs(t *testing.T) {
 }
 
 func strconvItoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// An image row whose snapshot key names a sandbox's open root on the
+// victim: the victim's import of that image is refused as a bad row, and
+// touches no snapshot but its own (a failed import removed the snapshot
+// the row named, not the one it had built; the key then existed, so the
+// import stopped earlier, but a forged key could come to exist meanwhile).
+func TestForgedImageRowImport(t *testing.T) {
+	h1, h2, _ := forgedFleet(t)
+	o, err := h2.e.OpenSandbox(h2.ctx, "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.close()
+	write(t, o.Path, "/home/user/Documents/unsaved.txt", "work in progress\n", 0o644)
+	var session uint64
+	mustUpdate(t, h1.e, func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox("docs")
+		session = sb.Session
+		if err != nil {
+			return err
+		}
+		return tx.PutImage(&store.Image{Name: "evil", Snapshot: sessionKey("docs", sb.Session), Files: 1, Bytes: 1, Digest: "sha256:00", Created: time.Now()})
+	})
+	other := t.TempDir()
+	write(t, other, "/etc/hostname", "other\n", 0o644)
+	if _, err := h2.e.ImportImage(h2.ctx, "evil", snapshot.Source{Dir: other}); !errdefs.IsDataLoss(err) || !strings.Contains(err.Error(), `image row "evil" names snapshot`) {
+		t.Errorf("import of an image whose row names docs' root: %v, want it refused as a row spillway never writes", err)
+	}
+	if ok, err := h2.e.snap.Exists(h2.ctx, sessionKey("docs", session)); err != nil || !ok {
+		t.Fatalf("docs' open root (snapshot %s) is gone after the import: %v", sessionKey("docs", session), err)
+	}
+	if b, err := os.ReadFile(filepath.Join(o.Path, "home/user/Documents/unsaved.txt")); err != nil || string(b) != "work in progress\n" {
+		t.Errorf("docs' unsaved file after the import: %q %v", b, err)
+	}
+}

@@ -25,7 +25,7 @@ func (e *Env) ImportImage(ctx context.Context, name string, src snapshot.Source)
 	}
 	var known *store.Image // in a shared ledger, imported by another host
 	err := e.store.View(func(tx *store.Tx) error {
-		img, err := tx.GetImage(name)
+		img, err := e.hostImage(tx, name) // its snapshot key checked
 		if err == nil {
 			if ok, err := e.snap.Exists(ctx, img.Snapshot); err != nil || ok {
 				return errors.Join(err, &ExistsError{Kind: "image", Name: name})
@@ -146,7 +146,7 @@ func (e *Env) importHere(ctx context.Context, known *store.Image, st snapshot.Im
 		differs = true
 	}
 	if differs {
-		e.snap.Remove(ctx, known.Snapshot)
+		e.snap.Remove(ctx, imageKey(known.Name))
 		return nil, invalidf("this source differs from image %s in the shared ledger (%s, %s, %s here; %s, %s, %s in the ledger): import the same source on every host, or import this one under another name",
 			known.Name, plural(st.Files, "file"), plural(st.Bytes, "byte"), orNone(st.Digest), plural(known.Files, "file"), plural(known.Bytes, "byte"), orNone(known.Digest))
 	}
@@ -160,7 +160,7 @@ func (e *Env) importHere(ctx context.Context, known *store.Image, st snapshot.Im
 		return err
 	})
 	if err != nil {
-		e.snap.Remove(ctx, known.Snapshot)
+		e.snap.Remove(ctx, imageKey(known.Name))
 		return nil, err
 	}
 	return known, nil

@@ -223,8 +223,9 @@ func (e *Env) hostImage(tx *store.Tx, name string) (*store.Image, error) {
 	}
 	// Any host of a shared ledger can write the row: an image's snapshot
 	// is its own key, never a sandbox's layer or another image.
-	if ValidateName("image", img.Name) != nil || img.Name != name || img.Snapshot != imageKey(name) {
-		return nil, errclass.Errorf(errdefs.ErrDataLoss, "the ledger's row of image %s names snapshot %q, not %q: it was not written by spillway", name, img.Snapshot, imageKey(name))
+	// (The store checked its name.)
+	if img.Snapshot != imageKey(name) {
+		return nil, errclass.Errorf(errdefs.ErrDataLoss, "image row %q names snapshot %q, not %q: a row spillway never writes (written by another host of a shared ledger, or by hand): remove or repair it", name, img.Snapshot, imageKey(name))
 	}
 	if !e.sharedLedger() {
 		return img, nil
