@@ -92,6 +92,7 @@ func newPGPools(rawURL, name string) (*pgPools, error) {
 	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
 		cfg.AfterConnect = jitOff
 	}
+	cfg.ConnConfig.Tracer = pgTestTracer
 	// The pools may outlive the open that made them (Pools): no request's
 	// context goes into them.
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
@@ -179,6 +180,10 @@ func pgRetry(once func() error) error {
 		pause = min(2*pause, 200*time.Millisecond)
 	}
 }
+
+// pgTestTracer, when a test sets it, traces the statements of the stores
+// opened after (to count round trips).
+var pgTestTracer pgx.QueryTracer
 
 // pgCommitHook, when a test sets it, runs right before COMMIT is sent.
 var pgCommitHook func()

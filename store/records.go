@@ -184,11 +184,19 @@ func (tx *Tx) PathHistory(sandbox, path string) ([]*Record, error) {
 		return nil, err
 	}
 	var out []*Record
-	err := tx.forIndex(context.Background(), key(pRecPath, sandbox, path), func(r *Record) error {
+	collect := func(r *Record) error {
 		out = append(out, r)
 		return nil
-	})
-	return out, err
+	}
+	ctx, prefix := context.Background(), key(pRecPath, sandbox, path)
+	if _, pg := tx.b.(*pgTx); pg {
+		// Batched in any transaction, not only a view's: collect changes
+		// no record while the walk reads ahead, and a decision on a
+		// document of 1,000 versions (refreshCurrent) would otherwise
+		// make 1,000 round trips.
+		return out, tx.forIndexBatched(ctx, prefix, nil, collect)
+	}
+	return out, tx.forIndex(ctx, prefix, collect)
 }
 
 // DeleteSessionRecords removes the records (and index entries) of one
