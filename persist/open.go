@@ -219,19 +219,16 @@ func (e *Env) getSandbox(name string) (*store.Sandbox, error) {
 
 // checkSandboxRow refuses a sandbox row that a shared ledger may hold
 // without spillway having written it (any host with the ledger's
-// credentials can write any row): a name that is not a valid sandbox
-// name (it becomes a path under mnt/ and locks/), or snapshot keys that
-// are not this sandbox's own (close reads and removes sb.Snapshot, open
-// mounts it).
+// credentials can write any row; the store checked its name): snapshot
+// keys that are not this sandbox's own, which close reads and removes and
+// open mounts. A closed sandbox's row keeps the key of its last session,
+// which nothing reads but keepRootForRecovery, and that derives it.
 func checkSandboxRow(sb *store.Sandbox) error {
-	if err := ValidateName("sandbox", sb.Name); err != nil {
-		return fmt.Errorf("the ledger holds a sandbox row spillway did not write: %w", err)
-	}
-	if sb.Snapshot != "" && sb.Snapshot != sessionKey(sb.Name, sb.Session) {
-		return errclass.Errorf(errdefs.ErrDataLoss, "the ledger's row of sandbox %s names snapshot %q, not its session's %q: it was not written by spillway", sb.Name, sb.Snapshot, sessionKey(sb.Name, sb.Session))
+	if sb.State != store.StateClosed && sb.Snapshot != "" && sb.Snapshot != sessionKey(sb.Name, sb.Session) {
+		return errclass.Errorf(errdefs.ErrDataLoss, "sandbox row %q names snapshot %q, not its session's %q: a row spillway never writes (written by another host of a shared ledger, or by hand): remove or repair it", sb.Name, sb.Snapshot, sessionKey(sb.Name, sb.Session))
 	}
 	if sb.Layer != "" && !strings.HasPrefix(sb.Layer, sandboxKeyPrefix(sb.Name)+"gen/") {
-		return errclass.Errorf(errdefs.ErrDataLoss, "the ledger's row of sandbox %s names layer %q, not one of its own: it was not written by spillway", sb.Name, sb.Layer)
+		return errclass.Errorf(errdefs.ErrDataLoss, "sandbox row %q names layer %q, not one of its own: a row spillway never writes (written by another host of a shared ledger, or by hand): remove or repair it", sb.Name, sb.Layer)
 	}
 	return nil
 }

@@ -45,7 +45,8 @@ func (e *Env) keepRootForRecovery(ctx context.Context, sb *store.Sandbox) error 
 		return nil // nothing refused or discarded, or no manifest to go by
 	}
 	tree := filepath.Join(rs.dir, treeDir)
-	mounts, err := e.snap.Mounts(ctx, sb.Snapshot)
+	// The session's own key, whatever the (shared) ledger's row names.
+	mounts, err := e.snap.Mounts(ctx, sessionKey(sb.Name, sb.Session))
 	if errdefs.IsNotFound(err) {
 		return nil
 	}
