@@ -33,6 +33,11 @@ type verified struct {
 
 // OpenVerified opens the blob of digest for a reader that checks it.
 func (b *Blobs) OpenVerified(digest string, size int64) (io.ReadCloser, error) {
+	if size < 0 {
+		// Any host of a shared ledger can write a record: a negative
+		// size is one spillway never writes (Read would slice with it).
+		return nil, fmt.Errorf("blob %s: a record gives it the size %d: %w", digest, size, ErrCorrupt)
+	}
 	f, err := b.Open(digest)
 	if err != nil {
 		return nil, err

@@ -51,7 +51,7 @@ func (e *Env) prefetch(ctx context.Context, entries []*store.Record) (out <-chan
 		defer close(ordered)
 		defer close(work)
 		for _, r := range entries {
-			f := &fetched{r: r, done: make(chan struct{}), want: r.Type == change.TypeFile && r.Size <= smallFile}
+			f := &fetched{r: r, done: make(chan struct{}), want: r.Type == change.TypeFile && r.Size >= 0 && r.Size <= smallFile}
 			if f.want {
 				select {
 				case work <- f:
