@@ -233,11 +233,25 @@ func (m *Manager) Commit(ctx context.Context, name, key string) error {
 		return err
 	}
 	defer done()
-	if err := m.sn.Commit(ctx, name, key); err != nil {
+	var opts []snapshots.Opt
+	if m.ms == nil {
+		// Native: record the snapshot's own directory in its labels (in
+		// this host's snapshotter, not the shared ledger), so TreeDir can
+		// tell it from a directory hint the ledger names.
+		if mounts, err := m.sn.Mounts(ctx, key); err == nil {
+			if dir, ok := BindSource(mounts); ok {
+				opts = append(opts, snapshots.WithLabels(map[string]string{dirLabel: dir}))
+			}
+		}
+	}
+	if err := m.sn.Commit(ctx, name, key, opts...); err != nil {
 		return fmt.Errorf("commit snapshot %q as %q: %w", key, name, err)
 	}
 	return nil
 }
+
+// dirLabel labels a native committed snapshot with its directory.
+const dirLabel = "spillway.dir"
 
 // Remove removes the snapshot key and its files. A snapshot that does not
 // exist is not an error; one with children is.

@@ -50,6 +50,31 @@ func (m *Manager) TreeDir(ctx context.Context, key, hint string) (string, error)
 	bad := func(why string) (string, error) {
 		return "", fmt.Errorf("snapshot %q: recorded directory %q %s (run spillway check)", key, hint, why)
 	}
+	// The ledger's hint may be forged (any host of a shared ledger can
+	// write it): the snapshot's own label, when it has one, decides; a
+	// hint naming the directory of an active snapshot (another sandbox's
+	// live root) is never a committed snapshot's.
+	if dir, ok := info.Labels[dirLabel]; ok {
+		if hint != dir {
+			return bad("is not this snapshot's directory " + dir)
+		}
+	} else if hint != "" {
+		active := false
+		m.sn.Walk(ctx, func(ctx context.Context, i snapshots.Info) error {
+			if i.Kind != snapshots.KindActive {
+				return nil
+			}
+			if mounts, err := m.sn.Mounts(ctx, i.Name); err == nil {
+				if src, ok := BindSource(mounts); ok && filepath.Clean(src) == filepath.Clean(hint) {
+					active = true
+				}
+			}
+			return nil
+		})
+		if active {
+			return bad("is the directory of an active snapshot")
+		}
+	}
 	if hint == "" {
 		return bad("is missing")
 	}
