@@ -122,6 +122,17 @@ func (e *Env) loadExpected(ctx context.Context) (x *expected, err error) {
 		return err
 	})
 	if err == nil {
+		// A session this host opened and did not close stays until an
+		// open, close or rm of its sandbox keeps its changes
+		// (open_journal.go), whatever the ledger says.
+		for name, n := range e.openSessions() {
+			k := sessionKey(name, n)
+			if _, ok := x.snapshots[k]; !ok {
+				x.snapshots[k] = false
+				x.owner[k] = fmt.Sprintf("session %d of %s, which this host opened and has not closed", n, name)
+			}
+			x.mounts[resolved(e.MountPath(name))] = true
+		}
 		e.expectParents(ctx, x)
 	}
 	return x, err

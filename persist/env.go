@@ -308,6 +308,9 @@ func (e *Env) recoverMounts() {
 		return
 	}
 	keep := map[string]bool{}
+	for name := range e.openSessions() {
+		keep[resolved(e.MountPath(name))] = true // open_journal.go
+	}
 	err = e.store.View(func(tx *store.Tx) error {
 		sbs, err := tx.ListSandboxes()
 		for _, sb := range sbs {

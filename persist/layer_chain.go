@@ -149,6 +149,11 @@ func (e *Env) exists(ctx context.Context, key string) bool {
 // nothing. Snapshots go children first: containerd refuses to remove a
 // parent.
 func (e *Env) cleanupSandbox(ctx context.Context, sb *store.Sandbox) error {
+	// A session this host opened and did not close is kept before
+	// anything of it goes, whatever the ledger says (open_journal.go).
+	if err := e.keepUnclosed(ctx, sb); err != nil {
+		return err
+	}
 	if err := e.unmountRoot(sb.Name, e.MountPath(sb.Name), ""); err != nil {
 		return err
 	}

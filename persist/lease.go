@@ -336,6 +336,9 @@ func (e *Env) fence(ctx context.Context, name string, n uint64, cause error) err
 		return err
 	}
 	os.Remove(e.MountPath(name))
+	if m, ok := e.openHere(name); ok && m == n {
+		e.noteClosed(name)
+	}
 	return &FencedSession{Err: cause, Sandbox: name, Session: n, Entries: entries}
 }
 

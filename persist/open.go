@@ -155,6 +155,9 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 		return nil, err
 	}
 	failpoint.Hit("open.committed")
+	if err := e.noteOpen(name, n); err != nil {
+		return nil, err // open again: the session is open, reopen records it
+	}
 	return &Opened{Name: name, Path: target, Session: n, Generation: sb.Generation, Mounts: snapshot.HostMounts(mounts), Skipped: skipped}, nil
 }
 
@@ -182,6 +185,13 @@ func (e *Env) reopen(ctx context.Context, sb *store.Sandbox) (*Opened, error) {
 	mounts, err := e.snap.Mounts(ctx, sb.Snapshot)
 	if err != nil {
 		return nil, fmt.Errorf("root of %s: %w", sb.Name, err)
+	}
+	// A session opened before the journal was kept, or whose open ended
+	// between its commit and the journal's write.
+	if n, ok := e.openHere(sb.Name); !ok || n != sb.Session {
+		if err := e.noteOpen(sb.Name, sb.Session); err != nil {
+			return nil, err
+		}
 	}
 	// The root of a session of this host's is at this host's mount point,
 	// whatever path the (shared) ledger's row says.

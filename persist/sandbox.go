@@ -153,6 +153,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 			return err
 		}
 		failpoint.Hit("rm.unmounted")
+		e.noteClosed(name) // --force: its changes go with it
 	}
 	now := e.Now()
 	// The sandbox goes from the store first, in one small transaction; its

@@ -37,6 +37,8 @@ var layout = []struct {
 	{"recovery", privateDir},
 	{"recovery/*", privateDir},   // one per sandbox
 	{"recovery/*/*", privateDir}, // one per session; its manifest is opened with O_NOFOLLOW beneath it
+	{"sessions", privateDir},
+	{"sessions/*", privateFile}, // this host's open session of a sandbox (persist/open_journal.go)
 	{"run", privateDir},
 	{"run/runc", privateDir}, // runc's --root
 	{"run/runc/*", noLink},
