@@ -20,7 +20,6 @@ import (
 
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/change"
-	"github.com/spillway/spillway/internal/pgtest"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -44,34 +43,7 @@ import (
 // forgedURL[h1].
 func forgedFleet(t *testing.T) (h1, h2 *fixture, canaryDir string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("persist tests mount overlay filesystems and need root (CI runs them as root)")
-	}
-	url := pgtest.URL(t)
-	blobs := "dir://" + filepath.Join(t.TempDir(), "blobs")
-	var fs []*fixture
-	for _, host := range []string{"h1", "h2"} {
-		f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir()}
-		e, err := OpenEnv(f.ctx, Options{Root: filepath.Join(f.dir, "state"), Snapshotter: snapshot.KindOverlay,
-			LockTimeout: 5 * time.Second, HostID: host, Store: url, Blobs: blobs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.e = e
-		t.Cleanup(func() {
-			for _, m := range mustMounts(t, f.e.root) {
-				snapshot.Unmount(m)
-			}
-			f.e.Close()
-		})
-		if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}); err != nil {
-			t.Fatal(err)
-		}
-		fs = append(fs, f)
-	}
-	if err := fs[0].e.CreateSandbox("docs", "base"); err != nil {
-		t.Fatal(err)
-	}
+	fs, url := fleetHosts(t, snapshot.KindOverlay, snapshot.KindOverlay)
 	h1, h2 = fs[0], fs[1]
 	forgedURL[h1] = url
 	t.Cleanup(func() { delete(forgedURL, h1) })
@@ -944,34 +916,7 @@ func TestForged2NegativeRecordSize(t *testing.T) {
 // snapshotter (h1 on overlay): hosts may mix snapshotters.
 func forgedNativeFleet(t *testing.T) (h1, h2 *fixture) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("persist tests mount filesystems and need root (CI runs them as root)")
-	}
-	url := pgtest.URL(t)
-	blobs := "dir://" + filepath.Join(t.TempDir(), "blobs")
-	var fs []*fixture
-	for _, c := range []struct{ host, kind string }{{"h1", snapshot.KindOverlay}, {"h2", snapshot.KindNative}} {
-		f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir()}
-		e, err := OpenEnv(f.ctx, Options{Root: filepath.Join(f.dir, "state"), Snapshotter: c.kind,
-			LockTimeout: 5 * time.Second, HostID: c.host, Store: url, Blobs: blobs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.e = e
-		t.Cleanup(func() {
-			for _, m := range mustMounts(t, f.e.root) {
-				snapshot.Unmount(m)
-			}
-			f.e.Close()
-		})
-		if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}); err != nil {
-			t.Fatal(err)
-		}
-		fs = append(fs, f)
-	}
-	if err := fs[0].e.CreateSandbox("docs", "base"); err != nil {
-		t.Fatal(err)
-	}
+	fs, url := fleetHosts(t, snapshot.KindOverlay, snapshot.KindNative)
 	forgedURL[fs[0]] = url
 	t.Cleanup(func() { delete(forgedURL, fs[0]) })
 	return fs[0], fs[1]

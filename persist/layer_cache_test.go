@@ -14,21 +14,22 @@ import (
 	"github.com/spillway/spillway/store"
 )
 
-// fleetFixtures returns two hosts' fixtures, h1 and h2, with roots of
-// their own sharing one PostgreSQL ledger and one blob directory; h1 made
-// sandbox "docs" with an exception on Documents, both imported the image.
-func fleetFixtures(t *testing.T) (*fixture, *fixture) {
+// fleetHosts returns one fixture per snapshotter kind, hosts h1, h2, …,
+// with roots of their own sharing one PostgreSQL ledger (its URL
+// returned) and one blob directory; each imported the image "base", and
+// h1 made sandbox "docs".
+func fleetHosts(t *testing.T, kinds ...string) ([]*fixture, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Fatal("persist tests mount overlay filesystems and need root (CI runs them as root)")
+		t.Fatal("persist tests mount filesystems and need root (CI runs them as root)")
 	}
 	url := pgtest.URL(t)
 	blobs := "dir://" + filepath.Join(t.TempDir(), "blobs")
 	var fs []*fixture
-	for _, host := range []string{"h1", "h2"} {
+	for i, kind := range kinds {
 		f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir()}
-		e, err := OpenEnv(f.ctx, Options{Root: filepath.Join(f.dir, "state"), Snapshotter: snapshot.KindOverlay,
-			LockTimeout: 5 * time.Second, HostID: host, Store: url, Blobs: blobs})
+		e, err := OpenEnv(f.ctx, Options{Root: filepath.Join(f.dir, "state"), Snapshotter: kind,
+			LockTimeout: 5 * time.Second, HostID: fmt.Sprintf("h%d", i+1), Store: url, Blobs: blobs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,6 +48,15 @@ func fleetFixtures(t *testing.T) (*fixture, *fixture) {
 	if err := fs[0].e.CreateSandbox("docs", "base"); err != nil {
 		t.Fatal(err)
 	}
+	return fs, url
+}
+
+// fleetFixtures returns two hosts' fixtures, h1 and h2, with roots of
+// their own sharing one PostgreSQL ledger and one blob directory; h1 made
+// sandbox "docs" with an exception on Documents, both imported the image.
+func fleetFixtures(t *testing.T) (*fixture, *fixture) {
+	t.Helper()
+	fs, _ := fleetHosts(t, snapshot.KindOverlay, snapshot.KindOverlay)
 	fs[0].except(func(x *exceptions.Exception) { x.Forced = true }, "/home/user/Documents/**")
 	return fs[0], fs[1]
 }
