@@ -128,10 +128,12 @@ func (e *Env) loadExpected(ctx context.Context) (x *expected, err error) {
 		for name, n := range e.openSessions() {
 			k := sessionKey(name, n)
 			if _, ok := x.snapshots[k]; !ok {
+				// The ledger does not account for it (another host took
+				// the sandbox over, or rewrote its row).
 				x.snapshots[k] = false
 				x.owner[k] = fmt.Sprintf("session %d of %s, which this host opened and has not closed", n, name)
+				x.mounts[resolved(e.MountPath(name))] = true
 			}
-			x.mounts[resolved(e.MountPath(name))] = true
 		}
 		e.expectParents(ctx, x)
 	}

@@ -158,7 +158,6 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 	if err := e.commitClose(ctx, sb, sum); err != nil {
 		return nil, err
 	}
-	e.noteClosed(name)
 	failpoint.Hit("close.committed")
 	sb, err = e.getSandbox(name)
 	if err != nil {

@@ -138,6 +138,16 @@ func refuseFor(r *store.Record, err error) {
 // it reads the outcome back and commits again only if the close did not
 // take place.
 func (e *Env) commitClose(ctx context.Context, sb *store.Sandbox, sum *CloseSummary) error {
+	err := e.commitClosedOnce(ctx, sb, sum)
+	if err == nil {
+		e.noteClosed(sb.Name) // the session is the ledger's now (open_journal.go)
+	}
+	return err
+}
+
+// commitClosedOnce commits the close, reading the outcome back when the
+// ledger did not answer the COMMIT.
+func (e *Env) commitClosedOnce(ctx context.Context, sb *store.Sandbox, sum *CloseSummary) error {
 	err := e.commitCloseOnce(sb, sum)
 	for try := 1; errors.Is(err, store.ErrCommitUnknown) && try <= commitRetries; try++ {
 		// The ledger did not answer the COMMIT: read what it holds, never

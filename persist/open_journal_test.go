@@ -47,50 +47,54 @@ func TestGCAfterEvictionKeepsTheRoot(t *testing.T) {
 // makes the next open keep that session's changes (a fence) before it
 // builds a new root, with a warning; rm --force discards on purpose.
 func TestOpenJournal(t *testing.T) {
-	f := newFixture(t, snapshot.KindOverlay)
-	f.except(nil, "/home/user/Documents/**")
-	var warnings []string
-	f.e.warn = func(s string) { warnings = append(warnings, s) }
-	root := f.open()
-	if n, ok := f.e.openHere("docs"); !ok || n != 1 {
-		t.Fatalf("after open: journal %d %v, want session 1", n, ok)
-	}
-	write(t, root, "home/user/Documents/a.txt", "a", 0o644)
-	f.close()
-	if _, ok := f.e.openHere("docs"); ok {
-		t.Fatal("after close: the journal still names a session")
-	}
-	// The ledger rewritten as closed while session 2 is open here.
-	root = f.open()
-	write(t, root, "home/user/Documents/unsaved.txt", "unsaved", 0o644)
-	mustUpdate(t, f.e, func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		sb.State = store.StateClosed
-		return tx.PutSandbox(sb)
-	})
-	f.open()
-	if len(warnings) != 1 {
-		t.Fatalf("warnings %q, want one saying the session was kept", warnings)
-	}
-	var n int
-	if err := f.e.RecoverList(f.ctx, "docs", 2, "", func(x RecoverEntry) error {
-		if x.Path == "/home/user/Documents/unsaved.txt" {
-			n++
-		}
-		return nil
-	}); err != nil || n != 1 {
-		t.Fatalf("recover ls --session 2: %d entries for unsaved.txt, %v (warning %q)", n, err, warnings)
-	}
-	if m, ok := f.e.openHere("docs"); !ok || m != 3 {
-		t.Fatalf("after the new open: journal %d %v, want session 3", m, ok)
-	}
-	if err := f.e.RemoveSandbox(f.ctx, "docs", true, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := f.e.openHere("docs"); ok {
-		t.Error("after rm --force: the journal still names a session")
+	for _, kind := range []string{snapshot.KindOverlay, snapshot.KindNative} {
+		t.Run(kind, func(t *testing.T) {
+			f := newFixture(t, kind)
+			f.except(nil, "/home/user/Documents/**")
+			var warnings []string
+			f.e.warn = func(s string) { warnings = append(warnings, s) }
+			root := f.open()
+			if n, ok := f.e.openHere("docs"); !ok || n != 1 {
+				t.Fatalf("after open: journal %d %v, want session 1", n, ok)
+			}
+			write(t, root, "home/user/Documents/a.txt", "a", 0o644)
+			f.close()
+			if _, ok := f.e.openHere("docs"); ok {
+				t.Fatal("after close: the journal still names a session")
+			}
+			// The ledger rewritten as closed while session 2 is open here.
+			root = f.open()
+			write(t, root, "home/user/Documents/unsaved.txt", "unsaved", 0o644)
+			mustUpdate(t, f.e, func(tx *store.Tx) error {
+				sb, err := tx.GetSandbox("docs")
+				if err != nil {
+					return err
+				}
+				sb.State = store.StateClosed
+				return tx.PutSandbox(sb)
+			})
+			f.open()
+			if len(warnings) != 1 {
+				t.Fatalf("warnings %q, want one saying the session was kept", warnings)
+			}
+			var n int
+			if err := f.e.RecoverList(f.ctx, "docs", 2, "", func(x RecoverEntry) error {
+				if x.Path == "/home/user/Documents/unsaved.txt" {
+					n++
+				}
+				return nil
+			}); err != nil || n != 1 {
+				t.Fatalf("recover ls --session 2: %d entries for unsaved.txt, %v (warning %q)", n, err, warnings)
+			}
+			if m, ok := f.e.openHere("docs"); !ok || m != 3 {
+				t.Fatalf("after the new open: journal %d %v, want session 3", m, ok)
+			}
+			if err := f.e.RemoveSandbox(f.ctx, "docs", true, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := f.e.openHere("docs"); ok {
+				t.Error("after rm --force: the journal still names a session")
+			}
+		})
 	}
 }

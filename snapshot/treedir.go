@@ -55,9 +55,10 @@ func (m *Manager) TreeDir(ctx context.Context, key, hint string) (string, error)
 	// hint naming the directory of an active snapshot (another sandbox's
 	// live root) is never a committed snapshot's.
 	if dir, ok := info.Labels[dirLabel]; ok {
-		if hint != dir {
+		if hint != "" && hint != dir {
 			return bad("is not this snapshot's directory " + dir)
 		}
+		hint = dir // recorded by this host's Commit: no hint needed
 	} else if hint != "" {
 		active := false
 		m.sn.Walk(ctx, func(ctx context.Context, i snapshots.Info) error {
