@@ -16,6 +16,7 @@ import (
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 )
@@ -221,7 +222,9 @@ func (e *Env) sessionLease(name string, n uint64) (uint64, error) {
 type openOnHostError struct{ Sandbox, Host string }
 
 func (e *openOnHostError) Error() string {
-	return fmt.Sprintf("sandbox %s is open on host %s: close it there (if that host is dead: spillway fleet evict %s --reason TEXT)", e.Sandbox, e.Host, e.Host)
+	// The host comes from a session row, which any host can write.
+	h := escape.Name(e.Host)
+	return fmt.Sprintf("sandbox %s is open on host %s: close it there (if that host is dead: spillway fleet evict %s --reason TEXT)", e.Sandbox, h, h)
 }
 
 func (e *openOnHostError) Unwrap() error { return errdefs.ErrUnavailable }
@@ -325,7 +328,7 @@ func (e *Env) fence(ctx context.Context, name string, n uint64, cause error) err
 	if err != nil {
 		return fmt.Errorf("fenced session %d of %s: list its changes: %w", n, name, err)
 	}
-	info := sessionInfo{Closed: e.Now(), Snapshotter: e.snap.Kind(), Entries: entries, Refused: entries, Bytes: bytes}
+	info := sessionInfo{Closed: e.Now(), Snapshotter: e.snap.Kind(), Entries: entries, Refused: entries, Bytes: bytes, Fenced: true}
 	if err := e.writeSessionInfo(name, n, info); err != nil {
 		return err
 	}

@@ -74,7 +74,7 @@ func (e *Env) eachRecoverable(ctx context.Context, sandbox string, session uint6
 	r, last, now := retentionOf(sb), lastClosed(sb), e.Now()
 	found := false
 	for _, rs := range sortedByNumber(sessions) {
-		if (session != 0 && rs.n != session) || rs.n > last {
+		if (session != 0 && rs.n != session) || (rs.n > last && !rs.info.Fenced) {
 			continue
 		}
 		found = true

@@ -49,7 +49,18 @@ type sessionInfo struct {
 	Refused        int64     `json:"refused"`         // of which refused
 	Bytes          int64     `json:"bytes"`           // bytes of content the tree holds
 	DiscardedBytes int64     `json:"discarded_bytes"` // of which discarded
+	// Fenced says a fence wrote the session: this host opened it and lost
+	// the lease before its close committed, so the tree holds its only
+	// copy of the session's work. Its retention is this host's own
+	// (fencedKeep), not what the shared ledger's rows say.
+	Fenced bool `json:"fenced,omitempty"`
 }
+
+// fencedKeep is how long the recovery area keeps a fenced session, from
+// its fence, whatever the ledger's retention, session counter and byte cap
+// say: any host of a shared ledger can write those rows, and a fenced
+// session's work exists nowhere else. `recover purge` still removes it.
+const fencedKeep = 7 * 24 * time.Hour
 
 // recoverySession is one session directory of the area.
 type recoverySession struct {

@@ -38,6 +38,10 @@ func lastClosed(sb *store.Sandbox) uint64 {
 // is kept under r (zero time: already gone), given sb's newest closed
 // session.
 func expiry(r Retention, rs *recoverySession, last uint64) (refused, discarded time.Time) {
+	if rs.info.Fenced {
+		// Not the ledger's to expire (fencedKeep): everything in it is refused.
+		return rs.info.Closed.Add(max(fencedKeep, r.KeepRefused)), time.Time{}
+	}
 	if r.KeepSessions <= 0 || rs.n+uint64(r.KeepSessions) <= last {
 		return time.Time{}, time.Time{}
 	}
@@ -68,7 +72,7 @@ func (e *Env) applyRetention(sandbox string) (Dropped, error) {
 	now := e.Now()
 	last := lastClosed(sb)
 	for _, rs := range sessions {
-		if rs.n > last {
+		if rs.n > last && !rs.info.Fenced {
 			continue // the session a crashed close left: its close finishes it
 		}
 		ref, disc := expiry(r, rs, last)
@@ -114,6 +118,9 @@ func (e *Env) enforceCap() (Dropped, error) {
 	for _, rs := range sessions {
 		if total <= limit {
 			break
+		}
+		if rs.info.Fenced && e.Now().Before(rs.info.Closed.Add(fencedKeep)) {
+			continue // this host's only copy of a session it opened (fencedKeep)
 		}
 		release, ok := e.trySandbox(rs.sandbox)
 		if !ok {

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/names"
 )
 
 // Hosts and leases (docs/fleet.md): a sandbox's session is written by one
@@ -145,6 +146,9 @@ func (tx *Tx) HeartbeatFrom(id, root string, ttl time.Duration) (*Host, error) {
 	if err := checkName("host", id); err != nil {
 		return nil, err
 	}
+	if !names.Valid(id) {
+		return nil, fmt.Errorf("store: invalid host name %q", id)
+	}
 	now := tx.Now()
 	h, err := tx.GetHost(id)
 	if isNotFound(err) {
@@ -182,15 +186,32 @@ func (tx *Tx) GetHost(id string) (*Host, error) {
 	if err := tx.getObj("host", id, key(pHost, id), h); err != nil {
 		return nil, err
 	}
+	if err := checkRowName("host", id, h.ID); err != nil {
+		return nil, err
+	}
 	return h, nil
+}
+
+// checkHostField refuses a row (a lease, a session) read back whose host
+// is not a valid host name. spillway never writes one, but any host of a
+// shared ledger can write any row, and host ids go into messages and
+// tables on a terminal as they are: an id holding escapes would reach it.
+func checkHostField(kind, keyed, host string) error {
+	if host != "" && !names.Valid(host) {
+		return errclass.Errorf(errdefs.ErrDataLoss, "store: %s row %q names host %q, a row spillway never writes (written by another host of a shared ledger, or by hand): remove or repair it", kind, keyed, host)
+	}
+	return nil
 }
 
 // ListHosts returns every host that ever shared the ledger, by id.
 func (tx *Tx) ListHosts() ([]*Host, error) {
 	var out []*Host
-	err := tx.scan([]byte(pHost), true, func(_, v []byte) error {
+	err := tx.scan([]byte(pHost), true, func(k, v []byte) error {
 		h := new(Host)
 		if err := decode("host", v, h); err != nil {
+			return err
+		}
+		if err := checkRowName("host", keyName(k, pHost), h.ID); err != nil {
 			return err
 		}
 		out = append(out, h)
@@ -203,6 +224,9 @@ func (tx *Tx) ListHosts() ([]*Host, error) {
 func (tx *Tx) GetLease(sandbox string) (*Lease, error) {
 	l := new(Lease)
 	if err := tx.getObj("lease", sandbox, key(pLease, sandbox), l); err != nil {
+		return nil, err
+	}
+	if err := checkHostField("lease", sandbox, l.Host); err != nil {
 		return nil, err
 	}
 	if l.Host == "" {
@@ -225,9 +249,12 @@ func (tx *Tx) freeLease(l *Lease) error {
 // ListLeases returns every lease, by sandbox.
 func (tx *Tx) ListLeases() ([]*Lease, error) {
 	var out []*Lease
-	err := tx.scan([]byte(pLease), true, func(_, v []byte) error {
+	err := tx.scan([]byte(pLease), true, func(k, v []byte) error {
 		l := new(Lease)
 		if err := decode("lease", v, l); err != nil {
+			return err
+		}
+		if err := checkHostField("lease", keyName(k, pLease), l.Host); err != nil {
 			return err
 		}
 		if l.Host != "" { // not freed

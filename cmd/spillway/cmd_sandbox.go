@@ -166,7 +166,7 @@ func runLs(ctx context.Context, g globalOptions, t *term) error {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s, %s\t%d", s.Name, s.Image, s.State, s.Session, gen,
 				count(s.PersistedFiles, "file"), units.FormatSize(s.PersistedBytes), s.Pending)
 			if shared {
-				fmt.Fprintf(w, "\t%s", s.Host)
+				fmt.Fprintf(w, "\t%s", name(s.Host))
 			}
 			fmt.Fprintln(w)
 		}

@@ -121,7 +121,7 @@ func hint(err error) string {
 	case errors.As(err, &ex) && ex.Kind == "image":
 		return " (remove it first with: spillway image rm " + ex.Name + ")"
 	case errors.As(err, &nc) && nc.Host != "":
-		return fmt.Sprintf(" on host %s (close it there first; if that host is dead: spillway fleet evict %s --reason TEXT)", nc.Host, nc.Host)
+		return fmt.Sprintf(" on host %s (close it there first; if that host is dead: spillway fleet evict %s --reason TEXT)", name(nc.Host), name(nc.Host))
 	case errors.As(err, &nc) && nc.Op == "rm":
 		return " (close it first, or use rm --force to discard everything)"
 	case errors.As(err, &nc):
