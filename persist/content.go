@@ -50,8 +50,10 @@ func (v *verified) Read(p []byte) (int, error) {
 		return 0, v.err
 	}
 	// Read at most one byte past the size: enough to see that it is longer.
-	if max := v.size + 1 - v.n; int64(len(p)) > max {
-		p = p[:max]
+	// (v.size+1 would overflow for a record of size math.MaxInt64, which
+	// any host of a shared ledger can write; 0 <= v.n <= v.size here.)
+	if rest := v.size - v.n; int64(len(p)) > rest {
+		p = p[:rest+1]
 	}
 	n, err := v.f.Read(p)
 	v.n += int64(n)

@@ -74,6 +74,14 @@ func reviewEach(ctx context.Context, tx *store.Tx, sandbox string, after uint64,
 		sbs[sandbox] = sb
 	}
 	return tx.ForEachPendingAfter(ctx, sandbox, after, func(r *store.Record) error {
+		if sandbox != "" && r.Sandbox != sandbox {
+			// An entry of this sandbox's pending index naming another
+			// sandbox's record: spillway never writes one, but any host
+			// of a shared ledger can. The record is listed under its
+			// own sandbox (the index of all sandboxes), never here: a
+			// queue scoped to one sandbox shows only its records.
+			return nil
+		}
 		sb, seen := sbs[r.Sandbox]
 		if !seen {
 			var err error

@@ -2,13 +2,19 @@ package serve
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/persist"
 )
@@ -112,7 +118,21 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	text := r.PostFormValue("text")
+	shown := r.PostFormValue("shown")
 	err := s.withEnv(r.Context(), func(e *persist.Env) error {
+		// Any host of a shared ledger can rewrite the record between the
+		// page and the click: a form of a page (field "shown") decides
+		// only on the record the page showed. (A script's POST without
+		// it decides by id, as `review approve ID` does.)
+		if shown != "" {
+			rep, err := e.ReviewShow(id)
+			if err != nil {
+				return err
+			}
+			if shown != shownRecord(rep.Record) {
+				return errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d changed since the page showed it: reload the page and decide again", id)
+			}
+		}
 		var err error
 		switch verb {
 		case "approve":
@@ -135,6 +155,15 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// shownRecord fingerprints what a record page and a queue row show of a
+// record, for their decision forms (field "shown").
+func shownRecord(r *persist.Record) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\x00%q\x00%d\x00%q\x00%q\x00%q\x00%d\x00%o\x00%q\x00%q\x00%q\x00%q",
+		r.ID, r.Sandbox, r.Session, r.Path, r.Kind, r.Type, r.Size, r.Mode, r.Digest, r.Link, r.Exception, r.Review)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // maxPreview is the largest image shown inline.

@@ -33,8 +33,9 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"list": func(s ...string) []string { return s },
-	"mode": func(m uint32) string { return fmt.Sprintf("%04o", m) },
+	"list":  func(s ...string) []string { return s },
+	"shown": shownRecord,
+	"mode":  func(m uint32) string { return fmt.Sprintf("%04o", m) },
 	"join": func(ss []string) string {
 		out := make([]string, len(ss))
 		for i, s := range ss {

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
 )
 
 // recordIndexKeys lists the index entries of r.
@@ -91,7 +94,21 @@ func (tx *Tx) GetRecord(id uint64) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record %d: %w", id, err)
 	}
+	if err := checkRecordID(id, r); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// checkRecordID refuses a record read under key r:ID whose value names
+// another id. spillway never writes one, but any host of a shared ledger
+// can: callers decide, link and write back by the value's id, so a row
+// shown as one record would make a decision apply to another.
+func checkRecordID(id uint64, r *Record) error {
+	if r.ID != id {
+		return errclass.Errorf(errdefs.ErrDataLoss, "store: record row %d names record %d, a row spillway never writes (written by another host of a shared ledger, or by hand): remove or repair it", id, r.ID)
+	}
+	return nil
 }
 
 // DeleteRecord removes record id and its index entries.
@@ -143,6 +160,13 @@ func (tx *Tx) ForEachRecord(ctx context.Context, sandbox string, fn func(*Record
 		r, err := decodeRecord(v)
 		if err != nil {
 			return fmt.Errorf("record key %x: %w", k, err)
+		}
+		id, ok := tailUint64(k)
+		if !ok || len(k) != len(pRec)+8 {
+			return fmt.Errorf("store: malformed record key %q", k)
+		}
+		if err := checkRecordID(id, r); err != nil {
+			return err
 		}
 		return fn(r)
 	})

@@ -63,6 +63,10 @@ func (tx *Tx) indexedRecords(ctx context.Context, prefix []byte, keys [][]byte) 
 		if err != nil {
 			return fmt.Errorf("store: index %q: record %x: %w", keys[i], k, err)
 		}
+		id, _ := tailUint64(k)
+		if err := checkRecordID(id, r); err != nil {
+			return err
+		}
 		recs[i] = r
 		return nil
 	})
