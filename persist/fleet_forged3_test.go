@@ -132,14 +132,9 @@ func TestForged3RetentionOtherSandboxArea(t *testing.T) {
 	if b, err := os.ReadFile(secretFile); err != nil || string(b) != "secret's discarded work\n" {
 		t.Fatalf("secret's recovery area: %q %v", b, err)
 	}
-	mustUpdate(t, h1.e, func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
+	forgeSandbox(t, h1, "docs", func(sb *store.Sandbox) {
 		sb.Session = math.MaxUint64 - 1
 		sb.Retention = &store.Retention{}
-		return tx.PutSandbox(sb)
 	})
 	var err error
 	withTimeout(t, 2*time.Minute, "gc", func(ctx context.Context) { _, err = h2.e.GC(ctx) })

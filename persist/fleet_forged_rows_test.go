@@ -411,14 +411,7 @@ func TestForgedImageNotImported(t *testing.T) {
 	mustUpdate(t, h1.e, func(tx *store.Tx) error {
 		return tx.PutImage(&store.Image{Name: "other", Snapshot: "img/other", Created: time.Now()})
 	})
-	mustUpdate(t, h1.e, func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		sb.Image = "other"
-		return tx.PutSandbox(sb)
-	})
+	forgeSandbox(t, h1, "docs", func(sb *store.Sandbox) { sb.Image = "other" })
 	_, err := h2.e.OpenSandbox(h2.ctx, "docs")
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "not imported on this host") {
 		t.Fatalf("open of a sandbox on an image not imported here: %v", err)
@@ -520,14 +513,7 @@ func TestForgedOpenMountsAtForgedPath(t *testing.T) {
 	if _, err := h2.e.OpenSandbox(h2.ctx, "docs"); err != nil {
 		t.Fatal(err)
 	}
-	mustUpdate(t, h1.e, func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		sb.Path = canaryDir
-		return tx.PutSandbox(sb)
-	})
+	forgeSandbox(t, h1, "docs", func(sb *store.Sandbox) { sb.Path = canaryDir })
 	// The victim's root is unmounted behind its back (a reboot, say):
 	// open mounts it again, where the row says.
 	if err := snapshot.Unmount(h2.e.MountPath("docs")); err != nil {
@@ -559,14 +545,7 @@ func TestForgedCloseUnmountsForgedPath(t *testing.T) {
 	if _, err := h2.e.OpenSandbox(h2.ctx, "docs"); err != nil {
 		t.Fatal(err)
 	}
-	mustUpdate(t, h1.e, func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		sb.Path = hostMount
-		return tx.PutSandbox(sb)
-	})
+	forgeSandbox(t, h1, "docs", func(sb *store.Sandbox) { sb.Path = hostMount })
 	var err error
 	withTimeout(t, time.Minute, "close", func(ctx context.Context) { _, err = h2.e.CloseSandbox(ctx, "docs", CloseOptions{}) })
 	t.Logf("close: %v", err)
@@ -660,14 +639,7 @@ func TestForgedCloseReadsAnotherSandboxRoot(t *testing.T) {
 	}
 	var secret *store.Sandbox
 	h1.e.store.View(func(tx *store.Tx) (err error) { secret, err = tx.GetSandbox("secret"); return })
-	mustUpdate(t, h1.e, func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		sb.Path, sb.Snapshot, sb.Layer = secret.Path, secret.Snapshot, secret.Layer
-		return tx.PutSandbox(sb)
-	})
+	forgeSandbox(t, h1, "docs", func(sb *store.Sandbox) { sb.Path, sb.Snapshot, sb.Layer = secret.Path, secret.Snapshot, secret.Layer })
 	var err error
 	withTimeout(t, time.Minute, "close", func(ctx context.Context) { _, err = h2.e.CloseSandbox(ctx, "docs", CloseOptions{}) })
 	t.Logf("close of docs: %v", err)
@@ -949,14 +921,7 @@ func TestForged2NativeBaseDirNamesAnotherRoot(t *testing.T) {
 	if _, err := h2.e.OpenSandbox(h2.ctx, "docs"); err != nil {
 		t.Fatal(err)
 	}
-	mustUpdate(t, h1.e, func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		sb.BaseDir = secretDir
-		return tx.PutSandbox(sb)
-	})
+	forgeSandbox(t, h1, "docs", func(sb *store.Sandbox) { sb.BaseDir = secretDir })
 	var sum *CloseSummary
 	withTimeout(t, 2*time.Minute, "close", func(ctx context.Context) { sum, err = h2.e.CloseSandbox(ctx, "docs", CloseOptions{}) })
 	if sum != nil {
@@ -1190,14 +1155,7 @@ func TestForged2RmForceForgedPath(t *testing.T) {
 	if _, err := h2.e.OpenSandbox(h2.ctx, "docs"); err != nil {
 		t.Fatal(err)
 	}
-	mustUpdate(t, h1.e, func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		sb.Path = hostMount
-		return tx.PutSandbox(sb)
-	})
+	forgeSandbox(t, h1, "docs", func(sb *store.Sandbox) { sb.Path = hostMount })
 	var err error
 	withTimeout(t, time.Minute, "diff", func(ctx context.Context) {
 		err = h2.e.Diff(ctx, "docs", func(DiffEntry) error { return nil })

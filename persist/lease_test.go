@@ -161,3 +161,17 @@ func mustUpdate(t *testing.T, e *Env, fn func(tx *store.Tx) error) {
 		t.Fatal(err)
 	}
 }
+
+// forgeSandbox rewrites sandbox name's row through h's ledger with edit,
+// as another host of a shared ledger (or a hand edit) could.
+func forgeSandbox(t *testing.T, h *fixture, name string, edit func(*store.Sandbox)) {
+	t.Helper()
+	mustUpdate(t, h.e, func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox(name)
+		if err != nil {
+			return err
+		}
+		edit(sb)
+		return tx.PutSandbox(sb)
+	})
+}

@@ -65,14 +65,7 @@ func TestOpenJournal(t *testing.T) {
 			// The ledger rewritten as closed while session 2 is open here.
 			root = f.open()
 			write(t, root, "home/user/Documents/unsaved.txt", "unsaved", 0o644)
-			mustUpdate(t, f.e, func(tx *store.Tx) error {
-				sb, err := tx.GetSandbox("docs")
-				if err != nil {
-					return err
-				}
-				sb.State = store.StateClosed
-				return tx.PutSandbox(sb)
-			})
+			forgeSandbox(t, f, "docs", func(sb *store.Sandbox) { sb.State = store.StateClosed })
 			f.open()
 			if len(warnings) != 1 {
 				t.Fatalf("warnings %q, want one saying the session was kept", warnings)
