@@ -82,6 +82,13 @@ func TestOpenJournal(t *testing.T) {
 			if m, ok := f.e.openHere("docs"); !ok || m != 3 {
 				t.Fatalf("after the new open: journal %d %v, want session 3", m, ok)
 			}
+			// The ledger rewritten as closed again: rm refuses as for an
+			// open sandbox; --force discards.
+			forgeSandbox(t, f, "docs", func(sb *store.Sandbox) { sb.State = store.StateClosed })
+			var nc *NotClosedError
+			if err := f.e.RemoveSandbox(f.ctx, "docs", false, nil); !errors.As(err, &nc) {
+				t.Fatalf("rm of a sandbox this host has open (the ledger says closed): %v", err)
+			}
 			if err := f.e.RemoveSandbox(f.ctx, "docs", true, nil); err != nil {
 				t.Fatal(err)
 			}

@@ -133,6 +133,12 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		}
 		return err
 	}
+	if n, ok := e.openHere(name); ok && !force && sb.State == store.StateClosed && e.exists(ctx, sessionKey(name, n)) {
+		// The ledger says closed, but this host opened a session it has
+		// not closed (open_journal.go): as for an open sandbox, close it
+		// first (its changes are then kept) or rm --force.
+		return &NotClosedError{Sandbox: name, State: store.StateOpen, Op: "rm"}
+	}
 	if sb.State != store.StateClosed {
 		if !force {
 			host, err := e.openElsewhere(sb)
