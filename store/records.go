@@ -218,9 +218,11 @@ func (tx *Tx) PathHistory(sandbox, path string) ([]*Record, error) {
 		// no record while the walk reads ahead, and a decision on a
 		// document of 1,000 versions (refreshCurrent) would otherwise
 		// make 1,000 round trips.
-		return out, tx.forIndexBatched(ctx, prefix, nil, collect)
+		err := tx.forIndexBatched(ctx, prefix, nil, collect)
+		return out, err
 	}
-	return out, tx.forIndex(ctx, prefix, collect)
+	err := tx.forIndex(ctx, prefix, collect)
+	return out, err
 }
 
 // DeleteSessionRecords removes the records (and index entries) of one
