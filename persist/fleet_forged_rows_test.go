@@ -533,14 +533,7 @@ func TestForgedOpenMountsAtForgedPath(t *testing.T) {
 // mount.UnmountRecursive), e.g. a host filesystem.
 func TestForgedCloseUnmountsForgedPath(t *testing.T) {
 	h1, h2, canaryDir := forgedFleet(t)
-	hostMount := filepath.Join(t.TempDir(), "host-mount")
-	if err := os.Mkdir(hostMount, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", hostMount, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(hostMount, unix.MNT_DETACH) })
+	hostMount := hostTmpfs(t)
 	os.WriteFile(filepath.Join(hostMount, "data"), []byte("host fs\n"), 0o644)
 	if _, err := h2.e.OpenSandbox(h2.ctx, "docs"); err != nil {
 		t.Fatal(err)
@@ -1144,14 +1137,7 @@ func TestForged2LayerCacheEvictsOpenChain(t *testing.T) {
 // path the row names. (Fails if RemoveSandbox unmounted sb.Path.)
 func TestForged2RmForceForgedPath(t *testing.T) {
 	h1, h2, canaryDir := forgedFleet(t)
-	hostMount := filepath.Join(t.TempDir(), "host-mount")
-	if err := os.Mkdir(hostMount, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", hostMount, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(hostMount, unix.MNT_DETACH) })
+	hostMount := hostTmpfs(t)
 	if _, err := h2.e.OpenSandbox(h2.ctx, "docs"); err != nil {
 		t.Fatal(err)
 	}
@@ -1170,4 +1156,19 @@ func TestForged2RmForceForgedPath(t *testing.T) {
 		t.Errorf("rm --force left docs' own root mounted")
 	}
 	assertCanaryDir(t, canaryDir)
+}
+
+// hostTmpfs mounts a small tmpfs standing for a filesystem of the host,
+// outside every root, and returns where.
+func hostTmpfs(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "host-mount")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
 }
