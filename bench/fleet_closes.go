@@ -53,6 +53,7 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 	cs := make([]*closeClient, clients)
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(dur)
+	cpu0 := measureCPU(url)
 	t0 := time.Now()
 	for i := range clients {
 		wg.Add(1)
@@ -94,6 +95,8 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 	}
 	wg.Wait()
 	wall := time.Since(t0)
+	cpu := measureCPU(url).minus(cpu0)
+	cpu.client, cpu.self = cpu.self, 0 // the clients are this process
 	stopProfile()
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -108,6 +111,7 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 	b.addValue(grp, "closes (open + close cycles) in "+fmtDur(wall), fmt.Sprint(n))
 	b.addValue(grp, "closes per second", fmt.Sprintf("%.0f", rate))
 	b.addValue(grp, "opens and closes that failed with a conflict (ErrConflict) and were run again", fmt.Sprint(conflicts.Load()))
+	cpu.report(b, grp, "spillway", n, wall)
 	b.addValue(grp, "close, ledger side (4 transactions): p50 / p99", fmtDur(percentile(all, 50))+" / "+fmtDur(percentile(all, 99)))
 	b.addValue(grp, "commit transaction: p50 / p99", fmtDur(percentile(allCommits, 50))+" / "+fmtDur(percentile(allCommits, 99)))
 	for k, name := range closeSteps {
@@ -129,7 +133,8 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 	}
 	b.ratios = append(b.ratios, ratio{Name: "fleet closes per second / goal 500 (higher is better)", Value: rate / 500},
 		ratio{Name: fmt.Sprintf("fleet commit p99 of %d clients", clients), Value: float64(percentile(allCommits, 99)) / 1e6, Target: 100, Unit: " ms"})
-	b.logf("fleet-closes: %d closes in %s: %.0f/s, commit p99 %s, %d conflicts", n, fmtDur(wall), rate, fmtDur(percentile(allCommits, 99)), conflicts.Load())
+	b.logf("fleet-closes: %d closes in %s: %.0f/s, commit p99 %s, %d conflicts; CPU a close: clients %s, PostgreSQL %s",
+		n, fmtDur(wall), rate, fmtDur(percentile(allCommits, 99)), conflicts.Load(), fmtDur(cpu.client/time.Duration(max(n, 1))), fmtDur(cpu.server/time.Duration(max(n, 1))))
 	return nil
 }
 

@@ -3,8 +3,8 @@ package store
 import (
 	"context"
 	"encoding/binary"
-
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spillway/spillway/internal/change"
@@ -202,12 +202,15 @@ func (tx *Tx) settleCounts() error {
 	if err != nil {
 		return err
 	}
-	tx.changed = nil
+	tx.changed, tx.before = nil, nil
 	return nil
 }
 
 // settleChanged adds to the counters what the paths tx changed add to the
-// state, against before, the ledger as tx found it.
+// state, against before, the ledger as tx found it. The entries tx knows
+// on both sides are not read, nor the subtrees they hide on both
+// (current_counts_known.go); should an ancestor turn out to uncover one,
+// its subtree is read after all.
 func (tx *Tx) settleChanged(before *Tx) error {
 	for k, paths := range tx.changed {
 		var tops []string
@@ -220,10 +223,58 @@ func (tx *Tx) settleChanged(before *Tx) error {
 				tops = append(tops, p)
 			}
 		}
-		old := newSubtreeScan(k, tops)
+		known, err := tx.knownEntries(k, tops)
+		if err != nil {
+			return err
+		}
+		old := newSubtreeScan(k, tops, known)
 		now := old.again()
+		for p, e := range known {
+			old.setEntry(p, e.before)
+			now.setEntry(p, e.now)
+		}
+		var hidden []int // the tops whose subtrees are not read
+		for t, top := range old.tops {
+			if _, ok := known[top]; !ok {
+				continue
+			}
+			ob, err := old.record(before, old.entry[top])
+			if err != nil {
+				return err
+			}
+			nb, err := now.record(tx, now.entry[top])
+			if err != nil {
+				return err
+			}
+			if blocks(ob) && blocks(nb) {
+				hidden = append(hidden, t)
+			}
+		}
+		old.readRanges(hidden)
+		now.rs, now.slot = old.rs, old.slot
 		if err := scanBoth(before, tx, old.rs, old.row, now.row); err != nil {
 			return err
+		}
+		var uncovered []int
+		for _, t := range hidden {
+			oh, err := old.hides(before, t)
+			if err != nil {
+				return err
+			}
+			nh, err := now.hides(tx, t)
+			if err != nil {
+				return err
+			}
+			if !oh || !nh {
+				uncovered = append(uncovered, t)
+			}
+		}
+		if len(uncovered) > 0 {
+			old.subtreeRanges(uncovered)
+			now.rs, now.slot, now.done, now.last = old.rs, old.slot, nil, -1
+			if err := scanBoth(before, tx, old.rs, old.row, now.row); err != nil {
+				return err
+			}
 		}
 		oc, err := old.counts(before)
 		if err != nil {
@@ -245,6 +296,9 @@ func (tx *Tx) settleChanged(before *Tx) error {
 // holds them while before reads through it: pgTx.hold), both see the
 // same rows: one query reads them for both (pgTx.scanRangesBoth).
 func scanBoth(before, now *Tx, rs []keyRange, fnBefore, fnNow func(i int, k, v []byte) error) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	ctx := context.Background()
 	if pb, ok := before.b.(*pgTx); ok && pb.root != nil && kvTx(pb.root) == now.b {
 		return translate(pb.root.scanRangesBoth(ctx, pb, rs, fnBefore, fnNow))
@@ -256,21 +310,26 @@ func scanBoth(before, now *Tx, rs []keyRange, fnBefore, fnNow func(i int, k, v [
 }
 
 // subtreeScan is what settleChanged reads of a state in one batch
-// (scanRanges): the version of every top and of every ancestor of one,
-// and the keys under every top. An entry's record is its copy in the
-// index (a bare id is looked up): the fields counted never change.
+// (scanRanges): the entry of every top and of every ancestor of one, and
+// the keys under every top, less what it knows. An entry's record is its
+// copy in the index (a bare id is looked up): the fields counted never
+// change.
 type subtreeScan struct {
-	k        countsAt
-	tops     []string
-	prefix   []byte
-	rs       []keyRange
-	paths    []string       // the path of each entry range
-	entry    map[string]int // the entry range of a path
-	nEntries int
-	entries  []*subtreeValue
-	under    [][]subtreeValue
-	done     []byte // the path key of the subtree's entry seen last
-	last     int
+	k      countsAt
+	tops   []string
+	known  map[string]knownEntry // entries not read
+	prefix []byte
+	rs     []keyRange
+	slot   []int          // per range: the entry it reads (>= 0), or ^t: the subtree of tops[t]
+	paths  []string       // the path of each entry
+	entry  map[string]int // the entry of a path
+	// per entry: the row read (nil: none), and its record once looked up
+	entries []*subtreeValue
+	recs    []*Record
+	looked  []bool
+	under   [][]subtreeValue
+	done    []byte // the path key of the subtree's entry seen last
+	last    int
 }
 
 type subtreeValue struct {
@@ -278,13 +337,13 @@ type subtreeValue struct {
 	v    []byte
 }
 
-// newSubtreeScan returns the scan of the subtrees of tops at k.gen.
-func newSubtreeScan(k countsAt, tops []string) *subtreeScan {
-	s := &subtreeScan{k: k, tops: tops, prefix: key(pCurrent, k.sandbox), entry: map[string]int{}, last: -1}
+// newSubtreeScan returns the scan of the entries of tops at k.gen and of
+// their ancestors, less the entries known.
+func newSubtreeScan(k countsAt, tops []string, known map[string]knownEntry) *subtreeScan {
+	s := &subtreeScan{k: k, tops: tops, known: known, prefix: key(pCurrent, k.sandbox), entry: map[string]int{}, last: -1}
 	want := func(p string) {
 		if _, ok := s.entry[p]; !ok {
-			s.entry[p] = len(s.rs)
-			s.rs = append(s.rs, keyRange{prefix: currentPathPrefix(k.sandbox, p), from: currentKey(k.sandbox, p, k.gen), limit: 1})
+			s.entry[p] = len(s.paths)
 			s.paths = append(s.paths, p)
 		}
 	}
@@ -294,29 +353,69 @@ func newSubtreeScan(k countsAt, tops []string) *subtreeScan {
 		}
 		want(top)
 	}
-	s.nEntries = len(s.rs)
-	for _, top := range tops {
-		s.rs = append(s.rs, keyRange{prefix: append(s.prefix[:len(s.prefix):len(s.prefix)], top+"/"...)})
-	}
-	s.entries = make([]*subtreeValue, s.nEntries)
+	s.entries = make([]*subtreeValue, len(s.paths))
+	s.recs, s.looked = make([]*Record, len(s.paths)), make([]bool, len(s.paths))
 	s.under = make([][]subtreeValue, len(tops))
 	return s
 }
 
-// again returns a scan of the same ranges with nothing read yet (the
-// ranges are shared: neither changes them).
+// readRanges sets the ranges to read: every entry not known, and the
+// subtree of every top but those of hidden.
+func (s *subtreeScan) readRanges(hidden []int) {
+	s.rs, s.slot = nil, nil
+	for j, p := range s.paths {
+		if _, ok := s.known[p]; !ok {
+			s.rs = append(s.rs, keyRange{prefix: currentPathPrefix(s.k.sandbox, p), from: currentKey(s.k.sandbox, p, s.k.gen), limit: 1})
+			s.slot = append(s.slot, j)
+		}
+	}
+	skip := map[int]bool{}
+	for _, t := range hidden {
+		skip[t] = true
+	}
+	var ts []int
+	for t := range s.tops {
+		if !skip[t] {
+			ts = append(ts, t)
+		}
+	}
+	s.addSubtrees(ts)
+}
+
+// subtreeRanges sets the ranges to read: the subtrees of the tops ts.
+func (s *subtreeScan) subtreeRanges(ts []int) {
+	s.rs, s.slot, s.done, s.last = nil, nil, nil, -1
+	s.addSubtrees(ts)
+}
+
+func (s *subtreeScan) addSubtrees(ts []int) {
+	for _, t := range ts {
+		s.rs = append(s.rs, keyRange{prefix: append(s.prefix[:len(s.prefix):len(s.prefix)], s.tops[t]+"/"...)})
+		s.slot = append(s.slot, ^t)
+	}
+}
+
+// again returns a scan of the same ranges with nothing read yet.
 func (s *subtreeScan) again() *subtreeScan {
 	a := *s
-	a.entries = make([]*subtreeValue, s.nEntries)
+	a.entries = make([]*subtreeValue, len(s.paths))
+	a.recs, a.looked = make([]*Record, len(s.paths)), make([]bool, len(s.paths))
 	a.under = make([][]subtreeValue, len(s.tops))
 	a.done, a.last = nil, -1
 	return &a
 }
 
+// setEntry gives the entry of path p (v nil: none).
+func (s *subtreeScan) setEntry(p string, v []byte) {
+	if v != nil {
+		s.entries[s.entry[p]] = &subtreeValue{p, v}
+	}
+}
+
 // row takes a key of range i and its value.
 func (s *subtreeScan) row(i int, key, v []byte) error {
-	if i < s.nEntries {
-		s.entries[i] = &subtreeValue{s.paths[i], append([]byte(nil), v...)}
+	if j := s.slot[i]; j >= 0 {
+		s.entries[j] = &subtreeValue{s.paths[j], append([]byte(nil), v...)}
 		return nil
 	}
 	if len(key) < len(s.prefix)+9 {
@@ -333,35 +432,69 @@ func (s *subtreeScan) row(i int, key, v []byte) error {
 		return nil
 	}
 	s.done = append(s.done[:0], pathKey...)
-	t := i - s.nEntries
+	t := ^s.slot[i]
 	s.under[t] = append(s.under[t], subtreeValue{string(pathKey[len(s.prefix) : len(pathKey)-1]), append([]byte(nil), v...)})
 	return nil
+}
+
+// record returns the record of entry j (nil: none), looked up in tx once.
+func (s *subtreeScan) record(tx *Tx, j int) (*Record, error) {
+	if !s.looked[j] {
+		if e := s.entries[j]; e != nil {
+			r, err := tx.entryRecord(s.k.sandbox, e.path, e.v)
+			if err != nil {
+				return nil, err
+			}
+			s.recs[j] = r
+		}
+		s.looked[j] = true
+	}
+	return s.recs[j], nil
+}
+
+// chain returns the records of top t's ancestors, root first.
+func (s *subtreeScan) chain(tx *Tx, t int) ([]*Record, error) {
+	var out []*Record
+	for a := parentPath(s.tops[t]); a != ""; a = parentPath(a) {
+		r, err := s.record(tx, s.entry[a])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// hides says whether the state leaves out everything under top t.
+func (s *subtreeScan) hides(tx *Tx, t int) (bool, error) {
+	anc, err := s.chain(tx, t)
+	if err != nil {
+		return false, err
+	}
+	r, err := s.record(tx, s.entry[s.tops[t]])
+	return err == nil && hidesSubtree(anc, r), err
 }
 
 // counts sums what the rows read contribute, looking records up in tx.
 func (s *subtreeScan) counts(tx *Tx) (Counts, error) {
 	var c Counts
-	var err error
-	recs := make([]*Record, s.nEntries)
-	for i, e := range s.entries {
-		if e != nil {
-			if recs[i], err = tx.entryRecord(s.k.sandbox, e.path, e.v); err != nil {
-				return c, err
-			}
-		}
-	}
 	for t, top := range s.tops {
 		var f StateFilter
-		var chain []string
-		for a := parentPath(top); a != ""; a = parentPath(a) {
-			chain = append(chain, a)
+		anc, err := s.chain(tx, t)
+		if err != nil {
+			return c, err
 		}
-		for i := len(chain) - 1; i >= 0; i-- {
-			if r := recs[s.entry[chain[i]]]; r != nil {
+		for _, r := range anc {
+			if r != nil {
 				f.Keep(r)
 			}
 		}
-		if r := recs[s.entry[top]]; r != nil && f.Keep(r) {
+		r, err := s.record(tx, s.entry[top])
+		if err != nil {
+			return c, err
+		}
+		if r != nil && f.Keep(r) {
 			c.add(r, 1)
 		}
 		for _, e := range s.under[t] {

@@ -58,6 +58,9 @@ func (tx *Tx) StageRecords(sandbox string, gen uint64, recs []*Record, inIndex f
 		}
 	}
 	for i, r := range indexed {
+		tx.noteBefore(sandbox, gen, r.Path, vers[i])
+	}
+	for i, r := range indexed {
 		if err := tx.putVersion(sandbox, r, gen, vers[i]); err != nil {
 			return err
 		}
@@ -72,6 +75,10 @@ type pathVers struct {
 	prev  uint64
 	stale [][]byte
 	atGen bool // the path has a version at gen already
+	// entry is the value of the version a reader at gen sees (the first
+	// at or below gen), when hasEntry
+	entry    []byte
+	hasEntry bool
 }
 
 // pathVersions reads the versions of the paths of rs (one range each) in
@@ -86,6 +93,9 @@ func (tx *Tx) pathVersions(sandbox string, gen uint64, rs []keyRange) ([]pathVer
 			return fmt.Errorf("store: malformed current-state key %q", k)
 		}
 		g = ^g
+		if g <= gen && !out[i].hasEntry {
+			out[i].entry, out[i].hasEntry = append([]byte(nil), v...), true
+		}
 		if g <= gen-1 && !prevSeen[i] {
 			prevSeen[i] = true
 			id, _, err := decodeCurrent(v)

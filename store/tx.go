@@ -12,6 +12,9 @@ type Tx struct {
 	s       *Store
 	counts  map[string]Counts            // counters written by this transaction (current_counts.go)
 	changed map[countsAt]map[string]bool // index paths it changed, for settleCounts
+	// before: entries of changed paths as the ledger held them before this
+	// transaction, read along by StageRecords (current_counts_known.go)
+	before  map[countsAt]map[string][]byte
 	pending map[string]int64             // pending counts it moved, by sandbox
 	// batchReads: a read-only transaction on PostgreSQL, whose index
 	// walks read their records in batches (records_view.go).
