@@ -15,7 +15,7 @@ type Tx struct {
 	// before: entries of changed paths as the ledger held them before this
 	// transaction, read along by StageRecords (current_counts_known.go)
 	before  map[countsAt]map[string][]byte
-	pending map[string]int64             // pending counts it moved, by sandbox
+	pending map[string]int64 // pending counts it moved, by sandbox
 	// batchReads: a read-only transaction on PostgreSQL, whose index
 	// walks read their records in batches (records_view.go).
 	batchReads bool
