@@ -89,8 +89,13 @@ func newPGPools(rawURL, name string) (*pgPools, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: bad PostgreSQL URL: %w", err)
 	}
-	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
-		cfg.AfterConnect = jitOff
+	_, jitSet := cfg.ConnConfig.RuntimeParams["jit"]
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		useByteaArrayCodec(c.TypeMap())
+		if jitSet {
+			return nil
+		}
+		return jitOff(ctx, c)
 	}
 	cfg.ConnConfig.Tracer = pgTestTracer
 	// The pools may outlive the open that made them (Pools): no request's
