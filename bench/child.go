@@ -212,5 +212,12 @@ func cpuProfile(path string) (stop func(), err error) {
 		f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		if m, err := os.Create(path + ".allocs"); err == nil {
+			pprof.Lookup("allocs").WriteTo(m, 0) // and what was allocated meanwhile
+			m.Close()
+		}
+	}, nil
 }

@@ -704,7 +704,12 @@ func (t *pgTx) writeStatements() []pgStatement {
 	slices.Sort(keys)
 	keys = append(created, keys...)
 	var out []pgStatement
-	var ck, cv, sk, sv, dk [][]byte
+	nc, ns := min(len(created), pgFlushChunk), min(len(keys)-len(created), pgFlushChunk)
+	ck, cv := make([][]byte, 0, nc), make([][]byte, 0, nc)
+	var sk, sv, dk [][]byte
+	if ns > 0 {
+		sk, sv, dk = make([][]byte, 0, ns), make([][]byte, 0, ns), make([][]byte, 0, ns)
+	}
 	send := func(force bool) {
 		if len(ck) > 0 && (force || len(ck) == pgFlushChunk) {
 			out = append(out, pgStatement{`INSERT INTO kv (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[])`, []any{ck, cv}})

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -54,6 +55,11 @@ func (encodeByteaArray) Encode(value any, buf []byte) ([]byte, error) {
 	if len(a) > math.MaxInt32 {
 		return nil, errTooManyElements
 	}
+	n := 20 + 4*len(a)
+	for _, e := range a {
+		n += len(e)
+	}
+	buf = slices.Grow(buf, n)
 	buf = binary.BigEndian.AppendUint32(buf, 1) // dimensions (pgx writes an empty array so too)
 	nulls := len(buf)
 	buf = binary.BigEndian.AppendUint32(buf, 0) // set below if an element is NULL
