@@ -38,6 +38,8 @@ type txLock struct {
 type kvTx interface {
 	// get returns the value at k, or ok=false when it is absent.
 	get(k []byte) (v []byte, ok bool, err error)
+	// set writes v at k. The driver may keep v until the transaction
+	// ends (badger's Txn.Set does): the caller leaves it as it is.
 	set(k, v []byte) error
 	// create is set for a key nobody can have written: it holds an id
 	// this transaction drew (next, nextN). A driver may write it with a

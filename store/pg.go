@@ -619,7 +619,10 @@ func (t *pgTx) set(k, v []byte) error {
 	if t.pending == nil {
 		t.pending = map[string][]byte{}
 	}
-	t.pending[string(k)] = append([]byte{}, v...) // never nil: nil is a delete
+	if v == nil {
+		v = []byte{} // nil is a delete
+	}
+	t.pending[string(k)] = v // kept, not copied (kvTx.set)
 	delete(t.created, string(k))
 	return nil
 }
