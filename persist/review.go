@@ -36,13 +36,43 @@ func (e *Env) ReviewList(ctx context.Context, sandbox string) ([]*store.Record, 
 // pending records prints at once. It starts after the record id after (0:
 // at the first), reading nothing before it: the way to the next page.
 func (e *Env) ReviewEach(ctx context.Context, sandbox string, after uint64, fn func(*store.Record) error) error {
-	return e.store.View(func(tx *store.Tx) error { return reviewEach(ctx, tx, sandbox, after, fn) })
+	var d danglingPending
+	err := e.store.View(func(tx *store.Tx) error { return reviewEach(ctx, tx, sandbox, after, fn, d.note) })
+	d.warn(e)
+	return err
+}
+
+// danglingPending counts the entries of the pending index a review walk
+// skipped because they name no record.
+type danglingPending struct {
+	n     int
+	first uint64
+}
+
+func (d *danglingPending) note(id uint64) {
+	if d.n == 0 {
+		d.first = id
+	}
+	d.n++
+}
+
+// warn tells the user about the skipped entries, if any.
+func (d *danglingPending) warn(e *Env) {
+	switch d.n {
+	case 0:
+	case 1:
+		e.warnf("the pending index names record %d, which does not exist: not listed (a damaged ledger, or a host that wrote rows it should not; spillway check lists such entries)", d.first)
+	default:
+		e.warnf("the pending index names %d records that do not exist (the first: %d): not listed (a damaged ledger, or a host that wrote rows it should not; spillway check lists such entries)", d.n, d.first)
+	}
 }
 
 // ReviewEachHost is ReviewEach telling also the host that opened the
 // session whose close wrote each record ("" when the session names none),
 // read in the same transaction, once per session.
 func (e *Env) ReviewEachHost(ctx context.Context, sandbox string, after uint64, fn func(r *store.Record, host string) error) error {
+	var d danglingPending
+	defer d.warn(e)
 	return e.store.View(func(tx *store.Tx) error {
 		hosts := map[sessionRef]string{}
 		return reviewEach(ctx, tx, sandbox, after, func(r *store.Record) error {
@@ -59,12 +89,13 @@ func (e *Env) ReviewEachHost(ctx context.Context, sandbox string, after uint64, 
 				hosts[ref] = host
 			}
 			return fn(r, host)
-		})
+		}, d.note)
 	})
 }
 
-// reviewEach is ReviewEach within tx.
-func reviewEach(ctx context.Context, tx *store.Tx, sandbox string, after uint64, fn func(*store.Record) error) error {
+// reviewEach is ReviewEach within tx, passing to missing the id of each
+// entry of the pending index that names no record (skipped).
+func reviewEach(ctx context.Context, tx *store.Tx, sandbox string, after uint64, fn func(*store.Record) error, missing func(id uint64)) error {
 	sbs := map[string]*store.Sandbox{}
 	if sandbox != "" {
 		sb, err := tx.GetSandbox(sandbox)
@@ -73,7 +104,7 @@ func reviewEach(ctx context.Context, tx *store.Tx, sandbox string, after uint64,
 		}
 		sbs[sandbox] = sb
 	}
-	return tx.ForEachPendingAfter(ctx, sandbox, after, func(r *store.Record) error {
+	return tx.ForEachPendingMissing(ctx, sandbox, after, func(r *store.Record) error {
 		if sandbox != "" && r.Sandbox != sandbox {
 			// An entry of this sandbox's pending index naming another
 			// sandbox's record: spillway never writes one, but any host
@@ -101,7 +132,7 @@ func reviewEach(ctx context.Context, tx *store.Tx, sandbox string, after uint64,
 			return fn(r)
 		}
 		return nil
-	})
+	}, missing)
 }
 
 // ReviewReport is a record as a reviewer sees it: the change, the rule that

@@ -129,13 +129,15 @@ func (tx *Tx) DeleteRecord(id uint64) error {
 // forIndex calls fn with the record of every index key under prefix, in key
 // order (the id is the key's last 8 bytes).
 func (tx *Tx) forIndex(ctx context.Context, prefix []byte, fn func(*Record) error) error {
-	return tx.forIndexFrom(ctx, prefix, nil, fn)
+	return tx.forIndexFrom(ctx, prefix, nil, fn, nil)
 }
 
 // forIndexFrom is forIndex from the index key from on (nil: the start).
-func (tx *Tx) forIndexFrom(ctx context.Context, prefix, from []byte, fn func(*Record) error) error {
+// An entry whose record does not exist is an error, or with missing set
+// is passed to it (its key and id) and skipped.
+func (tx *Tx) forIndexFrom(ctx context.Context, prefix, from []byte, fn func(*Record) error, missing func(k []byte, id uint64)) error {
 	if tx.batchReads {
-		return tx.forIndexBatched(ctx, prefix, from, fn)
+		return tx.forIndexBatched(ctx, prefix, from, fn, missing)
 	}
 	return tx.scanFrom(ctx, prefix, from, false, func(k, _ []byte) error {
 		id, ok := tailUint64(k[len(prefix):])
@@ -143,6 +145,10 @@ func (tx *Tx) forIndexFrom(ctx context.Context, prefix, from []byte, fn func(*Re
 			return fmt.Errorf("store: malformed index key %q", k)
 		}
 		r, err := tx.GetRecord(id)
+		if missing != nil && isNotFound(err) {
+			missing(k, id)
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("store: index %q: %w", k, err)
 		}
@@ -182,6 +188,15 @@ func (tx *Tx) ForEachPending(ctx context.Context, sandbox string, fn func(*Recor
 // from the first): a page deep in the review queue reads its own index
 // entries only, not every one before it.
 func (tx *Tx) ForEachPendingAfter(ctx context.Context, sandbox string, after uint64, fn func(*Record) error) error {
+	return tx.ForEachPendingMissing(ctx, sandbox, after, fn, nil)
+}
+
+// ForEachPendingMissing is ForEachPendingAfter passing to missing (when
+// not nil) the id of each entry that names no record. Such an entry is
+// skipped by every pending walk: spillway never writes one, but a host
+// that writes a shared ledger can, and one row must not take the review
+// queue down for every reviewer. check lists them (DanglingPending).
+func (tx *Tx) ForEachPendingMissing(ctx context.Context, sandbox string, after uint64, fn func(*Record) error, missing func(id uint64)) error {
 	prefix := []byte(pPend)
 	if sandbox != "" {
 		prefix = key(pPendSb, sandbox)
@@ -190,7 +205,41 @@ func (tx *Tx) ForEachPendingAfter(ctx context.Context, sandbox string, after uin
 	if !ok {
 		return nil
 	}
-	return tx.forIndexFrom(ctx, prefix, from, fn)
+	return tx.forIndexFrom(ctx, prefix, from, fn, func(_ []byte, id uint64) {
+		if missing != nil {
+			missing(id)
+		}
+	})
+}
+
+// DanglingPending calls fn for each entry of the pending indexes that
+// names a record that does not exist: of the index of all sandboxes
+// (sandbox "") and of each sandbox's, as its key names it.
+func (tx *Tx) DanglingPending(ctx context.Context, fn func(sandbox string, id uint64) error) error {
+	type entry struct {
+		sandbox string
+		id      uint64
+	}
+	var found []entry
+	for _, prefix := range []string{pPend, pPendSb} {
+		err := tx.forIndexFrom(ctx, []byte(prefix), nil, func(*Record) error { return nil }, func(k []byte, id uint64) {
+			sb := ""
+			if prefix == pPendSb {
+				rest := k[len(prefix):]
+				sb = string(rest[:max(bytes.IndexByte(rest, 0), 0)])
+			}
+			found = append(found, entry{sb, id})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, f := range found {
+		if err := fn(f.sandbox, f.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ForEachExceptionRecord calls fn for the records an exception let through
@@ -218,7 +267,7 @@ func (tx *Tx) PathHistory(sandbox, path string) ([]*Record, error) {
 		// no record while the walk reads ahead, and a decision on a
 		// document of 1,000 versions (refreshCurrent) would otherwise
 		// make 1,000 round trips.
-		err := tx.forIndexBatched(ctx, prefix, nil, collect)
+		err := tx.forIndexBatched(ctx, prefix, nil, collect, nil)
 		return out, err
 	}
 	err := tx.forIndex(ctx, prefix, collect)

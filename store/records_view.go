@@ -12,16 +12,19 @@ import (
 // 50 rows: 4 queries instead of 52). Nothing can change a record between
 // the index's read and its own in a read-only transaction. Batches grow
 // as scan's pages do, so a caller that stops early reads little ahead.
-func (tx *Tx) forIndexBatched(ctx context.Context, prefix, from []byte, fn func(*Record) error) error {
+func (tx *Tx) forIndexBatched(ctx context.Context, prefix, from []byte, fn func(*Record) error, missing func(k []byte, id uint64)) error {
 	var keys [][]byte // index keys of the batch
 	batch := 16
 	deliver := func() error {
-		recs, err := tx.indexedRecords(ctx, prefix, keys)
+		recs, err := tx.indexedRecords(ctx, prefix, keys, missing)
 		if err != nil {
 			return err
 		}
 		keys, batch = keys[:0], min(4*batch, pgPage)
 		for _, r := range recs {
+			if r == nil {
+				continue // missing, and passed to missing
+			}
 			if err := fn(r); err != nil {
 				return err
 			}
@@ -44,8 +47,10 @@ func (tx *Tx) forIndexBatched(ctx context.Context, prefix, from []byte, fn func(
 }
 
 // indexedRecords reads the records that the index keys (under prefix) name,
-// in their order, in one scanRanges: each range is one record's key.
-func (tx *Tx) indexedRecords(ctx context.Context, prefix []byte, keys [][]byte) ([]*Record, error) {
+// in their order, in one scanRanges: each range is one record's key. A
+// record that does not exist is an error, or with missing set is passed
+// to it and left nil.
+func (tx *Tx) indexedRecords(ctx context.Context, prefix []byte, keys [][]byte, missing func(k []byte, id uint64)) ([]*Record, error) {
 	rs := make([]keyRange, len(keys))
 	for i, k := range keys {
 		id, ok := tailUint64(k[len(prefix):])
@@ -76,6 +81,10 @@ func (tx *Tx) indexedRecords(ctx context.Context, prefix []byte, keys [][]byte) 
 	for i, r := range recs {
 		if r == nil {
 			id, _ := tailUint64(keys[i][len(prefix):])
+			if missing != nil {
+				missing(keys[i], id)
+				continue
+			}
 			return nil, fmt.Errorf("store: index %q: record %d: %w", keys[i], id, ErrNotFound)
 		}
 	}
