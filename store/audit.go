@@ -241,6 +241,14 @@ func (s *Store) ForEachEventAfter(ctx context.Context, sandbox string, after uin
 			if err != nil {
 				return fmt.Errorf("audit key %x: %w", k, err)
 			}
+			seq, ok := tailUint64(k)
+			if !ok || len(k) != len(pAudit)+8 {
+				return fmt.Errorf("store: malformed audit key %x", k)
+			}
+			// The key's number, which orders the log and its pages: an
+			// entry that says another (a row spillway never writes) would
+			// send a reader's next page back to it. VerifyAudit reports it.
+			e.Seq = seq
 			if sandbox != "" && e.Sandbox != sandbox {
 				return nil
 			}
