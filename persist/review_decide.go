@@ -41,7 +41,15 @@ const decisionBatch = 500
 // Approve approves pending records: a `--review before` change enters the
 // persisted state in a new generation; a `--review after` one stays.
 func (e *Env) Approve(ctx context.Context, ids []uint64, note string) (*Decided, error) {
-	return e.setStatus(ctx, ids, change.StatusApproved, note)
+	return e.setStatus(ctx, ids, change.StatusApproved, note, nil)
+}
+
+// ApproveChecked is Approve with check run on each record in the
+// transaction that decides it: an error from check decides nothing of
+// its batch. A caller that showed the record decides only on what it
+// showed, however the ledger changed meanwhile (serve's forms).
+func (e *Env) ApproveChecked(ctx context.Context, ids []uint64, note string, check func(*store.Record) error) (*Decided, error) {
+	return e.setStatus(ctx, ids, change.StatusApproved, note, check)
 }
 
 // ApproveAll approves every pending record of a sandbox.
@@ -60,7 +68,7 @@ func (e *Env) ApproveAll(ctx context.Context, sandbox, note string) (*Decided, e
 	for i, r := range recs {
 		ids[i] = r.ID
 	}
-	return e.setStatus(ctx, ids, change.StatusApproved, note)
+	return e.setStatus(ctx, ids, change.StatusApproved, note, nil)
 }
 
 // Reject rejects pending records: each change leaves the persisted state in a
@@ -69,14 +77,22 @@ func (e *Env) Reject(ctx context.Context, ids []uint64, reason string) (*Decided
 	if strings.TrimSpace(reason) == "" {
 		return nil, &InputError{Input: "reason", Problem: "is required: say why the change is rejected"}
 	}
-	return e.setStatus(ctx, ids, change.StatusRejected, reason)
+	return e.setStatus(ctx, ids, change.StatusRejected, reason, nil)
+}
+
+// RejectChecked is Reject with check, as ApproveChecked.
+func (e *Env) RejectChecked(ctx context.Context, ids []uint64, reason string, check func(*store.Record) error) (*Decided, error) {
+	if strings.TrimSpace(reason) == "" {
+		return nil, &InputError{Input: "reason", Problem: "is required: say why the change is rejected"}
+	}
+	return e.setStatus(ctx, ids, change.StatusRejected, reason, check)
 }
 
 // setStatus takes the lock of every sandbox the records belong to (a
 // decision never interleaves with a close of the same sandbox on this
 // host), checks every record, so that a bad id changes nothing, then
 // decides them in batches.
-func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status, text string) (*Decided, error) {
+func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status, text string, check func(*store.Record) error) (*Decided, error) {
 	ids = uniqueIDs(ids)
 	if len(ids) == 0 {
 		return nil, invalidf("give at least one record id")
@@ -90,9 +106,14 @@ func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status,
 			if i%1024 == 1023 && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			_, sb, err := decidable(tx, id, status)
+			r, sb, err := decidable(tx, id, status)
 			if err != nil {
 				return err
+			}
+			if check != nil {
+				if err := check(r); err != nil {
+					return err
+				}
 			}
 			if sb.State == store.StateClosing {
 				closing[sb.Name] = sb.Generation
@@ -113,7 +134,7 @@ func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status,
 			return out, err
 		}
 		n := min(len(ids), decisionBatch)
-		if err := e.store.Update(func(tx *store.Tx) error { return e.decideBatch(tx, ids[:n], status, text, out) }); err != nil {
+		if err := e.store.Update(func(tx *store.Tx) error { return e.decideBatch(tx, ids[:n], status, text, check, out) }); err != nil {
 			return out, err
 		}
 		failpoint.Hit("review.committed")
@@ -156,7 +177,7 @@ func (e *Env) lockSandboxesOf(ctx context.Context, ids []uint64) error {
 	return nil
 }
 
-func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text string, out *Decided) error {
+func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text string, check func(*store.Record) error, out *Decided) error {
 	now, who := e.Now(), whoami.Name()
 	if e.reviewer != "" {
 		who = e.reviewer
@@ -175,6 +196,11 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text
 		r, sb, err := decidable(tx, id, status)
 		if err != nil {
 			return err
+		}
+		if check != nil {
+			if err := check(r); err != nil {
+				return err
+			}
 		}
 		d := bySb[sb.Name]
 		if d == nil {

@@ -292,3 +292,57 @@ func TestReviewShowDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDecisionCheckedInItsTransaction: ApproveChecked and RejectChecked
+// run their check on the record as the deciding transaction reads it. The
+// record is rewritten after the check of the read-only pass (as another
+// host of a shared ledger could between a page and a click); the check
+// in the decision sees the rewrite and nothing is decided. An unchanged
+// record is decided.
+func TestDecisionCheckedInItsTransaction(t *testing.T) {
+	e := reviewEnv(t)
+	ctx := context.Background()
+	for _, verb := range []string{"approve", "reject"} {
+		r := rvRecord(t, e, 2, "/"+verb, change.KindAdd, "after", change.StatusPending, verb)
+		calls := 0
+		check := func(got *store.Record) error {
+			calls++
+			if got.Path != "/"+verb {
+				return fmt.Errorf("r%d changed: %s", got.ID, got.Path)
+			}
+			if calls == 1 { // the read-only pass; now another writer rewrites it
+				rvUpdate(t, e, func(tx *store.Tx) error {
+					c := *got
+					c.Path = "/elsewhere"
+					return tx.PutRecord(&c)
+				})
+			}
+			return nil
+		}
+		decide := func(check func(*store.Record) error) error {
+			var err error
+			if verb == "approve" {
+				_, err = e.ApproveChecked(ctx, []uint64{r.ID}, "", check)
+			} else {
+				_, err = e.RejectChecked(ctx, []uint64{r.ID}, "no", check)
+			}
+			return err
+		}
+		if err := decide(check); err == nil || !strings.Contains(err.Error(), "changed: /elsewhere") || calls != 2 {
+			t.Fatalf("%s of a record rewritten after its first check: %v (%d checks)", verb, err, calls)
+		}
+		if got := rvGet(t, e, r.ID); got.Status != change.StatusPending {
+			t.Fatalf("%s: r%d is %s after a failed check", verb, r.ID, got.Status)
+		}
+		if err := decide(func(*store.Record) error { return nil }); err != nil {
+			t.Fatalf("%s with a check that passes: %v", verb, err)
+		}
+		want := change.StatusApproved
+		if verb == "reject" {
+			want = change.StatusRejected
+		}
+		if got := rvGet(t, e, r.ID); got.Status != want {
+			t.Fatalf("%s: r%d is %s, want %s", verb, r.ID, got.Status, want)
+		}
+	}
+}

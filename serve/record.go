@@ -122,23 +122,24 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	err := s.withEnv(r.Context(), func(e *persist.Env) error {
 		// Any host of a shared ledger can rewrite the record between the
 		// page and the click: a form of a page (field "shown") decides
-		// only on the record the page showed. (A script's POST without
-		// it decides by id, as `review approve ID` does.)
+		// only on the record the page showed, compared in the decision's
+		// own transaction. (A script's POST without it decides by id, as
+		// `review approve ID` does.)
+		var check func(*persist.Record) error
 		if shown != "" {
-			rep, err := e.ReviewShow(id)
-			if err != nil {
-				return err
-			}
-			if shown != shownRecord(rep.Record) {
-				return errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d changed since the page showed it: reload the page and decide again", id)
+			check = func(rec *persist.Record) error {
+				if shown != shownRecord(rec) {
+					return errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d changed since the page showed it: reload the page and decide again", id)
+				}
+				return nil
 			}
 		}
 		var err error
 		switch verb {
 		case "approve":
-			_, err = e.Approve(r.Context(), []uint64{id}, text)
+			_, err = e.ApproveChecked(r.Context(), []uint64{id}, text, check)
 		case "reject":
-			_, err = e.Reject(r.Context(), []uint64{id}, text)
+			_, err = e.RejectChecked(r.Context(), []uint64{id}, text, check)
 		}
 		return err
 	})
