@@ -103,3 +103,47 @@ func TestPendingWalkSkipsDanglingEntries(t *testing.T) {
 		}
 	})
 }
+
+// TestDanglingPendingInBatches: more dangling entries than one batch
+// (pgPage) of DanglingPending, among real ones, are all listed once.
+func TestDanglingPendingInBatches(t *testing.T) {
+	forEachDriver(t, func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := context.Background()
+		mustUpdate(t, s, func(tx *Tx) error {
+			var recs []*Record
+			for i := range 300 {
+				recs = append(recs, &Record{Sandbox: "docs", Session: 1, Path: fmt.Sprintf("/d/f%d", i), Kind: change.KindAdd,
+					Type: change.TypeFile, Size: 1, Status: change.StatusPending})
+			}
+			return tx.StageRecords("docs", 1, recs, nil)
+		})
+		const n = pgPage + 100
+		mustUpdate(t, s, func(tx *Tx) error {
+			for i := range uint64(n) {
+				if err := tx.set(key(pPend, 1<<40+i), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		got := map[uint64]int{}
+		mustView(t, s, func(tx *Tx) error {
+			return tx.DanglingPending(ctx, func(sb string, id uint64) error {
+				if sb != "" {
+					t.Errorf("dangling %d in the index of %q", id, sb)
+				}
+				got[id]++
+				return nil
+			})
+		})
+		if len(got) != n {
+			t.Fatalf("%d dangling entries listed, want %d", len(got), n)
+		}
+		for id, c := range got {
+			if c != 1 || id < 1<<40 {
+				t.Fatalf("entry %d listed %d times", id, c)
+			}
+		}
+	})
+}

@@ -214,22 +214,52 @@ func (tx *Tx) ForEachPendingMissing(ctx context.Context, sandbox string, after u
 
 // DanglingPending calls fn for each entry of the pending indexes that
 // names a record that does not exist: of the index of all sandboxes
-// (sandbox "") and of each sandbox's, as its key names it.
+// (sandbox "") and of each sandbox's, as its key names it. It reads the
+// index keys and whether each record's key is there, not the records: a
+// batch of keys a round trip on PostgreSQL.
 func (tx *Tx) DanglingPending(ctx context.Context, fn func(sandbox string, id uint64) error) error {
 	type entry struct {
 		sandbox string
 		id      uint64
 	}
-	var found []entry
+	var found, batch []entry
+	flush := func() error {
+		rs := make([]keyRange, len(batch))
+		for i, e := range batch {
+			rs[i] = keyRange{prefix: key(pRec, e.id), limit: 1}
+		}
+		there := make([]bool, len(batch))
+		err := tx.scanRanges(ctx, rs, false, func(i int, k, _ []byte) error {
+			there[i] = there[i] || len(k) == len(rs[i].prefix) // not a longer key under it
+			return nil
+		})
+		for i, e := range batch {
+			if !there[i] {
+				found = append(found, e)
+			}
+		}
+		batch = batch[:0]
+		return err
+	}
 	for _, prefix := range []string{pPend, pPendSb} {
-		err := tx.forIndexFrom(ctx, []byte(prefix), nil, func(*Record) error { return nil }, func(k []byte, id uint64) {
+		err := tx.scanFrom(ctx, []byte(prefix), nil, false, func(k, _ []byte) error {
+			id, ok := tailUint64(k[len(prefix):])
+			if !ok {
+				return fmt.Errorf("store: malformed index key %q", k)
+			}
 			sb := ""
 			if prefix == pPendSb {
 				rest := k[len(prefix):]
 				sb = string(rest[:max(bytes.IndexByte(rest, 0), 0)])
 			}
-			found = append(found, entry{sb, id})
+			if batch = append(batch, entry{sb, id}); len(batch) == pgPage {
+				return flush()
+			}
+			return nil
 		})
+		if err == nil && len(batch) > 0 {
+			err = flush()
+		}
 		if err != nil {
 			return err
 		}
