@@ -216,7 +216,9 @@ func cpuProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 		if m, err := os.Create(path + ".allocs"); err == nil {
-			pprof.Lookup("allocs").WriteTo(m, 0) // and what was allocated meanwhile
+			// what the process allocated since it started, as of the
+			// last garbage collection
+			pprof.Lookup("allocs").WriteTo(m, 0)
 			m.Close()
 		}
 	}, nil

@@ -282,6 +282,7 @@ func recordList(ids []uint64) string {
 func (e *Env) checkPendingIndex(ctx context.Context) ([]string, error) {
 	var out []string
 	err := e.store.View(func(tx *store.Tx) error {
+		out = out[:0] // a retried read lists afresh
 		return tx.DanglingPending(ctx, func(sandbox string, id uint64) error {
 			of := "of all sandboxes"
 			if sandbox != "" {

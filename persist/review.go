@@ -37,7 +37,10 @@ func (e *Env) ReviewList(ctx context.Context, sandbox string) ([]*store.Record, 
 // at the first), reading nothing before it: the way to the next page.
 func (e *Env) ReviewEach(ctx context.Context, sandbox string, after uint64, fn func(*store.Record) error) error {
 	var d danglingPending
-	err := e.store.View(func(tx *store.Tx) error { return reviewEach(ctx, tx, sandbox, after, fn, d.note) })
+	err := e.store.View(func(tx *store.Tx) error {
+		d = danglingPending{} // a retried read counts afresh
+		return reviewEach(ctx, tx, sandbox, after, fn, d.note)
+	})
 	d.warn(e)
 	return err
 }
@@ -74,6 +77,7 @@ func (e *Env) ReviewEachHost(ctx context.Context, sandbox string, after uint64, 
 	var d danglingPending
 	defer d.warn(e)
 	return e.store.View(func(tx *store.Tx) error {
+		d = danglingPending{} // a retried read counts afresh
 		hosts := map[sessionRef]string{}
 		return reviewEach(ctx, tx, sandbox, after, func(r *store.Record) error {
 			ref := sessionRef{r.Sandbox, r.Session}

@@ -246,7 +246,9 @@ func (tx *Tx) settleChanged(before *Tx) error {
 			if err != nil {
 				return err
 			}
-			if blocks(ob) && blocks(nb) {
+			// (a bare id may name a record of another path, which
+			// StateFilter places by its own)
+			if blocks(ob) && blocks(nb) && ob.Path == top && nb.Path == top {
 				hidden = append(hidden, t)
 			}
 		}
