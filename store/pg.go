@@ -688,9 +688,12 @@ type pgStatement struct {
 // writeStatements are the statements that write the pending writes:
 // upserts through unnest and deletes through = ANY in key order
 // (concurrent writers lock rows in one order), a chunk of keys per
-// statement; the keys create wrote go in plain INSERTs, unsorted (no
-// other writer can hold them; sorting a close's 400 of them was 4 % of
-// its client CPU).
+// statement; the keys create wrote go in plain INSERTs, unsorted (sorting
+// a close's 400 of them was 4 % of its client CPU). Most hold ids this
+// transaction drew; the others (current-state versions read as absent)
+// are a sandbox's, which its lease keeps to one writer, and two writers
+// without it that insert the same keys in other orders deadlock, which
+// PostgreSQL breaks and the driver retries.
 func (t *pgTx) writeStatements() []pgStatement {
 	if len(t.pending) == 0 {
 		return nil
