@@ -32,11 +32,7 @@ import (
 // the unsaved file is then in h2's recovery area.
 func fencedOnVictim(t *testing.T, h1, h2 *fixture, forge func(tx *store.Tx, sb *store.Sandbox) error) uint64 {
 	t.Helper()
-	o, err := h2.e.OpenSandbox(h2.ctx, "docs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, o.Path, "/home/user/Documents/unsaved.txt", "unsaved work\n", 0o644)
+	n := openWithUnsaved(t, h2)
 	mustUpdate(t, h1.e, func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox("docs")
 		if err != nil {
@@ -44,12 +40,13 @@ func fencedOnVictim(t *testing.T, h1, h2 *fixture, forge func(tx *store.Tx, sb *
 		}
 		return forge(tx, sb)
 	})
+	var err error
 	withTimeout(t, 2*time.Minute, "open", func(ctx context.Context) { _, err = h2.e.OpenSandbox(ctx, "docs") })
 	t.Logf("the victim's open of docs after the forged row: %v", err)
-	if !unsavedKept(t, h2, "docs", o.Session, "home/user/Documents/unsaved.txt", "unsaved work\n") {
-		t.Fatalf("the open fenced nothing: session %d's unsaved work is neither in its root nor in the recovery area", o.Session)
+	if !unsavedKept(t, h2, "docs", n, "home/user/Documents/unsaved.txt", "unsaved work\n") {
+		t.Fatalf("the open fenced nothing: session %d's unsaved work is neither in its root nor in the recovery area", n)
 	}
-	return o.Session
+	return n
 }
 
 // Was a hole: the recovery area's retention counts sessions by the ledger's
@@ -95,11 +92,7 @@ func TestForged3RetentionDropsFencedSession(t *testing.T) {
 			var listed int
 			err := h2.e.RecoverList(h2.ctx, "docs", n, "", func(RecoverEntry) error { listed++; return nil })
 			t.Logf("recover ls docs --session %d: %d entries, %v", n, listed, err)
-			var f *Freed
-			withTimeout(t, 2*time.Minute, "gc", func(ctx context.Context) { f, err = h2.e.GC(ctx) })
-			if f != nil {
-				t.Logf("gc: recovery %+v: %v", f.Recovery, err)
-			}
+			runGC(t, h2)
 			if !unsavedKept(t, h2, "docs", n, "home/user/Documents/unsaved.txt", "unsaved work\n") {
 				t.Errorf("the victim's gc removed the recovery area of session %d, which it opened and never closed (fenced after a forged row, %s): its unsaved work is gone", n, name)
 			}
@@ -136,9 +129,7 @@ func TestForged3RetentionOtherSandboxArea(t *testing.T) {
 		sb.Session = math.MaxUint64 - 1
 		sb.Retention = &store.Retention{}
 	})
-	var err error
-	withTimeout(t, 2*time.Minute, "gc", func(ctx context.Context) { _, err = h2.e.GC(ctx) })
-	t.Logf("gc: %v", err)
+	runGC(t, h2)
 	d, err := h2.e.RecoverPurge("docs", 0)
 	t.Logf("recover purge docs: %+v %v", d, err)
 	withTimeout(t, time.Minute, "recover ls", func(ctx context.Context) {
@@ -208,11 +199,7 @@ func TestForged3LeaseRows(t *testing.T) {
 	for name, mod := range cases {
 		t.Run(name, func(t *testing.T) {
 			h1, h2, canaryDir := forgedFleet(t)
-			o, err := h2.e.OpenSandbox(h2.ctx, "docs")
-			if err != nil {
-				t.Fatal(err)
-			}
-			write(t, o.Path, "/home/user/Documents/unsaved.txt", "unsaved work\n", 0o644)
+			n := openWithUnsaved(t, h2)
 			var l *store.Lease
 			h1.e.store.View(func(tx *store.Tx) (err error) { l, err = tx.GetLease("docs"); return })
 			if l == nil {
@@ -220,6 +207,7 @@ func TestForged3LeaseRows(t *testing.T) {
 			}
 			mod(l)
 			sqlPut(t, h1, []byte("l:docs\x00"), l)
+			var err error
 			withTimeout(t, 2*time.Minute, "close", func(ctx context.Context) {
 				err = noPanic(t, "close", func() error { _, err := h2.e.CloseSandbox(ctx, "docs", CloseOptions{}); return err })
 			})
@@ -228,8 +216,8 @@ func TestForged3LeaseRows(t *testing.T) {
 			if !errors.As(err, &fe) {
 				t.Errorf("close under a forged lease (%s): %v, want fenced", name, err)
 			}
-			if !unsavedKept(t, h2, "docs", o.Session, "home/user/Documents/unsaved.txt", "unsaved work\n") {
-				t.Errorf("session %d's unsaved work is neither in its root nor in the recovery area", o.Session)
+			if !unsavedKept(t, h2, "docs", n, "home/user/Documents/unsaved.txt", "unsaved work\n") {
+				t.Errorf("session %d's unsaved work is neither in its root nor in the recovery area", n)
 			}
 			withTimeout(t, 2*time.Minute, "open", func(ctx context.Context) {
 				err = noPanic(t, "open", func() error { _, err := h2.e.OpenSandbox(ctx, "docs"); return err })

@@ -139,6 +139,36 @@ func putBlob(t *testing.T, h *fixture, content string) (string, int64) {
 	return d, n
 }
 
+// openWithUnsaved opens docs on h and writes unsaved work into its root
+// (home/user/Documents/unsaved.txt, as unsavedKept looks for it), and
+// returns the session's number.
+func openWithUnsaved(t *testing.T, h *fixture) uint64 {
+	t.Helper()
+	o, err := h.e.OpenSandbox(h.ctx, "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, o.Path, "/home/user/Documents/unsaved.txt", "unsaved work\n", 0o644)
+	return o.Session
+}
+
+// runGC runs h's gc, failing the test if it takes over 2 minutes, and
+// logs what it removed and its error: after a forged row it may fail, and
+// the tests check what it kept.
+func runGC(t *testing.T, h *fixture) {
+	t.Helper()
+	var (
+		f   *Freed
+		err error
+	)
+	withTimeout(t, 2*time.Minute, "gc", func(ctx context.Context) { f, err = h.e.GC(ctx) })
+	if f != nil {
+		t.Logf("gc: removed snapshots %q, recovery %+v: %v", f.Snapshots, f.Recovery, err)
+	} else {
+		t.Logf("gc: %v", err)
+	}
+}
+
 // withTimeout runs fn, failing the test if it takes longer than d (a hang).
 func withTimeout(t *testing.T, d time.Duration, what string, fn func(ctx context.Context)) {
 	t.Helper()
@@ -761,11 +791,7 @@ func noPanic(t *testing.T, what string, fn func() error) (err error) {
 // h2's session number.
 func forgeOpenRootAway(t *testing.T, h1, h2 *fixture, how string) uint64 {
 	t.Helper()
-	o, err := h2.e.OpenSandbox(h2.ctx, "docs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, o.Path, "/home/user/Documents/unsaved.txt", "unsaved work\n", 0o644)
+	n := openWithUnsaved(t, h2)
 	mustUpdate(t, h1.e, func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox("docs")
 		if err != nil {
@@ -790,7 +816,7 @@ func forgeOpenRootAway(t *testing.T, h1, h2 *fixture, how string) uint64 {
 	if l == nil || l.Host != "h2" {
 		t.Fatalf("the lease of docs: %+v, want h2's", l)
 	}
-	return o.Session
+	return n
 }
 
 // Was a hole: gc on the victim removes the root of a sandbox open on it, whose
@@ -804,14 +830,7 @@ func TestForged2GCRemovesOpenRoot(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			h1, h2, canaryDir := forgedFleet(t)
 			n := forgeOpenRootAway(t, h1, h2, how)
-			var (
-				f   *Freed
-				err error
-			)
-			withTimeout(t, 2*time.Minute, "gc", func(ctx context.Context) { f, err = h2.e.GC(ctx) })
-			if f != nil {
-				t.Logf("gc: removed snapshots %q: %v", f.Snapshots, err)
-			}
+			runGC(t, h2)
 			if !unsavedKept(t, h2, "docs", n, "home/user/Documents/unsaved.txt", "unsaved work\n") {
 				t.Errorf("gc on h2 removed the open root of docs (session %d, lease still h2's) after a forged %s row: its unsaved work is gone", n, how)
 			}
@@ -1008,11 +1027,7 @@ func forged2ExportChild(t *testing.T) {
 // the session's token against the lease: the close would commit.)
 func TestForged2SessionTokenFences(t *testing.T) {
 	h1, h2, canaryDir := forgedFleet(t)
-	o, err := h2.e.OpenSandbox(h2.ctx, "docs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, o.Path, "/home/user/Documents/unsaved.txt", "unsaved work\n", 0o644)
+	n := openWithUnsaved(t, h2)
 	mustUpdate(t, h1.e, func(tx *store.Tx) error {
 		sb, err := tx.GetSandbox("docs")
 		if err != nil {
@@ -1025,13 +1040,14 @@ func TestForged2SessionTokenFences(t *testing.T) {
 		ses.Token += 1000
 		return tx.PutSession(ses)
 	})
+	var err error
 	withTimeout(t, 2*time.Minute, "close", func(ctx context.Context) { _, err = h2.e.CloseSandbox(ctx, "docs", CloseOptions{}) })
 	t.Logf("close: %v", err)
 	var fe *store.FencedError
 	if !errors.As(err, &fe) {
 		t.Errorf("close of a session whose token is not the lease's: %v, want fenced", err)
 	}
-	if !unsavedKept(t, h2, "docs", o.Session, "home/user/Documents/unsaved.txt", "unsaved work\n") {
+	if !unsavedKept(t, h2, "docs", n, "home/user/Documents/unsaved.txt", "unsaved work\n") {
 		t.Errorf("the fenced session's unsaved work is neither in its root nor in the recovery area")
 	}
 	assertCanaryDir(t, canaryDir)
@@ -1113,14 +1129,7 @@ func TestForged2LayerCacheEvictsOpenChain(t *testing.T) {
 		return tx.PutMeta("layer-cache/h2:secret", layerKey("secret", 1)+" 1 1")
 	})
 	t.Setenv("SPILLWAY_LAYER_CACHE", "1")
-	var (
-		f   *Freed
-		err error
-	)
-	withTimeout(t, 2*time.Minute, "gc", func(ctx context.Context) { f, err = h2.e.GC(ctx) })
-	if f != nil {
-		t.Logf("gc: removed %q: %v", f.Snapshots, err)
-	}
+	runGC(t, h2)
 	for _, k := range []string{secret.Snapshot, layerKey("secret", 1)} {
 		if !h2.e.exists(h2.ctx, k) {
 			t.Errorf("gc removed %s under secret's open root after a forged cache entry", k)
