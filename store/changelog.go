@@ -75,34 +75,21 @@ func (s *Store) DropChanges(ctx context.Context, sandbox string, gen uint64) (in
 	if err := checkName("sandbox", sandbox); err != nil {
 		return 0, err
 	}
-	const chunk = 10000
 	prefix := key(pChangeLog, sandbox)
-	total := 0
-	for {
-		var ks [][]byte
-		err := s.View(func(tx *Tx) error {
-			return tx.scanCtx(ctx, prefix, false, func(k, _ []byte) error {
-				if len(k) < len(prefix)+8 || binary.BigEndian.Uint64(k[len(prefix):]) > gen {
-					return ErrStop
-				}
-				ks = append(ks, append([]byte(nil), k...))
-				if len(ks) == chunk {
-					return ErrStop
-				}
-				return nil
-			})
-		})
-		if err != nil || len(ks) == 0 {
-			return total, err
+	return s.deleteWhere(ctx, prefix, nil, func(k []byte) (del, stop bool) {
+		if len(k) < len(prefix)+8 || binary.BigEndian.Uint64(k[len(prefix):]) > gen {
+			return false, true
 		}
-		if err := s.deleteKeys(ks); err != nil {
-			return total, err
-		}
-		total += len(ks)
-		if len(ks) < chunk {
-			return total, nil
-		}
-	}
+		return true, false
+	})
+}
+
+// dropChangesFrom deletes sandbox's change-log entries at generations from
+// gen on, in transactions of a bounded size, and returns how many.
+func (s *Store) dropChangesFrom(ctx context.Context, sandbox string, gen uint64) (int, error) {
+	start := changeKey(sandbox, gen, "")
+	start = start[:len(start)-1] // GEN without a path
+	return s.deleteWhere(ctx, key(pChangeLog, sandbox), start, func([]byte) (del, stop bool) { return true, false })
 }
 
 // AllGenerations, given to DropChanges, drops the whole log.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 )
 
 // The current-state index: per sandbox and path, the newest record in
@@ -171,9 +172,16 @@ func (tx *Tx) eachCurrentValue(ctx context.Context, sandbox string, gen uint64, 
 }
 
 // DropCurrentAbove deletes the versions of sandbox's index above gen (left
-// by a change that never became current) and returns how many.
+// by a change that never became current) and returns how many, then the
+// change log's entries above gen, which those versions' writes logged: a
+// change that becomes current later logs its own paths only.
 func (s *Store) DropCurrentAbove(ctx context.Context, sandbox string, gen uint64) (int, error) {
-	return s.dropCurrent(ctx, sandbox, func(g uint64) bool { return g > gen })
+	n, err := s.dropCurrent(ctx, sandbox, func(g uint64) bool { return g > gen })
+	if err != nil || gen == math.MaxUint64 {
+		return n, err
+	}
+	_, err = s.dropChangesFrom(ctx, sandbox, gen+1)
+	return n, err
 }
 
 // DropCurrent deletes sandbox's whole index.
@@ -197,14 +205,27 @@ func (s *Store) dropCurrent(ctx context.Context, sandbox string, drop func(uint6
 	}); err != nil {
 		return 0, err
 	}
+	return s.deleteWhere(ctx, key(pCurrent, sandbox), nil, func(k []byte) (del, stop bool) {
+		g, ok := tailUint64(k)
+		return ok && drop(^g), false
+	})
+}
+
+// deleteWhere deletes the keys under prefix, from from on, that pick
+// selects, until it says stop, in transactions of a bounded size (each
+// chunk found by a read-only scan from from again), and returns how many.
+func (s *Store) deleteWhere(ctx context.Context, prefix, from []byte, pick func(k []byte) (del, stop bool)) (int, error) {
 	const chunk = 10000
-	prefix := key(pCurrent, sandbox)
 	total := 0
 	for {
 		var ks [][]byte
 		err := s.View(func(tx *Tx) error {
-			return tx.scanCtx(ctx, prefix, false, func(k, _ []byte) error {
-				if g, ok := tailUint64(k); ok && drop(^g) {
+			return tx.scanFrom(ctx, prefix, from, false, func(k, _ []byte) error {
+				del, stop := pick(k)
+				if stop {
+					return ErrStop
+				}
+				if del {
 					ks = append(ks, append([]byte(nil), k...))
 					if len(ks) == chunk {
 						return ErrStop

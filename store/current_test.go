@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 )
 
@@ -87,6 +89,14 @@ func TestCurrentVersions(t *testing.T) {
 		if got := fmt.Sprint(currentAt(t, s, "ab", 9)); got != "map[/x:99]" {
 			t.Errorf("sandbox ab: %s", got)
 		}
+		// The change log above 4 went with the versions; below, and of
+		// sandbox ab, it stays.
+		if got := changesOf(t, s, "a"); got != "1:/x 1:/x y 1:/x/y 2:/x 2:/x y 3:/x 4:/x" {
+			t.Errorf("change log of a after the drop: %s", got)
+		}
+		if got := changesOf(t, s, "ab"); got != "1:/x" {
+			t.Errorf("change log of ab after the drop of a: %s", got)
+		}
 		if _, err := s.DropCurrent(context.Background(), "a"); err != nil {
 			t.Fatal(err)
 		}
@@ -97,4 +107,19 @@ func TestCurrentVersions(t *testing.T) {
 			t.Errorf("DropCurrent of a touched ab")
 		}
 	})
+}
+
+// changesOf lists sandbox's change log as GEN:PATH, in order.
+func changesOf(t *testing.T, s *Store, sandbox string) string {
+	t.Helper()
+	var out []string
+	if err := s.View(func(tx *Tx) error {
+		return tx.ForEachChange(context.Background(), sandbox, 0, math.MaxUint64, func(gen uint64, path string, _ uint64) error {
+			out = append(out, fmt.Sprintf("%d:%s", gen, path))
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(out, " ")
 }
