@@ -23,15 +23,17 @@ import (
 // records staged with their current-state versions (token checked), and
 // the commit (token checked, lease released, generation bumped, session
 // and sandbox updated, audit entry). Each runs as persist runs it: the
-// lease taken in UpdateLeaseTaker, the two commits in UpdateLeasedAudited, the rest in UpdateLeased. The open between closes (heartbeat,
-// lease, session) is part of the loop, not of the close's latency.
+// lease taken in UpdateLeaseTaker, the two commits in UpdateLeasedAudited,
+// the rest in UpdateLeased. The open between closes (heartbeat, lease,
+// session) is part of the loop, not of the close's latency.
+//
+// Then, side by side on fresh databases for as long, two bounds of
+// the same cycle: the stage writing its rows blind (no reads, no counters:
+// store's StageBlindForBench), and no stage at all. They say what the
+// key-value layout's writes alone allow, whatever the close reads.
 func (b *bench) fleetCloses(ctx context.Context) error {
 	clients := 32
 	dur := fleetSize(b.cfg, 30*time.Second, 4*time.Second, time.Second)
-	url, err := b.fleetDB()
-	if err != nil {
-		return err
-	}
 	if n := os.Getenv("SPILLWAY_BENCH_FLEET_CLIENTS"); n != "" {
 		if _, err := fmt.Sscan(n, &clients); err != nil || clients < 1 {
 			return fmt.Errorf("SPILLWAY_BENCH_FLEET_CLIENTS=%q: want a number of clients", n)
@@ -41,14 +43,97 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sts, closeAll, err := fleetStores(ctx, url, clients)
+	r, err := b.runCloses(ctx, clients, dur, stageReal)
+	stopProfile()
 	if err != nil {
 		return err
 	}
+	n := r.n
+	rate := float64(n) / r.wall.Seconds()
+	grp := fmt.Sprintf("fleet-closes (%d clients, 50 files a session)", clients)
+	b.addValue(grp, "closes (open + close cycles) in "+fmtDur(r.wall), fmt.Sprint(n))
+	b.addValue(grp, "closes per second", fmt.Sprintf("%.0f", rate))
+	b.addValue(grp, "opens and closes that failed with a conflict (ErrConflict) and were run again", fmt.Sprint(r.conflicts))
+	r.cpu.report(b, grp, "spillway", n, r.wall)
+	b.addValue(grp, "close, ledger side (4 transactions): p50 / p99", fmtDur(percentile(r.lat, 50))+" / "+fmtDur(percentile(r.lat, 99)))
+	b.addValue(grp, "commit transaction: p50 / p99", fmtDur(percentile(r.commits, 50))+" / "+fmtDur(percentile(r.commits, 99)))
+	for k, name := range closeSteps {
+		if len(r.steps[k]) > 0 {
+			b.addValue(grp, "step "+name+": p50 / p99", fmtDur(percentile(r.steps[k], 50))+" / "+fmtDur(percentile(r.steps[k], 99)))
+		}
+	}
+	if st, err := dbCounts(ctx, r.url); err == nil {
+		// Each cycle rolls back one read-only transaction of its own (the
+		// snapshot read of the current-state counters); the rest of the
+		// rollbacks are serialization failures, run again.
+		b.addValue(grp, "transactions committed / rolled back (serialization failures + 1 snapshot read a cycle)", fmt.Sprintf("%d / %d", st.commits, st.rollbacks))
+		b.addValue(grp, "kv index scans (one a get or scan page) per cycle", fmt.Sprintf("%.0f", float64(st.idxScans)/float64(n)))
+	}
+	b.ratios = append(b.ratios, ratio{Name: "fleet closes per second / goal 500 (higher is better)", Value: rate / 500},
+		ratio{Name: fmt.Sprintf("fleet commit p99 of %d clients", clients), Value: float64(percentile(r.commits, 99)) / 1e6, Target: 100, Unit: " ms"})
+	b.logf("fleet-closes: %d closes in %s: %.0f/s, commit p99 %s, %d conflicts; CPU a close: clients %s, PostgreSQL %s",
+		n, fmtDur(r.wall), rate, fmtDur(percentile(r.commits, 99)), r.conflicts, fmtDur(r.cpu.client/time.Duration(max(n, 1))), fmtDur(r.cpu.server/time.Duration(max(n, 1))))
+
+	bgrp := fmt.Sprintf("fleet-closes bounds (%d clients, the same cycle, %s each)", clients, fmtDur(dur))
+	for _, stage := range []closeStage{stageWritesOnly, stageNone} {
+		br, err := b.runCloses(ctx, clients, dur, stage)
+		if err != nil {
+			return fmt.Errorf("%s: %w", stage, err)
+		}
+		brate := float64(br.n) / br.wall.Seconds()
+		b.addValue(bgrp, stage.String()+": closes per second", fmt.Sprintf("%.0f", brate))
+		br.cpu.report(b, bgrp, stage.String(), br.n, br.wall)
+		b.ratios = append(b.ratios, ratio{Name: "fleet closes per second / " + stage.String() + " (side by side)", Value: rate / brate})
+		b.logf("fleet-closes, %s: %.0f/s; CPU a close: clients %s, PostgreSQL %s", stage, brate,
+			fmtDur(br.cpu.client/time.Duration(max(br.n, 1))), fmtDur(br.cpu.server/time.Duration(max(br.n, 1))))
+	}
+	return nil
+}
+
+// closeStage is what a cycle's stage transaction does.
+type closeStage int
+
+const (
+	stageReal       closeStage = iota // StageRecords, as persist's close
+	stageWritesOnly                   // the same rows written blind
+	stageNone                         // no stage transaction
+)
+
+func (s closeStage) String() string {
+	switch s {
+	case stageWritesOnly:
+		return "the stage's writes alone"
+	case stageNone:
+		return "no stage"
+	}
+	return "the close"
+}
+
+// closeResult is what runCloses measured.
+type closeResult struct {
+	url          string
+	n, conflicts int64
+	wall         time.Duration
+	cpu          cpuUse
+	lat, commits []time.Duration
+	steps        [len(closeSteps)][]time.Duration
+}
+
+// runCloses runs clients open and close cycles for dur on a fresh
+// database, with stage as each close's stage transaction.
+func (b *bench) runCloses(ctx context.Context, clients int, dur time.Duration, stage closeStage) (closeResult, error) {
+	var r closeResult
+	url, err := b.fleetDB()
+	if err != nil {
+		return r, err
+	}
+	r.url = url
+	sts, closeAll, err := fleetStores(ctx, url, clients)
+	if err != nil {
+		return r, err
+	}
 	defer closeAll()
 	var closes, conflicts atomic.Int64
-	lat := make([][]time.Duration, clients)
-	commits := make([][]time.Duration, clients)
 	errs := make([]error, clients)
 	cs := make([]*closeClient, clients)
 	var wg sync.WaitGroup
@@ -59,7 +144,7 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &closeClient{st: sts[i], host: fmt.Sprintf("c%02d", i), sandbox: fmt.Sprintf("docs%02d", i)}
+			c := &closeClient{st: sts[i], host: fmt.Sprintf("c%02d", i), sandbox: fmt.Sprintf("docs%02d", i), stage: stage}
 			cs[i] = c
 			if errs[i] = c.create(); errs[i] != nil {
 				return
@@ -87,64 +172,38 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 				if errs[i] != nil {
 					return
 				}
-				lat[i] = append(lat[i], time.Since(t1))
-				commits[i] = append(commits[i], commit)
+				c.lat = append(c.lat, time.Since(t1))
+				c.commits = append(c.commits, commit)
 				closes.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	wall := time.Since(t0)
-	cpu := measureCPU(url).minus(cpu0)
-	cpu.client, cpu.self = cpu.self, 0 // the clients are this process
-	stopProfile()
+	r.wall = time.Since(t0)
+	r.cpu = measureCPU(url).minus(cpu0)
+	r.cpu.client, r.cpu.self = r.cpu.self, 0 // the clients are this process
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return r, err
 	}
-	var all, allCommits []time.Duration
-	for i := range clients {
-		all, allCommits = append(all, lat[i]...), append(allCommits, commits[i]...)
-	}
-	n := closes.Load()
-	rate := float64(n) / wall.Seconds()
-	grp := fmt.Sprintf("fleet-closes (%d clients, 50 files a session)", clients)
-	b.addValue(grp, "closes (open + close cycles) in "+fmtDur(wall), fmt.Sprint(n))
-	b.addValue(grp, "closes per second", fmt.Sprintf("%.0f", rate))
-	b.addValue(grp, "opens and closes that failed with a conflict (ErrConflict) and were run again", fmt.Sprint(conflicts.Load()))
-	cpu.report(b, grp, "spillway", n, wall)
-	b.addValue(grp, "close, ledger side (4 transactions): p50 / p99", fmtDur(percentile(all, 50))+" / "+fmtDur(percentile(all, 99)))
-	b.addValue(grp, "commit transaction: p50 / p99", fmtDur(percentile(allCommits, 50))+" / "+fmtDur(percentile(allCommits, 99)))
-	for k, name := range closeSteps {
-		var ds []time.Duration
-		for _, c := range cs {
-			ds = append(ds, c.steps[k]...)
+	r.n, r.conflicts = closes.Load(), conflicts.Load()
+	for _, c := range cs {
+		r.lat, r.commits = append(r.lat, c.lat...), append(r.commits, c.commits...)
+		for k := range closeSteps {
+			r.steps[k] = append(r.steps[k], c.steps[k]...)
 		}
-		if len(ds) == 0 {
-			continue
-		}
-		b.addValue(grp, "step "+name+": p50 / p99", fmtDur(percentile(ds, 50))+" / "+fmtDur(percentile(ds, 99)))
 	}
-	if st, err := dbCounts(ctx, url); err == nil {
-		// Each cycle rolls back one read-only transaction of its own (the
-		// snapshot read of the current-state counters); the rest of the
-		// rollbacks are serialization failures, run again.
-		b.addValue(grp, "transactions committed / rolled back (serialization failures + 1 snapshot read a cycle)", fmt.Sprintf("%d / %d", st.commits, st.rollbacks))
-		b.addValue(grp, "kv index scans (one a get or scan page) per cycle", fmt.Sprintf("%.0f", float64(st.idxScans)/float64(n)))
-	}
-	b.ratios = append(b.ratios, ratio{Name: "fleet closes per second / goal 500 (higher is better)", Value: rate / 500},
-		ratio{Name: fmt.Sprintf("fleet commit p99 of %d clients", clients), Value: float64(percentile(allCommits, 99)) / 1e6, Target: 100, Unit: " ms"})
-	b.logf("fleet-closes: %d closes in %s: %.0f/s, commit p99 %s, %d conflicts; CPU a close: clients %s, PostgreSQL %s",
-		n, fmtDur(wall), rate, fmtDur(percentile(allCommits, 99)), conflicts.Load(), fmtDur(cpu.client/time.Duration(max(n, 1))), fmtDur(cpu.server/time.Duration(max(n, 1))))
-	return nil
+	return r, nil
 }
 
 // closeClient is one client: its Store, host id, sandbox, lease.
 type closeClient struct {
 	st            *store.Store
 	host, sandbox string
+	stage         closeStage
 	token         uint64
 	sb            *store.Sandbox
-	steps         [6][]time.Duration // per closeSteps
+	steps         [len(closeSteps)][]time.Duration
+	lat, commits  []time.Duration // each close's and its commit's
 }
 
 // closeSteps name the timed steps of a cycle.
@@ -235,17 +294,22 @@ func (c *closeClient) close() (time.Duration, error) {
 	// for the versions, an abandoned session), which this loop never has:
 	// steps 2 and 3 are not run, and not reported.
 	gen := c.sb.Generation
+	if c.stage == stageNone {
+		return c.commit(name, n)
+	}
 	err = c.step(4, func() error {
 		// as persist's close stages a batch (persist/close_collect.go):
 		// UpdateLeased checks the token
 		return c.st.UpdateLeased(name, c.host, c.token, func(tx *store.Tx) error {
-			now := tx.Now()
-			recs := make([]*store.Record, 50)
-			for j := range recs {
-				p := fmt.Sprintf("/home/user/Documents/report-%02d.odt", j)
-				recs[j] = &store.Record{Sandbox: name, Session: n, Path: p, Kind: change.KindModify, Type: "file", Size: 4096, Mode: 0o644,
-					UID: 1000, GID: 1000, Mtime: now, Digest: fmt.Sprintf("sha256:%032x%032x", n, j), Exception: "ex1", Review: "after",
-					Status: change.StatusPending, Created: now}
+			recs := c.records(tx.Now(), n)
+			if c.stage == stageWritesOnly {
+				// every cycle writes the same paths: their versions at
+				// gen-1 are the stale ones StageRecords would drop
+				var stale uint64
+				if gen > 1 {
+					stale = gen - 1
+				}
+				return tx.StageBlindForBench(name, gen+1, recs, stale)
 			}
 			return tx.StageRecords(name, gen+1, recs, nil)
 		})
@@ -253,8 +317,26 @@ func (c *closeClient) close() (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("stage: %w", err)
 	}
+	return c.commit(name, n)
+}
+
+// records are the 50 records a close of session n stages: the same paths
+// every time, modified.
+func (c *closeClient) records(now time.Time, n uint64) []*store.Record {
+	recs := make([]*store.Record, 50)
+	for j := range recs {
+		p := fmt.Sprintf("/home/user/Documents/report-%02d.odt", j)
+		recs[j] = &store.Record{Sandbox: c.sandbox, Session: n, Path: p, Kind: change.KindModify, Type: "file", Size: 4096, Mode: 0o644,
+			UID: 1000, GID: 1000, Mtime: now, Digest: fmt.Sprintf("sha256:%032x%032x", n, j), Exception: "ex1", Review: "after",
+			Status: change.StatusPending, Created: now}
+	}
+	return recs
+}
+
+// commit runs the close's commit transaction and returns how long it took.
+func (c *closeClient) commit(name string, n uint64) (time.Duration, error) {
 	t0 := time.Now()
-	err = c.step(5, func() error {
+	err := c.step(5, func() error {
 		// as persist's commit (persist/close_commit.go, commitUpdate)
 		return c.st.UpdateLeasedAudited(name, c.host, c.token, func(tx *store.Tx) error {
 			if err := tx.ReleaseLease(name, c.host, c.token); err != nil {

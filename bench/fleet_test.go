@@ -21,7 +21,7 @@ func TestFleetTiny(t *testing.T) {
 	if err := run(context.Background(), tinyConfig, t.TempDir(), &out, &log); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	for _, want := range []string{"double opens", "host killed → other host's open granted", "uncontended open on h2", "closes per second", "commit transaction: p50 / p99", "open on h2 after a close on h1", "review ls first page, store call", "spillway serve: GET /queue (50 rows", "through PgBouncer (session pooling, warm)"} {
+	for _, want := range []string{"double opens", "host killed → other host's open granted", "uncontended open on h2", "closes per second", "the stage's writes alone: closes per second", "no stage: closes per second", "commit transaction: p50 / p99", "open on h2 after a close on h1", "review ls first page, store call", "spillway serve: GET /queue (50 rows", "through PgBouncer (session pooling, warm)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

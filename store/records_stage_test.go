@@ -147,19 +147,7 @@ func testStageRecordsMatches(t *testing.T) {
 // sameLedger fails unless a and b hold the same keys and values.
 func sameLedger(t *testing.T, a, b *Store) {
 	t.Helper()
-	dump := func(s *Store) map[string][]byte {
-		m := map[string][]byte{}
-		if err := s.View(func(tx *Tx) error {
-			return tx.scan(nil, true, func(k, v []byte) error {
-				m[string(k)] = append([]byte(nil), v...)
-				return nil
-			})
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	da, db := dump(a), dump(b)
+	da, db := dumpLedger(t, a), dumpLedger(t, b)
 	for k, v := range da {
 		if w, ok := db[k]; !ok || !bytes.Equal(v, w) {
 			t.Fatalf("key %q: staged %x, looped %x (present %v)", k, v, w, ok)
@@ -170,6 +158,21 @@ func sameLedger(t *testing.T, a, b *Store) {
 			t.Fatalf("key %q only in the looped ledger", k)
 		}
 	}
+}
+
+// dumpLedger returns every key and value of s.
+func dumpLedger(t *testing.T, s *Store) map[string][]byte {
+	t.Helper()
+	m := map[string][]byte{}
+	if err := s.View(func(tx *Tx) error {
+		return tx.scan(nil, true, func(k, v []byte) error {
+			m[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // TestStageRecordsTwiceAtGen: a path staged again at a generation that

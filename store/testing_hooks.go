@@ -82,3 +82,39 @@ func (s *Store) DowngradeRecordsForBench() error {
 func (s *Store) SetSchemaForTest(v int) error {
 	return s.Update(func(tx *Tx) error { return tx.set([]byte(keySchema), []byte(strconv.Itoa(v))) })
 }
+
+// StageBlindForBench writes the rows StageRecords writes for recs, new
+// records of sandbox under ids it draws (each record, its index entries,
+// its current-state version at gen, its change-log entry, and the path's
+// version at stale deleted when stale > 0), without reading anything
+// first and without the state counters (cn:): what the writes alone cost. For
+// the fleet-closes benchmark's bound only; the ledger it leaves is not
+// consistent (no counters, change-log entries naming no earlier record).
+func (tx *Tx) StageBlindForBench(sandbox string, gen uint64, recs []*Record, stale uint64) error {
+	ids, err := tx.nextN("record", len(recs))
+	if err != nil {
+		return err
+	}
+	for i, r := range recs {
+		r.ID = ids[i]
+		if err := tx.putNewRecord(r); err != nil {
+			return err
+		}
+		val, err := copyValue(r)
+		if err != nil {
+			return err
+		}
+		if err := tx.create(currentKey(sandbox, r.Path, gen), val); err != nil {
+			return err
+		}
+		if err := tx.set(changeKey(sandbox, gen, r.Path), nil); err != nil {
+			return err
+		}
+		if stale > 0 {
+			if err := tx.del(currentKey(sandbox, r.Path, stale)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
