@@ -106,7 +106,7 @@ func (e *Env) eachRecoverable(ctx context.Context, sandbox string, session uint6
 		}
 	}
 	if session != 0 && !found {
-		return errclass.Errorf(errdefs.ErrNotFound, "the recovery area of %s holds nothing of session %d", sandbox, session)
+		return errclass.Errorf(errdefs.ErrNotFound, "%s holds nothing of session %d", e.RecoveryAreaName(sandbox), session)
 	}
 	return nil
 }
@@ -127,6 +127,15 @@ type recoverable struct {
 	rs      *recoverySession
 	entry   RecoverEntry   // the path itself (Path == "" when only entries beneath it are listed)
 	beneath []RecoverEntry // entries below the path, in walk order
+}
+
+// RecoveryAreaName names sandbox's recovery area in messages: on a shared
+// ledger, with this host, since each host keeps its own.
+func (e *Env) RecoveryAreaName(sandbox string) string {
+	if e.sharedLedger() {
+		return fmt.Sprintf("the recovery area of %s on this host (%s)", sandbox, escape.Name(e.hostID))
+	}
+	return "the recovery area of " + sandbox
 }
 
 // findRecoverable finds p in session (0: the newest session that holds it
@@ -161,9 +170,14 @@ func (e *Env) findRecoverable(ctx context.Context, sandbox string, session uint6
 	if f := byS[newest]; f != nil {
 		return f, nil
 	}
-	where := "the recovery area of " + sandbox
+	where := e.RecoveryAreaName(sandbox)
 	if session != 0 {
-		where += fmt.Sprintf(" (session %d)", session)
+		where += fmt.Sprintf(", session %d", session)
+	}
+	if e.sharedLedger() {
+		// A fenced or abandoned session's changes are on the host that
+		// had it open.
+		return nil, errclass.Errorf(errdefs.ErrNotFound, "%s is not in %s; each host keeps its own (see spillway recover ls %s)", escape.Name(p), where, sandbox)
 	}
 	return nil, errclass.Errorf(errdefs.ErrNotFound, "%s is not in %s (see spillway recover ls %s)", escape.Name(p), where, sandbox)
 }
@@ -262,7 +276,7 @@ func (e *Env) RecoverPurge(sandbox string, session uint64) (Dropped, error) {
 		d.Bytes += rs.bytes()
 	}
 	if session != 0 && !found {
-		return d, errclass.Errorf(errdefs.ErrNotFound, "the recovery area of %s holds nothing of session %d", sandbox, session)
+		return d, errclass.Errorf(errdefs.ErrNotFound, "%s holds nothing of session %d", e.RecoveryAreaName(sandbox), session)
 	}
 	err = e.store.Update(func(tx *store.Tx) error {
 		_, err := tx.Append(e.Now(), "recover.purge", sandbox, map[string]string{

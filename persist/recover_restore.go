@@ -83,6 +83,9 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		return nil, err
 	}
 	if sb.State != store.StateClosed {
+		if err := e.checkOpenHere(sb, "restore works on a closed sandbox (close it there first)"); err != nil {
+			return nil, err
+		}
 		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s: restore works on a closed sandbox (close it first)", sandbox, sb.State)
 	}
 	type item struct {

@@ -151,7 +151,7 @@ func runRecoverLs(ctx context.Context, o recoverOptions, g globalOptions, t *ter
 			return arr.close()
 		}
 		if n == 0 {
-			fmt.Fprintf(t.out, "the recovery area of %s holds nothing%s\n", o.Sandbox, matchText(pattern))
+			fmt.Fprintf(t.out, "%s holds nothing%s\n", e.RecoveryAreaName(o.Sandbox), matchText(pattern))
 			return nil
 		}
 		return w.Flush()
