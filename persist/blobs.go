@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -67,7 +68,11 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 		sum := sha256.Sum256(small[:n])
 		digest = "sha256:" + hex.EncodeToString(sum[:])
 		if b.holds(digest, int64(n), small[:n]) {
-			return digest, int64(n), b.reused(digest)
+			if err := b.reused(digest); !errors.Is(err, fs.ErrNotExist) {
+				return digest, int64(n), err
+			}
+			// another host's gc took it since holds looked (gcBlobAside):
+			// written anew below
 		}
 		r = bytes.NewReader(small[:n])
 	case err != nil:
@@ -95,7 +100,10 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 	// that covers it), and other bytes of the same size were put there by
 	// someone else (holds).
 	if b.holds(digest, size, nil) {
-		return digest, size, b.reused(digest)
+		if err := b.reused(digest); !errors.Is(err, fs.ErrNotExist) {
+			return digest, size, err
+		}
+		// taken by another host's gc since holds looked: committed anew
 	}
 	if fi, err := os.Lstat(final); err == nil && fi.IsDir() {
 		// rename(2) replaces anything else, never a directory.
@@ -111,11 +119,17 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 // keeps an unreferenced blob for a grace period from its modification
 // time, and on a blob directory several hosts share, another host's gc
 // must not take a blob this host is about to name in a record because
-// its first write was long ago (its last record pruned since).
+// its first write was long ago (its last record pruned since). An error
+// matching fs.ErrNotExist says another host's gc has taken the blob since
+// it was found: the caller writes it anew (gcBlobAside puts back a blob
+// whose time was renewed before it was taken).
 func (b *Blobs) reused(digest string) error {
 	p, err := b.Path(digest)
 	if err != nil {
 		return err
+	}
+	if testHookBlobReused != nil {
+		testHookBlobReused(digest)
 	}
 	now := unix.NsecToTimespec(time.Now().UnixNano())
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{now, now}, unix.AT_SYMLINK_NOFOLLOW); err != nil && !errors.Is(err, unix.EROFS) {

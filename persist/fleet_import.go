@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -290,7 +291,10 @@ func (e *Env) copyBlobFrom(stage *blobStage, from *os.File, dir, digest string, 
 		return fmt.Errorf("the source's records name %w: nothing imported", err)
 	}
 	if e.blobs.has(digest, size) && e.blobs.Verify(digest) == nil {
-		return e.blobs.reused(digest)
+		if err := e.blobs.reused(digest); !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		// another host's gc took it since: copied below
 	}
 	hexPart := strings.TrimPrefix(digest, "sha256:")
 	p := filepath.Join(dir, "blobs", "sha256", hexPart)

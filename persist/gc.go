@@ -158,15 +158,25 @@ const SharedBlobGrace = 24 * time.Hour
 // marker), never anything else, each looked at and removed by a
 // descriptor of sha256/ (never through a symlink swapped in for it).
 func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
-	all, err := e.blobs.List()
-	if err != nil {
-		return err
-	}
 	d, err := e.blobs.openSubdir("sha256")
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	var tmp *os.File // shared: blobs are removed by way of tmp/ (gcBlobAside)
+	if e.blobsShared {
+		if tmp, err = e.blobs.openSubdir("tmp"); err != nil {
+			return err
+		}
+		defer tmp.Close()
+		if err := restoreBlobsAside(d, tmp); err != nil {
+			return err
+		}
+	}
+	all, err := e.blobs.List()
+	if err != nil {
+		return err
+	}
 	for _, dg := range all {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -180,7 +190,18 @@ func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 			st.Mode&unix.S_IFMT != unix.S_IFREG || e.tooYoungAt(st) {
 			continue
 		}
-		if err := unix.Unlinkat(int(d.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		if testHookGCBlob != nil {
+			testHookGCBlob("checked", name)
+		}
+		if tmp != nil {
+			removed, err := e.gcBlobAside(d, tmp, name)
+			if err != nil {
+				return err
+			}
+			if !removed {
+				continue
+			}
+		} else if err := unix.Unlinkat(int(d.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 			return &os.PathError{Op: "remove", Path: filepath.Join(d.Name(), name), Err: err}
 		}
 		f.Blobs = append(f.Blobs, dg)

@@ -1,0 +1,183 @@
+package persist
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// agedBlob puts content into f's shared blob directory, dated past
+// SharedBlobGrace and named by no record, and returns its digest and
+// file.
+func agedBlob(t *testing.T, f *fixture, content string) (string, string) {
+	t.Helper()
+	dg, _, err := f.e.blobs.Put(strings.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := f.e.blobs.Path(dg)
+	old := time.Now().Add(-72 * time.Hour)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	return dg, p
+}
+
+// setHook sets *hook to fn for the test.
+func setHook[T any](t *testing.T, hook *T, fn T) {
+	var zero T
+	*hook = fn
+	t.Cleanup(func() { *hook = zero })
+}
+
+// noneAside fails if gc left a blob aside in the blob directory's tmp/.
+func noneAside(t *testing.T, f *fixture) {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(f.e.blobs.dir, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range ents {
+		if strings.HasPrefix(ent.Name(), asidePrefix) {
+			t.Errorf("left aside: tmp/%s", ent.Name())
+		}
+	}
+}
+
+// A close on h2 re-uses an old, unreferenced blob (Put renews its time)
+// just after h1's gc found it old: gc puts it back instead of removing
+// it, and h2's record can name it. Before, gc removed it.
+func TestGCPutsBackABlobRenewedMeanwhile(t *testing.T) {
+	h1, h2 := fleetFixtures(t)
+	const content = "the letter h2 is closing\n"
+	dg, p := agedBlob(t, h1, content)
+	name := filepath.Base(p)
+	renewed := false
+	setHook(t, &testHookGCBlob, func(step, n string) {
+		if step == "checked" && n == name && !renewed {
+			renewed = true
+			if got, _, err := h2.e.blobs.Put(strings.NewReader(content)); err != nil || got != dg {
+				t.Errorf("h2's Put meanwhile: %s, %v", got, err)
+			}
+		}
+	})
+	freed, err := h1.e.GC(h1.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !renewed {
+		t.Fatal("gc never came to the blob")
+	}
+	if slices.Contains(freed.Blobs, dg) {
+		t.Errorf("gc reports the renewed blob removed")
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != content {
+		t.Fatalf("the renewed blob after gc: %q, %v", b, err)
+	}
+	noneAside(t, h1)
+}
+
+// h2's Put finds the blob gone because h1's gc moved it aside in between:
+// before its time is renewed (Put found it in place a moment before),
+// or before Put looks. Either way Put writes it anew and the blob is in
+// place when Put returns. Before, the first failed the close ("renew its
+// time: no such file or directory").
+func TestPutWritesAnewABlobGCTookMeanwhile(t *testing.T) {
+	h1, h2 := fleetFixtures(t)
+	aside := func(name string) {
+		d, err := h1.e.blobs.openSubdir("sha256")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		tmp, err := h1.e.blobs.openSubdir("tmp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tmp.Close()
+		if removed, err := h1.e.gcBlobAside(d, tmp, name); err != nil || !removed {
+			t.Fatalf("gc of the old blob: removed %v, %v", removed, err)
+		}
+	}
+	for _, size := range []int{100, 200 << 10} { // held in memory, and not
+		content := bytes.Repeat([]byte{byte(size)}, size)
+		sum := sha256.Sum256(content)
+		name := hex.EncodeToString(sum[:])
+		_, p := agedBlob(t, h1, string(content))
+		setHook(t, &testHookBlobReused, func(string) { aside(name) })
+		dg, _, err := h2.e.blobs.Put(bytes.NewReader(content))
+		testHookBlobReused = nil
+		if err != nil || dg != "sha256:"+name {
+			t.Fatalf("%d bytes: h2's Put while gc took the blob: %s, %v", size, dg, err)
+		}
+		if b, err := os.ReadFile(p); err != nil || !bytes.Equal(b, content) {
+			t.Fatalf("%d bytes: the blob after Put: %d bytes, %v", size, len(b), err)
+		}
+		noneAside(t, h1)
+	}
+}
+
+// A gc killed while a blob was aside leaves tmp/gc-HEX; a record may
+// name the blob (a close renewed it meanwhile). The next gc, on any host,
+// puts it back first, and then keeps it while a record names it.
+func TestGCRestoresABlobLeftAside(t *testing.T) {
+	h1, h2 := fleetFixtures(t)
+	root := h1.open()
+	write(t, root, "/home/user/Documents/letter.txt", "named by a record\n", 0o644)
+	h1.close()
+	sum := sha256.Sum256([]byte("named by a record\n"))
+	name := hex.EncodeToString(sum[:])
+	p := filepath.Join(h1.e.blobs.dir, "sha256", name)
+	if err := os.Rename(p, filepath.Join(h1.e.blobs.dir, "tmp", asidePrefix+name)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.e.GC(h2.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "named by a record\n" {
+		t.Fatalf("the blob left aside, after the next gc: %q, %v", b, err)
+	}
+	noneAside(t, h2)
+	root2 := h2.open()
+	if b, err := os.ReadFile(filepath.Join(root2, "home/user/Documents/letter.txt")); err != nil || string(b) != "named by a record\n" {
+		t.Fatalf("the letter on h2: %q, %v", b, err)
+	}
+	h2.close()
+}
+
+// The blob renewed before gc moved it aside, and written anew by another
+// close while it was aside: gc's put-back finds the new one in place (the
+// same bytes) and drops its own.
+func TestGCPutBackFindsTheBlobWrittenAnew(t *testing.T) {
+	h1, h2 := fleetFixtures(t)
+	const content = "closed twice meanwhile\n"
+	dg, p := agedBlob(t, h1, content)
+	name := filepath.Base(p)
+	steps := ""
+	setHook(t, &testHookGCBlob, func(step, n string) {
+		if n != name {
+			return
+		}
+		steps += step + " "
+		if _, _, err := h2.e.blobs.Put(strings.NewReader(content)); err != nil {
+			t.Errorf("h2's Put at %s: %v", step, err)
+		}
+	})
+	freed, err := h1.e.GC(h1.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps != "checked aside " || slices.Contains(freed.Blobs, dg) {
+		t.Fatalf("gc's steps %q, freed %v", steps, freed.Blobs)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != content {
+		t.Fatalf("the blob after gc: %q, %v", b, err)
+	}
+	noneAside(t, h1)
+}
