@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spillway/spillway/internal/pgtest"
+	"github.com/spillway/spillway/internal/testenv"
 )
 
 // TestFleetStoppedCloseFenced: h1 (TTL 2 s) is stopped with SIGSTOP in the
@@ -19,9 +22,29 @@ import (
 // the sandbox (taking the lease over); SIGCONT lets h1 go on: its close is
 // fenced (nothing of it in the ledger) and every document of the session
 // is recoverable on h1. Both roots check clean and the audit verifies.
+// Connected directly, then through a PgBouncer in transaction pooling.
 func TestFleetStoppedCloseFenced(t *testing.T) {
 	requireRoot(t)
-	url := pgDB(t)
+	for _, pool := range []string{"direct", "transaction pooling"} {
+		t.Run(pool, func(t *testing.T) {
+			url := pgDB(t)
+			if pool != "direct" {
+				if _, err := exec.LookPath("pgbouncer"); err != nil {
+					testenv.Missing(t, "pgbouncer is not installed")
+				}
+				u, stop, err := pgtest.BouncerMode(url, "transaction")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(stop)
+				url = u + "&default_query_exec_mode=exec"
+			}
+			testFleetStoppedCloseFenced(t, url)
+		})
+	}
+}
+
+func testFleetStoppedCloseFenced(t *testing.T, url string) {
 	w := newWorld(t, sharedRootfs(t))
 	shared := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
 	h1env := append([]string{"SPILLWAY_HOST_ID=h1"}, shared...)
