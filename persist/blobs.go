@@ -128,12 +128,33 @@ func (b *Blobs) reused(digest string) error {
 	if err != nil {
 		return err
 	}
+	// Through a descriptor, then checked at the name: a time renewed by
+	// path may land on a file gc moved aside and removed after the
+	// lookup (gc_blob_aside.go).
+	f, err := openBlobFile(p)
+	if err != nil {
+		return fmt.Errorf("blob %s: renew its time: %w", digest, err)
+	}
+	defer f.Close()
 	if testHookBlobReused != nil {
 		testHookBlobReused(digest)
 	}
-	now := unix.NsecToTimespec(time.Now().UnixNano())
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{now, now}, unix.AT_SYMLINK_NOFOLLOW); err != nil && !errors.Is(err, unix.EROFS) {
+	now := time.Now()
+	ts := unix.NsecToTimespec(now.UnixNano())
+	err = unix.UtimesNanoAt(int(f.Fd()), "", []unix.Timespec{ts, ts}, unix.AT_EMPTY_PATH)
+	if errors.Is(err, unix.EINVAL) { // a kernel before 5.8: by /proc/self/fd
+		tv := unix.NsecToTimeval(now.UnixNano())
+		err = unix.Futimes(int(f.Fd()), []unix.Timeval{tv, tv})
+	}
+	if err != nil && !errors.Is(err, unix.EROFS) {
 		return fmt.Errorf("blob %s: renew its time: %w", digest, err)
+	}
+	var mine, at unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &mine); err != nil {
+		return fmt.Errorf("blob %s: renew its time: %w", digest, err)
+	}
+	if err := unix.Lstat(p, &at); err != nil || at.Dev != mine.Dev || at.Ino != mine.Ino {
+		return fmt.Errorf("blob %s: taken by gc while its time was renewed: %w", digest, fs.ErrNotExist)
 	}
 	return nil
 }
@@ -190,6 +211,9 @@ func (b *Blobs) Open(digest string) (*os.File, error) {
 		return nil, err
 	}
 	f, err := openBlobFile(p)
+	if errors.Is(err, os.ErrNotExist) && b.restoreAsideBlob(filepath.Base(p)) {
+		f, err = openBlobFile(p) // a killed gc had left it aside
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, missingBlob(digest)
 	}

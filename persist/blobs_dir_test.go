@@ -201,7 +201,8 @@ func TestGCRemovesOnlyItsOwnTempFiles(t *testing.T) {
 			}
 			defer e.Close()
 			foreign := []string{"tmp/important-project/notes.txt", "tmp/old.log", "tmp/blob-7/", "tmp/blob-x", "tmp/blob-",
-				"sha256/notes", "sha256/" + strings.Repeat("A", 64), "notes.txt"}
+				"sha256/notes", "sha256/" + strings.Repeat("A", 64), "notes.txt",
+				"tmp/gc-notes", "tmp/gc-" + strings.Repeat("a", 64) + ".1/"} // not blobs gc moved aside
 			plant(t, dir, append([]string{"tmp/blob-12345", "tmp/fleet-init-678"}, foreign...)...)
 			f, err := e.GC(context.Background())
 			if err != nil {

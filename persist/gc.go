@@ -169,7 +169,7 @@ func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 			return err
 		}
 		defer tmp.Close()
-		if err := restoreBlobsAside(d, tmp); err != nil {
+		if err := e.blobs.restoreAside(d, tmp, ""); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -123,61 +124,154 @@ func TestPutWritesAnewABlobGCTookMeanwhile(t *testing.T) {
 	}
 }
 
-// A gc killed while a blob was aside leaves tmp/gc-HEX; a record may
-// name the blob (a close renewed it meanwhile). The next gc, on any host,
-// puts it back first, and then keeps it while a record names it.
+// A gc killed while a blob was aside leaves tmp/gc-HEX.N; a record may
+// name the blob (a close renewed it meanwhile). The first command that
+// misses the blob puts it back (here h2's open, building its layer), and
+// so does the next gc on any host, which then keeps it while a record
+// names it.
 func TestGCRestoresABlobLeftAside(t *testing.T) {
-	h1, h2 := fleetFixtures(t)
-	root := h1.open()
-	write(t, root, "/home/user/Documents/letter.txt", "named by a record\n", 0o644)
-	h1.close()
-	sum := sha256.Sum256([]byte("named by a record\n"))
-	name := hex.EncodeToString(sum[:])
-	p := filepath.Join(h1.e.blobs.dir, "sha256", name)
-	if err := os.Rename(p, filepath.Join(h1.e.blobs.dir, "tmp", asidePrefix+name)); err != nil {
-		t.Fatal(err)
+	for _, first := range []string{"open", "gc"} {
+		t.Run(first, func(t *testing.T) {
+			h1, h2 := fleetFixtures(t)
+			root := h1.open()
+			write(t, root, "/home/user/Documents/letter.txt", "named by a record\n", 0o644)
+			h1.close()
+			sum := sha256.Sum256([]byte("named by a record\n"))
+			name := hex.EncodeToString(sum[:])
+			p := filepath.Join(h1.e.blobs.dir, "sha256", name)
+			if err := os.Rename(p, filepath.Join(h1.e.blobs.dir, "tmp", asidePrefix+name+".7")); err != nil {
+				t.Fatal(err)
+			}
+			if first == "gc" {
+				if _, err := h2.e.GC(h2.ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			root2 := h2.open()
+			if b, err := os.ReadFile(filepath.Join(root2, "home/user/Documents/letter.txt")); err != nil || string(b) != "named by a record\n" {
+				t.Fatalf("the letter on h2: %q, %v", b, err)
+			}
+			h2.close()
+			if _, err := h2.e.GC(h2.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(p); err != nil || string(b) != "named by a record\n" {
+				t.Fatalf("the blob left aside, after the open and gc: %q, %v", b, err)
+			}
+			noneAside(t, h2)
+		})
 	}
-	if _, err := h2.e.GC(h2.ctx); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := os.ReadFile(p); err != nil || string(b) != "named by a record\n" {
-		t.Fatalf("the blob left aside, after the next gc: %q, %v", b, err)
-	}
-	noneAside(t, h2)
-	root2 := h2.open()
-	if b, err := os.ReadFile(filepath.Join(root2, "home/user/Documents/letter.txt")); err != nil || string(b) != "named by a record\n" {
-		t.Fatalf("the letter on h2: %q, %v", b, err)
-	}
-	h2.close()
 }
 
 // The blob renewed before gc moved it aside, and written anew by another
-// close while it was aside: gc's put-back finds the new one in place (the
-// same bytes) and drops its own.
-func TestGCPutBackFindsTheBlobWrittenAnew(t *testing.T) {
+// close while it was aside (or left short there by a crash before that
+// close synced it): gc's put-back keeps whichever copy holds the right
+// bytes.
+func TestGCPutBackKeepsTheGoodCopy(t *testing.T) {
+	for _, resident := range []string{"written anew", "short"} {
+		t.Run(resident, func(t *testing.T) {
+			h1, h2 := fleetFixtures(t)
+			const content = "closed twice meanwhile\n"
+			dg, p := agedBlob(t, h1, content)
+			name := filepath.Base(p)
+			steps := ""
+			setHook(t, &testHookGCBlob, func(step, n string) {
+				if n != name {
+					return
+				}
+				steps += step + " "
+				switch {
+				case step == "checked" || step == "aside" && resident == "written anew":
+					if _, _, err := h2.e.blobs.Put(strings.NewReader(content)); err != nil {
+						t.Errorf("h2's Put at %s: %v", step, err)
+					}
+				case step == "aside":
+					if err := os.WriteFile(p, []byte(content[:5]), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			freed, err := h1.e.GC(h1.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if steps != "checked aside judged " || slices.Contains(freed.Blobs, dg) {
+				t.Fatalf("gc's steps %q, freed %v", steps, freed.Blobs)
+			}
+			if b, err := os.ReadFile(p); err != nil || string(b) != content {
+				t.Fatalf("the blob after gc: %q, %v", b, err)
+			}
+			noneAside(t, h1)
+		})
+	}
+}
+
+// Two hosts' gcs at once: h1's gc moved the old blob aside and judged it
+// old, and stalls before it removes it; h2's gc puts it back (it cannot
+// tell a killed gc's leftover from a running one), a close re-uses the
+// blob, and h2's gc moves it aside again and judges it renewed; h1's gc
+// then removes what it moved aside, and h2's puts the blob back. Were
+// both gcs' aside names the same, h1 would remove h2's and the close's
+// blob would be lost.
+func TestTwoGCsAndARenewal(t *testing.T) {
 	h1, h2 := fleetFixtures(t)
-	const content = "closed twice meanwhile\n"
+	const content = "two gcs and a close\n"
 	dg, p := agedBlob(t, h1, content)
 	name := filepath.Base(p)
-	steps := ""
+	var mu sync.Mutex
+	var trace []string
+	h1Judged, releaseH1, h1Done := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	setHook(t, &testHookGCBlob, func(step, n string) {
 		if n != name {
 			return
 		}
-		steps += step + " "
-		if _, _, err := h2.e.blobs.Put(strings.NewReader(content)); err != nil {
-			t.Errorf("h2's Put at %s: %v", step, err)
+		mu.Lock()
+		who := "h1"
+		for _, s := range trace {
+			if s == "h1 "+step {
+				who = "h2" // h1's gc reaches each step once, first
+			}
+		}
+		trace = append(trace, who+" "+step)
+		mu.Unlock()
+		switch who + " " + step {
+		case "h1 judged":
+			close(h1Judged)
+			<-releaseH1
+		case "h2 checked":
+			if _, _, err := h1.e.blobs.Put(strings.NewReader(content)); err != nil {
+				t.Errorf("the close's Put: %v", err)
+			}
+		case "h2 judged":
+			close(releaseH1)
+			<-h1Done
 		}
 	})
-	freed, err := h1.e.GC(h1.ctx)
-	if err != nil {
+	var freed1 *Freed
+	var err1 error
+	go func() {
+		defer close(h1Done)
+		freed1, err1 = h1.e.GC(h1.ctx)
+	}()
+	select {
+	case <-h1Judged:
+	case <-h1Done:
+		t.Fatalf("h1's gc ended before it judged the blob: %v", err1)
+	}
+	if _, err := h2.e.GC(h2.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if steps != "checked aside " || slices.Contains(freed.Blobs, dg) {
-		t.Fatalf("gc's steps %q, freed %v", steps, freed.Blobs)
+	if err1 != nil {
+		t.Fatal(err1)
+	}
+	if got := strings.Join(trace, ", "); got != "h1 checked, h1 aside, h1 judged, h2 checked, h2 aside, h2 judged" {
+		t.Fatalf("the two gcs' steps: %s", got)
+	}
+	if slices.Contains(freed1.Blobs, dg) {
+		t.Errorf("h1's gc reports the blob removed")
 	}
 	if b, err := os.ReadFile(p); err != nil || string(b) != content {
-		t.Fatalf("the blob after gc: %q, %v", b, err)
+		t.Fatalf("the blob the close re-used, after both gcs: %q, %v", b, err)
 	}
 	noneAside(t, h1)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/store"
 )
@@ -281,7 +282,8 @@ func (e *Env) checkOpenHere(sb *store.Sandbox, why string) error {
 	if err != nil || host == "" {
 		return err
 	}
-	return errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is open on host %s: %s", sb.Name, host, why)
+	// The host comes from a session row, which any host can write.
+	return errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is %s on host %s: %s", sb.Name, sb.State, escape.Name(host), why)
 }
 
 // openElsewhere returns, on a shared ledger, the host whose session of sb

@@ -104,7 +104,9 @@ func (tx *Tx) StageBlindForBench(sandbox string, gen uint64, recs []*Record, sta
 		if err != nil {
 			return err
 		}
-		if err := tx.create(currentKey(sandbox, r.Path, gen), val); err != nil {
+		// set, not create: a close run again after its commit failed
+		// stages at the same generation
+		if err := tx.set(currentKey(sandbox, r.Path, gen), val); err != nil {
 			return err
 		}
 		if err := tx.set(changeKey(sandbox, gen, r.Path), nil); err != nil {
