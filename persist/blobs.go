@@ -149,11 +149,18 @@ func (b *Blobs) reused(digest string) error {
 	if err != nil && !errors.Is(err, unix.EROFS) {
 		return fmt.Errorf("blob %s: renew its time: %w", digest, err)
 	}
+	// Opened again by name rather than lstat: on NFS an open looks the
+	// name up afresh, a stat may answer from a cached lookup.
+	again, err := openBlobFile(p)
+	if err != nil {
+		return fmt.Errorf("blob %s: taken by gc while its time was renewed: %w", digest, fs.ErrNotExist)
+	}
+	defer again.Close()
 	var mine, at unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &mine); err != nil {
+	if err := errors.Join(unix.Fstat(int(f.Fd()), &mine), unix.Fstat(int(again.Fd()), &at)); err != nil {
 		return fmt.Errorf("blob %s: renew its time: %w", digest, err)
 	}
-	if err := unix.Lstat(p, &at); err != nil || at.Dev != mine.Dev || at.Ino != mine.Ino {
+	if at.Dev != mine.Dev || at.Ino != mine.Ino {
 		return fmt.Errorf("blob %s: taken by gc while its time was renewed: %w", digest, fs.ErrNotExist)
 	}
 	return nil

@@ -170,7 +170,7 @@ func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 		}
 		defer tmp.Close()
 		if err := e.blobs.restoreAside(d, tmp, ""); err != nil {
-			return err
+			e.warnf("gc: a blob left aside in %s could not be put back: %v", tmp.Name(), err)
 		}
 	}
 	all, err := e.blobs.List()

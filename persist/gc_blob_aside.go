@@ -1,8 +1,11 @@
 package persist
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -59,7 +62,7 @@ func asideBlob(aside string) (string, bool) {
 // back.
 func (e *Env) gcBlobAside(d, tmp *os.File, name string) (bool, error) {
 	aside := asideName(name)
-	switch err := unix.Renameat2(int(d.Fd()), name, int(tmp.Fd()), aside, unix.RENAME_NOREPLACE); {
+	switch err := moveNoReplace(d, name, tmp, aside); {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EEXIST):
 		return false, nil // another gc took it; or something sits at our name: left alone
 	case err != nil:
@@ -74,6 +77,8 @@ func (e *Env) gcBlobAside(d, tmp *os.File, name string) (bool, error) {
 		return false, nil // another command put it back (restoreAside)
 	case err != nil:
 		return false, errors.Join(&os.PathError{Op: "stat", Path: filepath.Join(tmp.Name(), aside), Err: err}, e.blobs.putBack(d, tmp, aside))
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return false, e.blobs.putBack(d, tmp, aside) // swapped in after gc looked: not a blob
 	}
 	if testHookGCBlob != nil {
 		testHookGCBlob("judged", name)
@@ -90,22 +95,40 @@ func (e *Env) gcBlobAside(d, tmp *os.File, name string) (bool, error) {
 	return true, nil
 }
 
-// putBack moves tmp/aside back into sha256/ (d). When a blob is in place
-// there already (written anew meanwhile), the one with the right bytes
-// stays: a blob renamed into place but never synced before a power cut
-// may be short.
+// renameNoReplace is renameat2 with RENAME_NOREPLACE (a variable for the
+// tests of moveNoReplace's other way).
+var renameNoReplace = func(fromDir int, from string, toDir int, to string) error {
+	return unix.Renameat2(fromDir, from, toDir, to, unix.RENAME_NOREPLACE)
+}
+
+// moveNoReplace renames from (in fromDir) to to (in toDir), failing with
+// EEXIST when to exists. NFS takes no rename flags (EINVAL): there it
+// links the file under the new name, which fails on an existing one, then
+// removes the old name; in between the one file has both names.
+func moveNoReplace(fromDir *os.File, from string, toDir *os.File, to string) error {
+	err := renameNoReplace(int(fromDir.Fd()), from, int(toDir.Fd()), to)
+	if !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	if err := unix.Linkat(int(fromDir.Fd()), from, int(toDir.Fd()), to, 0); err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(int(fromDir.Fd()), from, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	return nil
+}
+
+// putBack moves tmp/aside back into sha256/ (d). When something is in
+// place there already, settleAside decides.
 func (b *Blobs) putBack(d, tmp *os.File, aside string) error {
 	name, ok := asideBlob(aside)
 	if !ok {
 		return nil
 	}
-	err := unix.Renameat2(int(tmp.Fd()), aside, int(d.Fd()), name, unix.RENAME_NOREPLACE)
+	err := moveNoReplace(tmp, aside, d, name)
 	if errors.Is(err, unix.EEXIST) {
-		if b.Verify("sha256:"+name) == nil {
-			err = unix.Unlinkat(int(tmp.Fd()), aside, 0)
-		} else {
-			err = unix.Renameat(int(tmp.Fd()), aside, int(d.Fd()), name)
-		}
+		err = settleAside(d, tmp, aside, name)
 	}
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return &os.PathError{Op: "put back", Path: filepath.Join(tmp.Name(), aside), Err: err}
@@ -113,23 +136,68 @@ func (b *Blobs) putBack(d, tmp *os.File, aside string) error {
 	return nil
 }
 
+// settleAside resolves a put-back that found blob name in place: the copy
+// whose bytes hash to its name stays (one renamed in but never synced
+// before a power cut may be short). The aside copy is left as it is when
+// both names are one file (a move by link, then unlink, under way), when
+// what is in place is not a regular file, or when a copy cannot be read:
+// the next gc, or a reader missing the blob, looks again.
+func settleAside(d, tmp *os.File, aside, name string) error {
+	var in, out unix.Stat_t
+	if unix.Fstatat(int(d.Fd()), name, &in, unix.AT_SYMLINK_NOFOLLOW) != nil ||
+		unix.Fstatat(int(tmp.Fd()), aside, &out, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return nil
+	}
+	if in.Dev == out.Dev && in.Ino == out.Ino || in.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	switch good, err := hashesTo(d, name, name); {
+	case err != nil:
+		return nil
+	case good:
+		return unix.Unlinkat(int(tmp.Fd()), aside, 0)
+	}
+	if good, err := hashesTo(tmp, aside, name); err != nil || !good {
+		return nil
+	}
+	return unix.Renameat(int(tmp.Fd()), aside, int(d.Fd()), name)
+}
+
+// hashesTo says whether the regular file name of dir hashes to hexSum.
+func hashesTo(dir *os.File, name, hexSum string) (bool, error) {
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("%s is not a regular file", name)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false, err
+	}
+	return hex.EncodeToString(h.Sum(nil)) == hexSum, nil
+}
+
 // restoreAside puts back every blob (only: that one, "" all) a killed gc
-// left aside in tmp/, since a close may have named it.
+// left aside in tmp/, since a close may have named it. It goes on past
+// an entry it cannot put back and returns what failed.
 func (b *Blobs) restoreAside(d, tmp *os.File, only string) error {
 	entries, err := tmp.ReadDir(-1)
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, ent := range entries {
 		name, ok := asideBlob(ent.Name())
 		if !ok || !ent.Type().IsRegular() || only != "" && name != only {
 			continue
 		}
-		if err := b.putBack(d, tmp, ent.Name()); err != nil {
-			return err
-		}
+		errs = append(errs, b.putBack(d, tmp, ent.Name()))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // restoreAsideBlob puts back blob name if a killed gc left it aside and
@@ -145,9 +213,7 @@ func (b *Blobs) restoreAsideBlob(name string) bool {
 		return false
 	}
 	defer tmp.Close()
-	if b.restoreAside(d, tmp, name) != nil {
-		return false
-	}
+	_ = b.restoreAside(d, tmp, name) // what it cannot put back stays missing
 	var st unix.Stat_t
 	return unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
 }

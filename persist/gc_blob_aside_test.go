@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // agedBlob puts content into f's shared blob directory, dated past
@@ -30,11 +32,33 @@ func agedBlob(t *testing.T, f *fixture, content string) (string, string) {
 	return dg, p
 }
 
+// bothMoves runs fn with gc's moves by renameat2 (RENAME_NOREPLACE), then
+// by link and unlink, as on NFS, which takes no rename flags.
+func bothMoves(t *testing.T, fn func(t *testing.T)) {
+	t.Run("rename", fn)
+	t.Run("link then unlink as on NFS", func(t *testing.T) {
+		setHook(t, &renameNoReplace, func(int, string, int, string) error { return unix.EINVAL })
+		fn(t)
+	})
+}
+
 // setHook sets *hook to fn for the test.
 func setHook[T any](t *testing.T, hook *T, fn T) {
-	var zero T
+	old := *hook
 	*hook = fn
-	t.Cleanup(func() { *hook = zero })
+	t.Cleanup(func() { *hook = old })
+}
+
+// shortenAside truncates to n bytes the copy of blob name gc moved aside.
+func shortenAside(t *testing.T, f *fixture, name string, n int) {
+	t.Helper()
+	ms, _ := filepath.Glob(filepath.Join(f.e.blobs.dir, "tmp", asidePrefix+name+".*"))
+	if len(ms) != 1 {
+		t.Fatalf("copies aside of %s: %q", name, ms)
+	}
+	if err := os.Truncate(ms[0], int64(n)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // noneAside fails if gc left a blob aside in the blob directory's tmp/.
@@ -55,6 +79,10 @@ func noneAside(t *testing.T, f *fixture) {
 // just after h1's gc found it old: gc puts it back instead of removing
 // it, and h2's record can name it. Before, gc removed it.
 func TestGCPutsBackABlobRenewedMeanwhile(t *testing.T) {
+	bothMoves(t, testGCPutsBackABlobRenewedMeanwhile)
+}
+
+func testGCPutsBackABlobRenewedMeanwhile(t *testing.T) {
 	h1, h2 := fleetFixtures(t)
 	const content = "the letter h2 is closing\n"
 	dg, p := agedBlob(t, h1, content)
@@ -90,6 +118,10 @@ func TestGCPutsBackABlobRenewedMeanwhile(t *testing.T) {
 // place when Put returns. Before, the first failed the close ("renew its
 // time: no such file or directory").
 func TestPutWritesAnewABlobGCTookMeanwhile(t *testing.T) {
+	bothMoves(t, testPutWritesAnewABlobGCTookMeanwhile)
+}
+
+func testPutWritesAnewABlobGCTookMeanwhile(t *testing.T) {
 	h1, h2 := fleetFixtures(t)
 	aside := func(name string) {
 		d, err := h1.e.blobs.openSubdir("sha256")
@@ -146,6 +178,9 @@ func TestGCRestoresABlobLeftAside(t *testing.T) {
 				if _, err := h2.e.GC(h2.ctx); err != nil {
 					t.Fatal(err)
 				}
+				if _, err := os.Stat(p); err != nil {
+					t.Fatalf("the blob left aside, after the next gc: %v", err)
+				}
 			}
 			root2 := h2.open()
 			if b, err := os.ReadFile(filepath.Join(root2, "home/user/Documents/letter.txt")); err != nil || string(b) != "named by a record\n" {
@@ -167,8 +202,10 @@ func TestGCRestoresABlobLeftAside(t *testing.T) {
 // close while it was aside (or left short there by a crash before that
 // close synced it): gc's put-back keeps whichever copy holds the right
 // bytes.
-func TestGCPutBackKeepsTheGoodCopy(t *testing.T) {
-	for _, resident := range []string{"written anew", "short"} {
+func TestGCPutBackKeepsTheGoodCopy(t *testing.T) { bothMoves(t, testGCPutBackKeepsTheGoodCopy) }
+
+func testGCPutBackKeepsTheGoodCopy(t *testing.T) {
+	for _, resident := range []string{"written anew", "short", "aside short"} {
 		t.Run(resident, func(t *testing.T) {
 			h1, h2 := fleetFixtures(t)
 			const content = "closed twice meanwhile\n"
@@ -181,9 +218,12 @@ func TestGCPutBackKeepsTheGoodCopy(t *testing.T) {
 				}
 				steps += step + " "
 				switch {
-				case step == "checked" || step == "aside" && resident == "written anew":
+				case step == "checked" || step == "aside" && resident != "short":
 					if _, _, err := h2.e.blobs.Put(strings.NewReader(content)); err != nil {
 						t.Errorf("h2's Put at %s: %v", step, err)
+					}
+					if step == "aside" && resident != "written anew" {
+						shortenAside(t, h1, name, len(content)-5)
 					}
 				case step == "aside":
 					if err := os.WriteFile(p, []byte(content[:5]), 0o600); err != nil {
@@ -213,7 +253,9 @@ func TestGCPutBackKeepsTheGoodCopy(t *testing.T) {
 // then removes what it moved aside, and h2's puts the blob back. Were
 // both gcs' aside names the same, h1 would remove h2's and the close's
 // blob would be lost.
-func TestTwoGCsAndARenewal(t *testing.T) {
+func TestTwoGCsAndARenewal(t *testing.T) { bothMoves(t, testTwoGCsAndARenewal) }
+
+func testTwoGCsAndARenewal(t *testing.T) {
 	h1, h2 := fleetFixtures(t)
 	const content = "two gcs and a close\n"
 	dg, p := agedBlob(t, h1, content)
@@ -274,4 +316,56 @@ func TestTwoGCsAndARenewal(t *testing.T) {
 		t.Fatalf("the blob the close re-used, after both gcs: %q, %v", b, err)
 	}
 	noneAside(t, h1)
+}
+
+// Names planted in the shared directory that look like gc's: a copy
+// "aside" whose blob name is a directory, a directory named as a copy
+// aside, another name. gc and opens go on, leave them, and take nothing.
+func TestGCLeavesPlantedAsideNames(t *testing.T) {
+	h1, _ := fleetFixtures(t)
+	h := strings.Repeat("ab", 32)
+	dir := h1.e.blobs.dir
+	planted := []string{"sha256/" + h + "/", "tmp/" + asidePrefix + h + ".1", "tmp/" + asidePrefix + strings.Repeat("cd", 32) + ".2/", "tmp/" + asidePrefix + "notes"}
+	plant(t, dir, planted...)
+	_, p := agedBlob(t, h1, "an old unreferenced blob\n")
+	for range 2 {
+		freed, err := h1.e.GC(h1.ctx)
+		if err != nil {
+			t.Fatalf("gc with planted names: %v", err)
+		}
+		if len(freed.Blobs) > 1 {
+			t.Fatalf("gc freed %v", freed.Blobs)
+		}
+	}
+	if _, err := os.Stat(p); err == nil {
+		t.Error("the old unreferenced blob is still there")
+	}
+	mustExist(t, dir, planted...)
+}
+
+// A put-back that finds the blob's name and the copy aside to be one file
+// (a move by link and unlink under way, on NFS) leaves both names: were
+// the aside name removed, the move's unlink would then remove the blob.
+func TestPutBackLeavesAMoveUnderWay(t *testing.T) {
+	h1, _ := fleetFixtures(t)
+	_, p := agedBlob(t, h1, "moved by link, then unlink\n")
+	name := filepath.Base(p)
+	aside := filepath.Join(h1.e.blobs.dir, "tmp", asideName(name))
+	if err := os.Link(p, aside); err != nil {
+		t.Fatal(err)
+	}
+	d, err := h1.e.blobs.openSubdir("sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	tmp, err := h1.e.blobs.openSubdir("tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tmp.Close()
+	if err := h1.e.blobs.putBack(d, tmp, filepath.Base(aside)); err != nil {
+		t.Fatal(err)
+	}
+	mustExist(t, "/", p, aside)
 }
