@@ -61,10 +61,13 @@ func asideBlob(aside string) (string, bool) {
 // says whether it did; a blob whose time a close renewed meanwhile is put
 // back.
 func (e *Env) gcBlobAside(d, tmp *os.File, name string) (bool, error) {
+	// A plain rename, atomic on NFS too, to a name nobody else uses (a
+	// move by link and unlink could unlink a blob another close put at
+	// the name between the two).
 	aside := asideName(name)
-	switch err := moveNoReplace(d, name, tmp, aside); {
-	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EEXIST):
-		return false, nil // another gc took it; or something sits at our name: left alone
+	switch err := unix.Renameat(int(d.Fd()), name, int(tmp.Fd()), aside); {
+	case errors.Is(err, unix.ENOENT):
+		return false, nil // another gc took it
 	case err != nil:
 		return false, &os.PathError{Op: "move aside", Path: filepath.Join(d.Name(), name), Err: err}
 	}
@@ -104,7 +107,8 @@ var renameNoReplace = func(fromDir int, from string, toDir int, to string) error
 // moveNoReplace renames from (in fromDir) to to (in toDir), failing with
 // EEXIST when to exists. NFS takes no rename flags (EINVAL): there it
 // links the file under the new name, which fails on an existing one, then
-// removes the old name; in between the one file has both names.
+// removes the old name; in between the one file has both names. The old
+// name must be one nobody else puts a file at (a copy aside).
 func moveNoReplace(fromDir *os.File, from string, toDir *os.File, to string) error {
 	err := renameNoReplace(int(fromDir.Fd()), from, int(toDir.Fd()), to)
 	if !errors.Is(err, unix.EINVAL) {
@@ -139,7 +143,7 @@ func (b *Blobs) putBack(d, tmp *os.File, aside string) error {
 // settleAside resolves a put-back that found blob name in place: the copy
 // whose bytes hash to its name stays (one renamed in but never synced
 // before a power cut may be short). The aside copy is left as it is when
-// both names are one file (a move by link, then unlink, under way), when
+// both names are one file (a put-back by link, then unlink, under way), when
 // what is in place is not a regular file, or when a copy cannot be read:
 // the next gc, or a reader missing the blob, looks again.
 func settleAside(d, tmp *os.File, aside, name string) error {

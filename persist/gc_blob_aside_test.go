@@ -344,8 +344,8 @@ func TestGCLeavesPlantedAsideNames(t *testing.T) {
 }
 
 // A put-back that finds the blob's name and the copy aside to be one file
-// (a move by link and unlink under way, on NFS) leaves both names: were
-// the aside name removed, the move's unlink would then remove the blob.
+// (another put-back by link and unlink under way, on NFS) leaves both
+// names to it: it removes the aside name itself.
 func TestPutBackLeavesAMoveUnderWay(t *testing.T) {
 	h1, _ := fleetFixtures(t)
 	_, p := agedBlob(t, h1, "moved by link, then unlink\n")
