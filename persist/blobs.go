@@ -191,11 +191,8 @@ func (b *Blobs) holds(digest string, size int64, want []byte) bool {
 		n, err := io.ReadFull(f, got)
 		return (err == io.EOF || err == io.ErrUnexpectedEOF) && bytes.Equal(got[:n], want)
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return false
-	}
-	return "sha256:"+hex.EncodeToString(h.Sum(nil)) == digest
+	got, err := hashHex(f)
+	return err == nil && "sha256:"+got == digest
 }
 
 // smallBlob is the size up to which Put hashes content before writing it.
@@ -244,12 +241,12 @@ func (b *Blobs) Verify(digest string) error {
 		return err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	got, err := hashHex(f)
+	if err != nil {
 		return err
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
-		return fmt.Errorf("blob %s hashes to %s", digest, got)
+	if "sha256:"+got != digest {
+		return fmt.Errorf("blob %s hashes to sha256:%s", digest, got)
 	}
 	return nil
 }

@@ -178,11 +178,17 @@ func hashesTo(dir *os.File, name, hexSum string) (bool, error) {
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return false, fmt.Errorf("%s is not a regular file", name)
 	}
+	got, err := hashHex(f)
+	return got == hexSum, err
+}
+
+// hashHex is the sha256 of what r holds, in hex.
+func hashHex(r io.Reader) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return false, err
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)) == hexSum, nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // restoreAside puts back every blob (only: that one, "" all) a killed gc
@@ -207,17 +213,26 @@ func (b *Blobs) restoreAside(d, tmp *os.File, only string) error {
 // restoreAsideBlob puts back blob name if a killed gc left it aside and
 // says whether the blob is in place after that.
 func (b *Blobs) restoreAsideBlob(name string) bool {
-	d, err := b.openSubdir("sha256")
+	d, tmp, err := b.openAsideDirs()
 	if err != nil {
 		return false
 	}
 	defer d.Close()
-	tmp, err := b.openSubdir("tmp")
-	if err != nil {
-		return false
-	}
 	defer tmp.Close()
 	_ = b.restoreAside(d, tmp, name) // what it cannot put back stays missing
 	var st unix.Stat_t
 	return unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
+// openAsideDirs opens sha256/ and tmp/, between which gc moves blobs
+// aside and back.
+func (b *Blobs) openAsideDirs() (d, tmp *os.File, err error) {
+	if d, err = b.openSubdir("sha256"); err != nil {
+		return nil, nil, err
+	}
+	if tmp, err = b.openSubdir("tmp"); err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d, tmp, nil
 }

@@ -44,8 +44,11 @@ func TestGCAsideStress(t *testing.T) {
 			start := make(chan struct{})
 			gc := func() {
 				defer wg.Done()
-				d, _ := b.openSubdir("sha256")
-				tmp, _ := b.openSubdir("tmp")
+				d, tmp, err := b.openAsideDirs()
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				defer d.Close()
 				defer tmp.Close()
 				<-start

@@ -49,6 +49,17 @@ func setHook[T any](t *testing.T, hook *T, fn T) {
 	t.Cleanup(func() { *hook = old })
 }
 
+// asideDirs opens f's blob directory's sha256/ and tmp/ for the test.
+func asideDirs(t *testing.T, f *fixture) (d, tmp *os.File) {
+	t.Helper()
+	d, tmp, err := f.e.blobs.openAsideDirs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(); tmp.Close() })
+	return d, tmp
+}
+
 // shortenAside truncates to n bytes the copy of blob name gc moved aside.
 func shortenAside(t *testing.T, f *fixture, name string, n int) {
 	t.Helper()
@@ -124,16 +135,7 @@ func TestPutWritesAnewABlobGCTookMeanwhile(t *testing.T) {
 func testPutWritesAnewABlobGCTookMeanwhile(t *testing.T) {
 	h1, h2 := fleetFixtures(t)
 	aside := func(name string) {
-		d, err := h1.e.blobs.openSubdir("sha256")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		tmp, err := h1.e.blobs.openSubdir("tmp")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tmp.Close()
+		d, tmp := asideDirs(t, h1)
 		if removed, err := h1.e.gcBlobAside(d, tmp, name); err != nil || !removed {
 			t.Fatalf("gc of the old blob: removed %v, %v", removed, err)
 		}
@@ -354,16 +356,7 @@ func TestPutBackLeavesAMoveUnderWay(t *testing.T) {
 	if err := os.Link(p, aside); err != nil {
 		t.Fatal(err)
 	}
-	d, err := h1.e.blobs.openSubdir("sha256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	tmp, err := h1.e.blobs.openSubdir("tmp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tmp.Close()
+	d, tmp := asideDirs(t, h1)
 	if err := h1.e.blobs.putBack(d, tmp, filepath.Base(aside)); err != nil {
 		t.Fatal(err)
 	}
