@@ -54,6 +54,11 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		}
 		return e.alreadyClosed(ctx, sb)
 	}
+	// The ledger's session of this host's with no root here: the ledger
+	// lost this host's commit of it, or the root went otherwise.
+	if err := e.checkRootHere(ctx, sb); err != nil {
+		return nil, err
+	}
 	if !o.DryRun {
 		token, err := e.sessionLease(name, sb.Session)
 		if store.IsFenced(err) {
@@ -163,6 +168,8 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 	if err != nil {
 		return nil, err
 	}
+	// Should the ledger lose this commit, this host can tell (ledger_lost.go).
+	e.noteCommitted(name, sb.Session, sb.Generation)
 	// What close did not persist goes to the recovery area (a rename on
 	// overlay) before the root goes.
 	if err := e.keepForRecovery(ctx, sb); err != nil {

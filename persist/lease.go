@@ -370,7 +370,7 @@ func (e *Env) fencedEarlier(name string) (fenced, err error) {
 		}
 		return nil
 	})
-	if err != nil || last == nil || last.Abandoned == "" || !e.loadSession(name, last.N).hasInfo {
+	if err != nil || last == nil || last.Abandoned == "" || strings.HasPrefix(last.Abandoned, abandonedHerePrefix) || !e.loadSession(name, last.N).hasInfo {
 		return nil, err
 	}
 	return e.fencedBefore(name, last.N, &store.FencedError{Sandbox: name, Host: e.hostID, Token: last.Token, Holder: holder}), nil

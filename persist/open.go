@@ -55,6 +55,9 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 	if err != nil {
 		return nil, err
 	}
+	if err := e.checkRootHere(ctx, sb); err != nil {
+		return nil, err
+	}
 	if sb.State == store.StateClosing {
 		// Finish the interrupted close first.
 		if _, err := e.CloseSandbox(ctx, name, CloseOptions{}); err != nil {

@@ -24,11 +24,22 @@ func closeCommand(t *term) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what close would do and change nothing"},
 			&cli.BoolFlag{Name: "force", Usage: "stop processes still running in the sandbox first"},
+			&cli.BoolFlag{Name: "abandon", Usage: "end, persisting nothing, a session the ledger shows open on this host whose root this host no longer has (the ledger lost its close: see the error of open or close); needs --reason"},
+			&cli.StringFlag{Name: "reason", Usage: "why the session is abandoned (with --abandon; audited)"},
 			jsonFlag(t),
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
+			}
+			if c.Bool("abandon") {
+				if c.Bool("dry-run") || c.Bool("force") {
+					return usageError("--abandon takes neither --dry-run nor --force")
+				}
+				return runAbandon(c.Context, c.Args().Get(0), c.String("reason"), globals(c), t)
+			}
+			if c.IsSet("reason") {
+				return usageError("--reason goes with --abandon")
 			}
 			o := closeOptions{Sandbox: c.Args().Get(0), DryRun: c.Bool("dry-run"), Force: c.Bool("force")}
 			return runClose(c.Context, o, globals(c), t)
@@ -61,6 +72,29 @@ func runClose(ctx context.Context, o closeOptions, g globalOptions, t *term) err
 			return printCloseJSON(t, sum)
 		}
 		printCloseSummary(t, sum)
+		return nil
+	})
+}
+
+// runAbandon ends this host's session of a sandbox whose root is gone.
+func runAbandon(ctx context.Context, sandbox, reason string, g globalOptions, t *term) error {
+	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		a, err := e.AbandonSession(ctx, sandbox, reason)
+		if a != nil && t.json {
+			if perr := t.printJSON(a); perr != nil {
+				return perr
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if t.json {
+			return nil
+		}
+		fmt.Fprintf(t.out, "abandoned session %d of %s: nothing persisted, the sandbox is closed at generation %d\n", a.Session, a.Sandbox, a.Generation)
+		if a.Kept > 0 {
+			fmt.Fprintf(t.out, "kept what the lost commit had persisted, %s, in the recovery area: spillway recover ls %s --session %d\n", count(a.Kept, "entry", "entries"), a.Sandbox, a.Session)
+		}
 		return nil
 	})
 }

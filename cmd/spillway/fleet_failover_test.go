@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spillway/spillway/internal/pgtest"
+	"github.com/spillway/spillway/store"
+)
+
+// TestFleetCloseDuringFailover: the ledger is a PostgreSQL primary with a
+// synchronous standby, named to both hosts by one URL listing both
+// servers with target_session_attrs=read-write. h1 closes a session
+// (acknowledged: on both servers), then a second one whose commit the
+// primary writes but the standby never receives (the standby detached,
+// the commit waiting for its confirmation), and the primary crashes.
+// While no server takes writes, h2's commands fail as "the database is
+// unavailable", exit 1. Then the standby is promoted: the close, whose
+// outcome it could not know, reads its session back on the new primary,
+// finds it still closing (the commit was lost with the old primary,
+// never acknowledged) and commits again. h2 then opens the sandbox with
+// the second session's files; `audit verify` and `check` pass.
+func TestFleetCloseDuringFailover(t *testing.T) {
+	requireRoot(t)
+	pair := pgtest.NewPair(t)
+	if err := pair.CreateDB("ledger"); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, sharedRootfs(t))
+	url := pair.URL("ledger")
+	shared := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
+	h1env := append([]string{"SPILLWAY_HOST_ID=h1"}, shared...)
+	h2root := filepath.Join(w.dir, "h2")
+	h2env := append([]string{"SPILLWAY_HOST_ID=h2", "SPILLWAY_ROOT=" + h2root}, shared...)
+	must := func(env []string, args ...string) string {
+		t.Helper()
+		r := w.sw(env, args...)
+		if r.code != 0 || r.killed {
+			t.Fatalf("spillway %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	t.Cleanup(func() {
+		exec.Command("umount", w.mnt("")).Run() // a failed run's leftovers only
+		exec.Command("umount", filepath.Join(h2root, "mnt", "docs")).Run()
+	})
+	must(h1env, "image", "import", "base", w.rootfs)
+	must(h1env, "create", "docs", "--image", "base")
+	must(h1env, "exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
+	must(h1env, "open", "docs")
+	w.writeDocs(1)
+	must(h1env, "close", "docs")
+	must(h1env, "open", "docs")
+	v2 := w.writeDocs(2)
+
+	// Hold the close's commit at its last round trip (only the commit
+	// writes the sandbox's audit-chain head), detach the standby, then let
+	// the commit go: the primary writes it and waits for the standby.
+	ctx := context.Background()
+	lock, err := pgx.Connect(ctx, pair.PrimaryURL("ledger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close(ctx)
+	ltx, err := lock.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ltx.Exec(ctx, `SELECT 1 FROM kv WHERE k = $1 FOR UPDATE`, store.AuditChainHeadKey("docs")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "close", "docs")
+	cmd.Env = append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(w.dir, "state"), "SPILLWAY_NO_PROGRESS=1")
+	cmd.Env = append(cmd.Env, h1env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitForLockWaiter(t, pair.PrimaryURL("ledger"), cmd)
+	if err := pair.DetachStandby(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ltx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.WaitForSyncRepWaiter(30 * time.Second); err != nil {
+		t.Fatalf("%v; the close: %s%s", err, out.String(), errb.String())
+	}
+	if err := pair.CrashPrimary(); err != nil {
+		t.Fatal(err)
+	}
+
+	// No server takes writes: h2's commands fail at once, saying why.
+	r := w.sw(h2env, "ls")
+	t.Logf("ls on h2 with no server taking writes: exit %d\n%s", r.code, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "the database is unavailable") || !strings.Contains(r.stderr, "read only") {
+		t.Fatalf("ls on h2 while the primary is down and the standby not promoted: exit %d %q, want exit 1 naming the database unavailable and the read-only standby", r.code, r.stderr)
+	}
+	if cmd.ProcessState != nil {
+		t.Fatalf("the close ended before the standby was promoted: %s%s", out.String(), errb.String())
+	}
+	time.Sleep(time.Second)
+	if err := pair.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("close across the failover: %v\n%s%s: it should have read its session back on the promoted standby and committed again", err, out.String(), errb.String())
+	}
+	t.Logf("close across the failover:\n%s%s", out.String(), errb.String())
+
+	// The promoted standby holds the second session whole, once.
+	if r := w.sw(h1env, "close", "docs"); r.code != 0 {
+		t.Fatalf("close again after the failover: exit %d %s", r.code, r.stderr)
+	}
+	st := docsOf(t, must(h2env, "persisted", "ls", "docs", "--json"))
+	if len(st) != len(v2) || !sameContent(w, h2env, st, v2) {
+		t.Fatalf("after the failover the ledger holds %v, want version 2 of %d documents", st, len(v2))
+	}
+	if log := must(h2env, "log", "--sandbox", "docs", "--json"); strings.Count(log, `"sandbox.close"`) != 2 {
+		t.Errorf("the ledger's log has %d closes of docs, want 2 (the lost commit redone once):\n%s", strings.Count(log, `"sandbox.close"`), log)
+	}
+	must(h2env, "audit", "verify")
+	must(h2env, "check")
+	must(h2env, "image", "import", "base", w.rootfs)
+	must(h2env, "open", "docs")
+	for p, content := range v2 {
+		if b, err := os.ReadFile(filepath.Join(h2root, "mnt", "docs", p)); err != nil || string(b) != content {
+			t.Errorf("opened on h2: %s = %q (%v), want %q", p, b, err, content)
+		}
+	}
+	must(h2env, "close", "docs")
+}
+
+// TestFleetCommitLostByFailover: the same ledger with its standby
+// detached and the primary acknowledging commits alone (asynchronous
+// replication). h1 closes its second session, acknowledged, and the
+// primary crashes before the standby has it: the promoted standby shows
+// that session still open on h1, whose root is gone. h1's open and close
+// say the ledger lost the commit (naming the generation it committed)
+// instead of failing on the missing root; h2 is refused (the lease is
+// h1's). `close --abandon` needs a reason, then ends the session in the
+// ledger (audited) and keeps the five documents the lost commit had
+// persisted in h1's recovery area (reason ledger-lost); `recover restore`
+// puts them back, reviewable, and h2 opens the sandbox with them. h1's
+// close then says the sandbox is closed (no fence).
+func TestFleetCommitLostByFailover(t *testing.T) {
+	requireRoot(t)
+	pair := pgtest.NewPair(t)
+	if err := pair.CreateDB("ledger"); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, sharedRootfs(t))
+	shared := []string{"SPILLWAY_STORE=" + pair.URL("ledger"), "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
+	h1env := append([]string{"SPILLWAY_HOST_ID=h1"}, shared...)
+	h2root := filepath.Join(w.dir, "h2")
+	h2env := append([]string{"SPILLWAY_HOST_ID=h2", "SPILLWAY_ROOT=" + h2root}, shared...)
+	must := func(env []string, args ...string) string {
+		t.Helper()
+		r := w.sw(env, args...)
+		if r.code != 0 || r.killed {
+			t.Fatalf("spillway %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	t.Cleanup(func() {
+		exec.Command("umount", w.mnt("")).Run()
+		exec.Command("umount", filepath.Join(h2root, "mnt", "docs")).Run()
+	})
+	must(h1env, "image", "import", "base", w.rootfs)
+	must(h2env, "image", "import", "base", w.rootfs)
+	must(h1env, "create", "docs", "--image", "base")
+	must(h1env, "exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
+	must(h1env, "open", "docs")
+	w.writeDocs(1)
+	must(h1env, "close", "docs")
+	must(h1env, "open", "docs")
+	v2 := w.writeDocs(2)
+	if err := pair.DetachStandby(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.Async(); err != nil {
+		t.Fatal(err)
+	}
+	if out := must(h1env, "close", "docs"); !strings.Contains(out, "generation 2") {
+		t.Fatalf("close before the failover: %s", out)
+	}
+	if err := pair.CrashPrimary(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.Promote(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, cmd := range [][]string{{"open", "docs"}, {"close", "docs"}} {
+		r := w.sw(h1env, cmd...)
+		for _, want := range []string{"the ledger lost that commit", "committed generation 2", "session 2 open on this host (h1) at generation 1", "spillway close docs --abandon --reason TEXT"} {
+			if r.code != 1 || !strings.Contains(r.stderr, want) {
+				t.Fatalf("%s on h1 after the lost commit: exit %d %q, want exit 1 saying %q", cmd[0], r.code, r.stderr, want)
+			}
+		}
+	}
+	if r := w.sw(h2env, "open", "docs"); r.code != 1 || !strings.Contains(r.stderr, "in use on host h1") {
+		t.Fatalf("open on h2 while the ledger shows h1's session: exit %d %q", r.code, r.stderr)
+	}
+	if r := w.sw(h1env, "close", "docs", "--abandon"); r.code != 2 || !strings.Contains(r.stderr, "reason") {
+		t.Fatalf("close --abandon without a reason: exit %d %q, want 2", r.code, r.stderr)
+	}
+	out := must(h1env, "close", "docs", "--abandon", "--reason", "the ledger lost session 2 in a failover", "--json")
+	var ab struct {
+		Session, Generation uint64
+		Kept                int64
+	}
+	if err := json.Unmarshal([]byte(out), &ab); err != nil || ab.Session != 2 || ab.Generation != 1 || ab.Kept != int64(len(v2)) {
+		t.Fatalf("close --abandon: %s (%v), want session 2 closed at generation 1 with the %d documents kept", out, err, len(v2))
+	}
+	var kept []struct{ Path, Reason string }
+	if err := json.Unmarshal([]byte(must(h1env, "recover", "ls", "docs", "--session", "2", "--json")), &kept); err != nil {
+		t.Fatal(err)
+	}
+	lost := map[string]bool{}
+	for _, k := range kept {
+		if k.Reason == "ledger-lost" {
+			lost[k.Path] = true
+		}
+	}
+	paths := []string{}
+	for p := range v2 {
+		if !lost[p] {
+			t.Errorf("recover ls after --abandon: %s is not kept as ledger-lost (%v)", p, kept)
+		}
+		paths = append(paths, p)
+	}
+	if len(lost) != len(v2) {
+		t.Errorf("recover ls lists %d ledger-lost entries, want %d: %v", len(lost), len(v2), lost)
+	}
+	must(h1env, append(append([]string{"recover", "restore", "docs"}, paths...), "--session", "2", "--reason", "lost in the failover")...)
+	st := docsOf(t, must(h2env, "persisted", "ls", "docs", "--json"))
+	if !sameContent(w, h2env, st, v2) {
+		t.Fatalf("after the restore the ledger holds %v, want version 2 of the documents", st)
+	}
+	if log := must(h2env, "log", "--sandbox", "docs"); !strings.Contains(log, "session.abandon") || !strings.Contains(log, "lost_generation=2") {
+		t.Errorf("the log does not show the abandon:\n%s", log)
+	}
+	must(h2env, "audit", "verify")
+	must(h2env, "open", "docs")
+	for p, content := range v2 {
+		if b, err := os.ReadFile(filepath.Join(h2root, "mnt", "docs", p)); err != nil || string(b) != content {
+			t.Errorf("opened on h2: %s = %q (%v), want %q", p, b, err, content)
+		}
+	}
+	if r := w.sw(h2env, "close", "docs", "--abandon", "--reason", "no"); r.code != 1 || !strings.Contains(r.stderr, "has its root on this host") {
+		t.Fatalf("close --abandon of a session with its root here: exit %d %q, want 1, refused", r.code, r.stderr)
+	}
+	if r := w.sw(h2env, "close", "docs", "--reason", "no"); r.code != 2 {
+		t.Fatalf("close --reason without --abandon: exit %d %q, want 2", r.code, r.stderr)
+	}
+	must(h2env, "close", "docs")
+	if r := w.sw(h1env, "close", "docs"); r.code != 0 || !strings.Contains(r.stdout, "already closed") {
+		t.Errorf("close on h1 after the abandon: exit %d %q %q, want already closed", r.code, r.stdout, r.stderr)
+	}
+}

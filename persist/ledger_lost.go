@@ -1,0 +1,286 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/spillway/spillway/internal/atomicfile"
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/persist/hostile"
+	"github.com/spillway/spillway/store"
+)
+
+// A ledger can lose a commit it acknowledged: a failover to a standby
+// that had not received it (asynchronous replication), or a restore of an
+// older backup. It then shows a session of this host's as open (or
+// closing) whose close this host finished: the root is gone, so nothing
+// of the session can be closed here again. This host knows which close
+// committed: after each commit it writes the generation into the
+// session's recovery directory (committedFile). open and close then say
+// what happened instead of failing on the missing root, and `close
+// --abandon` ends the session in the ledger, keeping in the recovery
+// area what the lost commit had persisted (on overlay, where the
+// session's tree holds it).
+
+// committedFile, in a session's recovery directory, holds the generation
+// its close committed and when, written after the commit (lazily: a host
+// that crashes before it is written only says less).
+const committedFile = "committed"
+
+// LedgerLostReason is the manifest reason of a change whose persisting
+// commit the ledger lost, kept by `close --abandon`.
+const LedgerLostReason = "ledger-lost"
+
+// abandonedHerePrefix begins the Abandoned reason of a session its own
+// host ended with `close --abandon` (not a takeover: no fence follows).
+const abandonedHerePrefix = "ended on its host: "
+
+// noteCommitted records that this host's close of session n of sandbox
+// committed generation g. Trouble is only warned about: the close is done.
+func (e *Env) noteCommitted(sandbox string, n, g uint64) {
+	dir := e.sessionDir(sandbox, n)
+	if _, err := os.Lstat(dir); err != nil {
+		return // a dry run's, or no recovery directory: nothing to note in
+	}
+	f, err := atomicfile.Create(dir, "."+committedFile+".tmp-")
+	if err == nil {
+		f.Lazy = true
+		defer f.Cleanup()
+		if _, err = fmt.Fprintf(f, "%d %s\n", g, e.Now().UTC().Format(time.RFC3339)); err == nil {
+			err = f.Commit(filepath.Join(dir, committedFile), atomicfile.Replace)
+		}
+	}
+	if err != nil {
+		e.warnf("recovery area of %s session %d: %v", sandbox, n, err)
+	}
+}
+
+// committedHere returns the generation this host's close of session n of
+// sandbox committed, and when; ok is false when this host has no such
+// note.
+func (e *Env) committedHere(sandbox string, n uint64) (g uint64, at time.Time, ok bool) {
+	b, err := readPrivate(filepath.Join(e.sessionDir(sandbox, n), committedFile))
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, time.Time{}, false
+	}
+	g, err = strconv.ParseUint(f[0], 10, 64)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	at, err = time.Parse(time.RFC3339, f[1])
+	return g, at, err == nil
+}
+
+// NoRootError is an open or close of a session the ledger shows open (or
+// closing) on this host, whose root this host does not have. It matches
+// errdefs.ErrFailedPrecondition.
+type NoRootError struct {
+	Sandbox string
+	Session uint64
+	Host    string
+	State   string // the ledger's: open or closing
+	// Ledger is the generation the ledger holds; Committed (non-zero) the
+	// one this host's close of the session committed, at At.
+	Ledger, Committed uint64
+	At                time.Time
+}
+
+func (e *NoRootError) Error() string {
+	end := fmt.Sprintf("end the session in the ledger with: spillway close %s --abandon --reason TEXT", e.Sandbox)
+	if e.Committed != 0 {
+		return fmt.Sprintf("sandbox %s: the ledger shows session %d %s on this host (%s) at generation %d, but this host closed it and committed generation %d at %s: the ledger lost that commit (a database failover to a standby that had not received it, or a restore of an older backup); %s (what the commit persisted is then kept in this host's recovery area: spillway recover ls %s --session %d)",
+			e.Sandbox, e.Session, e.State, escape.Name(e.Host), e.Ledger, e.Committed, e.At.UTC().Format("2006-01-02 15:04:05 UTC"), end, e.Sandbox, e.Session)
+	}
+	return fmt.Sprintf("sandbox %s: the ledger shows session %d %s on this host (%s), but this host has no root of it (its state directory was replaced or cleaned, or the ledger lost this host's close of it): nothing of it can be closed here; %s",
+		e.Sandbox, e.Session, e.State, escape.Name(e.Host), end)
+}
+
+func (e *NoRootError) Unwrap() error { return errdefs.ErrFailedPrecondition }
+
+// checkRootHere returns a *NoRootError when the ledger shows sb open or
+// closing on this host and this host has no root of that session. A
+// close's root goes only after its commit, so a close interrupted before
+// it always finds its root.
+func (e *Env) checkRootHere(ctx context.Context, sb *store.Sandbox) error {
+	if sb.State == store.StateClosed || sb.Session == 0 {
+		return nil
+	}
+	// The root first: it is local, and almost always there.
+	if ok, err := e.snap.Exists(ctx, sessionKey(sb.Name, sb.Session)); err != nil || ok {
+		return err
+	}
+	var ses *store.Session
+	if err := e.store.View(func(tx *store.Tx) (err error) { ses, err = tx.GetSession(sb.Name, sb.Session); return err }); err != nil {
+		return err
+	}
+	if ses.Host != e.hostID || ses.Abandoned != "" {
+		return nil // another host's, or not open: not this check's
+	}
+	nr := &NoRootError{Sandbox: sb.Name, Session: sb.Session, Host: e.hostID, State: sb.State, Ledger: sb.Generation}
+	if g, at, ok := e.committedHere(sb.Name, sb.Session); ok && g > sb.Generation {
+		nr.Committed, nr.At = g, at
+	}
+	return nr
+}
+
+// Abandoned is what `close --abandon` did.
+type Abandoned struct {
+	Sandbox    string `json:"sandbox"`
+	Session    uint64 `json:"session"`
+	Generation uint64 `json:"generation"` // the ledger's, at which the sandbox is now closed
+	// Kept counts the entries of the lost commit kept in the recovery
+	// area (reason ledger-lost).
+	Kept int64 `json:"kept"`
+}
+
+// AbandonSession ends, in the ledger, this host's session of a sandbox
+// whose root this host no longer has (a *NoRootError): the session
+// closes without persisting anything, the sandbox stays at the ledger's
+// generation, the lease is released, and the ledger's audit log says who
+// did it and why. When this host's close of the session committed a
+// generation the ledger lost, what that close persisted is listed in the
+// session's recovery manifest (reason ledger-lost) and kept as a fenced
+// session is: `recover restore` brings it back, reviewable.
+func (e *Env) AbandonSession(ctx context.Context, name, reason string) (*Abandoned, error) {
+	if strings.TrimSpace(reason) == "" {
+		return nil, &InputError{Input: "reason", Problem: "is required: say why the session is abandoned"}
+	}
+	if err := e.lockSandbox(name); err != nil {
+		return nil, err
+	}
+	sb, err := e.getSandbox(name)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State == store.StateClosed {
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "sandbox %s is closed: there is no session to abandon", name)
+	}
+	nrErr := e.checkRootHere(ctx, sb)
+	nr, ok := nrErr.(*NoRootError)
+	if !ok {
+		if nrErr != nil {
+			return nil, nrErr
+		}
+		var ses *store.Session
+		if err := e.store.View(func(tx *store.Tx) (err error) { ses, err = tx.GetSession(name, sb.Session); return err }); err != nil {
+			return nil, err
+		}
+		if ses.Host != e.hostID {
+			return nil, &openOnHostError{Sandbox: name, Host: ses.Host}
+		}
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "session %d of %s has its root on this host: close it (spillway close %s); --abandon only ends a session whose root this host no longer has", sb.Session, name, name)
+	}
+	n := sb.Session
+	var token uint64
+	if err := e.store.View(func(tx *store.Tx) error {
+		ses, err := tx.GetSession(name, n)
+		token = ses.Token
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	out := &Abandoned{Sandbox: name, Session: n}
+	err = e.store.UpdateLeasedAudited(name, e.hostID, token, func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox(name)
+		if err != nil {
+			return err
+		}
+		if sb.State == store.StateClosed || sb.Session != n {
+			return errclass.Errorf(errdefs.ErrConflict, "sandbox %s changed meanwhile: run again", name)
+		}
+		ses, err := tx.GetSession(name, n)
+		if err != nil {
+			return err
+		}
+		if err := abandonSession(tx, sb, ses, abandonedHerePrefix+reason); err != nil {
+			return err
+		}
+		if token != 0 {
+			if err := tx.ReleaseLease(name, e.hostID, token); err != nil {
+				return err
+			}
+		}
+		out.Generation = sb.Generation
+		data := map[string]string{"session": fmt.Sprint(n), "host": e.hostID, "reason": reason, "generation": fmt.Sprint(sb.Generation)}
+		if nr.Committed != 0 {
+			data["lost_generation"] = fmt.Sprint(nr.Committed)
+		}
+		_, err = tx.Append(tx.Now(), "session.abandon", name, data)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.noteClosed(name)
+	if nr.Committed != 0 {
+		kept, err := e.keepLostCommit(ctx, name, n)
+		out.Kept = kept
+		if err != nil {
+			return out, fmt.Errorf("session %d of %s is abandoned, but keeping what its lost commit persisted failed: %w", n, name, err)
+		}
+	}
+	return out, nil
+}
+
+// keepLostCommit lists in session n's recovery manifest what its close
+// persisted and the ledger lost: on overlay the session's tree holds its
+// whole upper directory, so each entry of the tree the manifest does not
+// list yet (files and symlinks; directories and whiteouts are no content)
+// is added, reason ledger-lost. The session is then kept as a fenced one
+// (fencedKeep), whatever the sandbox's retention. Native trees hold only
+// what the manifest lists: nothing to add.
+func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64, error) {
+	rs := e.loadSession(name, n)
+	tree := filepath.Join(rs.dir, treeDir)
+	if !rs.hasInfo || rs.info.Snapshotter != "overlayfs" || rs.discardedGone {
+		return 0, nil
+	}
+	if _, err := os.Lstat(tree); err != nil {
+		return 0, nil
+	}
+	listed := map[string]bool{}
+	if f, err := os.Open(filepath.Join(rs.dir, "manifest.jsonl")); err == nil {
+		err = eachManifestEntry(f, func(x ManifestEntry) error { listed[x.Path] = true; return nil })
+		f.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	var lines []byte
+	var added int64
+	err := hostile.TreeChanges(ctx, tree, "", func(c hostile.Change) error {
+		if listed[c.Path] || c.TooDeep || c.Changed || (c.Type != change.TypeFile && c.Type != change.TypeSymlink) {
+			return nil
+		}
+		x := ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: change.KindAdd, Type: c.Type, Size: c.Size, Verdict: change.VerdictRefuse, Reason: LedgerLostReason}
+		lines = append(x.appendJSON(lines), '\n')
+		added++
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if added > 0 {
+		if err := appendPrivate(filepath.Join(rs.dir, "manifest.jsonl"), lines); err != nil {
+			return 0, err
+		}
+	}
+	info := rs.info
+	info.Entries += added
+	info.Refused += added
+	info.Fenced = true
+	return added, e.writeSessionInfo(name, n, info)
+}
