@@ -1,20 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/spillway/spillway/internal/pgtest"
-	"github.com/spillway/spillway/store"
 )
 
 // TestFleetCloseDuringFailover: the ledger is a PostgreSQL primary with a
@@ -36,23 +30,8 @@ func TestFleetCloseDuringFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := newWorld(t, sharedRootfs(t))
-	url := pair.URL("ledger")
-	shared := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
-	h1env := append([]string{"SPILLWAY_HOST_ID=h1"}, shared...)
-	h2root := filepath.Join(w.dir, "h2")
-	h2env := append([]string{"SPILLWAY_HOST_ID=h2", "SPILLWAY_ROOT=" + h2root}, shared...)
-	must := func(env []string, args ...string) string {
-		t.Helper()
-		r := w.sw(env, args...)
-		if r.code != 0 || r.killed {
-			t.Fatalf("spillway %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-		}
-		return r.stdout
-	}
-	t.Cleanup(func() {
-		exec.Command("umount", w.mnt("")).Run() // a failed run's leftovers only
-		exec.Command("umount", filepath.Join(h2root, "mnt", "docs")).Run()
-	})
+	f := twoHostsOn(t, w, pair.URL("ledger"))
+	must, h1env, h2env := f.must, f.h1, f.h2
 	must(h1env, "image", "import", "base", w.rootfs)
 	must(h1env, "create", "docs", "--image", "base")
 	must(h1env, "exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
@@ -65,33 +44,12 @@ func TestFleetCloseDuringFailover(t *testing.T) {
 	// Hold the close's commit at its last round trip (only the commit
 	// writes the sandbox's audit-chain head), detach the standby, then let
 	// the commit go: the primary writes it and waits for the standby.
-	ctx := context.Background()
-	lock, err := pgx.Connect(ctx, pair.PrimaryURL("ledger"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close(ctx)
-	ltx, err := lock.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ltx.Exec(ctx, `SELECT 1 FROM kv WHERE k = $1 FOR UPDATE`, store.AuditChainHeadKey("docs")); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "close", "docs")
-	cmd.Env = append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(w.dir, "state"), "SPILLWAY_NO_PROGRESS=1")
-	cmd.Env = append(cmd.Env, h1env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitForLockWaiter(t, pair.PrimaryURL("ledger"), cmd)
+	held := closeBehindLock(t, w, pair.PrimaryURL("ledger"), h1env)
+	cmd, out, errb := held.cmd, &held.out, &held.errb
 	if err := pair.DetachStandby(); err != nil {
 		t.Fatal(err)
 	}
-	if err := ltx.Rollback(ctx); err != nil {
+	if err := held.lock.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := pair.WaitForSyncRepWaiter(30 * time.Second); err != nil {
@@ -135,7 +93,7 @@ func TestFleetCloseDuringFailover(t *testing.T) {
 	must(h2env, "image", "import", "base", w.rootfs)
 	must(h2env, "open", "docs")
 	for p, content := range v2 {
-		if b, err := os.ReadFile(filepath.Join(h2root, "mnt", "docs", p)); err != nil || string(b) != content {
+		if b, err := os.ReadFile(f.h2mnt(p)); err != nil || string(b) != content {
 			t.Errorf("opened on h2: %s = %q (%v), want %q", p, b, err, content)
 		}
 	}
@@ -161,22 +119,8 @@ func TestFleetCommitLostByFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := newWorld(t, sharedRootfs(t))
-	shared := []string{"SPILLWAY_STORE=" + pair.URL("ledger"), "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
-	h1env := append([]string{"SPILLWAY_HOST_ID=h1"}, shared...)
-	h2root := filepath.Join(w.dir, "h2")
-	h2env := append([]string{"SPILLWAY_HOST_ID=h2", "SPILLWAY_ROOT=" + h2root}, shared...)
-	must := func(env []string, args ...string) string {
-		t.Helper()
-		r := w.sw(env, args...)
-		if r.code != 0 || r.killed {
-			t.Fatalf("spillway %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-		}
-		return r.stdout
-	}
-	t.Cleanup(func() {
-		exec.Command("umount", w.mnt("")).Run()
-		exec.Command("umount", filepath.Join(h2root, "mnt", "docs")).Run()
-	})
+	f := twoHostsOn(t, w, pair.URL("ledger"))
+	must, h1env, h2env := f.must, f.h1, f.h2
 	must(h1env, "image", "import", "base", w.rootfs)
 	must(h2env, "image", "import", "base", w.rootfs)
 	must(h1env, "create", "docs", "--image", "base")
@@ -255,7 +199,7 @@ func TestFleetCommitLostByFailover(t *testing.T) {
 	must(h2env, "audit", "verify")
 	must(h2env, "open", "docs")
 	for p, content := range v2 {
-		if b, err := os.ReadFile(filepath.Join(h2root, "mnt", "docs", p)); err != nil || string(b) != content {
+		if b, err := os.ReadFile(f.h2mnt(p)); err != nil || string(b) != content {
 			t.Errorf("opened on h2: %s = %q (%v), want %q", p, b, err, content)
 		}
 	}

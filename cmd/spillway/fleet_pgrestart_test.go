@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -14,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spillway/spillway/internal/pgtest"
-	"github.com/spillway/spillway/store"
 )
 
 // TestFleetCloseDuringPGRestart: PostgreSQL is stopped with `pg_ctl stop
@@ -69,28 +67,8 @@ func closeDuringPGRestart(t *testing.T, rootfs string, down time.Duration) {
 	must("open", "docs")
 	v2 := w.writeDocs(2)
 
-	ctx := context.Background()
-	lock, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close(ctx)
-	ltx, err := lock.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ltx.Exec(ctx, `SELECT 1 FROM kv WHERE k = $1 FOR UPDATE`, store.AuditChainHeadKey("docs")); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "close", "docs")
-	cmd.Env = append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(w.dir, "state"), "SPILLWAY_NO_PROGRESS=1")
-	cmd.Env = append(cmd.Env, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitForLockWaiter(t, url, cmd)
+	held := closeBehindLock(t, w, url, env)
+	cmd, out, errb := held.cmd, &held.out, &held.errb
 	if err := pgtest.Restart(down); err != nil {
 		t.Fatal(err)
 	}

@@ -46,23 +46,8 @@ func TestFleetStoppedCloseFenced(t *testing.T) {
 
 func testFleetStoppedCloseFenced(t *testing.T, url string) {
 	w := newWorld(t, sharedRootfs(t))
-	shared := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs")}
-	h1env := append([]string{"SPILLWAY_HOST_ID=h1"}, shared...)
-	h2root := filepath.Join(w.dir, "h2")
-	h2env := append([]string{"SPILLWAY_HOST_ID=h2", "SPILLWAY_ROOT=" + h2root}, shared...)
-	must := func(env []string, args ...string) string {
-		t.Helper()
-		r := w.sw(env, args...)
-		if r.code != 0 || r.killed {
-			t.Fatalf("spillway %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-		}
-		return r.stdout
-	}
-	t.Cleanup(func() {
-		for _, m := range []string{w.mnt(""), filepath.Join(h2root, "mnt", "docs")} {
-			exec.Command("umount", m).Run() // a failed run's leftover only
-		}
-	})
+	f := twoHostsOn(t, w, url)
+	must, h1env, h2env, h2root := f.must, f.h1, f.h2, f.h2root
 	must(h1env, "image", "import", "base", w.rootfs)
 	must(h1env, "create", "docs", "--image", "base")
 	must(h1env, "exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
