@@ -313,6 +313,12 @@ func (e *Env) alreadyClosed(ctx context.Context, sb *store.Sandbox) (*CloseSumma
 		if err != nil {
 			return err
 		}
+		if ses.Abandoned != "" {
+			// Ended without a close (close --abandon, a takeover): it
+			// has no summary to print.
+			sum = &CloseSummary{Sandbox: sb.Name, Session: sb.Session, Generation: sb.Generation, Persisted: []PersistedFile{}, Refused: []Refusal{}}
+			return nil
+		}
 		sum, err = e.storedReport(ctx, tx, ses)
 		return err
 	})

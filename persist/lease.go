@@ -237,12 +237,19 @@ type FencedSession struct {
 	Sandbox string
 	Session uint64
 	Entries int64 // changes kept for recovery
+	// LostGeneration (non-zero) is the generation this host's close of
+	// the session committed and the ledger lost before the takeover.
+	LostGeneration uint64
 }
 
 func (f *FencedSession) Error() string {
 	are := "are"
 	if f.Entries == 1 {
 		are = "is"
+	}
+	if f.LostGeneration != 0 {
+		return fmt.Sprintf("%v: this host's close of session %d had committed generation %d, which the ledger lost (a database failover to a standby that had not received it, or a restore of an older backup) before another host took the sandbox over; %s %s in this host's recovery area, with what that close persisted where the area still held its files (spillway recover ls %s --session %d)",
+			f.Err, f.Session, f.LostGeneration, plural(f.Entries, "change"), are, f.Sandbox, f.Session)
 	}
 	return fmt.Sprintf("%v: nothing of session %d was persisted; its %s %s in this host's recovery area (spillway recover ls %s --session %d)",
 		f.Err, f.Session, plural(f.Entries, "change"), are, f.Sandbox, f.Session)
@@ -380,6 +387,15 @@ func (e *Env) fencedEarlier(name string) (fenced, err error) {
 // longer has: the recovery area's count of its changes when an earlier
 // fence kept them, else cause and that there is nothing here to keep.
 func (e *Env) fencedBefore(name string, n uint64, cause error) error {
+	if g, _, ok := e.committedHere(name, n); ok {
+		// This host's close of the session committed, and the ledger
+		// lost it before another host took the sandbox over: keep what
+		// it persisted (ledger_lost.go) and say so.
+		if _, err := e.keepLostCommit(context.Background(), name, n); err != nil {
+			e.warnf("recovery area of %s session %d: %v", name, n, err)
+		}
+		return &FencedSession{Err: cause, Sandbox: name, Session: n, Entries: e.loadSession(name, n).info.Entries, LostGeneration: g}
+	}
 	if rs := e.loadSession(name, n); rs.hasInfo {
 		return &FencedSession{Err: cause, Sandbox: name, Session: n, Entries: rs.info.Entries}
 	}

@@ -101,7 +101,7 @@ type NoRootError struct {
 func (e *NoRootError) Error() string {
 	end := fmt.Sprintf("end the session in the ledger with: spillway close %s --abandon --reason TEXT", e.Sandbox)
 	if e.Committed != 0 {
-		return fmt.Sprintf("sandbox %s: the ledger shows session %d %s on this host (%s) at generation %d, but this host closed it and committed generation %d at %s: the ledger lost that commit (a database failover to a standby that had not received it, or a restore of an older backup); %s (what the commit persisted is then kept in this host's recovery area: spillway recover ls %s --session %d)",
+		return fmt.Sprintf("sandbox %s: the ledger shows session %d %s on this host (%s) at generation %d, but this host closed it and committed generation %d at %s: the ledger lost that commit (a database failover to a standby that had not received it, or a restore of an older backup); %s (what the commit persisted is then kept in this host's recovery area where it still holds the session's files: spillway recover ls %s --session %d)",
 			e.Sandbox, e.Session, e.State, escape.Name(e.Host), e.Ledger, e.Committed, e.At.UTC().Format("2006-01-02 15:04:05 UTC"), end, e.Sandbox, e.Session)
 	}
 	return fmt.Sprintf("sandbox %s: the ledger shows session %d %s on this host (%s), but this host has no root of it (its state directory was replaced or cleaned, or the ledger lost this host's close of it): nothing of it can be closed here; %s",
@@ -130,7 +130,10 @@ func (e *Env) checkRootHere(ctx context.Context, sb *store.Sandbox) error {
 		return nil // another host's, or not open: not this check's
 	}
 	nr := &NoRootError{Sandbox: sb.Name, Session: sb.Session, Host: e.hostID, State: sb.State, Ledger: sb.Generation}
-	if g, at, ok := e.committedHere(sb.Name, sb.Session); ok && g > sb.Generation {
+	// The note says this host's close of the session committed; the
+	// ledger showing the session not closed is the loss (whatever its
+	// generation is now: a review decision may have raised it since).
+	if g, at, ok := e.committedHere(sb.Name, sb.Session); ok {
 		nr.Committed, nr.At = g, at
 	}
 	return nr
@@ -141,9 +144,11 @@ type Abandoned struct {
 	Sandbox    string `json:"sandbox"`
 	Session    uint64 `json:"session"`
 	Generation uint64 `json:"generation"` // the ledger's, at which the sandbox is now closed
-	// Kept counts the entries of the lost commit kept in the recovery
-	// area (reason ledger-lost).
-	Kept int64 `json:"kept"`
+	// LostGeneration (non-zero) is the generation this host's close of
+	// the session committed and the ledger lost; Kept counts the files of
+	// that commit kept in the recovery area (reason ledger-lost).
+	LostGeneration uint64 `json:"lost_generation,omitempty"`
+	Kept           int64  `json:"kept"`
 }
 
 // AbandonSession ends, in the ledger, this host's session of a sandbox
@@ -184,16 +189,45 @@ func (e *Env) AbandonSession(ctx context.Context, name, reason string) (*Abandon
 		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "session %d of %s has its root on this host: close it (spillway close %s); --abandon only ends a session whose root this host no longer has", sb.Session, name, name)
 	}
 	n := sb.Session
+	if later := e.laterSessionsHere(name, n); len(later) > 0 {
+		// The ledger lost more than this session of this host's: the
+		// next open would reuse those sessions' numbers and recovery
+		// directories. Not handled: refuse, losing nothing.
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "this host's recovery area holds sessions %v of %s, after session %d, which the ledger does not know: it lost more than one of this host's sessions; --abandon handles one lost session only, and leaves them untouched (see docs/fleet.md, \"When a failover loses a commit\")", later, name, n)
+	}
 	var token uint64
 	if err := e.store.View(func(tx *store.Tx) error {
 		ses, err := tx.GetSession(name, n)
-		token = ses.Token
+		if ses != nil {
+			token = ses.Token
+		}
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	out := &Abandoned{Sandbox: name, Session: n}
+	if token == 0 {
+		// A session opened before leases existed: take the lease now,
+		// as its close would (sessionLease).
+		if token, err = e.takeLease(name); err != nil {
+			return nil, err
+		}
+	}
+	out := &Abandoned{Sandbox: name, Session: n, LostGeneration: nr.Committed}
+	// The local part first: it is idempotent, so an abandon that stops
+	// after it (or whose ledger update fails) can be run again.
+	if nr.Committed != 0 {
+		kept, err := e.keepLostCommit(ctx, name, n)
+		out.Kept = kept
+		if err != nil {
+			return nil, fmt.Errorf("keep what session %d of %s persisted before the ledger lost it: %w (nothing was changed in the ledger)", n, name, err)
+		}
+	}
 	err = e.store.UpdateLeasedAudited(name, e.hostID, token, func(tx *store.Tx) error {
+		// The ledger's host row must name this state directory: a root
+		// that is not the one which opened the session has no say on it.
+		if _, err := tx.HeartbeatFrom(e.hostID, e.rootID, e.hostTTL); err != nil {
+			return err
+		}
 		sb, err := tx.GetSandbox(name)
 		if err != nil {
 			return err
@@ -208,10 +242,8 @@ func (e *Env) AbandonSession(ctx context.Context, name, reason string) (*Abandon
 		if err := abandonSession(tx, sb, ses, abandonedHerePrefix+reason); err != nil {
 			return err
 		}
-		if token != 0 {
-			if err := tx.ReleaseLease(name, e.hostID, token); err != nil {
-				return err
-			}
+		if err := tx.ReleaseLease(name, e.hostID, token); err != nil {
+			return err
 		}
 		out.Generation = sb.Generation
 		data := map[string]string{"session": fmt.Sprint(n), "host": e.hostID, "reason": reason, "generation": fmt.Sprint(sb.Generation)}
@@ -224,22 +256,37 @@ func (e *Env) AbandonSession(ctx context.Context, name, reason string) (*Abandon
 	if err != nil {
 		return nil, err
 	}
-	e.noteClosed(name)
-	if nr.Committed != 0 {
-		kept, err := e.keepLostCommit(ctx, name, n)
-		out.Kept = kept
-		if err != nil {
-			return out, fmt.Errorf("session %d of %s is abandoned, but keeping what its lost commit persisted failed: %w", n, name, err)
-		}
+	// Forget the open-session journal only if it names this session: a
+	// later one of this host's (its open lost with the close) keeps its
+	// root, which cleanup then fences instead of removing.
+	if m, ok := e.openHere(name); ok && m == n {
+		e.noteClosed(name)
 	}
 	return out, nil
 }
 
+// laterSessionsHere lists the sessions of sandbox after n that this
+// host's recovery area holds.
+func (e *Env) laterSessionsHere(sandbox string, n uint64) []uint64 {
+	sessions, err := e.recoverySessions(sandbox)
+	if err != nil {
+		return nil
+	}
+	var later []uint64
+	for _, rs := range sessions {
+		if rs.n > n {
+			later = append(later, rs.n)
+		}
+	}
+	return later
+}
+
 // keepLostCommit lists in session n's recovery manifest what its close
 // persisted and the ledger lost: on overlay the session's tree holds its
-// whole upper directory, so each entry of the tree the manifest does not
-// list yet (files and symlinks; directories and whiteouts are no content)
-// is added, reason ledger-lost. The session is then kept as a fenced one
+// whole upper directory when the close refused or discarded anything, so
+// each regular file of the tree the manifest does not list yet is added,
+// reason ledger-lost (symlinks, which restore refuses, deletions and
+// directories are not content it can bring back). The session is then kept as a fenced one
 // (fencedKeep), whatever the sandbox's retention. Native trees hold only
 // what the manifest lists: nothing to add.
 func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64, error) {
@@ -262,7 +309,7 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 	var lines []byte
 	var added int64
 	err := hostile.TreeChanges(ctx, tree, "", func(c hostile.Change) error {
-		if listed[c.Path] || c.TooDeep || c.Changed || (c.Type != change.TypeFile && c.Type != change.TypeSymlink) {
+		if listed[c.Path] || c.TooDeep || c.Changed || c.Type != change.TypeFile {
 			return nil
 		}
 		x := ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: change.KindAdd, Type: c.Type, Size: c.Size, Verdict: change.VerdictRefuse, Reason: LedgerLostReason}
@@ -281,6 +328,8 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 	info := rs.info
 	info.Entries += added
 	info.Refused += added
-	info.Fenced = true
+	// Kept as a fenced session is, for fencedKeep from now (not from the
+	// lost close, which may be older than that).
+	info.Fenced, info.Closed = true, e.Now()
 	return added, e.writeSessionInfo(name, n, info)
 }

@@ -92,8 +92,11 @@ func runAbandon(ctx context.Context, sandbox, reason string, g globalOptions, t 
 			return nil
 		}
 		fmt.Fprintf(t.out, "abandoned session %d of %s: nothing persisted, the sandbox is closed at generation %d\n", a.Session, a.Sandbox, a.Generation)
-		if a.Kept > 0 {
-			fmt.Fprintf(t.out, "kept what the lost commit had persisted, %s, in the recovery area: spillway recover ls %s --session %d\n", count(a.Kept, "entry", "entries"), a.Sandbox, a.Session)
+		switch {
+		case a.Kept > 0:
+			fmt.Fprintf(t.out, "kept %s the lost generation %d had persisted in the recovery area: spillway recover ls %s --session %d\n", count(a.Kept, "file"), a.LostGeneration, a.Sandbox, a.Session)
+		case a.LostGeneration != 0:
+			t.warnf("kept nothing of the lost generation %d: this host's recovery area does not hold the session's files (its close refused and discarded nothing, so the root was not kept, or the snapshotter is native)", a.LostGeneration)
 		}
 		return nil
 	})

@@ -214,3 +214,99 @@ func TestFleetCommitLostByFailover(t *testing.T) {
 		t.Errorf("close on h1 after the abandon: exit %d %q %q, want already closed", r.code, r.stdout, r.stderr)
 	}
 }
+
+// failoverHosts starts a replicated ledger, two hosts on it with the
+// image imported, and sandbox docs with an exception for Documents.
+func failoverHosts(t *testing.T) (*pgtest.Pair, *world, *fleetHosts) {
+	requireRoot(t)
+	pair := pgtest.NewPair(t)
+	if err := pair.CreateDB("ledger"); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, sharedRootfs(t))
+	f := twoHostsOn(t, w, pair.URL("ledger"))
+	f.must(f.h1, "image", "import", "base", w.rootfs)
+	f.must(f.h2, "image", "import", "base", w.rootfs)
+	f.must(f.h1, "create", "docs", "--image", "base")
+	f.must(f.h1, "exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
+	return pair, w, f
+}
+
+// loseFromNowOn makes every later commit exist on the primary alone (the
+// standby detached, commits acknowledged without it), and failover
+// crashes the primary and promotes the standby.
+func loseFromNowOn(t *testing.T, pair *pgtest.Pair) {
+	t.Helper()
+	if err := pair.DetachStandby(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.Async(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func failover(t *testing.T, pair *pgtest.Pair) {
+	t.Helper()
+	if err := pair.CrashPrimary(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.Promote(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFleetAbandonKeepsALaterSession: the failover loses h1's close of
+// session 2 and its open of session 3, in which the user has unsaved
+// work. `close --abandon` ends session 2 but keeps the open-session
+// journal naming session 3, so the next close fences session 3's root
+// into the recovery area instead of removing it.
+func TestFleetAbandonKeepsALaterSession(t *testing.T) {
+	pair, w, f := failoverHosts(t)
+	f.must(f.h1, "open", "docs")
+	w.writeDocs(1)
+	f.must(f.h1, "close", "docs")
+	f.must(f.h1, "open", "docs")
+	w.writeDocs(2)
+	loseFromNowOn(t, pair)
+	f.must(f.h1, "close", "docs")
+	f.must(f.h1, "open", "docs")
+	if err := os.WriteFile(w.mnt("/home/user/Documents/unsaved.txt"), []byte("unsaved work"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failover(t, pair)
+	f.must(f.h1, "close", "docs", "--abandon", "--reason", "lost in a failover")
+	f.w.sw(f.h1, "close", "docs")
+	if ls := f.must(f.h1, "recover", "ls", "docs", "--json"); !strings.Contains(ls, "/home/user/Documents/unsaved.txt") {
+		t.Fatalf("session 3's unsaved work is not in the recovery area after the abandon of session 2:\n%s", ls)
+	}
+}
+
+// TestFleetLostCommitTakenOver: h1 (TTL 1 s) loses its close of session 2
+// in the failover and is not live when h2 opens the sandbox, taking it
+// over. h1's close then says the ledger lost its commit (not "nothing
+// was persisted") and keeps the documents that commit persisted.
+func TestFleetLostCommitTakenOver(t *testing.T) {
+	pair, w, f := failoverHosts(t)
+	f.must(f.h1, "fleet", "agent", "--ttl", "1s", "--once")
+	f.must(f.h1, "open", "docs")
+	w.writeDocs(1)
+	f.must(f.h1, "close", "docs")
+	f.must(f.h1, "open", "docs")
+	v2 := w.writeDocs(2)
+	loseFromNowOn(t, pair)
+	f.must(f.h1, "close", "docs")
+	failover(t, pair)
+	time.Sleep(1500 * time.Millisecond) // past h1's TTL
+	f.must(f.h2, "open", "docs")
+	f.must(f.h2, "close", "docs")
+	r := w.sw(f.h1, "close", "docs")
+	if r.code != 1 || !strings.Contains(r.stderr, "had committed generation 2, which the ledger lost") {
+		t.Fatalf("close on h1 after the takeover: exit %d %q, want the lost commit named", r.code, r.stderr)
+	}
+	ls := f.must(f.h1, "recover", "ls", "docs", "--session", "2", "--json")
+	for p := range v2 {
+		if !strings.Contains(ls, `"path": "`+p+`"`) || !strings.Contains(ls, "ledger-lost") {
+			t.Errorf("recover ls --session 2 on h1 lacks %s as ledger-lost:\n%s", p, ls)
+		}
+	}
+}
