@@ -32,12 +32,17 @@ func TestFleetCloseDuringPGRestart(t *testing.T) {
 	t.Cleanup(pgtest.Stop)
 	rootfs := sharedRootfs(t)
 	for _, down := range []time.Duration{0, 6 * time.Second} {
-		t.Run("down"+down.String(), func(t *testing.T) { closeDuringPGRestart(t, rootfs, down) })
+		t.Run("down"+down.String(), func(t *testing.T) { closeDuringPGRestart(t, rootfs, down, true) })
 	}
+	// The same through a PgBouncer in transaction pooling: the pooler
+	// outlives the server, so the close's connection to it stays up and
+	// the COMMIT's answer is an error the pooler sends.
+	t.Run("pgbouncer-transaction", func(t *testing.T) { closeDuringPGRestart(t, rootfs, 6*time.Second, false) })
 }
 
-// closeDuringPGRestart is one run of TestFleetCloseDuringPGRestart.
-func closeDuringPGRestart(t *testing.T, rootfs string, down time.Duration) {
+// closeDuringPGRestart is one run of TestFleetCloseDuringPGRestart:
+// spillway connected to the server directly, or through PgBouncer.
+func closeDuringPGRestart(t *testing.T, rootfs string, down time.Duration, direct bool) {
 	w := newWorld(t, rootfs)
 	url, err := pgtest.NewDB()
 	if err != nil {
@@ -48,7 +53,16 @@ func closeDuringPGRestart(t *testing.T, rootfs string, down time.Duration) {
 	if err := pgtest.SyncCommit(url); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"SPILLWAY_STORE=" + url, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs"), "SPILLWAY_HOST_ID=h1"}
+	storeURL := url
+	if !direct {
+		u, stop, err := pgtest.BouncerMode(url, "transaction")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		storeURL = u + "&default_query_exec_mode=exec"
+	}
+	env := []string{"SPILLWAY_STORE=" + storeURL, "SPILLWAY_BLOBS=dir://" + filepath.Join(w.dir, "blobs"), "SPILLWAY_HOST_ID=h1"}
 	must := func(args ...string) string {
 		t.Helper()
 		r := w.sw(env, args...)
