@@ -169,7 +169,7 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 		return nil, err
 	}
 	// Should the ledger lose this commit, this host can tell (ledger_lost.go).
-	e.noteCommitted(name, sb.Session, sb.Generation)
+	e.noteCommitted(name, sb.Session, sb.Generation, sum)
 	// What close did not persist goes to the recovery area (a rename on
 	// overlay) before the root goes.
 	if err := e.keepForRecovery(ctx, sb); err != nil {

@@ -2,7 +2,11 @@ package persist
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/atomicfile"
 	"github.com/spillway/spillway/internal/change"
@@ -45,23 +50,71 @@ const LedgerLostReason = "ledger-lost"
 const abandonedHerePrefix = "ended on its host: "
 
 // noteCommitted records that this host's close of session n of sandbox
-// committed generation g. Trouble is only warned about: the close is done.
-func (e *Env) noteCommitted(sandbox string, n, g uint64) {
+// committed generation g. When the session's recovery tree will not hold
+// what the close persisted (native snapshotter, or nothing refused or
+// discarded: no tree), it also lists the persisted files with their
+// digests (persistedListFile), so that what a lost commit persisted can
+// be taken back from the blobs. Trouble is only warned about: the close
+// is done.
+func (e *Env) noteCommitted(sandbox string, n, g uint64, sum *CloseSummary) {
 	dir := e.sessionDir(sandbox, n)
 	if _, err := os.Lstat(dir); err != nil {
 		return // a dry run's, or no recovery directory: nothing to note in
 	}
-	f, err := atomicfile.Create(dir, "."+committedFile+".tmp-")
+	rs := e.loadSession(sandbox, n)
+	var err error
+	if !(rs.hasInfo && rs.info.Snapshotter == "overlayfs" && rs.info.Entries > 0) {
+		err = writeLazy(dir, persistedListFile, persistedList(sum))
+	}
 	if err == nil {
-		f.Lazy = true
-		defer f.Cleanup()
-		if _, err = fmt.Fprintf(f, "%d %s\n", g, e.Now().UTC().Format(time.RFC3339)); err == nil {
-			err = f.Commit(filepath.Join(dir, committedFile), atomicfile.Replace)
-		}
+		err = writeLazy(dir, committedFile, fmt.Appendf(nil, "%d %s\n", g, e.Now().UTC().Format(time.RFC3339)))
 	}
 	if err != nil {
 		e.warnf("recovery area of %s session %d: %v", sandbox, n, err)
 	}
+}
+
+// persistedListFile, in a session's recovery directory, lists the
+// regular files its close persisted (lostFile, one JSON object a line),
+// written with the committed note when the session's tree will not hold
+// them.
+const persistedListFile = "persisted.jsonl"
+
+// lostFile is a line of persistedListFile.
+type lostFile struct {
+	Path      string `json:"path"`
+	PathBytes []byte `json:"path_bytes,omitempty"`
+	Size      int64  `json:"size"`
+	Digest    string `json:"digest"`
+}
+
+// persistedList is persistedListFile's content for sum.
+func persistedList(sum *CloseSummary) []byte {
+	var b []byte
+	for _, p := range sum.Persisted {
+		if p.Type != change.TypeFile || p.Digest == "" || p.Kind == change.KindDelete {
+			continue
+		}
+		line, err := json.Marshal(lostFile{Path: p.Path, PathBytes: p.PathBytes, Size: p.Size, Digest: p.Digest})
+		if err == nil {
+			b = append(append(b, line...), '\n')
+		}
+	}
+	return b
+}
+
+// writeLazy writes data to dir/name whole, by a rename, not flushed.
+func writeLazy(dir, name string, data []byte) error {
+	f, err := atomicfile.Create(dir, "."+name+".tmp-")
+	if err != nil {
+		return err
+	}
+	f.Lazy = true
+	defer f.Cleanup()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Commit(filepath.Join(dir, name), atomicfile.Replace)
 }
 
 // committedHere returns the generation this host's close of session n of
@@ -282,22 +335,25 @@ func (e *Env) laterSessionsHere(sandbox string, n uint64) []uint64 {
 }
 
 // keepLostCommit lists in session n's recovery manifest what its close
-// persisted and the ledger lost: on overlay the session's tree holds its
-// whole upper directory when the close refused or discarded anything, so
-// each regular file of the tree the manifest does not list yet is added,
-// reason ledger-lost (symlinks, which restore refuses, deletions and
-// directories are not content it can bring back). The session is then kept as a fenced one
-// (fencedKeep), whatever the sandbox's retention. Native trees hold only
-// what the manifest lists: nothing to add.
+// persisted and the ledger lost, reason ledger-lost, and keeps the session
+// as a fenced one is (fencedKeep from now), whatever the sandbox's
+// retention. Two sources, as noteCommitted left them:
+//   - on overlay, when the close refused or discarded something, the
+//     session's tree is its whole upper directory: each regular file of it
+//     the manifest does not list yet is added (symlinks, which restore
+//     refuses, deletions and directories are not content it can bring
+//     back);
+//   - otherwise persistedListFile names the files and their blobs: each is
+//     copied from the blob store into the tree (created if need be), its
+//     digest checked, and added.
+//
+// Entries already listed are skipped, so it can run again.
 func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64, error) {
 	rs := e.loadSession(name, n)
+	if !rs.hasInfo {
+		return 0, nil
+	}
 	tree := filepath.Join(rs.dir, treeDir)
-	if !rs.hasInfo || rs.info.Snapshotter != "overlayfs" || rs.discardedGone {
-		return 0, nil
-	}
-	if _, err := os.Lstat(tree); err != nil {
-		return 0, nil
-	}
 	listed := map[string]bool{}
 	if f, err := os.Open(filepath.Join(rs.dir, "manifest.jsonl")); err == nil {
 		err = eachManifestEntry(f, func(x ManifestEntry) error { listed[x.Path] = true; return nil })
@@ -307,29 +363,145 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 		}
 	}
 	var lines []byte
-	var added int64
-	err := hostile.TreeChanges(ctx, tree, "", func(c hostile.Change) error {
-		if listed[c.Path] || c.TooDeep || c.Changed || c.Type != change.TypeFile {
-			return nil
-		}
-		x := ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: change.KindAdd, Type: c.Type, Size: c.Size, Verdict: change.VerdictRefuse, Reason: LedgerLostReason}
+	var added, bytes int64
+	add := func(path string, size int64) {
+		x := ManifestEntry{Path: path, PathBytes: exactBytes(path), Kind: change.KindAdd, Type: change.TypeFile, Size: size, Verdict: change.VerdictRefuse, Reason: LedgerLostReason}
 		lines = append(x.appendJSON(lines), '\n')
+		listed[path] = true
 		added++
-		return nil
-	})
+		bytes += size
+	}
+	list, err := readPersistedList(filepath.Join(rs.dir, persistedListFile))
 	if err != nil {
 		return 0, err
+	}
+	switch {
+	case list != nil:
+		if err := os.Mkdir(tree, 0o700); err != nil && !os.IsExist(err) {
+			return 0, err
+		}
+		for _, lf := range list {
+			if listed[lf.Path] {
+				continue
+			}
+			if err := e.copyLostFile(tree, lf); err != nil {
+				e.warnf("recovery area of %s session %d: %s: %v", name, n, escape.Name(lf.Path), err)
+				continue
+			}
+			add(lf.Path, lf.Size)
+		}
+	case rs.info.Snapshotter == "overlayfs" && !rs.discardedGone:
+		if _, err := os.Lstat(tree); err != nil {
+			break
+		}
+		err := hostile.TreeChanges(ctx, tree, "", func(c hostile.Change) error {
+			if !listed[c.Path] && !c.TooDeep && !c.Changed && c.Type == change.TypeFile {
+				add(c.Path, c.Size)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
 	}
 	if added > 0 {
 		if err := appendPrivate(filepath.Join(rs.dir, "manifest.jsonl"), lines); err != nil {
 			return 0, err
 		}
 	}
+	if added == 0 && rs.info.Fenced {
+		return 0, nil // kept before: its time runs from then
+	}
 	info := rs.info
 	info.Entries += added
 	info.Refused += added
+	if list != nil {
+		info.Bytes += bytes // copied in; on overlay the tree held them already
+	}
 	// Kept as a fenced session is, for fencedKeep from now (not from the
 	// lost close, which may be older than that).
 	info.Fenced, info.Closed = true, e.Now()
 	return added, e.writeSessionInfo(name, n, info)
+}
+
+// readPersistedList reads persistedListFile; nil when there is none.
+func readPersistedList(p string) ([]lostFile, error) {
+	f, err := os.Open(p)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	list := []lostFile{}
+	dec := json.NewDecoder(f)
+	for dec.More() {
+		var lf lostFile
+		if err := dec.Decode(&lf); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		if lf.PathBytes != nil {
+			lf.Path = string(lf.PathBytes)
+		}
+		list = append(list, lf)
+	}
+	return list, nil
+}
+
+// copyLostFile copies lf's blob to lf.Path beneath tree (mode 0600: the
+// list keeps no modes, and restore takes the copy's), creating the
+// directories on the way (0700) and never following a symlink or leaving
+// tree: a component that is not a directory, or a file already there,
+// is an error and nothing is written. The copy's digest and size must be
+// lf's.
+func (e *Env) copyLostFile(tree string, lf lostFile) error {
+	rel := strings.TrimPrefix(lf.Path, "/")
+	if lf.Path == "" || lf.Path[0] != '/' || rel == "" || filepath.Clean(lf.Path) != lf.Path {
+		return fmt.Errorf("not a clean absolute path")
+	}
+	dir, err := unix.Open(tree, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(rel, "/")
+	for _, c := range parts[:len(parts)-1] {
+		if err := unix.Mkdirat(dir, c, 0o700); err != nil && err != unix.EEXIST {
+			unix.Close(dir)
+			return err
+		}
+		next, err := unix.Openat(dir, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(dir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c, err)
+		}
+		dir = next
+	}
+	defer unix.Close(dir)
+	src, err := e.blobs.Open(lf.Digest)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	last := parts[len(parts)-1]
+	fd, err := unix.Openat(dir, last, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	dst := os.NewFile(uintptr(fd), lf.Path)
+	h := sha256.New()
+	size, err := io.Copy(io.MultiWriter(dst, h), src)
+	if err == nil && ("sha256:"+hex.EncodeToString(h.Sum(nil)) != lf.Digest || size != lf.Size) {
+		err = fmt.Errorf("blob %s does not hold the %d bytes recorded", lf.Digest, lf.Size)
+	}
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		unix.Unlinkat(dir, last, 0)
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -216,8 +217,9 @@ func TestFleetCommitLostByFailover(t *testing.T) {
 }
 
 // failoverHosts starts a replicated ledger, two hosts on it with the
-// image imported, and sandbox docs with an exception for Documents.
-func failoverHosts(t *testing.T) (*pgtest.Pair, *world, *fleetHosts) {
+// image imported, and sandbox docs with an exception for Documents; env
+// is added to both hosts' environments.
+func failoverHosts(t *testing.T, env ...string) (*pgtest.Pair, *world, *fleetHosts) {
 	requireRoot(t)
 	pair := pgtest.NewPair(t)
 	if err := pair.CreateDB("ledger"); err != nil {
@@ -225,6 +227,7 @@ func failoverHosts(t *testing.T) (*pgtest.Pair, *world, *fleetHosts) {
 	}
 	w := newWorld(t, sharedRootfs(t))
 	f := twoHostsOn(t, w, pair.URL("ledger"))
+	f.h1, f.h2 = append(f.h1, env...), append(f.h2, env...)
 	f.must(f.h1, "image", "import", "base", w.rootfs)
 	f.must(f.h2, "image", "import", "base", w.rootfs)
 	f.must(f.h1, "create", "docs", "--image", "base")
@@ -308,5 +311,60 @@ func TestFleetLostCommitTakenOver(t *testing.T) {
 		if !strings.Contains(ls, `"path": "`+p+`"`) || !strings.Contains(ls, "ledger-lost") {
 			t.Errorf("recover ls --session 2 on h1 lacks %s as ledger-lost:\n%s", p, ls)
 		}
+	}
+}
+
+// TestFleetLostCommitKeptFromBlobs: when a lost close's recovery tree
+// does not hold what it persisted (on overlay a session that refused and
+// discarded nothing keeps no tree; the native snapshotter keeps only what
+// was refused or discarded), the close's note lists the persisted files
+// and their blobs, and `close --abandon` copies them from the blob
+// directory into the recovery area, digests checked, for recover restore.
+func TestFleetLostCommitKeptFromBlobs(t *testing.T) {
+	for _, tc := range []struct {
+		name, snapshotter string
+		junk              bool // also write files that are discarded or refused
+	}{
+		{"overlayfs-only-documents", "overlayfs", false},
+		{"native", "native", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pair, w, f := failoverHosts(t, "SPILLWAY_SNAPSHOTTER="+tc.snapshotter)
+			write := func(v int) map[string]string {
+				if tc.junk {
+					return w.writeDocs(v)
+				}
+				docs := map[string]string{}
+				for i := range 3 {
+					p := fmt.Sprintf("/home/user/Documents/only%d.txt", i)
+					docs[p] = fmt.Sprintf("document %d version %d", i, v)
+					if err := os.WriteFile(w.mnt(p), []byte(docs[p]), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return docs
+			}
+			f.must(f.h1, "open", "docs")
+			write(1)
+			f.must(f.h1, "close", "docs")
+			f.must(f.h1, "open", "docs")
+			v2 := write(2)
+			loseFromNowOn(t, pair)
+			f.must(f.h1, "close", "docs")
+			failover(t, pair)
+			out := f.must(f.h1, "close", "docs", "--abandon", "--reason", "lost in a failover", "--json")
+			var ab struct{ Kept int64 }
+			if err := json.Unmarshal([]byte(out), &ab); err != nil || ab.Kept != int64(len(v2)) {
+				t.Fatalf("close --abandon: %s (%v), want the %d documents kept", out, err, len(v2))
+			}
+			paths := []string{}
+			for p := range v2 {
+				paths = append(paths, p)
+			}
+			f.must(f.h1, append(append([]string{"recover", "restore", "docs"}, paths...), "--session", "2", "--reason", "lost in the failover")...)
+			if st := docsOf(t, f.must(f.h2, "persisted", "ls", "docs", "--json")); !sameContent(w, f.h2, st, v2) {
+				t.Fatalf("after the restore the ledger holds %v, want version 2 of the documents", st)
+			}
+		})
 	}
 }
