@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -88,17 +89,27 @@ type lostFile struct {
 	Digest    string `json:"digest"`
 }
 
-// persistedList is persistedListFile's content for sum.
+// persistedList is persistedListFile's content for sum, each line as
+// encoding/json would write a lostFile, without reflection (a close may
+// persist millions of files).
 func persistedList(sum *CloseSummary) []byte {
 	var b []byte
 	for _, p := range sum.Persisted {
 		if p.Type != change.TypeFile || p.Digest == "" || p.Kind == change.KindDelete {
 			continue
 		}
-		line, err := json.Marshal(lostFile{Path: p.Path, PathBytes: p.PathBytes, Size: p.Size, Digest: p.Digest})
-		if err == nil {
-			b = append(append(b, line...), '\n')
+		b = append(b, `{"path":`...)
+		b = appendJSONString(b, p.Path)
+		if p.PathBytes != nil {
+			b = append(b, `,"path_bytes":"`...)
+			b = base64.StdEncoding.AppendEncode(b, p.PathBytes)
+			b = append(b, '"')
 		}
+		b = append(b, `,"size":`...)
+		b = strconv.AppendInt(b, p.Size, 10)
+		b = append(b, `,"digest":`...)
+		b = appendJSONString(b, p.Digest)
+		b = append(b, "}\n"...)
 	}
 	return b
 }
