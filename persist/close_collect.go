@@ -82,7 +82,8 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		parked = false
 		failpoint.Hit("close.batch-staged")
 		for _, r := range batch {
-			sum.Persisted = append(sum.Persisted, PersistedFile{Record: r.ID, Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Digest: r.Digest, Exception: r.Exception, Status: r.Status})
+			sum.Persisted = append(sum.Persisted, PersistedFile{Record: r.ID, Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Digest: r.Digest, Exception: r.Exception, Status: r.Status,
+				mode: r.Mode, uid: r.UID, gid: r.GID, mtime: r.Mtime})
 		}
 		batch = batch[:0]
 		return nil
@@ -190,7 +191,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			kept += g.Bytes
 		}
 		info := sessionInfo{Closed: now, Snapshotter: e.snap.Kind(), Entries: disc.Count + refused.count, Refused: refused.count,
-			Bytes: disc.Bytes + kept, DiscardedBytes: disc.Bytes}
+			Bytes: disc.Bytes + kept, DiscardedBytes: disc.Bytes, Incarnation: incarnation(sb)}
 		if info.Snapshotter == "overlayfs" {
 			for _, t := range sum.Exceptions {
 				info.Bytes += t.Bytes // the upper directory keeps them too

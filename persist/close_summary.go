@@ -33,6 +33,11 @@ type PersistedFile struct {
 	Digest    string          `json:"digest,omitempty"`
 	Exception string          `json:"exception"`
 	Status    change.Status   `json:"status"`
+	// The record's mode bits, owner and mtime, for the list a lost
+	// commit is kept from (ledger_lost.go); not printed.
+	mode     uint32
+	uid, gid uint32
+	mtime    time.Time
 }
 
 // Refusal is one change that an exception matched but a safety rule or a

@@ -128,6 +128,11 @@ func TestLayerCacheNewIncarnation(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(root, "home/user/Documents/old.txt")); !os.IsNotExist(err) {
 		t.Errorf("the old sandbox's file is in the new one's root: %v", err)
 	}
+	// h1's recovery area held the old sandbox's sessions 1 and 2, whose
+	// numbers the new one reuses: the open removed them (ledger_lost.go).
+	if rss, err := h1.e.recoverySessions("docs"); err != nil || len(rss) != 0 {
+		t.Errorf("h1's recovery area after the open of the new sandbox: %d sessions (%v), want none of the old one", len(rss), err)
+	}
 	h1.close()
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,6 +88,10 @@ type lostFile struct {
 	PathBytes []byte `json:"path_bytes,omitempty"`
 	Size      int64  `json:"size"`
 	Digest    string `json:"digest"`
+	Mode      uint32 `json:"mode"` // permission bits, as recorded
+	UID       uint32 `json:"uid"`
+	GID       uint32 `json:"gid"`
+	Mtime     int64  `json:"mtime"` // nanoseconds since the epoch
 }
 
 // persistedList is persistedListFile's content for sum, each line as
@@ -109,6 +114,18 @@ func persistedList(sum *CloseSummary) []byte {
 		b = strconv.AppendInt(b, p.Size, 10)
 		b = append(b, `,"digest":`...)
 		b = appendJSONString(b, p.Digest)
+		b = append(b, `,"mode":`...)
+		b = strconv.AppendUint(b, uint64(p.mode), 10)
+		b = append(b, `,"uid":`...)
+		b = strconv.AppendUint(b, uint64(p.uid), 10)
+		b = append(b, `,"gid":`...)
+		b = strconv.AppendUint(b, uint64(p.gid), 10)
+		b = append(b, `,"mtime":`...)
+		var ns int64
+		if !p.mtime.IsZero() {
+			ns = p.mtime.UnixNano()
+		}
+		b = strconv.AppendInt(b, ns, 10)
 		b = append(b, "}\n"...)
 	}
 	return b
@@ -330,18 +347,19 @@ func (e *Env) AbandonSession(ctx context.Context, name, reason string) (*Abandon
 }
 
 // laterSessionsHere lists the sessions of sandbox after n that this
-// host's recovery area holds.
+// host's recovery area holds, ascending (names only: an open runs it).
 func (e *Env) laterSessionsHere(sandbox string, n uint64) []uint64 {
-	sessions, err := e.recoverySessions(sandbox)
+	ents, err := os.ReadDir(filepath.Join(e.recoveryDir(), sandbox))
 	if err != nil {
 		return nil
 	}
 	var later []uint64
-	for _, rs := range sessions {
-		if rs.n > n {
-			later = append(later, rs.n)
+	for _, d := range ents {
+		if m, err := strconv.ParseUint(d.Name(), 10, 64); err == nil && d.IsDir() && m > n {
+			later = append(later, m)
 		}
 	}
+	slices.Sort(later)
 	return later
 }
 
@@ -358,7 +376,9 @@ func (e *Env) laterSessionsHere(sandbox string, n uint64) []uint64 {
 //     copied from the blob store into the tree (created if need be), its
 //     digest checked, and added.
 //
-// Entries already listed are skipped, so it can run again.
+// Entries already listed are skipped, so it can run again; it returns
+// how many entries of the session are kept as ledger-lost, from this run
+// or an earlier one.
 func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64, error) {
 	rs := e.loadSession(name, n)
 	if !rs.hasInfo {
@@ -366,8 +386,21 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 	}
 	tree := filepath.Join(rs.dir, treeDir)
 	listed := map[string]bool{}
+	// The manifest's counts, recounted on every run: an earlier run may
+	// have stopped between its append and info.json.
+	var entries, refused, kept int64
 	if f, err := os.Open(filepath.Join(rs.dir, "manifest.jsonl")); err == nil {
-		err = eachManifestEntry(f, func(x ManifestEntry) error { listed[x.Path] = true; return nil })
+		err = eachManifestEntry(f, func(x ManifestEntry) error {
+			listed[x.Path] = true
+			entries++
+			if x.Verdict == change.VerdictRefuse {
+				refused++
+			}
+			if x.Reason == LedgerLostReason {
+				kept++
+			}
+			return nil
+		})
 		f.Close()
 		if err != nil {
 			return 0, err
@@ -395,11 +428,20 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 			if listed[lf.Path] {
 				continue
 			}
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
 			if err := e.copyLostFile(tree, lf); err != nil {
 				e.warnf("recovery area of %s session %d: %s: %v", name, n, escape.Name(lf.Path), err)
 				continue
 			}
 			add(lf.Path, lf.Size)
+		}
+		if added > 0 {
+			// One flush for every copy, before the manifest names them.
+			if err := syncFS(tree); err != nil {
+				return 0, err
+			}
 		}
 	case rs.info.Snapshotter == "overlayfs" && !rs.discardedGone:
 		if _, err := os.Lstat(tree); err != nil {
@@ -420,19 +462,18 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 			return 0, err
 		}
 	}
-	if added == 0 && rs.info.Fenced {
-		return 0, nil // kept before: its time runs from then
+	if added == 0 && rs.info.Fenced && rs.info.Entries == entries {
+		return kept, nil // kept before: its time runs from then
 	}
 	info := rs.info
-	info.Entries += added
-	info.Refused += added
+	info.Entries, info.Refused = entries+added, refused+added
 	if list != nil {
 		info.Bytes += bytes // copied in; on overlay the tree held them already
 	}
 	// Kept as a fenced session is, for fencedKeep from now (not from the
 	// lost close, which may be older than that).
 	info.Fenced, info.Closed = true, e.Now()
-	return added, e.writeSessionInfo(name, n, info)
+	return kept + added, e.writeSessionInfo(name, n, info)
 }
 
 // readPersistedList reads persistedListFile; nil when there is none.
@@ -460,12 +501,15 @@ func readPersistedList(p string) ([]lostFile, error) {
 	return list, nil
 }
 
-// copyLostFile copies lf's blob to lf.Path beneath tree (mode 0600: the
-// list keeps no modes, and restore takes the copy's), creating the
-// directories on the way (0700) and never following a symlink or leaving
-// tree: a component that is not a directory, or a file already there,
-// is an error and nothing is written. The copy's digest and size must be
-// lf's.
+// copyLostFile copies lf's blob to lf.Path beneath tree with the
+// recorded mode bits, owner and mtime (restore takes the copy's),
+// creating the directories on the way (0700) and never following a
+// symlink or leaving tree: a component that is not a directory is an
+// error and nothing is written. A regular file already there (a copy of
+// an earlier try, or on native a persisted file the close moved in with
+// a discarded directory) is kept when its bytes are lf's, read through
+// the hostile reader. The copy's digest and size must be lf's. The
+// caller syncs the tree.
 func (e *Env) copyLostFile(tree string, lf lostFile) error {
 	rel := strings.TrimPrefix(lf.Path, "/")
 	if lf.Path == "" || lf.Path[0] != '/' || rel == "" || filepath.Clean(lf.Path) != lf.Path {
@@ -489,16 +533,21 @@ func (e *Env) copyLostFile(tree string, lf lostFile) error {
 		dir = next
 	}
 	defer unix.Close(dir)
+	last := parts[len(parts)-1]
+	fd, err := unix.Openat(dir, last, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err == unix.EEXIST {
+		return sameAsLost(tree, lf)
+	}
+	if err != nil {
+		return err
+	}
 	src, err := e.blobs.Open(lf.Digest)
 	if err != nil {
+		unix.Close(fd)
+		unix.Unlinkat(dir, last, 0)
 		return err
 	}
 	defer src.Close()
-	last := parts[len(parts)-1]
-	fd, err := unix.Openat(dir, last, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
 	dst := os.NewFile(uintptr(fd), lf.Path)
 	h := sha256.New()
 	size, err := io.Copy(io.MultiWriter(dst, h), src)
@@ -506,7 +555,14 @@ func (e *Env) copyLostFile(tree string, lf lostFile) error {
 		err = fmt.Errorf("blob %s does not hold the %d bytes recorded", lf.Digest, lf.Size)
 	}
 	if err == nil {
-		err = dst.Sync()
+		err = unix.Fchown(fd, int(lf.UID), int(lf.GID))
+	}
+	if err == nil {
+		err = unix.Fchmod(fd, lf.Mode&0o777)
+	}
+	if err == nil && lf.Mtime != 0 {
+		ts := unix.NsecToTimespec(lf.Mtime)
+		err = unix.UtimesNanoAt(dir, last, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
@@ -515,4 +571,121 @@ func (e *Env) copyLostFile(tree string, lf lostFile) error {
 		unix.Unlinkat(dir, last, 0)
 	}
 	return err
+}
+
+// sameAsLost says, as an error, whether the regular file at lf.Path
+// beneath tree holds lf's bytes (nil: it does).
+func sameAsLost(tree string, lf lostFile) error {
+	f, err := hostile.OpenFile(tree, lf.Path, hostile.Change{}, lf.Size)
+	if err != nil {
+		return fmt.Errorf("something else is there: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if "sha256:"+hex.EncodeToString(h.Sum(nil)) != lf.Digest || size != lf.Size {
+		return fmt.Errorf("a different file is there")
+	}
+	return nil
+}
+
+// keepLostTakenOver keeps, for an open, what a close of this host's had
+// persisted when the ledger lost that commit and another host then took
+// the sandbox over (the session abandoned to it): the close path says so
+// through fencedBefore, an open warns. Sessions kept before are passed
+// over.
+func (e *Env) keepLostTakenOver(ctx context.Context, sb *store.Sandbox) error {
+	for _, n := range sb.Abandoned {
+		g, _, ok := e.committedHere(sb.Name, n)
+		if !ok || e.loadSession(sb.Name, n).info.Fenced {
+			continue
+		}
+		var ses *store.Session
+		if err := e.store.View(func(tx *store.Tx) (err error) { ses, err = tx.GetSession(sb.Name, n); return err }); err != nil {
+			return err
+		}
+		if ses.Host != e.hostID || strings.HasPrefix(ses.Abandoned, abandonedHerePrefix) {
+			continue
+		}
+		if _, err := e.keepLostCommit(ctx, sb.Name, n); err != nil {
+			e.warnf("recovery area of %s session %d: %v", sb.Name, n, err)
+		}
+		fs := &FencedSession{Err: fmt.Errorf("sandbox %s", sb.Name), Sandbox: sb.Name, Session: n, Entries: e.loadSession(sb.Name, n).info.Entries, LostGeneration: g}
+		e.warnf("%v", fs)
+	}
+	return nil
+}
+
+// LaterSessionsError is an open of a sandbox for which this host's
+// recovery area holds sessions after the ledger's last one: the ledger
+// lost their open and close (each is then kept like a lost commit), or
+// they are left from an earlier sandbox of the same name. The next open
+// would reuse the first one's number and recovery directory. It matches
+// errdefs.ErrFailedPrecondition.
+type LaterSessionsError struct {
+	Sandbox  string
+	Ledger   uint64   // the ledger's last session
+	Sessions []uint64 // this host's, after it
+}
+
+func (e *LaterSessionsError) Error() string {
+	n := e.Sessions[0]
+	return fmt.Sprintf("sandbox %s: this host's recovery area holds session %d, after the ledger's last session (%d): the ledger lost that session (a database failover to a standby that had not received it, or a restore of an older backup), or it is left from an earlier sandbox of this name; the next open would reuse its number. Take what you need from it (spillway recover ls %s --session %d; recover restore or export with --session %d), then spillway recover purge %s --session %d, and open again",
+		e.Sandbox, n, e.Ledger, e.Sandbox, n, n, e.Sandbox, n)
+}
+
+func (e *LaterSessionsError) Unwrap() error { return errdefs.ErrFailedPrecondition }
+
+// checkNoLaterSessions returns a *LaterSessionsError when this host's
+// recovery area holds sessions of the closed sandbox sb after its last,
+// first keeping what those with a committed note had persisted (so that
+// recover ls shows it). Sessions of an earlier sandbox of the same name
+// (removed on another host, whose rm could not reach this host's area)
+// are removed, as rm removes them on its own host, and said so.
+func (e *Env) checkNoLaterSessions(ctx context.Context, sb *store.Sandbox) error {
+	sessions, err := e.recoverySessions(sb.Name)
+	if err != nil {
+		return err
+	}
+	var later []uint64
+	for _, rs := range sortedByNumber(sessions) {
+		if rs.earlierIncarnation(sb) {
+			if err := e.removeSessionDir(sb.Name, rs.n); err != nil {
+				return err
+			}
+			e.warnf("removed session %d of an earlier sandbox named %s (removed on another host) from this host's recovery area", rs.n, sb.Name)
+			continue
+		}
+		if rs.n > sb.Session {
+			later = append(later, rs.n)
+		}
+	}
+	if len(later) == 0 {
+		return nil
+	}
+	for _, n := range later {
+		if _, _, ok := e.committedHere(sb.Name, n); ok {
+			if _, err := e.keepLostCommit(ctx, sb.Name, n); err != nil {
+				e.warnf("recovery area of %s session %d: %v", sb.Name, n, err)
+			}
+		}
+	}
+	return &LaterSessionsError{Sandbox: sb.Name, Ledger: sb.Session, Sessions: later}
+}
+
+// earlierIncarnation says whether the session belongs to a sandbox of
+// sb's name that existed before sb: its info names another incarnation,
+// or (info written before incarnations were) it closed before sb was
+// created.
+func (rs *recoverySession) earlierIncarnation(sb *store.Sandbox) bool {
+	if !rs.hasInfo {
+		return false
+	}
+	if rs.info.Incarnation != 0 {
+		return rs.info.Incarnation != incarnation(sb)
+	}
+	return rs.info.Closed.Before(sb.Created)
 }

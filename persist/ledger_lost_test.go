@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/spillway/spillway/internal/change"
 )
@@ -14,7 +15,8 @@ import (
 // leaves out what has no content to keep; readPersistedList reads it back.
 func TestPersistedListIsJSON(t *testing.T) {
 	sum := &CloseSummary{Persisted: []PersistedFile{
-		{Path: "/home/user/a \"b\".txt", Type: change.TypeFile, Kind: change.KindModify, Size: 3, Digest: "sha256:" + string(bytes.Repeat([]byte("a"), 64))},
+		{Path: "/home/user/a \"b\".txt", Type: change.TypeFile, Kind: change.KindModify, Size: 3, Digest: "sha256:" + string(bytes.Repeat([]byte("a"), 64)),
+			mode: 0o640, uid: 1000, gid: 100, mtime: time.Unix(1764400000, 123456789)},
 		{Path: "/home/user/\xff.txt", PathBytes: []byte("/home/user/\xff.txt"), Type: change.TypeFile, Kind: change.KindAdd, Size: 0, Digest: "sha256:" + string(bytes.Repeat([]byte("b"), 64))},
 		{Path: "/home/user/gone", Type: change.TypeFile, Kind: change.KindDelete},
 		{Path: "/home/user/link", Type: change.TypeSymlink, Kind: change.KindAdd, Digest: "sha256:x"},
@@ -23,7 +25,11 @@ func TestPersistedListIsJSON(t *testing.T) {
 	got := persistedList(sum)
 	var want []byte
 	for _, p := range sum.Persisted[:2] {
-		line, err := json.Marshal(lostFile{Path: p.Path, PathBytes: p.PathBytes, Size: p.Size, Digest: p.Digest})
+		var mtime int64
+		if !p.mtime.IsZero() {
+			mtime = p.mtime.UnixNano()
+		}
+		line, err := json.Marshal(lostFile{Path: p.Path, PathBytes: p.PathBytes, Size: p.Size, Digest: p.Digest, Mode: p.mode, UID: p.uid, GID: p.gid, Mtime: mtime})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +44,8 @@ func TestPersistedListIsJSON(t *testing.T) {
 	}
 	p := filepath.Join(dir, persistedListFile)
 	list, err := readPersistedList(p)
-	if err != nil || len(list) != 2 || list[0].Path != sum.Persisted[0].Path || list[1].Path != "/home/user/\xff.txt" || list[0].Size != 3 || list[1].Digest != sum.Persisted[1].Digest {
+	if err != nil || len(list) != 2 || list[0].Path != sum.Persisted[0].Path || list[1].Path != "/home/user/\xff.txt" || list[0].Size != 3 || list[1].Digest != sum.Persisted[1].Digest ||
+		list[0].Mode != 0o640 || list[0].UID != 1000 || list[0].GID != 100 || list[0].Mtime != 1764400000123456789 || list[1].Mtime != 0 {
 		t.Fatalf("read back %+v (%v)", list, err)
 	}
 	if l, err := readPersistedList(p + ".none"); l != nil || err != nil {

@@ -70,6 +70,13 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 	if sb.State == store.StateOpen {
 		return e.reopen(ctx, sb)
 	}
+	// Closes of this host's that the ledger lost (ledger_lost.go).
+	if err := e.keepLostTakenOver(ctx, sb); err != nil {
+		return nil, err
+	}
+	if err := e.checkNoLaterSessions(ctx, sb); err != nil {
+		return nil, err
+	}
 	if err := e.cleanupSandbox(ctx, sb); err != nil {
 		return nil, err
 	}

@@ -54,6 +54,10 @@ type sessionInfo struct {
 	// copy of the session's work. Its retention is this host's own
 	// (fencedKeep), not what the shared ledger's rows say.
 	Fenced bool `json:"fenced,omitempty"`
+	// Incarnation is the sandbox's (its creation time, Unix ns): a
+	// sandbox removed on another host and created again under the same
+	// name starts its sessions at 1 again (ledger_lost.go).
+	Incarnation int64 `json:"incarnation,omitempty"`
 }
 
 // fencedKeep is how long the recovery area keeps a fenced session, from

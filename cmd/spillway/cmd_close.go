@@ -96,7 +96,7 @@ func runAbandon(ctx context.Context, sandbox, reason string, g globalOptions, t 
 		case a.Kept > 0:
 			fmt.Fprintf(t.out, "kept %s the lost generation %d had persisted in the recovery area: spillway recover ls %s --session %d\n", count(a.Kept, "file"), a.LostGeneration, a.Sandbox, a.Session)
 		case a.LostGeneration != 0:
-			t.warnf("kept nothing of the lost generation %d: this host's recovery area does not hold the session's files (its close refused and discarded nothing, so the root was not kept, or the snapshotter is native)", a.LostGeneration)
+			t.warnf("kept nothing of the lost generation %d: neither this host's recovery area nor the blob directory still holds the files it persisted (retention or gc removed them; warnings above name each file that could not be kept)", a.LostGeneration)
 		}
 		return nil
 	})

@@ -282,6 +282,20 @@ func TestFleetAbandonKeepsALaterSession(t *testing.T) {
 	if ls := f.must(f.h1, "recover", "ls", "docs", "--json"); !strings.Contains(ls, "/home/user/Documents/unsaved.txt") {
 		t.Fatalf("session 3's unsaved work is not in the recovery area after the abandon of session 2:\n%s", ls)
 	}
+	// The ledger's last session is 2: an open would reuse number 3, whose
+	// recovery directory holds the unsaved work. It is refused until the
+	// user has taken it and purged it.
+	r := w.sw(f.h1, "open", "docs")
+	if r.code != 1 || !strings.Contains(r.stderr, "holds session 3, after the ledger's last session (2)") || !strings.Contains(r.stderr, "spillway recover purge docs --session 3") {
+		t.Fatalf("open with session 3 in the recovery area: exit %d %q, want 1, refused", r.code, r.stderr)
+	}
+	f.must(f.h1, "recover", "restore", "docs", "/home/user/Documents/unsaved.txt", "--session", "3", "--reason", "unsaved in a lost session")
+	f.must(f.h1, "recover", "purge", "docs", "--session", "3")
+	f.must(f.h1, "open", "docs")
+	if b, err := os.ReadFile(w.mnt("/home/user/Documents/unsaved.txt")); err != nil || string(b) != "unsaved work" {
+		t.Errorf("after the restore the next session shows unsaved.txt = %q (%v)", b, err)
+	}
+	f.must(f.h1, "close", "docs")
 }
 
 // TestFleetLostCommitTakenOver: h1 (TTL 1 s) loses its close of session 2
@@ -289,6 +303,15 @@ func TestFleetAbandonKeepsALaterSession(t *testing.T) {
 // over. h1's close then says the ledger lost its commit (not "nothing
 // was persisted") and keeps the documents that commit persisted.
 func TestFleetLostCommitTakenOver(t *testing.T) {
+	for _, first := range []string{"close", "open"} {
+		t.Run(first, func(t *testing.T) { lostCommitTakenOver(t, first) })
+	}
+}
+
+// lostCommitTakenOver is TestFleetLostCommitTakenOver with h1's first
+// command after the takeover: a close fails naming the lost commit, an
+// open warns of it and goes on.
+func lostCommitTakenOver(t *testing.T, first string) {
 	pair, w, f := failoverHosts(t)
 	f.must(f.h1, "fleet", "agent", "--ttl", "1s", "--once")
 	f.must(f.h1, "open", "docs")
@@ -302,9 +325,12 @@ func TestFleetLostCommitTakenOver(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // past h1's TTL
 	f.must(f.h2, "open", "docs")
 	f.must(f.h2, "close", "docs")
-	r := w.sw(f.h1, "close", "docs")
-	if r.code != 1 || !strings.Contains(r.stderr, "had committed generation 2, which the ledger lost") {
-		t.Fatalf("close on h1 after the takeover: exit %d %q, want the lost commit named", r.code, r.stderr)
+	r := w.sw(f.h1, first, "docs")
+	if want := map[string]int{"close": 1, "open": 0}[first]; r.code != want || !strings.Contains(r.stderr, "had committed generation 2, which the ledger lost") {
+		t.Fatalf("%s on h1 after the takeover: exit %d %q, want %d naming the lost commit", first, r.code, r.stderr, want)
+	}
+	if first == "open" {
+		f.must(f.h1, "close", "docs")
 	}
 	ls := f.must(f.h1, "recover", "ls", "docs", "--session", "2", "--json")
 	for p := range v2 {
@@ -362,8 +388,20 @@ func TestFleetLostCommitKeptFromBlobs(t *testing.T) {
 				paths = append(paths, p)
 			}
 			f.must(f.h1, append(append([]string{"recover", "restore", "docs"}, paths...), "--session", "2", "--reason", "lost in the failover")...)
-			if st := docsOf(t, f.must(f.h2, "persisted", "ls", "docs", "--json")); !sameContent(w, f.h2, st, v2) {
+			ls := f.must(f.h2, "persisted", "ls", "docs", "--json")
+			if st := docsOf(t, ls); !sameContent(w, f.h2, st, v2) {
 				t.Fatalf("after the restore the ledger holds %v, want version 2 of the documents", st)
+			}
+			// The copies carry the recorded mode (0644 as written), not
+			// the 0600 they are created with.
+			var recs []struct{ Path, Mode string }
+			if err := json.Unmarshal([]byte(ls), &recs); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if _, ok := v2[r.Path]; ok && r.Mode != "0644" {
+					t.Errorf("restored %s has mode %s, want 0644 as the lost commit recorded", r.Path, r.Mode)
+				}
 			}
 		})
 	}
