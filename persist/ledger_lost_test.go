@@ -3,6 +3,7 @@ package persist
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -50,5 +51,24 @@ func TestPersistedListIsJSON(t *testing.T) {
 	}
 	if l, err := readPersistedList(p + ".none"); l != nil || err != nil {
 		t.Fatalf("a missing list reads as %v, %v; want nil, nil", l, err)
+	}
+}
+
+// BenchmarkPersistedList is what the committed note's list costs a close
+// of 100,000 persisted files (docs/fleet.md): go test ./persist/ -run XXX
+// -bench PersistedList -benchtime 5x.
+func BenchmarkPersistedList(b *testing.B) {
+	sum := &CloseSummary{}
+	for i := range 100000 {
+		sum.Persisted = append(sum.Persisted, PersistedFile{Path: fmt.Sprintf("/home/user/Documents/state/d%04d/f%07d.o", i/1000, i), Type: change.TypeFile, Kind: change.KindAdd, Size: 4096,
+			Digest: fmt.Sprintf("sha256:%064x", i), mode: 0o644, uid: 1000, gid: 1000, mtime: time.Now()})
+	}
+	dir := b.TempDir()
+	for b.Loop() {
+		l := persistedList(sum)
+		if err := writeLazy(dir, persistedListFile, l); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(l))/1e6, "MB")
 	}
 }
