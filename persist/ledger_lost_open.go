@@ -95,15 +95,10 @@ func (e *Env) checkNoLaterSessions(ctx context.Context, sb *store.Sandbox) error
 }
 
 // earlierIncarnation says whether the session belongs to a sandbox of
-// sb's name that existed before sb: its info names another incarnation,
-// or (info written before incarnations were) it closed before sb was
-// created.
+// sb's name that existed before sb: its info names another incarnation.
+// Info that names none (written before incarnations were, or by a fence)
+// never counts as earlier: nothing is removed on a guess, and a later
+// session of such info is refused as any other.
 func (rs *recoverySession) earlierIncarnation(sb *store.Sandbox) bool {
-	if !rs.hasInfo {
-		return false
-	}
-	if rs.info.Incarnation != 0 {
-		return rs.info.Incarnation != incarnation(sb)
-	}
-	return rs.info.Closed.Before(sb.Created)
+	return rs.hasInfo && rs.info.Incarnation != 0 && rs.info.Incarnation != incarnation(sb)
 }
