@@ -37,6 +37,9 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 	if o.DryRun {
 		man, err = e.createTempManifest()
 	} else {
+		if err := e.sessionDirTaken(sb, sb.Session); err != nil {
+			return nil, err
+		}
 		man, err = e.createManifest(sb.Name, sb.Session)
 		sum.Manifest = e.ManifestPath(sb.Name, sb.Session)
 	}

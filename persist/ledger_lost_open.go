@@ -3,10 +3,12 @@ package persist
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/errdefs"
 
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/store"
 )
 
@@ -38,29 +40,38 @@ func (e *Env) keepLostTakenOver(ctx context.Context, sb *store.Sandbox) error {
 }
 
 // LaterSessionsError is an open of a sandbox for which this host's
-// recovery area holds sessions after the ledger's last one: the ledger
-// lost their open and close (each is then kept like a lost commit), or
-// they are left from an earlier sandbox of the same name. The next open
-// would reuse the first one's number and recovery directory. It matches
+// recovery area holds sessions the ledger does not account for: after
+// its last one (the ledger lost their open and close: each is then kept
+// like a lost commit), or of a newer sandbox of the same name (the ledger
+// was rolled back to an older one). The next opens would reuse their
+// numbers and recovery directories. It matches
 // errdefs.ErrFailedPrecondition.
 type LaterSessionsError struct {
 	Sandbox  string
 	Ledger   uint64   // the ledger's last session
-	Sessions []uint64 // this host's, after it
+	Sessions []uint64 // this host's, ascending
 }
 
 func (e *LaterSessionsError) Error() string {
-	n := e.Sessions[0]
-	return fmt.Sprintf("sandbox %s: this host's recovery area holds session %d, after the ledger's last session (%d): the ledger lost that session (a database failover to a standby that had not received it, or a restore of an older backup), or it is left from an earlier sandbox of this name; the next open would reuse its number. Take what you need from it (spillway recover ls %s --session %d; recover restore or export with --session %d), then spillway recover purge %s --session %d, and open again",
-		e.Sandbox, n, e.Ledger, e.Sandbox, n, n, e.Sandbox, n)
+	ns := make([]string, len(e.Sessions))
+	for i, n := range e.Sessions {
+		ns[i] = strconv.FormatUint(n, 10)
+	}
+	n, what := e.Sessions[0], "session "+ns[0]
+	if len(ns) > 1 {
+		what = "sessions " + strings.Join(ns, ", ")
+	}
+	return fmt.Sprintf("sandbox %s: this host's recovery area holds %s, which the ledger (last session %d) does not account for: it lost them (a database failover to a standby that had not received them, or a restore of an older backup), or they are left from another sandbox of this name; the next opens would reuse their numbers. Take what you need from each (spillway recover ls %s --session %d; recover restore or export with --session %d), then spillway recover purge %s --session %d, and open again",
+		e.Sandbox, what, e.Ledger, e.Sandbox, n, n, e.Sandbox, n)
 }
 
 func (e *LaterSessionsError) Unwrap() error { return errdefs.ErrFailedPrecondition }
 
 // checkNoLaterSessions returns a *LaterSessionsError when this host's
-// recovery area holds sessions of the closed sandbox sb after its last,
+// recovery area holds sessions of the closed sandbox sb that the ledger
+// does not account for (after its last, or of a newer incarnation),
 // first keeping what those with a committed note had persisted (so that
-// recover ls shows it). Sessions of an earlier sandbox of the same name
+// recover ls shows it). Sessions of an older sandbox of the same name
 // (removed on another host, whose rm could not reach this host's area)
 // are removed, as rm removes them on its own host, and said so.
 func (e *Env) checkNoLaterSessions(ctx context.Context, sb *store.Sandbox) error {
@@ -70,14 +81,19 @@ func (e *Env) checkNoLaterSessions(ctx context.Context, sb *store.Sandbox) error
 	}
 	var later []uint64
 	for _, rs := range sortedByNumber(sessions) {
-		if rs.earlierIncarnation(sb) {
+		switch inc := rs.info.Incarnation; {
+		case !rs.hasInfo || inc == 0:
+			// Written before incarnations were, or by a fence: judged by
+			// its number alone.
+			if rs.n > sb.Session {
+				later = append(later, rs.n)
+			}
+		case inc < incarnation(sb):
 			if err := e.removeSessionDir(sb.Name, rs.n); err != nil {
 				return err
 			}
 			e.warnf("removed session %d of an earlier sandbox named %s (removed on another host) from this host's recovery area", rs.n, sb.Name)
-			continue
-		}
-		if rs.n > sb.Session {
+		case inc > incarnation(sb) || rs.n > sb.Session:
 			later = append(later, rs.n)
 		}
 	}
@@ -94,11 +110,16 @@ func (e *Env) checkNoLaterSessions(ctx context.Context, sb *store.Sandbox) error
 	return &LaterSessionsError{Sandbox: sb.Name, Ledger: sb.Session, Sessions: later}
 }
 
-// earlierIncarnation says whether the session belongs to a sandbox of
-// sb's name that existed before sb: its info names another incarnation.
-// Info that names none (written before incarnations were, or by a fence)
-// never counts as earlier: nothing is removed on a guess, and a later
-// session of such info is refused as any other.
-func (rs *recoverySession) earlierIncarnation(sb *store.Sandbox) bool {
-	return rs.hasInfo && rs.info.Incarnation != 0 && rs.info.Incarnation != incarnation(sb)
+// sessionDirTaken returns an error when session n's recovery directory
+// holds a session that is not the one sb is closing now: a fenced or
+// kept one, or another incarnation's. A close would replace its manifest
+// and lose track of what it holds. It is a backstop: open refuses first
+// (checkNoLaterSessions).
+func (e *Env) sessionDirTaken(sb *store.Sandbox, n uint64) error {
+	rs := e.loadSession(sb.Name, n)
+	if !rs.hasInfo || (!rs.info.Fenced && (rs.info.Incarnation == 0 || rs.info.Incarnation == incarnation(sb))) {
+		return nil
+	}
+	return errclass.Errorf(errdefs.ErrFailedPrecondition, "this host's recovery area already holds a session %d of %s that this close is not (fenced, kept after a lost commit, or of another sandbox of this name): take what you need from it (spillway recover ls %s --session %d), then spillway recover purge %s --session %d, and close again",
+		n, sb.Name, sb.Name, n, sb.Name, n)
 }

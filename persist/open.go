@@ -70,14 +70,17 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 	if sb.State == store.StateOpen {
 		return e.reopen(ctx, sb)
 	}
+	// The cleanup first: it fences a root of this host's whose session
+	// the ledger no longer shows open, into the recovery directory that
+	// the checks below must then see.
+	if err := e.cleanupSandbox(ctx, sb); err != nil {
+		return nil, err
+	}
 	// Closes of this host's that the ledger lost (ledger_lost.go).
 	if err := e.keepLostTakenOver(ctx, sb); err != nil {
 		return nil, err
 	}
 	if err := e.checkNoLaterSessions(ctx, sb); err != nil {
-		return nil, err
-	}
-	if err := e.cleanupSandbox(ctx, sb); err != nil {
 		return nil, err
 	}
 	var (

@@ -261,9 +261,17 @@ func failover(t *testing.T, pair *pgtest.Pair) {
 // TestFleetAbandonKeepsALaterSession: the failover loses h1's close of
 // session 2 and its open of session 3, in which the user has unsaved
 // work. `close --abandon` ends session 2 but keeps the open-session
-// journal naming session 3, so the next close fences session 3's root
-// into the recovery area instead of removing it.
+// journal naming session 3, so h1's next command (a close, or an open)
+// fences session 3's root into the recovery area instead of removing it;
+// an open is refused while that session would have its number reused,
+// until the work is restored and the session purged.
 func TestFleetAbandonKeepsALaterSession(t *testing.T) {
+	for _, next := range []string{"close", "open"} {
+		t.Run(next, func(t *testing.T) { abandonKeepsALaterSession(t, next) })
+	}
+}
+
+func abandonKeepsALaterSession(t *testing.T, next string) {
 	pair, w, f := failoverHosts(t)
 	f.must(f.h1, "open", "docs")
 	w.writeDocs(1)
@@ -278,17 +286,21 @@ func TestFleetAbandonKeepsALaterSession(t *testing.T) {
 	}
 	failover(t, pair)
 	f.must(f.h1, "close", "docs", "--abandon", "--reason", "lost in a failover")
-	f.w.sw(f.h1, "close", "docs")
+	refused := func(r result) {
+		t.Helper()
+		if r.code != 1 || !strings.Contains(r.stderr, "holds session 3, which the ledger (last session 2) does not account for") || !strings.Contains(r.stderr, "spillway recover purge docs --session 3") {
+			t.Fatalf("open with session 3 in the recovery area: exit %d %q, want 1, refused", r.code, r.stderr)
+		}
+	}
+	if r := w.sw(f.h1, next, "docs"); next == "open" {
+		refused(r)
+	} else if r.code != 0 {
+		t.Fatalf("close after the abandon: exit %d %q", r.code, r.stderr)
+	}
 	if ls := f.must(f.h1, "recover", "ls", "docs", "--json"); !strings.Contains(ls, "/home/user/Documents/unsaved.txt") {
-		t.Fatalf("session 3's unsaved work is not in the recovery area after the abandon of session 2:\n%s", ls)
+		t.Fatalf("session 3's unsaved work is not in the recovery area after the abandon of session 2 and a %s:\n%s", next, ls)
 	}
-	// The ledger's last session is 2: an open would reuse number 3, whose
-	// recovery directory holds the unsaved work. It is refused until the
-	// user has taken it and purged it.
-	r := w.sw(f.h1, "open", "docs")
-	if r.code != 1 || !strings.Contains(r.stderr, "holds session 3, after the ledger's last session (2)") || !strings.Contains(r.stderr, "spillway recover purge docs --session 3") {
-		t.Fatalf("open with session 3 in the recovery area: exit %d %q, want 1, refused", r.code, r.stderr)
-	}
+	refused(w.sw(f.h1, "open", "docs"))
 	f.must(f.h1, "recover", "restore", "docs", "/home/user/Documents/unsaved.txt", "--session", "3", "--reason", "unsaved in a lost session")
 	f.must(f.h1, "recover", "purge", "docs", "--session", "3")
 	f.must(f.h1, "open", "docs")
