@@ -1,7 +1,6 @@
 package persist
 
 import (
-	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -90,13 +89,7 @@ func persistedList(sum *CloseSummary) []byte {
 		if p.Type != change.TypeFile || p.Digest == "" || p.Kind == change.KindDelete {
 			continue
 		}
-		b = append(b, `{"path":`...)
-		b = appendJSONString(b, p.Path)
-		if p.PathBytes != nil {
-			b = append(b, `,"path_bytes":"`...)
-			b = base64.StdEncoding.AppendEncode(b, p.PathBytes)
-			b = append(b, '"')
-		}
+		b = appendPathJSON(b, p.Path, p.PathBytes)
 		b = append(b, `,"size":`...)
 		b = strconv.AppendInt(b, p.Size, 10)
 		b = append(b, `,"digest":`...)

@@ -121,13 +121,7 @@ func (m *manifest) add(x ManifestEntry) {
 // appendJSON appends x as encoding/json would marshal it (one line, no
 // HTML escaping), without reflection: a close may write millions.
 func (x *ManifestEntry) appendJSON(b []byte) []byte {
-	b = append(b, `{"path":`...)
-	b = appendJSONString(b, x.Path)
-	if x.PathBytes != nil {
-		b = append(b, `,"path_bytes":"`...)
-		b = base64.StdEncoding.AppendEncode(b, x.PathBytes)
-		b = append(b, '"')
-	}
+	b = appendPathJSON(b, x.Path, x.PathBytes)
 	b = append(b, `,"kind":`...)
 	b = appendJSONString(b, string(x.Kind))
 	b = append(b, `,"type":`...)
@@ -145,6 +139,19 @@ func (x *ManifestEntry) appendJSON(b []byte) []byte {
 		b = appendJSONString(b, x.Exception)
 	}
 	return append(b, '}')
+}
+
+// appendPathJSON opens a JSON object with its "path" and, when not nil,
+// its "path_bytes" (base64), as encoding/json writes them.
+func appendPathJSON(b []byte, path string, exact []byte) []byte {
+	b = append(b, `{"path":`...)
+	b = appendJSONString(b, path)
+	if exact != nil {
+		b = append(b, `,"path_bytes":"`...)
+		b = base64.StdEncoding.AppendEncode(b, exact)
+		b = append(b, '"')
+	}
+	return b
 }
 
 // appendJSONString appends s as a JSON string the way encoding/json

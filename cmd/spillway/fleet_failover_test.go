@@ -25,22 +25,9 @@ import (
 // never acknowledged) and commits again. h2 then opens the sandbox with
 // the second session's files; `audit verify` and `check` pass.
 func TestFleetCloseDuringFailover(t *testing.T) {
-	requireRoot(t)
-	pair := pgtest.NewPair(t)
-	if err := pair.CreateDB("ledger"); err != nil {
-		t.Fatal(err)
-	}
-	w := newWorld(t, sharedRootfs(t))
-	f := twoHostsOn(t, w, pair.URL("ledger"))
+	pair, w, f := failoverHosts(t)
 	must, h1env, h2env := f.must, f.h1, f.h2
-	must(h1env, "image", "import", "base", w.rootfs)
-	must(h1env, "create", "docs", "--image", "base")
-	must(h1env, "exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
-	must(h1env, "open", "docs")
-	w.writeDocs(1)
-	must(h1env, "close", "docs")
-	must(h1env, "open", "docs")
-	v2 := w.writeDocs(2)
+	v2 := secondSessionOpen(w, f)
 
 	// Hold the close's commit at its last round trip (only the commit
 	// writes the sandbox's audit-chain head), detach the standby, then let
@@ -91,7 +78,6 @@ func TestFleetCloseDuringFailover(t *testing.T) {
 	}
 	must(h2env, "audit", "verify")
 	must(h2env, "check")
-	must(h2env, "image", "import", "base", w.rootfs)
 	must(h2env, "open", "docs")
 	for p, content := range v2 {
 		if b, err := os.ReadFile(f.h2mnt(p)); err != nil || string(b) != content {
@@ -114,38 +100,14 @@ func TestFleetCloseDuringFailover(t *testing.T) {
 // puts them back, reviewable, and h2 opens the sandbox with them. h1's
 // close then says the sandbox is closed (no fence).
 func TestFleetCommitLostByFailover(t *testing.T) {
-	requireRoot(t)
-	pair := pgtest.NewPair(t)
-	if err := pair.CreateDB("ledger"); err != nil {
-		t.Fatal(err)
-	}
-	w := newWorld(t, sharedRootfs(t))
-	f := twoHostsOn(t, w, pair.URL("ledger"))
+	pair, w, f := failoverHosts(t)
 	must, h1env, h2env := f.must, f.h1, f.h2
-	must(h1env, "image", "import", "base", w.rootfs)
-	must(h2env, "image", "import", "base", w.rootfs)
-	must(h1env, "create", "docs", "--image", "base")
-	must(h1env, "exception", "add", "docs", "/home/user/Documents/**", "--reason", "documents")
-	must(h1env, "open", "docs")
-	w.writeDocs(1)
-	must(h1env, "close", "docs")
-	must(h1env, "open", "docs")
-	v2 := w.writeDocs(2)
-	if err := pair.DetachStandby(); err != nil {
-		t.Fatal(err)
-	}
-	if err := pair.Async(); err != nil {
-		t.Fatal(err)
-	}
+	v2 := secondSessionOpen(w, f)
+	loseFromNowOn(t, pair)
 	if out := must(h1env, "close", "docs"); !strings.Contains(out, "generation 2") {
 		t.Fatalf("close before the failover: %s", out)
 	}
-	if err := pair.CrashPrimary(); err != nil {
-		t.Fatal(err)
-	}
-	if err := pair.Promote(); err != nil {
-		t.Fatal(err)
-	}
+	failover(t, pair)
 
 	for _, cmd := range [][]string{{"open", "docs"}, {"close", "docs"}} {
 		r := w.sw(h1env, cmd...)
@@ -235,6 +197,17 @@ func failoverHosts(t *testing.T, env ...string) (*pgtest.Pair, *world, *fleetHos
 	return pair, w, f
 }
 
+// secondSessionOpen closes h1's first session of docs with version 1 of
+// the documents and opens its second with version 2 written, which it
+// returns.
+func secondSessionOpen(w *world, f *fleetHosts) map[string]string {
+	f.must(f.h1, "open", "docs")
+	w.writeDocs(1)
+	f.must(f.h1, "close", "docs")
+	f.must(f.h1, "open", "docs")
+	return w.writeDocs(2)
+}
+
 // loseFromNowOn makes every later commit exist on the primary alone (the
 // standby detached, commits acknowledged without it), and failover
 // crashes the primary and promotes the standby.
@@ -273,11 +246,7 @@ func TestFleetAbandonKeepsALaterSession(t *testing.T) {
 
 func abandonKeepsALaterSession(t *testing.T, next string) {
 	pair, w, f := failoverHosts(t)
-	f.must(f.h1, "open", "docs")
-	w.writeDocs(1)
-	f.must(f.h1, "close", "docs")
-	f.must(f.h1, "open", "docs")
-	w.writeDocs(2)
+	secondSessionOpen(w, f)
 	loseFromNowOn(t, pair)
 	f.must(f.h1, "close", "docs")
 	f.must(f.h1, "open", "docs")
@@ -326,11 +295,7 @@ func TestFleetLostCommitTakenOver(t *testing.T) {
 func lostCommitTakenOver(t *testing.T, first string) {
 	pair, w, f := failoverHosts(t)
 	f.must(f.h1, "fleet", "agent", "--ttl", "1s", "--once")
-	f.must(f.h1, "open", "docs")
-	w.writeDocs(1)
-	f.must(f.h1, "close", "docs")
-	f.must(f.h1, "open", "docs")
-	v2 := w.writeDocs(2)
+	v2 := secondSessionOpen(w, f)
 	loseFromNowOn(t, pair)
 	f.must(f.h1, "close", "docs")
 	failover(t, pair)
