@@ -125,8 +125,11 @@ func (e *Env) AbandonSession(ctx context.Context, name, reason string) (*Abandon
 	if later := e.laterSessionsHere(name, n); len(later) > 0 {
 		// The ledger lost more than this session of this host's: the
 		// next open would reuse those sessions' numbers and recovery
-		// directories. Not handled: refuse, losing nothing.
-		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "this host's recovery area holds sessions %v of %s, after session %d, which the ledger does not know: it lost more than one of this host's sessions; --abandon handles one lost session only, and leaves them untouched (see docs/fleet.md, \"When a failover loses a commit\")", later, name, n)
+		// directories. Not handled: refuse, losing nothing, after
+		// keeping what lost commits among them persisted (so that
+		// recover ls shows it).
+		e.keepLostSessions(ctx, name, later)
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "this host's recovery area holds sessions %v of %s, after session %d, which the ledger does not know: it lost more than one of this host's sessions, and --abandon handles one; nothing was changed. Take what you need from each (spillway recover ls %s --session N), then spillway recover purge %s --session N, and run it again (docs/fleet.md, \"When a failover loses a commit\")", later, name, n, name, name)
 	}
 	var token uint64
 	if err := e.store.View(func(tx *store.Tx) error {

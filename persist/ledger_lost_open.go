@@ -100,14 +100,21 @@ func (e *Env) checkNoLaterSessions(ctx context.Context, sb *store.Sandbox) error
 	if len(later) == 0 {
 		return nil
 	}
-	for _, n := range later {
-		if _, _, ok := e.committedHere(sb.Name, n); ok {
-			if _, err := e.keepLostCommit(ctx, sb.Name, n); err != nil {
-				e.warnf("recovery area of %s session %d: %v", sb.Name, n, err)
+	e.keepLostSessions(ctx, sb.Name, later)
+	return &LaterSessionsError{Sandbox: sb.Name, Ledger: sb.Session, Sessions: later}
+}
+
+// keepLostSessions keeps what the lost commits among sessions ns of
+// sandbox persisted (those with a committed note), so that recover ls
+// shows it; trouble is warned about.
+func (e *Env) keepLostSessions(ctx context.Context, sandbox string, ns []uint64) {
+	for _, n := range ns {
+		if _, _, ok := e.committedHere(sandbox, n); ok {
+			if _, err := e.keepLostCommit(ctx, sandbox, n); err != nil {
+				e.warnf("recovery area of %s session %d: %v", sandbox, n, err)
 			}
 		}
 	}
-	return &LaterSessionsError{Sandbox: sb.Name, Ledger: sb.Session, Sessions: later}
 }
 
 // sessionDirTaken returns an error when session n's recovery directory

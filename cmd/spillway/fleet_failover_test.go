@@ -383,3 +383,33 @@ func TestFleetLostCommitKeptFromBlobs(t *testing.T) {
 		})
 	}
 }
+
+// TestFleetAbandonWithTwoLostCloses: the failover loses h1's closes of
+// sessions 2 and 3. --abandon of session 2 would let the next open reuse
+// session 3's number: it refuses, changing nothing, after keeping what
+// session 3's lost commit persisted (recover ls shows it); once session 3
+// is purged it runs.
+func TestFleetAbandonWithTwoLostCloses(t *testing.T) {
+	pair, w, f := failoverHosts(t)
+	secondSessionOpen(w, f)
+	loseFromNowOn(t, pair)
+	f.must(f.h1, "close", "docs")
+	f.must(f.h1, "open", "docs")
+	v3 := w.writeDocs(3)
+	f.must(f.h1, "close", "docs")
+	failover(t, pair)
+	r := w.sw(f.h1, "close", "docs", "--abandon", "--reason", "lost in a failover")
+	if r.code != 1 || !strings.Contains(r.stderr, "holds sessions [3] of docs, after session 2") || !strings.Contains(r.stderr, "spillway recover purge docs --session N") {
+		t.Fatalf("--abandon with session 3 lost too: exit %d %q, want 1, refused", r.code, r.stderr)
+	}
+	ls := f.must(f.h1, "recover", "ls", "docs", "--session", "3", "--json")
+	for p := range v3 {
+		if !strings.Contains(ls, `"path": "`+p+`"`) {
+			t.Errorf("recover ls --session 3 lacks %s, which its lost commit persisted:\n%s", p, ls)
+		}
+	}
+	f.must(f.h1, "recover", "purge", "docs", "--session", "3")
+	f.must(f.h1, "close", "docs", "--abandon", "--reason", "lost in a failover")
+	f.must(f.h1, "open", "docs")
+	f.must(f.h1, "close", "docs")
+}
