@@ -29,6 +29,7 @@ type NoRootError struct {
 	// one this host's close of the session committed, at At.
 	Ledger, Committed uint64
 	At                time.Time
+	token             uint64 // the session's lease token, as the ledger has it
 }
 
 func (e *NoRootError) Error() string {
@@ -62,7 +63,7 @@ func (e *Env) checkRootHere(ctx context.Context, sb *store.Sandbox) error {
 	if ses.Host != e.hostID || ses.Abandoned != "" {
 		return nil // another host's, or not open: not this check's
 	}
-	nr := &NoRootError{Sandbox: sb.Name, Session: sb.Session, Host: e.hostID, State: sb.State, Ledger: sb.Generation}
+	nr := &NoRootError{Sandbox: sb.Name, Session: sb.Session, Host: e.hostID, State: sb.State, Ledger: sb.Generation, token: ses.Token}
 	// The note says this host's close of the session committed; the
 	// ledger showing the session not closed is the loss (whatever its
 	// generation is now: a review decision may have raised it since).
@@ -131,16 +132,7 @@ func (e *Env) AbandonSession(ctx context.Context, name, reason string) (*Abandon
 		e.keepLostSessions(ctx, name, later)
 		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "this host's recovery area holds sessions %v of %s, after session %d, which the ledger does not know: it lost more than one of this host's sessions, and --abandon handles one; nothing was changed. Take what you need from each (spillway recover ls %s --session N), then spillway recover purge %s --session N, and run it again (docs/fleet.md, \"When a failover loses a commit\")", later, name, n, name, name)
 	}
-	var token uint64
-	if err := e.store.View(func(tx *store.Tx) error {
-		ses, err := tx.GetSession(name, n)
-		if ses != nil {
-			token = ses.Token
-		}
-		return err
-	}); err != nil {
-		return nil, err
-	}
+	token := nr.token
 	if token == 0 {
 		// A session opened before leases existed: take the lease now,
 		// as its close would (sessionLease).
