@@ -16,6 +16,21 @@ import (
 // mmdebstrap and names in SPILLWAY_DEBIAN_TAR.
 func TestDebianScripts(t *testing.T) {
 	requireRoot(t)
+	testscript.Run(t, debianParams(t, filepath.Join("testdata", "debian")))
+}
+
+// TestDebianFleetScripts runs testdata/debian_fleet/*.txtar: the same kind
+// of real work roaming between two hosts that share a PostgreSQL ledger
+// and a blob directory.
+func TestDebianFleetScripts(t *testing.T) {
+	requireRoot(t)
+	testscript.Run(t, postgresParams(t, debianParams(t, filepath.Join("testdata", "debian_fleet")), true))
+}
+
+// debianParams runs the scripts of dir with the Debian image's tarball in
+// $DEBIAN_TAR; it fails under CI without one, and skips otherwise.
+func debianParams(t *testing.T, dir string) testscript.Params {
+	t.Helper()
 	tar := os.Getenv("SPILLWAY_DEBIAN_TAR")
 	if tar == "" && os.Getenv("CI") != "" {
 		t.Fatal("SPILLWAY_DEBIAN_TAR is not set: CI runs scripts/test.sh, which builds the Debian image and sets it")
@@ -26,8 +41,8 @@ func TestDebianScripts(t *testing.T) {
 	if _, err := os.Stat(tar); err != nil {
 		t.Fatalf("SPILLWAY_DEBIAN_TAR: %v", err)
 	}
-	testscript.Run(t, testscript.Params{
-		Dir:                 filepath.Join("testdata", "debian"),
+	return testscript.Params{
+		Dir:                 dir,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("SPILLWAY_ROOT", filepath.Join(env.WorkDir, "state"))
@@ -44,5 +59,5 @@ func TestDebianScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: scriptCmds,
-	})
+	}
 }
