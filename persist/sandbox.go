@@ -120,17 +120,10 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 	}
 	sb, err := e.getSandbox(name)
 	if err != nil {
-		// A removal that crashed after its commit left snapshots behind:
-		// finish it.
-		if left, lerr := e.leftovers(ctx, sandboxKeyPrefix(name)); lerr == nil && (left || e.hasRecords(name)) {
-			gone := &store.Sandbox{Name: name, State: store.StateClosed, Generation: ^uint64(0)}
-			if err := e.cleanupSandbox(ctx, gone); err != nil {
-				return err
-			}
-			if err := e.deleteOrphanRecords(ctx, name); err != nil {
-				return err
-			}
-			return e.dropSandboxLock(name)
+		// A removal that crashed after its commit left snapshots, records
+		// or recovery sessions behind: finish it.
+		if e.removalLeftovers(ctx, name) {
+			return e.finishRemoval(ctx, name)
 		}
 		return err
 	}
@@ -192,6 +185,15 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		return err
 	}
 	failpoint.Hit("rm.committed")
+	return e.finishRemoval(ctx, name)
+}
+
+// finishRemoval removes what a sandbox removed from the ledger leaves on
+// this host and in the store: its snapshots (an open root is fenced
+// first, as cleanup fences one), mount point, recovery sessions, records,
+// current-state index and lock. An rm runs it after its commit, and again
+// when it was killed before the end.
+func (e *Env) finishRemoval(ctx context.Context, name string) error {
 	gone := &store.Sandbox{Name: name, State: store.StateClosed, Generation: ^uint64(0)}
 	if err := e.cleanupSandbox(ctx, gone); err != nil {
 		return err
@@ -200,6 +202,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 	if err := e.pruneManifests(name, ^uint64(0)); err != nil {
 		return err
 	}
+	failpoint.Hit("rm.pruned")
 	if err := e.deleteOrphanRecords(ctx, name); err != nil {
 		return err
 	}
@@ -207,6 +210,22 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		return err
 	}
 	return e.dropSandboxLock(name)
+}
+
+// removalLeftovers says whether anything of a sandbox the ledger no
+// longer has is left for finishRemoval: snapshots, records, sessions in
+// this host's recovery area, or its current-state index.
+func (e *Env) removalLeftovers(ctx context.Context, name string) bool {
+	if ValidateName("sandbox", name) != nil {
+		return false // never a sandbox's: and "../.." is no directory to prune
+	}
+	if left, err := e.leftovers(ctx, sandboxKeyPrefix(name)); err != nil || left {
+		return err == nil
+	}
+	if ses, err := e.recoverySessions(name); err == nil && len(ses) > 0 {
+		return true
+	}
+	return e.hasRecords(name) || e.hasCurrent(name)
 }
 
 // dropCurrentOf forgets a removed sandbox's current-state index.
@@ -306,4 +325,14 @@ func (e *Env) openElsewhere(sb *store.Sandbox) (string, error) {
 		return "", err
 	}
 	return host, nil
+}
+
+// hasCurrent says whether a sandbox name has a current-state index.
+func (e *Env) hasCurrent(name string) bool {
+	found := false
+	e.store.View(func(tx *store.Tx) error {
+		_, found, _ = tx.GetMeta(currentReady(name))
+		return nil
+	})
+	return found
 }

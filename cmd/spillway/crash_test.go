@@ -143,6 +143,29 @@ func (w *world) checkInvariants(want map[string]string) {
 	w.must("close", "docs")
 }
 
+// checkRemoved: nothing of the removed sandbox docs is left on the host
+// (mount point, recovery sessions), and a new sandbox of that name opens
+// with nothing of the old one and no warning.
+func (w *world) checkRemoved() {
+	w.t.Helper()
+	for _, p := range []string{"state/mnt/docs", "state/recovery/docs"} {
+		if _, err := os.Lstat(filepath.Join(w.dir, p)); !os.IsNotExist(err) {
+			w.t.Errorf("%s is left after rm (%v)", p, err)
+		}
+	}
+	w.must("create", "docs", "--image", "base")
+	if r := w.sw(nil, "open", "docs"); r.code != 0 || r.stderr != "" {
+		w.t.Fatalf("open of a new docs: exit %d\n%s", r.code, r.stderr)
+	}
+	if out := w.must("recover", "ls", "docs"); strings.Contains(out, "Documents") {
+		w.t.Errorf("the new docs's recovery area holds the old one's files:\n%s", out)
+	}
+	if _, err := os.Stat(w.mnt("/home/user/Documents/doc0.txt")); !os.IsNotExist(err) {
+		w.t.Errorf("the new docs has the old one's documents (%v)", err)
+	}
+	w.must("close", "docs")
+}
+
 // scenario is one operation under test, with the setup before it and the
 // documents the state must hold after it.
 type scenario struct {
@@ -220,8 +243,13 @@ var scenarios = []scenario{
 	}, []string{"image", "rm", "other"}, nil},
 	{"rm", func(w *world) (map[string]string, map[string]string) {
 		setupBase(w)
+		// A closed session: records, a current-state index and a
+		// recovery session for rm to remove.
 		w.must("open", "docs")
 		w.writeDocs(1)
+		w.must("close", "docs")
+		w.must("open", "docs")
+		w.writeDocs(2)
 		return nil, nil
 	}, []string{"rm", "--force", "docs"}, nil},
 	{"reject", func(w *world) (map[string]string, map[string]string) {
@@ -396,6 +424,9 @@ func TestFailpointMatrix(t *testing.T) {
 						case fp == "review.committed" && s.name == "reject":
 						default:
 							w.must(args...)
+						}
+						if s.name == "rm" {
+							w.checkRemoved()
 						}
 						if after != nil && !sameDocs(w.state(), after) {
 							t.Fatalf("after recovery the state is %v, want %v", w.state(), keys(after))

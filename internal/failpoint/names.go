@@ -36,6 +36,7 @@ var Names = map[string]string{
 	// sandbox removal
 	"rm.unmounted": "the root of a force-removed sandbox is unmounted",
 	"rm.committed": "the sandbox is gone from the store, with its audit entry",
+	"rm.pruned":    "a removed sandbox's snapshots and recovery sessions are gone; its records are not yet",
 	// exception revoke --purge
 	"purge.committed": "purged records and the new generation are committed",
 	// review decisions
