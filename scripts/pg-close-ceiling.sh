@@ -14,15 +14,7 @@ set -euo pipefail
 secs=${1:-10}
 here=$(cd "$(dirname "$0")/.." && pwd)
 sql=$here/bench/sql
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-[ -x "$bin/pgbench" ] || { echo "pg-close-ceiling: PostgreSQL is not installed (apt-get install -y postgresql)" >&2; exit 1; }
-dir=$(mktemp -d)
-chown postgres "$dir"
-as() { runuser -u postgres -- "$@"; }
-as "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null
-# The options internal/pgtest runs its clusters with.
-as "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-c listen_addresses='' -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
-trap 'as "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null; rm -rf "$dir"' EXIT
+. "$here/scripts/pg-bench-cluster.sh" pg-close-ceiling
 cat "$sql/ceiling-open.sql" "$sql/ceiling-commit.sql" > "$dir/cycle.sql"
 run() { # NAME SCRIPT INDEXES
 	as psql -h "$dir" -U postgres -qc "CREATE DATABASE \"$1\""

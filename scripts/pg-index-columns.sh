@@ -15,15 +15,7 @@ secs=${1:-20}
 rounds=${2:-2}
 here=$(cd "$(dirname "$0")/.." && pwd)
 sql=$here/bench/sql
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-[ -x "$bin/pgbench" ] || { echo "pg-index-columns: PostgreSQL is not installed (apt-get install -y postgresql)" >&2; exit 1; }
-dir=$(mktemp -d)
-chown postgres "$dir"
-as() { runuser -u postgres -- "$@"; }
-as "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null
-# The options internal/pgtest runs its clusters with.
-as "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-c listen_addresses='' -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
-trap 'as "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null; rm -rf "$dir"' EXIT
+. "$here/scripts/pg-bench-cluster.sh" pg-index-columns
 cp "$sql"/kvstage-*.sql "$dir/"
 chmod a+r "$dir"/*.sql
 n=0
