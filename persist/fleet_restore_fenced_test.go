@@ -90,4 +90,21 @@ func testFleetRestoreOfFenced(t *testing.T, takeover bool) {
 	if bad, err := h2.e.VerifyAudit(h2.ctx); err != nil || bad != nil {
 		t.Fatalf("audit verify after the restore: %+v, %v", bad, err)
 	}
+	// The restored record is in effect by the records as by the index
+	// (its session is the fenced one when nothing was closed since):
+	// check agrees, and a reject takes it back out.
+	if problems, err := h1.e.Check(h1.ctx); err != nil || len(problems) != 0 {
+		t.Fatalf("check after the restore: %q, %v", problems, err)
+	}
+	if _, err := h1.e.Reject(h1.ctx, []uint64{res.Records[0].Record}, "not this draft"); err != nil {
+		t.Fatal(err)
+	}
+	root2 = h2.open()
+	if b, err := os.ReadFile(filepath.Join(root2, letter)); err != nil || string(b) != "draft 1" {
+		t.Errorf("the letter after the restored draft was rejected: %q, %v; want draft 1", b, err)
+	}
+	h2.close()
+	if problems, err := h1.e.Check(h1.ctx); err != nil || len(problems) != 0 {
+		t.Fatalf("check after the reject: %q, %v", problems, err)
+	}
 }

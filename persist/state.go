@@ -18,8 +18,11 @@ func InEffect(sb *store.Sandbox, r *store.Record) bool {
 	if sb.State == store.StateClosing && r.Session == sb.Session {
 		return false
 	}
-	if slices.Contains(sb.Abandoned, r.Session) {
-		return false // staged by a host that lost its lease (lease.go)
+	if slices.Contains(sb.Abandoned, r.Session) && r.Exception != RecoverID {
+		// Staged by a host that lost its lease (lease.go). Not a record
+		// recover restore wrote after: it takes the sandbox's last session,
+		// abandoned when nothing was closed since the fence or --abandon.
+		return false
 	}
 	if r.Purged || r.Pruned {
 		return false // a pruned version never comes back: its content is gone
