@@ -177,11 +177,18 @@ func (e *Env) gcBlobs(ctx context.Context, x *expected, f *Freed) error {
 	if err != nil {
 		return err
 	}
+	lostKeep, lost, err := e.lostCommitBlobs()
+	if err != nil {
+		return err
+	}
+	if len(lost) > 0 {
+		e.warnf("gc keeps the blobs of what closes of this host persisted and the ledger does not show (%s): the ledger lost those commits; spillway close SANDBOX --abandon --reason TEXT keeps their files in the recovery area", lostCommitsHint(lost))
+	}
 	for _, dg := range all {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, ok := x.blobs[dg]; ok {
+		if _, ok := x.blobs[dg]; ok || lostKeep[dg] {
 			continue
 		}
 		name := strings.TrimPrefix(dg, "sha256:")

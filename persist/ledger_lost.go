@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,17 +18,31 @@ import (
 // older backup. It then shows a session of this host's as open (or
 // closing) whose close this host finished: the root is gone, so nothing
 // of the session can be closed here again. This host knows which close
-// committed: after each commit it writes the generation into the
-// session's recovery directory (committedFile). open and close then say
-// what happened instead of failing on the missing root, and `close
-// --abandon` ends the session in the ledger, keeping in the recovery
-// area what the lost commit had persisted (on overlay, where the
-// session's tree holds it).
+// committed: after each commit it writes a note of the generation, and a
+// list of the files the close persisted (commitNotesDir). open and close
+// then say what happened instead of failing on the missing root, and
+// `close --abandon` ends the session in the ledger, keeping in the
+// recovery area what the lost commit had persisted, copied from the
+// blobs.
 
-// committedFile, in a session's recovery directory, holds the generation
-// its close committed and when, written after the commit (lazily: a host
-// that crashes before it is written only says less).
-const committedFile = "committed"
+// commitNotesDir is where this host keeps the notes of its closes of
+// sandbox: ROOT/commits/SANDBOX/N (the generation session N's close
+// committed, and when) and N.jsonl (what it persisted, a lostFile a
+// line). They live apart from the recovery area, whose retention removes
+// a session's directory as soon as the next close (and whose settings may
+// keep nothing): a ledger may lose two closes, or be restored from a
+// backup days old. A later close removes the notes older than
+// commitNoteKeep, gc too, rm all of the sandbox's, and `recover purge` a
+// purged session's.
+func (e *Env) commitNotesDir(sandbox string) string {
+	return filepath.Join(e.root, commitNotesName, sandbox)
+}
+
+// commitNotesName is the state directory's directory of commit notes.
+const commitNotesName = "commits"
+
+// commitNoteKeep is how long a close's note outlives the next close.
+const commitNoteKeep = 7 * 24 * time.Hour
 
 // LedgerLostReason is the manifest reason of a change whose persisting
 // commit the ledger lost, kept by `close --abandon`.
@@ -37,38 +52,75 @@ const LedgerLostReason = "ledger-lost"
 // host ended with `close --abandon` (not a takeover: no fence follows).
 const abandonedHerePrefix = "ended on its host: "
 
+// commitNotePath and persistedListPath are session n's note and list.
+func (e *Env) commitNotePath(sandbox string, n uint64) string {
+	return filepath.Join(e.commitNotesDir(sandbox), strconv.FormatUint(n, 10))
+}
+
+func (e *Env) persistedListPath(sandbox string, n uint64) string {
+	return e.commitNotePath(sandbox, n) + ".jsonl"
+}
+
 // noteCommitted records that this host's close of session n of sandbox
-// committed generation g. When the session's recovery tree will not hold
-// what the close persisted (native snapshotter, or nothing refused or
-// discarded: no tree), it also lists the persisted files with their
-// digests (persistedListFile), so that what a lost commit persisted can
-// be taken back from the blobs. Trouble is only warned about: the close
-// is done.
+// committed generation g, with the list of the regular files it persisted
+// and their digests, so that what a lost commit persisted can be taken
+// back from the blobs; then it removes the notes of earlier closes older
+// than commitNoteKeep. Trouble is only warned about: the close is done.
 func (e *Env) noteCommitted(sandbox string, n, g uint64, sum *CloseSummary) {
-	dir := e.sessionDir(sandbox, n)
-	if _, err := os.Lstat(dir); err != nil {
-		return // a dry run's, or no recovery directory: nothing to note in
-	}
-	rs := e.loadSession(sandbox, n)
-	var err error
-	if !(rs.hasInfo && rs.info.Snapshotter == "overlayfs" && rs.info.Entries > 0) {
-		err = writeLazy(dir, persistedListFile, persistedList(sum))
+	dir := e.commitNotesDir(sandbox)
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		err = writeLazy(dir, filepath.Base(e.persistedListPath(sandbox, n)), persistedList(sum))
 	}
 	if err == nil {
-		err = writeLazy(dir, committedFile, fmt.Appendf(nil, "%d %s\n", g, e.Now().UTC().Format(time.RFC3339)))
+		err = writeLazy(dir, filepath.Base(e.commitNotePath(sandbox, n)), fmt.Appendf(nil, "%d %s\n", g, e.Now().UTC().Format(time.RFC3339)))
+	}
+	if err == nil {
+		err = e.pruneCommitNotes(sandbox, n)
 	}
 	if err != nil {
 		e.warnf("recovery area of %s session %d: %v", sandbox, n, err)
 	}
 }
 
-// persistedListFile, in a session's recovery directory, lists the
-// regular files its close persisted (lostFile, one JSON object a line),
-// written with the committed note when the session's tree will not hold
-// them.
-const persistedListFile = "persisted.jsonl"
+// pruneCommitNotes removes the notes (and lists) of sandbox's sessions
+// before n written more than commitNoteKeep ago.
+func (e *Env) pruneCommitNotes(sandbox string, n uint64) error {
+	ents, err := os.ReadDir(e.commitNotesDir(sandbox))
+	if err != nil {
+		return err
+	}
+	for _, ent := range ents {
+		m, err := strconv.ParseUint(strings.TrimSuffix(ent.Name(), ".jsonl"), 10, 64)
+		if err != nil || m >= n {
+			continue
+		}
+		_, at, ok := e.committedHere(sandbox, m)
+		if fi, err := ent.Info(); !ok && err == nil {
+			at = fi.ModTime() // a list whose note is missing: its own age
+		}
+		if e.Now().Sub(at) < commitNoteKeep {
+			continue
+		}
+		if err := os.Remove(filepath.Join(e.commitNotesDir(sandbox), ent.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
 
-// lostFile is a line of persistedListFile.
+// dropCommitNote removes session n's note and list (recover purge).
+func (e *Env) dropCommitNote(sandbox string, n uint64) error {
+	for _, p := range []string{e.commitNotePath(sandbox, n), e.persistedListPath(sandbox, n)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// lostFile is a line of a persisted list: a regular file a close
+// persisted.
 type lostFile struct {
 	Path      string `json:"path"`
 	PathBytes []byte `json:"path_bytes,omitempty"`
@@ -80,7 +132,7 @@ type lostFile struct {
 	Mtime     int64  `json:"mtime"` // nanoseconds since the epoch
 }
 
-// persistedList is persistedListFile's content for sum, each line as
+// persistedList is a persisted list's content for sum, each line as
 // encoding/json would write a lostFile, without reflection (a close may
 // persist millions of files).
 func persistedList(sum *CloseSummary) []byte {
@@ -129,7 +181,7 @@ func writeLazy(dir, name string, data []byte) error {
 // sandbox committed, and when; ok is false when this host has no such
 // note.
 func (e *Env) committedHere(sandbox string, n uint64) (g uint64, at time.Time, ok bool) {
-	b, err := readPrivate(filepath.Join(e.sessionDir(sandbox, n), committedFile))
+	b, err := readPrivate(e.commitNotePath(sandbox, n))
 	if err != nil {
 		return 0, time.Time{}, false
 	}

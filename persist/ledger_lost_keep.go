@@ -21,30 +21,46 @@ import (
 // keepLostCommit lists in session n's recovery manifest what its close
 // persisted and the ledger lost, reason ledger-lost, and keeps the session
 // as a fenced one is (fencedKeep from now), whatever the sandbox's
-// retention. Two sources, as noteCommitted left them:
-//   - on overlay, when the close refused or discarded something, the
-//     session's tree is its whole upper directory: each regular file of it
-//     the manifest does not list yet is added (symlinks, which restore
-//     refuses, deletions and directories are not content it can bring
-//     back);
-//   - otherwise persistedListFile names the files and their blobs: each is
-//     copied from the blob store into the tree (created if need be), its
-//     digest checked, and added.
+// retention. The close's persisted list (noteCommitted) names the files
+// and their blobs: each is copied from the blob store into the session's
+// tree, its digest checked, and added; the session's directory is made
+// again if retention removed it. Without a list (gone with its note after
+// commitNoteKeep), on overlay, when the close refused or discarded
+// something and retention left its tree, that tree is its whole upper
+// directory: each regular file of it the manifest does not list yet is
+// added (symlinks, which restore refuses, deletions and directories are
+// not content it can bring back).
 //
 // Entries already listed are skipped, so it can run again; it returns
 // how many entries of the session are kept as ledger-lost, from this run
 // or an earlier one.
 func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64, error) {
+	list, err := readPersistedList(e.persistedListPath(name, n))
+	if err != nil {
+		return 0, err
+	}
 	rs := e.loadSession(name, n)
 	if !rs.hasInfo {
-		return 0, nil
+		if list == nil {
+			return 0, nil
+		}
+		// Retention removed the session (or its close wrote no info):
+		// the list is enough to keep what the commit persisted.
+		if err := os.MkdirAll(rs.dir, 0o700); err != nil {
+			return 0, err
+		}
+		rs.info = sessionInfo{Snapshotter: e.snap.Kind()}
 	}
 	tree := filepath.Join(rs.dir, treeDir)
 	listed := map[string]bool{}
 	// The manifest's counts, recounted on every run: an earlier run may
 	// have stopped between its append and info.json.
 	var entries, refused, kept int64
-	if f, err := os.Open(filepath.Join(rs.dir, "manifest.jsonl")); err == nil {
+	manifestPath := filepath.Join(rs.dir, "manifest.jsonl")
+	if err := mendManifest(manifestPath); err != nil {
+		return 0, err
+	}
+	if f, err := os.Open(manifestPath); err == nil {
 		err = eachManifestEntry(f, func(x ManifestEntry) error {
 			listed[x.Path] = true
 			entries++
@@ -62,17 +78,12 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 		}
 	}
 	var lines []byte
-	var added, bytes int64
+	var added, copied int64 // entries added; bytes copied into the tree
 	add := func(path string, size int64) {
 		x := ManifestEntry{Path: path, PathBytes: exactBytes(path), Kind: change.KindAdd, Type: change.TypeFile, Size: size, Verdict: change.VerdictRefuse, Reason: LedgerLostReason}
 		lines = append(x.appendJSON(lines), '\n')
 		listed[path] = true
 		added++
-		bytes += size
-	}
-	list, err := readPersistedList(filepath.Join(rs.dir, persistedListFile))
-	if err != nil {
-		return 0, err
 	}
 	switch {
 	case list != nil:
@@ -86,9 +97,13 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 			if err := ctx.Err(); err != nil {
 				return 0, err
 			}
-			if err := e.copyLostFile(tree, lf); err != nil {
+			fresh, err := e.copyLostFile(tree, lf)
+			if err != nil {
 				e.warnf("recovery area of %s session %d: %s: %v", name, n, escape.Name(lf.Path), err)
 				continue
+			}
+			if fresh {
+				copied += lf.Size
 			}
 			add(lf.Path, lf.Size)
 		}
@@ -113,7 +128,7 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 		}
 	}
 	if added > 0 {
-		if err := appendPrivate(filepath.Join(rs.dir, "manifest.jsonl"), lines); err != nil {
+		if err := appendPrivate(manifestPath, lines); err != nil {
 			return 0, err
 		}
 	}
@@ -122,24 +137,23 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 	}
 	info := rs.info
 	info.Entries, info.Refused = entries+added, refused+added
-	if list != nil {
-		info.Bytes += bytes // copied in; on overlay the tree held them already
-	}
+	info.Bytes += copied // what the tree held already is counted
 	// Kept as a fenced session is, for fencedKeep from now (not from the
 	// lost close, which may be older than that).
 	info.Fenced, info.Closed = true, e.Now()
 	return kept + added, e.writeSessionInfo(name, n, info)
 }
 
-// readPersistedList reads persistedListFile; nil when there is none.
+// readPersistedList reads a persisted list; nil when there is none.
 func readPersistedList(p string) ([]lostFile, error) {
-	f, err := os.Open(p)
-	if os.IsNotExist(err) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}
+	f := os.NewFile(uintptr(fd), p)
 	defer f.Close()
 	list := []lostFile{}
 	dec := json.NewDecoder(f)
@@ -164,26 +178,26 @@ func readPersistedList(p string) ([]lostFile, error) {
 // an earlier try, or on native a persisted file the close moved in with
 // a discarded directory) is kept when its bytes are lf's, read through
 // the hostile reader. The copy's digest and size must be lf's. The
-// caller syncs the tree.
-func (e *Env) copyLostFile(tree string, lf lostFile) error {
+// caller syncs the tree. fresh says a copy was made.
+func (e *Env) copyLostFile(tree string, lf lostFile) (fresh bool, err error) {
 	rel := strings.TrimPrefix(lf.Path, "/")
 	if lf.Path == "" || lf.Path[0] != '/' || rel == "" || filepath.Clean(lf.Path) != lf.Path {
-		return fmt.Errorf("not a clean absolute path")
+		return false, fmt.Errorf("not a clean absolute path")
 	}
 	dir, err := unix.Open(tree, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return false, err
 	}
 	parts := strings.Split(rel, "/")
 	for _, c := range parts[:len(parts)-1] {
 		if err := unix.Mkdirat(dir, c, 0o700); err != nil && err != unix.EEXIST {
 			unix.Close(dir)
-			return err
+			return false, err
 		}
 		next, err := unix.Openat(dir, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		unix.Close(dir)
 		if err != nil {
-			return fmt.Errorf("%s: %w", c, err)
+			return false, fmt.Errorf("%s: %w", c, err)
 		}
 		dir = next
 	}
@@ -191,21 +205,23 @@ func (e *Env) copyLostFile(tree string, lf lostFile) error {
 	last := parts[len(parts)-1]
 	fd, err := unix.Openat(dir, last, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err == unix.EEXIST {
-		return sameAsLost(tree, lf)
+		return false, sameAsLost(tree, lf)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	src, err := e.blobs.Open(lf.Digest)
 	if err != nil {
 		unix.Close(fd)
 		unix.Unlinkat(dir, last, 0)
-		return err
+		return false, err
 	}
 	defer src.Close()
 	dst := os.NewFile(uintptr(fd), lf.Path)
 	h := sha256.New()
-	size, err := io.Copy(io.MultiWriter(dst, h), src)
+	// At most one byte more than recorded: a blob swapped for a larger
+	// file is found out without copying it all.
+	size, err := io.Copy(io.MultiWriter(dst, h), io.LimitReader(src, lf.Size+1))
 	if err == nil && ("sha256:"+hex.EncodeToString(h.Sum(nil)) != lf.Digest || size != lf.Size) {
 		err = fmt.Errorf("blob %s does not hold the %d bytes recorded", lf.Digest, lf.Size)
 	}
@@ -224,8 +240,9 @@ func (e *Env) copyLostFile(tree string, lf lostFile) error {
 	}
 	if err != nil {
 		unix.Unlinkat(dir, last, 0)
+		return false, err
 	}
-	return err
+	return true, nil
 }
 
 // sameAsLost says, as an error, whether the regular file at lf.Path

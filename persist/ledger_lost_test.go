@@ -40,10 +40,10 @@ func TestPersistedListIsJSON(t *testing.T) {
 		t.Fatalf("persistedList:\n%s\nwant (encoding/json):\n%s", got, want)
 	}
 	dir := t.TempDir()
-	if err := writeLazy(dir, persistedListFile, got); err != nil {
+	if err := writeLazy(dir, "1.jsonl", got); err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, persistedListFile)
+	p := filepath.Join(dir, "1.jsonl")
 	list, err := readPersistedList(p)
 	if err != nil || len(list) != 2 || list[0].Path != sum.Persisted[0].Path || list[1].Path != "/home/user/\xff.txt" || list[0].Size != 3 || list[1].Digest != sum.Persisted[1].Digest ||
 		list[0].Mode != 0o640 || list[0].UID != 1000 || list[0].GID != 100 || list[0].Mtime != 1764400000123456789 || list[1].Mtime != 0 {
@@ -66,7 +66,7 @@ func BenchmarkPersistedList(b *testing.B) {
 	dir := b.TempDir()
 	for b.Loop() {
 		l := persistedList(sum)
-		if err := writeLazy(dir, persistedListFile, l); err != nil {
+		if err := writeLazy(dir, "1.jsonl", l); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(len(l))/1e6, "MB")

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -198,6 +199,10 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // finish flushes and syncs the manifest; the error is also kept in m.err.
+// A manifest whose writes failed (the filesystem full, or the store's
+// reserve reached between two buffers) is cut back to its last whole
+// line: what it lists is then true, and an entry appended later
+// (keepLostCommit) starts a line of its own.
 func (m *manifest) finish() error {
 	if m.err == nil {
 		m.err = m.w.Flush()
@@ -205,7 +210,51 @@ func (m *manifest) finish() error {
 	if m.err == nil {
 		m.err = m.f.Sync()
 	}
+	if m.err != nil {
+		cutToLastLine(m.f)
+	}
 	return m.err
+}
+
+// mendManifest cuts the manifest at p back to its last whole line, when a
+// write that failed left half of one at its end (a manifest written
+// before finish did so); none at p is fine.
+func mendManifest(p string) error {
+	fd, err := unix.Open(p, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
+		return nil
+	}
+	if err != nil {
+		return &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	return cutToLastLine(f)
+}
+
+// cutToLastLine truncates f after its last newline (to nothing when it
+// has none) unless it ends with one.
+func cutToLastLine(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return err
+	}
+	end := fi.Size()
+	buf := make([]byte, 64<<10)
+	for off := end; off > 0; {
+		n := min(off, int64(len(buf)))
+		off -= n
+		if _, err := f.ReadAt(buf[:n], off); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			if off+int64(i)+1 == end {
+				return nil
+			}
+			return f.Truncate(off + int64(i) + 1)
+		}
+	}
+	return f.Truncate(0)
 }
 
 // eachManifestEntry calls fn for every entry of the manifest read from r.
@@ -247,5 +296,8 @@ func (e *Env) pruneManifests(sandbox string, from uint64) error {
 		}
 	}
 	os.Remove(filepath.Join(e.recoveryDir(), sandbox))
+	if from == ^uint64(0) {
+		return os.RemoveAll(e.commitNotesDir(sandbox))
+	}
 	return nil
 }

@@ -272,6 +272,11 @@ func (e *Env) RecoverPurge(sandbox string, session uint64) (Dropped, error) {
 		if err := e.removeSessionDir(sandbox, rs.n); err != nil {
 			return d, err
 		}
+		// Purged, its files are not to come back from the blobs at the
+		// next open or --abandon (keepLostCommit).
+		if err := e.dropCommitNote(sandbox, rs.n); err != nil {
+			return d, err
+		}
 		d.Sessions++
 		d.Bytes += rs.bytes()
 	}

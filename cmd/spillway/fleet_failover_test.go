@@ -156,6 +156,9 @@ func TestFleetCommitLostByFailover(t *testing.T) {
 	if !sameContent(w, h2env, st, v2) {
 		t.Fatalf("after the restore the ledger holds %v, want version 2 of the documents", st)
 	}
+	// The restored records take the abandoned session's number (nothing
+	// was closed since): in effect by the records as by the index.
+	must(h1env, "check")
 	if log := must(h2env, "log", "--sandbox", "docs"); !strings.Contains(log, "session.abandon") || !strings.Contains(log, "lost_generation=2") {
 		t.Errorf("the log does not show the abandon:\n%s", log)
 	}
@@ -388,10 +391,16 @@ func TestFleetLostCommitKeptFromBlobs(t *testing.T) {
 // sessions 2 and 3. --abandon of session 2 would let the next open reuse
 // session 3's number: it refuses, changing nothing, after keeping what
 // session 3's lost commit persisted (recover ls shows it); once session 3
-// is purged it runs.
+// is purged it runs, and keeps what session 2's lost commit persisted
+// even though session 3's close removed session 2's recovery directory
+// (the default retention): a document only session 2 wrote comes back.
 func TestFleetAbandonWithTwoLostCloses(t *testing.T) {
 	pair, w, f := failoverHosts(t)
 	secondSessionOpen(w, f)
+	const only2 = "/home/user/Documents/only-in-session-2.txt"
+	if err := os.WriteFile(w.mnt(only2), []byte("written in session 2 only"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	loseFromNowOn(t, pair)
 	f.must(f.h1, "close", "docs")
 	f.must(f.h1, "open", "docs")
@@ -409,7 +418,20 @@ func TestFleetAbandonWithTwoLostCloses(t *testing.T) {
 		}
 	}
 	f.must(f.h1, "recover", "purge", "docs", "--session", "3")
-	f.must(f.h1, "close", "docs", "--abandon", "--reason", "lost in a failover")
+	var ab struct {
+		LostGeneration uint64 `json:"lost_generation"`
+		Kept           int64  `json:"kept"`
+	}
+	if err := json.Unmarshal([]byte(f.must(f.h1, "close", "docs", "--abandon", "--reason", "lost in a failover", "--json")), &ab); err != nil {
+		t.Fatal(err)
+	}
+	if ab.LostGeneration != 2 || ab.Kept != 6 {
+		t.Errorf("--abandon of session 2: lost generation %d, kept %d; want 2 and 6 (five documents and %s)", ab.LostGeneration, ab.Kept, only2)
+	}
+	ls = f.must(f.h1, "recover", "ls", "docs", "--session", "2", "--json")
+	if !strings.Contains(ls, `"path": "`+only2+`"`) {
+		t.Errorf("%s, which only session 2's lost commit persisted, is not kept:\n%s", only2, ls)
+	}
 	f.must(f.h1, "open", "docs")
 	f.must(f.h1, "close", "docs")
 }

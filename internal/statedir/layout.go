@@ -37,6 +37,9 @@ var layout = []struct {
 	{"recovery", privateDir},
 	{"recovery/*", privateDir},   // one per sandbox
 	{"recovery/*/*", privateDir}, // one per session; its manifest is opened with O_NOFOLLOW beneath it
+	{"commits", privateDir},
+	{"commits/*", privateDir},    // one per sandbox: this host's notes of its closes (persist/ledger_lost.go)
+	{"commits/*/*", privateFile}, // a note, or a list of what a close persisted
 	{"sessions", privateDir},
 	{"sessions/*", privateFile}, // this host's open session of a sandbox (persist/open_journal.go)
 	{"run", privateDir},
