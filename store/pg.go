@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spillway/spillway/internal/errclass"
 )
 
 // pgBackend is the PostgreSQL driver: the whole key space in one table,
@@ -87,7 +89,7 @@ func openPG(ctx context.Context, rawURL string, pools *Pools) (*pgBackend, error
 func newPGPools(rawURL, name string) (*pgPools, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("store: bad PostgreSQL URL: %w", err)
+		return nil, errclass.Errorf(errdefs.ErrInvalidArgument, "store: bad PostgreSQL URL: %w", err)
 	}
 	_, jitSet := cfg.ConnConfig.RuntimeParams["jit"]
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {

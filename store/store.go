@@ -11,8 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/ristretto/v2/z"
+	"github.com/spillway/spillway/internal/errclass"
 )
 
 // SchemaVersion is the layout version this package reads and writes.
@@ -289,13 +291,13 @@ func OpenURL(ctx context.Context, url, dir string) (*Store, error) {
 	case strings.HasPrefix(url, "badger://"):
 		p := strings.TrimPrefix(url, "badger://")
 		if !strings.HasPrefix(p, "/") {
-			return nil, fmt.Errorf("store URL %q: want badger:///ABSOLUTE/PATH", url)
+			return nil, errclass.Errorf(errdefs.ErrInvalidArgument, "store URL %q: want badger:///ABSOLUTE/PATH", url)
 		}
 		return Open(p)
 	case isPGURL(url):
 		return openPGStore(ctx, url, nil)
 	}
-	return nil, fmt.Errorf("store URL %q: want postgres://…, badger:///PATH or nothing (the badger store in the state directory)", url)
+	return nil, errclass.Errorf(errdefs.ErrInvalidArgument, "store URL %q: want postgres://…, badger:///PATH or nothing (the badger store in the state directory)", url)
 }
 
 // openPGStore opens the PostgreSQL store at url, migrating it as needed;

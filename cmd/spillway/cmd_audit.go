@@ -30,7 +30,7 @@ func logCommand(t *term) *cli.Command {
 		Name:      "log",
 		Usage:     "show the audit log, oldest first",
 		ArgsUsage: "[SANDBOX]",
-		Flags: []cli.Flag{jsonFlag(t), hostFilterFlag(), sandboxFilterFlag(),
+		Flags: []cli.Flag{jsonFlag(t), hostFilterFlag("the entries of its sessions, opens and closes, and the fleet entries about it (evicted, forgotten, rejoined)"), sandboxFilterFlag(),
 			&cli.IntFlag{Name: "limit", Usage: "show at most `N` entries", DefaultText: "all"},
 			&cli.Uint64Flag{Name: "after", Usage: "show only the entries numbered above `SEQ`: the next page after --limit's last entry"},
 		},

@@ -37,7 +37,7 @@ func fleetAgentCommand(t *term) *cli.Command {
 				return usageError("--ttl must be from 1s to %s, not %s", shortDuration(maxHostTTL), o.TTL)
 			}
 			g := globals(c)
-			if err := needSharedLedger(g, "fleet agent keeps this host live in a shared ledger"); err != nil {
+			if err := needSharedLedger(g, ": fleet agent keeps this host live in a shared ledger"); err != nil {
 				return err
 			}
 			return runFleetAgent(c.Context, o, g, t)
@@ -65,7 +65,7 @@ func needSharedLedger(g globalOptions, what string) error {
 	if !badgerLedger(g) {
 		return nil
 	}
-	return &persist.InputError{Input: "store", Problem: "is the badger store in --root: " + what + ", give --store postgres://… (or SPILLWAY_STORE)"}
+	return &persist.InputError{Input: "store", Problem: "is the badger store in --root" + what + ", give --store postgres://… (or SPILLWAY_STORE)"}
 }
 
 // ledgerName is g's ledger URL without its password.

@@ -20,6 +20,10 @@ func fleetInitCommand(t *term) *cli.Command {
 			if c.NArg() != 0 {
 				return usageError("usage: spillway fleet init [--json]")
 			}
+			// Refused before the Env opens: it would make the root.
+			if err := needSharedLedger(globals(c), ", which needs no init (it is created at first use): fleet init prepares a shared ledger"); err != nil {
+				return err
+			}
 			return withEnv(c.Context, globals(c), t, func(e *persist.Env) error {
 				r, err := e.FleetInit()
 				if err != nil {
@@ -55,6 +59,9 @@ func fleetImportCommand(t *term) *cli.Command {
 			o := persist.FleetImportOptions{
 				FromRoot: c.String("from-root"), SourceHost: c.String("source-host"), Chunk: c.Int("chunk"),
 				Log: func(format string, args ...any) { fmt.Fprintf(t.err, "import: "+format+"\n", args...) },
+			}
+			if err := needSharedLedger(globals(c), ": fleet import copies into a shared ledger"); err != nil {
+				return err
 			}
 			return withEnv(c.Context, globals(c), t, func(e *persist.Env) error {
 				r, err := e.FleetImport(c.Context, o)

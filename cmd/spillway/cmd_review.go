@@ -23,7 +23,7 @@ func reviewCommand(t *term) *cli.Command {
 				Name:      "ls",
 				Usage:     "list the records that wait for review",
 				ArgsUsage: "[SANDBOX]",
-				Flags: []cli.Flag{jsonFlag(t), hostFilterFlag(), sandboxFilterFlag(),
+				Flags: []cli.Flag{jsonFlag(t), hostFilterFlag("the records of its closes"), sandboxFilterFlag(),
 					&cli.IntFlag{Name: "limit", Usage: "list at most `N` records", DefaultText: "all"},
 					&cli.StringFlag{Name: "after", Usage: "list only the records after record `ID` (r12 or 12), by ascending id: the next page after --limit's last row"},
 				},

@@ -44,6 +44,9 @@ func serveCommand(t *term) *cli.Command {
 			if c.NArg() != 0 {
 				return usageError("usage: spillway serve [--listen ADDR] [--open] [--reviewer NAME]")
 			}
+			if err := filterValues(c, "host", "sandbox"); err != nil {
+				return err // an empty scope would serve the whole ledger
+			}
 			opts := serveOptions{Listen: c.String("listen"), Open: c.Bool("open"), Reviewer: c.String("reviewer"),
 				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), Host: c.String("host"), Sandbox: c.String("sandbox")}
 			return runServe(c.Context, opts, globals(c), t)

@@ -9,9 +9,21 @@ import (
 	"github.com/spillway/spillway/persist"
 )
 
-// hostFilterFlag is --host of review ls and log.
-func hostFilterFlag() cli.Flag {
-	return &cli.StringFlag{Name: "host", Usage: "only what HOST wrote (a fleet sharing one ledger): records of its closes; for log, also the fleet entries about HOST (evicted, forgotten, rejoined). A host the ledger does not know is an error"}
+// hostFilterFlag is --host of review ls and log: only what HOST wrote,
+// what says which.
+func hostFilterFlag(what string) cli.Flag {
+	return &cli.StringFlag{Name: "host", Usage: "only what HOST wrote (a fleet sharing one ledger): " + what + ". A host the ledger does not know is an error"}
+}
+
+// filterValues refuses a scope flag given with an empty value (--host
+// "$H" with H unset): it would scope nothing, and show everything.
+func filterValues(c *cli.Context, flags ...string) error {
+	for _, f := range flags {
+		if c.IsSet(f) && c.String(f) == "" {
+			return usageError("--%s is empty: give a name, or leave the flag out", f)
+		}
+	}
+	return nil
 }
 
 // sandboxFilterFlag is --sandbox of review ls and log, the same as the
@@ -23,6 +35,9 @@ func sandboxFilterFlag() cli.Flag {
 // sandboxFilter returns the sandbox the argument or --sandbox names; both
 // must agree.
 func sandboxFilter(c *cli.Context) (string, error) {
+	if err := filterValues(c, "sandbox", "host"); err != nil {
+		return "", err
+	}
 	arg, flag := c.Args().First(), c.String("sandbox")
 	if arg != "" && flag != "" && arg != flag {
 		return "", usageError("the SANDBOX argument (%s) and --sandbox (%s) differ: give one", arg, flag)

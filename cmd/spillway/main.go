@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
 )
 
 // Exit codes (SPEC.md).
@@ -44,7 +46,18 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return t.exit(app.RunContext(ctx, args))
 	}
 	err := app.RunContext(ctx, reorderArgs(app, helpArgs(args)))
-	return t.exit(interrupted(ctx, err))
+	return t.exit(unknownCommand(interrupted(ctx, err)))
+}
+
+// unknownCommand turns urfave/cli's error for a command it does not know
+// ("No help topic for 'exec'", its exit status 3) into a usage error.
+func unknownCommand(err error) error {
+	var ec cli.ExitCoder
+	name, ok := strings.CutPrefix(fmt.Sprint(err), "No help topic for '")
+	if !errors.As(err, &ec) || ec.ExitCode() != 3 || !ok {
+		return err
+	}
+	return usageError("unknown command %q (see spillway --help)", strings.TrimSuffix(name, "'"))
 }
 
 // helpArgs turns `spillway help [COMMAND…]` into `spillway [COMMAND…]
