@@ -67,9 +67,14 @@ type Env struct {
 	reviewer  string // SetReviewer: who decides reviews ("": the OS user)
 	hostID    string // this host in the ledger (lease.go)
 	hostIDNew bool   // hostID is not recorded in the root yet (recordHostID)
-	rootID    string // the state directory's random id (rootIDFile)
-	hostTTL   time.Duration
-	closing   map[string]uint64 // sandbox → lease token of the close under way
+	// idsWritten lists the id files recordHostID wrote into a new root:
+	// a heartbeat that finds the host id taken removes them again
+	// (heartbeat), so that the next try may give another id.
+	idsWritten []string
+	idsRemoved bool   // heartbeat removed idsWritten
+	rootID     string // the state directory's random id (rootIDFile)
+	hostTTL    time.Duration
+	closing    map[string]uint64 // sandbox → lease token of the close under way
 	// blobsShared: the blob directory is not the root's own (--blobs), so
 	// other hosts may be writing blobs their ledger commit will name: gc
 	// leaves young ones alone (SharedBlobGrace).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,7 @@ func (e *Env) recordHostID() error {
 			return fmt.Errorf("record host id: %w", err)
 		}
 		e.hostIDNew = false
+		e.idsWritten = append(e.idsWritten, hostIDFile)
 	}
 	b, err := readPrivate(filepath.Join(e.root, rootIDFile))
 	if id := strings.TrimSpace(string(b)); err == nil && id != "" {
@@ -97,7 +99,36 @@ func (e *Env) recordHostID() error {
 	if err := writePrivate(e.root, rootIDFile, []byte(e.rootID+"\n")); err != nil {
 		return fmt.Errorf("record the state directory's id: %w", err)
 	}
+	e.idsWritten = append(e.idsWritten, rootIDFile)
 	return nil
+}
+
+// heartbeat renews this host's row in tx (store.Tx.HeartbeatFrom). When
+// the id is another state directory's and this command recorded it in a
+// new root, the record goes again: the id was a mistake, and the next
+// command may give another (--host-id) without removing files by hand.
+// Should a later heartbeat of this Env succeed (the id freed meanwhile:
+// an agent that tries again), they are written back as they were.
+func (e *Env) heartbeat(tx *store.Tx, ttl time.Duration) error {
+	_, err := tx.HeartbeatFrom(e.hostID, e.rootID, ttl)
+	var taken *store.HostIDTakenError
+	switch {
+	case errors.As(err, &taken) && slices.Contains(e.idsWritten, hostIDFile) && !e.idsRemoved:
+		for _, f := range e.idsWritten {
+			os.Remove(filepath.Join(e.root, f))
+		}
+		e.idsRemoved = true
+	case err == nil && e.idsRemoved:
+		for f, id := range map[string]string{hostIDFile: e.hostID, rootIDFile: e.rootID} {
+			if slices.Contains(e.idsWritten, f) {
+				if err := writePrivate(e.root, f, []byte(id+"\n")); err != nil {
+					return err
+				}
+			}
+		}
+		e.idsRemoved = false
+	}
+	return err
 }
 
 // rootIDFile holds the state directory's random id: the ledger's host row
@@ -114,7 +145,7 @@ const rootIDFile = "root-id"
 func (e *Env) takeLease(name string) (uint64, error) {
 	var token uint64
 	err := e.store.UpdateLeaseTaker(name, func(tx *store.Tx) error {
-		if _, err := tx.HeartbeatFrom(e.hostID, e.rootID, e.hostTTL); err != nil {
+		if err := e.heartbeat(tx, e.hostTTL); err != nil {
 			return err
 		}
 		l, prev, err := tx.TakeLease(name, e.hostID)
@@ -427,8 +458,7 @@ func (e *Env) FleetHosts() ([]*store.Host, []*store.Lease, time.Time, error) {
 // Heartbeat renews this host's liveness row (`spillway fleet agent`).
 func (e *Env) Heartbeat(ttl time.Duration) error {
 	return e.store.Update(func(tx *store.Tx) error {
-		_, err := tx.HeartbeatFrom(e.hostID, e.rootID, ttl)
-		return err
+		return e.heartbeat(tx, ttl)
 	})
 }
 

@@ -182,6 +182,16 @@ func TestHostIDOfAnotherRootIsRefused(t *testing.T) {
 	if err := b.Heartbeat(0); !errors.As(err, &taken) || !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "fleet evict h1") {
 		t.Fatalf("a second directory as h1: %v", err)
 	}
+	// b's root was new: the refused id is not recorded there (the next
+	// command may give another one)
+	ids := func(e *Env) string {
+		h, _ := os.ReadFile(filepath.Join(e.root, hostIDFile))
+		r, _ := os.ReadFile(filepath.Join(e.root, rootIDFile))
+		return string(h) + string(r)
+	}
+	if got := ids(b); got != "" {
+		t.Fatalf("a refused new root still records %q", got)
+	}
 	if _, err := b.takeLease("docs"); !errors.As(err, &taken) {
 		t.Fatalf("a lease taken from a second directory as h1: %v", err)
 	}
@@ -197,6 +207,9 @@ func TestHostIDOfAnotherRootIsRefused(t *testing.T) {
 	}
 	if err := b.Heartbeat(0); err != nil {
 		t.Fatalf("after the eviction: %v", err)
+	}
+	if got, want := ids(b), "h1\n"+b.rootID+"\n"; got != want {
+		t.Fatalf("b's root after its heartbeat took the id over records %q, want %q", got, want)
 	}
 	if err := a.Heartbeat(0); !errors.As(err, &taken) {
 		t.Fatalf("the first directory after the second took the id over: %v", err)

@@ -153,7 +153,7 @@ func (e *Env) AbandonSession(ctx context.Context, name, reason string) (*Abandon
 	err = e.store.UpdateLeasedAudited(name, e.hostID, token, func(tx *store.Tx) error {
 		// The ledger's host row must name this state directory: a root
 		// that is not the one which opened the session has no say on it.
-		if _, err := tx.HeartbeatFrom(e.hostID, e.rootID, e.hostTTL); err != nil {
+		if err := e.heartbeat(tx, e.hostTTL); err != nil {
 			return err
 		}
 		sb, err := tx.GetSandbox(name)
