@@ -74,6 +74,8 @@ func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 		}
 		hosts := e.HostOf()
 		n := 0
+		var last uint64
+		more := false
 		err := e.ForEachEventAfter(ctx, o.Sandbox, o.After, func(ev *persist.Event) error {
 			var host string
 			if o.Host != "" || t.json {
@@ -89,6 +91,10 @@ func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 				}
 				host = h
 			}
+			if o.Limit > 0 && n == o.Limit && !t.json {
+				more = true // an entry past the page: say how to get the next one
+				return persist.ErrStop
+			}
 			var err error
 			if t.json {
 				err = arr.add(eventJSON{ev.Seq, ev.Time, ev.Type, ev.Sandbox, ev.User, host, ev.Data, fmt.Sprintf("%x", ev.Hash)})
@@ -99,7 +105,11 @@ func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 				err = out.row()
 			}
 			n++
-			return limitReached(err, n, o.Limit)
+			last = ev.Seq
+			if t.json {
+				return limitReached(err, n, o.Limit)
+			}
+			return err
 		})
 		if err != nil {
 			return err
@@ -109,7 +119,13 @@ func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 				return err
 			}
 		}
-		return out.done()
+		if err := out.done(); err != nil {
+			return err
+		}
+		if more {
+			fmt.Fprintf(t.err, "more entries wait: the next page is --after %d\n", last)
+		}
+		return nil
 	})
 }
 
