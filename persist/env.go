@@ -146,6 +146,9 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := e.recordHostID(); err != nil {
 		return nil, err
 	}
+	if err := e.checkBlobsDir(blobDir, o.Blobs); err != nil {
+		return nil, err
+	}
 	if e.sharedLedger() {
 		// Entries of a ledger several hosts share name their writer.
 		e.store.SetAuditHost(e.hostID)

@@ -18,6 +18,7 @@ var layout = []struct {
 }{
 	{"lock", privateFile}, // internal/lock checks it again on the open descriptor
 	{"host-id", privateFile},
+	{"blobs-dir", privateFile},
 	{"store", privateDir},
 	{"store/*", privateFile}, // badger's files, opened (and LOCK truncated) by path
 	{"snapshots", privateDir},
