@@ -106,9 +106,19 @@ func (e *Env) eachRecoverable(ctx context.Context, sandbox string, session uint6
 		}
 	}
 	if session != 0 && !found {
-		return errclass.Errorf(errdefs.ErrNotFound, "%s holds nothing of session %d", e.RecoveryAreaName(sandbox), session)
+		return e.noSessionHere(sandbox, session)
 	}
 	return nil
+}
+
+// noSessionHere is the error for a session this host's recovery area
+// does not hold; on a shared ledger the host that had it open may.
+func (e *Env) noSessionHere(sandbox string, session uint64) error {
+	msg := fmt.Sprintf("%s holds nothing of session %d", e.RecoveryAreaName(sandbox), session)
+	if e.sharedLedger() {
+		msg += fmt.Sprintf("; each host keeps its own: run this on the host that had session %d open (spillway log %s names it)", session, sandbox)
+	}
+	return errclass.New(errdefs.ErrNotFound, msg)
 }
 
 // sortedByNumber orders one sandbox's sessions by number.
@@ -281,7 +291,7 @@ func (e *Env) RecoverPurge(sandbox string, session uint64) (Dropped, error) {
 		d.Bytes += rs.bytes()
 	}
 	if session != 0 && !found {
-		return d, errclass.Errorf(errdefs.ErrNotFound, "%s holds nothing of session %d", e.RecoveryAreaName(sandbox), session)
+		return d, e.noSessionHere(sandbox, session)
 	}
 	err = e.store.Update(func(tx *store.Tx) error {
 		_, err := tx.Append(e.Now(), "recover.purge", sandbox, map[string]string{
