@@ -75,7 +75,11 @@ func (b *bench) fleetCloses(ctx context.Context) error {
 		n, fmtDur(r.wall), rate, fmtDur(percentile(r.commits, 99)), r.conflicts, fmtDur(r.cpu.client/time.Duration(max(n, 1))), fmtDur(r.cpu.server/time.Duration(max(n, 1))))
 
 	bgrp := fmt.Sprintf("fleet-closes bounds (%d clients, the same cycle, %s each)", clients, fmtDur(dur))
-	for _, stage := range []closeStage{stageWritesOnly, stageNone} {
+	bounds := []closeStage{stageWritesOnly, stageNone}
+	if os.Getenv("SPILLWAY_BENCH_INDEX_COLUMNS") == "1" {
+		bounds = append(bounds, stageWritesColumns)
+	}
+	for _, stage := range bounds {
 		br, err := b.runCloses(ctx, clients, dur, stage)
 		if err != nil {
 			return fmt.Errorf("%s: %w", stage, err)
@@ -97,6 +101,9 @@ const (
 	stageReal       closeStage = iota // StageRecords, as persist's close
 	stageWritesOnly                   // the same rows written blind
 	stageNone                         // no stage transaction
+	// the same written blind with each record's index keys as columns
+	// of its row (SPILLWAY_BENCH_INDEX_COLUMNS=1)
+	stageWritesColumns
 )
 
 func (s closeStage) String() string {
@@ -105,6 +112,8 @@ func (s closeStage) String() string {
 		return "the stage's writes alone"
 	case stageNone:
 		return "no stage"
+	case stageWritesColumns:
+		return "the stage's writes alone, index keys as columns"
 	}
 	return "the close"
 }
@@ -133,6 +142,11 @@ func (b *bench) runCloses(ctx context.Context, clients int, dur time.Duration, s
 		return r, err
 	}
 	defer closeAll()
+	if stage == stageWritesColumns {
+		if err := sts[0].IndexColumnsForBench(ctx); err != nil {
+			return r, err
+		}
+	}
 	var closes, conflicts atomic.Int64
 	errs := make([]error, clients)
 	cs := make([]*closeClient, clients)
@@ -302,12 +316,15 @@ func (c *closeClient) close() (time.Duration, error) {
 		// UpdateLeased checks the token
 		return c.st.UpdateLeased(name, c.host, c.token, func(tx *store.Tx) error {
 			recs := c.records(tx.Now(), n)
-			if c.stage == stageWritesOnly {
+			if c.stage == stageWritesOnly || c.stage == stageWritesColumns {
 				// every cycle writes the same paths: their versions at
 				// gen-1 are the stale ones StageRecords would drop
 				var stale uint64
 				if gen > 1 {
 					stale = gen - 1
+				}
+				if c.stage == stageWritesColumns {
+					return tx.StageBlindColumnsForBench(name, gen+1, recs, stale)
 				}
 				return tx.StageBlindForBench(name, gen+1, recs, stale)
 			}
