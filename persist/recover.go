@@ -63,7 +63,7 @@ func (e *Env) RecoverList(ctx context.Context, sandbox string, session uint64, p
 
 // eachRecoverable calls fn for each live entry of sandbox's sessions.
 func (e *Env) eachRecoverable(ctx context.Context, sandbox string, session uint64, fn func(*recoverySession, RecoverEntry) error) error {
-	sb, err := e.getSandbox(sandbox)
+	sb, err := e.recoverySandbox(sandbox)
 	if err != nil {
 		return err
 	}
@@ -109,6 +109,22 @@ func (e *Env) eachRecoverable(ctx context.Context, sandbox string, session uint6
 		return e.noSessionHere(sandbox, session)
 	}
 	return nil
+}
+
+// recoverySandbox is the sandbox whose recovery area ls, export and purge
+// read. One the ledger no longer has (removed on another host, whose rm
+// left this host's fenced sessions: finishRemoval) stands in as closed
+// after every session, with the default retention: its fenced sessions
+// stay listed until fencedKeep has passed or they are purged.
+func (e *Env) recoverySandbox(sandbox string) (*store.Sandbox, error) {
+	sb, err := e.getSandbox(sandbox)
+	if !errors.Is(err, errdefs.ErrNotFound) || ValidateName("sandbox", sandbox) != nil {
+		return sb, err
+	}
+	if ses, lerr := e.recoverySessions(sandbox); lerr != nil || len(ses) == 0 {
+		return nil, err
+	}
+	return &store.Sandbox{Name: sandbox, State: store.StateClosed, Session: math.MaxUint64}, nil
 }
 
 // noSessionHere is the error for a session this host's recovery area
@@ -266,7 +282,7 @@ func (e *Env) RecoverPurge(sandbox string, session uint64) (Dropped, error) {
 		return Dropped{}, err
 	}
 	var d Dropped
-	if _, err := e.getSandbox(sandbox); err != nil {
+	if _, err := e.recoverySandbox(sandbox); err != nil {
 		return d, err
 	}
 	sessions, err := e.recoverySessions(sandbox)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/containerd/errdefs"
 
@@ -123,7 +124,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		// A removal that crashed after its commit left snapshots, records
 		// or recovery sessions behind: finish it.
 		if e.removalLeftovers(ctx, name) {
-			return e.finishRemoval(ctx, name)
+			return e.finishRemoval(ctx, name, false)
 		}
 		return err
 	}
@@ -185,21 +186,29 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		return err
 	}
 	failpoint.Hit("rm.committed")
-	return e.finishRemoval(ctx, name)
+	return e.finishRemoval(ctx, name, true)
 }
 
 // finishRemoval removes what a sandbox removed from the ledger leaves on
 // this host and in the store: its snapshots (an open root is fenced
 // first, as cleanup fences one), mount point, recovery sessions, records,
-// current-state index and lock. An rm runs it after its commit, and again
-// when it was killed before the end.
-func (e *Env) finishRemoval(ctx context.Context, name string) error {
+// current-state index and lock. An rm runs it after its commit (here,
+// everything goes), and again when it finds the sandbox gone from the
+// ledger: its own rm killed before the end, or an rm on another host.
+// That one keeps the fenced sessions, this host's only copy of work it
+// had open (its root fenced by the cleanup just now, say), and the notes
+// of its closes (ledger_lost.go), which age out.
+func (e *Env) finishRemoval(ctx context.Context, name string, ownRm bool) error {
 	gone := &store.Sandbox{Name: name, State: store.StateClosed, Generation: ^uint64(0)}
 	if err := e.cleanupSandbox(ctx, gone); err != nil {
 		return err
 	}
 	os.Remove(e.MountPath(name))
-	if err := e.pruneManifests(name, ^uint64(0)); err != nil {
+	if ownRm {
+		if err := e.pruneManifests(name, ^uint64(0)); err != nil {
+			return err
+		}
+	} else if err := e.pruneUnfenced(name); err != nil {
 		return err
 	}
 	failpoint.Hit("rm.pruned")
@@ -210,6 +219,26 @@ func (e *Env) finishRemoval(ctx context.Context, name string) error {
 		return err
 	}
 	return e.dropSandboxLock(name)
+}
+
+// pruneUnfenced removes sandbox's recovery sessions but the fenced ones,
+// warning of those.
+func (e *Env) pruneUnfenced(sandbox string) error {
+	sessions, err := e.recoverySessions(sandbox)
+	if err != nil {
+		return fmt.Errorf("recovery area of %s: %w", sandbox, err)
+	}
+	for _, rs := range sessions {
+		if rs.info.Fenced {
+			e.warnf("kept session %d of %s, removed from the ledger, in this host's recovery area: it holds work this host had open (spillway recover ls %s --session %d; recover export, then recover purge)", rs.n, sandbox, sandbox, rs.n)
+			continue
+		}
+		if err := e.removeSessionDir(sandbox, rs.n); err != nil {
+			return err
+		}
+	}
+	os.Remove(filepath.Join(e.recoveryDir(), sandbox)) // only when empty
+	return nil
 }
 
 // removalLeftovers says whether anything of a sandbox the ledger no
