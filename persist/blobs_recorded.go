@@ -2,39 +2,48 @@ package persist
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
-// blobsDirFile records where a state directory keeps its blobs, written
-// at its first use once the ledger opened: "blobs" for its own blobs/,
-// else the absolute path --blobs named. A later command that names
-// another directory, or leaves out --blobs on a root that had it (a
-// shell without SPILLWAY_BLOBS), would write blobs other hosts cannot
-// read and look for the shared ones where they are not: it is refused.
-// A blob directory that moved is told by writing its new path into the
-// file.
+// blobsDirFile records where a state directory keeps its blobs: "blobs"
+// for its own blobs/, else the absolute path --blobs named. A new root
+// records it at its first command, once the ledger opened and the blob
+// directory was accepted; a root made before it was recorded, at its next
+// fleet init. A later command that names another directory, or leaves out
+// --blobs on a root that had it (a shell without SPILLWAY_BLOBS), would
+// write blobs other hosts cannot read and look for the shared ones where
+// they are not: it is refused. A blob directory that moved is told by
+// writing its new path into the file.
 const blobsDirFile = "blobs-dir"
 
-// checkBlobsDir records dir, the blob directory of this command (given
-// as url, "" for the root's own), at the root's first use, and refuses
-// one other than the recorded.
-func (e *Env) checkBlobsDir(dir, url string) error {
-	rec := dir
+// blobsDirRecord is what blobsDirFile says of dir.
+func (e *Env) blobsDirRecord(dir string) string {
 	if dir == filepath.Join(e.root, "blobs") {
-		rec = "blobs"
+		return "blobs"
 	}
+	return dir
+}
+
+// checkBlobsDir refuses dir, the blob directory of this command (given as
+// url, "" for the root's own), when the root recorded another; record
+// says the root has none recorded and is new (this command made its ids),
+// so that dir is to be recorded once accepted (recordBlobsDir).
+func (e *Env) checkBlobsDir(dir, url string) (record bool, err error) {
+	rec := e.blobsDirRecord(dir)
 	b, err := readPrivate(filepath.Join(e.root, blobsDirFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return writePrivate(e.root, blobsDirFile, []byte(rec+"\n"))
+		return slices.Contains(e.idsWritten, rootIDFile), nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	want := strings.TrimSpace(string(b))
 	if want == rec || (want != "blobs" && resolved(want) == resolved(rec)) {
-		return nil
+		return false, nil
 	}
 	where, fix := "dir://"+want, "give --blobs dir://"+want+" (or SPILLWAY_BLOBS)"
 	if want == "blobs" {
@@ -46,6 +55,21 @@ func (e *Env) checkBlobsDir(dir, url string) error {
 		problem = "is not given (the blobs would go to " + dir + ", where no other host reads them)"
 	}
 	file := filepath.Join(e.root, blobsDirFile)
-	return &InputError{Input: "blobs", Problem: problem + ", but the state directory " + e.root + " keeps its blobs in " + where +
+	return false, &InputError{Input: "blobs", Problem: problem + ", but the state directory " + e.root + " keeps its blobs in " + where +
 		" (recorded in " + file + " at its first use): " + fix + "; if the blobs moved, write their directory into " + file}
+}
+
+// recordBlobsDir records this Env's blob directory unless the root has
+// one recorded. Like the ids, a new root's record is taken back when its
+// host id proves taken (heartbeat).
+func (e *Env) recordBlobsDir() error {
+	p := filepath.Join(e.root, blobsDirFile)
+	if _, err := os.Lstat(p); err == nil {
+		return nil
+	}
+	if err := writePrivate(e.root, blobsDirFile, []byte(e.blobsDirRecord(e.blobs.dir)+"\n")); err != nil {
+		return fmt.Errorf("record the blob directory: %w", err)
+	}
+	e.idsWritten = append(e.idsWritten, blobsDirFile)
+	return nil
 }

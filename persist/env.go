@@ -117,6 +117,9 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	}
 	defer func() {
 		if err != nil {
+			// A new root's first command that fails records nothing: not
+			// its ids, nor a blob directory (docs/fleet.md).
+			e.removeNewIDs()
 			e.Close()
 		}
 	}()
@@ -146,7 +149,8 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := e.recordHostID(); err != nil {
 		return nil, err
 	}
-	if err := e.checkBlobsDir(blobDir, o.Blobs); err != nil {
+	recordBlobs, err := e.checkBlobsDir(blobDir, o.Blobs)
+	if err != nil {
 		return nil, err
 	}
 	if e.sharedLedger() {
@@ -157,6 +161,11 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	e.blobs, err = NewBlobs(blobDir)
 	if err != nil {
 		return nil, err
+	}
+	if recordBlobs {
+		if err := e.recordBlobsDir(); err != nil {
+			return nil, err
+		}
 	}
 	if o.LedgerOnly {
 		return e.openLedgerOnly(o.Snapshotter)

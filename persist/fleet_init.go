@@ -32,6 +32,10 @@ func (e *Env) FleetInit() (*FleetInitReport, error) {
 	if err := e.Heartbeat(e.hostTTL); err != nil {
 		return nil, err
 	}
+	// A root made before blobs-dir was recorded records it now.
+	if err := e.recordBlobsDir(); err != nil {
+		return nil, err
+	}
 	r := &FleetInitReport{Driver: e.store.Driver(), SQLSchema: store.PGSchemaVersion, LedgerSchema: store.SchemaVersion, Host: e.hostID, Blobs: e.blobs.dir, BlobsShared: e.blobsShared}
 	err := e.store.View(func(tx *store.Tx) error {
 		hosts, err := tx.ListHosts()

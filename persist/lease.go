@@ -103,6 +103,14 @@ func (e *Env) recordHostID() error {
 	return nil
 }
 
+// removeNewIDs removes the files recordHostID and recordBlobsDir wrote
+// into a new root in this command.
+func (e *Env) removeNewIDs() {
+	for _, f := range e.idsWritten {
+		os.Remove(filepath.Join(e.root, f))
+	}
+}
+
 // heartbeat renews this host's row in tx (store.Tx.HeartbeatFrom). When
 // the id is another state directory's and this command recorded it in a
 // new root, the record goes again: the id was a mistake, and the next
@@ -114,12 +122,10 @@ func (e *Env) heartbeat(tx *store.Tx, ttl time.Duration) error {
 	var taken *store.HostIDTakenError
 	switch {
 	case errors.As(err, &taken) && slices.Contains(e.idsWritten, hostIDFile) && !e.idsRemoved:
-		for _, f := range e.idsWritten {
-			os.Remove(filepath.Join(e.root, f))
-		}
+		e.removeNewIDs()
 		e.idsRemoved = true
 	case err == nil && e.idsRemoved:
-		for f, id := range map[string]string{hostIDFile: e.hostID, rootIDFile: e.rootID} {
+		for f, id := range map[string]string{hostIDFile: e.hostID, rootIDFile: e.rootID, blobsDirFile: e.blobsDirRecord(e.blobs.dir)} {
 			if slices.Contains(e.idsWritten, f) {
 				if err := writePrivate(e.root, f, []byte(id+"\n")); err != nil {
 					return err
