@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spillway/spillway/store"
 )
@@ -56,7 +57,7 @@ func (e *Env) lostCommitBlobs() (map[string]bool, []lostCommit, error) {
 				continue // a list, or not ours
 			}
 			g, _, ok := e.committedHere(sandbox, n)
-			if !ok || e.ledgerShowsClose(sandbox, n, g) || e.loadSession(sandbox, n).info.Fenced {
+			if !ok || e.ledgerSettled(sandbox, n, g) || e.loadSession(sandbox, n).info.Fenced {
 				continue // the ledger has it, or its files are kept already
 			}
 			list, err := readPersistedList(e.persistedListPath(sandbox, n))
@@ -73,16 +74,18 @@ func (e *Env) lostCommitBlobs() (map[string]bool, []lostCommit, error) {
 	return keep, lost, nil
 }
 
-// ledgerShowsClose says whether the ledger has session n of sandbox
-// closed by this host at generation g, as its note says it was.
-func (e *Env) ledgerShowsClose(sandbox string, n, g uint64) bool {
+// ledgerSettled says whether the ledger has session n of sandbox closed
+// at generation g, as its note says it was (by whichever host: a host
+// renamed since wrote it under its old id), or ended by this host's
+// close --abandon (its user was told what was kept).
+func (e *Env) ledgerSettled(sandbox string, n, g uint64) bool {
 	shows := false
 	err := e.store.View(func(tx *store.Tx) error {
 		ses, err := tx.GetSession(sandbox, n)
 		if err != nil {
 			return err
 		}
-		shows = ses.State == store.StateClosed && ses.ClosedGeneration == g && (ses.Host == e.hostID || ses.Host == "")
+		shows = ses.State == store.StateClosed && (ses.ClosedGeneration == g || strings.HasPrefix(ses.Abandoned, abandonedHerePrefix))
 		return nil
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -131,8 +131,10 @@ func TestLostCommitKeptAfterRetention(t *testing.T) {
 
 // TestLostCommitBlobsKeptByGC: a gc between the loss and --abandon leaves
 // the blob of doc.txt, which no record names any more, and says why;
-// --abandon then keeps it. A purge of a close the ledger shows frees its
-// blobs as before, whatever the notes list.
+// --abandon then keeps it, and gc says nothing more of it. The notes of
+// closes the ledger shows keep nothing, also after the host was renamed
+// (the ledger names the close's host by its old id): a purged record's
+// blob is the records' to keep or free.
 func TestLostCommitBlobsKeptByGC(t *testing.T) {
 	f, s := lostDocFixture(t, nil)
 	f.close()
@@ -150,6 +152,10 @@ func TestLostCommitBlobsKeptByGC(t *testing.T) {
 	if err != nil || ab.Kept != 1 {
 		t.Fatalf("--abandon after gc: %+v, %v; want doc.txt kept", ab, err)
 	}
+	warned = nil
+	if _, err := f.e.GC(f.ctx); err != nil || len(warned) != 0 {
+		t.Fatalf("gc after --abandon: %v, said %q; want nothing said", err, warned)
+	}
 
 	// A close the ledger shows: its purged records free their blob.
 	root := f.open()
@@ -166,12 +172,19 @@ func TestLostCommitBlobsKeptByGC(t *testing.T) {
 	if _, err := f.e.RevokeException(f.ctx, id, "leaks", true); err != nil {
 		t.Fatal(err)
 	}
-	warned = nil
-	if fr, err = f.e.GC(f.ctx); err != nil {
+	f.e.Close() // the host renamed, as docs/fleet.md says
+	must(t, os.Remove(filepath.Join(f.dir, "state", hostIDFile)))
+	must(t, os.Remove(filepath.Join(f.dir, "state", rootIDFile)))
+	if f.e, err = OpenEnv(f.ctx, Options{Root: filepath.Join(f.dir, "state"), LockTimeout: 5 * time.Second, HostID: "renamed"}); err != nil {
 		t.Fatal(err)
 	}
-	if len(fr.Blobs) == 0 || len(warned) != 0 {
-		t.Errorf("gc after a purge freed %v and said %q; want the purged blobs freed, nothing said", fr.Blobs, warned)
+	f.e.warn = func(m string) { warned = append(warned, m) }
+	warned = nil
+	if keep, lost, err := f.e.lostCommitBlobs(); err != nil || len(keep)+len(lost) != 0 {
+		t.Errorf("after a rename the notes keep %v for %v (%v); want nothing: the ledger shows both closes", keep, lost, err)
+	}
+	if _, err = f.e.GC(f.ctx); err != nil || len(warned) != 0 {
+		t.Errorf("gc after a rename: %v, said %q; want nothing said", err, warned)
 	}
 }
 
