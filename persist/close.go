@@ -164,12 +164,23 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 		return nil, err
 	}
 	failpoint.Hit("close.committed")
+	closed := *sb
+	if testHookCloseCommitted != nil {
+		testHookCloseCommitted(name)
+	}
 	sb, err = e.getSandbox(name)
 	if err != nil {
 		return nil, err
 	}
+	if sb.Session != closed.Session {
+		// The lease went with the commit, and another host has opened
+		// the sandbox since: what is left here is this close's session,
+		// at the generation it committed.
+		closed.State, closed.Generation = store.StateClosed, sum.Generation
+		sb = &closed
+	}
 	// Should the ledger lose this commit, this host can tell (ledger_lost.go).
-	e.noteCommitted(name, sb.Session, sb.Generation, sum)
+	e.noteCommitted(name, closed.Session, sum.Generation, sum)
 	// What close did not persist goes to the recovery area (a rename on
 	// overlay) before the root goes.
 	if err := e.keepForRecovery(ctx, sb); err != nil {
@@ -189,6 +200,10 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 	e.retainAfterClose(sb, sum)
 	return sum, nil
 }
+
+// testHookCloseCommitted, when set, runs right after a close committed
+// (tests: another host opens the sandbox in that moment).
+var testHookCloseCommitted func(name string)
 
 // retainAfterClose applies the sandbox's retention and the root-wide cap
 // after a close and tells the summary what is kept of the session, and
