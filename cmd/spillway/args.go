@@ -46,6 +46,35 @@ func reorderArgs(app *cli.App, args []string) []string {
 	return out
 }
 
+// commandWords returns the command path args name (the words after the
+// program and its global flags that are commands: "fleet", "evict") and
+// where the first word that is not one stands in args (len(args): none).
+func commandWords(app *cli.App, args []string) (path []string, next int) {
+	flags, cmds := app.Flags, app.Commands
+	for i := 1; i < len(args); {
+		a := args[i]
+		if a == "--" {
+			return path, len(args)
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			i += flagArity(flags, a)
+			continue
+		}
+		cmd := findCommand(cmds, a)
+		if cmd == nil || len(cmd.Subcommands) == 0 {
+			if cmd != nil {
+				path = append(path, a)
+				i++
+			}
+			return path, i
+		}
+		path = append(path, a)
+		flags, cmds = cmd.Flags, cmd.Subcommands
+		i++
+	}
+	return path, len(args)
+}
+
 // splitLeaf returns a leaf command's flags, then "--", then its positional
 // arguments.
 func splitLeaf(flags []cli.Flag, rest []string) []string {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -45,30 +46,36 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		t.completingFlag = n > 2 && strings.HasPrefix(args[n-2], "-")
 		return t.exit(app.RunContext(ctx, args))
 	}
-	err := app.RunContext(ctx, reorderArgs(app, helpArgs(args)))
-	return t.exit(unknownCommand(interrupted(ctx, err)))
+	args = helpArgs(app, args)
+	err := app.RunContext(ctx, reorderArgs(app, args))
+	return t.exit(unknownCommand(app, args, interrupted(ctx, err)))
 }
 
 // unknownCommand turns urfave/cli's error for a command it does not know
-// ("No help topic for 'exec'", its exit status 3) into a usage error.
-func unknownCommand(err error) error {
+// ("No help topic for 'exec'", its exit status 3) into a usage error that
+// points at the help of the command it was given to.
+func unknownCommand(app *cli.App, args []string, err error) error {
 	var ec cli.ExitCoder
 	name, ok := strings.CutPrefix(fmt.Sprint(err), "No help topic for '")
 	if !errors.As(err, &ec) || ec.ExitCode() != 3 || !ok {
 		return err
 	}
-	return usageError("unknown command %q (see spillway --help)", strings.TrimSuffix(name, "'"))
+	path, _ := commandWords(app, args)
+	return usageError("unknown command %q (see %s --help)", strings.TrimSuffix(name, "'"), strings.Join(append([]string{"spillway"}, path...), " "))
 }
 
-// helpArgs turns `spillway help [COMMAND…]` into `spillway [COMMAND…]
-// --help`. urfave/cli's help command is left out of the command list
-// (HideHelpCommand), and with it `spillway help` failed as an unknown
-// help topic; a command of our own named help would drop the --help flag.
-func helpArgs(args []string) []string {
-	if len(args) < 2 || args[1] != "help" {
+// helpArgs turns `spillway [GLOBAL FLAGS] help [COMMAND…]` into
+// `spillway [GLOBAL FLAGS] [COMMAND…] --help`. urfave/cli's help command
+// is left out of the command list (HideHelpCommand), and with it
+// `spillway help` failed as an unknown help topic; a command of our own
+// named help would drop the --help flag.
+func helpArgs(app *cli.App, args []string) []string {
+	path, next := commandWords(app, args)
+	if len(path) > 0 || next >= len(args) || args[next] != "help" {
 		return args
 	}
-	return append(append([]string{args[0]}, args[2:]...), "--help")
+	out := append(slices.Clone(args[:next]), args[next+1:]...)
+	return append(out, "--help")
 }
 
 // interrupted turns an error caused by a signal's cancelling ctx into the
