@@ -13,9 +13,10 @@ import (
 // old, unreferenced blob, 10,000 times, with moves by rename and by link
 // and unlink: after each round, when a Put returned nil (its close would
 // commit a record naming the blob), the blob is in place, and nothing is
-// left aside. It finds a loss in about 1 of 700 rounds when gc moves a
-// blob aside by link and unlink (that unlink can remove a blob another
-// Put renamed to the name in between). After a review's stress loop.
+// left aside once the next gc's restoreAside ran. It finds a loss in
+// about 1 of 700 rounds when gc moves a blob aside by link and unlink
+// (that unlink can remove a blob another Put renamed to the name in
+// between). After a review's stress loop.
 func TestGCAsideStress(t *testing.T) {
 	bothMoves(t, func(t *testing.T) {
 		dir := t.TempDir()
@@ -82,7 +83,23 @@ func TestGCAsideStress(t *testing.T) {
 				t.Fatalf("round %d: after two Puts that returned nil, the blob is %q, %v", round, got, err)
 			}
 			if left, _ := os.ReadDir(dir + "/tmp"); len(left) > 0 {
-				t.Fatalf("round %d: left in tmp/: %v", round, left)
+				// settleAside leaves an aside copy it cannot settle in
+				// that moment (the name emptied again by the other gc);
+				// the next gc's restoreAside settles it, as after a
+				// killed gc. Seen once in about 100,000 rounds, under load.
+				d, tmp, err := b.openAsideDirs()
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = b.restoreAside(d, tmp, "")
+				d.Close()
+				tmp.Close()
+				if left, _ := os.ReadDir(dir + "/tmp"); err != nil || len(left) > 0 {
+					t.Fatalf("round %d: left in tmp/ after the next gc's restore: %v (%v)", round, left, err)
+				}
+				if got, err := os.ReadFile(p); err != nil || string(got) != content {
+					t.Fatalf("round %d: after the next gc's restore the blob is %q, %v", round, got, err)
+				}
 			}
 		}
 	})
