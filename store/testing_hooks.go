@@ -100,23 +100,31 @@ func (tx *Tx) StageBlindForBench(sandbox string, gen uint64, recs []*Record, sta
 		if err := tx.putNewRecord(r); err != nil {
 			return err
 		}
-		val, err := copyValue(r)
-		if err != nil {
+		if err := tx.blindVersion(sandbox, r, gen, stale); err != nil {
 			return err
 		}
-		// set, not create: a close run again after its commit failed
-		// stages at the same generation
-		if err := tx.set(currentKey(sandbox, r.Path, gen), val); err != nil {
-			return err
-		}
-		if err := tx.set(changeKey(sandbox, gen, r.Path), nil); err != nil {
-			return err
-		}
-		if stale > 0 {
-			if err := tx.del(currentKey(sandbox, r.Path, stale)); err != nil {
-				return err
-			}
-		}
+	}
+	return nil
+}
+
+// blindVersion writes r's current-state version at gen and its change-log
+// entry, and deletes the path's version at stale when stale > 0, reading
+// nothing (the blind stages of the bench).
+func (tx *Tx) blindVersion(sandbox string, r *Record, gen, stale uint64) error {
+	val, err := copyValue(r)
+	if err != nil {
+		return err
+	}
+	// set, not create: a close run again after its commit failed stages
+	// at the same generation
+	if err := tx.set(currentKey(sandbox, r.Path, gen), val); err != nil {
+		return err
+	}
+	if err := tx.set(changeKey(sandbox, gen, r.Path), nil); err != nil {
+		return err
+	}
+	if stale > 0 {
+		return tx.del(currentKey(sandbox, r.Path, stale))
 	}
 	return nil
 }

@@ -55,20 +55,8 @@ func (tx *Tx) StageBlindColumnsForBench(sandbox string, gen uint64, recs []*Reco
 			}
 			cols[2+j] = append(cols[2+j], k)
 		}
-		val, err := copyValue(r)
-		if err != nil {
+		if err := tx.blindVersion(sandbox, r, gen, stale); err != nil {
 			return err
-		}
-		if err := tx.set(currentKey(sandbox, r.Path, gen), val); err != nil {
-			return err
-		}
-		if err := tx.set(changeKey(sandbox, gen, r.Path), nil); err != nil {
-			return err
-		}
-		if stale > 0 {
-			if err := tx.del(currentKey(sandbox, r.Path, stale)); err != nil {
-				return err
-			}
 		}
 	}
 	args := make([]any, len(cols))
