@@ -63,6 +63,11 @@ func (e *Env) OpenSandbox(ctx context.Context, name string) (_ *Opened, retErr e
 		if _, err := e.CloseSandbox(ctx, name, CloseOptions{}); err != nil {
 			return nil, fmt.Errorf("finish interrupted close of %s: %w", name, err)
 		}
+		// The close gave the lease back with its commit: take it again,
+		// under a new token (the old one is fenced now).
+		if token, err = e.takeLease(name); err != nil {
+			return nil, err
+		}
 		if sb, err = e.getSandbox(name); err != nil {
 			return nil, err
 		}
