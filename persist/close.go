@@ -34,7 +34,11 @@ func (e *Env) CloseSandbox(ctx context.Context, name string, o CloseOptions) (*C
 		return nil, err
 	}
 	if sb.Session == 0 {
-		return nil, &NeverOpenedError{Sandbox: name}
+		// Closed since its creation: a close of a closed sandbox says so
+		// and succeeds (SPEC), whether or not it was ever opened.
+		sum := &CloseSummary{Sandbox: name, AlreadyClosed: true, NeverOpened: true}
+		sum.fillEmpty()
+		return sum, nil
 	}
 	if !o.DryRun {
 		// This host's root of a session another host took over: fenced.

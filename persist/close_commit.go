@@ -339,6 +339,7 @@ func (e *Env) alreadyClosed(ctx context.Context, sb *store.Sandbox) (*CloseSumma
 	}
 	sum.AlreadyClosed = true
 	sum.Recovery = e.keptOf(sb, sum)
+	sum.fillEmpty()
 	return sum, nil
 }
 

@@ -84,17 +84,19 @@ type Discarded struct {
 // RefusalSample of each exception and reason, and EachRefused streams all
 // of them from the session's manifest.
 type CloseSummary struct {
-	Sandbox       string           `json:"sandbox"`
-	Session       uint64           `json:"session"`
-	Generation    uint64           `json:"generation"`
-	DryRun        bool             `json:"dry_run"`
-	AlreadyClosed bool             `json:"already_closed"`
-	Persisted     []PersistedFile  `json:"persisted"`
-	Exceptions    []ExceptionTotal `json:"exceptions"`
-	Refused       []Refusal        `json:"refused"` // a sample: see EachRefused
-	RefusedCount  int64            `json:"refused_count"`
-	Refusals      []RefusalGroup   `json:"refusals"`
-	Discarded     Discarded        `json:"discarded"`
+	Sandbox       string `json:"sandbox"`
+	Session       uint64 `json:"session"`
+	Generation    uint64 `json:"generation"`
+	DryRun        bool   `json:"dry_run"`
+	AlreadyClosed bool   `json:"already_closed"`
+	// NeverOpened says the sandbox, closed, has had no session yet.
+	NeverOpened  bool             `json:"never_opened,omitempty"`
+	Persisted    []PersistedFile  `json:"persisted"`
+	Exceptions   []ExceptionTotal `json:"exceptions"`
+	Refused      []Refusal        `json:"refused"` // a sample: see EachRefused
+	RefusedCount int64            `json:"refused_count"`
+	Refusals     []RefusalGroup   `json:"refusals"`
+	Discarded    Discarded        `json:"discarded"`
 	// Attention names the first discarded changes in security-relevant
 	// places ("discarded, would have persisted malware-like changes");
 	// AttentionCount counts them all.
@@ -120,6 +122,33 @@ type CloseSummary struct {
 	ManifestIncomplete bool `json:"manifest_incomplete,omitempty"`
 
 	tmp *os.File // a dry run's unnamed manifest
+}
+
+// fillEmpty makes every nil list of s an empty one: JSON has [] for an
+// empty list, never null (docs/scripting.md), also for a summary read
+// back from the store (gob leaves empty lists nil).
+func (s *CloseSummary) fillEmpty() {
+	if s.Persisted == nil {
+		s.Persisted = []PersistedFile{}
+	}
+	if s.Exceptions == nil {
+		s.Exceptions = []ExceptionTotal{}
+	}
+	if s.Refused == nil {
+		s.Refused = []Refusal{}
+	}
+	if s.Refusals == nil {
+		s.Refusals = []RefusalGroup{}
+	}
+	if s.Attention == nil {
+		s.Attention = []Attention{}
+	}
+	if s.Partial == nil {
+		s.Partial = []Partial{}
+	}
+	if s.Discarded.Top == nil {
+		s.Discarded.Top = []DirCount{}
+	}
 }
 
 // EachRefused calls fn for every refusal of the close, in walk order: from

@@ -84,15 +84,6 @@ type NotClosedError struct {
 func (e *NotClosedError) Error() string { return fmt.Sprintf("sandbox %s is %s", e.Sandbox, e.State) }
 func (e *NotClosedError) Unwrap() error { return errdefs.ErrFailedPrecondition }
 
-// NeverOpenedError reports a sandbox that has nothing to close; it matches
-// errdefs.ErrFailedPrecondition.
-type NeverOpenedError struct{ Sandbox string }
-
-func (e *NeverOpenedError) Error() string {
-	return fmt.Sprintf("sandbox %s was never opened", e.Sandbox)
-}
-func (e *NeverOpenedError) Unwrap() error { return errdefs.ErrFailedPrecondition }
-
 // InUseError reports an image that a sandbox still uses; it matches
 // errdefs.ErrFailedPrecondition.
 type InUseError struct{ Image, Sandbox string }

@@ -178,6 +178,9 @@ func printCloseJSON(t *term, sum *persist.CloseSummary) error {
 
 func printCloseSummary(t *term, sum *persist.CloseSummary) {
 	switch {
+	case sum.NeverOpened:
+		fmt.Fprintf(t.out, "sandbox %s is closed: it was never opened (open it with: spillway open %s)\n", sum.Sandbox, sum.Sandbox)
+		return
 	case sum.AlreadyClosed:
 		fmt.Fprintf(t.out, "sandbox %s is already closed (session %d, generation %d)\n", sum.Sandbox, sum.Session, sum.Generation)
 		return

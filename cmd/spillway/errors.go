@@ -106,7 +106,6 @@ func hint(err error) string {
 		nf    *persist.NotFoundError
 		ex    *persist.ExistsError
 		nc    *persist.NotClosedError
-		no    *persist.NeverOpenedError
 		use   *persist.InUseError
 		risky *persist.RiskyError
 		link  *persist.LinkedPatternError
@@ -126,8 +125,6 @@ func hint(err error) string {
 		return " (close it first, or use rm --force to discard everything)"
 	case errors.As(err, &nc):
 		return " (finish its close first: spillway close " + nc.Sandbox + ")"
-	case errors.As(err, &no):
-		return " (open it with: spillway open " + no.Sandbox + ")"
 	case errors.As(err, &use):
 		return " (remove the sandbox first: spillway rm " + use.Sandbox + ")"
 	case errors.As(err, &risky):
