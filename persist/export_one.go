@@ -60,6 +60,10 @@ func (e *Env) ExportOne(r *store.Record, dest string, replace bool) (*ExportStat
 func writeWhole(dest string, src io.Reader, mode os.FileMode, mtime time.Time, how atomicfile.How) (int64, error) {
 	f, err := atomicfile.Create(filepath.Dir(dest), ".spillway-export-")
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			// not the temporary file's name: the directory is missing
+			return 0, fmt.Errorf("export to %s: directory %s does not exist", dest, filepath.Dir(dest))
+		}
 		return 0, err
 	}
 	defer f.Cleanup()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/containerd/errdefs"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/view"
 )
@@ -103,7 +104,7 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apiRecord(w http.ResponseWriter, r *http.Request) {
 	id, ok := recordID(r)
 	if !ok {
-		http.NotFound(w, r)
+		s.apiFail(w, fmt.Errorf("%w: bad record id %q: want rN or N", errdefs.ErrInvalidArgument, r.PathValue("id")))
 		return
 	}
 	var out view.ReviewShow

@@ -34,4 +34,10 @@ func TestBadPageNumbers(t *testing.T) {
 	if resp := c.get("/api/review?limit=5000"); resp.StatusCode != http.StatusOK {
 		t.Errorf("/api/review?limit=5000: status %d, want 200 (at most 1000 a page)", resp.StatusCode)
 	}
+	// a record id that is not one: the API's JSON error, 400
+	resp = c.get("/api/record/xyz")
+	e.Error = ""
+	if err := json.NewDecoder(resp.Body).Decode(&e); resp.StatusCode != http.StatusBadRequest || err != nil || e.Error == "" {
+		t.Errorf("/api/record/xyz: status %d, error %q (%v); want 400 and a JSON error", resp.StatusCode, e.Error, err)
+	}
 }

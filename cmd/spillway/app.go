@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,7 +125,7 @@ func globals(c *cli.Context) globalOptions {
 		HostID:      c.String("host-id"),
 		Store:       c.String("store"),
 		Blobs:       c.String("blobs"),
-		What:        strings.TrimSpace(c.Command.FullName() + " " + what),
+		What:        strings.TrimSpace(commandName(c) + " " + what),
 	}
 }
 
@@ -178,10 +179,23 @@ func withEnvOptions(ctx context.Context, o persist.Options, fn func(e *persist.E
 	return fn(e)
 }
 
+// commandName is c's command with its parents ("image rm", not "rm":
+// urfave/cli's FullName leaves them out of a subcommand's context).
+func commandName(c *cli.Context) string {
+	var names []string
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
+			names = append(names, l.Command.Name)
+		}
+	}
+	slices.Reverse(names)
+	return strings.Join(slices.Compact(names), " ")
+}
+
 // needArgs checks the number of positional arguments.
 func needArgs(c *cli.Context, n int, usage string) error {
 	if c.NArg() != n {
-		return usageError("usage: spillway %s %s", c.Command.FullName(), usage)
+		return usageError("usage: spillway %s %s", commandName(c), usage)
 	}
 	return nil
 }

@@ -93,8 +93,17 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 			return out.done()
 		}
 		w := out.table
-		fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
+		// The header with the first row (or none): an unknown sandbox
+		// prints its error alone.
+		header := false
+		head := func() {
+			if !header {
+				fmt.Fprintln(w, "PATH\tTYPE\tSIZE\tMODE\tEXCEPTION\tSESSION\tSTATUS")
+				header = true
+			}
+		}
 		err := e.PersistedEach(ctx, o.Sandbox, func(r *persist.Record) error {
+			head()
 			typ := r.Type
 			if r.Kind == change.KindDelete {
 				typ = "deleted"
@@ -105,6 +114,7 @@ func runPersistedLs(ctx context.Context, o persistedOptions, g globalOptions, t 
 		if err != nil {
 			return err
 		}
+		head()
 		return out.done()
 	})
 }
