@@ -111,8 +111,42 @@ var goFlagName = regexp.MustCompile(`(flag |: )-([A-Za-z0-9][A-Za-z0-9-]+)`)
 
 // flagError is a flag parsing error as a usage error, its flags named the
 // way they are given: --ttl, not -ttl.
-func flagError(_ *cli.Context, err error, _ bool) error {
-	return usageError("%s", goFlagName.ReplaceAllString(err.Error(), "${1}--${2}"))
+func flagError(c *cli.Context, err error, _ bool) error {
+	msg := goFlagName.ReplaceAllString(err.Error(), "${1}--${2}")
+	if m := badFlagValue.FindStringSubmatch(msg); m != nil && c != nil {
+		msg += flagValueHint(c, m[1])
+	}
+	return usageError("%s", msg)
+}
+
+// badFlagValue is urfave/cli's message for a value its flag cannot parse.
+var badFlagValue = regexp.MustCompile(`for flag --([A-Za-z0-9-]+): parse error$`)
+
+// flagValueHint says what kind of value flag name takes, from the flags
+// of c's command and its parents.
+func flagValueHint(c *cli.Context, name string) string {
+	for _, l := range c.Lineage() {
+		var flags []cli.Flag
+		if l.Command != nil {
+			flags = l.Command.Flags
+		}
+		if l.App != nil && l.Command == nil {
+			flags = l.App.Flags
+		}
+		for _, f := range flags {
+			if !slices.Contains(f.Names(), name) {
+				continue
+			}
+			switch f.(type) {
+			case *cli.DurationFlag:
+				return " (a duration, e.g. 30s, 5m or 1h)"
+			case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Uint64Flag:
+				return " (a whole number)"
+			}
+			return ""
+		}
+	}
+	return ""
 }
 
 // globals reads the global options of the command c runs.

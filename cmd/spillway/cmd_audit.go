@@ -44,7 +44,7 @@ func logCommand(t *term) *cli.Command {
 			}
 			o := logOptions{Sandbox: sb, Host: c.String("host"), Limit: c.Int("limit"), After: c.Uint64("after")}
 			if o.Limit < 0 {
-				return usageError("bad --limit %d: give a number of entries, at least 1", o.Limit)
+				return usageError("bad --limit %d: give a number of entries (0, the default: all of them)", o.Limit)
 			}
 			return runLog(c.Context, o, globals(c), t)
 		},

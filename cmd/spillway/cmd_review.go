@@ -37,7 +37,7 @@ func reviewCommand(t *term) *cli.Command {
 					}
 					o := reviewOptions{Sandbox: sb, Host: c.String("host"), Limit: c.Int("limit")}
 					if o.Limit < 0 {
-						return usageError("bad --limit %d: give a number of records, at least 1", o.Limit)
+						return usageError("bad --limit %d: give a number of records (0, the default: all of them)", o.Limit)
 					}
 					if a := c.String("after"); a != "" && a != "0" { // 0: from the first, for a script's loop
 						ids, err := parseRecordIDs([]string{a})
