@@ -84,7 +84,7 @@ func (e *Env) noteCommitted(sandbox string, n, g uint64, sum *CloseSummary) {
 }
 
 // pruneCommitNotes removes the notes (and lists) of sandbox's sessions
-// before n written more than commitNoteKeep ago.
+// before n written more than commitNoteKeep ago, by their files' times.
 func (e *Env) pruneCommitNotes(sandbox string, n uint64) error {
 	ents, err := os.ReadDir(e.commitNotesDir(sandbox))
 	if err != nil {
@@ -95,11 +95,10 @@ func (e *Env) pruneCommitNotes(sandbox string, n uint64) error {
 		if err != nil || m >= n {
 			continue
 		}
-		_, at, ok := e.committedHere(sandbox, m)
-		if fi, err := ent.Info(); !ok && err == nil {
-			at = fi.ModTime() // a list whose note is missing: its own age
-		}
-		if e.Now().Sub(at) < commitNoteKeep {
+		// A note's age is its file's (written with the commit): every
+		// close runs this, and reads no note.
+		fi, err := ent.Info()
+		if err != nil || e.Now().Sub(fi.ModTime()) < commitNoteKeep {
 			continue
 		}
 		if err := os.Remove(filepath.Join(e.commitNotesDir(sandbox), ent.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -21,8 +21,8 @@ type lostCommit struct {
 
 // lostCommitBlobs returns the digests of the files that this host's
 // closes persisted and the ledger does not show (a note of
-// commitNotesDir whose session the ledger has not closed at the noted
-// generation by this host), so that gc leaves those blobs alone while the
+// commitNotesDir that ledgerSettled does not find settled, nor kept in the
+// recovery area already), so that gc leaves those blobs alone while the
 // notes last; and those closes. Notes older than commitNoteKeep go first.
 // A close the ledger shows keeps nothing: its records keep its blobs, and
 // a blob whose records were rejected or purged is free to go.
