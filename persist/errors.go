@@ -93,16 +93,23 @@ func (e *InUseError) Error() string {
 }
 func (e *InUseError) Unwrap() error { return errdefs.ErrFailedPrecondition }
 
-// RiskyError refuses an exception that lint found risky, unless forced; it
-// matches errdefs.ErrFailedPrecondition.
-type RiskyError struct{ Findings []exceptions.Finding }
+// RiskyError refuses an exception (or a restore target) that lint found
+// risky, unless forced; it matches errdefs.ErrFailedPrecondition.
+type RiskyError struct {
+	Findings []exceptions.Finding
+	Restore  bool // the targets of recover restore, not an exception
+}
 
 func (e *RiskyError) Error() string {
 	msgs := make([]string, len(e.Findings))
 	for i, f := range e.Findings {
 		msgs[i] = fmt.Sprintf("%s: %s", f.Code, f.Message)
 	}
-	return "risky exception refused:\n  " + strings.Join(msgs, "\n  ")
+	what := "risky exception refused"
+	if e.Restore {
+		what = "risky restore target refused"
+	}
+	return what + ":\n  " + strings.Join(msgs, "\n  ")
 }
 func (e *RiskyError) Unwrap() error { return errdefs.ErrFailedPrecondition }
 

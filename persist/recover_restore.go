@@ -114,7 +114,7 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		}
 	}
 	if findings := exceptions.LintPatterns(targets, false, false); len(findings) > 0 && !o.Force {
-		return nil, &RiskyError{Findings: findings}
+		return nil, &RiskyError{Findings: findings, Restore: true}
 	}
 	res := &RestoreResult{Sandbox: sandbox, Records: []PersistedFile{}, Skipped: []Skipped{}}
 	var state State

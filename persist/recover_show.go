@@ -95,6 +95,8 @@ func (e *Env) RecoverShow(ctx context.Context, sandbox, path string, session uin
 	from := "/dev/null"
 	if p := rep.InState; p != nil && p.Kind != change.KindDelete {
 		from = versionLabel(p)
+	} else if p == nil && x.Kind == change.KindModify {
+		d.Note = "the previous version is the image's: the diff shows the whole new file"
 	}
 	ud := difflib.UnifiedDiff{
 		A: splitLines(string(oldText)), B: splitLines(string(newText)),

@@ -290,7 +290,14 @@ func printRecoverySummary(t *term, sum *persist.CloseSummary) {
 		if p.Atomic {
 			atomic = " (--atomic: all or nothing)"
 		}
-		fmt.Fprintf(t.out, "%d of %s under %s persisted%s; the rest are in the recovery area (%s)\n", p.Persisted, count(p.Changes, "change"), p.Exception, atomic, where)
+		switch {
+		case sum.DryRun:
+			fmt.Fprintf(t.out, "%d of %s under %s would persist%s; the rest would be refused\n", p.Persisted, count(p.Changes, "change"), p.Exception, atomic)
+		case sum.Recovery != nil && !sum.Recovery.RefusedUntil.IsZero():
+			fmt.Fprintf(t.out, "%d of %s under %s persisted%s; the rest are in the recovery area (%s)\n", p.Persisted, count(p.Changes, "change"), p.Exception, atomic, where)
+		default:
+			fmt.Fprintf(t.out, "%d of %s under %s persisted%s; the rest were refused and not kept\n", p.Persisted, count(p.Changes, "change"), p.Exception, atomic)
+		}
 	}
 	k := sum.Recovery
 	switch {

@@ -127,6 +127,8 @@ func hint(err error) string {
 		return " (finish its close first: spillway close " + nc.Sandbox + ")"
 	case errors.As(err, &use):
 		return " (remove the sandbox first: spillway rm " + use.Sandbox + ")"
+	case errors.As(err, &risky) && risky.Restore:
+		return "\nuse --force to restore there anyway"
 	case errors.As(err, &risky):
 		return "\nuse --force to add it anyway (it will be marked as forced)"
 	case errors.As(err, &link):
