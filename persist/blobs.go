@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/atomicfile"
+	"github.com/spillway/spillway/internal/sparse"
 )
 
 // Blobs is a content store of files named by their sha256 digest.
@@ -88,7 +89,11 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 	tmp.Lazy = true
 	defer tmp.Cleanup()
 	h := sha256.New()
-	size, err = io.Copy(io.MultiWriter(tmp, h), r)
+	sw := sparse.NewWriter(tmp.File) // a sandbox's sparse file stays sparse
+	size, err = io.Copy(io.MultiWriter(sw, h), r)
+	if err == nil {
+		err = sw.Finish()
+	}
 	if err != nil {
 		return "", 0, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/sparse"
 	"github.com/spillway/spillway/store"
 )
 
@@ -45,7 +46,11 @@ func (s *blobStage) stage(r io.Reader, digest string, size int64, src string) er
 	}
 	s.staged = append(s.staged, stagedBlob{tmp: tmp.Name(), final: final})
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, size+1))
+	sw := sparse.NewWriter(tmp)
+	n, err := io.Copy(io.MultiWriter(sw, h), io.LimitReader(r, size+1))
+	if err == nil {
+		err = sw.Finish()
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spillway/spillway/internal/sparse"
 	"golang.org/x/sys/unix"
 )
 
@@ -262,17 +263,11 @@ func createTemp(dirfd int) (string, int, error) {
 // fill copies src into fd, then sets mode, owner and mtime on fd.
 func fill(fd int, src io.Reader, mode, uid, gid uint32, mtime time.Time) error {
 	buf := make([]byte, 128<<10)
+	w := sparse.NewWriter(sparse.FD(fd)) // holes stay holes
 	for {
 		n, rerr := src.Read(buf)
-		for b := buf[:n]; len(b) > 0; {
-			m, err := unix.Write(fd, b)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			b = b[m:]
+		if _, err := w.Write(buf[:n]); err != nil {
+			return err
 		}
 		if rerr == io.EOF {
 			break
@@ -280,6 +275,9 @@ func fill(fd int, src io.Reader, mode, uid, gid uint32, mtime time.Time) error {
 		if rerr != nil {
 			return rerr
 		}
+	}
+	if err := w.Finish(); err != nil {
+		return err
 	}
 	if err := unix.Fchown(fd, int(uid), int(gid)); err != nil {
 		return err
