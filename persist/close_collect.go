@@ -93,6 +93,9 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 	}
 	var seen int64
 	var att attention
+	// What the recovery tree will hold on disk (st_blocks), for the cap:
+	// discarded, refused, and (overlay) persisted content.
+	var discDisk, refusedDisk, refusedSize, persistedDisk int64
 	err = e.walkChanges(ctx, sb, func(root string, c hostile.Change) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -115,6 +118,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		d := classify(rules, c, files, bytes, now)
 		if d.Verdict == change.VerdictDiscard {
 			disc.add(c)
+			discDisk += c.Disk
 			att.add(c)
 			man.add(ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: c.Kind, Type: c.Type, Size: c.Size, Verdict: change.VerdictDiscard})
 			return nil
@@ -132,6 +136,8 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			// Refusals are not records: a count, a sample, a manifest line.
 			ref := Refusal{Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: c.Size, Exception: r.Exception, Reason: r.Reason}
 			refused.add(ref)
+			refusedDisk += c.Disk
+			refusedSize += c.Size
 			man.add(ManifestEntry{Path: ref.Path, PathBytes: ref.PathBytes, Kind: ref.Kind, Type: ref.Type, Size: ref.Size, Verdict: change.VerdictRefuse, Reason: ref.Reason, Exception: ref.Exception})
 			return nil
 		}
@@ -146,6 +152,7 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		if r.Kind != change.KindDelete && r.Type != change.TypeDir {
 			t.Files++
 			t.Bytes += r.Size
+			persistedDisk += c.Disk
 		}
 		if o.DryRun {
 			sum.Persisted = append(sum.Persisted, PersistedFile{Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Exception: r.Exception, Status: r.Status})
@@ -193,13 +200,18 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		for _, g := range sum.Refusals {
 			kept += g.Bytes
 		}
+		// kept beyond refusedSize: an --atomic rule's undone records,
+		// counted whole on disk
+		disk := discDisk + refusedDisk + max(kept-refusedSize, 0)
 		info := sessionInfo{Closed: now, Snapshotter: e.snap.Kind(), Entries: disc.Count + refused.count, Refused: refused.count,
-			Bytes: disc.Bytes + kept, DiscardedBytes: disc.Bytes, Incarnation: incarnation(sb)}
+			Bytes: disc.Bytes + kept, DiscardedBytes: disc.Bytes, DiscardedDiskBytes: &discDisk, Incarnation: incarnation(sb)}
 		if info.Snapshotter == "overlayfs" {
 			for _, t := range sum.Exceptions {
 				info.Bytes += t.Bytes // the upper directory keeps them too
 			}
+			disk += persistedDisk
 		}
+		info.DiskBytes = &disk
 		if err := e.writeSessionInfo(sb.Name, sb.Session, info); err != nil && !isNoSpace(err) {
 			return nil, err
 		}

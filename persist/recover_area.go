@@ -49,6 +49,13 @@ type sessionInfo struct {
 	Refused        int64     `json:"refused"`         // of which refused
 	Bytes          int64     `json:"bytes"`           // bytes of content the tree holds
 	DiscardedBytes int64     `json:"discarded_bytes"` // of which discarded
+	// DiskBytes and DiscardedDiskBytes are what that content takes on
+	// disk (st_blocks), which the root-wide cap counts: a sandbox's 30 GiB
+	// sparse file takes a few blocks and must not push other sandboxes'
+	// sessions out. Absent (nil) in sessions closed before they were
+	// recorded: the cap counts Bytes for those.
+	DiskBytes          *int64 `json:"disk_bytes,omitempty"`
+	DiscardedDiskBytes *int64 `json:"discarded_disk_bytes,omitempty"`
 	// Fenced says a fence wrote the session: this host opened it and lost
 	// the lease before its close committed, so the tree holds its only
 	// copy of the session's work. Its retention is this host's own
@@ -82,6 +89,41 @@ func (rs *recoverySession) bytes() int64 {
 		return rs.info.Bytes - rs.info.DiscardedBytes
 	}
 	return rs.info.Bytes
+}
+
+// diskBytes is what the session's content takes on disk, which the
+// root-wide cap counts; its content's size in sessions closed before
+// that was recorded.
+func (rs *recoverySession) diskBytes() int64 {
+	if rs.info.DiskBytes == nil || rs.info.DiscardedDiskBytes == nil {
+		return rs.bytes()
+	}
+	if rs.discardedGone {
+		return *rs.info.DiskBytes - *rs.info.DiscardedDiskBytes
+	}
+	return *rs.info.DiskBytes
+}
+
+// discardedDisk is what the session's discarded content takes on disk
+// (its size when not recorded), 0 once it is gone.
+func (rs *recoverySession) discardedDisk() int64 {
+	switch {
+	case rs.discardedGone:
+		return 0
+	case rs.info.DiscardedDiskBytes != nil:
+		return *rs.info.DiscardedDiskBytes
+	}
+	return rs.info.DiscardedBytes
+}
+
+// addBytes counts n more bytes of content in the session's tree (n on
+// disk too: content copied in whole).
+func (info *sessionInfo) addBytes(n int64) {
+	info.Bytes += n
+	if info.DiskBytes != nil {
+		v := *info.DiskBytes + n // a new pointer: info may be a copy
+		info.DiskBytes = &v
+	}
 }
 
 func (e *Env) recoveryDir() string { return filepath.Join(e.root, "recovery") }

@@ -137,7 +137,8 @@ func (e *Env) mergeVMRefused(sb *store.Sandbox) error {
 	if !rs.hasInfo {
 		info.Closed, info.Snapshotter = e.Now(), e.snap.Kind()
 	}
-	info.Entries, info.Refused, info.Bytes = info.Entries+n, info.Refused+n, info.Bytes+kept
+	info.Entries, info.Refused = info.Entries+n, info.Refused+n
+	info.addBytes(kept)
 	if err := e.writeSessionInfo(sb.Name, sb.Session, info); err != nil {
 		return err
 	}

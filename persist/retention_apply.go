@@ -1,15 +1,18 @@
 package persist
 
 import (
+	"cmp"
 	"errors"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/store"
 )
 
@@ -98,9 +101,12 @@ func (e *Env) applyRetention(sandbox string) (Dropped, error) {
 	return d, nil
 }
 
-// enforceCap removes whole sessions, oldest close first, until the area
-// holds no more than the root-wide cap. It skips the sessions of a sandbox
-// another command holds (a later close or gc removes them).
+// enforceCap brings the area under the root-wide cap, counting what its
+// content takes on disk: first it drops discarded content, largest first
+// (content nobody chose to keep, such as junk a sandbox wrote to /tmp to
+// push other sandboxes' sessions out); then it removes whole sessions,
+// oldest close first, saying which on stderr. It skips the sessions of a
+// sandbox another command holds (a later close or gc removes them).
 func (e *Env) enforceCap() (Dropped, error) {
 	var d Dropped
 	limit, _, err := e.keepBytes()
@@ -113,7 +119,31 @@ func (e *Env) enforceCap() (Dropped, error) {
 	}
 	var total int64
 	for _, rs := range sessions {
-		total += rs.bytes()
+		total += rs.diskBytes()
+	}
+	if total <= limit {
+		return d, nil
+	}
+	byDiscarded := slices.Clone(sessions)
+	slices.SortStableFunc(byDiscarded, func(a, b *recoverySession) int { return cmp.Compare(b.discardedDisk(), a.discardedDisk()) })
+	for _, rs := range byDiscarded {
+		n := rs.discardedDisk()
+		if total <= limit || n == 0 {
+			break
+		}
+		release, ok := e.trySandbox(rs.sandbox)
+		if !ok {
+			continue
+		}
+		err := e.dropDiscarded(rs)
+		release()
+		if err != nil {
+			return d, err
+		}
+		d.Bytes += rs.info.DiscardedBytes
+		rs.discardedGone = true
+		total -= n
+		d.Discarded++
 	}
 	for _, rs := range sessions {
 		if total <= limit {
@@ -131,7 +161,8 @@ func (e *Env) enforceCap() (Dropped, error) {
 		if err != nil {
 			return d, err
 		}
-		total -= rs.bytes()
+		e.warnf("recovery area over its cap of %s on disk (spillway config --keep-bytes): removed session %d of %s (%s)", units.FormatSize(limit), rs.n, rs.sandbox, units.FormatSize(rs.bytes()))
+		total -= rs.diskBytes()
 		d.Sessions++
 		d.Bytes += rs.bytes()
 	}

@@ -63,6 +63,7 @@ type Change struct {
 	Path    string          // clean absolute path inside the sandbox, exact bytes ("/home/user/a.txt")
 	Type    change.FileType // type in the upper tree (for deletes: the type it had below, best effort, change.TypeFile if unknown)
 	Size    int64
+	Disk    int64  // bytes it takes on disk (st_blocks × 512): less than Size for a sparse file
 	Mode    uint32 // full st_mode
 	UID     uint32
 	GID     uint32

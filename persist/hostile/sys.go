@@ -281,6 +281,7 @@ func changeFrom(kind change.Kind, path string, st *unix.Stat_t) Change {
 		Path:  path,
 		Type:  typeOf(st.Mode),
 		Size:  st.Size,
+		Disk:  st.Blocks * 512,
 		Mode:  st.Mode,
 		UID:   st.Uid,
 		GID:   st.Gid,
