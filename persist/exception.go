@@ -177,7 +177,10 @@ func (e *Env) ShowException(ctx context.Context, id string) (*ExceptionReport, e
 }
 
 // RevokeException stops a rule from matching; purge also takes every path it
-// let through out of the persisted state, in a new generation.
+// let through out of the persisted state, in new generations of up to
+// decisionBatch records each (a rule can let through more than one
+// transaction holds). An interrupted purge leaves whole batches purged;
+// running it again purges the rest.
 func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool) (purged int, err error) {
 	if strings.TrimSpace(reason) == "" {
 		return 0, &InputError{Input: "reason", Problem: "is required: say why the exception is revoked"}
@@ -191,6 +194,7 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 			return 0, err
 		}
 	}
+	var ids []uint64
 	err = e.store.Update(func(tx *store.Tx) error {
 		x, err := tx.GetException(id)
 		if err != nil {
@@ -211,49 +215,84 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 		if !purge {
 			return nil
 		}
-		var recs []*store.Record
-		err = tx.ForEachExceptionRecord(ctx, id, func(r *store.Record) error {
+		return tx.ForEachExceptionRecord(ctx, id, func(r *store.Record) error {
 			if !r.Purged && r.Status != change.StatusRefused {
-				recs = append(recs, r)
+				ids = append(ids, r.ID)
 			}
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			r.Purged = true
-			if err := tx.PutRecord(r); err != nil {
-				return err
-			}
-		}
-		purged = len(recs)
-		sb, err := tx.GetSandbox(x.Sandbox)
-		if err != nil {
-			return err
-		}
-		if purged > 0 {
-			paths := make([]string, len(recs))
-			for i, r := range recs {
-				paths[i] = r.Path
-			}
-			if err := refreshCurrent(tx, sb, sb.Generation+1, paths); err != nil {
-				return err
-			}
-			sb.Generation++
-			if err := tx.PutSandbox(sb); err != nil {
-				return err
-			}
-		}
-		_, err = tx.Append(e.Now(), "exception.purge", x.Sandbox, map[string]string{
-			"exception": id, "records": fmt.Sprint(purged), "generation": fmt.Sprint(sb.Generation),
-		})
-		return err
 	})
-	if err == nil && purge {
-		failpoint.Hit("purge.committed")
+	if err != nil || !purge {
+		return 0, err
 	}
-	return purged, err
+	for first := true; first || len(ids) > 0; first = false {
+		if err := ctx.Err(); err != nil {
+			// whole batches are purged: running it again purges the rest
+			return purged, fmt.Errorf("purged %s of %s, then stopped (run it again to purge the rest): %w", plural(purged, "record"), plural(purged+len(ids), "record"), err)
+		}
+		n := min(len(ids), decisionBatch)
+		var k int
+		err := e.store.Update(func(tx *store.Tx) error {
+			var err error
+			k, err = e.purgeBatch(tx, id, ids[:n])
+			return err
+		})
+		if err == nil {
+			purged += k
+		}
+		if err != nil && purged > 0 {
+			return purged, fmt.Errorf("purged %s of %s, then: %w (run it again to purge the rest)", plural(purged, "record"), plural(purged+len(ids), "record"), err)
+		} else if err != nil {
+			return purged, err
+		}
+		failpoint.Hit("purge.batch")
+		ids = ids[n:]
+	}
+	failpoint.Hit("purge.committed")
+	return purged, nil
+}
+
+// purgeBatch marks the records ids of exception id purged, takes their
+// paths out of the persisted state in a new generation, and audits it. A
+// record purged since it was listed is skipped; a batch of none (a rule
+// that let nothing through) is audited all the same.
+func (e *Env) purgeBatch(tx *store.Tx, id string, ids []uint64) (int, error) {
+	x, err := tx.GetException(id)
+	if err != nil {
+		return 0, noException(id, err)
+	}
+	var paths []string
+	for _, rid := range ids {
+		r, err := tx.GetRecord(rid)
+		if err != nil {
+			return 0, err
+		}
+		if r.Purged || r.Status == change.StatusRefused {
+			continue
+		}
+		r.Purged = true
+		if err := tx.PutRecord(r); err != nil {
+			return 0, err
+		}
+		paths = append(paths, r.Path)
+	}
+	sb, err := tx.GetSandbox(x.Sandbox)
+	if err != nil {
+		return 0, err
+	}
+	if len(paths) > 0 {
+		if err := refreshCurrent(tx, sb, sb.Generation+1, paths); err != nil {
+			return 0, err
+		}
+		sb.Generation++
+		if err := tx.PutSandbox(sb); err != nil {
+			return 0, err
+		}
+	}
+	_, err = tx.Append(e.Now(), "exception.purge", x.Sandbox, map[string]string{
+		"exception": id, "records": fmt.Sprint(len(paths)), "generation": fmt.Sprint(sb.Generation),
+	})
+	return len(paths), err
 }
 
 // checkImageLinks refuses a pattern whose fixed prefix goes through a

@@ -38,6 +38,7 @@ var Names = map[string]string{
 	"rm.committed": "the sandbox is gone from the store, with its audit entry",
 	"rm.pruned":    "a removed sandbox's snapshots and recovery sessions are gone; its records are not yet",
 	// exception revoke --purge
+	"purge.batch":     "one batch of purged records and its new generation are committed",
 	"purge.committed": "purged records and the new generation are committed",
 	// review decisions
 	"review.committed": "one review decision and its new generation are committed",
