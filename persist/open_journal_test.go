@@ -31,7 +31,7 @@ func TestGCAfterEvictionKeepsTheRoot(t *testing.T) {
 		t.Fatalf("close after the eviction and gc: %v", err)
 	}
 	dest := filepath.Join(t.TempDir(), "letter.txt")
-	if _, err := f.e.RecoverExport(f.ctx, "docs", "/home/user/Documents/letter.txt", dest, 1); err != nil {
+	if _, err := f.e.RecoverExport(f.ctx, "docs", "/home/user/Documents/letter.txt", dest, 1, false); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(dest); err != nil || string(b) != "kept for recovery" {

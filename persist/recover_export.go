@@ -31,22 +31,23 @@ type ExportResult struct {
 
 // RecoverExport copies path from the recovery area (session 0: the newest
 // that holds it) to dest on the host: a file to a new file, a directory to
-// a new or empty directory. It never writes through a symlink at dest or
-// below it, never overwrites, and keeps no setuid, setgid or sticky bit;
-// symlinks and special files are skipped, as close refuses them.
-func (e *Env) RecoverExport(ctx context.Context, sandbox, path, dest string, session uint64) (*ExportResult, error) {
+// a new or empty directory; with force, over a file or into a directory
+// that holds something. It never writes through a symlink at dest or below
+// it and keeps no setuid, setgid or sticky bit; symlinks and special files
+// are skipped, as close refuses them.
+func (e *Env) RecoverExport(ctx context.Context, sandbox, path, dest string, session uint64, force bool) (*ExportResult, error) {
 	f, err := e.findRecoverable(ctx, sandbox, session, path)
 	if err != nil {
 		return nil, err
 	}
 	res := &ExportResult{Skipped: []Skipped{}}
 	if f.entry.Path != "" && f.entry.Type != change.TypeDir {
-		if err := exportFile(f.rs, f.entry, dest, res); err != nil {
+		if err := exportFile(f.rs, f.entry, dest, force, res); err != nil {
 			return nil, err
 		}
 		return res, nil
 	}
-	if err := makeExportDir(dest); err != nil {
+	if err := makeExportDir(dest, force); err != nil {
 		return nil, err
 	}
 	w, err := hostile.NewWriter(dest)
@@ -139,25 +140,32 @@ func skipReason(err error) string {
 	return RefuseUnreadable
 }
 
-// exportFile writes one file entry to dest, a new file: the bytes go to a
-// temporary file beside dest, renamed to dest (RENAME_NOREPLACE) once all
-// were read and checked: a symlink at dest is never written through.
-func exportFile(rs *recoverySession, x RecoverEntry, dest string, res *ExportResult) error {
+// exportFile writes one file entry to dest, a new file (with force, one
+// that replaces what is there but a directory): the bytes go to a
+// temporary file beside dest, renamed to dest once all were read and
+// checked: a symlink at dest is replaced, never written through.
+func exportFile(rs *recoverySession, x RecoverEntry, dest string, force bool, res *ExportResult) error {
 	if fi, err := os.Lstat(dest); err == nil {
 		if fi.IsDir() {
-			return errclass.Errorf(errdefs.ErrAlreadyExists, "%s is a directory: give the file name to write", dest)
+			return errclass.Errorf(errdefs.ErrAlreadyExists, "%s is a directory: give the file name to write", escape.Name(dest))
 		}
-		return errclass.Errorf(errdefs.ErrAlreadyExists, "%s exists: recover export never overwrites", dest)
+		if !force {
+			return errclass.Errorf(errdefs.ErrAlreadyExists, "%s exists (use --force to overwrite it)", escape.Name(dest))
+		}
 	}
 	r, err := openEntry(rs, x)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	n, err := writeWhole(dest, verifyAtEOF{r}, os.FileMode(exceptions.ModeBits(r.Stat().Mode, true)), time.Time{}, atomicfile.NoReplace)
+	how := atomicfile.NoReplace
+	if force {
+		how = atomicfile.Replace
+	}
+	n, err := writeWhole(dest, verifyAtEOF{r}, os.FileMode(exceptions.ModeBits(r.Stat().Mode, true)), time.Time{}, how)
 	switch {
 	case errors.Is(err, os.ErrExist):
-		return errclass.Errorf(errdefs.ErrAlreadyExists, "%s exists: recover export never overwrites", dest)
+		return errclass.Errorf(errdefs.ErrAlreadyExists, "%s exists (use --force to overwrite it)", escape.Name(dest))
 	case err != nil:
 		return fmt.Errorf("export %s: %w", escape.Name(x.Path), err)
 	}
@@ -165,9 +173,9 @@ func exportFile(rs *recoverySession, x RecoverEntry, dest string, res *ExportRes
 	return nil
 }
 
-// makeExportDir creates dest, or accepts an empty directory there (not a
-// symlink to one).
-func makeExportDir(dest string) error {
+// makeExportDir creates dest, or accepts an empty directory there (with
+// force, any directory), never a symlink to one.
+func makeExportDir(dest string, force bool) error {
 	err := os.Mkdir(dest, 0o755)
 	if err == nil || !errors.Is(err, os.ErrExist) {
 		return err
@@ -177,14 +185,17 @@ func makeExportDir(dest string) error {
 		return err
 	}
 	if !fi.IsDir() {
-		return errclass.Errorf(errdefs.ErrAlreadyExists, "%s exists and is not a directory: recover export never overwrites", dest)
+		return errclass.Errorf(errdefs.ErrAlreadyExists, "%s exists and is not a directory (give a directory; nothing is written through a symlink)", escape.Name(dest))
+	}
+	if force {
+		return nil
 	}
 	ents, err := os.ReadDir(dest)
 	if err != nil {
 		return err
 	}
 	if len(ents) > 0 {
-		return errclass.Errorf(errdefs.ErrAlreadyExists, "%s is not empty: recover export never overwrites", dest)
+		return errclass.Errorf(errdefs.ErrAlreadyExists, "%s is not empty (use --force to write into it)", escape.Name(dest))
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func TestRmOfASandboxRemovedElsewhereKeepsFencedWork(t *testing.T) {
 		t.Fatalf("recover ls after rm: %q, want the letter", found)
 	}
 	dest := filepath.Join(t.TempDir(), "letter.txt")
-	if _, err := h1.e.RecoverExport(h1.ctx, "docs", letter, dest, 0); err != nil {
+	if _, err := h1.e.RecoverExport(h1.ctx, "docs", letter, dest, 0, false); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(dest); err != nil || string(b) != "unsaved draft" {

@@ -84,12 +84,15 @@ func recoverCommand(t *term) *cli.Command {
 			},
 			{
 				Name:      "export",
-				Usage:     "copy a file or directory from the recovery area out to the host (never through a symlink at DEST)",
+				Usage:     "copy a file or directory from the recovery area out to the host (never through a symlink at DEST), or as a tar stream to stdout (DEST -)",
 				ArgsUsage: "SANDBOX PATH DEST",
-				Flags:     []cli.Flag{sessionFlag()},
+				Flags: []cli.Flag{
+					sessionFlag(),
+					&cli.BoolFlag{Name: "force", Usage: "overwrite a DEST file, or write into a non-empty DEST directory"},
+				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 3 {
-						return usageError("usage: spillway recover export SANDBOX PATH DEST [--session N]")
+						return usageError("usage: spillway recover export SANDBOX PATH DEST [--session N] [--force]")
 					}
 					o := opts(c)
 					o.Paths, o.Dest = o.Paths[:1], c.Args().Get(2)
@@ -256,13 +259,20 @@ func runRecoverRestore(ctx context.Context, o recoverOptions, g globalOptions, t
 
 func runRecoverExport(ctx context.Context, o recoverOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
-		res, err := e.RecoverExport(ctx, o.Sandbox, o.Paths[0], o.Dest, o.Session)
+		var res *persist.ExportResult
+		var err error
+		if o.Dest == "-" {
+			// stdout is the stream: nothing else goes there.
+			res, err = e.RecoverExportTar(ctx, o.Sandbox, o.Paths[0], t.out, o.Session)
+		} else {
+			res, err = e.RecoverExport(ctx, o.Sandbox, o.Paths[0], o.Dest, o.Session, o.Force)
+		}
 		if res != nil {
 			for _, s := range res.Skipped {
 				t.warnf("not exported %s: %s", name(s.Path), s.Reason)
 			}
 		}
-		if err != nil {
+		if err != nil || o.Dest == "-" {
 			return err
 		}
 		fmt.Fprintf(t.out, "exported %s to %s: %s, %s\n", name(o.Paths[0]), name(o.Dest), count(res.Files, "file"), units.FormatSize(res.Bytes))
