@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/spillway/spillway/internal/errclass"
 )
 
 // blobsDirFile records where a state directory keeps its blobs: "blobs"
@@ -72,4 +75,23 @@ func (e *Env) recordBlobsDir() error {
 	}
 	e.idsWritten = append(e.idsWritten, blobsDirFile)
 	return nil
+}
+
+// checkRecordedStore refuses a shared blob directory this root recorded
+// (not new: record false) that is no blob store any more, without the
+// marker file: most likely a share that is not mounted, its empty mount
+// point in its place. Taking it over as a new store would keep every
+// blob written from now on on this host, where no other host reads it.
+func (e *Env) checkRecordedStore(dir string, record bool) error {
+	file := filepath.Join(e.root, blobsDirFile)
+	if record || e.blobsDirRecord(dir) == "blobs" {
+		return nil
+	}
+	if _, err := os.Lstat(file); err != nil {
+		return nil // none recorded: a root made before, recorded at fleet init
+	}
+	if _, err := os.Lstat(filepath.Join(dir, blobMarker)); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return errclass.Errorf(errdefs.ErrFailedPrecondition, "the blob directory %s holds no blob store (no %s file), though this state directory has kept its blobs there since its first use (recorded in %s): is the share that holds it mounted? spillway writes nothing there until it is a blob store again", dir, blobMarker, file)
 }

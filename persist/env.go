@@ -51,6 +51,13 @@ type Options struct {
 	// reads. Such an Env serves ReviewEach, ReviewEachHost, ReviewShow,
 	// OpenRecord, HostOf and ForEachEvent.
 	LedgerOnly bool
+	// Heartbeat opens for the fleet agent's heartbeat: on a shared ledger
+	// (Store postgres://…) of a root that has its host and root ids, it
+	// takes neither ROOT/lock nor ledger.lock, so that gc, check or image
+	// rm, which hold ROOT/lock as long as they run, never hold up the
+	// heartbeat that keeps this host live (a host that looked dead would
+	// lose its sandboxes while their users work). Use with LedgerOnly.
+	Heartbeat bool
 }
 
 // Env is an opened state directory: its locks (locks.go), the store, the
@@ -73,6 +80,7 @@ type Env struct {
 	idsWritten []string
 	idsRemoved bool   // heartbeat removed idsWritten
 	rootID     string // the state directory's random id (rootIDFile)
+	ledgerID   string // the shared ledger's id, once recorded (ledgerIDFile)
 	hostTTL    time.Duration
 	closing    map[string]uint64 // sandbox → lease token of the close under way
 	// blobsShared: the blob directory is not the root's own (--blobs), so
@@ -112,8 +120,11 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	}
 	e := &Env{root: root, clock: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress), hostTTL: o.HostTTL}
 	e.lk = envLocks{ctx: context.WithoutCancel(ctx), what: o.What, timeout: timeout, wait: o.Wait}
-	if err := e.takeRoot(false); err != nil {
-		return nil, err
+	unlocked := o.Heartbeat && o.LedgerOnly && o.Store != "" && !strings.HasPrefix(o.Store, "badger:") && hasIDs(root)
+	if !unlocked {
+		if err := e.takeRoot(false); err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -123,8 +134,10 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 			e.Close()
 		}
 	}()
-	if err := e.enterLedger(); err != nil {
-		return nil, err
+	if !unlocked {
+		if err := e.enterLedger(); err != nil {
+			return nil, err
+		}
 	}
 	if err := statedir.Check(root); err != nil {
 		return nil, err
@@ -154,10 +167,16 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	if e.sharedLedger() {
+		if err := e.checkLedger(); err != nil {
+			return nil, err
+		}
 		// Entries of a ledger several hosts share name their writer.
 		e.store.SetAuditHost(e.hostID)
 	}
 	e.blobsShared = o.Blobs != ""
+	if err := e.checkRecordedStore(blobDir, recordBlobs); err != nil {
+		return nil, err
+	}
 	e.blobs, err = NewBlobs(blobDir)
 	if err != nil {
 		return nil, err

@@ -32,8 +32,12 @@ func (e *Env) FleetInit() (*FleetInitReport, error) {
 	if err := e.Heartbeat(e.hostTTL); err != nil {
 		return nil, err
 	}
-	// A root made before blobs-dir was recorded records it now.
+	// A root made before blobs-dir or ledger-id were recorded records
+	// them now.
 	if err := e.recordBlobsDir(); err != nil {
+		return nil, err
+	}
+	if err := e.recordLedgerIDAtInit(); err != nil {
 		return nil, err
 	}
 	r := &FleetInitReport{Driver: e.store.Driver(), SQLSchema: store.PGSchemaVersion, LedgerSchema: store.SchemaVersion, Host: e.hostID, Blobs: e.blobs.dir, BlobsShared: e.blobsShared}

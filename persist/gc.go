@@ -45,6 +45,12 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 		// directory is read-only.
 		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "blob directory %s has no %s file: gc removes nothing there (a command run with it writable marks a blob store)", e.blobs.dir, blobMarker)
 	}
+	if e.sharedLedger() && e.ledgerID == "" {
+		// A root made before ledger ids, which this ledger does not know:
+		// marked from a ledger that is not the root's, gc would free
+		// every blob of a shared directory.
+		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "the state directory %s has not recorded its ledger (%s): gc frees the blobs no record of the ledger names, so it runs only on the root's own; if --store names it, run spillway fleet init first", e.root, ledgerIDFile)
+	}
 	if err := e.gcLockFiles(); err != nil {
 		return nil, err
 	}

@@ -125,7 +125,7 @@ func (e *Env) heartbeat(tx *store.Tx, ttl time.Duration) error {
 		e.removeNewIDs()
 		e.idsRemoved = true
 	case err == nil && e.idsRemoved:
-		for f, id := range map[string]string{hostIDFile: e.hostID, rootIDFile: e.rootID, blobsDirFile: e.blobsDirRecord(e.blobs.dir)} {
+		for f, id := range map[string]string{hostIDFile: e.hostID, rootIDFile: e.rootID, blobsDirFile: e.blobsDirRecord(e.blobs.dir), ledgerIDFile: e.ledgerID} {
 			if slices.Contains(e.idsWritten, f) {
 				if err := writePrivate(e.root, f, []byte(id+"\n")); err != nil {
 					return err
@@ -608,4 +608,15 @@ func (e *Env) Checkpoint() (seq uint64, chains int, err error) {
 		return err
 	})
 	return seq, chains, err
+}
+
+// hasIDs says whether the state directory root has recorded its host id
+// and its own id (it is not new).
+func hasIDs(root string) bool {
+	for _, f := range []string{hostIDFile, rootIDFile} {
+		if _, err := os.Lstat(filepath.Join(root, f)); err != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -99,7 +99,7 @@ func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t 
 	pools := persist.NewPools()
 	defer pools.Close()
 	eo := envOptions(g, t)
-	eo.LedgerOnly, eo.Pools = true, pools
+	eo.LedgerOnly, eo.Heartbeat, eo.Pools = true, true, pools
 	var (
 		started  bool
 		failed   int    // heartbeats failed in a row

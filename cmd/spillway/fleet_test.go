@@ -12,10 +12,19 @@ import (
 	"github.com/spillway/spillway/internal/testenv"
 )
 
-// postgresParams runs scripts with the ledger in a PostgreSQL database of
-// their own (SPILLWAY_STORE, a throwaway cluster from internal/pgtest) and,
-// with sharedBlobs, the blobs in $WORK/shared-blobs outside the root
-// (SPILLWAY_BLOBS).
+func init() {
+	// newdb VAR: a new, empty database of the throwaway cluster, its URL
+	// in $VAR (a mistyped --store, another fleet's ledger).
+	scriptCmds["newdb"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if neg || len(args) != 1 {
+			ts.Fatalf("usage: newdb VAR")
+		}
+		u, err := pgtest.NewDB()
+		ts.Check(err)
+		ts.Setenv(args[0], u)
+	}
+}
+
 // pgDB is a new database in this binary's throwaway cluster, which the
 // test's end stops (tests of cmd/spillway restart it).
 func pgDB(t *testing.T) string {
@@ -29,6 +38,10 @@ func pgDB(t *testing.T) string {
 	return url
 }
 
+// postgresParams runs scripts with the ledger in a PostgreSQL database of
+// their own (SPILLWAY_STORE, a throwaway cluster from internal/pgtest) and,
+// with sharedBlobs, the blobs in $WORK/shared-blobs outside the root
+// (SPILLWAY_BLOBS).
 func postgresParams(t *testing.T, p testscript.Params, sharedBlobs bool) testscript.Params {
 	pgtest.Require(t)
 	t.Cleanup(pgtest.Stop)
