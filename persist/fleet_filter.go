@@ -51,8 +51,23 @@ func (h *HostOf) Session(sandbox string, n uint64) (string, error) {
 	return host, nil
 }
 
-// Record returns the host whose close wrote r: its session's host.
-func (h *HostOf) Record(r *store.Record) (string, error) { return h.Session(r.Sandbox, r.Session) }
+// Record returns the host whose close wrote r: its session's host; for a
+// record of recover restore, the host that restored it.
+func (h *HostOf) Record(r *store.Record) (string, error) {
+	if r.Exception == RecoverID {
+		var by string
+		var ok bool
+		err := h.e.store.View(func(tx *store.Tx) error {
+			var err error
+			by, ok, err = tx.GetMeta(restoredByMeta(r.Sandbox, r.ID))
+			return err
+		})
+		if err != nil || ok {
+			return by, err
+		}
+	}
+	return h.Session(r.Sandbox, r.Session)
+}
 
 // EventMatches says whether an audit entry belongs under --host host: it
 // was written on host (Event), or it is a fleet entry about host (its
@@ -119,4 +134,37 @@ func (e *Env) CheckHost(ctx context.Context, host string) error {
 		return &NotFoundError{Kind: "host", Name: host}
 	}
 	return nil
+}
+
+// restoredByMeta is the meta key naming the host whose recover restore
+// wrote record id into sandbox, on a shared ledger: a restore of a fenced
+// session's work runs on the host that did that work, while the record's
+// session is the sandbox's last one, which another host may have opened.
+func restoredByMeta(sandbox string, id uint64) string {
+	return "restored-by/" + sandbox + "/" + strconv.FormatUint(id, 10)
+}
+
+// recordHost is the host whose close (or recover restore) wrote r, within
+// tx; hosts caches the sessions' hosts.
+func recordHost(tx *store.Tx, r *store.Record, hosts map[sessionRef]string) (string, error) {
+	if r.Exception == RecoverID {
+		by, ok, err := tx.GetMeta(restoredByMeta(r.Sandbox, r.ID))
+		if err != nil || ok {
+			return by, err
+		}
+	}
+	ref := sessionRef{r.Sandbox, r.Session}
+	if host, seen := hosts[ref]; seen {
+		return host, nil
+	}
+	var host string
+	se, err := tx.GetSession(r.Sandbox, r.Session)
+	switch {
+	case err == nil:
+		host = se.Host
+	case !errdefs.IsNotFound(err):
+		return "", err
+	}
+	hosts[ref] = host
+	return host, nil
 }

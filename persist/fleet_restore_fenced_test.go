@@ -79,6 +79,28 @@ func testFleetRestoreOfFenced(t *testing.T, takeover bool) {
 	}); err != nil || !queued {
 		t.Fatalf("the restored record in the shared ledger: %v", err)
 	}
+	// It is h1's work, restored by h1: the --host filters say so on
+	// either host, also after h2's takeover made the record's session
+	// h2's.
+	for _, h := range []*fixture{h1, h2} {
+		var got string
+		err := h.e.ReviewEachHost(h.ctx, "docs", 0, func(r *store.Record, host string) error {
+			if r.ID == res.Records[0].Record {
+				got = host
+			}
+			return nil
+		})
+		if err != nil || got != "h1" {
+			t.Errorf("review ls on %s: the restored record's host is %q, %v; want h1", h.e.HostID(), got, err)
+		}
+		var r *store.Record
+		if err := h.e.store.View(func(tx *store.Tx) (err error) { r, err = tx.GetRecord(res.Records[0].Record); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if host, err := h.e.HostOf().Record(r); err != nil || host != "h1" {
+			t.Errorf("HostOf on %s: %q, %v; want h1", h.e.HostID(), host, err)
+		}
+	}
 
 	root2 := h2.open()
 	for path, content := range want {

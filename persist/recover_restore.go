@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,6 +148,14 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 	if err := e.blobs.Sync(); err != nil {
 		return nil, err
 	}
+	// The recovery sessions the entries came from (--session, or the
+	// newest holding each path), for the audit entry.
+	var from []string
+	for _, it := range items {
+		if n := fmt.Sprint(it.rs.n); !slices.Contains(from, n) {
+			from = append(from, n)
+		}
+	}
 	err = e.store.Update(func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sandbox)
 		if err != nil {
@@ -163,6 +172,12 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 			if err := tx.PutRecord(r); err != nil {
 				return err
 			}
+			if e.sharedLedger() {
+				// the host that restores it, whichever opened cur.Session
+				if err := tx.PutMeta(restoredByMeta(sandbox, r.ID), e.hostID); err != nil {
+					return err
+				}
+			}
 			if inEffectIndex(r) {
 				if err := tx.PutCurrent(sandbox, r.Path, cur.Generation+1, r.ID); err != nil {
 					return err
@@ -175,7 +190,7 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 			return err
 		}
 		_, err = tx.Append(now, "recover.restore", sandbox, map[string]string{
-			"paths": strings.Join(o.Paths, " "), "to": o.To, "session": fmt.Sprint(o.Session),
+			"paths": strings.Join(o.Paths, " "), "to": o.To, "session": strings.Join(from, " "),
 			"records": fmt.Sprint(len(recs)), "skipped": fmt.Sprint(len(res.Skipped)),
 			"generation": fmt.Sprint(cur.Generation), "review": string(o.Review), "forced": fmt.Sprint(o.Force),
 			"reason": o.Reason, "record_ids": recordIDs(recs),

@@ -80,17 +80,9 @@ func (e *Env) ReviewEachHost(ctx context.Context, sandbox string, after uint64, 
 		d = danglingPending{} // a retried read counts afresh
 		hosts := map[sessionRef]string{}
 		return reviewEach(ctx, tx, sandbox, after, func(r *store.Record) error {
-			ref := sessionRef{r.Sandbox, r.Session}
-			host, seen := hosts[ref]
-			if !seen {
-				se, err := tx.GetSession(r.Sandbox, r.Session)
-				switch {
-				case err == nil:
-					host = se.Host
-				case !errdefs.IsNotFound(err):
-					return err
-				}
-				hosts[ref] = host
+			host, err := recordHost(tx, r, hosts)
+			if err != nil {
+				return err
 			}
 			return fn(r, host)
 		}, d.note)

@@ -48,6 +48,8 @@ func printReview(t *term, rep *persist.ReviewReport) {
 	if x := rep.Exception; x != nil {
 		fmt.Fprintf(w, "exception\t%s (review %s): %s\n", x.ID, x.Review, joinNames(x.Patterns))
 		fmt.Fprintf(w, "reason\t%s\n", name(x.Reason))
+	} else if r.Exception == persist.RecoverID {
+		fmt.Fprintf(w, "exception\t%s (put back by spillway recover restore: its reason is in spillway log %s)\n", r.Exception, r.Sandbox)
 	} else {
 		fmt.Fprintf(w, "exception\t%s (no longer stored)\n", r.Exception)
 	}
