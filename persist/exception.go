@@ -43,15 +43,18 @@ func (e *Env) AddException(ctx context.Context, x *exceptions.Exception) ([]exce
 	if len(findings) > 0 && !x.Forced {
 		return findings, &RiskyError{Findings: findings}
 	}
-	if len(findings) == 0 {
-		x.Forced = false
-	}
+	// Forced marks a rule that --force let past a check: lint's, or the
+	// image's symlinks on its patterns' way.
+	asked := x.Forced
+	x.Forced = len(findings) > 0
 	x.Created = now
 	x.CreatedBy = whoami.Name()
-	if !x.Forced {
-		if err := e.checkImageLinks(ctx, x); err != nil {
-			return nil, err
-		}
+	var linked *LinkedPatternError
+	switch err := e.checkImageLinks(ctx, x); {
+	case errors.As(err, &linked) && asked:
+		x.Forced = true
+	case err != nil && !asked:
+		return nil, err // with --force, a check that cannot run (no image here) is passed, as before
 	}
 	err := e.store.Update(func(tx *store.Tx) error {
 		if _, err := tx.GetSandbox(x.Sandbox); err != nil {
