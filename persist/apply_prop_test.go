@@ -135,7 +135,7 @@ func (p *prop) step(i int) {
 	got := readArea(t, root)
 	want, orphans := p.model()
 	p.maxOrphans = max(p.maxOrphans, orphans)
-	if !maps(got, want) {
+	if !sameTree(got, want) {
 		t.Errorf("step %d: root differs from the model:\n%s", i, treeDiff(want, got))
 	}
 	p.checkOutside(root)
@@ -150,7 +150,7 @@ func (p *prop) step(i int) {
 		// With nothing decided in between, the next open shows the tree
 		// the session ended with.
 		root = p.f.open()
-		if got := readArea(t, root); !maps(got, end) {
+		if got := readArea(t, root); !sameTree(got, end) {
 			t.Errorf("step %d: the open after a close differs from the session's end:\n%s", i, treeDiff(end, got))
 		}
 		p.f.close()
@@ -403,7 +403,7 @@ func readArea(t *testing.T, root string) tree {
 
 func digestOf(b []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(b)) }
 
-func maps(a, b tree) bool {
+func sameTree(a, b tree) bool {
 	if len(a) != len(b) {
 		return false
 	}

@@ -3,6 +3,9 @@ package persist
 import (
 	"context"
 	"fmt"
+	"maps"
+	"path"
+	"slices"
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
@@ -32,10 +35,53 @@ func (e *Env) checkStates(ctx context.Context) ([]string, error) {
 			for _, o := range orphans {
 				problems = append(problems, orphanProblem(sb.Name, o))
 			}
+			problems = append(problems, e.underImageLinks(ctx, tx, sb, st)...)
 		}
 		return nil
 	})
 	return problems, err
+}
+
+// underImageLinks reports the records of st that lie under a symlink of
+// sb's image that no persisted directory replaces: the open applies none
+// of them. (Nothing when the image is not on this host.)
+func (e *Env) underImageLinks(ctx context.Context, tx *store.Tx, sb *store.Sandbox, st State) []string {
+	img, err := e.hostImage(tx, sb.Image)
+	if err != nil {
+		return nil
+	}
+	dir, err := e.snap.TreeDir(ctx, img.Snapshot, img.Dir)
+	if err != nil {
+		return nil
+	}
+	links := map[string]string{} // parent directory → the image's symlink on its way ("": none)
+	var problems []string
+	for _, p := range slices.Sorted(maps.Keys(st)) {
+		r := st[p]
+		if r.Kind == change.KindDelete || !cleanAbs(p) {
+			continue
+		}
+		parent := path.Dir(p)
+		link, seen := links[parent]
+		if !seen {
+			if l, _, ok := linkOnPath(dir, parent); ok {
+				if u := st[l]; u == nil || u.Kind == change.KindDelete || u.Type != change.TypeDir {
+					link = l
+				}
+			}
+			links[parent] = link
+		}
+		if link == "" {
+			continue
+		}
+		hint := "revoking its exception and purging its records drops it"
+		if r.Status == change.StatusPending {
+			hint = fmt.Sprintf("spillway review reject r%d drops it", r.ID)
+		}
+		problems = append(problems, fmt.Sprintf("sandbox %s: record r%d (%s) lies under %s, a symlink of image %s: it is not applied (%s)",
+			sb.Name, r.ID, escape.Name(p), escape.Name(link), img.Name, hint))
+	}
+	return problems
 }
 
 // orphanProblem says which record is left out, under what, and what to do.

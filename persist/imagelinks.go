@@ -1,9 +1,15 @@
 package persist
 
 import (
+	"context"
 	"path"
 	"strings"
 
+	"github.com/containerd/errdefs"
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,4 +58,34 @@ func linkOnPath(dir, p string) (link, realPath string, found bool) {
 		}
 	}
 	return "", "", false
+}
+
+// checkReachable refuses a restore target that a sandbox's next open
+// would never apply: one under a path the persisted state deletes or
+// makes a file or a symlink, or under a symlink of the image that no
+// persisted directory replaces.
+func (e *Env) checkReachable(ctx context.Context, sb *store.Sandbox, state State, p string) error {
+	for a := path.Dir(p); a != "/"; a = path.Dir(a) {
+		if r := state[a]; r != nil && (r.Kind == change.KindDelete || r.Type != change.TypeDir) {
+			what := "a " + string(r.Type)
+			if r.Kind == change.KindDelete {
+				what = "deleted"
+			}
+			return errclass.Errorf(errdefs.ErrFailedPrecondition, "cannot restore to %s: %s is %s in the persisted state (r%d), so it would never be applied; give --to a path not under it", escape.Name(p), escape.Name(a), what, r.ID)
+		}
+	}
+	var img *store.Image
+	if err := e.store.View(func(tx *store.Tx) (err error) { img, err = e.hostImage(tx, sb.Image); return err }); err != nil {
+		return nil // no image here to look at: the open that builds it tells
+	}
+	dir, err := e.snap.TreeDir(ctx, img.Snapshot, img.Dir)
+	if err != nil {
+		return nil
+	}
+	if link, _, ok := linkOnPath(dir, path.Dir(p)); ok && link != p {
+		if r := state[link]; r == nil || r.Kind == change.KindDelete || r.Type != change.TypeDir {
+			return errclass.Errorf(errdefs.ErrFailedPrecondition, "cannot restore to %s: %s is a symlink in image %s, so it would never be applied; give --to the real path", escape.Name(p), escape.Name(link), img.Name)
+		}
+	}
+	return nil
 }

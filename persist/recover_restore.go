@@ -95,7 +95,7 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		target string
 	}
 	var items []item
-	var targets []string
+	var targets, tos []string
 	for _, p := range o.Paths {
 		f, err := e.findRecoverable(ctx, sandbox, o.Session, p)
 		if err != nil {
@@ -106,6 +106,7 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 			to = o.To
 		}
 		targets = append(targets, escapePattern(to))
+		tos = append(tos, to)
 		for _, x := range f.all() {
 			t := to + strings.TrimPrefix(x.Path, p)
 			if p == "/" {
@@ -124,6 +125,11 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		return err
 	}); err != nil {
 		return nil, err
+	}
+	for _, to := range tos {
+		if err := e.checkReachable(ctx, sb, state, to); err != nil {
+			return nil, err
+		}
 	}
 	now := e.Now()
 	var recs []*store.Record
