@@ -60,6 +60,9 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 	f := s.filterFrom(r)
 	q := r.URL.Query()
 	after, err := numberParam(q, "after")
+	if err == nil {
+		err = f.check()
+	}
 	if err != nil {
 		s.apiFail(w, err)
 		return

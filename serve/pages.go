@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"path"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/spillway/spillway/exceptions"
@@ -52,6 +54,10 @@ type historyPage struct {
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p := historyPage{Sandbox: q.Get("sandbox"), Path: q.Get("path")}
+	if p.Path != "" && (!strings.HasPrefix(p.Path, "/") || path.Clean(p.Path) != p.Path) {
+		s.fail(w, r, fmt.Errorf("%w: path=%q is not a clean absolute path", errdefs.ErrInvalidArgument, p.Path))
+		return
+	}
 	err := s.withEnv(r.Context(), func(e *persist.Env) (err error) {
 		p.Records, err = e.History(r.Context(), p.Sandbox, p.Path)
 		return err

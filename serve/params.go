@@ -22,3 +22,13 @@ func numberParam(q url.Values, name string) (uint64, error) {
 	}
 	return n, nil
 }
+
+// check refuses a filter no record can match because a value is not one
+// a record has: a kind other than add, modify or delete.
+func (f filter) check() error {
+	switch f.Kind {
+	case "", "add", "modify", "delete":
+		return nil
+	}
+	return fmt.Errorf("%w: kind=%q is not add, modify or delete", errdefs.ErrInvalidArgument, f.Kind)
+}

@@ -41,3 +41,21 @@ func TestBadPageNumbers(t *testing.T) {
 		t.Errorf("/api/record/xyz: status %d, error %q (%v); want 400 and a JSON error", resp.StatusCode, e.Error, err)
 	}
 }
+
+// TestBadFilterValues: a kind no record has, or a history path that is not
+// a clean absolute one, is a 400 naming it, not an empty page that looks
+// like "nothing pending" or "no versions recorded".
+func TestBadFilterValues(t *testing.T) {
+	w := newWorld(t, 0)
+	c := w.client().login()
+	for _, p := range []string{"/queue?kind=bogus", "/next?kind=Add", "/api/review?kind=A", "/history?sandbox=docs&path=relative", "/history?sandbox=docs&path=/a/../b"} {
+		if resp := c.get(p); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", p, resp.StatusCode)
+		}
+	}
+	for _, p := range []string{"/queue?kind=add", "/api/review?kind=delete", "/history?sandbox=docs&path=/home/user/Documents/a.txt"} {
+		if resp := c.get(p); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: status %d, want 200", p, resp.StatusCode)
+		}
+	}
+}

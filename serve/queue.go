@@ -120,6 +120,9 @@ type queuePage struct {
 func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 	f := s.filterFrom(r)
 	after, err := numberParam(r.URL.Query(), "after")
+	if err == nil {
+		err = f.check()
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -147,6 +150,9 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	f := s.filterFrom(r)
 	after, err := numberParam(r.URL.Query(), "after")
+	if err == nil {
+		err = f.check()
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
