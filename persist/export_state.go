@@ -46,8 +46,10 @@ func (e *Env) StateAt(ctx context.Context, sandbox string, at At) (State, uint64
 		}
 		gen = sb.Generation
 		if at.Session > 0 {
+			// A number past the sandbox's sessions is none of its own,
+			// though a removed sandbox of that name may have left its row.
 			ses, err := tx.GetSession(sandbox, at.Session)
-			if err != nil || ses.State != store.StateClosed {
+			if err != nil || ses.State != store.StateClosed || at.Session > sb.Session {
 				return errclass.Errorf(errdefs.ErrNotFound, "%s has no closed session %d", sandbox, at.Session)
 			}
 			gen = ses.ClosedGeneration

@@ -13,6 +13,7 @@ import (
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/store"
 )
 
@@ -167,7 +168,7 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		}
 		for _, x := range xs {
 			if x.State(now) == exceptions.StateActive {
-				x.Revoked, x.RevokeReason = now, "sandbox removed"
+				x.Revoked, x.RevokedBy, x.RevokeReason = now, whoami.Name(), "sandbox removed"
 				if err := tx.PutException(x); err != nil {
 					return err
 				}
