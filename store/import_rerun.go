@@ -216,7 +216,18 @@ func (im *importer) movedOn(names []string) error {
 		if err != nil {
 			return err
 		}
-		what = append(what, fmt.Sprintf("%s was copied as it was at entry %d of its audit chain, the source has moved on to entry %d since (%s)", name, was, now, strings.Join(types, ", ")))
+		state := ""
+		err = im.src.View(func(tx *Tx) error {
+			sb, err := tx.GetSandbox(name)
+			if err == nil && sb.State != StateClosed {
+				state = fmt.Sprintf(", and it is %s there now (session %d): close it there first", sb.State, sb.Session)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		what = append(what, fmt.Sprintf("%s was copied as it was at entry %d of its audit chain, the source has moved on to entry %d since (%s)%s", name, was, now, strings.Join(types, ", "), state))
 	}
 	when := "an unfinished import of it"
 	if im.prog.Finished {

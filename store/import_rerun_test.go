@@ -276,6 +276,34 @@ func TestImportRerunChangedFinished(t *testing.T) {
 	})
 }
 
+// TestImportRerunChangedOpen: a sandbox the source changed and left open
+// since its copy: the refusal also says to close it there first.
+func TestImportRerunChangedOpen(t *testing.T) {
+	src := importSource(t)
+	dst := crashWhen(t, src, func(p *importProgress) bool { return p.done("docs") && !p.done("notes") })
+	srcClose(t, src, "docs", "/d/new", false)
+	mustUpdate(t, src, func(tx *Tx) error {
+		sb, err := tx.GetSandbox("docs")
+		if err != nil {
+			return err
+		}
+		sb.Session++
+		sb.State = StateOpen
+		if err := tx.PutSession(&Session{Sandbox: "docs", N: sb.Session, State: StateOpen, Generation: sb.Generation}); err != nil {
+			return err
+		}
+		if err := tx.PutSandbox(sb); err != nil {
+			return err
+		}
+		_, err = tx.Append(tx.Now(), "sandbox.open", "docs", map[string]string{"session": fmt.Sprint(sb.Session)})
+		return err
+	})
+	_, err := Import(context.Background(), src, dst, rerunOpts)
+	if err == nil || !contains(err.Error(), "and it is open there now (session 4): close it there first") {
+		t.Fatalf("rerun: %v, want a refusal saying docs is open in the source", err)
+	}
+}
+
 // TestImportRerunFinishedChanged: a finished import of a source that
 // gained a sandbox since imports just that one, with a second bridge; a
 // source that changed an imported sandbox since is refused, saying so.
