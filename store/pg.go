@@ -26,6 +26,10 @@ import (
 type pgBackend struct {
 	pool *pgxpool.Pool
 	name string // the URL without its password
+	// ledgerID is the ledger's random id, drawn with its schema (SQL
+	// schema 4): which ledger a database holds (Store.LedgerID).
+	ledgerID string
+	created  bool // this open created the schema: the database was empty
 	// snapPool serves the read transactions that import a writer's
 	// snapshot (pgTx.before): a pool of their own, so that writers
 	// waiting for a second connection never starve each other.
@@ -75,11 +79,18 @@ func openPG(ctx context.Context, rawURL string, pools *Pools) (*pgBackend, error
 	}
 	b.keysCurrent = state.keysCurrent
 	if state.sqlCurrent {
+		b.ledgerID = state.ledgerID
 		return b, nil
 	}
-	if err := migratePG(ctx, b.pool); err != nil {
+	created, err := migratePG(ctx, b.pool)
+	if err != nil {
 		b.close()
 		return nil, fmt.Errorf("store %s: %w", name, err)
+	}
+	b.created = created
+	if err := b.pool.QueryRow(ctx, `SELECT ledger_id FROM spillway_schema`).Scan(&b.ledgerID); err != nil {
+		b.close()
+		return nil, fmt.Errorf("store %s: %w", name, pgErr(err))
 	}
 	return b, nil
 }

@@ -14,7 +14,7 @@ import (
 // PGSchemaVersion is the version of the SQL layout (tables, sequences)
 // this package reads and writes on PostgreSQL. It is not SchemaVersion,
 // the layout of the keys and values, which is kept in kv like badger's.
-const PGSchemaVersion = 3
+const PGSchemaVersion = 4
 
 // pgCounters are the counters (Tx.next) that have a sequence.
 var pgCounters = []string{"record", "exception", "lease", "audit"}
@@ -32,14 +32,19 @@ CREATE SEQUENCE spillway_ctr_exception;`,
 	3: `CREATE SEQUENCE spillway_ctr_audit;
 SELECT setval('spillway_ctr_audit', ('x' || encode(substring(v from 1 for 8), 'hex'))::bit(64)::bigint)
   FROM kv WHERE k = 'ah'::bytea AND length(v) = 40 AND substring(v from 1 for 8) <> '\x0000000000000000'::bytea;`,
+	// 4: the ledger's random id (LedgerID), drawn in the transaction that
+	// creates the schema (or brings an older one here): a database that
+	// has the schema has its id, even after a failover lost the commits
+	// that followed
+	4: `ALTER TABLE spillway_schema ADD COLUMN ledger_id text NOT NULL DEFAULT replace(gen_random_uuid()::text, '-', '');`,
 }
 
 // migratePG creates the schema in an empty database, or brings an older
 // one to PGSchemaVersion, in one SERIALIZABLE transaction: of several
 // processes starting at once, one creates it and the others, retried,
 // find it done. A database of a newer spillway is refused.
-func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
-	return pgRetry(func() error {
+func migratePG(ctx context.Context, pool *pgxpool.Pool) (created bool, err error) {
+	err = pgRetry(func() error {
 		err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS spillway_schema (
 	one boolean PRIMARY KEY DEFAULT true CHECK (one),
@@ -48,6 +53,7 @@ func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 			var v int
 			err := tx.QueryRow(ctx, `SELECT version FROM spillway_schema FOR UPDATE`).Scan(&v)
+			created = v == 0
 			if errors.Is(err, pgx.ErrNoRows) {
 				if _, err := tx.Exec(ctx, `INSERT INTO spillway_schema (version) VALUES (0)`); err != nil {
 					return err
@@ -76,6 +82,7 @@ func migratePG(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 		return pgErr(err)
 	})
+	return created, err
 }
 
 // pgState is what one query at open reads of a database's schemas.
@@ -88,6 +95,8 @@ type pgState struct {
 	// migration under way, so OpenURL need not check them in transactions
 	// (checkSchema, migrating).
 	keysCurrent bool
+	// ledgerID is the ledger's id (LedgerID), read when sqlCurrent.
+	ledgerID string
 }
 
 // pgOpenState reads pgState in one round trip, the connection's first.
@@ -95,19 +104,20 @@ type pgState struct {
 // is unavailable); an answer that is an error, such as no schema table in
 // a new database, reads as nothing current.
 func pgOpenState(ctx context.Context, pool *pgxpool.Pool) (pgState, error) {
-	rows, err := pool.Query(ctx, `SELECT s.version, kv.k, kv.v FROM spillway_schema s LEFT JOIN kv ON kv.k = ANY($1)`,
+	rows, err := pool.Query(ctx, `SELECT s.version, s.ledger_id, kv.k, kv.v FROM spillway_schema s LEFT JOIN kv ON kv.k = ANY($1)`,
 		pgx.QueryExecModeExec, [][]byte{[]byte(keySchema), []byte(keyMigrating), []byte(keyCopying)})
 	var st pgState
 	if err == nil {
 		keys, other := false, false
 		for rows.Next() {
 			var v int
+			var id string
 			var k, kv []byte
-			if rows.Scan(&v, &k, &kv) != nil {
+			if rows.Scan(&v, &id, &k, &kv) != nil {
 				rows.Close()
 				return pgState{}, nil // not as written: the transactions decide
 			}
-			st.sqlCurrent = v == PGSchemaVersion
+			st.sqlCurrent, st.ledgerID = v == PGSchemaVersion, id
 			switch {
 			case k == nil: // no key row
 			case string(k) == keySchema:

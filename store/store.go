@@ -323,6 +323,23 @@ func openPGStore(ctx context.Context, url string, pools *Pools) (*Store, error) 
 }
 
 // Driver names the store's driver: "badger" or "postgres".
+// LedgerID is a shared ledger's random id, drawn in the transaction that
+// created its schema: state directories record it, so that a command
+// given another ledger's URL is told apart ("" for badger).
+func (s *Store) LedgerID() string {
+	if pb, ok := s.be.(*pgBackend); ok {
+		return pb.ledgerID
+	}
+	return ""
+}
+
+// LedgerCreated says whether this open created the shared ledger's schema
+// in an empty database.
+func (s *Store) LedgerCreated() bool {
+	pb, ok := s.be.(*pgBackend)
+	return ok && pb.created
+}
+
 func (s *Store) Driver() string {
 	if s.opts != nil {
 		return "badger"

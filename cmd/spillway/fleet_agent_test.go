@@ -37,6 +37,12 @@ func (l *lockedBuffer) String() string {
 func TestFleetAgentSaysWhenLedgerReturns(t *testing.T) {
 	requireRoot(t)
 	url := pgDB(t)
+	// The ledger the agent creates must survive the immediate restart
+	// (the cluster commits asynchronously): a root records its ledger's
+	// id, and a new, empty ledger in its place is refused.
+	if err := pgtest.SyncCommit(url); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "fleet", "agent", "--ttl", "1s")
 	cmd.Env = append(os.Environ(), "SPILLWAY_TEST_MAIN=1", "SPILLWAY_ROOT="+filepath.Join(t.TempDir(), "state"),
 		"SPILLWAY_STORE="+url, "SPILLWAY_HOST_ID=h1")
