@@ -102,6 +102,7 @@ func (e *Env) ExportDir(ctx context.Context, s *ExportSet, dest string) (*Export
 		return nil, err
 	}
 	defer w.Close()
+	w.KeepDirs = true // the host's directories are not the sandbox's to replace
 	st := &ExportStats{}
 	made := map[string]bool{}
 	var dirs []*store.Record

@@ -55,6 +55,7 @@ func (e *Env) RecoverExport(ctx context.Context, sandbox, path, dest string, ses
 		return nil, err
 	}
 	defer w.Close()
+	w.KeepDirs = true // the host's directories are not the sandbox's to replace
 	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
 	for _, x := range f.beneath {
 		rel := strings.TrimPrefix(x.Path, strings.TrimSuffix(path, "/"))
@@ -94,6 +95,10 @@ func (e *Env) RecoverExport(ctx context.Context, sandbox, path, dest string, ses
 		}
 		err = w.WriteFile(rel, verifyAtEOF{r}, exceptions.ModeBits(st.Mode, true), uid, gid, time.Unix(st.Mtim.Sec, st.Mtim.Nsec))
 		r.Close()
+		if errors.Is(err, hostile.ErrIsDir) {
+			res.Skipped = append(res.Skipped, Skipped{Path: x.Path, PathBytes: exactBytes(x.Path), Reason: "a directory is there on the host, and is not replaced"})
+			continue
+		}
 		if err != nil {
 			return res, fmt.Errorf("export %s: %w", escape.Name(x.Path), err)
 		}

@@ -22,10 +22,19 @@ import (
 // ever written where a link points.
 type Writer struct {
 	fd int
+	// KeepDirs, for a tree that is not spillway's (an export's
+	// destination on the host), makes WriteFile and Symlink fail with
+	// ErrIsDir where a directory is, rather than remove it and all it
+	// holds: the names come from a sandbox, the directory is a user's.
+	KeepDirs bool
 }
 
 // ErrNotDir says a component on the way to a path is not a directory.
 var ErrNotDir = errors.New("hostile: a parent is not a directory")
+
+// ErrIsDir says a directory is where a file or symlink was to be written
+// (Writer.KeepDirs).
+var ErrIsDir = errors.New("a directory is there, and is not replaced")
 
 // NewWriter opens root, a trusted path, for writing beneath it.
 func NewWriter(root string) (*Writer, error) {
@@ -176,6 +185,9 @@ func (w *Writer) Symlink(path, target string, uid, gid uint32) error {
 		return err
 	}
 	defer unix.Close(pfd)
+	if err := w.keepDir(pfd, name, path); err != nil {
+		return err
+	}
 	if err := removeAt(pfd, name); err != nil {
 		return writeErr(path, err)
 	}
@@ -199,6 +211,9 @@ func (w *Writer) WriteFile(path string, src io.Reader, mode, uid, gid uint32, mt
 		return err
 	}
 	defer unix.Close(pfd)
+	if err := w.keepDir(pfd, name, path); err != nil {
+		return err
+	}
 	tmp, fd, err := createTemp(pfd)
 	if err != nil {
 		return writeErr(path, err)
@@ -226,6 +241,15 @@ func (w *Writer) WriteFile(path string, src io.Reader, mode, uid, gid uint32, mt
 		return writeErr(path, err)
 	}
 	done = true
+	return nil
+}
+
+// keepDir refuses, under KeepDirs, to write over a directory at name.
+func (w *Writer) keepDir(pfd int, name, path string) error {
+	var st unix.Stat_t
+	if w.KeepDirs && fstatat(pfd, name, &st) == nil && isDir(&st) {
+		return fmt.Errorf("%w: %q", ErrIsDir, path)
+	}
 	return nil
 }
 
