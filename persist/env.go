@@ -171,7 +171,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 			return nil, err
 		}
 		// Entries of a ledger several hosts share name their writer.
-		e.store.SetAuditHost(e.hostID)
+		e.store.SetAuditHost(e.hostID, e.rootID)
 	}
 	e.blobsShared = o.Blobs != ""
 	if err := e.checkRecordedStore(blobDir, recordBlobs); err != nil {

@@ -21,9 +21,8 @@ import (
 const ledgerIDFile = "ledger-id"
 
 // checkLedger refuses a shared ledger that is not the one this state
-// directory recorded, and a host id another live state directory uses in
-// it (a second root given the same --host-id writes nothing under it,
-// not only its opens). A root with no ledger recorded records this one
+// directory recorded, and a new root given a host id another live state
+// directory uses in it. A root with no ledger recorded records this one
 // when it is new, or when the ledger knows it (its host row names this
 // root); fleet init records it in any case (recordLedgerIDAtInit).
 func (e *Env) checkLedger() error {
@@ -39,7 +38,11 @@ func (e *Env) checkLedger() error {
 	if err != nil {
 		return err
 	}
-	if host != nil && host.Root != "" && host.Root != e.rootID && host.Evicted.IsZero() {
+	if host != nil && host.Root != "" && host.Root != e.rootID && host.Evicted.IsZero() && slices.Contains(e.idsWritten, rootIDFile) {
+		// A new root given a live host's id: refused before it records
+		// anything (its files are taken back). A root that had the id
+		// before it was taken over may still read; every write it would
+		// audit as that host is refused (store.SetAuditHost).
 		return &store.HostIDTakenError{Host: e.hostID, LastSeen: host.LastSeen, Now: e.Now()}
 	}
 	have := e.store.LedgerID()

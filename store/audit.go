@@ -169,6 +169,11 @@ func (tx *Tx) Append(now time.Time, typ, sandbox string, data map[string]string)
 		Data:     maps(data),
 		Prev:     prev,
 	}
+	if tx.s.auditHost != "" {
+		if err := tx.checkAuditHost(); err != nil {
+			return nil, err
+		}
+	}
 	if _, named := e.Data["host"]; tx.s.auditHost != "" && !named {
 		e.Data["host"] = tx.s.auditHost
 	}
@@ -192,7 +197,36 @@ func (tx *Tx) Append(now time.Time, typ, sandbox string, data map[string]string)
 // host, the host that writes it, as its data "host" unless the entry names
 // one itself: a ledger shared by several hosts tells who wrote what. The
 // data is part of the entry's hash like any other.
-func (s *Store) SetAuditHost(host string) { s.auditHost = host }
+//
+// root is the writer's state directory id: an entry is refused
+// (HostIDTakenError) while the ledger's row of host names another,
+// not evicted, directory. Two roots given one host id would otherwise
+// write under each other's name; the directory that lost the id to
+// another after an eviction may still read (its recovery area holds
+// fenced work) but not write as that host.
+func (s *Store) SetAuditHost(host, root string) { s.auditHost, s.auditRoot = host, root }
+
+// checkAuditHost refuses an entry this Store would audit as auditHost
+// when the host's row names another state directory than auditRoot.
+// One check a Store (a command) suffices: the row changes hands only by
+// an eviction and another directory's heartbeat.
+func (tx *Tx) checkAuditHost() error {
+	if tx.s.auditRoot == "" || tx.s.auditChecked.Load() {
+		return nil
+	}
+	h, err := tx.GetHost(tx.s.auditHost)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if h.Root != "" && h.Root != tx.s.auditRoot && h.Evicted.IsZero() {
+		return &HostIDTakenError{Host: h.ID, LastSeen: h.LastSeen, Now: tx.Now()}
+	}
+	tx.s.auditChecked.Store(true)
+	return nil
+}
 
 // Checkpoint appends to the fleet chain an entry naming the head of every
 // sandbox chain, so that a chain later removed whole, head and all, is

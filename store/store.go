@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -35,7 +36,9 @@ type Store struct {
 	clock func() time.Time
 	// auditHost, when set, is the data "host" of every audit entry this
 	// Store appends that names none (SetAuditHost).
-	auditHost string
+	auditHost    string
+	auditRoot    string      // the writer's state directory (SetAuditHost)
+	auditChecked atomic.Bool // the host's row named auditRoot (checkAuditHost)
 
 	// Parking (park.go): a badger store closes its database between
 	// ledger sections so that other processes may open it.
