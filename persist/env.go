@@ -81,6 +81,7 @@ type Env struct {
 	idsRemoved bool   // heartbeat removed idsWritten
 	rootID     string // the state directory's random id (rootIDFile)
 	ledgerID   string // the shared ledger's id, once recorded (ledgerIDFile)
+	unlocked   bool   // opened without ROOT/lock and ledger.lock (Options.Heartbeat)
 	hostTTL    time.Duration
 	closing    map[string]uint64 // sandbox → lease token of the close under way
 	// blobsShared: the blob directory is not the root's own (--blobs), so
@@ -121,6 +122,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	e := &Env{root: root, clock: func() time.Time { return time.Now().UTC() }, warn: o.Warn, progress: progress.Or(o.Progress), hostTTL: o.HostTTL}
 	e.lk = envLocks{ctx: context.WithoutCancel(ctx), what: o.What, timeout: timeout, wait: o.Wait}
 	unlocked := o.Heartbeat && o.LedgerOnly && o.Store != "" && !strings.HasPrefix(o.Store, "badger:") && hasIDs(root)
+	e.unlocked = unlocked
 	if !unlocked {
 		if err := e.takeRoot(false); err != nil {
 			return nil, err

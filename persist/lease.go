@@ -461,9 +461,25 @@ func (e *Env) FleetHosts() ([]*store.Host, []*store.Lease, time.Time, error) {
 	return hosts, leases, now, err
 }
 
+// ErrHeartbeatNeedsLocks is Heartbeat's answer in an Env opened without
+// locks (Options.Heartbeat) when the ledger's row does not name this root
+// yet: only a renewal is done unlocked; the agent opens again with the
+// locks for a first heartbeat, so that it never races the first command
+// of a new root (which takes its ids back if it fails).
+var ErrHeartbeatNeedsLocks = errors.New("a first heartbeat takes the root's locks")
+
 // Heartbeat renews this host's liveness row (`spillway fleet agent`).
 func (e *Env) Heartbeat(ttl time.Duration) error {
 	return e.store.Update(func(tx *store.Tx) error {
+		if e.unlocked {
+			h, err := tx.GetHost(e.hostID)
+			if errors.Is(err, store.ErrNotFound) || err == nil && (h.Root != e.rootID || !h.Evicted.IsZero()) {
+				return ErrHeartbeatNeedsLocks
+			}
+			if err != nil {
+				return err
+			}
+		}
 		return e.heartbeat(tx, ttl)
 	})
 }

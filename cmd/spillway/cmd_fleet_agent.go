@@ -107,13 +107,22 @@ func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t 
 		downFrom time.Time
 	)
 	for {
-		err := withEnvOptions(ctx, eo, func(e *persist.Env) error {
-			if err := e.Heartbeat(o.TTL); err != nil {
-				return err
-			}
+		var host string
+		beat := func(e *persist.Env) error {
+			host = e.HostID()
+			return e.Heartbeat(o.TTL)
+		}
+		err := withEnvOptions(ctx, eo, beat)
+		if errors.Is(err, persist.ErrHeartbeatNeedsLocks) {
+			// a first heartbeat of this root: with its locks
+			locked := eo
+			locked.Heartbeat = false
+			err = withEnvOptions(ctx, locked, beat)
+		}
+		if err == nil {
 			switch {
 			case !started && !o.Once:
-				t.warnf("fleet agent: host %s live in %s, ttl %s: a heartbeat every %s", e.HostID(), ledgerName(g), o.TTL, (o.TTL / 3).Round(time.Millisecond))
+				t.warnf("fleet agent: host %s live in %s, ttl %s: a heartbeat every %s", host, ledgerName(g), o.TTL, (o.TTL / 3).Round(time.Millisecond))
 			case failed > 0:
 				down := time.Since(downFrom).Round(time.Second)
 				note := ""
@@ -122,8 +131,7 @@ func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t 
 				}
 				t.warnf("fleet agent: the ledger answers again after %s (%s)%s", count(failed, "failed heartbeat"), down, note)
 			}
-			return nil
-		})
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
