@@ -60,13 +60,48 @@ func linkOnPath(dir, p string) (link, realPath string, found bool) {
 	return "", "", false
 }
 
-// checkReachable refuses a restore target that a sandbox's next open
-// would never apply: one under a path the persisted state deletes or
-// makes a file or a symlink, or under a symlink of the image that no
-// persisted directory replaces.
-func (e *Env) checkReachable(ctx context.Context, sb *store.Sandbox, state State, p string) error {
-	for a := path.Dir(p); a != "/"; a = path.Dir(a) {
-		if r := state[a]; r != nil && (r.Kind == change.KindDelete || r.Type != change.TypeDir) {
+// reachable refuses restore targets that a sandbox's next open would
+// never apply: under a path the persisted state deletes or makes a file
+// or a symlink, or under a symlink of the image that no persisted
+// directory replaces. It reads the image's tree once and each parent
+// directory once.
+type reachable struct {
+	state State
+	dirs  map[string]bool // directories the restore itself makes
+	img   string // the image's name
+	dir   string // its tree on this host ("": not here, not checked)
+	seen  map[string]error
+}
+
+func (e *Env) newReachable(ctx context.Context, sb *store.Sandbox, state State) *reachable {
+	c := &reachable{state: state, dirs: map[string]bool{}, seen: map[string]error{}}
+	var img *store.Image
+	if err := e.store.View(func(tx *store.Tx) (err error) { img, err = e.hostImage(tx, sb.Image); return err }); err != nil {
+		return c // no image here to look at: the open that builds it tells
+	}
+	if dir, err := e.snap.TreeDir(ctx, img.Snapshot, img.Dir); err == nil {
+		c.img, c.dir = img.Name, dir
+	}
+	return c
+}
+
+// check refuses p when its parent cannot be reached.
+func (c *reachable) check(p string) error {
+	parent := path.Dir(p)
+	if err, ok := c.seen[parent]; ok {
+		return err
+	}
+	err := c.checkParent(p, parent)
+	c.seen[parent] = err
+	return err
+}
+
+func (c *reachable) checkParent(p, parent string) error {
+	for a := parent; a != "/"; a = path.Dir(a) {
+		if c.dirs[a] {
+			continue
+		}
+		if r := c.state[a]; r != nil && (r.Kind == change.KindDelete || r.Type != change.TypeDir) {
 			what := "a " + string(r.Type)
 			if r.Kind == change.KindDelete {
 				what = "deleted"
@@ -74,17 +109,12 @@ func (e *Env) checkReachable(ctx context.Context, sb *store.Sandbox, state State
 			return errclass.Errorf(errdefs.ErrFailedPrecondition, "cannot restore to %s: %s is %s in the persisted state (r%d), so it would never be applied; give --to a path not under it", escape.Name(p), escape.Name(a), what, r.ID)
 		}
 	}
-	var img *store.Image
-	if err := e.store.View(func(tx *store.Tx) (err error) { img, err = e.hostImage(tx, sb.Image); return err }); err != nil {
-		return nil // no image here to look at: the open that builds it tells
-	}
-	dir, err := e.snap.TreeDir(ctx, img.Snapshot, img.Dir)
-	if err != nil {
+	if c.dir == "" {
 		return nil
 	}
-	if link, _, ok := linkOnPath(dir, path.Dir(p)); ok && link != p {
-		if r := state[link]; r == nil || r.Kind == change.KindDelete || r.Type != change.TypeDir {
-			return errclass.Errorf(errdefs.ErrFailedPrecondition, "cannot restore to %s: %s is a symlink in image %s, so it would never be applied; give --to the real path", escape.Name(p), escape.Name(link), img.Name)
+	if link, _, ok := linkOnPath(c.dir, parent); ok && !c.dirs[link] {
+		if r := c.state[link]; r == nil || r.Kind == change.KindDelete || r.Type != change.TypeDir {
+			return errclass.Errorf(errdefs.ErrFailedPrecondition, "cannot restore to %s: %s is a symlink in image %s, so it would never be applied; give --to the real path", escape.Name(p), escape.Name(link), c.img)
 		}
 	}
 	return nil

@@ -95,7 +95,7 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		target string
 	}
 	var items []item
-	var targets, tos []string
+	var targets []string
 	for _, p := range o.Paths {
 		f, err := e.findRecoverable(ctx, sandbox, o.Session, p)
 		if err != nil {
@@ -106,7 +106,6 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 			to = o.To
 		}
 		targets = append(targets, escapePattern(to))
-		tos = append(tos, to)
 		for _, x := range f.all() {
 			t := to + strings.TrimPrefix(x.Path, p)
 			if p == "/" {
@@ -126,8 +125,17 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 	}); err != nil {
 		return nil, err
 	}
-	for _, to := range tos {
-		if err := e.checkReachable(ctx, sb, state, to); err != nil {
+	reach := e.newReachable(ctx, sb, state)
+	for _, it := range items {
+		if it.x.Kind != change.KindDelete && it.x.Type == change.TypeDir {
+			reach.dirs[it.target] = true
+		}
+	}
+	for _, it := range items {
+		if it.x.Kind == change.KindDelete {
+			continue // a delete under a link removes nothing the open applies
+		}
+		if err := reach.check(it.target); err != nil {
 			return nil, err
 		}
 	}
