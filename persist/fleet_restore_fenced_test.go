@@ -129,4 +129,14 @@ func testFleetRestoreOfFenced(t *testing.T, takeover bool) {
 	if problems, err := h1.e.Check(h1.ctx); err != nil || len(problems) != 0 {
 		t.Fatalf("check after the reject: %q, %v", problems, err)
 	}
+	// rm takes the notes of who restored what with the records
+	if err := h2.e.RemoveSandbox(h2.ctx, "docs", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := h2.e.store.View(func(tx *store.Tx) error {
+		return tx.ForEachMeta(h2.ctx, "restored-by/", func(string, string) error { n++; return nil })
+	}); err != nil || n != 0 {
+		t.Fatalf("%d restored-by notes after rm (%v), want none", n, err)
+	}
 }

@@ -203,12 +203,16 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		if err := tx.PutSandbox(cur); err != nil {
 			return err
 		}
-		_, err = tx.Append(now, "recover.restore", sandbox, map[string]string{
-			"paths": strings.Join(o.Paths, " "), "to": o.To, "session": strings.Join(from, " "),
+		data := map[string]string{
+			"paths": strings.Join(o.Paths, " "), "to": o.To, "session": from[0],
 			"records": fmt.Sprint(len(recs)), "skipped": fmt.Sprint(len(res.Skipped)),
 			"generation": fmt.Sprint(cur.Generation), "review": string(o.Review), "forced": fmt.Sprint(o.Force),
 			"reason": o.Reason, "record_ids": recordIDs(recs),
-		})
+		}
+		if len(from) > 1 {
+			data["sessions"] = strings.Join(from, " ") // the entries came from several
+		}
+		_, err = tx.Append(now, "recover.restore", sandbox, data)
 		return err
 	})
 	if err != nil {

@@ -294,7 +294,42 @@ func (e *Env) deleteOrphanRecords(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	return nil
+	return e.dropRestoredBy(ctx, name)
+}
+
+// dropRestoredBy deletes the notes of which host restored each record of
+// a removed sandbox (restoredByMeta), in batches.
+func (e *Env) dropRestoredBy(ctx context.Context, name string) error {
+	prefix := restoredByMeta(name, 0)
+	prefix = prefix[:len(prefix)-1] // "restored-by/NAME/"
+	for {
+		var keys []string
+		err := e.store.View(func(tx *store.Tx) error {
+			return tx.ForEachMeta(ctx, prefix, func(k, _ string) error {
+				keys = append(keys, k)
+				if len(keys) == recordBatch {
+					return store.ErrStop
+				}
+				return nil
+			})
+		})
+		if err != nil && !errors.Is(err, store.ErrStop) {
+			return err
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		if err := e.store.Update(func(tx *store.Tx) error {
+			for _, k := range keys {
+				if err := tx.DeleteMeta(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
 }
 
 // hasRecords says whether any record of a sandbox name is in the store.
