@@ -69,7 +69,11 @@ func (e *Env) readContent(root string, d Classification, r *store.Record, dryRun
 	}
 	// Content that would take the room the store needs to commit the close
 	// is refused: the rollback must still complete on a full disk.
-	if free, err := store.FreeBytes(e.blobs.dir); err == nil && free-d.Change.Size < store.Reserve {
+	// The blob is written sparse: it takes at most what the sandbox's
+	// file takes on disk (a file whose holes filled since the walk fails
+	// Put with ENOSPC, refused below all the same).
+	need := min(d.Change.Size, d.Change.Disk)
+	if free, err := store.FreeBytes(e.blobs.dir); err == nil && free-need < store.Reserve {
 		r.Status, r.Reason, r.Digest = change.StatusRefused, RefuseNoSpace, ""
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/snapshot"
 	"github.com/spillway/spillway/store"
 )
@@ -183,4 +184,40 @@ func waitEmpty(t *testing.T, dir string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s not emptied in 30 s", dir)
+}
+
+// A sparse file larger than the free space, with a few bytes of data:
+// close persists it (its blob takes what the file takes on disk, not its
+// size), and the next open has it, as sparse, with its bytes.
+func TestCloseSparseFileLargerThanTheDisk(t *testing.T) {
+	mnt := smallDisk(t)
+	f := &fixture{t: t, ctx: context.Background(), dir: mnt, canaryPath: filepath.Join(mnt, "canary"), canary: []byte("canary")}
+	f.openEnv(snapshot.KindOverlay)
+	t.Cleanup(func() {
+		if f.e != nil {
+			f.e.Close()
+		}
+	})
+	if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, f.e.CreateSandbox("docs", "base"))
+	f.except(func(x *exceptions.Exception) { x.Limits.MaxFileSize = 1 << 30; x.Limits.MaxBytes = 1 << 30 }, "/home/user/Documents/**")
+	root := f.open()
+	p := filepath.Join(root, "home/user/Documents/disk.img")
+	fd, err := os.Create(p)
+	must(t, err)
+	must(t, fd.Truncate(256<<20)) // four times the disk
+	_, err = fd.WriteAt([]byte("end"), 256<<20-3)
+	must(t, err)
+	must(t, fd.Close())
+	if sum := f.close(); !persisted(sum, "/home/user/Documents/disk.img") {
+		t.Fatalf("a 256 MiB sparse file on a 64 MiB disk not persisted: %+v", sum)
+	}
+	root = f.open()
+	b, err := os.ReadFile(filepath.Join(root, "home/user/Documents/disk.img"))
+	if err != nil || len(b) != 256<<20 || string(b[len(b)-3:]) != "end" {
+		t.Fatalf("the next session's disk.img: %d bytes, %v", len(b), err)
+	}
+	f.close()
 }

@@ -356,11 +356,12 @@ func (e *Env) fence(ctx context.Context, name string, n uint64, cause error) err
 	if err != nil {
 		return err
 	}
-	var entries, bytes int64
+	var entries, bytes, disk int64
 	err = e.walkChanges(ctx, local, func(_ string, c hostile.Change) error {
 		entries++
 		if c.Kind != change.KindDelete {
 			bytes += c.Size
+			disk += c.Disk
 		}
 		man.add(ManifestEntry{Path: c.Path, PathBytes: exactBytes(c.Path), Kind: c.Kind, Type: c.Type, Size: c.Size, Verdict: change.VerdictRefuse, Reason: RefuseFenced})
 		return nil
@@ -372,7 +373,9 @@ func (e *Env) fence(ctx context.Context, name string, n uint64, cause error) err
 	if err != nil {
 		return fmt.Errorf("fenced session %d of %s: list its changes: %w", n, name, err)
 	}
-	info := sessionInfo{Closed: e.Now(), Snapshotter: e.snap.Kind(), Entries: entries, Refused: entries, Bytes: bytes, Fenced: true}
+	var none int64
+	info := sessionInfo{Closed: e.Now(), Snapshotter: e.snap.Kind(), Entries: entries, Refused: entries, Bytes: bytes, Fenced: true,
+		DiskBytes: &disk, DiscardedDiskBytes: &none}
 	if err := e.writeSessionInfo(name, n, info); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/sparse"
 	"github.com/spillway/spillway/persist/hostile"
 )
 
@@ -221,7 +222,11 @@ func (e *Env) copyLostFile(tree string, lf lostFile) (fresh bool, err error) {
 	h := sha256.New()
 	// At most one byte more than recorded: a blob swapped for a larger
 	// file is found out without copying it all.
-	size, err := io.Copy(io.MultiWriter(dst, h), io.LimitReader(src, lf.Size+1))
+	sw := sparse.NewWriter(dst) // a blob's holes stay holes
+	size, err := io.Copy(io.MultiWriter(sw, h), io.LimitReader(src, lf.Size+1))
+	if err == nil {
+		err = sw.Finish()
+	}
 	if err == nil && ("sha256:"+hex.EncodeToString(h.Sum(nil)) != lf.Digest || size != lf.Size) {
 		err = fmt.Errorf("blob %s does not hold the %d bytes recorded", lf.Digest, lf.Size)
 	}

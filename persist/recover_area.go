@@ -116,8 +116,9 @@ func (rs *recoverySession) discardedDisk() int64 {
 	return rs.info.DiscardedBytes
 }
 
-// addBytes counts n more bytes of content in the session's tree (n on
-// disk too: content copied in whole).
+// addBytes counts n more bytes of content in the session's tree, n on
+// disk too (an overcount for a sparse file: the cap errs on the side of
+// the disk).
 func (info *sessionInfo) addBytes(n int64) {
 	info.Bytes += n
 	if info.DiskBytes != nil {

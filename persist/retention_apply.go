@@ -131,6 +131,9 @@ func (e *Env) enforceCap() (Dropped, error) {
 		if total <= limit || n == 0 {
 			break
 		}
+		if !rs.hasInfo {
+			continue // a close that did not finish: it finishes the session
+		}
 		release, ok := e.trySandbox(rs.sandbox)
 		if !ok {
 			continue
@@ -140,6 +143,7 @@ func (e *Env) enforceCap() (Dropped, error) {
 		if err != nil {
 			return d, err
 		}
+		e.warnf("recovery area over its cap of %s on disk (spillway config --keep-bytes): dropped the discarded content of session %d of %s (%s)", units.FormatSize(limit), rs.n, rs.sandbox, units.FormatSize(rs.info.DiscardedBytes))
 		d.Bytes += rs.info.DiscardedBytes
 		rs.discardedGone = true
 		total -= n
