@@ -101,9 +101,10 @@ func (b *Blobs) Put(r io.Reader) (digest string, size int64, err error) {
 	final, _ := b.Path(digest)
 	// An existing blob of the right size and content is reused; any other
 	// is replaced: a blob renamed into place before a power cut but never
-	// synced can only be shorter (ext4 and xfs write data before the size
-	// that covers it), and other bytes of the same size were put there by
-	// someone else (holds).
+	// synced may be shorter, or (written sparse, its size set last by
+	// ftruncate) of its size with ranges that read as zeros, and other
+	// bytes of the same size were put there by someone else: holds
+	// compares the content, not only the size.
 	if b.holds(digest, size, nil) {
 		if err := b.reused(digest); !errors.Is(err, fs.ErrNotExist) {
 			return digest, size, err
