@@ -68,8 +68,8 @@ func linkOnPath(dir, p string) (link, realPath string, found bool) {
 type reachable struct {
 	state State
 	dirs  map[string]bool // directories the restore itself makes
-	img   string // the image's name
-	dir   string // its tree on this host ("": not here, not checked)
+	img   string          // the image's name
+	dir   string          // its tree on this host ("": not here, not checked)
 	seen  map[string]error
 }
 
