@@ -84,12 +84,10 @@ func fillDisk(t *testing.T, dir string) {
 	}
 }
 
-// A sandbox that fills the filesystem of the state directory: close still
-// rolls it back, refusing what it has no room for (no-space), keeping what
-// earlier closes committed; the next close works. Without the ballast the
-// store refuses to open (an error, not a crash) and close works once space
-// is freed.
-func TestCloseOnAFullDisk(t *testing.T) {
+// smallDiskFixture is a state directory on a small disk (smallDisk) with
+// image base and sandbox docs.
+func smallDiskFixture(t *testing.T) *fixture {
+	t.Helper()
 	mnt := smallDisk(t)
 	f := &fixture{t: t, ctx: context.Background(), dir: mnt, canaryPath: filepath.Join(mnt, "canary"), canary: []byte("canary")}
 	f.openEnv(snapshot.KindOverlay)
@@ -102,6 +100,16 @@ func TestCloseOnAFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, f.e.CreateSandbox("docs", "base"))
+	return f
+}
+
+// A sandbox that fills the filesystem of the state directory: close still
+// rolls it back, refusing what it has no room for (no-space), keeping what
+// earlier closes committed; the next close works. Without the ballast the
+// store refuses to open (an error, not a crash) and close works once space
+// is freed.
+func TestCloseOnAFullDisk(t *testing.T) {
+	f := smallDiskFixture(t)
 	f.except(nil, "/home/user/Documents/**")
 	docs := "home/user/Documents"
 
@@ -146,7 +154,7 @@ func TestCloseOnAFullDisk(t *testing.T) {
 
 	// The next command with room to spare makes the ballast again.
 	f.reopenEnv()
-	if _, err := os.Lstat(filepath.Join(mnt, "state", "store", "spillway-ballast")); err != nil {
+	if _, err := os.Lstat(filepath.Join(f.dir, "state", "store", "spillway-ballast")); err != nil {
 		t.Fatalf("ballast not made again: %v", err)
 	}
 
@@ -156,9 +164,9 @@ func TestCloseOnAFullDisk(t *testing.T) {
 	root = f.open()
 	must(t, f.e.Close())
 	f.e = nil
-	must(t, os.Remove(filepath.Join(mnt, "state", "store", "spillway-ballast")))
+	must(t, os.Remove(filepath.Join(f.dir, "state", "store", "spillway-ballast")))
 	fillDisk(t, filepath.Join(root, "tmp"))
-	_, err := OpenEnv(f.ctx, Options{Root: filepath.Join(mnt, "state")})
+	_, err := OpenEnv(f.ctx, Options{Root: filepath.Join(f.dir, "state")})
 	if !errors.Is(err, store.ErrNoSpace) {
 		t.Fatalf("open on a full disk without ballast: %v, want ErrNoSpace", err)
 	}
@@ -190,18 +198,7 @@ func waitEmpty(t *testing.T, dir string) {
 // close persists it (its blob takes what the file takes on disk, not its
 // size), and the next open has it, as sparse, with its bytes.
 func TestCloseSparseFileLargerThanTheDisk(t *testing.T) {
-	mnt := smallDisk(t)
-	f := &fixture{t: t, ctx: context.Background(), dir: mnt, canaryPath: filepath.Join(mnt, "canary"), canary: []byte("canary")}
-	f.openEnv(snapshot.KindOverlay)
-	t.Cleanup(func() {
-		if f.e != nil {
-			f.e.Close()
-		}
-	})
-	if _, err := f.e.ImportImage(f.ctx, "base", snapshot.Source{Dir: busyboxRootfs(t)}); err != nil {
-		t.Fatal(err)
-	}
-	must(t, f.e.CreateSandbox("docs", "base"))
+	f := smallDiskFixture(t)
 	f.except(func(x *exceptions.Exception) { x.Limits.MaxFileSize = 1 << 30; x.Limits.MaxBytes = 1 << 30 }, "/home/user/Documents/**")
 	root := f.open()
 	p := filepath.Join(root, "home/user/Documents/disk.img")
