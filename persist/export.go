@@ -103,6 +103,11 @@ func (e *Env) ExportDir(ctx context.Context, s *ExportSet, dest string) (*Export
 	}
 	defer w.Close()
 	w.KeepDirs = true // the host's directories are not the sandbox's to replace
+	// An export killed before left its temporary files (an export --force
+	// runs again): each directory written into is cleared of them.
+	if err := w.RemoveTemps("/"); err != nil {
+		return nil, err
+	}
 	st := &ExportStats{}
 	made := map[string]bool{}
 	var dirs []*store.Record
@@ -117,6 +122,9 @@ func (e *Env) ExportDir(ctx context.Context, s *ExportSet, dest string) (*Export
 				if err := w.Mkdir(a, 0o755, uid, gid); err != nil {
 					return st, exportErr(r, err)
 				}
+				if err := w.RemoveTemps(a); err != nil {
+					return st, exportErr(r, err)
+				}
 				made[a] = true
 			}
 		}
@@ -124,6 +132,9 @@ func (e *Env) ExportDir(ctx context.Context, s *ExportSet, dest string) (*Export
 		switch r.Type {
 		case change.TypeDir:
 			err = w.Mkdir(p, r.Mode&0o777, uid, gid)
+			if err == nil && !made[p] {
+				err = w.RemoveTemps(p)
+			}
 			made[p] = true
 			dirs = append(dirs, r)
 			st.Dirs++

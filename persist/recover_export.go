@@ -56,6 +56,11 @@ func (e *Env) RecoverExport(ctx context.Context, sandbox, path, dest string, ses
 	}
 	defer w.Close()
 	w.KeepDirs = true // the host's directories are not the sandbox's to replace
+	// the temporary files of an export killed before (export --force
+	// again): cleared from each directory written into
+	if err := w.RemoveTemps("/"); err != nil {
+		return nil, err
+	}
 	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
 	for _, x := range f.beneath {
 		rel := strings.TrimPrefix(x.Path, strings.TrimSuffix(path, "/"))
@@ -66,6 +71,9 @@ func (e *Env) RecoverExport(ctx context.Context, sandbox, path, dest string, ses
 			if err := w.MkdirAll(rel, 0o755); err != nil {
 				res.Skipped = append(res.Skipped, Skipped{Path: x.Path, PathBytes: exactBytes(x.Path), Reason: writeSkip(err)})
 				continue
+			}
+			if err := w.RemoveTemps(rel); err != nil {
+				return res, fmt.Errorf("export %s: %w", escape.Name(x.Path), err)
 			}
 			res.Dirs++
 			continue

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -267,12 +268,53 @@ func (w *Writer) Chtimes(path string, mtime time.Time) error {
 	return nil
 }
 
+// tempPrefix starts the names of WriteFile's temporary files.
+const tempPrefix = ".spillway-tmp-"
+
+// isTempName says whether name is one createTemp gives.
+func isTempName(name string) bool {
+	rest, ok := strings.CutPrefix(name, tempPrefix)
+	return ok && len(rest) == 16 && strings.Trim(rest, "0123456789abcdef") == ""
+}
+
+// RemoveTemps removes from the directory at path ("/": the root) the
+// temporary files a WriteFile killed on the way left there: regular files
+// named as WriteFile names them, nothing else, nothing below.
+func (w *Writer) RemoveTemps(path string) error {
+	rel := "."
+	if path != "/" {
+		if err := checkPath(path); err != nil {
+			return err
+		}
+		rel = path[1:]
+	}
+	fd, err := openat2(w.fd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return writeErr(path, err)
+	}
+	d := os.NewFile(uintptr(fd), path)
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		var st unix.Stat_t
+		if isTempName(name) && fstatat(fd, name, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			if err := unix.Unlinkat(fd, name, 0); err != nil && err != unix.ENOENT {
+				return writeErr(path, err)
+			}
+		}
+	}
+	return nil
+}
+
 // createTemp creates a new file of a random name in dirfd.
 func createTemp(dirfd int) (string, int, error) {
 	for {
 		var b [8]byte
 		rand.Read(b[:])
-		name := ".spillway-tmp-" + hex.EncodeToString(b[:])
+		name := tempPrefix + hex.EncodeToString(b[:])
 		fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		switch err {
 		case unix.EEXIST, unix.EINTR:
