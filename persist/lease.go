@@ -18,6 +18,7 @@ import (
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/internal/lock"
 	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 )
@@ -638,4 +639,28 @@ func hasIDs(root string) bool {
 		}
 	}
 	return true
+}
+
+// ErrAgentRunning says another fleet agent holds the root's agent lock;
+// it matches errdefs.ErrFailedPrecondition.
+var ErrAgentRunning = errclass.New(errdefs.ErrFailedPrecondition, "another fleet agent runs")
+
+// LockAgent takes ROOT/agent.lock for a long-running fleet agent and
+// returns its release: a second agent on one root (a unit and a hand-run
+// one) is refused, naming the first, rather than heartbeat beside it
+// with another TTL.
+func (e *Env) LockAgent() (release func(), err error) {
+	p := filepath.Join(e.root, "agent.lock")
+	l, err := lock.TryAcquire(p, "fleet agent")
+	if err != nil {
+		return nil, err
+	}
+	if l == nil {
+		holder := lock.Holder(p)
+		if holder == "" {
+			holder = "unknown holder"
+		}
+		return nil, fmt.Errorf("%w for the state directory %s (%s): one agent a root", ErrAgentRunning, e.root, holder)
+	}
+	return func() { l.Release() }, nil
 }

@@ -100,6 +100,12 @@ func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t 
 	defer pools.Close()
 	eo := envOptions(g, t)
 	eo.LedgerOnly, eo.Heartbeat, eo.Pools = true, true, pools
+	var release func() // of ROOT/agent.lock, once the first heartbeat made the root
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
 	var (
 		started  bool
 		failed   int    // heartbeats failed in a row
@@ -110,7 +116,17 @@ func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t 
 		var host string
 		beat := func(e *persist.Env) error {
 			host = e.HostID()
-			return e.Heartbeat(o.TTL)
+			if err := e.Heartbeat(o.TTL); err != nil {
+				return err
+			}
+			if release == nil && !o.Once {
+				r, err := e.LockAgent()
+				if err != nil {
+					return err
+				}
+				release = r
+			}
+			return nil
 		}
 		err := withEnvOptions(ctx, eo, beat)
 		if errors.Is(err, persist.ErrHeartbeatNeedsLocks) {
@@ -138,7 +154,7 @@ func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t 
 		switch {
 		case err == nil:
 			started, failed, lastErr = true, 0, ""
-		case o.Once, !started && (errors.Is(err, persist.ErrLedgerRefused) || errdefs.IsInvalidArgument(err)):
+		case o.Once, !started && (errors.Is(err, persist.ErrLedgerRefused) || errdefs.IsInvalidArgument(err) || errors.Is(err, persist.ErrAgentRunning)):
 			return err
 		default:
 			if failed == 0 {

@@ -17,7 +17,10 @@ var layout = []struct {
 	rule    rule
 }{
 	{"lock", privateFile}, // internal/lock checks it again on the open descriptor
+	{"agent.lock", privateFile}, // held by a running fleet agent (persist.Env.LockAgent)
 	{"host-id", privateFile},
+	{"root-id", privateFile},
+	{"ledger-id", privateFile},
 	{"blobs-dir", privateFile},
 	{"store", privateDir},
 	{"store/*", privateFile}, // badger's files, opened (and LOCK truncated) by path
