@@ -138,7 +138,7 @@ func (e *Env) keepLostCommit(ctx context.Context, name string, n uint64) (int64,
 	}
 	info := rs.info
 	info.Entries, info.Refused = entries+added, refused+added
-	info.addBytes(copied) // what the tree held already is counted
+	info.addBytes(copied, copied) // what the tree held already is counted; on disk, at most that
 	// Kept as a fenced session is, for fencedKeep from now (not from the
 	// lost close, which may be older than that).
 	info.Fenced, info.Closed = true, e.Now()

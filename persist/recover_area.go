@@ -116,13 +116,12 @@ func (rs *recoverySession) discardedDisk() int64 {
 	return rs.info.DiscardedBytes
 }
 
-// addBytes counts n more bytes of content in the session's tree, n on
-// disk too (an overcount for a sparse file: the cap errs on the side of
-// the disk).
-func (info *sessionInfo) addBytes(n int64) {
+// addBytes counts n more bytes of content in the session's tree, taking
+// disk bytes on disk.
+func (info *sessionInfo) addBytes(n, disk int64) {
 	info.Bytes += n
 	if info.DiskBytes != nil {
-		v := *info.DiskBytes + n // a new pointer: info may be a copy
+		v := *info.DiskBytes + disk // a new pointer: info may be a copy
 		info.DiskBytes = &v
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -111,13 +112,18 @@ func (e *Env) mergeVMRefused(sb *store.Sandbox) error {
 		return e.trashStaged(staged)
 	}
 	var lines []byte
-	var n, kept int64
+	var n, kept, disk int64
 	err = eachManifestEntry(f, func(x ManifestEntry) error {
 		if existsBeneath(tree, x.Path) {
 			return nil
 		}
-		if _, err := os.Lstat(filepath.Join(stagedTree, x.Path)); err == nil && x.Type == change.TypeFile {
+		if fi, err := os.Lstat(filepath.Join(stagedTree, x.Path)); err == nil && x.Type == change.TypeFile {
 			kept += x.Size
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				disk += st.Blocks * 512 // what it takes: a sparse file its blocks
+			} else {
+				disk += x.Size
+			}
 		}
 		n++
 		lines = append(x.appendJSON(lines), '\n')
@@ -138,7 +144,7 @@ func (e *Env) mergeVMRefused(sb *store.Sandbox) error {
 		info.Closed, info.Snapshotter = e.Now(), e.snap.Kind()
 	}
 	info.Entries, info.Refused = info.Entries+n, info.Refused+n
-	info.addBytes(kept)
+	info.addBytes(kept, disk)
 	if err := e.writeSessionInfo(sb.Name, sb.Session, info); err != nil {
 		return err
 	}
