@@ -16,7 +16,7 @@ var layout = []struct {
 	pattern string
 	rule    rule
 }{
-	{"lock", privateFile}, // internal/lock checks it again on the open descriptor
+	{"lock", privateFile},       // internal/lock checks it again on the open descriptor
 	{"agent.lock", privateFile}, // held by a running fleet agent (persist.Env.LockAgent)
 	{"host-id", privateFile},
 	{"root-id", privateFile},
