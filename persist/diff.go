@@ -20,8 +20,8 @@ type DiffEntry struct {
 	Type      change.FileType `json:"type"`
 	Size      int64           `json:"size"`
 	Verdict   change.Verdict  `json:"verdict"`
-	Exception string          `json:"exception,omitempty"`
-	Reason    string          `json:"reason,omitempty"`
+	Exception string          `json:"exception"` // "" unless persist or refuse
+	Reason    string          `json:"reason"`    // "" unless refuse: SPEC lists every field
 }
 
 // KindLetter maps a change kind to the letter diff prints.

@@ -29,7 +29,7 @@ type Record struct {
 	Review    change.ReviewMode `json:"review"`
 	Purged    bool              `json:"purged,omitempty"`
 	Pruned    bool              `json:"pruned,omitempty"`
-	Mtime     time.Time         `json:"mtime"`
+	Mtime     *time.Time        `json:"mtime"` // null for a delete, which has none
 	Link      string            `json:"link,omitempty"`
 	// Host is, in review listings, the host that opened the session whose
 	// close wrote the record ("" when the session names none).
@@ -41,7 +41,15 @@ func NewRecord(r *persist.Record) Record {
 	text, exact := escape.JSON(r.Path)
 	return Record{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
 		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
-		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Pruned: r.Pruned, Mtime: r.Mtime, Link: r.Link}
+		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Pruned: r.Pruned, Mtime: timeOrNil(r.Mtime), Link: r.Link}
+}
+
+// timeOrNil is t, or nil for the zero time (JSON null, not year 1).
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 // Records renders a list (never null).

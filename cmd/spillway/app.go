@@ -102,6 +102,21 @@ func setUsageErrors(cmds []*cli.Command, parent string) {
 			c.HideHelpCommand = true
 		}
 		setUsageErrors(c.Subcommands, parent+" "+c.Name)
+		if len(c.Subcommands) == 0 && c.ArgsUsage == "" && c.Action != nil {
+			refuseArgs(c)
+		}
+	}
+}
+
+// refuseArgs makes a command that takes no arguments refuse any, as a
+// usage error: `spillway ls docs` listed every sandbox, as if it filtered.
+func refuseArgs(c *cli.Command) {
+	action := c.Action
+	c.Action = func(ctx *cli.Context) error {
+		if ctx.NArg() > 0 {
+			return usageError("%s takes no arguments, not %q (see spillway %s --help)", commandName(ctx), ctx.Args().First(), commandName(ctx))
+		}
+		return action(ctx)
 	}
 }
 

@@ -286,8 +286,8 @@ func idList(ids []uint64) string {
 // failure did: the record ids (counted for --all, or past shownIDs), and
 // every id with --json.
 func printDecided(t *term, verb string, d *persist.Decided, all bool, err error) error {
-	if d == nil {
-		return err
+	if d == nil || err != nil && len(d.Records) == 0 {
+		return err // nothing decided: stdout holds nothing, as for any error
 	}
 	if t.json {
 		out := decidedJSON{Records: []uint64{}, Sandboxes: []decidedSandboxJSON{}}

@@ -47,8 +47,24 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return t.exit(app.RunContext(ctx, args))
 	}
 	args = helpArgs(app, args)
+	t.jsonAsked = jsonAsked(args)
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	return t.exit(unknownCommand(app, args, interrupted(ctx, err)))
+}
+
+// jsonAsked says whether args ask for --json before any "--": an error
+// found before the flag was parsed (a bad flag or value ahead of it) is
+// JSON too, as scripting.md promises whatever the flags' order.
+func jsonAsked(args []string) bool {
+	for _, a := range args[1:] {
+		switch a {
+		case "--":
+			return false
+		case "--json", "-json", "--json=true":
+			return true
+		}
+	}
+	return false
 }
 
 // unknownCommand turns urfave/cli's error for a command it does not know

@@ -20,9 +20,10 @@ import (
 
 // term holds the streams of one run of the CLI.
 type term struct {
-	in       io.Reader
-	out, err io.Writer
-	json     bool // the command asked for --json: errors too are JSON
+	in        io.Reader
+	out, err  io.Writer
+	json      bool // the command asked for --json: errors too are JSON
+	jsonAsked bool // --json is among the arguments (jsonAsked): for errors found before it was parsed
 	// completingFlag: a shell asks to complete a word that starts with "-"
 	completingFlag bool
 }
@@ -30,7 +31,7 @@ type term struct {
 // errorf prints an error as "spillway: message" (or a JSON object).
 func (t *term) errorf(err error) {
 	msg := message(err)
-	if t.json {
+	if t.json || t.jsonAsked {
 		out := map[string]any{"error": msg}
 		var be *persist.BusyError
 		if errors.As(err, &be) {
