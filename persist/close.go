@@ -157,6 +157,9 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 		failpoint.Hit("close.records-cleared")
 	}
 	sum, err := e.collect(ctx, sb, o)
+	if err == nil {
+		err = e.noteDecidedWhileOpen(ctx, sb, sum)
+	}
 	if err != nil || o.DryRun {
 		return sum, err
 	}
@@ -168,6 +171,9 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 		return nil, err
 	}
 	failpoint.Hit("close.committed")
+	if err := e.dropDecidedWhileOpen(ctx, name, sb.Session); err != nil {
+		e.warnf("close of %s: %v", name, err)
+	}
 	closed := *sb
 	if testHookCloseCommitted != nil {
 		testHookCloseCommitted(name)

@@ -114,6 +114,10 @@ type CloseSummary struct {
 	// Partial lists the rules that persisted only part of what they
 	// matched (an --atomic rule: none of it).
 	Partial []Partial `json:"partial"`
+	// Overridden lists the review decisions made while the sandbox was
+	// open on paths this session changed again: each is persisted as a
+	// new record (SPEC, "No-op changes").
+	Overridden []Overridden `json:"decided_while_open"`
 	// Recovery says what the recovery area keeps of this session, and
 	// until when (nil in a dry run).
 	Recovery *RecoveryKept `json:"recovery,omitempty"`
@@ -145,6 +149,9 @@ func (s *CloseSummary) fillEmpty() {
 	}
 	if s.Partial == nil {
 		s.Partial = []Partial{}
+	}
+	if s.Overridden == nil {
+		s.Overridden = []Overridden{}
 	}
 	if s.Discarded.Top == nil {
 		s.Discarded.Top = []DirCount{}

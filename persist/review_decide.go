@@ -221,6 +221,13 @@ func (e *Env) decideBatch(tx *store.Tx, ids []uint64, status change.Status, text
 		if before != InEffect(d.sb, r) {
 			d.changed = true
 			d.paths = append(d.paths, r.Path)
+			if d.sb.State == store.StateOpen {
+				// takes effect at the next open, unless the session
+				// changes the path again: close says so
+				if err := tx.PutMeta(decidedOpenMeta(d.sb.Name, d.sb.Session, r.ID), string(status)+" "+r.Path); err != nil {
+					return err
+				}
+			}
 		}
 		d.ids, d.names = append(d.ids, r.ID), append(d.names, fmt.Sprintf("r%d", r.ID))
 		recs = append(recs, r)

@@ -294,14 +294,16 @@ func (e *Env) deleteOrphanRecords(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	return e.dropRestoredBy(ctx, name)
+	prefix := restoredByMeta(name, 0)
+	if err := e.dropMetaPrefix(ctx, prefix[:len(prefix)-1]); err != nil { // "restored-by/NAME/"
+		return err
+	}
+	return e.dropDecidedWhileOpen(ctx, name, 0)
 }
 
-// dropRestoredBy deletes the notes of which host restored each record of
-// a removed sandbox (restoredByMeta), in batches.
-func (e *Env) dropRestoredBy(ctx context.Context, name string) error {
-	prefix := restoredByMeta(name, 0)
-	prefix = prefix[:len(prefix)-1] // "restored-by/NAME/"
+// dropMetaPrefix deletes the meta values whose key starts with prefix, in
+// batches.
+func (e *Env) dropMetaPrefix(ctx context.Context, prefix string) error {
 	for {
 		var keys []string
 		err := e.store.View(func(tx *store.Tx) error {

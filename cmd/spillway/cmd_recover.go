@@ -295,6 +295,13 @@ func runRecoverPurge(ctx context.Context, o recoverOptions, g globalOptions, t *
 // of what they matched, and how long the rest stays recoverable.
 func printRecoverySummary(t *term, sum *persist.CloseSummary) {
 	where := fmt.Sprintf("spillway recover ls %s --session %d", sum.Sandbox, sum.Session)
+	for _, o := range sum.Overridden {
+		verb := "persists"
+		if sum.DryRun {
+			verb = "would persist"
+		}
+		fmt.Fprintf(t.out, "r%d was %s while %s was open; this session changed %s again, and close %s it as a new record\n", o.Record, o.Status, sum.Sandbox, name(o.Path), verb)
+	}
 	for _, p := range sum.Partial {
 		atomic := ""
 		if p.Atomic {
