@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/vm/proto"
 )
 
 // StreamLimits bound what a guest's changes stream may make the host write.
@@ -128,7 +129,7 @@ func (m *materialiser) refuse(name, reason string) {
 
 // keepContent writes the refused file's content to the keep directory.
 func (m *materialiser) keepContent(name, reason string) bool {
-	if m.keep == "" || m.body == nil || reason == "too large" || reason == "truncated" || checkName(name) != "" || strings.HasPrefix(path.Base(name), ".wh.") {
+	if m.keep == "" || m.body == nil || reason == "too large" || reason == "truncated" || checkName(name) != "" || isWhiteout(m.hdr) {
 		return false
 	}
 	body := m.body
@@ -203,7 +204,7 @@ func (m *materialiser) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	dir, base := path.Split(name)
 	dir = strings.TrimSuffix(dir, "/")
-	if strings.HasPrefix(base, ".wh.") {
+	if isWhiteout(hdr) {
 		return m.whiteout(hdr, dir, base)
 	}
 	if hdr.Uid < 0 || hdr.Gid < 0 || hdr.Uid > math.MaxInt32 || hdr.Gid > math.MaxInt32 {
@@ -294,6 +295,14 @@ func checkName(name string) string {
 		}
 	}
 	return ""
+}
+
+// isWhiteout says whether hdr is one of the guest's deletion or opaque
+// markers: a ".wh." name and the PAX record proto.WhiteoutPAX. A file the
+// guest's user named ".wh.NAME" has no such record: it is a file like any
+// other, never a deletion of NAME.
+func isWhiteout(hdr *tar.Header) bool {
+	return strings.HasPrefix(path.Base(strings.TrimSuffix(hdr.Name, "/")), ".wh.") && hdr.PAXRecords[proto.WhiteoutPAX] == "1"
 }
 
 // whiteout applies ".wh.NAME" (NAME deleted) or ".wh..wh..opq" (DIR opaque).

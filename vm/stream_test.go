@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spillway/spillway/vm/proto"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,6 +43,12 @@ func mkTar(t *testing.T, entries []tarEntry) []byte {
 func reg(name, data string) tarEntry {
 	return tarEntry{tar.Header{Name: name, Typeflag: tar.TypeReg}, data}
 }
+
+// wh is a guest's deletion or opaque marker: a ".wh." name with the PAX
+// record that says so.
+func wh(name, data string) tarEntry {
+	return tarEntry{tar.Header{Name: name, Typeflag: tar.TypeReg, Format: tar.FormatPAX, PAXRecords: map[string]string{proto.WhiteoutPAX: "1"}}, data}
+}
 func dir(name string) tarEntry {
 	return tarEntry{tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: 0o755}, ""}
 }
@@ -62,10 +69,10 @@ func TestMaterialiseGoodStream(t *testing.T) {
 	os.MkdirAll(filepath.Join(upper, "root", "stale"), 0o755)
 	data := mkTar(t, []tarEntry{
 		dir("etc"),
-		reg("etc/.wh.old", ""),
-		reg("etc/.wh.hostname", ""),
+		wh("etc/.wh.old", ""),
+		wh("etc/.wh.hostname", ""),
 		dir("root"),
-		reg("root/.wh..wh..opq", ""),
+		wh("root/.wh..wh..opq", ""),
 		reg("root/new", "fresh"),
 		dir("home"), dir("home/user"),
 		reg("home/user/doc.txt", "hello"),
@@ -102,6 +109,34 @@ func TestMaterialiseGoodStream(t *testing.T) {
 	}
 }
 
+// TestMaterialiseUserWhNames: a file the guest's user named ".wh.NAME" or
+// ".wh..wh..opq" (no whiteout record) is applied as a file: NAME and the
+// directory's content stay (before, the first deleted NAME, the second
+// emptied the directory).
+func TestMaterialiseUserWhNames(t *testing.T) {
+	upper := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(upper, "docs", "d"), 0o755))
+	must(os.WriteFile(filepath.Join(upper, "docs", "keep.txt"), []byte("keep"), 0o644))
+	must(os.WriteFile(filepath.Join(upper, "docs", "d", "a.txt"), []byte("a"), 0o644))
+	data := mkTar(t, []tarEntry{reg("docs/.wh.keep.txt", ""), reg("docs/d/.wh..wh..opq", "")})
+	res, err := Materialise(bytes.NewReader(data), upper, DefaultStreamLimits)
+	if err != nil || !res.Complete {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	for _, p := range []string{"docs/keep.txt", "docs/d/a.txt", "docs/.wh.keep.txt", "docs/d/.wh..wh..opq"} {
+		fi, err := os.Lstat(filepath.Join(upper, p))
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s after a stream of files named .wh.: %v %v", p, fi, err)
+		}
+	}
+}
+
 func TestMaterialiseRefusesHostileEntries(t *testing.T) {
 	base := t.TempDir()
 	upper := filepath.Join(base, "upper")
@@ -122,11 +157,11 @@ func TestMaterialiseRefusesHostileEntries(t *testing.T) {
 		{tar.Header{Name: "hard", Typeflag: tar.TypeLink, Linkname: "etc/passwd"}, ""},
 		{tar.Header{Name: "suid", Typeflag: tar.TypeReg, Mode: 0o4755}, ""},
 		reg("big", "more than ten bytes"),
-		reg(".wh..wh..opq", ""),
-		reg(".wh..wh.plnk", ""),
-		reg(".wh...", ""),
-		reg("escape/.wh.x", ""),
-		reg(".wh.content", "data"),
+		wh(".wh..wh..opq", ""),
+		wh(".wh..wh.plnk", ""),
+		wh(".wh...", ""),
+		wh("escape/.wh.x", ""),
+		wh(".wh.content", "data"),
 		reg("ok", "fine"),
 	})
 	res, err := Materialise(bytes.NewReader(data), upper, lim)

@@ -56,7 +56,8 @@ func writeEntry(tw *tar.Writer, p, rel string) error {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
 		if st.Rdev == 0 {
-			wh := &tar.Header{Name: path.Join(path.Dir(rel), ".wh."+path.Base(rel)), Typeflag: tar.TypeReg, Mode: 0o600, ModTime: hdr.ModTime, Format: tar.FormatPAX}
+			wh := &tar.Header{Name: path.Join(path.Dir(rel), ".wh."+path.Base(rel)), Typeflag: tar.TypeReg, Mode: 0o600, ModTime: hdr.ModTime, Format: tar.FormatPAX,
+				PAXRecords: map[string]string{proto.WhiteoutPAX: "1"}}
 			return tw.WriteHeader(wh)
 		}
 		hdr.Typeflag, hdr.Devmajor, hdr.Devminor = tar.TypeChar, int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
@@ -81,7 +82,8 @@ func writeEntry(tw *tar.Writer, p, rel string) error {
 		}
 		buf := make([]byte, 4)
 		if n, err := unix.Lgetxattr(p, "trusted.overlay.opaque", buf); err == nil && n == 1 && buf[0] == 'y' {
-			return tw.WriteHeader(&tar.Header{Name: rel + "/.wh..wh..opq", Typeflag: tar.TypeReg, Mode: 0o600, ModTime: hdr.ModTime, Format: tar.FormatPAX})
+			return tw.WriteHeader(&tar.Header{Name: rel + "/.wh..wh..opq", Typeflag: tar.TypeReg, Mode: 0o600, ModTime: hdr.ModTime, Format: tar.FormatPAX,
+				PAXRecords: map[string]string{proto.WhiteoutPAX: "1"}})
 		}
 		return nil
 	case unix.S_IFREG:

@@ -3,8 +3,15 @@
 package proto
 
 // Version is what the host and the init of an initramfs agree on; it goes
-// up when either changes in a way the other must know (2: DIFF requests).
-const Version = 2
+// up when either changes in a way the other must know (2: DIFF requests;
+// 3: whiteouts marked by WhiteoutPAX).
+const Version = 3
+
+// WhiteoutPAX is the PAX record ("1") that marks a changes stream's
+// ".wh.NAME" and ".wh..wh..opq" entries as the guest's deletions and
+// opaque directories: without it, such a name is a file the guest's user
+// made, never a deletion of a sibling or of a directory's content.
+const WhiteoutPAX = "SPILLWAY.whiteout"
 
 // RequestPath is where the per-run cpio puts the request in the guest.
 const RequestPath = "/spw/request.json"
