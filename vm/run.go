@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spillway/spillway/internal/sparse"
 	"github.com/spillway/spillway/vm/proto"
 )
 
@@ -80,8 +81,14 @@ func (r *Run) Boot(ctx context.Context) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Changes = spool
+	// The stream carries a sparse file's holes as zeros: the spool keeps
+	// them as holes, as the upper layer does (Materialise).
+	sw := sparse.NewWriter(spool)
+	m.Changes = sw
 	res, err := m.Run(ctx)
+	if ferr := sw.Finish(); err == nil && ferr != nil {
+		err = ferr
+	}
 	spool.Close()
 	out.Result = res
 	if res != nil && res.Streamed {

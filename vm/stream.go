@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/sparse"
 	"github.com/spillway/spillway/vm/proto"
 )
 
@@ -412,8 +413,11 @@ func (m *materialiser) file(pfd int, name, base string, hdr *tar.Header, perm ui
 		m.refuse(name, err.Error())
 		return nil
 	}
-	f := fdFile{fd}
-	n, err := io.CopyN(f, r, hdr.Size)
+	sw := sparse.NewWriter(sparse.FD(fd)) // the guest's holes came as zeros: holes again
+	n, err := io.CopyN(sw, r, hdr.Size)
+	if err == nil {
+		err = sw.Finish()
+	}
 	if err == nil || n == hdr.Size {
 		unix.Fchown(fd, hdr.Uid, hdr.Gid)
 		err = unix.Fchmod(fd, perm)
@@ -433,20 +437,6 @@ func (m *materialiser) file(pfd int, name, base string, hdr *tar.Header, perm ui
 	return nil
 }
 
-// fdFile writes to a raw descriptor.
-type fdFile struct{ fd int }
-
-func (f fdFile) Write(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		k, err := unix.Write(f.fd, p[n:])
-		if err != nil {
-			return n, err
-		}
-		n += k
-	}
-	return n, nil
-}
 
 // removeAllAt removes name in the directory dirfd, recursively, never
 // following links. A missing name is not an error.

@@ -264,3 +264,28 @@ func TestMaterialiseKeepsRefusedContent(t *testing.T) {
 		t.Errorf("ok = %q, complete %v", b, res.Complete)
 	}
 }
+
+// TestMaterialiseKeepsHoles: a guest's sparse file comes in the stream as
+// zeros; in the upper layer it is sparse again, with its bytes.
+func TestMaterialiseKeepsHoles(t *testing.T) {
+	upper := t.TempDir()
+	const size = 64 << 20
+	data := make([]byte, size)
+	copy(data[size-3:], "end")
+	stream := mkTar(t, []tarEntry{reg("disk.img", string(data))})
+	res, err := Materialise(bytes.NewReader(stream), upper, DefaultStreamLimits)
+	if err != nil || !res.Complete || res.Applied != 1 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(upper, "disk.img"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != size || st.Blocks*512 > 64<<10 {
+		t.Fatalf("disk.img: size %d, %d bytes on disk; want %d and a few blocks", st.Size, st.Blocks*512, size)
+	}
+	got, err := os.ReadFile(filepath.Join(upper, "disk.img"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("content differs (%v)", err)
+	}
+}
