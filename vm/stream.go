@@ -437,7 +437,6 @@ func (m *materialiser) file(pfd int, name, base string, hdr *tar.Header, perm ui
 	return nil
 }
 
-
 // removeAllAt removes name in the directory dirfd, recursively, never
 // following links. A missing name is not an error.
 func removeAllAt(dirfd int, name string) error {
