@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spillway/spillway/internal/container"
 	"github.com/spillway/spillway/vm/proto"
 )
 
@@ -237,8 +238,14 @@ loop:
 		}
 	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && werr == nil {
-		res.Killed = true
-		werr = errors.New("vm: QEMU was killed (close --force?)")
+		if _, err := os.Stat(filepath.Join(m.Dir, container.VMStoppedFile)); err == nil {
+			res.Killed = true // close --force rescues the changes itself
+			werr = errors.New("vm: QEMU was killed by close --force")
+		} else {
+			// From outside (the OOM killer, a crash): not Killed, so
+			// that the run rescues what the guest wrote (Run).
+			werr = fmt.Errorf("vm: QEMU died of %v, not stopped by spillway (the OOM killer? see dmesg)", ws.Signal())
+		}
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.QEMUMaxRSS = ru.Maxrss

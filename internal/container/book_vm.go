@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -59,11 +60,20 @@ func (b *Book) stopVM(ctx context.Context, v *VMProc) error {
 	return RescueVM(ctx, filepath.Dir(b.Dir), v)
 }
 
+// VMStoppedFile, in a VM run's directory, says close --force (Stop) killed
+// its QEMU and rescues its changes itself: a QEMU that dies of a signal
+// without it was killed from outside (the OOM killer, a crash), and the
+// run rescues its changes then.
+const VMStoppedFile = "stopped-by-close"
+
 // stop kills the VM's QEMU if it is still the process recorded, and waits
 // up to 10 s for it to be gone.
 func (v *VMProc) stop() error {
 	if s, err := procStart(v.PID); err != nil || s != v.PIDStart {
 		return nil
+	}
+	if err := os.WriteFile(filepath.Join(v.Dir, VMStoppedFile), nil, 0o600); err != nil {
+		return err
 	}
 	syscall.Kill(v.PID, syscall.SIGKILL)
 	for i := 0; i < 200; i++ {
