@@ -28,12 +28,16 @@ func BeforeUnmount(e *persist.Env, force bool, warn func(msg string)) func(conte
 			return err
 		}
 		if !force {
-			return &RunningError{Sandbox: sb.Name, PID: live[0].PID, Container: live[0].ID}
+			return &RunningError{Sandbox: sb.Name, PID: live[0].PID, Container: live[0].ID, VM: live[0].VM != nil}
 		}
 		var errs []error
 		for _, r := range live {
 			if warn != nil {
-				warn(fmt.Sprintf("stopping run of %s (pid %d, container %s)", sb.Name, r.PID, r.ID))
+				what := "container"
+				if r.VM != nil {
+					what = "VM"
+				}
+				warn(fmt.Sprintf("stopping run of %s (pid %d, %s %s)", sb.Name, r.PID, what, r.ID))
 			}
 			errs = append(errs, book.Stop(ctx, r))
 			if r.VM != nil && r.VM.Upper != "" {
@@ -73,10 +77,14 @@ func stageRescued(ctx context.Context, e *persist.Env, sandbox, dir string) erro
 type RunningError struct {
 	Sandbox   string
 	PID       int    // the spillway that owns the run
-	Container string // the run's container id
+	Container string // the run's container id (a VM's run id)
+	VM        bool   // the run is a VM (run --vm)
 }
 
 func (e *RunningError) Error() string {
+	if e.VM {
+		return fmt.Sprintf("sandbox %s is in use by `spillway run --vm` (pid %d, VM %s)", e.Sandbox, e.PID, e.Container)
+	}
 	return fmt.Sprintf("sandbox %s is in use by `spillway run` (pid %d, container %s)", e.Sandbox, e.PID, e.Container)
 }
 
