@@ -153,6 +153,8 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 			t.Files++
 			t.Bytes += r.Size
 			persistedDisk += c.Disk
+		} else if r.Kind == change.KindDelete {
+			t.Deletes++
 		}
 		if o.DryRun {
 			sum.Persisted = append(sum.Persisted, PersistedFile{Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Exception: r.Exception, Status: r.Status})

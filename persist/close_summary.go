@@ -70,6 +70,7 @@ type ExceptionTotal struct {
 	Exception string `json:"exception"`
 	Files     int64  `json:"files"`
 	Bytes     int64  `json:"bytes"`
+	Deletes   int64  `json:"deletes"` // deletions recorded (a deleted document is a record too)
 }
 
 // Discarded sums what a close threw away.

@@ -190,15 +190,23 @@ func printCloseSummary(t *term, sum *persist.CloseSummary) {
 		fmt.Fprintf(t.out, "closed %s: session %d, generation %d\n", sum.Sandbox, sum.Session, sum.Generation)
 	}
 	printAttention(t, sum)
-	var files, bytes int64
+	var files, bytes, deletes int64
 	for _, x := range sum.Exceptions {
 		files += x.Files
 		bytes += x.Bytes
+		deletes += x.Deletes
 	}
-	fmt.Fprintf(t.out, "persisted %s, %s\n", count(files, "file"), units.FormatSize(bytes))
+	// a deleted document is a record too: said when there is one
+	andDeletes := func(n int64) string {
+		if n == 0 {
+			return ""
+		}
+		return ", " + count(n, "deletion")
+	}
+	fmt.Fprintf(t.out, "persisted %s, %s%s\n", count(files, "file"), units.FormatSize(bytes), andDeletes(deletes))
 	w := t.table()
 	for _, x := range sum.Exceptions {
-		fmt.Fprintf(w, "  %s\t%s\t%s\n", x.Exception, count(x.Files, "file"), units.FormatSize(x.Bytes))
+		fmt.Fprintf(w, "  %s\t%s\t%s%s\n", x.Exception, count(x.Files, "file"), units.FormatSize(x.Bytes), andDeletes(x.Deletes))
 	}
 	w.Flush()
 	if sum.Unchanged > 0 {
