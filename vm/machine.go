@@ -145,11 +145,13 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 		listeners = append(listeners, l)
 		defer os.Remove(filepath.Join(m.Dir, QueryFile))
 	}
+	var vfsDied <-chan struct{} // nil without virtiofs: never ready
 	if m.VirtiofsSource != "" {
-		stop, err := m.startVirtiofsd(sockDir, log)
+		stop, died, err := m.startVirtiofsd(sockDir, log)
 		if err != nil {
 			return nil, err
 		}
+		vfsDied = died
 		defer func() { res.VirtiofsdMaxRSS = stop() }()
 	}
 	cmd := exec.Command(m.Config.QEMU, m.qemuArgs(sockDir, initrd)...)
@@ -186,6 +188,18 @@ loop:
 		select {
 		case <-exited:
 			break loop
+		case <-vfsDied:
+			// virtiofsd ends when QEMU does; alone, the guest can no
+			// longer reach the sandbox root, and init's heartbeat (over
+			// the serial port) would keep the watchdog quiet forever.
+			vfsDied = nil
+			select {
+			case <-exited:
+				break loop
+			case <-time.After(2 * time.Second):
+			}
+			werr = errors.New("vm: virtiofsd, which serves the sandbox root to the guest, died while the guest ran (killed from outside?); the VM was stopped")
+			kill()
 		case <-watch.C:
 			if !res.Ready && m.Req.Mode == proto.ModeRun {
 				werr = fmt.Errorf("%w: the guest did not start within %s (console log: %s)", ErrWatchdog, m.BootTimeout, filepath.Join(m.Dir, "console.log"))
