@@ -116,17 +116,16 @@ func runFleetAgent(ctx context.Context, o fleetAgentOptions, g globalOptions, t 
 		var host string
 		beat := func(e *persist.Env) error {
 			host = e.HostID()
-			if err := e.Heartbeat(o.TTL); err != nil {
-				return err
-			}
 			if release == nil && !o.Once {
+				// before any heartbeat: a second agent's would set the
+				// host's TTL to its own
 				r, err := e.LockAgent()
 				if err != nil {
 					return err
 				}
 				release = r
 			}
-			return nil
+			return e.Heartbeat(o.TTL)
 		}
 		err := withEnvOptions(ctx, eo, beat)
 		if errors.Is(err, persist.ErrHeartbeatNeedsLocks) {
