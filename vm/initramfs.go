@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spillway/spillway/internal/atomicfile"
+	"github.com/spillway/spillway/vm/proto"
 )
 
 // InitName is the file name of the guest init binary.
@@ -37,6 +38,21 @@ func FindInit(given string) (string, error) {
 		}
 	}
 	return "", errors.New("guest init " + InitName + " not found: install it next to spillway (scripts/install.sh), or pass --init PATH")
+}
+
+// checkInitProto refuses an init binary of another protocol than this
+// spillway's (no proto.InitMarker in it): an older init's changes stream
+// marks no whiteout, so every deletion in its guests would persist as a
+// file named .wh.NAME. The binary is read, never run on the host.
+func checkInitProto(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("guest init %s: %w", path, err)
+	}
+	if !bytes.Contains(data, []byte(proto.InitMarker)) {
+		return fmt.Errorf("guest init %s is of another spillway (it does not say %q): install the %s built with this one (scripts/install.sh), or pass --init PATH", path, proto.InitMarker, InitName)
+	}
+	return nil
 }
 
 // buildInitramfs writes a gzip'd newc cpio with /init and the modules (in

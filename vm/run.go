@@ -127,10 +127,14 @@ func (r *Run) rescue(ctx context.Context, scratch Disk, out *Outcome) error {
 		return err
 	}
 	defer spool.Close()
-	m := &Machine{Config: r.Config, Dir: r.Dir, MemoryMiB: r.MemoryMiB, CPUs: 1, Disks: []Disk{scratch}, Changes: spool,
+	sw := sparse.NewWriter(spool) // holes come as zeros: holes again
+	m := &Machine{Config: r.Config, Dir: r.Dir, MemoryMiB: r.MemoryMiB, CPUs: 1, Disks: []Disk{scratch}, Changes: sw,
 		Req:         proto.Request{Mode: proto.ModeRescue, Share: proto.ShareNone, TimeNanos: time.Now().UnixNano(), Heartbeat: r.Req.Heartbeat},
 		BootTimeout: r.BootTimeout, HeartbeatTimeout: r.Heartbeat, Started: r.Started}
 	res, err := m.Run(context.WithoutCancel(ctx))
+	if ferr := sw.Finish(); err == nil && ferr != nil {
+		err = ferr
+	}
 	out.Rescue = res
 	if err != nil {
 		return fmt.Errorf("vm: rescue boot: %w", err)

@@ -108,6 +108,9 @@ func Setup(ctx context.Context, stateRoot string, o SetupOptions, warn func(stri
 	if err != nil {
 		return nil, err
 	}
+	if err := checkInitProto(initBin); err != nil {
+		return nil, err
+	}
 	c := &Config{Kernel: *k, Init: initBin, QEMU: qemu, Built: time.Now().UTC(), Proto: proto.Version}
 	c.Initramfs = filepath.Join(dir, "initramfs-"+k.Version+".cpio.gz")
 	if c.Modules, err = buildInitramfs(c.Initramfs, initBin, k, guestModules); err != nil {

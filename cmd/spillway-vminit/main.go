@@ -20,7 +20,7 @@ import (
 
 func main() {
 	if os.Getpid() != 1 {
-		fmt.Fprintln(os.Stderr, "spillway-vminit: must run as PID 1 of a spillway VM")
+		fmt.Fprintln(os.Stderr, "spillway-vminit: must run as PID 1 of a spillway VM ("+proto.InitMarker+")")
 		os.Exit(2)
 	}
 	g := &guest{}

@@ -13,6 +13,12 @@ const Version = 3
 // made, never a deletion of a sibling or of a directory's content.
 const WhiteoutPAX = "SPILLWAY.whiteout"
 
+// InitMarker is in the init's binary (a string it uses), so that setup
+// can tell an init of another protocol without running it on the host:
+// an older init's deletions would read as files named .wh.NAME. It says
+// Version (TestInitMarker).
+const InitMarker = "spillway-vminit protocol 3"
+
 // RequestPath is where the per-run cpio puts the request in the guest.
 const RequestPath = "/spw/request.json"
 
