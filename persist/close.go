@@ -171,8 +171,10 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 		return nil, err
 	}
 	failpoint.Hit("close.committed")
-	if err := e.dropDecidedWhileOpen(ctx, name, sb.Session); err != nil {
-		e.warnf("close of %s: %v", name, err)
+	if sum.hadDecidedNotes {
+		if err := e.dropDecidedWhileOpen(ctx, name, sb.Session); err != nil {
+			e.warnf("close of %s: %v", name, err)
+		}
 	}
 	closed := *sb
 	if testHookCloseCommitted != nil {

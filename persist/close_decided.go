@@ -57,6 +57,7 @@ func (e *Env) noteDecidedWhileOpen(ctx context.Context, sb *store.Sandbox, sum *
 	if err != nil || len(notes) == 0 {
 		return err
 	}
+	sum.hadDecidedNotes = true
 	for _, p := range sum.Persisted {
 		if o, ok := notes[p.Path]; ok {
 			sum.Overridden = append(sum.Overridden, o)

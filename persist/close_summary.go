@@ -118,7 +118,8 @@ type CloseSummary struct {
 	// Overridden lists the review decisions made while the sandbox was
 	// open on paths this session changed again: each is persisted as a
 	// new record (SPEC, "No-op changes").
-	Overridden []Overridden `json:"decided_while_open"`
+	Overridden      []Overridden `json:"decided_while_open"`
+	hadDecidedNotes bool         // the session has notes to drop at commit (close_decided.go)
 	// Recovery says what the recovery area keeps of this session, and
 	// until when (nil in a dry run).
 	Recovery *RecoveryKept `json:"recovery,omitempty"`

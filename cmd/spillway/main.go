@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -57,11 +58,17 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // JSON too, as scripting.md promises whatever the flags' order.
 func jsonAsked(args []string) bool {
 	for _, a := range args[1:] {
-		switch a {
-		case "--":
+		if a == "--" {
 			return false
-		case "--json", "-json", "--json=true":
+		}
+		if a == "--json" || a == "-json" {
 			return true
+		}
+		for _, p := range []string{"--json=", "-json="} {
+			if v, ok := strings.CutPrefix(a, p); ok {
+				b, err := strconv.ParseBool(v)
+				return err == nil && b
+			}
 		}
 	}
 	return false
