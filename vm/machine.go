@@ -196,7 +196,7 @@ loop:
 			select {
 			case <-exited:
 				break loop
-			case <-time.After(2 * time.Second):
+			case <-time.After(10 * time.Second): // a loaded host reaps QEMU late
 			}
 			werr = errors.New("vm: virtiofsd, which serves the sandbox root to the guest, died while the guest ran (killed from outside?); the VM was stopped")
 			kill()
