@@ -64,11 +64,7 @@ func (e *Env) underImageLinks(ctx context.Context, tx *store.Tx, sb *store.Sandb
 		parent := path.Dir(p)
 		link, seen := links[parent]
 		if !seen {
-			if l, _, ok := linkOnPath(dir, parent); ok {
-				if u := st[l]; u == nil || u.Kind == change.KindDelete || u.Type != change.TypeDir {
-					link = l
-				}
-			}
+			link = unreplacedLink(dir, st, parent)
 			links[parent] = link
 		}
 		if link == "" {

@@ -141,8 +141,11 @@ func (e *Env) CheckHost(ctx context.Context, host string) error {
 // session's work runs on the host that did that work, while the record's
 // session is the sandbox's last one, which another host may have opened.
 func restoredByMeta(sandbox string, id uint64) string {
-	return "restored-by/" + sandbox + "/" + strconv.FormatUint(id, 10)
+	return restoredByPrefix(sandbox) + strconv.FormatUint(id, 10)
 }
+
+// restoredByPrefix starts the keys of sandbox's restoredByMeta notes.
+func restoredByPrefix(sandbox string) string { return "restored-by/" + sandbox + "/" }
 
 // recordHost is the host whose close (or recover restore) wrote r, within
 // tx; hosts caches the sessions' hosts.

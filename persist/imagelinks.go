@@ -112,10 +112,22 @@ func (c *reachable) checkParent(p, parent string) error {
 	if c.dir == "" {
 		return nil
 	}
-	if link, _, ok := linkOnPath(c.dir, parent); ok && !c.dirs[link] {
-		if r := c.state[link]; r == nil || r.Kind == change.KindDelete || r.Type != change.TypeDir {
-			return errclass.Errorf(errdefs.ErrFailedPrecondition, "cannot restore to %s: %s is a symlink in image %s, so it would never be applied; give --to the real path", escape.Name(p), escape.Name(link), c.img)
-		}
+	if link := unreplacedLink(c.dir, c.state, parent); link != "" && !c.dirs[link] {
+		return errclass.Errorf(errdefs.ErrFailedPrecondition, "cannot restore to %s: %s is a symlink in image %s, so it would never be applied; give --to the real path", escape.Name(p), escape.Name(link), c.img)
 	}
 	return nil
+}
+
+// unreplacedLink is the symlink of the image (its tree at dir) on the way
+// to the directory parent that no directory of state replaces, or "": the
+// open applies nothing beneath such a link.
+func unreplacedLink(dir string, state State, parent string) string {
+	link, _, ok := linkOnPath(dir, parent)
+	if !ok {
+		return ""
+	}
+	if r := state[link]; r != nil && r.Kind != change.KindDelete && r.Type == change.TypeDir {
+		return ""
+	}
+	return link
 }

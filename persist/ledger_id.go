@@ -38,7 +38,7 @@ func (e *Env) checkLedger() error {
 	if err != nil {
 		return err
 	}
-	if host != nil && host.Root != "" && host.Root != e.rootID && host.Evicted.IsZero() && slices.Contains(e.idsWritten, rootIDFile) {
+	if host != nil && host.HeldByOther(e.rootID) && slices.Contains(e.idsWritten, rootIDFile) {
 		// A new root given a live host's id: refused before it records
 		// anything (its files are taken back). A root that had the id
 		// before it was taken over may still read; every write it would

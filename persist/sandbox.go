@@ -294,8 +294,7 @@ func (e *Env) deleteOrphanRecords(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	prefix := restoredByMeta(name, 0)
-	if err := e.dropMetaPrefix(ctx, prefix[:len(prefix)-1]); err != nil { // "restored-by/NAME/"
+	if err := e.dropMetaPrefix(ctx, restoredByPrefix(name)); err != nil {
 		return err
 	}
 	return e.dropDecidedWhileOpen(ctx, name, 0)

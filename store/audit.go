@@ -221,7 +221,7 @@ func (tx *Tx) checkAuditHost() error {
 	if err != nil {
 		return err
 	}
-	if h.Root != "" && h.Root != tx.s.auditRoot && h.Evicted.IsZero() {
+	if h.HeldByOther(tx.s.auditRoot) {
 		return &HostIDTakenError{Host: h.ID, LastSeen: h.LastSeen, Now: tx.Now()}
 	}
 	tx.s.auditChecked.Store(true)

@@ -47,6 +47,13 @@ type Host struct {
 	Root string
 }
 
+// HeldByOther says whether another state directory than root uses the
+// host id (its row names it and it was not evicted since): root may not
+// heartbeat or write as this host.
+func (h *Host) HeldByOther(root string) bool {
+	return h.Root != "" && h.Root != root && h.Evicted.IsZero()
+}
+
 // Live says whether the host counts as running at now.
 func (h *Host) Live(now time.Time) bool {
 	return h.Evicted.IsZero() && now.Before(h.LastSeen.Add(h.TTL))
