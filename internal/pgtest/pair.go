@@ -131,7 +131,27 @@ func (p *Pair) CreateDB(db string) error {
 	if _, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
 		return err
 	}
-	return nil // a synchronous commit: the standby has flushed it
+	// The synchronous commit means the standby has flushed the WAL, not
+	// replayed it: until it has, a connection to the database there fails
+	// with "does not exist". Wait for the replay.
+	s, err := pgx.Connect(ctx, p.StandbyURL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer s.Close(ctx)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var n int
+		if err := s.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", db).Scan(&n); err != nil {
+			return err
+		}
+		if n == 1 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the standby has not replayed CREATE DATABASE %s after 10 s", db)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // CrashPrimary stops the primary as a crash does (pg_ctl stop -m
