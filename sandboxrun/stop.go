@@ -23,6 +23,9 @@ import (
 func BeforeUnmount(e *persist.Env, force bool, warn func(msg string)) func(context.Context, *persist.Sandbox) error {
 	return func(ctx context.Context, sb *persist.Sandbox) error {
 		book := &container.Book{Dir: e.RunDir()}
+		if err := rescueOrphans(ctx, e, book, sb.Name, force, warn); err != nil {
+			return err
+		}
 		live, err := book.Live(ctx, sb.Name)
 		if err != nil || len(live) == 0 {
 			return err
@@ -39,13 +42,62 @@ func BeforeUnmount(e *persist.Env, force bool, warn func(msg string)) func(conte
 				}
 				warn(fmt.Sprintf("stopping run of %s (pid %d, %s %s)", sb.Name, r.PID, what, r.ID))
 			}
-			errs = append(errs, book.Stop(ctx, r))
+			errs = append(errs, warnIncomplete(book.Stop(ctx, r), warn))
 			if r.VM != nil && r.VM.Upper != "" {
 				errs = append(errs, stageRescued(ctx, e, sb.Name, r.VM.Dir))
 			}
 		}
 		return errors.Join(errs...)
 	}
+}
+
+// rescueOrphans gets back the changes of the sandbox's VM runs whose
+// spillway died (kill -9) before applying them (container.Book.Orphans):
+// a rescue guest streams each one's scratch disk into the upper layer, and
+// what it refuses goes to the recovery area with the session's close. A
+// rescue that fails stops the caller, the run's directory kept; with force
+// the run is given up on, its directory still kept and named.
+func rescueOrphans(ctx context.Context, e *persist.Env, book *container.Book, sandbox string, force bool, warn func(string)) error {
+	orphans, err := book.Orphans(sandbox)
+	if err != nil {
+		return err
+	}
+	say := func(msg string) {
+		if warn != nil {
+			warn(msg)
+		}
+	}
+	for _, r := range orphans {
+		say(fmt.Sprintf("the VM run of %s by pid %d ended before its changes were applied: rescuing them from its scratch disk", sandbox, r.PID))
+		err := warnIncomplete(book.RescueOrphan(ctx, r), warn)
+		if err == nil {
+			err = stageRescued(ctx, e, sandbox, r.VM.Dir)
+		}
+		if err == nil {
+			continue
+		}
+		if !force {
+			return fmt.Errorf("rescue the changes of the VM run of %s by pid %d (its scratch disk is kept in %s; close --force gives up on them): %w", sandbox, r.PID, r.VM.Dir, err)
+		}
+		say(fmt.Sprintf("giving up on the changes of the VM run of %s by pid %d (%v): its scratch disk is kept in %s", sandbox, r.PID, err, r.VM.Dir))
+		if err := book.DropOrphan(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// warnIncomplete turns a rescue that applied only part of a VM's changes
+// into a warning: what arrived was applied, and the scratch disk is kept.
+func warnIncomplete(err error, warn func(string)) error {
+	var ri *container.RescueIncomplete
+	if errors.As(err, &ri) {
+		if warn != nil {
+			warn(ri.Error())
+		}
+		return nil
+	}
+	return err
 }
 
 // stageRescued stages for the recovery area what the rescue of a stopped

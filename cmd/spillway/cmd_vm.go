@@ -169,9 +169,13 @@ type vmRunner struct {
 // returns CMD's status; a VM that failed before CMD is 125 (printed).
 func (vr *vmRunner) run(ctx context.Context, sb *sandboxrun.Sandbox) (int, error) {
 	o, t, book, entry := vr.o, vr.t, sb.Book, sb.Entry
-	dir := filepath.Join(book.Dir, "vm", entry.ID)
-	os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// A directory of its own, never an earlier run's: a run killed before
+	// it applied its guest's changes left them on its scratch disk there.
+	if err := os.MkdirAll(filepath.Join(book.Dir, "vm"), 0o700); err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp(filepath.Join(book.Dir, "vm"), entry.ID+".")
+	if err != nil {
 		return 0, err
 	}
 	r := &vm.Run{Config: vr.cfg, StateRoot: vr.root, Dir: dir, Share: o.Share, Root: sb.Opened.Path,
@@ -187,7 +191,7 @@ func (vr *vmRunner) run(ctx context.Context, sb *sandboxrun.Sandbox) (int, error
 				t.warnf("record the VM's process: %v", err)
 			}
 		},
-		Readied: func() { os.WriteFile(filepath.Join(dir, "ready"), nil, 0o600) }}
+		Readied: func() { os.WriteFile(filepath.Join(dir, container.VMReadyFile), nil, 0o600) }}
 	if vr.layers != nil {
 		r.Upper, r.Lowers = vr.layers.Upper, vr.layers.Lowers
 	}
@@ -251,8 +255,15 @@ func rescueStoppedVM(ctx context.Context, stateRoot string, v *container.VMProc)
 			return err
 		}
 	}
-	if !out.Verified || !sr.Complete || len(sr.Refused) > 0 {
-		return nil // keep the directory: something is missing or was refused
+	if !out.Verified || !sr.Complete {
+		why := sr.Err
+		if why == "" {
+			why = "not confirmed by the guest"
+		}
+		return &container.RescueIncomplete{Dir: v.Dir, Why: why}
+	}
+	if len(sr.Refused) > 0 {
+		return nil // keep the directory: close stages what was refused
 	}
 	return os.RemoveAll(v.Dir)
 }
@@ -485,6 +496,13 @@ func diffSandbox(ctx context.Context, e *persist.Env, t *term, sandbox string, f
 	live, err := book.Live(ctx, sandbox)
 	if err != nil {
 		return err
+	}
+	orphans, err := book.Orphans(sandbox)
+	if err != nil {
+		return err
+	}
+	for _, r := range orphans {
+		t.warnf("the VM run of %s by pid %d ended before its changes were applied: they are not shown; the next close or run applies them", sandbox, r.PID)
 	}
 	for _, r := range live {
 		if r.VM == nil || r.VM.Upper == "" {

@@ -107,8 +107,31 @@ func rewrite(f *os.File, data []byte) error {
 }
 
 // Live returns the runs of sandbox whose owner is alive, oldest first, and
-// cleans the others away (see Clean).
+// cleans the others away (see Clean), except a VM run whose guest's
+// changes were never applied: Orphans lists those.
 func (b *Book) Live(ctx context.Context, sandbox string) ([]*Entry, error) {
+	all, err := b.entries(sandbox)
+	if err != nil {
+		return nil, err
+	}
+	var live []*Entry
+	for _, e := range all {
+		if e.ownerAlive() {
+			live = append(live, e)
+			continue
+		}
+		if e.orphan() {
+			continue
+		}
+		if err := b.Clean(ctx, e); err != nil {
+			return nil, fmt.Errorf("clean stale run %s: %w", e.ID, err)
+		}
+	}
+	return live, nil
+}
+
+// entries reads the run entries of sandbox, oldest first.
+func (b *Book) entries(sandbox string) ([]*Entry, error) {
 	dir := b.sandboxDir(sandbox)
 	names, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -117,7 +140,7 @@ func (b *Book) Live(ctx context.Context, sandbox string) ([]*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	var live []*Entry
+	var all []*Entry
 	for _, de := range names {
 		n := de.Name()
 		if !strings.HasSuffix(n, ".json") || strings.HasPrefix(n, ".") {
@@ -131,16 +154,10 @@ func (b *Book) Live(ctx context.Context, sandbox string) ([]*Entry, error) {
 		if err := json.Unmarshal(data, e); err != nil || e.ID+".json" != n || e.Sandbox != sandbox {
 			return nil, fmt.Errorf("run entry %s: unreadable", filepath.Join(dir, n))
 		}
-		if e.ownerAlive() {
-			live = append(live, e)
-			continue
-		}
-		if err := b.Clean(ctx, e); err != nil {
-			return nil, fmt.Errorf("clean stale run %s: %w", e.ID, err)
-		}
+		all = append(all, e)
 	}
-	sort.Slice(live, func(i, j int) bool { return live[i].Started.Before(live[j].Started) })
-	return live, nil
+	sort.Slice(all, func(i, j int) bool { return all[i].Started.Before(all[j].Started) })
+	return all, nil
 }
 
 // ownerAlive says whether the spillway process of e still runs.

@@ -3,6 +3,8 @@ package container
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -83,4 +85,87 @@ func (v *VMProc) stop() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
+}
+
+// VMReadyFile, in a VM run's directory, says its guest got as far as
+// starting CMD: before that the guest changed nothing worth rescuing.
+const VMReadyFile = "ready"
+
+// VMScratchFile is the scratch disk in a VM run's directory: the guest's
+// changes until they are applied.
+const VMScratchFile = "scratch.img"
+
+// orphan says e is a VM run whose spillway died (kill -9) after its guest
+// started CMD and before the guest's changes were applied to the sandbox's
+// upper layer: its scratch disk, still in its run directory, holds them.
+func (e *Entry) orphan() bool {
+	if e.VM == nil || e.VM.Upper == "" || e.VM.Dir == "" {
+		return false
+	}
+	for _, f := range []string{VMReadyFile, VMScratchFile} {
+		if _, err := os.Lstat(filepath.Join(e.VM.Dir, f)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Orphans returns the VM runs of sandbox whose spillway died before it
+// applied its guest's changes (their scratch disks hold them), oldest
+// first. Live leaves them in the book for RescueOrphan or DropOrphan.
+func (b *Book) Orphans(sandbox string) ([]*Entry, error) {
+	all, err := b.entries(sandbox)
+	if err != nil {
+		return nil, err
+	}
+	var orphans []*Entry
+	for _, e := range all {
+		if !e.ownerAlive() && e.orphan() {
+			orphans = append(orphans, e)
+		}
+	}
+	return orphans, nil
+}
+
+// RescueOrphan gets back the changes of an orphaned VM run (Orphans): it
+// kills its QEMU if that still runs, boots a rescue guest on its scratch
+// disk (RescueVM) and, when that worked, removes the run's entry. Call it
+// with the sandbox's lock held, before anything else writes the upper
+// layer.
+func (b *Book) RescueOrphan(ctx context.Context, e *Entry) error {
+	if RescueVM == nil {
+		return errors.New("no VM support in this program to rescue the run's changes")
+	}
+	if err := b.stopVM(ctx, e.VM); err != nil {
+		var ri *RescueIncomplete
+		if !errors.As(err, &ri) {
+			return err
+		}
+		if cerr := b.Clean(ctx, e); cerr != nil {
+			return cerr
+		}
+		return err
+	}
+	return b.Clean(ctx, e)
+}
+
+// DropOrphan removes an orphaned VM run's entry without its rescue; its run
+// directory (the scratch disk) stays where it is.
+func (b *Book) DropOrphan(ctx context.Context, e *Entry) error {
+	if err := e.VM.stop(); err != nil {
+		return err
+	}
+	return b.Clean(ctx, e)
+}
+
+// RescueIncomplete says a rescue applied only part of a VM's changes (its
+// stream was cut short, unconfirmed, or some entries were refused); the run
+// directory is kept. It is a warning: what arrived was applied.
+type RescueIncomplete struct {
+	Dir string // the run directory, kept
+	Why string
+}
+
+func (e *RescueIncomplete) Error() string {
+	return fmt.Sprintf("the rescued VM's changes were incomplete (%s): what arrived was applied; the scratch disk is kept in %s", e.Why, e.Dir)
 }
