@@ -199,7 +199,13 @@ func entryType(flag byte) string {
 func (m *materialiser) entry(hdr *tar.Header, r io.Reader) error {
 	m.hdr, m.body = hdr, r
 	name := strings.TrimSuffix(hdr.Name, "/")
-	if why := checkName(name); why != "" {
+	checked := name
+	if isWhiteout(hdr) {
+		// The name deleted is what must fit: ".wh." and a 252–255 byte
+		// name is longer than a file name may be, and is still a deletion.
+		checked = path.Join(path.Dir(name), strings.TrimPrefix(path.Base(name), ".wh."))
+	}
+	if why := checkName(checked); why != "" {
 		m.refuse(hdr.Name, why)
 		return nil
 	}

@@ -289,3 +289,29 @@ func TestMaterialiseKeepsHoles(t *testing.T) {
 		t.Fatalf("content differs (%v)", err)
 	}
 }
+
+// TestMaterialiseLongNameDeletion: the guest's deletion of a file whose
+// name is 252–255 bytes (".wh." and the name is longer than a file name
+// may be) still deletes it; a plain entry that long is still refused.
+func TestMaterialiseLongNameDeletion(t *testing.T) {
+	upper := t.TempDir()
+	long := strings.Repeat("n", 255)
+	if err := os.MkdirAll(filepath.Join(upper, "docs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(upper, "docs", long), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := mkTar(t, []tarEntry{wh("docs/.wh."+long, ""), reg("docs/.x"+long, "too long")})
+	res, err := Materialise(bytes.NewReader(data), upper, DefaultStreamLimits)
+	if err != nil || !res.Complete {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(upper, "docs", long), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+		t.Errorf("the 255-byte name after its deletion: %+v %v, want a whiteout", st, err)
+	}
+	if len(res.Refused) != 1 || !strings.HasPrefix(res.Refused[0].Name, "docs/.x") || res.Refused[0].Reason != "name component too long" {
+		t.Errorf("refused %+v, want only the 257-byte plain name", res.Refused)
+	}
+}
