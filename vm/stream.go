@@ -144,6 +144,9 @@ func (m *materialiser) keepContent(name, reason string) bool {
 		return false
 	}
 	n, err := io.CopyN(f, body, m.hdr.Size)
+	if err == nil {
+		err = keepAttrs(f, m.hdr)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -152,6 +155,22 @@ func (m *materialiser) keepContent(name, reason string) bool {
 		return false
 	}
 	return true
+}
+
+// keepAttrs gives a kept file the guest's owner, permission bits (never
+// setuid, setgid or sticky) and modification time, as a container's
+// session keeps them in its tree: a restore takes them from there.
+func keepAttrs(f *os.File, hdr *tar.Header) error {
+	if hdr.Uid >= 0 && hdr.Gid >= 0 && hdr.Uid <= math.MaxInt32 && hdr.Gid <= math.MaxInt32 {
+		if err := f.Chown(hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
+	}
+	if err := f.Chmod(os.FileMode(hdr.Mode & 0o777)); err != nil {
+		return err
+	}
+	mt := unix.NsecToTimespec(hdr.ModTime.UnixNano())
+	return unix.UtimesNanoAt(unix.AT_FDCWD, f.Name(), []unix.Timespec{mt, mt}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // FileType is the recovery area's type of a refused entry (a hard link is

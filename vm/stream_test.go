@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spillway/spillway/vm/proto"
 	"golang.org/x/sys/unix"
@@ -220,7 +221,9 @@ func TestMaterialiseTruncatedStream(t *testing.T) {
 }
 
 // TestMaterialiseKeepsRefusedContent: a refused file with a clean name is
-// written, 0600, to the keep directory; nothing else is, nor outside it.
+// written to the keep directory with the guest's owner, mtime and
+// permission bits (without setuid), as a restore takes them; nothing else
+// is kept, nor written outside it.
 func TestMaterialiseKeepsRefusedContent(t *testing.T) {
 	base := t.TempDir()
 	upper, keep := filepath.Join(base, "upper"), filepath.Join(base, "keep")
@@ -229,7 +232,7 @@ func TestMaterialiseKeepsRefusedContent(t *testing.T) {
 	lim := DefaultStreamLimits
 	lim.MaxFile = 10
 	data := mkTar(t, []tarEntry{
-		{tar.Header{Name: "docs/suid", Typeflag: tar.TypeReg, Mode: 0o4755}, "secret"},
+		{tar.Header{Name: "docs/suid", Typeflag: tar.TypeReg, Mode: 0o4750, Uid: 1000, Gid: 1001, ModTime: time.Unix(1600000000, 5)}, "secret"},
 		reg("escape/pwned", "planted"),
 		reg("../up", "x"),
 		reg("big", "more than ten bytes"),
@@ -251,8 +254,9 @@ func TestMaterialiseKeepsRefusedContent(t *testing.T) {
 		}
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(filepath.Join(keep, "docs/suid"), &st); err != nil || st.Mode&0o7777 != 0o600 {
-		t.Errorf("kept suid: %v, mode %o", err, st.Mode&0o7777)
+	if err := unix.Lstat(filepath.Join(keep, "docs/suid"), &st); err != nil || st.Mode&0o7777 != 0o750 ||
+		st.Uid != 1000 || st.Gid != 1001 || st.Mtim.Sec != 1600000000 {
+		t.Errorf("kept suid: %v, mode %o, owner %d:%d, mtime %d; want 750, 1000:1001, 1600000000", err, st.Mode&0o7777, st.Uid, st.Gid, st.Mtim.Sec)
 	}
 	if b, _ := os.ReadFile(filepath.Join(keep, "escape/pwned")); string(b) != "planted" {
 		t.Errorf("kept escape/pwned = %q", b)
