@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/spillway/spillway/internal/sparse"
 	"github.com/spillway/spillway/vm/proto"
 )
 
@@ -47,6 +46,10 @@ type Outcome struct {
 	Spool    string  // the changes tar (share none)
 	Verified bool    // the spool is the whole stream init announced
 	Rescued  bool    // a rescue boot produced the spool
+	// SpoolCut says why the last spool was cut short (spoolWriter): the
+	// stream went over what a scratch disk holds, or the host's disk
+	// was nearly full. Empty when it was not.
+	SpoolCut string
 	DiskTime time.Duration
 	Rescue   *Result
 }
@@ -83,13 +86,14 @@ func (r *Run) Boot(ctx context.Context) (*Outcome, error) {
 	}
 	// The stream carries a sparse file's holes as zeros: the spool keeps
 	// them as holes, as the upper layer does (Materialise).
-	sw := sparse.NewWriter(spool)
+	sw := newSpoolWriter(spool)
 	m.Changes = sw
 	res, err := m.Run(ctx)
 	if ferr := sw.Finish(); err == nil && ferr != nil {
 		err = ferr
 	}
 	spool.Close()
+	out.SpoolCut = sw.over
 	out.Result = res
 	if res != nil && res.Streamed {
 		out.Verified = verifySpool(out.Spool, res)
@@ -127,7 +131,7 @@ func (r *Run) rescue(ctx context.Context, scratch Disk, out *Outcome) error {
 		return err
 	}
 	defer spool.Close()
-	sw := sparse.NewWriter(spool) // holes come as zeros: holes again
+	sw := newSpoolWriter(spool) // holes come as zeros: holes again
 	m := &Machine{Config: r.Config, Dir: r.Dir, MemoryMiB: r.MemoryMiB, CPUs: 1, Disks: []Disk{scratch}, Changes: sw,
 		Req:         proto.Request{Mode: proto.ModeRescue, Share: proto.ShareNone, TimeNanos: time.Now().UnixNano(), Heartbeat: r.Req.Heartbeat},
 		BootTimeout: r.BootTimeout, HeartbeatTimeout: r.Heartbeat, Started: r.Started}
@@ -136,6 +140,7 @@ func (r *Run) rescue(ctx context.Context, scratch Disk, out *Outcome) error {
 		err = ferr
 	}
 	out.Rescue = res
+	out.SpoolCut = sw.over
 	if err != nil {
 		return fmt.Errorf("vm: rescue boot: %w", err)
 	}

@@ -256,16 +256,23 @@ func rescueStoppedVM(ctx context.Context, stateRoot string, v *container.VMProc)
 		}
 	}
 	if !out.Verified || !sr.Complete {
-		why := sr.Err
-		if why == "" {
-			why = "not confirmed by the guest"
-		}
-		return &container.RescueIncomplete{Dir: v.Dir, Why: why}
+		return &container.RescueIncomplete{Dir: v.Dir, Why: streamShortBy(out, sr)}
 	}
 	if len(sr.Refused) > 0 {
 		return nil // keep the directory: close stages what was refused
 	}
 	return os.RemoveAll(v.Dir)
+}
+
+// streamShortBy says why a VM's changes stream was not applied whole.
+func streamShortBy(out *vm.Outcome, sr *vm.StreamResult) string {
+	switch {
+	case out.SpoolCut != "":
+		return "cut short on the host: " + out.SpoolCut
+	case sr.Err != "":
+		return sr.Err
+	}
+	return "not confirmed by the guest"
 }
 
 // vmStatus turns a boot's outcome into run's status: CMD's own, or 125
@@ -333,10 +340,7 @@ func applyVMChanges(ctx context.Context, g globalOptions, t *term, sandbox strin
 		t.warnf("refused %s from the VM's changes: %s", name(r.Name), r.Reason)
 	}
 	if !out.Verified || !sr.Complete {
-		why := sr.Err
-		if why == "" {
-			why = "not confirmed by the guest"
-		}
+		why := streamShortBy(out, sr)
 		t.warnf("the VM's changes stream was incomplete (%s): what arrived was applied; the scratch disk is kept in %s", why, dir)
 	}
 	return nil

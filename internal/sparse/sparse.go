@@ -24,8 +24,9 @@ type File interface {
 // the sandbox's file it was read from did. Call Finish at the end: it
 // sets the size, which a trailing hole leaves short.
 type Writer struct {
-	f   File
-	off int64
+	f    File
+	off  int64
+	data int64 // bytes written as data, not left as holes
 }
 
 // NewWriter returns a Writer to f, which must be empty.
@@ -45,6 +46,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 				if _, err := w.f.WriteAt(p[start:i], at); err != nil {
 					return start, err
 				}
+				w.data += int64(i - start)
 				start = -1
 			}
 		} else if start < 0 {
@@ -56,6 +58,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		if _, err := w.f.WriteAt(p[start:], at); err != nil {
 			return start, err
 		}
+		w.data += int64(len(p) - start)
 	}
 	w.off += int64(n)
 	return n, nil
@@ -67,3 +70,7 @@ func (w *Writer) Finish() error { return w.f.Truncate(w.off) }
 
 // Size is the number of bytes written so far, holes included.
 func (w *Writer) Size() int64 { return w.off }
+
+// Data is the number of bytes written as data so far: what the file takes
+// on disk, give or take a block.
+func (w *Writer) Data() int64 { return w.data }

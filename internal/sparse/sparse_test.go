@@ -101,6 +101,9 @@ func TestWriterLeavesHoles(t *testing.T) {
 	if used := st.Blocks * 512; used > 64<<10 {
 		t.Fatalf("a 1 GiB file of two bytes of data takes %d bytes on disk", used)
 	}
+	if w.Data() != 2 {
+		t.Fatalf("Data() = %d, want the two bytes written", w.Data())
+	}
 	last := make([]byte, 1)
 	if _, err := f.ReadAt(last, size-1); err != nil || last[0] != 'z' {
 		t.Fatalf("last byte %q, %v", last, err)
