@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,8 +38,20 @@ func init() {
 		if len(args) != 1 || neg {
 			ts.Fatalf("usage: noproc TEXT")
 		}
-		if pids := hostProcs(args[0]); len(pids) > 0 {
-			ts.Fatalf("processes %v still run %q", pids, args[0])
+		// A process on its way out (the detached rm of the trash that
+		// close starts, a reaped child's last moments on a loaded host)
+		// is given 10 s; one left running is not.
+		pids := hostProcs(args[0])
+		for deadline := time.Now().Add(10 * time.Second); len(pids) > 0 && time.Now().Before(deadline); pids = hostProcs(args[0]) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(pids) > 0 {
+			var lines []string
+			for _, pid := range pids {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				lines = append(lines, fmt.Sprintf("%d: %s", pid, bytes.ReplaceAll(b, []byte{0}, []byte{' '})))
+			}
+			ts.Fatalf("processes still run %q:\n%s", args[0], strings.Join(lines, "\n"))
 		}
 	}
 	// sigrun SIGNAL SANDBOX: send SIGNAL (TERM, INT, ...) to the spillway
