@@ -210,6 +210,10 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 		e.Close()
 		return nil, fmt.Errorf("build the current-state index: %w", err)
 	}
+	if err := e.fixHeldPast(ctx); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("check the persisted state for records held past a new directory: %w", err)
+	}
 	return e, nil
 }
 

@@ -84,14 +84,15 @@ func loadState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, []O
 	return st, st.dropOrphans(), nil
 }
 
-// dropReplaced removes entries that a newer record on an ancestor replaced:
-// a delete removes the subtree, a file replaces a directory, a new directory
-// starts empty (copied-up directories are never recorded, only new ones).
+// dropReplaced removes entries that a newer record on an ancestor replaced
+// (store.Replaces): a delete removes the subtree, a file replaces a
+// directory, a new directory starts empty (copied-up directories are never
+// recorded, only new ones) of what its session saw.
 func (st State) dropReplaced() {
 	var gone []string
 	for p, r := range st {
 		for a := path.Dir(p); a != "/" && a != "."; a = path.Dir(a) {
-			if anc, ok := st[a]; ok && anc.ID > r.ID {
+			if anc, ok := st[a]; ok && store.Replaces(anc, r) {
 				gone = append(gone, p)
 				break
 			}

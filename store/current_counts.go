@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spillway/spillway/internal/change"
 )
@@ -554,9 +555,8 @@ func parentPath(p string) string {
 
 // StateFilter applies the rules that make a state out of the newest record
 // in effect per path, for records that come in path order (the index's
-// order): an entry under a newer record on an ancestor is replaced (a
-// delete removes a subtree, a file replaces a directory, a new directory
-// starts empty), and an entry under a delete, a file or a symlink is left
+// order): an entry under a newer record on an ancestor is replaced
+// (Replaces), and an entry under a delete, a file or a symlink is left
 // out. It keeps the entries that may be ancestors of the records still to
 // come: a stack as deep as the tree.
 type StateFilter struct {
@@ -566,8 +566,10 @@ type StateFilter struct {
 type filterEntry struct {
 	path     string
 	id       uint64
-	blocks   bool // a delete, a file or a symlink: nothing lies under it
-	replaced bool // dropped by a newer record on an ancestor
+	blocks   bool      // a delete, a file or a symlink: nothing lies under it
+	dir      bool      // a directory (newDir)
+	created  time.Time // the record's Created (Replaces)
+	replaced bool      // dropped by a newer record on an ancestor
 }
 
 // Keep says whether the state keeps r, given the records before it.
@@ -587,14 +589,15 @@ func (f *StateFilter) Keep(r *Record) bool {
 		if !strings.HasPrefix(r.Path, a.path+"/") {
 			continue
 		}
-		if a.id > r.ID {
+		if replaces(a.id, a.dir, a.created, r) {
 			replaced = true
 		}
 		if a.blocks && !a.replaced {
 			orphan = true
 		}
 	}
-	f.stack = append(f.stack, filterEntry{path: r.Path, id: r.ID, blocks: r.Kind == change.KindDelete || r.Type != change.TypeDir, replaced: replaced})
+	f.stack = append(f.stack, filterEntry{path: r.Path, id: r.ID, blocks: r.Kind == change.KindDelete || r.Type != change.TypeDir,
+		dir: newDir(r), created: r.Created, replaced: replaced})
 	return !replaced && !orphan
 }
 

@@ -1,0 +1,134 @@
+package persist
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spillway/spillway/exceptions"
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/store"
+)
+
+// heldPastScenario: a file held back for review (review before) in
+// session 1; session 2, which never saw it, creates its directory again
+// with another file; then both are approved.
+func heldPastScenario(t *testing.T, f *fixture) {
+	f.except(func(x *exceptions.Exception) { x.Review = change.ReviewBefore }, "/home/user/held/**")
+	root := f.open()
+	write(t, root, "home/user/held/a.txt", "a", 0o644)
+	f.close()
+	root = f.open()
+	if _, err := os.Lstat(filepath.Join(root, "home/user/held")); err == nil {
+		t.Fatal("a directory held back for review is in the next session")
+	}
+	write(t, root, "home/user/held/b.txt", "b", 0o644)
+	f.close()
+	if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHeldPastNewDirectory: an approved file stays in the persisted state
+// (listing, counters, the next open) when a later session that could not
+// see it created its directory again.
+func TestHeldPastNewDirectory(t *testing.T) {
+	f := newFixture(t, "overlayfs")
+	heldPastScenario(t, f)
+	var st State
+	var c store.Counts
+	if err := f.e.store.View(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox("docs")
+		if err != nil {
+			return err
+		}
+		if st, err = LoadState(f.ctx, tx, sb); err != nil {
+			return err
+		}
+		c, err = tx.CountsAt("docs", sb.Generation)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/home/user/held/a.txt", "/home/user/held/b.txt"} {
+		if st[p] == nil {
+			t.Errorf("%s is not in the persisted state", p)
+		}
+	}
+	if c.Files != 2 {
+		t.Errorf("counters say %d files, want 2", c.Files)
+	}
+	root := f.open()
+	for _, n := range []string{"a.txt", "b.txt"} {
+		if _, err := os.Lstat(filepath.Join(root, "home/user/held", n)); err != nil {
+			t.Errorf("the next open: %v", err)
+		}
+	}
+	f.close()
+	problems, err := f.e.Check(f.ctx)
+	if err != nil || len(problems) > 0 {
+		t.Errorf("check: %v, %v", problems, err)
+	}
+}
+
+// TestHeldPastFixesOlderLedger: a ledger whose counters and layers
+// followed the old rule (a.txt left out) has them put right once, by the
+// first command, which names the sandbox.
+func TestHeldPastFixesOlderLedger(t *testing.T) {
+	f := newFixture(t, "overlayfs")
+	heldPastScenario(t, f)
+	f.open() // builds the layers of the generation
+	f.close()
+	// What an older spillway left: counters without a.txt, no marks.
+	if err := f.e.store.Update(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox("docs")
+		if err != nil {
+			return err
+		}
+		if err := tx.SetCounts("docs", sb.Generation, store.Counts{Files: 1, Bytes: 1}); err != nil {
+			return err
+		}
+		if err := tx.DeleteMeta(heldPastMeta); err != nil {
+			return err
+		}
+		return tx.DeleteMeta(f.e.heldPastLayersMeta())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	f.e.Close()
+	f.openEnvWarn(func(s string) { warned = append(warned, s) })
+	if len(warned) != 1 {
+		t.Fatalf("warnings %q, want one naming docs", warned)
+	}
+	keys, err := f.e.snap.Keys(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if len(k) > len(sandboxKeyPrefix("docs")) && k[:len(sandboxKeyPrefix("docs"))] == sandboxKeyPrefix("docs") {
+			t.Errorf("layer %s kept: the next open would use it", k)
+		}
+	}
+	problems, err := f.e.Check(f.ctx)
+	if err != nil || len(problems) > 0 {
+		t.Errorf("check: %v, %v", problems, err)
+	}
+	warned = nil
+	f.e.Close()
+	f.openEnvWarn(func(s string) { warned = append(warned, s) })
+	if len(warned) != 0 {
+		t.Errorf("the second command warned again: %q", warned)
+	}
+}
+
+// openEnvWarn opens the state directory again with warn told each warning.
+func (f *fixture) openEnvWarn(warn func(string)) {
+	f.t.Helper()
+	e, err := OpenEnv(f.ctx, Options{Root: filepath.Join(f.dir, "state"), LockTimeout: 5 * time.Second, Warn: warn})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.e = e
+}
