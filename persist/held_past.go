@@ -28,6 +28,10 @@ func (e *Env) fixHeldPast(ctx context.Context) error {
 	var affected []*store.Sandbox
 	var ledgerDone, hostDone bool
 	if err := e.store.View(func(tx *store.Tx) error {
+		// One round trip for both on PostgreSQL: every command asks.
+		if err := tx.ReadAheadMeta([]string{heldPastMeta, e.heldPastLayersMeta()}); err != nil {
+			return err
+		}
 		var err error
 		if _, ledgerDone, err = tx.GetMeta(heldPastMeta); err != nil {
 			return err
