@@ -249,7 +249,12 @@ func (e *Env) keptOf(sb *store.Sandbox, sum *CloseSummary) *RecoveryKept {
 	rs := e.loadSession(sb.Name, sb.Session)
 	if _, err := os.Lstat(rs.dir); err == nil {
 		now := e.Now()
-		k.RefusedUntil, k.DiscardedUntil = expiry(retentionOf(sb), rs, lastClosed(sb))
+		r, last := retentionOf(sb), lastClosed(sb)
+		newer := 0
+		if sessions, err := e.recoverySessions(sb.Name); err == nil {
+			newer = newerKept(r, sessions, last, now)[rs.n]
+		}
+		k.RefusedUntil, k.DiscardedUntil = expiry(r, rs, newer, last)
 		if sum.RefusedCount == 0 || !now.Before(k.RefusedUntil) {
 			k.RefusedUntil = time.Time{}
 		}

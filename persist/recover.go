@@ -72,13 +72,14 @@ func (e *Env) eachRecoverable(ctx context.Context, sandbox string, session uint6
 		return err
 	}
 	r, last, now := retentionOf(sb), lastClosed(sb), e.Now()
+	newer := newerKept(r, sessions, last, now)
 	found := false
 	for _, rs := range sortedByNumber(sessions) {
 		if (session != 0 && rs.n != session) || (rs.n > last && !rs.info.Fenced) {
 			continue
 		}
 		found = true
-		ref, disc := expiry(r, rs, last)
+		ref, disc := expiry(r, rs, newer[rs.n], last)
 		f, err := os.Open(filepath.Join(rs.dir, "manifest.jsonl"))
 		if errors.Is(err, os.ErrNotExist) {
 			continue

@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,14 +39,17 @@ func lastClosed(sb *store.Sandbox) uint64 {
 }
 
 // expiry returns until when a session's refused and discarded content
-// is kept under r (zero time: already gone), given sb's newest closed
-// session.
-func expiry(r Retention, rs *recoverySession, last uint64) (refused, discarded time.Time) {
+// is kept under r (zero time: already gone), given how many newer
+// sessions of its sandbox the area still holds and sb's newest closed
+// session. Only sessions that keep refused content count against
+// --keep-sessions: before, every session did, so a refused file promised
+// "until" a week was gone after seven sessions that kept nothing.
+func expiry(r Retention, rs *recoverySession, newer int, last uint64) (refused, discarded time.Time) {
 	if rs.info.Fenced {
 		// Not the ledger's to expire (fencedKeep): everything in it is refused.
 		return rs.info.Closed.Add(max(fencedKeep, r.KeepRefused)), time.Time{}
 	}
-	if r.KeepSessions <= 0 || rs.n+uint64(r.KeepSessions) <= last {
+	if r.KeepSessions <= 0 || newer >= r.KeepSessions {
 		return time.Time{}, time.Time{}
 	}
 	if r.KeepRefused > 0 {
@@ -55,6 +59,37 @@ func expiry(r Retention, rs *recoverySession, last uint64) (refused, discarded t
 		discarded = rs.info.Closed.Add(r.KeepDiscarded)
 	}
 	return refused, discarded
+}
+
+// liveness says whether a session's refused and discarded content are
+// still kept (expiry), newer sessions of its sandbox kept.
+func liveness(r Retention, rs *recoverySession, newer int, last uint64, now time.Time) (refused, discarded bool) {
+	ref, disc := expiry(r, rs, newer, last)
+	refused, discarded = now.Before(ref), now.Before(disc)
+	if rs.hasInfo && rs.info.Refused == 0 {
+		refused = false // nothing refused: the session lives as long as its discarded content
+	}
+	return refused, discarded
+}
+
+// newerKept returns, for each session of one sandbox's area, how many
+// newer sessions of it keep refused content (expiry's newer): counted
+// newest first. Discarded content (junk in /tmp, kept for the last
+// session only), fenced sessions and those a crashed close left do not
+// count: they push no refused file out.
+func newerKept(r Retention, sessions []*recoverySession, last uint64, now time.Time) map[uint64]int {
+	out := map[uint64]int{}
+	kept := 0
+	for _, rs := range slices.Backward(sortedByNumber(sessions)) {
+		out[rs.n] = kept
+		if rs.info.Fenced || rs.n > last {
+			continue
+		}
+		if ref, _ := liveness(r, rs, kept, last, now); ref {
+			kept++
+		}
+	}
+	return out
 }
 
 // applyRetention drops what sandbox's settings no longer keep: sessions
@@ -74,17 +109,17 @@ func (e *Env) applyRetention(sandbox string) (Dropped, error) {
 	}
 	now := e.Now()
 	last := lastClosed(sb)
+	newer := newerKept(r, sessions, last, now)
 	for _, rs := range sessions {
 		if rs.n > last && !rs.info.Fenced {
 			continue // the session a crashed close left: its close finishes it
 		}
-		ref, disc := expiry(r, rs, last)
-		refLive, discLive := now.Before(ref), now.Before(disc)
-		if rs.hasInfo && rs.info.Refused == 0 {
-			refLive = false // nothing refused: the session lives as long as its discarded content
-		}
+		refLive, discLive := liveness(r, rs, newer[rs.n], last, now)
 		switch {
 		case !refLive && !discLive:
+			if rs.info.Refused > 0 && !rs.info.Fenced && now.Before(rs.info.Closed.Add(r.KeepRefused)) {
+				e.warnf("dropped the refused content of session %d of %s before its time: the recovery area keeps the refused content of the %s newest sessions with some (spillway config %s --keep-sessions N)", rs.n, sandbox, strconv.Itoa(r.KeepSessions), sandbox)
+			}
 			if err := e.removeSessionDir(sandbox, rs.n); err != nil {
 				return d, err
 			}

@@ -22,7 +22,7 @@ func retentionFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "keep-refused", Usage: "how long refused content stays recoverable (`DURATION`, 0: not at all)", DefaultText: "7d"},
 		&cli.StringFlag{Name: "keep-discarded", Usage: "how long discarded content of the last session stays recoverable (`DURATION`, 0: not at all)", DefaultText: "24h"},
-		&cli.StringFlag{Name: "keep-sessions", Usage: "how many of the newest sessions the recovery area keeps (`N`, 0: none)", DefaultText: "7"},
+		&cli.StringFlag{Name: "keep-sessions", Usage: "how many of the newest sessions with refused content the recovery area keeps (`N`, 0: none; sessions that only discarded something do not count)", DefaultText: "7"},
 	}
 }
 
