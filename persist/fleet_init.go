@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,3 +77,8 @@ func (e *Env) FleetInit() (*FleetInitReport, error) {
 func localBlobsWarning(dir string) string {
 	return fmt.Sprintf("warning: the blobs are not shared: they stay in this host's %s, so other hosts of the ledger will not be able to open the sandboxes this host closes (blob … is missing from the content store); give every host the same --blobs dir:///shared/path (or SPILLWAY_BLOBS), a directory they all mount", dir)
 }
+
+// AllowLedgerMigration returns a context under which OpenEnv migrates a
+// shared ledger whose schema is older than this spillway's (fleet init);
+// without it such a ledger is refused (store.ErrMigrationNeeded).
+func AllowLedgerMigration(ctx context.Context) context.Context { return store.AllowMigration(ctx) }

@@ -48,6 +48,17 @@ var (
 	// ErrStop is returned by an iteration callback to end the iteration early
 	// without error.
 	ErrStop = errors.New("stop")
+
+	// ErrNewerSchema says the ledger was written by a newer spillway: no
+	// retry helps, this binary must be upgraded.
+	ErrNewerSchema = errclass.New(errdefs.ErrFailedPrecondition, "written by a newer spillway")
+
+	// ErrMigrationNeeded says a shared ledger's schema is older than this
+	// spillway's: it is migrated only by `spillway fleet init`
+	// (AllowMigration), never by an ordinary command, so that hosts still
+	// running the older spillway go on working until the administrator
+	// chooses the moment.
+	ErrMigrationNeeded = errclass.New(errdefs.ErrFailedPrecondition, "the shared ledger's schema needs a migration")
 )
 
 // translate maps the drivers' errors to the package's own at the boundary

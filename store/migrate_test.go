@@ -258,7 +258,23 @@ func TestMigrateOnEitherDriver(t *testing.T) {
 		if err := s.DowngradeRecordsForBench(); err != nil {
 			t.Fatal(err)
 		}
-		s = reopen(t, s, where)
+		if !strings.HasPrefix(where, "/") {
+			// A shared ledger is migrated by fleet init alone: an ordinary
+			// open is refused and changes nothing.
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := OpenURL(context.Background(), where, ""); !errors.Is(err, ErrMigrationNeeded) || !strings.Contains(err.Error(), "spillway fleet init") {
+				t.Fatalf("an ordinary open of an older shared ledger: %v, want ErrMigrationNeeded naming fleet init", err)
+			}
+			var err error
+			if s, err = OpenURL(AllowMigration(context.Background()), where, ""); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+		} else {
+			s = reopen(t, s, where)
+		}
 		if err := s.verifyRecords(); err != nil {
 			t.Fatal(err)
 		}

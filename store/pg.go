@@ -428,7 +428,8 @@ func pgErr(err error) error {
 	var pe *pgconn.PgError
 	var ce *pgconn.ConnectError
 	switch {
-	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, ErrNewerSchema), errors.Is(err, ErrMigrationNeeded): // no retry helps
 		return err
 	case errors.As(err, &ce), errors.As(err, &pe) && refusedCode(pe.Code) && severity(pe) == "FATAL":
 		return fmt.Errorf("store: %w", pgConnErr(err))

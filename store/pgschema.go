@@ -62,7 +62,10 @@ func migratePG(ctx context.Context, pool *pgxpool.Pool) (created bool, err error
 				return err
 			}
 			if v > PGSchemaVersion {
-				return fmt.Errorf("SQL schema version %d is newer than this spillway supports (%d); use a newer spillway", v, PGSchemaVersion)
+				return fmt.Errorf("SQL schema version %d is newer than this spillway supports (%d); use a newer spillway: %w", v, PGSchemaVersion, ErrNewerSchema)
+			}
+			if v > 0 && v < PGSchemaVersion && !migrationAllowed(ctx) {
+				return migrationNeeded("", "SQL schema", v, PGSchemaVersion, false)
 			}
 			for n := v + 1; n <= PGSchemaVersion; n++ {
 				if _, err := tx.Exec(ctx, pgMigrations[n]); err != nil {

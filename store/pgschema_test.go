@@ -124,3 +124,57 @@ func TestPGJITOff(t *testing.T) {
 		}
 	}
 }
+
+// TestPGMigrationOnlyByFleetInit: an ordinary open of a ledger with an
+// older SQL schema is refused, naming fleet init, and changes nothing
+// (hosts still running the older spillway go on working); an open under
+// AllowMigration (fleet init) migrates it. A newer schema is refused at
+// once, as no retry helps, not as an unavailable database.
+func TestPGMigrationOnlyByFleetInit(t *testing.T) {
+	ctx := context.Background()
+	u := pgtest.URL(t)
+	s, err := OpenURL(ctx, u, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	pool, err := pgxpool.New(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	version := func() int {
+		t.Helper()
+		var v int
+		if err := pool.QueryRow(ctx, `SELECT version FROM spillway_schema`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// What schema 3 was: no ledger id column.
+	if _, err := pool.Exec(ctx, `ALTER TABLE spillway_schema DROP COLUMN ledger_id; UPDATE spillway_schema SET version = 3`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenURL(ctx, u, "")
+	if !errors.Is(err, ErrMigrationNeeded) || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "SQL schema is version 3") || !strings.Contains(err.Error(), "spillway fleet init") {
+		t.Fatalf("ordinary open of SQL schema 3: %v", err)
+	}
+	if v := version(); v != 3 {
+		t.Fatalf("the refused open left SQL schema %d", v)
+	}
+	s, err = OpenURL(AllowMigration(ctx), u, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.LedgerID() == "" || version() != PGSchemaVersion {
+		t.Errorf("after fleet init's open: ledger id %q, SQL schema %d", s.LedgerID(), version())
+	}
+	s.Close()
+	if _, err := pool.Exec(ctx, `UPDATE spillway_schema SET version = $1`, PGSchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenURL(ctx, u, "")
+	if !errors.Is(err, ErrNewerSchema) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("newer SQL schema: %v, want ErrNewerSchema and not unavailable", err)
+	}
+}

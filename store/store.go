@@ -188,7 +188,7 @@ func (s *Store) checkSchema() (version int, err error) {
 		case err != nil || n < 1:
 			return fmt.Errorf("store %s: bad schema version %q", s.dir, v)
 		case n > SchemaVersion:
-			return fmt.Errorf("store %s: schema version %d is newer than this spillway supports (%d); use a newer spillway", s.dir, n, SchemaVersion)
+			return fmt.Errorf("store %s: schema version %d is newer than this spillway supports (%d); use a newer spillway: %w", s.dir, n, SchemaVersion, ErrNewerSchema)
 		}
 		version = n
 		return nil
@@ -316,7 +316,11 @@ func openPGStore(ctx context.Context, url string, pools *Pools) (*Store, error) 
 	}
 	from, err := s.checkSchema()
 	if err == nil && (from < SchemaVersion || s.migrating()) {
-		err = s.migrate(from)
+		if migrationAllowed(ctx) {
+			err = s.migrate(from)
+		} else {
+			err = migrationNeeded(b.where(), "ledger schema", from, SchemaVersion, s.migrating())
+		}
 	}
 	if err != nil {
 		b.close()

@@ -24,7 +24,8 @@ func fleetInitCommand(t *term) *cli.Command {
 			if err := needSharedLedger(globals(c), ", which needs no init (it is created at first use): fleet init prepares a shared ledger"); err != nil {
 				return err
 			}
-			return withEnv(c.Context, globals(c), t, func(e *persist.Env) error {
+			// fleet init alone migrates an older shared ledger's schema.
+			return withEnv(persist.AllowLedgerMigration(c.Context), globals(c), t, func(e *persist.Env) error {
 				r, err := e.FleetInit()
 				if err != nil {
 					return err
