@@ -95,11 +95,11 @@ func newApp(t *term) *cli.App {
 func setUsageErrors(cmds []*cli.Command, parent string) {
 	for _, c := range cmds {
 		c.OnUsageError = flagError
-		if len(c.Subcommands) > 0 {
-			if c.UsageText == "" {
-				c.UsageText = parent + " " + c.Name + " COMMAND [options]"
-			}
-			c.HideHelpCommand = true
+		// No "help" or "h" subcommand: `spillway create h` printed help,
+		// exit 0, and created nothing (--help stays).
+		c.HideHelpCommand = true
+		if len(c.Subcommands) > 0 && c.UsageText == "" {
+			c.UsageText = parent + " " + c.Name + " COMMAND [options]"
 		}
 		setUsageErrors(c.Subcommands, parent+" "+c.Name)
 		if len(c.Subcommands) == 0 && c.ArgsUsage == "" && c.Action != nil {
