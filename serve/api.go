@@ -31,6 +31,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 // apiFail answers an API request that failed: {"error": …} with the
 // status the pages use (503 and Retry-After when the state is busy).
 func (s *Server) apiFail(w http.ResponseWriter, err error) {
+	err = asBusy(err)
 	code := statusOf(err)
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.retryWait.Seconds())))

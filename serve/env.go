@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/spillway/spillway/internal/lock"
 	"github.com/spillway/spillway/persist"
 )
 
@@ -65,6 +66,7 @@ func (s *Server) withEnvOptions(ctx context.Context, o persist.Options, fn func(
 // state was busy (a page that reloads itself for a GET), 404 for what does
 // not exist, 400 for bad input, else 500.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	err = asBusy(err)
 	var busy *busyError
 	errors.As(err, &busy)
 	code := statusOf(err)
@@ -77,12 +79,26 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	})
 }
 
+// asBusy words a lock held past the wait inside a request (a sandbox's
+// lock, taken by an approve while a close of that sandbox runs) as the
+// state directory's: busy, nothing changed, try again; not the CLI's
+// advice to raise --lock-timeout.
+func asBusy(err error) error {
+	var held *lock.HeldError
+	var busy *busyError
+	if errors.As(err, &held) && !errors.As(err, &busy) {
+		return &busyError{holder: held.Holder}
+	}
+	return err
+}
+
 // statusOf maps an error's class to an HTTP status, as
 // cmd/spillway/errors.go maps it to an exit status.
 func statusOf(err error) int {
 	var busy *busyError
+	var held *lock.HeldError
 	switch {
-	case errors.As(err, &busy):
+	case errors.As(err, &busy), errors.As(err, &held):
 		return http.StatusServiceUnavailable
 	case errdefs.IsNotFound(err):
 		return http.StatusNotFound

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/lock"
 	"github.com/spillway/spillway/persist"
 )
 
@@ -328,6 +330,37 @@ func TestBusyStateThenRetry(t *testing.T) {
 	}
 	if resp := c.get("/queue"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("queue after the lock is released: %s", resp.Status)
+	}
+	if resp := c.post(fmt.Sprintf("/record/%d/approve", id), url.Values{"csrf": {c.csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("approve after the lock is released: %s", resp.Status)
+	}
+}
+
+// TestBusySandboxThenRetry: an approve while a command holds the record's
+// sandbox (a close of it running) is 503 with Retry-After and the busy
+// page, nothing changed, not a 500 advising --lock-timeout; the holder's
+// description is one short line however long its command line.
+func TestBusySandboxThenRetry(t *testing.T) {
+	w := newWorld(t, 0)
+	c := w.client().login()
+	id := w.byKey[imgName]
+	sb := w.record(id).Sandbox
+	what := "close " + sb + " " + strings.Repeat("python3 -c 'import os'\n", 200)
+	l, err := lock.Acquire(t.Context(), filepath.Join(w.root, "locks", sb), what, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := c.post(fmt.Sprintf("/record/%d/approve", id), url.Values{"csrf": {c.csrf}}, nil)
+	body := c.body(resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("approve while the sandbox is busy: %s, Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	if !strings.Contains(body, "busy") || strings.Contains(body, "lock-timeout") || len(body) > 20000 {
+		t.Errorf("busy page (%d bytes):\n%s", len(body), body)
+	}
+	l.Release()
+	if r := w.record(id); r.Status != change.StatusPending {
+		t.Fatalf("a busy approve changed r%d", id)
 	}
 	if resp := c.post(fmt.Sprintf("/record/%d/approve", id), url.Values{"csrf": {c.csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("approve after the lock is released: %s", resp.Status)

@@ -83,6 +83,7 @@ func Take(ctx context.Context, r Request) (*Lock, error) {
 		if holder == "" && r.Describe != nil {
 			holder = r.Describe()
 		}
+		holder = shortHolder(holder)
 		if holder == "" {
 			holder = "unknown holder"
 		}
@@ -93,7 +94,7 @@ func Take(ctx context.Context, r Request) (*Lock, error) {
 		}
 		if late {
 			f.Close()
-			return nil, fmt.Errorf("another spillway command holds %s (%s) for more than %s; try again later or raise --lock-timeout", r.Path, holder, r.Timeout)
+			return nil, &HeldError{Path: r.Path, Holder: holder, Timeout: r.Timeout}
 		}
 		select {
 		case <-ctx.Done():
@@ -243,6 +244,31 @@ func (l *Lock) describe(what string) {
 	if err := l.f.Truncate(0); err == nil {
 		fmt.Fprintf(l.f, "pid %d: %s\n", os.Getpid(), what)
 	}
+}
+
+// HeldError says another command held a lock for longer than the wait.
+type HeldError struct {
+	Path    string
+	Holder  string // "pid N: COMMAND", shortened
+	Timeout time.Duration
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("another spillway command holds %s (%s) for more than %s; try again later or raise --lock-timeout", e.Path, e.Holder, e.Timeout)
+}
+
+// maxHolder bounds a holder's description in messages: a command's whole
+// argv (a script given to sh -c) ran to kilobytes over many lines.
+const maxHolder = 160
+
+// shortHolder is a holder's description on one line, at most maxHolder
+// characters.
+func shortHolder(h string) string {
+	h = strings.Join(strings.Fields(h), " ")
+	if r := []rune(h); len(r) > maxHolder {
+		h = string(r[:maxHolder]) + "…"
+	}
+	return h
 }
 
 func readHolder(f *os.File) string {
