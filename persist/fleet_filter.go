@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -170,4 +171,21 @@ func recordHost(tx *store.Tx, r *store.Record, hosts map[sessionRef]string) (str
 	}
 	hosts[ref] = host
 	return host, nil
+}
+
+// CheckScope checks that a --sandbox/--host scope (review ls, log, serve's
+// pages) names what the ledger has: sandbox a sandbox, host one the ledger
+// knows (CheckHost); otherwise a NotFoundError, not an empty result.
+func (e *Env) CheckScope(ctx context.Context, host, sandbox string) error {
+	if sandbox != "" {
+		// What review ls reads, past the last record: only the sandbox's
+		// own lookup.
+		if err := e.ReviewEach(ctx, sandbox, math.MaxUint64, func(*Record) error { return nil }); err != nil {
+			return err
+		}
+	}
+	if host != "" {
+		return e.CheckHost(ctx, host)
+	}
+	return nil
 }

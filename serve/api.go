@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/containerd/errdefs"
+	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/view"
 )
@@ -73,7 +74,11 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 		s.apiFail(w, err)
 		return
 	}
-	limit := int(min(n, 1000))
+	if q.Has("limit") && (n < 1 || n > 1000) {
+		s.apiFail(w, errclass.Errorf(errdefs.ErrInvalidArgument, "limit %d: give 1 to 1000", n))
+		return
+	}
+	limit := int(n)
 	if limit == 0 {
 		limit = 1000
 	}

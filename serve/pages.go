@@ -54,7 +54,11 @@ type historyPage struct {
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p := historyPage{Sandbox: q.Get("sandbox"), Path: q.Get("path")}
-	if p.Path != "" && (!strings.HasPrefix(p.Path, "/") || path.Clean(p.Path) != p.Path) {
+	if p.Sandbox == "" || p.Path == "" {
+		s.fail(w, r, fmt.Errorf("%w: the history of a path needs sandbox= and path=", errdefs.ErrInvalidArgument))
+		return
+	}
+	if !strings.HasPrefix(p.Path, "/") || path.Clean(p.Path) != p.Path {
 		s.fail(w, r, fmt.Errorf("%w: path=%q is not a clean absolute path", errdefs.ErrInvalidArgument, p.Path))
 		return
 	}
@@ -166,6 +170,10 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		p.Host = s.cfg.Host
 	}
 	err = s.withLedger(r.Context(), func(e *persist.Env) (err error) {
+		// As log does: an unknown sandbox or host is 404, not an empty log.
+		if err := e.CheckScope(r.Context(), p.Host, p.Sandbox); err != nil {
+			return err
+		}
 		if p.Checked {
 			prob, err := e.VerifyAudit(r.Context())
 			if err != nil {

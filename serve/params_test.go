@@ -42,18 +42,27 @@ func TestBadPageNumbers(t *testing.T) {
 	}
 }
 
-// TestBadFilterValues: a kind no record has, or a history path that is not
-// a clean absolute one, is a 400 naming it, not an empty page that looks
+// TestBadFilterValues: a kind no record has, a history path that is not
+// a clean absolute one (or none), a limit outside 1–1000 is a 400 naming
+// it, and an unknown host or sandbox a 404, not an empty page that looks
 // like "nothing pending" or "no versions recorded".
 func TestBadFilterValues(t *testing.T) {
 	w := newWorld(t, 0)
 	c := w.client().login()
-	for _, p := range []string{"/queue?kind=bogus", "/next?kind=Add", "/api/review?kind=A", "/history?sandbox=docs&path=relative", "/history?sandbox=docs&path=/a/../b"} {
+	for _, p := range []string{"/queue?kind=bogus", "/next?kind=Add", "/api/review?kind=A", "/history?sandbox=docs&path=relative", "/history?sandbox=docs&path=/a/../b",
+		"/history?sandbox=docs", "/history?path=/home/user/Documents/a.txt", "/api/review?limit=0", "/api/review?limit=1001"} {
 		if resp := c.get(p); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400", p, resp.StatusCode)
 		}
 	}
-	for _, p := range []string{"/queue?kind=add", "/api/review?kind=delete", "/history?sandbox=docs&path=/home/user/Documents/a.txt"} {
+	// A host or sandbox the ledger does not know is 404, as review ls and
+	// log refuse them, not an empty queue or log.
+	for _, p := range []string{"/queue?host=nosuch", "/api/review?host=nosuch", "/audit?sandbox=nosuch", "/audit?host=nosuch"} {
+		if resp := c.get(p); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: status %d, want 404", p, resp.StatusCode)
+		}
+	}
+	for _, p := range []string{"/queue?kind=add", "/api/review?kind=delete", "/history?sandbox=docs&path=/home/user/Documents/a.txt", "/api/review?limit=1", "/audit?sandbox=docs"} {
 		if resp := c.get(p); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: status %d, want 200", p, resp.StatusCode)
 		}

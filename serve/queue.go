@@ -67,6 +67,12 @@ func (f filter) With(k, val string) template.URL {
 // (what `review ls` reads): any page costs what review ls's first page
 // costs. fn may return persist.ErrStop.
 func (f filter) eachPending(r *http.Request, e *persist.Env, after uint64, fn func(*persist.Record) error) error {
+	// A host the ledger does not know is 404, as review ls --host refuses
+	// it, not an empty queue (a mistyped host looked like one with nothing
+	// to review). An unknown sandbox is ReviewEach's 404.
+	if err := e.CheckScope(r.Context(), f.Host, ""); err != nil {
+		return err
+	}
 	hosts := e.HostOf()
 	return e.ReviewEach(r.Context(), f.Sandbox, after, func(rec *persist.Record) error {
 		if !f.match(rec) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"math"
 
 	"github.com/urfave/cli/v2"
 
@@ -65,19 +64,7 @@ func reviewEachOn(e *persist.Env, host string) func(ctx context.Context, sandbox
 	}
 }
 
-// checkScope checks that a --sandbox/--host scope (review ls, log, serve)
-// names what the ledger has: sandbox a sandbox, host one the ledger knows
-// (persist.Env.CheckHost); otherwise a NotFoundError, not an empty result.
+// checkScope checks a --sandbox/--host scope (persist.Env.CheckScope).
 func checkScope(ctx context.Context, e *persist.Env, host, sandbox string) error {
-	if sandbox != "" {
-		// What review ls reads, past the last record: only the sandbox's
-		// own lookup.
-		if err := e.ReviewEach(ctx, sandbox, math.MaxUint64, func(*persist.Record) error { return nil }); err != nil {
-			return err
-		}
-	}
-	if host != "" {
-		return e.CheckHost(ctx, host)
-	}
-	return nil
+	return e.CheckScope(ctx, host, sandbox)
 }
