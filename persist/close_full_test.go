@@ -1,12 +1,15 @@
 package persist
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +24,13 @@ import (
 // root) from a loop image and returns its mount point.
 func smallDisk(t *testing.T) string {
 	t.Helper()
+	return smallDiskOf(t, 64<<20, "0")
+}
+
+// smallDiskOf is smallDisk of size bytes with reserved percent of its
+// blocks reserved for root (mkfs.ext4 -m).
+func smallDiskOf(t *testing.T, size int64, reserved string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the full-disk test mounts a loop filesystem and needs root (CI runs it as root)")
 	}
@@ -29,9 +39,9 @@ func smallDisk(t *testing.T) string {
 	must(t, os.Mkdir(mnt, 0o755))
 	fimg, err := os.Create(img)
 	must(t, err)
-	must(t, fimg.Truncate(64<<20))
+	must(t, fimg.Truncate(size))
 	must(t, fimg.Close())
-	if out, err := exec.Command("mkfs.ext4", "-q", "-m", "0", img).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mkfs.ext4", "-q", "-m", reserved, img).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4 (package e2fsprogs): %v: %s", err, out)
 	}
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
@@ -88,7 +98,12 @@ func fillDisk(t *testing.T, dir string) {
 // image base and sandbox docs.
 func smallDiskFixture(t *testing.T) *fixture {
 	t.Helper()
-	mnt := smallDisk(t)
+	return diskFixture(t, smallDisk(t))
+}
+
+// diskFixture is smallDiskFixture on the filesystem mounted at mnt.
+func diskFixture(t *testing.T, mnt string) *fixture {
+	t.Helper()
 	f := &fixture{t: t, ctx: context.Background(), dir: mnt, canaryPath: filepath.Join(mnt, "canary"), canary: []byte("canary")}
 	f.openEnv(snapshot.KindOverlay)
 	t.Cleanup(func() {
@@ -217,4 +232,77 @@ func TestCloseSparseFileLargerThanTheDisk(t *testing.T) {
 		t.Fatalf("the next session's disk.img: %d bytes, %v", len(b), err)
 	}
 	f.close()
+}
+
+// TestOpenOnAFullDiskOpensNothing: an open whose layer has no room for a
+// persisted file fails, opens nothing and commits no layer; once space is
+// freed the next open has the file. Before, the open succeeded without
+// the file (a warning), and every later open of the generation reused
+// that layer, even with space again.
+func TestOpenOnAFullDiskOpensNothing(t *testing.T) {
+	f := smallDiskFixture(t)
+	f.except(func(x *exceptions.Exception) { x.Limits.MaxFileSize = 1 << 30; x.Limits.MaxBytes = 1 << 30 }, "/home/user/Documents/**")
+	root := f.open()
+	data := make([]byte, 6<<20)
+	rand.Read(data)
+	must(t, os.MkdirAll(filepath.Join(root, "home/user/Documents"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "home/user/Documents/big.bin"), data, 0o644))
+	if sum := f.close(); !persisted(sum, "/home/user/Documents/big.bin") {
+		t.Fatalf("big.bin not persisted: %+v", sum)
+	}
+	// Leave the layer 2 MiB: less than the file.
+	free, err := store.FreeBytes(f.dir)
+	must(t, err)
+	filler := filepath.Join(f.dir, "filler")
+	must(t, exec.Command("fallocate", "-l", fmt.Sprint(free-2<<20), filler).Run())
+	_, err = f.e.OpenSandbox(f.ctx, "docs")
+	if err == nil || !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "big.bin") {
+		t.Fatalf("open with no room for big.bin: %v, want a no-space error naming it", err)
+	}
+	if sb, err := f.e.getSandbox("docs"); err != nil || sb.State != store.StateClosed {
+		t.Fatalf("after the failed open: %+v, %v; want it closed", sb, err)
+	}
+	must(t, os.Remove(filler))
+	root = f.open()
+	b, err := os.ReadFile(filepath.Join(root, "home/user/Documents/big.bin"))
+	if err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("big.bin after space was freed: %d bytes, %v", len(b), err)
+	}
+	f.close()
+}
+
+// TestCloseOnAFullDiskWithRootReserve: on ext4 with its default 5%
+// reserved for root, a sandbox that fills the disk is still rolled back:
+// the store opens in the reserve, which is spillway's (root's) to use.
+// Before, the ballast's 16 MiB went back into the reserve, "available"
+// stayed 0, and close and rm --force were refused: the only way out was to
+// delete files inside the sandbox.
+func TestCloseOnAFullDiskWithRootReserve(t *testing.T) {
+	f := diskFixture(t, smallDiskOf(t, 400<<20, "5"))
+	f.except(nil, "/home/user/Documents/**")
+	root := f.open()
+	write(t, root, "home/user/Documents/keep.txt", "committed", 0o644)
+	must(t, f.e.Close())
+	f.e = nil
+	fillDisk(t, filepath.Join(root, "tmp"))
+	var st unix.Statfs_t
+	must(t, unix.Statfs(f.dir, &st))
+	if st.Bavail != 0 {
+		t.Fatalf("disk not full: %d blocks available", st.Bavail)
+	}
+	f.openEnv("")
+	sum := f.close()
+	// Persisted, or refused no-space and kept for recovery: never lost.
+	if got := refusal(sum, "/home/user/Documents/keep.txt"); got != RefuseNoSpace && !persisted(sum, "/home/user/Documents/keep.txt") {
+		t.Fatalf("keep.txt neither persisted nor refused no-space: %q", got)
+	}
+	waitEmpty(t, f.e.TrashDir())
+	root = f.open()
+	if _, err := os.Stat(filepath.Join(root, "tmp", "big.bin")); !os.IsNotExist(err) {
+		t.Fatalf("the filler survived the rollback: %v", err)
+	}
+	write(t, root, "home/user/Documents/after.txt", "after", 0o644)
+	if sum := f.close(); !persisted(sum, "/home/user/Documents/after.txt") {
+		t.Fatalf("the next close persisted nothing: %+v", sum)
+	}
 }

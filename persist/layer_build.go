@@ -9,8 +9,10 @@ import (
 	"strconv"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/internal/progress"
 	"github.com/spillway/spillway/persist/hostile"
@@ -239,13 +241,18 @@ func (e *Env) applyState(ctx context.Context, target string, state State) ([]str
 }
 
 // applyChecked applies r, returning why it was skipped ("" if it was
-// not); only a blob that fails its check is an error.
+// not): a record the image's tree has no room for (a path under an image
+// file or link). A blob that fails its check is an error, and so is the
+// host failing the write (a full disk, a quota, an I/O error): the layer
+// would lack the record, and be reused as the generation's layer.
 func (e *Env) applyChecked(w *hostile.Writer, r *store.Record) (string, error) {
 	if !cleanAbs(r.Path) {
 		return fmt.Sprintf("%q: not a clean absolute path", r.Path), nil
 	}
 	if err := e.applyRecord(w, r); errdefs.IsDataLoss(err) {
 		return "", err
+	} else if hostFailure(err) {
+		return "", fmt.Errorf("lay persisted %s into the sandbox's layer: %w (free some space and open again; nothing was opened)", escape.Name(r.Path), err)
 	} else if err != nil {
 		return fmt.Sprintf("%q: %v", r.Path, err), nil
 	}
@@ -283,4 +290,16 @@ func (e *Env) applyRecord(w *hostile.Writer, r *store.Record) error {
 		return w.WriteFile(r.Path, src, r.Mode&0o777, r.UID, r.GID, r.Mtime)
 	}
 	return fmt.Errorf("cannot apply a %s", r.Type)
+}
+
+// hostFailure says whether err is the host's failing a write, not
+// something about the record: no space, a quota, an I/O error, a
+// read-only file system, no memory.
+func hostFailure(err error) bool {
+	for _, errno := range []unix.Errno{unix.ENOSPC, unix.EDQUOT, unix.EIO, unix.EROFS, unix.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
