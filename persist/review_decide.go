@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,6 +20,10 @@ import (
 type Decided struct {
 	Records   []*store.Record  // the decided records, as stored
 	Sandboxes []DecidedSandbox // per sandbox, in the order first met
+	// Already lists the records given that were decided the same way
+	// before (a rerun of a decision that was interrupted between its
+	// batches): skipped, as a rerun of approve --all skips them.
+	Already []uint64
 }
 
 // DecidedSandbox is the effect of a decision on one sandbox.
@@ -101,12 +106,22 @@ func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status,
 		return nil, err
 	}
 	closing := map[string]uint64{}
+	var already []uint64
+	var firstAlready error
 	if err := e.store.View(func(tx *store.Tx) error {
 		for i, id := range ids {
 			if i%1024 == 1023 && ctx.Err() != nil {
 				return ctx.Err()
 			}
 			r, sb, err := decidable(tx, id, status)
+			var ad *alreadyDecided
+			if errors.As(err, &ad) && ad.status == status {
+				already = append(already, id)
+				if firstAlready == nil {
+					firstAlready = err
+				}
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -123,10 +138,20 @@ func (e *Env) setStatus(ctx context.Context, ids []uint64, status change.Status,
 	}); err != nil {
 		return nil, err
 	}
+	if len(already) == len(ids) {
+		return nil, firstAlready // nothing left to decide: say so, as before
+	}
+	if len(already) > 0 {
+		skip := map[uint64]bool{}
+		for _, id := range already {
+			skip[id] = true
+		}
+		ids = slices.DeleteFunc(ids, func(id uint64) bool { return skip[id] })
+	}
 	if err := e.dropStagedCurrent(ctx, closing); err != nil {
 		return nil, err
 	}
-	out := &Decided{}
+	out := &Decided{Already: already}
 	for len(ids) > 0 {
 		// An interrupt between batches is a crash there: whole batches
 		// are decided, the rest stays pending.
@@ -303,10 +328,8 @@ func decidable(tx *store.Tx, id uint64, status change.Status) (*store.Record, *s
 	switch {
 	case r.Status == change.StatusRefused:
 		return nil, nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d was refused at close (%s): it kept no content, there is nothing to %s", id, r.Reason, verb)
-	case r.Status == change.StatusApproved:
-		return nil, nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d is already approved (%s)", id, when())
-	case r.Status == change.StatusRejected:
-		return nil, nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d is already rejected (%s)", id, when())
+	case r.Status == change.StatusApproved || r.Status == change.StatusRejected:
+		return nil, nil, &alreadyDecided{id: id, status: r.Status, when: when()}
 	case r.Purged:
 		return nil, nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "record r%d was purged with its exception %s: there is nothing to %s", id, r.Exception, verb)
 	case !Reviewable(sb, r):
@@ -314,6 +337,20 @@ func decidable(tx *store.Tx, id uint64, status change.Status) (*store.Record, *s
 	}
 	return r, sb, nil
 }
+
+// alreadyDecided refuses to decide a record decided before. It is of
+// class errdefs.ErrFailedPrecondition.
+type alreadyDecided struct {
+	id     uint64
+	status change.Status
+	when   string // "by USER on DATE"
+}
+
+func (e *alreadyDecided) Error() string {
+	return fmt.Sprintf("record r%d is already %s (%s)", e.id, e.status, e.when)
+}
+
+func (e *alreadyDecided) Unwrap() error { return errdefs.ErrFailedPrecondition }
 
 func uniqueIDs(ids []uint64) []uint64 {
 	seen := map[uint64]bool{}

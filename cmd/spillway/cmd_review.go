@@ -250,6 +250,7 @@ func runReviewReject(ctx context.Context, o reviewOptions, g globalOptions, t *t
 type decidedJSON struct {
 	Records   []uint64             `json:"records"`
 	Sandboxes []decidedSandboxJSON `json:"sandboxes"`
+	Already   []uint64             `json:"already,omitempty"` // given, decided the same way before: skipped
 }
 
 type decidedSandboxJSON struct {
@@ -290,7 +291,7 @@ func printDecided(t *term, verb string, d *persist.Decided, all bool, err error)
 		return err // nothing decided: stdout holds nothing, as for any error
 	}
 	if t.json {
-		out := decidedJSON{Records: []uint64{}, Sandboxes: []decidedSandboxJSON{}}
+		out := decidedJSON{Records: []uint64{}, Sandboxes: []decidedSandboxJSON{}, Already: d.Already}
 		for _, r := range d.Records {
 			out.Records = append(out.Records, r.ID)
 		}
@@ -305,6 +306,10 @@ func printDecided(t *term, verb string, d *persist.Decided, all bool, err error)
 			err = perr
 		}
 		return err
+	}
+	if len(d.Already) > 0 {
+		// A rerun of a decision interrupted between its batches.
+		fmt.Fprintf(t.out, "%s already %s before: skipped\n", idList(d.Already), verb)
 	}
 	for _, s := range d.Sandboxes {
 		if all {
