@@ -170,7 +170,37 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 			from = append(from, n)
 		}
 	}
-	err = e.store.Update(func(tx *store.Tx) error {
+	// Batches of restoreBatchSize records, each a generation with its audit
+	// entry, as revoke --purge does: one transaction of 3,000 records was
+	// "transaction too big" on badger, and nothing was restored. A restore
+	// interrupted between batches is finished by running it again (the
+	// entries in effect are skipped).
+	for start := 0; start < len(recs); start += restoreBatchSize {
+		batch := recs[start:min(start+restoreBatchSize, len(recs))]
+		if start > 0 {
+			failpoint.Hit("recover.batch")
+		}
+		if err := e.restoreBatch(sandbox, batch, o, from, len(res.Skipped), now, start/restoreBatchSize+1, (len(recs)+restoreBatchSize-1)/restoreBatchSize, &res.Generation); err != nil {
+			if start > 0 {
+				return nil, fmt.Errorf("%w (%d of %d records restored, in generation %d: run the same restore again to finish it)", err, start, len(recs), res.Generation)
+			}
+			return nil, err
+		}
+	}
+	failpoint.Hit("recover.committed")
+	for _, r := range recs {
+		res.Records = append(res.Records, PersistedFile{Record: r.ID, Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Digest: r.Digest, Exception: r.Exception, Status: r.Status})
+	}
+	return res, nil
+}
+
+// restoreBatchSize is how many records one transaction of a restore commits.
+const restoreBatchSize = 500
+
+// restoreBatch commits batch k of n of a restore's records: the records,
+// a new generation (into *gen) and the audit entry.
+func (e *Env) restoreBatch(sandbox string, recs []*store.Record, o RestoreOptions, from []string, skipped int, now time.Time, k, n int, gen *uint64) error {
+	return e.store.Update(func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sandbox)
 		if err != nil {
 			return err
@@ -199,15 +229,18 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 			}
 		}
 		cur.Generation++
-		res.Generation = cur.Generation
+		*gen = cur.Generation
 		if err := tx.PutSandbox(cur); err != nil {
 			return err
 		}
 		data := map[string]string{
 			"paths": strings.Join(o.Paths, " "), "to": o.To, "session": from[0],
-			"records": fmt.Sprint(len(recs)), "skipped": fmt.Sprint(len(res.Skipped)),
+			"records": fmt.Sprint(len(recs)), "skipped": fmt.Sprint(skipped),
 			"generation": fmt.Sprint(cur.Generation), "review": string(o.Review), "forced": fmt.Sprint(o.Force),
 			"reason": o.Reason, "record_ids": recordIDs(recs),
+		}
+		if n > 1 {
+			data["batch"] = fmt.Sprintf("%d of %d", k, n)
 		}
 		if len(from) > 1 {
 			data["sessions"] = strings.Join(from, " ") // the entries came from several
@@ -215,14 +248,6 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		_, err = tx.Append(now, "recover.restore", sandbox, data)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	failpoint.Hit("recover.committed")
-	for _, r := range recs {
-		res.Records = append(res.Records, PersistedFile{Record: r.ID, Path: r.Path, PathBytes: exactBytes(r.Path), Kind: r.Kind, Type: r.Type, Size: r.Size, Digest: r.Digest, Exception: r.Exception, Status: r.Status})
-	}
-	return res, nil
 }
 
 // restoreRecord makes the record of one entry restored at target, storing
