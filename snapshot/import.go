@@ -94,14 +94,17 @@ func (m *Manager) Import(ctx context.Context, key string, src Source, p progress
 		return ImportStats{}, fmt.Errorf("image import: snapshot %q: %w", key, errdefs.ErrAlreadyExists)
 	}
 
-	lim, err := src.Limits.resolve(m.dir)
-	if err != nil {
-		return ImportStats{}, fmt.Errorf("image import: %w", err)
-	}
 	active := key + importSuffix
 	mnt := m.importMountpoint(key)
 	if err := m.discardImport(ctx, active, mnt); err != nil {
 		return ImportStats{}, fmt.Errorf("image import: removing a crashed import: %w", err)
+	}
+	// The default limits count the free space once a crashed import's
+	// files are gone: before, its leftover made the rerun fail with a
+	// --max-bytes error, and only the run after that worked.
+	lim, err := src.Limits.resolve(m.dir)
+	if err != nil {
+		return ImportStats{}, fmt.Errorf("image import: %w", err)
 	}
 	mounts, err := m.Prepare(ctx, active, "")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -353,3 +354,49 @@ type lastStatus struct{ s progress.Status }
 
 func (l *lastStatus) Update(s progress.Status) { l.s = s }
 func (l *lastStatus) Done()                    {}
+
+// TestImportCrashedLeftoverFreesSpaceFirst: on a disk a crashed import's
+// leftover nearly filled, the rerun's default size limit counts the space
+// the leftover's removal frees. Before, the limit was taken first and the
+// rerun failed with a --max-bytes error; only the run after that worked.
+func TestImportCrashedLeftoverFreesSpaceFirst(t *testing.T) {
+	requireRoot(t)
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			disk := t.TempDir()
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", disk).CombinedOutput(); err != nil {
+				t.Fatalf("mount tmpfs: %v: %s", err, out)
+			}
+			t.Cleanup(func() { exec.Command("umount", "-l", disk).Run() })
+			m, err := Open(ctx, filepath.Join(disk, "snapshots", kind), kind, 5*time.Second)
+			must(t, err)
+			t.Cleanup(func() {
+				if mps, _ := MountsUnder(disk); len(mps) > 0 {
+					for i := len(mps) - 1; i >= 0; i-- {
+						_ = Unmount(mps[i])
+					}
+				}
+				m.Close()
+			})
+			mounts, err := m.Prepare(ctx, "img/x"+importSuffix, "")
+			must(t, err)
+			dir, _ := BindSource(mounts)
+			half := make([]byte, 40<<20)
+			for i := range half {
+				half[i] = byte(i)
+			}
+			must(t, os.WriteFile(filepath.Join(dir, "half"), half, 0o644))
+
+			src := t.TempDir()
+			must(t, os.WriteFile(filepath.Join(src, "whole"), half[:30<<20], 0o644))
+			st, err := m.Import(ctx, "img/x", Source{Dir: src}, nil)
+			if err != nil {
+				t.Fatalf("import of 30 MiB after a 40 MiB leftover on a 64 MiB disk: %v", err)
+			}
+			if st.Bytes != 30<<20 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
