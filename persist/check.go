@@ -173,6 +173,13 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 	for _, name := range x.closing {
 		problems = append(problems, fmt.Sprintf("sandbox %s: close was interrupted (run: spillway close %s)", name, name))
 	}
+	purging, err := e.PurgeUnfinished(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range sortedKeys(purging) {
+		problems = append(problems, fmt.Sprintf("exception %s: its revoke --purge was interrupted; records of it are still in the persisted state (run: spillway exception revoke %s --purge --reason …)", id, id))
+	}
 	blobProblems, err := e.checkBlobs(ctx, x)
 	if err != nil {
 		return nil, err

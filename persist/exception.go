@@ -106,10 +106,13 @@ func (e *Env) Exceptions(sandbox string, all bool) ([]*exceptions.Exception, err
 // ExceptionReport is a rule and what it let through.
 type ExceptionReport struct {
 	Exception *exceptions.Exception
-	Sessions  []uint64 // sessions in which it let something through
-	Files     int64    // records it let through (not refused)
-	Bytes     int64
-	Refused   int64
+	// PurgeUnfinished: a revoke --purge stopped between its batches; the
+	// records it had not reached are still in effect.
+	PurgeUnfinished bool
+	Sessions        []uint64 // sessions in which it let something through
+	Files           int64    // records it let through (not refused)
+	Bytes           int64
+	Refused         int64
 	// IdleSessions counts the closed sessions since the rule was added (or
 	// since it last matched) in which it matched nothing.
 	IdleSessions int
@@ -124,6 +127,11 @@ func (e *Env) ShowException(ctx context.Context, id string) (*ExceptionReport, e
 			return noException(id, err)
 		}
 		rep.Exception = x
+		_, purging, err := tx.GetMeta(purgingMeta(id))
+		if err != nil {
+			return err
+		}
+		rep.PurgeUnfinished = purging
 		seen := map[uint64]bool{}
 		var last uint64
 		err = tx.ForEachExceptionRecord(ctx, id, func(r *store.Record) error {
@@ -218,12 +226,20 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 		if !purge {
 			return nil
 		}
-		return tx.ForEachExceptionRecord(ctx, id, func(r *store.Record) error {
+		if err := tx.ForEachExceptionRecord(ctx, id, func(r *store.Record) error {
 			if !r.Purged && r.Status != change.StatusRefused {
 				ids = append(ids, r.ID)
 			}
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		if len(ids) > decisionBatch {
+			// Several batches: until the last, exception show and check
+			// say the purge is unfinished.
+			return tx.PutMeta(purgingMeta(id), fmt.Sprint(len(ids)))
+		}
+		return nil
 	})
 	if err != nil || !purge {
 		return 0, err
@@ -237,8 +253,10 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 		var k int
 		err := e.store.Update(func(tx *store.Tx) error {
 			var err error
-			k, err = e.purgeBatch(tx, id, ids[:n])
-			return err
+			if k, err = e.purgeBatch(tx, id, ids[:n]); err != nil || n < len(ids) {
+				return err
+			}
+			return tx.DeleteMeta(purgingMeta(id)) // the last batch
 		})
 		if err == nil {
 			purged += k
@@ -253,6 +271,24 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 	}
 	failpoint.Hit("purge.committed")
 	return purged, nil
+}
+
+// purgingMeta is the meta key that marks a purge of exception id
+// committed in several batches and not finished yet.
+func purgingMeta(id string) string { return "purging/" + id }
+
+// PurgeUnfinished returns the exceptions whose purge was interrupted
+// between its batches, by id: how many records were still to purge when it
+// started.
+func (e *Env) PurgeUnfinished(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	err := e.store.View(func(tx *store.Tx) error {
+		return tx.ForEachMeta(ctx, purgingMeta(""), func(k, v string) error {
+			out[strings.TrimPrefix(k, purgingMeta(""))] = v
+			return nil
+		})
+	})
+	return out, err
 }
 
 // purgeBatch marks the records ids of exception id purged, takes their

@@ -254,7 +254,9 @@ func runExceptionShow(ctx context.Context, o exceptionShowOptions, g globalOptio
 				Bytes        int64    `json:"bytes"`
 				Refused      int64    `json:"refused"`
 				IdleSessions int      `json:"idle_sessions"`
-			}{view.NewException(x, now), sessions, rep.Files, rep.Bytes, rep.Refused, rep.IdleSessions})
+				// PurgeUnfinished: a revoke --purge stopped between batches.
+				PurgeUnfinished bool `json:"purge_unfinished,omitempty"`
+			}{view.NewException(x, now), sessions, rep.Files, rep.Bytes, rep.Refused, rep.IdleSessions, rep.PurgeUnfinished})
 		}
 		w := t.table()
 		fmt.Fprintf(w, "id:\t%s\n", x.ID)
@@ -268,6 +270,9 @@ func runExceptionShow(ctx context.Context, o exceptionShowOptions, g globalOptio
 		}
 		if !x.Revoked.IsZero() {
 			fmt.Fprintf(w, "revoked:\t%s by %s: %s\n", x.Revoked.Format(time.RFC3339), name(x.RevokedBy), name(x.RevokeReason))
+		}
+		if rep.PurgeUnfinished {
+			fmt.Fprintf(w, "purge:\tinterrupted: some of its records are still in the persisted state (run: spillway exception revoke %s --purge --reason …)\n", x.ID)
 		}
 		fmt.Fprintf(w, "review:\t%s\n", x.Review)
 		l := x.EffectiveLimits()
