@@ -173,6 +173,13 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 	for _, name := range x.closing {
 		problems = append(problems, fmt.Sprintf("sandbox %s: close was interrupted (run: spillway close %s)", name, name))
 	}
+	removed, err := e.unfinishedRemovals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range removed {
+		problems = append(problems, fmt.Sprintf("sandbox %s: its removal was interrupted and left its records, snapshots or recovery sessions (run: spillway gc)", n))
+	}
 	purging, err := e.PurgeUnfinished(ctx)
 	if err != nil {
 		return nil, err

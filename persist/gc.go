@@ -51,6 +51,13 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 		// every blob of a shared directory.
 		return nil, errclass.Errorf(errdefs.ErrFailedPrecondition, "the state directory %s has not recorded its ledger (%s): gc frees the blobs no record of the ledger names, so it runs only on the root's own; if --store names it, run spillway fleet init first", e.root, ledgerIDFile)
 	}
+	finished, err := e.finishRemovals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range finished {
+		e.warnf("finished the removal of sandbox %s, which an interrupted rm had left", n)
+	}
 	if err := e.gcLockFiles(); err != nil {
 		return nil, err
 	}

@@ -82,17 +82,20 @@ func (e *Env) checkNoLaterSessions(ctx context.Context, sb *store.Sandbox) error
 	var later []uint64
 	for _, rs := range sortedByNumber(sessions) {
 		switch inc := rs.info.Incarnation; {
-		case !rs.hasInfo || inc == 0:
+		case (!rs.hasInfo || inc == 0) && !(rs.hasInfo && !rs.info.Fenced && !rs.info.Closed.IsZero() && rs.info.Closed.Before(sb.Created)):
 			// Written before incarnations were, or by a fence: judged by
-			// its number alone.
+			// its number alone (but one closed before this sandbox was
+			// created is an earlier sandbox's, below).
 			if rs.n > sb.Session {
 				later = append(later, rs.n)
 			}
-		case inc < incarnation(sb):
+		case inc < incarnation(sb) || inc == 0:
+			// An earlier sandbox of this name: its removal did not reach
+			// this host's area (interrupted, or run on another host).
 			if err := e.removeSessionDir(sb.Name, rs.n); err != nil {
 				return err
 			}
-			e.warnf("removed session %d of an earlier sandbox named %s (removed on another host) from this host's recovery area", rs.n, sb.Name)
+			e.warnf("removed session %d of an earlier sandbox named %s from this host's recovery area (left by its removal)", rs.n, sb.Name)
 		case inc > incarnation(sb) || rs.n > sb.Session:
 			later = append(later, rs.n)
 		}

@@ -26,6 +26,9 @@ func (e *Env) CreateSandbox(name, image string) error {
 		return err
 	}
 	if _, err := e.getSandbox(name); err != nil {
+		if !errdefs.IsNotFound(err) {
+			return err // not "no such sandbox": nothing of a name in use is dropped
+		}
 		// Records a crashed rm of the same name left must not become the
 		// new sandbox's state.
 		if err := e.deleteOrphanRecords(context.Background(), name); err != nil {
@@ -49,7 +52,10 @@ func (e *Env) CreateSandbox(name, image string) error {
 			return err
 		}
 		// The index is empty: rm (or gc) dropped a former one of this name.
-		if err := errors.Join(tx.PutMeta(currentReady(name), "1"), forgetLayers(tx, name)); err != nil {
+		// So is its pending count, whatever deleting a crashed rm's records
+		// of that name moved it to (an older spillway's rm left records its
+		// counters never counted: the count went to -1).
+		if err := errors.Join(tx.PutMeta(currentReady(name), "1"), forgetLayers(tx, name), tx.SetPendingCount(name, 0)); err != nil {
 			return err
 		}
 		_, err := tx.Append(e.Now(), "sandbox.create", name, map[string]string{"image": image})

@@ -1,0 +1,67 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/spillway/spillway/store"
+)
+
+// A sandbox's removal commits its absence from the ledger first, then
+// removes what it leaves (finishRemoval); killed in between, it leaves its
+// snapshots, recovery sessions, records and lock file, and no listing shows
+// the sandbox any more. Its lock file is the last thing to go, so the lock
+// files of names the ledger lacks are where to look.
+
+// unfinishedRemovals returns the sandbox names whose removal left
+// something (removalLeftovers): a lock file remains and the ledger has no
+// such sandbox.
+func (e *Env) unfinishedRemovals(ctx context.Context) ([]string, error) {
+	ents, err := os.ReadDir(e.sandboxLocksDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	if err := e.store.View(func(tx *store.Tx) error {
+		sbs, err := tx.ListSandboxes()
+		for _, sb := range sbs {
+			have[sb.Name] = true
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range ents {
+		n := d.Name()
+		if have[n] || !d.Type().IsRegular() || strings.HasPrefix(n, imageLockPrefix) || ValidateName("sandbox", n) != nil {
+			continue
+		}
+		if e.removalLeftovers(ctx, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// finishRemovals finishes the removals unfinishedRemovals finds (gc),
+// keeping this host's fenced sessions as a removal from another host does,
+// and returns their names.
+func (e *Env) finishRemovals(ctx context.Context) ([]string, error) {
+	names, err := e.unfinishedRemovals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if err := e.finishRemoval(ctx, n, false); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
