@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,7 +60,9 @@ func (e *Env) ExportOne(r *store.Record, dest string, replace bool) (*ExportStat
 // not zero) through internal/atomicfile: nothing appears at dest unless
 // every byte was read without error.
 func writeWhole(dest string, src io.Reader, mode os.FileMode, mtime time.Time, how atomicfile.How) (int64, error) {
-	f, err := atomicfile.Create(filepath.Dir(dest), ".spillway-export-")
+	prefix := exportTempPrefix(dest)
+	clearStaleExportTemps(filepath.Dir(dest), prefix)
+	f, err := atomicfile.Create(filepath.Dir(dest), prefix+strconv.Itoa(os.Getpid())+".")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			// not the temporary file's name: the directory is missing
@@ -80,6 +84,41 @@ func writeWhole(dest string, src io.Reader, mode os.FileMode, mtime time.Time, h
 		}
 	}
 	return n, f.Commit(dest, how)
+}
+
+// exportTempPrefix starts the names of the temporary files an export to
+// dest writes beside it: the destination's name (at most 100 bytes of it)
+// and, after it, the writer's pid.
+func exportTempPrefix(dest string) string {
+	base := filepath.Base(dest)
+	if len(base) > 100 {
+		base = base[:100]
+	}
+	return ".spillway-export-" + base + "."
+}
+
+// clearStaleExportTemps removes the temporary files of earlier exports to
+// the same destination whose process is gone (a killed export left a
+// full-size copy beside it, which no rerun removed).
+func clearStaleExportTemps(dir, prefix string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, d := range ents {
+		rest, ok := strings.CutPrefix(d.Name(), prefix)
+		if !ok || !d.Type().IsRegular() {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, ".")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			os.Remove(filepath.Join(dir, d.Name()))
+		}
+	}
 }
 
 // exportLinkAt puts r's symlink at dest, made under a temporary name and
