@@ -31,6 +31,9 @@ type Record struct {
 	Pruned    bool              `json:"pruned,omitempty"`
 	Mtime     *time.Time        `json:"mtime"` // null for a delete, which has none
 	Link      string            `json:"link,omitempty"`
+	// LinkBytes is the exact target when it is not valid UTF-8 (Link then
+	// has U+FFFD for the bytes it cannot show), as PathBytes for the path.
+	LinkBytes []byte `json:"link_bytes,omitempty"`
 	// Host is, in review listings, the host that opened the session whose
 	// close wrote the record ("" when the session names none).
 	Host string `json:"host,omitempty"`
@@ -39,9 +42,11 @@ type Record struct {
 // NewRecord renders r.
 func NewRecord(r *persist.Record) Record {
 	text, exact := escape.JSON(r.Path)
+	link, linkExact := escape.JSON(r.Link)
 	return Record{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
 		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
-		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Pruned: r.Pruned, Mtime: timeOrNil(r.Mtime), Link: r.Link}
+		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Pruned: r.Pruned, Mtime: timeOrNil(r.Mtime),
+		Link: link, LinkBytes: linkExact}
 }
 
 // timeOrNil is t, or nil for the zero time (JSON null, not year 1).
