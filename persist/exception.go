@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/exceptions"
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/failpoint"
 	"github.com/spillway/spillway/internal/whoami"
 	"github.com/spillway/spillway/store"
@@ -78,7 +80,34 @@ func (e *Env) AddException(ctx context.Context, x *exceptions.Exception) ([]exce
 		_, err = tx.Append(e.Now(), "exception.add", x.Sandbox, data)
 		return err
 	})
+	if err == nil {
+		e.warnShadowed(x, now)
+	}
 	return findings, err
+}
+
+// warnShadowed says which of x's patterns an older active rule of its
+// sandbox matches first: the oldest matching rule decides (close and diff
+// match rules oldest first), so x's review mode and limits never apply
+// there. A narrower rule added for review before under a broad rule for
+// review after let every such change through unreviewed, silently.
+func (e *Env) warnShadowed(x *exceptions.Exception, now time.Time) {
+	var rules []*exceptions.Exception
+	if err := e.store.View(func(tx *store.Tx) (err error) {
+		rules, err = tx.ListExceptions(x.Sandbox)
+		return err
+	}); err != nil {
+		return
+	}
+	shadows := exceptions.Shadowed(x, rules, now)
+	for _, p := range x.Patterns {
+		y := shadows[p]
+		if y == nil {
+			continue
+		}
+		e.warnf("%s: paths of %s (such as %s) are matched first by the older %s (%s, review %s): the oldest matching exception decides, so %s's review mode and limits do not apply to them; revoke or narrow %s for %s to take effect there",
+			x.ID, escape.Name(p), escape.Name(exceptions.SamplePath(p)), y.ID, escape.Name(strings.Join(y.Patterns, " ")), y.Review, x.ID, y.ID, x.ID)
+	}
 }
 
 // Exceptions lists the rules of a sandbox ("" = all sandboxes); all adds
