@@ -334,9 +334,12 @@ func recordStatus(r *persist.Record) string {
 	var s string
 	switch r.Status {
 	case change.StatusPending:
-		if r.Review == change.ReviewBefore {
+		switch {
+		case r.Purged:
+			s = "pending" // what follows says it is out of the state
+		case r.Review == change.ReviewBefore:
 			s = "pending (review before: held back until approved)"
-		} else {
+		default:
 			s = "pending (review after: in the persisted state until rejected)"
 		}
 	case change.StatusApproved:
@@ -352,7 +355,10 @@ func recordStatus(r *persist.Record) string {
 		s = name(string(r.Status))
 	}
 	if r.Purged {
-		s += ", purged with its exception"
+		s += ", purged with its exception " + r.Exception + ": not in the persisted state"
+	}
+	if r.Pruned {
+		s += "; its content was pruned (persisted prune): no diff, no content"
 	}
 	return s
 }
