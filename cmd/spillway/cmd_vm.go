@@ -320,8 +320,15 @@ func applyVMChanges(ctx context.Context, g globalOptions, t *term, sandbox strin
 			sr, err = vm.MaterialiseKeeping(f, upper, vm.DefaultStreamLimits, keep)
 			return err
 		})
-		if err != nil || len(sr.Refused) == 0 {
+		if err != nil {
 			return err
+		}
+		// Applied, still under the lock: killed from here on, this run is
+		// no orphan whose scratch disk a later command applies again over
+		// what was written since.
+		defer os.WriteFile(filepath.Join(dir, container.VMAppliedFile), nil, 0o600)
+		if len(sr.Refused) == 0 {
+			return nil
 		}
 		// Refused entries go to the recovery area with the session's close.
 		refused := make([]persist.VMRefusal, len(sr.Refused))

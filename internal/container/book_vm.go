@@ -95,6 +95,10 @@ const VMReadyFile = "ready"
 // changes until they are applied.
 const VMScratchFile = "scratch.img"
 
+// VMAppliedFile, in a VM run's directory, says its guest's changes were
+// applied to the upper layer: the run is no orphan, whatever is left.
+const VMAppliedFile = "applied"
+
 // orphan says e is a VM run whose spillway died (kill -9) after its guest
 // started CMD and before the guest's changes were applied to the sandbox's
 // upper layer: its scratch disk, still in its run directory, holds them.
@@ -107,7 +111,8 @@ func (e *Entry) orphan() bool {
 			return false
 		}
 	}
-	return true
+	_, err := os.Lstat(filepath.Join(e.VM.Dir, VMAppliedFile))
+	return err != nil
 }
 
 // Orphans returns the VM runs of sandbox whose spillway died before it
