@@ -156,7 +156,7 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 			return nil, err
 		}
 	}
-	e.store, err = o.Pools.Open(ctx, o.Store, filepath.Join(root, "store"))
+	e.store, err = o.Pools.Open(store.WithNotice(ctx, e.warn), o.Store, filepath.Join(root, "store"))
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -74,6 +75,19 @@ func hook(step string) error {
 // migrate brings a store of schema from (1 or 2), or one whose migration
 // was interrupted, to SchemaVersion.
 func (s *Store) migrate(from int) error {
+	start := time.Now()
+	if s.notice != nil {
+		if from < SchemaVersion {
+			s.notice(fmt.Sprintf("migrating the ledger %s from schema %d to %d, once (a large ledger takes minutes; interrupted, the next command goes on)", s.dir, from, SchemaVersion))
+		} else {
+			s.notice(fmt.Sprintf("finishing the interrupted migration of the ledger %s to schema %d", s.dir, SchemaVersion))
+		}
+		defer func() {
+			if !s.migrating() {
+				s.notice(fmt.Sprintf("migrated the ledger %s to schema %d in %s", s.dir, SchemaVersion, time.Since(start).Round(time.Millisecond)))
+			}
+		}()
+	}
 	if from < SchemaVersion {
 		err := s.Update(func(tx *Tx) error {
 			if err := tx.set([]byte(keySchema), []byte(strconv.Itoa(SchemaVersion))); err != nil {

@@ -299,3 +299,47 @@ func TestMigrateOnEitherDriver(t *testing.T) {
 		}
 	})
 }
+
+// TestMigrationSaysSo: a migration run by an open under WithNotice says
+// when it starts and when it ends; an open with nothing to migrate says
+// nothing.
+func TestMigrationSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	mustUpdate(t, s, func(tx *Tx) error {
+		id, err := tx.NextRecordID()
+		if err != nil {
+			return err
+		}
+		return tx.PutRecord(&Record{ID: id, Sandbox: "docs", Session: 1, Path: "/home/user/f", Exception: "ex1", Status: change.StatusPending, Created: t0})
+	})
+	if err := s.DowngradeRecordsForBench(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var said []string
+	ctx := WithNotice(context.Background(), func(m string) { said = append(said, m) })
+	s, err := OpenURL(ctx, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(said) != 2 || !strings.HasPrefix(said[0], "migrating the ledger "+dir+" from schema 1 to 3") || !strings.HasPrefix(said[1], "migrated the ledger "+dir+" to schema 3 in ") {
+		t.Fatalf("notices %q", said)
+	}
+	said = nil
+	s, err = OpenURL(ctx, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(said) != 0 {
+		t.Errorf("an open with nothing to migrate said %q", said)
+	}
+}

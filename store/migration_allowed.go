@@ -32,3 +32,18 @@ func migrationNeeded(where, what string, from, to int, underWay bool) error {
 	}
 	return fmt.Errorf("%s%w: %s; once every host runs this spillway, run `spillway fleet init` on one of them to migrate it (a host still running an older spillway stops working from then on); nothing was changed", where, ErrMigrationNeeded, state)
 }
+
+type noticeKey struct{}
+
+// WithNotice returns a context under which opening a store that needs a
+// migration tells fn when the migration starts and when it ends (a large
+// ledger takes minutes; before, it ran silently in whatever command came
+// first).
+func WithNotice(ctx context.Context, fn func(string)) context.Context {
+	return context.WithValue(ctx, noticeKey{}, fn)
+}
+
+func noticeOf(ctx context.Context) func(string) {
+	fn, _ := ctx.Value(noticeKey{}).(func(string))
+	return fn
+}

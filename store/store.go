@@ -39,6 +39,8 @@ type Store struct {
 	auditHost    string
 	auditRoot    string      // the writer's state directory (SetAuditHost)
 	auditChecked atomic.Bool // the host's row named auditRoot (checkAuditHost)
+	// notice is told when a migration starts and ends (WithNotice).
+	notice func(string)
 
 	// Parking (park.go): a badger store closes its database between
 	// ledger sections so that other processes may open it.
@@ -59,7 +61,10 @@ func (s *Store) now() time.Time {
 // fails with ErrLocked when another process holds the directory, with
 // ErrNoSpace when its filesystem is full (after freeing the ballast), and
 // refuses a store written by a newer schema.
-func Open(dir string) (*Store, error) {
+func Open(dir string) (*Store, error) { return openCtx(context.Background(), dir) }
+
+// openCtx is Open with ctx's notice (WithNotice).
+func openCtx(ctx context.Context, dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -73,7 +78,7 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, translateOpen(dir, err)
 	}
-	s := &Store{db: db, dir: dir, be: &badgerBackend{db: db, dir: dir}, opts: &opts}
+	s := &Store{db: db, dir: dir, be: &badgerBackend{db: db, dir: dir}, opts: &opts, notice: noticeOf(ctx)}
 	from, err := s.checkSchema()
 	if err == nil && (from < SchemaVersion || s.migrating()) {
 		err = s.migrateLean(opts, from)
@@ -290,13 +295,13 @@ func (s *Store) GC() (reclaimed int, err error) {
 func OpenURL(ctx context.Context, url, dir string) (*Store, error) {
 	switch {
 	case url == "":
-		return Open(dir)
+		return openCtx(ctx, dir)
 	case strings.HasPrefix(url, "badger://"):
 		p := strings.TrimPrefix(url, "badger://")
 		if !strings.HasPrefix(p, "/") {
 			return nil, errclass.Errorf(errdefs.ErrInvalidArgument, "store URL %q: want badger:///ABSOLUTE/PATH", url)
 		}
-		return Open(p)
+		return openCtx(ctx, p)
 	case isPGURL(url):
 		return openPGStore(ctx, url, nil)
 	}
@@ -310,7 +315,7 @@ func openPGStore(ctx context.Context, url string, pools *Pools) (*Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{be: b, dir: b.where()}
+	s := &Store{be: b, dir: b.where(), notice: noticeOf(ctx)}
 	if b.keysCurrent {
 		return s, nil
 	}
