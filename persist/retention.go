@@ -70,6 +70,9 @@ type Settings struct {
 	// filesystem) rather than set.
 	KeepBytesDefault bool  `json:"keep_bytes_default"`
 	RecoveryBytes    int64 `json:"recovery_bytes"` // what the area holds now, root-wide
+	// RecoveryDiskBytes is what that takes on disk, as the cap counts it
+	// (a sparse file's holes are free).
+	RecoveryDiskBytes int64 `json:"recovery_disk_bytes"`
 }
 
 // FormatDuration prints d the way --keep-* flags accept it: whole days
@@ -109,6 +112,7 @@ func (e *Env) Config(sandbox string) (*Settings, error) {
 	}
 	for _, rs := range sessions {
 		s.RecoveryBytes += rs.bytes()
+		s.RecoveryDiskBytes += rs.diskBytes()
 	}
 	return s, nil
 }

@@ -124,7 +124,12 @@ func runConfig(ctx context.Context, o configOptions, g globalOptions, t *term) e
 			def = " (default: 10% of the filesystem)"
 		}
 		fmt.Fprintf(w, "keep-bytes\t%s%s\n", units.FormatSize(s.KeepBytes), def)
-		fmt.Fprintf(w, "recovery area\t%s (all sandboxes)\n", units.FormatSize(s.RecoveryBytes))
+		disk := ""
+		if s.RecoveryDiskBytes != s.RecoveryBytes {
+			// The cap counts what it takes on disk: a sparse file's holes are free.
+			disk = ", " + units.FormatSize(s.RecoveryDiskBytes) + " on disk"
+		}
+		fmt.Fprintf(w, "recovery area\t%s%s (all sandboxes)\n", units.FormatSize(s.RecoveryBytes), disk)
 		return w.Flush()
 	})
 }
