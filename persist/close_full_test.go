@@ -240,16 +240,24 @@ func TestCloseSparseFileLargerThanTheDisk(t *testing.T) {
 // the file (a warning), and every later open of the generation reused
 // that layer, even with space again.
 func TestOpenOnAFullDiskOpensNothing(t *testing.T) {
-	f := smallDiskFixture(t)
+	// 128 MiB: the file (24 MiB) is larger than what is left (2 MiB) and
+	// the store's ballast (16 MiB) that a reopen of the store frees.
+	f := diskFixture(t, smallDiskOf(t, 128<<20, "0"))
 	f.except(func(x *exceptions.Exception) { x.Limits.MaxFileSize = 1 << 30; x.Limits.MaxBytes = 1 << 30 }, "/home/user/Documents/**")
 	root := f.open()
-	data := make([]byte, 6<<20)
+	data := make([]byte, 24<<20)
 	rand.Read(data)
 	must(t, os.MkdirAll(filepath.Join(root, "home/user/Documents"), 0o755))
 	must(t, os.WriteFile(filepath.Join(root, "home/user/Documents/big.bin"), data, 0o644))
 	if sum := f.close(); !persisted(sum, "/home/user/Documents/big.bin") {
 		t.Fatalf("big.bin not persisted: %+v", sum)
 	}
+	// The next open builds its layer from the blobs (a cached layer, or
+	// the session's upper directory made one, would need no room).
+	sb, err := f.e.getSandbox("docs")
+	must(t, err)
+	must(t, f.e.dropLayers(f.ctx, sb))
+	waitEmpty(t, f.e.TrashDir()) // the old root's space comes back in the background
 	// Leave the layer 2 MiB: less than the file.
 	free, err := store.FreeBytes(f.dir)
 	must(t, err)

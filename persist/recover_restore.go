@@ -177,15 +177,13 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 	// entries in effect are skipped).
 	for start := 0; start < len(recs); start += restoreBatchSize {
 		batch := recs[start:min(start+restoreBatchSize, len(recs))]
-		if start > 0 {
-			failpoint.Hit("recover.batch")
-		}
 		if err := e.restoreBatch(sandbox, batch, o, from, len(res.Skipped), now, start/restoreBatchSize+1, (len(recs)+restoreBatchSize-1)/restoreBatchSize, &res.Generation); err != nil {
 			if start > 0 {
 				return nil, fmt.Errorf("%w (%d of %d records restored, in generation %d: run the same restore again to finish it)", err, start, len(recs), res.Generation)
 			}
 			return nil, err
 		}
+		failpoint.Hit("recover.batch")
 	}
 	failpoint.Hit("recover.committed")
 	for _, r := range recs {

@@ -169,7 +169,9 @@ func TestDecisionErrorsChangeNothing(t *testing.T) {
 	if ev := rvLastEvent(t, e); ev != nil {
 		seqBefore = ev.Seq
 	}
-	_, err := e.Approve(context.Background(), []uint64{pending.ID, ok.ID}, "")
+	_, err := e.Reject(context.Background(), []uint64{pending.ID, ok.ID}, "no")
+	wantErr(t, err, fmt.Sprintf("record r%d is already approved (by ", ok.ID))
+	_, err = e.Approve(context.Background(), []uint64{ok.ID}, "")
 	wantErr(t, err, fmt.Sprintf("record r%d is already approved (by ", ok.ID))
 	_, err = e.Reject(context.Background(), []uint64{refused.ID}, "x")
 	wantErr(t, err, fmt.Sprintf("record r%d was refused at close (symlink): it kept no content, there is nothing to reject", refused.ID))

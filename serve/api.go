@@ -74,11 +74,11 @@ func (s *Server) apiReview(w http.ResponseWriter, r *http.Request) {
 		s.apiFail(w, err)
 		return
 	}
-	if q.Has("limit") && (n < 1 || n > 1000) {
-		s.apiFail(w, errclass.Errorf(errdefs.ErrInvalidArgument, "limit %d: give 1 to 1000", n))
+	if q.Has("limit") && n == 0 {
+		s.apiFail(w, errclass.Errorf(errdefs.ErrInvalidArgument, "limit=0: give 1 to 1000 (more is taken as 1000)"))
 		return
 	}
-	limit := int(n)
+	limit := int(min(n, 1000))
 	if limit == 0 {
 		limit = 1000
 	}

@@ -17,7 +17,7 @@ var Names = map[string]string{
 	"close.retention-applied": "the sandbox's retention dropped what it no longer keeps of the recovery area",
 	// recovery area
 	"retention.session-removed": "one session of the recovery area is renamed into trash",
-	"recover.batch":             "one batch of restored records and its new generation are committed (a restore of more than 500)",
+	"recover.batch":             "one batch of restored records (500 at most) and its new generation are committed",
 	"recover.committed":         "restored records and their new generation are committed",
 	// open
 	"open.layer-prepared":  "the build snapshot of a persisted layer is prepared",
