@@ -313,7 +313,13 @@ func (e *Env) PurgeUnfinished(ctx context.Context) (map[string]string, error) {
 	out := map[string]string{}
 	err := e.store.View(func(tx *store.Tx) error {
 		return tx.ForEachMeta(ctx, purgingMeta(""), func(k, v string) error {
-			out[strings.TrimPrefix(k, purgingMeta(""))] = v
+			id := strings.TrimPrefix(k, purgingMeta(""))
+			// Not one of a removed sandbox: its records went with it.
+			if x, err := tx.GetException(id); err == nil {
+				if _, err := tx.GetSandbox(x.Sandbox); err == nil {
+					out[id] = v
+				}
+			}
 			return nil
 		})
 	})

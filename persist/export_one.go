@@ -110,7 +110,12 @@ func clearStaleExportTemps(dir, prefix string) {
 		if !ok || !d.Type().IsRegular() {
 			continue
 		}
-		pidText, _, _ := strings.Cut(rest, ".")
+		// Ours are PID.RANDOM (os.CreateTemp's digits): a temporary file of
+		// an export to NAME.MORE has more fields, and is not this one's.
+		pidText, random, ok := strings.Cut(rest, ".")
+		if !ok || strings.Contains(random, ".") {
+			continue
+		}
 		pid, err := strconv.Atoi(pidText)
 		if err != nil || pid <= 0 || pid == os.Getpid() {
 			continue

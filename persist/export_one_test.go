@@ -26,7 +26,10 @@ func TestExportClearsStaleTemps(t *testing.T) {
 	stale := filepath.Join(dir, fmt.Sprintf("%s%d.123", prefix, dead.Process.Pid))
 	live := filepath.Join(dir, fmt.Sprintf("%s%d.456", prefix, os.Getppid()))
 	other := filepath.Join(dir, fmt.Sprintf("%s%d.789", exportTempPrefix(filepath.Join(dir, "other")), dead.Process.Pid))
-	for _, p := range []string{stale, live, other} {
+	// an export to big.out.2024 whose temporary name reads, after big.out's
+	// prefix, as a dead "pid" 2024... and then its live writer's pid
+	longer := filepath.Join(dir, fmt.Sprintf("%s%d.%d.42", prefix, dead.Process.Pid, os.Getppid()))
+	for _, p := range []string{stale, live, other, longer} {
 		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -37,7 +40,7 @@ func TestExportClearsStaleTemps(t *testing.T) {
 	if _, err := os.Lstat(stale); !os.IsNotExist(err) {
 		t.Errorf("the killed export's temporary file is still there: %v", err)
 	}
-	for _, p := range []string{live, other} {
+	for _, p := range []string{live, other, longer} {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("%s removed: %v", p, err)
 		}

@@ -179,6 +179,10 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 					return err
 				}
 			}
+			// Its records go with the sandbox: no purge is left to finish.
+			if err := tx.DeleteMeta(purgingMeta(x.ID)); err != nil {
+				return err
+			}
 		}
 		if err := e.dropLease(tx, name); err != nil {
 			return err
