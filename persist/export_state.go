@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 
@@ -36,6 +37,7 @@ func (e *Env) StateAt(ctx context.Context, sandbox string, at At) (State, uint64
 		gen      uint64
 		sb       *store.Sandbox
 		closedAt = map[uint64]uint64{} // session → generation its close made
+		openedAt = map[uint64]time.Time{}
 		recs     []*store.Record
 	)
 	err := e.store.View(func(tx *store.Tx) error {
@@ -71,6 +73,7 @@ func (e *Env) StateAt(ctx context.Context, sandbox string, at At) (State, uint64
 			if s.State == store.StateClosed {
 				closedAt[s.N] = s.ClosedGeneration
 			}
+			openedAt[s.N] = s.Opened
 		}
 		return tx.ForEachRecord(ctx, sandbox, func(r *store.Record) error {
 			if g, ok := closedAt[r.Session]; ok && g <= gen && r.Status != change.StatusRefused {
@@ -98,7 +101,7 @@ func (e *Env) StateAt(ctx context.Context, sandbox string, at At) (State, uint64
 			st[r.Path] = r
 		}
 	}
-	st.dropReplaced()
+	st.dropReplaced(func(_ string, n uint64) time.Time { return openedAt[n] })
 	st.dropOrphans()
 	return st, gen, nil
 }

@@ -5,6 +5,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	"github.com/spillway/spillway/store"
 )
 
@@ -19,14 +20,21 @@ const heldPastMeta = "rule/held-past"
 
 func (e *Env) heldPastLayersMeta() string { return "rule/held-past-layers/" + e.hostID }
 
+// heldPastWaiting is the prefix of the marks of sandboxes whose layers on
+// this host wait for their close to be dropped (the host mark then says
+// "waiting").
+func (e *Env) heldPastWaiting() string { return e.heldPastLayersMeta() + "/waiting/" }
+
 // fixHeldPast finds the sandboxes whose state keeps a record the old rule
 // dropped; for each it recounts the counters and forgets the change log
 // (once per ledger), and removes this host's layers of it so that its
-// next open builds them by the new rule (a sandbox open here keeps its
-// layers until a later command finds it closed). It names each sandbox.
+// next open builds them by the new rule. A sandbox open on this host keeps
+// its layers until a later command finds it closed (marked waiting: only
+// those are looked at again). It names each sandbox.
 func (e *Env) fixHeldPast(ctx context.Context) error {
 	var affected []*store.Sandbox
-	var ledgerDone, hostDone bool
+	var ledgerDone bool
+	var hostMark string
 	if err := e.store.View(func(tx *store.Tx) error {
 		// One round trip for both on PostgreSQL: every command asks.
 		if err := tx.ReadAheadMeta([]string{heldPastMeta, e.heldPastLayersMeta()}); err != nil {
@@ -36,7 +44,7 @@ func (e *Env) fixHeldPast(ctx context.Context) error {
 		if _, ledgerDone, err = tx.GetMeta(heldPastMeta); err != nil {
 			return err
 		}
-		if _, hostDone, err = tx.GetMeta(e.heldPastLayersMeta()); err != nil || (ledgerDone && hostDone) {
+		if hostMark, _, err = tx.GetMeta(e.heldPastLayersMeta()); err != nil || (ledgerDone && hostMark != "") {
 			return err
 		}
 		sbs, err := tx.ListSandboxes()
@@ -51,13 +59,19 @@ func (e *Env) fixHeldPast(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if st.heldPastKept() > 0 {
+			if st.heldPastKept(tx.SessionOpened) > 0 {
 				affected = append(affected, sb)
 			}
 		}
 		return nil
-	}); err != nil || (ledgerDone && hostDone) {
+	}); err != nil {
 		return err
+	}
+	if ledgerDone && hostMark == "1" {
+		return nil
+	}
+	if ledgerDone && hostMark == "waiting" {
+		return e.dropWaitingLayers(ctx)
 	}
 	if len(affected) > 0 && !e.lk.exclusive {
 		// Counters rewritten outright, layers removed: nothing else meanwhile.
@@ -83,30 +97,99 @@ func (e *Env) fixHeldPast(ctx context.Context) error {
 				if err := forgetChangeLog(tx, sb.Name); err != nil {
 					return err
 				}
-				e.warnf("sandbox %s: %s approved after a newer directory's session closed: back in its persisted state (an older spillway left them out; see persisted ls)", sb.Name, plural(int64(st.heldPastKept()), "record"))
+				e.warnf("sandbox %s: %s approved after a newer directory's session opened: back in its persisted state (an older spillway left them out; see persisted ls)", sb.Name, plural(int64(st.heldPastKept(tx.SessionOpened)), "record"))
 			}
 			return tx.PutMeta(heldPastMeta, "1")
 		}); err != nil {
 			return err
 		}
 	}
-	if hostDone {
+	if hostMark != "" {
 		return nil
 	}
-	allClosed := true
+	var waiting []string
 	for _, sb := range affected {
-		if sb.State != store.StateClosed {
-			allClosed = false
+		if e.layersInUse(sb) {
+			waiting = append(waiting, sb.Name)
 			continue
 		}
 		if err := e.dropLayers(ctx, sb); err != nil {
 			return err
 		}
 	}
-	if !allClosed {
-		return nil // again once they are closed
+	return e.store.Update(func(tx *store.Tx) error {
+		for _, n := range waiting {
+			if err := tx.PutMeta(e.heldPastWaiting()+n, "1"); err != nil {
+				return err
+			}
+		}
+		mark := "1"
+		if len(waiting) > 0 {
+			mark = "waiting"
+		}
+		return tx.PutMeta(e.heldPastLayersMeta(), mark)
+	})
+}
+
+// layersInUse says whether sb is open on this host (its open journal
+// names a session): its layers are lowers of a mounted root.
+func (e *Env) layersInUse(sb *store.Sandbox) bool {
+	_, open := e.openHere(sb.Name)
+	return open
+}
+
+// dropWaitingLayers drops the layers of the sandboxes marked waiting that
+// are no longer open here, and clears the host mark once none waits.
+func (e *Env) dropWaitingLayers(ctx context.Context) error {
+	var names []string
+	if err := e.store.View(func(tx *store.Tx) error {
+		return tx.ForEachMeta(ctx, e.heldPastWaiting(), func(k, _ string) error {
+			names = append(names, strings.TrimPrefix(k, e.heldPastWaiting()))
+			return nil
+		})
+	}); err != nil {
+		return err
 	}
-	return e.store.Update(func(tx *store.Tx) error { return tx.PutMeta(e.heldPastLayersMeta(), "1") })
+	var ready []*store.Sandbox
+	left := 0
+	for _, n := range names {
+		sb, err := e.getSandbox(n)
+		switch {
+		case errdefs.IsNotFound(err):
+			ready = append(ready, &store.Sandbox{Name: n, State: store.StateClosed}) // removed: only its mark goes
+		case err != nil:
+			return err
+		case e.layersInUse(sb):
+			left++
+		default:
+			ready = append(ready, sb)
+		}
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	if !e.lk.exclusive {
+		if err := e.Exclusive(); err != nil {
+			return err
+		}
+		return e.dropWaitingLayers(ctx)
+	}
+	for _, sb := range ready {
+		if err := e.dropLayers(ctx, sb); err != nil {
+			return err
+		}
+	}
+	return e.store.Update(func(tx *store.Tx) error {
+		for _, sb := range ready {
+			if err := tx.DeleteMeta(e.heldPastWaiting() + sb.Name); err != nil {
+				return err
+			}
+		}
+		if left == 0 {
+			return tx.PutMeta(e.heldPastLayersMeta(), "1")
+		}
+		return nil
+	})
 }
 
 // dropLayers removes this host's layers of closed sandbox sb and what
@@ -138,14 +221,14 @@ func (e *Env) dropLayers(ctx context.Context, sb *store.Sandbox) error {
 // heldPastKept counts the entries of a state (before dropReplaced) that a
 // newer record on an ancestor replaced by the rule before store.Replaces
 // and that none replaces now.
-func (st State) heldPastKept() int {
+func (st State) heldPastKept(opened store.OpenedFunc) int {
 	n := 0
 	for p, r := range st {
 		before, now := false, false
 		for a := path.Dir(p); a != "/" && a != "."; a = path.Dir(a) {
 			if anc, ok := st[a]; ok {
 				before = before || anc.ID > r.ID
-				now = now || store.Replaces(anc, r)
+				now = now || store.Replaces(anc, r, opened)
 			}
 		}
 		if before && !now {

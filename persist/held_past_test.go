@@ -1,8 +1,10 @@
 package persist
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,4 +133,83 @@ func (f *fixture) openEnvWarn(warn func(string)) {
 		f.t.Fatal(err)
 	}
 	f.e = e
+}
+
+// TestHeldPastApprovedWhileOpen: approved while the later session is open
+// (a decision takes effect at the next open, so that session never saw
+// the file either), the file stays when that session's close records its
+// new directory.
+func TestHeldPastApprovedWhileOpen(t *testing.T) {
+	f := newFixture(t, "overlayfs")
+	f.except(func(x *exceptions.Exception) { x.Review = change.ReviewBefore }, "/home/user/held/**")
+	root := f.open()
+	write(t, root, "home/user/held/a.txt", "a", 0o644)
+	f.close()
+	root = f.open()
+	if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "home/user/held")); err == nil {
+		t.Fatal("a decision made while open reached the open root")
+	}
+	write(t, root, "home/user/held/b.txt", "b", 0o644)
+	f.close()
+	if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
+		t.Fatal(err)
+	}
+	root = f.open()
+	for _, n := range []string{"a.txt", "b.txt"} {
+		if _, err := os.Lstat(filepath.Join(root, "home/user/held", n)); err != nil {
+			t.Errorf("the next open: %v", err)
+		}
+	}
+	f.close()
+	problems, err := f.e.Check(f.ctx)
+	if err != nil || len(problems) > 0 {
+		t.Errorf("check: %v, %v", problems, err)
+	}
+}
+
+// TestHeldPastWaitsForOpenSandbox: a sandbox open on this host while the
+// fix runs keeps its layers (they are its root's lowers) and is marked
+// waiting; once it is closed, the next command drops them, and from then on
+// commands look at nothing but the marks.
+func TestHeldPastWaitsForOpenSandbox(t *testing.T) {
+	f := newFixture(t, "overlayfs")
+	heldPastScenario(t, f)
+	f.open() // builds the layers, and stays open
+	if err := f.e.store.Update(func(tx *store.Tx) error {
+		return errors.Join(tx.DeleteMeta(heldPastMeta), tx.DeleteMeta(f.e.heldPastLayersMeta()))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	layers := func() int {
+		keys, err := f.e.snap.Keys(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, k := range keys {
+			if strings.HasPrefix(k, sandboxKeyPrefix("docs")+"gen/") {
+				n++
+			}
+		}
+		return n
+	}
+	mark := func() string {
+		var v string
+		f.e.store.View(func(tx *store.Tx) (err error) { v, _, err = tx.GetMeta(f.e.heldPastLayersMeta()); return err })
+		return v
+	}
+	f.e.Close()
+	f.openEnvWarn(nil)
+	if mark() != "waiting" || layers() == 0 {
+		t.Fatalf("with docs open: mark %q, %d layers; want waiting and its layers kept", mark(), layers())
+	}
+	f.close()
+	f.e.Close()
+	f.openEnvWarn(nil)
+	if mark() != "1" || layers() != 0 {
+		t.Fatalf("after docs closed: mark %q, %d layers; want 1 and none", mark(), layers())
+	}
 }

@@ -61,7 +61,7 @@ func recordState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, e
 	if err != nil {
 		return nil, err
 	}
-	st.dropReplaced()
+	st.dropReplaced(tx.SessionOpened)
 	st.dropOrphans()
 	return st, nil
 }
@@ -80,19 +80,20 @@ func loadState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, []O
 	if err != nil {
 		return nil, nil, err
 	}
-	st.dropReplaced()
+	st.dropReplaced(tx.SessionOpened)
 	return st, st.dropOrphans(), nil
 }
 
 // dropReplaced removes entries that a newer record on an ancestor replaced
 // (store.Replaces): a delete removes the subtree, a file replaces a
 // directory, a new directory starts empty (copied-up directories are never
-// recorded, only new ones) of what its session saw.
-func (st State) dropReplaced() {
+// recorded, only new ones) of what its session saw; opened says when a
+// session opened (Tx.SessionOpened).
+func (st State) dropReplaced(opened store.OpenedFunc) {
 	var gone []string
 	for p, r := range st {
 		for a := path.Dir(p); a != "/" && a != "."; a = path.Dir(a) {
-			if anc, ok := st[a]; ok && store.Replaces(anc, r) {
+			if anc, ok := st[a]; ok && store.Replaces(anc, r, opened) {
 				gone = append(gone, p)
 				break
 			}

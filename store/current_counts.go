@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/spillway/spillway/internal/change"
 )
@@ -476,14 +475,14 @@ func (s *subtreeScan) hides(tx *Tx, t int) (bool, error) {
 		return false, err
 	}
 	r, err := s.record(tx, s.entry[s.tops[t]])
-	return err == nil && hidesSubtree(anc, r), err
+	return err == nil && hidesSubtree(anc, r, tx.SessionOpened), err
 }
 
 // counts sums what the rows read contribute, looking records up in tx.
 func (s *subtreeScan) counts(tx *Tx) (Counts, error) {
 	var c Counts
 	for t, top := range s.tops {
-		var f StateFilter
+		f := StateFilter{Opened: tx.SessionOpened}
 		anc, err := s.chain(tx, t)
 		if err != nil {
 			return c, err
@@ -560,16 +559,16 @@ func parentPath(p string) string {
 // out. It keeps the entries that may be ancestors of the records still to
 // come: a stack as deep as the tree.
 type StateFilter struct {
-	stack []filterEntry
+	// Opened tells Replaces when a session opened (Tx.SessionOpened).
+	Opened OpenedFunc
+	stack  []filterEntry
 }
 
 type filterEntry struct {
 	path     string
-	id       uint64
-	blocks   bool      // a delete, a file or a symlink: nothing lies under it
-	dir      bool      // a directory (newDir)
-	created  time.Time // the record's Created (Replaces)
-	replaced bool      // dropped by a newer record on an ancestor
+	anc      ancestor // what Replaces reads of the entry's record
+	blocks   bool     // a delete, a file or a symlink: nothing lies under it
+	replaced bool     // dropped by a newer record on an ancestor
 }
 
 // Keep says whether the state keeps r, given the records before it.
@@ -589,15 +588,15 @@ func (f *StateFilter) Keep(r *Record) bool {
 		if !strings.HasPrefix(r.Path, a.path+"/") {
 			continue
 		}
-		if replaces(a.id, a.dir, a.created, r) {
+		if replaces(a.anc, r, f.Opened) {
 			replaced = true
 		}
 		if a.blocks && !a.replaced {
 			orphan = true
 		}
 	}
-	f.stack = append(f.stack, filterEntry{path: r.Path, id: r.ID, blocks: r.Kind == change.KindDelete || r.Type != change.TypeDir,
-		dir: newDir(r), created: r.Created, replaced: replaced})
+	f.stack = append(f.stack, filterEntry{path: r.Path, blocks: r.Kind == change.KindDelete || r.Type != change.TypeDir, replaced: replaced,
+		anc: ancestor{id: r.ID, kind: r.Kind, typ: r.Type, sandbox: r.Sandbox, session: r.Session, created: r.Created}})
 	return !replaced && !orphan
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Tx is one transaction; read-only inside View.
@@ -19,6 +20,31 @@ type Tx struct {
 	// batchReads: a read-only transaction on PostgreSQL, whose index
 	// walks read their records in batches (records_view.go).
 	batchReads bool
+	// opened caches SessionOpened.
+	opened map[sessionKey]time.Time
+}
+
+type sessionKey struct {
+	sandbox string
+	n       uint64
+}
+
+// SessionOpened says when session n of sandbox was opened (zero: no such
+// session, or it cannot be read), once per transaction (an OpenedFunc).
+func (tx *Tx) SessionOpened(sandbox string, n uint64) time.Time {
+	k := sessionKey{sandbox, n}
+	if t, ok := tx.opened[k]; ok {
+		return t
+	}
+	var t time.Time
+	if se, err := tx.GetSession(sandbox, n); err == nil {
+		t = se.Opened
+	}
+	if tx.opened == nil {
+		tx.opened = map[sessionKey]time.Time{}
+	}
+	tx.opened[k] = t
+	return t
 }
 
 // get returns the value at k, or ok=false when it is absent.
