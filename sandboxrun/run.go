@@ -94,7 +94,7 @@ func Run(ctx context.Context, env persist.Options, sandbox string, run Runner, o
 		book := &container.Book{Dir: e.RunDir(), Runtime: o.Runtime}
 		// A VM run killed before it applied its guest's changes: apply
 		// them before this run writes anything.
-		if err := rescueOrphans(ctx, e, book, sandbox, false, o.Warn); err != nil {
+		if err := rescueOrphans(ctx, e, book, sandbox, false, true, o.Warn); err != nil {
 			return err
 		}
 		entry, err := book.Register(ctx, sandbox)

@@ -23,7 +23,7 @@ import (
 func BeforeUnmount(e *persist.Env, force bool, warn func(msg string)) func(context.Context, *persist.Sandbox) error {
 	return func(ctx context.Context, sb *persist.Sandbox) error {
 		book := &container.Book{Dir: e.RunDir()}
-		if err := rescueOrphans(ctx, e, book, sb.Name, force, warn); err != nil {
+		if err := rescueOrphans(ctx, e, book, sb.Name, force, false, warn); err != nil {
 			return err
 		}
 		live, err := book.Live(ctx, sb.Name)
@@ -57,7 +57,13 @@ func BeforeUnmount(e *persist.Env, force bool, warn func(msg string)) func(conte
 // what it refuses goes to the recovery area with the session's close. A
 // rescue that fails stops the caller, the run's directory kept; with force
 // the run is given up on, its directory still kept and named.
-func rescueOrphans(ctx context.Context, e *persist.Env, book *container.Book, sandbox string, force bool, warn func(string)) error {
+//
+// mounted says the sandbox's root stays mounted for what follows (a run):
+// the rescue then writes the upper layer with the root unmounted
+// (Env.ApplyToUpper), so that no stale view of it stays cached; before, a
+// container run right after saw the old files and its writes to them were
+// lost.
+func rescueOrphans(ctx context.Context, e *persist.Env, book *container.Book, sandbox string, force, mounted bool, warn func(string)) error {
 	orphans, err := book.Orphans(sandbox)
 	if err != nil {
 		return err
@@ -69,7 +75,13 @@ func rescueOrphans(ctx context.Context, e *persist.Env, book *container.Book, sa
 	}
 	for _, r := range orphans {
 		say(fmt.Sprintf("the VM run of %s by pid %d ended before its changes were applied: rescuing them from its scratch disk", sandbox, r.PID))
-		err := warnIncomplete(book.RescueOrphan(ctx, r), warn)
+		rescue := func() error { return warnIncomplete(book.RescueOrphan(ctx, r), warn) }
+		var err error
+		if mounted {
+			err = e.ApplyToUpper(ctx, sandbox, func(string) error { return rescue() })
+		} else {
+			err = rescue()
+		}
 		if err == nil {
 			err = stageRescued(ctx, e, sandbox, r.VM.Dir)
 		}

@@ -11,10 +11,13 @@ import (
 )
 
 // SpoolMaxData bounds the data (not holes) a run's changes spool takes on
-// the host: an honest init streams at most what its scratch disk holds,
-// plus tar headers. A guest that writes to the changes port itself (root
-// in the guest can) is cut off there instead of filling the host's disk.
-const SpoolMaxData = ScratchSize + 2<<30
+// the host: the whole stream's limit when it is applied
+// (DefaultStreamLimits.MaxTotal). An honest stream can hold more than the
+// scratch disk (init streams each hard link's name as a whole file: a
+// local git clone), so the scratch disk's size is no bound. A guest that
+// writes to the changes port itself (root in the guest can) is cut off
+// there, or where the host's disk runs low, instead of filling it.
+var SpoolMaxData = DefaultStreamLimits.MaxTotal
 
 // SpoolMinFree is the free space a spool leaves on its file system: it
 // stops there too.

@@ -162,9 +162,7 @@ func (m *materialiser) keepContent(name, reason string) bool {
 // session keeps them in its tree: a restore takes them from there.
 func keepAttrs(f *os.File, hdr *tar.Header) error {
 	if hdr.Uid >= 0 && hdr.Gid >= 0 && hdr.Uid <= math.MaxInt32 && hdr.Gid <= math.MaxInt32 {
-		if err := f.Chown(hdr.Uid, hdr.Gid); err != nil {
-			return err
-		}
+		f.Chown(hdr.Uid, hdr.Gid) // not root: the content is kept all the same, as ours
 	}
 	if err := f.Chmod(os.FileMode(hdr.Mode & 0o777)); err != nil {
 		return err
@@ -222,7 +220,10 @@ func (m *materialiser) entry(hdr *tar.Header, r io.Reader) error {
 	if isWhiteout(hdr) {
 		// The name deleted is what must fit: ".wh." and a 252–255 byte
 		// name is longer than a file name may be, and is still a deletion.
-		checked = path.Join(path.Dir(name), strings.TrimPrefix(path.Base(name), ".wh."))
+		// The directory part is kept as it came (not cleaned: "a/../.wh.c"
+		// stays unclean and refused).
+		dir, base := path.Split(name)
+		checked = dir + strings.TrimPrefix(base, ".wh.")
 	}
 	if why := checkName(checked); why != "" {
 		m.refuse(hdr.Name, why)

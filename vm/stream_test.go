@@ -306,7 +306,10 @@ func TestMaterialiseLongNameDeletion(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(upper, "docs", long), []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	data := mkTar(t, []tarEntry{wh("docs/.wh."+long, ""), reg("docs/.x"+long, "too long")})
+	if err := os.WriteFile(filepath.Join(upper, "c"), []byte("top"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := mkTar(t, []tarEntry{wh("docs/.wh."+long, ""), reg("docs/.x"+long, "too long"), wh("docs/x/../../.wh.c", "")})
 	res, err := Materialise(bytes.NewReader(data), upper, DefaultStreamLimits)
 	if err != nil || !res.Complete {
 		t.Fatalf("%+v, %v", res, err)
@@ -315,7 +318,11 @@ func TestMaterialiseLongNameDeletion(t *testing.T) {
 	if err := unix.Lstat(filepath.Join(upper, "docs", long), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 		t.Errorf("the 255-byte name after its deletion: %+v %v, want a whiteout", st, err)
 	}
-	if len(res.Refused) != 1 || !strings.HasPrefix(res.Refused[0].Name, "docs/.x") || res.Refused[0].Reason != "name component too long" {
-		t.Errorf("refused %+v, want only the 257-byte plain name", res.Refused)
+	if len(res.Refused) != 2 || !strings.HasPrefix(res.Refused[0].Name, "docs/.x") || res.Refused[0].Reason != "name component too long" ||
+		res.Refused[1].Name != "docs/x/../../.wh.c" || !strings.HasPrefix(res.Refused[1].Reason, "unclean name") {
+		t.Errorf("refused %+v, want the 257-byte plain name and the unclean whiteout", res.Refused)
+	}
+	if b, err := os.ReadFile(filepath.Join(upper, "c")); err != nil || string(b) != "top" {
+		t.Errorf("c after an unclean whiteout of it: %q, %v", b, err)
 	}
 }

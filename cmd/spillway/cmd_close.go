@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/internal/container"
 	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/internal/units"
 	"github.com/spillway/spillway/persist"
@@ -57,6 +58,16 @@ type closeOptions struct {
 func runClose(ctx context.Context, o closeOptions, g globalOptions, t *term) error {
 	sandbox := o.Sandbox
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
+		if o.DryRun {
+			// The real close applies them first (BeforeUnmount), which a
+			// dry run does not: say what it leaves out.
+			book := &container.Book{Dir: e.RunDir()}
+			if orphans, err := book.Orphans(sandbox); err == nil {
+				for _, r := range orphans {
+					t.warnf("the VM run of %s by pid %d ended before its changes were applied: they are not in this dry run; the close applies them", sandbox, r.PID)
+				}
+			}
+		}
 		sum, err := e.CloseSandbox(ctx, sandbox, persist.CloseOptions{
 			DryRun:        o.DryRun,
 			BeforeUnmount: beforeUnmount(e, t, o.Force),
