@@ -35,6 +35,12 @@ type RestoreOptions struct {
 // no change (a second run of the same restore adds nothing).
 const RestoreInEffect = "already-in-effect"
 
+// RestorePending is the reason restore gives for an entry an earlier
+// restore (review before) already put in the review queue, the same
+// version: rerunning a restore killed between its batches adds no second
+// pending record.
+const RestorePending = "already-pending"
+
 // Skipped is an entry restore left out, and why (a safety rule, or
 // RestoreInEffect).
 type Skipped struct {
@@ -119,9 +125,17 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 	}
 	res := &RestoreResult{Sandbox: sandbox, Records: []PersistedFile{}, Skipped: []Skipped{}}
 	var state State
+	pending := map[string]*store.Record{} // restores held for review, by path
 	if err := e.store.View(func(tx *store.Tx) error {
-		state, err = LoadState(ctx, tx, sb)
-		return err
+		if state, err = LoadState(ctx, tx, sb); err != nil {
+			return err
+		}
+		return tx.ForEachPending(ctx, sandbox, func(r *store.Record) error {
+			if r.Exception == RecoverID && r.Review == change.ReviewBefore && !r.Purged {
+				pending[r.Path] = r
+			}
+			return nil
+		})
 	}); err != nil {
 		return nil, err
 	}
@@ -145,6 +159,9 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 		r, why, err := e.restoreRecord(sb, it.rs, it.x, it.target, state, o, now)
 		if err != nil {
 			return nil, err
+		}
+		if p := pending[it.target]; why == "" && p != nil && p.Kind == r.Kind && p.Type == r.Type && p.Digest == r.Digest && p.Mode == r.Mode {
+			why = RestorePending
 		}
 		if why != "" {
 			res.Skipped = append(res.Skipped, Skipped{Path: it.x.Path, PathBytes: exactBytes(it.x.Path), Reason: why})
@@ -316,7 +333,7 @@ func (e *Env) restoreRecord(sb *store.Sandbox, rs *recoverySession, x RecoverEnt
 // there is at least one).
 func allInEffect(s []Skipped) bool {
 	for _, x := range s {
-		if x.Reason != RestoreInEffect {
+		if x.Reason != RestoreInEffect && x.Reason != RestorePending {
 			return false
 		}
 	}
