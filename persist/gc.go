@@ -83,6 +83,9 @@ func (e *Env) GC(ctx context.Context) (*Freed, error) {
 	if err := e.gcBlobs(ctx, x, f); err != nil {
 		return f, err
 	}
+	if err := e.gcVMRuns(f); err != nil {
+		return f, err
+	}
 	if err := e.gcTemp(f); err != nil {
 		return f, err
 	}
