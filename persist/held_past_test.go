@@ -61,17 +61,7 @@ func TestHeldPastNewDirectory(t *testing.T) {
 	if c.Files != 2 {
 		t.Errorf("counters say %d files, want 2", c.Files)
 	}
-	root := f.open()
-	for _, n := range []string{"a.txt", "b.txt"} {
-		if _, err := os.Lstat(filepath.Join(root, "home/user/held", n)); err != nil {
-			t.Errorf("the next open: %v", err)
-		}
-	}
-	f.close()
-	problems, err := f.e.Check(f.ctx)
-	if err != nil || len(problems) > 0 {
-		t.Errorf("check: %v, %v", problems, err)
-	}
+	assertHeldBoth(t, f)
 }
 
 // TestHeldPastFixesOlderLedger: a ledger whose counters and layers
@@ -157,17 +147,7 @@ func TestHeldPastApprovedWhileOpen(t *testing.T) {
 	if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
 		t.Fatal(err)
 	}
-	root = f.open()
-	for _, n := range []string{"a.txt", "b.txt"} {
-		if _, err := os.Lstat(filepath.Join(root, "home/user/held", n)); err != nil {
-			t.Errorf("the next open: %v", err)
-		}
-	}
-	f.close()
-	problems, err := f.e.Check(f.ctx)
-	if err != nil || len(problems) > 0 {
-		t.Errorf("check: %v, %v", problems, err)
-	}
+	assertHeldBoth(t, f)
 }
 
 // TestHeldPastWaitsForOpenSandbox: a sandbox open on this host while the
@@ -211,5 +191,22 @@ func TestHeldPastWaitsForOpenSandbox(t *testing.T) {
 	f.openEnvWarn(nil)
 	if mark() != "1" || layers() != 0 {
 		t.Fatalf("after docs closed: mark %q, %d layers; want 1 and none", mark(), layers())
+	}
+}
+
+// assertHeldBoth checks that the next open of docs has both held/a.txt and
+// held/b.txt, and that check finds nothing wrong.
+func assertHeldBoth(t *testing.T, f *fixture) {
+	t.Helper()
+	root := f.open()
+	for _, n := range []string{"a.txt", "b.txt"} {
+		if _, err := os.Lstat(filepath.Join(root, "home/user/held", n)); err != nil {
+			t.Errorf("the next open: %v", err)
+		}
+	}
+	f.close()
+	problems, err := f.e.Check(f.ctx)
+	if err != nil || len(problems) > 0 {
+		t.Errorf("check: %v, %v", problems, err)
 	}
 }
