@@ -184,7 +184,7 @@ func (e *Env) Check(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, id := range sortedKeys(purging) {
+	for _, id := range purging {
 		problems = append(problems, fmt.Sprintf("exception %s: its revoke --purge was interrupted; records of it are still in the persisted state (run: spillway exception revoke %s --purge --reason …)", id, id))
 	}
 	blobProblems, err := e.checkBlobs(ctx, x)

@@ -306,18 +306,17 @@ func (e *Env) RevokeException(ctx context.Context, id, reason string, purge bool
 // committed in several batches and not finished yet.
 func purgingMeta(id string) string { return "purging/" + id }
 
-// PurgeUnfinished returns the exceptions whose purge was interrupted
-// between its batches, by id: how many records were still to purge when it
-// started.
-func (e *Env) PurgeUnfinished(ctx context.Context) (map[string]string, error) {
-	out := map[string]string{}
+// PurgeUnfinished returns the ids of the exceptions whose purge was
+// interrupted between its batches, in key order.
+func (e *Env) PurgeUnfinished(ctx context.Context) ([]string, error) {
+	var out []string
 	err := e.store.View(func(tx *store.Tx) error {
-		return tx.ForEachMeta(ctx, purgingMeta(""), func(k, v string) error {
+		return tx.ForEachMeta(ctx, purgingMeta(""), func(k, _ string) error {
 			id := strings.TrimPrefix(k, purgingMeta(""))
 			// Not one of a removed sandbox: its records went with it.
 			if x, err := tx.GetException(id); err == nil {
 				if _, err := tx.GetSandbox(x.Sandbox); err == nil {
-					out[id] = v
+					out = append(out, id)
 				}
 			}
 			return nil

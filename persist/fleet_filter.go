@@ -189,3 +189,21 @@ func (e *Env) CheckScope(ctx context.Context, host, sandbox string) error {
 	}
 	return nil
 }
+
+// CheckLogScope is CheckScope for the audit log (log, serve's audit
+// page): a sandbox counts when the log has ever seen it, so that a removed
+// sandbox's entries stay readable; a name it never saw is a typo, not an
+// empty log.
+func (e *Env) CheckLogScope(ctx context.Context, host, sandbox string) error {
+	if err := e.CheckScope(ctx, host, ""); err != nil || sandbox == "" {
+		return err
+	}
+	seen := false
+	if err := e.ForEachEventAfter(ctx, sandbox, 0, func(*Event) error { seen = true; return ErrStop }); err != nil {
+		return err
+	}
+	if !seen {
+		return &NotFoundError{Kind: "sandbox", Name: sandbox}
+	}
+	return nil
+}

@@ -1,14 +1,13 @@
 package persist
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/spillway/spillway/internal/container"
 )
 
 // A `run --vm` keeps its run directory (scratch disk, changes spool,
@@ -17,10 +16,6 @@ import (
 // them. gc removes those no run entry names once their sandbox's
 // keep-refused time has passed (at once for a sandbox that keeps nothing,
 // or is gone), as the recovery area's own content goes.
-
-// vmRunDirName is a run directory's name: the run's id
-// (spillway-SANDBOX-N) and a random suffix.
-var vmRunDirName = regexp.MustCompile(`^spillway-(.+)-[0-9]+\.[^.]+$`)
 
 // gcVMRuns removes the run directories gone past their sandbox's
 // retention, listing them in f.TempFiles.
@@ -33,16 +28,19 @@ func (e *Env) gcVMRuns(f *Freed) error {
 	if err != nil {
 		return err
 	}
-	inUse := e.vmRunDirsInUse()
+	inUse, err := (&container.Book{Dir: e.RunDir()}).VMDirs()
+	if err != nil {
+		return err
+	}
 	now := e.Now()
 	for _, d := range ents {
-		m := vmRunDirName.FindStringSubmatch(d.Name())
+		sandbox, ok := container.VMRunSandbox(d.Name())
 		p := filepath.Join(dir, d.Name())
-		if m == nil || !d.IsDir() || inUse[p] {
+		if !ok || !d.IsDir() || inUse[p] {
 			continue
 		}
 		keep := time.Duration(0)
-		if sb, err := e.getSandbox(m[1]); err == nil {
+		if sb, err := e.getSandbox(sandbox); err == nil {
 			keep = retentionOf(sb).KeepRefused
 		} else if !errdefs.IsNotFound(err) {
 			continue
@@ -59,27 +57,4 @@ func (e *Env) gcVMRuns(f *Freed) error {
 		f.TempBytes += size
 	}
 	return nil
-}
-
-// vmRunDirsInUse returns the run directories the run entries name
-// (run/sbx/SANDBOX/ID.json, "vm": {"dir": …}): live runs, and orphans
-// whose changes the next close or run rescues.
-func (e *Env) vmRunDirsInUse() map[string]bool {
-	out := map[string]bool{}
-	files, _ := filepath.Glob(filepath.Join(e.RunDir(), "sbx", "*", "*.json"))
-	for _, fn := range files {
-		b, err := os.ReadFile(fn)
-		if err != nil {
-			continue
-		}
-		var entry struct {
-			VM *struct {
-				Dir string `json:"dir"`
-			} `json:"vm"`
-		}
-		if json.Unmarshal(b, &entry) == nil && entry.VM != nil {
-			out[entry.VM.Dir] = true
-		}
-	}
-	return out
 }

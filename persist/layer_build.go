@@ -296,10 +296,5 @@ func (e *Env) applyRecord(w *hostile.Writer, r *store.Record) error {
 // something about the record: no space, a quota, an I/O error, a
 // read-only file system, no memory.
 func hostFailure(err error) bool {
-	for _, errno := range []unix.Errno{unix.ENOSPC, unix.EDQUOT, unix.EIO, unix.EROFS, unix.ENOMEM} {
-		if errors.Is(err, errno) {
-			return true
-		}
-	}
-	return false
+	return isNoSpace(err) || errors.Is(err, unix.EIO) || errors.Is(err, unix.EROFS) || errors.Is(err, unix.ENOMEM)
 }

@@ -321,13 +321,32 @@ func (e *Env) dropSandboxLock(name string) error {
 // so nobody holds them; each is still taken before it goes. A file it
 // cannot take is left, with a warning.
 func (e *Env) gcLockFiles() error {
-	dir := e.sandboxLocksDir()
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	names, err := e.strayLockNames()
 	if err != nil {
 		return err
+	}
+	for _, n := range names {
+		p := filepath.Join(e.sandboxLocksDir(), n)
+		l, err := lock.TryAcquire(p, e.lk.what)
+		if err == nil && l != nil {
+			err = l.Remove(p)
+		}
+		if err != nil {
+			e.warnf("lock file %s left in place: %v", p, err)
+		}
+	}
+	return nil
+}
+
+// strayLockNames returns the names of ROOT/locks's lock files whose
+// sandbox or image the ledger does not have.
+func (e *Env) strayLockNames() ([]string, error) {
+	ents, err := os.ReadDir(e.sandboxLocksDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	keep := map[string]bool{}
 	err = e.store.View(func(tx *store.Tx) error {
@@ -345,23 +364,15 @@ func (e *Env) gcLockFiles() error {
 		return err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var out []string
 	for _, d := range ents {
-		n := d.Name()
-		if keep[n] || !d.Type().IsRegular() || !isLockName(n) {
-			continue
-		}
-		p := filepath.Join(dir, n)
-		l, err := lock.TryAcquire(p, e.lk.what)
-		if err == nil && l != nil {
-			err = l.Remove(p)
-		}
-		if err != nil {
-			e.warnf("lock file %s left in place: %v", p, err)
+		if n := d.Name(); !keep[n] && d.Type().IsRegular() && isLockName(n) {
+			out = append(out, n)
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // sandboxLockPath is ROOT/locks/NAME, its directory created and checked.

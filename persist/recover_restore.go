@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -192,9 +193,21 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 	// "transaction too big" on badger, and nothing was restored. A restore
 	// interrupted between batches is finished by running it again (the
 	// entries in effect are skipped).
+	audit := map[string]string{
+		"paths": strings.Join(o.Paths, " "), "to": o.To, "session": from[0],
+		"skipped": fmt.Sprint(len(res.Skipped)), "review": string(o.Review), "forced": fmt.Sprint(o.Force),
+		"reason": o.Reason,
+	}
+	if len(from) > 1 {
+		audit["sessions"] = strings.Join(from, " ") // the entries came from several
+	}
+	batches := (len(recs) + restoreBatchSize - 1) / restoreBatchSize
 	for start := 0; start < len(recs); start += restoreBatchSize {
 		batch := recs[start:min(start+restoreBatchSize, len(recs))]
-		if err := e.restoreBatch(sandbox, batch, o, from, len(res.Skipped), now, start/restoreBatchSize+1, (len(recs)+restoreBatchSize-1)/restoreBatchSize, &res.Generation); err != nil {
+		if batches > 1 {
+			audit["batch"] = fmt.Sprintf("%d of %d", start/restoreBatchSize+1, batches)
+		}
+		if err := e.restoreBatch(sandbox, batch, audit, now, &res.Generation); err != nil {
 			if start > 0 {
 				return nil, fmt.Errorf("%w (%d of %d records restored, in generation %d: run the same restore again to finish it)", err, start, len(recs), res.Generation)
 			}
@@ -212,9 +225,10 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 // restoreBatchSize is how many records one transaction of a restore commits.
 const restoreBatchSize = 500
 
-// restoreBatch commits batch k of n of a restore's records: the records,
-// a new generation (into *gen) and the audit entry.
-func (e *Env) restoreBatch(sandbox string, recs []*store.Record, o RestoreOptions, from []string, skipped int, now time.Time, k, n int, gen *uint64) error {
+// restoreBatch commits a batch of a restore's records: the records, a new
+// generation (into *gen) and the audit entry, audit's data with the
+// batch's records and generation.
+func (e *Env) restoreBatch(sandbox string, recs []*store.Record, audit map[string]string, now time.Time, gen *uint64) error {
 	return e.store.Update(func(tx *store.Tx) error {
 		cur, err := tx.GetSandbox(sandbox)
 		if err != nil {
@@ -248,18 +262,9 @@ func (e *Env) restoreBatch(sandbox string, recs []*store.Record, o RestoreOption
 		if err := tx.PutSandbox(cur); err != nil {
 			return err
 		}
-		data := map[string]string{
-			"paths": strings.Join(o.Paths, " "), "to": o.To, "session": from[0],
-			"records": fmt.Sprint(len(recs)), "skipped": fmt.Sprint(skipped),
-			"generation": fmt.Sprint(cur.Generation), "review": string(o.Review), "forced": fmt.Sprint(o.Force),
-			"reason": o.Reason, "record_ids": recordIDs(recs),
-		}
-		if n > 1 {
-			data["batch"] = fmt.Sprintf("%d of %d", k, n)
-		}
-		if len(from) > 1 {
-			data["sessions"] = strings.Join(from, " ") // the entries came from several
-		}
+		data := maps.Clone(audit)
+		data["records"], data["record_ids"] = fmt.Sprint(len(recs)), recordIDs(recs)
+		data["generation"] = fmt.Sprint(cur.Generation)
 		_, err = tx.Append(now, "recover.restore", sandbox, data)
 		return err
 	})

@@ -2,12 +2,7 @@ package persist
 
 import (
 	"context"
-	"errors"
-	"io/fs"
-	"os"
 	"strings"
-
-	"github.com/spillway/spillway/store"
 )
 
 // A sandbox's removal commits its absence from the ledger first, then
@@ -30,30 +25,13 @@ func (e *Env) unfinishedRemovals(ctx context.Context) ([]string, error) {
 		// gc must not delete a name's records on its own word.
 		return nil, nil
 	}
-	ents, err := os.ReadDir(e.sandboxLocksDir())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	names, err := e.strayLockNames()
 	if err != nil {
 		return nil, err
 	}
-	have := map[string]bool{}
-	if err := e.store.View(func(tx *store.Tx) error {
-		sbs, err := tx.ListSandboxes()
-		for _, sb := range sbs {
-			have[sb.Name] = true
-		}
-		return err
-	}); err != nil {
-		return nil, err
-	}
 	var out []string
-	for _, d := range ents {
-		n := d.Name()
-		if have[n] || !d.Type().IsRegular() || strings.HasPrefix(n, imageLockPrefix) || ValidateName("sandbox", n) != nil {
-			continue
-		}
-		if e.removalLeftovers(ctx, n) {
+	for _, n := range names {
+		if !strings.HasPrefix(n, imageLockPrefix) && e.removalLeftovers(ctx, n) {
 			out = append(out, n)
 		}
 	}

@@ -170,20 +170,9 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		p.Host = s.cfg.Host
 	}
 	err = s.withLedger(r.Context(), func(e *persist.Env) (err error) {
-		// As log does: an unknown host, or a sandbox the log has never
-		// seen, is 404, not an empty log; a removed sandbox's entries stay
-		// readable.
-		if err := e.CheckScope(r.Context(), p.Host, ""); err != nil {
+		// As log does: 404, not an empty log.
+		if err := e.CheckLogScope(r.Context(), p.Host, p.Sandbox); err != nil {
 			return err
-		}
-		if p.Sandbox != "" {
-			seen := false
-			if err := e.ForEachEventAfter(r.Context(), p.Sandbox, 0, func(*persist.Event) error { seen = true; return persist.ErrStop }); err != nil {
-				return err
-			}
-			if !seen {
-				return &persist.NotFoundError{Kind: "sandbox", Name: p.Sandbox}
-			}
 		}
 		if p.Checked {
 			prob, err := e.VerifyAudit(r.Context())

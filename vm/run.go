@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spillway/spillway/internal/container"
 	"github.com/spillway/spillway/vm/proto"
 )
 
@@ -114,7 +115,7 @@ func (r *Run) Boot(ctx context.Context) (*Outcome, error) {
 // r.Dir (its guest was killed) into the spool. ErrNoScratch when there is
 // no scratch disk.
 func (r *Run) Rescue(ctx context.Context) (*Outcome, error) {
-	scratch := filepath.Join(r.Dir, "scratch.img")
+	scratch := filepath.Join(r.Dir, container.VMScratchFile)
 	if _, err := os.Stat(scratch); err != nil {
 		return nil, ErrNoScratch
 	}
@@ -175,7 +176,7 @@ func (r *Run) disks() ([]Disk, error) {
 		}
 		add(p)
 	}
-	scratch := filepath.Join(r.Dir, "scratch.img")
+	scratch := filepath.Join(r.Dir, container.VMScratchFile)
 	os.Remove(scratch)
 	if err := ScratchDisk(scratch, ScratchSize); err != nil {
 		return nil, err

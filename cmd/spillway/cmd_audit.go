@@ -61,19 +61,8 @@ type logOptions struct {
 
 func runLog(ctx context.Context, o logOptions, g globalOptions, t *term) error {
 	return withLedger(ctx, g, t, func(e *persist.Env) error {
-		if err := checkScope(ctx, e, o.Host, ""); err != nil {
+		if err := e.CheckLogScope(ctx, o.Host, o.Sandbox); err != nil {
 			return err
-		}
-		if o.Sandbox != "" {
-			// A name the log has never seen is a typo, not an empty log;
-			// a removed sandbox's entries stay readable.
-			seen := false
-			if err := e.ForEachEventAfter(ctx, o.Sandbox, 0, func(*persist.Event) error { seen = true; return persist.ErrStop }); err != nil {
-				return err
-			}
-			if !seen {
-				return &persist.NotFoundError{Kind: "sandbox", Name: o.Sandbox}
-			}
 		}
 		// Entries print as they are read, the first page at once, the
 		// rest in 64 KiB writes (pagedOutput); JSON as one array.

@@ -131,7 +131,7 @@ type reviewOptions struct {
 
 func runReviewLs(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
 	return withLedger(ctx, g, t, func(e *persist.Env) error {
-		if err := checkScope(ctx, e, o.Host, ""); err != nil {
+		if err := e.CheckScope(ctx, o.Host, ""); err != nil {
 			return err
 		}
 		// Rows print as they are read, so the first page of a long list

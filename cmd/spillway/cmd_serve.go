@@ -88,7 +88,7 @@ func runServe(ctx context.Context, o serveOptions, g globalOptions, t *term) err
 	if err != nil {
 		return err
 	}
-	err = checkScope(ctx, e, o.Host, o.Sandbox)
+	err = e.CheckScope(ctx, o.Host, o.Sandbox)
 	if cerr := e.Close(); err == nil {
 		err = cerr
 	}

@@ -63,8 +63,3 @@ func reviewEachOn(e *persist.Env, host string) func(ctx context.Context, sandbox
 		})
 	}
 }
-
-// checkScope checks a --sandbox/--host scope (persist.Env.CheckScope).
-func checkScope(ctx context.Context, e *persist.Env, host, sandbox string) error {
-	return e.CheckScope(ctx, host, sandbox)
-}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"syscall"
 	"time"
 
@@ -173,4 +174,43 @@ type RescueIncomplete struct {
 
 func (e *RescueIncomplete) Error() string {
 	return fmt.Sprintf("the rescued VM's changes were incomplete (%s): what arrived was applied; the scratch disk is kept in %s", e.Why, e.Dir)
+}
+
+// VMDirs returns the run directories the book's entries name, of every
+// sandbox: live VM runs and orphans.
+func (b *Book) VMDirs() (map[string]bool, error) {
+	out := map[string]bool{}
+	sbs, err := os.ReadDir(filepath.Join(b.Dir, "sbx"))
+	if errors.Is(err, os.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range sbs {
+		all, err := b.entries(d.Name())
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range all {
+			if e.VM != nil {
+				out[e.VM.Dir] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// vmRunDirName is a VM run directory's name: its run's id
+// (spillway-SANDBOX-N, Register) and a random suffix.
+var vmRunDirName = regexp.MustCompile(`^spillway-(.+)-[0-9]+\.[^.]+$`)
+
+// VMRunSandbox returns the sandbox whose run a VM run directory named name
+// belongs to.
+func VMRunSandbox(name string) (string, bool) {
+	m := vmRunDirName.FindStringSubmatch(name)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
 }
