@@ -36,7 +36,7 @@ func (e *Env) gcVMRuns(f *Freed) error {
 	for _, d := range ents {
 		sandbox, ok := container.VMRunSandbox(d.Name())
 		p := filepath.Join(dir, d.Name())
-		if !ok || !d.IsDir() || inUse[p] {
+		if !ok || !d.IsDir() || inUse.Has(p) {
 			continue
 		}
 		keep := time.Duration(0)

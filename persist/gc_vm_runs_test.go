@@ -11,7 +11,8 @@ import (
 // TestGCVMRuns: gc removes the run directories of `run --vm` that no run
 // entry names once their sandbox's keep-refused time has passed (at once
 // for a removed sandbox), and keeps those a run entry names or still
-// within it.
+// within it, and the directory of a run still starting (its entry has no
+// VM details yet).
 func TestGCVMRuns(t *testing.T) {
 	f := newFixture(t, "overlayfs")
 	vm := filepath.Join(f.e.RunDir(), "vm")
@@ -27,14 +28,16 @@ func TestGCVMRuns(t *testing.T) {
 	old := mk("spillway-docs-2.222", 8*24*time.Hour)
 	gone := mk("spillway-removed-1.333", time.Hour)
 	named := mk("spillway-docs-3.444", 30*24*time.Hour)
+	starting := mk("spillway-docs-4.555", 30*24*time.Hour)
 	sbx := filepath.Join(f.e.RunDir(), "sbx", "docs")
 	must(t, os.MkdirAll(sbx, 0o700))
 	must(t, os.WriteFile(filepath.Join(sbx, "spillway-docs-3.json"), []byte(`{"id":"spillway-docs-3","sandbox":"docs","vm":{"dir":"`+named+`"}}`), 0o600))
+	must(t, os.WriteFile(filepath.Join(sbx, "spillway-docs-4.json"), []byte(`{"id":"spillway-docs-4","sandbox":"docs"}`), 0o600))
 	fr, err := f.e.GC(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for p, want := range map[string]bool{fresh: true, old: false, gone: false, named: true} {
+	for p, want := range map[string]bool{fresh: true, old: false, gone: false, named: true, starting: true} {
 		if _, err := os.Lstat(p); (err == nil) != want {
 			t.Errorf("%s: exists %v, want %v", filepath.Base(p), err == nil, want)
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -176,25 +177,44 @@ func (e *RescueIncomplete) Error() string {
 	return fmt.Sprintf("the rescued VM's changes were incomplete (%s): what arrived was applied; the scratch disk is kept in %s", e.Why, e.Dir)
 }
 
-// VMDirs returns the run directories the book's entries name, of every
-// sandbox: live VM runs and orphans.
-func (b *Book) VMDirs() (map[string]bool, error) {
-	out := map[string]bool{}
+// VMRunsInUse names the VM run directories the book's entries may use.
+type VMRunsInUse struct {
+	dirs map[string]bool // the directories entries name (live VM runs and orphans)
+	ids  map[string]bool // every entry's id: a run still starting has its directory, ID.SUFFIX, and no VM details yet
+}
+
+// Has says whether the run directory at p is in use.
+func (u VMRunsInUse) Has(p string) bool {
+	if u.dirs[p] {
+		return true
+	}
+	name := filepath.Base(p)
+	i := strings.LastIndexByte(name, '.')
+	return i > 0 && u.ids[name[:i]]
+}
+
+// VMDirs returns the run directories the book's entries use, of every
+// sandbox: live VM runs, orphans, and runs still starting (the entry is
+// registered before its directory is made). Read it after listing the
+// directories: a run that starts in between made its entry first.
+func (b *Book) VMDirs() (VMRunsInUse, error) {
+	out := VMRunsInUse{dirs: map[string]bool{}, ids: map[string]bool{}}
 	sbs, err := os.ReadDir(filepath.Join(b.Dir, "sbx"))
 	if errors.Is(err, os.ErrNotExist) {
 		return out, nil
 	}
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	for _, d := range sbs {
 		all, err := b.entries(d.Name())
 		if err != nil {
-			return nil, err
+			return out, err
 		}
 		for _, e := range all {
+			out.ids[e.ID] = true
 			if e.VM != nil {
-				out[e.VM.Dir] = true
+				out.dirs[e.VM.Dir] = true
 			}
 		}
 	}
