@@ -23,7 +23,8 @@ import (
 )
 
 // The model-based test of applying persisted state (issue 11, class 2).
-// Random sessions (add, modify, delete, symlink, directory replace) and
+// Random sessions (add, modify, delete, symlink, directory replace, a
+// directory's chmod) and
 // decisions (approve, reject, revoke --purge) run on a real sandbox; after
 // each, the next open's root must equal a simple model, and nothing may be
 // written outside the area the exception covers (the rest of the root, the
@@ -31,7 +32,8 @@ import (
 //
 // The model: of the records in effect, the newest per path; a path goes
 // when an ancestor in the state is newer (a delete, a file or a link, or a
-// new directory that starts empty) or is not a directory; the rest is laid
+// new directory that starts empty, not one whose mode alone changed) or is
+// not a directory; the rest is laid
 // over the image in path order, missing parents created 0755, for deletes
 // too (a path under a file of the image is skipped).
 // A second check needs no records: right after a close (review after), the
@@ -226,7 +228,19 @@ func (p *prop) session(root string, cur tree) tree {
 			target = entries[p.rnd.Intn(len(entries))]
 		}
 		full := filepath.Join(root, target)
-		op := []string{"file", "file", "delete", "symlink", "dir"}[p.rnd.Intn(5)]
+		op := []string{"file", "file", "delete", "symlink", "dir", "chmod"}[p.rnd.Intn(6)]
+		if op == "chmod" {
+			// A directory's new mode, nothing else: its record keeps what
+			// the directory holds.
+			d := dirs[p.rnd.Intn(len(dirs))]
+			mode := []os.FileMode{0o700, 0o750, 0o755}[p.rnd.Intn(3)]
+			p.logf("session: chmod %o %s", mode, d)
+			if err := os.Chmod(filepath.Join(root, d), mode); err != nil {
+				t.Fatal(err)
+			}
+			cur = readArea(t, root)
+			continue
+		}
 		p.logf("session: %s %s", op, target)
 		must := func(err error) {
 			if err != nil {
@@ -281,7 +295,7 @@ func (p *prop) model() (tree, int) {
 	for q, r := range newest {
 		keep := true
 		for a := path.Dir(q); a != "/"; a = path.Dir(a) {
-			if anc, ok := newest[a]; ok && anc.ID > r.ID {
+			if anc, ok := newest[a]; ok && anc.ID > r.ID && !anc.MetaOnly {
 				keep = false
 				break
 			}
@@ -320,7 +334,7 @@ func (p *prop) model() (tree, int) {
 		if underFile(out, q) {
 			continue // a file of the image is in the way: open skips it
 		}
-		for a := path.Dir(q); a != "/" && a != propArea; a = path.Dir(a) {
+		for a := path.Dir(q); q != propArea && a != "/" && a != propArea; a = path.Dir(a) {
 			if _, ok := out[a]; !ok {
 				out[a] = node{typ: "dir", mode: 0o755}
 			}
@@ -354,7 +368,7 @@ func underFile(t tree, q string) bool {
 // replaced says whether a newer ancestor in the state drops r.
 func replaced(newest map[string]*store.Record, r *store.Record) bool {
 	for a := path.Dir(r.Path); a != "/"; a = path.Dir(a) {
-		if anc, ok := newest[a]; ok && anc.ID > r.ID {
+		if anc, ok := newest[a]; ok && anc.ID > r.ID && !anc.MetaOnly {
 			return true
 		}
 	}

@@ -27,7 +27,7 @@ func (e *Env) checkStates(ctx context.Context) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			st.dropReplaced(tx.SessionOpened)
+			st.dropReplaced(tx)
 			orphans := st.dropOrphans()
 			if err != nil {
 				return err

@@ -34,6 +34,9 @@ func newRecord(sb *store.Sandbox, d Classification, now time.Time) *store.Record
 	case c.Type == change.TypeDir:
 		r.Mode = c.Mode & 0o777
 		r.Size = 0
+		// A directory that was one below too kept what it holds: only its
+		// mode or owner changed (what it lost are deletes of their own).
+		r.MetaOnly = c.Kind == change.KindModify && c.Below != nil && c.Below.Type == change.TypeDir
 	case c.Type == change.TypeSymlink:
 		r.Mode = 0o777
 	default:

@@ -326,7 +326,7 @@ func checkCounts(ctx context.Context, tx *store.Tx, sb *store.Sandbox, want Stat
 	for p, r := range want {
 		st[p] = r
 	}
-	st.dropReplaced(tx.SessionOpened)
+	st.dropReplaced(tx)
 	st.dropOrphans()
 	files, bytes := st.Files()
 	if c.Files != files || c.Bytes != bytes {

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -101,7 +102,9 @@ func (e *Env) StateAt(ctx context.Context, sandbox string, at At) (State, uint64
 			st[r.Path] = r
 		}
 	}
-	st.dropReplaced(func(_ string, n uint64) time.Time { return openedAt[n] })
+	st.dropReplaced(pastSeen{opened: openedAt, recs: recs, inEffect: func(r *store.Record) bool {
+		return !restoredLater[r.ID] && inEffectAt(r, later[r.ID], purgedLater[r.Exception])
+	}})
 	st.dropOrphans()
 	return st, gen, nil
 }
@@ -156,4 +159,25 @@ func (e *Env) laterChanges(ctx context.Context, sandbox string, gen uint64) (dec
 		return nil, nil, nil, fmt.Errorf("audit log: %w", err)
 	}
 	return decided, purged, restored, nil
+}
+
+// pastSeen is what store.Replaces reads of a past generation: when its
+// sessions opened, and which records of a path were in effect then.
+type pastSeen struct {
+	opened   map[uint64]time.Time
+	recs     []*store.Record // the records of the sessions closed by then
+	inEffect func(*store.Record) bool
+}
+
+func (p pastSeen) SessionOpened(_ string, n uint64) time.Time { return p.opened[n] }
+
+func (p pastSeen) PathInEffect(_, path string) ([]*store.Record, error) {
+	var out []*store.Record
+	for _, r := range p.recs {
+		if r.Path == path && p.inEffect(r) {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
 }

@@ -59,7 +59,7 @@ func (e *Env) fixHeldPast(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if st.heldPastKept(tx.SessionOpened) > 0 {
+			if st.heldPastKept(tx) > 0 {
 				affected = append(affected, sb)
 			}
 		}
@@ -97,7 +97,7 @@ func (e *Env) fixHeldPast(ctx context.Context) error {
 				if err := forgetChangeLog(tx, sb.Name); err != nil {
 					return err
 				}
-				e.warnf("sandbox %s: %s approved after a newer directory's session opened: back in its persisted state (an older spillway left them out; see persisted ls)", sb.Name, plural(int64(st.heldPastKept(tx.SessionOpened)), "record"))
+				e.warnf("sandbox %s: %s approved after a newer directory's session opened: back in its persisted state (an older spillway left them out; see persisted ls)", sb.Name, plural(int64(st.heldPastKept(tx)), "record"))
 			}
 			return tx.PutMeta(heldPastMeta, "1")
 		}); err != nil {
@@ -221,13 +221,13 @@ func (e *Env) dropLayers(ctx context.Context, sb *store.Sandbox) error {
 // heldPastKept counts the entries of a state (before dropReplaced) that a
 // newer record on an ancestor replaced by the rule before store.Replaces
 // and that none replaces now.
-func (st State) heldPastKept(opened store.OpenedFunc) int {
+func (st State) heldPastKept(opened store.Seen) int {
 	n := 0
 	for p, r := range st {
 		before, now := false, false
 		for a := path.Dir(p); a != "/" && a != "."; a = path.Dir(a) {
 			if anc, ok := st[a]; ok {
-				before = before || anc.ID > r.ID
+				before = before || anc.ID > r.ID && !anc.MetaOnly
 				now = now || store.Replaces(anc, r, opened)
 			}
 		}

@@ -210,3 +210,70 @@ func assertHeldBoth(t *testing.T, f *fixture) {
 		t.Errorf("check: %v, %v", problems, err)
 	}
 }
+
+// TestHeldPastDeletedInBetween: a file held back for review whose
+// directory a later session deleted stays gone when it is approved while a
+// still later session, which creates the directory again, is open: the
+// delete came after the file, and the same decisions made between the two
+// sessions give the same state.
+func TestHeldPastDeletedInBetween(t *testing.T) {
+	for _, whileOpen := range []bool{true, false} {
+		name := "approved while the last session is open"
+		if !whileOpen {
+			name = "approved before it opened"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, "overlayfs")
+			f.except(func(x *exceptions.Exception) { x.Review = change.ReviewBefore }, "/home/user/held/a.txt")
+			f.except(nil, "/home/user/held/**")
+			root := f.open()
+			write(t, root, "home/user/held/a.txt", "a", 0o644)
+			f.close()
+			root = f.open()
+			must(t, os.RemoveAll(filepath.Join(root, "home/user/held")))
+			f.close()
+			if !whileOpen {
+				if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			root = f.open()
+			if whileOpen {
+				if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(t, root, "home/user/held/b.txt", "b", 0o644)
+			f.close()
+			var c store.Counts
+			var st State
+			if err := f.e.store.View(func(tx *store.Tx) error {
+				sb, err := tx.GetSandbox("docs")
+				if err != nil {
+					return err
+				}
+				if st, err = LoadState(f.ctx, tx, sb); err != nil {
+					return err
+				}
+				c, err = tx.CountsAt("docs", sb.Generation)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if st["/home/user/held/a.txt"] != nil || st["/home/user/held/b.txt"] == nil {
+				t.Errorf("state: a.txt %v, b.txt %v; want only b.txt", st["/home/user/held/a.txt"], st["/home/user/held/b.txt"])
+			}
+			if c.Files != 1 {
+				t.Errorf("counters say %d files, want 1", c.Files)
+			}
+			root = f.open()
+			if _, err := os.Lstat(filepath.Join(root, "home/user/held/a.txt")); err == nil {
+				t.Error("the next open has a.txt, deleted after it was written")
+			}
+			f.close()
+			if problems, err := f.e.Check(f.ctx); err != nil || len(problems) > 0 {
+				t.Errorf("check: %v, %v", problems, err)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
 	"github.com/spillway/spillway/internal/escape"
+	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 	"golang.org/x/sys/unix"
 )
@@ -71,6 +72,32 @@ type reachable struct {
 	img   string          // the image's name
 	dir   string          // its tree on this host ("": not here, not checked)
 	seen  map[string]error
+	held  map[string]bool // directories that hold records of state (made by existingDir)
+}
+
+// existingDir says whether the next open has a directory at p: a
+// directory record of the state, a directory that holds records of the
+// state, or the image's directory (when the image is here to look at).
+func (c *reachable) existingDir(p string) bool {
+	if r := c.state[p]; r != nil {
+		return r.Kind != change.KindDelete && r.Type == change.TypeDir
+	}
+	if c.held == nil {
+		c.held = map[string]bool{}
+		for q := range c.state {
+			for a := path.Dir(q); a != "/" && a != "." && !c.held[a]; a = path.Dir(a) {
+				c.held[a] = true
+			}
+		}
+	}
+	if c.held[p] {
+		return true
+	}
+	if c.dir == "" {
+		return false
+	}
+	en, err := hostile.Entry(c.dir, p)
+	return err == nil && en.Type == change.TypeDir
 }
 
 func (e *Env) newReachable(ctx context.Context, sb *store.Sandbox, state State) *reachable {

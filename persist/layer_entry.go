@@ -66,7 +66,7 @@ func (d *delta) eff(p string, s int) (*store.Record, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ra != nil && store.Replaces(ra, r, d.tx.SessionOpened) {
+		if ra != nil && store.Replaces(ra, r, d.tx) {
 			d.effs[s][p] = nil
 			return nil, nil
 		}
@@ -78,7 +78,7 @@ func (d *delta) eff(p string, s int) (*store.Record, error) {
 		}
 		replaced := false
 		for _, rb := range ancs[i+1:] {
-			if rb != nil && store.Replaces(rb, ra, d.tx.SessionOpened) {
+			if rb != nil && store.Replaces(rb, ra, d.tx) {
 				replaced = true
 			}
 		}

@@ -54,7 +54,7 @@ func eachCurrent(ctx context.Context, tx *store.Tx, sb *store.Sandbox, fn func(*
 		return nil
 	}
 	// One range scan: the index holds a copy of each record in effect.
-	vis := store.StateFilter{Opened: tx.SessionOpened}
+	vis := store.StateFilter{Seen: tx}
 	return tx.ForEachCurrentRecordAt(ctx, sb.Name, sb.Generation, func(r *store.Record) error {
 		if !vis.Keep(r) {
 			return nil
@@ -78,7 +78,7 @@ func currentRecord(ctx context.Context, tx *store.Tx, sb *store.Sandbox, p strin
 	for a := p; a != "/" && a != "."; a = path.Dir(a) {
 		chain = append(chain, a)
 	}
-	vis := store.StateFilter{Opened: tx.SessionOpened}
+	vis := store.StateFilter{Seen: tx}
 	var out *store.Record
 	for i := len(chain) - 1; i >= 0; i-- {
 		id, ok, err := tx.CurrentAt(sb.Name, chain[i], sb.Generation)

@@ -158,6 +158,9 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 	var recs []*store.Record
 	for _, it := range items {
 		r, why, err := e.restoreRecord(sb, it.rs, it.x, it.target, state, o, now)
+		if err == nil && r != nil && r.Type == change.TypeDir && r.Kind != change.KindDelete {
+			r.Kind, r.MetaOnly = keptDir(r.Kind, it.target, state, reach)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -268,6 +271,20 @@ func (e *Env) restoreBatch(sandbox string, recs []*store.Record, audit map[strin
 		_, err = tx.Append(now, "recover.restore", sandbox, data)
 		return err
 	})
+}
+
+// keptDir returns the kind of a restored directory's record at target
+// and whether it is MetaOnly: a directory the next open has there already
+// (one of the state, one that holds records of the state, or the image's)
+// keeps what it holds — a restore adds, it never empties a directory.
+func keptDir(kind change.Kind, target string, state State, reach *reachable) (change.Kind, bool) {
+	if cur := state[target]; cur != nil && (cur.Kind == change.KindDelete || cur.Type != change.TypeDir) {
+		return kind, false // a delete, a file or a link: the directory replaces it
+	}
+	if reach.existingDir(target) {
+		return change.KindModify, true
+	}
+	return kind, false
 }
 
 // restoreRecord makes the record of one entry restored at target, storing

@@ -61,7 +61,7 @@ func recordState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, e
 	if err != nil {
 		return nil, err
 	}
-	st.dropReplaced(tx.SessionOpened)
+	st.dropReplaced(tx)
 	st.dropOrphans()
 	return st, nil
 }
@@ -80,7 +80,7 @@ func loadState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, []O
 	if err != nil {
 		return nil, nil, err
 	}
-	st.dropReplaced(tx.SessionOpened)
+	st.dropReplaced(tx)
 	return st, st.dropOrphans(), nil
 }
 
@@ -89,7 +89,7 @@ func loadState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, []O
 // directory, a new directory starts empty (copied-up directories are never
 // recorded, only new ones) of what its session saw; opened says when a
 // session opened (Tx.SessionOpened).
-func (st State) dropReplaced(opened store.OpenedFunc) {
+func (st State) dropReplaced(opened store.Seen) {
 	var gone []string
 	for p, r := range st {
 		for a := path.Dir(p); a != "/" && a != "."; a = path.Dir(a) {

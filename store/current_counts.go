@@ -475,14 +475,14 @@ func (s *subtreeScan) hides(tx *Tx, t int) (bool, error) {
 		return false, err
 	}
 	r, err := s.record(tx, s.entry[s.tops[t]])
-	return err == nil && hidesSubtree(anc, r, tx.SessionOpened), err
+	return err == nil && hidesSubtree(anc, r, tx), err
 }
 
 // counts sums what the rows read contribute, looking records up in tx.
 func (s *subtreeScan) counts(tx *Tx) (Counts, error) {
 	var c Counts
 	for t, top := range s.tops {
-		f := StateFilter{Opened: tx.SessionOpened}
+		f := StateFilter{Seen: tx}
 		anc, err := s.chain(tx, t)
 		if err != nil {
 			return c, err
@@ -559,9 +559,10 @@ func parentPath(p string) string {
 // out. It keeps the entries that may be ancestors of the records still to
 // come: a stack as deep as the tree.
 type StateFilter struct {
-	// Opened tells Replaces when a session opened (Tx.SessionOpened).
-	Opened OpenedFunc
-	stack  []filterEntry
+	// Seen tells Replaces when a session opened and what a path held
+	// (a *Tx).
+	Seen  Seen
+	stack []filterEntry
 }
 
 type filterEntry struct {
@@ -588,7 +589,7 @@ func (f *StateFilter) Keep(r *Record) bool {
 		if !strings.HasPrefix(r.Path, a.path+"/") {
 			continue
 		}
-		if replaces(a.anc, r, f.Opened) {
+		if replaces(a.anc, r, f.Seen) {
 			replaced = true
 		}
 		if a.blocks && !a.replaced {
@@ -596,7 +597,7 @@ func (f *StateFilter) Keep(r *Record) bool {
 		}
 	}
 	f.stack = append(f.stack, filterEntry{path: r.Path, blocks: r.Kind == change.KindDelete || r.Type != change.TypeDir, replaced: replaced,
-		anc: ancestor{id: r.ID, kind: r.Kind, typ: r.Type, sandbox: r.Sandbox, session: r.Session, created: r.Created}})
+		anc: ancestorOf(r)})
 	return !replaced && !orphan
 }
 

@@ -97,11 +97,11 @@ func blocks(r *Record) bool {
 // hidesSubtree says whether the state leaves out everything under r's
 // path, given the records of its ancestors, root first (nil: none):
 // StateFilter's entry for r blocks and no ancestor replaced it.
-func hidesSubtree(ancestors []*Record, r *Record, opened OpenedFunc) bool {
+func hidesSubtree(ancestors []*Record, r *Record, opened Seen) bool {
 	if !blocks(r) {
 		return false
 	}
-	f := StateFilter{Opened: opened}
+	f := StateFilter{Seen: opened}
 	for _, a := range ancestors {
 		if a != nil {
 			f.Keep(a)

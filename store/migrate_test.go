@@ -164,6 +164,7 @@ func TestRecordEncodingRoundTrips(t *testing.T) {
 		{ID: 2, Sandbox: "s", Path: "/l", Kind: change.KindDelete, Type: change.TypeSymlink, Link: "../x", Digest: "sha256:ABC", Purged: true, Reason: "r"},
 		{ID: 3, Sandbox: "s", Path: "/", Size: -1, Mtime: now.Add(-time.Hour)},
 		{ID: 4, Sandbox: "s", Path: "/p", Kind: change.KindModify, Type: change.TypeFile, Size: 5, Pruned: true, Status: change.StatusApproved},
+		{ID: 5, Sandbox: "s", Path: "/d", Kind: change.KindModify, Type: change.TypeDir, Mode: 0o700, MetaOnly: true, Purged: true},
 	} {
 		b, err := encodeRecord(r)
 		if err != nil {

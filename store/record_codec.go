@@ -22,9 +22,16 @@ import (
 //	Digest (0: none, 1: sha256 as 32 bytes, 2: a string, 3: none because
 //	the record was pruned; a decoder older than tag 3 refuses such a
 //	record, and records without it decode as before)
-//	Purged (one byte)
+//	Flags (one byte: 1 Purged, 2 MetaOnly; a decoder older than flag 2
+//	refuses such a record)
 //	Mtime Created DecidedAt (time.MarshalBinary, length-prefixed; empty: zero)
 const recordV2 = 2
+
+// The bits of a v2 record's flags byte.
+const (
+	flagPurged   = 1
+	flagMetaOnly = 2
+)
 
 // encodeRecord writes r in the v2 encoding.
 func encodeRecord(r *Record) ([]byte, error) {
@@ -54,11 +61,14 @@ func encodeRecord(r *Record) ([]byte, error) {
 		b = append(b, 2)
 		b = appendString(b, r.Digest)
 	}
+	var flags byte
 	if r.Purged {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
+		flags |= flagPurged
 	}
+	if r.MetaOnly {
+		flags |= flagMetaOnly
+	}
+	b = append(b, flags)
 	for _, t := range []time.Time{r.Mtime, r.Created, r.DecidedAt} {
 		if t.IsZero() {
 			b = append(b, 0)
@@ -235,14 +245,10 @@ func decodeRecordV2(b []byte) (*Record, error) {
 			d.err = errors.New("bad digest tag")
 		}
 	}
-	switch d.byte() {
-	case 0:
-	case 1:
-		r.Purged = true
-	default:
-		if d.err == nil {
-			d.err = errors.New("bad flag")
-		}
+	flags := d.byte()
+	r.Purged, r.MetaOnly = flags&flagPurged != 0, flags&flagMetaOnly != 0
+	if flags&^(flagPurged|flagMetaOnly) != 0 && d.err == nil {
+		d.err = errors.New("bad flag")
 	}
 	r.Mtime = d.time()
 	r.Created = d.time()

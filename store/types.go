@@ -110,6 +110,11 @@ type Record struct {
 	Reason    string            // refusal code, or the reviewer's reason for a rejection
 	Purged    bool              // removed from the persisted state by `exception revoke --purge`
 	Pruned    bool              // its content was dropped by `persisted prune` (Digest is then "")
+	// MetaOnly marks a modify of a directory that was a directory before
+	// too: only its mode or owner changed, and what lies beneath it stays
+	// (Replaces). A modify directory record without it replaced a file or
+	// a link, and starts empty as a new directory does.
+	MetaOnly  bool
 	Created   time.Time
 	DecidedBy string
 	DecidedAt time.Time

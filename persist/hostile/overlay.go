@@ -44,7 +44,8 @@ func OverlayChanges(ctx context.Context, upper string, lowers []string, fn func(
 //     added directory.
 //   - An entry present below is a modify, except a directory that is a
 //     directory both below and in the upper tree: a copied-up container,
-//     only descended into (reported only when TooDeep).
+//     only descended into, reported only when its permission bits or owner
+//     changed (dirMetaChanged) or when TooDeep.
 //   - An upper entry that vanishes or changes type between the listing of
 //     its directory and its stat, open or readlink is reported once with
 //     Changed set (nothing below it is listed) and the walk goes on.
@@ -195,7 +196,7 @@ func (w *overlayWalk) dir(path string, depth int, ufd int, low []lowerDir, repla
 			c.Kind = change.KindModify
 			c.Below = belowFrom(&below, root)
 			if isDir(&st) && isDir(&below) {
-				report = deep // a copied-up container
+				report = deep || dirMetaChanged(&st, &below) // a copied-up container
 			}
 		}
 		if c.Type == change.TypeSymlink {

@@ -256,3 +256,36 @@ func readAll(t *testing.T, f *File) []byte {
 	must(t, f.Verify())
 	return out
 }
+
+// A copied-up directory is reported when its permission bits or owner
+// changed (a modify with its version below), and not when only what it
+// holds or its mtime changed; a change of a bit a directory's record does
+// not keep (sticky) is no change either.
+func TestOverlayDirModeAndOwner(t *testing.T) {
+	o := newOverlay(t, func(l []string) {
+		write(t, l[0]+"/chmod/kept", "k")
+		write(t, l[0]+"/chown/kept", "k")
+		write(t, l[0]+"/holds/kept", "k")
+		write(t, l[0]+"/sticky/kept", "k")
+	})
+	must(t, os.Chmod(o.m("chmod"), 0o700))
+	must(t, os.Chown(o.m("chown"), 1000, 1000))
+	write(t, o.m("holds/new"), "n")
+	must(t, os.Chmod(o.m("sticky"), 0o755|os.ModeSticky))
+	o.unmount(t)
+
+	got, all := overlayLines(t, o.upper, o.lowers)
+	sameLines(t, got, []string{
+		`modify dir "/chmod"`,
+		`modify dir "/chown"`,
+		`add file "/holds/new"`,
+	})
+	for _, c := range all[:2] {
+		if c.Below == nil || c.Below.Type != change.TypeDir || c.Below.Mode&0o777 != 0o755 {
+			t.Errorf("%s: below %+v, want the directory it was (0755)", c.Path, c.Below)
+		}
+	}
+	if all[0].Mode&0o777 != 0o700 || all[1].UID != 1000 || all[1].GID != 1000 {
+		t.Errorf("stat fields: %+v %+v", all[0], all[1])
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/spillway/spillway/internal/change"
 )
 
 func TestTreeChanges(t *testing.T) {
@@ -54,4 +56,29 @@ func TestTreeChanges(t *testing.T) {
 		`modify dir "/wasfile"`,
 		`add file "/wasfile/inner"`,
 	})
+}
+
+// TreeChanges reports a directory in both trees whose permission bits or
+// owner changed, not one whose content alone did.
+func TestTreeChangesDirModeAndOwner(t *testing.T) {
+	d := t.TempDir()
+	base, tree := d+"/base", d+"/tree"
+	write(t, base+"/chmod/kept", "k")
+	write(t, base+"/chown/kept", "k")
+	write(t, base+"/holds/kept", "k")
+	if out, err := exec.Command("cp", "-a", base, tree).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	must(t, os.Chmod(tree+"/chmod", 0o700))
+	must(t, os.Chown(tree+"/chown", 1000, 1000))
+	write(t, tree+"/holds/new", "n")
+	got, all := treeLines(t, tree, base)
+	sameLines(t, got, []string{
+		`modify dir "/chmod"`,
+		`modify dir "/chown"`,
+		`add file "/holds/new"`,
+	})
+	if all[0].Below == nil || all[0].Below.Type != change.TypeDir {
+		t.Errorf("below of /chmod: %+v", all[0].Below)
+	}
 }

@@ -13,7 +13,8 @@ import (
 // TreeChanges compares a full tree with its base (a full copy, as the
 // native snapshotter makes): a double walk with descriptors. An entry in
 // both is a modify when its type, size, mode, owner, mtime (ns) or symlink
-// target differ; directories in both are only descended into. Entries of
+// target differ; directories in both are only descended into, and reported
+// only when their permission bits or owner changed. Entries of
 // base missing from tree are deletes (the subtree root only). An empty
 // base means every entry is an add. Same streaming and ordering rules as
 // OverlayChanges.
@@ -122,7 +123,7 @@ func (w *treeWalk) dir(path string, depth, tfd, bfd int) error {
 			c.Below = belowFrom(&bst, w.base)
 			switch {
 			case bothDirs:
-				report = deep
+				report = deep || dirMetaChanged(&st, &bst)
 			case st.Mode != bst.Mode || st.Uid != bst.Uid || st.Gid != bst.Gid ||
 				st.Mtim != bst.Mtim || (!isDir(&st) && st.Size != bst.Size):
 			case c.Type == change.TypeSymlink:
