@@ -231,18 +231,38 @@ func runReviewApprove(ctx context.Context, o reviewOptions, g globalOptions, t *
 				fmt.Fprintf(t.out, "nothing to review in %s\n", o.Sandbox)
 				return nil
 			}
-			return printDecided(t, "approved", d, true, err)
+			return printDecided(t, "approved", d, true, splitDecisions(ctx, e, t, d, change.StatusApproved), err)
 		}
 		d, err := e.Approve(ctx, o.IDs, o.Text)
-		return printDecided(t, "approved", d, false, err)
+		return printDecided(t, "approved", d, false, splitDecisions(ctx, e, t, d, change.StatusApproved), err)
 	})
 }
 
 func runReviewReject(ctx context.Context, o reviewOptions, g globalOptions, t *term) error {
 	return withEnv(ctx, g, t, func(e *persist.Env) error {
 		d, err := e.Reject(ctx, o.IDs, o.Text)
-		return printDecided(t, "rejected", d, false, err)
+		return printDecided(t, "rejected", d, false, splitDecisions(ctx, e, t, d, change.StatusRejected), err)
 	})
+}
+
+// splitDecisions returns the databases and repositories a decision split
+// (persist.SplitDecisions); failing to find them is a warning, not the
+// decision's failure.
+func splitDecisions(ctx context.Context, e *persist.Env, t *term, d *persist.Decided, status change.Status) []persist.SplitDecision {
+	splits, err := e.SplitDecisions(ctx, d, status)
+	if err != nil {
+		t.warnf("could not look for databases or repositories decided in part: %v", err)
+	}
+	return splits
+}
+
+// splitJSON is one database or repository a decision split.
+type splitJSON struct {
+	Record     uint64   `json:"record"`
+	Path       string   `json:"path"`
+	What       string   `json:"what"`  // "sqlite database" or "git repository"
+	Whole      string   `json:"whole"` // the database's file or the .git directory
+	Companions []uint64 `json:"companions"`
 }
 
 // decidedJSON is approve and reject --json: every decided record id and
@@ -251,6 +271,9 @@ type decidedJSON struct {
 	Records   []uint64             `json:"records"`
 	Sandboxes []decidedSandboxJSON `json:"sandboxes"`
 	Already   []uint64             `json:"already,omitempty"` // given, decided the same way before: skipped
+	// Split lists the sqlite databases and git repositories the decision
+	// split: companions of the same session decided otherwise or not yet.
+	Split []splitJSON `json:"split,omitempty"`
 }
 
 type decidedSandboxJSON struct {
@@ -286,7 +309,7 @@ func idList(ids []uint64) string {
 // printDecided says what a decision did, also what the batches before a
 // failure did: the record ids (counted for --all, or past shownIDs), and
 // every id with --json.
-func printDecided(t *term, verb string, d *persist.Decided, all bool, err error) error {
+func printDecided(t *term, verb string, d *persist.Decided, all bool, splits []persist.SplitDecision, err error) error {
 	if d == nil || err != nil && len(d.Records) == 0 {
 		return err // nothing decided: stdout holds nothing, as for any error
 	}
@@ -301,6 +324,9 @@ func printDecided(t *term, verb string, d *persist.Decided, all bool, err error)
 				j.OpenGeneration = s.OpenGeneration
 			}
 			out.Sandboxes = append(out.Sandboxes, j)
+		}
+		for _, p := range splits {
+			out.Split = append(out.Split, splitJSON{Record: p.Record.ID, Path: p.Record.Path, What: p.What, Whole: p.Whole, Companions: p.Companions})
 		}
 		if perr := t.printJSON(out); err == nil {
 			err = perr
@@ -326,7 +352,27 @@ func printDecided(t *term, verb string, d *persist.Decided, all bool, err error)
 			fmt.Fprintf(t.out, "%s: generation %d (applies at the next open)\n", s.Name, s.Generation)
 		}
 	}
+	for _, p := range splits {
+		how := "spillway review approve " + allIDs(p.Companions)
+		if verb == "rejected" {
+			how = "spillway review reject " + allIDs(p.Companions) + " --reason TEXT"
+		}
+		if len(p.Companions) > shownIDs {
+			how = "review ls " + p.Record.Sandbox + " lists them"
+		}
+		t.warnf("%s %s is part of the %s %s, whose other records of session %d (%s) stay as they were: a %s decided in part can be left inconsistent; decide them the same way (%s)",
+			idList([]uint64{p.Record.ID}), name(p.Record.Path), p.What, name(p.Whole), p.Record.Session, idList(p.Companions), p.What, how)
+	}
 	return err
+}
+
+// allIDs names every id, "r1 r2 r3", for a command line to copy.
+func allIDs(ids []uint64) string {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = "r" + strconv.FormatUint(id, 10)
+	}
+	return strings.Join(names, " ")
 }
 
 // recordStatus says where a record stands, for people.

@@ -1,0 +1,161 @@
+package persist
+
+import (
+	"context"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/spillway/spillway/internal/change"
+	"github.com/spillway/spillway/store"
+)
+
+// A decision on part of a sqlite database (the file without its -wal
+// journal) or of a git repository (one object of its .git directory) can
+// leave what persists inconsistent: SPEC's rejection brings the older
+// version of one file back beside the newer version of the others. The
+// decision is made as asked; SplitDecisions names what it split so the
+// reviewer can decide the rest the same way.
+
+// SplitDecision is one decided record whose companions from the same session
+// stand otherwise after a decision.
+type SplitDecision struct {
+	Record     *store.Record
+	What       string   // "sqlite database" or "git repository"
+	Whole      string   // the database's file, or the repository's .git directory
+	Companions []uint64 // the companions' record ids, ascending
+}
+
+// sqliteSuffixes name a sqlite database's companion files.
+var sqliteSuffixes = []string{"-wal", "-shm", "-journal"}
+
+// sqliteBase returns the database file p belongs to (p itself, or p less
+// a companion suffix).
+func sqliteBase(p string) string {
+	for _, s := range sqliteSuffixes {
+		if b, ok := strings.CutSuffix(p, s); ok && path.Base(b) != "" {
+			return b
+		}
+	}
+	return p
+}
+
+// gitDir returns the .git directory p lies in or is ("" if none).
+func gitDir(p string) string {
+	for a := p; a != "/" && a != "."; a = path.Dir(a) {
+		if path.Base(a) == ".git" {
+			return a
+		}
+	}
+	return ""
+}
+
+// SplitDecisions returns, for the records of d decided to status, those
+// whose companions of the same session (a sqlite database's file and its
+// -wal, -shm or -journal; the records under the same .git directory) were
+// not decided so and still count: a rejected record's companion in effect
+// or pending, an approved one's still pending. At most one entry per
+// database or repository. It reads each session the decision touched once
+// (its record index).
+func (e *Env) SplitDecisions(ctx context.Context, d *Decided, status change.Status) ([]SplitDecision, error) {
+	if d == nil || len(d.Records) == 0 {
+		return nil, nil
+	}
+	decided := map[uint64]bool{}
+	for _, r := range d.Records {
+		decided[r.ID] = true
+	}
+	split := func(c *store.Record) bool {
+		if decided[c.ID] || c.Purged {
+			return false
+		}
+		switch status {
+		case change.StatusRejected:
+			return c.Status == change.StatusPending || c.Status == change.StatusApproved
+		case change.StatusApproved:
+			return c.Status == change.StatusPending
+		}
+		return false
+	}
+	type sessionKey struct {
+		sandbox string
+		n       uint64
+	}
+	type companions struct {
+		byPath map[string][]uint64 // the session's records at sqlite names that split
+		named  map[string]bool     // every sqlite companion name of the session (-wal, -shm, -journal)
+		byGit  map[string][]uint64 // per .git directory, its records that split
+	}
+	sessions := map[sessionKey]*companions{}
+	err := e.store.View(func(tx *store.Tx) error {
+		for _, r := range d.Records {
+			k := sessionKey{r.Sandbox, r.Session}
+			if sessions[k] != nil {
+				continue
+			}
+			c := &companions{byPath: map[string][]uint64{}, named: map[string]bool{}, byGit: map[string][]uint64{}}
+			if err := tx.ForEachSessionRecord(ctx, r.Sandbox, r.Session, func(x *store.Record) error {
+				if g := gitDir(x.Path); g != "" {
+					if split(x) {
+						c.byGit[g] = append(c.byGit[g], x.ID)
+					}
+					return nil
+				}
+				if sqliteBase(x.Path) != x.Path {
+					c.named[x.Path] = true
+				}
+				if split(x) {
+					c.byPath[x.Path] = append(c.byPath[x.Path], x.ID)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			sessions[k] = c
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []SplitDecision
+	for _, r := range d.Records {
+		c := sessions[sessionKey{r.Sandbox, r.Session}]
+		p := SplitDecision{Record: r}
+		if g := gitDir(r.Path); g != "" {
+			p.What, p.Whole, p.Companions = "git repository", g, c.byGit[g]
+		} else {
+			base := sqliteBase(r.Path)
+			journal := false
+			for _, s := range sqliteSuffixes {
+				journal = journal || c.named[base+s]
+			}
+			if !journal {
+				continue // a file with no -wal, -shm or -journal in its session
+			}
+			p.What, p.Whole = "sqlite database", base
+			for _, n := range append([]string{base}, suffixed(base)...) {
+				p.Companions = append(p.Companions, c.byPath[n]...)
+			}
+		}
+		key := r.Sandbox + "\x00" + p.Whole
+		if len(p.Companions) == 0 || seen[key] {
+			continue
+		}
+		seen[key] = true
+		p.Companions = slices.Clone(p.Companions)
+		slices.Sort(p.Companions)
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// suffixed returns base with each sqlite companion suffix.
+func suffixed(base string) []string {
+	out := make([]string, len(sqliteSuffixes))
+	for i, s := range sqliteSuffixes {
+		out[i] = base + s
+	}
+	return out
+}
