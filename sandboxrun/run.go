@@ -25,6 +25,11 @@ type Sandbox struct {
 	Opened *persist.Opened  // its mounted root: path, mounts, session
 	Book   *container.Book  // the state directory's run registry
 	Entry  *container.Entry // this run's entry in Book
+	// KeepEntry, set by the runner, leaves the entry in the book when the
+	// run ends: a VM run whose guest's changes could not be applied (a
+	// lock held past --lock-timeout) stays an orphan that the next close,
+	// run or rm --force rescues from its scratch disk.
+	KeepEntry bool
 }
 
 // Runner runs CMD in an opened sandbox and returns CMD's exit status. It
@@ -124,7 +129,9 @@ func Run(ctx context.Context, env persist.Options, sandbox string, run Runner, o
 	// signal goes to CMD, not to this context.
 	ctx = context.WithoutCancel(ctx)
 	code, runErr := run(ctx, sb)
-	if err := sb.Book.Done(ctx, sb.Entry); err != nil && runErr == nil {
+	if sb.KeepEntry {
+		// left for the rescue of its changes
+	} else if err := sb.Book.Done(ctx, sb.Entry); err != nil && runErr == nil {
 		runErr = err
 	}
 	var se *container.StartError

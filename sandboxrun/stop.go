@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/spillway/spillway/internal/container"
+	"github.com/spillway/spillway/internal/escape"
 	"github.com/spillway/spillway/persist"
 	"github.com/spillway/spillway/vm"
 )
@@ -44,7 +45,7 @@ func BeforeUnmount(e *persist.Env, force bool, warn func(msg string)) func(conte
 			}
 			errs = append(errs, warnIncomplete(book.Stop(ctx, r), warn))
 			if r.VM != nil && r.VM.Upper != "" {
-				errs = append(errs, stageRescued(ctx, e, sb.Name, r.VM.Dir))
+				errs = append(errs, stageRescued(ctx, e, sb.Name, r.VM.Dir, warn))
 			}
 		}
 		return errors.Join(errs...)
@@ -74,6 +75,16 @@ func rescueOrphans(ctx context.Context, e *persist.Env, book *container.Book, sa
 		}
 	}
 	for _, r := range orphans {
+		if _, err := os.Lstat(r.VM.Upper); errors.Is(err, os.ErrNotExist) {
+			// Its session was closed without it (close --force gave up on
+			// it, or closed it while its run could not apply): its upper
+			// layer is gone, and a later session's is no place for it.
+			say(fmt.Sprintf("the VM run of %s by pid %d belonged to a session closed since: its changes are not applied (its scratch disk is kept in %s)", sandbox, r.PID, r.VM.Dir))
+			if err := book.DropOrphan(ctx, r); err != nil {
+				return err
+			}
+			continue
+		}
 		say(fmt.Sprintf("the VM run of %s by pid %d ended before its changes were applied: rescuing them from its scratch disk", sandbox, r.PID))
 		rescue := func() error { return warnIncomplete(book.RescueOrphan(ctx, r), warn) }
 		var err error
@@ -83,7 +94,7 @@ func rescueOrphans(ctx context.Context, e *persist.Env, book *container.Book, sa
 			err = rescue()
 		}
 		if err == nil {
-			err = stageRescued(ctx, e, sandbox, r.VM.Dir)
+			err = stageRescued(ctx, e, sandbox, r.VM.Dir, warn)
 		}
 		if err == nil {
 			continue
@@ -113,8 +124,9 @@ func warnIncomplete(err error, warn func(string)) error {
 }
 
 // stageRescued stages for the recovery area what the rescue of a stopped
-// VM refused from its stream (vm.RefusedFile in its run directory).
-func stageRescued(ctx context.Context, e *persist.Env, sandbox, dir string) error {
+// VM refused from its stream (vm.RefusedFile in its run directory), and
+// names each, as a run that applies its own changes does.
+func stageRescued(ctx context.Context, e *persist.Env, sandbox, dir string, warn func(string)) error {
 	b, err := os.ReadFile(filepath.Join(dir, vm.RefusedFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -132,6 +144,11 @@ func stageRescued(ctx context.Context, e *persist.Env, sandbox, dir string) erro
 	}
 	if err := e.KeepVMRefused(ctx, sandbox, staged, filepath.Join(dir, "refused")); err != nil {
 		return err
+	}
+	if warn != nil {
+		for _, r := range refused {
+			warn(fmt.Sprintf("refused %s from the VM's changes: %s", escape.Name(r.Name), escape.Name(r.Reason)))
+		}
 	}
 	return os.Remove(filepath.Join(dir, vm.RefusedFile))
 }

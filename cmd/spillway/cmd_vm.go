@@ -207,8 +207,17 @@ func (vr *vmRunner) run(ctx context.Context, sb *sandboxrun.Sandbox) (int, error
 	}
 	writeVMTimings(vr.start, applied, out)
 	if aerr != nil {
-		// e.g. close --force closed the sandbox meanwhile.
-		t.warnf("the VM's changes were not applied (%v); they are kept in %s", aerr, dir)
+		// A lock held past --lock-timeout, the ledger unavailable, or
+		// close --force that closed the sandbox meanwhile. The entry stays:
+		// an orphan whose scratch disk the next close, run or rm --force
+		// of this session applies (one of a later session is dropped,
+		// its directory kept).
+		if sb.Entry.VM != nil && sb.Entry.VM.Upper != "" {
+			sb.KeepEntry = true
+			t.warnf("the VM's changes were not applied (%v); the next close or run of %s applies them (kept in %s)", aerr, o.Sandbox, dir)
+		} else {
+			t.warnf("the VM's changes were not applied (%v); they are kept in %s", aerr, dir)
+		}
 		return code, err
 	}
 	if err == nil && (out == nil || out.Spool == "" || out.Verified) {
