@@ -142,17 +142,25 @@ func (b *Blobs) putBack(d, tmp *os.File, aside string) error {
 
 // settleAside resolves a put-back that found blob name in place: the copy
 // whose bytes hash to its name stays (one renamed in but never synced
-// before a power cut may be short). The aside copy is left as it is when
-// both names are one file (a put-back by link, then unlink, under way), when
-// what is in place is not a regular file, or when a copy cannot be read:
-// the next gc, or a reader missing the blob, looks again.
+// before a power cut may be short). When both names are one file, the
+// aside name goes: the blob is in place, and a put-back by link of this
+// name under way finds it gone (ENOENT) at its unlink. Left as it would
+// be, it could stay forever: moved by link, one file can have two aside
+// names (linked back from gc-HEX.1, moved again to gc-HEX.2 before the
+// unlink of gc-HEX.1), and the put-back of one waits on nobody. The aside
+// copy is left as it is when what is in place is not a regular file, or
+// when a copy cannot be read: the next gc, or a reader missing the blob,
+// looks again.
 func settleAside(d, tmp *os.File, aside, name string) error {
 	var in, out unix.Stat_t
 	if unix.Fstatat(int(d.Fd()), name, &in, unix.AT_SYMLINK_NOFOLLOW) != nil ||
 		unix.Fstatat(int(tmp.Fd()), aside, &out, unix.AT_SYMLINK_NOFOLLOW) != nil {
 		return nil
 	}
-	if in.Dev == out.Dev && in.Ino == out.Ino || in.Mode&unix.S_IFMT != unix.S_IFREG {
+	if in.Dev == out.Dev && in.Ino == out.Ino {
+		return unix.Unlinkat(int(tmp.Fd()), aside, 0)
+	}
+	if in.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}
 	switch good, err := hashesTo(d, name, name); {

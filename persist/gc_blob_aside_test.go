@@ -346,11 +346,13 @@ func TestGCLeavesPlantedAsideNames(t *testing.T) {
 }
 
 // A put-back that finds the blob's name and the copy aside to be one file
-// (another put-back by link and unlink under way, on NFS) leaves both
-// names to it: it removes the aside name itself.
-func TestPutBackLeavesAMoveUnderWay(t *testing.T) {
+// (another put-back by link and unlink under way, on NFS, or one of two
+// aside names of the file) removes the aside name: the blob is in place,
+// and the other put-back's unlink finds the name gone, as it tolerates.
+func TestPutBackOfACopyAsideInPlace(t *testing.T) {
 	h1, _ := fleetFixtures(t)
-	_, p := agedBlob(t, h1, "moved by link, then unlink\n")
+	const content = "moved by link, then unlink\n"
+	_, p := agedBlob(t, h1, content)
 	name := filepath.Base(p)
 	aside := filepath.Join(h1.e.blobs.dir, "tmp", asideName(name))
 	if err := os.Link(p, aside); err != nil {
@@ -360,5 +362,76 @@ func TestPutBackLeavesAMoveUnderWay(t *testing.T) {
 	if err := h1.e.blobs.putBack(d, tmp, filepath.Base(aside)); err != nil {
 		t.Fatal(err)
 	}
-	mustExist(t, "/", p, aside)
+	if b, err := os.ReadFile(p); err != nil || string(b) != content {
+		t.Fatalf("the blob after the put-back: %q, %v", b, err)
+	}
+	noneAside(t, h1)
+}
+
+// Moved by link and unlink, one blob file can have two names aside: a
+// restore links gc-HEX.1 back in place, and before it unlinks gc-HEX.1 a
+// second gc moves the blob aside again, to gc-HEX.2, while the first gc
+// puts back gc-HEX.1 by link (the close renewed the blob). When the
+// second gc puts back gc-HEX.2, the blob is in place under the same file:
+// gc-HEX.2 goes. Before, it stayed aside for good, since no put-back of
+// it was under way (TestGCAsideStress, about 1 in 100,000 rounds).
+func TestGCPutBackOfASecondAsideName(t *testing.T) {
+	bothMoves(t, testGCPutBackOfASecondAsideName)
+}
+
+func testGCPutBackOfASecondAsideName(t *testing.T) {
+	dir := t.TempDir()
+	b, err := NewBlobs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{blobs: b, blobsShared: true, clock: time.Now}
+	const content = "two names aside\n"
+	dg, _, err := b.Put(strings.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := b.Path(dg)
+	name := filepath.Base(p)
+	old := time.Now().Add(-72 * time.Hour)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	first := filepath.Join(dir, "tmp", asidePrefix+name+".1")
+	if err := os.Rename(p, first); err != nil { // the first gc's move aside
+		t.Fatal(err)
+	}
+	if err := os.Link(first, p); err != nil { // a restore's put-back, its link
+		t.Fatal(err)
+	}
+	setHook(t, &testHookGCBlob, func(step, n string) {
+		if step != "aside" || n != name {
+			return
+		}
+		now := time.Now() // the close's renewal, before the second gc looks
+		if err := os.Chtimes(first, now, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(first, p); err != nil { // the first gc's put-back by link
+			t.Fatal(err)
+		}
+		if err := os.Remove(first); err != nil { // the restore's unlink
+			t.Fatal(err)
+		}
+	})
+	d, tmp, err := b.openAsideDirs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	defer tmp.Close()
+	if removed, err := e.gcBlobAside(d, tmp, name); err != nil || removed {
+		t.Fatalf("the second gc of the renewed blob: removed %v, %v", removed, err)
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != content {
+		t.Fatalf("the blob after the second gc: %q, %v", got, err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) > 0 {
+		t.Fatalf("left in tmp/: %v", left)
+	}
 }
