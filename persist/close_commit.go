@@ -16,6 +16,12 @@ import (
 	"github.com/spillway/spillway/store"
 )
 
+// DirModeBits are the mode bits a directory's record keeps: its
+// permission bits, setgid (the group its new files get) and sticky (only
+// owners delete in it: /tmp). Never setuid, which means nothing on a
+// directory. Files keep their permission bits only (exceptions.ModeBits).
+const DirModeBits = 0o3777
+
 // newRecord makes the record of a decided change (persist or refuse).
 func newRecord(sb *store.Sandbox, d Classification, now time.Time) *store.Record {
 	c := d.Change
@@ -32,7 +38,7 @@ func newRecord(sb *store.Sandbox, d Classification, now time.Time) *store.Record
 	case c.Kind == change.KindDelete:
 		r.Size, r.Link = 0, ""
 	case c.Type == change.TypeDir:
-		r.Mode = c.Mode & 0o777
+		r.Mode = c.Mode & DirModeBits
 		r.Size = 0
 		// A directory that was one below too kept what it holds: only its
 		// mode or owner changed (what it lost are deletes of their own).

@@ -131,7 +131,7 @@ func (e *Env) ExportDir(ctx context.Context, s *ExportSet, dest string) (*Export
 		uid, gid := owner(r)
 		switch r.Type {
 		case change.TypeDir:
-			err = w.Mkdir(p, r.Mode&0o777, uid, gid)
+			err = w.Mkdir(p, r.Mode&DirModeBits, uid, gid)
 			if err == nil && !made[p] {
 				err = w.RemoveTemps(p)
 			}

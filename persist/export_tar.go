@@ -46,6 +46,14 @@ func (e *Env) exportTar(ctx context.Context, s *ExportSet, out io.Writer) (*Expo
 	if s.Root != nil && s.Root.Type != change.TypeDir {
 		entries = []*store.Record{s.Root}
 	}
+	if r := s.Root; r != nil && r.Type == change.TypeDir {
+		// The exported directory itself: "./", as `tar -C DIR -c .` has
+		// it, so an extraction gives DIR its mode and owner.
+		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: int64(r.Mode & DirModeBits), Uid: int(r.UID), Gid: int(r.GID), ModTime: r.Mtime}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return st, err
+		}
+	}
 	buf := make([]byte, 256<<10)
 	fetch, stop, err := e.prefetch(ctx, entries)
 	if err != nil {
@@ -61,7 +69,7 @@ func (e *Env) exportTar(ctx context.Context, s *ExportSet, out io.Writer) (*Expo
 		hdr := &tar.Header{Name: name, Mode: int64(r.Mode & 0o777), Uid: int(r.UID), Gid: int(r.GID), ModTime: r.Mtime}
 		switch r.Type {
 		case change.TypeDir:
-			hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
+			hdr.Typeflag, hdr.Name, hdr.Mode = tar.TypeDir, name+"/", int64(r.Mode&DirModeBits)
 			st.Dirs++
 		case change.TypeSymlink:
 			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, r.Link

@@ -278,7 +278,7 @@ func (e *Env) applyRecord(w *hostile.Writer, r *store.Record) error {
 	}
 	switch r.Type {
 	case change.TypeDir:
-		return w.Mkdir(r.Path, r.Mode&0o777, r.UID, r.GID)
+		return w.Mkdir(r.Path, r.Mode&DirModeBits, r.UID, r.GID)
 	case change.TypeSymlink:
 		return w.Symlink(r.Path, r.Link, r.UID, r.GID)
 	case change.TypeFile:

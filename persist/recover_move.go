@@ -122,7 +122,15 @@ func moveEntries(src, tree, manifestPath string, only change.Verdict) error {
 		}
 		defer unix.Close(dp)
 		if x.Type == change.TypeDir && x.Kind != change.KindAdd {
-			if err := unix.Mkdirat(dp, name, 0o700); err != nil && err != unix.EEXIST {
+			// A directory that was one before too (its mode or owner
+			// changed) or replaced a file: made here with its mode and
+			// owner, which a restore reads back; its entries beneath are
+			// entries of their own.
+			err := unix.Mkdirat(dp, name, 0o700)
+			if err == nil {
+				err = copyDirMeta(sp, dp, name)
+			}
+			if err != nil && err != unix.EEXIST {
 				errs = append(errs, fmt.Errorf("%q: %w", x.Path, err))
 			}
 			return nil
@@ -190,4 +198,27 @@ func openDirs(fd int, dir string, create bool) (int, error) {
 		cur = next
 	}
 	return cur, nil
+}
+
+// copyDirMeta gives the directory name in dst the mode (DirModeBits) and
+// owner of the directory name in src, never following a link. Not as
+// root, the owner keeps its own rwx: the entries beneath still have to
+// be moved in.
+func copyDirMeta(src, dst int, name string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(src, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil // replaced meanwhile: keep the 0700 directory
+	}
+	mode := st.Mode & DirModeBits
+	if unix.Geteuid() == 0 {
+		if err := unix.Fchownat(dst, name, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+	} else {
+		mode |= 0o700
+	}
+	return unix.Fchmodat(dst, name, mode, 0)
 }

@@ -306,8 +306,15 @@ func (e *Env) restoreRecord(sb *store.Sandbox, rs *recoverySession, x RecoverEnt
 		}
 		return r, "", nil
 	case x.Type == change.TypeDir:
+		// The directory's mode and owner as the recovery area keeps them
+		// (0755 and root's where it kept no directory).
 		r.Mode = 0o755
-		if cur != nil && cur.Kind != change.KindDelete && cur.Type == change.TypeDir && cur.Mode == r.Mode {
+		if tree, err := treeOf(rs, x); err == nil {
+			if en, err := hostile.Entry(tree, x.Path); err == nil && en.Type == change.TypeDir {
+				r.Mode, r.UID, r.GID = en.Mode&DirModeBits, en.UID, en.GID
+			}
+		}
+		if cur != nil && cur.Kind != change.KindDelete && cur.Type == change.TypeDir && cur.Mode == r.Mode && cur.UID == r.UID && cur.GID == r.GID {
 			return nil, RestoreInEffect, nil
 		}
 		return r, "", nil

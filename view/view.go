@@ -13,15 +13,20 @@ import (
 
 // Record is a record as scripts see it.
 type Record struct {
-	ID        uint64            `json:"id"`
-	Sandbox   string            `json:"sandbox"`
-	Session   uint64            `json:"session"`
-	Path      string            `json:"path"`
-	PathBytes []byte            `json:"path_bytes,omitempty"`
-	Kind      change.Kind       `json:"kind"`
-	Type      change.FileType   `json:"type"`
-	Size      int64             `json:"size"`
-	Mode      string            `json:"mode"`
+	ID        uint64          `json:"id"`
+	Sandbox   string          `json:"sandbox"`
+	Session   uint64          `json:"session"`
+	Path      string          `json:"path"`
+	PathBytes []byte          `json:"path_bytes,omitempty"`
+	Kind      change.Kind     `json:"kind"`
+	Type      change.FileType `json:"type"`
+	Size      int64           `json:"size"`
+	Mode      string          `json:"mode"`
+	UID       uint32          `json:"uid"`
+	GID       uint32          `json:"gid"`
+	// MetaOnly: a directory whose mode or owner alone changed; it keeps
+	// what it holds.
+	MetaOnly  bool              `json:"meta_only,omitempty"`
 	Digest    string            `json:"digest"`
 	Exception string            `json:"exception"`
 	Status    change.Status     `json:"status"`
@@ -44,7 +49,7 @@ func NewRecord(r *persist.Record) Record {
 	text, exact := escape.JSON(r.Path)
 	link, linkExact := escape.JSON(r.Link)
 	return Record{ID: r.ID, Sandbox: r.Sandbox, Session: r.Session, Path: text, PathBytes: exact, Kind: r.Kind,
-		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), Digest: r.Digest, Exception: r.Exception,
+		Type: r.Type, Size: r.Size, Mode: fmt.Sprintf("%04o", r.Mode), UID: r.UID, GID: r.GID, MetaOnly: r.MetaOnly, Digest: r.Digest, Exception: r.Exception,
 		Status: r.Status, Reason: r.Reason, Review: r.Review, Purged: r.Purged, Pruned: r.Pruned, Mtime: timeOrNil(r.Mtime),
 		Link: link, LinkBytes: linkExact}
 }

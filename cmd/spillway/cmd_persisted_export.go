@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/errclass"
@@ -124,11 +125,13 @@ func runPersistedExport(ctx context.Context, o persistedExportOptions, g globalO
 // followed; a non-empty dest needs force.
 func exportTree(ctx context.Context, e *persist.Env, set *persist.ExportSet, dest string, force bool) (*persist.ExportStats, error) {
 	fi, err := os.Lstat(dest)
+	made := false
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if err := os.Mkdir(dest, 0o755); err != nil {
 			return nil, err
 		}
+		made = true
 	case err != nil:
 		return nil, err
 	case fi.Mode()&os.ModeSymlink != 0:
@@ -142,7 +145,25 @@ func exportTree(ctx context.Context, e *persist.Env, set *persist.ExportSet, des
 			return nil, errclass.Errorf(errdefs.ErrAlreadyExists, "%s is not empty (use --force to write into it)", name(dest))
 		}
 	}
-	return e.ExportDir(ctx, set, dest)
+	st, err := e.ExportDir(ctx, set, dest)
+	if err == nil && made && set.Root != nil {
+		// The directory made for the export is the exported one: its
+		// recorded mode and owner, once everything is written into it.
+		err = setDirMeta(dest, set.Root)
+	}
+	return st, err
+}
+
+// setDirMeta gives dir, a directory the export made, the mode and owner
+// of the directory record r (the owner as root only, as for every
+// exported entry).
+func setDirMeta(dir string, r *persist.Record) error {
+	if os.Geteuid() == 0 {
+		if err := unix.Lchown(dir, int(r.UID), int(r.GID)); err != nil {
+			return err
+		}
+	}
+	return unix.Chmod(dir, r.Mode&persist.DirModeBits)
 }
 
 // emptyDir says whether dir holds no entry.

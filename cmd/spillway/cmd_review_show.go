@@ -35,7 +35,10 @@ func printReview(t *term, rep *persist.ReviewReport) {
 	fmt.Fprintf(w, "path\t%s\n", name(r.Path))
 	what := fmt.Sprintf("%s %s", r.Kind, r.Type)
 	if r.Kind != change.KindDelete {
-		what += fmt.Sprintf(", %s, mode %04o", units.FormatSize(r.Size), r.Mode)
+		what += fmt.Sprintf(", %s, mode %04o, owner %d:%d", units.FormatSize(r.Size), r.Mode, r.UID, r.GID)
+	}
+	if r.MetaOnly {
+		what += " (its mode or owner changed; it keeps what it holds)"
 	}
 	if r.Link != "" {
 		what += ", link to " + name(r.Link)
@@ -54,7 +57,7 @@ func printReview(t *term, rep *persist.ReviewReport) {
 		fmt.Fprintf(w, "exception\t%s (no longer stored)\n", r.Exception)
 	}
 	if p := rep.Previous; p != nil {
-		fmt.Fprintf(w, "previous\tr%d (session %d, %s, %s, %s, %s)\n", p.ID, p.Session, p.Kind, p.Status, units.FormatSize(p.Size), orNone(p.Digest))
+		fmt.Fprintf(w, "previous\tr%d (session %d, %s, %s, %s, mode %04o, owner %d:%d, %s)\n", p.ID, p.Session, p.Kind, p.Status, units.FormatSize(p.Size), p.Mode, p.UID, p.GID, orNone(p.Digest))
 	} else {
 		fmt.Fprintf(w, "previous\tnone recorded\n")
 	}

@@ -320,9 +320,9 @@ func tooDeep(path string, depth int) bool {
 
 func sortStrings(s []string) { sort.Strings(s) }
 
-// dirMetaChanged says whether a directory's permission bits (rwx for its
-// user, group and others: the bits a directory's record keeps) or owner
-// differ from its version below.
+// dirMetaChanged says whether a directory's permission bits, setgid or
+// sticky bit (the bits a directory's record keeps: persist.DirModeBits)
+// or owner differ from its version below.
 func dirMetaChanged(st, below *unix.Stat_t) bool {
-	return st.Mode&0o777 != below.Mode&0o777 || st.Uid != below.Uid || st.Gid != below.Gid
+	return st.Mode&0o3777 != below.Mode&0o3777 || st.Uid != below.Uid || st.Gid != below.Gid
 }
