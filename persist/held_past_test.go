@@ -38,21 +38,7 @@ func heldPastScenario(t *testing.T, f *fixture) {
 func TestHeldPastNewDirectory(t *testing.T) {
 	f := newFixture(t, "overlayfs")
 	heldPastScenario(t, f)
-	var st State
-	var c store.Counts
-	if err := f.e.store.View(func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		if st, err = LoadState(f.ctx, tx, sb); err != nil {
-			return err
-		}
-		c, err = tx.CountsAt("docs", sb.Generation)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	st, c := stateAndCounts(t, f)
 	for _, p := range []string{"/home/user/held/a.txt", "/home/user/held/b.txt"} {
 		if st[p] == nil {
 			t.Errorf("%s is not in the persisted state", p)
@@ -245,21 +231,7 @@ func TestHeldPastDeletedInBetween(t *testing.T) {
 			}
 			write(t, root, "home/user/held/b.txt", "b", 0o644)
 			f.close()
-			var c store.Counts
-			var st State
-			if err := f.e.store.View(func(tx *store.Tx) error {
-				sb, err := tx.GetSandbox("docs")
-				if err != nil {
-					return err
-				}
-				if st, err = LoadState(f.ctx, tx, sb); err != nil {
-					return err
-				}
-				c, err = tx.CountsAt("docs", sb.Generation)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
+			st, c := stateAndCounts(t, f)
 			if st["/home/user/held/a.txt"] != nil || st["/home/user/held/b.txt"] == nil {
 				t.Errorf("state: a.txt %v, b.txt %v; want only b.txt", st["/home/user/held/a.txt"], st["/home/user/held/b.txt"])
 			}
@@ -276,4 +248,25 @@ func TestHeldPastDeletedInBetween(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stateAndCounts returns docs's persisted state and its counters.
+func stateAndCounts(t *testing.T, f *fixture) (State, store.Counts) {
+	t.Helper()
+	var st State
+	var c store.Counts
+	if err := f.e.store.View(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox("docs")
+		if err != nil {
+			return err
+		}
+		if st, err = LoadState(f.ctx, tx, sb); err != nil {
+			return err
+		}
+		c, err = tx.CountsAt("docs", sb.Generation)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return st, c
 }

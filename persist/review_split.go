@@ -93,6 +93,9 @@ func (e *Env) SplitDecisions(ctx context.Context, d *Decided, status change.Stat
 			if sessions[k] != nil {
 				continue
 			}
+			if len(d.Records) <= fewDecided && !mayHaveCompanions(tx, r) {
+				continue // a plain document: its session need not be read
+			}
 			c := &companions{byPath: map[string][]uint64{}, named: map[string]bool{}, byGit: map[string][]uint64{}}
 			if err := tx.ForEachSessionRecord(ctx, r.Sandbox, r.Session, func(x *store.Record) error {
 				if g := gitDir(x.Path); g != "" {
@@ -122,6 +125,9 @@ func (e *Env) SplitDecisions(ctx context.Context, d *Decided, status change.Stat
 	var out []SplitDecision
 	for _, r := range d.Records {
 		c := sessions[sessionKey{r.Sandbox, r.Session}]
+		if c == nil {
+			continue
+		}
 		p := SplitDecision{Record: r}
 		if g := gitDir(r.Path); g != "" {
 			p.What, p.Whole, p.Companions = "git repository", g, c.byGit[g]
@@ -149,6 +155,36 @@ func (e *Env) SplitDecisions(ctx context.Context, d *Decided, status change.Stat
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// fewDecided is up to how many decided records SplitDecisions looks at
+// each one's names first (mayHaveCompanions) before it reads a session:
+// a page of the browser review, a reject of a few documents. Past it, one
+// read of each session costs less than looking name by name.
+const fewDecided = 64
+
+// mayHaveCompanions says whether r can have companions in its session: it
+// lies in a .git directory, has a sqlite companion's name, or its session
+// has a record at one of its companion names.
+func mayHaveCompanions(tx *store.Tx, r *store.Record) bool {
+	if gitDir(r.Path) != "" || sqliteBase(r.Path) != r.Path {
+		return true
+	}
+	if r.Type != change.TypeFile && r.Kind != change.KindDelete {
+		return false
+	}
+	for _, n := range suffixed(r.Path) {
+		hist, err := tx.PathHistory(r.Sandbox, n)
+		if err != nil {
+			return true // read the session: it tells
+		}
+		for _, h := range hist {
+			if h.Session == r.Session {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // suffixed returns base with each sqlite companion suffix.

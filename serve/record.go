@@ -33,6 +33,10 @@ type recordPage struct {
 	Lines      []diffLine
 	Image      string // the checked image type of the content, "" when none
 	Prev, Next uint64 // neighbours in the filtered queue; 0: none
+	// Part is the sqlite database or git repository a pending record is
+	// part of, with its companions of the session still pending: deciding
+	// one alone can leave it inconsistent (nil: none).
+	Part *persist.SplitDecision
 }
 
 func recordID(r *http.Request) (uint64, bool) {
@@ -62,6 +66,15 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 		p.Image, err = sniffRecord(e, rep.Record)
 		if err != nil {
 			return err
+		}
+		if p.Pending {
+			parts, err := e.SplitDecisions(r.Context(), &persist.Decided{Records: []*persist.Record{rep.Record}}, change.StatusApproved)
+			if err != nil {
+				return err
+			}
+			if len(parts) > 0 {
+				p.Part = &parts[0]
+			}
 		}
 		// j/k neighbours.
 		p.Prev, p.Next, err = f.neighbours(r, e, id)

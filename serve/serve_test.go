@@ -513,3 +513,37 @@ func TestTLS(t *testing.T) {
 		t.Errorf("https origin: %s, want 303", resp.Status)
 	}
 }
+
+// TestRecordPageNamesADatabaseSplit: the page of a pending record of a
+// sqlite database (the file, its -wal of the same session) names the
+// database and links its other pending records; a plain document's page
+// names nothing.
+func TestRecordPageNamesADatabaseSplit(t *testing.T) {
+	w := newWorld(t, 0)
+	db := docs + "app.db"
+	w.session(map[string]string{db: "pages", db + "-wal": "frames"})
+	var dbID, walID uint64
+	w.withEnv(func(e *persist.Env) {
+		recs, err := e.ReviewList(t.Context(), "docs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			switch r.Path {
+			case db:
+				dbID = r.ID
+			case db + "-wal":
+				walID = r.ID
+			}
+		}
+	})
+	c := w.client().login()
+	body := c.body(c.get(fmt.Sprintf("/record/%d", dbID)))
+	want := fmt.Sprintf(`<a href="/record/%d">r%d</a>`, walID, walID)
+	if !strings.Contains(body, `id="part">the sqlite database`) || !strings.Contains(body, want) {
+		t.Errorf("the database's page does not name its -wal (%s):\n%s", want, body)
+	}
+	if body := c.body(c.get(fmt.Sprintf("/record/%d", w.byKey[noteName]))); strings.Contains(body, `id="part"`) {
+		t.Errorf("a plain document's page names a database or repository:\n%s", body)
+	}
+}
