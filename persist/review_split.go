@@ -52,30 +52,34 @@ func gitDir(p string) string {
 
 // SplitDecisions returns, for the records of d decided to status, those
 // whose companions of the same session (a sqlite database's file and its
-// -wal, -shm or -journal; the records under the same .git directory) were
-// not decided so and still count: a rejected record's companion in effect
-// or pending, an approved one's still pending. At most one entry per
-// database or repository. It reads each session the decision touched once
-// (its record index).
+// -wal, -shm or -journal; the records under the same .git directory) stand
+// otherwise in the persisted state now: a rejected record's companions
+// still in effect (approved, or pending under review after), a held-back
+// record's (review before) that was approved, its companions still held
+// back. Approving a review-after record changes no state and splits
+// nothing. At most one entry per database or repository. It reads each
+// session the decision touched once (its record index).
 func (e *Env) SplitDecisions(ctx context.Context, d *Decided, status change.Status) ([]SplitDecision, error) {
 	if d == nil || len(d.Records) == 0 {
 		return nil, nil
 	}
 	decided := map[uint64]bool{}
+	var recs []*store.Record // the decided records whose decision changed the state
 	for _, r := range d.Records {
 		decided[r.ID] = true
+		if status == change.StatusRejected || r.Review == change.ReviewBefore {
+			recs = append(recs, r)
+		}
 	}
+	d = &Decided{Records: recs}
 	split := func(c *store.Record) bool {
-		if decided[c.ID] || c.Purged {
+		if decided[c.ID] {
 			return false
 		}
-		switch status {
-		case change.StatusRejected:
-			return c.Status == change.StatusPending || c.Status == change.StatusApproved
-		case change.StatusApproved:
-			return c.Status == change.StatusPending
+		if status == change.StatusRejected {
+			return store.InEffectByStatus(c)
 		}
-		return false
+		return c.Status == change.StatusPending && c.Review == change.ReviewBefore && !c.Purged
 	}
 	type sessionKey struct {
 		sandbox string

@@ -34,8 +34,9 @@ type recordPage struct {
 	Image      string // the checked image type of the content, "" when none
 	Prev, Next uint64 // neighbours in the filtered queue; 0: none
 	// Part is the sqlite database or git repository a pending record is
-	// part of, with its companions of the session still pending: deciding
-	// one alone can leave it inconsistent (nil: none).
+	// part of, with its companions of the session that its decision would
+	// split (persist.SplitDecisions): deciding one alone can leave it
+	// inconsistent (nil: none).
 	Part *persist.SplitDecision
 }
 
@@ -68,7 +69,13 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if p.Pending {
-			parts, err := e.SplitDecisions(r.Context(), &persist.Decided{Records: []*persist.Record{rep.Record}}, change.StatusApproved)
+			// The decision that changes the state: approving a held-back
+			// record, rejecting one in effect.
+			at := change.StatusRejected
+			if rep.Record.Review == change.ReviewBefore {
+				at = change.StatusApproved
+			}
+			parts, err := e.SplitDecisions(r.Context(), &persist.Decided{Records: []*persist.Record{rep.Record}}, at)
 			if err != nil {
 				return err
 			}

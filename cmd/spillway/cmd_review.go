@@ -231,7 +231,7 @@ func runReviewApprove(ctx context.Context, o reviewOptions, g globalOptions, t *
 				fmt.Fprintf(t.out, "nothing to review in %s\n", o.Sandbox)
 				return nil
 			}
-			return printDecided(t, "approved", d, true, splitDecisions(ctx, e, t, d, change.StatusApproved), err)
+			return printDecided(t, "approved", d, true, nil, err) // all of them: nothing pending is split
 		}
 		d, err := e.Approve(ctx, o.IDs, o.Text)
 		return printDecided(t, "approved", d, false, splitDecisions(ctx, e, t, d, change.StatusApproved), err)
