@@ -295,7 +295,7 @@ func (p *prop) model() (tree, int) {
 	for q, r := range newest {
 		keep := true
 		for a := path.Dir(q); a != "/"; a = path.Dir(a) {
-			if anc, ok := newest[a]; ok && anc.ID > r.ID && !anc.MetaOnly {
+			if anc, ok := newest[a]; ok && anc.ID > r.ID && replacing(recs, anc).ID > r.ID {
 				keep = false
 				break
 			}
@@ -306,7 +306,7 @@ func (p *prop) model() (tree, int) {
 		for a := path.Dir(q); a != "/"; a = path.Dir(a) {
 			// an ancestor newer than anc would have dropped anc, not r:
 			// only ancestors that are themselves kept count.
-			if anc, ok := newest[a]; ok && (anc.Kind == change.KindDelete || anc.Type != "dir") && !replaced(newest, anc) {
+			if anc, ok := newest[a]; ok && (anc.Kind == change.KindDelete || anc.Type != "dir") && !replaced(recs, newest, anc) {
 				keep = false
 				orphans++
 				break
@@ -355,6 +355,24 @@ func (p *prop) model() (tree, int) {
 	return out, orphans
 }
 
+// replacing returns the record whose effect anc has on what lies beneath
+// it: anc itself, or for a directory whose mode or owner alone changed
+// (MetaOnly), the newest record in effect of its path before it that is
+// not (an empty record, id 0: the image's directory, which replaces
+// nothing).
+func replacing(recs []*store.Record, anc *store.Record) *store.Record {
+	if !anc.MetaOnly {
+		return anc
+	}
+	base := &store.Record{}
+	for _, h := range recs {
+		if h.Path == anc.Path && h.ID < anc.ID && !h.MetaOnly && h.ID > base.ID {
+			base = h
+		}
+	}
+	return base
+}
+
 // underFile says whether an ancestor of q in t is not a directory.
 func underFile(t tree, q string) bool {
 	for a := path.Dir(q); a != "/"; a = path.Dir(a) {
@@ -366,9 +384,9 @@ func underFile(t tree, q string) bool {
 }
 
 // replaced says whether a newer ancestor in the state drops r.
-func replaced(newest map[string]*store.Record, r *store.Record) bool {
+func replaced(recs []*store.Record, newest map[string]*store.Record, r *store.Record) bool {
 	for a := path.Dir(r.Path); a != "/"; a = path.Dir(a) {
-		if anc, ok := newest[a]; ok && anc.ID > r.ID && !anc.MetaOnly {
+		if anc, ok := newest[a]; ok && anc.ID > r.ID && replacing(recs, anc).ID > r.ID {
 			return true
 		}
 	}

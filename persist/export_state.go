@@ -102,7 +102,7 @@ func (e *Env) StateAt(ctx context.Context, sandbox string, at At) (State, uint64
 			st[r.Path] = r
 		}
 	}
-	st.dropReplaced(pastSeen{opened: openedAt, recs: recs, inEffect: func(r *store.Record) bool {
+	st.dropReplaced(&pastSeen{opened: openedAt, recs: recs, inEffect: func(r *store.Record) bool {
 		return !restoredLater[r.ID] && inEffectAt(r, later[r.ID], purgedLater[r.Exception])
 	}})
 	st.dropOrphans()
@@ -167,17 +167,22 @@ type pastSeen struct {
 	opened   map[uint64]time.Time
 	recs     []*store.Record // the records of the sessions closed by then
 	inEffect func(*store.Record) bool
+	byPath   map[string][]*store.Record // recs in effect by path, by id (made once)
 }
 
-func (p pastSeen) SessionOpened(_ string, n uint64) time.Time { return p.opened[n] }
+func (p *pastSeen) SessionOpened(_ string, n uint64) time.Time { return p.opened[n] }
 
-func (p pastSeen) PathInEffect(_, path string) ([]*store.Record, error) {
-	var out []*store.Record
-	for _, r := range p.recs {
-		if r.Path == path && p.inEffect(r) {
-			out = append(out, r)
+func (p *pastSeen) PathInEffect(_, path string) ([]*store.Record, error) {
+	if p.byPath == nil {
+		p.byPath = map[string][]*store.Record{}
+		for _, r := range p.recs {
+			if p.inEffect(r) {
+				p.byPath[r.Path] = append(p.byPath[r.Path], r)
+			}
+		}
+		for _, rs := range p.byPath {
+			sort.Slice(rs, func(i, j int) bool { return rs[i].ID < rs[j].ID })
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return p.byPath[path], nil
 }

@@ -14,11 +14,17 @@ import (
 // before) that its session never saw and that were approved after it
 // closed: such an approved file dropped out of the persisted state. The
 // records were kept; the counters and the layers followed the old rule.
-// fixHeldPast puts that right once: the counters once per ledger
-// (heldPastMeta), this host's layers once per host (heldPastLayersMeta).
-const heldPastMeta = "rule/held-past"
+// The next release also took such a record out again when a record in
+// between deleted its directory or made it a file (store.Replaces,
+// removedBetween), and made a directory whose mode alone changed stand
+// for the record it changed. fixHeldPast puts a ledger right once for the
+// rule of today, whichever of the two older rules it followed: the
+// counters once per ledger (heldPastMeta), this host's layers once per
+// host (heldPastLayersMeta). The marks of the first fix ("rule/held-past",
+// "rule/held-past-layers/HOST") are no longer read.
+const heldPastMeta = "rule/held-past-2"
 
-func (e *Env) heldPastLayersMeta() string { return "rule/held-past-layers/" + e.hostID }
+func (e *Env) heldPastLayersMeta() string { return "rule/held-past-2-layers/" + e.hostID }
 
 // heldPastWaiting is the prefix of the marks of sandboxes whose layers on
 // this host wait for their close to be dropped (the host mark then says
@@ -59,7 +65,7 @@ func (e *Env) fixHeldPast(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if st.heldPastKept(tx) > 0 {
+			if st.ruleChanged(tx) > 0 {
 				affected = append(affected, sb)
 			}
 		}
@@ -97,7 +103,7 @@ func (e *Env) fixHeldPast(ctx context.Context) error {
 				if err := forgetChangeLog(tx, sb.Name); err != nil {
 					return err
 				}
-				e.warnf("sandbox %s: %s approved after a newer directory's session opened: back in its persisted state (an older spillway left them out; see persisted ls)", sb.Name, plural(int64(st.heldPastKept(tx)), "record"))
+				e.warnf("sandbox %s: %s under a directory made again now follow today's rule (an older spillway counted them otherwise; see persisted ls)", sb.Name, plural(int64(st.ruleChanged(tx)), "record"))
 			}
 			return tx.PutMeta(heldPastMeta, "1")
 		}); err != nil {
@@ -218,22 +224,30 @@ func (e *Env) dropLayers(ctx context.Context, sb *store.Sandbox) error {
 	return e.removeLeafFirst(ctx, gone)
 }
 
-// heldPastKept counts the entries of a state (before dropReplaced) that a
-// newer record on an ancestor replaced by the rule before store.Replaces
-// and that none replaces now.
-func (st State) heldPastKept(opened store.Seen) int {
+// ruleChanged counts the entries of a state (before dropReplaced) that
+// store.Replaces places otherwise than either older rule did: the first
+// (a newer record on an ancestor replaced it, whatever it was) and the
+// next (Replaces without the history of the ancestor's path).
+func (st State) ruleChanged(seen store.Seen) int {
 	n := 0
 	for p, r := range st {
-		before, now := false, false
+		first, next, now := false, false, false
 		for a := path.Dir(p); a != "/" && a != "."; a = path.Dir(a) {
 			if anc, ok := st[a]; ok {
-				before = before || anc.ID > r.ID && !anc.MetaOnly
-				now = now || store.Replaces(anc, r, opened)
+				first = first || anc.ID > r.ID
+				next = next || store.Replaces(anc, r, noHistory{seen})
+				now = now || store.Replaces(anc, r, seen)
 			}
 		}
-		if before && !now {
+		if first != now || next != now {
 			n++
 		}
 	}
 	return n
 }
+
+// noHistory is a Seen that knows when sessions opened and no path's
+// history: Replaces as the release before removedBetween had it.
+type noHistory struct{ store.Seen }
+
+func (noHistory) PathInEffect(string, string) ([]*store.Record, error) { return nil, nil }

@@ -210,27 +210,7 @@ func TestHeldPastDeletedInBetween(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, "overlayfs")
-			f.except(func(x *exceptions.Exception) { x.Review = change.ReviewBefore }, "/home/user/held/a.txt")
-			f.except(nil, "/home/user/held/**")
-			root := f.open()
-			write(t, root, "home/user/held/a.txt", "a", 0o644)
-			f.close()
-			root = f.open()
-			must(t, os.RemoveAll(filepath.Join(root, "home/user/held")))
-			f.close()
-			if !whileOpen {
-				if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
-					t.Fatal(err)
-				}
-			}
-			root = f.open()
-			if whileOpen {
-				if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
-					t.Fatal(err)
-				}
-			}
-			write(t, root, "home/user/held/b.txt", "b", 0o644)
-			f.close()
+			deletedInBetween(t, f, whileOpen)
 			st, c := stateAndCounts(t, f)
 			if st["/home/user/held/a.txt"] != nil || st["/home/user/held/b.txt"] == nil {
 				t.Errorf("state: a.txt %v, b.txt %v; want only b.txt", st["/home/user/held/a.txt"], st["/home/user/held/b.txt"])
@@ -238,7 +218,7 @@ func TestHeldPastDeletedInBetween(t *testing.T) {
 			if c.Files != 1 {
 				t.Errorf("counters say %d files, want 1", c.Files)
 			}
-			root = f.open()
+			root := f.open()
 			if _, err := os.Lstat(filepath.Join(root, "home/user/held/a.txt")); err == nil {
 				t.Error("the next open has a.txt, deleted after it was written")
 			}
@@ -269,4 +249,87 @@ func stateAndCounts(t *testing.T, f *fixture) (State, store.Counts) {
 		t.Fatal(err)
 	}
 	return st, c
+}
+
+// deletedInBetween: a.txt held back for review in session 1, its directory
+// deleted by session 2, made again with b.txt by session 3; a.txt approved
+// while session 3 is open (whileOpen) or before it opened.
+func deletedInBetween(t *testing.T, f *fixture, whileOpen bool) {
+	t.Helper()
+	f.except(func(x *exceptions.Exception) { x.Review = change.ReviewBefore }, "/home/user/held/a.txt")
+	f.except(nil, "/home/user/held/**")
+	root := f.open()
+	write(t, root, "home/user/held/a.txt", "a", 0o644)
+	f.close()
+	root = f.open()
+	must(t, os.RemoveAll(filepath.Join(root, "home/user/held")))
+	f.close()
+	if !whileOpen {
+		if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root = f.open()
+	if whileOpen {
+		if _, err := f.e.ApproveAll(f.ctx, "docs", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, root, "home/user/held/b.txt", "b", 0o644)
+	f.close()
+}
+
+// TestHeldPastFixesLedgerOfTheNextRule: a ledger the release before
+// removedBetween fixed (its marks set, its counters and layers keeping
+// a.txt) is put right once more by the first command: counters recounted,
+// this host's layers dropped, the sandbox named.
+func TestHeldPastFixesLedgerOfTheNextRule(t *testing.T) {
+	f := newFixture(t, "overlayfs")
+	deletedInBetween(t, f, true)
+	f.open() // builds the layers of the generation
+	f.close()
+	if err := f.e.store.Update(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox("docs")
+		if err != nil {
+			return err
+		}
+		if err := tx.SetCounts("docs", sb.Generation, store.Counts{Files: 2, Bytes: 2}); err != nil {
+			return err
+		}
+		for _, k := range []string{heldPastMeta, f.e.heldPastLayersMeta()} {
+			if err := tx.DeleteMeta(k); err != nil {
+				return err
+			}
+		}
+		// the marks of the release before
+		if err := tx.PutMeta("rule/held-past", "1"); err != nil {
+			return err
+		}
+		return tx.PutMeta("rule/held-past-layers/"+f.e.hostID, "1")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	f.e.Close()
+	f.openEnvWarn(func(s string) { warned = append(warned, s) })
+	if len(warned) != 1 || !strings.Contains(warned[0], "sandbox docs:") {
+		t.Fatalf("warnings %q, want one naming docs", warned)
+	}
+	keys, err := f.e.snap.Keys(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.HasPrefix(k, sandboxKeyPrefix("docs")) {
+			t.Errorf("layer %s kept: the next open would use it", k)
+		}
+	}
+	if problems, err := f.e.Check(f.ctx); err != nil || len(problems) > 0 {
+		t.Errorf("check: %v, %v", problems, err)
+	}
+	root := f.open()
+	if _, err := os.Lstat(filepath.Join(root, "home/user/held/a.txt")); err == nil {
+		t.Error("the next open has a.txt, deleted after it was written")
+	}
+	f.close()
 }

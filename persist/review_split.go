@@ -33,7 +33,7 @@ var sqliteSuffixes = []string{"-wal", "-shm", "-journal"}
 // a companion suffix).
 func sqliteBase(p string) string {
 	for _, s := range sqliteSuffixes {
-		if b, ok := strings.CutSuffix(p, s); ok && path.Base(b) != "" {
+		if b, ok := strings.CutSuffix(p, s); ok && !strings.HasSuffix(b, "/") {
 			return b
 		}
 	}

@@ -86,9 +86,9 @@ func loadState(ctx context.Context, tx *store.Tx, sb *store.Sandbox) (State, []O
 
 // dropReplaced removes entries that a newer record on an ancestor replaced
 // (store.Replaces): a delete removes the subtree, a file replaces a
-// directory, a new directory starts empty (copied-up directories are never
-// recorded, only new ones) of what its session saw; opened says when a
-// session opened (Tx.SessionOpened).
+// directory, a new directory starts empty of what its session saw, a
+// directory whose mode or owner alone changed replaces what the record it
+// changed did; seen (a *Tx) reads when sessions opened and paths' history.
 func (st State) dropReplaced(opened store.Seen) {
 	var gone []string
 	for p, r := range st {

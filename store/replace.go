@@ -34,8 +34,16 @@ type Seen interface {
 }
 
 // PathInEffect returns the records of one path in effect by their status
-// (InEffectByStatus), by ascending id.
+// (InEffectByStatus), by ascending id. A transaction reads each path once
+// until it writes.
 func (tx *Tx) PathInEffect(sandbox, path string) ([]*Record, error) {
+	k := pathKey{sandbox, path}
+	if tx.inEffect == nil || tx.cachedAt != tx.writes {
+		tx.inEffect, tx.cachedAt = map[pathKey][]*Record{}, tx.writes
+	}
+	if recs, ok := tx.inEffect[k]; ok {
+		return recs, nil
+	}
 	hist, err := tx.PathHistory(sandbox, path)
 	if err != nil {
 		return nil, err
@@ -46,6 +54,7 @@ func (tx *Tx) PathInEffect(sandbox, path string) ([]*Record, error) {
 			out = append(out, r)
 		}
 	}
+	tx.inEffect[k] = out
 	return out, nil
 }
 
@@ -70,8 +79,14 @@ type ancestor struct {
 
 func replaces(a ancestor, r *Record, seen Seen) bool {
 	switch {
-	case a.id <= r.ID, a.metaOnly:
+	case a.id <= r.ID:
 		return false
+	case a.metaOnly:
+		// A directory whose mode or owner changed replaces what the
+		// directory record it changed replaced: the newest one in effect
+		// before it that is not MetaOnly (none: the image's directory).
+		b := metaBase(seen, a)
+		return b != nil && replaces(ancestorOf(b), r, seen)
 	case a.kind == change.KindDelete || a.typ != change.TypeDir:
 		return true
 	case r.Review != change.ReviewBefore || r.Status != change.StatusApproved:
@@ -87,6 +102,25 @@ func replaces(a ancestor, r *Record, seen Seen) bool {
 		return true
 	}
 	return seen != nil && removedBetween(seen, a, r)
+}
+
+// metaBase returns the newest record of a's path in effect before a that
+// is not MetaOnly, or nil (none, or no history to read: a replaces
+// nothing then).
+func metaBase(seen Seen, a ancestor) *Record {
+	if seen == nil {
+		return nil
+	}
+	hist, err := seen.PathInEffect(a.sandbox, a.path)
+	if err != nil {
+		return nil
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		if h := hist[i]; h.ID < a.id && !ancestorOf(h).metaOnly {
+			return h
+		}
+	}
+	return nil
 }
 
 // removedBetween says whether a record of a's path between r and a, in

@@ -22,7 +22,14 @@ type Tx struct {
 	batchReads bool
 	// opened caches SessionOpened.
 	opened map[sessionKey]time.Time
+	// inEffect caches PathInEffect until the transaction writes (writes
+	// counts them).
+	inEffect map[pathKey][]*Record
+	writes   uint64
+	cachedAt uint64
 }
+
+type pathKey struct{ sandbox, path string }
 
 type sessionKey struct {
 	sandbox string
@@ -53,13 +60,13 @@ func (tx *Tx) get(k []byte) (v []byte, ok bool, err error) {
 	return v, ok, translate(err)
 }
 
-func (tx *Tx) set(k, v []byte) error { return translate(tx.b.set(k, v)) }
+func (tx *Tx) set(k, v []byte) error { tx.writes++; return translate(tx.b.set(k, v)) }
 
 // create is set for a key that holds an id this transaction drew
 // (kvTx.create).
-func (tx *Tx) create(k, v []byte) error { return translate(tx.b.create(k, v)) }
+func (tx *Tx) create(k, v []byte) error { tx.writes++; return translate(tx.b.create(k, v)) }
 
-func (tx *Tx) del(k []byte) error { return translate(tx.b.del(k)) }
+func (tx *Tx) del(k []byte) error { tx.writes++; return translate(tx.b.del(k)) }
 
 // put encodes v and stores it at k.
 func (tx *Tx) put(k []byte, v any) error {

@@ -158,12 +158,19 @@ func exportTree(ctx context.Context, e *persist.Env, set *persist.ExportSet, des
 // of the directory record r (the owner as root only, as for every
 // exported entry).
 func setDirMeta(dir string, r *persist.Record) error {
+	// Through a descriptor of the directory itself: a link put at dir
+	// since is refused, never followed.
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name(dir), err)
+	}
+	defer unix.Close(fd)
 	if os.Geteuid() == 0 {
-		if err := unix.Lchown(dir, int(r.UID), int(r.GID)); err != nil {
+		if err := unix.Fchown(fd, int(r.UID), int(r.GID)); err != nil {
 			return err
 		}
 	}
-	return unix.Chmod(dir, r.Mode&persist.DirModeBits)
+	return unix.Fchmod(fd, r.Mode&persist.DirModeBits)
 }
 
 // emptyDir says whether dir holds no entry.
