@@ -59,21 +59,7 @@ func TestHeldPastFixesOlderLedger(t *testing.T) {
 	f.open() // builds the layers of the generation
 	f.close()
 	// What an older spillway left: counters without a.txt, no marks.
-	if err := f.e.store.Update(func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		if err := tx.SetCounts("docs", sb.Generation, store.Counts{Files: 1, Bytes: 1}); err != nil {
-			return err
-		}
-		if err := tx.DeleteMeta(heldPastMeta); err != nil {
-			return err
-		}
-		return tx.DeleteMeta(f.e.heldPastLayersMeta())
-	}); err != nil {
-		t.Fatal(err)
-	}
+	pretendOlderLedger(t, f, store.Counts{Files: 1, Bytes: 1}, nil)
 	var warned []string
 	f.e.Close()
 	f.openEnvWarn(func(s string) { warned = append(warned, s) })
@@ -288,27 +274,8 @@ func TestHeldPastFixesLedgerOfTheNextRule(t *testing.T) {
 	deletedInBetween(t, f, true)
 	f.open() // builds the layers of the generation
 	f.close()
-	if err := f.e.store.Update(func(tx *store.Tx) error {
-		sb, err := tx.GetSandbox("docs")
-		if err != nil {
-			return err
-		}
-		if err := tx.SetCounts("docs", sb.Generation, store.Counts{Files: 2, Bytes: 2}); err != nil {
-			return err
-		}
-		for _, k := range []string{heldPastMeta, f.e.heldPastLayersMeta()} {
-			if err := tx.DeleteMeta(k); err != nil {
-				return err
-			}
-		}
-		// the marks of the release before
-		if err := tx.PutMeta("rule/held-past", "1"); err != nil {
-			return err
-		}
-		return tx.PutMeta("rule/held-past-layers/"+f.e.hostID, "1")
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// What the release before left: counters with a.txt, its own marks.
+	pretendOlderLedger(t, f, store.Counts{Files: 2, Bytes: 2}, []string{"rule/held-past", "rule/held-past-layers/" + f.e.hostID})
 	var warned []string
 	f.e.Close()
 	f.openEnvWarn(func(s string) { warned = append(warned, s) })
@@ -332,4 +299,33 @@ func TestHeldPastFixesLedgerOfTheNextRule(t *testing.T) {
 		t.Error("the next open has a.txt, deleted after it was written")
 	}
 	f.close()
+}
+
+// pretendOlderLedger makes docs's ledger what an older spillway left:
+// counters c at its generation, none of today's held-past marks, and
+// marks (set to "1").
+func pretendOlderLedger(t *testing.T, f *fixture, c store.Counts, marks []string) {
+	t.Helper()
+	if err := f.e.store.Update(func(tx *store.Tx) error {
+		sb, err := tx.GetSandbox("docs")
+		if err != nil {
+			return err
+		}
+		if err := tx.SetCounts("docs", sb.Generation, c); err != nil {
+			return err
+		}
+		for _, k := range []string{heldPastMeta, f.e.heldPastLayersMeta()} {
+			if err := tx.DeleteMeta(k); err != nil {
+				return err
+			}
+		}
+		for _, k := range marks {
+			if err := tx.PutMeta(k, "1"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
