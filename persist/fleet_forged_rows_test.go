@@ -410,25 +410,33 @@ func TestForgedBlobs(t *testing.T) {
 }
 
 // Mode bits beyond the permissions (setuid, setgid, sticky, a type) are
-// not laid; uid and gid are the record's (the image's root may own it).
+// not laid on a file; a directory gets setgid and sticky (DirModeBits: a
+// shared directory, /tmp), never setuid or a type; uid and gid are the
+// record's (the image's root may own it).
 func TestForgedModes(t *testing.T) {
 	h1, h2, _ := forgedFleet(t)
 	blob, n := putBlob(t, h1, "#!/bin/sh\nid\n")
 	forgeRecords(t, h1, "docs",
 		&store.Record{Path: "/home/user/Documents/suid", Type: change.TypeFile, Digest: blob, Size: n, Mode: 0o4755 | uint32(unix.S_IFCHR)},
-		&store.Record{Path: "/home/user/Documents/sgid", Type: change.TypeDir, Mode: 0o2777 | 0o1000},
+		&store.Record{Path: "/home/user/Documents/sgid", Type: change.TypeDir, Mode: 0o4777 | 0o2000 | 0o1000 | uint32(unix.S_IFCHR)},
 	)
 	o, err := h2.e.OpenSandbox(h2.ctx, "docs")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"suid", "sgid"} {
+	for p, never := range map[string]os.FileMode{
+		"suid": os.ModeSetuid | os.ModeSetgid | os.ModeSticky | os.ModeDevice | os.ModeCharDevice,
+		"sgid": os.ModeSetuid | os.ModeDevice | os.ModeCharDevice,
+	} {
 		fi, err := os.Lstat(filepath.Join(o.Path, "home/user/Documents", p))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky|os.ModeDevice|os.ModeCharDevice) != 0 {
+		if fi.Mode()&never != 0 {
 			t.Errorf("%s laid with mode %v", p, fi.Mode())
+		}
+		if p == "sgid" && (!fi.IsDir() || fi.Mode()&(os.ModeSetgid|os.ModeSticky) != os.ModeSetgid|os.ModeSticky) {
+			t.Errorf("the directory laid with mode %v, want its setgid and sticky bits", fi.Mode())
 		}
 	}
 	h2.close()

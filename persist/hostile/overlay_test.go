@@ -257,10 +257,9 @@ func readAll(t *testing.T, f *File) []byte {
 	return out
 }
 
-// A copied-up directory is reported when its permission bits or owner
-// changed (a modify with its version below), and not when only what it
-// holds or its mtime changed; a change of a bit a directory's record does
-// not keep (sticky) is no change either.
+// A copied-up directory is reported when its permission bits, setgid or
+// sticky bit, or owner changed (a modify with its version below), and not
+// when only what it holds or its mtime changed.
 func TestOverlayDirModeAndOwner(t *testing.T) {
 	o := newOverlay(t, func(l []string) {
 		write(t, l[0]+"/chmod/kept", "k")
@@ -279,6 +278,7 @@ func TestOverlayDirModeAndOwner(t *testing.T) {
 		`modify dir "/chmod"`,
 		`modify dir "/chown"`,
 		`add file "/holds/new"`,
+		`modify dir "/sticky"`,
 	})
 	for _, c := range all[:2] {
 		if c.Below == nil || c.Below.Type != change.TypeDir || c.Below.Mode&0o777 != 0o755 {
