@@ -138,19 +138,30 @@ func stageRescued(ctx context.Context, e *persist.Env, sandbox, dir string, warn
 	if err := json.Unmarshal(b, &refused); err != nil {
 		return fmt.Errorf("%s: %w", vm.RefusedFile, err)
 	}
-	staged := make([]persist.VMRefusal, len(refused))
-	for i, r := range refused {
-		staged[i] = persist.VMRefusal{Path: "/" + strings.TrimSuffix(r.Name, "/"), Type: r.FileType(), Size: r.Size, Reason: r.Reason}
-	}
-	if err := e.KeepVMRefused(ctx, sandbox, staged, filepath.Join(dir, "refused")); err != nil {
+	if err := e.KeepVMRefused(ctx, sandbox, VMRefusals(refused), filepath.Join(dir, "refused")); err != nil {
 		return err
 	}
 	if warn != nil {
 		for _, r := range refused {
-			warn(fmt.Sprintf("refused %s from the VM's changes: %s", escape.Name(r.Name), escape.Name(r.Reason)))
+			warn(RefusedWarning(r))
 		}
 	}
 	return os.Remove(filepath.Join(dir, vm.RefusedFile))
+}
+
+// VMRefusals are what the host refused of a VM's changes stream, as the
+// recovery area keeps them (Env.KeepVMRefused).
+func VMRefusals(refused []vm.Refusal) []persist.VMRefusal {
+	out := make([]persist.VMRefusal, len(refused))
+	for i, r := range refused {
+		out[i] = persist.VMRefusal{Path: "/" + strings.TrimSuffix(r.Name, "/"), Type: r.FileType(), Size: r.Size, Reason: r.Reason}
+	}
+	return out
+}
+
+// RefusedWarning names one entry the host refused of a VM's changes.
+func RefusedWarning(r vm.Refusal) string {
+	return fmt.Sprintf("refused %s from the VM's changes: %s", escape.Name(r.Name), escape.Name(r.Reason))
 }
 
 // RunningError refuses to close a sandbox that a live run uses (the oldest

@@ -340,11 +340,7 @@ func applyVMChanges(ctx context.Context, g globalOptions, t *term, sandbox strin
 			return nil
 		}
 		// Refused entries go to the recovery area with the session's close.
-		refused := make([]persist.VMRefusal, len(sr.Refused))
-		for i, r := range sr.Refused {
-			refused[i] = persist.VMRefusal{Path: "/" + strings.TrimSuffix(r.Name, "/"), Type: r.FileType(), Size: r.Size, Reason: r.Reason}
-		}
-		if err := e.KeepVMRefused(ctx, sandbox, refused, keep); err != nil {
+		if err := e.KeepVMRefused(ctx, sandbox, sandboxrun.VMRefusals(sr.Refused), keep); err != nil {
 			t.warnf("the VM's refused changes are not kept for recovery: %v", err)
 		}
 		return nil
@@ -353,7 +349,7 @@ func applyVMChanges(ctx context.Context, g globalOptions, t *term, sandbox strin
 		return err
 	}
 	for _, r := range sr.Refused {
-		t.warnf("refused %s from the VM's changes: %s", name(r.Name), r.Reason)
+		t.warnf("%s", sandboxrun.RefusedWarning(r))
 	}
 	if !out.Verified || !sr.Complete {
 		why := streamShortBy(out, sr)
