@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -168,45 +169,73 @@ func (e *Env) RecoveryAreaName(sandbox string) string {
 // findRecoverable finds p in session (0: the newest session that holds it
 // or anything beneath it).
 func (e *Env) findRecoverable(ctx context.Context, sandbox string, session uint64, p string) (*recoverable, error) {
-	if !cleanAbs(p) && p != "/" {
-		return nil, &InputError{Input: "path", Problem: fmt.Sprintf("%s is not a clean absolute path", escape.Name(p))}
+	fs, err := e.findRecoverables(ctx, sandbox, session, []string{p})
+	if err != nil {
+		return nil, err
 	}
-	byS := map[uint64]*recoverable{}
-	var newest uint64
-	prefix := strings.TrimSuffix(p, "/") + "/"
+	return fs[0], nil
+}
+
+// findRecoverables finds each of paths as findRecoverable does, reading
+// the area's manifests once whatever the number of paths (a restore of
+// 1,500 paths given one by one read every manifest 1,500 times). The
+// error is the first path's, in the order given.
+func (e *Env) findRecoverables(ctx context.Context, sandbox string, session uint64, paths []string) ([]*recoverable, error) {
+	type found struct {
+		byS    map[uint64]*recoverable
+		newest uint64
+	}
+	want := map[string]*found{} // by path asked for
+	for _, p := range paths {
+		if !cleanAbs(p) && p != "/" {
+			return nil, &InputError{Input: "path", Problem: fmt.Sprintf("%s is not a clean absolute path", escape.Name(p))}
+		}
+		want[p] = &found{byS: map[uint64]*recoverable{}}
+	}
 	err := e.eachRecoverable(ctx, sandbox, session, func(rs *recoverySession, x RecoverEntry) error {
-		if x.Path != p && !strings.HasPrefix(x.Path, prefix) {
-			return nil
+		// The entry belongs to every path asked for that is it or one of
+		// its ancestors: walk up from it rather than over the paths.
+		for a := x.Path; ; a = path.Dir(a) {
+			if w := want[a]; w != nil {
+				f := w.byS[rs.n]
+				if f == nil {
+					f = &recoverable{rs: rs}
+					w.byS[rs.n] = f
+				}
+				if a == x.Path {
+					f.entry = x
+				} else {
+					f.beneath = append(f.beneath, x)
+				}
+				w.newest = max(w.newest, rs.n)
+			}
+			if a == "/" || !strings.HasPrefix(a, "/") {
+				return nil
+			}
 		}
-		f := byS[rs.n]
-		if f == nil {
-			f = &recoverable{rs: rs}
-			byS[rs.n] = f
-		}
-		if x.Path == p {
-			f.entry = x
-		} else {
-			f.beneath = append(f.beneath, x)
-		}
-		newest = max(newest, rs.n)
-		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if f := byS[newest]; f != nil {
-		return f, nil
+	out := make([]*recoverable, len(paths))
+	for i, p := range paths {
+		w := want[p]
+		if f := w.byS[w.newest]; f != nil {
+			out[i] = f
+			continue
+		}
+		where := e.RecoveryAreaName(sandbox)
+		if session != 0 {
+			where += fmt.Sprintf(", session %d", session)
+		}
+		if e.sharedLedger() {
+			// A fenced or abandoned session's changes are on the host that
+			// had it open.
+			return nil, errclass.Errorf(errdefs.ErrNotFound, "%s is not in %s; each host keeps its own (see spillway recover ls %s)", escape.Name(p), where, sandbox)
+		}
+		return nil, errclass.Errorf(errdefs.ErrNotFound, "%s is not in %s (see spillway recover ls %s)", escape.Name(p), where, sandbox)
 	}
-	where := e.RecoveryAreaName(sandbox)
-	if session != 0 {
-		where += fmt.Sprintf(", session %d", session)
-	}
-	if e.sharedLedger() {
-		// A fenced or abandoned session's changes are on the host that
-		// had it open.
-		return nil, errclass.Errorf(errdefs.ErrNotFound, "%s is not in %s; each host keeps its own (see spillway recover ls %s)", escape.Name(p), where, sandbox)
-	}
-	return nil, errclass.Errorf(errdefs.ErrNotFound, "%s is not in %s (see spillway recover ls %s)", escape.Name(p), where, sandbox)
+	return out, nil
 }
 
 // all returns the path's entry (when listed) and those beneath it.

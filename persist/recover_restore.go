@@ -103,11 +103,12 @@ func (e *Env) RecoverRestore(ctx context.Context, sandbox string, o RestoreOptio
 	}
 	var items []item
 	var targets []string
-	for _, p := range o.Paths {
-		f, err := e.findRecoverable(ctx, sandbox, o.Session, p)
-		if err != nil {
-			return nil, err
-		}
+	fs, err := e.findRecoverables(ctx, sandbox, o.Session, o.Paths)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range o.Paths {
+		f := fs[i]
 		to := p
 		if o.To != "" {
 			to = o.To
