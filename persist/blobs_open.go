@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spillway/spillway/internal/errclass"
+	"github.com/spillway/spillway/internal/statedir"
 )
 
 // openBlobFile opens the file of a blob for reading, never through a
@@ -135,6 +136,14 @@ func isBlobName(name string) bool {
 // carries the marker, or adopts it (adoptBlobDir); then it makes sure
 // sha256/ and tmp/ are there.
 func prepareBlobDir(dir string) error {
+	// Who may rename its entries must be no one but root and the caller:
+	// the owner of the directory (or of one above it) could swap sha256/
+	// for a symlink between any check and a close's rename, and spillway
+	// would write sandbox bytes, named by hex digits, wherever it leads
+	// (/etc/cron.d takes such names).
+	if err := statedir.PrepareDir("blob directory", dir); err != nil {
+		return err
+	}
 	fi, err := os.Lstat(filepath.Join(dir, blobMarker))
 	switch {
 	case err == nil && !fi.Mode().IsRegular():
@@ -175,6 +184,12 @@ func checkBlobDirs(dir string) error {
 			return errclass.Errorf(errdefs.ErrFailedPrecondition, "blob directory: %s is not a directory: spillway did not put it there; remove it (spillway makes a directory in its place)", d)
 		case fi.Mode().Perm()&0o002 != 0:
 			return errclass.Errorf(errdefs.ErrFailedPrecondition, "blob directory: %s is writable by every user (mode %04o): anyone could plant or replace blobs there; run chmod o-w %s", d, fi.Mode().Perm(), d)
+		}
+		if d != dir {
+			// Only its owner (the caller) may rename what is in it.
+			if err := statedir.CheckPrivateDir("blob directory", dir, d); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

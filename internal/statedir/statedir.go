@@ -13,16 +13,21 @@ import (
 
 // Error says which path of a state directory cannot be trusted, and why.
 type Error struct {
+	Kind   string // what Root is: "" for a state directory, e.g. "blob directory"
 	Root   string // the state directory
 	Path   string // the path at fault: Root, one above it or one in it
 	Reason string // e.g. "is a symlink"
 }
 
 func (e *Error) Error() string {
-	if e.Path == e.Root {
-		return fmt.Sprintf("state directory %s %s", e.Root, e.Reason)
+	kind := e.Kind
+	if kind == "" {
+		kind = "state directory"
 	}
-	return fmt.Sprintf("state directory %s: %s %s", e.Root, e.Path, e.Reason)
+	if e.Path == e.Root {
+		return fmt.Sprintf("%s %s %s", kind, e.Root, e.Reason)
+	}
+	return fmt.Sprintf("%s %s: %s %s", kind, e.Root, e.Path, e.Reason)
 }
 
 // Unwrap classes every refusal as a failed precondition.
@@ -43,6 +48,7 @@ const (
 
 // checker checks paths of one state directory for one caller.
 type checker struct {
+	kind string // as Error's
 	root string
 	uid  uint32
 }
@@ -52,7 +58,15 @@ func newChecker(root string) checker {
 }
 
 func (c checker) fail(path, format string, args ...any) error {
-	return &Error{Root: c.root, Path: path, Reason: fmt.Sprintf(format, args...)}
+	return &Error{Kind: c.kind, Root: c.root, Path: path, Reason: fmt.Sprintf(format, args...)}
+}
+
+// name is what c's messages call its directory.
+func (c checker) name() string {
+	if c.kind == "" {
+		return "state directory " + c.root
+	}
+	return c.kind + " " + c.root
 }
 
 // check applies r to path, whose lstat is st.
@@ -148,6 +162,33 @@ func Prepare(root string) error {
 	return c.walk(filepath.Clean(root))
 }
 
+// PrepareDir is Prepare for another directory spillway keeps private
+// files in (kind names it in errors, e.g. "blob directory"): every
+// directory and symlink on the way from "/" is root's or the caller's and
+// not writable by others unless sticky, missing ones are created (0700),
+// and dir itself is the caller's and not writable by group or others.
+func PrepareDir(kind, dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%s %s: not an absolute path", kind, dir)
+	}
+	c := newChecker(dir)
+	c.kind = kind
+	return c.walk(filepath.Clean(dir))
+}
+
+// CheckPrivateDir checks path, in the directory PrepareDir checked, without
+// following a symlink: a directory of the caller's, not writable by group
+// or others. A missing path is an error.
+func CheckPrivateDir(kind, dir, path string) error {
+	c := newChecker(dir)
+	c.kind = kind
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return fmt.Errorf("%s: %w", c.name(), &os.PathError{Op: "lstat", Path: path, Err: err})
+	}
+	return c.check(path, &st, stateRoot)
+}
+
 func (c checker) walk(path string) error {
 	var st unix.Stat_t
 	if err := unix.Lstat("/", &st); err != nil {
@@ -168,12 +209,12 @@ func (c checker) walk(path string) error {
 		err := unix.Lstat(next, &st)
 		if errors.Is(err, unix.ENOENT) {
 			if err := unix.Mkdir(next, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-				return fmt.Errorf("create state directory %s: %w", c.root, &os.PathError{Op: "mkdir", Path: next, Err: err})
+				return fmt.Errorf("create %s: %w", c.name(), &os.PathError{Op: "mkdir", Path: next, Err: err})
 			}
 			err = unix.Lstat(next, &st)
 		}
 		if err != nil {
-			return fmt.Errorf("state directory %s: %w", c.root, &os.PathError{Op: "lstat", Path: next, Err: err})
+			return fmt.Errorf("%s: %w", c.name(), &os.PathError{Op: "lstat", Path: next, Err: err})
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			if err := c.check(next, &st, ancestor); err != nil {
@@ -184,7 +225,7 @@ func (c checker) walk(path string) error {
 			}
 			target, err := os.Readlink(next)
 			if err != nil {
-				return fmt.Errorf("state directory %s: %w", c.root, err)
+				return fmt.Errorf("%s: %w", c.name(), err)
 			}
 			if filepath.IsAbs(target) {
 				cur = "/"
