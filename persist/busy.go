@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -104,4 +105,17 @@ func (e *BusyError) List() string {
 		return "busy, no holder found"
 	}
 	return strings.Join(out, "; ")
+}
+
+// refuseForeignMounts refuses to go on while something is mounted inside
+// the directory of the sandbox's snapshot (its upper or work directory):
+// spillway never mounts there, close would read the mount as changes and
+// a removal would delete what it shows. Nothing has changed when it
+// refuses.
+func (e *Env) refuseForeignMounts(ctx context.Context, sb *store.Sandbox) error {
+	ms, err := e.snap.ForeignMounts(ctx, sb.Snapshot, e.MountPath(sb.Name))
+	if err != nil || len(ms) == 0 {
+		return err
+	}
+	return &snapshot.MountedError{What: "the snapshot of sandbox " + sb.Name, Mounts: ms, Unchanged: true}
 }

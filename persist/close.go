@@ -114,6 +114,9 @@ func (e *Env) closeSession(ctx context.Context, sb *store.Sandbox, o CloseOption
 		if err := e.refuseHeld(sb); err != nil {
 			return nil, err
 		}
+		if err := e.refuseForeignMounts(ctx, sb); err != nil {
+			return nil, err
+		}
 		if afterScan != nil {
 			afterScan()
 		}

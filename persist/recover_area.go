@@ -18,6 +18,7 @@ import (
 
 	"github.com/spillway/spillway/internal/atomicfile"
 	"github.com/spillway/spillway/internal/failpoint"
+	"github.com/spillway/spillway/snapshot"
 )
 
 // The recovery area of a sandbox is <root>/recovery/<sandbox>/<session>/,
@@ -257,6 +258,12 @@ func (e *Env) removeSessionDir(sandbox string, n uint64) error {
 // trash has a detached rm delete dst, a directory of trash or one about to
 // be renamed there (it is moved into trash first).
 func (e *Env) trash(dst string) error {
+	// rm -rf --one-file-system crosses a bind mount of the same filesystem.
+	if ms, err := snapshot.MountsUnder(dst); err != nil {
+		return err
+	} else if len(ms) > 0 {
+		return &snapshot.MountedError{What: dst, Mounts: ms, Unchanged: true}
+	}
 	if filepath.Dir(dst) != e.TrashDir() {
 		var b [6]byte
 		rand.Read(b[:])

@@ -157,6 +157,9 @@ func (e *Env) RemoveSandbox(ctx context.Context, name string, force bool, before
 		if err := e.refuseHeld(sb); err != nil {
 			return err
 		}
+		if err := e.refuseForeignMounts(ctx, sb); err != nil {
+			return err
+		}
 		if err := e.unmountRoot(name, e.MountPath(name), sb.State); err != nil {
 			return err
 		}

@@ -261,6 +261,9 @@ func (m *Manager) Remove(ctx context.Context, key string) error {
 		return err
 	}
 	defer done()
+	if err := m.refuseForeignMounts(ctx, key); err != nil {
+		return err
+	}
 	if err := m.sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove snapshot %q: %w", key, err)
 	}
@@ -275,6 +278,12 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 		return err
 	}
 	defer done()
+	if ms, err := MountsUnder(filepath.Join(m.dir, "snapshots")); err != nil || len(ms) > 0 {
+		// A removed snapshot's directory may hold one of these mounts, and
+		// the snapshotter's cleanup would delete what it shows: its
+		// directories wait for a cleanup without foreign mounts.
+		return err
+	}
 	if c, ok := m.sn.(snapshots.Cleaner); ok {
 		// A brand-new database has no buckets yet: nothing to clean.
 		if err := c.Cleanup(ctx); err != nil && !errdefs.IsNotFound(err) {
@@ -300,6 +309,9 @@ func (m *Manager) RemoveDeferred(ctx context.Context, key, trash string) error {
 	mounts, err := m.sn.Mounts(ctx, key)
 	if errdefs.IsNotFound(err) {
 		return nil
+	}
+	if err := m.refuseForeignMounts(ctx, key); err != nil {
+		return err
 	}
 	upper, _, ok := OverlayDirs(mounts)
 	if err != nil || !ok || m.kind != KindOverlay {
