@@ -110,6 +110,9 @@ func OpenEnv(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseRootInSandbox(root); err != nil {
+		return nil, err
+	}
 	// The state directory and the path to it must be ours (or root's for
 	// the path): see internal/statedir.
 	if err := statedir.Prepare(root); err != nil {
