@@ -84,6 +84,7 @@ func (t tree) holds(m *mountinfo.Info) bool {
 // namespace is what one mount namespace has of the tree.
 type namespace struct {
 	ids    map[int]bool // ids of its mounts of the tree
+	all    map[int]bool // ids of all its mounts
 	mounts []string     // their mount points
 	seen   bool         // a process of it was reported for the mounts
 }
@@ -128,6 +129,14 @@ func Find(target string) ([]Holder, error) {
 		}
 	}
 	nss[selfNS].seen = true
+	// A process in a filesystem mounted inside target makes its recursive
+	// unmount fail as well: those mounts count in this namespace.
+	for _, m := range own {
+		if strings.HasPrefix(m.Mountpoint, abs+"/") {
+			nss[selfNS].ids[m.ID] = true
+		}
+	}
+	out = append(out, loopDevices(abs)...)
 	pids, err := listPIDs()
 	if err != nil {
 		return nil, err
@@ -142,10 +151,34 @@ func Find(target string) ([]Holder, error) {
 	return out, nil
 }
 
+// Loop is the kind of hold of a loop device whose backing file is in the
+// filesystem.
+const Loop = "loop device"
+
+// loopDevices returns the loop devices whose backing file is at or below
+// dir, as the kernel names the file (the path it was set up with).
+func loopDevices(dir string) []Holder {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var out []Holder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		p := strings.TrimSuffix(string(b), "\n")
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			dev := filepath.Base(filepath.Dir(filepath.Dir(f)))
+			out = append(out, Holder{What: Loop + " /dev/" + dev + " on", Path: p})
+		}
+	}
+	return out
+}
+
 // nsOf picks the mounts of t out of a namespace's mount table.
 func nsOf(t tree, infos []*mountinfo.Info) *namespace {
-	ns := &namespace{ids: map[int]bool{}}
+	ns := &namespace{ids: map[int]bool{}, all: map[int]bool{}}
 	for _, m := range infos {
+		ns.all[m.ID] = true
 		if t.holds(m) {
 			ns.ids[m.ID] = true
 			ns.mounts = append(ns.mounts, m.Mountpoint)
@@ -188,12 +221,12 @@ func scan(pid int, t tree, nss map[string]*namespace) []Holder {
 		out = append(out, h(Mount+" in another mount namespace ("+nsID+") at", ns.mounts[0], len(ns.mounts)-1))
 	}
 	for _, k := range []struct{ link, what string }{{"cwd", Cwd}, {"root", Root}} {
-		if on(ns, dir+"/"+k.link) {
+		if on(ns, t, dir+"/"+k.link) {
 			p, _ := os.Readlink(dir + "/" + k.link)
 			out = append(out, h(k.what, p, 0))
 		}
 	}
-	if p, n := scanDir(ns, dir+"/fd"); n > 0 {
+	if p, n := scanDir(ns, t, dir+"/fd"); n > 0 {
 		out = append(out, h(File, p, n-1))
 	}
 	if p, n := scanMaps(ns, t, dir); n > 0 {
@@ -218,18 +251,30 @@ func lockedCopy(dir string) bool {
 	return err == nil && ownUserNS != "" && userNS != ownUserNS
 }
 
-// on says whether the magic link p leads into a mount of the tree.
-func on(ns *namespace, p string) bool {
+// on says whether the magic link p leads into a mount of the tree: one of
+// the namespace's, or one no mount table lists (detached by umount -l, or
+// cloned by open_tree) of the same filesystem. The latter is told by its
+// device, which an overlay reports for every file in it; it counts only
+// for a tree that is a whole filesystem (an overlay root), since a bind
+// mount of a directory shares its device with the rest of its filesystem.
+func on(ns *namespace, t tree, p string) bool {
 	var st unix.Statx_t
 	if err := unix.Statx(unix.AT_FDCWD, p, unix.AT_STATX_DONT_SYNC, unix.STATX_MNT_ID, &st); err != nil {
 		return false
 	}
-	return st.Mask&unix.STATX_MNT_ID != 0 && ns.ids[int(st.Mnt_id)]
+	if st.Mask&unix.STATX_MNT_ID == 0 {
+		return false
+	}
+	id := int(st.Mnt_id)
+	if ns.ids[id] {
+		return true
+	}
+	return !ns.all[id] && t.root == "/" && int(st.Dev_major) == t.major && int(st.Dev_minor) == t.minor
 }
 
 // scanDir returns the first of the links in dir (fd or map_files) that lead
 // into the tree, and how many do.
-func scanDir(ns *namespace, dir string) (string, int) {
+func scanDir(ns *namespace, t tree, dir string) (string, int) {
 	names, err := readNames(dir)
 	if err != nil {
 		return "", 0
@@ -237,7 +282,7 @@ func scanDir(ns *namespace, dir string) (string, int) {
 	first, n := "", 0
 	for _, name := range names {
 		p := dir + "/" + name
-		if !on(ns, p) {
+		if !on(ns, t, p) {
 			continue
 		}
 		if n == 0 {
@@ -272,7 +317,7 @@ func scanMaps(ns *namespace, t tree, dir string) (string, int) {
 			continue
 		}
 		seen[file] = true
-		if !on(ns, dir+"/map_files/"+fields[0]) {
+		if !on(ns, t, dir+"/map_files/"+fields[0]) {
 			continue
 		}
 		if n == 0 {
