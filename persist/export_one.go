@@ -79,8 +79,12 @@ func writeWhole(dest string, src io.Reader, mode os.FileMode, mtime time.Time, h
 		return n, err
 	}
 	if !mtime.IsZero() {
-		if err := os.Chtimes(f.Name(), mtime, mtime); err != nil {
-			return n, err
+		// On the descriptor, not the name: whoever may write DEST's
+		// directory could have swapped the name for a symlink.
+		// (/proc/self/fd/N names the open file itself, to the nanosecond.)
+		ts := unix.NsecToTimespec(mtime.UnixNano())
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), []unix.Timespec{ts, ts}, 0); err != nil {
+			return n, &os.PathError{Op: "utimensat", Path: f.Name(), Err: err}
 		}
 	}
 	return n, f.Commit(dest, how)
