@@ -206,7 +206,8 @@ func (e *Env) collect(ctx context.Context, sb *store.Sandbox, o CloseOptions) (*
 		// counted whole on disk
 		disk := discDisk + refusedDisk + max(kept-refusedSize, 0)
 		info := sessionInfo{Closed: now, Snapshotter: e.snap.Kind(), Entries: disc.Count + refused.count, Refused: refused.count,
-			Bytes: disc.Bytes + kept, DiscardedBytes: disc.Bytes, DiscardedDiskBytes: &discDisk, Incarnation: incarnation(sb)}
+			Bytes: disc.Bytes + kept, DiscardedBytes: disc.Bytes, DiscardedDiskBytes: &discDisk, Incarnation: incarnation(sb),
+			Incomplete: sum.ManifestIncomplete}
 		if info.Snapshotter == "overlayfs" {
 			for _, t := range sum.Exceptions {
 				info.Bytes += t.Bytes // the upper directory keeps them too

@@ -81,16 +81,18 @@ func (e *Env) eachRecoverable(ctx context.Context, sandbox string, session uint6
 		}
 		found = true
 		ref, disc := expiry(r, rs, newer[rs.n], last)
-		f, err := os.Open(filepath.Join(rs.dir, "manifest.jsonl"))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
+		var listed map[string]bool // the manifest's paths, when it was cut short
+		if rs.info.Incomplete {
+			listed = map[string]bool{}
 		}
-		if err != nil {
-			return err
-		}
-		err = eachManifestEntry(f, func(m ManifestEntry) error {
+		var lines int64
+		err := e.readManifest(rs, func(m ManifestEntry) error {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			lines++
+			if listed != nil {
+				listed[m.Path] = true
 			}
 			x := RecoverEntry{Session: rs.n, Path: m.Path, PathBytes: exactBytes(m.Path), Kind: m.Kind, Type: m.Type, Size: m.Size,
 				Verdict: m.Verdict, Reason: m.Reason, Exception: m.Exception, Expires: ref}
@@ -102,7 +104,25 @@ func (e *Env) eachRecoverable(ctx context.Context, sandbox string, session uint6
 			}
 			return fn(rs, x)
 		})
-		f.Close()
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil || !manifestCut(rs, lines) || !now.Before(ref) {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		// The close kept more than its manifest lists (the disk was full
+		// as it wrote it): what the tree holds beyond the list is kept as
+		// refused, so that it can be found and restored.
+		if listed == nil {
+			listed = map[string]bool{}
+			if err := e.readManifest(rs, func(m ManifestEntry) error { listed[m.Path] = true; return nil }); err != nil {
+				return err
+			}
+		}
+		err = e.eachUnlisted(ctx, rs, listed, func() RecoverEntry { return RecoverEntry{Expires: ref} }, func(x RecoverEntry) error { return fn(rs, x) })
 		if err != nil {
 			return err
 		}
@@ -164,6 +184,17 @@ func (e *Env) RecoveryAreaName(sandbox string) string {
 		return fmt.Sprintf("the recovery area of %s on this host (%s)", sandbox, escape.Name(e.hostID))
 	}
 	return "the recovery area of " + sandbox
+}
+
+// readManifest calls fn for each entry of a session's manifest; an error
+// matching os.ErrNotExist says it has none.
+func (e *Env) readManifest(rs *recoverySession, fn func(ManifestEntry) error) error {
+	f, err := os.Open(filepath.Join(rs.dir, "manifest.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return eachManifestEntry(f, fn)
 }
 
 // findRecoverable finds p in session (0: the newest session that holds it

@@ -44,12 +44,15 @@ const (
 
 // sessionInfo is a session's info.json.
 type sessionInfo struct {
-	Closed         time.Time `json:"closed"`
-	Snapshotter    string    `json:"snapshotter"`
-	Entries        int64     `json:"entries"`         // manifest lines
-	Refused        int64     `json:"refused"`         // of which refused
-	Bytes          int64     `json:"bytes"`           // bytes of content the tree holds
-	DiscardedBytes int64     `json:"discarded_bytes"` // of which discarded
+	Closed      time.Time `json:"closed"`
+	Snapshotter string    `json:"snapshotter"`
+	Entries     int64     `json:"entries"` // manifest lines
+	Refused     int64     `json:"refused"` // of which refused
+	// Incomplete says the manifest lists fewer entries than the tree
+	// holds: the disk was full as the close wrote it (recover_unlisted.go).
+	Incomplete     bool  `json:"incomplete,omitempty"`
+	Bytes          int64 `json:"bytes"`           // bytes of content the tree holds
+	DiscardedBytes int64 `json:"discarded_bytes"` // of which discarded
 	// DiskBytes and DiscardedDiskBytes are what that content takes on
 	// disk (st_blocks), which the root-wide cap counts: a sandbox's 30 GiB
 	// sparse file takes a few blocks and must not push other sandboxes'
