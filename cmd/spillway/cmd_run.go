@@ -127,6 +127,11 @@ func runAndClose(ctx context.Context, g globalOptions, t *term, sandbox string, 
 	}
 	code, err := sandboxrun.Run(ctx, envOptions(g, t), sandbox, runner, ro)
 	var ce *sandboxrun.CloseError
+	if errors.As(err, &ce) && errors.Is(ce.Err, context.Canceled) {
+		// A signal stopped the close (CMD had exited): as for close, 130
+		// and the way on, not "context canceled".
+		return &exitStatus{code: exitInterrupted, err: fmt.Errorf("interrupted: the close of %s stopped; spillway close %s finishes it", sandbox, sandbox)}
+	}
 	if errors.As(err, &ce) {
 		t.errorf(ce)
 		if code == 0 {
