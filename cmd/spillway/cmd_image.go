@@ -26,7 +26,7 @@ func imageCommand(t *term) *cli.Command {
 				ArgsUsage: "NAME SOURCE",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "max-bytes", Usage: "bytes the import may write; holes of sparse files are free (default: the free space less 10%)"},
-					&cli.Int64Flag{Name: "max-files", Usage: "entries the import may create, directories included (default: " + thousands(persist.DefaultImportMaxFiles) + ", or 90% of the free inodes if fewer)"},
+					&cli.Int64Flag{Name: "max-files", Usage: "entries the import may create, directories included", DefaultText: thousands(persist.DefaultImportMaxFiles) + ", or 90% of the free inodes if fewer"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, 2, "NAME SOURCE"); err != nil {

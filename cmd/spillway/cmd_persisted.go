@@ -35,7 +35,7 @@ func persistedCommand(t *term) *cli.Command {
 				Name:      "cat",
 				Usage:     "print a persisted file (the current version, or the one of --session N)",
 				ArgsUsage: "SANDBOX PATH",
-				Flags:     []cli.Flag{&cli.Uint64Flag{Name: "session", Usage: "the version recorded by session N"}},
+				Flags:     []cli.Flag{&cli.Uint64Flag{Name: "session", Usage: "the version recorded by session `N`", DefaultText: "the version in effect"}},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, 2, "SANDBOX PATH [--session N]"); err != nil {
 						return err

@@ -27,7 +27,7 @@ type recoverOptions struct {
 }
 
 func sessionFlag() *cli.Uint64Flag {
-	return &cli.Uint64Flag{Name: "session", Usage: "only session N (default: the newest that holds the path)"}
+	return &cli.Uint64Flag{Name: "session", Usage: "only session `N`", DefaultText: "the newest that holds the path"}
 }
 
 func recoverCommand(t *term) *cli.Command {
@@ -43,7 +43,7 @@ func recoverCommand(t *term) *cli.Command {
 				Name:      "ls",
 				Usage:     "list what was discarded or refused, per session",
 				ArgsUsage: "SANDBOX [PATTERN]",
-				Flags:     []cli.Flag{sessionFlag(), jsonFlag(t)},
+				Flags:     []cli.Flag{&cli.Uint64Flag{Name: "session", Usage: "only session `N`", DefaultText: "every session"}, jsonFlag(t)},
 				Action: func(c *cli.Context) error {
 					if c.NArg() < 1 || c.NArg() > 2 {
 						return usageError("usage: spillway recover ls SANDBOX [--session N] [PATTERN] [--json]")
@@ -103,7 +103,7 @@ func recoverCommand(t *term) *cli.Command {
 				Name:      "purge",
 				Usage:     "forget the recovery area of a sandbox now",
 				ArgsUsage: "SANDBOX",
-				Flags:     []cli.Flag{&cli.Uint64Flag{Name: "session", Usage: "only session N"}},
+				Flags:     []cli.Flag{&cli.Uint64Flag{Name: "session", Usage: "only session `N`", DefaultText: "every session"}},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return usageError("usage: spillway recover purge SANDBOX [--session N]")
