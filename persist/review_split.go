@@ -13,16 +13,17 @@ import (
 // A decision on part of a sqlite database (the file without its -wal
 // journal) or of a git repository (one object of its .git directory) can
 // leave what persists inconsistent: SPEC's rejection brings the older
-// version of one file back beside the newer version of the others. The
-// decision is made as asked; SplitDecisions names what it split so the
-// reviewer can decide the rest the same way.
+// version of one file back beside the newer version of the others. A
+// rejected directory stays while records beneath it stand. The decision
+// is made as asked; SplitDecisions names what it split so the reviewer
+// can decide the rest the same way.
 
 // SplitDecision is one decided record whose companions from the same session
 // stand otherwise after a decision.
 type SplitDecision struct {
 	Record     *store.Record
-	What       string   // "sqlite database" or "git repository"
-	Whole      string   // the database's file, or the repository's .git directory
+	What       string   // "sqlite database", "git repository" or "directory"
+	Whole      string   // the database's file, the repository's .git directory, or the directory
 	Companions []uint64 // the companions' record ids, ascending
 }
 
@@ -89,8 +90,21 @@ func (e *Env) SplitDecisions(ctx context.Context, d *Decided, status change.Stat
 		byPath map[string][]uint64 // the session's records at sqlite names that split
 		named  map[string]bool     // every sqlite companion name of the session (-wal, -shm, -journal)
 		byGit  map[string][]uint64 // per .git directory, its records that split
+		byDir  map[string][]uint64 // per decided directory, the records beneath it that split
 	}
 	sessions := map[sessionKey]*companions{}
+	// The directories decided, per session: a rejected directory stays
+	// while the records beneath it stand.
+	dirs := map[sessionKey]map[string]bool{}
+	for _, r := range d.Records {
+		if decidedDir(r) {
+			k := sessionKey{r.Sandbox, r.Session}
+			if dirs[k] == nil {
+				dirs[k] = map[string]bool{}
+			}
+			dirs[k][r.Path] = true
+		}
+	}
 	err := e.store.View(func(tx *store.Tx) error {
 		for _, r := range d.Records {
 			k := sessionKey{r.Sandbox, r.Session}
@@ -100,8 +114,19 @@ func (e *Env) SplitDecisions(ctx context.Context, d *Decided, status change.Stat
 			if len(d.Records) <= fewDecided && !mayHaveCompanions(tx, r) {
 				continue // a plain document: its session need not be read
 			}
-			c := &companions{byPath: map[string][]uint64{}, named: map[string]bool{}, byGit: map[string][]uint64{}}
+			c := &companions{byPath: map[string][]uint64{}, named: map[string]bool{}, byGit: map[string][]uint64{}, byDir: map[string][]uint64{}}
+			ds := dirs[k]
 			if err := tx.ForEachSessionRecord(ctx, r.Sandbox, r.Session, func(x *store.Record) error {
+				if len(ds) > 0 && split(x) {
+					for a := path.Dir(x.Path); a != x.Path; a = path.Dir(a) {
+						if ds[a] {
+							c.byDir[a] = append(c.byDir[a], x.ID)
+						}
+						if a == "/" || a == "." {
+							break
+						}
+					}
+				}
 				if g := gitDir(x.Path); g != "" {
 					if split(x) {
 						c.byGit[g] = append(c.byGit[g], x.ID)
@@ -133,7 +158,9 @@ func (e *Env) SplitDecisions(ctx context.Context, d *Decided, status change.Stat
 			continue
 		}
 		p := SplitDecision{Record: r}
-		if g := gitDir(r.Path); g != "" {
+		if decidedDir(r) && len(c.byDir[r.Path]) > 0 {
+			p.What, p.Whole, p.Companions = "directory", r.Path, c.byDir[r.Path]
+		} else if g := gitDir(r.Path); g != "" {
 			p.What, p.Whole, p.Companions = "git repository", g, c.byGit[g]
 		} else {
 			base := sqliteBase(r.Path)
@@ -171,7 +198,7 @@ const fewDecided = 64
 // lies in a .git directory, has a sqlite companion's name, or its session
 // has a record at one of its companion names.
 func mayHaveCompanions(tx *store.Tx, r *store.Record) bool {
-	if gitDir(r.Path) != "" || sqliteBase(r.Path) != r.Path {
+	if gitDir(r.Path) != "" || sqliteBase(r.Path) != r.Path || decidedDir(r) {
 		return true
 	}
 	if r.Type != change.TypeFile && r.Kind != change.KindDelete {
@@ -198,4 +225,11 @@ func suffixed(base string) []string {
 		out[i] = base + s
 	}
 	return out
+}
+
+// decidedDir says whether r is a directory the decision can take away or
+// bring: its records beneath it of the same session decide whether it
+// stays (a directory holding a record in effect does).
+func decidedDir(r *store.Record) bool {
+	return r.Type == change.TypeDir && r.Kind != change.KindDelete && !r.MetaOnly
 }

@@ -36,7 +36,7 @@ type recordPage struct {
 	// Part is the sqlite database or git repository a pending record is
 	// part of, with its companions of the session that its decision would
 	// split (persist.SplitDecisions): deciding one alone can leave it
-	// inconsistent (nil: none).
+	// inconsistent; for a directory, the records beneath it (nil: none).
 	Part *persist.SplitDecision
 }
 

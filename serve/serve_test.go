@@ -547,3 +547,39 @@ func TestRecordPageNamesADatabaseSplit(t *testing.T) {
 		t.Errorf("a plain document's page names a database or repository:\n%s", body)
 	}
 }
+
+// TestRecordPageNamesRecordsBeneathADirectory: the page of a pending new
+// directory names the records of its session beneath it, which keep it in
+// place if it alone is rejected.
+func TestRecordPageNamesRecordsBeneathADirectory(t *testing.T) {
+	w := newWorld(t, 0)
+	dir := docs + "clone"
+	w.session(map[string]string{dir + "/a.txt": "a"})
+	var dirID, fileID uint64
+	w.withEnv(func(e *persist.Env) {
+		recs, err := e.ReviewList(t.Context(), "docs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			switch r.Path {
+			case dir:
+				dirID = r.ID
+			case dir + "/a.txt":
+				fileID = r.ID
+			}
+		}
+	})
+	if dirID == 0 || fileID == 0 {
+		t.Fatalf("records of %s and its file: %d, %d", dir, dirID, fileID)
+	}
+	c := w.client().login()
+	body := c.body(c.get(fmt.Sprintf("/record/%d", dirID)))
+	want := fmt.Sprintf(`<a href="/record/%d">r%d</a>`, fileID, fileID)
+	if !strings.Contains(body, `<th>beneath it</th><td id="part">records of session`) || !strings.Contains(body, want) {
+		t.Errorf("the directory's page does not name the record beneath it (%s):\n%s", want, body)
+	}
+	if body := c.body(c.get(fmt.Sprintf("/record/%d", fileID))); strings.Contains(body, `id="part"`) {
+		t.Errorf("a plain document's page names a database, repository or directory:\n%s", body)
+	}
+}
