@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -26,6 +27,21 @@ type runOptions struct {
 	Close   bool
 	TTY     bool
 	Runtime string
+	Env     []string // K=V for CMD
+	Workdir string   // CMD's working directory ("": /)
+}
+
+// checkEnvWorkdir refuses --env without K=V and a relative --workdir.
+func checkEnvWorkdir(env []string, workdir string) error {
+	for _, kv := range env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return usageError("invalid --env %q: use K=V", kv)
+		}
+	}
+	if workdir != "" && !strings.HasPrefix(workdir, "/") {
+		return usageError("invalid --workdir %q: use an absolute path", workdir)
+	}
+	return nil
 }
 
 func runFlags() []cli.Flag {
@@ -58,7 +74,8 @@ func runCommand(t *term) *cli.Command {
 				return usageError("usage: spillway run NAME [--user UID[:GID]] [--net none|host] [--close] [-t] -- CMD [ARG…]")
 			}
 			o := runOptions{Sandbox: c.Args().First(), Args: c.Args().Tail(),
-				User: c.String("user"), Net: c.String("net"), Close: c.Bool("close"), TTY: c.Bool("t"), Runtime: c.String("runtime")}
+				User: c.String("user"), Net: c.String("net"), Close: c.Bool("close"), TTY: c.Bool("t"), Runtime: c.String("runtime"),
+				Env: c.StringSlice("env"), Workdir: c.String("workdir")}
 			return runRun(c.Context, o, globals(c), t)
 		},
 	}
@@ -79,7 +96,8 @@ func shellCommand(t *term) *cli.Command {
 			if err := needArgs(c, 1, "NAME"); err != nil {
 				return err
 			}
-			o := runOptions{Sandbox: c.Args().First(), Args: []string{"/bin/sh"}, Net: container.NetNone, TTY: true, Runtime: c.String("runtime")}
+			o := runOptions{Sandbox: c.Args().First(), Args: []string{"/bin/sh"}, Net: container.NetNone, TTY: true, Runtime: c.String("runtime"),
+				Env: c.StringSlice("env"), Workdir: c.String("workdir")}
 			return runRun(c.Context, o, globals(c), t)
 		},
 	}
@@ -97,6 +115,9 @@ func runRun(ctx context.Context, o runOptions, g globalOptions, t *term) error {
 			return usageError("%v", err)
 		}
 	}
+	if err := checkEnvWorkdir(o.Env, o.Workdir); err != nil {
+		return err
+	}
 	if f, ok := t.in.(*os.File); o.TTY && (!ok || !isTerminal(f)) {
 		return usageError("-t needs a terminal on stdin")
 	}
@@ -108,7 +129,7 @@ func runRun(ctx context.Context, o runOptions, g globalOptions, t *term) error {
 		return err
 	}
 
-	proc := container.Process{Args: args, User: o.User, Net: o.Net, TTY: o.TTY, Stdin: t.in, Stdout: t.out, Stderr: t.err}
+	proc := container.Process{Args: args, User: o.User, Net: o.Net, TTY: o.TTY, Env: o.Env, Workdir: o.Workdir, Stdin: t.in, Stdout: t.out, Stderr: t.err}
 	ro := sandboxrun.Options{
 		Runtime: rt,
 		Warn:    func(msg string) { t.warnf("%s", msg) },

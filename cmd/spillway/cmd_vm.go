@@ -46,15 +46,15 @@ func vmRunFlags() []cli.Flag {
 		&cli.StringFlag{Name: "memory", Usage: "the VM's memory `SIZE`", Value: "512M"},
 		&cli.IntFlag{Name: "cpus", Usage: "the VM's CPUs", Value: 1},
 		&cli.StringFlag{Name: "share", Usage: "the VM's root: none (disks, changes streamed back) or virtiofs (shared live)", Value: proto.ShareNone},
-		&cli.StringSliceFlag{Name: "env", Usage: "set `K=V` for CMD (VM)"},
-		&cli.StringFlag{Name: "workdir", Usage: "CMD's working `DIR` (VM)"},
+		&cli.StringSliceFlag{Name: "env", Usage: "set `K=V` for CMD (repeat for more)"},
+		&cli.StringFlag{Name: "workdir", Usage: "CMD's working `DIR` (absolute)", DefaultText: "/"},
 		&cli.StringFlag{Name: "accel", Usage: "VM acceleration: auto, kvm or tcg", Value: vm.AccelAuto},
 	}
 }
 
 // vmOnlyFlags refuses the VM flags on a container run.
 func vmOnlyFlags(c *cli.Context) error {
-	for _, f := range []string{"memory", "cpus", "share", "env", "workdir", "accel"} {
+	for _, f := range []string{"memory", "cpus", "share", "accel"} {
 		if c.IsSet(f) {
 			return usageError("--%s needs --vm NAME", f)
 		}
@@ -85,13 +85,8 @@ func vmOptionsFrom(c *cli.Context, args []string, tty bool) (vmOptions, error) {
 	default:
 		return o, usageError("unknown --accel %q: use auto, kvm or tcg", o.Accel)
 	}
-	for _, kv := range o.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return o, usageError("invalid --env %q: use K=V", kv)
-		}
-	}
-	if o.Workdir != "" && !strings.HasPrefix(o.Workdir, "/") {
-		return o, usageError("invalid --workdir %q: use an absolute path", o.Workdir)
+	if err := checkEnvWorkdir(o.Env, o.Workdir); err != nil {
+		return o, err
 	}
 	if o.User != "" {
 		if _, _, _, err := container.ParseUser(o.User); err != nil {

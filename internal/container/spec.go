@@ -32,6 +32,8 @@ type Process struct {
 	TTY      bool     // give CMD a terminal (stdin must be one)
 	Hostname string   // the container's hostname
 	Cgroup   string   // the cgroup path; "" is /spillway/<id>
+	Env      []string // K=V for CMD, after (and over) HOME and TERM
+	Workdir  string   // CMD's working directory, absolute; "" is /
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -66,10 +68,15 @@ func Spec(ctx context.Context, id string, p Process) (*specs.Spec, error) {
 		}
 		env = append(env, "TERM="+term)
 	}
+	env = append(env, p.Env...)
+	cwd := "/"
+	if p.Workdir != "" {
+		cwd = p.Workdir
+	}
 	opts := []oci.SpecOpts{
 		oci.WithRootFSPath(p.RootFS),
 		oci.WithProcessArgs(p.Args...),
-		oci.WithProcessCwd("/"),
+		oci.WithProcessCwd(cwd),
 		oci.WithDefaultPathEnv,
 		oci.WithEnv(env),
 		oci.WithUIDGID(uid, gid),
