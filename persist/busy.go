@@ -113,6 +113,15 @@ func (e *BusyError) List() string {
 // a removal would delete what it shows. Nothing has changed when it
 // refuses.
 func (e *Env) refuseForeignMounts(ctx context.Context, sb *store.Sandbox) error {
+	// A mount stacked on the root (mount -t tmpfs none ROOT) holds what
+	// was written there since: the unmount would take it away unseen.
+	stacked, err := snapshot.StackedOn(e.MountPath(sb.Name))
+	if err != nil {
+		return err
+	}
+	if len(stacked) > 0 {
+		return &snapshot.MountedError{What: "the root of sandbox " + sb.Name, Mounts: stacked, On: true, Unchanged: true}
+	}
 	ms, err := e.snap.ForeignMounts(ctx, sb.Snapshot, e.MountPath(sb.Name))
 	if err != nil || len(ms) == 0 {
 		return err
