@@ -208,15 +208,18 @@ func scan(pid int, t tree, nss map[string]*namespace) []Holder {
 		ns = nsOf(t, infos)
 		nss[nsID] = ns
 	}
-	if len(ns.ids) == 0 {
-		return nil // nothing of t is reachable from this namespace
+	if len(ns.ids) == 0 && t.root != "/" {
+		// Nothing of t is listed in this namespace. (An overlay root's
+		// processes are still looked at: one may sit on a detached mount
+		// of it, which no namespace lists; see on.)
+		return nil
 	}
 	comm, _ := os.ReadFile(dir + "/comm")
 	h := func(what, path string, more int) Holder {
 		return Holder{PID: pid, Command: strings.TrimSuffix(string(comm), "\n"), What: what, Path: path, More: more}
 	}
 	var out []Holder
-	if !ns.seen && !lockedCopy(dir) {
+	if !ns.seen && len(ns.ids) > 0 && !lockedCopy(dir) {
 		ns.seen = true
 		out = append(out, h(Mount+" in another mount namespace ("+nsID+") at", ns.mounts[0], len(ns.mounts)-1))
 	}
