@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/spillway/spillway/internal/change"
 )
@@ -86,4 +87,61 @@ func TestCloseOnAFullDiskKeepsRefusalsRecoverable(t *testing.T) {
 		}
 	}
 	f.close()
+}
+
+// TestUnlistedSurviveDiscardedExpiry: the documents a close on a full
+// disk kept but could not list are listed as refused ("unlisted", kept
+// with the refused content), and stay when the discarded content expires
+// a day later: dropDiscarded then removes only what the manifest lists as
+// discarded (it kept only the refused entries the manifest lists, and
+// trashed the rest: found by a review).
+func TestUnlistedSurviveDiscardedExpiry(t *testing.T) {
+	f := smallDiskFixture(t)
+	f.except(nil, "/home/user/Documents/**")
+	docs := "home/user/Documents"
+
+	root := f.open()
+	write(t, root, docs+"/letter.txt", "version 1", 0o644)
+	f.close()
+
+	root = f.open()
+	write(t, root, docs+"/letter.txt", "version 2: an afternoon of work", 0o644)
+	write(t, root, docs+"/new.txt", "a new document", 0o644)
+	for _, p := range []string{"tmp/a", "tmp/b", "tmp/c", "tmp/d", "tmp/e"} {
+		write(t, root, p, "scratch", 0o644) // discarded: more than refused
+	}
+	must(t, f.e.Close())
+	f.e = nil
+	hog := filepath.Join(f.dir, "hog")
+	fillFrom(t, hog)
+	f.openEnv("")
+	sum := f.close()
+	must(t, os.Remove(hog))
+	if persisted(sum, "/home/user/Documents/letter.txt") || !sum.ManifestIncomplete {
+		t.Fatalf("the full disk let the letter persist (%v) or the manifest be written whole (%v): the test no longer fills it enough",
+			persisted(sum, "/home/user/Documents/letter.txt"), !sum.ManifestIncomplete)
+	}
+	if got := f.listed(); got["/home/user/Documents/letter.txt"] != change.VerdictRefuse {
+		t.Fatalf("letter.txt not listed as refused right after the close: %v", got)
+	}
+	// Past the discarded content's retention (a day), well within the
+	// refused content's.
+	f.e.clock = func() time.Time { return time.Now().Add(25 * time.Hour).UTC() }
+	if _, err := f.e.ExpireRecovery(); err != nil {
+		t.Fatal(err)
+	}
+	got := f.listed()
+	if len(got) == 0 {
+		entries, _ := os.ReadDir(filepath.Join(f.e.root, "recovery", "docs", "2"))
+		for _, e := range entries {
+			t.Logf("session 2 holds %s", e.Name())
+		}
+		info, _ := os.ReadFile(filepath.Join(f.e.root, "recovery", "docs", "2", "info.json"))
+		t.Logf("info.json: %s", info)
+	}
+	for _, p := range []string{"/home/user/Documents/letter.txt", "/home/user/Documents/new.txt"} {
+		if got[p] != change.VerdictRefuse {
+			t.Errorf("%s was listed as refused (kept with the refused content), but after the discarded content expired the recovery area lists %v", p, got)
+		}
+	}
 }

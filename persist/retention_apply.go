@@ -239,6 +239,20 @@ func (e *Env) ExpireRecovery() (Dropped, error) {
 // refused entries move into a new tree and the old one goes to trash (a
 // rename, deleted in the background); else the discarded entries are
 // unlinked. Either way by descriptors, never following a symlink.
+// manifestCutShort says whether the session's manifest lists less than
+// its tree holds (manifestCut): then only what it lists as discarded may
+// go, since the rest is kept as refused (recover_unlisted.go).
+func (e *Env) manifestCutShort(rs *recoverySession) bool {
+	if rs.info.Incomplete {
+		return true
+	}
+	var lines int64
+	if err := e.readManifest(rs, func(ManifestEntry) error { lines++; return nil }); err != nil {
+		return true // unreadable: remove only what can be named
+	}
+	return manifestCut(rs, lines)
+}
+
 func (e *Env) dropDiscarded(rs *recoverySession) error {
 	tree := filepath.Join(rs.dir, treeDir)
 	manifest := filepath.Join(rs.dir, "manifest.jsonl")
@@ -248,7 +262,7 @@ func (e *Env) dropDiscarded(rs *recoverySession) error {
 	if _, err := os.Lstat(tree); err != nil {
 		return writePrivate(rs.dir, discardedGone, nil)
 	}
-	if rs.hasInfo && rs.info.Refused < rs.info.Entries-rs.info.Refused {
+	if rs.hasInfo && rs.info.Refused < rs.info.Entries-rs.info.Refused && !e.manifestCutShort(rs) {
 		// An earlier try that stopped may have left tree.new with some
 		// refused entries already moved into it (moveEntries resumes:
 		// never remove it), and tree.old, the tree it replaced (its
