@@ -361,8 +361,12 @@ func printDecided(t *term, verb string, d *persist.Decided, all bool, splits []p
 			how = "review ls " + p.Record.Sandbox + " lists them"
 		}
 		if p.What == "directory" {
-			t.warnf("%s %s is a directory whose records beneath it of session %d (%s) stay as they were, and so does the directory while any of them is in effect; decide them the same way (%s)",
-				idList([]uint64{p.Record.ID}), name(p.Record.Path), p.Record.Session, idList(p.Companions), how)
+			stays := "stay as they were, and so does the directory while any of them is in effect"
+			if verb != "rejected" {
+				stays = "are still held back for review: the directory comes without them"
+			}
+			t.warnf("%s %s is a directory whose records beneath it of session %d (%s) %s; decide them the same way (%s)",
+				idList([]uint64{p.Record.ID}), name(p.Record.Path), p.Record.Session, idList(p.Companions), stays, how)
 			continue
 		}
 		t.warnf("%s %s is part of the %s %s, whose other records of session %d (%s) stay as they were: a %s decided in part can be left inconsistent; decide them the same way (%s)",
