@@ -9,7 +9,8 @@ import (
 )
 
 // TestFindRecoverablesAsOneByOne: finding many paths in one read of the
-// area's manifests gives, for each path, what finding it alone gives: the
+// area's manifests gives, for each path, what a pass over the area for it
+// alone gives (oneByOne, the way before): the
 // newest session holding it or anything beneath it, the path's entry and
 // the entries beneath it; a path given inside another gets its own.
 func TestFindRecoverablesAsOneByOne(t *testing.T) {
@@ -42,10 +43,7 @@ func TestFindRecoverablesAsOneByOne(t *testing.T) {
 		return b.String()
 	}
 	for i, p := range paths {
-		one, err := f.e.findRecoverable(f.ctx, "docs", 0, p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		one := oneByOne(t, f, p)
 		if got, want := describe(many[i]), describe(one); got != want {
 			t.Errorf("%s: found with the others %s, alone %s", p, got, want)
 		}
@@ -72,6 +70,39 @@ func TestFindRecoverablesAsOneByOne(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/data/c is not in the recovery area of docs, session 1") {
 		t.Fatalf("a path not in the session asked for: %v, want it named with the session", err)
 	}
+}
+
+// oneByOne finds p as findRecoverable did before it read the area once
+// for all paths: a pass over every entry, keeping p and those beneath it
+// by prefix, the newest session's.
+func oneByOne(t *testing.T, f *fixture, p string) *recoverable {
+	t.Helper()
+	byS := map[uint64]*recoverable{}
+	var newest uint64
+	prefix := strings.TrimSuffix(p, "/") + "/"
+	if err := f.e.eachRecoverable(f.ctx, "docs", 0, func(rs *recoverySession, x RecoverEntry) error {
+		if x.Path != p && !strings.HasPrefix(x.Path, prefix) {
+			return nil
+		}
+		r := byS[rs.n]
+		if r == nil {
+			r = &recoverable{rs: rs}
+			byS[rs.n] = r
+		}
+		if x.Path == p {
+			r.entry = x
+		} else {
+			r.beneath = append(r.beneath, x)
+		}
+		newest = max(newest, rs.n)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if byS[newest] == nil {
+		t.Fatalf("%s: not in the recovery area", p)
+	}
+	return byS[newest]
 }
 
 func indexOf(s []string, v string) int {

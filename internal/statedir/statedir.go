@@ -115,6 +115,9 @@ func (c checker) check(path string, st *unix.Stat_t, r rule) error {
 	return nil
 }
 
+// nobody is the uid an NFS export with root_squash gives root's files.
+const nobody = 65534
+
 // owner refuses st unless the caller owns it, or root for an ancestor.
 func (c checker) owner(path string, st *unix.Stat_t, r rule) error {
 	switch {
@@ -122,6 +125,8 @@ func (c checker) owner(path string, st *unix.Stat_t, r rule) error {
 		return nil
 	case r == ancestor:
 		return c.fail(path, "is owned by uid %d, not by you (uid %d) or root", st.Uid, c.uid)
+	case c.kind != "" && st.Uid == nobody && c.uid == 0:
+		return c.fail(path, "is owned by uid %d, not by you (uid %d): on NFS, an export with root_squash gives root's files to nobody; export it with no_root_squash", st.Uid, c.uid)
 	default:
 		return c.fail(path, "is owned by uid %d, not by you (uid %d)", st.Uid, c.uid)
 	}
