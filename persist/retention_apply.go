@@ -126,7 +126,7 @@ func (e *Env) applyRetention(sandbox string) (Dropped, error) {
 			d.Sessions++
 			d.Bytes += rs.bytes()
 		case !discLive && !rs.discardedGone:
-			if err := e.dropDiscarded(rs); err != nil {
+			if err := e.dropDiscarded(rs, false); err != nil {
 				return d, err
 			}
 			d.Discarded++
@@ -173,12 +173,17 @@ func (e *Env) enforceCap() (Dropped, error) {
 		if !ok {
 			continue
 		}
-		err := e.dropDiscarded(rs)
+		cut := e.manifestCutShort(rs)
+		err := e.dropDiscarded(rs, true)
 		release()
 		if err != nil {
 			return d, err
 		}
-		e.warnf("recovery area over its cap of %s on disk (spillway config --keep-bytes): dropped the discarded content of session %d of %s (%s)", units.FormatSize(limit), rs.n, rs.sandbox, units.FormatSize(rs.info.DiscardedBytes))
+		what := "the discarded content"
+		if cut {
+			what = "the discarded content, and what its manifest could not list (the disk was full at its close),"
+		}
+		e.warnf("recovery area over its cap of %s on disk (spillway config --keep-bytes): dropped %s of session %d of %s (%s)", units.FormatSize(limit), what, rs.n, rs.sandbox, units.FormatSize(rs.info.DiscardedBytes))
 		d.Bytes += rs.info.DiscardedBytes
 		rs.discardedGone = true
 		total -= n
@@ -233,15 +238,9 @@ func (e *Env) ExpireRecovery() (Dropped, error) {
 	return d, err
 }
 
-// dropDiscarded removes the discarded content of a session's tree and
-// marks the session so that it is not listed again. It costs the smaller
-// of the two sides: when fewer changes were refused than discarded, the
-// refused entries move into a new tree and the old one goes to trash (a
-// rename, deleted in the background); else the discarded entries are
-// unlinked. Either way by descriptors, never following a symlink.
 // manifestCutShort says whether the session's manifest lists less than
-// its tree holds (manifestCut): then only what it lists as discarded may
-// go, since the rest is kept as refused (recover_unlisted.go).
+// its tree holds (manifestCut): the rest is kept as refused
+// (recover_unlisted.go).
 func (e *Env) manifestCutShort(rs *recoverySession) bool {
 	if rs.info.Incomplete {
 		return true
@@ -253,7 +252,17 @@ func (e *Env) manifestCutShort(rs *recoverySession) bool {
 	return manifestCut(rs, lines)
 }
 
-func (e *Env) dropDiscarded(rs *recoverySession) error {
+// dropDiscarded removes the discarded content of a session's tree and
+// marks the session so that it is not listed again. It costs the smaller
+// of the two sides: when fewer changes were refused than discarded, the
+// refused entries move into a new tree and the old one goes to trash (a
+// rename, deleted in the background); else the discarded entries are
+// unlinked. Either way by descriptors, never following a symlink. When
+// the manifest was cut short (a close on a full disk), what it does not
+// list stays with the refused content, unless forSpace (the byte cap):
+// then only the refused entries it lists stay, since the unlisted ones
+// are as likely what filled the disk.
+func (e *Env) dropDiscarded(rs *recoverySession, forSpace bool) error {
 	tree := filepath.Join(rs.dir, treeDir)
 	manifest := filepath.Join(rs.dir, "manifest.jsonl")
 	if _, err := os.Lstat(tree); errors.Is(err, os.ErrNotExist) {
@@ -262,7 +271,8 @@ func (e *Env) dropDiscarded(rs *recoverySession) error {
 	if _, err := os.Lstat(tree); err != nil {
 		return writePrivate(rs.dir, discardedGone, nil)
 	}
-	if rs.hasInfo && rs.info.Refused < rs.info.Entries-rs.info.Refused && !e.manifestCutShort(rs) {
+	cut := rs.hasInfo && e.manifestCutShort(rs)
+	if rs.hasInfo && (rs.info.Refused < rs.info.Entries-rs.info.Refused && !cut || cut && forSpace) {
 		// An earlier try that stopped may have left tree.new with some
 		// refused entries already moved into it (moveEntries resumes:
 		// never remove it), and tree.old, the tree it replaced (its
