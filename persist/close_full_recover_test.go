@@ -31,58 +31,73 @@ func fillFrom(t *testing.T, path string) {
 	}
 }
 
-// A close on a disk that something else filled refuses the session's
-// documents (no-space) and keeps their content in the recovery area, but
-// its manifest stops at the store's reserve before its first line. Once
-// space is freed, recover still finds them (from the tree, as refused
-// "unlisted"), and restores them. (Found on 30 November 2026: recover ls
-// listed nothing and restore could not find the documents.)
-func TestCloseOnAFullDiskKeepsRefusalsRecoverable(t *testing.T) {
+// closeOnFullDisk persists letter.txt, then closes a session that changed
+// it, added new.txt and wrote junk (paths in the sandbox) on a disk that
+// something else filled, and frees the space after. The manifest is cut
+// short before its first line: the test fails if the disk let it be
+// written whole.
+func closeOnFullDisk(t *testing.T, junk ...string) *fixture {
+	t.Helper()
 	f := smallDiskFixture(t)
 	f.except(nil, "/home/user/Documents/**")
-	docs := "home/user/Documents"
-
 	root := f.open()
-	write(t, root, docs+"/letter.txt", "version 1", 0o644)
+	write(t, root, fullDocs+"/letter.txt", "version 1", 0o644)
 	f.close()
 
 	root = f.open()
-	write(t, root, docs+"/letter.txt", "version 2: an afternoon of work", 0o644)
-	write(t, root, docs+"/new.txt", "a new document", 0o644)
+	write(t, root, fullDocs+"/letter.txt", "version 2: an afternoon of work", 0o644)
+	write(t, root, fullDocs+"/new.txt", "a new document", 0o644)
+	for _, p := range junk {
+		write(t, root, p, "scratch", 0o644)
+	}
 	must(t, f.e.Close())
 	f.e = nil
 	hog := filepath.Join(f.dir, "hog")
 	fillFrom(t, hog)
 	f.openEnv("")
 	sum := f.close()
-	if got := refusal(sum, "/home/user/Documents/letter.txt"); got != RefuseNoSpace && !persisted(sum, "/home/user/Documents/letter.txt") {
-		t.Fatalf("letter.txt neither persisted nor refused no-space: %q", got)
-	}
-	if !persisted(sum, "/home/user/Documents/letter.txt") && !sum.Recovery.Kept() {
-		t.Fatalf("letter.txt refused and nothing kept for recovery: %+v", sum.Recovery)
-	}
 	must(t, os.Remove(hog))
-
-	if persisted(sum, "/home/user/Documents/letter.txt") || !sum.ManifestIncomplete {
-		t.Fatalf("the full disk let the letter persist (%v) or the manifest be written whole (%v): the test no longer fills it enough",
-			persisted(sum, "/home/user/Documents/letter.txt"), !sum.ManifestIncomplete)
+	if got := refusal(sum, "/"+fullDocs+"/letter.txt"); got != RefuseNoSpace || !sum.Recovery.Kept() || !sum.ManifestIncomplete {
+		t.Fatalf("the letter refused %q (want no-space), kept for recovery %v, manifest cut short %v: the test no longer fills the disk enough",
+			got, sum.Recovery.Kept(), sum.ManifestIncomplete)
 	}
+	return f
+}
+
+const fullDocs = "home/user/Documents"
+
+// wantUnlisted fails unless the recovery area lists the letter and the new
+// document as refused.
+func wantUnlisted(t *testing.T, f *fixture, when string) {
+	t.Helper()
 	got := f.listed()
-	for _, p := range []string{"/home/user/Documents/letter.txt", "/home/user/Documents/new.txt"} {
+	for _, p := range []string{"/" + fullDocs + "/letter.txt", "/" + fullDocs + "/new.txt"} {
 		if got[p] != change.VerdictRefuse {
-			t.Errorf("%s refused no-space and said kept for recovery, but the recovery area lists %v", p, got)
+			t.Errorf("%s: %s was refused no-space and kept for recovery, but the recovery area lists %v", when, p, got)
 		}
 	}
-	res, err := f.e.RecoverRestore(f.ctx, "docs", RestoreOptions{Paths: []string{"/home/user/Documents"}, Reason: "the disk was full"})
+}
+
+// TestCloseOnAFullDiskKeepsRefusalsRecoverable: a close on a disk that
+// something else filled refuses the session's documents (no-space) and
+// keeps their content in the recovery area, but its manifest stops at the
+// store's reserve before its first line. Once space is freed, recover
+// still finds them (from the tree, as refused "unlisted"), and restores
+// them. (Found on 30 November 2026: recover ls listed nothing and restore
+// could not find the documents.)
+func TestCloseOnAFullDiskKeepsRefusalsRecoverable(t *testing.T) {
+	f := closeOnFullDisk(t)
+	wantUnlisted(t, f, "after the close")
+	res, err := f.e.RecoverRestore(f.ctx, "docs", RestoreOptions{Paths: []string{"/" + fullDocs}, Reason: "the disk was full"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Records) != 2 {
 		t.Fatalf("restored %+v, want the letter and the new document", res.Records)
 	}
-	root = f.open()
+	root := f.open()
 	for p, want := range map[string]string{"letter.txt": "version 2: an afternoon of work", "new.txt": "a new document"} {
-		if b, err := os.ReadFile(filepath.Join(root, docs, p)); err != nil || string(b) != want {
+		if b, err := os.ReadFile(filepath.Join(root, fullDocs, p)); err != nil || string(b) != want {
 			t.Errorf("%s after the restore: %q, %v; want %q", p, b, err, want)
 		}
 	}
@@ -96,52 +111,15 @@ func TestCloseOnAFullDiskKeepsRefusalsRecoverable(t *testing.T) {
 // discarded (it kept only the refused entries the manifest lists, and
 // trashed the rest: found by a review).
 func TestUnlistedSurviveDiscardedExpiry(t *testing.T) {
-	f := smallDiskFixture(t)
-	f.except(nil, "/home/user/Documents/**")
-	docs := "home/user/Documents"
-
-	root := f.open()
-	write(t, root, docs+"/letter.txt", "version 1", 0o644)
-	f.close()
-
-	root = f.open()
-	write(t, root, docs+"/letter.txt", "version 2: an afternoon of work", 0o644)
-	write(t, root, docs+"/new.txt", "a new document", 0o644)
-	for _, p := range []string{"tmp/a", "tmp/b", "tmp/c", "tmp/d", "tmp/e"} {
-		write(t, root, p, "scratch", 0o644) // discarded: more than refused
-	}
-	must(t, f.e.Close())
-	f.e = nil
-	hog := filepath.Join(f.dir, "hog")
-	fillFrom(t, hog)
-	f.openEnv("")
-	sum := f.close()
-	must(t, os.Remove(hog))
-	if persisted(sum, "/home/user/Documents/letter.txt") || !sum.ManifestIncomplete {
-		t.Fatalf("the full disk let the letter persist (%v) or the manifest be written whole (%v): the test no longer fills it enough",
-			persisted(sum, "/home/user/Documents/letter.txt"), !sum.ManifestIncomplete)
-	}
-	if got := f.listed(); got["/home/user/Documents/letter.txt"] != change.VerdictRefuse {
-		t.Fatalf("letter.txt not listed as refused right after the close: %v", got)
-	}
+	// More discarded than refused: the drop that moves the refused
+	// entries out.
+	f := closeOnFullDisk(t, "tmp/a", "tmp/b", "tmp/c", "tmp/d", "tmp/e")
+	wantUnlisted(t, f, "after the close")
 	// Past the discarded content's retention (a day), well within the
 	// refused content's.
 	f.e.clock = func() time.Time { return time.Now().Add(25 * time.Hour).UTC() }
 	if _, err := f.e.ExpireRecovery(); err != nil {
 		t.Fatal(err)
 	}
-	got := f.listed()
-	if len(got) == 0 {
-		entries, _ := os.ReadDir(filepath.Join(f.e.root, "recovery", "docs", "2"))
-		for _, e := range entries {
-			t.Logf("session 2 holds %s", e.Name())
-		}
-		info, _ := os.ReadFile(filepath.Join(f.e.root, "recovery", "docs", "2", "info.json"))
-		t.Logf("info.json: %s", info)
-	}
-	for _, p := range []string{"/home/user/Documents/letter.txt", "/home/user/Documents/new.txt"} {
-		if got[p] != change.VerdictRefuse {
-			t.Errorf("%s was listed as refused (kept with the refused content), but after the discarded content expired the recovery area lists %v", p, got)
-		}
-	}
+	wantUnlisted(t, f, "after the discarded content expired")
 }

@@ -522,21 +522,8 @@ func TestRecordPageNamesADatabaseSplit(t *testing.T) {
 	w := newWorld(t, 0)
 	db := docs + "app.db"
 	w.session(map[string]string{db: "pages", db + "-wal": "frames"})
-	var dbID, walID uint64
-	w.withEnv(func(e *persist.Env) {
-		recs, err := e.ReviewList(t.Context(), "docs")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range recs {
-			switch r.Path {
-			case db:
-				dbID = r.ID
-			case db + "-wal":
-				walID = r.ID
-			}
-		}
-	})
+	ids := w.pendingIDs(t, db, db+"-wal")
+	dbID, walID := ids[0], ids[1]
 	c := w.client().login()
 	body := c.body(c.get(fmt.Sprintf("/record/%d", dbID)))
 	want := fmt.Sprintf(`<a href="/record/%d">r%d</a>`, walID, walID)
@@ -555,24 +542,8 @@ func TestRecordPageNamesRecordsBeneathADirectory(t *testing.T) {
 	w := newWorld(t, 0)
 	dir := docs + "clone"
 	w.session(map[string]string{dir + "/a.txt": "a"})
-	var dirID, fileID uint64
-	w.withEnv(func(e *persist.Env) {
-		recs, err := e.ReviewList(t.Context(), "docs")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range recs {
-			switch r.Path {
-			case dir:
-				dirID = r.ID
-			case dir + "/a.txt":
-				fileID = r.ID
-			}
-		}
-	})
-	if dirID == 0 || fileID == 0 {
-		t.Fatalf("records of %s and its file: %d, %d", dir, dirID, fileID)
-	}
+	ids := w.pendingIDs(t, dir, dir+"/a.txt")
+	dirID, fileID := ids[0], ids[1]
 	c := w.client().login()
 	body := c.body(c.get(fmt.Sprintf("/record/%d", dirID)))
 	want := fmt.Sprintf(`<a href="/record/%d">r%d</a>`, fileID, fileID)
@@ -582,4 +553,28 @@ func TestRecordPageNamesRecordsBeneathADirectory(t *testing.T) {
 	if body := c.body(c.get(fmt.Sprintf("/record/%d", fileID))); strings.Contains(body, `id="part"`) {
 		t.Errorf("a plain document's page names a database, repository or directory:\n%s", body)
 	}
+}
+
+// pendingIDs returns the ids of docs' pending records at paths, in order;
+// a path with none fails the test.
+func (w *world) pendingIDs(t *testing.T, paths ...string) []uint64 {
+	t.Helper()
+	ids := make([]uint64, len(paths))
+	w.withEnv(func(e *persist.Env) {
+		recs, err := e.ReviewList(t.Context(), "docs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if i := slices.Index(paths, r.Path); i >= 0 {
+				ids[i] = r.ID
+			}
+		}
+	})
+	for i, id := range ids {
+		if id == 0 {
+			t.Fatalf("no pending record of %s", paths[i])
+		}
+	}
+	return ids
 }
