@@ -27,7 +27,10 @@ type Writer struct {
 	// destination on the host), makes WriteFile and Symlink fail with
 	// ErrIsDir where a directory is, rather than remove it and all it
 	// holds: the names come from a sandbox, the directory is a user's.
+	// Mkdir then leaves the owner and mode of a directory that was there
+	// before alone.
 	KeepDirs bool
+	made     map[string]bool // directories this writer created (KeepDirs)
 }
 
 // ErrNotDir says a component on the way to a path is not a directory.
@@ -37,9 +40,17 @@ var ErrNotDir = errors.New("hostile: a parent is not a directory")
 // (Writer.KeepDirs).
 var ErrIsDir = errors.New("a directory is there, and is not replaced")
 
-// NewWriter opens root, a trusted path, for writing beneath it.
+// NewWriter opens root for writing beneath it. root itself is not
+// followed if it is a symlink (ErrSymlink): another user who may write in
+// its parent could have swapped it for one since the caller checked it.
 func NewWriter(root string) (*Writer, error) {
-	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == unix.ENOTDIR {
+		var st unix.Stat_t
+		if unix.Lstat(root, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return nil, fmt.Errorf("hostile: open root %s: %w", root, ErrSymlink)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("hostile: open root %s: %w", root, err)
 	}
@@ -161,8 +172,19 @@ func (w *Writer) Mkdir(path string, mode, uid, gid uint32) error {
 			return writeErr(path, err)
 		}
 	}
-	if err := unix.Mkdirat(pfd, name, 0o700); err != nil && err != unix.EEXIST {
+	err = unix.Mkdirat(pfd, name, 0o700)
+	if err != nil && err != unix.EEXIST {
 		return writeErr(path, err)
+	}
+	if w.KeepDirs {
+		if err == nil {
+			if w.made == nil {
+				w.made = map[string]bool{}
+			}
+			w.made[path] = true
+		} else if !w.made[path] {
+			return nil // the host's directory: its owner and mode stay
+		}
 	}
 	fd, err := openat2(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
