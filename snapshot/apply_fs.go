@@ -79,7 +79,12 @@ func (a *applier) clear(dfd int, base string, isDir bool) (kept bool, err error)
 	if isDir {
 		return true, nil
 	}
-	a.forgetDir() // it may be inside what goes
+	if a.lastDirFd != dfd {
+		// The cached directory may be inside what goes. (When it is dfd
+		// itself, the parent, it stays valid: closing it closed dfd under
+		// the removal, and every such archive failed.)
+		a.forgetDir()
+	}
 	return false, removeAllAt(dfd, base)
 }
 
