@@ -188,6 +188,19 @@ func (a *applier) apply(ctx context.Context, hdr *tar.Header, name string, r io.
 		if err != nil {
 			return entryErr(name, fmt.Errorf("hard link to %q: %w", hdr.Linkname, err))
 		}
+		// Each name of a file is read (and hashed) on its own later, so
+		// it costs its size against the logical cap: a few KB of links
+		// to one large file would read for hours.
+		var st unix.Stat_t
+		if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return entryErr(name, err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+			a.logical += st.Size
+			if a.lim.MaxLogical >= 0 && (a.logical > a.lim.MaxLogical || a.logical < 0) {
+				return &LimitError{Name: name, Limit: "logical size", Value: a.lim.MaxLogical}
+			}
+		}
 		return nil // a second name: the inode's metadata is the first one's
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		kind := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]

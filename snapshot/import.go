@@ -138,7 +138,7 @@ func (m *Manager) Import(ctx context.Context, key string, src Source, p progress
 	fillErr := fill(ctx, root, src, lim, p)
 	var st ImportStats
 	if fillErr == nil {
-		st, fillErr = countTree(root)
+		st, fillErr = countTree(ctx, root)
 	}
 	if !direct {
 		if err := Unmount(mnt); err != nil {

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,7 +23,7 @@ import (
 // import the same source get the same digest; a source that differs in any
 // byte of content or metadata other than times and extended attributes
 // gets another.
-func countTree(root string) (ImportStats, error) {
+func countTree(ctx context.Context, root string) (ImportStats, error) {
 	var st ImportStats
 	r, err := os.OpenRoot(root)
 	if err != nil {
@@ -33,6 +34,9 @@ func countTree(root string) (ImportStats, error) {
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err // an interrupt stops the count too
 		}
 		rel, err := filepath.Rel(root, p)
 		if err != nil {

@@ -25,7 +25,7 @@ func TestImportAndSandbox(t *testing.T) {
 	requireRoot(t)
 	rootfs := busyboxRootfs(t)
 	want := treeHash(t, rootfs)
-	wantStats, err := countTree(rootfs)
+	wantStats, err := countTree(context.Background(), rootfs)
 	must(t, err)
 	plain, gz := tarOf(t, rootfs, false), tarOf(t, rootfs, true)
 	if gz[0] != 0x1f || gz[1] != 0x8b {
