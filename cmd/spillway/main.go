@@ -84,7 +84,19 @@ func unknownCommand(app *cli.App, args []string, err error) error {
 		return err
 	}
 	path, _ := commandWords(app, args)
-	return usageError("unknown command %q (see %s --help)", strings.TrimSuffix(name, "'"), strings.Join(append([]string{"spillway"}, path...), " "))
+	name = strings.TrimSuffix(name, "'")
+	where := strings.Join(append([]string{"spillway"}, path...), " ")
+	if hint := otherName[strings.Join(append(path, name), " ")]; hint != "" {
+		return usageError("unknown command %q: %s (see %s --help)", name, hint, where)
+	}
+	return usageError("unknown command %q (see %s --help)", name, where)
+}
+
+// otherName points the names users reach for at what spillway calls it.
+var otherName = map[string]string{
+	"exception rm":     "an exception is revoked, not removed, so the ledger keeps what it let through (spillway exception revoke ID --reason TEXT)",
+	"exception delete": "an exception is revoked, not removed, so the ledger keeps what it let through (spillway exception revoke ID --reason TEXT)",
+	"exception remove": "an exception is revoked, not removed, so the ledger keeps what it let through (spillway exception revoke ID --reason TEXT)",
 }
 
 // helpArgs turns `spillway [GLOBAL FLAGS] help [COMMAND…]` into
