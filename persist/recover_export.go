@@ -36,6 +36,7 @@ type ExportResult struct {
 // it and keeps no setuid, setgid or sticky bit; symlinks and special files
 // are skipped, as close refuses them.
 func (e *Env) RecoverExport(ctx context.Context, sandbox, path, dest string, session uint64, force bool) (*ExportResult, error) {
+	dest = filepath.Clean(dest) // "out/" would resolve a symlink at out
 	f, err := e.findRecoverable(ctx, sandbox, session, path)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,9 @@ package persist
 
 import (
 	"cmp"
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/spillway/spillway/internal/change"
 	"github.com/spillway/spillway/internal/units"
+	"github.com/spillway/spillway/persist/hostile"
 	"github.com/spillway/spillway/store"
 )
 
@@ -129,6 +132,10 @@ func (e *Env) applyRetention(sandbox string) (Dropped, error) {
 			if err := e.dropDiscarded(rs, false); err != nil {
 				return d, err
 			}
+			var freed int64
+			if err := e.recountAfterDrop(rs, &freed, rs.diskBytes()); err != nil {
+				return d, err
+			}
 			d.Discarded++
 			d.Bytes += rs.info.DiscardedBytes
 		}
@@ -173,8 +180,18 @@ func (e *Env) enforceCap() (Dropped, error) {
 		if !ok {
 			continue
 		}
-		cut := e.manifestCutShort(rs)
-		err := e.dropDiscarded(rs, true)
+		cut, err := e.manifestCutShort(rs)
+		before := rs.diskBytes()
+		if err == nil {
+			err = e.dropDiscarded(rs, true)
+		}
+		if err == nil {
+			// What is left is measured: a drop that moved the refused
+			// entries out also took what the tree held beyond them (an
+			// overlay's persisted files, what a cut manifest did not
+			// list), which the session would go on counting.
+			err = e.recountAfterDrop(rs, &n, before)
+		}
 		release()
 		if err != nil {
 			return d, err
@@ -183,9 +200,8 @@ func (e *Env) enforceCap() (Dropped, error) {
 		if cut {
 			what = "the discarded content, and what its manifest could not list (the disk was full at its close),"
 		}
-		e.warnf("recovery area over its cap of %s on disk (spillway config --keep-bytes): dropped %s of session %d of %s (%s)", units.FormatSize(limit), what, rs.n, rs.sandbox, units.FormatSize(rs.info.DiscardedBytes))
+		e.warnf("recovery area over its cap of %s on disk (spillway config --keep-bytes): dropped %s of session %d of %s (%s)", units.FormatSize(limit), what, rs.n, rs.sandbox, units.FormatSize(n))
 		d.Bytes += rs.info.DiscardedBytes
-		rs.discardedGone = true
 		total -= n
 		d.Discarded++
 	}
@@ -241,15 +257,20 @@ func (e *Env) ExpireRecovery() (Dropped, error) {
 // manifestCutShort says whether the session's manifest lists less than
 // its tree holds (manifestCut): the rest is kept as refused
 // (recover_unlisted.go).
-func (e *Env) manifestCutShort(rs *recoverySession) bool {
+// A manifest that cannot be read is an error: nothing can be told apart.
+func (e *Env) manifestCutShort(rs *recoverySession) (bool, error) {
 	if rs.info.Incomplete {
-		return true
+		return true, nil
 	}
 	var lines int64
-	if err := e.readManifest(rs, func(ManifestEntry) error { lines++; return nil }); err != nil {
-		return true // unreadable: remove only what can be named
+	err := e.readManifest(rs, func(ManifestEntry) error { lines++; return nil })
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return true, nil // none at all: what the tree holds is not listed
+	case err != nil:
+		return false, fmt.Errorf("recovery area of %s, session %d: %w", rs.sandbox, rs.n, err)
 	}
-	return manifestCut(rs, lines)
+	return manifestCut(rs, lines), nil
 }
 
 // dropDiscarded removes the discarded content of a session's tree and
@@ -271,7 +292,13 @@ func (e *Env) dropDiscarded(rs *recoverySession, forSpace bool) error {
 	if _, err := os.Lstat(tree); err != nil {
 		return writePrivate(rs.dir, discardedGone, nil)
 	}
-	cut := rs.hasInfo && e.manifestCutShort(rs)
+	cut := false
+	if rs.hasInfo {
+		var err error
+		if cut, err = e.manifestCutShort(rs); err != nil {
+			return err
+		}
+	}
 	if rs.hasInfo && (rs.info.Refused < rs.info.Entries-rs.info.Refused && !cut || cut && forSpace) {
 		// An earlier try that stopped may have left tree.new with some
 		// refused entries already moved into it (moveEntries resumes:
@@ -344,4 +371,32 @@ func removeAt(fd int, p string, flags int) {
 	}
 	unix.Unlinkat(pfd, name, flags)
 	unix.Close(pfd)
+}
+
+// recountAfterDrop measures what the session's tree takes on disk after
+// dropDiscarded, records it in info.json (so later counts see it) and
+// sets *freed to what the drop freed from before. A session without
+// recorded disk bytes keeps the estimate.
+func (e *Env) recountAfterDrop(rs *recoverySession, freed *int64, before int64) error {
+	rs.discardedGone = true
+	if rs.info.DiskBytes == nil || rs.info.DiscardedDiskBytes == nil {
+		return nil
+	}
+	var left int64
+	tree := filepath.Join(rs.dir, treeDir)
+	if _, err := os.Lstat(tree); err == nil {
+		if err := hostile.TreeChanges(context.Background(), tree, "", func(c hostile.Change) error {
+			left += c.Disk
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	disk := left + *rs.info.DiscardedDiskBytes // diskBytes() is DiskBytes less the discarded, gone
+	rs.info.DiskBytes = &disk
+	if err := e.writeSessionInfo(rs.sandbox, rs.n, rs.info); err != nil {
+		return err
+	}
+	*freed = max(before-left, 0)
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/containerd/errdefs"
 	"github.com/urfave/cli/v2"
@@ -124,6 +125,9 @@ func runPersistedExport(ctx context.Context, o persistedExportOptions, g globalO
 // directory made if missing. A symlink at dest is refused, never
 // followed; a non-empty dest needs force.
 func exportTree(ctx context.Context, e *persist.Env, set *persist.ExportSet, dest string, force bool) (*persist.ExportStats, error) {
+	// "out/" would resolve a symlink at out: the name is checked, and
+	// opened, without the slash.
+	dest = filepath.Clean(dest)
 	fi, err := os.Lstat(dest)
 	made := false
 	switch {

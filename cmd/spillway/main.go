@@ -94,9 +94,9 @@ func unknownCommand(app *cli.App, args []string, err error) error {
 
 // otherName points the names users reach for at what spillway calls it.
 var otherName = map[string]string{
-	"exception rm":     "an exception is revoked, not removed, so the ledger keeps what it let through (spillway exception revoke ID --reason TEXT)",
-	"exception delete": "an exception is revoked, not removed, so the ledger keeps what it let through (spillway exception revoke ID --reason TEXT)",
-	"exception remove": "an exception is revoked, not removed, so the ledger keeps what it let through (spillway exception revoke ID --reason TEXT)",
+	"exception rm":     "an exception is revoked, not removed: spillway exception revoke ID --reason TEXT (--purge also takes what it let through out of the persisted state)",
+	"exception delete": "an exception is revoked, not removed: spillway exception revoke ID --reason TEXT (--purge also takes what it let through out of the persisted state)",
+	"exception remove": "an exception is revoked, not removed: spillway exception revoke ID --reason TEXT (--purge also takes what it let through out of the persisted state)",
 }
 
 // helpArgs turns `spillway [GLOBAL FLAGS] help [COMMAND…]` into

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ var ErrIsDir = errors.New("a directory is there, and is not replaced")
 // followed if it is a symlink (ErrSymlink): another user who may write in
 // its parent could have swapped it for one since the caller checked it.
 func NewWriter(root string) (*Writer, error) {
+	root = filepath.Clean(root) // with a trailing slash, a symlink at root is followed
 	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err == unix.ENOTDIR {
 		var st unix.Stat_t
