@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -42,9 +43,25 @@ func TestScripts(t *testing.T) {
 // a sandbox's mount, and a runc that another script starts at that moment
 // copies every host mount into its new namespace, so it would (rightly) be
 // named too.
+//
+// They also run one after the other: each starts holders of its own
+// sandbox's mount, and a holder in a mount namespace of its own made by
+// one (unshare -m in close_holder_detached_ns.txtar) copies the mounts of
+// the others, and would be named by their closes.
 func TestScriptsAlone(t *testing.T) {
 	requireRoot(t)
-	testscript.Run(t, scriptParams(filepath.Join("testdata", "alone")))
+	files, err := filepath.Glob(filepath.Join("testdata", "alone", "*.txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		// t.Run returns once the script's (parallel) subtest is done.
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txtar"), func(t *testing.T) {
+			p := scriptParams(filepath.Join("testdata", "alone"))
+			p.Dir, p.Files = "", []string{f}
+			testscript.Run(t, p)
+		})
+	}
 }
 
 // scriptParams is how the CLI scripts in dir run.
