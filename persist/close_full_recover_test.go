@@ -50,13 +50,7 @@ func closeOnFullDisk(t *testing.T, junk ...string) *fixture {
 	for _, p := range junk {
 		write(t, root, p, "scratch", 0o644)
 	}
-	must(t, f.e.Close())
-	f.e = nil
-	hog := filepath.Join(f.dir, "hog")
-	fillFrom(t, hog)
-	f.openEnv("")
-	sum := f.close()
-	must(t, os.Remove(hog))
+	sum := f.closeFilled()
 	if got := refusal(sum, "/"+fullDocs+"/letter.txt"); got != RefuseNoSpace || !sum.Recovery.Kept() || !sum.ManifestIncomplete {
 		t.Fatalf("the letter refused %q (want no-space), kept for recovery %v, manifest cut short %v: the test no longer fills the disk enough",
 			got, sum.Recovery.Kept(), sum.ManifestIncomplete)
@@ -65,6 +59,20 @@ func closeOnFullDisk(t *testing.T, junk ...string) *fixture {
 }
 
 const fullDocs = "home/user/Documents"
+
+// closeFilled closes docs on a disk that something else filled (a fresh
+// command, as after the fill), then frees the space.
+func (f *fixture) closeFilled() *CloseSummary {
+	f.t.Helper()
+	must(f.t, f.e.Close())
+	f.e = nil
+	hog := filepath.Join(f.dir, "hog")
+	fillFrom(f.t, hog)
+	f.openEnv("")
+	sum := f.close()
+	must(f.t, os.Remove(hog))
+	return sum
+}
 
 // wantUnlisted fails unless the recovery area lists the letter and the new
 // document as refused.

@@ -16,6 +16,10 @@ import (
 // root write the sandbox's files into /etc, over its files (found by an
 // attack on 30 November 2026). ExportDir given a symlink stands for that
 // swap: it refuses it and leaves the link's target untouched.
+//
+// DEST given as "out/" (as shell completion writes a directory) resolved
+// the symlink whatever O_NOFOLLOW says: it is refused too (found by a
+// review).
 func TestExportDirNeverThroughLinkAtDest(t *testing.T) {
 	f := newFixture(t, snapshot.KindOverlay)
 	f.except(nil, "/home/user/Documents/**")
@@ -27,19 +31,21 @@ func TestExportDirNeverThroughLinkAtDest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	victim := t.TempDir() // stands for /etc
-	if err := os.WriteFile(filepath.Join(victim, "passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dest := filepath.Join(t.TempDir(), "out")
-	if err := os.Symlink(victim, dest); err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.e.ExportDir(f.ctx, set, dest)
-	if b, _ := os.ReadFile(filepath.Join(victim, "passwd")); string(b) != "root:x:0:0::/root:/bin/sh\n" {
-		t.Errorf("the export wrote through the symlink at DEST: the target's passwd is now %q (export error: %v)", b, err)
-	}
-	if err == nil {
-		t.Error("ExportDir accepted a DEST that is a symlink")
+	for _, suffix := range []string{"", "/"} {
+		victim := t.TempDir() // stands for /etc
+		if err := os.WriteFile(filepath.Join(victim, "passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dest := filepath.Join(t.TempDir(), "out")
+		if err := os.Symlink(victim, dest); err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.e.ExportDir(f.ctx, set, dest+suffix)
+		if b, _ := os.ReadFile(filepath.Join(victim, "passwd")); string(b) != "root:x:0:0::/root:/bin/sh\n" {
+			t.Errorf("DEST %q: the export wrote through the symlink: the target's passwd is now %q (export error: %v)", "out"+suffix, b, err)
+		}
+		if err == nil {
+			t.Errorf("DEST %q: ExportDir accepted a symlink", "out"+suffix)
+		}
 	}
 }

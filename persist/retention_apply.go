@@ -129,7 +129,7 @@ func (e *Env) applyRetention(sandbox string) (Dropped, error) {
 			d.Sessions++
 			d.Bytes += rs.bytes()
 		case !discLive && !rs.discardedGone:
-			if err := e.dropDiscarded(rs, false); err != nil {
+			if _, err := e.dropDiscarded(rs, false); err != nil {
 				return d, err
 			}
 			var freed int64
@@ -180,11 +180,8 @@ func (e *Env) enforceCap() (Dropped, error) {
 		if !ok {
 			continue
 		}
-		cut, err := e.manifestCutShort(rs)
 		before := rs.diskBytes()
-		if err == nil {
-			err = e.dropDiscarded(rs, true)
-		}
+		cut, err := e.dropDiscarded(rs, true)
 		if err == nil {
 			// What is left is measured: a drop that moved the refused
 			// entries out also took what the tree held beyond them (an
@@ -283,20 +280,19 @@ func (e *Env) manifestCutShort(rs *recoverySession) (bool, error) {
 // list stays with the refused content, unless forSpace (the byte cap):
 // then only the refused entries it lists stay, since the unlisted ones
 // are as likely what filled the disk.
-func (e *Env) dropDiscarded(rs *recoverySession, forSpace bool) error {
+// It says whether the manifest was cut short.
+func (e *Env) dropDiscarded(rs *recoverySession, forSpace bool) (cut bool, err error) {
 	tree := filepath.Join(rs.dir, treeDir)
 	manifest := filepath.Join(rs.dir, "manifest.jsonl")
 	if _, err := os.Lstat(tree); errors.Is(err, os.ErrNotExist) {
 		os.Rename(filepath.Join(rs.dir, "tree.new"), tree) // a try that stopped between its renames
 	}
 	if _, err := os.Lstat(tree); err != nil {
-		return writePrivate(rs.dir, discardedGone, nil)
+		return cut, writePrivate(rs.dir, discardedGone, nil)
 	}
-	cut := false
 	if rs.hasInfo {
-		var err error
 		if cut, err = e.manifestCutShort(rs); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if rs.hasInfo && (rs.info.Refused < rs.info.Entries-rs.info.Refused && !cut || cut && forSpace) {
@@ -306,7 +302,7 @@ func (e *Env) dropDiscarded(rs *recoverySession, forSpace bool) error {
 		// refused entries moved out: to trash).
 		fresh := filepath.Join(rs.dir, "tree.new")
 		if err := os.Mkdir(fresh, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
+			return cut, err
 		}
 		if err := moveEntries(tree, fresh, manifest, change.VerdictRefuse); err != nil {
 			e.warnf("recovery area of %s session %d: %v", rs.sandbox, rs.n, err)
@@ -314,28 +310,28 @@ func (e *Env) dropDiscarded(rs *recoverySession, forSpace bool) error {
 		old := filepath.Join(rs.dir, "tree.old")
 		if _, err := os.Lstat(old); err == nil {
 			if err := e.trash(old); err != nil {
-				return err
+				return cut, err
 			}
 		}
 		if err := os.Rename(tree, old); err != nil {
-			return err
+			return cut, err
 		}
 		if err := os.Rename(fresh, tree); err != nil {
-			return err
+			return cut, err
 		}
 		if err := writePrivate(rs.dir, discardedGone, nil); err != nil {
-			return err
+			return cut, err
 		}
-		return e.trash(old)
+		return cut, e.trash(old)
 	}
 	fd, err := unix.Open(tree, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return cut, err
 	}
 	defer unix.Close(fd)
 	f, err := os.Open(manifest)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return cut, err
 	}
 	if f != nil {
 		var dirs []string
@@ -352,13 +348,13 @@ func (e *Env) dropDiscarded(rs *recoverySession, forSpace bool) error {
 		})
 		f.Close()
 		if err != nil {
-			return err
+			return cut, err
 		}
 		for i := len(dirs) - 1; i >= 0; i-- {
 			removeAt(fd, dirs[i], unix.AT_REMOVEDIR)
 		}
 	}
-	return writePrivate(rs.dir, discardedGone, nil)
+	return cut, writePrivate(rs.dir, discardedGone, nil)
 }
 
 // removeAt unlinks p beneath the tree fd without following a link (best
